@@ -1,0 +1,156 @@
+//! The composition root of Quire: reads [`Settings`], picks the adapters (SQLite or
+//! PostgreSQL; in-process cache or Redis), and serves the `api` crate's application.
+//!
+//! [`Application::build`] binds the listener (port 0 in tests) and exposes [`Application::port`]
+//! and [`Application::run_until_stopped`]. SIGTERM and SIGINT stop the server gracefully:
+//! it stops accepting, in-flight requests get `http.shutdown_timeout_secs` to finish.
+
+pub mod telemetry;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{HttpServer, web};
+use anyhow::Context as _;
+use api::{AppState, ExtraRoutes};
+use cache_redis::RedisCache;
+use kernel::cache::Cache;
+use kernel::health::HealthCheck;
+use kernel::{Clock, SystemClock};
+use memory::InProcessCache;
+use secrecy::ExposeSecret;
+use settings::CacheBackend;
+pub use settings::Settings;
+use store_sql::SqlStore;
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: SqlStore,
+}
+
+/// The cache adapter the settings ask for, with its health check.
+///
+/// # Errors
+/// When the Redis URL is malformed.
+pub fn cache_from_settings(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Cache>, Arc<dyn HealthCheck>)> {
+    Ok(match settings.cache.backend {
+        CacheBackend::Memory => {
+            let cache = Arc::new(InProcessCache::new(settings.cache.max_entries));
+            (cache.clone(), cache)
+        }
+        CacheBackend::Redis => {
+            let url = settings
+                .cache
+                .redis_url
+                .as_ref()
+                .context("cache.redis_url is required for the redis cache")?;
+            let cache = Arc::new(RedisCache::new(
+                url.expose_secret(),
+                &settings.cache.key_prefix,
+                settings.cache.pool_size,
+            )?);
+            (cache.clone(), cache)
+        }
+    })
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Connects the adapters, migrates if configured, and binds `settings.addr`.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or migrated, or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, None).await
+    }
+
+    /// [`Application::build`] with extra undocumented routes (tests only).
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with(
+        settings: Settings,
+        extra: Option<ExtraRoutes>,
+    ) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = SqlStore::connect(&settings, clock).await?;
+        if settings.database.migrate_on_start {
+            store.migrate().await?;
+        }
+        let (cache, cache_health) = cache_from_settings(&settings)?;
+        if let Err(e) = cache.ping().await {
+            // Not fatal: readiness reports it until the cache answers.
+            tracing::warn!(error = %e, "the cache does not answer yet");
+        }
+        let state = web::Data::new(AppState::new(
+            settings.http.clone(),
+            cache,
+            vec![Arc::new(store.clone()), cache_health],
+        ));
+
+        let listener = TcpListener::bind(settings.addr)
+            .with_context(|| format!("binding {}", settings.addr))?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
+        let http = &settings.http;
+        let mut server = HttpServer::new(move || api::build_app(state.clone(), extra))
+            .shutdown_timeout(http.shutdown_timeout_secs)
+            .client_request_timeout(Duration::from_secs(http.client_request_timeout_secs))
+            .client_disconnect_timeout(Duration::from_secs(5))
+            .keep_alive(Duration::from_secs(http.keep_alive_secs));
+        if http.workers > 0 {
+            server = server.workers(http.workers);
+        }
+        let server = server.listen(listener).context("listening")?.run();
+        tracing::info!(
+            port,
+            database = store.backend_name(),
+            cache = ?settings.cache.backend,
+            data_dir = %settings.data_dir.display(),
+            "server bound"
+        );
+        Ok(Self {
+            port,
+            server,
+            store,
+        })
+    }
+
+    /// The bound port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server (gracefully or not) from elsewhere.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (signal or handle), then closes the pool.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("serving")?;
+        tracing::info!("server stopped; closing connections");
+        self.store.close().await
+    }
+}

@@ -1,0 +1,155 @@
+//! The `quire` command: `serve` (default), `migrate`, `config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use figment::providers::Serialized;
+use quire::{Application, Settings, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "quire",
+    version,
+    about = "Chat with your documents: the Quire server"
+)]
+struct Cli {
+    /// A TOML configuration file (optional; `QUIRE_*` variables override it).
+    #[arg(long, global = true, env = "QUIRE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct Common {
+    /// The data folder (SQLite file, later uploads and keys) [env: QUIRE_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve {
+        /// Where to listen, HOST:PORT [env: QUIRE_ADDR] [default: 127.0.0.1:8080].
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config {
+        /// As for serve.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn settings(
+    cli: &Cli,
+    addr: Option<SocketAddr>,
+    common: Option<&Common>,
+) -> anyhow::Result<Settings> {
+    let mut fig = Settings::figment(cli.config.as_deref());
+    if let Some(addr) = addr {
+        fig = fig.merge(Serialized::default("addr", addr));
+    }
+    if let Some(dir) = common.and_then(|c| c.data_dir.as_ref()) {
+        fig = fig.merge(Serialized::default("data_dir", dir));
+    }
+    Ok(Settings::from_figment(fig)?)
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        None => serve(settings(&cli, None, None)?).await,
+        Some(Command::Serve { addr, common }) => serve(settings(&cli, *addr, Some(common))?).await,
+        Some(Command::Migrate { common }) => {
+            let settings = settings(&cli, None, Some(common))?;
+            telemetry::init(&settings.log);
+            let store =
+                store_sql::SqlStore::connect(&settings, Arc::new(kernel::SystemClock)).await?;
+            let pending = store.pending_migrations().await?;
+            store.migrate().await?;
+            println!(
+                "migrated the {} database: {} applied ({})",
+                store.backend_name(),
+                pending.len(),
+                if pending.is_empty() {
+                    "none pending".to_owned()
+                } else {
+                    pending.join(", ")
+                }
+            );
+            store.close().await
+        }
+        Some(Command::Config { addr, common }) => {
+            let settings = settings(&cli, *addr, Some(common))?;
+            print!(
+                "{}",
+                settings
+                    .redacted_toml()
+                    .context("printing the configuration")?
+            );
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    telemetry::init(&settings.log);
+    let app = Application::build(settings.clone()).await?;
+    let data =
+        std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+    let backend = if settings.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    println!(
+        "Quire listening on http://{}:{} (database: {backend}, data folder: {})",
+        settings.addr.ip(),
+        app.port(),
+        data.display()
+    );
+    println!(
+        "API reference: http://{}:{}/docs/",
+        settings.addr.ip(),
+        app.port()
+    );
+    app.run_until_stopped().await
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("quire: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quire: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! One API error type, rendered as `application/problem+json` exactly as the API contract says:
+//! `{type, title, status, detail, code, request_id, errors?}`.
+//!
+//! 5xx bodies are opaque: the cause chain goes to the log (with the request id), never to the
+//! client.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use kernel::{FieldError, InvalidInput};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+tokio::task_local! {
+    /// The id of the request being served (set by the edge middleware).
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// The id of the request this task serves, if any.
+#[must_use]
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// A problem document (RFC 9457) with Quire's `code`, `request_id` and field `errors`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type: `urn:quire:problem:{code}`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The HTTP reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// A stable machine string: `validation_failed`, `unauthenticated`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `rate_limited`, `quota_exceeded`,
+    /// `payload_too_large`, `unsupported_media_type`, `provider_unavailable`, `timeout`,
+    /// `internal`.
+    pub code: String,
+    /// The request's id (also in the `X-Request-ID` header).
+    pub request_id: String,
+    /// Field-level errors, for `validation_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemField>>,
+}
+
+/// One field that failed validation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// The field's path in the request (`email`, `items[2].name`, `limit`).
+    pub field: String,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// Every error a handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request could not be read (malformed JSON, missing tenant header).
+    #[error("{detail}")]
+    BadRequest {
+        /// The stable code.
+        code: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// 422: fields failed validation.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 401.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// 403.
+    #[error("not allowed")]
+    Forbidden,
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 405, with the methods the path does allow.
+    #[error("method not allowed")]
+    MethodNotAllowed(Vec<String>),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413.
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429, retry after the given seconds.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
+    /// 503: the handler did not answer within the request timeout.
+    #[error("the request took too long")]
+    Timeout,
+    /// 500: anything unexpected. The chain is logged; the client sees an opaque body.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::Validation(e.0)
+    }
+}
+
+impl ApiError {
+    /// The stable machine code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Timeout => "timeout",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Validation(_) => "one or more fields are invalid".to_owned(),
+            ApiError::NotFound => "the resource does not exist".to_owned(),
+            ApiError::Unauthenticated => "a valid access token or API key is required".to_owned(),
+            ApiError::Forbidden => "your role does not allow this".to_owned(),
+            ApiError::MethodNotAllowed(allow) => {
+                format!("this path allows {}", allow.join(", "))
+            }
+            ApiError::Internal(_) => "an internal error occurred".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The code for a status when nothing more specific is known (responses made outside a
+/// handler: the router, CORS, the protocol layer).
+#[must_use]
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 422 => "validation_failed",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        402 => "quota_exceeded",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        429 => "rate_limited",
+        502 => "provider_unavailable",
+        503 | 504 => "timeout",
+        _ => "internal",
+    }
+}
+
+/// A problem response for `status` with `code` and `detail`.
+#[must_use]
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<Vec<ProblemField>>,
+) -> HttpResponse {
+    let body = Problem {
+        type_: format!("urn:quire:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+        request_id: current_request_id().unwrap_or_default(),
+        errors,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)))
+        .body(json)
+}
+
+/// Formats an error with its whole `source()` chain, for the log.
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            let chain: &(dyn std::error::Error + 'static) = e.as_ref();
+            tracing::error!(error = %Chain(chain), "internal error");
+        }
+        let errors = match self {
+            ApiError::Validation(fields) => Some(
+                fields
+                    .iter()
+                    .map(|f| ProblemField {
+                        field: f.field.clone(),
+                        message: f.message.clone(),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let mut res = problem_response(self.status_code(), self.code(), self.detail(), errors);
+        match self {
+            ApiError::MethodNotAllowed(allow) => {
+                if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                    res.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_opaque() {
+        let err = ApiError::Internal(anyhow::anyhow!("SELECT * FROM secrets at /srv/x.rs"));
+        assert_eq!(err.detail(), "an internal error occurred");
+        assert_eq!(err.code(), "internal");
+    }
+
+    #[test]
+    fn chain_shows_every_cause() {
+        let err = anyhow::anyhow!("root cause")
+            .context("middle")
+            .context("top");
+        let chain: &(dyn std::error::Error + 'static) = err.as_ref();
+        assert_eq!(Chain(chain).to_string(), "top: middle: root cause");
+    }
+}

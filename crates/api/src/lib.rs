@@ -1,0 +1,67 @@
+//! The HTTP edge of Quire: actix-web handlers, DTOs, extractors, middleware, problem+json
+//! errors and the generated OpenAPI document.
+//!
+//! Handlers stay thin (DTO → use case → DTO). Everything a route needs reaches it through one
+//! [`AppState`]. [`build_app`] assembles the routes and the middleware stack; the composition
+//! root (`apps/quire`) builds the state from the configured adapters.
+
+pub mod error;
+pub mod extract;
+mod metrics;
+mod middleware;
+pub mod openapi;
+mod routes;
+mod state;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, web};
+use utoipa_actix_web::AppExt as _;
+
+pub use error::{ApiError, current_request_id};
+pub use metrics::Metrics;
+pub use openapi::RouteTable;
+pub use state::AppState;
+
+/// Extra plain actix routes, for tests that need a route of their own (never documented).
+pub type ExtraRoutes = fn(&mut web::ServiceConfig);
+
+/// The whole application: routes, error handling and middleware, around `state`.
+pub fn build_app(
+    state: web::Data<AppState>,
+    extra: Option<ExtraRoutes>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = state.http.body_limit_bytes;
+    let cors = middleware::cors(&state.http.cors_allowed_origins);
+    let docs = routes::docs(state.openapi.clone());
+    let (app, _) = App::new()
+        .into_utoipa_app()
+        .configure(routes::configure)
+        .split_for_parts();
+    app.app_data(state)
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(extract::json_config(limit))
+        .app_data(extract::query_config())
+        .app_data(extract::path_config())
+        .configure(|cfg| {
+            if let Some(extra) = extra {
+                extra(cfg);
+            }
+        })
+        .service(docs)
+        .route("/docs", web::get().to(routes::docs_redirect))
+        .default_service(web::to(routes::fallback))
+        .wrap(actix_web::middleware::from_fn(middleware::timeout))
+        .wrap(actix_web::middleware::Compress::default())
+        .wrap(cors)
+        .wrap(actix_web::middleware::from_fn(middleware::metrics))
+        .wrap(actix_web::middleware::from_fn(middleware::edge))
+}

@@ -1,0 +1,299 @@
+//! The middleware stack, outermost first:
+//! 1. [`edge`]: request id (`X-Request-ID`), the request span and access log, problem+json for
+//!    every error response (also those made outside handlers), security headers;
+//! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
+//! 3. CORS from the configured allowlist ([`cors`]);
+//! 4. compression (gzip);
+//! 5. [`timeout`]: a handler that does not produce a response head in time is answered 503.
+
+use std::time::{Duration, Instant};
+
+use actix_cors::Cors;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpResponse, ResponseError, web};
+use tracing::Instrument as _;
+
+use crate::error::{self, ApiError, PROBLEM_JSON, REQUEST_ID};
+use crate::state::AppState;
+
+/// The request id header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A client-sent request id is echoed only if it is short and plain.
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+fn is_problem(res: &ServiceResponse<BoxBody>) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+}
+
+/// Rewrites an error response made outside our handlers (router, CORS, actix extractors) into
+/// problem+json, keeping its status and headers such as `Allow` and `Retry-After`.
+fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) {
+        return res;
+    }
+    let (req, old) = res.into_parts();
+    let new = generic_problem(status, old.headers());
+    ServiceResponse::new(req, new)
+}
+
+/// A problem body for `status`, keeping the other response's headers (`Allow`, `Retry-After`,
+/// CORS) but not its content headers.
+fn generic_problem(status: StatusCode, old_headers: &HeaderMap) -> HttpResponse {
+    let detail = status
+        .canonical_reason()
+        .unwrap_or("the request failed")
+        .to_owned();
+    let mut new = error::problem_response(status, error::code_for_status(status), detail, None);
+    for (name, value) in old_headers {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    new
+}
+
+fn set_security_headers(headers: &mut HeaderMap, hsts: Option<&HeaderValue>) {
+    let defaults = [
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, value);
+        }
+    }
+    if let Some(v) = hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+    }
+}
+
+/// An error response rendered inside the request's scope (so it carries the request id),
+/// handed to actix as an error because no `HttpRequest` is at hand to wrap it.
+#[derive(Debug)]
+struct Rendered {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.status)
+    }
+}
+
+impl ResponseError for Rendered {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status).body(self.body.clone());
+        for (name, value) in &self.headers {
+            res.headers_mut().insert(name.clone(), value.clone());
+        }
+        res
+    }
+}
+
+/// Renders an error that escaped the inner services as problem+json.
+fn render(e: &Error) -> Rendered {
+    let res = e.error_response();
+    let status = res.status();
+    let res = if res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+    {
+        res
+    } else {
+        generic_problem(status, res.headers())
+    };
+    let headers = res.headers().clone();
+    let body = res.into_body().try_into_bytes().unwrap_or_default();
+    Rendered {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The outermost middleware: see the module docs.
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let hsts = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.http.hsts.then_some(s.http.hsts_max_age_secs))
+        .and_then(|age| HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok());
+    // Never the raw path or query: they may hold tokens. The route template is recorded below.
+    let span = tracing::info_span!(
+        "http",
+        request_id = %request_id,
+        method = %req.method(),
+        route = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let result = REQUEST_ID
+        .scope(request_id.clone(), async move {
+            match next.call(req).await {
+                Ok(res) => Ok(ensure_problem(res.map_into_boxed_body())),
+                Err(e) => Err(render(&e)),
+            }
+        })
+        .instrument(span.clone())
+        .await;
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    let (status, route, result) = match result {
+        Ok(mut res) => {
+            set_security_headers(res.headers_mut(), hsts.as_ref());
+            if let Some(v) = id_header {
+                res.headers_mut().insert(X_REQUEST_ID, v);
+            }
+            (res.status(), res.request().match_pattern(), Ok(res))
+        }
+        Err(mut rendered) => {
+            set_security_headers(&mut rendered.headers, hsts.as_ref());
+            if let Some(v) = id_header {
+                rendered.headers.insert(X_REQUEST_ID, v);
+            }
+            (rendered.status, None, Err(Error::from(rendered)))
+        }
+    };
+    span.record("route", route.as_deref().unwrap_or("unmatched"));
+    let status = status.as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, elapsed_ms, "request failed");
+        } else {
+            tracing::info!(status, elapsed_ms, "request");
+        }
+    });
+    result
+}
+
+/// Counts requests by route template and status.
+pub async fn metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let _in_flight = state.metrics.start_request();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let res = next
+        .call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body);
+    let (route, status) = match &res {
+        Ok(r) => (r.request().match_pattern(), r.status()),
+        Err(e) => (None, e.as_response_error().status_code()),
+    };
+    state.metrics.observe(
+        &method,
+        route.as_deref().unwrap_or("unmatched"),
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    res
+}
+
+/// Answers 503 `timeout` when the handler has not produced a response head in time. Streams
+/// are not cut: the limit covers the time to the head, not the body.
+pub async fn timeout(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(Duration::from_secs(30), |s| {
+            Duration::from_secs(s.http.request_timeout_secs)
+        });
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(res) => res.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => Err(ApiError::Timeout.into()),
+    }
+}
+
+/// CORS for the configured origins only. A request from another origin is served without CORS
+/// headers (the browser then withholds the response); a preflight from it is refused.
+#[must_use]
+pub fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-tenant-id"),
+            X_REQUEST_ID,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            X_REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+        ])
+        .max_age(3600)
+        .block_on_origin_mismatch(false);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_request_ids_are_echoed() {
+        let ok = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(sane_request_id(&ok).as_deref(), Some("abc-123_x.y:z"));
+        for bad in ["", "has space", "<script>", &"a".repeat(129)] {
+            let v = HeaderValue::from_str(bad).expect("header");
+            assert_eq!(sane_request_id(&v), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Route registration. Every documented route is registered here, through
+//! utoipa-actix-web, so it lands in the OpenAPI document.
+
+mod platform;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers every documented route.
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    platform::configure(cfg);
+}
+
+/// The API reference page at `/docs/`, with its assets compiled into the binary (no CDN), and
+/// the document at `/api/v1/openapi.json`.
+pub fn docs(doc: utoipa::openapi::OpenApi) -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", doc)
+}
+
+/// `/docs` → `/docs/`.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// No route matched: 405 with `Allow` when the path exists for other methods, else 404.
+pub async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let allowed = state.routes.allowed_methods(req.path());
+    if allowed.is_empty() {
+        Err(ApiError::NotFound)
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
+    }
+}

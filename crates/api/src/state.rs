@@ -1,0 +1,62 @@
+//! The one piece of shared state every handler receives.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kernel::cache::Cache;
+use kernel::health::HealthCheck;
+use settings::HttpSettings;
+use utoipa::openapi::OpenApi;
+
+use crate::metrics::Metrics;
+use crate::openapi::{self, RouteTable};
+
+/// Shared by all workers of one server process (behind `web::Data`).
+pub struct AppState {
+    /// HTTP limits, CORS and HSTS.
+    pub http: HttpSettings,
+    /// The cache/coordination port.
+    pub cache: Arc<dyn Cache>,
+    /// Components checked by `/health/ready` (database, cache; later the provider).
+    pub components: Vec<Arc<dyn HealthCheck>>,
+    /// This process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The generated OpenAPI document.
+    pub openapi: OpenApi,
+    /// Documented routes, for 405 answers.
+    pub routes: RouteTable,
+    /// When the process started serving.
+    pub started_at: Instant,
+}
+
+impl AppState {
+    /// The state for a server with these adapters.
+    #[must_use]
+    pub fn new(
+        http: HttpSettings,
+        cache: Arc<dyn Cache>,
+        components: Vec<Arc<dyn HealthCheck>>,
+    ) -> Self {
+        let openapi = openapi::document();
+        let routes = RouteTable::from_openapi(&openapi);
+        Self {
+            http,
+            cache,
+            components,
+            metrics: Arc::new(Metrics::new()),
+            openapi,
+            routes,
+            started_at: Instant::now(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("http", &self.http)
+            .field("cache", &self.cache)
+            .field("components", &self.components)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,4 @@
+//! Identity: accounts, credentials, sessions and tokens.
+//!
+//! Thin until its issue: the domain lands here as `model`, `ports`, `service` and `error`,
+//! depending only on `kernel` (see docs/architecture.md).

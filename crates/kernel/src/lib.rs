@@ -1,0 +1,23 @@
+//! The shared kernel of Quire: the few types every domain crate speaks.
+//!
+//! Typed UUIDv7 ids ([`id`]), the tenant context and roles ([`tenant`]), the clock port
+//! ([`clock`]), keyset pagination with opaque cursors ([`page`]), field-level validation errors
+//! ([`error`]), the cache/coordination port ([`cache`]) and the health-check port ([`health`]).
+//!
+//! Architecture invariant: this crate, like every domain crate, does no I/O of its own and
+//! depends on no web framework, ORM, HTTP client or cache driver (checked by
+//! `apps/quire/tests/architecture.rs`).
+
+pub mod cache;
+pub mod clock;
+pub mod error;
+pub mod health;
+pub mod id;
+pub mod page;
+pub mod tenant;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{FieldError, InvalidInput};
+pub use id::{TenantId, UserId};
+pub use page::{Cursor, Page, PageRequest};
+pub use tenant::{Principal, Role, TenantContext};

@@ -1,0 +1,8 @@
+//! In-process adapters of the ports: the embedded default's cache, and in-memory repositories
+//! for domain tests. Nothing here is shared between processes; production uses Redis and SQL.
+
+mod cache;
+mod organizations;
+
+pub use cache::InProcessCache;
+pub use organizations::InMemoryOrganizations;

@@ -1,0 +1,354 @@
+//! Quire's configuration: defaults, then an optional TOML file, then `QUIRE_*` environment
+//! variables (nested keys with `__`, e.g. `QUIRE_DATABASE__URL`), then command-line flags.
+//!
+//! Secrets (`database.url`, `cache.redis_url`) are [`secrecy::SecretString`]s: `Debug` prints
+//! `[REDACTED]` and [`Settings::redacted_toml`] prints `"[redacted]"`. Every setting is listed in
+//! `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Everything Quire reads at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where `serve` listens (`QUIRE_ADDR`).
+    pub addr: SocketAddr,
+    /// The data folder: the SQLite file and, later, uploaded files and keys (`QUIRE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogSettings,
+    /// The SQL store.
+    pub database: DatabaseSettings,
+    /// The cache/coordination store.
+    pub cache: CacheSettings,
+    /// The HTTP edge.
+    pub http: HttpSettings,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` (one object a line, for production) or `pretty` (readable, for development).
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive (`info`, `quire=debug,actix_web=info`).
+    pub filter: String,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Structured JSON lines.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// The SQL store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` for production; unset means SQLite at `<data_dir>/quire.db`. May hold a
+    /// password, so it is a secret.
+    #[serde(serialize_with = "redact_opt")]
+    pub url: Option<SecretString>,
+    /// Pool size ceiling.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// Seconds to wait for a connection from the pool (or to connect).
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// PostgreSQL only: the schema to use (`search_path`); tests give each test its own.
+    pub schema: Option<String>,
+}
+
+/// The cache/coordination store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `memory` (in-process; one server only) or `redis` (shared by every server).
+    pub backend: CacheBackend,
+    /// `redis://…`, required for the redis backend; may hold a password.
+    #[serde(serialize_with = "redact_opt")]
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every key this deployment writes (`quire`).
+    pub key_prefix: String,
+    /// Redis connection pool size.
+    pub pool_size: usize,
+    /// In-process backend: the most entries kept before expired and oldest ones are evicted.
+    pub max_entries: usize,
+}
+
+/// Which cache adapter to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In-process map: fine for one embedded server.
+    Memory,
+    /// Redis: required when several servers share the work.
+    Redis,
+}
+
+/// The HTTP edge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Largest JSON or form body accepted, in bytes (uploads have their own limit).
+    pub body_limit_bytes: usize,
+    /// Seconds a handler may take to produce a response head before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Seconds a client has to send the request head.
+    pub client_request_timeout_secs: u64,
+    /// Keep-alive seconds for idle connections.
+    pub keep_alive_secs: u64,
+    /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// Origins allowed by CORS (`https://app.example.com`); empty allows none.
+    pub cors_allowed_origins: Vec<String>,
+    /// Send `Strict-Transport-Security` (enable behind TLS).
+    pub hsts: bool,
+    /// `max-age` of HSTS, in seconds.
+    pub hsts_max_age_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                filter: "info".to_owned(),
+            },
+            database: DatabaseSettings {
+                url: None,
+                max_connections: 10,
+                min_connections: 1,
+                acquire_timeout_secs: 5,
+                migrate_on_start: true,
+                schema: None,
+            },
+            cache: CacheSettings {
+                backend: CacheBackend::Memory,
+                redis_url: None,
+                key_prefix: "quire".to_owned(),
+                pool_size: 16,
+                max_entries: 100_000,
+            },
+            http: HttpSettings {
+                workers: 0,
+                body_limit_bytes: 1024 * 1024,
+                request_timeout_secs: 30,
+                client_request_timeout_secs: 10,
+                keep_alive_secs: 75,
+                shutdown_timeout_secs: 30,
+                cors_allowed_origins: Vec::new(),
+                hsts: false,
+                hsts_max_age_secs: 31_536_000,
+            },
+        }
+    }
+}
+
+/// Configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or an environment variable could not be read into settings.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// Settings that parse but do not fit together.
+    #[error("invalid configuration: {0}")]
+    Inconsistent(String),
+}
+
+impl Settings {
+    /// Defaults → the TOML `file` (if given; it must exist) → `QUIRE_*` environment variables.
+    ///
+    /// # Errors
+    /// [`SettingsError`] when the file is missing or malformed, a variable has the wrong type or
+    /// names an unknown setting, or the result is inconsistent.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::from_figment(Self::figment(file))
+    }
+
+    /// The layered sources, for callers that add their own layer on top (tests, CLI flags).
+    #[must_use]
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(
+            // `QUIRE_CONFIG` names the file; `QUIRE_TEST_*` belong to the test harness.
+            Env::prefixed("QUIRE_")
+                .filter(|k| k != "config" && !k.as_str().starts_with("test_"))
+                .split("__"),
+        )
+    }
+
+    /// Extracts and checks settings from `figment`.
+    ///
+    /// # Errors
+    /// See [`Settings::load`].
+    pub fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
+        if self.cache.backend == CacheBackend::Redis && self.cache.redis_url.is_none() {
+            return bad("cache.backend = \"redis\" needs cache.redis_url (QUIRE_CACHE__REDIS_URL)");
+        }
+        if self.database.max_connections == 0
+            || self.database.min_connections > self.database.max_connections
+        {
+            return bad("database.max_connections must be ≥ 1 and ≥ database.min_connections");
+        }
+        if self.http.body_limit_bytes == 0 || self.http.request_timeout_secs == 0 {
+            return bad("http.body_limit_bytes and http.request_timeout_secs must be positive");
+        }
+        if let Some(schema) = &self.database.schema
+            && (schema.is_empty()
+                || schema.len() > 63
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        {
+            return bad("database.schema must be 1-63 characters of a-z, 0-9 and _");
+        }
+        if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(char::is_whitespace) {
+            return bad("cache.key_prefix must be a non-empty word");
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data folder.
+    #[must_use]
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => SecretString::from(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("quire.db").display()
+            )),
+        }
+    }
+
+    /// True when the store is PostgreSQL.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        self.database_url().expose_secret().starts_with("postgres")
+    }
+
+    /// The effective settings as TOML with every secret replaced by `"[redacted]"`.
+    ///
+    /// # Errors
+    /// Only if serialization fails, which the types rule out in practice.
+    pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+fn redact_opt<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        for (k, v) in pairs {
+            fig = fig.merge(Toml::string(&format!("{k} = {v}")));
+        }
+        Settings::from_figment(fig)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let s = Settings::default();
+        assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
+        assert!(!s.is_postgres());
+        assert!(
+            s.database_url()
+                .expose_secret()
+                .ends_with("quire.db?mode=rwc")
+        );
+        assert_eq!(s.cache.backend, CacheBackend::Memory);
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "quire.toml",
+                "addr = \"0.0.0.0:9000\"\n[http]\nworkers = 3\nbody_limit_bytes = 10\n",
+            )?;
+            jail.set_env("QUIRE_HTTP__WORKERS", "5");
+            jail.set_env("QUIRE_DATA_DIR", "/srv/quire");
+            let s = Settings::load(Some(Path::new("quire.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.addr.to_string(), "0.0.0.0:9000");
+            assert_eq!(s.http.workers, 5);
+            assert_eq!(s.http.body_limit_bytes, 10);
+            assert_eq!(s.data_dir, PathBuf::from("/srv/quire"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_types_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("QUIRE_HTTP__WORKERZ", "5");
+            assert!(Settings::load(None).is_err());
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("QUIRE_HTTP__WORKERS", "many");
+            assert!(Settings::load(None).is_err());
+            Ok(())
+        });
+        assert!(Settings::load(Some(Path::new("/nonexistent/quire.toml"))).is_err());
+    }
+
+    #[test]
+    fn inconsistent_settings_are_rejected() {
+        assert!(with(&[("cache.backend", "\"redis\"")]).is_err());
+        assert!(with(&[("database.schema", "\"Robert'); DROP\"")]).is_err());
+        assert!(with(&[("database.max_connections", "0")]).is_err());
+        assert!(with(&[("database.schema", "\"t_ok_1\"")]).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = with(&[
+            ("database.url", "\"postgres://quire:hunter2@db/quire\""),
+            ("cache.backend", "\"redis\""),
+            ("cache.redis_url", "\"redis://:s3cret@cache:6379\""),
+        ])
+        .expect("valid");
+        let debug = format!("{s:?}");
+        let toml = s.redacted_toml().expect("serializes");
+        for out in [&debug, &toml] {
+            assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+        }
+        assert!(toml.contains("[redacted]"));
+        assert!(s.is_postgres());
+    }
+}

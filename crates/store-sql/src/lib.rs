@@ -1,0 +1,172 @@
+//! The SQL store: one sea-orm adapter for SQLite (the embedded default, WAL mode) and
+//! PostgreSQL (production), implementing the repository ports of the domain crates.
+//!
+//! - [`SqlStore::connect`] builds the pool from [`settings::Settings`];
+//! - [`SqlStore::migrate`] applies the `migration` crate (under an advisory lock on PostgreSQL
+//!   so that several servers starting at once migrate once);
+//! - `entity` holds the sea-orm entities, private to this crate: no `DbErr` or entity type ever
+//!   crosses into a port signature.
+
+mod entity;
+mod organizations;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use kernel::Clock;
+use kernel::health::{HealthCheck, PoolStats};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+};
+use secrecy::ExposeSecret;
+use settings::Settings;
+
+/// Any fixed number: the PostgreSQL advisory lock that serializes migrations across servers.
+const MIGRATION_LOCK_KEY: i64 = 0x5155_4952_455f_4d31; // "QUIRE_M1"
+
+/// A pooled connection to the SQL store.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    schema: Option<String>,
+}
+
+impl SqlStore {
+    /// Connects as `settings` say: SQLite in the data folder unless `database.url` is set.
+    ///
+    /// # Errors
+    /// When the data folder cannot be created or the database cannot be reached.
+    pub async fn connect(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let url = settings.database_url();
+        let db_settings = &settings.database;
+        if !settings.is_postgres() {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!("creating the data folder {}", settings.data_dir.display())
+            })?;
+        }
+        let mut opts = ConnectOptions::new(url.expose_secret().to_owned());
+        opts.max_connections(db_settings.max_connections)
+            .min_connections(db_settings.min_connections)
+            .acquire_timeout(Duration::from_secs(db_settings.acquire_timeout_secs))
+            .connect_timeout(Duration::from_secs(db_settings.acquire_timeout_secs))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        if let Some(schema) = &db_settings.schema {
+            opts.set_schema_search_path(schema.clone());
+        }
+        let db = Database::connect(opts)
+            .await
+            .context("connecting to the database")?;
+        Ok(Self {
+            db,
+            clock,
+            schema: db_settings.schema.clone(),
+        })
+    }
+
+    /// Applies pending migrations. On PostgreSQL it first creates the configured schema and
+    /// holds a transaction-scoped advisory lock, so concurrent servers migrate one at a time.
+    ///
+    /// # Errors
+    /// When a migration fails; nothing of that migration is kept on PostgreSQL.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let txn = self.db.begin().await.context("starting the migration")?;
+                if let Some(schema) = &self.schema {
+                    // The name was validated to [a-z0-9_]{1,63} in settings.
+                    txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                        .await
+                        .context("creating the schema")?;
+                }
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                ))
+                .await
+                .context("taking the migration lock")?;
+                Migrator::up(&txn, None)
+                    .await
+                    .context("applying migrations")?;
+                txn.commit().await.context("committing migrations")?;
+            }
+            _ => Migrator::up(&self.db, None)
+                .await
+                .context("applying migrations")?,
+        }
+        Ok(())
+    }
+
+    /// Names of the migrations not applied yet.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
+        let pending = Migrator::get_pending_migrations(&self.db)
+            .await
+            .context("reading migration status")?;
+        Ok(pending.iter().map(|m| m.name().to_owned()).collect())
+    }
+
+    /// `sqlite` or `postgres`.
+    #[must_use]
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => "postgres",
+            DbBackend::Sqlite => "sqlite",
+            _ => "other",
+        }
+    }
+
+    /// Closes the pool.
+    ///
+    /// # Errors
+    /// When closing fails.
+    pub async fn close(&self) -> anyhow::Result<()> {
+        self.db.close_by_ref().await.context("closing the pool")
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+#[async_trait]
+impl HealthCheck for SqlStore {
+    fn component(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        self.db.ping().await.context("database ping")
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        let (size, idle, max) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            DbBackend::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            _ => return None,
+        };
+        Some(PoolStats {
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max,
+        })
+    }
+}

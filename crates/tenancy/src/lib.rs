@@ -1,0 +1,10 @@
+//! Tenancy: organizations (the tenants), and later memberships, invitations and API keys.
+//!
+//! - [`model`]: validated newtypes and entities.
+//! - [`ports`]: the traits this domain needs from storage.
+
+pub mod model;
+pub mod ports;
+
+pub use model::{NewOrganization, OrgName, OrgSlug, Organization};
+pub use ports::{OrgRepoError, OrganizationRepository};

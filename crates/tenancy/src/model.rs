@@ -1,0 +1,169 @@
+//! Organizations and their validated fields.
+
+use kernel::{InvalidInput, TenantId};
+use time::OffsetDateTime;
+
+/// A URL-safe organization handle: 3–48 characters of `a-z`, `0-9` and single inner hyphens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgSlug(String);
+
+/// Slugs that would shadow routes or confuse people.
+const RESERVED_SLUGS: &[&str] = &["admin", "api", "new", "me", "orgs", "settings", "www"];
+
+impl OrgSlug {
+    /// Shortest slug.
+    pub const MIN_LEN: usize = 3;
+    /// Longest slug.
+    pub const MAX_LEN: usize = 48;
+
+    /// Validates a slug. Slugs are case-sensitive lower case: `Acme` is rejected, not folded,
+    /// so that what a client sends is what it gets back.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `slug` with the reason.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        let err = |m: &str| InvalidInput::field("slug", m);
+        if s.len() < Self::MIN_LEN || s.len() > Self::MAX_LEN {
+            return Err(err("must be 3 to 48 characters long"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(err("may contain only a-z, 0-9 and hyphens"));
+        }
+        if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
+            return Err(err("hyphens must sit between letters or digits"));
+        }
+        if RESERVED_SLUGS.contains(&s) {
+            return Err(err("is reserved"));
+        }
+        if uuid_like(s) {
+            return Err(err("must not look like an id"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The slug.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `X-Tenant-ID` takes an id or a slug, so a slug must never parse as an id.
+fn uuid_like(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An organization's display name: 1–120 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgName(String);
+
+impl OrgName {
+    /// Longest name, in characters.
+    pub const MAX_CHARS: usize = 120;
+
+    /// Validates and trims a name.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `name` with the reason.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        let trimmed = s.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidInput::field("name", "must not be empty"));
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidInput::field(
+                "name",
+                "must be at most 120 characters",
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InvalidInput::field(
+                "name",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What it takes to create an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrganization {
+    /// Display name.
+    pub name: OrgName,
+    /// Unique handle.
+    pub slug: OrgSlug,
+}
+
+/// An organization: the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// Its id, which is the tenant id.
+    pub id: TenantId,
+    /// Display name.
+    pub name: OrgName,
+    /// Unique handle.
+    pub slug: OrgSlug,
+    /// The billing plan's name (`free` until billing says otherwise).
+    pub plan: String,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_slugs() {
+        for s in ["acme", "acme-corp", "a1b", "x".repeat(48).as_str()] {
+            assert_eq!(
+                OrgSlug::parse(s).map(|v| v.as_str().to_owned()),
+                Ok(s.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn bad_slugs() {
+        let long = "x".repeat(49);
+        for s in [
+            "",
+            "ab",
+            &long,
+            "Acme",
+            "acme corp",
+            "-acme",
+            "acme-",
+            "ac--me",
+            "admin",
+            "acmé",
+            "acme\n",
+            "0190f3a2b0c47000800000000000000a",
+        ] {
+            let e = OrgSlug::parse(s).expect_err(s);
+            assert_eq!(e.0[0].field, "slug");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(
+            OrgName::parse("  Acme  ").map(|n| n.as_str().to_owned()),
+            Ok("Acme".into())
+        );
+        assert!(OrgName::parse("   ").is_err());
+        assert!(OrgName::parse("a\u{0}b").is_err());
+        assert!(OrgName::parse(&"é".repeat(120)).is_ok());
+        assert!(OrgName::parse(&"é".repeat(121)).is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! The schema of Quire, as sea-orm migrations: one schema, applied alike on PostgreSQL and
+//! SQLite, at `serve` start-up (configurable) and by `quire migrate`.
+//!
+//! Rules for new migrations: portable column types only (no backend-specific SQL unless
+//! guarded by `manager.get_database_backend()`), every tenant table has a `tenant_id` column
+//! and an index that starts with it, and migrations are never edited once they have landed.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_organizations;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_organizations::Migration)]
+    }
+}
