@@ -84,17 +84,18 @@ impl SqlStore {
         match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let txn = self.db.begin().await.context("starting the migration")?;
+                // The lock comes first: even `CREATE SCHEMA IF NOT EXISTS` races without it.
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                ))
+                .await
+                .context("taking the migration lock")?;
                 if let Some(schema) = &self.schema {
                     // The name was validated to [a-z0-9_]{1,63} in settings.
                     txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
                         .await
                         .context("creating the schema")?;
                 }
-                txn.execute_unprepared(&format!(
-                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
-                ))
-                .await
-                .context("taking the migration lock")?;
                 Migrator::up(&txn, None)
                     .await
                     .context("applying migrations")?;

@@ -1,1 +1,379 @@
-//! placeholder
+//! The test harness every later issue builds on.
+//!
+//! - [`spawn_app`] / [`spawn_app_with`]: a real server on port 0 for black-box HTTP tests,
+//!   isolated per test: its own SQLite file by default; its own PostgreSQL schema and Redis key
+//!   prefix on request ([`TestOptions`]). Schemas and keys are removed when the [`TestApp`] drops.
+//! - [`sqlite_store`], [`postgres_store`], [`redis_cache`]: adapters for port contract tests.
+//! - [`contract`]: one suite per port, run against every adapter of that port.
+//!
+//! PostgreSQL and Redis come from `QUIRE_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and `QUIRE_TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`). When they are unreachable the tests fail; they are skipped only
+//! when `QUIRE_TEST_SKIP_SERVICES=1` says so, and CI refuses that setting.
+
+pub mod contract;
+mod routes;
+
+use std::sync::{Arc, Once};
+
+use actix_web::dev::ServerHandle;
+use cache_redis::RedisCache;
+use quire::{Application, Settings};
+use secrecy::SecretString;
+use settings::CacheBackend;
+use store_sql::SqlStore;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+pub use routes::{SLOW_GATE, SlowGate};
+
+/// Default PostgreSQL for tests (trust auth, database `test`).
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Default Redis for tests.
+pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The PostgreSQL URL tests use.
+#[must_use]
+pub fn postgres_url() -> String {
+    std::env::var("QUIRE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+/// The Redis URL tests use.
+#[must_use]
+pub fn redis_url() -> String {
+    std::env::var("QUIRE_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.to_owned())
+}
+
+/// True when the PostgreSQL and Redis suites are switched off by `QUIRE_TEST_SKIP_SERVICES=1`.
+/// Prints a line saying so, so a skip is never silent.
+#[must_use]
+pub fn services_skipped(what: &str) -> bool {
+    let skipped = std::env::var("QUIRE_TEST_SKIP_SERVICES").is_ok_and(|v| v == "1");
+    if skipped {
+        eprintln!("SKIPPED ({what}): QUIRE_TEST_SKIP_SERVICES=1");
+    }
+    skipped
+}
+
+/// Logs for tests: `RUST_LOG` (default `warn`), through the test writer.
+pub fn init_test_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A name no other test uses: `t_` and 32 hex digits (a valid schema name and key prefix).
+#[must_use]
+pub fn unique_name() -> String {
+    format!("t_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Base settings for a test: port 0, one worker, a fresh data folder.
+#[must_use]
+pub fn test_settings(data_dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.addr = ([127, 0, 0, 1], 0).into();
+    s.data_dir = data_dir.to_path_buf();
+    s.http.workers = 1;
+    s.database.max_connections = 5;
+    s
+}
+
+/// Which backends a spawned app uses, and any last changes to its settings.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TestOptions {
+    /// PostgreSQL (own schema) instead of SQLite.
+    pub postgres: bool,
+    /// Redis (own key prefix) instead of the in-process cache.
+    pub redis: bool,
+    /// Applied to the settings last.
+    pub tweak: Option<fn(&mut Settings)>,
+}
+
+impl TestOptions {
+    /// PostgreSQL and Redis: the production setup.
+    #[must_use]
+    pub fn production() -> Self {
+        Self {
+            postgres: true,
+            redis: true,
+            tweak: None,
+        }
+    }
+
+    /// These options with `tweak` applied to the settings.
+    #[must_use]
+    pub fn tweak(mut self, tweak: fn(&mut Settings)) -> Self {
+        self.tweak = Some(tweak);
+        self
+    }
+}
+
+/// What to remove when a test ends.
+#[derive(Debug, Default)]
+struct Cleanup {
+    schema: Option<String>,
+    redis_prefix: Option<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.schema.is_none() && self.redis_prefix.is_none() {
+            return;
+        }
+        let schema = self.schema.take();
+        let prefix = self.redis_prefix.take();
+        // A fresh runtime on a plain thread: Drop may run inside a runtime that cannot block.
+        let joined = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Some(schema) = schema {
+                    drop_schema(&schema).await;
+                }
+                if let Some(prefix) = prefix
+                    && let Ok(cache) = RedisCache::new(&redis_url(), &prefix, 1)
+                {
+                    let _ = cache.purge_prefix().await;
+                }
+            });
+        })
+        .join();
+        if joined.is_err() {
+            eprintln!("test clean-up panicked");
+        }
+    }
+}
+
+async fn drop_schema(schema: &str) {
+    use sea_orm::ConnectionTrait as _;
+    if let Ok(db) = sea_orm::Database::connect(postgres_url()).await {
+        let _ = db
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await;
+        let _ = db.close().await;
+    }
+}
+
+/// A running server for one test.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:{port}`.
+    pub address: String,
+    /// The bound port.
+    pub port: u16,
+    /// A client with no redirects followed and no proxy.
+    pub client: reqwest::Client,
+    /// The settings the server runs with.
+    pub settings: Settings,
+    handle: ServerHandle,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _data_dir: TempDir,
+    _cleanup: Cleanup,
+}
+
+/// A server on SQLite and the in-process cache (the embedded default).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+/// A server with the backends `opts` ask for. Panics with a clear message when a requested
+/// service is unreachable.
+pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
+    init_test_tracing();
+    let data_dir = tempfile::tempdir().expect("a temporary data folder");
+    let mut settings = test_settings(data_dir.path());
+    let mut cleanup = Cleanup::default();
+    if opts.postgres {
+        let schema = unique_name();
+        settings.database.url = Some(SecretString::from(postgres_url()));
+        settings.database.schema = Some(schema.clone());
+        cleanup.schema = Some(schema);
+    }
+    if opts.redis {
+        let prefix = format!("test:{}", unique_name());
+        settings.cache.backend = CacheBackend::Redis;
+        settings.cache.redis_url = Some(SecretString::from(redis_url()));
+        settings.cache.key_prefix = prefix.clone();
+        settings.cache.pool_size = 4;
+        cleanup.redis_prefix = Some(prefix);
+    }
+    if let Some(tweak) = opts.tweak {
+        tweak(&mut settings);
+    }
+    let app = Application::build_with(settings.clone(), Some(routes::configure))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "spawning the test app failed (is PostgreSQL at {} up? set QUIRE_TEST_DATABASE_URL): {e:#}",
+                postgres_url()
+            )
+        });
+    let port = app.port();
+    let handle = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("an HTTP client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client,
+        settings,
+        handle,
+        server: Some(server),
+        _data_dir: data_dir,
+        _cleanup: cleanup,
+    }
+}
+
+impl TestApp {
+    /// The absolute URL of `path`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET sent")
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST sent")
+    }
+
+    /// Stops the server (gracefully: in-flight requests finish) and waits until it has stopped.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.handle.stop(true).await;
+        match self.server.take() {
+            Some(server) => server.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// The server handle, to stop it from another task.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Waits for the server task to end (after a stop sent through [`TestApp::handle`]).
+    pub async fn wait_stopped(&mut self) -> anyhow::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A migrated SQLite store in a fresh folder (keep the folder alive as long as the store).
+pub async fn sqlite_store() -> (SqlStore, TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let settings = test_settings(dir.path());
+    let store = SqlStore::connect(&settings, Arc::new(kernel::SystemClock))
+        .await
+        .expect("SQLite opens");
+    store.migrate().await.expect("SQLite migrates");
+    (store, dir)
+}
+
+/// A PostgreSQL store in its own, migrated schema; `None` only when services are skipped.
+/// The schema is dropped when the returned guard drops.
+pub async fn postgres_store() -> Option<(SqlStore, impl Drop + std::fmt::Debug)> {
+    if services_skipped("PostgreSQL") {
+        return None;
+    }
+    let schema = unique_name();
+    let store = postgres_store_in(&schema).await;
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL migrates: {e:#}"));
+    Some((
+        store,
+        Cleanup {
+            schema: Some(schema),
+            redis_prefix: None,
+        },
+    ))
+}
+
+/// A PostgreSQL store on `schema`, not migrated (migration tests).
+pub async fn postgres_store_in(schema: &str) -> SqlStore {
+    let dir = std::env::temp_dir();
+    let mut settings = test_settings(&dir);
+    settings.database.url = Some(SecretString::from(postgres_url()));
+    settings.database.schema = Some(schema.to_owned());
+    SqlStore::connect(&settings, Arc::new(kernel::SystemClock))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} must be reachable for this test (or set QUIRE_TEST_SKIP_SERVICES=1): {e:#}",
+                postgres_url()
+            )
+        })
+}
+
+/// A guard that drops a PostgreSQL schema (for tests that made one themselves).
+#[must_use]
+pub fn schema_guard(schema: &str) -> impl Drop + std::fmt::Debug {
+    Cleanup {
+        schema: Some(schema.to_owned()),
+        redis_prefix: None,
+    }
+}
+
+/// A Redis cache under a fresh prefix; `None` only when services are skipped. Its keys are
+/// removed when the guard drops.
+pub async fn redis_cache() -> Option<(Arc<RedisCache>, impl Drop + std::fmt::Debug)> {
+    if services_skipped("Redis") {
+        return None;
+    }
+    let prefix = format!("test:{}", unique_name());
+    let cache = RedisCache::new(&redis_url(), &prefix, 8).expect("a Redis pool");
+    kernel::cache::Cache::ping(&cache).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis at {} must be reachable for this test (or set QUIRE_TEST_SKIP_SERVICES=1): {e:#}",
+            redis_url()
+        )
+    });
+    Some((
+        Arc::new(cache),
+        Cleanup {
+            schema: None,
+            redis_prefix: Some(prefix),
+        },
+    ))
+}

@@ -1,0 +1,210 @@
+//! The [`Cache`] contract.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kernel::TenantId;
+use kernel::cache::{Cache, CacheError, CacheKey};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn key(part: &str) -> CacheKey {
+    CacheKey::global("contract", &[part])
+}
+
+/// Runs every case against `cache` (which should be empty of `contract:` keys).
+pub async fn run(cache: Arc<dyn Cache>) {
+    cache.ping().await.expect("ping");
+    get_set_delete(&*cache).await;
+    tenant_keys_do_not_collide(&*cache).await;
+    values_expire(&*cache).await;
+    set_if_absent_is_exclusive(&cache).await;
+    take_is_one_shot(&cache).await;
+    increment_is_atomic_with_a_fixed_window(&cache).await;
+    increment_refuses_non_counters(&*cache).await;
+}
+
+async fn get_set_delete(cache: &dyn Cache) {
+    let k = key("gsd");
+    assert_eq!(cache.get(&k).await.expect("get"), None);
+    cache.set(&k, b"one", MINUTE).await.expect("set");
+    assert_eq!(cache.get(&k).await.expect("get"), Some(b"one".to_vec()));
+    cache
+        .set(&k, &[0, 159, 146, 150], MINUTE)
+        .await
+        .expect("overwrite with non-UTF-8");
+    assert_eq!(
+        cache.get(&k).await.expect("get"),
+        Some(vec![0, 159, 146, 150])
+    );
+    assert!(cache.delete(&k).await.expect("delete"));
+    assert!(!cache.delete(&k).await.expect("delete again"));
+    assert_eq!(cache.get(&k).await.expect("get"), None);
+}
+
+async fn tenant_keys_do_not_collide(cache: &dyn Cache) {
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let ka = CacheKey::tenant(a, "contract", &["same"]);
+    let kb = CacheKey::tenant(b, "contract", &["same"]);
+    cache.set(&ka, b"a", MINUTE).await.expect("set a");
+    assert_eq!(cache.get(&kb).await.expect("get b"), None);
+    assert_eq!(cache.get(&key("same")).await.expect("get global"), None);
+    cache.set(&kb, b"b", MINUTE).await.expect("set b");
+    assert_eq!(cache.get(&ka).await.expect("get a"), Some(b"a".to_vec()));
+}
+
+/// Polls until `key` is gone; values set with a 1 ms TTL must vanish well within 5 s.
+async fn wait_gone(cache: &dyn Cache, k: &CacheKey) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.get(k).await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "{k} did not expire");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn values_expire(cache: &dyn Cache) {
+    let k = key("ttl");
+    cache
+        .set(&k, b"x", Duration::from_millis(1))
+        .await
+        .expect("set");
+    wait_gone(cache, &k).await;
+    // A zero TTL is raised to the floor, never "forever".
+    cache
+        .set(&k, b"x", Duration::ZERO)
+        .await
+        .expect("set zero ttl");
+    wait_gone(cache, &k).await;
+    // Expired values are absent for every operation.
+    assert!(!cache.delete(&k).await.expect("delete expired"));
+    assert_eq!(cache.take(&k).await.expect("take expired"), None);
+}
+
+async fn set_if_absent_is_exclusive(cache: &Arc<dyn Cache>) {
+    let k = key("nx");
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let cache = Arc::clone(cache);
+            let k = k.clone();
+            tokio::spawn(async move {
+                cache
+                    .set_if_absent(&k, i.to_string().as_bytes(), MINUTE)
+                    .await
+                    .expect("set_if_absent")
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent set_if_absent wins");
+    assert!(
+        !cache
+            .set_if_absent(&k, b"late", MINUTE)
+            .await
+            .expect("again")
+    );
+    // Once expired, the key can be claimed again.
+    let short = key("nx-short");
+    assert!(
+        cache
+            .set_if_absent(&short, b"1", Duration::from_millis(1))
+            .await
+            .expect("nx")
+    );
+    wait_gone(&**cache, &short).await;
+    assert!(
+        cache
+            .set_if_absent(&short, b"2", MINUTE)
+            .await
+            .expect("nx after expiry")
+    );
+}
+
+async fn take_is_one_shot(cache: &Arc<dyn Cache>) {
+    let k = key("code");
+    cache.set(&k, b"123456", MINUTE).await.expect("set");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let cache = Arc::clone(cache);
+            let k = k.clone();
+            tokio::spawn(async move { cache.take(&k).await.expect("take") })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(v) = t.await.expect("task") {
+            got.push(v);
+        }
+    }
+    assert_eq!(
+        got,
+        vec![b"123456".to_vec()],
+        "exactly one concurrent take gets the value"
+    );
+    assert_eq!(cache.get(&k).await.expect("get"), None);
+}
+
+async fn increment_is_atomic_with_a_fixed_window(cache: &Arc<dyn Cache>) {
+    let k = key("counter");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = Arc::clone(cache);
+            let k = k.clone();
+            tokio::spawn(async move { cache.increment(&k, 1, MINUTE).await.expect("increment") })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for t in tasks {
+        let c = t.await.expect("task");
+        assert!(c.ttl > Duration::ZERO && c.ttl <= MINUTE, "ttl {:?}", c.ttl);
+        assert!(seen.insert(c.value), "value {} returned twice", c.value);
+    }
+    assert_eq!(seen, (1..=50).collect::<HashSet<i64>>());
+    // Later increments do not extend the window.
+    let after = cache
+        .increment(&k, 5, Duration::from_secs(3600))
+        .await
+        .expect("increment");
+    assert_eq!(after.value, 55);
+    assert!(
+        after.ttl <= MINUTE,
+        "the window must not slide: {:?}",
+        after.ttl
+    );
+    // Negative steps work (releasing a reservation).
+    assert_eq!(
+        cache.increment(&k, -55, MINUTE).await.expect("dec").value,
+        0
+    );
+    // The counter reads back as its decimal value.
+    assert_eq!(cache.get(&k).await.expect("get"), Some(b"0".to_vec()));
+    // An expired window starts again from zero.
+    let short = key("short-counter");
+    cache
+        .increment(&short, 7, Duration::from_millis(1))
+        .await
+        .expect("inc");
+    wait_gone(&**cache, &short).await;
+    assert_eq!(
+        cache.increment(&short, 1, MINUTE).await.expect("inc").value,
+        1
+    );
+}
+
+async fn increment_refuses_non_counters(cache: &dyn Cache) {
+    let k = key("not-a-counter");
+    cache.set(&k, b"hello", MINUTE).await.expect("set");
+    match cache.increment(&k, 1, MINUTE).await {
+        Err(CacheError::NotACounter(got)) => assert_eq!(got, k),
+        other => panic!("expected NotACounter, got {other:?}"),
+    }
+    // A decimal string set by `set` counts as a counter on every adapter.
+    cache.set(&k, b"41", MINUTE).await.expect("set number");
+    assert_eq!(cache.increment(&k, 1, MINUTE).await.expect("inc").value, 42);
+}

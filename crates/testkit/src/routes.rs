@@ -1,0 +1,68 @@
+//! Undocumented routes that only test apps mount, to drive the edge through the whole stack:
+//! a JSON echo (extractor errors), a paginated echo (query errors), an internal error (opaque
+//! 5xx) and a slow handler gated by the test (graceful shutdown, timeouts).
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpResponse, web};
+use api::ApiError;
+use api::extract::{PageQuery, ValidJson};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use validator::Validate;
+
+/// Lets a test know the slow handler started, and release it.
+#[derive(Debug, Default)]
+pub struct SlowGate {
+    /// Notified when `/__test/slow` starts.
+    pub started: Notify,
+    /// `/__test/slow` answers once this is notified.
+    pub release: Notify,
+}
+
+/// The gate of `/__test/slow` (one per test process: use it from one test per binary).
+pub static SLOW_GATE: LazyLock<SlowGate> = LazyLock::new(SlowGate::default);
+
+#[derive(Debug, Deserialize, Validate)]
+struct Echo {
+    #[validate(length(min = 3, max = 20, message = "must be 3 to 20 characters"))]
+    name: String,
+    #[validate(range(min = 1, max = 10, message = "must be between 1 and 10"))]
+    count: u32,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+async fn echo(ValidJson(body): ValidJson<Echo>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "name": body.name, "count": body.count, "tags": body.tags
+    }))
+}
+
+async fn page(query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+    let page = query.to_request()?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "limit": page.limit(), "after": page.after().map(|c| c.key().to_owned())
+    })))
+}
+
+async fn internal() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::Internal(
+        anyhow::anyhow!("SELECT password FROM users at /srv/quire/src/db.rs:42")
+            .context("loading the user"),
+    ))
+}
+
+async fn slow() -> HttpResponse {
+    SLOW_GATE.started.notify_one();
+    SLOW_GATE.release.notified().await;
+    HttpResponse::Ok().body("finished")
+}
+
+/// Mounts the test routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/__test/echo", web::post().to(echo))
+        .route("/__test/page", web::get().to(page))
+        .route("/__test/internal", web::get().to(internal))
+        .route("/__test/slow", web::get().to(slow));
+}

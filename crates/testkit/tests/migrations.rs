@@ -1,0 +1,24 @@
+//! Migrations: one schema on both backends, idempotent, and safe when servers start together.
+
+#[tokio::test]
+async fn sqlite_migrates_once_and_reports_nothing_pending() {
+    let (store, _dir) = testkit::sqlite_store().await;
+    assert!(store.pending_migrations().await.expect("status").is_empty());
+    store.migrate().await.expect("a second run is a no-op");
+}
+
+#[tokio::test]
+async fn concurrent_postgres_migrations_serialize() {
+    if testkit::services_skipped("PostgreSQL") {
+        return;
+    }
+    let schema = testkit::unique_name();
+    let _guard = testkit::schema_guard(&schema);
+    let a = testkit::postgres_store_in(&schema).await;
+    let b = testkit::postgres_store_in(&schema).await;
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.expect("first migrator");
+    rb.expect("second migrator waits on the advisory lock, then finds nothing to do");
+    assert!(a.pending_migrations().await.expect("status").is_empty());
+    assert_eq!(a.backend_name(), "postgres");
+}
