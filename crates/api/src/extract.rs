@@ -18,7 +18,7 @@ use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::ApiError;
 
-/// A JSON body, deserialized and validated.
+/// A JSON object body, deserialized and validated.
 #[derive(Debug)]
 pub struct ValidJson<T>(pub T);
 
@@ -143,6 +143,13 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                         payload_error(pe, limit)
                     })
             })?;
+            // serde reads a struct from an array too; an API body is an object.
+            if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "body",
+                    "must be a JSON object",
+                )]));
+            }
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             let value: T =
                 serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(&e))?;

@@ -33,18 +33,26 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-fn is_problem(res: &ServiceResponse<BoxBody>) -> bool {
-    res.headers()
+/// True for bodies a handler chose: problem+json, or a documented JSON body such as the
+/// readiness report. Anything else (empty, text) was made outside our handlers.
+fn is_deliberate_json(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m == PROBLEM_JSON || m == "application/json"
+        })
 }
 
 /// Rewrites an error response made outside our handlers (router, CORS, actix extractors) into
-/// problem+json, keeping its status and headers such as `Allow` and `Retry-After`.
+/// problem+json, keeping its status and headers such as `Allow` and `Retry-After`. JSON bodies
+/// that handlers chose are kept.
 fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) {
+    if !(status.is_client_error() || status.is_server_error()) || is_deliberate_json(res.headers())
+    {
         return res;
     }
     let (req, old) = res.into_parts();
@@ -126,12 +134,7 @@ impl ResponseError for Rendered {
 fn render(e: &Error) -> Rendered {
     let res = e.error_response();
     let status = res.status();
-    let res = if res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
-    {
+    let res = if is_deliberate_json(res.headers()) {
         res
     } else {
         generic_problem(status, res.headers())
