@@ -1,0 +1,171 @@
+//! The `quire` binary: `config`, `migrate`, and `serve` stopped by SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_quire");
+
+/// The binary with a clean environment (no stray `QUIRE_*` from the caller).
+fn quire() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().kill_on_drop(true);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+#[tokio::test]
+async fn config_prints_the_effective_settings_with_secrets_redacted() {
+    let out = quire()
+        .args(["config", "--addr", "0.0.0.0:9999"])
+        .env("QUIRE_ADDR", "127.0.0.1:7000")
+        .env(
+            "QUIRE_DATABASE__URL",
+            "postgres://quire:hunter2@db.internal/quire",
+        )
+        .env("QUIRE_CACHE__BACKEND", "redis")
+        .env("QUIRE_CACHE__REDIS_URL", "redis://:s3cret@cache:6379")
+        .env("QUIRE_HTTP__WORKERS", "3")
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "{text}"
+    );
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(
+        text.contains("addr = \"0.0.0.0:9999\""),
+        "the flag beats the environment: {text}"
+    );
+    assert!(
+        text.contains("workers = 3"),
+        "the environment beats defaults: {text}"
+    );
+}
+
+#[tokio::test]
+async fn config_refuses_unknown_or_malformed_settings() {
+    for (key, value) in [
+        ("QUIRE_HTTP__WORKERZ", "3"),
+        ("QUIRE_HTTP__WORKERS", "many"),
+        ("QUIRE_CACHE__BACKEND", "redis"),
+    ] {
+        let out = quire()
+            .arg("config")
+            .env(key, value)
+            .output()
+            .await
+            .expect("runs");
+        assert!(!out.status.success(), "{key}={value} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid configuration"), "{key}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_applies_once_then_finds_nothing_pending() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    for expected in ["1 applied", "0 applied"] {
+        let out = quire()
+            .args(["migrate", "--data-dir"])
+            .arg(&data)
+            .output()
+            .await
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("migrated the sqlite database: {expected}")),
+            "{text}"
+        );
+    }
+    assert!(data.join("quire.db").is_file());
+}
+
+#[tokio::test]
+async fn serve_answers_then_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = quire()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("QUIRE_LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+
+    // The server prints where it listens once bound: no sleeping, just read.
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("reads") {
+            if let Some(rest) = line.strip_prefix("Quire listening on ") {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server starts within a minute")
+    .expect("the server prints its address");
+    assert!(
+        dir.path().join("quire.db").is_file(),
+        "the embedded default keeps its SQLite file in the data folder"
+    );
+
+    let res = reqwest::get(format!("{url}/health/ready"))
+        .await
+        .expect("request");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .expect("exits within the shutdown timeout")
+        .expect("waits");
+    assert!(
+        status.success(),
+        "a SIGTERM ends with exit code 0, got {status}"
+    );
+
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(
+        rest.contains("server stopped"),
+        "the shutdown is logged: {rest}"
+    );
+    let entry = rest
+        .lines()
+        .find(|l| l.contains("\"request\""))
+        .unwrap_or_else(|| panic!("an access log line in JSON: {rest}"));
+    let json: serde_json::Value = serde_json::from_str(entry).expect("JSON log line");
+    assert!(
+        json["span"]["request_id"].is_string(),
+        "logs carry the request id: {entry}"
+    );
+    assert_eq!(json["span"]["route"], "/health/ready", "{entry}");
+}
