@@ -259,7 +259,6 @@ pub async fn timeout(
 
 /// CORS for the configured origins only. A request from another origin is served without CORS
 /// headers (the browser then withholds the response); a preflight from it is refused.
-#[must_use]
 pub fn cors(origins: &[String]) -> Cors {
     let mut cors = Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])

@@ -78,9 +78,11 @@ pub fn unique_name() -> String {
 /// Base settings for a test: port 0, one worker, a fresh data folder.
 #[must_use]
 pub fn test_settings(data_dir: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.addr = ([127, 0, 0, 1], 0).into();
-    s.data_dir = data_dir.to_path_buf();
+    let mut s = Settings {
+        addr: ([127, 0, 0, 1], 0).into(),
+        data_dir: data_dir.to_path_buf(),
+        ..Settings::default()
+    };
     s.http.workers = 1;
     s.database.max_connections = 5;
     s
