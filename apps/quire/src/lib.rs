@@ -89,7 +89,10 @@ impl Application {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = SqlStore::connect(&settings, clock).await?;
         if settings.database.migrate_on_start {
-            store.migrate().await?;
+            let applied = store.migrate().await?;
+            if !applied.is_empty() {
+                tracing::info!(applied = ?applied, "database migrated");
+            }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
         if let Err(e) = cache.ping().await {

@@ -78,19 +78,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve { addr, common }) => serve(settings(&cli, *addr, Some(common))?).await,
         Some(Command::Migrate { common }) => {
             let settings = settings(&cli, None, Some(common))?;
-            telemetry::init(&settings.log);
+            telemetry::init(&settings.log)?;
             let store =
                 store_sql::SqlStore::connect(&settings, Arc::new(kernel::SystemClock)).await?;
-            let pending = store.pending_migrations().await?;
-            store.migrate().await?;
+            let applied = store.migrate().await?;
             println!(
                 "migrated the {} database: {} applied ({})",
                 store.backend_name(),
-                pending.len(),
-                if pending.is_empty() {
+                applied.len(),
+                if applied.is_empty() {
                     "none pending".to_owned()
                 } else {
-                    pending.join(", ")
+                    applied.join(", ")
                 }
             );
             store.close().await
@@ -110,7 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)]
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log)?;
     let app = Application::build(settings.clone()).await?;
     let data =
         std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());

@@ -6,10 +6,19 @@ use settings::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls are no-ops (tests spawn many apps).
-pub fn init(log: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+///
+/// # Errors
+/// When `RUST_LOG` or `log.filter` is not a valid filter: a typo must not silently change what
+/// is logged.
+pub fn init(log: &LogSettings) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| anyhow::anyhow!("invalid RUST_LOG {v:?}: {e}"))?
+        }
+        _ => EnvFilter::try_new(&log.filter).map_err(|e| {
+            anyhow::anyhow!("invalid configuration: log.filter {:?}: {e}", log.filter)
+        })?,
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match log.format {
         LogFormat::Json => builder
@@ -20,4 +29,5 @@ pub fn init(log: &LogSettings) {
             .try_init(),
         LogFormat::Pretty => builder.with_target(false).try_init(),
     };
+    Ok(())
 }

@@ -74,6 +74,57 @@ async fn config_refuses_unknown_or_malformed_settings() {
 }
 
 #[tokio::test]
+async fn serve_refuses_an_invalid_log_filter() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = quire()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("QUIRE_LOG__FILTER", "info,[[[")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log.filter"), "{err}");
+}
+
+#[tokio::test]
+async fn migrate_creates_a_missing_postgres_schema() {
+    if std::env::var("QUIRE_TEST_SKIP_SERVICES").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED (PostgreSQL): QUIRE_TEST_SKIP_SERVICES=1");
+        return;
+    }
+    let url = std::env::var("QUIRE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("t_cli_{}", std::process::id());
+    let out = quire()
+        .arg("migrate")
+        .env("QUIRE_DATABASE__URL", &url)
+        .env("QUIRE_DATABASE__SCHEMA", &schema)
+        .output()
+        .await
+        .expect("runs");
+    // Clean up before asserting, so a failure leaves nothing behind.
+    let _ = std::process::Command::new("psql")
+        .args([
+            &url,
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ])
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("migrated the postgres database: 1 applied"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn migrate_applies_once_then_finds_nothing_pending() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");

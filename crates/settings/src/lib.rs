@@ -192,7 +192,10 @@ impl Settings {
         fig.merge(
             // `QUIRE_CONFIG` names the file; `QUIRE_TEST_*` belong to the test harness.
             Env::prefixed("QUIRE_")
-                .filter(|k| k != "config" && !k.as_str().starts_with("test_"))
+                .filter(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    k != "config" && !k.starts_with("test_")
+                })
                 .split("__"),
         )
     }
@@ -232,6 +235,17 @@ impl Settings {
         if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(char::is_whitespace) {
             return bad("cache.key_prefix must be a non-empty word");
         }
+        if let Some(origin) = self
+            .http
+            .cors_allowed_origins
+            .iter()
+            .find(|o| !is_origin(o))
+        {
+            return Err(SettingsError::Inconsistent(format!(
+                "http.cors_allowed_origins: {origin:?} is not an origin like \"https://app.example.com\" \
+                 (scheme and host, optional port, no path, no wildcard)"
+            )));
+        }
         Ok(())
     }
 
@@ -260,6 +274,26 @@ impl Settings {
     pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
     }
+}
+
+/// `http(s)://host[:port]`, nothing more.
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'))
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn redact_opt<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -334,6 +368,41 @@ mod tests {
         assert!(with(&[("database.schema", "\"Robert'); DROP\"")]).is_err());
         assert!(with(&[("database.max_connections", "0")]).is_err());
         assert!(with(&[("database.schema", "\"t_ok_1\"")]).is_ok());
+    }
+
+    #[test]
+    fn test_harness_variables_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("QUIRE_TEST_DATABASE_URL", "postgres://x@y/z");
+            jail.set_env("QUIRE_TEST_SKIP_SERVICES", "1");
+            jail.set_env("QUIRE_CONFIG", "ignored.toml");
+            Settings::load(None).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cors_origins_must_be_plain_origins() {
+        for ok in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+        ] {
+            assert!(is_origin(ok), "{ok}");
+        }
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://",
+            "https://a.com/",
+            "https://a.com/x",
+            "https://a b",
+            "https://a.com:x",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        assert!(with(&[("http.cors_allowed_origins", "[\"*\"]")]).is_err());
+        assert!(with(&[("http.cors_allowed_origins", "[\"https://app.example.com\"]")]).is_ok());
     }
 
     #[test]

@@ -78,10 +78,12 @@ impl SqlStore {
     /// Applies pending migrations. On PostgreSQL it first creates the configured schema and
     /// holds a transaction-scoped advisory lock, so concurrent servers migrate one at a time.
     ///
+    /// Returns the names of the migrations it applied.
+    ///
     /// # Errors
     /// When a migration fails; nothing of that migration is kept on PostgreSQL.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        match self.db.get_database_backend() {
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        Ok(match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let txn = self.db.begin().await.context("starting the migration")?;
                 // The lock comes first: even `CREATE SCHEMA IF NOT EXISTS` races without it.
@@ -96,27 +98,29 @@ impl SqlStore {
                         .await
                         .context("creating the schema")?;
                 }
+                let pending = pending_names(&txn).await?;
                 Migrator::up(&txn, None)
                     .await
                     .context("applying migrations")?;
                 txn.commit().await.context("committing migrations")?;
+                pending
             }
-            _ => Migrator::up(&self.db, None)
-                .await
-                .context("applying migrations")?,
-        }
-        Ok(())
+            _ => {
+                let pending = pending_names(&self.db).await?;
+                Migrator::up(&self.db, None)
+                    .await
+                    .context("applying migrations")?;
+                pending
+            }
+        })
     }
 
     /// Names of the migrations not applied yet.
     ///
     /// # Errors
-    /// When the database cannot be read.
+    /// When the database cannot be read (on PostgreSQL: also before the schema exists).
     pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
-        let pending = Migrator::get_pending_migrations(&self.db)
-            .await
-            .context("reading migration status")?;
-        Ok(pending.iter().map(|m| m.name().to_owned()).collect())
+        pending_names(&self.db).await
     }
 
     /// `sqlite` or `postgres`.
@@ -140,6 +144,13 @@ impl SqlStore {
     fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
     }
+}
+
+async fn pending_names(db: &impl ConnectionTrait) -> anyhow::Result<Vec<String>> {
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .context("reading migration status")?;
+    Ok(pending.iter().map(|m| m.name().to_owned()).collect())
 }
 
 #[async_trait]

@@ -4,7 +4,8 @@
 async fn sqlite_migrates_once_and_reports_nothing_pending() {
     let (store, _dir) = testkit::sqlite_store().await;
     assert!(store.pending_migrations().await.expect("status").is_empty());
-    store.migrate().await.expect("a second run is a no-op");
+    let again = store.migrate().await.expect("a second run is a no-op");
+    assert!(again.is_empty(), "nothing left to apply: {again:?}");
 }
 
 #[tokio::test]
@@ -17,8 +18,15 @@ async fn concurrent_postgres_migrations_serialize() {
     let a = testkit::postgres_store_in(&schema).await;
     let b = testkit::postgres_store_in(&schema).await;
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
-    ra.expect("first migrator");
-    rb.expect("second migrator waits on the advisory lock, then finds nothing to do");
+    let ra = ra.expect("first migrator");
+    let rb = rb.expect("second migrator waits on the advisory lock, then finds nothing to do");
+    let mut applied = [ra, rb].concat();
+    applied.sort();
+    assert_eq!(
+        applied,
+        ["m20261121_000001_organizations"],
+        "each migration is applied exactly once across both servers"
+    );
     assert!(a.pending_migrations().await.expect("status").is_empty());
     assert_eq!(a.backend_name(), "postgres");
 }

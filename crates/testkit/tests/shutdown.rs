@@ -17,14 +17,15 @@ async fn in_flight_requests_finish_when_the_server_stops() {
     let stopping = tokio::spawn(async move { handle.stop(true).await });
 
     // While stopping, new connections are refused...
+    // (A bounded client: a connection parked in the backlog must not hang the test.)
+    let probe = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("client");
     let refused = {
         let mut refused = false;
         for _ in 0..200 {
-            match reqwest::Client::new()
-                .get(app.url("/health/live"))
-                .send()
-                .await
-            {
+            match probe.get(app.url("/health/live")).send().await {
                 Err(e) if e.is_connect() => {
                     refused = true;
                     break;
