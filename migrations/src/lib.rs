@@ -8,6 +8,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_organizations;
+mod m20261121_000002_users_sessions;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -16,6 +17,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_organizations::Migration)]
+        vec![
+            Box::new(m20261121_000001_organizations::Migration),
+            Box::new(m20261121_000002_users_sessions::Migration),
+        ]
     }
 }

@@ -25,6 +25,72 @@ use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
 
+/// The account use cases over the configured adapters.
+///
+/// # Errors
+/// When the signing keys are missing or malformed, or the hasher settings are invalid.
+pub async fn accounts_from_settings(
+    settings: &Settings,
+    store: &SqlStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<identity::Accounts>> {
+    use crypto::{Argon2Hasher, Argon2Settings, OpaqueTokens, PasetoTokens};
+    let auth = &settings.auth;
+    let keys: Vec<String> = if auth.signing_keys.is_empty() {
+        anyhow::ensure!(
+            !settings.is_postgres(),
+            "auth.signing_keys (QUIRE_AUTH__SIGNING_KEYS) must be set on PostgreSQL: every \
+             server must sign with the same keys (make one with `quire keygen`)"
+        );
+        let path = settings.data_dir.join("keys").join("signing.keys");
+        let (keys, created) = crypto::load_or_create_key_file(&path)?;
+        tracing::warn!(
+            path = %path.display(),
+            created,
+            "access tokens are signed with a key kept in the data folder; set \
+             auth.signing_keys in production"
+        );
+        keys
+    } else {
+        auth.signing_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect()
+    };
+    let access = PasetoTokens::new(
+        &keys,
+        &auth.issuer,
+        &auth.audience,
+        Duration::from_secs(auth.access_token_ttl_secs),
+    )?;
+    let hasher = Argon2Hasher::new(
+        Argon2Settings {
+            memory_kib: auth.argon2_memory_kib,
+            iterations: auth.argon2_iterations,
+            parallelism: auth.argon2_parallelism,
+        },
+        auth.max_concurrent_hashes,
+        Duration::from_millis(auth.hash_wait_ms),
+    )?;
+    let accounts = identity::Accounts::new(
+        identity::service::AccountPorts {
+            users: Arc::new(store.clone()),
+            sessions: Arc::new(store.clone()),
+            hasher: Arc::new(hasher),
+            access: Arc::new(access),
+            refresh: Arc::new(OpaqueTokens::new()),
+            clock,
+        },
+        identity::PasswordPolicy {
+            min_chars: auth.password_min_chars,
+            max_chars: 128,
+        },
+        Duration::from_secs(auth.session_lifetime_days * 86_400),
+    );
+    accounts.warm_up().await.map_err(anyhow::Error::new)?;
+    Ok(Arc::new(accounts))
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     port: u16,
@@ -87,13 +153,14 @@ impl Application {
         extra: Option<ExtraRoutes>,
     ) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = SqlStore::connect(&settings, clock).await?;
+        let store = SqlStore::connect(&settings, clock.clone()).await?;
         if settings.database.migrate_on_start {
             let applied = store.migrate().await?;
             if !applied.is_empty() {
                 tracing::info!(applied = ?applied, "database migrated");
             }
         }
+        let accounts = accounts_from_settings(&settings, &store, clock).await?;
         let (cache, cache_health) = cache_from_settings(&settings)?;
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
@@ -102,6 +169,7 @@ impl Application {
         let state = web::Data::new(AppState::new(
             settings.http.clone(),
             cache,
+            accounts,
             vec![Arc::new(store.clone()), cache_health],
         ));
 

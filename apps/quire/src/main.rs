@@ -46,6 +46,8 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print a new access-token signing key (PASERK `k4.secret.…`) for `auth.signing_keys`.
+    Keygen,
     /// Print the effective configuration (secrets redacted) and exit.
     Config {
         /// As for serve.
@@ -93,6 +95,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             );
             store.close().await
+        }
+        Some(Command::Keygen) => {
+            println!("{}", crypto::PasetoTokens::generate_key()?);
+            Ok(())
         }
         Some(Command::Config { addr, common }) => {
             let settings = settings(&cli, *addr, Some(common))?;

@@ -3,6 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use migration::MigratorTrait as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -74,6 +75,35 @@ async fn config_refuses_unknown_or_malformed_settings() {
 }
 
 #[tokio::test]
+async fn keygen_prints_a_usable_signing_key() {
+    let out = quire().arg("keygen").output().await.expect("runs");
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(key.trim().starts_with("k4.secret."), "{key}");
+    let again = quire().arg("keygen").output().await.expect("runs");
+    assert_ne!(again.stdout, key.as_bytes(), "every key is new");
+}
+
+#[tokio::test]
+async fn serve_on_postgres_requires_shared_signing_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = quire()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env(
+            "QUIRE_DATABASE__URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        )
+        .env("QUIRE_DATABASE__MIGRATE_ON_START", "false")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.signing_keys"), "{err}");
+}
+
+#[tokio::test]
 async fn serve_refuses_an_invalid_log_filter() {
     let dir = tempfile::tempdir().expect("dir");
     let out = quire()
@@ -118,8 +148,9 @@ async fn migrate_creates_a_missing_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
+    let all = migration::Migrator::migrations().len();
     assert!(
-        text.contains("migrated the postgres database: 1 applied"),
+        text.contains(&format!("migrated the postgres database: {all} applied")),
         "{text}"
     );
 }
@@ -128,7 +159,11 @@ async fn migrate_creates_a_missing_postgres_schema() {
 async fn migrate_applies_once_then_finds_nothing_pending() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
-    for expected in ["1 applied", "0 applied"] {
+    let all = migration::Migrator::migrations().len();
+    for expected in [
+        format!("{all} applied (m2026"),
+        "0 applied (none pending)".to_owned(),
+    ] {
         let out = quire()
             .args(["migrate", "--data-dir"])
             .arg(&data)

@@ -74,9 +74,9 @@ pub enum ApiError {
     /// 422: fields failed validation.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
-    /// 401.
-    #[error("authentication required")]
-    Unauthenticated,
+    /// 401, with what failed (never which of email or password).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
     /// 403.
     #[error("not allowed")]
     Forbidden,
@@ -112,6 +112,22 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<identity::AuthError> for ApiError {
+    fn from(e: identity::AuthError) -> Self {
+        use identity::AuthError as A;
+        match e {
+            A::Invalid(i) => ApiError::Validation(i.0),
+            A::EmailTaken => ApiError::Conflict("an account with this email exists".to_owned()),
+            A::BadCredentials => ApiError::Unauthenticated("wrong email or password"),
+            A::InvalidToken => ApiError::Unauthenticated("the token is invalid or expired"),
+            A::Busy => ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            A::Unknown(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> Self {
         ApiError::Validation(e.0)
@@ -125,7 +141,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Validation(_) => "validation_failed",
-            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -142,7 +158,6 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => "one or more fields are invalid".to_owned(),
             ApiError::NotFound => "the resource does not exist".to_owned(),
-            ApiError::Unauthenticated => "a valid access token or API key is required".to_owned(),
             ApiError::Forbidden => "your role does not allow this".to_owned(),
             ApiError::MethodNotAllowed(allow) => {
                 format!("this path allows {}", allow.join(", "))
@@ -218,7 +233,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -237,15 +252,18 @@ impl ResponseError for ApiError {
             tracing::error!(error = %Chain(chain), "internal error");
         }
         let errors = match self {
-            ApiError::Validation(fields) => Some(
-                fields
+            ApiError::Validation(fields) => {
+                // Sorted by field, whichever layer found them: a stable order for clients.
+                let mut out: Vec<ProblemField> = fields
                     .iter()
                     .map(|f| ProblemField {
                         field: f.field.clone(),
                         message: f.message.clone(),
                     })
-                    .collect(),
-            ),
+                    .collect();
+                out.sort_by(|a, b| a.field.cmp(&b.field));
+                Some(out)
+            }
             _ => None,
         };
         let mut res = problem_response(self.status_code(), self.code(), self.detail(), errors);
@@ -254,6 +272,10 @@ impl ResponseError for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                     res.headers_mut().insert(header::ALLOW, v);
                 }
+            }
+            ApiError::Unauthenticated(_) => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::RateLimited { retry_after_secs } => {
                 res.headers_mut()

@@ -5,6 +5,7 @@
 //! [`AppState`]. [`build_app`] assembles the routes and the middleware stack; the composition
 //! root (`apps/quire`) builds the state from the configured adapters.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod metrics;
@@ -42,7 +43,11 @@ pub fn build_app(
     let limit = state.http.body_limit_bytes;
     let cors = middleware::cors(&state.http.cors_allowed_origins);
     let docs = routes::docs(state.openapi.clone());
+    // The document and the reference page come first: the `/api/v1` scope would otherwise
+    // claim `/api/v1/openapi.json`.
     let (app, _) = App::new()
+        .service(docs)
+        .route("/docs", web::get().to(routes::docs_redirect))
         .into_utoipa_app()
         .configure(routes::configure)
         .split_for_parts();
@@ -56,8 +61,6 @@ pub fn build_app(
                 extra(cfg);
             }
         })
-        .service(docs)
-        .route("/docs", web::get().to(routes::docs_redirect))
         .default_service(web::to(routes::fallback))
         .wrap(actix_web::middleware::from_fn(middleware::timeout))
         .wrap(actix_web::middleware::Compress::default())

@@ -19,11 +19,32 @@ use crate::error::{Problem, ProblemField};
                        `application/problem+json` with a stable `code` and the `request_id`."
     ),
     components(schemas(Problem, ProblemField)),
+    modifiers(&BearerAuth),
     tags(
-        (name = "platform", description = "Health, metrics and documentation (no auth)")
+        (name = "platform", description = "Health, metrics and documentation (no auth)"),
+        (name = "auth", description = "Accounts, sessions and tokens")
     )
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme (PASETO access tokens or `qk_` API keys).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("PASETO v4.public")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document for every registered route.
 #[must_use]

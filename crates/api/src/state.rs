@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use identity::Accounts;
 use kernel::cache::Cache;
 use kernel::health::HealthCheck;
 use settings::HttpSettings;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub http: HttpSettings,
     /// The cache/coordination port.
     pub cache: Arc<dyn Cache>,
+    /// Accounts and tokens.
+    pub accounts: Arc<Accounts>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -35,6 +38,7 @@ impl AppState {
     pub fn new(
         http: HttpSettings,
         cache: Arc<dyn Cache>,
+        accounts: Arc<Accounts>,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
         let openapi = openapi::document();
@@ -42,6 +46,7 @@ impl AppState {
         Self {
             http,
             cache,
+            accounts,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

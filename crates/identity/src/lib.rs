@@ -1,4 +1,14 @@
 //! Identity: accounts, credentials, sessions and tokens.
 //!
-//! Thin until its issue: the domain lands here as `model`, `ports`, `service` and `error`,
-//! depending only on `kernel` (see docs/architecture.md).
+//! - [`model`]: validated newtypes (`EmailAddress`, `Password`, `DisplayName`) and the `User`;
+//! - [`ports`]: what the domain needs from outside: users and sessions storage, a password
+//!   hasher, access-token signing, opaque refresh-token generation;
+//! - [`service`]: the use cases ([`service::Accounts`]: register, login, refresh, logout,
+//!   authenticate).
+
+pub mod model;
+pub mod ports;
+pub mod service;
+
+pub use model::{DisplayName, EmailAddress, NewUser, Password, PasswordPolicy, User};
+pub use service::{Accounts, AuthError, TokenPair};

@@ -2,7 +2,9 @@
 //! for domain tests. Nothing here is shared between processes; production uses Redis and SQL.
 
 mod cache;
+mod identity;
 mod organizations;
 
 pub use cache::InProcessCache;
+pub use identity::{InMemorySessions, InMemoryUsers};
 pub use organizations::InMemoryOrganizations;

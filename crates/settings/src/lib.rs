@@ -29,6 +29,39 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// The HTTP edge.
     pub http: HttpSettings,
+    /// Accounts, passwords and tokens.
+    pub auth: AuthSettings,
+}
+
+/// Accounts, passwords and tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// PASERK secret keys (`k4.secret.…`) for access tokens, newest first: the first signs,
+    /// all verify. Empty: a key is generated once and kept in `<data_dir>/keys/signing.keys`
+    /// (embedded default; a warning is logged). Several servers must share the same keys.
+    #[serde(serialize_with = "redact_list")]
+    pub signing_keys: Vec<SecretString>,
+    /// The `iss` claim of access tokens.
+    pub issuer: String,
+    /// The `aud` claim of access tokens.
+    pub audience: String,
+    /// Access-token lifetime in seconds (60 to 900).
+    pub access_token_ttl_secs: u64,
+    /// A login session's absolute lifetime in days; refreshing does not extend it.
+    pub session_lifetime_days: u64,
+    /// Fewest characters in a new password (8 or more).
+    pub password_min_chars: usize,
+    /// Argon2id memory in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; others wait up to `hash_wait_ms`, then get 429.
+    pub max_concurrent_hashes: usize,
+    /// How long a sign-in waits for a hashing slot, in milliseconds.
+    pub hash_wait_ms: u64,
 }
 
 /// Log output.
@@ -156,6 +189,19 @@ impl Default for Settings {
                 cors_allowed_origins: Vec::new(),
                 hsts: false,
                 hsts_max_age_secs: 31_536_000,
+            },
+            auth: AuthSettings {
+                signing_keys: Vec::new(),
+                issuer: "quire".to_owned(),
+                audience: "quire-api".to_owned(),
+                access_token_ttl_secs: 900,
+                session_lifetime_days: 30,
+                password_min_chars: 8,
+                argon2_memory_kib: 19_456,
+                argon2_iterations: 2,
+                argon2_parallelism: 1,
+                max_concurrent_hashes: 4,
+                hash_wait_ms: 2_000,
             },
         }
     }
@@ -296,6 +342,10 @@ fn is_origin(s: &str) -> bool {
             .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+fn redact_list<S: Serializer>(value: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(value.iter().map(|_| "[redacted]"))
+}
+
 fn redact_opt<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(_) => s.serialize_str("[redacted]"),
@@ -411,12 +461,16 @@ mod tests {
             ("database.url", "\"postgres://quire:hunter2@db/quire\""),
             ("cache.backend", "\"redis\""),
             ("cache.redis_url", "\"redis://:s3cret@cache:6379\""),
+            ("auth.signing_keys", "[\"k4.secret.topsecretkey\"]"),
         ])
         .expect("valid");
         let debug = format!("{s:?}");
         let toml = s.redacted_toml().expect("serializes");
         for out in [&debug, &toml] {
-            assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+            assert!(
+                !out.contains("hunter2") && !out.contains("s3cret") && !out.contains("topsecret"),
+                "{out}"
+            );
         }
         assert!(toml.contains("[redacted]"));
         assert!(s.is_postgres());

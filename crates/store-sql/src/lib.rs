@@ -9,6 +9,8 @@
 
 mod entity;
 mod organizations;
+mod sessions;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -85,6 +85,9 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
     };
     s.http.workers = 1;
     s.database.max_connections = 5;
+    // Cheap hashing: the OWASP settings cost ~0.5 s per hash in a debug build.
+    s.auth.argon2_memory_kib = 8;
+    s.auth.argon2_iterations = 1;
     s
 }
 
@@ -201,6 +204,10 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         let schema = unique_name();
         settings.database.url = Some(SecretString::from(postgres_url()));
         settings.database.schema = Some(schema.clone());
+        // Production needs configured keys shared by every server.
+        settings.auth.signing_keys = vec![SecretString::from(
+            crypto::PasetoTokens::generate_key().expect("a signing key"),
+        )];
         cleanup.schema = Some(schema);
     }
     if opts.redis {

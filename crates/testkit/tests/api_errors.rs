@@ -64,6 +64,10 @@ async fn wrong_methods_are_405_problems_with_allow() {
         assert_eq!(res.headers()["allow"], "GET", "{method}");
         problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     }
+    // Inside the versioned scope too.
+    let res = app.get("/api/v1/auth/login").await;
+    assert_eq!(res.headers()["allow"], "POST");
+    problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
 #[tokio::test]

@@ -114,6 +114,22 @@ async fn openapi_documents_every_route_and_the_problem_shape() {
             "{path} is documented"
         );
     }
+    for path in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+    ] {
+        assert!(
+            doc["paths"][path]["post"].is_object(),
+            "{path} is documented"
+        );
+    }
+    assert!(doc["paths"]["/api/v1/auth/me"]["get"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let problem = &doc["components"]["schemas"]["Problem"]["properties"];
     for field in [
         "type",

@@ -1,6 +1,7 @@
 //! Route registration. Every documented route is registered here, through
 //! utoipa-actix-web, so it lands in the OpenAPI document.
 
+mod auth;
 mod platform;
 
 use actix_web::http::header;
@@ -14,6 +15,7 @@ use crate::state::AppState;
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
     platform::configure(cfg);
+    cfg.service(utoipa_actix_web::scope("/api/v1").configure(auth::configure));
 }
 
 /// The API reference page at `/docs/`, with its assets compiled into the binary (no CDN), and

@@ -3,3 +3,5 @@
 
 pub mod cache;
 pub mod organizations;
+pub mod sessions;
+pub mod users;

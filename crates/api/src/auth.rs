@@ -1,0 +1,60 @@
+//! The authentication extractor: `Authorization: Bearer <access token>` → the signed-in
+//! account. A handler that takes [`CurrentUser`] can only run for a valid, unrevoked token of
+//! an enabled account.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use identity::User;
+use identity::ports::SessionId;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The account behind the request's access token.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// The account.
+    pub user: User,
+    /// The login session the token belongs to.
+    pub session: SessionId,
+}
+
+/// The bearer token of a request, if it has one.
+pub(crate) fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthenticated("an access token is required"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthenticated("the Authorization header is malformed"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthenticated(
+        "the Authorization header is malformed",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthenticated(
+            "use `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(token.trim())
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req).map(str::to_owned);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token?;
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let (user, session) = state.accounts.authenticate(&token).await?;
+            Ok(CurrentUser { user, session })
+        })
+    }
+}

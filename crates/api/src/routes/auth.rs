@@ -1,0 +1,217 @@
+//! `/api/v1/auth`: registration, login, refresh, logout, and the signed-in account.
+
+use actix_web::{HttpResponse, get, post, web};
+use identity::{TokenPair, User};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use validator::Validate;
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, Problem};
+use crate::extract::ValidJson;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(register)
+        .service(login)
+        .service(refresh)
+        .service(logout)
+        .service(me);
+}
+
+/// An account as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    id: String,
+    email: String,
+    name: String,
+    is_platform_admin: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.as_str().to_owned(),
+            name: u.name.as_str().to_owned(),
+            is_platform_admin: u.is_platform_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// Tokens: a short-lived PASETO access token and an opaque, single-use refresh token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokensDto {
+    access_token: String,
+    refresh_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+}
+
+impl From<TokenPair> for TokensDto {
+    fn from(t: TokenPair) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+        }
+    }
+}
+
+/// `POST /auth/register`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct RegisterRequest {
+    /// Normalized to lower case.
+    email: String,
+    /// 8 to 128 characters, not one of the 10,000 most common passwords.
+    password: String,
+    /// 1 to 100 characters.
+    name: String,
+}
+
+/// The new account and its tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    user: UserDto,
+    tokens: TokensDto,
+}
+
+/// Creates an account and signs it in.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, body = Registered),
+        (status = 409, description = "the email is taken", body = Problem),
+        (status = 422, description = "invalid fields", body = Problem)
+    )
+)]
+#[post("/auth/register")]
+#[tracing::instrument(skip_all)]
+async fn register(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, tokens) = state
+        .accounts
+        .register(&body.email, &body.password, &body.name)
+        .await?;
+    Ok(HttpResponse::Created().json(Registered {
+        user: UserDto::from(&user),
+        tokens: tokens.into(),
+    }))
+}
+
+/// `POST /auth/login`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+/// Signs in with email and password. An unknown email and a wrong password get the same answer.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokensDto),
+        (status = 401, description = "wrong email or password", body = Problem),
+        (status = 422, description = "invalid fields", body = Problem),
+        (status = 429, description = "too many sign-ins in progress", body = Problem)
+    )
+)]
+#[post("/auth/login")]
+#[tracing::instrument(skip_all)]
+async fn login(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<LoginRequest>,
+) -> Result<web::Json<TokensDto>, ApiError> {
+    let (_, tokens) = state.accounts.login(&body.email, &body.password).await?;
+    Ok(web::Json(tokens.into()))
+}
+
+/// `POST /auth/refresh` and `POST /auth/logout`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// Exchanges a refresh token for new tokens. The presented token is spent; presenting a spent
+/// token again revokes its whole session.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokensDto),
+        (status = 401, description = "unknown, spent, expired or revoked", body = Problem)
+    )
+)]
+#[post("/auth/refresh")]
+#[tracing::instrument(skip_all)]
+async fn refresh(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<RefreshRequest>,
+) -> Result<web::Json<TokensDto>, ApiError> {
+    let tokens = state.accounts.refresh(&body.refresh_token).await?;
+    Ok(web::Json(tokens.into()))
+}
+
+/// Ends the session of the refresh token: its access tokens stop working at once.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "signed out (also for unknown tokens)"))
+)]
+#[post("/auth/logout")]
+#[tracing::instrument(skip_all)]
+async fn logout(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.accounts.logout(&body.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// One organization the account belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipDto {
+    org_id: String,
+    org_slug: String,
+    org_name: String,
+    role: String,
+}
+
+/// The signed-in account and its memberships.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    user: UserDto,
+    memberships: Vec<MembershipDto>,
+}
+
+/// The signed-in account.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Me),
+        (status = 401, description = "no valid access token", body = Problem)
+    )
+)]
+#[get("/auth/me")]
+#[tracing::instrument(skip_all, fields(user_id = %current.user.id))]
+async fn me(current: CurrentUser) -> web::Json<Me> {
+    // Memberships arrive with organizations (the tenancy routes); none can exist before.
+    web::Json(Me {
+        user: UserDto::from(&current.user),
+        memberships: Vec::new(),
+    })
+}

@@ -1,0 +1,190 @@
+//! In-memory identity repositories: users and refresh-token sessions.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use identity::model::{EmailAddress, NewUser, User};
+use identity::ports::{
+    NewRefreshToken, Rotation, SessionId, SessionRepoError, SessionRepository, TokenHash,
+    UserRepoError, UserRepository,
+};
+use kernel::UserId;
+use time::OffsetDateTime;
+
+/// Accounts in a map.
+#[derive(Debug, Default)]
+pub struct InMemoryUsers {
+    rows: RwLock<HashMap<UserId, User>>,
+}
+
+impl InMemoryUsers {
+    /// No accounts.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn poisoned() -> anyhow::Error {
+    anyhow::anyhow!("in-memory store: lock poisoned")
+}
+
+#[async_trait]
+impl UserRepository for InMemoryUsers {
+    async fn create(&self, new: NewUser, now: OffsetDateTime) -> Result<User, UserRepoError> {
+        let mut rows = self.rows.write().map_err(|_| poisoned())?;
+        if rows.values().any(|u| u.email == new.email) {
+            return Err(UserRepoError::EmailTaken);
+        }
+        let user = User {
+            id: UserId::new(),
+            email: new.email,
+            name: new.name,
+            password_hash: new.password_hash,
+            is_platform_admin: false,
+            disabled_at: None,
+            created_at: now,
+        };
+        rows.insert(user.id, user.clone());
+        Ok(user)
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, UserRepoError> {
+        Ok(self.rows.read().map_err(|_| poisoned())?.get(&id).cloned())
+    }
+
+    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, UserRepoError> {
+        let rows = self.rows.read().map_err(|_| poisoned())?;
+        Ok(rows.values().find(|u| &u.email == email).cloned())
+    }
+
+    async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), UserRepoError> {
+        let mut rows = self.rows.write().map_err(|_| poisoned())?;
+        let user = rows.get_mut(&id).ok_or(UserRepoError::NotFound)?;
+        user.password_hash = Some(phc.to_owned());
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    session: SessionId,
+    user_id: UserId,
+    expires_at: OffsetDateTime,
+    spent: bool,
+    revoked: bool,
+}
+
+/// Refresh tokens in a map under one lock: every operation is atomic.
+#[derive(Debug, Default)]
+pub struct InMemorySessions {
+    tokens: Mutex<HashMap<TokenHash, Token>>,
+}
+
+impl InMemorySessions {
+    /// No sessions.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<TokenHash, Token>> {
+        // Every update is a single insert or field write: a poisoned map is still consistent.
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn revoke_session(tokens: &mut HashMap<TokenHash, Token>, session: SessionId) {
+    for t in tokens.values_mut().filter(|t| t.session == session) {
+        t.revoked = true;
+    }
+}
+
+#[async_trait]
+impl SessionRepository for InMemorySessions {
+    async fn start(&self, token: NewRefreshToken) -> Result<(), SessionRepoError> {
+        self.lock().insert(
+            token.hash,
+            Token {
+                session: token.session,
+                user_id: token.user_id,
+                expires_at: token.expires_at,
+                spent: false,
+                revoked: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        next: TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, SessionRepoError> {
+        let mut tokens = self.lock();
+        let Some(t) = tokens.get(presented).cloned() else {
+            return Ok(Rotation::Invalid);
+        };
+        if t.revoked || t.expires_at <= now {
+            return Ok(Rotation::Invalid);
+        }
+        if t.spent {
+            revoke_session(&mut tokens, t.session);
+            return Ok(Rotation::Reused {
+                user_id: t.user_id,
+                session: t.session,
+            });
+        }
+        if let Some(p) = tokens.get_mut(presented) {
+            p.spent = true;
+        }
+        tokens.insert(
+            next,
+            Token {
+                spent: false,
+                ..t.clone()
+            },
+        );
+        Ok(Rotation::Rotated {
+            user_id: t.user_id,
+            session: t.session,
+            expires_at: t.expires_at,
+        })
+    }
+
+    async fn revoke_by_token(
+        &self,
+        token: &TokenHash,
+        _now: OffsetDateTime,
+    ) -> Result<(), SessionRepoError> {
+        let mut tokens = self.lock();
+        if let Some(session) = tokens.get(token).map(|t| t.session) {
+            revoke_session(&mut tokens, session);
+        }
+        Ok(())
+    }
+
+    async fn revoke_all(
+        &self,
+        user_id: UserId,
+        _now: OffsetDateTime,
+    ) -> Result<(), SessionRepoError> {
+        for t in self.lock().values_mut().filter(|t| t.user_id == user_id) {
+            t.revoked = true;
+        }
+        Ok(())
+    }
+
+    async fn is_active(
+        &self,
+        session: SessionId,
+        now: OffsetDateTime,
+    ) -> Result<bool, SessionRepoError> {
+        Ok(self
+            .lock()
+            .values()
+            .any(|t| t.session == session && !t.revoked && t.expires_at > now))
+    }
+}

@@ -1,0 +1,64 @@
+//! The [`UserRepository`] contract.
+
+use identity::model::{DisplayName, EmailAddress, NewUser};
+use identity::ports::{UserRepoError, UserRepository};
+use kernel::{Clock as _, SystemClock, UserId};
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: EmailAddress::parse(email).expect("email"),
+        name: DisplayName::parse("Ann Lee", "name").expect("name"),
+        password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned()),
+    }
+}
+
+/// Runs every case against `repo`, which must hold no users.
+pub async fn run(repo: &dyn UserRepository) {
+    let now = SystemClock.now();
+    let ann = repo
+        .create(new_user("ann@example.com"), now)
+        .await
+        .expect("create");
+    assert_eq!(ann.email.as_str(), "ann@example.com");
+    assert!(!ann.is_platform_admin && ann.disabled_at.is_none());
+    assert_eq!(ann.created_at, now);
+
+    let by_id = repo.find_by_id(ann.id).await.expect("by id");
+    assert_eq!(by_id.as_ref(), Some(&ann), "read back equals written");
+    let by_email = repo
+        .find_by_email(&EmailAddress::parse("ANN@example.com").expect("email"))
+        .await
+        .expect("by email");
+    assert_eq!(by_email, Some(ann.clone()), "emails are stored normalized");
+
+    match repo.create(new_user("Ann@Example.com"), now).await {
+        Err(UserRepoError::EmailTaken) => {}
+        other => panic!("expected EmailTaken, got {other:?}"),
+    }
+
+    repo.set_password_hash(ann.id, "$argon2id$new")
+        .await
+        .expect("set hash");
+    let updated = repo
+        .find_by_id(ann.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(updated.password_hash.as_deref(), Some("$argon2id$new"));
+
+    let unknown = UserId::new();
+    assert_eq!(repo.find_by_id(unknown).await.expect("unknown"), None);
+    let nobody = EmailAddress::parse("nobody@example.com").expect("email");
+    assert_eq!(repo.find_by_email(&nobody).await.expect("unknown"), None);
+    assert!(matches!(
+        repo.set_password_hash(unknown, "x").await,
+        Err(UserRepoError::NotFound)
+    ));
+
+    let code_user = NewUser {
+        password_hash: None,
+        ..new_user("code@example.com")
+    };
+    let c = repo.create(code_user, now).await.expect("passwordless");
+    assert_eq!(c.password_hash, None);
+}
