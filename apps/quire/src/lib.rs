@@ -32,6 +32,7 @@ use store_sql::SqlStore;
 pub async fn accounts_from_settings(
     settings: &Settings,
     store: &SqlStore,
+    cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<identity::Accounts>> {
     use crypto::{Argon2Hasher, Argon2Settings, OpaqueTokens, PasetoTokens};
@@ -80,6 +81,14 @@ pub async fn accounts_from_settings(
             access: Arc::new(access),
             refresh: Arc::new(OpaqueTokens::new()),
             clock,
+            throttle: identity::LoginThrottle::new(
+                cache,
+                identity::ThrottlePolicy {
+                    attempts_per_ip: auth.attempts_per_ip_per_minute,
+                    failures_per_account_ip: auth.failures_per_account_ip,
+                    failures_per_account: auth.failures_per_account,
+                },
+            ),
         },
         identity::PasswordPolicy {
             min_chars: auth.password_min_chars,
@@ -160,8 +169,8 @@ impl Application {
                 tracing::info!(applied = ?applied, "database migrated");
             }
         }
-        let accounts = accounts_from_settings(&settings, &store, clock).await?;
         let (cache, cache_health) = cache_from_settings(&settings)?;
+        let accounts = accounts_from_settings(&settings, &store, cache.clone(), clock).await?;
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");

@@ -58,3 +58,24 @@ impl FromRequest for CurrentUser {
         })
     }
 }
+
+/// The client's address for rate limits: the TCP peer, or the left-most `X-Forwarded-For`
+/// entry when `http.trust_forwarded_for` is on (behind a proxy that sets it).
+#[must_use]
+pub fn client_ip(req: &HttpRequest) -> String {
+    let trust = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.http.trust_forwarded_for);
+    if trust
+        && let Some(first) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return first.to_string();
+    }
+    req.peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}

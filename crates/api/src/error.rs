@@ -123,6 +123,10 @@ impl From<identity::AuthError> for ApiError {
             A::Busy => ApiError::RateLimited {
                 retry_after_secs: 1,
             },
+            A::Throttled(wait) => ApiError::RateLimited {
+                // Whole seconds, rounded up: a client that waits this long is let in.
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            },
             A::Unknown(e) => ApiError::Internal(e),
         }
     }

@@ -9,6 +9,8 @@
 pub mod model;
 pub mod ports;
 pub mod service;
+pub mod throttle;
 
 pub use model::{DisplayName, EmailAddress, NewUser, Password, PasswordPolicy, User};
 pub use service::{Accounts, AuthError, TokenPair};
+pub use throttle::{LoginThrottle, ThrottlePolicy};

@@ -49,6 +49,9 @@ pub enum AuthError {
     /// Too many password checks are running; retry shortly.
     #[error("too many sign-ins in progress")]
     Busy,
+    /// Too many attempts from this address or for this account; retry after the duration.
+    #[error("too many attempts")]
+    Throttled(std::time::Duration),
     /// Anything else; logged, never shown.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -69,6 +72,12 @@ impl From<SessionRepoError> for AuthError {
         match e {
             SessionRepoError::Unknown(e) => AuthError::Unknown(e),
         }
+    }
+}
+
+impl From<kernel::cache::CacheError> for AuthError {
+    fn from(e: kernel::cache::CacheError) -> Self {
+        AuthError::Unknown(anyhow::Error::new(e).context("the sign-in throttle"))
     }
 }
 
@@ -96,6 +105,8 @@ pub struct AccountPorts {
     pub refresh: Arc<dyn RefreshTokens>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Sign-in throttling.
+    pub throttle: crate::throttle::LoginThrottle,
 }
 
 /// Registration, login, refresh, logout and token authentication.
@@ -158,7 +169,13 @@ impl Accounts {
         email: &str,
         password: &str,
         name: &str,
+        ip: &str,
     ) -> Result<(User, TokenPair), AuthError> {
+        self.ports
+            .throttle
+            .attempt(ip)
+            .await?
+            .map_err(|r| AuthError::Throttled(r.0))?;
         let email = EmailAddress::parse(email);
         let password = Password::new(password, &self.policy, "password");
         let name = DisplayName::parse(name, "name");
@@ -198,9 +215,25 @@ impl Accounts {
     /// # Errors
     /// `BadCredentials` for an unknown email, a wrong password, or a disabled account (the
     /// same answer, after the same work); `Invalid` for malformed input; `Busy`.
-    pub async fn login(&self, email: &str, password: &str) -> Result<(User, TokenPair), AuthError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        ip: &str,
+    ) -> Result<(User, TokenPair), AuthError> {
+        let throttle = &self.ports.throttle;
+        throttle
+            .attempt(ip)
+            .await?
+            .map_err(|r| AuthError::Throttled(r.0))?;
         let email = EmailAddress::parse(email)?;
         let password = Password::attempt(password)?;
+        // Before any hashing: a throttled account costs the attacker nothing to ask about and
+        // the server nothing to answer.
+        throttle
+            .check_account(&email, ip)
+            .await?
+            .map_err(|r| AuthError::Throttled(r.0))?;
         let user = self.ports.users.find_by_email(&email).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verification = match &stored {
@@ -212,11 +245,14 @@ impl Accounts {
             }
         };
         let (Some(user), Verification::Match { rehash }) = (user, verification) else {
+            throttle.failed(&email, ip).await?;
             return Err(AuthError::BadCredentials);
         };
         if user.disabled_at.is_some() {
+            throttle.failed(&email, ip).await?;
             return Err(AuthError::BadCredentials);
         }
+        throttle.succeeded(&email, ip).await?;
         if rehash {
             // Best effort: a failed re-hash must not fail the login.
             match self.ports.hasher.hash(&password).await {
@@ -237,7 +273,12 @@ impl Accounts {
     ///
     /// # Errors
     /// `InvalidToken` for an unknown, spent, expired or revoked token, or a disabled account.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(&self, refresh_token: &str, ip: &str) -> Result<TokenPair, AuthError> {
+        self.ports
+            .throttle
+            .attempt(ip)
+            .await?
+            .map_err(|r| AuthError::Throttled(r.0))?;
         if refresh_token.is_empty() || refresh_token.len() > 512 {
             return Err(AuthError::InvalidToken);
         }

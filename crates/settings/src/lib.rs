@@ -62,6 +62,12 @@ pub struct AuthSettings {
     pub max_concurrent_hashes: usize,
     /// How long a sign-in waits for a hashing slot, in milliseconds.
     pub hash_wait_ms: u64,
+    /// Sign-in, registration and refresh attempts per client IP per minute.
+    pub attempts_per_ip_per_minute: u32,
+    /// Failed logins per account per client IP per 15 minutes before that pair must wait.
+    pub failures_per_account_ip: u32,
+    /// Failed logins per account per hour, from all addresses together.
+    pub failures_per_account: u32,
 }
 
 /// Log output.
@@ -153,6 +159,9 @@ pub struct HttpSettings {
     pub hsts: bool,
     /// `max-age` of HSTS, in seconds.
     pub hsts_max_age_secs: u64,
+    /// Take the client address from `X-Forwarded-For` (the left-most entry). Only behind a
+    /// proxy that sets it; otherwise clients could choose their address for rate limits.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Settings {
@@ -189,6 +198,7 @@ impl Default for Settings {
                 cors_allowed_origins: Vec::new(),
                 hsts: false,
                 hsts_max_age_secs: 31_536_000,
+                trust_forwarded_for: false,
             },
             auth: AuthSettings {
                 signing_keys: Vec::new(),
@@ -202,6 +212,9 @@ impl Default for Settings {
                 argon2_parallelism: 1,
                 max_concurrent_hashes: 4,
                 hash_wait_ms: 2_000,
+                attempts_per_ip_per_minute: 30,
+                failures_per_account_ip: 5,
+                failures_per_account: 50,
             },
         }
     }

@@ -1,6 +1,6 @@
 //! `/api/v1/auth`: registration, login, refresh, logout, and the signed-in account.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use identity::{TokenPair, User};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use validator::Validate;
 
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, client_ip};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -92,18 +92,20 @@ pub struct Registered {
     responses(
         (status = 201, body = Registered),
         (status = 409, description = "the email is taken", body = Problem),
-        (status = 422, description = "invalid fields", body = Problem)
+        (status = 422, description = "invalid fields", body = Problem),
+        (status = 429, description = "too many attempts from this address", body = Problem)
     )
 )]
 #[post("/auth/register")]
 #[tracing::instrument(skip_all)]
 async fn register(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, tokens) = state
         .accounts
-        .register(&body.email, &body.password, &body.name)
+        .register(&body.email, &body.password, &body.name, &client_ip(&req))
         .await?;
     Ok(HttpResponse::Created().json(Registered {
         user: UserDto::from(&user),
@@ -126,16 +128,20 @@ pub struct LoginRequest {
         (status = 200, body = TokensDto),
         (status = 401, description = "wrong email or password", body = Problem),
         (status = 422, description = "invalid fields", body = Problem),
-        (status = 429, description = "too many sign-ins in progress", body = Problem)
+        (status = 429, description = "too many attempts (per address, per account): see Retry-After", body = Problem)
     )
 )]
 #[post("/auth/login")]
 #[tracing::instrument(skip_all)]
 async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<web::Json<TokensDto>, ApiError> {
-    let (_, tokens) = state.accounts.login(&body.email, &body.password).await?;
+    let (_, tokens) = state
+        .accounts
+        .login(&body.email, &body.password, &client_ip(&req))
+        .await?;
     Ok(web::Json(tokens.into()))
 }
 
@@ -152,16 +158,21 @@ pub struct RefreshRequest {
     request_body = RefreshRequest,
     responses(
         (status = 200, body = TokensDto),
-        (status = 401, description = "unknown, spent, expired or revoked", body = Problem)
+        (status = 401, description = "unknown, spent, expired or revoked", body = Problem),
+        (status = 429, description = "too many attempts from this address", body = Problem)
     )
 )]
 #[post("/auth/refresh")]
 #[tracing::instrument(skip_all)]
 async fn refresh(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<RefreshRequest>,
 ) -> Result<web::Json<TokensDto>, ApiError> {
-    let tokens = state.accounts.refresh(&body.refresh_token).await?;
+    let tokens = state
+        .accounts
+        .refresh(&body.refresh_token, &client_ip(&req))
+        .await?;
     Ok(web::Json(tokens.into()))
 }
 

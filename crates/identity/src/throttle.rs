@@ -1,0 +1,140 @@
+//! Sign-in throttling in the spirit of NIST SP 800-63B, on the cache port (shared by every
+//! server), checked before any password is hashed:
+//!
+//! - per client IP: at most `attempts_per_ip` sign-in attempts a minute;
+//! - per account and IP: at most `failures_per_account_ip` failed logins in 15 minutes, so an
+//!   attacker at one address locks only that address out of the account, never its owner
+//!   elsewhere;
+//! - per account: at most `failures_per_account` failed logins an hour from all addresses
+//!   together, which slows distributed guessing.
+//!
+//! Every lock ends with its window: nobody can be locked out for good. A success clears the
+//! account-and-IP counter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::cache::{Cache, CacheError, CacheKey};
+
+use crate::model::EmailAddress;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const ACCOUNT_IP_WINDOW: Duration = Duration::from_secs(15 * 60);
+const ACCOUNT_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// The limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Sign-in, registration and refresh attempts per client IP per minute.
+    pub attempts_per_ip: u32,
+    /// Failed logins per account per client IP per 15 minutes.
+    pub failures_per_account_ip: u32,
+    /// Failed logins per account per hour, from all addresses.
+    pub failures_per_account: u32,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        Self {
+            attempts_per_ip: 30,
+            failures_per_account_ip: 5,
+            failures_per_account: 50,
+        }
+    }
+}
+
+/// Refused for now; retry after this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub Duration);
+
+/// Counts sign-in attempts and failures.
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    cache: Arc<dyn Cache>,
+    policy: ThrottlePolicy,
+}
+
+/// What the throttle answers.
+pub type ThrottleResult = Result<Result<(), RetryAfter>, CacheError>;
+
+impl LoginThrottle {
+    /// A throttle over `cache`.
+    #[must_use]
+    pub fn new(cache: Arc<dyn Cache>, policy: ThrottlePolicy) -> Self {
+        Self { cache, policy }
+    }
+
+    fn ip_key(ip: &str) -> CacheKey {
+        CacheKey::global("auth-ip", &[ip])
+    }
+
+    fn account_ip_key(email: &EmailAddress, ip: &str) -> CacheKey {
+        CacheKey::global("login-fail", &[email.as_str(), ip])
+    }
+
+    fn account_key(email: &EmailAddress) -> CacheKey {
+        CacheKey::global("login-fail-all", &[email.as_str()])
+    }
+
+    /// Counts an attempt from `ip`; refuses it once the minute's budget is spent.
+    ///
+    /// # Errors
+    /// When the cache fails (callers fail closed).
+    pub async fn attempt(&self, ip: &str) -> ThrottleResult {
+        let c = self.cache.increment(&Self::ip_key(ip), 1, MINUTE).await?;
+        Ok(if c.value > i64::from(self.policy.attempts_per_ip) {
+            Err(RetryAfter(c.ttl))
+        } else {
+            Ok(())
+        })
+    }
+
+    /// Refuses a login for `email` from `ip` while either failure budget is spent.
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn check_account(&self, email: &EmailAddress, ip: &str) -> ThrottleResult {
+        for (key, limit, window) in [
+            (
+                Self::account_ip_key(email, ip),
+                self.policy.failures_per_account_ip,
+                ACCOUNT_IP_WINDOW,
+            ),
+            (
+                Self::account_key(email),
+                self.policy.failures_per_account,
+                ACCOUNT_WINDOW,
+            ),
+        ] {
+            // Adding 0 reads the value and its time left in one atomic step.
+            let c = self.cache.increment(&key, 0, window).await?;
+            if c.value >= i64::from(limit) {
+                return Ok(Err(RetryAfter(c.ttl)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Records a failed login.
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn failed(&self, email: &EmailAddress, ip: &str) -> Result<(), CacheError> {
+        self.cache
+            .increment(&Self::account_ip_key(email, ip), 1, ACCOUNT_IP_WINDOW)
+            .await?;
+        self.cache
+            .increment(&Self::account_key(email), 1, ACCOUNT_WINDOW)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a successful login: the account-and-IP failures are forgiven.
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn succeeded(&self, email: &EmailAddress, ip: &str) -> Result<(), CacheError> {
+        self.cache.delete(&Self::account_ip_key(email, ip)).await?;
+        Ok(())
+    }
+}
