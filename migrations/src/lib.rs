@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_organizations;
 mod m20261121_000002_users_sessions;
+mod m20261121_000003_memberships;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_organizations::Migration),
             Box::new(m20261121_000002_users_sessions::Migration),
+            Box::new(m20261121_000003_memberships::Migration),
         ]
     }
 }

@@ -8,7 +8,9 @@
 //!   crosses into a port signature.
 
 mod entity;
+mod memberships;
 mod organizations;
+mod scope;
 mod sessions;
 mod users;
 

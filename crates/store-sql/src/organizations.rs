@@ -2,9 +2,11 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::{InvalidInput, Page, PageRequest, TenantId};
+use kernel::{InvalidInput, Page, PageRequest, Role, TenantId, UserId};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    TransactionTrait,
 };
 use tenancy::{
     NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
@@ -14,7 +16,18 @@ use uuid::Uuid;
 use crate::SqlStore;
 use crate::entity::organization::{ActiveModel, Column, Entity, Model};
 
-fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
+fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> ActiveModel {
+    ActiveModel {
+        id: Set(TenantId::new().as_uuid()),
+        name: Set(new.name.as_str().to_owned()),
+        slug: Set(new.slug.as_str().to_owned()),
+        plan: Set("free".to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
     // Rows were validated on the way in; a row that fails now is corrupt, not a client error.
     let name = OrgName::parse(&m.name).map_err(|e| anyhow::anyhow!("stored name: {e}"))?;
     let slug = OrgSlug::parse(&m.slug).map_err(|e| anyhow::anyhow!("stored slug: {e}"))?;
@@ -27,27 +40,75 @@ fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
     })
 }
 
+fn slug_taken(e: sea_orm::DbErr, what: &'static str) -> OrgRepoError {
+    if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        OrgRepoError::SlugTaken
+    } else {
+        anyhow::Error::new(e).context(what).into()
+    }
+}
+
 #[async_trait]
 impl OrganizationRepository for SqlStore {
-    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
+    async fn create_with_owner(
+        &self,
+        new: NewOrganization,
+        owner: UserId,
+    ) -> Result<Organization, OrgRepoError> {
         let now = self.now();
-        let row = ActiveModel {
-            id: Set(TenantId::new().as_uuid()),
-            name: Set(new.name.as_str().to_owned()),
-            slug: Set(new.slug.as_str().to_owned()),
-            plan: Set("free".to_owned()),
+        let txn = self.db.begin().await.context("starting an organization")?;
+        let org = new_row(&new, now)
+            .insert(&txn)
+            .await
+            .map_err(|e| slug_taken(e, "inserting an organization"))?;
+        crate::entity::membership::ActiveModel {
+            tenant_id: Set(org.id),
+            user_id: Set(owner.as_uuid()),
+            role: Set(Role::Owner.as_str().to_owned()),
             created_at: Set(now),
-            updated_at: Set(now),
-        };
-        match row.insert(&self.db).await {
-            Ok(m) => to_domain(m),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(OrgRepoError::SlugTaken)
-            }
-            Err(e) => Err(anyhow::Error::new(e)
-                .context("inserting an organization")
-                .into()),
         }
+        .insert(&txn)
+        .await
+        .context("adding the owner")?;
+        txn.commit().await.context("committing an organization")?;
+        to_domain(org)
+    }
+
+    async fn rename(
+        &self,
+        id: TenantId,
+        name: OrgName,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(Column::Name, Expr::value(name.as_str().to_owned()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("renaming an organization")?
+            .rows_affected;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.find_by_id(id).await
+    }
+
+    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
+        // Memberships (and later every tenant table) go with it: ON DELETE CASCADE.
+        let removed = Entity::delete_by_id(id.as_uuid())
+            .exec(&self.db)
+            .await
+            .context("deleting an organization")?
+            .rows_affected;
+        Ok(removed > 0)
+    }
+
+    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
+        let row = new_row(&new, self.now())
+            .insert(&self.db)
+            .await
+            .map_err(|e| slug_taken(e, "inserting an organization"))?;
+        to_domain(row)
     }
 
     async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError> {

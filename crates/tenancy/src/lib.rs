@@ -6,5 +6,5 @@
 pub mod model;
 pub mod ports;
 
-pub use model::{NewOrganization, OrgName, OrgSlug, Organization};
-pub use ports::{OrgRepoError, OrganizationRepository};
+pub use model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
+pub use ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};

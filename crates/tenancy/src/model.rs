@@ -167,3 +167,16 @@ mod tests {
         assert!(OrgName::parse(&"é".repeat(121)).is_err());
     }
 }
+
+/// A user's place in an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The organization.
+    pub tenant_id: kernel::TenantId,
+    /// The member.
+    pub user_id: kernel::UserId,
+    /// Their role.
+    pub role: kernel::Role,
+    /// When they joined.
+    pub created_at: OffsetDateTime,
+}

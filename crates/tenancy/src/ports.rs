@@ -1,9 +1,10 @@
 //! Ports of the tenancy domain.
 
 use async_trait::async_trait;
-use kernel::{Page, PageRequest, TenantId};
+use kernel::{Page, PageRequest, Role, TenantId, UserId};
+use time::OffsetDateTime;
 
-use crate::model::{NewOrganization, OrgSlug, Organization};
+use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
 
 /// Failures of [`OrganizationRepository`].
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,23 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
     /// Creates an organization.
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError>;
 
+    /// Creates an organization with `owner` as its first member (role owner), atomically.
+    async fn create_with_owner(
+        &self,
+        new: NewOrganization,
+        owner: UserId,
+    ) -> Result<Organization, OrgRepoError>;
+
+    /// Renames an organization; `Ok(None)` when it does not exist.
+    async fn rename(
+        &self,
+        id: TenantId,
+        name: OrgName,
+    ) -> Result<Option<Organization>, OrgRepoError>;
+
+    /// Deletes an organization and everything of it; `false` when it did not exist.
+    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError>;
+
     /// The organization with this id.
     async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError>;
 
@@ -41,4 +59,70 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
 
     /// All organizations, oldest first (platform admin).
     async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError>;
+}
+
+/// Failures of [`MembershipRepository`].
+#[derive(Debug, thiserror::Error)]
+pub enum MemberRepoError {
+    /// The change would leave the organization without an owner.
+    #[error("an organization must keep at least one owner")]
+    LastOwner,
+    /// No such membership.
+    #[error("no such member")]
+    NotFound,
+    /// A malformed request (a cursor not made by this list).
+    #[error(transparent)]
+    Invalid(#[from] kernel::InvalidInput),
+    /// Storage failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Stores memberships. Every method takes the tenant first.
+///
+/// Contract (`testkit::contract::memberships`): `set_role` and `remove` refuse, atomically, to
+/// leave an organization without an owner (`LastOwner`), also when two owners act at once;
+/// unknown members answer `NotFound`; `for_user` lists every organization of a user with the
+/// role, oldest membership first.
+///
+/// # Errors
+/// [`MemberRepoError::Unknown`] when storage fails.
+#[async_trait]
+pub trait MembershipRepository: Send + Sync + std::fmt::Debug {
+    /// The role of `user` in `tenant`, if a member.
+    async fn role_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<Role>, MemberRepoError>;
+
+    /// Adds a member (or changes nothing if already one).
+    async fn add(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> Result<Membership, MemberRepoError>;
+
+    /// The members of `tenant`, oldest first.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Membership>, MemberRepoError>;
+
+    /// Changes a member's role.
+    async fn set_role(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Membership, MemberRepoError>;
+
+    /// Removes a member.
+    async fn remove(&self, tenant: TenantId, user: UserId) -> Result<(), MemberRepoError>;
+
+    /// Every organization `user` belongs to, with the role.
+    async fn for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, MemberRepoError>;
 }

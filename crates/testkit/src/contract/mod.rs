@@ -2,6 +2,7 @@
 //! documents. Every adapter's test calls the same suite, so adapters cannot drift apart.
 
 pub mod cache;
+pub mod memberships;
 pub mod organizations;
 pub mod sessions;
 pub mod users;
