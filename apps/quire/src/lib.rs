@@ -170,7 +170,14 @@ impl Application {
             }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
-        let accounts = accounts_from_settings(&settings, &store, cache.clone(), clock).await?;
+        let accounts =
+            accounts_from_settings(&settings, &store, cache.clone(), clock.clone()).await?;
+        let orgs = Arc::new(tenancy::Organizations::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            cache.clone(),
+            clock,
+        ));
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
@@ -179,6 +186,7 @@ impl Application {
             settings.http.clone(),
             cache,
             accounts,
+            orgs,
             vec![Arc::new(store.clone()), cache_health],
         ));
 

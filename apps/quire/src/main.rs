@@ -1,4 +1,4 @@
-//! The `quire` command: `serve` (default), `migrate`, `config`.
+//! The `quire` command: `serve` (default), `migrate`, `config`, `keygen`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -59,8 +59,9 @@ impl FromRequest for CurrentUser {
     }
 }
 
-/// The client's address for rate limits: the TCP peer, or the left-most `X-Forwarded-For`
-/// entry when `http.trust_forwarded_for` is on (behind a proxy that sets it).
+/// The client's address for rate limits: the TCP peer, or, when `http.trust_forwarded_for` is
+/// on (behind one proxy that appends to `X-Forwarded-For`), the right-most entry: the address
+/// that proxy saw. Entries to its left come from the client and could be forged.
 #[must_use]
 pub fn client_ip(req: &HttpRequest) -> String {
     let trust = req
@@ -71,7 +72,7 @@ pub fn client_ip(req: &HttpRequest) -> String {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
     {
         return first.to_string();

@@ -80,6 +80,9 @@ pub enum ApiError {
     /// 403.
     #[error("not allowed")]
     Forbidden,
+    /// 403 with the rule that refused.
+    #[error("{0}")]
+    ForbiddenBecause(&'static str),
     /// 404.
     #[error("not found")]
     NotFound,
@@ -132,6 +135,22 @@ impl From<identity::AuthError> for ApiError {
     }
 }
 
+impl From<tenancy::TenancyError> for ApiError {
+    fn from(e: tenancy::TenancyError) -> Self {
+        use tenancy::TenancyError as T;
+        match e {
+            T::Invalid(i) => ApiError::Validation(i.0),
+            T::SlugTaken => ApiError::Conflict("an organization with this slug exists".to_owned()),
+            T::NotFound => ApiError::NotFound,
+            T::Forbidden(why) => ApiError::ForbiddenBecause(why),
+            T::LastOwner => {
+                ApiError::Conflict("an organization must keep at least one owner".to_owned())
+            }
+            T::Unknown(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> Self {
         ApiError::Validation(e.0)
@@ -146,7 +165,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::Unauthenticated(_) => "unauthenticated",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -238,7 +257,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

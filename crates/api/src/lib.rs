@@ -13,6 +13,7 @@ mod middleware;
 pub mod openapi;
 mod routes;
 mod state;
+pub mod tenant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};

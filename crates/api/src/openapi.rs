@@ -22,7 +22,8 @@ use crate::error::{Problem, ProblemField};
     modifiers(&BearerAuth),
     tags(
         (name = "platform", description = "Health, metrics and documentation (no auth)"),
-        (name = "auth", description = "Accounts, sessions and tokens")
+        (name = "auth", description = "Accounts, sessions and tokens"),
+        (name = "orgs", description = "Organizations (tenants) and their members")
     )
 )]
 struct ApiDoc;

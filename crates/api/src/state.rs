@@ -20,6 +20,8 @@ pub struct AppState {
     pub cache: Arc<dyn Cache>,
     /// Accounts and tokens.
     pub accounts: Arc<Accounts>,
+    /// Organizations and memberships.
+    pub orgs: Arc<tenancy::Organizations>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -39,6 +41,7 @@ impl AppState {
         http: HttpSettings,
         cache: Arc<dyn Cache>,
         accounts: Arc<Accounts>,
+        orgs: Arc<tenancy::Organizations>,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
         let openapi = openapi::document();
@@ -47,6 +50,7 @@ impl AppState {
             http,
             cache,
             accounts,
+            orgs,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

@@ -62,7 +62,8 @@ struct RingKey {
 /// To rotate: put a new key first and keep the old one second for at least one ttl, then drop
 /// it.
 ///
-/// Validity times are checked against the system clock (by `pasetors`), without leeway.
+/// `exp` is checked against the system clock (by `pasetors`), strictly; `iat` and `nbf` may be
+/// up to `CLOCK_LEEWAY` ahead of it (another server's clock).
 pub struct PasetoTokens {
     signing: AsymmetricSecretKey<V4>,
     /// `{"kid": <id of the signing key>}`.

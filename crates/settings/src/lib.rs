@@ -159,8 +159,9 @@ pub struct HttpSettings {
     pub hsts: bool,
     /// `max-age` of HSTS, in seconds.
     pub hsts_max_age_secs: u64,
-    /// Take the client address from `X-Forwarded-For` (the left-most entry). Only behind a
-    /// proxy that sets it; otherwise clients could choose their address for rate limits.
+    /// Take the client address from `X-Forwarded-For`: its right-most entry, the address the
+    /// proxy in front of Quire saw. Only behind exactly one proxy that appends to the header;
+    /// otherwise clients could choose their address for rate limits.
     pub trust_forwarded_for: bool,
 }
 
@@ -304,6 +305,42 @@ impl Settings {
                 "http.cors_allowed_origins: {origin:?} is not an origin like \"https://app.example.com\" \
                  (scheme and host, optional port, no path, no wildcard)"
             )));
+        }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
+        let a = &self.auth;
+        if !(60..=900).contains(&a.access_token_ttl_secs) {
+            return bad("auth.access_token_ttl_secs must be between 60 and 900");
+        }
+        if !(1..=365).contains(&a.session_lifetime_days) {
+            return bad("auth.session_lifetime_days must be between 1 and 365");
+        }
+        if !(8..=64).contains(&a.password_min_chars) {
+            return bad("auth.password_min_chars must be between 8 and 64");
+        }
+        if a.attempts_per_ip_per_minute == 0
+            || a.failures_per_account_ip == 0
+            || a.failures_per_account < a.failures_per_account_ip
+        {
+            return bad("auth throttling: every limit must be positive, and \
+                 auth.failures_per_account must be at least auth.failures_per_account_ip");
+        }
+        if a.max_concurrent_hashes == 0
+            || a.issuer.trim().is_empty()
+            || a.audience.trim().is_empty()
+        {
+            return bad("auth.max_concurrent_hashes, auth.issuer and auth.audience must be set");
+        }
+        if a.signing_keys
+            .iter()
+            .any(|k| !k.expose_secret().starts_with("k4.secret."))
+        {
+            return bad(
+                "auth.signing_keys must be PASERK secret keys (k4.secret.…; see `quire keygen`)",
+            );
         }
         Ok(())
     }
@@ -466,6 +503,25 @@ mod tests {
         }
         assert!(with(&[("http.cors_allowed_origins", "[\"*\"]")]).is_err());
         assert!(with(&[("http.cors_allowed_origins", "[\"https://app.example.com\"]")]).is_ok());
+    }
+
+    #[test]
+    fn auth_settings_are_checked() {
+        for (k, v) in [
+            ("auth.access_token_ttl_secs", "0"),
+            ("auth.access_token_ttl_secs", "3600"),
+            ("auth.session_lifetime_days", "0"),
+            ("auth.password_min_chars", "4"),
+            ("auth.attempts_per_ip_per_minute", "0"),
+            ("auth.failures_per_account", "1"),
+            ("auth.max_concurrent_hashes", "0"),
+            ("auth.issuer", "\" \""),
+            ("auth.signing_keys", "[\"not-a-key\"]"),
+        ] {
+            assert!(with(&[(k, v)]).is_err(), "{k} = {v} must be refused");
+        }
+        assert!(with(&[("auth.access_token_ttl_secs", "600")]).is_ok());
+        assert!(with(&[("auth.signing_keys", "[\"k4.secret.abc\"]")]).is_ok());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 pub mod model;
 pub mod ports;
+pub mod service;
 
 pub use model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
 pub use ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
+pub use service::{OrgRef, Organizations, TenancyError};

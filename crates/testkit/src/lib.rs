@@ -284,6 +284,13 @@ impl TestApp {
         }
     }
 
+    /// A second connection to the app's own database (to seed what no route makes yet).
+    pub async fn store(&self) -> SqlStore {
+        SqlStore::connect(&self.settings, Arc::new(kernel::SystemClock))
+            .await
+            .expect("the test app's database")
+    }
+
     /// The server handle, to stop it from another task.
     #[must_use]
     pub fn handle(&self) -> ServerHandle {

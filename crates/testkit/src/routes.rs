@@ -1,6 +1,7 @@
 //! Undocumented routes that only test apps mount, to drive the edge through the whole stack:
 //! a JSON echo (extractor errors), a paginated echo (query errors), an internal error (opaque
-//! 5xx) and a slow handler gated by the test (graceful shutdown, timeouts).
+//! 5xx), a slow handler gated by the test (graceful shutdown, timeouts) and a tenant-scoped
+//! route needing `member` (the `X-Tenant-ID` extractor).
 
 use std::sync::LazyLock;
 
@@ -53,6 +54,12 @@ async fn internal() -> Result<HttpResponse, ApiError> {
     ))
 }
 
+async fn tenant(t: api::tenant::Tenant<api::tenant::Member>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "tenant": t.ctx.tenant_id().to_string(), "role": t.ctx.role().as_str()
+    }))
+}
+
 async fn slow() -> HttpResponse {
     SLOW_GATE.started.notify_one();
     SLOW_GATE.release.notified().await;
@@ -64,5 +71,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/__test/echo", web::post().to(echo))
         .route("/__test/page", web::get().to(page))
         .route("/__test/internal", web::get().to(internal))
-        .route("/__test/slow", web::get().to(slow));
+        .route("/__test/slow", web::get().to(slow))
+        .route("/__test/tenant", web::get().to(tenant));
 }

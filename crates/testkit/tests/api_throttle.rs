@@ -156,6 +156,25 @@ async fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
 }
 
 #[tokio::test]
+async fn only_the_address_the_proxy_saw_counts() {
+    let app = with_ann(|s| {
+        s.http.trust_forwarded_for = true;
+        s.auth.failures_per_account_ip = 3;
+    })
+    .await;
+    // The client forges the left-hand entries; the proxy appends what it saw.
+    for forged in ["1.1.1.1", "2.2.2.2", "3.3.3.3"] {
+        let res = login_from(&app, &format!("{forged}, 203.0.113.50"), "wrong guess!").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(
+        login_from(&app, "4.4.4.4, 203.0.113.50", PASSWORD).await,
+        15 * 60,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn throttling_holds_on_redis_too() {
     if testkit::services_skipped("PostgreSQL + Redis") {
         return;

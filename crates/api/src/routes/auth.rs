@@ -219,10 +219,21 @@ pub struct Me {
 )]
 #[get("/auth/me")]
 #[tracing::instrument(skip_all, fields(user_id = %current.user.id))]
-async fn me(current: CurrentUser) -> web::Json<Me> {
-    // Memberships arrive with organizations (the tenancy routes); none can exist before.
-    web::Json(Me {
+async fn me(state: web::Data<AppState>, current: CurrentUser) -> Result<web::Json<Me>, ApiError> {
+    let memberships = state
+        .orgs
+        .all_for_user(current.user.id)
+        .await?
+        .into_iter()
+        .map(|(o, role)| MembershipDto {
+            org_id: o.id.to_string(),
+            org_slug: o.slug.as_str().to_owned(),
+            org_name: o.name.as_str().to_owned(),
+            role: role.as_str().to_owned(),
+        })
+        .collect();
+    Ok(web::Json(Me {
         user: UserDto::from(&current.user),
-        memberships: Vec::new(),
-    })
+        memberships,
+    }))
 }

@@ -2,6 +2,7 @@
 //! utoipa-actix-web, so it lands in the OpenAPI document.
 
 mod auth;
+mod orgs;
 mod platform;
 
 use actix_web::http::header;
@@ -15,7 +16,11 @@ use crate::state::AppState;
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
     platform::configure(cfg);
-    cfg.service(utoipa_actix_web::scope("/api/v1").configure(auth::configure));
+    cfg.service(
+        utoipa_actix_web::scope("/api/v1")
+            .configure(auth::configure)
+            .configure(orgs::configure),
+    );
 }
 
 /// The API reference page at `/docs/`, with its assets compiled into the binary (no CDN), and

@@ -1,0 +1,306 @@
+//! `/api/v1/orgs`: organizations and their members.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use kernel::{Page, Role, UserId};
+use serde::{Deserialize, Serialize};
+use tenancy::{Membership, Organization};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use validator::Validate;
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, Problem};
+use crate::extract::{PageQuery, ValidJson};
+use crate::state::AppState;
+use crate::tenant::{Admin, OrgAccess, Owner, Viewer};
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(create)
+        .service(list)
+        .service(get_org)
+        .service(rename)
+        .service(delete_org)
+        .service(members)
+        .service(set_role)
+        .service(remove_member);
+}
+
+/// An organization, with the caller's role in it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgDto {
+    id: String,
+    name: String,
+    slug: String,
+    plan: String,
+    /// The caller's role.
+    role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl OrgDto {
+    fn new(o: &Organization, role: Role) -> Self {
+        Self {
+            id: o.id.to_string(),
+            name: o.name.as_str().to_owned(),
+            slug: o.slug.as_str().to_owned(),
+            plan: o.plan.clone(),
+            role: role.as_str().to_owned(),
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageDto<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T> PageDto<T> {
+    fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
+        Self {
+            next_cursor: page.next_cursor.as_ref().map(kernel::Cursor::encode),
+            items: page.items.into_iter().map(f).collect(),
+        }
+    }
+}
+
+/// `POST /orgs`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct CreateOrg {
+    /// 1 to 120 characters.
+    name: String,
+    /// 3 to 48 characters of a-z, 0-9 and inner hyphens; unique.
+    slug: String,
+}
+
+/// Creates an organization; the caller becomes its owner.
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    request_body = CreateOrg,
+    responses(
+        (status = 201, body = OrgDto),
+        (status = 401, body = Problem),
+        (status = 409, description = "the slug is taken", body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[post("/orgs")]
+#[tracing::instrument(skip_all, fields(user_id = %user.user.id))]
+async fn create(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    ValidJson(body): ValidJson<CreateOrg>,
+) -> Result<HttpResponse, ApiError> {
+    let org = state
+        .orgs
+        .create(user.user.id, &body.name, &body.slug)
+        .await?;
+    Ok(HttpResponse::Created().json(OrgDto::new(&org, Role::Owner)))
+}
+
+/// The caller's organizations, by id.
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, body = PageDto<OrgDto>), (status = 401, body = Problem))
+)]
+#[get("/orgs")]
+async fn list(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<OrgDto>>, ApiError> {
+    let page = state
+        .orgs
+        .for_user(user.user.id, &query.to_request()?)
+        .await?;
+    Ok(web::Json(PageDto::from_page(page, |(o, r)| {
+        OrgDto::new(&o, r)
+    })))
+}
+
+/// One organization (any member).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug")),
+    responses((status = 200, body = OrgDto), (status = 404, body = Problem))
+)]
+#[get("/orgs/{org}")]
+async fn get_org(OrgAccess(access): OrgAccess<Viewer>) -> web::Json<OrgDto> {
+    web::Json(OrgDto::new(&access.org, access.ctx.role()))
+}
+
+/// `PATCH /orgs/{org}`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct RenameOrg {
+    /// 1 to 120 characters.
+    name: String,
+}
+
+/// Renames an organization (admin or owner). The slug never changes.
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug")),
+    request_body = RenameOrg,
+    responses(
+        (status = 200, body = OrgDto),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[patch("/orgs/{org}")]
+async fn rename(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    ValidJson(body): ValidJson<RenameOrg>,
+) -> Result<web::Json<OrgDto>, ApiError> {
+    let org = state.orgs.rename(&access.ctx, &body.name).await?;
+    Ok(web::Json(OrgDto::new(&org, access.ctx.role())))
+}
+
+/// Deletes an organization and everything in it (owner).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem)
+    )
+)]
+#[delete("/orgs/{org}")]
+async fn delete_org(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Owner>,
+) -> Result<HttpResponse, ApiError> {
+    state.orgs.delete(&access.ctx).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A member.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDto {
+    user_id: String,
+    role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    joined_at: OffsetDateTime,
+}
+
+impl From<Membership> for MemberDto {
+    fn from(m: Membership) -> Self {
+        Self {
+            user_id: m.user_id.to_string(),
+            role: m.role.as_str().to_owned(),
+            joined_at: m.created_at,
+        }
+    }
+}
+
+/// The members (any member may see them).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug"), PageQuery),
+    responses((status = 200, body = PageDto<MemberDto>), (status = 404, body = Problem))
+)]
+#[get("/orgs/{org}/members")]
+async fn members(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Viewer>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<MemberDto>>, ApiError> {
+    let page = state
+        .orgs
+        .members(&access.ctx, &query.to_request()?)
+        .await?;
+    Ok(web::Json(PageDto::from_page(page, MemberDto::from)))
+}
+
+/// `PATCH /orgs/{org}/members/{user_id}`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct SetRole {
+    /// `owner`, `admin`, `member` or `viewer`.
+    role: String,
+}
+
+fn member_id(s: &str) -> Result<UserId, ApiError> {
+    UserId::parse(s).map_err(|_| ApiError::NotFound)
+}
+
+/// Changes a member's role (admin or owner; only an owner grants or takes away ownership; the
+/// last owner stays).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "organization id or slug"),
+        ("user_id" = String, Path, description = "the member's user id")
+    ),
+    request_body = SetRole,
+    responses(
+        (status = 200, body = MemberDto),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "the last owner cannot be demoted", body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[patch("/orgs/{org}/members/{user_id}")]
+async fn set_role(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    path: web::Path<(String, String)>,
+    ValidJson(body): ValidJson<SetRole>,
+) -> Result<web::Json<MemberDto>, ApiError> {
+    let user = member_id(&path.1)?;
+    let role: Role = body.role.parse().map_err(|_| {
+        ApiError::Validation(vec![kernel::FieldError::new(
+            "role",
+            "must be one of owner, admin, member, viewer",
+        )])
+    })?;
+    let m = state.orgs.set_role(&access.ctx, user, role).await?;
+    Ok(web::Json(m.into()))
+}
+
+/// Removes a member (admin or owner), or leaves (any member removing themselves). Only an
+/// owner removes an owner; the last owner stays.
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "organization id or slug"),
+        ("user_id" = String, Path, description = "the member's user id")
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "the last owner cannot be removed", body = Problem)
+    )
+)]
+#[delete("/orgs/{org}/members/{user_id}")]
+async fn remove_member(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Viewer>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let user = member_id(&path.1)?;
+    state
+        .orgs
+        .remove(&access.ctx, access.user.user.id, user)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

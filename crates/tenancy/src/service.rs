@@ -1,0 +1,336 @@
+//! The organization use cases. Who may call them is decided by the HTTP layer's tenant
+//! extractor (a minimum role in the handler's signature); the finer rules live here: only an
+//! owner grants or takes away ownership, and an organization always keeps an owner.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::cache::{Cache, CacheKey};
+use kernel::{Clock, InvalidInput, Page, PageRequest, Role, TenantContext, TenantId, UserId};
+
+use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
+
+/// How long a membership lookup is cached (changes invalidate it at once).
+const MEMBERSHIP_TTL: Duration = Duration::from_secs(30);
+
+/// What the organization use cases can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// Fields failed validation.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The slug is taken.
+    #[error("the slug is taken")]
+    SlugTaken,
+    /// No such organization or member (or not one the caller may know of).
+    #[error("not found")]
+    NotFound,
+    /// The caller's role does not allow this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The organization must keep an owner.
+    #[error("an organization must keep at least one owner")]
+    LastOwner,
+    /// Storage failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+impl From<OrgRepoError> for TenancyError {
+    fn from(e: OrgRepoError) -> Self {
+        match e {
+            OrgRepoError::SlugTaken => TenancyError::SlugTaken,
+            OrgRepoError::Invalid(i) => TenancyError::Invalid(i),
+            OrgRepoError::Unknown(e) => TenancyError::Unknown(e),
+        }
+    }
+}
+
+impl From<MemberRepoError> for TenancyError {
+    fn from(e: MemberRepoError) -> Self {
+        match e {
+            MemberRepoError::LastOwner => TenancyError::LastOwner,
+            MemberRepoError::NotFound => TenancyError::NotFound,
+            MemberRepoError::Invalid(i) => TenancyError::Invalid(i),
+            MemberRepoError::Unknown(e) => TenancyError::Unknown(e),
+        }
+    }
+}
+
+/// How a request names an organization: its id or its slug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgRef {
+    /// By id.
+    Id(TenantId),
+    /// By slug.
+    Slug(OrgSlug),
+}
+
+impl OrgRef {
+    /// Reads an id or a slug; `None` when it is neither (so it names nothing).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Ok(id) = TenantId::parse(s) {
+            return Some(OrgRef::Id(id));
+        }
+        OrgSlug::parse(s).ok().map(OrgRef::Slug)
+    }
+}
+
+/// The organization use cases.
+#[derive(Debug, Clone)]
+pub struct Organizations {
+    orgs: Arc<dyn OrganizationRepository>,
+    members: Arc<dyn MembershipRepository>,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+}
+
+fn membership_key(tenant: TenantId, user: UserId) -> CacheKey {
+    CacheKey::tenant(tenant, "membership", &[&user.to_string()])
+}
+
+impl Organizations {
+    /// The use cases over these adapters.
+    #[must_use]
+    pub fn new(
+        orgs: Arc<dyn OrganizationRepository>,
+        members: Arc<dyn MembershipRepository>,
+        cache: Arc<dyn Cache>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            orgs,
+            members,
+            cache,
+            clock,
+        }
+    }
+
+    /// Creates an organization owned by `owner`.
+    ///
+    /// # Errors
+    /// `Invalid` with every failing field; `SlugTaken`.
+    pub async fn create(
+        &self,
+        owner: UserId,
+        name: &str,
+        slug: &str,
+    ) -> Result<Organization, TenancyError> {
+        let name = OrgName::parse(name);
+        let slug = OrgSlug::parse(slug);
+        let (name, slug) = match (name, slug) {
+            (Ok(n), Ok(s)) => (n, s),
+            (n, s) => {
+                let mut errors = Vec::new();
+                for e in [n.err(), s.err()].into_iter().flatten() {
+                    errors.extend(e.0);
+                }
+                return Err(TenancyError::Invalid(InvalidInput(errors)));
+            }
+        };
+        Ok(self
+            .orgs
+            .create_with_owner(NewOrganization { name, slug }, owner)
+            .await?)
+    }
+
+    /// Resolves `org` for `user`: the organization and the user's role in it. Anything the
+    /// user is not a member of is `NotFound`, so nobody learns that another tenant's
+    /// organization exists.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn resolve(
+        &self,
+        org: &str,
+        user: UserId,
+    ) -> Result<(Organization, Role), TenancyError> {
+        let org = match OrgRef::parse(org).ok_or(TenancyError::NotFound)? {
+            OrgRef::Id(id) => self.orgs.find_by_id(id).await?,
+            OrgRef::Slug(slug) => self.orgs.find_by_slug(&slug).await?,
+        }
+        .ok_or(TenancyError::NotFound)?;
+        let role = self
+            .role_of(org.id, user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        Ok((org, role))
+    }
+
+    /// The user's role in `tenant`, cached briefly (every change invalidates it).
+    ///
+    /// # Errors
+    /// When storage fails (a cache failure falls back to storage).
+    pub async fn role_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<Role>, TenancyError> {
+        let key = membership_key(tenant, user);
+        if let Ok(Some(bytes)) = self.cache.get(&key).await {
+            let cached = std::str::from_utf8(&bytes).ok();
+            match cached {
+                Some("-") => return Ok(None),
+                Some(r) => {
+                    if let Ok(role) = r.parse() {
+                        return Ok(Some(role));
+                    }
+                }
+                None => {}
+            }
+        }
+        let role = self.members.role_of(tenant, user).await?;
+        let value = role.map_or("-", Role::as_str);
+        if let Err(e) = self.cache.set(&key, value.as_bytes(), MEMBERSHIP_TTL).await {
+            tracing::warn!(error = %e, "caching a membership failed");
+        }
+        Ok(role)
+    }
+
+    async fn forget(&self, tenant: TenantId, user: UserId) {
+        if let Err(e) = self.cache.delete(&membership_key(tenant, user)).await {
+            tracing::warn!(error = %e, "invalidating a cached membership failed");
+        }
+    }
+
+    /// The organizations `user` belongs to, with the role, a page at a time (by id).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn for_user(
+        &self,
+        user: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<(Organization, Role)>, TenancyError> {
+        let mut all = self.members.for_user(user).await?;
+        all.sort_by_key(|(o, _)| o.id);
+        let after = match page.after() {
+            Some(c) => Some(
+                TenantId::parse(c.key())
+                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
+            ),
+            None => None,
+        };
+        let rows: Vec<_> = all
+            .into_iter()
+            .filter(|(o, _)| after.is_none_or(|a| o.id > a))
+            .take(page.limit() as usize + 1)
+            .collect();
+        Ok(Page::from_overfetch(rows, page, |(o, _)| o.id.to_string()))
+    }
+
+    /// Every organization of `user`, with the role (for `/auth/me`).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn all_for_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(Organization, Role)>, TenancyError> {
+        Ok(self.members.for_user(user).await?)
+    }
+
+    /// Renames the organization (the extractor checked admin or more).
+    ///
+    /// # Errors
+    /// `Invalid`, `NotFound`.
+    pub async fn rename(
+        &self,
+        ctx: &TenantContext,
+        name: &str,
+    ) -> Result<Organization, TenancyError> {
+        let name = OrgName::parse(name)?;
+        self.orgs
+            .rename(ctx.tenant_id(), name)
+            .await?
+            .ok_or(TenancyError::NotFound)
+    }
+
+    /// Deletes the organization and everything in it (the extractor checked owner).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete(&self, ctx: &TenantContext) -> Result<(), TenancyError> {
+        if self.orgs.delete(ctx.tenant_id()).await? {
+            Ok(())
+        } else {
+            Err(TenancyError::NotFound)
+        }
+    }
+
+    /// The members, a page at a time.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn members(
+        &self,
+        ctx: &TenantContext,
+        page: &PageRequest,
+    ) -> Result<Page<Membership>, TenancyError> {
+        Ok(self.members.list(ctx.tenant_id(), page).await?)
+    }
+
+    /// Changes a member's role. Admins manage members; only an owner grants or takes away
+    /// ownership; the last owner stays.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `LastOwner`.
+    pub async fn set_role(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        role: Role,
+    ) -> Result<Membership, TenancyError> {
+        let current = self
+            .members
+            .role_of(ctx.tenant_id(), user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        if (role == Role::Owner || current == Role::Owner) && ctx.role() != Role::Owner {
+            return Err(TenancyError::Forbidden(
+                "only an owner grants or takes away ownership",
+            ));
+        }
+        let m = self.members.set_role(ctx.tenant_id(), user, role).await?;
+        self.forget(ctx.tenant_id(), user).await;
+        Ok(m)
+    }
+
+    /// Removes a member: an admin removes others, anyone may leave; only an owner removes an
+    /// owner; the last owner stays.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `LastOwner`.
+    pub async fn remove(
+        &self,
+        ctx: &TenantContext,
+        actor: UserId,
+        user: UserId,
+    ) -> Result<(), TenancyError> {
+        let current = self
+            .members
+            .role_of(ctx.tenant_id(), user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        let leaving = actor == user;
+        if !leaving && !ctx.role().satisfies(Role::Admin) {
+            return Err(TenancyError::Forbidden(
+                "only an admin removes other members",
+            ));
+        }
+        if current == Role::Owner && !leaving && ctx.role() != Role::Owner {
+            return Err(TenancyError::Forbidden("only an owner removes an owner"));
+        }
+        self.members.remove(ctx.tenant_id(), user).await?;
+        self.forget(ctx.tenant_id(), user).await;
+        Ok(())
+    }
+
+    /// The clock (for callers that stamp new rows).
+    #[must_use]
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+}
