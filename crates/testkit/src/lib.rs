@@ -13,6 +13,7 @@
 
 pub mod contract;
 mod routes;
+pub mod sweep;
 
 use std::sync::{Arc, Once};
 

@@ -1,0 +1,44 @@
+//! The two-tenant isolation sweep's route table.
+//!
+//! Every `/api/v1` route of the OpenAPI document must be listed here with how it is scoped;
+//! `tests/isolation_sweep.rs` fails for a route that is missing (or listed but gone). Routes
+//! scoped to an organization are then called by a member of another tenant with the first
+//! tenant's ids and slug, and must answer 404 without any of its data.
+
+/// How a route is scoped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// No authentication (registration, login, refresh, logout).
+    Public,
+    /// The signed-in account only, no tenant (`/auth/me`, `/orgs` list and create).
+    User,
+    /// The organization named by the `{org}` path segment.
+    OrgPath,
+    /// The organization named by `X-Tenant-ID`.
+    TenantHeader,
+}
+
+/// `(method, path template, scope)` of every `/api/v1` route.
+pub const ROUTES: &[(&str, &str, Scope)] = &[
+    ("POST", "/api/v1/auth/register", Scope::Public),
+    ("POST", "/api/v1/auth/login", Scope::Public),
+    ("POST", "/api/v1/auth/refresh", Scope::Public),
+    ("POST", "/api/v1/auth/logout", Scope::Public),
+    ("GET", "/api/v1/auth/me", Scope::User),
+    ("POST", "/api/v1/orgs", Scope::User),
+    ("GET", "/api/v1/orgs", Scope::User),
+    ("GET", "/api/v1/orgs/{org}", Scope::OrgPath),
+    ("PATCH", "/api/v1/orgs/{org}", Scope::OrgPath),
+    ("DELETE", "/api/v1/orgs/{org}", Scope::OrgPath),
+    ("GET", "/api/v1/orgs/{org}/members", Scope::OrgPath),
+    (
+        "PATCH",
+        "/api/v1/orgs/{org}/members/{user_id}",
+        Scope::OrgPath,
+    ),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org}/members/{user_id}",
+        Scope::OrgPath,
+    ),
+];

@@ -1,0 +1,166 @@
+//! The two-tenant isolation sweep: a member of tenant B, with valid credentials, calls every
+//! route scoped to an organization with tenant A's id and slug, and gets 404 with none of A's
+//! data. The route list comes from the OpenAPI document, so a new route that nobody classified
+//! in `testkit::sweep::ROUTES` fails this test.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::sweep::{ROUTES, Scope};
+use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
+
+struct Tenant {
+    token: String,
+    user_id: String,
+    org_id: String,
+    slug: String,
+    name: String,
+}
+
+async fn tenant(app: &TestApp, who: &str, slug: &str, name: &str) -> Tenant {
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": format!("{who}@example.com"), "password": "correct horse battery", "name": who}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.expect("json");
+    let token = body["tokens"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let user_id = body["user"]["id"].as_str().expect("id").to_owned();
+    let org: Value = app
+        .client
+        .post(app.url("/api/v1/orgs"))
+        .bearer_auth(&token)
+        .json(&json!({"name": name, "slug": slug}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    Tenant {
+        token,
+        user_id,
+        org_id: org["id"].as_str().expect("org id").to_owned(),
+        slug: slug.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn documented_routes(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+async fn sweep(app: &TestApp) {
+    let a = tenant(app, "ann", "acme", "Acme Secret Projects").await;
+    let b = tenant(app, "bob", "bobco", "Bob Co").await;
+
+    let doc: Value = app
+        .get("/api/v1/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("openapi");
+    let documented = documented_routes(&doc);
+    let listed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    let unlisted: Vec<_> = documented.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "routes nobody registered with the isolation sweep (add them to testkit::sweep::ROUTES): {unlisted:?}"
+    );
+    let gone: Vec<_> = listed.difference(&documented).collect();
+    assert!(
+        gone.is_empty(),
+        "routes in the sweep that no longer exist: {gone:?}"
+    );
+
+    let mut checked = 0;
+    for (method, template, scope) in ROUTES {
+        if matches!(scope, Scope::Public | Scope::User) {
+            continue;
+        }
+        for a_ref in [&a.org_id, &a.slug] {
+            let path = template
+                .replace("{org}", a_ref)
+                .replace("{user_id}", &a.user_id);
+            let method = Method::from_bytes(method.as_bytes()).expect("method");
+            let mut req = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .bearer_auth(&b.token);
+            if *scope == Scope::TenantHeader {
+                req = req.header("x-tenant-id", a_ref.as_str());
+            }
+            if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                req = req.json(&json!({"name": "x", "role": "owner", "slug": "x-x-x"}));
+            }
+            let res = req.send().await.expect("sent");
+            let status = res.status();
+            let text = res.text().await.expect("body");
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{method} {path} as tenant B: {text}"
+            );
+            for secret in [&a.org_id, &a.slug, &a.name, &a.user_id] {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{method} {path} leaked {secret}: {text}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the sweep checked no route");
+
+    // Tenant A is untouched, and B still works in its own tenant.
+    let res = app
+        .client
+        .get(app.url("/api/v1/orgs/acme"))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["name"], a.name.as_str(), "tenant B changed tenant A");
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/orgs/{}", b.slug)))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tenant_b_never_reaches_tenant_a_on_sqlite() {
+    sweep(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn tenant_b_never_reaches_tenant_a_on_postgres_and_redis() {
+    if testkit::services_skipped("PostgreSQL + Redis") {
+        return;
+    }
+    sweep(&spawn_app_with(TestOptions::production()).await).await;
+}
