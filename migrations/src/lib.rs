@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_organizations;
 mod m20261121_000002_users_sessions;
 mod m20261121_000003_memberships;
+mod m20261121_000004_user_profile;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_organizations::Migration),
             Box::new(m20261121_000002_users_sessions::Migration),
             Box::new(m20261121_000003_memberships::Migration),
+            Box::new(m20261121_000004_user_profile::Migration),
         ]
     }
 }

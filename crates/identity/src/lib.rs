@@ -11,6 +11,6 @@ pub mod ports;
 pub mod service;
 pub mod throttle;
 
-pub use model::{DisplayName, EmailAddress, NewUser, Password, PasswordPolicy, User};
+pub use model::{DisplayName, EmailAddress, NewUser, Password, PasswordPolicy, Profile, User};
 pub use service::{Accounts, AuthError, TokenPair};
 pub use throttle::{LoginThrottle, ThrottlePolicy};

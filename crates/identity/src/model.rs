@@ -185,6 +185,75 @@ impl DisplayName {
     }
 }
 
+/// The optional profile fields of an account, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// An `http(s)` URL of at most 2,048 characters.
+    pub avatar_url: Option<String>,
+    /// A BCP 47 language tag (`en`, `fa-IR`).
+    pub locale: Option<String>,
+    /// An IANA time-zone name (`Europe/Berlin`, `UTC`).
+    pub timezone: Option<String>,
+}
+
+impl Profile {
+    /// Checks an avatar URL.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `avatar_url`.
+    pub fn avatar_url(s: &str) -> Result<String, InvalidInput> {
+        let ok = s.len() <= 2048
+            && (s.starts_with("https://") || s.starts_with("http://"))
+            && s.len() > "https://".len()
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        ok.then(|| s.to_owned()).ok_or_else(|| {
+            InvalidInput::field(
+                "avatar_url",
+                "must be an http(s) URL of at most 2,048 characters",
+            )
+        })
+    }
+
+    /// Checks a BCP 47 language tag (form only).
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `locale`.
+    pub fn locale(s: &str) -> Result<String, InvalidInput> {
+        let mut parts = s.split('-');
+        let primary_ok = parts.next().is_some_and(|p| {
+            (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic())
+        });
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        (s.len() <= 35 && primary_ok && rest_ok)
+            .then(|| s.to_owned())
+            .ok_or_else(|| {
+                InvalidInput::field("locale", "must be a language tag such as en or fa-IR")
+            })
+    }
+
+    /// Checks an IANA time-zone name (form only).
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `timezone`.
+    pub fn timezone(s: &str) -> Result<String, InvalidInput> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.split('/').all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
+            })
+            && s.as_bytes()[0].is_ascii_alphabetic();
+        ok.then(|| s.to_owned()).ok_or_else(|| {
+            InvalidInput::field("timezone", "must be a time-zone name such as Europe/Berlin")
+        })
+    }
+}
+
+/// The largest preferences document, serialized.
+pub const MAX_PREFERENCES_BYTES: usize = 16 * 1024;
+
 /// What registration stores.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -211,6 +280,8 @@ pub struct User {
     pub is_platform_admin: bool,
     /// Set while the account is disabled.
     pub disabled_at: Option<OffsetDateTime>,
+    /// Optional profile fields.
+    pub profile: Profile,
     /// When the account was made.
     pub created_at: OffsetDateTime,
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use kernel::UserId;
 use time::OffsetDateTime;
 
-use crate::model::{EmailAddress, NewUser, Password, User};
+use crate::model::{DisplayName, EmailAddress, NewUser, Password, Profile, User};
 
 kernel::define_id!(
     /// A login session: the family of refresh tokens descended from one login.
@@ -46,6 +46,23 @@ pub trait UserRepository: Send + Sync + Debug {
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, UserRepoError>;
     /// Replaces the password hash (a re-hash at login, a password change).
     async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), UserRepoError>;
+
+    /// Replaces the display name and profile fields.
+    async fn update_profile(
+        &self,
+        id: UserId,
+        name: DisplayName,
+        profile: Profile,
+    ) -> Result<User, UserRepoError>;
+
+    /// The preferences document (a JSON object as text), if any was stored.
+    async fn preferences(&self, id: UserId) -> Result<Option<String>, UserRepoError>;
+
+    /// Replaces the preferences document.
+    async fn set_preferences(&self, id: UserId, json: &str) -> Result<(), UserRepoError>;
+
+    /// Deletes the account; its sessions and memberships go with it.
+    async fn delete(&self, id: UserId) -> Result<(), UserRepoError>;
 }
 
 /// The SHA-256 of an opaque refresh token: only this is stored.
@@ -139,6 +156,15 @@ pub trait SessionRepository: Send + Sync + Debug {
     async fn revoke_all(
         &self,
         user_id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<(), SessionRepoError>;
+
+    /// Revokes every session of `user_id` except `keep` (a password change keeps the session
+    /// that made it).
+    async fn revoke_others(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
         now: OffsetDateTime,
     ) -> Result<(), SessionRepoError>;
 

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use kernel::{Clock, FieldError, InvalidInput};
 
-use crate::model::{DisplayName, EmailAddress, NewUser, Password, PasswordPolicy, User};
+use crate::model::{
+    DisplayName, EmailAddress, MAX_PREFERENCES_BYTES, NewUser, Password, PasswordPolicy, Profile,
+    User,
+};
 use crate::ports::{
     AccessClaims, AccessTokens, HashError, NewRefreshToken, PasswordHasher, RefreshTokens,
     Rotation, SessionId, SessionRepoError, SessionRepository, UserRepoError, UserRepository,
@@ -358,6 +361,105 @@ impl Accounts {
             .filter(|u| u.disabled_at.is_none())
             .ok_or(AuthError::InvalidToken)?;
         Ok((user, claims.session))
+    }
+
+    /// Changes the password after checking the current one; every other session of the
+    /// account ends (the one making the change stays signed in).
+    ///
+    /// # Errors
+    /// `Invalid` on `current_password` (wrong, counted by the throttle) or `new_password`
+    /// (policy); `Throttled`.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        session: SessionId,
+        current: &str,
+        new: &str,
+        ip: &str,
+    ) -> Result<(), AuthError> {
+        let throttle = &self.ports.throttle;
+        throttle
+            .check_account(&user.email, ip)
+            .await?
+            .map_err(|r| AuthError::Throttled(r.0))?;
+        let new = Password::new(new, &self.policy, "new_password")?;
+        let current = Password::attempt(current)
+            .map_err(|_| InvalidInput::field("current_password", "is required"))?;
+        let matches = match &user.password_hash {
+            Some(phc) => matches!(
+                self.ports.hasher.verify(&current, phc).await?,
+                Verification::Match { .. }
+            ),
+            None => false,
+        };
+        if !matches {
+            throttle.failed(&user.email, ip).await?;
+            return Err(
+                InvalidInput::field("current_password", "is not your current password").into(),
+            );
+        }
+        let phc = self.ports.hasher.hash(&new).await?;
+        self.ports.users.set_password_hash(user.id, &phc).await?;
+        self.ports
+            .sessions
+            .revoke_others(user.id, session, self.ports.clock.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces the display name and profile fields (already validated by the caller with
+    /// [`DisplayName::parse`] and the [`Profile`] checks).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn update_profile(
+        &self,
+        user: &User,
+        name: DisplayName,
+        profile: Profile,
+    ) -> Result<User, AuthError> {
+        Ok(self
+            .ports
+            .users
+            .update_profile(user.id, name, profile)
+            .await?)
+    }
+
+    /// The preferences document (`{}` when none was stored).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn preferences(&self, user: &User) -> Result<String, AuthError> {
+        Ok(self
+            .ports
+            .users
+            .preferences(user.id)
+            .await?
+            .unwrap_or_else(|| "{}".to_owned()))
+    }
+
+    /// Replaces the preferences document (a JSON object as text, checked by the caller).
+    ///
+    /// # Errors
+    /// `Invalid` when larger than 16 KiB.
+    pub async fn set_preferences(&self, user: &User, json: &str) -> Result<(), AuthError> {
+        if json.len() > MAX_PREFERENCES_BYTES {
+            return Err(InvalidInput::field("body", "must be at most 16 KiB").into());
+        }
+        Ok(self.ports.users.set_preferences(user.id, json).await?)
+    }
+
+    /// Deletes the account and ends all its sessions. Organization rules (an only owner with
+    /// other members may not leave) are checked by the caller first.
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn delete_account(&self, user: &User) -> Result<(), AuthError> {
+        self.ports
+            .sessions
+            .revoke_all(user.id, self.ports.clock.now())
+            .await?;
+        Ok(self.ports.users.delete(user.id).await?)
     }
 
     async fn start_session(&self, user: &User) -> Result<TokenPair, AuthError> {

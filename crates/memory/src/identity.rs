@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
-use identity::model::{EmailAddress, NewUser, User};
+use identity::model::{DisplayName, EmailAddress, NewUser, Profile, User};
 use identity::ports::{
     NewRefreshToken, Rotation, SessionId, SessionRepoError, SessionRepository, TokenHash,
     UserRepoError, UserRepository,
@@ -12,10 +12,11 @@ use identity::ports::{
 use kernel::UserId;
 use time::OffsetDateTime;
 
-/// Accounts in a map.
+/// Accounts in a map, with their preferences.
 #[derive(Debug, Default)]
 pub struct InMemoryUsers {
     rows: RwLock<HashMap<UserId, User>>,
+    preferences: RwLock<HashMap<UserId, String>>,
 }
 
 impl InMemoryUsers {
@@ -44,6 +45,7 @@ impl UserRepository for InMemoryUsers {
             password_hash: new.password_hash,
             is_platform_admin: false,
             disabled_at: None,
+            profile: Profile::default(),
             created_at: now,
         };
         rows.insert(user.id, user.clone());
@@ -64,6 +66,55 @@ impl UserRepository for InMemoryUsers {
         let user = rows.get_mut(&id).ok_or(UserRepoError::NotFound)?;
         user.password_hash = Some(phc.to_owned());
         Ok(())
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        name: DisplayName,
+        profile: Profile,
+    ) -> Result<User, UserRepoError> {
+        let mut rows = self.rows.write().map_err(|_| poisoned())?;
+        let user = rows.get_mut(&id).ok_or(UserRepoError::NotFound)?;
+        user.name = name;
+        user.profile = profile;
+        Ok(user.clone())
+    }
+
+    async fn preferences(&self, id: UserId) -> Result<Option<String>, UserRepoError> {
+        if !self.rows.read().map_err(|_| poisoned())?.contains_key(&id) {
+            return Err(UserRepoError::NotFound);
+        }
+        Ok(self
+            .preferences
+            .read()
+            .map_err(|_| poisoned())?
+            .get(&id)
+            .cloned())
+    }
+
+    async fn set_preferences(&self, id: UserId, json: &str) -> Result<(), UserRepoError> {
+        if !self.rows.read().map_err(|_| poisoned())?.contains_key(&id) {
+            return Err(UserRepoError::NotFound);
+        }
+        self.preferences
+            .write()
+            .map_err(|_| poisoned())?
+            .insert(id, json.to_owned());
+        Ok(())
+    }
+
+    async fn delete(&self, id: UserId) -> Result<(), UserRepoError> {
+        self.preferences
+            .write()
+            .map_err(|_| poisoned())?
+            .remove(&id);
+        self.rows
+            .write()
+            .map_err(|_| poisoned())?
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(UserRepoError::NotFound)
     }
 }
 
@@ -172,6 +223,22 @@ impl SessionRepository for InMemorySessions {
         _now: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
         for t in self.lock().values_mut().filter(|t| t.user_id == user_id) {
+            t.revoked = true;
+        }
+        Ok(())
+    }
+
+    async fn revoke_others(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
+        _now: OffsetDateTime,
+    ) -> Result<(), SessionRepoError> {
+        for t in self
+            .lock()
+            .values_mut()
+            .filter(|t| t.user_id == user_id && t.session != keep)
+        {
             t.revoked = true;
         }
         Ok(())

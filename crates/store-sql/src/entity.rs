@@ -38,6 +38,10 @@ pub mod user {
         pub disabled_at: Option<TimeDateTimeWithTimeZone>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
+        pub avatar_url: Option<String>,
+        pub locale: Option<String>,
+        pub timezone: Option<String>,
+        pub preferences: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

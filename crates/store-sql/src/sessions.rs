@@ -153,4 +153,21 @@ impl SessionRepository for SqlStore {
             .context("checking a session")?;
         Ok(live > 0)
     }
+
+    async fn revoke_others(
+        &self,
+        user_id: UserId,
+        keep: SessionId,
+        now: OffsetDateTime,
+    ) -> Result<(), SessionRepoError> {
+        Entity::update_many()
+            .col_expr(Column::RevokedAt, Expr::value(now))
+            .filter(Column::UserId.eq(user_id.as_uuid()))
+            .filter(Column::SessionId.ne(keep.as_uuid()))
+            .filter(Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await
+            .context("revoking a user's other sessions")?;
+        Ok(())
+    }
 }

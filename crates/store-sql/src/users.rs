@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use identity::model::{DisplayName, EmailAddress, NewUser, User};
+use identity::model::{DisplayName, EmailAddress, NewUser, Profile, User};
 use identity::ports::{UserRepoError, UserRepository};
 use kernel::UserId;
 use sea_orm::sea_query::Expr;
@@ -21,6 +21,11 @@ fn to_domain(m: Model) -> Result<User, UserRepoError> {
         password_hash: m.password_hash,
         is_platform_admin: m.is_platform_admin,
         disabled_at: m.disabled_at,
+        profile: Profile {
+            avatar_url: m.avatar_url,
+            locale: m.locale,
+            timezone: m.timezone,
+        },
         created_at: m.created_at,
     })
 }
@@ -37,6 +42,10 @@ impl UserRepository for SqlStore {
             disabled_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            avatar_url: Set(None),
+            locale: Set(None),
+            timezone: Set(None),
+            preferences: Set(None),
         };
         match row.insert(&self.db).await {
             Ok(m) => to_domain(m),
@@ -75,6 +84,66 @@ impl UserRepository for SqlStore {
             .await
             .context("updating a password hash")?;
         if result.rows_affected == 0 {
+            return Err(UserRepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        name: DisplayName,
+        profile: Profile,
+    ) -> Result<User, UserRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(Column::Name, Expr::value(name.as_str().to_owned()))
+            .col_expr(Column::AvatarUrl, Expr::value(profile.avatar_url))
+            .col_expr(Column::Locale, Expr::value(profile.locale))
+            .col_expr(Column::Timezone, Expr::value(profile.timezone))
+            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("updating a profile")?
+            .rows_affected;
+        if changed == 0 {
+            return Err(UserRepoError::NotFound);
+        }
+        self.find_by_id(id).await?.ok_or(UserRepoError::NotFound)
+    }
+
+    async fn preferences(&self, id: UserId) -> Result<Option<String>, UserRepoError> {
+        Ok(Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .context("reading preferences")?
+            .ok_or(UserRepoError::NotFound)?
+            .preferences)
+    }
+
+    async fn set_preferences(&self, id: UserId, json: &str) -> Result<(), UserRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(Column::Preferences, Expr::value(json.to_owned()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("storing preferences")?
+            .rows_affected;
+        if changed == 0 {
+            return Err(UserRepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: UserId) -> Result<(), UserRepoError> {
+        // Sessions and memberships go with it: ON DELETE CASCADE.
+        let removed = Entity::delete_by_id(id.as_uuid())
+            .exec(&self.db)
+            .await
+            .context("deleting a user")?
+            .rows_affected;
+        if removed == 0 {
             return Err(UserRepoError::NotFound);
         }
         Ok(())

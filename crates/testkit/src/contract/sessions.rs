@@ -116,6 +116,20 @@ pub async fn run(repo: Arc<dyn SessionRepository>, user: UserId) {
         Rotation::Invalid
     );
 
+    // revoke_others keeps exactly the named session.
+    let (s7, s8) = (SessionId::new(), SessionId::new());
+    repo.start(start(hash(7, 0), s7, now + hour))
+        .await
+        .expect("start");
+    repo.start(start(hash(8, 0), s8, now + hour))
+        .await
+        .expect("start");
+    repo.revoke_others(user, s8, now)
+        .await
+        .expect("revoke others");
+    assert!(!repo.is_active(s7, now).await.expect("s7"));
+    assert!(repo.is_active(s8, now).await.expect("s8 kept"));
+
     // Of N concurrent rotations of one live token, exactly one wins.
     let s6 = SessionId::new();
     repo.start(start(hash(6, 0), s6, now + hour))

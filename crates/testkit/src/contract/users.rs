@@ -1,6 +1,6 @@
 //! The [`UserRepository`] contract.
 
-use identity::model::{DisplayName, EmailAddress, NewUser};
+use identity::model::{DisplayName, EmailAddress, NewUser, Profile};
 use identity::ports::{UserRepoError, UserRepository};
 use kernel::{Clock as _, SystemClock, UserId};
 
@@ -61,4 +61,53 @@ pub async fn run(repo: &dyn UserRepository) {
     };
     let c = repo.create(code_user, now).await.expect("passwordless");
     assert_eq!(c.password_hash, None);
+
+    // Profile and preferences.
+    assert_eq!(ann.profile, Profile::default());
+    let profile = Profile {
+        avatar_url: Some("https://example.com/a.png".to_owned()),
+        locale: Some("fa-IR".to_owned()),
+        timezone: Some("Asia/Tehran".to_owned()),
+    };
+    let name = DisplayName::parse("Ann B. Lee", "name").expect("name");
+    let updated = repo
+        .update_profile(ann.id, name.clone(), profile.clone())
+        .await
+        .expect("profile");
+    assert_eq!(
+        (updated.name.clone(), updated.profile.clone()),
+        (name, profile.clone())
+    );
+    let read = repo
+        .find_by_id(ann.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.profile, profile);
+    assert_eq!(repo.preferences(ann.id).await.expect("prefs"), None);
+    repo.set_preferences(ann.id, r#"{"theme":"dark"}"#)
+        .await
+        .expect("set prefs");
+    assert_eq!(
+        repo.preferences(ann.id).await.expect("prefs").as_deref(),
+        Some(r#"{"theme":"dark"}"#)
+    );
+    assert!(matches!(
+        repo.preferences(unknown).await,
+        Err(UserRepoError::NotFound)
+    ));
+
+    // Deletion.
+    repo.delete(c.id).await.expect("delete");
+    assert_eq!(repo.find_by_id(c.id).await.expect("gone"), None);
+    assert!(matches!(
+        repo.delete(c.id).await,
+        Err(UserRepoError::NotFound)
+    ));
+    assert!(
+        repo.find_by_id(ann.id)
+            .await
+            .expect("others stay")
+            .is_some()
+    );
 }
