@@ -143,6 +143,7 @@ impl From<tenancy::TenancyError> for ApiError {
             T::SlugTaken => ApiError::Conflict("an organization with this slug exists".to_owned()),
             T::NotFound => ApiError::NotFound,
             T::Forbidden(why) => ApiError::ForbiddenBecause(why),
+            e @ T::SoleOwner(_) => ApiError::Conflict(e.to_string()),
             T::LastOwner => {
                 ApiError::Conflict("an organization must keep at least one owner".to_owned())
             }

@@ -23,7 +23,8 @@ use crate::error::{Problem, ProblemField};
     tags(
         (name = "platform", description = "Health, metrics and documentation (no auth)"),
         (name = "auth", description = "Accounts, sessions and tokens"),
-        (name = "orgs", description = "Organizations (tenants) and their members")
+        (name = "orgs", description = "Organizations (tenants) and their members"),
+        (name = "users", description = "The signed-in account's profile and preferences")
     )
 )]
 struct ApiDoc;

@@ -51,9 +51,10 @@ impl OrgSlug {
     }
 }
 
-/// `X-Tenant-ID` takes an id or a slug, so a slug must never parse as an id.
+/// `X-Tenant-ID` takes an id or a slug, so a slug must never parse as an id, in any of the
+/// forms an id is read in (simple or hyphenated).
 fn uuid_like(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    TenantId::parse(s).is_ok()
 }
 
 /// An organization's display name: 1–120 characters after trimming, no control characters.
@@ -149,6 +150,7 @@ mod tests {
             "acmé",
             "acme\n",
             "0190f3a2b0c47000800000000000000a",
+            "0190f3a2-b0c4-7000-8000-00000000000a",
         ] {
             let e = OrgSlug::parse(s).expect_err(s);
             assert_eq!(e.0[0].field, "slug");

@@ -105,7 +105,7 @@ pub trait MembershipRepository: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Membership, MemberRepoError>;
 
-    /// The members of `tenant`, oldest first.
+    /// The members of `tenant`, in user-id order (so roughly by account age, ids being v7).
     async fn list(
         &self,
         tenant: TenantId,

@@ -32,6 +32,11 @@ pub enum TenancyError {
     /// The organization must keep an owner.
     #[error("an organization must keep at least one owner")]
     LastOwner,
+    /// The user is the only owner of an organization that has other members.
+    #[error(
+        "you are the only owner of {0}, which has other members: make someone else an owner first"
+    )]
+    SoleOwner(String),
     /// Storage failed.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -325,6 +330,53 @@ impl Organizations {
         }
         self.members.remove(ctx.tenant_id(), user).await?;
         self.forget(ctx.tenant_id(), user).await;
+        Ok(())
+    }
+
+    /// Checks that `user` may delete their account, and returns the organizations that would
+    /// be left with no member (they are closed after the account is gone).
+    ///
+    /// # Errors
+    /// `SoleOwner` naming the first organization where `user` is the only owner and others
+    /// are members.
+    pub async fn before_account_deletion(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<TenantId>, TenancyError> {
+        let mut to_close = Vec::new();
+        for (org, role) in self.members.for_user(user).await? {
+            let (mut owners, mut others) = (0usize, 0usize);
+            let mut page = PageRequest::first(100)?;
+            loop {
+                let members = self.members.list(org.id, &page).await?;
+                for m in members.items.iter().filter(|m| m.user_id != user) {
+                    others += 1;
+                    if m.role == Role::Owner {
+                        owners += 1;
+                    }
+                }
+                match members.next_cursor {
+                    Some(c) => page = page.next(c),
+                    None => break,
+                }
+            }
+            if others == 0 {
+                to_close.push(org.id);
+            } else if role == Role::Owner && owners == 0 {
+                return Err(TenancyError::SoleOwner(org.slug.as_str().to_owned()));
+            }
+        }
+        Ok(to_close)
+    }
+
+    /// Deletes organizations left without members by an account deletion.
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn close_orphans(&self, tenants: &[TenantId]) -> Result<(), TenancyError> {
+        for tenant in tenants {
+            self.orgs.delete(*tenant).await?;
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(login)
         .service(refresh)
         .service(logout)
+        .service(change_password)
         .service(me);
 }
 
@@ -236,4 +237,45 @@ async fn me(state: web::Data<AppState>, current: CurrentUser) -> Result<web::Jso
         user: UserDto::from(&current.user),
         memberships,
     }))
+}
+
+/// `POST /auth/password/change`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct ChangePassword {
+    current_password: String,
+    /// 8 to 128 characters, not one of the 10,000 most common passwords.
+    new_password: String,
+}
+
+/// Changes the password. Every other session of the account ends; this one stays.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = ChangePassword,
+    responses(
+        (status = 204, description = "changed"),
+        (status = 401, body = Problem),
+        (status = 422, description = "wrong current password, or a weak new one", body = Problem),
+        (status = 429, body = Problem)
+    )
+)]
+#[post("/auth/password/change")]
+#[tracing::instrument(skip_all, fields(user_id = %current.user.id))]
+async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    ValidJson(body): ValidJson<ChangePassword>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .accounts
+        .change_password(
+            &current.user,
+            current.session,
+            &body.current_password,
+            &body.new_password,
+            &client_ip(&req),
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

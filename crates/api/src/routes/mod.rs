@@ -4,6 +4,7 @@
 mod auth;
 mod orgs;
 mod platform;
+mod users;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -19,7 +20,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     cfg.service(
         utoipa_actix_web::scope("/api/v1")
             .configure(auth::configure)
-            .configure(orgs::configure),
+            .configure(orgs::configure)
+            .configure(users::configure),
     );
 }
 
