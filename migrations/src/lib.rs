@@ -11,6 +11,7 @@ mod m20261121_000001_organizations;
 mod m20261121_000002_users_sessions;
 mod m20261121_000003_memberships;
 mod m20261121_000004_user_profile;
+mod m20261121_000005_audit_log;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_users_sessions::Migration),
             Box::new(m20261121_000003_memberships::Migration),
             Box::new(m20261121_000004_user_profile::Migration),
+            Box::new(m20261121_000005_audit_log::Migration),
         ]
     }
 }

@@ -80,6 +80,7 @@ pub async fn accounts_from_settings(
             hasher: Arc::new(hasher),
             access: Arc::new(access),
             refresh: Arc::new(OpaqueTokens::new()),
+            audit: Arc::new(store.clone()),
             clock,
             throttle: identity::LoginThrottle::new(
                 cache,
@@ -177,6 +178,7 @@ impl Application {
             Arc::new(store.clone()),
             cache.clone(),
             clock,
+            Arc::new(store.clone()),
         ));
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.

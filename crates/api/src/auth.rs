@@ -80,3 +80,20 @@ pub fn client_ip(req: &HttpRequest) -> String {
     req.peer_addr()
         .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
 }
+
+/// The requesting client (address and user agent), for rate limits and the audit log.
+#[derive(Debug, Clone)]
+pub struct Client(pub kernel::ClientInfo);
+
+impl FromRequest for Client {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        std::future::ready(Ok(Client(kernel::ClientInfo::new(client_ip(req), ua))))
+    }
+}

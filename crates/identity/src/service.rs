@@ -3,7 +3,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kernel::{Clock, FieldError, InvalidInput};
+use kernel::audit::{self, AuditEvent, AuditLog};
+use kernel::{ClientInfo, Clock, FieldError, InvalidInput};
 
 use crate::model::{
     DisplayName, EmailAddress, MAX_PREFERENCES_BYTES, NewUser, Password, PasswordPolicy, Profile,
@@ -110,6 +111,8 @@ pub struct AccountPorts {
     pub clock: Arc<dyn Clock>,
     /// Sign-in throttling.
     pub throttle: crate::throttle::LoginThrottle,
+    /// Security events.
+    pub audit: Arc<dyn AuditLog>,
 }
 
 /// Registration, login, refresh, logout and token authentication.
@@ -172,13 +175,11 @@ impl Accounts {
         email: &str,
         password: &str,
         name: &str,
-        ip: &str,
+        client: &ClientInfo,
     ) -> Result<(User, TokenPair), AuthError> {
-        self.ports
-            .throttle
-            .attempt(ip)
-            .await?
-            .map_err(|r| AuthError::Throttled(r.0))?;
+        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
         let email = EmailAddress::parse(email);
         let password = Password::new(password, &self.policy, "password");
         let name = DisplayName::parse(name, "name");
@@ -210,6 +211,8 @@ impl Accounts {
             )
             .await?;
         let tokens = self.start_session(&user).await?;
+        self.audit("auth.registered", Some(user.id), None, client)
+            .await;
         Ok((user, tokens))
     }
 
@@ -222,21 +225,22 @@ impl Accounts {
         &self,
         email: &str,
         password: &str,
-        ip: &str,
+        client: &ClientInfo,
     ) -> Result<(User, TokenPair), AuthError> {
         let throttle = &self.ports.throttle;
-        throttle
-            .attempt(ip)
-            .await?
-            .map_err(|r| AuthError::Throttled(r.0))?;
+        let ip = client.ip.as_str();
+        if let Err(r) = throttle.attempt(ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
         let email = EmailAddress::parse(email)?;
         let password = Password::attempt(password)?;
         // Before any hashing: a throttled account costs the attacker nothing to ask about and
         // the server nothing to answer.
-        throttle
-            .check_account(&email, ip)
-            .await?
-            .map_err(|r| AuthError::Throttled(r.0))?;
+        if let Err(r) = throttle.check_account(&email, ip).await? {
+            return Err(self
+                .throttled(r.0, Some(email.as_str().to_owned()), client)
+                .await);
+        }
         let user = self.ports.users.find_by_email(&email).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verification = match &stored {
@@ -247,12 +251,27 @@ impl Accounts {
                 Verification::Mismatch
             }
         };
+        let known = user.as_ref().map(|u| u.id);
         let (Some(user), Verification::Match { rehash }) = (user, verification) else {
             throttle.failed(&email, ip).await?;
+            self.audit(
+                "auth.login.failed",
+                known,
+                Some(email.as_str().to_owned()),
+                client,
+            )
+            .await;
             return Err(AuthError::BadCredentials);
         };
         if user.disabled_at.is_some() {
             throttle.failed(&email, ip).await?;
+            self.audit(
+                "auth.login.failed",
+                known,
+                Some("disabled account".to_owned()),
+                client,
+            )
+            .await;
             return Err(AuthError::BadCredentials);
         }
         throttle.succeeded(&email, ip).await?;
@@ -268,6 +287,8 @@ impl Accounts {
             }
         }
         let tokens = self.start_session(&user).await?;
+        self.audit("auth.login.succeeded", Some(user.id), None, client)
+            .await;
         Ok((user, tokens))
     }
 
@@ -276,12 +297,14 @@ impl Accounts {
     ///
     /// # Errors
     /// `InvalidToken` for an unknown, spent, expired or revoked token, or a disabled account.
-    pub async fn refresh(&self, refresh_token: &str, ip: &str) -> Result<TokenPair, AuthError> {
-        self.ports
-            .throttle
-            .attempt(ip)
-            .await?
-            .map_err(|r| AuthError::Throttled(r.0))?;
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
         if refresh_token.is_empty() || refresh_token.len() > 512 {
             return Err(AuthError::InvalidToken);
         }
@@ -316,6 +339,13 @@ impl Accounts {
             }
             Rotation::Reused { user_id, session } => {
                 tracing::warn!(%user_id, %session, "a spent refresh token was presented: session revoked");
+                self.audit(
+                    "auth.refresh.reused",
+                    Some(user_id),
+                    Some(format!("session {session}")),
+                    client,
+                )
+                .await;
                 Err(AuthError::InvalidToken)
             }
             Rotation::Invalid => Err(AuthError::InvalidToken),
@@ -375,13 +405,15 @@ impl Accounts {
         session: SessionId,
         current: &str,
         new: &str,
-        ip: &str,
+        client: &ClientInfo,
     ) -> Result<(), AuthError> {
         let throttle = &self.ports.throttle;
-        throttle
-            .check_account(&user.email, ip)
-            .await?
-            .map_err(|r| AuthError::Throttled(r.0))?;
+        let ip = client.ip.as_str();
+        if let Err(r) = throttle.check_account(&user.email, ip).await? {
+            return Err(self
+                .throttled(r.0, Some(user.email.as_str().to_owned()), client)
+                .await);
+        }
         let new = Password::new(new, &self.policy, "new_password")?;
         let current = Password::attempt(current)
             .map_err(|_| InvalidInput::field("current_password", "is required"))?;
@@ -404,6 +436,8 @@ impl Accounts {
             .sessions
             .revoke_others(user.id, session, self.ports.clock.now())
             .await?;
+        self.audit("auth.password.changed", Some(user.id), None, client)
+            .await;
         Ok(())
     }
 
@@ -454,12 +488,47 @@ impl Accounts {
     ///
     /// # Errors
     /// When storage fails.
-    pub async fn delete_account(&self, user: &User) -> Result<(), AuthError> {
+    pub async fn delete_account(&self, user: &User, client: &ClientInfo) -> Result<(), AuthError> {
         self.ports
             .sessions
             .revoke_all(user.id, self.ports.clock.now())
             .await?;
-        Ok(self.ports.users.delete(user.id).await?)
+        self.ports.users.delete(user.id).await?;
+        self.audit("user.deleted", Some(user.id), None, client)
+            .await;
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        action: &'static str,
+        actor: Option<kernel::UserId>,
+        target: Option<String>,
+        client: &ClientInfo,
+    ) {
+        audit::record(
+            &*self.ports.audit,
+            AuditEvent {
+                at: self.ports.clock.now(),
+                action,
+                actor,
+                tenant: None,
+                target,
+                client: client.clone(),
+            },
+        )
+        .await;
+    }
+
+    /// Maps a throttle refusal to the error, recording it.
+    async fn throttled(
+        &self,
+        wait: std::time::Duration,
+        target: Option<String>,
+        client: &ClientInfo,
+    ) -> AuthError {
+        self.audit("auth.throttled", None, target, client).await;
+        AuthError::Throttled(wait)
     }
 
     async fn start_session(&self, user: &User) -> Result<TokenPair, AuthError> {

@@ -8,6 +8,7 @@
 //! depends on no web framework, ORM, HTTP client or cache driver (checked by
 //! `apps/quire/tests/architecture.rs`).
 
+pub mod audit;
 pub mod cache;
 pub mod clock;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod id;
 pub mod page;
 pub mod tenant;
 
+pub use audit::{AuditEvent, AuditLog, ClientInfo};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, InvalidInput};
 pub use id::{TenantId, UserId};

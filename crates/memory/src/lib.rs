@@ -1,10 +1,12 @@
 //! In-process adapters of the ports: the embedded default's cache, and in-memory repositories
 //! for domain tests. Nothing here is shared between processes; production uses Redis and SQL.
 
+mod audit;
 mod cache;
 mod identity;
 mod organizations;
 
+pub use audit::InMemoryAudit;
 pub use cache::InProcessCache;
 pub use identity::{InMemorySessions, InMemoryUsers};
 pub use organizations::InMemoryOrganizations;

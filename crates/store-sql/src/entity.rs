@@ -99,3 +99,27 @@ pub mod membership {
         }
     }
 }
+
+pub mod audit {
+    //! The `audit_log` table (append-only).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub at: TimeDateTimeWithTimeZone,
+        pub action: String,
+        pub actor: Option<Uuid>,
+        pub tenant_id: Option<Uuid>,
+        pub target: Option<String>,
+        pub ip: String,
+        pub user_agent: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

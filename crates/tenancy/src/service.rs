@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kernel::audit::{self, AuditEvent, AuditLog};
 use kernel::cache::{Cache, CacheKey};
-use kernel::{Clock, InvalidInput, Page, PageRequest, Role, TenantContext, TenantId, UserId};
+use kernel::{
+    ClientInfo, Clock, InvalidInput, Page, PageRequest, Role, TenantContext, TenantId, UserId,
+};
 
 use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
 use crate::ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
@@ -90,6 +93,15 @@ pub struct Organizations {
     members: Arc<dyn MembershipRepository>,
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditLog>,
+}
+
+/// The user behind a tenant context, when it is a user (not an API key).
+fn actor_of(ctx: &TenantContext) -> Option<UserId> {
+    match ctx.principal() {
+        kernel::Principal::User(u) => Some(u),
+        kernel::Principal::ApiKey(_) => None,
+    }
 }
 
 fn membership_key(tenant: TenantId, user: UserId) -> CacheKey {
@@ -104,13 +116,37 @@ impl Organizations {
         members: Arc<dyn MembershipRepository>,
         cache: Arc<dyn Cache>,
         clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditLog>,
     ) -> Self {
         Self {
             orgs,
             members,
             cache,
             clock,
+            audit,
         }
+    }
+
+    async fn audit(
+        &self,
+        action: &'static str,
+        actor: Option<UserId>,
+        tenant: TenantId,
+        target: Option<String>,
+        client: &ClientInfo,
+    ) {
+        audit::record(
+            &*self.audit,
+            AuditEvent {
+                at: self.clock.now(),
+                action,
+                actor,
+                tenant: Some(tenant),
+                target,
+                client: client.clone(),
+            },
+        )
+        .await;
     }
 
     /// Creates an organization owned by `owner`.
@@ -122,6 +158,7 @@ impl Organizations {
         owner: UserId,
         name: &str,
         slug: &str,
+        client: &ClientInfo,
     ) -> Result<Organization, TenancyError> {
         let name = OrgName::parse(name);
         let slug = OrgSlug::parse(slug);
@@ -135,10 +172,19 @@ impl Organizations {
                 return Err(TenancyError::Invalid(InvalidInput(errors)));
             }
         };
-        Ok(self
+        let org = self
             .orgs
             .create_with_owner(NewOrganization { name, slug }, owner)
-            .await?)
+            .await?;
+        self.audit(
+            "org.created",
+            Some(owner),
+            org.id,
+            Some(org.slug.as_str().to_owned()),
+            client,
+        )
+        .await;
+        Ok(org)
     }
 
     /// Resolves `org` for `user`: the organization and the user's role in it. Anything the
@@ -245,24 +291,34 @@ impl Organizations {
         &self,
         ctx: &TenantContext,
         name: &str,
+        client: &ClientInfo,
     ) -> Result<Organization, TenancyError> {
         let name = OrgName::parse(name)?;
-        self.orgs
+        let org = self
+            .orgs
             .rename(ctx.tenant_id(), name)
             .await?
-            .ok_or(TenancyError::NotFound)
+            .ok_or(TenancyError::NotFound)?;
+        self.audit("org.renamed", actor_of(ctx), org.id, None, client)
+            .await;
+        Ok(org)
     }
 
     /// Deletes the organization and everything in it (the extractor checked owner).
     ///
     /// # Errors
     /// `NotFound`.
-    pub async fn delete(&self, ctx: &TenantContext) -> Result<(), TenancyError> {
-        if self.orgs.delete(ctx.tenant_id()).await? {
-            Ok(())
-        } else {
-            Err(TenancyError::NotFound)
+    pub async fn delete(
+        &self,
+        ctx: &TenantContext,
+        client: &ClientInfo,
+    ) -> Result<(), TenancyError> {
+        if !self.orgs.delete(ctx.tenant_id()).await? {
+            return Err(TenancyError::NotFound);
         }
+        self.audit("org.deleted", actor_of(ctx), ctx.tenant_id(), None, client)
+            .await;
+        Ok(())
     }
 
     /// The members, a page at a time.
@@ -287,6 +343,7 @@ impl Organizations {
         ctx: &TenantContext,
         user: UserId,
         role: Role,
+        client: &ClientInfo,
     ) -> Result<Membership, TenancyError> {
         let current = self
             .members
@@ -300,6 +357,15 @@ impl Organizations {
         }
         let m = self.members.set_role(ctx.tenant_id(), user, role).await?;
         self.forget(ctx.tenant_id(), user).await;
+        let change = format!("user {user}: {current} -> {role}");
+        self.audit(
+            "org.member.role_changed",
+            actor_of(ctx),
+            ctx.tenant_id(),
+            Some(change),
+            client,
+        )
+        .await;
         Ok(m)
     }
 
@@ -313,6 +379,7 @@ impl Organizations {
         ctx: &TenantContext,
         actor: UserId,
         user: UserId,
+        client: &ClientInfo,
     ) -> Result<(), TenancyError> {
         let current = self
             .members
@@ -330,6 +397,14 @@ impl Organizations {
         }
         self.members.remove(ctx.tenant_id(), user).await?;
         self.forget(ctx.tenant_id(), user).await;
+        self.audit(
+            "org.member.removed",
+            Some(actor),
+            ctx.tenant_id(),
+            Some(format!("user {user}")),
+            client,
+        )
+        .await;
         Ok(())
     }
 

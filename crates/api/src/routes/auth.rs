@@ -1,6 +1,6 @@
 //! `/api/v1/auth`: registration, login, refresh, logout, and the signed-in account.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use identity::{TokenPair, User};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use validator::Validate;
 
-use crate::auth::{CurrentUser, client_ip};
+use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -100,13 +100,13 @@ pub struct Registered {
 #[post("/auth/register")]
 #[tracing::instrument(skip_all)]
 async fn register(
-    req: HttpRequest,
+    Client(client): Client,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, tokens) = state
         .accounts
-        .register(&body.email, &body.password, &body.name, &client_ip(&req))
+        .register(&body.email, &body.password, &body.name, &client)
         .await?;
     Ok(HttpResponse::Created().json(Registered {
         user: UserDto::from(&user),
@@ -135,13 +135,13 @@ pub struct LoginRequest {
 #[post("/auth/login")]
 #[tracing::instrument(skip_all)]
 async fn login(
-    req: HttpRequest,
+    Client(client): Client,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<web::Json<TokensDto>, ApiError> {
     let (_, tokens) = state
         .accounts
-        .login(&body.email, &body.password, &client_ip(&req))
+        .login(&body.email, &body.password, &client)
         .await?;
     Ok(web::Json(tokens.into()))
 }
@@ -166,14 +166,11 @@ pub struct RefreshRequest {
 #[post("/auth/refresh")]
 #[tracing::instrument(skip_all)]
 async fn refresh(
-    req: HttpRequest,
+    Client(client): Client,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<RefreshRequest>,
 ) -> Result<web::Json<TokensDto>, ApiError> {
-    let tokens = state
-        .accounts
-        .refresh(&body.refresh_token, &client_ip(&req))
-        .await?;
+    let tokens = state.accounts.refresh(&body.refresh_token, &client).await?;
     Ok(web::Json(tokens.into()))
 }
 
@@ -262,7 +259,7 @@ pub struct ChangePassword {
 #[post("/auth/password/change")]
 #[tracing::instrument(skip_all, fields(user_id = %current.user.id))]
 async fn change_password(
-    req: HttpRequest,
+    Client(client): Client,
     state: web::Data<AppState>,
     current: CurrentUser,
     ValidJson(body): ValidJson<ChangePassword>,
@@ -274,7 +271,7 @@ async fn change_password(
             current.session,
             &body.current_password,
             &body.new_password,
-            &client_ip(&req),
+            &client,
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use validator::Validate;
 
-use crate::auth::CurrentUser;
+use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
 use crate::extract::{PageQuery, ValidJson};
 use crate::state::AppState;
@@ -95,11 +95,12 @@ pub struct CreateOrg {
 async fn create(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
     ValidJson(body): ValidJson<CreateOrg>,
 ) -> Result<HttpResponse, ApiError> {
     let org = state
         .orgs
-        .create(user.user.id, &body.name, &body.slug)
+        .create(user.user.id, &body.name, &body.slug, &client)
         .await?;
     Ok(HttpResponse::Created().json(OrgDto::new(&org, Role::Owner)))
 }
@@ -162,9 +163,10 @@ pub struct RenameOrg {
 async fn rename(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<Admin>,
+    Client(client): Client,
     ValidJson(body): ValidJson<RenameOrg>,
 ) -> Result<web::Json<OrgDto>, ApiError> {
-    let org = state.orgs.rename(&access.ctx, &body.name).await?;
+    let org = state.orgs.rename(&access.ctx, &body.name, &client).await?;
     Ok(web::Json(OrgDto::new(&org, access.ctx.role())))
 }
 
@@ -183,8 +185,9 @@ async fn rename(
 async fn delete_org(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<Owner>,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    state.orgs.delete(&access.ctx).await?;
+    state.orgs.delete(&access.ctx, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -261,6 +264,7 @@ fn member_id(s: &str) -> Result<UserId, ApiError> {
 async fn set_role(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<Admin>,
+    Client(client): Client,
     path: web::Path<(String, String)>,
     ValidJson(body): ValidJson<SetRole>,
 ) -> Result<web::Json<MemberDto>, ApiError> {
@@ -271,7 +275,10 @@ async fn set_role(
             "must be one of owner, admin, member, viewer",
         )])
     })?;
-    let m = state.orgs.set_role(&access.ctx, user, role).await?;
+    let m = state
+        .orgs
+        .set_role(&access.ctx, user, role, &client)
+        .await?;
     Ok(web::Json(m.into()))
 }
 
@@ -295,12 +302,13 @@ async fn set_role(
 async fn remove_member(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<Viewer>,
+    Client(client): Client,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let user = member_id(&path.1)?;
     state
         .orgs
-        .remove(&access.ctx, access.user.user.id, user)
+        .remove(&access.ctx, access.user.user.id, user, &client)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

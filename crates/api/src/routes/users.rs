@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use validator::{Validate, ValidationErrors};
 
-use crate::auth::CurrentUser;
+use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -209,9 +209,10 @@ async fn put_preferences(
 async fn delete_me(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
     let orphans = state.orgs.before_account_deletion(user.user.id).await?;
-    state.accounts.delete_account(&user.user).await?;
+    state.accounts.delete_account(&user.user, &client).await?;
     state.orgs.close_orphans(&orphans).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,6 +1,7 @@
 //! Port contract suites: each takes any adapter of a port and checks the contract its trait
 //! documents. Every adapter's test calls the same suite, so adapters cannot drift apart.
 
+pub mod audit;
 pub mod cache;
 pub mod memberships;
 pub mod organizations;

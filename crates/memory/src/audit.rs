@@ -1,0 +1,60 @@
+//! [`AuditLog`] in memory (domain tests).
+
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use kernel::audit::{AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord};
+use kernel::{Page, PageRequest};
+
+/// Events in a vector, appended under a lock.
+#[derive(Debug, Default)]
+pub struct InMemoryAudit {
+    events: Mutex<Vec<AuditRecord>>,
+}
+
+impl InMemoryAudit {
+    /// An empty log.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl AuditLog for InMemoryAudit {
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AuditRecord {
+                id: uuid::Uuid::now_v7(),
+                event,
+            });
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        q: &AuditQuery,
+        page: &PageRequest,
+    ) -> Result<Page<AuditRecord>, AuditError> {
+        let before = match page.after() {
+            Some(c) => Some(uuid::Uuid::try_parse(c.key()).map_err(|e| AuditError(e.into()))?),
+            None => None,
+        };
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows: Vec<AuditRecord> = events
+            .iter()
+            .rev()
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .filter(|r| q.actor.is_none_or(|a| r.event.actor == Some(a)))
+            .filter(|r| q.tenant.is_none_or(|t| r.event.tenant == Some(t)))
+            .filter(|r| q.action.as_deref().is_none_or(|a| r.event.action == a))
+            .filter(|r| q.from.is_none_or(|f| r.event.at >= f))
+            .filter(|r| q.until.is_none_or(|u| r.event.at < u))
+            .take(page.limit() as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(rows, page, |r| r.id.to_string()))
+    }
+}
