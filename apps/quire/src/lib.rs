@@ -189,6 +189,7 @@ impl Application {
             cache,
             accounts,
             orgs,
+            Arc::new(store.clone()),
             vec![Arc::new(store.clone()), cache_health],
         ));
 

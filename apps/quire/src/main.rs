@@ -1,4 +1,4 @@
-//! The `quire` command: `serve` (default), `migrate`, `config`, `keygen`.
+//! The `quire` command: `serve` (default), `migrate`, `config`, `keygen`, `create-admin`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +43,14 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Make EMAIL a platform administrator, creating the account (with a printed one-time
+    /// password) when there is none.
+    CreateAdmin {
+        /// The administrator's email.
+        email: String,
         #[command(flatten)]
         common: Common,
     },
@@ -94,6 +102,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     applied.join(", ")
                 }
             );
+            store.close().await
+        }
+        Some(Command::CreateAdmin { email, common }) => {
+            let settings = settings(&cli, None, Some(common))?;
+            telemetry::init(&settings.log)?;
+            let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+            let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
+            store.migrate().await?;
+            let (cache, _) = quire::cache_from_settings(&settings)?;
+            let accounts = quire::accounts_from_settings(&settings, &store, cache, clock).await?;
+            let (password, _) =
+                identity::ports::RefreshTokens::generate(&crypto::OpaqueTokens::new())?;
+            let created = accounts.create_admin(email, &password).await?;
+            if created {
+                println!("created the platform administrator {email}");
+                println!("one-time password (sign in and change it): {password}");
+            } else {
+                println!("{email} is now a platform administrator");
+            }
             store.close().await
         }
         Some(Command::Keygen) => {

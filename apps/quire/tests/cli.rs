@@ -75,6 +75,50 @@ async fn config_refuses_unknown_or_malformed_settings() {
 }
 
 #[tokio::test]
+async fn create_admin_creates_then_promotes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = || {
+        let mut cmd = quire();
+        cmd.args(["create-admin", "Root@Example.com", "--data-dir"])
+            .arg(dir.path());
+        cmd
+    };
+    let out = run().output().await.expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("created the platform administrator Root@Example.com"),
+        "{text}"
+    );
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time password (sign in and change it): "))
+        .expect("a password line");
+    assert!(password.len() >= 40, "a long random password: {password}");
+
+    let again = run().output().await.expect("runs");
+    assert!(again.status.success());
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(text.contains("is now a platform administrator"), "{text}");
+    assert!(
+        !text.contains("password"),
+        "no new password for an existing account: {text}"
+    );
+
+    let bad = quire()
+        .args(["create-admin", "not-an-email", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("runs");
+    assert!(!bad.status.success());
+}
+
+#[tokio::test]
 async fn keygen_prints_a_usable_signing_key() {
     let out = quire().arg("keygen").output().await.expect("runs");
     assert!(out.status.success());

@@ -97,3 +97,23 @@ impl FromRequest for Client {
         std::future::ready(Ok(Client(kernel::ClientInfo::new(client_ip(req), ua))))
     }
 }
+
+/// A signed-in platform administrator (`/api/v1/admin/*`); anyone else gets 403.
+#[derive(Debug, Clone)]
+pub struct PlatformAdmin(pub CurrentUser);
+
+impl FromRequest for PlatformAdmin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = CurrentUser::from_request(req, payload);
+        Box::pin(async move {
+            let user = user.await?;
+            if !user.user.is_platform_admin {
+                return Err(ApiError::ForbiddenBecause("platform administrators only"));
+            }
+            Ok(PlatformAdmin(user))
+        })
+    }
+}

@@ -130,6 +130,7 @@ impl From<identity::AuthError> for ApiError {
                 // Whole seconds, rounded up: a client that waits this long is let in.
                 retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
             },
+            A::NotFound => ApiError::NotFound,
             A::Unknown(e) => ApiError::Internal(e),
         }
     }

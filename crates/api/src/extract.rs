@@ -161,6 +161,12 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// A body on a route that also authenticates: extraction never fails, so the authentication
+/// and tenant extractors answer first (actix polls a handler's extractors together, and a bad
+/// body would otherwise be refused before a missing token or a foreign tenant). Unwrap it in
+/// the handler: `let ValidJson(body) = body?;`.
+pub type Body<T> = Result<ValidJson<T>, ApiError>;
+
 /// `?limit=&cursor=` of every list route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

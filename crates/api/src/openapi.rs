@@ -24,7 +24,8 @@ use crate::error::{Problem, ProblemField};
         (name = "platform", description = "Health, metrics and documentation (no auth)"),
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "orgs", description = "Organizations (tenants) and their members"),
-        (name = "users", description = "The signed-in account's profile and preferences")
+        (name = "users", description = "The signed-in account's profile and preferences"),
+        (name = "admin", description = "Platform administration (platform administrators only)")
     )
 )]
 struct ApiDoc;

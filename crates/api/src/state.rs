@@ -22,6 +22,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// Organizations and memberships.
     pub orgs: Arc<tenancy::Organizations>,
+    /// Security events.
+    pub audit: Arc<dyn kernel::AuditLog>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -42,6 +44,7 @@ impl AppState {
         cache: Arc<dyn Cache>,
         accounts: Arc<Accounts>,
         orgs: Arc<tenancy::Organizations>,
+        audit: Arc<dyn kernel::AuditLog>,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
         let openapi = openapi::document();
@@ -51,6 +54,7 @@ impl AppState {
             cache,
             accounts,
             orgs,
+            audit,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kernel::UserId;
+use kernel::{Page, PageRequest, UserId};
 use time::OffsetDateTime;
 
 use crate::model::{DisplayName, EmailAddress, NewUser, Password, Profile, User};
@@ -23,6 +23,9 @@ pub enum UserRepoError {
     /// No such account.
     #[error("no such user")]
     NotFound,
+    /// A malformed request (a cursor not made by this list).
+    #[error(transparent)]
+    Invalid(#[from] kernel::InvalidInput),
     /// Storage failed.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -63,6 +66,23 @@ pub trait UserRepository: Send + Sync + Debug {
 
     /// Deletes the account; its sessions and memberships go with it.
     async fn delete(&self, id: UserId) -> Result<(), UserRepoError>;
+
+    /// Accounts whose email contains `query` (all when `None`), by id (platform admin).
+    async fn search(
+        &self,
+        query: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<User>, UserRepoError>;
+
+    /// Disables (`Some(time)`) or enables (`None`) an account.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> Result<(), UserRepoError>;
+
+    /// Grants or takes away the platform-administrator flag.
+    async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError>;
 }
 
 /// The SHA-256 of an opaque refresh token: only this is stored.

@@ -53,6 +53,9 @@ pub enum AuthError {
     /// Too many password checks are running; retry shortly.
     #[error("too many sign-ins in progress")]
     Busy,
+    /// No such account (administration).
+    #[error("no such user")]
+    NotFound,
     /// Too many attempts from this address or for this account; retry after the duration.
     #[error("too many attempts")]
     Throttled(std::time::Duration),
@@ -65,7 +68,8 @@ impl From<UserRepoError> for AuthError {
     fn from(e: UserRepoError) -> Self {
         match e {
             UserRepoError::EmailTaken => AuthError::EmailTaken,
-            UserRepoError::NotFound => AuthError::InvalidToken,
+            UserRepoError::NotFound => AuthError::NotFound,
+            UserRepoError::Invalid(i) => AuthError::Invalid(i),
             UserRepoError::Unknown(e) => AuthError::Unknown(e),
         }
     }
@@ -497,6 +501,114 @@ impl Accounts {
         self.audit("user.deleted", Some(user.id), None, client)
             .await;
         Ok(())
+    }
+
+    /// Accounts whose email contains `query`, by id (platform administrators).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn admin_search(
+        &self,
+        query: Option<&str>,
+        page: &kernel::PageRequest,
+    ) -> Result<kernel::Page<User>, AuthError> {
+        Ok(self.ports.users.search(query, page).await?)
+    }
+
+    /// One account (platform administrators).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn admin_get(&self, id: kernel::UserId) -> Result<User, AuthError> {
+        self.ports
+            .users
+            .find_by_id(id)
+            .await?
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// Disables or enables an account and grants or takes away the platform-administrator
+    /// flag. Disabling ends every session at once. Administrators cannot do either to
+    /// themselves (so the platform cannot lose its last administrator by accident).
+    ///
+    /// # Errors
+    /// `NotFound`; `Invalid` for a change to one's own account.
+    pub async fn admin_update(
+        &self,
+        admin: &User,
+        id: kernel::UserId,
+        disabled: Option<bool>,
+        platform_admin: Option<bool>,
+        client: &ClientInfo,
+    ) -> Result<User, AuthError> {
+        let target = self.admin_get(id).await?;
+        if target.id == admin.id && (disabled == Some(true) || platform_admin == Some(false)) {
+            return Err(InvalidInput::field(
+                if disabled == Some(true) {
+                    "disabled"
+                } else {
+                    "is_platform_admin"
+                },
+                "administrators cannot disable or demote themselves",
+            )
+            .into());
+        }
+        let now = self.ports.clock.now();
+        if let Some(d) = disabled {
+            self.ports.users.set_disabled(id, d.then_some(now)).await?;
+            if d {
+                self.ports.sessions.revoke_all(id, now).await?;
+            }
+        }
+        if let Some(a) = platform_admin {
+            self.ports.users.set_platform_admin(id, a).await?;
+        }
+        let change = format!("user {id}: disabled={disabled:?} platform_admin={platform_admin:?}");
+        self.audit("admin.user.updated", Some(admin.id), Some(change), client)
+            .await;
+        self.admin_get(id).await
+    }
+
+    /// Makes the account with `email` a platform administrator, creating it (with
+    /// `password`) when there is none; `true` when it was created.
+    ///
+    /// # Errors
+    /// `Invalid` email or password.
+    pub async fn create_admin(&self, email: &str, password: &str) -> Result<bool, AuthError> {
+        let email = EmailAddress::parse(email)?;
+        let (user, created) = match self.ports.users.find_by_email(&email).await? {
+            Some(u) => (u, false),
+            None => {
+                let password = Password::new(password, &self.policy, "password")?;
+                let phc = self.ports.hasher.hash(&password).await?;
+                let name = DisplayName::parse("Administrator", "name")?;
+                let user = self
+                    .ports
+                    .users
+                    .create(
+                        NewUser {
+                            email,
+                            name,
+                            password_hash: Some(phc),
+                        },
+                        self.ports.clock.now(),
+                    )
+                    .await?;
+                (user, true)
+            }
+        };
+        self.ports.users.set_platform_admin(user.id, true).await?;
+        self.audit(
+            "admin.user.updated",
+            None,
+            Some(format!(
+                "user {}: platform_admin=Some(true) (command line)",
+                user.id
+            )),
+            &ClientInfo::new("local", Some("quire create-admin")),
+        )
+        .await;
+        Ok(created)
     }
 
     async fn audit(

@@ -24,6 +24,8 @@ pub const ACTIONS: &[&str] = &[
     "org.deleted",
     "org.member.role_changed",
     "org.member.removed",
+    "admin.user.updated",
+    "admin.org.updated",
 ];
 
 /// Where a request came from.

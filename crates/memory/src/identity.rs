@@ -9,7 +9,7 @@ use identity::ports::{
     NewRefreshToken, Rotation, SessionId, SessionRepoError, SessionRepository, TokenHash,
     UserRepoError, UserRepository,
 };
-use kernel::UserId;
+use kernel::{InvalidInput, Page, PageRequest, UserId};
 use time::OffsetDateTime;
 
 /// Accounts in a map, with their preferences.
@@ -101,6 +101,53 @@ impl UserRepository for InMemoryUsers {
             .write()
             .map_err(|_| poisoned())?
             .insert(id, json.to_owned());
+        Ok(())
+    }
+
+    async fn search(
+        &self,
+        query: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<User>, UserRepoError> {
+        let after = match page.after() {
+            Some(c) => Some(
+                UserId::parse(c.key())
+                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
+            ),
+            None => None,
+        };
+        let q = query
+            .map(|q| q.trim().to_lowercase())
+            .filter(|q| !q.is_empty());
+        let rows = self.rows.read().map_err(|_| poisoned())?;
+        let mut users: Vec<User> = rows
+            .values()
+            .filter(|u| after.is_none_or(|a| u.id > a))
+            .filter(|u| q.as_deref().is_none_or(|q| u.email.as_str().contains(q)))
+            .cloned()
+            .collect();
+        users.sort_by_key(|u| u.id);
+        users.truncate(page.limit() as usize + 1);
+        Ok(Page::from_overfetch(users, page, |u| u.id.to_string()))
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> Result<(), UserRepoError> {
+        let mut rows = self.rows.write().map_err(|_| poisoned())?;
+        rows.get_mut(&id)
+            .ok_or(UserRepoError::NotFound)?
+            .disabled_at = at;
+        Ok(())
+    }
+
+    async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError> {
+        let mut rows = self.rows.write().map_err(|_| poisoned())?;
+        rows.get_mut(&id)
+            .ok_or(UserRepoError::NotFound)?
+            .is_platform_admin = admin;
         Ok(())
     }
 

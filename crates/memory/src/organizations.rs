@@ -99,6 +99,18 @@ impl OrganizationRepository for InMemoryOrganizations {
         }))
     }
 
+    async fn set_plan(
+        &self,
+        id: TenantId,
+        plan: &str,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let mut t = self.rows.write().map_err(|_| poisoned())?;
+        Ok(t.orgs.get_mut(&id).map(|o| {
+            o.plan = plan.to_owned();
+            o.clone()
+        }))
+    }
+
     async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
         let mut t = self.rows.write().map_err(|_| poisoned())?;
         t.members.retain(|(tenant, _), _| *tenant != id);

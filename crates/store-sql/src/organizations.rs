@@ -93,6 +93,25 @@ impl OrganizationRepository for SqlStore {
         self.find_by_id(id).await
     }
 
+    async fn set_plan(
+        &self,
+        id: TenantId,
+        plan: &str,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(Column::Plan, Expr::value(plan.to_owned()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("changing a plan")?
+            .rows_affected;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.find_by_id(id).await
+    }
+
     async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
         // Memberships (and later every tenant table) go with it: ON DELETE CASCADE.
         let removed = Entity::delete_by_id(id.as_uuid())

@@ -4,9 +4,11 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use identity::model::{DisplayName, EmailAddress, NewUser, Profile, User};
 use identity::ports::{UserRepoError, UserRepository};
-use kernel::UserId;
+use kernel::{InvalidInput, Page, PageRequest, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+};
 use time::OffsetDateTime;
 
 use crate::SqlStore;
@@ -144,6 +146,68 @@ impl UserRepository for SqlStore {
             .context("deleting a user")?
             .rows_affected;
         if removed == 0 {
+            return Err(UserRepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn search(
+        &self,
+        query: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<User>, UserRepoError> {
+        let mut select = Entity::find().order_by_asc(Column::Id);
+        if let Some(q) = query.map(str::trim).filter(|q| !q.is_empty()) {
+            select = select.filter(Column::Email.contains(q.to_lowercase()));
+        }
+        if let Some(cursor) = page.after() {
+            let after = uuid::Uuid::try_parse(cursor.key())
+                .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?;
+            select = select.filter(Column::Id.gt(after));
+        }
+        let rows = select
+            .limit(u64::from(page.limit()) + 1)
+            .all(&self.db)
+            .await
+            .context("searching users")?;
+        let users = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(users, page, |u| u.id.to_string()))
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> Result<(), UserRepoError> {
+        self.update_user(id, Column::DisabledAt, Expr::value(at))
+            .await
+    }
+
+    async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError> {
+        self.update_user(id, Column::IsPlatformAdmin, Expr::value(admin))
+            .await
+    }
+}
+
+impl SqlStore {
+    async fn update_user(
+        &self,
+        id: UserId,
+        column: Column,
+        value: sea_orm::sea_query::SimpleExpr,
+    ) -> Result<(), UserRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(column, value)
+            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("updating a user")?
+            .rows_affected;
+        if changed == 0 {
             return Err(UserRepoError::NotFound);
         }
         Ok(())

@@ -48,6 +48,13 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
         name: OrgName,
     ) -> Result<Option<Organization>, OrgRepoError>;
 
+    /// Changes an organization's plan; `Ok(None)` when it does not exist.
+    async fn set_plan(
+        &self,
+        id: TenantId,
+        plan: &str,
+    ) -> Result<Option<Organization>, OrgRepoError>;
+
     /// Deletes an organization and everything of it; `false` when it did not exist.
     async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError>;
 

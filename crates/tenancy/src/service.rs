@@ -14,6 +14,9 @@ use kernel::{
 use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
 use crate::ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
 
+/// The plans an organization can be on (limits per plan arrive with billing).
+pub const PLANS: &[&str] = &["free", "pro", "enterprise"];
+
 /// How long a membership lookup is cached (changes invalidate it at once).
 const MEMBERSHIP_TTL: Duration = Duration::from_secs(30);
 
@@ -453,6 +456,44 @@ impl Organizations {
             self.orgs.delete(*tenant).await?;
         }
         Ok(())
+    }
+
+    /// Every organization, by id (platform administrators).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn admin_list(&self, page: &PageRequest) -> Result<Page<Organization>, TenancyError> {
+        Ok(self.orgs.list(page).await?)
+    }
+
+    /// Changes an organization's plan (platform administrators).
+    ///
+    /// # Errors
+    /// `Invalid` for an unknown plan; `NotFound`.
+    pub async fn admin_set_plan(
+        &self,
+        admin: UserId,
+        id: TenantId,
+        plan: &str,
+        client: &ClientInfo,
+    ) -> Result<Organization, TenancyError> {
+        if !PLANS.contains(&plan) {
+            return Err(InvalidInput::field("plan", "must be one of free, pro, enterprise").into());
+        }
+        let org = self
+            .orgs
+            .set_plan(id, plan)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        self.audit(
+            "admin.org.updated",
+            Some(admin),
+            id,
+            Some(format!("plan={plan}")),
+            client,
+        )
+        .await;
+        Ok(org)
     }
 
     /// The clock (for callers that stamp new rows).

@@ -16,6 +16,8 @@ pub enum Scope {
     OrgPath,
     /// The organization named by `X-Tenant-ID`.
     TenantHeader,
+    /// Platform administrators only: anyone else gets 403.
+    Admin,
 }
 
 /// `(method, path template, scope)` of every `/api/v1` route.
@@ -47,4 +49,10 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
         "/api/v1/orgs/{org}/members/{user_id}",
         Scope::OrgPath,
     ),
+    ("GET", "/api/v1/admin/users", Scope::Admin),
+    ("GET", "/api/v1/admin/users/{id}", Scope::Admin),
+    ("PATCH", "/api/v1/admin/users/{id}", Scope::Admin),
+    ("GET", "/api/v1/admin/orgs", Scope::Admin),
+    ("PATCH", "/api/v1/admin/orgs/{id}", Scope::Admin),
+    ("GET", "/api/v1/admin/audit-log", Scope::Admin),
 ];

@@ -367,10 +367,15 @@ async fn org_routes_need_a_signed_in_user() {
         (Method::GET, "/api/v1/orgs"),
         (Method::POST, "/api/v1/orgs"),
         (Method::GET, "/api/v1/orgs/acme"),
+        (Method::PATCH, "/api/v1/orgs/acme"),
+        (Method::POST, "/api/v1/auth/password/change"),
+        (Method::PUT, "/api/v1/users/me/preferences"),
     ] {
+        // Even with a body that fails validation, the missing token is what is reported.
         let res = app
             .client
             .request(method, app.url(path))
+            .json(&json!([1]))
             .send()
             .await
             .expect("sent");

@@ -10,7 +10,7 @@ use validator::Validate;
 
 use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
-use crate::extract::ValidJson;
+use crate::extract::{Body, ValidJson};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
@@ -262,8 +262,9 @@ async fn change_password(
     Client(client): Client,
     state: web::Data<AppState>,
     current: CurrentUser,
-    ValidJson(body): ValidJson<ChangePassword>,
+    body: Body<ChangePassword>,
 ) -> Result<HttpResponse, ApiError> {
+    let ValidJson(body) = body?;
     state
         .accounts
         .change_password(

@@ -1,8 +1,9 @@
 //! Route registration. Every documented route is registered here, through
 //! utoipa-actix-web, so it lands in the OpenAPI document.
 
+mod admin;
 mod auth;
-mod orgs;
+pub(crate) mod orgs;
 mod platform;
 mod users;
 
@@ -21,7 +22,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         utoipa_actix_web::scope("/api/v1")
             .configure(auth::configure)
             .configure(orgs::configure)
-            .configure(users::configure),
+            .configure(users::configure)
+            .configure(admin::configure),
     );
 }
 

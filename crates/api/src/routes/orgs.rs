@@ -11,7 +11,7 @@ use validator::Validate;
 
 use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
-use crate::extract::{PageQuery, ValidJson};
+use crate::extract::{Body, PageQuery, ValidJson};
 use crate::state::AppState;
 use crate::tenant::{Admin, OrgAccess, Owner, Viewer};
 
@@ -61,7 +61,7 @@ pub struct PageDto<T> {
 }
 
 impl<T> PageDto<T> {
-    fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
+    pub(crate) fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
         Self {
             next_cursor: page.next_cursor.as_ref().map(kernel::Cursor::encode),
             items: page.items.into_iter().map(f).collect(),
@@ -96,8 +96,9 @@ async fn create(
     state: web::Data<AppState>,
     user: CurrentUser,
     Client(client): Client,
-    ValidJson(body): ValidJson<CreateOrg>,
+    body: Body<CreateOrg>,
 ) -> Result<HttpResponse, ApiError> {
+    let ValidJson(body) = body?;
     let org = state
         .orgs
         .create(user.user.id, &body.name, &body.slug, &client)
@@ -164,8 +165,9 @@ async fn rename(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<Admin>,
     Client(client): Client,
-    ValidJson(body): ValidJson<RenameOrg>,
+    body: Body<RenameOrg>,
 ) -> Result<web::Json<OrgDto>, ApiError> {
+    let ValidJson(body) = body?;
     let org = state.orgs.rename(&access.ctx, &body.name, &client).await?;
     Ok(web::Json(OrgDto::new(&org, access.ctx.role())))
 }
@@ -266,8 +268,9 @@ async fn set_role(
     OrgAccess(access): OrgAccess<Admin>,
     Client(client): Client,
     path: web::Path<(String, String)>,
-    ValidJson(body): ValidJson<SetRole>,
+    body: Body<SetRole>,
 ) -> Result<web::Json<MemberDto>, ApiError> {
+    let ValidJson(body) = body?;
     let user = member_id(&path.1)?;
     let role: Role = body.role.parse().map_err(|_| {
         ApiError::Validation(vec![kernel::FieldError::new(

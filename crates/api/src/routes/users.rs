@@ -10,7 +10,7 @@ use validator::{Validate, ValidationErrors};
 
 use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
-use crate::extract::ValidJson;
+use crate::extract::{Body, ValidJson};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
@@ -107,8 +107,9 @@ fn apply(
 async fn patch_profile(
     state: web::Data<AppState>,
     user: CurrentUser,
-    ValidJson(body): ValidJson<ProfilePatch>,
+    body: Body<ProfilePatch>,
 ) -> Result<web::Json<ProfileDto>, ApiError> {
+    let ValidJson(body) = body?;
     let mut errors = Vec::new();
     let name = match &body.display_name {
         Some(n) => DisplayName::parse(n, "display_name").unwrap_or_else(|e| {
@@ -181,8 +182,9 @@ async fn get_preferences(
 async fn put_preferences(
     state: web::Data<AppState>,
     user: CurrentUser,
-    ValidJson(body): ValidJson<Preferences>,
+    body: Body<Preferences>,
 ) -> Result<HttpResponse, ApiError> {
+    let ValidJson(body) = body?;
     let json = serde_json::to_string(&body).map_err(|e| {
         ApiError::Internal(anyhow::Error::new(e).context("serializing preferences"))
     })?;

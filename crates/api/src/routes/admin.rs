@@ -1,0 +1,366 @@
+//! `/api/v1/admin`: platform administration (users, organizations, the audit log).
+
+use actix_web::{get, patch, web};
+use kernel::audit::{AuditQuery, AuditRecord};
+use kernel::{FieldError, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use validator::Validate;
+
+use crate::auth::{Client, PlatformAdmin};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Body, PageQuery, ValidJson};
+use crate::routes::orgs::PageDto;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(search_users)
+        .service(get_user)
+        .service(update_user)
+        .service(list_orgs)
+        .service(update_org)
+        .service(audit_log);
+}
+
+/// An account as administrators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserDto {
+    id: String,
+    email: String,
+    name: String,
+    is_platform_admin: bool,
+    disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl From<&identity::User> for AdminUserDto {
+    fn from(u: &identity::User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.as_str().to_owned(),
+            name: u.name.as_str().to_owned(),
+            is_platform_admin: u.is_platform_admin,
+            disabled: u.disabled_at.is_some(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// `?q=` and the page.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UserSearch {
+    /// Part of the email to look for.
+    q: Option<String>,
+    /// Page size, 1–100 (default 20).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn id<T>(s: &str, parse: fn(&str) -> Result<T, kernel::id::InvalidId>) -> Result<T, ApiError> {
+    parse(s).map_err(|_| ApiError::NotFound)
+}
+
+/// Searches accounts by email.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(UserSearch),
+    responses((status = 200, body = PageDto<AdminUserDto>), (status = 403, body = Problem))
+)]
+#[get("/admin/users")]
+async fn search_users(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    query: web::Query<UserSearch>,
+) -> Result<web::Json<PageDto<AdminUserDto>>, ApiError> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .to_request()?;
+    let found = state
+        .accounts
+        .admin_search(query.q.as_deref(), &page)
+        .await?;
+    Ok(web::Json(PageDto::from_page(found, |u| {
+        AdminUserDto::from(&u)
+    })))
+}
+
+/// One account.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = AdminUserDto), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/admin/users/{id}")]
+async fn get_user(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    path: web::Path<String>,
+) -> Result<web::Json<AdminUserDto>, ApiError> {
+    let user = state.accounts.admin_get(id(&path, UserId::parse)?).await?;
+    Ok(web::Json(AdminUserDto::from(&user)))
+}
+
+/// `PATCH /admin/users/{id}`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// Disable (ending every session at once) or enable the account.
+    disabled: Option<bool>,
+    /// Grant or take away the platform-administrator flag.
+    is_platform_admin: Option<bool>,
+}
+
+/// Disables or enables an account, or changes its administrator flag (not one's own).
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    request_body = UserPatch,
+    responses(
+        (status = 200, body = AdminUserDto),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[patch("/admin/users/{id}")]
+async fn update_user(
+    state: web::Data<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    Client(client): Client,
+    path: web::Path<String>,
+    body: Body<UserPatch>,
+) -> Result<web::Json<AdminUserDto>, ApiError> {
+    let ValidJson(body) = body?;
+    let user = state
+        .accounts
+        .admin_update(
+            &admin.user,
+            id(&path, UserId::parse)?,
+            body.disabled,
+            body.is_platform_admin,
+            &client,
+        )
+        .await?;
+    Ok(web::Json(AdminUserDto::from(&user)))
+}
+
+/// An organization as administrators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminOrgDto {
+    id: String,
+    name: String,
+    slug: String,
+    plan: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl From<&tenancy::Organization> for AdminOrgDto {
+    fn from(o: &tenancy::Organization) -> Self {
+        Self {
+            id: o.id.to_string(),
+            name: o.name.as_str().to_owned(),
+            slug: o.slug.as_str().to_owned(),
+            plan: o.plan.clone(),
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// Every organization, by id.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, body = PageDto<AdminOrgDto>), (status = 403, body = Problem))
+)]
+#[get("/admin/orgs")]
+async fn list_orgs(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<AdminOrgDto>>, ApiError> {
+    let page = state.orgs.admin_list(&query.to_request()?).await?;
+    Ok(web::Json(PageDto::from_page(page, |o| {
+        AdminOrgDto::from(&o)
+    })))
+}
+
+/// `PATCH /admin/orgs/{id}`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgPatch {
+    /// `free`, `pro` or `enterprise`.
+    plan: String,
+}
+
+/// Changes an organization's plan.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "organization id")),
+    request_body = OrgPatch,
+    responses(
+        (status = 200, body = AdminOrgDto),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[patch("/admin/orgs/{id}")]
+async fn update_org(
+    state: web::Data<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    Client(client): Client,
+    path: web::Path<String>,
+    body: Body<OrgPatch>,
+) -> Result<web::Json<AdminOrgDto>, ApiError> {
+    let ValidJson(body) = body?;
+    let org = state
+        .orgs
+        .admin_set_plan(
+            admin.user.id,
+            id(&path, TenantId::parse)?,
+            &body.plan,
+            &client,
+        )
+        .await?;
+    Ok(web::Json(AdminOrgDto::from(&org)))
+}
+
+/// Audit-log filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditFilter {
+    /// Only events by this user id.
+    actor: Option<String>,
+    /// Only events of this organization id.
+    tenant: Option<String>,
+    /// Only this action (`auth.login.failed`, …).
+    action: Option<String>,
+    /// Not before this time (RFC 3339).
+    from: Option<String>,
+    /// Before this time (RFC 3339).
+    until: Option<String>,
+    /// Page size, 1–100 (default 20).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One audit event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditDto {
+    id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    at: OffsetDateTime,
+    action: String,
+    actor: Option<String>,
+    tenant: Option<String>,
+    target: Option<String>,
+    ip: String,
+    user_agent: Option<String>,
+}
+
+impl From<AuditRecord> for AuditDto {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            at: r.event.at,
+            action: r.event.action.to_owned(),
+            actor: r.event.actor.map(|a| a.to_string()),
+            tenant: r.event.tenant.map(|t| t.to_string()),
+            target: r.event.target,
+            ip: r.event.client.ip,
+            user_agent: r.event.client.user_agent,
+        }
+    }
+}
+
+fn parse_filter(f: &AuditFilter) -> Result<AuditQuery, ApiError> {
+    let mut errors = Vec::new();
+    let mut time = |field: &str, v: &Option<String>| {
+        v.as_deref().and_then(|s| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| errors.push(FieldError::new(field, "must be an RFC 3339 time")))
+                .ok()
+        })
+    };
+    let from = time("from", &f.from);
+    let until = time("until", &f.until);
+    let actor = f.actor.as_deref().and_then(|s| {
+        UserId::parse(s)
+            .map_err(|_| errors.push(FieldError::new("actor", "must be a user id")))
+            .ok()
+    });
+    let tenant = f.tenant.as_deref().and_then(|s| {
+        TenantId::parse(s)
+            .map_err(|_| errors.push(FieldError::new("tenant", "must be an organization id")))
+            .ok()
+    });
+    if let Some(a) = f.action.as_deref()
+        && !kernel::audit::ACTIONS.contains(&a)
+    {
+        errors.push(FieldError::new("action", "is not a known action"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(AuditQuery {
+        actor,
+        tenant,
+        action: f.action.clone(),
+        from,
+        until,
+    })
+}
+
+/// Security events, newest first, with filters.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AuditFilter),
+    responses(
+        (status = 200, body = PageDto<AuditDto>),
+        (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[get("/admin/audit-log")]
+async fn audit_log(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    query: web::Query<AuditFilter>,
+) -> Result<web::Json<PageDto<AuditDto>>, ApiError> {
+    let filter = parse_filter(&query)?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .to_request()?;
+    if let Some(c) = page.after()
+        && uuid::Uuid::try_parse(c.key()).is_err()
+    {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "cursor",
+            "is not a valid cursor",
+        )]));
+    }
+    let records = state
+        .audit
+        .query(&filter, &page)
+        .await
+        .map_err(|e| ApiError::Internal(e.0))?;
+    Ok(web::Json(PageDto::from_page(records, AuditDto::from)))
+}
