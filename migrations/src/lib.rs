@@ -12,6 +12,7 @@ mod m20261121_000002_users_sessions;
 mod m20261121_000003_memberships;
 mod m20261121_000004_user_profile;
 mod m20261121_000005_audit_log;
+mod m20261121_000006_api_keys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_memberships::Migration),
             Box::new(m20261121_000004_user_profile::Migration),
             Box::new(m20261121_000005_audit_log::Migration),
+            Box::new(m20261121_000006_api_keys::Migration),
         ]
     }
 }

@@ -190,6 +190,12 @@ impl Application {
             accounts,
             orgs,
             Arc::new(store.clone()),
+            Arc::new(tenancy::ApiKeys::new(
+                Arc::new(store.clone()),
+                Arc::new(crypto::ApiKeySecrets),
+                Arc::new(SystemClock),
+                Arc::new(store.clone()),
+            )),
             vec![Arc::new(store.clone()), cache_health],
         ));
 

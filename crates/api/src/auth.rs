@@ -52,6 +52,11 @@ impl FromRequest for CurrentUser {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let token = token?;
+            if token.starts_with("qk_") {
+                return Err(ApiError::Unauthenticated(
+                    "this route needs a signed-in user; API keys act only on their organization's routes",
+                ));
+            }
             let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
             let (user, session) = state.accounts.authenticate(&token).await?;
             Ok(CurrentUser { user, session })

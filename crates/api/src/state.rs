@@ -24,6 +24,8 @@ pub struct AppState {
     pub orgs: Arc<tenancy::Organizations>,
     /// Security events.
     pub audit: Arc<dyn kernel::AuditLog>,
+    /// Organization API keys.
+    pub api_keys: Arc<tenancy::ApiKeys>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -45,6 +47,7 @@ impl AppState {
         accounts: Arc<Accounts>,
         orgs: Arc<tenancy::Organizations>,
         audit: Arc<dyn kernel::AuditLog>,
+        api_keys: Arc<tenancy::ApiKeys>,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
         let openapi = openapi::document();
@@ -55,6 +58,7 @@ impl AppState {
             accounts,
             orgs,
             audit,
+            api_keys,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

@@ -4,9 +4,11 @@
 //!   routes (documents, chat, …). Missing header → 400 `tenant_required`.
 //! - [`OrgAccess<R>`]: the organization named by the `{org}` path segment (`/orgs/{org}/…`).
 //!
-//! Both authenticate the caller, resolve the organization, and check the membership (cached
-//! briefly, invalidated on role changes): not a member → 404 (never revealing that another
-//! tenant's organization exists); a lower role than `R` → 403.
+//! Both authenticate the caller (an access token, or an organization API key `qk_…` that acts
+//! for exactly its organization with its role), resolve the organization, and check the
+//! membership (cached briefly, invalidated on role changes): not a member, or another
+//! organization's key → 404 (never revealing that another tenant's organization exists); a
+//! lower role than `R` → 403. The token is checked before the tenant header: 401 first.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -53,6 +55,26 @@ impl MinRole for Owner {
     const ROLE: Role = Role::Owner;
 }
 
+/// Who calls a tenant route: a signed-in user, or an API key of that very organization.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A signed-in account.
+    User(CurrentUser),
+    /// An organization API key (`qk_…`).
+    ApiKey(tenancy::ApiKey),
+}
+
+impl Caller {
+    /// The account, when the caller is one.
+    #[must_use]
+    pub fn user_id(&self) -> Option<kernel::UserId> {
+        match self {
+            Caller::User(u) => Some(u.user.id),
+            Caller::ApiKey(_) => None,
+        }
+    }
+}
+
 /// A verified tenant for a caller holding at least role `R`.
 #[derive(Debug)]
 pub struct Access<R: MinRole> {
@@ -60,8 +82,8 @@ pub struct Access<R: MinRole> {
     pub ctx: TenantContext,
     /// The organization.
     pub org: Organization,
-    /// The signed-in account.
-    pub user: CurrentUser,
+    /// Who calls.
+    pub caller: Caller,
     _role: PhantomData<R>,
 }
 
@@ -72,19 +94,53 @@ pub type Tenant<R> = Access<R>;
 #[derive(Debug)]
 pub struct OrgAccess<R: MinRole>(pub Access<R>);
 
+/// Authenticates the bearer token: an API key (`qk_…`) or an access token.
+async fn caller(state: &AppState, token: Result<String, ApiError>) -> Result<Caller, ApiError> {
+    let token = token?;
+    if token.starts_with("qk_") {
+        return state
+            .api_keys
+            .authenticate(&token)
+            .await?
+            .map(Caller::ApiKey)
+            .ok_or(ApiError::Unauthenticated(
+                "the API key is invalid or revoked",
+            ));
+    }
+    let (user, session) = state.accounts.authenticate(&token).await?;
+    Ok(Caller::User(CurrentUser { user, session }))
+}
+
 async fn resolve<R: MinRole>(
     state: web::Data<AppState>,
-    user: CurrentUser,
-    org: String,
+    token: Result<String, ApiError>,
+    org: Result<String, ApiError>,
 ) -> Result<Access<R>, ApiError> {
-    let (org, role) = state.orgs.resolve(&org, user.user.id).await?;
+    let caller = caller(&state, token).await?;
+    let org = org?;
+    let (org, role, principal) = match &caller {
+        Caller::User(u) => {
+            let (org, role) = state.orgs.resolve(&org, u.user.id).await?;
+            (org, role, Principal::User(u.user.id))
+        }
+        Caller::ApiKey(key) => {
+            // A key acts for exactly its organization: any other is "not found".
+            let org = state
+                .orgs
+                .find(&org)
+                .await?
+                .filter(|o| o.id == key.tenant_id)
+                .ok_or(ApiError::NotFound)?;
+            (org, key.role, Principal::ApiKey(key.id))
+        }
+    };
     if !role.satisfies(R::ROLE) {
         return Err(ApiError::Forbidden);
     }
     Ok(Access {
-        ctx: TenantContext::new(org.id, Principal::User(user.user.id), role),
+        ctx: TenantContext::new(org.id, principal, role),
         org,
-        user,
+        caller,
         _role: PhantomData,
     })
 }
@@ -99,34 +155,27 @@ impl<R: MinRole> FromRequest for Access<R> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let user = CurrentUser::from_request(req, payload);
-        let header = req
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = crate::auth::bearer(req).map(str::to_owned);
+        let org = match req
             .headers()
             .get("x-tenant-id")
-            .map(|v| v.to_str().map(|s| s.trim().to_owned()));
+            .map(|v| v.to_str().map(|s| s.trim().to_owned()))
+        {
+            None => Err(ApiError::BadRequest {
+                code: "tenant_required",
+                detail: "this route needs the X-Tenant-ID header (organization id or slug)"
+                    .to_owned(),
+            }),
+            Some(Err(_)) => Err(ApiError::NotFound),
+            Some(Ok(v)) if v.is_empty() => Err(ApiError::BadRequest {
+                code: "tenant_required",
+                detail: "X-Tenant-ID is empty".to_owned(),
+            }),
+            Some(Ok(v)) => Ok(v),
+        };
         let state = state_of(req);
-        Box::pin(async move {
-            let user = user.await?;
-            let org = match header {
-                None => {
-                    return Err(ApiError::BadRequest {
-                        code: "tenant_required",
-                        detail: "this route needs the X-Tenant-ID header (organization id or slug)"
-                            .to_owned(),
-                    });
-                }
-                Some(Err(_)) => return Err(ApiError::NotFound),
-                Some(Ok(v)) if v.is_empty() => {
-                    return Err(ApiError::BadRequest {
-                        code: "tenant_required",
-                        detail: "X-Tenant-ID is empty".to_owned(),
-                    });
-                }
-                Some(Ok(v)) => v,
-            };
-            resolve(state?, user, org).await
-        })
+        Box::pin(async move { resolve(state?, token, org).await })
     }
 }
 
@@ -134,14 +183,14 @@ impl<R: MinRole> FromRequest for OrgAccess<R> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let user = CurrentUser::from_request(req, payload);
-        let org = req.match_info().get("org").map(str::to_owned);
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = crate::auth::bearer(req).map(str::to_owned);
+        let org = req
+            .match_info()
+            .get("org")
+            .map(str::to_owned)
+            .ok_or(ApiError::NotFound);
         let state = state_of(req);
-        Box::pin(async move {
-            let user = user.await?;
-            let org = org.ok_or(ApiError::NotFound)?;
-            resolve(state?, user, org).await.map(OrgAccess)
-        })
+        Box::pin(async move { resolve(state?, token, org).await.map(OrgAccess) })
     }
 }

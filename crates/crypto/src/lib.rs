@@ -19,4 +19,4 @@ mod refresh;
 pub use access::{MAX_TOKEN_LEN, PasetoTokens};
 pub use keyfile::load_or_create_key_file;
 pub use password::{Argon2Hasher, Argon2Settings};
-pub use refresh::OpaqueTokens;
+pub use refresh::{ApiKeySecrets, OpaqueTokens};

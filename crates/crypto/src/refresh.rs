@@ -31,17 +31,40 @@ impl OpaqueTokens {
     }
 }
 
+/// `prefix` + 256 random bits (base64url), and its SHA-256.
+fn secret(prefix: &str) -> anyhow::Result<(String, [u8; 32])> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("the system random source failed: {e}"))?;
+    let token = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = sha256(&token);
+    Ok((token, hash))
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 impl RefreshTokens for OpaqueTokens {
     fn generate(&self) -> anyhow::Result<(String, TokenHash)> {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| anyhow!("the system random source failed: {e}"))?;
-        let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-        let hash = self.hash(&token);
-        Ok((token, hash))
+        secret(PREFIX).map(|(t, h)| (t, TokenHash(h)))
     }
 
     fn hash(&self, token: &str) -> TokenHash {
-        TokenHash(Sha256::digest(token.as_bytes()).into())
+        TokenHash(sha256(token))
+    }
+}
+
+/// Organization API-key secrets: `qk_` + 256 random bits; only the SHA-256 is stored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiKeySecrets;
+
+impl tenancy::KeySecrets for ApiKeySecrets {
+    fn generate(&self) -> anyhow::Result<(String, tenancy::KeyHash)> {
+        secret("qk_").map(|(t, h)| (t, tenancy::KeyHash(h)))
+    }
+
+    fn hash(&self, secret: &str) -> tenancy::KeyHash {
+        tenancy::KeyHash(sha256(secret))
     }
 }
 

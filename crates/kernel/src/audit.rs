@@ -24,6 +24,8 @@ pub const ACTIONS: &[&str] = &[
     "org.deleted",
     "org.member.role_changed",
     "org.member.removed",
+    "org.api_key.created",
+    "org.api_key.revoked",
     "admin.user.updated",
     "admin.org.updated",
 ];

@@ -20,6 +20,6 @@ pub mod tenant;
 pub use audit::{AuditEvent, AuditLog, ClientInfo};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, InvalidInput};
-pub use id::{TenantId, UserId};
+pub use id::{ApiKeyId, TenantId, UserId};
 pub use page::{Cursor, Page, PageRequest};
 pub use tenant::{Principal, Role, TenantContext};

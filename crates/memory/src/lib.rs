@@ -1,11 +1,13 @@
 //! In-process adapters of the ports: the embedded default's cache, and in-memory repositories
 //! for domain tests. Nothing here is shared between processes; production uses Redis and SQL.
 
+mod api_keys;
 mod audit;
 mod cache;
 mod identity;
 mod organizations;
 
+pub use api_keys::InMemoryApiKeys;
 pub use audit::InMemoryAudit;
 pub use cache::InProcessCache;
 pub use identity::{InMemorySessions, InMemoryUsers};

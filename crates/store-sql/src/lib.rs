@@ -7,6 +7,7 @@
 //! - `entity` holds the sea-orm entities, private to this crate: no `DbErr` or entity type ever
 //!   crosses into a port signature.
 
+mod api_keys;
 mod audit;
 mod entity;
 mod memberships;

@@ -7,6 +7,9 @@ pub mod model;
 pub mod ports;
 pub mod service;
 
-pub use model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
-pub use ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
-pub use service::{OrgRef, Organizations, TenancyError};
+pub use model::{ApiKey, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+pub use ports::{
+    ApiKeyRepoError, ApiKeyRepository, KeyHash, KeySecrets, MemberRepoError, MembershipRepository,
+    OrgRepoError, OrganizationRepository,
+};
+pub use service::{ApiKeys, OrgRef, Organizations, TenancyError};

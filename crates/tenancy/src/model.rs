@@ -182,3 +182,24 @@ pub struct Membership {
     /// When they joined.
     pub created_at: OffsetDateTime,
 }
+
+/// An organization API key (`qk_…`). Only the hash of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Its id.
+    pub id: kernel::ApiKeyId,
+    /// The organization it acts for.
+    pub tenant_id: kernel::TenantId,
+    /// A label chosen by its creator.
+    pub name: String,
+    /// The role it acts with (never owner).
+    pub role: kernel::Role,
+    /// The first characters of the secret, to recognise it (`qk_AbCd1234`).
+    pub prefix: String,
+    /// Who made it.
+    pub created_by: Option<kernel::UserId>,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+    /// When it was last used (updated at most once a minute).
+    pub last_used_at: Option<OffsetDateTime>,
+}

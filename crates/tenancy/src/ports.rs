@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use time::OffsetDateTime;
 
-use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{ApiKey, Membership, NewOrganization, OrgName, OrgSlug, Organization};
 
 /// Failures of [`OrganizationRepository`].
 #[derive(Debug, thiserror::Error)]
@@ -132,4 +132,72 @@ pub trait MembershipRepository: Send + Sync + std::fmt::Debug {
 
     /// Every organization `user` belongs to, with the role.
     async fn for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, MemberRepoError>;
+}
+
+/// The SHA-256 of an API key's secret: only this is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHash(..)")
+    }
+}
+
+/// Failures of [`ApiKeyRepository`].
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyRepoError {
+    /// A malformed request (a cursor not made by this list).
+    #[error(transparent)]
+    Invalid(#[from] kernel::InvalidInput),
+    /// Storage failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Stores API keys. Every method but `find_by_hash` takes the tenant first; `find_by_hash` is
+/// how a presented key finds its tenant.
+///
+/// Contract (`testkit::contract::api_keys`): revoked keys are not found by hash and not
+/// listed; another tenant's key cannot be revoked or listed through this tenant.
+///
+/// # Errors
+/// [`ApiKeyRepoError::Unknown`] when storage fails.
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync + std::fmt::Debug {
+    /// Stores a new key.
+    async fn create(&self, key: ApiKey, hash: KeyHash) -> Result<ApiKey, ApiKeyRepoError>;
+    /// The tenant's live keys, by id.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, ApiKeyRepoError>;
+    /// Revokes a key of the tenant; `false` when there is no such live key.
+    async fn revoke(
+        &self,
+        tenant: TenantId,
+        id: kernel::ApiKeyId,
+        now: OffsetDateTime,
+    ) -> Result<bool, ApiKeyRepoError>;
+    /// The live key with this hash.
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, ApiKeyRepoError>;
+    /// Records a use.
+    async fn touch(
+        &self,
+        tenant: TenantId,
+        id: kernel::ApiKeyId,
+        now: OffsetDateTime,
+    ) -> Result<(), ApiKeyRepoError>;
+}
+
+/// Makes API-key secrets (`qk_` + 256 random bits) and hashes presented ones.
+pub trait KeySecrets: Send + Sync + std::fmt::Debug {
+    /// A new secret and its hash.
+    ///
+    /// # Errors
+    /// When the system's random source fails.
+    fn generate(&self) -> anyhow::Result<(String, KeyHash)>;
+    /// The hash of a presented secret.
+    fn hash(&self, secret: &str) -> KeyHash;
 }

@@ -201,16 +201,24 @@ impl Organizations {
         org: &str,
         user: UserId,
     ) -> Result<(Organization, Role), TenancyError> {
-        let org = match OrgRef::parse(org).ok_or(TenancyError::NotFound)? {
-            OrgRef::Id(id) => self.orgs.find_by_id(id).await?,
-            OrgRef::Slug(slug) => self.orgs.find_by_slug(&slug).await?,
-        }
-        .ok_or(TenancyError::NotFound)?;
+        let org = self.find(org).await?.ok_or(TenancyError::NotFound)?;
         let role = self
             .role_of(org.id, user)
             .await?
             .ok_or(TenancyError::NotFound)?;
         Ok((org, role))
+    }
+
+    /// The organization named by an id or a slug, whoever asks (callers check access).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn find(&self, org: &str) -> Result<Option<Organization>, TenancyError> {
+        Ok(match OrgRef::parse(org) {
+            None => None,
+            Some(OrgRef::Id(id)) => self.orgs.find_by_id(id).await?,
+            Some(OrgRef::Slug(slug)) => self.orgs.find_by_slug(&slug).await?,
+        })
     }
 
     /// The user's role in `tenant`, cached briefly (every change invalidates it).
@@ -380,7 +388,7 @@ impl Organizations {
     pub async fn remove(
         &self,
         ctx: &TenantContext,
-        actor: UserId,
+        actor: Option<UserId>,
         user: UserId,
         client: &ClientInfo,
     ) -> Result<(), TenancyError> {
@@ -389,7 +397,7 @@ impl Organizations {
             .role_of(ctx.tenant_id(), user)
             .await?
             .ok_or(TenancyError::NotFound)?;
-        let leaving = actor == user;
+        let leaving = actor == Some(user);
         if !leaving && !ctx.role().satisfies(Role::Admin) {
             return Err(TenancyError::Forbidden(
                 "only an admin removes other members",
@@ -402,7 +410,7 @@ impl Organizations {
         self.forget(ctx.tenant_id(), user).await;
         self.audit(
             "org.member.removed",
-            Some(actor),
+            actor,
             ctx.tenant_id(),
             Some(format!("user {user}")),
             client,
@@ -500,5 +508,169 @@ impl Organizations {
     #[must_use]
     pub fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
+    }
+}
+
+/// API keys of organizations: a key acts for exactly its organization, with its role.
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    keys: Arc<dyn crate::ports::ApiKeyRepository>,
+    secrets: Arc<dyn crate::ports::KeySecrets>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditLog>,
+}
+
+/// Longest key name.
+const MAX_KEY_NAME: usize = 100;
+
+impl From<crate::ports::ApiKeyRepoError> for TenancyError {
+    fn from(e: crate::ports::ApiKeyRepoError) -> Self {
+        match e {
+            crate::ports::ApiKeyRepoError::Invalid(i) => TenancyError::Invalid(i),
+            crate::ports::ApiKeyRepoError::Unknown(e) => TenancyError::Unknown(e),
+        }
+    }
+}
+
+impl ApiKeys {
+    /// The use cases over these adapters.
+    #[must_use]
+    pub fn new(
+        keys: Arc<dyn crate::ports::ApiKeyRepository>,
+        secrets: Arc<dyn crate::ports::KeySecrets>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditLog>,
+    ) -> Self {
+        Self {
+            keys,
+            secrets,
+            clock,
+            audit,
+        }
+    }
+
+    /// Creates a key; returns it and its secret (shown once). A key's role is at most the
+    /// creator's and never `owner`.
+    ///
+    /// # Errors
+    /// `Invalid` name or role; `Forbidden` for a role above the creator's.
+    pub async fn create(
+        &self,
+        ctx: &TenantContext,
+        name: &str,
+        role: Role,
+        client: &ClientInfo,
+    ) -> Result<(crate::model::ApiKey, String), TenancyError> {
+        let name = name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_KEY_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(InvalidInput::field(
+                "name",
+                "must be 1 to 100 characters, no control characters",
+            )
+            .into());
+        }
+        if role == Role::Owner {
+            return Err(InvalidInput::field("role", "an API key cannot be an owner").into());
+        }
+        if !ctx.role().satisfies(role) {
+            return Err(TenancyError::Forbidden(
+                "a key cannot have a higher role than its creator",
+            ));
+        }
+        let (secret, hash) = self.secrets.generate()?;
+        let now = self.clock.now();
+        let key = crate::model::ApiKey {
+            id: kernel::ApiKeyId::new(),
+            tenant_id: ctx.tenant_id(),
+            name: name.to_owned(),
+            role,
+            prefix: secret.chars().take(11).collect(),
+            created_by: actor_of(ctx),
+            created_at: now,
+            last_used_at: None,
+        };
+        let key = self.keys.create(key, hash).await?;
+        audit::record(
+            &*self.audit,
+            AuditEvent {
+                at: now,
+                action: "org.api_key.created",
+                actor: actor_of(ctx),
+                tenant: Some(ctx.tenant_id()),
+                target: Some(format!("key {} ({role})", key.id)),
+                client: client.clone(),
+            },
+        )
+        .await;
+        Ok((key, secret))
+    }
+
+    /// The organization's live keys.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn list(
+        &self,
+        ctx: &TenantContext,
+        page: &PageRequest,
+    ) -> Result<Page<crate::model::ApiKey>, TenancyError> {
+        Ok(self.keys.list(ctx.tenant_id(), page).await?)
+    }
+
+    /// Revokes a key of the organization at once.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn revoke(
+        &self,
+        ctx: &TenantContext,
+        id: kernel::ApiKeyId,
+        client: &ClientInfo,
+    ) -> Result<(), TenancyError> {
+        let now = self.clock.now();
+        if !self.keys.revoke(ctx.tenant_id(), id, now).await? {
+            return Err(TenancyError::NotFound);
+        }
+        audit::record(
+            &*self.audit,
+            AuditEvent {
+                at: now,
+                action: "org.api_key.revoked",
+                actor: actor_of(ctx),
+                tenant: Some(ctx.tenant_id()),
+                target: Some(format!("key {id}")),
+                client: client.clone(),
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The live key behind a presented secret, if any (recording the use at most once a
+    /// minute).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+    ) -> Result<Option<crate::model::ApiKey>, TenancyError> {
+        if !secret.starts_with("qk_") || secret.len() > 128 {
+            return Ok(None);
+        }
+        let Some(key) = self.keys.find_by_hash(&self.secrets.hash(secret)).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if key
+            .last_used_at
+            .is_none_or(|t| now - t > time::Duration::minutes(1))
+        {
+            self.keys.touch(key.tenant_id, key.id, now).await?;
+        }
+        Ok(Some(key))
     }
 }

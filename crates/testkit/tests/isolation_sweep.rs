@@ -93,6 +93,27 @@ async fn sweep(app: &TestApp) {
         "routes in the sweep that no longer exist: {gone:?}"
     );
 
+    // Each tenant has an API key; B's must be as powerless in A as B's user.
+    let key = |t: &Tenant| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/orgs/{}/api-keys", t.slug)))
+            .bearer_auth(&t.token)
+            .json(&json!({"name": "ci", "role": "admin"}));
+        async move {
+            let created: Value = req.send().await.expect("sent").json().await.expect("json");
+            (
+                created["api_key"]["id"]
+                    .as_str()
+                    .expect("key id")
+                    .to_owned(),
+                created["secret"].as_str().expect("secret").to_owned(),
+            )
+        }
+    };
+    let (a_key_id, _) = key(&a).await;
+    let (_, b_key) = key(&b).await;
+
     let mut checked = 0;
     for (method, template, scope) in ROUTES {
         if matches!(scope, Scope::Public | Scope::User) {
@@ -125,15 +146,22 @@ async fn sweep(app: &TestApp) {
             checked += 1;
             continue;
         }
-        for a_ref in [&a.org_id, &a.slug] {
+        // As B's user and as B's API key, with A's id and A's slug.
+        for (a_ref, b_credential) in [
+            (&a.org_id, &b.token),
+            (&a.slug, &b.token),
+            (&a.org_id, &b_key),
+            (&a.slug, &b_key),
+        ] {
             let path = template
                 .replace("{org}", a_ref)
-                .replace("{user_id}", &a.user_id);
+                .replace("{user_id}", &a.user_id)
+                .replace("{id}", &a_key_id);
             let method = Method::from_bytes(method.as_bytes()).expect("method");
             let mut req = app
                 .client
                 .request(method.clone(), app.url(&path))
-                .bearer_auth(&b.token);
+                .bearer_auth(b_credential);
             if *scope == Scope::TenantHeader {
                 req = req.header("x-tenant-id", a_ref.as_str());
             }
@@ -178,6 +206,16 @@ async fn sweep(app: &TestApp) {
         .await
         .expect("sent");
     assert_eq!(res.status(), StatusCode::OK);
+    // A's key still exists: B's calls revoked nothing.
+    let res = app
+        .client
+        .get(app.url("/api/v1/orgs/acme/api-keys"))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("sent");
+    let keys: Value = res.json().await.expect("json");
+    assert_eq!(keys["items"][0]["id"], a_key_id.as_str());
 }
 
 #[tokio::test]

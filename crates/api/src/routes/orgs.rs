@@ -23,7 +23,10 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(delete_org)
         .service(members)
         .service(set_role)
-        .service(remove_member);
+        .service(remove_member)
+        .service(create_key)
+        .service(list_keys)
+        .service(revoke_key);
 }
 
 /// An organization, with the caller's role in it.
@@ -311,7 +314,144 @@ async fn remove_member(
     let user = member_id(&path.1)?;
     state
         .orgs
-        .remove(&access.ctx, access.user.user.id, user, &client)
+        .remove(&access.ctx, access.caller.user_id(), user, &client)
         .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An API key as the API shows it (never its secret after creation).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    id: String,
+    name: String,
+    role: String,
+    /// The first characters of the secret, to recognise it.
+    prefix: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    last_used_at: Option<OffsetDateTime>,
+}
+
+impl From<&tenancy::ApiKey> for ApiKeyDto {
+    fn from(k: &tenancy::ApiKey) -> Self {
+        Self {
+            id: k.id.to_string(),
+            name: k.name.clone(),
+            role: k.role.as_str().to_owned(),
+            prefix: k.prefix.clone(),
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// `POST /orgs/{org}/api-keys`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// 1 to 100 characters.
+    name: String,
+    /// `admin`, `member` or `viewer`; at most the creator's role.
+    role: String,
+}
+
+/// A new key and its secret: shown this once, stored only as a hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    api_key: ApiKeyDto,
+    /// `qk_…`: use it as `Authorization: Bearer qk_…`.
+    secret: String,
+}
+
+fn signed_in(access: &crate::tenant::Access<Admin>) -> Result<(), ApiError> {
+    match access.caller {
+        crate::tenant::Caller::User(_) => Ok(()),
+        crate::tenant::Caller::ApiKey(_) => Err(ApiError::ForbiddenBecause(
+            "API keys are managed by signed-in users, not by other keys",
+        )),
+    }
+}
+
+/// Creates an API key (admin or owner, signed in).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug")),
+    request_body = CreateApiKey,
+    responses(
+        (status = 201, body = CreatedApiKey),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[post("/orgs/{org}/api-keys")]
+async fn create_key(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    Client(client): Client,
+    body: Body<CreateApiKey>,
+) -> Result<HttpResponse, ApiError> {
+    let ValidJson(body) = body?;
+    signed_in(&access)?;
+    let role: Role = body.role.parse().map_err(|_| {
+        ApiError::Validation(vec![kernel::FieldError::new(
+            "role",
+            "must be one of admin, member, viewer",
+        )])
+    })?;
+    let (key, secret) = state
+        .api_keys
+        .create(&access.ctx, &body.name, role, &client)
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedApiKey {
+        api_key: ApiKeyDto::from(&key),
+        secret,
+    }))
+}
+
+/// The organization's live API keys (admin or owner).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug"), PageQuery),
+    responses((status = 200, body = PageDto<ApiKeyDto>), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/orgs/{org}/api-keys")]
+async fn list_keys(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<ApiKeyDto>>, ApiError> {
+    let page = state
+        .api_keys
+        .list(&access.ctx, &query.to_request()?)
+        .await?;
+    Ok(web::Json(PageDto::from_page(page, |k| ApiKeyDto::from(&k))))
+}
+
+/// Revokes an API key at once (admin or owner, signed in).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "organization id or slug"),
+        ("id" = String, Path, description = "API key id")
+    ),
+    responses((status = 204, description = "revoked"), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[delete("/orgs/{org}/api-keys/{id}")]
+async fn revoke_key(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    Client(client): Client,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    signed_in(&access)?;
+    let id = kernel::ApiKeyId::parse(&path.1).map_err(|_| ApiError::NotFound)?;
+    state.api_keys.revoke(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

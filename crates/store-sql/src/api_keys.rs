@@ -1,0 +1,122 @@
+//! [`ApiKeyRepository`] on SQL.
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use kernel::{ApiKeyId, InvalidInput, Page, PageRequest, TenantId, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use tenancy::{ApiKey, ApiKeyRepoError, ApiKeyRepository, KeyHash};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::entity::api_key::{ActiveModel, Column, Entity, Model};
+use crate::{SqlStore, scope};
+
+fn to_domain(m: Model) -> Result<ApiKey, ApiKeyRepoError> {
+    Ok(ApiKey {
+        id: ApiKeyId::from_uuid(m.id),
+        tenant_id: TenantId::from_uuid(m.tenant_id),
+        name: m.name,
+        role: m
+            .role
+            .parse()
+            .map_err(|_| anyhow::anyhow!("stored role {:?}", m.role))?,
+        prefix: m.prefix,
+        created_by: m.created_by.map(UserId::from_uuid),
+        created_at: m.created_at,
+        last_used_at: m.last_used_at,
+    })
+}
+
+#[async_trait]
+impl ApiKeyRepository for SqlStore {
+    async fn create(&self, key: ApiKey, hash: KeyHash) -> Result<ApiKey, ApiKeyRepoError> {
+        let row = ActiveModel {
+            id: Set(key.id.as_uuid()),
+            tenant_id: Set(key.tenant_id.as_uuid()),
+            name: Set(key.name),
+            role: Set(key.role.as_str().to_owned()),
+            prefix: Set(key.prefix),
+            key_hash: Set(hash.0.to_vec()),
+            created_by: Set(key.created_by.map(|u| u.as_uuid())),
+            created_at: Set(key.created_at),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&self.db)
+        .await
+        .context("storing an API key")?;
+        to_domain(row)
+    }
+
+    async fn list(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, ApiKeyRepoError> {
+        let mut select = scope::select::<Entity>(tenant)
+            .filter(Column::RevokedAt.is_null())
+            .order_by_asc(Column::Id);
+        if let Some(cursor) = page.after() {
+            let after = Uuid::try_parse(cursor.key())
+                .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?;
+            select = select.filter(Column::Id.gt(after));
+        }
+        let rows = select
+            .limit(u64::from(page.limit()) + 1)
+            .all(&self.db)
+            .await
+            .context("listing API keys")?;
+        let keys = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(keys, page, |k| k.id.to_string()))
+    }
+
+    async fn revoke(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        now: OffsetDateTime,
+    ) -> Result<bool, ApiKeyRepoError> {
+        let changed = scope::update::<Entity>(tenant)
+            .col_expr(Column::RevokedAt, Expr::value(now))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .filter(Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await
+            .context("revoking an API key")?
+            .rows_affected;
+        Ok(changed > 0)
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, ApiKeyRepoError> {
+        // The one lookup not scoped by tenant: the secret is what names the tenant.
+        Entity::find()
+            .filter(Column::KeyHash.eq(hash.0.to_vec()))
+            .filter(Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await
+            .context("reading an API key")?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn touch(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        now: OffsetDateTime,
+    ) -> Result<(), ApiKeyRepoError> {
+        scope::update::<Entity>(tenant)
+            .col_expr(Column::LastUsedAt, Expr::value(now))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("recording an API key's use")?;
+        Ok(())
+    }
+}
