@@ -285,6 +285,46 @@ impl TestApp {
         }
     }
 
+    /// `method path` with a bearer token and an optional JSON body: the status and the JSON
+    /// body (`null` when there is none).
+    pub async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call_in(token, method, path, body, None).await
+    }
+
+    /// [`TestApp::call`] with an `X-Tenant-ID` header.
+    pub async fn call_in(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        tenant: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(t) = tenant {
+            req = req.header("x-tenant-id", t);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let text = res.text().await.expect("response body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// A second connection to the app's own database (to seed what no route makes yet).
     pub async fn store(&self) -> SqlStore {
         SqlStore::connect(&self.settings, Arc::new(kernel::SystemClock))

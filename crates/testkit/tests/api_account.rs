@@ -42,23 +42,6 @@ async fn login(app: &TestApp, name: &str, password: &str) -> (StatusCode, Value)
     (s, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.expect("sent");
-    let s = res.status();
-    let text = res.text().await.expect("body");
-    (s, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 fn fields(p: &Value) -> Vec<String> {
     p["errors"]
         .as_array()
@@ -79,14 +62,16 @@ async fn changing_the_password_ends_the_other_sessions() {
     let other_refresh = other["refresh_token"].as_str().expect("r").to_owned();
 
     let path = "/api/v1/auth/password/change";
-    let (s, p) = call(
-        &app,
-        &here.access,
-        Method::POST,
-        path,
-        Some(json!({"current_password": "not it at all", "new_password": "a brand new secret"})),
-    )
-    .await;
+    let (s, p) = app
+        .call(
+            &here.access,
+            Method::POST,
+            path,
+            Some(
+                json!({"current_password": "not it at all", "new_password": "a brand new secret"}),
+            ),
+        )
+        .await;
     assert_eq!(
         (s, fields(&p)),
         (
@@ -94,14 +79,14 @@ async fn changing_the_password_ends_the_other_sessions() {
             vec!["current_password".to_owned()]
         )
     );
-    let (s, p) = call(
-        &app,
-        &here.access,
-        Method::POST,
-        path,
-        Some(json!({"current_password": PASSWORD, "new_password": "password"})),
-    )
-    .await;
+    let (s, p) = app
+        .call(
+            &here.access,
+            Method::POST,
+            path,
+            Some(json!({"current_password": PASSWORD, "new_password": "password"})),
+        )
+        .await;
     assert_eq!(
         (s, fields(&p)),
         (
@@ -110,19 +95,19 @@ async fn changing_the_password_ends_the_other_sessions() {
         )
     );
 
-    let (s, _) = call(
-        &app,
-        &here.access,
-        Method::POST,
-        path,
-        Some(json!({"current_password": PASSWORD, "new_password": "a brand new secret"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &here.access,
+            Method::POST,
+            path,
+            Some(json!({"current_password": PASSWORD, "new_password": "a brand new secret"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
     // This session goes on; the other one is over, access and refresh alike.
     assert_eq!(
-        call(&app, &here.access, Method::GET, "/api/v1/auth/me", None)
+        app.call(&here.access, Method::GET, "/api/v1/auth/me", None)
             .await
             .0,
         StatusCode::OK
@@ -135,7 +120,7 @@ async fn changing_the_password_ends_the_other_sessions() {
         .await;
     assert_eq!(refreshed.status(), StatusCode::OK);
     assert_eq!(
-        call(&app, &other_access, Method::GET, "/api/v1/auth/me", None)
+        app.call(&other_access, Method::GET, "/api/v1/auth/me", None)
             .await
             .0,
         StatusCode::UNAUTHORIZED
@@ -156,14 +141,14 @@ async fn changing_the_password_ends_the_other_sessions() {
         login(&app, "ann", "a brand new secret").await.0,
         StatusCode::OK
     );
-    let (s, _) = call(
-        &app,
-        "not-a-token",
-        Method::POST,
-        path,
-        Some(json!({"current_password": "a", "new_password": "b"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            "not-a-token",
+            Method::POST,
+            path,
+            Some(json!({"current_password": "a", "new_password": "b"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -172,32 +157,32 @@ async fn the_profile_is_patched_field_by_field() {
     let app = spawn_app().await;
     let ann = register(&app, "ann").await;
     let path = "/api/v1/users/me/profile";
-    let (s, p) = call(&app, &ann.access, Method::GET, path, None).await;
+    let (s, p) = app.call(&ann.access, Method::GET, path, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         p,
         json!({"display_name": "ann", "avatar_url": null, "locale": null, "timezone": null})
     );
 
-    let (s, p) = call(&app, &ann.access, Method::PATCH, path, Some(json!({
+    let (s, p) = app.call(&ann.access, Method::PATCH, path, Some(json!({
         "display_name": "Ann Lee", "avatar_url": "https://cdn.example.com/ann.png", "locale": "fa-IR", "timezone": "Asia/Tehran"
     }))).await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["locale"], "fa-IR");
-    let (_, p) = call(
-        &app,
-        &ann.access,
-        Method::PATCH,
-        path,
-        Some(json!({"avatar_url": null})),
-    )
-    .await;
+    let (_, p) = app
+        .call(
+            &ann.access,
+            Method::PATCH,
+            path,
+            Some(json!({"avatar_url": null})),
+        )
+        .await;
     assert_eq!(
         p,
         json!({"display_name": "Ann Lee", "avatar_url": null, "locale": "fa-IR", "timezone": "Asia/Tehran"})
     );
 
-    let (s, p) = call(&app, &ann.access, Method::PATCH, path, Some(json!({
+    let (s, p) = app.call(&ann.access, Method::PATCH, path, Some(json!({
         "display_name": "", "avatar_url": "javascript:alert(1)", "locale": "english please", "timezone": "../etc/passwd"
     }))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -205,20 +190,22 @@ async fn the_profile_is_patched_field_by_field() {
         fields(&p),
         ["avatar_url", "display_name", "locale", "timezone"]
     );
-    let (s, _) = call(
-        &app,
-        &ann.access,
-        Method::PATCH,
-        path,
-        Some(json!({"is_platform_admin": true})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &ann.access,
+            Method::PATCH,
+            path,
+            Some(json!({"is_platform_admin": true})),
+        )
+        .await;
     assert_eq!(
         s,
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown fields are refused, not ignored"
     );
-    let (_, me) = call(&app, &ann.access, Method::GET, "/api/v1/auth/me", None).await;
+    let (_, me) = app
+        .call(&ann.access, Method::GET, "/api/v1/auth/me", None)
+        .await;
     assert_eq!(
         (
             me["user"]["name"].as_str(),
@@ -234,16 +221,17 @@ async fn preferences_are_any_object_up_to_16_kib() {
     let ann = register(&app, "ann").await;
     let path = "/api/v1/users/me/preferences";
     assert_eq!(
-        call(&app, &ann.access, Method::GET, path, None).await,
+        app.call(&ann.access, Method::GET, path, None).await,
         (StatusCode::OK, json!({}))
     );
     let prefs = json!({"theme": "dark", "sidebar": {"width": 280}, "recent": [1, 2, 3]});
     assert_eq!(
-        call(&app, &ann.access, Method::PUT, path, Some(prefs.clone())).await,
+        app.call(&ann.access, Method::PUT, path, Some(prefs.clone()))
+            .await,
         (StatusCode::OK, prefs.clone())
     );
     assert_eq!(
-        call(&app, &ann.access, Method::GET, path, None).await,
+        app.call(&ann.access, Method::GET, path, None).await,
         (StatusCode::OK, prefs.clone())
     );
     for bad in [
@@ -251,17 +239,17 @@ async fn preferences_are_any_object_up_to_16_kib() {
         json!("dark"),
         json!({"big": "x".repeat(17 * 1024)}),
     ] {
-        let (s, p) = call(&app, &ann.access, Method::PUT, path, Some(bad)).await;
+        let (s, p) = app.call(&ann.access, Method::PUT, path, Some(bad)).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     }
     assert_eq!(
-        call(&app, &ann.access, Method::GET, path, None).await.1,
+        app.call(&ann.access, Method::GET, path, None).await.1,
         prefs,
         "refusals change nothing"
     );
     let bob = register(&app, "bob").await;
     assert_eq!(
-        call(&app, &bob.access, Method::GET, path, None).await.1,
+        app.call(&bob.access, Method::GET, path, None).await.1,
         json!({}),
         "per account"
     );
@@ -272,22 +260,22 @@ async fn deleting_the_account_respects_organization_owners() {
     let app = spawn_app().await;
     let ann = register(&app, "ann").await;
     let bob = register(&app, "bob").await;
-    let (_, shared) = call(
-        &app,
-        &ann.access,
-        Method::POST,
-        "/api/v1/orgs",
-        Some(json!({"name": "Shared", "slug": "shared"})),
-    )
-    .await;
-    let (_, solo) = call(
-        &app,
-        &ann.access,
-        Method::POST,
-        "/api/v1/orgs",
-        Some(json!({"name": "Solo", "slug": "solo"})),
-    )
-    .await;
+    let (_, shared) = app
+        .call(
+            &ann.access,
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": "Shared", "slug": "shared"})),
+        )
+        .await;
+    let (_, solo) = app
+        .call(
+            &ann.access,
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": "Solo", "slug": "solo"})),
+        )
+        .await;
     let shared_id = TenantId::parse(shared["id"].as_str().expect("id")).expect("uuid");
     app.store()
         .await
@@ -295,7 +283,9 @@ async fn deleting_the_account_respects_organization_owners() {
         .await
         .expect("bob joins");
 
-    let (s, p) = call(&app, &ann.access, Method::DELETE, "/api/v1/users/me", None).await;
+    let (s, p) = app
+        .call(&ann.access, Method::DELETE, "/api/v1/users/me", None)
+        .await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("conflict"))
@@ -305,20 +295,22 @@ async fn deleting_the_account_respects_organization_owners() {
         "{p}"
     );
 
-    let (s, _) = call(
-        &app,
-        &ann.access,
-        Method::PATCH,
-        &format!("/api/v1/orgs/shared/members/{}", bob.id),
-        Some(json!({"role": "owner"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &ann.access,
+            Method::PATCH,
+            &format!("/api/v1/orgs/shared/members/{}", bob.id),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = call(&app, &ann.access, Method::DELETE, "/api/v1/users/me", None).await;
+    let (s, _) = app
+        .call(&ann.access, Method::DELETE, "/api/v1/users/me", None)
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
     assert_eq!(
-        call(&app, &ann.access, Method::GET, "/api/v1/auth/me", None)
+        app.call(&ann.access, Method::GET, "/api/v1/auth/me", None)
             .await
             .0,
         StatusCode::UNAUTHORIZED
@@ -335,14 +327,14 @@ async fn deleting_the_account_respects_organization_owners() {
         .await;
     assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
     // Bob's organization lives on without ann; ann's solo organization went with her.
-    let (s, members) = call(
-        &app,
-        &bob.access,
-        Method::GET,
-        "/api/v1/orgs/shared/members",
-        None,
-    )
-    .await;
+    let (s, members) = app
+        .call(
+            &bob.access,
+            Method::GET,
+            "/api/v1/orgs/shared/members",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(members["items"].as_array().map(Vec::len), Some(1));
     let solo_id = TenantId::parse(solo["id"].as_str().expect("id")).expect("uuid");

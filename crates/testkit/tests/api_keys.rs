@@ -113,26 +113,6 @@ async fn postgres_meets_the_contract() {
     contract(&store, a, b).await;
 }
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    tenant: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    if let Some(t) = tenant {
-        req = req.header("x-tenant-id", t);
-    }
-    let res = req.send().await.expect("sent");
-    let s = res.status();
-    (s, res.json().await.unwrap_or(Value::Null))
-}
-
 async fn scenario(app: &TestApp) {
     let res = app
         .post_json("/api/v1/auth/register", &json!({"email": "ann@example.com", "password": "correct horse battery", "name": "Ann"}))
@@ -141,8 +121,7 @@ async fn scenario(app: &TestApp) {
         .as_str()
         .expect("t")
         .to_owned();
-    call(
-        app,
+    app.call_in(
         &ann,
         Method::POST,
         "/api/v1/orgs",
@@ -150,8 +129,7 @@ async fn scenario(app: &TestApp) {
         None,
     )
     .await;
-    call(
-        app,
+    app.call_in(
         &ann,
         Method::POST,
         "/api/v1/orgs",
@@ -160,15 +138,15 @@ async fn scenario(app: &TestApp) {
     )
     .await;
 
-    let (s, created) = call(
-        app,
-        &ann,
-        Method::POST,
-        "/api/v1/orgs/acme/api-keys",
-        Some(json!({"name": "CI", "role": "member"})),
-        None,
-    )
-    .await;
+    let (s, created) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/orgs/acme/api-keys",
+            Some(json!({"name": "CI", "role": "member"})),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let secret = created["secret"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("qk_") && secret.len() >= 40, "{secret}");
@@ -176,26 +154,19 @@ async fn scenario(app: &TestApp) {
     let key_id = created["api_key"]["id"].as_str().expect("id").to_owned();
 
     // The key acts for acme, as a member.
-    let (s, t) = call(
-        app,
-        &secret,
-        Method::GET,
-        "/__test/tenant",
-        None,
-        Some("acme"),
-    )
-    .await;
+    let (s, t) = app
+        .call_in(&secret, Method::GET, "/__test/tenant", None, Some("acme"))
+        .await;
     assert_eq!((s, t["role"].as_str()), (StatusCode::OK, Some("member")));
     assert_eq!(
-        call(app, &secret, Method::GET, "/api/v1/orgs/acme", None, None)
+        app.call_in(&secret, Method::GET, "/api/v1/orgs/acme", None, None)
             .await
             .0,
         StatusCode::OK
     );
     // Not for another organization of the same owner; not as an admin; not as a user.
     assert_eq!(
-        call(
-            app,
+        app.call_in(
             &secret,
             Method::GET,
             "/__test/tenant",
@@ -207,8 +178,7 @@ async fn scenario(app: &TestApp) {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        call(
-            app,
+        app.call_in(
             &secret,
             Method::PATCH,
             "/api/v1/orgs/acme",
@@ -220,13 +190,13 @@ async fn scenario(app: &TestApp) {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        call(app, &secret, Method::GET, "/api/v1/auth/me", None, None)
+        app.call_in(&secret, Method::GET, "/api/v1/auth/me", None, None)
             .await
             .0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        call(app, &secret, Method::GET, "/__test/tenant", None, None)
+        app.call_in(&secret, Method::GET, "/__test/tenant", None, None)
             .await
             .0,
         StatusCode::BAD_REQUEST,
@@ -234,102 +204,89 @@ async fn scenario(app: &TestApp) {
     );
 
     // Listing shows the prefix and the last use, never the secret.
-    let (s, list) = call(
-        app,
-        &ann,
-        Method::GET,
-        "/api/v1/orgs/acme/api-keys",
-        None,
-        None,
-    )
-    .await;
+    let (s, list) = app
+        .call_in(&ann, Method::GET, "/api/v1/orgs/acme/api-keys", None, None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(!list.to_string().contains(&secret));
     assert!(list["items"][0]["last_used_at"].is_string(), "{list}");
 
     // Rules: no owner keys, no keys above one's role, no keys made by keys.
-    let (s, p) = call(
-        app,
-        &ann,
-        Method::POST,
-        "/api/v1/orgs/acme/api-keys",
-        Some(json!({"name": "x", "role": "owner"})),
-        None,
-    )
-    .await;
+    let (s, p) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/orgs/acme/api-keys",
+            Some(json!({"name": "x", "role": "owner"})),
+            None,
+        )
+        .await;
     assert_eq!(
         (s, p["errors"][0]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("role"))
     );
-    let (_, admin_key) = call(
-        app,
-        &ann,
-        Method::POST,
-        "/api/v1/orgs/acme/api-keys",
-        Some(json!({"name": "ops", "role": "admin"})),
-        None,
-    )
-    .await;
+    let (_, admin_key) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/orgs/acme/api-keys",
+            Some(json!({"name": "ops", "role": "admin"})),
+            None,
+        )
+        .await;
     let admin_secret = admin_key["secret"].as_str().expect("secret").to_owned();
-    let (s, _) = call(
-        app,
-        &admin_secret,
-        Method::POST,
-        "/api/v1/orgs/acme/api-keys",
-        Some(json!({"name": "spawn", "role": "viewer"})),
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call_in(
+            &admin_secret,
+            Method::POST,
+            "/api/v1/orgs/acme/api-keys",
+            Some(json!({"name": "spawn", "role": "viewer"})),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = call(
-        app,
-        &admin_secret,
-        Method::GET,
-        "/api/v1/orgs/acme/api-keys",
-        None,
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call_in(
+            &admin_secret,
+            Method::GET,
+            "/api/v1/orgs/acme/api-keys",
+            None,
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "an admin key may list keys");
 
     // Revocation takes effect at once.
-    let (s, _) = call(
-        app,
-        &ann,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/api-keys/{key_id}"),
-        None,
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call_in(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/api-keys/{key_id}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
-        call(app, &secret, Method::GET, "/api/v1/orgs/acme", None, None)
+        app.call_in(&secret, Method::GET, "/api/v1/orgs/acme", None, None)
             .await
             .0,
         StatusCode::UNAUTHORIZED
     );
-    let (s, _) = call(
-        app,
-        &ann,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/api-keys/{key_id}"),
-        None,
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call_in(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/api-keys/{key_id}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(
-        call(
-            app,
-            "qk_forged",
-            Method::GET,
-            "/api/v1/orgs/acme",
-            None,
-            None
-        )
-        .await
-        .0,
+        app.call_in("qk_forged", Method::GET, "/api/v1/orgs/acme", None, None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
 }

@@ -29,26 +29,6 @@ async fn person(app: &TestApp, name: &str) -> Person {
     }
 }
 
-async fn call(
-    app: &TestApp,
-    who: &Person,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(&who.token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.expect("sent");
-    let status = res.status();
-    let text = res.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn join(app: &TestApp, org: &str, who: &Person, role: Role) {
     let store = app.store().await;
     store
@@ -67,14 +47,14 @@ async fn scenario(app: &TestApp) {
     let bob = person(app, "bob").await;
     let eve = person(app, "eve").await;
 
-    let (s, org) = call(
-        app,
-        &ann,
-        Method::POST,
-        "/api/v1/orgs",
-        Some(json!({"name": "Acme", "slug": "acme"})),
-    )
-    .await;
+    let (s, org) = app
+        .call(
+            &ann.token,
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": "Acme", "slug": "acme"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{org}");
     assert_eq!(
         (
@@ -86,38 +66,44 @@ async fn scenario(app: &TestApp) {
     );
     let id = org["id"].as_str().expect("id").to_owned();
 
-    let (s, taken) = call(
-        app,
-        &bob,
-        Method::POST,
-        "/api/v1/orgs",
-        Some(json!({"name": "Other", "slug": "acme"})),
-    )
-    .await;
+    let (s, taken) = app
+        .call(
+            &bob.token,
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": "Other", "slug": "acme"})),
+        )
+        .await;
     assert_eq!(
         (s, taken["code"].as_str()),
         (StatusCode::CONFLICT, Some("conflict"))
     );
-    let (s, bad) = call(
-        app,
-        &bob,
-        Method::POST,
-        "/api/v1/orgs",
-        Some(json!({"name": " ", "slug": "Bad Slug"})),
-    )
-    .await;
+    let (s, bad) = app
+        .call(
+            &bob.token,
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"name": " ", "slug": "Bad Slug"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad["errors"].as_array().map(Vec::len), Some(2), "{bad}");
 
     // The owner sees it by id and by slug, in /orgs and in /auth/me.
     for r in [&id, "acme"] {
-        let (s, got) = call(app, &ann, Method::GET, &format!("/api/v1/orgs/{r}"), None).await;
+        let (s, got) = app
+            .call(&ann.token, Method::GET, &format!("/api/v1/orgs/{r}"), None)
+            .await;
         assert_eq!((s, got["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
     }
-    let (_, list) = call(app, &ann, Method::GET, "/api/v1/orgs", None).await;
+    let (_, list) = app
+        .call(&ann.token, Method::GET, "/api/v1/orgs", None)
+        .await;
     assert_eq!(list["items"][0]["slug"], "acme");
     assert_eq!(list["next_cursor"], Value::Null);
-    let (_, me) = call(app, &ann, Method::GET, "/api/v1/auth/me", None).await;
+    let (_, me) = app
+        .call(&ann.token, Method::GET, "/api/v1/auth/me", None)
+        .await;
     assert_eq!(
         me["memberships"],
         json!([{"org_id": id, "org_slug": "acme", "org_name": "Acme", "role": "owner"}])
@@ -129,60 +115,66 @@ async fn scenario(app: &TestApp) {
         "/api/v1/orgs/acme".to_owned(),
         format!("/api/v1/orgs/{id}/members"),
     ] {
-        let (s, p) = call(app, &eve, Method::GET, &path, None).await;
+        let (s, p) = app.call(&eve.token, Method::GET, &path, None).await;
         assert_eq!(
             (s, p["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found")),
             "{path}"
         );
     }
-    let (s, _) = call(
-        app,
-        &eve,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/members/{}", ann.id),
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &eve.token,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/members/{}", ann.id),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = call(
-        app,
-        &eve,
-        Method::PATCH,
-        "/api/v1/orgs/acme",
-        Some(json!({"name": "Mine"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &eve.token,
+            Method::PATCH,
+            "/api/v1/orgs/acme",
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = call(app, &eve, Method::DELETE, "/api/v1/orgs/acme", None).await;
+    let (s, _) = app
+        .call(&eve.token, Method::DELETE, "/api/v1/orgs/acme", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (_, eve_orgs) = call(app, &eve, Method::GET, "/api/v1/orgs", None).await;
+    let (_, eve_orgs) = app
+        .call(&eve.token, Method::GET, "/api/v1/orgs", None)
+        .await;
     assert_eq!(eve_orgs["items"], json!([]));
 
     // Roles: bob joins as a viewer.
     join(app, &id, &bob, Role::Viewer).await;
-    let (s, _) = call(app, &bob, Method::GET, "/api/v1/orgs/acme", None).await;
+    let (s, _) = app
+        .call(&bob.token, Method::GET, "/api/v1/orgs/acme", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, p) = call(
-        app,
-        &bob,
-        Method::PATCH,
-        "/api/v1/orgs/acme",
-        Some(json!({"name": "Hijacked"})),
-    )
-    .await;
+    let (s, p) = app
+        .call(
+            &bob.token,
+            Method::PATCH,
+            "/api/v1/orgs/acme",
+            Some(json!({"name": "Hijacked"})),
+        )
+        .await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
-    let (s, _) = call(
-        app,
-        &bob,
-        Method::PATCH,
-        &format!("/api/v1/orgs/acme/members/{}", bob.id),
-        Some(json!({"role": "admin"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &bob.token,
+            Method::PATCH,
+            &format!("/api/v1/orgs/acme/members/{}", bob.id),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "a viewer cannot promote itself");
 
     // The tenant header route needs member: viewer 403, owner 200, stranger 404, none 400.
@@ -222,128 +214,136 @@ async fn scenario(app: &TestApp) {
     );
 
     // The owner promotes bob to admin; an admin manages members but not ownership.
-    let (s, m) = call(
-        app,
-        &ann,
-        Method::PATCH,
-        &format!("/api/v1/orgs/acme/members/{}", bob.id),
-        Some(json!({"role": "admin"})),
-    )
-    .await;
+    let (s, m) = app
+        .call(
+            &ann.token,
+            Method::PATCH,
+            &format!("/api/v1/orgs/acme/members/{}", bob.id),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!((s, m["role"].as_str()), (StatusCode::OK, Some("admin")));
-    let (s, _) = call(
-        app,
-        &bob,
-        Method::PATCH,
-        "/api/v1/orgs/acme",
-        Some(json!({"name": "Acme Inc"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &bob.token,
+            Method::PATCH,
+            "/api/v1/orgs/acme",
+            Some(json!({"name": "Acme Inc"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "the cached role was invalidated");
-    let (s, _) = call(
-        app,
-        &bob,
-        Method::PATCH,
-        &format!("/api/v1/orgs/acme/members/{}", bob.id),
-        Some(json!({"role": "owner"})),
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &bob.token,
+            Method::PATCH,
+            &format!("/api/v1/orgs/acme/members/{}", bob.id),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only an owner grants ownership");
-    let (s, _) = call(
-        app,
-        &bob,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/members/{}", ann.id),
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &bob.token,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/members/{}", ann.id),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only an owner removes an owner");
-    let (s, _) = call(app, &bob, Method::DELETE, "/api/v1/orgs/acme", None).await;
+    let (s, _) = app
+        .call(&bob.token, Method::DELETE, "/api/v1/orgs/acme", None)
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only an owner deletes");
-    let (s, p) = call(
-        app,
-        &ann,
-        Method::PATCH,
-        &format!("/api/v1/orgs/acme/members/{}", bob.id),
-        Some(json!({"role": "god"})),
-    )
-    .await;
+    let (s, p) = app
+        .call(
+            &ann.token,
+            Method::PATCH,
+            &format!("/api/v1/orgs/acme/members/{}", bob.id),
+            Some(json!({"role": "god"})),
+        )
+        .await;
     assert_eq!(
         (s, p["errors"][0]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("role"))
     );
 
     // The last owner stays.
-    let (s, p) = call(
-        app,
-        &ann,
-        Method::PATCH,
-        &format!("/api/v1/orgs/acme/members/{}", ann.id),
-        Some(json!({"role": "admin"})),
-    )
-    .await;
+    let (s, p) = app
+        .call(
+            &ann.token,
+            Method::PATCH,
+            &format!("/api/v1/orgs/acme/members/{}", ann.id),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!(
         (s, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("conflict"))
     );
-    let (s, _) = call(
-        app,
-        &ann,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/members/{}", ann.id),
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &ann.token,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/members/{}", ann.id),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // Members list; unknown members are 404.
-    let (s, members) = call(
-        app,
-        &bob,
-        Method::GET,
-        "/api/v1/orgs/acme/members?limit=1",
-        None,
-    )
-    .await;
+    let (s, members) = app
+        .call(
+            &bob.token,
+            Method::GET,
+            "/api/v1/orgs/acme/members?limit=1",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(members["items"].as_array().map(Vec::len), Some(1));
     assert!(members["next_cursor"].is_string());
-    let (s, _) = call(
-        app,
-        &ann,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/members/{}", UserId::new()),
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &ann.token,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/members/{}", UserId::new()),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = call(
-        app,
-        &ann,
-        Method::DELETE,
-        "/api/v1/orgs/acme/members/not-an-id",
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &ann.token,
+            Method::DELETE,
+            "/api/v1/orgs/acme/members/not-an-id",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Bob leaves; then he is a stranger.
-    let (s, _) = call(
-        app,
-        &bob,
-        Method::DELETE,
-        &format!("/api/v1/orgs/acme/members/{}", bob.id),
-        None,
-    )
-    .await;
+    let (s, _) = app
+        .call(
+            &bob.token,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/members/{}", bob.id),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = call(app, &bob, Method::GET, "/api/v1/orgs/acme", None).await;
+    let (s, _) = app
+        .call(&bob.token, Method::GET, "/api/v1/orgs/acme", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "leaving takes effect at once");
 
     // The owner deletes the organization.
-    let (s, _) = call(app, &ann, Method::DELETE, "/api/v1/orgs/acme", None).await;
+    let (s, _) = app
+        .call(&ann.token, Method::DELETE, "/api/v1/orgs/acme", None)
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = call(app, &ann, Method::GET, "/api/v1/orgs/acme", None).await;
+    let (s, _) = app
+        .call(&ann.token, Method::GET, "/api/v1/orgs/acme", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
