@@ -102,6 +102,21 @@ impl PageRequest {
         self.after.as_ref()
     }
 
+    /// The cursor's key as a UUID, for lists ordered by a v7 id (most lists).
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `cursor` when the key is not a UUID (a cursor of another list, or
+    /// forged).
+    pub fn after_uuid(&self) -> Result<Option<uuid::Uuid>, InvalidInput> {
+        self.after
+            .as_ref()
+            .map(|c| {
+                uuid::Uuid::try_parse(c.key())
+                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))
+            })
+            .transpose()
+    }
+
     /// The next page after `cursor`, same size.
     #[must_use]
     pub fn next(&self, cursor: Cursor) -> Self {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use kernel::{ApiKeyId, InvalidInput, Page, PageRequest, TenantId};
+use kernel::{ApiKeyId, Page, PageRequest, TenantId};
 use tenancy::{ApiKey, ApiKeyRepoError, ApiKeyRepository, KeyHash};
 use time::OffsetDateTime;
 
@@ -49,13 +49,7 @@ impl ApiKeyRepository for InMemoryApiKeys {
         tenant: TenantId,
         page: &PageRequest,
     ) -> Result<Page<ApiKey>, ApiKeyRepoError> {
-        let after = match page.after() {
-            Some(c) => Some(
-                ApiKeyId::parse(c.key())
-                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
-            ),
-            None => None,
-        };
+        let after = page.after_uuid()?.map(ApiKeyId::from_uuid);
         let rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         let keys: Vec<ApiKey> = rows
             .values()

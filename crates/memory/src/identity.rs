@@ -9,7 +9,7 @@ use identity::ports::{
     NewRefreshToken, Rotation, SessionId, SessionRepoError, SessionRepository, TokenHash,
     UserRepoError, UserRepository,
 };
-use kernel::{InvalidInput, Page, PageRequest, UserId};
+use kernel::{Page, PageRequest, UserId};
 use time::OffsetDateTime;
 
 /// Accounts in a map, with their preferences.
@@ -109,13 +109,7 @@ impl UserRepository for InMemoryUsers {
         query: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<User>, UserRepoError> {
-        let after = match page.after() {
-            Some(c) => Some(
-                UserId::parse(c.key())
-                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
-            ),
-            None => None,
-        };
+        let after = page.after_uuid()?.map(UserId::from_uuid);
         let q = query
             .map(|q| q.trim().to_lowercase())
             .filter(|q| !q.is_empty());

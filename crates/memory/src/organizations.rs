@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use kernel::{Clock, InvalidInput, Page, PageRequest, Role, TenantId, UserId};
+use kernel::{Clock, Page, PageRequest, Role, TenantId, UserId};
 use tenancy::{
     MemberRepoError, Membership, MembershipRepository, NewOrganization, OrgName, OrgRepoError,
     OrgSlug, Organization, OrganizationRepository,
@@ -134,11 +134,8 @@ impl OrganizationRepository for InMemoryOrganizations {
 
     async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
         let t = self.rows.read().map_err(|_| poisoned())?;
-        let start = match page.after() {
-            Some(c) => std::ops::Bound::Excluded(
-                TenantId::parse(c.key())
-                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
-            ),
+        let start = match page.after_uuid()? {
+            Some(id) => std::ops::Bound::Excluded(TenantId::from_uuid(id)),
             None => std::ops::Bound::Unbounded,
         };
         let items: Vec<Organization> = t
@@ -214,13 +211,7 @@ impl MembershipRepository for InMemoryOrganizations {
         page: &PageRequest,
     ) -> Result<Page<Membership>, MemberRepoError> {
         let t = self.rows.read().map_err(|_| poisoned())?;
-        let after = match page.after() {
-            Some(c) => Some(
-                UserId::parse(c.key())
-                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
-            ),
-            None => None,
-        };
+        let after = page.after_uuid()?.map(UserId::from_uuid);
         let items: Vec<Membership> = t
             .members
             .values()

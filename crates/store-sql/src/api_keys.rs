@@ -2,14 +2,13 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::{ApiKeyId, InvalidInput, Page, PageRequest, TenantId, UserId};
+use kernel::{ApiKeyId, Page, PageRequest, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tenancy::{ApiKey, ApiKeyRepoError, ApiKeyRepository, KeyHash};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::entity::api_key::{ActiveModel, Column, Entity, Model};
 use crate::{SqlStore, scope};
@@ -59,9 +58,7 @@ impl ApiKeyRepository for SqlStore {
         let mut select = scope::select::<Entity>(tenant)
             .filter(Column::RevokedAt.is_null())
             .order_by_asc(Column::Id);
-        if let Some(cursor) = page.after() {
-            let after = Uuid::try_parse(cursor.key())
-                .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?;
+        if let Some(after) = page.after_uuid()? {
             select = select.filter(Column::Id.gt(after));
         }
         let rows = select

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::audit::{AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo};
-use kernel::{InvalidInput, Page, PageRequest, TenantId, UserId};
+use kernel::{Page, PageRequest, TenantId, UserId};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -78,10 +78,7 @@ impl AuditLog for SqlStore {
         if let Some(until) = q.until {
             select = select.filter(Column::At.lt(until));
         }
-        if let Some(cursor) = page.after() {
-            let before = Uuid::try_parse(cursor.key()).map_err(|_| {
-                anyhow::Error::new(InvalidInput::field("cursor", "is not a valid cursor"))
-            })?;
+        if let Some(before) = page.after_uuid().map_err(anyhow::Error::new)? {
             select = select.filter(Column::Id.lt(before));
         }
         let rows = select

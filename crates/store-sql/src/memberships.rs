@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::{InvalidInput, Page, PageRequest, Role, TenantId, UserId};
+use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait,
@@ -129,9 +129,7 @@ impl MembershipRepository for SqlStore {
         page: &PageRequest,
     ) -> Result<Page<Membership>, MemberRepoError> {
         let mut query = scope::select::<Entity>(tenant).order_by_asc(Column::UserId);
-        if let Some(cursor) = page.after() {
-            let after = Uuid::try_parse(cursor.key())
-                .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?;
+        if let Some(after) = page.after_uuid()? {
             query = query.filter(Column::UserId.gt(after));
         }
         let rows = query

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::{InvalidInput, Page, PageRequest, Role, TenantId, UserId};
+use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
@@ -11,7 +11,6 @@ use sea_orm::{
 use tenancy::{
     NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
 };
-use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::entity::organization::{ActiveModel, Column, Entity, Model};
@@ -151,9 +150,7 @@ impl OrganizationRepository for SqlStore {
 
     async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
         let mut query = Entity::find().order_by_asc(Column::Id);
-        if let Some(cursor) = page.after() {
-            let after = Uuid::try_parse(cursor.key())
-                .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?;
+        if let Some(after) = page.after_uuid()? {
             query = query.filter(Column::Id.gt(after));
         }
         let rows = query

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use identity::model::{DisplayName, EmailAddress, NewUser, Profile, User};
 use identity::ports::{UserRepoError, UserRepository};
-use kernel::{InvalidInput, Page, PageRequest, UserId};
+use kernel::{Page, PageRequest, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
@@ -160,9 +160,7 @@ impl UserRepository for SqlStore {
         if let Some(q) = query.map(str::trim).filter(|q| !q.is_empty()) {
             select = select.filter(Column::Email.contains(q.to_lowercase()));
         }
-        if let Some(cursor) = page.after() {
-            let after = uuid::Uuid::try_parse(cursor.key())
-                .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?;
+        if let Some(after) = page.after_uuid()? {
             select = select.filter(Column::Id.gt(after));
         }
         let rows = select

@@ -268,13 +268,7 @@ impl Organizations {
     ) -> Result<Page<(Organization, Role)>, TenancyError> {
         let mut all = self.members.for_user(user).await?;
         all.sort_by_key(|(o, _)| o.id);
-        let after = match page.after() {
-            Some(c) => Some(
-                TenantId::parse(c.key())
-                    .map_err(|_| InvalidInput::field("cursor", "is not a valid cursor"))?,
-            ),
-            None => None,
-        };
+        let after = page.after_uuid()?.map(TenantId::from_uuid);
         let rows: Vec<_> = all
             .into_iter()
             .filter(|(o, _)| after.is_none_or(|a| o.id > a))
