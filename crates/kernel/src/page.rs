@@ -204,6 +204,22 @@ mod tests {
     }
 
     #[test]
+    fn after_uuid_reads_id_cursors_and_refuses_others() {
+        let first = PageRequest::first(5).expect("page");
+        assert_eq!(first.after_uuid(), Ok(None));
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(
+            first.next(Cursor::after(id.to_string())).after_uuid(),
+            Ok(Some(id))
+        );
+        let err = first
+            .next(Cursor::after("acme"))
+            .after_uuid()
+            .expect_err("not an id");
+        assert_eq!(err.0[0].field, "cursor");
+    }
+
+    #[test]
     fn overfetch_sets_cursor_only_when_more() {
         let req = PageRequest::first(2).expect("valid");
         let page = Page::from_overfetch(vec![1, 2, 3], &req, |n| n.to_string());
