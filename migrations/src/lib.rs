@@ -13,6 +13,7 @@ mod m20261121_000003_memberships;
 mod m20261121_000004_user_profile;
 mod m20261121_000005_audit_log;
 mod m20261121_000006_api_keys;
+mod m20261121_000007_outbox_resets;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_user_profile::Migration),
             Box::new(m20261121_000005_audit_log::Migration),
             Box::new(m20261121_000006_api_keys::Migration),
+            Box::new(m20261121_000007_outbox_resets::Migration),
         ]
     }
 }

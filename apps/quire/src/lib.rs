@@ -81,6 +81,8 @@ pub async fn accounts_from_settings(
             access: Arc::new(access),
             refresh: Arc::new(OpaqueTokens::new()),
             audit: Arc::new(store.clone()),
+            mailer: Arc::new(store.clone()),
+            resets: Arc::new(store.clone()),
             clock,
             throttle: identity::LoginThrottle::new(
                 cache,

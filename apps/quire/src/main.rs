@@ -1,4 +1,5 @@
-//! The `quire` command: `serve` (default), `migrate`, `config`, `keygen`, `create-admin`.
+//! The `quire` command: `serve` (default), `migrate`, `config`, `keygen`, `create-admin`,
+//! `outbox`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,14 @@ enum Command {
     CreateAdmin {
         /// The administrator's email.
         email: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the newest mails of the development outbox (reset tokens, codes, invitations).
+    Outbox {
+        /// How many mails.
+        #[arg(long, default_value_t = 10)]
+        limit: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -120,6 +129,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("one-time password (sign in and change it): {password}");
             } else {
                 println!("{email} is now a platform administrator");
+            }
+            store.close().await
+        }
+        Some(Command::Outbox { limit, common }) => {
+            let settings = settings(&cli, None, Some(common))?;
+            telemetry::init(&settings.log)?;
+            let store =
+                store_sql::SqlStore::connect(&settings, Arc::new(kernel::SystemClock)).await?;
+            let mails = store.outbox(*limit).await?;
+            if mails.is_empty() {
+                println!("the outbox is empty");
+            }
+            for m in mails {
+                println!("--- {} to {}: {}", m.at, m.to, m.subject);
+                println!("{}", m.body);
             }
             store.close().await
         }

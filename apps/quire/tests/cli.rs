@@ -119,6 +119,30 @@ async fn create_admin_creates_then_promotes() {
 }
 
 #[tokio::test]
+async fn outbox_reads_the_development_mailbox() {
+    let dir = tempfile::tempdir().expect("dir");
+    let migrated = quire()
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("runs");
+    assert!(migrated.status.success());
+    let out = quire()
+        .args(["outbox", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the outbox is empty"));
+}
+
+#[tokio::test]
 async fn keygen_prints_a_usable_signing_key() {
     let out = quire().arg("keygen").output().await.expect("runs");
     assert!(out.status.success());

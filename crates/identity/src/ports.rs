@@ -276,3 +276,29 @@ pub trait RefreshTokens: Send + Sync + Debug {
     /// The hash of a presented token.
     fn hash(&self, token: &str) -> TokenHash;
 }
+
+/// Stores password-reset tokens by hash.
+///
+/// Contract: a token is spent by exactly one `consume`, also under concurrency; expired or
+/// spent tokens answer `None`.
+///
+/// # Errors
+/// [`SessionRepoError::Unknown`] when storage fails.
+#[async_trait]
+pub trait PasswordResets: Send + Sync + Debug {
+    /// Stores a token for `user`, valid until `expires_at`.
+    async fn create(
+        &self,
+        hash: TokenHash,
+        user: UserId,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), SessionRepoError>;
+
+    /// Spends a live token and answers its account.
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, SessionRepoError>;
+}

@@ -117,6 +117,10 @@ pub struct AccountPorts {
     pub throttle: crate::throttle::LoginThrottle,
     /// Security events.
     pub audit: Arc<dyn AuditLog>,
+    /// Outgoing mail.
+    pub mailer: Arc<dyn kernel::mail::Mailer>,
+    /// Password-reset tokens.
+    pub resets: Arc<dyn crate::ports::PasswordResets>,
 }
 
 /// Registration, login, refresh, logout and token authentication.
@@ -441,6 +445,100 @@ impl Accounts {
             .revoke_others(user.id, session, self.ports.clock.now())
             .await?;
         self.audit("auth.password.changed", Some(user.id), None, client)
+            .await;
+        Ok(())
+    }
+
+    /// Starts a password reset: if `email` names an enabled account with a password, a
+    /// single-use token valid 30 minutes goes to it by mail. Answers the same in every case
+    /// (nobody learns whether the email is registered); at most 3 mails an hour per address.
+    ///
+    /// # Errors
+    /// `Invalid` email; `Throttled` per client address.
+    pub async fn forgot_password(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
+        let email = EmailAddress::parse(email)?;
+        let user = self
+            .ports
+            .users
+            .find_by_email(&email)
+            .await?
+            .filter(|u| u.disabled_at.is_none());
+        self.audit(
+            "auth.password.reset_requested",
+            user.as_ref().map(|u| u.id),
+            Some(email.as_str().to_owned()),
+            client,
+        )
+        .await;
+        let Some(user) = user else {
+            return Ok(());
+        };
+        if !self.ports.throttle.mail(&email).await? {
+            tracing::warn!("reset mail not sent: the hourly limit for this address is reached");
+            return Ok(());
+        }
+        let (token, hash) = self.ports.refresh.generate()?;
+        let now = self.ports.clock.now();
+        self.ports
+            .resets
+            .create(
+                hash,
+                user.id,
+                now,
+                now + std::time::Duration::from_secs(30 * 60),
+            )
+            .await?;
+        let mail = kernel::mail::Mail {
+            to: email.as_str().to_owned(),
+            subject: "Reset your Quire password".to_owned(),
+            body: format!(
+                "Someone asked to reset the password of your Quire account.\n\n\
+                 Your reset token (valid 30 minutes, usable once):\n\n{token}\n\n\
+                 If it was not you, ignore this mail: your password stays as it is.\n"
+            ),
+        };
+        if let Err(e) = self.ports.mailer.send(mail).await {
+            // Same answer either way; the failure is for the operators.
+            tracing::error!(error = %e, "sending a reset mail failed");
+        }
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token: the token is spent, and every session of the
+    /// account ends.
+    ///
+    /// # Errors
+    /// `Invalid` on `token` (unknown, spent or expired) or `new_password` (policy);
+    /// `Throttled` per client address.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
+        let new = Password::new(new_password, &self.policy, "new_password")?;
+        let invalid =
+            || AuthError::from(InvalidInput::field("token", "is invalid, used or expired"));
+        if token.is_empty() || token.len() > 512 {
+            return Err(invalid());
+        }
+        let now = self.ports.clock.now();
+        let user_id = self
+            .ports
+            .resets
+            .consume(&self.ports.refresh.hash(token), now)
+            .await?
+            .ok_or_else(invalid)?;
+        let phc = self.ports.hasher.hash(&new).await?;
+        self.ports.users.set_password_hash(user_id, &phc).await?;
+        self.ports.sessions.revoke_all(user_id, now).await?;
+        self.audit("auth.password.reset", Some(user_id), None, client)
             .await;
         Ok(())
     }

@@ -129,6 +129,23 @@ impl LoginThrottle {
         Ok(())
     }
 
+    /// Counts a mail to `email` (resets, codes); `false` once 3 were sent within the hour, so
+    /// nobody can flood a mailbox through the API.
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn mail(&self, email: &EmailAddress) -> Result<bool, CacheError> {
+        let c = self
+            .cache
+            .increment(
+                &CacheKey::global("mail-to", &[email.as_str()]),
+                1,
+                ACCOUNT_WINDOW,
+            )
+            .await?;
+        Ok(c.value <= 3)
+    }
+
     /// Records a successful login: the account-and-IP failures are forgiven.
     ///
     /// # Errors

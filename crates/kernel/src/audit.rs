@@ -18,6 +18,8 @@ pub const ACTIONS: &[&str] = &[
     "auth.throttled",
     "auth.refresh.reused",
     "auth.password.changed",
+    "auth.password.reset_requested",
+    "auth.password.reset",
     "user.deleted",
     "org.created",
     "org.renamed",

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod health;
 pub mod id;
+pub mod mail;
 pub mod page;
 pub mod tenant;
 

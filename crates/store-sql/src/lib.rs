@@ -10,11 +10,14 @@
 mod api_keys;
 mod audit;
 mod entity;
+mod mail;
 mod memberships;
 mod organizations;
 mod scope;
 mod sessions;
 mod users;
+
+pub use mail::OutboxMail;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -19,6 +19,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(refresh)
         .service(logout)
         .service(change_password)
+        .service(forgot_password)
+        .service(reset_password)
         .service(me);
 }
 
@@ -274,6 +276,67 @@ async fn change_password(
             &body.new_password,
             &client,
         )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /auth/password/forgot`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct ForgotPassword {
+    email: String,
+}
+
+/// Sends a reset token to the account's email, if there is such an account. Always 202: the
+/// answer never tells whether the email is registered.
+#[utoipa::path(
+    tag = "auth",
+    request_body = ForgotPassword,
+    responses(
+        (status = 202, description = "accepted (whatever the email)"),
+        (status = 422, body = Problem),
+        (status = 429, body = Problem)
+    )
+)]
+#[post("/auth/password/forgot")]
+#[tracing::instrument(skip_all)]
+async fn forgot_password(
+    state: web::Data<AppState>,
+    Client(client): Client,
+    ValidJson(body): ValidJson<ForgotPassword>,
+) -> Result<HttpResponse, ApiError> {
+    state.accounts.forgot_password(&body.email, &client).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// `POST /auth/password/reset`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct ResetPassword {
+    /// The token from the reset mail (single use, 30 minutes).
+    token: String,
+    /// 8 to 128 characters, not one of the 10,000 most common passwords.
+    new_password: String,
+}
+
+/// Sets a new password with a reset token; every session of the account ends.
+#[utoipa::path(
+    tag = "auth",
+    request_body = ResetPassword,
+    responses(
+        (status = 204, description = "the password is changed"),
+        (status = 422, description = "the token is invalid, used or expired; or a weak password", body = Problem),
+        (status = 429, body = Problem)
+    )
+)]
+#[post("/auth/password/reset")]
+#[tracing::instrument(skip_all)]
+async fn reset_password(
+    state: web::Data<AppState>,
+    Client(client): Client,
+    ValidJson(body): ValidJson<ResetPassword>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .accounts
+        .reset_password(&body.token, &body.new_password, &client)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
