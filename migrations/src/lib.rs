@@ -14,6 +14,7 @@ mod m20261121_000004_user_profile;
 mod m20261121_000005_audit_log;
 mod m20261121_000006_api_keys;
 mod m20261121_000007_outbox_resets;
+mod m20261121_000008_invitations;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_audit_log::Migration),
             Box::new(m20261121_000006_api_keys::Migration),
             Box::new(m20261121_000007_outbox_resets::Migration),
+            Box::new(m20261121_000008_invitations::Migration),
         ]
     }
 }

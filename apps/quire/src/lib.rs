@@ -25,6 +25,46 @@ use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
 
+/// Every domain use case over the SQL store, the cache and the crypto adapters.
+///
+/// # Errors
+/// As [`accounts_from_settings`].
+pub async fn services(
+    settings: &Settings,
+    store: &SqlStore,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<api::Services> {
+    let accounts = accounts_from_settings(settings, store, cache.clone(), clock.clone()).await?;
+    let sql = || Arc::new(store.clone());
+    Ok(api::Services {
+        accounts,
+        orgs: Arc::new(tenancy::Organizations::new(
+            sql(),
+            sql(),
+            cache,
+            clock.clone(),
+            sql(),
+        )),
+        audit: sql(),
+        api_keys: Arc::new(tenancy::ApiKeys::new(
+            sql(),
+            Arc::new(crypto::ApiKeySecrets),
+            clock.clone(),
+            sql(),
+        )),
+        invitations: Arc::new(tenancy::Invitations::new(
+            sql(),
+            sql(),
+            sql(),
+            Arc::new(crypto::ApiKeySecrets),
+            sql(),
+            clock,
+            sql(),
+        )),
+    })
+}
+
 /// The account use cases over the configured adapters.
 ///
 /// # Errors
@@ -173,15 +213,7 @@ impl Application {
             }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
-        let accounts =
-            accounts_from_settings(&settings, &store, cache.clone(), clock.clone()).await?;
-        let orgs = Arc::new(tenancy::Organizations::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            cache.clone(),
-            clock,
-            Arc::new(store.clone()),
-        ));
+        let services = services(&settings, &store, cache.clone(), clock).await?;
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
@@ -189,15 +221,7 @@ impl Application {
         let state = web::Data::new(AppState::new(
             settings.http.clone(),
             cache,
-            accounts,
-            orgs,
-            Arc::new(store.clone()),
-            Arc::new(tenancy::ApiKeys::new(
-                Arc::new(store.clone()),
-                Arc::new(crypto::ApiKeySecrets),
-                Arc::new(SystemClock),
-                Arc::new(store.clone()),
-            )),
+            services,
             vec![Arc::new(store.clone()), cache_health],
         ));
 

@@ -26,6 +26,8 @@ pub struct AppState {
     pub audit: Arc<dyn kernel::AuditLog>,
     /// Organization API keys.
     pub api_keys: Arc<tenancy::ApiKeys>,
+    /// Invitations.
+    pub invitations: Arc<tenancy::Invitations>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -38,18 +40,37 @@ pub struct AppState {
     pub started_at: Instant,
 }
 
+/// The domain use cases a server runs (built by the composition root).
+#[derive(Debug)]
+pub struct Services {
+    /// Accounts and tokens.
+    pub accounts: Arc<Accounts>,
+    /// Organizations and memberships.
+    pub orgs: Arc<tenancy::Organizations>,
+    /// Security events.
+    pub audit: Arc<dyn kernel::AuditLog>,
+    /// Organization API keys.
+    pub api_keys: Arc<tenancy::ApiKeys>,
+    /// Invitations.
+    pub invitations: Arc<tenancy::Invitations>,
+}
+
 impl AppState {
-    /// The state for a server with these adapters.
+    /// The state for a server with these adapters and use cases.
     #[must_use]
     pub fn new(
         http: HttpSettings,
         cache: Arc<dyn Cache>,
-        accounts: Arc<Accounts>,
-        orgs: Arc<tenancy::Organizations>,
-        audit: Arc<dyn kernel::AuditLog>,
-        api_keys: Arc<tenancy::ApiKeys>,
+        services: Services,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
+        let Services {
+            accounts,
+            orgs,
+            audit,
+            api_keys,
+            invitations,
+        } = services;
         let openapi = openapi::document();
         let routes = RouteTable::from_openapi(&openapi);
         Self {
@@ -59,6 +80,7 @@ impl AppState {
             orgs,
             audit,
             api_keys,
+            invitations,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

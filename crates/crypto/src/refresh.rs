@@ -54,13 +54,14 @@ impl RefreshTokens for OpaqueTokens {
     }
 }
 
-/// Organization API-key secrets: `qk_` + 256 random bits; only the SHA-256 is stored.
+/// Organization secrets (API keys `qk_…`, invitations `qi_…`): a prefix + 256 random bits;
+/// only the SHA-256 is stored.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiKeySecrets;
 
 impl tenancy::KeySecrets for ApiKeySecrets {
-    fn generate(&self) -> anyhow::Result<(String, tenancy::KeyHash)> {
-        secret("qk_").map(|(t, h)| (t, tenancy::KeyHash(h)))
+    fn generate(&self, prefix: &'static str) -> anyhow::Result<(String, tenancy::KeyHash)> {
+        secret(prefix).map(|(t, h)| (t, tenancy::KeyHash(h)))
     }
 
     fn hash(&self, secret: &str) -> tenancy::KeyHash {

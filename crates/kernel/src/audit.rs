@@ -26,6 +26,8 @@ pub const ACTIONS: &[&str] = &[
     "org.deleted",
     "org.member.role_changed",
     "org.member.removed",
+    "org.invitation.created",
+    "org.invitation.accepted",
     "org.api_key.created",
     "org.api_key.revoked",
     "admin.user.updated",

@@ -198,3 +198,28 @@ pub mod password_reset {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod invitation {
+    //! The `invitations` table (token hashes).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invitations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub email: String,
+        pub role: String,
+        pub token_hash: Vec<u8>,
+        pub invited_by: Option<Uuid>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub expires_at: TimeDateTimeWithTimeZone,
+        pub accepted_at: Option<TimeDateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -10,6 +10,7 @@
 mod api_keys;
 mod audit;
 mod entity;
+mod invitations;
 mod mail;
 mod memberships;
 mod organizations;

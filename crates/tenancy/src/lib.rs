@@ -7,9 +7,9 @@ pub mod model;
 pub mod ports;
 pub mod service;
 
-pub use model::{ApiKey, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+pub use model::{ApiKey, Invitation, Membership, NewOrganization, OrgName, OrgSlug, Organization};
 pub use ports::{
-    ApiKeyRepoError, ApiKeyRepository, KeyHash, KeySecrets, MemberRepoError, MembershipRepository,
-    OrgRepoError, OrganizationRepository,
+    ApiKeyRepoError, ApiKeyRepository, InvitationRepository, KeyHash, KeySecrets, MemberRepoError,
+    MembershipRepository, OrgRepoError, OrganizationRepository,
 };
-pub use service::{ApiKeys, OrgRef, Organizations, TenancyError};
+pub use service::{ApiKeys, Invitations, OrgRef, Organizations, TenancyError};

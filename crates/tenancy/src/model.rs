@@ -203,3 +203,22 @@ pub struct ApiKey {
     /// When it was last used (updated at most once a minute).
     pub last_used_at: Option<OffsetDateTime>,
 }
+
+/// An invitation to join an organization, for one email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// The organization.
+    pub tenant_id: kernel::TenantId,
+    /// The invitee's normalized email: only the account with this email may accept.
+    pub email: String,
+    /// The role the invitee gets.
+    pub role: kernel::Role,
+    /// Who invited.
+    pub invited_by: Option<kernel::UserId>,
+    /// When.
+    pub created_at: OffsetDateTime,
+    /// Until when it can be accepted.
+    pub expires_at: OffsetDateTime,
+}

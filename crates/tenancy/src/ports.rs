@@ -191,13 +191,39 @@ pub trait ApiKeyRepository: Send + Sync + std::fmt::Debug {
     ) -> Result<(), ApiKeyRepoError>;
 }
 
-/// Makes API-key secrets (`qk_` + 256 random bits) and hashes presented ones.
+/// Makes secrets (`prefix` + 256 random bits: `qk_` API keys, `qi_` invitations) and hashes
+/// presented ones.
 pub trait KeySecrets: Send + Sync + std::fmt::Debug {
     /// A new secret and its hash.
     ///
     /// # Errors
     /// When the system's random source fails.
-    fn generate(&self) -> anyhow::Result<(String, KeyHash)>;
+    fn generate(&self, prefix: &'static str) -> anyhow::Result<(String, KeyHash)>;
     /// The hash of a presented secret.
     fn hash(&self, secret: &str) -> KeyHash;
+}
+
+/// Stores invitations by token hash.
+///
+/// Contract: `accept` spends a live invitation atomically (of concurrent callers one gets it);
+/// expired, accepted or unknown tokens answer `None`.
+///
+/// # Errors
+/// [`ApiKeyRepoError::Unknown`] when storage fails.
+#[async_trait]
+pub trait InvitationRepository: Send + Sync + std::fmt::Debug {
+    /// Stores an invitation.
+    async fn create(
+        &self,
+        invitation: crate::model::Invitation,
+        hash: KeyHash,
+    ) -> Result<(), ApiKeyRepoError>;
+    /// The live invitation with this token hash, if any (not spent).
+    async fn find(
+        &self,
+        hash: &KeyHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<crate::model::Invitation>, ApiKeyRepoError>;
+    /// Marks the invitation accepted; `false` when someone else was first or it expired.
+    async fn accept(&self, hash: &KeyHash, now: OffsetDateTime) -> Result<bool, ApiKeyRepoError>;
 }

@@ -574,7 +574,7 @@ impl ApiKeys {
                 "a key cannot have a higher role than its creator",
             ));
         }
-        let (secret, hash) = self.secrets.generate()?;
+        let (secret, hash) = self.secrets.generate("qk_")?;
         let now = self.clock.now();
         let key = crate::model::ApiKey {
             id: kernel::ApiKeyId::new(),
@@ -666,5 +666,173 @@ impl ApiKeys {
             self.keys.touch(key.tenant_id, key.id, now).await?;
         }
         Ok(Some(key))
+    }
+}
+
+/// How long an invitation can be accepted.
+const INVITATION_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Invitations: an admin invites an email address with a role; the signed-in account with
+/// that email accepts with the token from the mail (or the creation response).
+#[derive(Debug, Clone)]
+pub struct Invitations {
+    invitations: Arc<dyn crate::ports::InvitationRepository>,
+    members: Arc<dyn MembershipRepository>,
+    orgs: Arc<dyn OrganizationRepository>,
+    secrets: Arc<dyn crate::ports::KeySecrets>,
+    mailer: Arc<dyn kernel::mail::Mailer>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditLog>,
+}
+
+impl Invitations {
+    /// The use cases over these adapters.
+    #[must_use]
+    pub fn new(
+        invitations: Arc<dyn crate::ports::InvitationRepository>,
+        members: Arc<dyn MembershipRepository>,
+        orgs: Arc<dyn OrganizationRepository>,
+        secrets: Arc<dyn crate::ports::KeySecrets>,
+        mailer: Arc<dyn kernel::mail::Mailer>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditLog>,
+    ) -> Self {
+        Self {
+            invitations,
+            members,
+            orgs,
+            secrets,
+            mailer,
+            clock,
+            audit,
+        }
+    }
+
+    async fn record(
+        &self,
+        action: &'static str,
+        ctx_actor: Option<UserId>,
+        tenant: TenantId,
+        target: String,
+        client: &ClientInfo,
+    ) {
+        audit::record(
+            &*self.audit,
+            AuditEvent {
+                at: self.clock.now(),
+                action,
+                actor: ctx_actor,
+                tenant: Some(tenant),
+                target: Some(target),
+                client: client.clone(),
+            },
+        )
+        .await;
+    }
+
+    /// Invites `email` with `role` (at most the inviter's; owner only by an owner). The token
+    /// is returned (shown once) and mailed.
+    ///
+    /// # Errors
+    /// `Invalid` email or role; `Forbidden` for a role above the inviter's.
+    pub async fn create(
+        &self,
+        ctx: &TenantContext,
+        org: &Organization,
+        email: &str,
+        role: Role,
+        client: &ClientInfo,
+    ) -> Result<(crate::model::Invitation, String), TenancyError> {
+        let email = identity::EmailAddress::parse(email)?;
+        if !ctx.role().satisfies(role) {
+            return Err(TenancyError::Forbidden(
+                "an invitation cannot give a higher role than the inviter's",
+            ));
+        }
+        let (token, hash) = self.secrets.generate("qi_")?;
+        let now = self.clock.now();
+        let invitation = crate::model::Invitation {
+            id: uuid::Uuid::now_v7(),
+            tenant_id: ctx.tenant_id(),
+            email: email.as_str().to_owned(),
+            role,
+            invited_by: actor_of(ctx),
+            created_at: now,
+            expires_at: now + INVITATION_TTL,
+        };
+        self.invitations.create(invitation.clone(), hash).await?;
+        let mail = kernel::mail::Mail {
+            to: invitation.email.clone(),
+            subject: format!("You are invited to {} on Quire", org.name.as_str()),
+            body: format!(
+                "You are invited to join {} on Quire as {role}.\n\n\
+                 Sign in (or sign up) with this email address and accept with this token \
+                 (valid 7 days, usable once):\n\n{token}\n",
+                org.name.as_str()
+            ),
+        };
+        if let Err(e) = self.mailer.send(mail).await {
+            tracing::error!(error = %e, "sending an invitation mail failed");
+        }
+        self.record(
+            "org.invitation.created",
+            actor_of(ctx),
+            ctx.tenant_id(),
+            format!("{role} invitation"),
+            client,
+        )
+        .await;
+        Ok((invitation, token))
+    }
+
+    /// Accepts an invitation for the signed-in `user` whose email is `email`: the user joins
+    /// with the invitation's role (an existing membership is kept as it is).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown, used or expired token; `Forbidden` when the invitation is
+    /// for another email address.
+    pub async fn accept(
+        &self,
+        user: UserId,
+        email: &identity::EmailAddress,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<(Organization, Role), TenancyError> {
+        if !token.starts_with("qi_") || token.len() > 128 {
+            return Err(TenancyError::NotFound);
+        }
+        let hash = self.secrets.hash(token);
+        let now = self.clock.now();
+        let invitation = self
+            .invitations
+            .find(&hash, now)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        if invitation.email != email.as_str() {
+            return Err(TenancyError::Forbidden(
+                "this invitation is for another email address",
+            ));
+        }
+        if !self.invitations.accept(&hash, now).await? {
+            return Err(TenancyError::NotFound);
+        }
+        let membership = self
+            .members
+            .add(invitation.tenant_id, user, invitation.role, now)
+            .await?;
+        let org = self
+            .orgs
+            .find_by_id(invitation.tenant_id)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        self.record(
+            "org.invitation.accepted",
+            Some(user),
+            org.id,
+            format!("as {}", membership.role),
+            client,
+        )
+        .await;
+        Ok((org, membership.role))
     }
 }

@@ -52,6 +52,8 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
         Scope::OrgPath,
     ),
     ("POST", "/api/v1/orgs/{org}/api-keys", Scope::OrgPath),
+    ("POST", "/api/v1/orgs/{org}/invitations", Scope::OrgPath),
+    ("POST", "/api/v1/invitations/{token}/accept", Scope::User),
     ("GET", "/api/v1/orgs/{org}/api-keys", Scope::OrgPath),
     ("DELETE", "/api/v1/orgs/{org}/api-keys/{id}", Scope::OrgPath),
     ("GET", "/api/v1/admin/users", Scope::Admin),

@@ -26,7 +26,9 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(remove_member)
         .service(create_key)
         .service(list_keys)
-        .service(revoke_key);
+        .service(revoke_key)
+        .service(invite)
+        .service(accept_invitation);
 }
 
 /// An organization, with the caller's role in it.
@@ -454,4 +456,102 @@ async fn revoke_key(
     let id = kernel::ApiKeyId::parse(&path.1).map_err(|_| ApiError::NotFound)?;
     state.api_keys.revoke(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /orgs/{org}/invitations`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitation {
+    /// The invitee's email: only the account with this email may accept.
+    email: String,
+    /// `owner`, `admin`, `member` or `viewer`; at most the inviter's.
+    role: String,
+}
+
+/// An invitation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationDto {
+    id: String,
+    email: String,
+    role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: OffsetDateTime,
+}
+
+/// The invitation and its token (shown once; also sent by mail).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedInvitation {
+    invitation: InvitationDto,
+    /// `qi_…`: accept with `POST /invitations/{token}/accept`.
+    token: String,
+}
+
+/// Invites an email address into the organization (admin or owner, signed in).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug")),
+    request_body = CreateInvitation,
+    responses(
+        (status = 201, body = CreatedInvitation),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[post("/orgs/{org}/invitations")]
+async fn invite(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    Client(client): Client,
+    body: Body<CreateInvitation>,
+) -> Result<HttpResponse, ApiError> {
+    let ValidJson(body) = body?;
+    signed_in(&access)?;
+    let role: Role = body.role.parse().map_err(|_| {
+        ApiError::Validation(vec![kernel::FieldError::new(
+            "role",
+            "must be one of owner, admin, member, viewer",
+        )])
+    })?;
+    let (invitation, token) = state
+        .invitations
+        .create(&access.ctx, &access.org, &body.email, role, &client)
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedInvitation {
+        invitation: InvitationDto {
+            id: invitation.id.to_string(),
+            email: invitation.email,
+            role: invitation.role.as_str().to_owned(),
+            expires_at: invitation.expires_at,
+        },
+        token,
+    }))
+}
+
+/// Accepts an invitation: the signed-in account whose email it names joins the organization.
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("token" = String, Path, description = "the invitation token (qi_…)")),
+    responses(
+        (status = 200, body = OrgDto),
+        (status = 401, body = Problem),
+        (status = 403, description = "the invitation is for another email", body = Problem),
+        (status = 404, description = "unknown, used or expired", body = Problem)
+    )
+)]
+#[post("/invitations/{token}/accept")]
+async fn accept_invitation(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    Client(client): Client,
+    path: web::Path<String>,
+) -> Result<web::Json<OrgDto>, ApiError> {
+    let (org, role) = state
+        .invitations
+        .accept(user.user.id, &user.user.email, &path, &client)
+        .await?;
+    Ok(web::Json(OrgDto::new(&org, role)))
 }

@@ -1,0 +1,78 @@
+//! [`InvitationRepository`] on SQL. Lookups go by token hash: the token is what names the
+//! organization.
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use kernel::{TenantId, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use tenancy::{ApiKeyRepoError, Invitation, InvitationRepository, KeyHash};
+use time::OffsetDateTime;
+
+use crate::SqlStore;
+use crate::entity::invitation::{ActiveModel, Column, Entity, Model};
+
+fn to_domain(m: Model) -> Result<Invitation, ApiKeyRepoError> {
+    Ok(Invitation {
+        id: m.id,
+        tenant_id: TenantId::from_uuid(m.tenant_id),
+        email: m.email,
+        role: m
+            .role
+            .parse()
+            .map_err(|_| anyhow::anyhow!("stored role {:?}", m.role))?,
+        invited_by: m.invited_by.map(UserId::from_uuid),
+        created_at: m.created_at,
+        expires_at: m.expires_at,
+    })
+}
+
+#[async_trait]
+impl InvitationRepository for SqlStore {
+    async fn create(&self, i: Invitation, hash: KeyHash) -> Result<(), ApiKeyRepoError> {
+        ActiveModel {
+            id: Set(i.id),
+            tenant_id: Set(i.tenant_id.as_uuid()),
+            email: Set(i.email),
+            role: Set(i.role.as_str().to_owned()),
+            token_hash: Set(hash.0.to_vec()),
+            invited_by: Set(i.invited_by.map(|u| u.as_uuid())),
+            created_at: Set(i.created_at),
+            expires_at: Set(i.expires_at),
+            accepted_at: Set(None),
+        }
+        .insert(&self.db)
+        .await
+        .context("storing an invitation")?;
+        Ok(())
+    }
+
+    async fn find(
+        &self,
+        hash: &KeyHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<Invitation>, ApiKeyRepoError> {
+        Entity::find()
+            .filter(Column::TokenHash.eq(hash.0.to_vec()))
+            .filter(Column::AcceptedAt.is_null())
+            .filter(Column::ExpiresAt.gt(now))
+            .one(&self.db)
+            .await
+            .context("reading an invitation")?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn accept(&self, hash: &KeyHash, now: OffsetDateTime) -> Result<bool, ApiKeyRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(Column::AcceptedAt, Expr::value(now))
+            .filter(Column::TokenHash.eq(hash.0.to_vec()))
+            .filter(Column::AcceptedAt.is_null())
+            .filter(Column::ExpiresAt.gt(now))
+            .exec(&self.db)
+            .await
+            .context("accepting an invitation")?
+            .rows_affected;
+        Ok(changed == 1)
+    }
+}
