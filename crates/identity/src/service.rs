@@ -134,6 +134,9 @@ pub struct Accounts {
     dummy_hash: OnceLock<String>,
 }
 
+/// How long an emailed sign-in code works.
+const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// The dummy password (its value does not matter; nobody can log in with it, because it is
 /// only ever compared for accounts that do not exist).
 const DUMMY: &str = "quire-dummy-password-for-timing";
@@ -505,6 +508,128 @@ impl Accounts {
             tracing::error!(error = %e, "sending a reset mail failed");
         }
         Ok(())
+    }
+
+    /// Sends a 6-digit sign-in code to `email`, valid 10 minutes, single use, at most 5
+    /// attempts. Answers the same whatever the email (a first successful code creates the
+    /// account); at most 3 mails an hour per address.
+    ///
+    /// # Errors
+    /// `Invalid` email; `Throttled` per client address.
+    pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
+        let email = EmailAddress::parse(email)?;
+        self.audit(
+            "auth.code.requested",
+            None,
+            Some(email.as_str().to_owned()),
+            client,
+        )
+        .await;
+        if !self.ports.throttle.mail(&email).await? {
+            tracing::warn!("code mail not sent: the hourly limit for this address is reached");
+            return Ok(());
+        }
+        // Six digits from 64 random bits (the modulo bias is below 1e-13).
+        let (_, random) = self.ports.refresh.generate()?;
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(&random.0[..8]);
+        let code = format!("{:06}", u64::from_le_bytes(eight) % 1_000_000);
+        let cache = &self.ports.throttle;
+        cache
+            .store_code(&email, &self.code_hash(&email, &code), CODE_TTL)
+            .await?;
+        let mail = kernel::mail::Mail {
+            to: email.as_str().to_owned(),
+            subject: format!("Your Quire sign-in code: {code}"),
+            body: format!(
+                "Your Quire sign-in code is {code}.\n\nIt is valid for 10 minutes and works once. \
+                 If you did not ask for it, ignore this mail.\n"
+            ),
+        };
+        if let Err(e) = self.ports.mailer.send(mail).await {
+            tracing::error!(error = %e, "sending a sign-in code failed");
+        }
+        Ok(())
+    }
+
+    /// Signs in with an emailed code, creating the account on its first sign-in.
+    ///
+    /// # Errors
+    /// `BadCredentials` for a wrong, used or expired code, and for every attempt after the
+    /// fifth; `Invalid` email; `Throttled` per client address.
+    pub async fn verify_code(
+        &self,
+        email: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<(User, TokenPair), AuthError> {
+        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
+            return Err(self.throttled(r.0, None, client).await);
+        }
+        let email = EmailAddress::parse(email)?;
+        let hash = self.code_hash(&email, code.trim());
+        if !self
+            .ports
+            .throttle
+            .take_code(&email, &hash, CODE_TTL)
+            .await?
+        {
+            return Err(self.code_failed(&email, client).await);
+        }
+        let user = match self.ports.users.find_by_email(&email).await? {
+            Some(u) if u.disabled_at.is_some() => {
+                return Err(self.code_failed(&email, client).await);
+            }
+            Some(u) => u,
+            None => {
+                let local = email.as_str().split('@').next().unwrap_or("user");
+                let name = DisplayName::parse(local, "name")
+                    .or_else(|_| DisplayName::parse("Quire user", "name"))?;
+                self.ports
+                    .users
+                    .create(
+                        NewUser {
+                            email: email.clone(),
+                            name,
+                            password_hash: None,
+                        },
+                        self.ports.clock.now(),
+                    )
+                    .await?
+            }
+        };
+        let tokens = self.start_session(&user).await?;
+        self.audit(
+            "auth.login.succeeded",
+            Some(user.id),
+            Some("email code".to_owned()),
+            client,
+        )
+        .await;
+        Ok((user, tokens))
+    }
+
+    async fn code_failed(&self, email: &EmailAddress, client: &ClientInfo) -> AuthError {
+        self.audit(
+            "auth.code.failed",
+            None,
+            Some(email.as_str().to_owned()),
+            client,
+        )
+        .await;
+        AuthError::BadCredentials
+    }
+
+    /// The stored form of a code: bound to the email, never the code itself.
+    fn code_hash(&self, email: &EmailAddress, code: &str) -> String {
+        let h = self
+            .ports
+            .refresh
+            .hash(&format!("login-code:{}:{code}", email.as_str()));
+        h.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Sets a new password with a reset token: the token is spent, and every session of the

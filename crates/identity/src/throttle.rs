@@ -146,6 +146,66 @@ impl LoginThrottle {
         Ok(c.value <= 3)
     }
 
+    /// Stores the hash of a new sign-in code for `email`, replacing any earlier one and
+    /// resetting its attempt counter.
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn store_code(
+        &self,
+        email: &EmailAddress,
+        hash: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        self.cache
+            .delete(&CacheKey::global("login-code-tries", &[email.as_str()]))
+            .await?;
+        self.cache
+            .set(
+                &CacheKey::global("login-code", &[email.as_str()]),
+                hash.as_bytes(),
+                ttl,
+            )
+            .await
+    }
+
+    /// Checks a presented code's hash: `true` (and the code is spent, atomically) when it
+    /// matches within the first 5 attempts. After 5 wrong attempts the code is gone.
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn take_code(
+        &self,
+        email: &EmailAddress,
+        hash: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let key = CacheKey::global("login-code", &[email.as_str()]);
+        let tries = self
+            .cache
+            .increment(
+                &CacheKey::global("login-code-tries", &[email.as_str()]),
+                1,
+                ttl,
+            )
+            .await?;
+        if tries.value > 5 {
+            self.cache.delete(&key).await?;
+            return Ok(false);
+        }
+        match self.cache.get(&key).await? {
+            Some(stored) if stored == hash.as_bytes() => {
+                // One-shot: of concurrent right guesses exactly one takes it.
+                Ok(self
+                    .cache
+                    .take(&key)
+                    .await?
+                    .is_some_and(|v| v == hash.as_bytes()))
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Records a successful login: the account-and-IP failures are forgiven.
     ///
     /// # Errors

@@ -15,6 +15,8 @@ pub const ACTIONS: &[&str] = &[
     "auth.registered",
     "auth.login.succeeded",
     "auth.login.failed",
+    "auth.code.requested",
+    "auth.code.failed",
     "auth.throttled",
     "auth.refresh.reused",
     "auth.password.changed",

@@ -27,6 +27,8 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/auth/refresh", Scope::Public),
     ("POST", "/api/v1/auth/logout", Scope::Public),
     ("POST", "/api/v1/auth/password/forgot", Scope::Public),
+    ("POST", "/api/v1/auth/code/request", Scope::Public),
+    ("POST", "/api/v1/auth/code/verify", Scope::Public),
     ("POST", "/api/v1/auth/password/reset", Scope::Public),
     ("GET", "/api/v1/auth/me", Scope::User),
     ("POST", "/api/v1/auth/password/change", Scope::User),

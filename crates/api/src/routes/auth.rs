@@ -20,6 +20,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(logout)
         .service(change_password)
         .service(forgot_password)
+        .service(request_code)
+        .service(verify_code)
         .service(reset_password)
         .service(me);
 }
@@ -339,4 +341,65 @@ async fn reset_password(
         .reset_password(&body.token, &body.new_password, &client)
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /auth/code/request`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct CodeRequest {
+    email: String,
+}
+
+/// Mails a 6-digit sign-in code (valid 10 minutes, single use). Always 202.
+#[utoipa::path(
+    tag = "auth",
+    request_body = CodeRequest,
+    responses(
+        (status = 202, description = "accepted (whatever the email)"),
+        (status = 422, body = Problem),
+        (status = 429, body = Problem)
+    )
+)]
+#[post("/auth/code/request")]
+#[tracing::instrument(skip_all)]
+async fn request_code(
+    state: web::Data<AppState>,
+    Client(client): Client,
+    ValidJson(body): ValidJson<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.accounts.request_code(&body.email, &client).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// `POST /auth/code/verify`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct CodeVerify {
+    email: String,
+    /// The 6 digits from the mail.
+    code: String,
+}
+
+/// Signs in with an emailed code; the first successful code creates the account. At most 5
+/// attempts per code.
+#[utoipa::path(
+    tag = "auth",
+    request_body = CodeVerify,
+    responses(
+        (status = 200, body = TokensDto),
+        (status = 401, description = "wrong, used or expired code", body = Problem),
+        (status = 422, body = Problem),
+        (status = 429, body = Problem)
+    )
+)]
+#[post("/auth/code/verify")]
+#[tracing::instrument(skip_all)]
+async fn verify_code(
+    state: web::Data<AppState>,
+    Client(client): Client,
+    ValidJson(body): ValidJson<CodeVerify>,
+) -> Result<web::Json<TokensDto>, ApiError> {
+    let (_, tokens) = state
+        .accounts
+        .verify_code(&body.email, &body.code, &client)
+        .await?;
+    Ok(web::Json(tokens.into()))
 }
