@@ -35,7 +35,15 @@ pub async fn services(
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<api::Services> {
-    let accounts = accounts_from_settings(settings, store, cache.clone(), clock.clone()).await?;
+    let mailer = mailer_from_settings(settings, store)?;
+    let accounts = accounts_from_settings(
+        settings,
+        store,
+        cache.clone(),
+        mailer.clone(),
+        clock.clone(),
+    )
+    .await?;
     let sql = || Arc::new(store.clone());
     Ok(api::Services {
         accounts,
@@ -58,10 +66,34 @@ pub async fn services(
             sql(),
             sql(),
             Arc::new(crypto::ApiKeySecrets),
-            sql(),
+            mailer,
             clock,
             sql(),
         )),
+    })
+}
+
+/// The mailer the settings ask for: the development outbox, or SMTP.
+///
+/// # Errors
+/// When the SMTP URL or the sender is malformed.
+pub fn mailer_from_settings(
+    settings: &Settings,
+    store: &SqlStore,
+) -> anyhow::Result<Arc<dyn kernel::mail::Mailer>> {
+    Ok(match settings.mail.backend {
+        settings::MailBackend::Outbox => Arc::new(store.clone()),
+        settings::MailBackend::Smtp => {
+            let url = settings
+                .mail
+                .smtp_url
+                .as_ref()
+                .context("mail.smtp_url is required for the smtp backend")?;
+            Arc::new(mailer::SmtpMailer::new(
+                url.expose_secret(),
+                &settings.mail.from,
+            )?)
+        }
     })
 }
 
@@ -73,6 +105,7 @@ pub async fn accounts_from_settings(
     settings: &Settings,
     store: &SqlStore,
     cache: Arc<dyn Cache>,
+    mailer: Arc<dyn kernel::mail::Mailer>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<identity::Accounts>> {
     use crypto::{Argon2Hasher, Argon2Settings, OpaqueTokens, PasetoTokens};
@@ -121,7 +154,7 @@ pub async fn accounts_from_settings(
             access: Arc::new(access),
             refresh: Arc::new(OpaqueTokens::new()),
             audit: Arc::new(store.clone()),
-            mailer: Arc::new(store.clone()),
+            mailer,
             resets: Arc::new(store.clone()),
             clock,
             throttle: identity::LoginThrottle::new(

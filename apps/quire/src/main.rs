@@ -120,7 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
             store.migrate().await?;
             let (cache, _) = quire::cache_from_settings(&settings)?;
-            let accounts = quire::accounts_from_settings(&settings, &store, cache, clock).await?;
+            let mailer = quire::mailer_from_settings(&settings, &store)?;
+            let accounts =
+                quire::accounts_from_settings(&settings, &store, cache, mailer, clock).await?;
             let (password, _) =
                 identity::ports::RefreshTokens::generate(&crypto::OpaqueTokens::new())?;
             let created = accounts.create_admin(email, &password).await?;

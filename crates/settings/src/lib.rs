@@ -31,6 +31,32 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Accounts, passwords and tokens.
     pub auth: AuthSettings,
+    /// Outgoing mail (sign-in codes, password resets, invitations).
+    pub mail: MailSettings,
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// `outbox` (stored in the database, read with `quire outbox`: development) or `smtp`.
+    pub backend: MailBackend,
+    /// The SMTP relay for the smtp backend: `smtps://user:password@host:465` or
+    /// `smtp://user:password@host:587?tls=required`. A secret.
+    #[serde(serialize_with = "redact_opt")]
+    pub smtp_url: Option<SecretString>,
+    /// The sender, e.g. `Quire <no-reply@example.com>`.
+    pub from: String,
+}
+
+/// Where mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailBackend {
+    /// The development outbox.
+    Outbox,
+    /// An SMTP relay.
+    Smtp,
 }
 
 /// Accounts, passwords and tokens.
@@ -217,6 +243,11 @@ impl Default for Settings {
                 failures_per_account_ip: 5,
                 failures_per_account: 50,
             },
+            mail: MailSettings {
+                backend: MailBackend::Outbox,
+                smtp_url: None,
+                from: "Quire <no-reply@localhost>".to_owned(),
+            },
         }
     }
 }
@@ -306,7 +337,22 @@ impl Settings {
                  (scheme and host, optional port, no path, no wildcard)"
             )));
         }
+        self.validate_mail()?;
         self.validate_auth()
+    }
+
+    fn validate_mail(&self) -> Result<(), SettingsError> {
+        if self.mail.backend == MailBackend::Smtp && self.mail.smtp_url.is_none() {
+            return Err(SettingsError::Inconsistent(
+                "mail.backend = \"smtp\" needs mail.smtp_url (QUIRE_MAIL__SMTP_URL)".to_owned(),
+            ));
+        }
+        if !self.mail.from.contains('@') {
+            return Err(SettingsError::Inconsistent(
+                "mail.from must be an address such as `Quire <no-reply@example.com>`".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), SettingsError> {
@@ -467,6 +513,8 @@ mod tests {
         assert!(with(&[("cache.backend", "\"redis\"")]).is_err());
         assert!(with(&[("database.schema", "\"Robert'); DROP\"")]).is_err());
         assert!(with(&[("database.max_connections", "0")]).is_err());
+        assert!(with(&[("mail.backend", "\"smtp\"")]).is_err());
+        assert!(with(&[("mail.from", "\"nobody\"")]).is_err());
         assert!(with(&[("database.schema", "\"t_ok_1\"")]).is_ok());
     }
 
@@ -531,13 +579,21 @@ mod tests {
             ("cache.backend", "\"redis\""),
             ("cache.redis_url", "\"redis://:s3cret@cache:6379\""),
             ("auth.signing_keys", "[\"k4.secret.topsecretkey\"]"),
+            ("mail.backend", "\"smtp\""),
+            (
+                "mail.smtp_url",
+                "\"smtps://u:mailpass@smtp.example.com:465\"",
+            ),
         ])
         .expect("valid");
         let debug = format!("{s:?}");
         let toml = s.redacted_toml().expect("serializes");
         for out in [&debug, &toml] {
             assert!(
-                !out.contains("hunter2") && !out.contains("s3cret") && !out.contains("topsecret"),
+                !out.contains("hunter2")
+                    && !out.contains("s3cret")
+                    && !out.contains("topsecret")
+                    && !out.contains("mailpass"),
                 "{out}"
             );
         }
