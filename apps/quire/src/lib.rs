@@ -46,6 +46,7 @@ pub async fn services(
     .await?;
     let sql = || Arc::new(store.clone());
     Ok(api::Services {
+        auth_attempts_per_ip: settings.auth.attempts_per_ip_per_minute,
         accounts,
         orgs: Arc::new(tenancy::Organizations::new(
             sql(),
@@ -160,7 +161,6 @@ pub async fn accounts_from_settings(
             throttle: identity::LoginThrottle::new(
                 cache,
                 identity::ThrottlePolicy {
-                    attempts_per_ip: auth.attempts_per_ip_per_minute,
                     failures_per_account_ip: auth.failures_per_account_ip,
                     failures_per_account: auth.failures_per_account,
                 },

@@ -5,6 +5,8 @@
 //! 3. CORS from the configured allowlist ([`cors`]);
 //! 4. compression (gzip);
 //! 5. [`timeout`]: a handler that does not produce a response head in time is answered 503.
+//!
+//! Per route: [`auth_rate_limit`] on the credential routes (`#[post(..., wrap = ...)]`).
 
 use std::time::{Duration, Instant};
 
@@ -283,6 +285,75 @@ pub fn cors(origins: &[String]) -> Cors {
         cors = cors.allowed_origin(origin);
     }
     cors
+}
+
+/// The per-address budget of the credential routes (sign-in, registration, refresh, codes,
+/// resets): a fixed one-minute window in the cache port, shared by every server. Sends
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every answer, and 429
+/// `rate_limited` with `Retry-After` once the budget is spent. Runs before the handler, so
+/// before any password is hashed.
+pub async fn auth_rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let limit = i64::from(state.auth_attempts_per_ip);
+    let ip = crate::auth::client_ip(req.request());
+    let key = kernel::cache::CacheKey::global("auth-ip", &[&ip]);
+    let counter = state
+        .cache
+        .increment(&key, 1, Duration::from_secs(60))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the rate limiter")))?;
+    let reset = counter.ttl.as_secs() + u64::from(counter.ttl.subsec_nanos() > 0);
+    let headers = [
+        ("ratelimit-limit", limit.to_string()),
+        (
+            "ratelimit-remaining",
+            (limit - counter.value).max(0).to_string(),
+        ),
+        ("ratelimit-reset", reset.to_string()),
+    ];
+    let mut res = if counter.value > limit {
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        kernel::audit::record(
+            &*state.audit,
+            kernel::AuditEvent {
+                at: time::OffsetDateTime::now_utc(),
+                action: "auth.throttled",
+                actor: None,
+                tenant: None,
+                target: Some("address limit".to_owned()),
+                client: kernel::ClientInfo::new(ip, ua.as_deref()),
+            },
+        )
+        .await;
+        let (http_req, _) = req.into_parts();
+        ServiceResponse::new(
+            http_req,
+            ApiError::RateLimited {
+                retry_after_secs: reset.max(1),
+            }
+            .error_response(),
+        )
+    } else {
+        next.call(req).await?.map_into_boxed_body()
+    };
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

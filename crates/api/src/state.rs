@@ -28,6 +28,8 @@ pub struct AppState {
     pub api_keys: Arc<tenancy::ApiKeys>,
     /// Invitations.
     pub invitations: Arc<tenancy::Invitations>,
+    /// Credential-route attempts per client address per minute (`auth_rate_limit`).
+    pub auth_attempts_per_ip: u32,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -53,6 +55,8 @@ pub struct Services {
     pub api_keys: Arc<tenancy::ApiKeys>,
     /// Invitations.
     pub invitations: Arc<tenancy::Invitations>,
+    /// Credential-route attempts per client address per minute (`auth_rate_limit`).
+    pub auth_attempts_per_ip: u32,
 }
 
 impl AppState {
@@ -70,6 +74,7 @@ impl AppState {
             audit,
             api_keys,
             invitations,
+            auth_attempts_per_ip,
         } = services;
         let openapi = openapi::document();
         let routes = RouteTable::from_openapi(&openapi);
@@ -81,6 +86,7 @@ impl AppState {
             audit,
             api_keys,
             invitations,
+            auth_attempts_per_ip,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

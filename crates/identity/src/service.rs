@@ -188,9 +188,6 @@ impl Accounts {
         name: &str,
         client: &ClientInfo,
     ) -> Result<(User, TokenPair), AuthError> {
-        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         let email = EmailAddress::parse(email);
         let password = Password::new(password, &self.policy, "password");
         let name = DisplayName::parse(name, "name");
@@ -240,9 +237,6 @@ impl Accounts {
     ) -> Result<(User, TokenPair), AuthError> {
         let throttle = &self.ports.throttle;
         let ip = client.ip.as_str();
-        if let Err(r) = throttle.attempt(ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         let email = EmailAddress::parse(email)?;
         let password = Password::attempt(password)?;
         // Before any hashing: a throttled account costs the attacker nothing to ask about and
@@ -313,9 +307,6 @@ impl Accounts {
         refresh_token: &str,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         if refresh_token.is_empty() || refresh_token.len() > 512 {
             return Err(AuthError::InvalidToken);
         }
@@ -459,9 +450,6 @@ impl Accounts {
     /// # Errors
     /// `Invalid` email; `Throttled` per client address.
     pub async fn forgot_password(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
-        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         let email = EmailAddress::parse(email)?;
         let user = self
             .ports
@@ -517,9 +505,6 @@ impl Accounts {
     /// # Errors
     /// `Invalid` email; `Throttled` per client address.
     pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<(), AuthError> {
-        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         let email = EmailAddress::parse(email)?;
         self.audit(
             "auth.code.requested",
@@ -566,9 +551,6 @@ impl Accounts {
         code: &str,
         client: &ClientInfo,
     ) -> Result<(User, TokenPair), AuthError> {
-        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         let email = EmailAddress::parse(email)?;
         let hash = self.code_hash(&email, code.trim());
         if !self
@@ -644,9 +626,6 @@ impl Accounts {
         new_password: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        if let Err(r) = self.ports.throttle.attempt(&client.ip).await? {
-            return Err(self.throttled(r.0, None, client).await);
-        }
         let new = Password::new(new_password, &self.policy, "new_password")?;
         let invalid =
             || AuthError::from(InvalidInput::field("token", "is invalid, used or expired"));

@@ -1,7 +1,8 @@
 //! Sign-in throttling in the spirit of NIST SP 800-63B, on the cache port (shared by every
 //! server), checked before any password is hashed:
 //!
-//! - per client IP: at most `attempts_per_ip` sign-in attempts a minute;
+//! - per client IP, the budget of the credential routes is kept at the HTTP edge
+//!   (`api::middleware::auth_rate_limit`, with the `RateLimit-*` headers), before this runs;
 //! - per account and IP: at most `failures_per_account_ip` failed logins in 15 minutes, so an
 //!   attacker at one address locks only that address out of the account, never its owner
 //!   elsewhere;
@@ -18,15 +19,12 @@ use kernel::cache::{Cache, CacheError, CacheKey};
 
 use crate::model::EmailAddress;
 
-const MINUTE: Duration = Duration::from_secs(60);
 const ACCOUNT_IP_WINDOW: Duration = Duration::from_secs(15 * 60);
 const ACCOUNT_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// The limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottlePolicy {
-    /// Sign-in, registration and refresh attempts per client IP per minute.
-    pub attempts_per_ip: u32,
     /// Failed logins per account per client IP per 15 minutes.
     pub failures_per_account_ip: u32,
     /// Failed logins per account per hour, from all addresses.
@@ -36,7 +34,6 @@ pub struct ThrottlePolicy {
 impl Default for ThrottlePolicy {
     fn default() -> Self {
         Self {
-            attempts_per_ip: 30,
             failures_per_account_ip: 5,
             failures_per_account: 50,
         }
@@ -64,29 +61,12 @@ impl LoginThrottle {
         Self { cache, policy }
     }
 
-    fn ip_key(ip: &str) -> CacheKey {
-        CacheKey::global("auth-ip", &[ip])
-    }
-
     fn account_ip_key(email: &EmailAddress, ip: &str) -> CacheKey {
         CacheKey::global("login-fail", &[email.as_str(), ip])
     }
 
     fn account_key(email: &EmailAddress) -> CacheKey {
         CacheKey::global("login-fail-all", &[email.as_str()])
-    }
-
-    /// Counts an attempt from `ip`; refuses it once the minute's budget is spent.
-    ///
-    /// # Errors
-    /// When the cache fails (callers fail closed).
-    pub async fn attempt(&self, ip: &str) -> ThrottleResult {
-        let c = self.cache.increment(&Self::ip_key(ip), 1, MINUTE).await?;
-        Ok(if c.value > i64::from(self.policy.attempts_per_ip) {
-            Err(RetryAfter(c.ttl))
-        } else {
-            Ok(())
-        })
     }
 
     /// Refuses a login for `email` from `ip` while either failure budget is spent.

@@ -119,14 +119,24 @@ async fn each_address_has_a_budget_of_attempts_per_minute() {
         s.auth.attempts_per_ip_per_minute = 3;
     })
     .await;
-    // Registration used one attempt of 198.51.100.1.
-    for _ in 0..2 {
-        assert_eq!(
-            login_from(&app, "198.51.100.1", PASSWORD).await.status(),
-            StatusCode::OK
-        );
+    // Registration used one attempt of 198.51.100.1; every answer states the budget.
+    let header = |res: &reqwest::Response, name: &str| -> u64 {
+        res.headers()[name]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("a number")
+    };
+    for remaining in [1, 0] {
+        let res = login_from(&app, "198.51.100.1", PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "ratelimit-limit"), 3);
+        assert_eq!(header(&res, "ratelimit-remaining"), remaining);
+        assert!((1..=60).contains(&header(&res, "ratelimit-reset")));
     }
-    assert_throttled(login_from(&app, "198.51.100.1", PASSWORD).await, 60).await;
+    let refused = login_from(&app, "198.51.100.1", PASSWORD).await;
+    assert_eq!(header(&refused, "ratelimit-remaining"), 0);
+    assert_throttled(refused, 60).await;
     let refresh = app
         .client
         .post(app.url("/api/v1/auth/refresh"))
@@ -136,6 +146,9 @@ async fn each_address_has_a_budget_of_attempts_per_minute() {
         .await
         .expect("sent");
     assert_throttled(refresh, 60).await;
+    // Routes that spend no credentials carry no budget.
+    let me = app.get("/api/v1/auth/me").await;
+    assert!(!me.headers().contains_key("ratelimit-limit"));
     assert_eq!(
         login_from(&app, "198.51.100.2", PASSWORD).await.status(),
         StatusCode::OK

@@ -101,7 +101,10 @@ pub struct Registered {
         (status = 429, description = "too many attempts from this address", body = Problem)
     )
 )]
-#[post("/auth/register")]
+#[post(
+    "/auth/register",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn register(
     Client(client): Client,
@@ -136,7 +139,10 @@ pub struct LoginRequest {
         (status = 429, description = "too many attempts (per address, per account): see Retry-After", body = Problem)
     )
 )]
-#[post("/auth/login")]
+#[post(
+    "/auth/login",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn login(
     Client(client): Client,
@@ -167,7 +173,10 @@ pub struct RefreshRequest {
         (status = 429, description = "too many attempts from this address", body = Problem)
     )
 )]
-#[post("/auth/refresh")]
+#[post(
+    "/auth/refresh",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn refresh(
     Client(client): Client,
@@ -299,7 +308,10 @@ pub struct ForgotPassword {
         (status = 429, body = Problem)
     )
 )]
-#[post("/auth/password/forgot")]
+#[post(
+    "/auth/password/forgot",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn forgot_password(
     state: web::Data<AppState>,
@@ -329,7 +341,10 @@ pub struct ResetPassword {
         (status = 429, body = Problem)
     )
 )]
-#[post("/auth/password/reset")]
+#[post(
+    "/auth/password/reset",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn reset_password(
     state: web::Data<AppState>,
@@ -359,7 +374,10 @@ pub struct CodeRequest {
         (status = 429, body = Problem)
     )
 )]
-#[post("/auth/code/request")]
+#[post(
+    "/auth/code/request",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn request_code(
     state: web::Data<AppState>,
@@ -390,7 +408,10 @@ pub struct CodeVerify {
         (status = 429, body = Problem)
     )
 )]
-#[post("/auth/code/verify")]
+#[post(
+    "/auth/code/verify",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
 #[tracing::instrument(skip_all)]
 async fn verify_code(
     state: web::Data<AppState>,
