@@ -99,6 +99,30 @@ pub struct Organizations {
     audit: Arc<dyn AuditLog>,
 }
 
+/// Records a security event of one organization (a failed write is logged, not returned).
+async fn tenant_event(
+    log: &dyn AuditLog,
+    at: time::OffsetDateTime,
+    action: &'static str,
+    actor: Option<UserId>,
+    tenant: TenantId,
+    target: Option<String>,
+    client: &ClientInfo,
+) {
+    audit::record(
+        log,
+        AuditEvent {
+            at,
+            action,
+            actor,
+            tenant: Some(tenant),
+            target,
+            client: client.clone(),
+        },
+    )
+    .await;
+}
+
 /// The user behind a tenant context, when it is a user (not an API key).
 fn actor_of(ctx: &TenantContext) -> Option<UserId> {
     match ctx.principal() {
@@ -138,16 +162,14 @@ impl Organizations {
         target: Option<String>,
         client: &ClientInfo,
     ) {
-        audit::record(
+        tenant_event(
             &*self.audit,
-            AuditEvent {
-                at: self.clock.now(),
-                action,
-                actor,
-                tenant: Some(tenant),
-                target,
-                client: client.clone(),
-            },
+            self.clock.now(),
+            action,
+            actor,
+            tenant,
+            target,
+            client,
         )
         .await;
     }
@@ -587,16 +609,15 @@ impl ApiKeys {
             last_used_at: None,
         };
         let key = self.keys.create(key, hash).await?;
-        audit::record(
+        let target = format!("key {} ({role})", key.id);
+        tenant_event(
             &*self.audit,
-            AuditEvent {
-                at: now,
-                action: "org.api_key.created",
-                actor: actor_of(ctx),
-                tenant: Some(ctx.tenant_id()),
-                target: Some(format!("key {} ({role})", key.id)),
-                client: client.clone(),
-            },
+            now,
+            "org.api_key.created",
+            actor_of(ctx),
+            ctx.tenant_id(),
+            Some(target),
+            client,
         )
         .await;
         Ok((key, secret))
@@ -628,16 +649,15 @@ impl ApiKeys {
         if !self.keys.revoke(ctx.tenant_id(), id, now).await? {
             return Err(TenancyError::NotFound);
         }
-        audit::record(
+        let target = format!("key {id}");
+        tenant_event(
             &*self.audit,
-            AuditEvent {
-                at: now,
-                action: "org.api_key.revoked",
-                actor: actor_of(ctx),
-                tenant: Some(ctx.tenant_id()),
-                target: Some(format!("key {id}")),
-                client: client.clone(),
-            },
+            now,
+            "org.api_key.revoked",
+            actor_of(ctx),
+            ctx.tenant_id(),
+            Some(target),
+            client,
         )
         .await;
         Ok(())
@@ -711,21 +731,19 @@ impl Invitations {
     async fn record(
         &self,
         action: &'static str,
-        ctx_actor: Option<UserId>,
+        actor: Option<UserId>,
         tenant: TenantId,
         target: String,
         client: &ClientInfo,
     ) {
-        audit::record(
+        tenant_event(
             &*self.audit,
-            AuditEvent {
-                at: self.clock.now(),
-                action,
-                actor: ctx_actor,
-                tenant: Some(tenant),
-                target: Some(target),
-                client: client.clone(),
-            },
+            self.clock.now(),
+            action,
+            actor,
+            tenant,
+            Some(target),
+            client,
         )
         .await;
     }

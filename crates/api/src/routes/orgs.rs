@@ -245,6 +245,12 @@ pub struct SetRole {
     role: String,
 }
 
+/// A role from a request body; `allowed` names the roles the route takes.
+fn role_field(s: &str, allowed: &'static str) -> Result<Role, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::Validation(vec![kernel::FieldError::new("role", allowed)]))
+}
+
 fn member_id(s: &str) -> Result<UserId, ApiError> {
     UserId::parse(s).map_err(|_| ApiError::NotFound)
 }
@@ -277,12 +283,7 @@ async fn set_role(
 ) -> Result<web::Json<MemberDto>, ApiError> {
     let ValidJson(body) = body?;
     let user = member_id(&path.1)?;
-    let role: Role = body.role.parse().map_err(|_| {
-        ApiError::Validation(vec![kernel::FieldError::new(
-            "role",
-            "must be one of owner, admin, member, viewer",
-        )])
-    })?;
+    let role = role_field(&body.role, "must be one of owner, admin, member, viewer")?;
     let m = state
         .orgs
         .set_role(&access.ctx, user, role, &client)
@@ -399,12 +400,7 @@ async fn create_key(
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;
     signed_in(&access)?;
-    let role: Role = body.role.parse().map_err(|_| {
-        ApiError::Validation(vec![kernel::FieldError::new(
-            "role",
-            "must be one of admin, member, viewer",
-        )])
-    })?;
+    let role = role_field(&body.role, "must be one of admin, member, viewer")?;
     let (key, secret) = state
         .api_keys
         .create(&access.ctx, &body.name, role, &client)
@@ -509,12 +505,7 @@ async fn invite(
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;
     signed_in(&access)?;
-    let role: Role = body.role.parse().map_err(|_| {
-        ApiError::Validation(vec![kernel::FieldError::new(
-            "role",
-            "must be one of owner, admin, member, viewer",
-        )])
-    })?;
+    let role = role_field(&body.role, "must be one of owner, admin, member, viewer")?;
     let (invitation, token) = state
         .invitations
         .create(&access.ctx, &access.org, &body.email, role, &client)
