@@ -162,8 +162,7 @@ pub async fn edge(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let hsts = req
         .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.http.hsts.then_some(s.http.hsts_max_age_secs))
-        .and_then(|age| HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok());
+        .and_then(|s| s.hsts_header.clone());
     // Never the raw path or query: they may hold tokens. The route template is recorded below.
     let span = tracing::info_span!(
         "http",

@@ -40,6 +40,8 @@ pub struct AppState {
     pub routes: RouteTable,
     /// When the process started serving.
     pub started_at: Instant,
+    /// The `Strict-Transport-Security` value, when HSTS is on (computed once).
+    pub(crate) hsts_header: Option<actix_web::http::header::HeaderValue>,
 }
 
 /// The domain use cases a server runs (built by the composition root).
@@ -76,6 +78,10 @@ impl AppState {
             invitations,
             auth_attempts_per_ip,
         } = services;
+        let hsts_header = http
+            .hsts
+            .then(|| format!("max-age={}; includeSubDomains", http.hsts_max_age_secs))
+            .and_then(|v| actix_web::http::header::HeaderValue::from_str(&v).ok());
         let openapi = openapi::document();
         let routes = RouteTable::from_openapi(&openapi);
         Self {
@@ -92,6 +98,7 @@ impl AppState {
             openapi,
             routes,
             started_at: Instant::now(),
+            hsts_header,
         }
     }
 }

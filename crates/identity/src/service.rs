@@ -154,12 +154,6 @@ impl Accounts {
         }
     }
 
-    /// The password policy in force.
-    #[must_use]
-    pub fn policy(&self) -> &PasswordPolicy {
-        &self.policy
-    }
-
     /// Computes the dummy hash ahead of the first login (call at start-up).
     ///
     /// # Errors
