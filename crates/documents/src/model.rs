@@ -1,0 +1,841 @@
+//! Types of the documents domain: collections, documents, chunks, ingestion jobs, formats and
+//! the extracted text that flows from extraction to chunking.
+
+use std::fmt;
+use std::str::FromStr;
+
+use kernel::{InvalidInput, TenantId};
+use time::OffsetDateTime;
+
+kernel::define_id!(
+    /// A collection (knowledge base).
+    CollectionId
+);
+kernel::define_id!(
+    /// An uploaded document.
+    DocumentId
+);
+kernel::define_id!(
+    /// One chunk of a document's text.
+    ChunkId
+);
+kernel::define_id!(
+    /// A background job (ingestion, reindexing).
+    JobId
+);
+
+/// Longest collection name, in characters.
+pub const MAX_COLLECTION_NAME: usize = 200;
+/// Longest collection description, in characters.
+pub const MAX_DESCRIPTION: usize = 2_000;
+/// Longest stored document name, in characters.
+pub const MAX_DOCUMENT_NAME: usize = 255;
+/// Largest `metadata` object, serialized, in bytes.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// The formats Quire reads. The format of an upload is decided by its content (magic bytes),
+/// checked against the extension of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// PDF, page by page.
+    Pdf,
+    /// Word (Office Open XML).
+    Docx,
+    /// HTML: title and main text.
+    Html,
+    /// Markdown.
+    Markdown,
+    /// Plain text (UTF-8, or UTF-16 with a BOM).
+    Text,
+    /// Comma-separated values: rows as text, with the header for context.
+    Csv,
+}
+
+impl Format {
+    /// Every format, in a stable order.
+    pub const ALL: [Format; 6] = [
+        Format::Pdf,
+        Format::Docx,
+        Format::Html,
+        Format::Markdown,
+        Format::Text,
+        Format::Csv,
+    ];
+
+    /// The wire name (`pdf`, `docx`, `html`, `markdown`, `text`, `csv`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Format::Pdf => "pdf",
+            Format::Docx => "docx",
+            Format::Html => "html",
+            Format::Markdown => "markdown",
+            Format::Text => "text",
+            Format::Csv => "csv",
+        }
+    }
+
+    /// The accepted file extensions (lower case, without the dot).
+    #[must_use]
+    pub const fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Format::Pdf => &["pdf"],
+            Format::Docx => &["docx"],
+            Format::Html => &["html", "htm"],
+            Format::Markdown => &["md", "markdown"],
+            Format::Text => &["txt", "text"],
+            Format::Csv => &["csv"],
+        }
+    }
+
+    /// The usual media type.
+    #[must_use]
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            Format::Pdf => "application/pdf",
+            Format::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            Format::Html => "text/html",
+            Format::Markdown => "text/markdown",
+            Format::Text => "text/plain",
+            Format::Csv => "text/csv",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or(UnknownValue)
+    }
+}
+
+/// A stored string that names no known variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value")]
+pub struct UnknownValue;
+
+/// The tokenizers chunking can count with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tokenizer {
+    /// OpenAI `cl100k_base` (GPT-4, GPT-3.5, text-embedding-3).
+    #[default]
+    Cl100kBase,
+    /// OpenAI `o200k_base` (GPT-4o and later).
+    O200kBase,
+}
+
+impl Tokenizer {
+    /// Every tokenizer.
+    pub const ALL: [Tokenizer; 2] = [Tokenizer::Cl100kBase, Tokenizer::O200kBase];
+
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tokenizer::Cl100kBase => "cl100k_base",
+            Tokenizer::O200kBase => "o200k_base",
+        }
+    }
+}
+
+impl FromStr for Tokenizer {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tokenizer::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or(UnknownValue)
+    }
+}
+
+/// How a collection cuts text into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkingSettings {
+    max_tokens: u32,
+    overlap: u32,
+    tokenizer: Tokenizer,
+}
+
+impl Default for ChunkingSettings {
+    /// 400 tokens with 40 overlap on `cl100k_base`.
+    fn default() -> Self {
+        Self {
+            max_tokens: 400,
+            overlap: 40,
+            tokenizer: Tokenizer::Cl100kBase,
+        }
+    }
+}
+
+impl ChunkingSettings {
+    /// Smallest chunk size.
+    pub const MIN_TOKENS: u32 = 32;
+    /// Largest chunk size.
+    pub const MAX_TOKENS: u32 = 8_192;
+
+    /// Validated settings: `max_tokens` in 32..=8192, `overlap` below half of it.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] naming `chunking.max_tokens` or `chunking.overlap`.
+    pub fn new(max_tokens: u32, overlap: u32, tokenizer: Tokenizer) -> Result<Self, InvalidInput> {
+        if !(Self::MIN_TOKENS..=Self::MAX_TOKENS).contains(&max_tokens) {
+            return Err(InvalidInput::field(
+                "chunking.max_tokens",
+                format!(
+                    "must be between {} and {}",
+                    Self::MIN_TOKENS,
+                    Self::MAX_TOKENS
+                ),
+            ));
+        }
+        if overlap.saturating_mul(2) >= max_tokens {
+            return Err(InvalidInput::field(
+                "chunking.overlap",
+                "must be less than half of max_tokens",
+            ));
+        }
+        Ok(Self {
+            max_tokens,
+            overlap,
+            tokenizer,
+        })
+    }
+
+    /// Most tokens in one chunk.
+    #[must_use]
+    pub const fn max_tokens(&self) -> u32 {
+        self.max_tokens
+    }
+
+    /// Tokens repeated from the end of one chunk at the start of the next.
+    #[must_use]
+    pub const fn overlap(&self) -> u32 {
+        self.overlap
+    }
+
+    /// The tokenizer that counts.
+    #[must_use]
+    pub const fn tokenizer(&self) -> Tokenizer {
+        self.tokenizer
+    }
+}
+
+/// A validated collection name: 1 to 200 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionName(String);
+
+impl CollectionName {
+    /// Validates a name.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on the `name` field.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > MAX_COLLECTION_NAME || s.chars().any(char::is_control)
+        {
+            return Err(InvalidInput::field(
+                "name",
+                format!("must be 1 to {MAX_COLLECTION_NAME} characters, no control characters"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Wraps a stored name.
+    #[must_use]
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Validates an optional description (up to 2,000 characters).
+///
+/// # Errors
+/// [`InvalidInput`] on the `description` field.
+pub fn parse_description(s: Option<&str>) -> Result<Option<String>, InvalidInput> {
+    match s.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(InvalidInput::field(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        )),
+        Some(d) => Ok(Some(d.to_owned())),
+    }
+}
+
+/// A knowledge base: a named set of documents with its chunking settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection {
+    /// Id.
+    pub id: CollectionId,
+    /// Owning organization.
+    pub tenant_id: TenantId,
+    /// Name.
+    pub name: CollectionName,
+    /// Optional description.
+    pub description: Option<String>,
+    /// How its documents are cut into chunks.
+    pub chunking: ChunkingSettings,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Changes to a collection (absent fields stay).
+#[derive(Debug, Clone, Default)]
+pub struct CollectionPatch {
+    /// New name.
+    pub name: Option<CollectionName>,
+    /// New description (`Some(None)` clears it).
+    pub description: Option<Option<String>>,
+    /// New chunking settings (apply to documents ingested or reindexed afterwards).
+    pub chunking: Option<ChunkingSettings>,
+}
+
+/// Totals of a collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectionStats {
+    /// Documents.
+    pub documents: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Tokens over all chunks.
+    pub tokens: u64,
+    /// Bytes of the original files.
+    pub bytes: u64,
+}
+
+/// Where a document is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker is on it.
+    Processing,
+    /// Chunks are stored (and, with retrieval, indexed).
+    Ready,
+    /// Extraction failed for good; `error` says why.
+    Failed,
+}
+
+impl DocumentStatus {
+    /// Every status.
+    pub const ALL: [DocumentStatus; 4] = [
+        DocumentStatus::Queued,
+        DocumentStatus::Processing,
+        DocumentStatus::Ready,
+        DocumentStatus::Failed,
+    ];
+
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Queued => "queued",
+            DocumentStatus::Processing => "processing",
+            DocumentStatus::Ready => "ready",
+            DocumentStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for DocumentStatus {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DocumentStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(UnknownValue)
+    }
+}
+
+/// Where an original file is kept in the blob store: `{tenant}/{document}`, never a client name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// The key of a document's original file.
+    #[must_use]
+    pub fn for_document(tenant: TenantId, document: DocumentId) -> Self {
+        Self(format!("{tenant}/{document}"))
+    }
+
+    /// Wraps a stored key.
+    #[must_use]
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+
+    /// The key.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A document's name for display: the client's file name, without any path, trimmed to
+/// 255 characters and free of control characters. It never names a file on disk.
+#[must_use]
+pub fn display_name(raw: Option<&str>, format: Format) -> String {
+    let base = raw
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DOCUMENT_NAME)
+        .collect();
+    let clean = clean.trim();
+    if clean.is_empty() {
+        format!("untitled.{}", format.extensions()[0])
+    } else {
+        clean.to_owned()
+    }
+}
+
+/// An uploaded document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Id.
+    pub id: DocumentId,
+    /// Owning organization.
+    pub tenant_id: TenantId,
+    /// The collection it belongs to, if any.
+    pub collection_id: Option<CollectionId>,
+    /// Display name (see [`display_name`]).
+    pub name: String,
+    /// Format, decided from the content.
+    pub format: Format,
+    /// Size of the original file.
+    pub bytes: u64,
+    /// SHA-256 of the original file, hex.
+    pub content_hash: String,
+    /// Pages (PDF), once extracted.
+    pub pages: Option<u32>,
+    /// Where it is in its life.
+    pub status: DocumentStatus,
+    /// 0..1 through the current job's stages.
+    pub progress: f32,
+    /// Chunks stored.
+    pub chunks: u32,
+    /// Tokens over all chunks.
+    pub tokens: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The client's metadata (a JSON object of at most 16 KiB).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The current (or last) job.
+    pub job_id: Option<JobId>,
+    /// Where the original file is.
+    pub blob_key: BlobKey,
+    /// Uploaded.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// List filters of documents.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentFilter {
+    /// Only this collection.
+    pub collection_id: Option<CollectionId>,
+    /// Only this status.
+    pub status: Option<DocumentStatus>,
+}
+
+/// One stored chunk of a document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Id.
+    pub id: ChunkId,
+    /// The document.
+    pub document_id: DocumentId,
+    /// Position in the document, from 0.
+    pub ordinal: u32,
+    /// The text.
+    pub text: String,
+    /// Tokens (by the collection's tokenizer).
+    pub tokens: u32,
+    /// The page it starts on (PDF), from 1.
+    pub page: Option<u32>,
+    /// Start, in characters (Unicode scalar values) of the extracted text.
+    pub start: u64,
+    /// End (exclusive), in characters of the extracted text.
+    pub end: u64,
+}
+
+/// A chunk as the chunker makes it, before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkDraft {
+    /// Position in the document, from 0.
+    pub ordinal: u32,
+    /// The text (exactly `text[start..end]` of the extracted text, in characters).
+    pub text: String,
+    /// Tokens.
+    pub tokens: u32,
+    /// The page it starts on (PDF), from 1.
+    pub page: Option<u32>,
+    /// Start, in characters of the extracted text.
+    pub start: u64,
+    /// End (exclusive), in characters.
+    pub end: u64,
+}
+
+/// The text of a file, as extraction gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExtractedText {
+    /// All the text; pages are separated by a blank line.
+    pub text: String,
+    /// For paged formats (PDF): the character offset in `text` where each page starts,
+    /// one entry per page, ascending. Empty for unpaged formats.
+    pub page_starts: Vec<u64>,
+    /// The document's title, when the format has one (HTML `<title>`, DOCX core properties).
+    pub title: Option<String>,
+}
+
+impl ExtractedText {
+    /// Pages (PDF), or `None` for unpaged formats.
+    #[must_use]
+    pub fn pages(&self) -> Option<u32> {
+        (!self.page_starts.is_empty()).then(|| u32::try_from(self.page_starts.len()).unwrap_or(u32::MAX))
+    }
+
+    /// The page (from 1) holding character offset `at`, for paged formats.
+    #[must_use]
+    pub fn page_at(&self, at: u64) -> Option<u32> {
+        if self.page_starts.is_empty() {
+            return None;
+        }
+        let idx = self.page_starts.partition_point(|&s| s <= at).max(1);
+        u32::try_from(idx).ok()
+    }
+}
+
+/// Limits extraction enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Most pages of a PDF.
+    pub max_pages: u32,
+    /// Most characters of extracted text kept (a larger text fails as too large).
+    pub max_chars: u64,
+    /// Most bytes inflated from an archive (DOCX), all entries together.
+    pub max_inflated_bytes: u64,
+    /// Most entries in an archive (DOCX).
+    pub max_archive_entries: u32,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        Self {
+            max_pages: 500,
+            max_chars: 20_000_000,
+            max_inflated_bytes: 200 * 1024 * 1024,
+            max_archive_entries: 10_000,
+        }
+    }
+}
+
+/// The kinds of background job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// First ingestion of an upload.
+    Ingest,
+    /// Rerunning the pipeline on a stored document.
+    Reindex,
+}
+
+impl JobKind {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Ingest => "ingest",
+            JobKind::Reindex => "reindex",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [JobKind::Ingest, JobKind::Reindex]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(UnknownValue)
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Waiting (first run or a retry after `run_at`).
+    Queued,
+    /// Leased by a worker.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed for good on a permanent error (a hostile or empty file).
+    Failed,
+    /// Dead letter: transient failures used up every attempt; `error` is the last one.
+    Dead,
+    /// Cancelled (its document was deleted or reindexed again).
+    Canceled,
+}
+
+impl JobStatus {
+    /// Every status.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Dead,
+        JobStatus::Canceled,
+    ];
+
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Dead => "dead",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Whether the job will not run again.
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(UnknownValue)
+    }
+}
+
+/// The stages of the ingestion pipeline, each owning a slice of the progress 0..1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Reading the file's text.
+    Extracting,
+    /// Cutting it into chunks.
+    Chunking,
+    /// Embedding the chunks (retrieval).
+    Embedding,
+    /// Writing chunks and vectors to the indexes.
+    Indexing,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 4] = [
+        Stage::Extracting,
+        Stage::Chunking,
+        Stage::Embedding,
+        Stage::Indexing,
+    ];
+
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Extracting => "extracting",
+            Stage::Chunking => "chunking",
+            Stage::Embedding => "embedding",
+            Stage::Indexing => "indexing",
+        }
+    }
+
+    /// The overall progress when this stage is `fraction` (0..1) done.
+    #[must_use]
+    pub fn progress(self, fraction: f32) -> f32 {
+        let (from, to) = match self {
+            Stage::Extracting => (0.0, 0.4),
+            Stage::Chunking => (0.4, 0.55),
+            Stage::Embedding => (0.55, 0.9),
+            Stage::Indexing => (0.9, 1.0),
+        };
+        from + (to - from) * fraction.clamp(0.0, 1.0)
+    }
+}
+
+impl FromStr for Stage {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(UnknownValue)
+    }
+}
+
+/// A background job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Id.
+    pub id: JobId,
+    /// Owning organization.
+    pub tenant_id: TenantId,
+    /// What it does.
+    pub kind: JobKind,
+    /// The document it works on.
+    pub document_id: Option<DocumentId>,
+    /// Where it is.
+    pub status: JobStatus,
+    /// The stage it is in, while running.
+    pub stage: Option<Stage>,
+    /// 0..1.
+    pub progress: f32,
+    /// Runs started so far (claims).
+    pub attempts: u32,
+    /// The last error.
+    pub error: Option<String>,
+    /// Not before this time (backoff).
+    pub run_at: OffsetDateTime,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Finished (any final status).
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+impl Job {
+    /// A new queued job for a document.
+    #[must_use]
+    pub fn for_document(
+        tenant_id: TenantId,
+        kind: JobKind,
+        document_id: DocumentId,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: JobId::new(),
+            tenant_id,
+            kind,
+            document_id: Some(document_id),
+            status: JobStatus::Queued,
+            stage: None,
+            progress: 0.0,
+            attempts: 0,
+            error: None,
+            run_at: now,
+            created_at: now,
+            finished_at: None,
+        }
+    }
+}
+
+/// A job a worker holds: the lease token proves the hold on every later write, so a worker
+/// whose lease expired (and whose job another worker took over) can change nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The job, as claimed (status `running`, attempts counted).
+    pub job: Job,
+    /// Proof of the lease.
+    pub lease: uuid::Uuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_rules() {
+        assert!(ChunkingSettings::new(400, 40, Tokenizer::Cl100kBase).is_ok());
+        assert!(ChunkingSettings::new(31, 0, Tokenizer::Cl100kBase).is_err());
+        assert!(ChunkingSettings::new(8_193, 0, Tokenizer::Cl100kBase).is_err());
+        assert!(ChunkingSettings::new(100, 50, Tokenizer::Cl100kBase).is_err());
+        assert!(ChunkingSettings::new(100, 49, Tokenizer::O200kBase).is_ok());
+        assert_eq!(ChunkingSettings::default().max_tokens(), 400);
+        assert_eq!(ChunkingSettings::default().overlap(), 40);
+    }
+
+    #[test]
+    fn display_names_never_carry_paths_or_controls() {
+        assert_eq!(display_name(Some("../../etc/passwd"), Format::Text), "passwd");
+        assert_eq!(display_name(Some("C:\\x\\report.pdf"), Format::Pdf), "report.pdf");
+        assert_eq!(display_name(Some("a\u{0}b\nc.txt"), Format::Text), "abc.txt");
+        assert_eq!(display_name(Some("  "), Format::Pdf), "untitled.pdf");
+        assert_eq!(display_name(None, Format::Markdown), "untitled.md");
+        assert_eq!(
+            display_name(Some(&"x".repeat(1000)), Format::Text).chars().count(),
+            MAX_DOCUMENT_NAME
+        );
+    }
+
+    #[test]
+    fn page_lookup() {
+        let t = ExtractedText {
+            text: "aaa\n\nbbb\n\nccc".into(),
+            page_starts: vec![0, 5, 10],
+            title: None,
+        };
+        assert_eq!(t.pages(), Some(3));
+        assert_eq!(t.page_at(0), Some(1));
+        assert_eq!(t.page_at(4), Some(1));
+        assert_eq!(t.page_at(5), Some(2));
+        assert_eq!(t.page_at(12), Some(3));
+        assert_eq!(ExtractedText::default().page_at(3), None);
+    }
+
+    #[test]
+    fn stage_progress_is_monotonic() {
+        let mut last = 0.0;
+        for s in Stage::ALL {
+            for f in [0.0, 0.5, 1.0] {
+                let p = s.progress(f);
+                assert!(p >= last, "{s:?} {f}");
+                last = p;
+            }
+        }
+        assert!((Stage::Indexing.progress(1.0) - 1.0).abs() < f32::EPSILON);
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>(), Ok(f));
+        }
+        for s in JobStatus::ALL {
+            assert_eq!(s.as_str().parse::<JobStatus>(), Ok(s));
+        }
+        for s in DocumentStatus::ALL {
+            assert_eq!(s.as_str().parse::<DocumentStatus>(), Ok(s));
+        }
+    }
+}

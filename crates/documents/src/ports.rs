@@ -1,0 +1,338 @@
+//! Ports of the documents domain: storage of collections, documents, chunks and jobs; the blob
+//! store for original files; extraction and chunking.
+
+use async_trait::async_trait;
+use kernel::{InvalidInput, Page, PageRequest, TenantId};
+use time::OffsetDateTime;
+
+use crate::model::{
+    BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId,
+    CollectionPatch, CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits,
+    ExtractedText, Format, Job, JobId, JobStatus, Stage,
+};
+
+/// Failures of the storage ports of this domain.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A malformed request (a cursor not made by this list).
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// Storage failed; the cause chain is logged, never shown.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Stores collections.
+///
+/// Contract (checked on every adapter by `testkit::contract::documents`): every method is
+/// scoped to `tenant`; another tenant's collection is "not found".
+#[async_trait]
+pub trait CollectionRepository: Send + Sync + std::fmt::Debug {
+    /// Stores a new collection.
+    async fn create(&self, collection: Collection) -> Result<Collection, StoreError>;
+
+    /// The collection with this id.
+    async fn find(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+    ) -> Result<Option<Collection>, StoreError>;
+
+    /// The tenant's collections, oldest first.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Collection>, StoreError>;
+
+    /// Applies `patch`; `Ok(None)` when there is no such collection.
+    async fn update(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+        patch: CollectionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Collection>, StoreError>;
+
+    /// Deletes the collection with its documents and chunks, and cancels their jobs, in one
+    /// transaction. Returns the blob keys of the deleted documents (for the caller to remove),
+    /// or `Ok(None)` when there is no such collection.
+    async fn delete(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<BlobKey>>, StoreError>;
+
+    /// Totals over the collection's documents.
+    async fn stats(&self, tenant: TenantId, id: CollectionId)
+    -> Result<CollectionStats, StoreError>;
+}
+
+/// Stores documents and their chunks.
+///
+/// Contract: every method is scoped to `tenant`; another tenant's document is "not found".
+#[async_trait]
+pub trait DocumentRepository: Send + Sync + std::fmt::Debug {
+    /// Stores a new document and its first job, atomically.
+    async fn create(&self, document: Document, job: Job) -> Result<(), StoreError>;
+
+    /// The document with this id.
+    async fn find(&self, tenant: TenantId, id: DocumentId)
+    -> Result<Option<Document>, StoreError>;
+
+    /// A document of the same content (SHA-256, hex) in the same collection (or in none),
+    /// that has not failed.
+    async fn find_duplicate(
+        &self,
+        tenant: TenantId,
+        collection: Option<CollectionId>,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError>;
+
+    /// The tenant's documents, newest first.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Document>, StoreError>;
+
+    /// A document's chunks in order (the cursor is the ordinal).
+    async fn chunks(
+        &self,
+        tenant: TenantId,
+        id: DocumentId,
+        page: &PageRequest,
+    ) -> Result<Page<Chunk>, StoreError>;
+
+    /// Deletes the document and its chunks and cancels its jobs, in one transaction. Returns
+    /// its blob key (for the caller to remove), or `Ok(None)` when there is no such document.
+    async fn delete(
+        &self,
+        tenant: TenantId,
+        id: DocumentId,
+        now: OffsetDateTime,
+    ) -> Result<Option<BlobKey>, StoreError>;
+
+    /// Queues `job` for the document, cancelling its unfinished jobs, and sets the document
+    /// back to `queued`, atomically; `Ok(None)` when there is no such document.
+    async fn reindex(
+        &self,
+        tenant: TenantId,
+        id: DocumentId,
+        job: Job,
+    ) -> Result<Option<Document>, StoreError>;
+}
+
+/// What a finished ingestion stores.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// Pages (PDF).
+    pub pages: Option<u32>,
+    /// The chunks, in order.
+    pub chunks: Vec<ChunkDraft>,
+}
+
+/// How a failed run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A transient error: the job runs again at this time; the document stays queued.
+    RetryAt(OffsetDateTime),
+    /// For good: the job ends with this status (`failed` or `dead`) and the document `failed`.
+    Final(JobStatus),
+}
+
+/// The durable job queue.
+///
+/// Contract (checked on SQLite and PostgreSQL by `testkit::contract::jobs`):
+/// - `claim` hands each due job to exactly one caller, however many claim at once, fairly
+///   across tenants (the tenant with the fewest running jobs first, then the oldest job), and
+///   takes over jobs whose lease expired (their worker died);
+/// - every later write names the [`Claim`]; once its lease is lost (expired and taken over,
+///   or the job cancelled), writes change nothing and answer `false`.
+#[async_trait]
+pub trait JobQueue: Send + Sync + std::fmt::Debug {
+    /// The job with this id.
+    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Leases the next due job until `now + lease`; `Ok(None)` when none is due.
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Records progress and extends the lease (the heartbeat); the document shows
+    /// `processing` with the same progress.
+    async fn progress(
+        &self,
+        claim: &Claim,
+        stage: Stage,
+        progress: f32,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores the chunks (replacing any earlier ones), marks the document `ready` and the job
+    /// `succeeded`, atomically.
+    async fn complete(
+        &self,
+        claim: &Claim,
+        result: Ingested,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a failed run (see [`Failure`]) with its error.
+    async fn fail(
+        &self,
+        claim: &Claim,
+        error: &str,
+        failure: Failure,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Cancels the job (its document is gone).
+    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError>;
+}
+
+/// Failures of the [`BlobStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// No blob has this key.
+    #[error("no such blob")]
+    NotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Keeps original files. Keys come from [`BlobKey`]; the store never sees a client's file
+/// name. Shaped for object stores too: a write is a stream of parts made visible at once by
+/// `commit` (a rename on a filesystem, the completion of a multipart upload on S3).
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Starts writing the blob `key`; nothing is visible until [`BlobWriter::commit`].
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError>;
+
+    /// The whole blob.
+    async fn read(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError>;
+
+    /// Removes the blob; removing a missing blob succeeds.
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+
+    /// Short name of the backend (`filesystem`).
+    fn backend(&self) -> &'static str;
+}
+
+/// One blob being written. Dropped without `commit`, it leaves nothing behind.
+#[async_trait]
+pub trait BlobWriter: Send + std::fmt::Debug {
+    /// Appends bytes.
+    async fn write(&mut self, part: &[u8]) -> Result<(), BlobError>;
+
+    /// Makes the blob visible under its key, durably.
+    async fn commit(self: Box<Self>) -> Result<u64, BlobError>;
+}
+
+/// Why a file's format was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectError {
+    /// The content is no format Quire reads.
+    #[error("the content is not a supported format (PDF, DOCX, HTML, Markdown, text, CSV)")]
+    Unknown,
+    /// The extension is not one Quire accepts.
+    #[error("the extension .{0} is not accepted")]
+    Extension(String),
+    /// The content and the extension disagree.
+    #[error("the content is {detected} but the file name ends in .{extension}")]
+    Mismatch {
+        /// What the content is.
+        detected: Format,
+        /// The extension given.
+        extension: String,
+    },
+}
+
+/// Why extraction failed. All but [`ExtractError::Unavailable`] are permanent: the same file
+/// fails the same way again.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The PDF is encrypted.
+    #[error("the PDF is encrypted; upload an unprotected copy")]
+    Encrypted,
+    /// The PDF has more pages than allowed.
+    #[error("the PDF has {pages} pages; at most {limit} are accepted")]
+    TooManyPages {
+        /// Pages in the file.
+        pages: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// The file expands beyond the limits (a zip bomb, too much text).
+    #[error("the file is too large once expanded: {0}")]
+    TooLarge(String),
+    /// The file holds no extractable text (a scanned PDF, an empty file).
+    #[error("the file contains no extractable text")]
+    NoText,
+    /// The file is damaged or not what it claims to be.
+    #[error("the file could not be read: {0}")]
+    Corrupt(String),
+    /// The extractor crashed on this file (a panic, a stack overflow, the memory limit).
+    #[error("the file could not be read: the extractor failed on it ({0})")]
+    Crashed(String),
+    /// The extractor ran out of time.
+    #[error("the file could not be read within {0} seconds")]
+    TimedOut(u64),
+    /// The extractor could not be run at all (transient).
+    #[error("the extractor is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+impl ExtractError {
+    /// Whether running again may succeed.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ExtractError::Unavailable(_))
+    }
+}
+
+/// Reads text out of files.
+#[async_trait]
+pub trait Extractor: Send + Sync + std::fmt::Debug {
+    /// Decides the format from the first bytes of the content (up to 64 KiB) and the file
+    /// name's extension, if any: the content decides, the extension must agree.
+    ///
+    /// # Errors
+    /// [`DetectError`] when the content is unsupported or the extension disagrees.
+    fn detect(&self, name: Option<&str>, head: &[u8]) -> Result<Format, DetectError>;
+
+    /// Extracts the text of `bytes`, isolated so that no file can take the process down.
+    ///
+    /// # Errors
+    /// [`ExtractError`] naming why.
+    async fn extract(
+        &self,
+        format: Format,
+        bytes: Vec<u8>,
+        limits: ExtractLimits,
+    ) -> Result<ExtractedText, ExtractError>;
+
+    /// How extraction is isolated (`process` or `thread`), for `GET /documents/formats`.
+    fn isolation(&self) -> &'static str;
+}
+
+/// Cuts extracted text into token windows.
+#[async_trait]
+pub trait Chunker: Send + Sync + std::fmt::Debug {
+    /// The chunks of `text`: windows of at most `settings.max_tokens()` tokens that overlap by
+    /// about `settings.overlap()` tokens and prefer paragraph and sentence boundaries. Each
+    /// draft's `text` is exactly the characters `start..end` of `text.text`.
+    ///
+    /// # Errors
+    /// When the tokenizer cannot be loaded.
+    async fn chunk(
+        &self,
+        text: std::sync::Arc<ExtractedText>,
+        settings: ChunkingSettings,
+    ) -> Result<Vec<ChunkDraft>, anyhow::Error>;
+}

@@ -1,0 +1,1 @@
+//! Extraction and chunking (see the crate docs once written).
