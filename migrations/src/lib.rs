@@ -15,6 +15,7 @@ mod m20261121_000005_audit_log;
 mod m20261121_000006_api_keys;
 mod m20261121_000007_outbox_resets;
 mod m20261121_000008_invitations;
+mod m20261122_000009_documents;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000006_api_keys::Migration),
             Box::new(m20261121_000007_outbox_resets::Migration),
             Box::new(m20261121_000008_invitations::Migration),
+            Box::new(m20261122_000009_documents::Migration),
         ]
     }
 }

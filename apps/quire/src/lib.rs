@@ -6,6 +6,7 @@
 //! it stops accepting, in-flight requests get `http.shutdown_timeout_secs` to finish.
 
 pub mod telemetry;
+pub mod worker;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use api::{AppState, ExtraRoutes};
+use documents::{DocumentPorts, Ingestion};
 use cache_redis::RedisCache;
 use kernel::cache::Cache;
 use kernel::health::HealthCheck;
@@ -24,6 +26,7 @@ use secrecy::ExposeSecret;
 use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
+pub use worker::{Wake, WorkerPool};
 
 /// Every domain use case over the SQL store, the cache and the crypto adapters.
 ///
@@ -34,6 +37,8 @@ pub async fn services(
     store: &SqlStore,
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
+    documents: &DocumentPorts,
+    wake: Arc<Wake>,
 ) -> anyhow::Result<api::Services> {
     let mailer = mailer_from_settings(settings, store)?;
     let accounts = accounts_from_settings(
@@ -45,7 +50,10 @@ pub async fn services(
     )
     .await?;
     let sql = || Arc::new(store.clone());
+    let limits = document_limits(settings);
     Ok(api::Services {
+        collections: Arc::new(documents::Collections::new(documents.clone())),
+        documents: Arc::new(documents::Documents::new(documents.clone(), limits, wake)),
         auth_attempts_per_ip: settings.auth.attempts_per_ip_per_minute,
         accounts,
         orgs: Arc::new(tenancy::Organizations::new(
@@ -72,6 +80,80 @@ pub async fn services(
             sql(),
         )),
     })
+}
+
+/// The adapters of the documents domain: the SQL store, original files under
+/// `documents.blob_dir`, the extractor (a child process per file, or a thread) and the
+/// tokenizer-based chunker.
+///
+/// # Errors
+/// When the blob folder cannot be created or the extractor cannot be set up.
+pub fn document_ports(
+    settings: &Settings,
+    store: &SqlStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<DocumentPorts> {
+    let d = &settings.documents;
+    let config = extract::ExtractorConfig {
+        timeout: Duration::from_secs(d.extract_timeout_secs),
+        memory_limit_bytes: d.extract_memory_mib * 1024 * 1024,
+        max_concurrent: d.max_concurrent_extractions,
+    };
+    let extractor: Arc<dyn documents::Extractor> = match d.isolation {
+        settings::Isolation::Thread => Arc::new(extract::ThreadExtractor::new(config)),
+        settings::Isolation::Process => {
+            let exe = std::env::current_exe().context("locating the quire executable")?;
+            Arc::new(extract::ProcessExtractor::new(
+                exe,
+                vec![EXTRACT_CHILD_COMMAND.to_owned()],
+                config,
+            ))
+        }
+    };
+    let sql = Arc::new(store.clone());
+    Ok(DocumentPorts {
+        collections: sql.clone(),
+        documents: sql.clone(),
+        jobs: sql.clone(),
+        blobs: Arc::new(blob_fs::FsBlobStore::new(settings.blob_dir())?),
+        extractor,
+        chunker: Arc::new(extract::TokenChunker::new()),
+        clock,
+        audit: sql,
+    })
+}
+
+/// The hidden subcommand of `quire` that extracts one file in a child process.
+pub const EXTRACT_CHILD_COMMAND: &str = "extract-child";
+
+/// Upload and extraction limits from the settings.
+#[must_use]
+pub fn document_limits(settings: &Settings) -> documents::DocumentLimits {
+    let d = &settings.documents;
+    documents::DocumentLimits {
+        max_file_bytes: d.max_file_bytes,
+        extract: documents::ExtractLimits {
+            max_pages: d.max_pages,
+            max_chars: d.max_text_chars,
+            ..documents::ExtractLimits::default()
+        },
+    }
+}
+
+/// The ingestion pipeline from the settings.
+#[must_use]
+pub fn ingestion(settings: &Settings, ports: DocumentPorts) -> Arc<Ingestion> {
+    let d = &settings.documents;
+    Arc::new(Ingestion::new(
+        ports,
+        document_limits(settings),
+        documents::IngestPolicy {
+            lease: Duration::from_secs(d.lease_secs),
+            max_attempts: d.max_attempts,
+            retry_base: Duration::from_secs(d.retry_base_secs),
+            retry_max: Duration::from_secs(3_600),
+        },
+    ))
 }
 
 /// The mailer the settings ask for: the development outbox, or SMTP.
@@ -181,6 +263,11 @@ pub struct Application {
     port: u16,
     server: Server,
     store: SqlStore,
+    ingestion: Arc<Ingestion>,
+    wake: Arc<Wake>,
+    workers: usize,
+    poll: Duration,
+    grace: Duration,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -246,7 +333,18 @@ impl Application {
             }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
-        let services = services(&settings, &store, cache.clone(), clock).await?;
+        let ports = document_ports(&settings, &store, clock.clone())?;
+        let wake = Arc::new(Wake::default());
+        let services = services(
+            &settings,
+            &store,
+            cache.clone(),
+            clock,
+            &ports,
+            wake.clone(),
+        )
+        .await?;
+        let ingestion = ingestion(&settings, ports);
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
@@ -285,6 +383,11 @@ impl Application {
             port,
             server,
             store,
+            ingestion,
+            wake,
+            workers: settings.documents.workers,
+            poll: Duration::from_millis(settings.documents.poll_interval_ms),
+            grace: Duration::from_secs(settings.http.shutdown_timeout_secs),
         })
     }
 
@@ -305,8 +408,11 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("serving")?;
-        tracing::info!("server stopped; closing connections");
+        let pool = WorkerPool::start(self.ingestion, self.wake, self.workers, self.poll);
+        let served = self.server.await.context("serving");
+        tracing::info!("server stopped; stopping workers and closing connections");
+        pool.shutdown(self.grace).await;
+        served?;
         self.store.close().await
     }
 }

@@ -63,6 +63,18 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Run ingestion workers only (no HTTP): scale-out processes sharing the database, the
+    /// cache and the blob folder with the servers.
+    Worker {
+        /// Workers in this process [default: documents.workers, at least 1].
+        #[arg(long)]
+        workers: Option<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Extract one file read from stdin (used by the server's isolated extraction).
+    #[command(name = "extract-child", hide = true)]
+    ExtractChild,
     /// Print a new access-token signing key (PASERK `k4.secret.…`) for `auth.signing_keys`.
     Keygen,
     /// Print the effective configuration (secrets redacted) and exit.
@@ -149,6 +161,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             store.close().await
         }
+        Some(Command::Worker { workers, common }) => {
+            let settings = settings(&cli, None, Some(common))?;
+            telemetry::init(&settings.log)?;
+            worker(settings, *workers).await
+        }
+        // Handled in `main` before the runtime starts.
+        Some(Command::ExtractChild) => Ok(()),
         Some(Command::Keygen) => {
             println!("{}", crypto::PasetoTokens::generate_key()?);
             Ok(())
@@ -191,7 +210,51 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
+/// Runs ingestion workers until SIGTERM or SIGINT, then lets the jobs in hand finish.
+async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()> {
+    let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+    let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
+    if settings.database.migrate_on_start {
+        store.migrate().await?;
+    }
+    let ports = quire::document_ports(&settings, &store, clock)?;
+    let count = workers.unwrap_or(settings.documents.workers).max(1);
+    let pool = quire::WorkerPool::start(
+        quire::ingestion(&settings, ports),
+        Arc::new(quire::Wake::default()),
+        count,
+        std::time::Duration::from_millis(settings.documents.poll_interval_ms),
+    );
+    tracing::info!(workers = count, database = store.backend_name(), "worker running");
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing the jobs in hand");
+    pool.shutdown(std::time::Duration::from_secs(
+        settings.http.shutdown_timeout_secs,
+    ))
+    .await;
+    store.close().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn main() -> ExitCode {
+    // The isolated extractor: no runtime, no logging, just stdin to stdout.
+    if std::env::args_os().nth(1).is_some_and(|a| a == quire::EXTRACT_CHILD_COMMAND) {
+        return ExitCode::from(u8::try_from(extract::child_main()).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

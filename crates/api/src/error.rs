@@ -115,6 +115,25 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<documents::DocumentsError> for ApiError {
+    fn from(e: documents::DocumentsError) -> Self {
+        use documents::DocumentsError as D;
+        match e {
+            D::Invalid(i) => ApiError::Validation(i.0),
+            D::NotFound => ApiError::NotFound,
+            D::TooLarge { limit } => ApiError::PayloadTooLarge {
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
+            D::Unsupported(d) => ApiError::UnsupportedMediaType(d.to_string()),
+            D::Extract(documents::ExtractError::Unavailable(e)) => {
+                ApiError::Internal(e.context("the extractor is unavailable"))
+            }
+            D::Extract(x) => ApiError::Validation(vec![FieldError::new("file", x.to_string())]),
+            D::Unknown(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<identity::AuthError> for ApiError {
     fn from(e: identity::AuthError) -> Self {
         use identity::AuthError as A;

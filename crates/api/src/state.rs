@@ -28,6 +28,10 @@ pub struct AppState {
     pub api_keys: Arc<tenancy::ApiKeys>,
     /// Invitations.
     pub invitations: Arc<tenancy::Invitations>,
+    /// Collections.
+    pub collections: Arc<documents::Collections>,
+    /// Documents and uploads.
+    pub documents: Arc<documents::Documents>,
     /// Credential-route attempts per client address per minute (`auth_rate_limit`).
     pub auth_attempts_per_ip: u32,
     /// Components checked by `/health/ready` (database, cache; later the provider).
@@ -57,6 +61,10 @@ pub struct Services {
     pub api_keys: Arc<tenancy::ApiKeys>,
     /// Invitations.
     pub invitations: Arc<tenancy::Invitations>,
+    /// Collections.
+    pub collections: Arc<documents::Collections>,
+    /// Documents and uploads.
+    pub documents: Arc<documents::Documents>,
     /// Credential-route attempts per client address per minute (`auth_rate_limit`).
     pub auth_attempts_per_ip: u32,
 }
@@ -76,6 +84,8 @@ impl AppState {
             audit,
             api_keys,
             invitations,
+            collections,
+            documents,
             auth_attempts_per_ip,
         } = services;
         let hsts_header = http
@@ -92,6 +102,8 @@ impl AppState {
             audit,
             api_keys,
             invitations,
+            collections,
+            documents,
             auth_attempts_per_ip,
             components,
             metrics: Arc::new(Metrics::new()),

@@ -11,6 +11,11 @@
 
 pub mod model;
 pub mod ports;
+pub mod service;
 
 pub use model::*;
 pub use ports::*;
+pub use service::{
+    Collections, DocumentLimits, DocumentPorts, Documents, DocumentsError, IngestPolicy, Ingestion,
+    JobSignal, NewCollection, NoSignal, RunOutcome, Upload, Uploaded,
+};

@@ -34,6 +34,8 @@ pub const ACTIONS: &[&str] = &[
     "org.api_key.revoked",
     "admin.user.updated",
     "admin.org.updated",
+    "documents.collection.deleted",
+    "documents.document.deleted",
 ];
 
 /// Where a request came from.

@@ -33,6 +33,51 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Outgoing mail (sign-in codes, password resets, invitations).
     pub mail: MailSettings,
+    /// Uploads, extraction and the ingestion workers.
+    pub documents: DocumentSettings,
+}
+
+/// Uploads, extraction and the ingestion workers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSettings {
+    /// Ingestion workers inside `serve` (0: none; run `quire worker` processes instead).
+    pub workers: usize,
+    /// Largest upload, in bytes (25 MiB).
+    pub max_file_bytes: u64,
+    /// Most pages of a PDF.
+    pub max_pages: u32,
+    /// Most characters of text kept from one file.
+    pub max_text_chars: u64,
+    /// Where original files are kept (default: `blobs/` in the data folder).
+    pub blob_dir: Option<PathBuf>,
+    /// `process` (a child process per file, with memory and time limits: production) or
+    /// `thread` (a thread with a bounded stack: tests and development).
+    pub isolation: Isolation,
+    /// Longest extraction of one file, in seconds.
+    pub extract_timeout_secs: u64,
+    /// Address-space limit of an extraction process, in MiB.
+    pub extract_memory_mib: u64,
+    /// Extractions at once per process.
+    pub max_concurrent_extractions: usize,
+    /// How long a worker holds a job between heartbeats, in seconds.
+    pub lease_secs: u64,
+    /// Runs before a job goes to the dead letter.
+    pub max_attempts: u32,
+    /// First retry delay in seconds (doubles per attempt, capped at an hour).
+    pub retry_base_secs: u64,
+    /// How often an idle worker looks for jobs queued by other processes, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+/// How extraction is isolated from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A child process per file (memory and time limits; survives stack overflows).
+    Process,
+    /// A thread with a bounded stack and `catch_unwind` (survives panics only).
+    Thread,
 }
 
 /// Outgoing mail.
@@ -248,6 +293,21 @@ impl Default for Settings {
                 smtp_url: None,
                 from: "Quire <no-reply@localhost>".to_owned(),
             },
+            documents: DocumentSettings {
+                workers: 2,
+                max_file_bytes: 25 * 1024 * 1024,
+                max_pages: 500,
+                max_text_chars: 20_000_000,
+                blob_dir: None,
+                isolation: Isolation::Process,
+                extract_timeout_secs: 60,
+                extract_memory_mib: 1_024,
+                max_concurrent_extractions: 2,
+                lease_secs: 120,
+                max_attempts: 5,
+                retry_base_secs: 5,
+                poll_interval_ms: 1_000,
+            },
         }
     }
 }
@@ -338,7 +398,43 @@ impl Settings {
             )));
         }
         self.validate_mail()?;
+        self.validate_documents()?;
         self.validate_auth()
+    }
+
+    fn validate_documents(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
+        let d = &self.documents;
+        if d.max_file_bytes == 0 || d.max_pages == 0 || d.max_text_chars == 0 {
+            return bad("documents.max_file_bytes, max_pages and max_text_chars must be positive");
+        }
+        if d.extract_timeout_secs == 0 || d.max_concurrent_extractions == 0 {
+            return bad(
+                "documents.extract_timeout_secs and max_concurrent_extractions must be positive",
+            );
+        }
+        if d.extract_memory_mib < 64 {
+            return bad("documents.extract_memory_mib must be at least 64");
+        }
+        if d.lease_secs <= d.extract_timeout_secs {
+            return bad(
+                "documents.lease_secs must be longer than documents.extract_timeout_secs \
+                 (a lease must outlive the longest step between heartbeats)",
+            );
+        }
+        if d.max_attempts == 0 || d.retry_base_secs == 0 || d.poll_interval_ms == 0 {
+            return bad("documents.max_attempts, retry_base_secs and poll_interval_ms must be positive");
+        }
+        Ok(())
+    }
+
+    /// Where original files are kept.
+    #[must_use]
+    pub fn blob_dir(&self) -> PathBuf {
+        self.documents
+            .blob_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
     fn validate_mail(&self) -> Result<(), SettingsError> {

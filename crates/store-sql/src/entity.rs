@@ -223,3 +223,145 @@ pub mod invitation {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod collection {
+    //! The `collections` table (tenant data: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "collections")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        pub description: Option<String>,
+        pub chunk_max_tokens: i32,
+        pub chunk_overlap: i32,
+        pub tokenizer: String,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod document {
+    //! The `documents` table (tenant data: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub collection_id: Option<Uuid>,
+        pub name: String,
+        pub format: String,
+        pub bytes: i64,
+        pub content_hash: String,
+        pub pages: Option<i32>,
+        pub status: String,
+        pub progress: f32,
+        pub chunk_count: i32,
+        pub token_count: i64,
+        pub error: Option<String>,
+        /// A JSON object, serialized.
+        pub metadata: String,
+        pub job_id: Option<Uuid>,
+        pub blob_key: String,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod chunk {
+    //! The `chunks` table (tenant data: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub document_id: Uuid,
+        pub collection_id: Option<Uuid>,
+        pub ordinal: i32,
+        pub text: String,
+        pub token_count: i32,
+        pub page: Option<i32>,
+        pub start_char: i64,
+        pub end_char: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod job {
+    //! The `jobs` table: the durable queue. Tenant data: every query goes through
+    //! `crate::scope`, except the queue's choice of the next tenant to serve (`crate::jobs`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "jobs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub kind: String,
+        pub document_id: Option<Uuid>,
+        pub status: String,
+        pub stage: Option<String>,
+        pub progress: f32,
+        pub attempts: i32,
+        pub error: Option<String>,
+        pub run_at: TimeDateTimeWithTimeZone,
+        pub lease_token: Option<Uuid>,
+        pub lease_until: Option<TimeDateTimeWithTimeZone>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+        pub finished_at: Option<TimeDateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}

@@ -5,17 +5,23 @@
 //! - [`SqlStore::migrate`] applies the `migration` crate (under an advisory lock on PostgreSQL
 //!   so that several servers starting at once migrate once);
 //! - `entity` holds the sea-orm entities, private to this crate: no `DbErr` or entity type ever
-//!   crosses into a port signature.
+//!   crosses into a port signature;
+//! - `collections`, `documents` and `jobs` implement the documents domain's storage ports, the
+//!   job queue included (see `jobs` for how a claim is exactly-once and fair).
 
 mod api_keys;
 mod audit;
+mod collections;
+mod documents;
 mod entity;
 mod invitations;
+mod jobs;
 mod mail;
 mod memberships;
 mod organizations;
 mod scope;
 mod sessions;
+mod stored;
 mod users;
 
 pub use mail::OutboxMail;
@@ -30,7 +36,8 @@ use kernel::health::{HealthCheck, PoolStats};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 use settings::Settings;
@@ -153,6 +160,19 @@ impl SqlStore {
 
     fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
+    }
+
+    /// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the one write
+    /// lock is taken up front (waiting up to the busy timeout), so a transaction that reads
+    /// before it writes cannot fail with "database is locked" when it comes to write, and what
+    /// it read stays current until it commits. On PostgreSQL it is a plain `BEGIN`.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
     }
 }
 

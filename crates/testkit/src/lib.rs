@@ -89,6 +89,11 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
     // Cheap hashing: the OWASP settings cost ~0.5 s per hash in a debug build.
     s.auth.argon2_memory_kib = 8;
     s.auth.argon2_iterations = 1;
+    // The test binary is not `quire`: extraction runs on a bounded thread here (the
+    // process mode is tested through the real binary in apps/quire/tests).
+    s.documents.isolation = settings::Isolation::Thread;
+    s.documents.workers = 1;
+    s.documents.poll_interval_ms = 50;
     s
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod documents;
 pub(crate) mod orgs;
 mod platform;
 mod users;
@@ -23,7 +24,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(auth::configure)
             .configure(orgs::configure)
             .configure(users::configure)
-            .configure(admin::configure),
+            .configure(admin::configure)
+            .configure(documents::configure),
     );
 }
 

@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod cache;
+pub mod documents;
+pub mod jobs;
 pub mod memberships;
 pub mod organizations;
 pub mod sessions;

@@ -1,0 +1,98 @@
+//! Ingestion workers: tokio tasks that take jobs from the durable queue one at a time.
+//!
+//! They run inside `quire serve` (`documents.workers`, default 2) and as separate
+//! `quire worker` processes for scale-out: the queue is in the database, so any number of
+//! processes share it. A job queued in this process wakes a local worker at once; jobs queued
+//! by other processes are found by polling (`documents.poll_interval_ms`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use documents::{Ingestion, JobSignal};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Wakes one idle local worker when a job is queued.
+#[derive(Debug, Default)]
+pub struct Wake(Notify);
+
+impl JobSignal for Wake {
+    fn job_queued(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Running workers.
+#[derive(Debug)]
+pub struct WorkerPool {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    /// Starts `count` workers on the current runtime.
+    #[must_use]
+    pub fn start(
+        ingestion: Arc<Ingestion>,
+        wake: Arc<Wake>,
+        count: usize,
+        poll: Duration,
+    ) -> Self {
+        let (stop, rx) = watch::channel(false);
+        let tasks = (0..count)
+            .map(|n| {
+                tokio::spawn(run(
+                    n,
+                    ingestion.clone(),
+                    wake.clone(),
+                    poll,
+                    rx.clone(),
+                ))
+            })
+            .collect();
+        if count > 0 {
+            tracing::info!(workers = count, "ingestion workers started");
+        }
+        Self { stop, tasks }
+    }
+
+    /// Stops taking jobs and waits up to `grace` for the jobs in hand; a job still running
+    /// after that is abandoned, and its lease expiry hands it to another worker.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("ingestion workers did not finish in time; their jobs will be retried");
+        }
+    }
+}
+
+async fn run(
+    n: usize,
+    ingestion: Arc<Ingestion>,
+    wake: Arc<Wake>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let idle = match ingestion.run_next().await {
+            Ok(Some(_)) => false,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::error!(worker = n, error = ?e, "the job queue failed; backing off");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                () = wake.0.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    }
+    tracing::debug!(worker = n, "ingestion worker stopped");
+}

@@ -1,0 +1,976 @@
+//! Tenant-scoped documents routes (`X-Tenant-ID`): collections, uploads, extraction, chunks
+//! and jobs. Viewers read; members upload, reindex and delete documents; admins manage
+//! collections.
+
+use actix_multipart::{Multipart, MultipartError};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use documents::{
+    Chunk, ChunkingSettings, Collection, CollectionId, CollectionPatch, Document, DocumentFilter,
+    DocumentId, Format, Job, JobId, NewCollection, Tokenizer,
+};
+use futures_util::StreamExt as _;
+use kernel::{FieldError, InvalidInput};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::Client;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Body, PageQuery, ValidJson};
+use crate::routes::orgs::PageDto;
+use crate::state::AppState;
+use crate::tenant::{Admin, Member, Tenant, Viewer};
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(create_collection)
+        .service(list_collections)
+        .service(get_collection)
+        .service(update_collection)
+        .service(delete_collection)
+        .service(collection_stats)
+        .service(formats)
+        .service(upload)
+        .service(extract)
+        .service(list_documents)
+        .service(get_document)
+        .service(document_chunks)
+        .service(delete_document)
+        .service(reindex)
+        .service(get_job);
+}
+
+/// Room for the multipart framing and the small fields around the file.
+const MULTIPART_SLACK: u64 = 64 * 1024;
+/// Longest `collection_id` field.
+const MAX_SMALL_FIELD: usize = 128;
+
+fn collection_id(s: &str) -> Result<CollectionId, ApiError> {
+    CollectionId::parse(s).map_err(|_| ApiError::NotFound)
+}
+
+fn document_id(s: &str) -> Result<DocumentId, ApiError> {
+    DocumentId::parse(s).map_err(|_| ApiError::NotFound)
+}
+
+/// A collection's chunking settings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkingDto {
+    /// Most tokens per chunk, 32–8192 (default 400).
+    max_tokens: Option<u32>,
+    /// Tokens shared by neighbouring chunks, less than half of `max_tokens` (default 40).
+    overlap: Option<u32>,
+    /// `cl100k_base` (default) or `o200k_base`.
+    tokenizer: Option<String>,
+}
+
+impl ChunkingDto {
+    fn to_domain(&self, base: ChunkingSettings) -> Result<ChunkingSettings, ApiError> {
+        let tokenizer = match &self.tokenizer {
+            None => base.tokenizer(),
+            Some(t) => t.parse::<Tokenizer>().map_err(|_| {
+                ApiError::Validation(vec![FieldError::new(
+                    "chunking.tokenizer",
+                    "must be cl100k_base or o200k_base",
+                )])
+            })?,
+        };
+        let max = self.max_tokens.unwrap_or(base.max_tokens());
+        let overlap = self
+            .overlap
+            .unwrap_or_else(|| base.overlap().min(max.saturating_sub(1) / 2));
+        Ok(ChunkingSettings::new(max, overlap, tokenizer)?)
+    }
+
+    fn from_domain(c: ChunkingSettings) -> Self {
+        Self {
+            max_tokens: Some(c.max_tokens()),
+            overlap: Some(c.overlap()),
+            tokenizer: Some(c.tokenizer().as_str().to_owned()),
+        }
+    }
+}
+
+/// A collection (knowledge base).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionDto {
+    id: String,
+    name: String,
+    description: Option<String>,
+    chunking: ChunkingDto,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
+}
+
+impl From<Collection> for CollectionDto {
+    fn from(c: Collection) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name.as_str().to_owned(),
+            description: c.description,
+            chunking: ChunkingDto::from_domain(c.chunking),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// `POST /collections`.
+#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// 1 to 200 characters.
+    name: String,
+    /// Up to 2,000 characters.
+    description: Option<String>,
+    /// Default: 400 tokens, 40 overlap, `cl100k_base`.
+    chunking: Option<ChunkingDto>,
+}
+
+/// Creates a collection (admin).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    request_body = CreateCollection,
+    responses(
+        (status = 201, body = CollectionDto),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)
+    )
+)]
+#[post("/collections")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn create_collection(
+    state: web::Data<AppState>,
+    access: Tenant<Admin>,
+    body: Body<CreateCollection>,
+) -> Result<HttpResponse, ApiError> {
+    let ValidJson(body) = body?;
+    let chunking = body
+        .chunking
+        .map(|c| c.to_domain(ChunkingSettings::default()))
+        .transpose()?;
+    let c = state
+        .collections
+        .create(
+            &access.ctx,
+            NewCollection {
+                name: body.name,
+                description: body.description,
+                chunking,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(CollectionDto::from(c)))
+}
+
+/// The tenant's collections, oldest first.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), PageQuery),
+    responses((status = 200, body = PageDto<CollectionDto>), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/collections")]
+async fn list_collections(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<CollectionDto>>, ApiError> {
+    let page = state
+        .collections
+        .list(&access.ctx, &query.to_request()?)
+        .await?;
+    Ok(web::Json(PageDto::from_page(page, CollectionDto::from)))
+}
+
+/// One collection.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 200, body = CollectionDto), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/collections/{id}")]
+async fn get_collection(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    path: web::Path<String>,
+) -> Result<web::Json<CollectionDto>, ApiError> {
+    let c = state
+        .collections
+        .get(&access.ctx, collection_id(&path)?)
+        .await?;
+    Ok(web::Json(c.into()))
+}
+
+/// `PATCH /collections/{id}`: absent fields stay; `description: null` clears it.
+#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCollection {
+    /// 1 to 200 characters.
+    name: Option<String>,
+    /// Up to 2,000 characters; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+    /// New chunking settings: they apply to documents ingested or reindexed afterwards.
+    chunking: Option<ChunkingDto>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Changes a collection (admin).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    request_body = PatchCollection,
+    responses(
+        (status = 200, body = CollectionDto), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)
+    )
+)]
+#[patch("/collections/{id}")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn update_collection(
+    state: web::Data<AppState>,
+    access: Tenant<Admin>,
+    path: web::Path<String>,
+    body: Body<PatchCollection>,
+) -> Result<web::Json<CollectionDto>, ApiError> {
+    let id = collection_id(&path)?;
+    let ValidJson(body) = body?;
+    let mut errors = Vec::new();
+    let name = match body.name.as_deref().map(documents::CollectionName::parse) {
+        Some(Err(e)) => {
+            errors.extend(e.0);
+            None
+        }
+        Some(Ok(n)) => Some(n),
+        None => None,
+    };
+    let description = match body.description {
+        Some(d) => match documents::model::parse_description(d.as_deref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.extend(e.0);
+                None
+            }
+        },
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(InvalidInput(errors).into());
+    }
+    let chunking = match &body.chunking {
+        Some(c) => {
+            let current = state.collections.get(&access.ctx, id).await?;
+            Some(c.to_domain(current.chunking)?)
+        }
+        None => None,
+    };
+    let c = state
+        .collections
+        .update(
+            &access.ctx,
+            id,
+            CollectionPatch {
+                name,
+                description,
+                chunking,
+            },
+        )
+        .await?;
+    Ok(web::Json(c.into()))
+}
+
+/// Deletes a collection with its documents, chunks and files (admin).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[delete("/collections/{id}")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn delete_collection(
+    state: web::Data<AppState>,
+    access: Tenant<Admin>,
+    Client(client): Client,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .collections
+        .delete(&access.ctx, collection_id(&path)?, &client)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Totals of a collection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsDto {
+    documents: u64,
+    chunks: u64,
+    tokens: u64,
+    bytes: u64,
+}
+
+/// A collection's totals.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 200, body = StatsDto), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/collections/{id}/stats")]
+async fn collection_stats(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    path: web::Path<String>,
+) -> Result<web::Json<StatsDto>, ApiError> {
+    let s = state
+        .collections
+        .stats(&access.ctx, collection_id(&path)?)
+        .await?;
+    Ok(web::Json(StatsDto {
+        documents: s.documents,
+        chunks: s.chunks,
+        tokens: s.tokens,
+        bytes: s.bytes,
+    }))
+}
+
+/// One accepted format.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormatDto {
+    /// `pdf`, `docx`, `html`, `markdown`, `text`, `csv`.
+    format: &'static str,
+    /// Accepted file name extensions.
+    extensions: &'static [&'static str],
+    /// The usual media type.
+    media_type: &'static str,
+    /// Largest file, in bytes.
+    max_bytes: u64,
+    /// Most pages (PDF only).
+    max_pages: Option<u32>,
+}
+
+/// The accepted formats and limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormatsDto {
+    formats: Vec<FormatDto>,
+    /// Largest file, in bytes.
+    max_file_bytes: u64,
+    /// Most pages of a PDF.
+    max_pages: u32,
+    /// Most characters of text kept from one file.
+    max_text_chars: u64,
+    /// Largest `metadata`, in bytes.
+    max_metadata_bytes: usize,
+    /// How extraction is isolated: `process` or `thread`.
+    isolation: &'static str,
+    /// The default chunking of a collection.
+    default_chunking: ChunkingDto,
+}
+
+/// The accepted formats with their limits, as configured.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    responses((status = 200, body = FormatsDto), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/documents/formats")]
+async fn formats(
+    state: web::Data<AppState>,
+    _access: Tenant<Viewer>,
+) -> web::Json<FormatsDto> {
+    let limits = state.documents.limits();
+    web::Json(FormatsDto {
+        formats: Format::ALL
+            .into_iter()
+            .map(|f| FormatDto {
+                format: f.as_str(),
+                extensions: f.extensions(),
+                media_type: f.media_type(),
+                max_bytes: limits.max_file_bytes,
+                max_pages: (f == Format::Pdf).then_some(limits.extract.max_pages),
+            })
+            .collect(),
+        max_file_bytes: limits.max_file_bytes,
+        max_pages: limits.extract.max_pages,
+        max_text_chars: limits.extract.max_chars,
+        max_metadata_bytes: documents::model::MAX_METADATA_BYTES,
+        isolation: state.documents.isolation(),
+        default_chunking: ChunkingDto::from_domain(ChunkingSettings::default()),
+    })
+}
+
+/// A document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentDto {
+    id: String,
+    name: String,
+    /// `pdf`, `docx`, `html`, `markdown`, `text`, `csv`.
+    format: &'static str,
+    bytes: u64,
+    pages: Option<u32>,
+    /// `queued`, `processing`, `ready` or `failed`.
+    status: &'static str,
+    /// 0..1 through the stages of the current job.
+    progress: f32,
+    chunks: u32,
+    tokens: u64,
+    /// Why it failed.
+    error: Option<String>,
+    #[schema(value_type = Object)]
+    metadata: serde_json::Map<String, serde_json::Value>,
+    collection_id: Option<String>,
+    /// SHA-256 of the file, hex.
+    content_hash: String,
+    /// The current (or last) job.
+    job_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
+}
+
+impl From<Document> for DocumentDto {
+    fn from(d: Document) -> Self {
+        Self {
+            id: d.id.to_string(),
+            name: d.name,
+            format: d.format.as_str(),
+            bytes: d.bytes,
+            pages: d.pages,
+            status: d.status.as_str(),
+            progress: d.progress,
+            chunks: d.chunks,
+            tokens: d.tokens,
+            error: d.error,
+            metadata: d.metadata,
+            collection_id: d.collection_id.map(|c| c.to_string()),
+            content_hash: d.content_hash,
+            job_id: d.job_id.map(|j| j.to_string()),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+/// `202` of an upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadDto {
+    document: DocumentDto,
+    job_id: Option<String>,
+    /// The same content was already in this collection: nothing new was stored and
+    /// `document` is the earlier copy (answered with 200, not 202).
+    duplicate: bool,
+}
+
+/// The multipart form of `POST /documents` (documentation only).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file (its name's extension must agree with its content).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The collection to add it to.
+    collection_id: Option<String>,
+    /// A JSON object of at most 16 KiB.
+    metadata: Option<String>,
+}
+
+fn multipart_error(e: &MultipartError) -> ApiError {
+    match e {
+        MultipartError::ContentTypeMissing
+        | MultipartError::ContentTypeParse
+        | MultipartError::ContentTypeIncompatible
+        | MultipartError::BoundaryMissing => {
+            ApiError::UnsupportedMediaType("the body must be multipart/form-data".to_owned())
+        }
+        other => ApiError::BadRequest {
+            code: "validation_failed",
+            detail: format!("the multipart body could not be read: {other}"),
+        },
+    }
+}
+
+/// Refuses at once a body whose declared length is past the limit.
+fn check_declared_length(req: &HttpRequest, max_file: u64) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max_file.saturating_add(MULTIPART_SLACK) => Err(ApiError::PayloadTooLarge {
+            limit: usize::try_from(max_file).unwrap_or(usize::MAX),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a small text field whole, refusing it past `max` bytes.
+async fn small_field(
+    field: &mut actix_multipart::Field,
+    name: &str,
+    max: usize,
+) -> Result<String, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(part) = field.next().await {
+        let part = part.map_err(|e| multipart_error(&e))?;
+        if buf.len() + part.len() > max {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                name,
+                format!("must be at most {max} bytes"),
+            )]));
+        }
+        buf.extend_from_slice(&part);
+    }
+    String::from_utf8(buf)
+        .map_err(|_| ApiError::Validation(vec![FieldError::new(name, "must be UTF-8 text")]))
+}
+
+fn field_name(field: &actix_multipart::Field) -> String {
+    field.name().unwrap_or_default().to_owned()
+}
+
+fn file_name(field: &actix_multipart::Field) -> Option<String> {
+    field
+        .content_disposition()
+        .and_then(|cd| cd.get_filename())
+        .map(str::to_owned)
+}
+
+/// Uploads a file (member): multipart with `file`, optional `collection_id` and `metadata`
+/// (a JSON object of at most 16 KiB). The file streams to storage; past the size limit the
+/// upload is refused at once (413). The format is decided by the content and must agree
+/// with the name's extension (415). Answers 202 with the `queued` document and its job;
+/// identical content already in the collection answers 200 with the earlier document and
+/// `duplicate: true`, storing nothing.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, body = UploadDto), (status = 200, description = "duplicate content", body = UploadDto),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[post("/documents")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    access: Tenant<Member>,
+    mut form: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let docs = &state.documents;
+    check_declared_length(&req, docs.limits().max_file_bytes)?;
+    let mut upload = None;
+    let mut collection = None;
+    let mut metadata = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| multipart_error(&e))?;
+        match field_name(&field).as_str() {
+            "file" => {
+                if upload.is_some() {
+                    return Err(ApiError::Validation(vec![FieldError::new(
+                        "file",
+                        "only one file per upload",
+                    )]));
+                }
+                let mut up = docs.begin_upload(&access.ctx).await?;
+                up.set_name(file_name(&field).as_deref());
+                while let Some(part) = field.next().await {
+                    let part = part.map_err(|e| multipart_error(&e))?;
+                    docs.push(&mut up, &part).await?;
+                }
+                upload = Some(up);
+            }
+            "collection_id" => {
+                let raw = small_field(&mut field, "collection_id", MAX_SMALL_FIELD).await?;
+                let raw = raw.trim();
+                if !raw.is_empty() {
+                    collection = Some(CollectionId::parse(raw).map_err(|_| {
+                        ApiError::Validation(vec![FieldError::new(
+                            "collection_id",
+                            "must be a collection id",
+                        )])
+                    })?);
+                }
+            }
+            "metadata" => {
+                metadata = Some(
+                    small_field(
+                        &mut field,
+                        "metadata",
+                        documents::model::MAX_METADATA_BYTES,
+                    )
+                    .await?,
+                );
+            }
+            other => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    other.chars().take(64).collect::<String>(),
+                    "unknown field (expected file, collection_id, metadata)",
+                )]));
+            }
+        }
+    }
+    let upload = upload.ok_or_else(|| {
+        ApiError::Validation(vec![FieldError::new("file", "a file is required")])
+    })?;
+    let done = docs
+        .finish_upload(&access.ctx, upload, collection, metadata.as_deref())
+        .await?;
+    let body = UploadDto {
+        duplicate: done.duplicate,
+        job_id: done.job_id.map(|j| j.to_string()),
+        document: done.document.into(),
+    };
+    Ok(if body.duplicate {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::Accepted().json(body)
+    })
+}
+
+/// The text of a file (`POST /documents/extract`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExtractDto {
+    format: &'static str,
+    /// Pages (PDF), else null.
+    pages: Option<u32>,
+    /// The document's title, when the format has one.
+    title: Option<String>,
+    text: String,
+}
+
+/// The multipart form of `POST /documents/extract` (documentation only).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ExtractForm {
+    /// The file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Extracts the text of a file without storing anything (member).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    request_body(content = ExtractForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, body = ExtractDto), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, description = "the file cannot be read (encrypted, damaged, no text)", body = Problem)
+    )
+)]
+#[post("/documents/extract")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn extract(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    access: Tenant<Member>,
+    mut form: Multipart,
+) -> Result<web::Json<ExtractDto>, ApiError> {
+    let docs = &state.documents;
+    let max = docs.limits().max_file_bytes;
+    check_declared_length(&req, max)?;
+    let mut file: Option<(Option<String>, Vec<u8>)> = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| multipart_error(&e))?;
+        if field_name(&field) != "file" || file.is_some() {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "file",
+                "send exactly one field, `file`",
+            )]));
+        }
+        let mut bytes = Vec::new();
+        while let Some(part) = field.next().await {
+            let part = part.map_err(|e| multipart_error(&e))?;
+            if u64::try_from(bytes.len() + part.len()).unwrap_or(u64::MAX) > max {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: usize::try_from(max).unwrap_or(usize::MAX),
+                });
+            }
+            bytes.extend_from_slice(&part);
+        }
+        file = Some((file_name(&field), bytes));
+    }
+    let (name, bytes) = file.ok_or_else(|| {
+        ApiError::Validation(vec![FieldError::new("file", "a file is required")])
+    })?;
+    let (format, text) = docs.extract_only(name.as_deref(), bytes).await?;
+    Ok(web::Json(ExtractDto {
+        format: format.as_str(),
+        pages: text.pages(),
+        title: text.title,
+        text: text.text,
+    }))
+}
+
+/// Filters of `GET /documents`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentQuery {
+    /// Page size, 1–100 (default 20).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only this collection.
+    collection_id: Option<String>,
+    /// Only this status: `queued`, `processing`, `ready`, `failed`.
+    status: Option<String>,
+}
+
+/// The tenant's documents, newest first.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), DocumentQuery),
+    responses((status = 200, body = PageDto<DocumentDto>), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem))
+)]
+#[get("/documents")]
+async fn list_documents(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    query: web::Query<DocumentQuery>,
+) -> Result<web::Json<PageDto<DocumentDto>>, ApiError> {
+    let mut errors = Vec::new();
+    let collection_id = match query.collection_id.as_deref().map(CollectionId::parse) {
+        Some(Err(_)) => {
+            errors.push(FieldError::new("collection_id", "must be a collection id"));
+            None
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
+    let status = match query.status.as_deref().map(str::parse) {
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "status",
+                "must be queued, processing, ready or failed",
+            ));
+            None
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .to_request()?;
+    let docs = state
+        .documents
+        .list(
+            &access.ctx,
+            &DocumentFilter {
+                collection_id,
+                status,
+            },
+            &page,
+        )
+        .await?;
+    Ok(web::Json(PageDto::from_page(docs, DocumentDto::from)))
+}
+
+/// One document, with its status and progress.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 200, body = DocumentDto), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/documents/{id}")]
+async fn get_document(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    path: web::Path<String>,
+) -> Result<web::Json<DocumentDto>, ApiError> {
+    let d = state.documents.get(&access.ctx, document_id(&path)?).await?;
+    Ok(web::Json(d.into()))
+}
+
+/// A chunk of a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkDto {
+    id: String,
+    ordinal: u32,
+    text: String,
+    tokens: u32,
+    /// The page it starts on (PDF).
+    page: Option<u32>,
+    /// Start, in characters (Unicode scalar values) of the extracted text.
+    start: u64,
+    /// End (exclusive), in characters.
+    end: u64,
+}
+
+impl From<Chunk> for ChunkDto {
+    fn from(c: Chunk) -> Self {
+        Self {
+            id: c.id.to_string(),
+            ordinal: c.ordinal,
+            text: c.text,
+            tokens: c.tokens,
+            page: c.page,
+            start: c.start,
+            end: c.end,
+        }
+    }
+}
+
+/// A document's chunks, in order.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path), PageQuery),
+    responses((status = 200, body = PageDto<ChunkDto>), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/documents/{id}/chunks")]
+async fn document_chunks(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<ChunkDto>>, ApiError> {
+    let page = state
+        .documents
+        .chunks(&access.ctx, document_id(&path)?, &query.to_request()?)
+        .await?;
+    Ok(web::Json(PageDto::from_page(page, ChunkDto::from)))
+}
+
+/// Deletes a document: its file, chunks and vectors, and stops its job (member).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[delete("/documents/{id}")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn delete_document(
+    state: web::Data<AppState>,
+    access: Tenant<Member>,
+    Client(client): Client,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .documents
+        .delete(&access.ctx, document_id(&path)?, &client)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `202` of a reindex.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobRef {
+    job_id: String,
+}
+
+/// Reruns the pipeline on a document (member).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 202, body = JobRef), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[post("/documents/{id}/reindex")]
+#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
+async fn reindex(
+    state: web::Data<AppState>,
+    access: Tenant<Member>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let job = state
+        .documents
+        .reindex(&access.ctx, document_id(&path)?)
+        .await?;
+    Ok(HttpResponse::Accepted().json(JobRef {
+        job_id: job.to_string(),
+    }))
+}
+
+/// A background job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDto {
+    id: String,
+    /// `ingest` or `reindex`.
+    kind: &'static str,
+    /// `queued`, `running`, `succeeded`, `failed`, `dead` (retries used up) or `canceled`.
+    status: &'static str,
+    /// `extracting`, `chunking`, `embedding`, `indexing` while running.
+    stage: Option<&'static str>,
+    /// 0..1.
+    progress: f32,
+    /// Runs started.
+    attempts: u32,
+    /// The last error.
+    error: Option<String>,
+    document_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished_at: Option<OffsetDateTime>,
+}
+
+impl From<Job> for JobDto {
+    fn from(j: Job) -> Self {
+        Self {
+            id: j.id.to_string(),
+            kind: j.kind.as_str(),
+            status: j.status.as_str(),
+            stage: j.stage.map(documents::Stage::as_str),
+            progress: j.progress,
+            attempts: j.attempts,
+            error: j.error,
+            document_id: j.document_id.map(|d| d.to_string()),
+            created_at: j.created_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// One job, with its progress.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
+    responses((status = 200, body = JobDto), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/jobs/{id}")]
+async fn get_job(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    path: web::Path<String>,
+) -> Result<web::Json<JobDto>, ApiError> {
+    let id = JobId::parse(&path).map_err(|_| ApiError::NotFound)?;
+    Ok(web::Json(state.documents.job(&access.ctx, id).await?.into()))
+}

@@ -1,0 +1,1026 @@
+//! The documents use cases: collections, uploads, reads, deletes and reindexing, and the
+//! ingestion pipeline that a worker runs job by job.
+//!
+//! Who may call what is decided by the HTTP layer's tenant extractor (viewers read, members
+//! upload and delete documents, admins manage collections); every call here is scoped to the
+//! [`TenantContext`] it is given.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::audit::{self, AuditEvent, AuditLog};
+use kernel::{ClientInfo, Clock, InvalidInput, Page, PageRequest, Principal, TenantContext};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tracing::Instrument as _;
+
+use crate::model::{
+    BlobKey, Chunk, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
+    CollectionStats, Document, DocumentFilter, DocumentId, DocumentStatus, ExtractLimits,
+    ExtractedText, Format, Job, JobId, JobKind, JobStatus, MAX_METADATA_BYTES, Stage,
+    display_name, parse_description,
+};
+use crate::ports::{
+    BlobError, BlobStore, BlobWriter, Chunker, CollectionRepository, DetectError,
+    DocumentRepository, ExtractError, Extractor, Failure, Ingested, JobQueue, StoreError,
+};
+
+/// Bytes of an upload's head that format detection looks at.
+pub const DETECT_HEAD_BYTES: usize = 64 * 1024;
+
+/// What the documents use cases can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentsError {
+    /// Fields failed validation.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// No such collection, document or job in this tenant.
+    #[error("not found")]
+    NotFound,
+    /// The file is larger than the limit.
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The format is not accepted, or content and name disagree.
+    #[error(transparent)]
+    Unsupported(#[from] DetectError),
+    /// Extraction failed (`POST /documents/extract`).
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    /// Storage failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for DocumentsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(i) => DocumentsError::Invalid(i),
+            StoreError::Unknown(e) => DocumentsError::Unknown(e),
+        }
+    }
+}
+
+impl From<BlobError> for DocumentsError {
+    fn from(e: BlobError) -> Self {
+        DocumentsError::Unknown(anyhow::Error::new(e).context("blob store"))
+    }
+}
+
+/// Limits of uploads and extraction.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentLimits {
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// What extraction enforces.
+    pub extract: ExtractLimits,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 25 * 1024 * 1024,
+            extract: ExtractLimits::default(),
+        }
+    }
+}
+
+/// How the ingestion pipeline retries and leases.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestPolicy {
+    /// How long a claim holds a job without a heartbeat.
+    pub lease: Duration,
+    /// Runs before a job goes to the dead letter.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+impl Default for IngestPolicy {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(120),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(3_600),
+        }
+    }
+}
+
+impl IngestPolicy {
+    /// The delay before retry number `attempt` (1 after the first failed run): exponential,
+    /// capped.
+    #[must_use]
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+/// The adapters the documents use cases need.
+#[derive(Debug, Clone)]
+pub struct DocumentPorts {
+    /// Collections.
+    pub collections: Arc<dyn CollectionRepository>,
+    /// Documents and chunks.
+    pub documents: Arc<dyn DocumentRepository>,
+    /// The job queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Original files.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Text extraction.
+    pub extractor: Arc<dyn Extractor>,
+    /// Chunking.
+    pub chunker: Arc<dyn Chunker>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Security events (deletions).
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// Wakes workers when a job is queued (in this process; others poll).
+pub trait JobSignal: Send + Sync + std::fmt::Debug {
+    /// A job was queued.
+    fn job_queued(&self);
+}
+
+/// A signal that wakes nobody (no workers in this process).
+#[derive(Debug, Default)]
+pub struct NoSignal;
+
+impl JobSignal for NoSignal {
+    fn job_queued(&self) {}
+}
+
+fn actor(ctx: &TenantContext) -> Option<kernel::UserId> {
+    match ctx.principal() {
+        Principal::User(u) => Some(u),
+        Principal::ApiKey(_) => None,
+    }
+}
+
+/// Collections (knowledge bases).
+#[derive(Debug, Clone)]
+pub struct Collections {
+    ports: DocumentPorts,
+}
+
+/// A new collection, as a client asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct NewCollection {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Chunking settings; the default (400/40 on cl100k_base) when absent.
+    pub chunking: Option<ChunkingSettings>,
+}
+
+impl Collections {
+    /// The use cases over these ports.
+    #[must_use]
+    pub fn new(ports: DocumentPorts) -> Self {
+        Self { ports }
+    }
+
+    /// Creates a collection.
+    ///
+    /// # Errors
+    /// [`DocumentsError::Invalid`] naming the failing fields.
+    pub async fn create(
+        &self,
+        ctx: &TenantContext,
+        new: NewCollection,
+    ) -> Result<Collection, DocumentsError> {
+        let name = CollectionName::parse(&new.name);
+        let description = parse_description(new.description.as_deref());
+        let (name, description) = match (name, description) {
+            (Ok(n), Ok(d)) => (n, d),
+            (n, d) => {
+                let mut errors = Vec::new();
+                for e in [n.err(), d.err()].into_iter().flatten() {
+                    errors.extend(e.0);
+                }
+                return Err(InvalidInput(errors).into());
+            }
+        };
+        let now = self.ports.clock.now();
+        Ok(self
+            .ports
+            .collections
+            .create(Collection {
+                id: CollectionId::new(),
+                tenant_id: ctx.tenant_id(),
+                name,
+                description,
+                chunking: new.chunking.unwrap_or_default(),
+                created_at: now,
+                updated_at: now,
+            })
+            .await?)
+    }
+
+    /// The collection.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`] when the tenant has no such collection.
+    pub async fn get(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+    ) -> Result<Collection, DocumentsError> {
+        self.ports
+            .collections
+            .find(ctx.tenant_id(), id)
+            .await?
+            .ok_or(DocumentsError::NotFound)
+    }
+
+    /// The tenant's collections, oldest first.
+    ///
+    /// # Errors
+    /// On a foreign cursor or a storage failure.
+    pub async fn list(
+        &self,
+        ctx: &TenantContext,
+        page: &PageRequest,
+    ) -> Result<Page<Collection>, DocumentsError> {
+        Ok(self.ports.collections.list(ctx.tenant_id(), page).await?)
+    }
+
+    /// Changes a collection. New chunking settings apply to documents ingested or reindexed
+    /// afterwards.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`], or [`DocumentsError::Invalid`].
+    pub async fn update(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+        patch: CollectionPatch,
+    ) -> Result<Collection, DocumentsError> {
+        self.ports
+            .collections
+            .update(ctx.tenant_id(), id, patch, self.ports.clock.now())
+            .await?
+            .ok_or(DocumentsError::NotFound)
+    }
+
+    /// Deletes a collection with all its documents, their chunks and original files.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn delete(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+        client: &ClientInfo,
+    ) -> Result<(), DocumentsError> {
+        let now = self.ports.clock.now();
+        let keys = self
+            .ports
+            .collections
+            .delete(ctx.tenant_id(), id, now)
+            .await?
+            .ok_or(DocumentsError::NotFound)?;
+        for key in &keys {
+            remove_blob(self.ports.blobs.as_ref(), key).await;
+        }
+        audit::record(
+            self.ports.audit.as_ref(),
+            AuditEvent {
+                at: now,
+                action: "documents.collection.deleted",
+                actor: actor(ctx),
+                tenant: Some(ctx.tenant_id()),
+                target: Some(format!("{id} ({} documents)", keys.len())),
+                client: client.clone(),
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Totals of a collection.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn stats(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+    ) -> Result<CollectionStats, DocumentsError> {
+        self.get(ctx, id).await?;
+        Ok(self.ports.collections.stats(ctx.tenant_id(), id).await?)
+    }
+}
+
+/// A blob that could not be removed stays behind as an orphan: logged, never fatal (the rows
+/// that named it are gone, so nothing can read it).
+async fn remove_blob(blobs: &dyn BlobStore, key: &BlobKey) {
+    if let Err(e) = blobs.delete(key).await {
+        tracing::error!(error = ?e, blob = key.as_str(), "could not remove an original file");
+    }
+}
+
+/// Documents: uploads, reads, deletes, reindexing.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    ports: DocumentPorts,
+    limits: DocumentLimits,
+    signal: Arc<dyn JobSignal>,
+}
+
+/// What an upload created.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The document (`queued`, or the earlier copy when `duplicate`).
+    pub document: Document,
+    /// Its job.
+    pub job_id: Option<JobId>,
+    /// The same content was already in this collection: nothing new was stored, and
+    /// `document` is the earlier copy.
+    pub duplicate: bool,
+}
+
+/// An upload in progress: the file streams into the blob store while its size is checked
+/// against the limit, its hash computed, and its head kept for format detection.
+#[derive(Debug)]
+pub struct Upload {
+    id: DocumentId,
+    key: BlobKey,
+    writer: Option<Box<dyn BlobWriter>>,
+    hasher: Sha256,
+    bytes: u64,
+    limit: u64,
+    head: Vec<u8>,
+    name: Option<String>,
+    format: Option<Format>,
+}
+
+impl Upload {
+    /// The file's name as the client gave it (for the extension check and display).
+    pub fn set_name(&mut self, name: Option<&str>) {
+        self.name = name.map(str::to_owned);
+    }
+
+    /// Bytes received so far.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether the file arrived (a `file` part was read).
+    #[must_use]
+    pub fn has_file(&self) -> bool {
+        self.writer.is_none() || self.bytes > 0
+    }
+}
+
+impl Documents {
+    /// The use cases over these ports.
+    #[must_use]
+    pub fn new(ports: DocumentPorts, limits: DocumentLimits, signal: Arc<dyn JobSignal>) -> Self {
+        Self {
+            ports,
+            limits,
+            signal,
+        }
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> DocumentLimits {
+        self.limits
+    }
+
+    /// How extraction is isolated.
+    #[must_use]
+    pub fn isolation(&self) -> &'static str {
+        self.ports.extractor.isolation()
+    }
+
+    /// Starts an upload into the tenant's storage.
+    ///
+    /// # Errors
+    /// When the blob store cannot start a write.
+    pub async fn begin_upload(&self, ctx: &TenantContext) -> Result<Upload, DocumentsError> {
+        let id = DocumentId::new();
+        let key = BlobKey::for_document(ctx.tenant_id(), id);
+        let writer = self.ports.blobs.writer(&key).await?;
+        Ok(Upload {
+            id,
+            key,
+            writer: Some(writer),
+            hasher: Sha256::new(),
+            bytes: 0,
+            limit: self.limits.max_file_bytes,
+            head: Vec::new(),
+            name: None,
+            format: None,
+        })
+    }
+
+    /// Appends a part of the file. Refuses as soon as the file passes the size limit, and
+    /// as soon as the head shows an unsupported format.
+    ///
+    /// # Errors
+    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`], or a storage failure.
+    pub async fn push(&self, upload: &mut Upload, part: &[u8]) -> Result<(), DocumentsError> {
+        let len = u64::try_from(part.len()).unwrap_or(u64::MAX);
+        if upload.bytes.saturating_add(len) > upload.limit {
+            return Err(DocumentsError::TooLarge {
+                limit: upload.limit,
+            });
+        }
+        upload.bytes += len;
+        upload.hasher.update(part);
+        if upload.format.is_none() {
+            let room = DETECT_HEAD_BYTES.saturating_sub(upload.head.len());
+            upload.head.extend_from_slice(&part[..room.min(part.len())]);
+            if upload.head.len() >= DETECT_HEAD_BYTES {
+                upload.format = Some(
+                    self.ports
+                        .extractor
+                        .detect(upload.name.as_deref(), &upload.head)?,
+                );
+            }
+        }
+        let writer = upload
+            .writer
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the upload was already finished"))?;
+        writer.write(part).await?;
+        Ok(())
+    }
+
+    /// Finishes an upload: detects the format (if the file was short), stores the file, and
+    /// queues the document with its ingestion job. Identical content already in the same
+    /// collection (and not failed) is not stored twice: the earlier document is answered
+    /// with `duplicate: true`.
+    ///
+    /// # Errors
+    /// [`DocumentsError::Invalid`] (empty file, unknown collection, bad metadata),
+    /// [`DocumentsError::Unsupported`], or a storage failure. On any error nothing is kept.
+    pub async fn finish_upload(
+        &self,
+        ctx: &TenantContext,
+        mut upload: Upload,
+        collection: Option<CollectionId>,
+        metadata: Option<&str>,
+    ) -> Result<Uploaded, DocumentsError> {
+        if upload.bytes == 0 {
+            return Err(InvalidInput::field("file", "the file is empty (or missing)").into());
+        }
+        let metadata = parse_metadata(metadata)?;
+        if let Some(c) = collection {
+            if self
+                .ports
+                .collections
+                .find(ctx.tenant_id(), c)
+                .await?
+                .is_none()
+            {
+                return Err(InvalidInput::field("collection_id", "no such collection").into());
+            }
+        }
+        let format = match upload.format {
+            Some(f) => f,
+            None => self
+                .ports
+                .extractor
+                .detect(upload.name.as_deref(), &upload.head)?,
+        };
+        let hash = hex(&std::mem::take(&mut upload.hasher).finalize());
+        if let Some(existing) = self
+            .ports
+            .documents
+            .find_duplicate(ctx.tenant_id(), collection, &hash)
+            .await?
+        {
+            // Dropping the writer uncommitted leaves nothing behind.
+            return Ok(Uploaded {
+                job_id: existing.job_id,
+                document: existing,
+                duplicate: true,
+            });
+        }
+        let writer = upload
+            .writer
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the upload was already finished"))?;
+        writer.commit().await?;
+        let now = self.ports.clock.now();
+        let job = Job::for_document(ctx.tenant_id(), JobKind::Ingest, upload.id, now);
+        let document = Document {
+            id: upload.id,
+            tenant_id: ctx.tenant_id(),
+            collection_id: collection,
+            name: display_name(upload.name.as_deref(), format),
+            format,
+            bytes: upload.bytes,
+            content_hash: hash,
+            pages: None,
+            status: DocumentStatus::Queued,
+            progress: 0.0,
+            chunks: 0,
+            tokens: 0,
+            error: None,
+            metadata,
+            job_id: Some(job.id),
+            blob_key: upload.key.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let job_id = job.id;
+        if let Err(e) = self.ports.documents.create(document.clone(), job).await {
+            remove_blob(self.ports.blobs.as_ref(), &upload.key).await;
+            return Err(e.into());
+        }
+        self.signal.job_queued();
+        Ok(Uploaded {
+            document,
+            job_id: Some(job_id),
+            duplicate: false,
+        })
+    }
+
+    /// Extracts the text of a file without storing anything.
+    ///
+    /// # Errors
+    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`], or
+    /// [`DocumentsError::Extract`] when the file cannot be read.
+    pub async fn extract_only(
+        &self,
+        name: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<(Format, ExtractedText), DocumentsError> {
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > self.limits.max_file_bytes {
+            return Err(DocumentsError::TooLarge {
+                limit: self.limits.max_file_bytes,
+            });
+        }
+        if bytes.is_empty() {
+            return Err(InvalidInput::field("file", "the file is empty (or missing)").into());
+        }
+        let head = &bytes[..bytes.len().min(DETECT_HEAD_BYTES)];
+        let format = self.ports.extractor.detect(name, head)?;
+        let text = self
+            .ports
+            .extractor
+            .extract(format, bytes, self.limits.extract)
+            .await?;
+        Ok((format, text))
+    }
+
+    /// The document.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn get(&self, ctx: &TenantContext, id: DocumentId) -> Result<Document, DocumentsError> {
+        self.ports
+            .documents
+            .find(ctx.tenant_id(), id)
+            .await?
+            .ok_or(DocumentsError::NotFound)
+    }
+
+    /// The tenant's documents, newest first.
+    ///
+    /// # Errors
+    /// On a foreign cursor or a storage failure.
+    pub async fn list(
+        &self,
+        ctx: &TenantContext,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Document>, DocumentsError> {
+        Ok(self
+            .ports
+            .documents
+            .list(ctx.tenant_id(), filter, page)
+            .await?)
+    }
+
+    /// A document's chunks, in order.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn chunks(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+        page: &PageRequest,
+    ) -> Result<Page<Chunk>, DocumentsError> {
+        self.get(ctx, id).await?;
+        Ok(self
+            .ports
+            .documents
+            .chunks(ctx.tenant_id(), id, page)
+            .await?)
+    }
+
+    /// Deletes a document: its chunks and job go in one transaction (so a client never sees
+    /// half of it), then its original file.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn delete(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+        client: &ClientInfo,
+    ) -> Result<(), DocumentsError> {
+        let now = self.ports.clock.now();
+        let key = self
+            .ports
+            .documents
+            .delete(ctx.tenant_id(), id, now)
+            .await?
+            .ok_or(DocumentsError::NotFound)?;
+        remove_blob(self.ports.blobs.as_ref(), &key).await;
+        audit::record(
+            self.ports.audit.as_ref(),
+            AuditEvent {
+                at: now,
+                action: "documents.document.deleted",
+                actor: actor(ctx),
+                tenant: Some(ctx.tenant_id()),
+                target: Some(id.to_string()),
+                client: client.clone(),
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Reruns the pipeline on a stored document (cancelling a run in progress).
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn reindex(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+    ) -> Result<JobId, DocumentsError> {
+        let job = Job::for_document(
+            ctx.tenant_id(),
+            JobKind::Reindex,
+            id,
+            self.ports.clock.now(),
+        );
+        let job_id = job.id;
+        self.ports
+            .documents
+            .reindex(ctx.tenant_id(), id, job)
+            .await?
+            .ok_or(DocumentsError::NotFound)?;
+        self.signal.job_queued();
+        Ok(job_id)
+    }
+
+    /// A job of the tenant.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn job(&self, ctx: &TenantContext, id: JobId) -> Result<Job, DocumentsError> {
+        self.ports
+            .jobs
+            .find(ctx.tenant_id(), id)
+            .await?
+            .ok_or(DocumentsError::NotFound)
+    }
+}
+
+/// Validates client metadata: a JSON object of at most 16 KiB.
+///
+/// # Errors
+/// [`InvalidInput`] on the `metadata` field.
+pub fn parse_metadata(
+    raw: Option<&str>,
+) -> Result<serde_json::Map<String, serde_json::Value>, InvalidInput> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(serde_json::Map::new());
+    };
+    if raw.len() > MAX_METADATA_BYTES {
+        return Err(InvalidInput::field(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(InvalidInput::field("metadata", "must be a JSON object")),
+        Err(_) => Err(InvalidInput::field("metadata", "is not valid JSON")),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// What one pipeline run came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The document is ready.
+    Ready {
+        /// The job.
+        job: JobId,
+        /// Chunks stored.
+        chunks: usize,
+    },
+    /// The document failed for good (its error says why).
+    Failed {
+        /// The job.
+        job: JobId,
+    },
+    /// A transient failure: the job runs again later.
+    Retrying {
+        /// The job.
+        job: JobId,
+    },
+    /// The document was deleted (or reindexed again) meanwhile.
+    Canceled {
+        /// The job.
+        job: JobId,
+    },
+    /// The lease was lost (another worker took the job over); nothing was written.
+    LeaseLost {
+        /// The job.
+        job: JobId,
+    },
+}
+
+/// The ingestion pipeline: extract → chunk → (embed → index, with retrieval) → store.
+#[derive(Debug, Clone)]
+pub struct Ingestion {
+    ports: DocumentPorts,
+    limits: DocumentLimits,
+    policy: IngestPolicy,
+}
+
+impl Ingestion {
+    /// The pipeline over these ports.
+    #[must_use]
+    pub fn new(ports: DocumentPorts, limits: DocumentLimits, policy: IngestPolicy) -> Self {
+        Self {
+            ports,
+            limits,
+            policy,
+        }
+    }
+
+    /// The policy in force.
+    #[must_use]
+    pub fn policy(&self) -> IngestPolicy {
+        self.policy
+    }
+
+    /// Claims the next due job and runs it to its end; `Ok(None)` when no job is due.
+    ///
+    /// # Errors
+    /// Only when the queue itself cannot be reached; a failing job is recorded on the job.
+    pub async fn run_next(&self) -> Result<Option<RunOutcome>, anyhow::Error> {
+        let now = self.ports.clock.now();
+        let Some(claim) = self
+            .ports
+            .jobs
+            .claim(now, self.policy.lease)
+            .await
+            .map_err(anyhow::Error::new)?
+        else {
+            return Ok(None);
+        };
+        let job = claim.job.id;
+        let span = tracing::info_span!(
+            "job",
+            %job,
+            tenant = %claim.job.tenant_id,
+            kind = claim.job.kind.as_str(),
+            attempt = claim.job.attempts
+        );
+        self.settle(claim).instrument(span).await.map(Some)
+    }
+
+    async fn settle(&self, claim: crate::model::Claim) -> Result<RunOutcome, anyhow::Error> {
+        let job = claim.job.id;
+        let outcome = match self.run(&claim).await {
+            Ok(outcome) => outcome,
+            Err(Step::Lost) => RunOutcome::LeaseLost { job },
+            Err(Step::Canceled) => {
+                self.ports
+                    .jobs
+                    .cancel(&claim, self.ports.clock.now())
+                    .await
+                    .map_err(anyhow::Error::new)?;
+                RunOutcome::Canceled { job }
+            }
+            Err(Step::Permanent(error)) => {
+                self.finish_failed(&claim, &error, JobStatus::Failed).await?
+            }
+            Err(Step::Transient(error)) => {
+                tracing::warn!(%job, error = %error, attempt = claim.job.attempts, "ingestion failed; will retry");
+                if claim.job.attempts >= self.policy.max_attempts {
+                    let error = format!(
+                        "gave up after {} attempts; last error: {error}",
+                        claim.job.attempts
+                    );
+                    self.finish_failed(&claim, &error, JobStatus::Dead).await?
+                } else {
+                    let at = self.ports.clock.now() + self.policy.backoff(claim.job.attempts);
+                    self.ports
+                        .jobs
+                        .fail(
+                            &claim,
+                            &error,
+                            Failure::RetryAt(at),
+                            self.ports.clock.now(),
+                        )
+                        .await
+                        .map_err(anyhow::Error::new)?;
+                    RunOutcome::Retrying { job }
+                }
+            }
+        };
+        tracing::info!(outcome = ?outcome, "job finished");
+        Ok(outcome)
+    }
+
+    async fn finish_failed(
+        &self,
+        claim: &crate::model::Claim,
+        error: &str,
+        status: JobStatus,
+    ) -> Result<RunOutcome, anyhow::Error> {
+        let applied = self
+            .ports
+            .jobs
+            .fail(claim, error, Failure::Final(status), self.ports.clock.now())
+            .await
+            .map_err(anyhow::Error::new)?;
+        Ok(if applied {
+            RunOutcome::Failed { job: claim.job.id }
+        } else {
+            RunOutcome::LeaseLost { job: claim.job.id }
+        })
+    }
+
+    async fn heartbeat(
+        &self,
+        claim: &crate::model::Claim,
+        stage: Stage,
+        fraction: f32,
+    ) -> Result<(), Step> {
+        let lease_until = self.ports.clock.now() + self.policy.lease;
+        match self
+            .ports
+            .jobs
+            .progress(claim, stage, stage.progress(fraction), lease_until)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Step::Lost),
+            Err(e) => Err(Step::Transient(format!("storage: {e}"))),
+        }
+    }
+
+    async fn run(&self, claim: &crate::model::Claim) -> Result<RunOutcome, Step> {
+        let job = &claim.job;
+        if job.attempts > self.policy.max_attempts {
+            // Its workers died (crash, kill -9) on every attempt: a poison file, most likely.
+            return Err(Step::Permanent(format!(
+                "processing was interrupted {} times; the file may be hostile",
+                job.attempts - 1
+            )));
+        }
+        let document_id = job.document_id.ok_or(Step::Canceled)?;
+        let document = self
+            .ports
+            .documents
+            .find(job.tenant_id, document_id)
+            .await
+            .map_err(|e| Step::Transient(format!("storage: {e}")))?
+            .ok_or(Step::Canceled)?;
+        self.heartbeat(claim, Stage::Extracting, 0.0).await?;
+        let bytes = match self.ports.blobs.read(&document.blob_key).await {
+            Ok(b) => b,
+            Err(BlobError::NotFound) => {
+                // Deleted meanwhile (the row goes first), or lost: either way, nothing to do.
+                return match self.ports.documents.find(job.tenant_id, document_id).await {
+                    Ok(None) => Err(Step::Canceled),
+                    _ => Err(Step::Permanent("the original file is missing".to_owned())),
+                };
+            }
+            Err(e) => return Err(Step::Transient(format!("blob store: {e}"))),
+        };
+        let text = match self
+            .ports
+            .extractor
+            .extract(document.format, bytes, self.limits.extract)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) if e.is_transient() => return Err(Step::Transient(e.to_string())),
+            Err(e) => return Err(Step::Permanent(e.to_string())),
+        };
+        self.heartbeat(claim, Stage::Chunking, 0.0).await?;
+        let settings = match document.collection_id {
+            Some(c) => self
+                .ports
+                .collections
+                .find(job.tenant_id, c)
+                .await
+                .map_err(|e| Step::Transient(format!("storage: {e}")))?
+                .ok_or(Step::Canceled)?
+                .chunking,
+            None => ChunkingSettings::default(),
+        };
+        let pages = text.pages();
+        let chunks = self
+            .ports
+            .chunker
+            .chunk(Arc::new(text), settings)
+            .await
+            .map_err(|e| Step::Transient(format!("chunking: {e:#}")))?;
+        if chunks.is_empty() {
+            return Err(Step::Permanent(ExtractError::NoText.to_string()));
+        }
+        self.heartbeat(claim, Stage::Indexing, 0.0).await?;
+        let count = chunks.len();
+        match self
+            .ports
+            .jobs
+            .complete(claim, Ingested { pages, chunks }, self.ports.clock.now())
+            .await
+        {
+            Ok(true) => Ok(RunOutcome::Ready {
+                job: job.id,
+                chunks: count,
+            }),
+            Ok(false) => Err(Step::Lost),
+            Err(e) => Err(Step::Transient(format!("storage: {e}"))),
+        }
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Debug)]
+enum Step {
+    Lost,
+    Canceled,
+    Permanent(String),
+    Transient(String),
+}
+
+/// When a job's time of `now` is due for a retry (used by tests and adapters).
+#[must_use]
+pub fn retry_time(now: OffsetDateTime, policy: &IngestPolicy, attempt: u32) -> OffsetDateTime {
+    now + policy.backoff(attempt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = IngestPolicy {
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(60),
+            ..IngestPolicy::default()
+        };
+        assert_eq!(p.backoff(1), Duration::from_secs(5));
+        assert_eq!(p.backoff(2), Duration::from_secs(10));
+        assert_eq!(p.backoff(3), Duration::from_secs(20));
+        assert_eq!(p.backoff(5), Duration::from_secs(60));
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_object() {
+        assert!(parse_metadata(None).unwrap().is_empty());
+        assert!(parse_metadata(Some("  ")).unwrap().is_empty());
+        assert_eq!(
+            parse_metadata(Some(r#"{"a":1}"#)).unwrap().get("a"),
+            Some(&serde_json::json!(1))
+        );
+        assert!(parse_metadata(Some("[1]")).is_err());
+        assert!(parse_metadata(Some("{")).is_err());
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_METADATA_BYTES));
+        assert!(parse_metadata(Some(&big)).is_err());
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+    }
+}

@@ -1,0 +1,704 @@
+//! [`JobQueue`] on SQL: the durable queue of ingestion jobs, on PostgreSQL and SQLite.
+//!
+//! A job is due when it is `queued` and `run_at <= now`, or `running` with a lease that ended
+//! (`lease_until < now`: its worker died, and the job is taken over). A claim is two steps:
+//!
+//! 1. the candidate tenants ([`CANDIDATES_SQL`]): the tenants with a due job, ordered by their
+//!    count of running jobs with a live lease (fewest first), then their oldest due `run_at`,
+//!    then their id, so one tenant's thousands of queued jobs never starve another tenant's
+//!    one job. It walks the `(status, tenant_id, run_at, id)` index from tenant to tenant (a
+//!    loose index scan) and probes each tenant's oldest due job and running count, so its cost
+//!    grows with the number of tenants that have queued jobs, not with the number of jobs;
+//! 2. for the first candidate that still has one, its oldest due job (`run_at`, then id) is
+//!    leased: status `running`, a fresh lease token, `lease_until = now + lease`, one more
+//!    attempt, no stage; its document shows `processing`.
+//!
+//! Step 1 is read once before any transaction, so an idle poll writes nothing and locks
+//! nothing. Exactly once: on PostgreSQL step 2 reads the job `FOR UPDATE SKIP LOCKED` in the
+//! claim's transaction, so concurrent claimers skip each other's rows, and the update repeats
+//! the due condition, which a row claimed and committed meanwhile fails; on SQLite step 1 is
+//! read again and step 2 runs in a `BEGIN IMMEDIATE` transaction, which holds the one write
+//! lock from its first read to its commit. Fairness is exact on SQLite; on PostgreSQL claims
+//! in flight at the same moment see the same running counts.
+//!
+//! Every later write (`progress`, `complete`, `fail`, `cancel`) is guarded by the lease:
+//! `id`, `lease_token` and `status = 'running'` must still match, or nothing changes.
+//!
+//! Times: sqlx writes a time on SQLite as RFC 3339 text whose fraction drops trailing zeros,
+//! and such text does not sort as time within a second (`…:05Z` sorts after `…:05.5Z`). The
+//! queue therefore writes every time of `jobs` itself ([`at_value`]): on SQLite as fixed-width
+//! UTC text with six fraction digits, whose text order is time order, so its comparisons and
+//! its index are exact; on PostgreSQL as `timestamptz`. Both read back as the same instant.
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use documents::{
+    Claim, DocumentId, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus, Stage,
+    StoreError,
+};
+use kernel::TenantId;
+use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition, LockBehavior, LockType, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, UpdateMany, Value,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::entity::job::{Column, Entity, Model};
+use crate::entity::{chunk, document};
+use crate::stored::{fit, utc_micros};
+use crate::{SqlStore, scope};
+
+/// Rounds of a claim before it answers "nothing due" (PostgreSQL: every candidate's due jobs
+/// may be held by concurrent claimers that have not committed yet).
+const CLAIM_ROUNDS: usize = 3;
+/// Chunks per `INSERT` (10 bound values each; SQLite allows 32,766 per statement).
+const CHUNK_BATCH: usize = 100;
+
+const QUEUED: &str = JobStatus::Queued.as_str();
+const RUNNING: &str = JobStatus::Running.as_str();
+
+/// Step 1 of a claim: up to 32 tenants with a due job at `$1`, the one to serve first first.
+/// Across tenants by design: this is the queue choosing whom to serve next; the job itself is
+/// then read and leased through `scope`. The same SQL runs on both backends (sqlx binds `$1`
+/// on SQLite too).
+const CANDIDATES_SQL: &str = "\
+WITH RECURSIVE queued(tenant_id) AS ( \
+    SELECT (SELECT tenant_id FROM jobs WHERE status = 'queued' ORDER BY tenant_id LIMIT 1) \
+    UNION ALL \
+    SELECT (SELECT j.tenant_id FROM jobs AS j \
+            WHERE j.status = 'queued' AND j.tenant_id > q.tenant_id \
+            ORDER BY j.tenant_id LIMIT 1) \
+    FROM queued AS q WHERE q.tenant_id IS NOT NULL \
+), due(tenant_id, first_due) AS ( \
+    SELECT q.tenant_id, \
+           (SELECT j.run_at FROM jobs AS j \
+            WHERE j.status = 'queued' AND j.tenant_id = q.tenant_id AND j.run_at <= $1 \
+            ORDER BY j.run_at LIMIT 1) \
+    FROM queued AS q WHERE q.tenant_id IS NOT NULL \
+    UNION ALL \
+    SELECT j.tenant_id, MIN(j.run_at) FROM jobs AS j \
+    WHERE j.status = 'running' AND j.lease_until < $1 \
+    GROUP BY j.tenant_id \
+) \
+SELECT d.tenant_id, \
+       MIN(d.first_due) AS oldest, \
+       (SELECT COUNT(*) FROM jobs AS r \
+        WHERE r.status = 'running' AND r.tenant_id = d.tenant_id AND r.lease_until >= $1) \
+         AS running \
+FROM due AS d \
+WHERE d.first_due IS NOT NULL \
+GROUP BY d.tenant_id \
+ORDER BY running, oldest, d.tenant_id \
+LIMIT 32";
+
+/// `t` as `jobs` stores it on `backend`: UTC, microseconds; on SQLite fixed-width text
+/// (`2026-11-22T10:00:00.000000Z`), so that text order is time order.
+pub(crate) fn at_value(backend: DbBackend, t: OffsetDateTime) -> Value {
+    let t = utc_micros(t);
+    if backend == DbBackend::Postgres {
+        Value::from(t)
+    } else {
+        Value::from(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        ))
+    }
+}
+
+fn null_time() -> Value {
+    Value::from(Option::<OffsetDateTime>::None)
+}
+
+pub(crate) fn to_domain(m: Model) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: JobId::from_uuid(m.id),
+        tenant_id: TenantId::from_uuid(m.tenant_id),
+        kind: m
+            .kind
+            .parse()
+            .map_err(|_| anyhow::anyhow!("stored job kind {:?}", m.kind))?,
+        document_id: m.document_id.map(DocumentId::from_uuid),
+        status: m
+            .status
+            .parse()
+            .map_err(|_| anyhow::anyhow!("stored job status {:?}", m.status))?,
+        stage: m
+            .stage
+            .map(|s| {
+                s.parse::<Stage>()
+                    .map_err(|_| anyhow::anyhow!("stored job stage {s:?}"))
+            })
+            .transpose()?,
+        progress: m.progress,
+        attempts: fit(m.attempts, "attempts")?,
+        error: m.error,
+        run_at: m.run_at,
+        created_at: m.created_at,
+        finished_at: m.finished_at,
+    })
+}
+
+/// Stores a new job inside `txn`, its times written by [`at_value`].
+pub(crate) async fn insert(txn: &DatabaseTransaction, job: Job) -> Result<(), StoreError> {
+    let backend = txn.get_database_backend();
+    let values: [Value; 15] = [
+        job.id.as_uuid().into(),
+        job.tenant_id.as_uuid().into(),
+        job.kind.as_str().into(),
+        job.document_id.map(|d| d.as_uuid()).into(),
+        job.status.as_str().into(),
+        job.stage.map(|s| s.as_str().to_owned()).into(),
+        job.progress.into(),
+        fit::<u32, i32>(job.attempts, "attempts")?.into(),
+        job.error.into(),
+        at_value(backend, job.run_at),
+        Option::<Uuid>::None.into(),
+        null_time(),
+        at_value(backend, job.created_at),
+        at_value(backend, job.created_at),
+        job.finished_at
+            .map_or_else(null_time, |t| at_value(backend, t)),
+    ];
+    let insert = Query::insert()
+        .into_table(Entity)
+        .columns([
+            Column::Id,
+            Column::TenantId,
+            Column::Kind,
+            Column::DocumentId,
+            Column::Status,
+            Column::Stage,
+            Column::Progress,
+            Column::Attempts,
+            Column::Error,
+            Column::RunAt,
+            Column::LeaseToken,
+            Column::LeaseUntil,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+            Column::FinishedAt,
+        ])
+        .values(values.map(Expr::value))
+        .context("building a job insert")?
+        .to_owned();
+    txn.execute(&insert).await.context("queueing a job")?;
+    Ok(())
+}
+
+/// Cancels the tenant's unfinished (`queued` or `running`) jobs that match `which`, inside
+/// `txn`: their leases end, so their workers' later writes change nothing.
+pub(crate) async fn cancel_unfinished(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    which: impl IntoCondition,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let now = at_value(txn.get_database_backend(), now);
+    Ok(scope::update::<Entity>(tenant)
+        .col_expr(Column::Status, Expr::value(JobStatus::Canceled.as_str()))
+        .col_expr(Column::FinishedAt, Expr::value(now.clone()))
+        .col_expr(Column::LeaseToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(Column::LeaseUntil, Expr::value(null_time()))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(which)
+        .filter(Column::Status.is_in([QUEUED, RUNNING]))
+        .exec(txn)
+        .await
+        .context("cancelling jobs")?
+        .rows_affected)
+}
+
+/// Queued and due at `now`, or running with a lease that ended before `now`.
+fn due(now: &Value) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(Column::Status.eq(QUEUED))
+                .add(Column::RunAt.lte(now.clone())),
+        )
+        .add(
+            Condition::all()
+                .add(Column::Status.eq(RUNNING))
+                .add(Column::LeaseUntil.lt(now.clone())),
+        )
+}
+
+/// The oldest row of `select` (`run_at`, then id); on PostgreSQL locked, skipping rows other
+/// claimers hold.
+async fn oldest(
+    txn: &DatabaseTransaction,
+    select: Select<Entity>,
+    what: &'static str,
+) -> Result<Option<Model>, StoreError> {
+    let mut select = select
+        .order_by_asc(Column::RunAt)
+        .order_by_asc(Column::Id)
+        .limit(1);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    Ok(select.one(txn).await.context(what)?)
+}
+
+/// Step 1 of a claim ([`CANDIDATES_SQL`]) on `db`: the tenants to try, in order.
+async fn candidate_tenants(
+    db: &impl ConnectionTrait,
+    now: &Value,
+) -> Result<Vec<TenantId>, StoreError> {
+    let statement =
+        Statement::from_sql_and_values(db.get_database_backend(), CANDIDATES_SQL, [now.clone()]);
+    let rows = db
+        .query_all_raw(statement)
+        .await
+        .context("choosing a tenant to serve")?;
+    rows.into_iter()
+        .map(|row| {
+            row.try_get::<Uuid>("", "tenant_id")
+                .map(TenantId::from_uuid)
+                .context("reading a candidate tenant")
+                .map_err(StoreError::from)
+        })
+        .collect()
+}
+
+/// The condition a write under `claim` needs: the job is still running under this lease.
+fn held(claim: &Claim) -> Condition {
+    Condition::all()
+        .add(Column::Id.eq(claim.job.id.as_uuid()))
+        .add(Column::LeaseToken.eq(claim.lease))
+        .add(Column::Status.eq(RUNNING))
+}
+
+/// A progress value that fits the column: finite, in 0..=1.
+fn clamp_progress(p: f32) -> f32 {
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+impl SqlStore {
+    /// Leases `tenant`'s oldest due job inside `txn`, if one is still free.
+    async fn lease_oldest_due(
+        txn: &DatabaseTransaction,
+        tenant: TenantId,
+        now: &Value,
+        lease: Uuid,
+        until: Value,
+    ) -> Result<Option<Model>, StoreError> {
+        // Two index probes rather than one `OR`: each reads one row in index order.
+        let expired = oldest(
+            txn,
+            scope::select::<Entity>(tenant)
+                .filter(Column::Status.eq(RUNNING))
+                .filter(Column::LeaseUntil.lt(now.clone())),
+            "choosing a job whose lease ended",
+        )
+        .await?;
+        let queued = oldest(
+            txn,
+            scope::select::<Entity>(tenant)
+                .filter(Column::Status.eq(QUEUED))
+                .filter(Column::RunAt.lte(now.clone())),
+            "choosing a due job",
+        )
+        .await?;
+        let Some(job) = [expired, queued]
+            .into_iter()
+            .flatten()
+            .min_by_key(|j| (j.run_at, j.id))
+        else {
+            return Ok(None);
+        };
+        let mut leased = scope::update::<Entity>(tenant)
+            .col_expr(Column::Status, Expr::value(RUNNING))
+            .col_expr(Column::LeaseToken, Expr::value(lease))
+            .col_expr(Column::LeaseUntil, Expr::value(until))
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .col_expr(Column::Stage, Expr::value(Option::<String>::None))
+            .col_expr(Column::UpdatedAt, Expr::value(now.clone()))
+            .filter(Column::Id.eq(job.id))
+            .filter(due(now))
+            .exec_with_returning(txn)
+            .await
+            .context("leasing a job")?;
+        Ok(leased.pop())
+    }
+
+    /// Sets the document of a job, if it has one, to `status` (and `progress`, `error`),
+    /// inside `txn`.
+    async fn set_document(
+        txn: &DatabaseTransaction,
+        job: &Job,
+        status: DocumentStatus,
+        progress: Option<f32>,
+        error: Option<Option<&str>>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let Some(document) = job.document_id else {
+            return Ok(());
+        };
+        let mut update = scope::update::<document::Entity>(job.tenant_id)
+            .col_expr(document::Column::Status, Expr::value(status.as_str()))
+            .col_expr(document::Column::UpdatedAt, Expr::value(now))
+            .filter(document::Column::Id.eq(document.as_uuid()));
+        if let Some(p) = progress {
+            update = update.col_expr(document::Column::Progress, Expr::value(p));
+        }
+        if let Some(e) = error {
+            update = update.col_expr(document::Column::Error, Expr::value(e.map(str::to_owned)));
+        }
+        update
+            .exec(txn)
+            .await
+            .context("updating a job's document")?;
+        Ok(())
+    }
+
+    /// Applies `set` to the claimed job if its lease still holds, inside `txn`; whether it did.
+    async fn write_held(
+        txn: &DatabaseTransaction,
+        claim: &Claim,
+        set: impl FnOnce(UpdateMany<Entity>) -> UpdateMany<Entity>,
+        what: &'static str,
+    ) -> Result<bool, StoreError> {
+        let update = set(scope::update::<Entity>(claim.job.tenant_id)).filter(held(claim));
+        let changed = update.exec(txn).await.context(what)?.rows_affected;
+        Ok(changed == 1)
+    }
+}
+
+/// Ends a job's lease and sets its status (the last write under a claim).
+fn end_lease(update: UpdateMany<Entity>, status: JobStatus, now: &Value) -> UpdateMany<Entity> {
+    update
+        .col_expr(Column::Status, Expr::value(status.as_str()))
+        .col_expr(Column::Stage, Expr::value(Option::<String>::None))
+        .col_expr(Column::LeaseToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(Column::LeaseUntil, Expr::value(null_time()))
+        .col_expr(Column::UpdatedAt, Expr::value(now.clone()))
+}
+
+#[async_trait]
+impl JobQueue for SqlStore {
+    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        scope::select::<Entity>(tenant)
+            .filter(Column::Id.eq(id.as_uuid()))
+            .one(&self.db)
+            .await
+            .context("reading a job")?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let backend = self.db.get_database_backend();
+        let now = utc_micros(now);
+        let until = time::Duration::try_from(lease)
+            .ok()
+            .and_then(|l| now.checked_add(l))
+            .context("the lease is too long")?;
+        let (now_value, until) = (at_value(backend, now), at_value(backend, until));
+        let token = Uuid::now_v7();
+        // A read first: when nothing is due, no transaction is begun (on SQLite, no write lock
+        // is taken), which is what an idle worker's every poll finds.
+        let first = candidate_tenants(&self.db, &now_value).await?;
+        if first.is_empty() {
+            return Ok(None);
+        }
+        let txn = self.begin_write().await.context("starting a claim")?;
+        // Under its write lock SQLite reads again and gets an exact answer. On PostgreSQL,
+        // claims committing concurrently can change the answer at any moment anyway, so the
+        // first read serves the first round.
+        let mut reuse = (backend == DbBackend::Postgres).then_some(first);
+        for _ in 0..CLAIM_ROUNDS {
+            let tenants = match reuse.take() {
+                Some(tenants) => tenants,
+                None => candidate_tenants(&txn, &now_value).await?,
+            };
+            if tenants.is_empty() {
+                break;
+            }
+            for tenant in tenants {
+                let Some(row) =
+                    Self::lease_oldest_due(&txn, tenant, &now_value, token, until.clone()).await?
+                else {
+                    continue;
+                };
+                let job = to_domain(row)?;
+                Self::set_document(&txn, &job, DocumentStatus::Processing, None, None, now).await?;
+                txn.commit().await.context("committing a claim")?;
+                return Ok(Some(Claim { job, lease: token }));
+            }
+        }
+        txn.rollback().await.context("ending a claim")?;
+        Ok(None)
+    }
+
+    async fn progress(
+        &self,
+        claim: &Claim,
+        stage: Stage,
+        progress: f32,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let backend = self.db.get_database_backend();
+        let now = utc_micros(self.now());
+        let progress = clamp_progress(progress);
+        let txn = self.begin_write().await.context("starting a heartbeat")?;
+        let held = Self::write_held(
+            &txn,
+            claim,
+            |u| {
+                u.col_expr(Column::Stage, Expr::value(stage.as_str()))
+                    .col_expr(Column::Progress, Expr::value(progress))
+                    .col_expr(
+                        Column::LeaseUntil,
+                        Expr::value(at_value(backend, lease_until)),
+                    )
+                    .col_expr(Column::UpdatedAt, Expr::value(at_value(backend, now)))
+            },
+            "recording a job's progress",
+        )
+        .await?;
+        if !held {
+            txn.rollback().await.context("ending a heartbeat")?;
+            return Ok(false);
+        }
+        Self::set_document(
+            &txn,
+            &claim.job,
+            DocumentStatus::Processing,
+            Some(progress),
+            None,
+            now,
+        )
+        .await?;
+        txn.commit().await.context("committing a heartbeat")?;
+        Ok(true)
+    }
+
+    async fn complete(
+        &self,
+        claim: &Claim,
+        result: Ingested,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let now = utc_micros(now);
+        let stamp = at_value(self.db.get_database_backend(), now);
+        let tenant = claim.job.tenant_id;
+        let chunk_count: i32 = fit(result.chunks.len(), "chunk count")?;
+        let token_count: i64 = fit(
+            result
+                .chunks
+                .iter()
+                .map(|c| u64::from(c.tokens))
+                .sum::<u64>(),
+            "token count",
+        )?;
+        let pages: Option<i32> = result.pages.map(|p| fit(p, "pages")).transpose()?;
+        let txn = self.begin_write().await.context("starting a completion")?;
+        let held = Self::write_held(
+            &txn,
+            claim,
+            |u| {
+                end_lease(u, JobStatus::Succeeded, &stamp)
+                    .col_expr(Column::Progress, Expr::value(1.0_f32))
+                    .col_expr(Column::FinishedAt, Expr::value(stamp.clone()))
+            },
+            "completing a job",
+        )
+        .await?;
+        if !held {
+            txn.rollback().await.context("ending a completion")?;
+            return Ok(false);
+        }
+        let Some(document_id) = claim.job.document_id else {
+            txn.commit().await.context("committing a completion")?;
+            return Ok(true);
+        };
+        let Some(document) = crate::documents::find_in(&txn, tenant, document_id).await? else {
+            // The document is gone: nothing to store, and the job stays as it was.
+            txn.rollback().await.context("ending a completion")?;
+            return Ok(false);
+        };
+        scope::delete::<chunk::Entity>(tenant)
+            .filter(chunk::Column::DocumentId.eq(document.id))
+            .exec(&txn)
+            .await
+            .context("replacing a document's chunks")?;
+        for batch in result.chunks.chunks(CHUNK_BATCH) {
+            let rows = batch
+                .iter()
+                .map(|c| {
+                    Ok(chunk::ActiveModel {
+                        id: Set(documents::ChunkId::new().as_uuid()),
+                        tenant_id: Set(document.tenant_id),
+                        document_id: Set(document.id),
+                        collection_id: Set(document.collection_id),
+                        ordinal: Set(fit(c.ordinal, "ordinal")?),
+                        text: Set(c.text.clone()),
+                        token_count: Set(fit(c.tokens, "chunk tokens")?),
+                        page: Set(c.page.map(|p| fit(p, "page")).transpose()?),
+                        start_char: Set(fit(c.start, "chunk start")?),
+                        end_char: Set(fit(c.end, "chunk end")?),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            chunk::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
+                .await
+                .context("storing chunks")?;
+        }
+        scope::update::<document::Entity>(tenant)
+            .col_expr(
+                document::Column::Status,
+                Expr::value(DocumentStatus::Ready.as_str()),
+            )
+            .col_expr(document::Column::Progress, Expr::value(1.0_f32))
+            .col_expr(document::Column::Pages, Expr::value(pages))
+            .col_expr(document::Column::ChunkCount, Expr::value(chunk_count))
+            .col_expr(document::Column::TokenCount, Expr::value(token_count))
+            .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(document::Column::UpdatedAt, Expr::value(now))
+            .filter(document::Column::Id.eq(document.id))
+            .exec(&txn)
+            .await
+            .context("marking a document ready")?;
+        txn.commit().await.context("committing a completion")?;
+        Ok(true)
+    }
+
+    async fn fail(
+        &self,
+        claim: &Claim,
+        error: &str,
+        failure: Failure,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        if let Failure::Final(status) = failure
+            && !matches!(status, JobStatus::Failed | JobStatus::Dead)
+        {
+            return Err(anyhow::anyhow!(
+                "a job fails for good as failed or dead, not {}",
+                status.as_str()
+            )
+            .into());
+        }
+        let backend = self.db.get_database_backend();
+        let now = utc_micros(now);
+        let stamp = at_value(backend, now);
+        let txn = self.begin_write().await.context("starting a failure")?;
+        let held = Self::write_held(
+            &txn,
+            claim,
+            |u| {
+                let u = u.col_expr(Column::Error, Expr::value(error.to_owned()));
+                match failure {
+                    Failure::RetryAt(at) => end_lease(u, JobStatus::Queued, &stamp)
+                        .col_expr(Column::RunAt, Expr::value(at_value(backend, at))),
+                    Failure::Final(status) => end_lease(u, status, &stamp)
+                        .col_expr(Column::FinishedAt, Expr::value(stamp.clone())),
+                }
+            },
+            "recording a job's failure",
+        )
+        .await?;
+        if !held {
+            txn.rollback().await.context("ending a failure")?;
+            return Ok(false);
+        }
+        let (status, error) = match failure {
+            // Retrying: the document waits again, with no error to show.
+            Failure::RetryAt(_) => (DocumentStatus::Queued, None),
+            Failure::Final(_) => (DocumentStatus::Failed, Some(error)),
+        };
+        Self::set_document(&txn, &claim.job, status, Some(0.0), Some(error), now).await?;
+        txn.commit().await.context("committing a failure")?;
+        Ok(true)
+    }
+
+    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let stamp = at_value(self.db.get_database_backend(), now);
+        let txn = self.begin_write().await.context("starting a cancel")?;
+        let held = Self::write_held(
+            &txn,
+            claim,
+            |u| {
+                end_lease(u, JobStatus::Canceled, &stamp)
+                    .col_expr(Column::FinishedAt, Expr::value(stamp.clone()))
+            },
+            "cancelling a job",
+        )
+        .await?;
+        if held {
+            txn.commit().await.context("committing a cancel")?;
+        } else {
+            txn.rollback().await.context("ending a cancel")?;
+        }
+        Ok(held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn sqlite_text(t: OffsetDateTime) -> String {
+        match at_value(DbBackend::Sqlite, t) {
+            Value::String(Some(s)) => s,
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlite_times_sort_as_time_and_read_back() {
+        let times = [
+            datetime!(2026-11-22 10:00:04.999_999 UTC),
+            datetime!(2026-11-22 10:00:05 UTC),
+            datetime!(2026-11-22 10:00:05.000_001 UTC),
+            datetime!(2026-11-22 10:00:05.5 UTC),
+            datetime!(2026-11-22 12:00:05.6 +02:00),
+            datetime!(2026-11-22 10:00:06 UTC),
+        ];
+        let texts: Vec<_> = times.iter().copied().map(sqlite_text).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted, "text order is time order");
+        assert_eq!(texts[1], "2026-11-22T10:00:05.000000Z");
+        assert_eq!(texts[4], "2026-11-22T10:00:05.600000Z", "in UTC");
+        for (t, text) in times.iter().zip(&texts) {
+            let back = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339, as sqlx reads it");
+            assert_eq!(back, *t);
+        }
+        // sqlx's own form, for contrast: out of order within a second.
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .expect("formats")
+        };
+        assert!(rfc(times[1]) > rfc(times[3]));
+    }
+
+    #[test]
+    fn progress_fits_the_column() {
+        assert!((clamp_progress(0.5) - 0.5).abs() < f32::EPSILON);
+        assert!((clamp_progress(3.0) - 1.0).abs() < f32::EPSILON);
+        assert!(clamp_progress(f32::NAN).abs() < f32::EPSILON);
+        assert!(clamp_progress(-1.0).abs() < f32::EPSILON);
+    }
+}

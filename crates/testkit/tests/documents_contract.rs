@@ -1,0 +1,55 @@
+//! The documents storage and job queue contracts on SQLite and PostgreSQL: every case on a
+//! fresh, migrated store of each backend (its own SQLite file, its own PostgreSQL schema).
+
+use testkit::contract::documents::DocumentPorts;
+
+/// One test per case and backend: `sqlite::case` and `postgres::case`.
+macro_rules! on_both_backends {
+    ($($suite:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (store, _dir) = testkit::sqlite_store().await;
+                    testkit::contract::$suite::$case(&DocumentPorts::of(store)).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some((store, _guard)) = testkit::postgres_store().await else {
+                        return;
+                    };
+                    testkit::contract::$suite::$case(&DocumentPorts::of(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    documents::collections_crud_and_pagination,
+    documents::collections_are_tenant_scoped,
+    documents::collection_stats_sum_documents,
+    documents::collection_delete_takes_documents,
+    documents::documents_create_find_list,
+    documents::documents_are_tenant_scoped,
+    documents::duplicates,
+    documents::chunks_page_by_ordinal,
+    documents::document_delete,
+    documents::reindex,
+    documents::organization_delete_takes_everything,
+    jobs::claims_are_exactly_once,
+    jobs::claims_are_fair_across_tenants,
+    jobs::retries_wait_for_their_time,
+    jobs::expired_leases_are_taken_over,
+    jobs::complete_replaces_chunks,
+    jobs::final_failures_fail_the_document,
+    jobs::cancelled_jobs_are_never_claimed,
+    jobs::deleted_document_claim_cannot_complete,
+);
