@@ -11,7 +11,6 @@ use std::time::Duration;
 use kernel::audit::{self, AuditEvent, AuditLog};
 use kernel::{ClientInfo, Clock, InvalidInput, Page, PageRequest, Principal, TenantContext};
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use crate::model::{
@@ -477,16 +476,15 @@ impl Documents {
             return Err(InvalidInput::field("file", "the file is empty (or missing)").into());
         }
         let metadata = parse_metadata(metadata)?;
-        if let Some(c) = collection {
-            if self
+        if let Some(c) = collection
+            && self
                 .ports
                 .collections
                 .find(ctx.tenant_id(), c)
                 .await?
                 .is_none()
-            {
-                return Err(InvalidInput::field("collection_id", "no such collection").into());
-            }
+        {
+            return Err(InvalidInput::field("collection_id", "no such collection").into());
         }
         let format = match upload.format {
             Some(f) => f,
@@ -979,12 +977,6 @@ enum Step {
     Canceled,
     Permanent(String),
     Transient(String),
-}
-
-/// When a job's time of `now` is due for a retry (used by tests and adapters).
-#[must_use]
-pub fn retry_time(now: OffsetDateTime, policy: &IngestPolicy, attempt: u32) -> OffsetDateTime {
-    now + policy.backoff(attempt)
 }
 
 #[cfg(test)]
