@@ -12,6 +12,7 @@
 //! when `QUIRE_TEST_SKIP_SERVICES=1` says so, and CI refuses that setting.
 
 pub mod contract;
+pub mod multipart;
 mod routes;
 pub mod sweep;
 
@@ -328,6 +329,110 @@ impl TestApp {
             status,
             serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// Signs up `who` (`{who}@example.com`) with an organization of slug `who`; returns the
+    /// access token and the organization id.
+    pub async fn owner(&self, who: &str) -> (String, String) {
+        let res = self
+            .post_json(
+                "/api/v1/auth/register",
+                &serde_json::json!({
+                    "email": format!("{who}@example.com"),
+                    "password": "correct horse battery",
+                    "name": who,
+                }),
+            )
+            .await;
+        assert_eq!(res.status(), reqwest::StatusCode::CREATED, "registering {who}");
+        let body: serde_json::Value = res.json().await.expect("json");
+        let token = body["tokens"]["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned();
+        let (status, org) = self
+            .call(
+                &token,
+                reqwest::Method::POST,
+                "/api/v1/orgs",
+                Some(serde_json::json!({"name": who, "slug": who})),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{org}");
+        let id = org["id"].as_str().expect("org id").to_owned();
+        (token, id)
+    }
+
+    /// Sends a multipart form to `path` in `tenant`.
+    pub async fn send_form(
+        &self,
+        token: &str,
+        tenant: &str,
+        path: &str,
+        form: multipart::Form,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let (content_type, body) = form.finish();
+        let res = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("x-tenant-id", tenant)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = res.status();
+        let text = res.text().await.expect("response body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Uploads `bytes` as `file_name` (into `collection`, if given); returns the status and
+    /// the body.
+    pub async fn upload(
+        &self,
+        token: &str,
+        tenant: &str,
+        file_name: &str,
+        bytes: &[u8],
+        collection: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut form = multipart::Form::new().file("file", file_name, bytes);
+        if let Some(c) = collection {
+            form = form.text("collection_id", c);
+        }
+        self.send_form(token, tenant, "/api/v1/documents", form)
+            .await
+    }
+
+    /// Polls the document until its job is over (`ready` or `failed`, with no job queued or
+    /// running), for at most a minute; returns the document.
+    pub async fn settled(&self, token: &str, tenant: &str, id: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, doc) = self
+                .call_in(
+                    token,
+                    reqwest::Method::GET,
+                    &format!("/api/v1/documents/{id}"),
+                    None,
+                    Some(tenant),
+                )
+                .await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{doc}");
+            if doc["status"] == "ready" || doc["status"] == "failed" {
+                return doc;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "document {id} still {} after a minute",
+                doc["status"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// A second connection to the app's own database (to seed what no route makes yet).

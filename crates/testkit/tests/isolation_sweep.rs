@@ -114,6 +114,55 @@ async fn sweep(app: &TestApp) {
     let (a_key_id, _) = key(&a).await;
     let (_, b_key) = key(&b).await;
 
+    // Tenant A's documents: a collection, a document (ingested) and its job.
+    let (status, coll) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/collections",
+            Some(json!({"name": "Acme Secret Collection"})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{coll}");
+    let a_collection = coll["id"].as_str().expect("collection id").to_owned();
+    let (status, up) = app
+        .upload(
+            &a.token,
+            &a.slug,
+            "acme-secret-plans.txt",
+            b"The acme launch date is the ninth of March.",
+            Some(&a_collection),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{up}");
+    let a_document = up["document"]["id"].as_str().expect("document id").to_owned();
+    let a_job = up["job_id"].as_str().expect("job id").to_owned();
+    let ready = app.settled(&a.token, &a.slug, &a_document).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    // The id of A's object that a route names: `{id}` means a different thing per route.
+    let object = |template: &str| -> String {
+        if template.contains("/collections/") {
+            a_collection.clone()
+        } else if template.contains("/documents/") {
+            a_document.clone()
+        } else if template.contains("/jobs/") {
+            a_job.clone()
+        } else {
+            a_key_id.clone()
+        }
+    };
+    let a_secrets = [
+        a.org_id.clone(),
+        a.name.clone(),
+        a_collection.clone(),
+        a_document.clone(),
+        a_job.clone(),
+        "Acme Secret Collection".to_owned(),
+        "acme-secret-plans".to_owned(),
+        "ninth of March".to_owned(),
+    ];
+
     let mut checked = 0;
     for (method, template, scope) in ROUTES {
         if matches!(scope, Scope::Public | Scope::User) {
@@ -156,7 +205,7 @@ async fn sweep(app: &TestApp) {
             let path = template
                 .replace("{org}", a_ref)
                 .replace("{user_id}", &a.user_id)
-                .replace("{id}", &a_key_id);
+                .replace("{id}", &object(template));
             let method = Method::from_bytes(method.as_bytes()).expect("method");
             let mut req = app
                 .client
@@ -187,6 +236,55 @@ async fn sweep(app: &TestApp) {
         }
     }
     assert!(checked > 0, "the sweep checked no route");
+
+    // Object-level isolation: B in its own tenant, naming A's objects, finds none of them.
+    for (method, template, scope) in ROUTES {
+        if *scope != Scope::TenantHeader {
+            continue;
+        }
+        for b_credential in [&b.token, &b_key] {
+            let path = template.replace("{id}", &object(template));
+            let method = Method::from_bytes(method.as_bytes()).expect("method");
+            let mut req = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .bearer_auth(b_credential)
+                .header("x-tenant-id", b.slug.as_str());
+            if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                // A valid body: only the object lookup can refuse.
+                req = req.json(&json!({"name": "b"}));
+            }
+            let res = req.send().await.expect("sent");
+            let status = res.status();
+            let text = res.text().await.expect("body");
+            if template.contains("{id}") {
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{method} {path} in tenant B: {text}"
+                );
+            }
+            for secret in &a_secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{method} {path} in tenant B leaked {secret}: {text}"
+                );
+            }
+        }
+    }
+    // A's document survived B's deletes and reindexes, untouched.
+    let (status, doc) = app
+        .call_in(
+            &a.token,
+            Method::GET,
+            &format!("/api/v1/documents/{a_document}"),
+            None,
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["job_id"], a_job.as_str(), "B's reindex did nothing: {doc}");
 
     // Tenant A is untouched, and B still works in its own tenant.
     let res = app
