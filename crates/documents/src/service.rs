@@ -825,6 +825,7 @@ impl Ingestion {
             Err(Step::Permanent(error)) => {
                 self.finish_failed(&claim, &error, JobStatus::Failed).await?
             }
+            Err(Step::Dead(error)) => self.finish_failed(&claim, &error, JobStatus::Dead).await?,
             Err(Step::Transient(error)) => {
                 tracing::warn!(%job, error = %error, attempt = claim.job.attempts, "ingestion failed; will retry");
                 if claim.job.attempts >= self.policy.max_attempts {
@@ -895,7 +896,7 @@ impl Ingestion {
         let job = &claim.job;
         if job.attempts > self.policy.max_attempts {
             // Its workers died (crash, kill -9) on every attempt: a poison file, most likely.
-            return Err(Step::Permanent(format!(
+            return Err(Step::Dead(format!(
                 "processing was interrupted {} times; the file may be hostile",
                 job.attempts - 1
             )));
@@ -977,6 +978,8 @@ enum Step {
     Canceled,
     Permanent(String),
     Transient(String),
+    /// Out of attempts before this run began.
+    Dead(String),
 }
 
 #[cfg(test)]
