@@ -76,6 +76,7 @@ enum Jobs {
     RunAt,
     LeaseToken,
     LeaseUntil,
+    ClaimedAt,
     CreatedAt,
     UpdatedAt,
     FinishedAt,
@@ -310,6 +311,11 @@ async fn create_jobs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                         .timestamp_with_time_zone()
                         .null(),
                 )
+                .col(
+                    ColumnDef::new(Jobs::ClaimedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
                 .col(timestamp(Jobs::CreatedAt))
                 .col(timestamp(Jobs::UpdatedAt))
                 .col(
@@ -350,6 +356,11 @@ async fn create_jobs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
             ],
         ),
         ("ix_jobs_document", vec![iden(Jobs::DocumentId)]),
+        // When each tenant was last served (the most recent claim), for round robin.
+        (
+            "ix_jobs_tenant_claimed",
+            vec![iden(Jobs::TenantId), iden(Jobs::ClaimedAt)],
+        ),
     ] {
         manager
             .create_index(index(name, Jobs::Table, &cols))

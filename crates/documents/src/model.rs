@@ -244,7 +244,9 @@ impl CollectionName {
     /// [`InvalidInput`] on the `name` field.
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
         let s = s.trim();
-        if s.is_empty() || s.chars().count() > MAX_COLLECTION_NAME || s.chars().any(char::is_control)
+        if s.is_empty()
+            || s.chars().count() > MAX_COLLECTION_NAME
+            || s.chars().any(char::is_control)
         {
             return Err(InvalidInput::field(
                 "name",
@@ -520,7 +522,8 @@ impl ExtractedText {
     /// Pages (PDF), or `None` for unpaged formats.
     #[must_use]
     pub fn pages(&self) -> Option<u32> {
-        (!self.page_starts.is_empty()).then(|| u32::try_from(self.page_starts.len()).unwrap_or(u32::MAX))
+        (!self.page_starts.is_empty())
+            .then(|| u32::try_from(self.page_starts.len()).unwrap_or(u32::MAX))
     }
 
     /// The page (from 1) holding character offset `at`, for paged formats.
@@ -787,13 +790,24 @@ mod tests {
 
     #[test]
     fn display_names_never_carry_paths_or_controls() {
-        assert_eq!(display_name(Some("../../etc/passwd"), Format::Text), "passwd");
-        assert_eq!(display_name(Some("C:\\x\\report.pdf"), Format::Pdf), "report.pdf");
-        assert_eq!(display_name(Some("a\u{0}b\nc.txt"), Format::Text), "abc.txt");
+        assert_eq!(
+            display_name(Some("../../etc/passwd"), Format::Text),
+            "passwd"
+        );
+        assert_eq!(
+            display_name(Some("C:\\x\\report.pdf"), Format::Pdf),
+            "report.pdf"
+        );
+        assert_eq!(
+            display_name(Some("a\u{0}b\nc.txt"), Format::Text),
+            "abc.txt"
+        );
         assert_eq!(display_name(Some("  "), Format::Pdf), "untitled.pdf");
         assert_eq!(display_name(None, Format::Markdown), "untitled.md");
         assert_eq!(
-            display_name(Some(&"x".repeat(1000)), Format::Text).chars().count(),
+            display_name(Some(&"x".repeat(1000)), Format::Text)
+                .chars()
+                .count(),
             MAX_DOCUMENT_NAME
         );
     }

@@ -6,9 +6,9 @@ use kernel::{InvalidInput, Page, PageRequest, TenantId};
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId,
-    CollectionPatch, CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits,
-    ExtractedText, Format, Job, JobId, JobStatus, Stage,
+    BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId, CollectionPatch,
+    CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits, ExtractedText, Format,
+    Job, JobId, JobStatus, Stage,
 };
 
 /// Failures of the storage ports of this domain.
@@ -65,8 +65,11 @@ pub trait CollectionRepository: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Vec<BlobKey>>, StoreError>;
 
     /// Totals over the collection's documents.
-    async fn stats(&self, tenant: TenantId, id: CollectionId)
-    -> Result<CollectionStats, StoreError>;
+    async fn stats(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+    ) -> Result<CollectionStats, StoreError>;
 }
 
 /// Stores documents and their chunks.
@@ -78,8 +81,7 @@ pub trait DocumentRepository: Send + Sync + std::fmt::Debug {
     async fn create(&self, document: Document, job: Job) -> Result<(), StoreError>;
 
     /// The document with this id.
-    async fn find(&self, tenant: TenantId, id: DocumentId)
-    -> Result<Option<Document>, StoreError>;
+    async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError>;
 
     /// A document of the same content (SHA-256, hex) in the same collection (or in none),
     /// that has not failed.

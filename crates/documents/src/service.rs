@@ -16,8 +16,8 @@ use tracing::Instrument as _;
 use crate::model::{
     BlobKey, Chunk, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
     CollectionStats, Document, DocumentFilter, DocumentId, DocumentStatus, ExtractLimits,
-    ExtractedText, Format, Job, JobId, JobKind, JobStatus, MAX_METADATA_BYTES, Stage,
-    display_name, parse_description,
+    ExtractedText, Format, Job, JobId, JobKind, JobStatus, MAX_METADATA_BYTES, Stage, display_name,
+    parse_description,
 };
 use crate::ports::{
     BlobError, BlobStore, BlobWriter, Chunker, CollectionRepository, DetectError,
@@ -579,7 +579,11 @@ impl Documents {
     ///
     /// # Errors
     /// [`DocumentsError::NotFound`].
-    pub async fn get(&self, ctx: &TenantContext, id: DocumentId) -> Result<Document, DocumentsError> {
+    pub async fn get(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+    ) -> Result<Document, DocumentsError> {
         self.ports
             .documents
             .find(ctx.tenant_id(), id)
@@ -823,7 +827,8 @@ impl Ingestion {
                 RunOutcome::Canceled { job }
             }
             Err(Step::Permanent(error)) => {
-                self.finish_failed(&claim, &error, JobStatus::Failed).await?
+                self.finish_failed(&claim, &error, JobStatus::Failed)
+                    .await?
             }
             Err(Step::Dead(error)) => self.finish_failed(&claim, &error, JobStatus::Dead).await?,
             Err(Step::Transient(error)) => {
@@ -836,17 +841,17 @@ impl Ingestion {
                     self.finish_failed(&claim, &error, JobStatus::Dead).await?
                 } else {
                     let at = self.ports.clock.now() + self.policy.backoff(claim.job.attempts);
-                    self.ports
+                    let applied = self
+                        .ports
                         .jobs
-                        .fail(
-                            &claim,
-                            &error,
-                            Failure::RetryAt(at),
-                            self.ports.clock.now(),
-                        )
+                        .fail(&claim, &error, Failure::RetryAt(at), self.ports.clock.now())
                         .await
                         .map_err(anyhow::Error::new)?;
-                    RunOutcome::Retrying { job }
+                    if applied {
+                        RunOutcome::Retrying { job }
+                    } else {
+                        RunOutcome::LeaseLost { job }
+                    }
                 }
             }
         };
@@ -933,14 +938,15 @@ impl Ingestion {
         };
         self.heartbeat(claim, Stage::Chunking, 0.0).await?;
         let settings = match document.collection_id {
-            Some(c) => self
-                .ports
-                .collections
-                .find(job.tenant_id, c)
-                .await
-                .map_err(|e| Step::Transient(format!("storage: {e}")))?
-                .ok_or(Step::Canceled)?
-                .chunking,
+            Some(c) => {
+                self.ports
+                    .collections
+                    .find(job.tenant_id, c)
+                    .await
+                    .map_err(|e| Step::Transient(format!("storage: {e}")))?
+                    .ok_or(Step::Canceled)?
+                    .chunking
+            }
             None => ChunkingSettings::default(),
         };
         let pages = text.pages();

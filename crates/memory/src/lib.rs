@@ -3,12 +3,16 @@
 
 mod api_keys;
 mod audit;
+mod blobs;
 mod cache;
+mod documents;
 mod identity;
 mod organizations;
 
 pub use api_keys::InMemoryApiKeys;
 pub use audit::InMemoryAudit;
+pub use blobs::InMemoryBlobs;
 pub use cache::InProcessCache;
+pub use documents::InMemoryDocuments;
 pub use identity::{InMemorySessions, InMemoryUsers};
 pub use organizations::InMemoryOrganizations;

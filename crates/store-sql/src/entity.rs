@@ -349,6 +349,7 @@ pub mod job {
         pub run_at: TimeDateTimeWithTimeZone,
         pub lease_token: Option<Uuid>,
         pub lease_until: Option<TimeDateTimeWithTimeZone>,
+        pub claimed_at: Option<TimeDateTimeWithTimeZone>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
         pub finished_at: Option<TimeDateTimeWithTimeZone>,

@@ -4,9 +4,10 @@
 //! (`lease_until < now`: its worker died, and the job is taken over). A claim is two steps:
 //!
 //! 1. the candidate tenants ([`CANDIDATES_SQL`]): the tenants with a due job, ordered by their
-//!    count of running jobs with a live lease (fewest first), then their oldest due `run_at`,
-//!    then their id, so one tenant's thousands of queued jobs never starve another tenant's
-//!    one job. It walks the `(status, tenant_id, run_at, id)` index from tenant to tenant (a
+//!    count of running jobs with a live lease (fewest first), then when they were last served
+//!    (their latest `claimed_at`; never served first), then their oldest due `run_at`, then
+//!    their id: a round robin, so one tenant's thousands of queued jobs never starve another
+//!    tenant's one job, even with a single worker. It walks the `(status, tenant_id, run_at, id)` index from tenant to tenant (a
 //!    loose index scan) and probes each tenant's oldest due job and running count, so its cost
 //!    grows with the number of tenants that have queued jobs, not with the number of jobs;
 //! 2. for the first candidate that still has one, its oldest due job (`run_at`, then id) is
@@ -86,11 +87,12 @@ SELECT d.tenant_id, \
        MIN(d.first_due) AS oldest, \
        (SELECT COUNT(*) FROM jobs AS r \
         WHERE r.status = 'running' AND r.tenant_id = d.tenant_id AND r.lease_until >= $1) \
-         AS running \
+         AS running, \
+       (SELECT MAX(c.claimed_at) FROM jobs AS c WHERE c.tenant_id = d.tenant_id) AS served \
 FROM due AS d \
 WHERE d.first_due IS NOT NULL \
 GROUP BY d.tenant_id \
-ORDER BY running, oldest, d.tenant_id \
+ORDER BY running, served NULLS FIRST, oldest, d.tenant_id \
 LIMIT 32";
 
 /// `t` as `jobs` stores it on `backend`: UTC, microseconds; on SQLite fixed-width text
@@ -325,6 +327,7 @@ impl SqlStore {
             .col_expr(Column::LeaseUntil, Expr::value(until))
             .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
             .col_expr(Column::Stage, Expr::value(Option::<String>::None))
+            .col_expr(Column::ClaimedAt, Expr::value(now.clone()))
             .col_expr(Column::UpdatedAt, Expr::value(now.clone()))
             .filter(Column::Id.eq(job.id))
             .filter(due(now))

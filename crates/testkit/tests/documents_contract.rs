@@ -1,11 +1,22 @@
-//! The documents storage and job queue contracts on SQLite and PostgreSQL: every case on a
-//! fresh, migrated store of each backend (its own SQLite file, its own PostgreSQL schema).
+//! The documents storage and job queue contracts on every adapter: in memory, SQLite and
+//! PostgreSQL, every case on a fresh store (fresh maps; its own SQLite file; its own
+//! migrated PostgreSQL schema).
 
 use testkit::contract::documents::DocumentPorts;
 
-/// One test per case and backend: `sqlite::case` and `postgres::case`.
-macro_rules! on_both_backends {
+/// One test per case and adapter: `memory::case`, `sqlite::case` and `postgres::case`.
+macro_rules! on_every_adapter {
     ($($suite:ident :: $case:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    testkit::contract::$suite::$case(&DocumentPorts::in_memory()).await;
+                }
+            )*
+        }
+
         mod sqlite {
             use super::*;
             $(
@@ -32,7 +43,7 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(
+on_every_adapter!(
     documents::collections_crud_and_pagination,
     documents::collections_are_tenant_scoped,
     documents::collection_stats_sum_documents,
@@ -46,6 +57,7 @@ on_both_backends!(
     documents::organization_delete_takes_everything,
     jobs::claims_are_exactly_once,
     jobs::claims_are_fair_across_tenants,
+    jobs::claims_take_turns_between_tenants,
     jobs::retries_wait_for_their_time,
     jobs::expired_leases_are_taken_over,
     jobs::complete_replaces_chunks,

@@ -16,8 +16,10 @@ use documents::{
     DocumentRepository, DocumentStatus, Format, Ingested, Job, JobKind, JobQueue, JobStatus,
     Tokenizer,
 };
-use kernel::{PageRequest, TenantId};
-use tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository};
+use kernel::{Page, PageRequest, TenantId, UserId};
+use tenancy::{
+    NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -47,6 +49,85 @@ impl DocumentPorts {
             documents: store.clone(),
             jobs: store,
         }
+    }
+
+    /// The in-memory adapters ([`memory::InMemoryDocuments`] over
+    /// [`memory::InMemoryOrganizations`]), where deleting an organization removes its
+    /// documents' data as the SQL foreign keys do.
+    #[must_use]
+    pub fn in_memory() -> Self {
+        let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+        let store = Arc::new(memory::InMemoryDocuments::new(clock.clone()));
+        Self {
+            orgs: Arc::new(CascadingOrganizations {
+                orgs: memory::InMemoryOrganizations::new(clock),
+                documents: store.clone(),
+            }),
+            collections: store.clone(),
+            documents: store.clone(),
+            jobs: store,
+        }
+    }
+}
+
+/// In-memory organizations whose delete cascades into the in-memory documents store, as
+/// `ON DELETE CASCADE` does on SQL.
+#[derive(Debug)]
+struct CascadingOrganizations {
+    orgs: memory::InMemoryOrganizations,
+    documents: Arc<memory::InMemoryDocuments>,
+}
+
+#[async_trait::async_trait]
+impl OrganizationRepository for CascadingOrganizations {
+    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
+        self.orgs.create(new).await
+    }
+
+    async fn create_with_owner(
+        &self,
+        new: NewOrganization,
+        owner: UserId,
+    ) -> Result<Organization, OrgRepoError> {
+        self.orgs.create_with_owner(new, owner).await
+    }
+
+    async fn rename(
+        &self,
+        id: TenantId,
+        name: OrgName,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        self.orgs.rename(id, name).await
+    }
+
+    async fn set_plan(
+        &self,
+        id: TenantId,
+        plan: &str,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        self.orgs.set_plan(id, plan).await
+    }
+
+    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
+        let deleted = self.orgs.delete(id).await?;
+        if deleted {
+            self.documents
+                .remove_tenant(id)
+                .map_err(|e| OrgRepoError::Unknown(anyhow::Error::new(e)))?;
+        }
+        Ok(deleted)
+    }
+
+    async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError> {
+        self.orgs.find_by_id(id).await
+    }
+
+    async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError> {
+        self.orgs.find_by_slug(slug).await
+    }
+
+    async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
+        self.orgs.list(page).await
     }
 }
 

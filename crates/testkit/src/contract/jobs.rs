@@ -135,6 +135,51 @@ pub async fn claims_are_fair_across_tenants(p: &DocumentPorts) {
     );
 }
 
+/// With nothing running (one worker finishing each job before the next claim), tenants take
+/// turns: the tenant served longest ago, or never, goes first.
+pub async fn claims_take_turns_between_tenants(p: &DocumentPorts) {
+    let (a, b) = two_tenants(p).await;
+    for i in 0..20_u64 {
+        upload(p, a, None, &format!("a{i}"), at_ms(i)).await;
+    }
+    let only_b = upload(p, b, None, "b", at_ms(10_000)).await;
+    let mut order = Vec::new();
+    for step in 0..4_u64 {
+        let now = at_ms(20_000 + step);
+        let claim = p
+            .jobs
+            .claim(now, MINUTE)
+            .await
+            .expect("claim")
+            .expect("due");
+        order.push((claim.job.tenant_id, claim.job.document_id));
+        assert!(
+            p.jobs
+                .complete(
+                    &claim,
+                    Ingested {
+                        pages: None,
+                        chunks: drafts(1, 1),
+                    },
+                    now,
+                )
+                .await
+                .expect("complete"),
+            "finished before the next claim"
+        );
+    }
+    assert_eq!(order[0].0, a, "the oldest job first");
+    assert_eq!(
+        order[1],
+        (b, Some(only_b.id)),
+        "then B, never served, before A's backlog: {order:?}"
+    );
+    assert!(
+        order[2..].iter().all(|(t, _)| *t == a),
+        "then A again: {order:?}"
+    );
+}
+
 /// A job that failed with `RetryAt(t)` is not claimable before `t`, and is at `t`.
 pub async fn retries_wait_for_their_time(p: &DocumentPorts) {
     let (a, _) = two_tenants(p).await;
