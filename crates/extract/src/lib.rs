@@ -1,1 +1,253 @@
-//! Extraction and chunking (see the crate docs once written).
+//! Extraction and chunking: the adapter behind `documents::Extractor` and `documents::Chunker`.
+//!
+//! - [`detect`]: the format of an upload from its first bytes and its name;
+//! - [`extract()`]: the text of a file (PDF, DOCX, HTML, Markdown, text, CSV), pure and
+//!   synchronous, within [`ExtractLimits`](documents::ExtractLimits);
+//! - [`ProcessExtractor`] (production) and [`ThreadExtractor`] (tests, development): the
+//!   `Extractor` port, running [`extract()`] in a child process (memory, CPU and time limits;
+//!   a crash kills only the child) or on a dedicated thread;
+//! - [`child_main`]: the child's side, for the binary's hidden `extract-worker` command;
+//! - [`chunk()`] and [`TokenChunker`]: token windows over the extracted text;
+//! - [`fixtures`]: generated PDFs and DOCX files, benign and hostile, for tests.
+
+mod chunk;
+mod detect;
+mod docx;
+pub mod fixtures;
+mod html;
+mod isolate;
+mod pdf;
+mod text;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+pub use chunk::{TokenChunker, chunk};
+pub use detect::{HEAD_BYTES, detect};
+use documents::{ExtractError, ExtractLimits, ExtractedText, Format};
+pub use isolate::{ExtractorConfig, ProcessExtractor, ThreadExtractor, child_main};
+
+/// Extracts the text of `bytes`, read as `format`.
+///
+/// PDF text is joined page by page with a blank line and `page_starts` has one entry per page;
+/// the other formats are unpaged. A panic inside a parser is caught and reported as
+/// [`ExtractError::Crashed`]; a stack overflow or a hang is not (see [`ProcessExtractor`]).
+///
+/// # Errors
+/// [`ExtractError::Encrypted`], [`ExtractError::TooManyPages`] (PDF),
+/// [`ExtractError::TooLarge`] (more than `limits.max_chars` characters; an archive over its
+/// limits), [`ExtractError::NoText`] (nothing but whitespace), [`ExtractError::Corrupt`].
+pub fn extract(
+    format: Format,
+    bytes: &[u8],
+    limits: &ExtractLimits,
+) -> Result<ExtractedText, ExtractError> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        extract_unguarded(format, bytes, limits)
+    })) {
+        Ok(result) => result,
+        Err(_) => Err(ExtractError::Crashed("panic".into())),
+    }
+}
+
+fn extract_unguarded(
+    format: Format,
+    bytes: &[u8],
+    limits: &ExtractLimits,
+) -> Result<ExtractedText, ExtractError> {
+    let extracted = match format {
+        Format::Pdf => {
+            let pdf = pdf::pdf_to_text(bytes, limits)?;
+            let mut text = String::new();
+            let mut page_starts = Vec::with_capacity(pdf.pages.len());
+            let mut at: u64 = 0;
+            for (i, page) in pdf.pages.iter().enumerate() {
+                if i > 0 {
+                    text.push_str("\n\n");
+                    at += 2;
+                }
+                page_starts.push(at);
+                text.push_str(page);
+                at += u64::try_from(page.chars().count()).unwrap_or(u64::MAX);
+            }
+            ExtractedText {
+                text,
+                page_starts,
+                title: pdf.title,
+            }
+        }
+        Format::Docx => {
+            let (title, text) = docx::docx_to_text(bytes, limits)?;
+            unpaged(clean(&text), title)
+        }
+        Format::Html => {
+            let source = text::decode_html(bytes, limits)?;
+            let (title, body) = html::html_to_text(&source)?;
+            unpaged(clean(&body), title.map(|t| clean(&t)))
+        }
+        Format::Markdown | Format::Text => unpaged(clean(&text::decode(bytes, limits)?), None),
+        Format::Csv => {
+            let decoded = text::decode(bytes, limits)?;
+            unpaged(clean(&text::csv_to_text(&decoded)), None)
+        }
+    };
+    if extracted.text.trim().is_empty() {
+        return Err(ExtractError::NoText);
+    }
+    let chars = u64::try_from(extracted.text.chars().count()).unwrap_or(u64::MAX);
+    if chars > limits.max_chars {
+        return Err(too_many_chars(limits));
+    }
+    Ok(extracted)
+}
+
+fn unpaged(text: String, title: Option<String>) -> ExtractedText {
+    ExtractedText {
+        text,
+        page_starts: Vec::new(),
+        title: title.filter(|t| !t.trim().is_empty()),
+    }
+}
+
+pub(crate) fn too_many_chars(limits: &ExtractLimits) -> ExtractError {
+    ExtractError::TooLarge(format!(
+        "the text has more than {} characters",
+        limits.max_chars
+    ))
+}
+
+/// Line ends as `\n`, no control characters but tab and newline, no byte-order marks.
+pub(crate) fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() != Some(&'\n') {
+                    out.push('\n');
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            '\u{feff}' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// [`clean`], then: trailing spaces cut from each line, at most one blank line in a row, and
+/// no blank lines at either end.
+pub(crate) fn clean_pdf_page(s: &str) -> String {
+    let cleaned = clean(s);
+    let mut out = String::with_capacity(cleaned.len());
+    let mut blank_run = 0;
+    for line in cleaned.split('\n') {
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            blank_run += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
+        }
+        blank_run = 0;
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleaning_keeps_text_and_drops_controls() {
+        assert_eq!(clean("a\r\nb\rc\u{0}d\u{feff}\te"), "a\nb\ncd\te");
+        assert_eq!(
+            clean_pdf_page("\n\n  a  \n\n\n\nb\n c \n\n"),
+            "  a\n\nb\n c"
+        );
+    }
+
+    #[test]
+    fn pdf_pages_are_joined_with_offsets() {
+        let bytes = fixtures::pdf(&["First page", "Zweite Seite ünd mehr", "Third"]);
+        let out = extract(Format::Pdf, &bytes, &ExtractLimits::default()).unwrap();
+        assert_eq!(out.pages(), Some(3));
+        let pages: Vec<String> = out
+            .page_starts
+            .iter()
+            .map(|&s| {
+                out.text
+                    .chars()
+                    .skip(usize::try_from(s).unwrap())
+                    .take(5)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(pages, ["First", "Zweit", "Third"]);
+        assert!(out.text.contains("ünd"), "{:?}", out.text);
+    }
+
+    #[test]
+    fn pdf_limits() {
+        let limits = ExtractLimits {
+            max_pages: 3,
+            ..ExtractLimits::default()
+        };
+        assert!(matches!(
+            extract(Format::Pdf, &fixtures::many_pages_pdf(4), &limits),
+            Err(ExtractError::TooManyPages { pages: 4, limit: 3 })
+        ));
+        assert!(matches!(
+            extract(Format::Pdf, &fixtures::encrypted_pdf(), &limits),
+            Err(ExtractError::Encrypted)
+        ));
+        assert!(matches!(
+            extract(Format::Pdf, &fixtures::image_only_pdf(), &limits),
+            Err(ExtractError::NoText)
+        ));
+        assert!(matches!(
+            extract(Format::Pdf, b"%PDF-1.4\ngarbage", &limits),
+            Err(ExtractError::Corrupt(_))
+        ));
+        let small = ExtractLimits {
+            max_chars: 20,
+            ..ExtractLimits::default()
+        };
+        assert!(matches!(
+            extract(
+                Format::Pdf,
+                &fixtures::pdf(&["a long page of text, longer than twenty"]),
+                &small
+            ),
+            Err(ExtractError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn text_formats() {
+        let limits = ExtractLimits::default();
+        let md = extract(Format::Markdown, b"# Title\n\n- item\n", &limits).unwrap();
+        assert_eq!(md.text, "# Title\n\n- item\n");
+        assert_eq!(md.page_starts, Vec::<u64>::new());
+        assert!(matches!(
+            extract(Format::Text, b" \n\t ", &limits),
+            Err(ExtractError::NoText)
+        ));
+        let csv = extract(Format::Csv, b"name,age\r\nAda,36\r\n", &limits).unwrap();
+        assert_eq!(csv.text, "name: Ada; age: 36\n");
+        let html = extract(Format::Html, b"<title>T</title><p>Body", &limits).unwrap();
+        assert_eq!(
+            (html.title.as_deref(), html.text.as_str()),
+            (Some("T"), "Body")
+        );
+    }
+
+    #[test]
+    fn docx_text_and_title() {
+        let bytes = fixtures::docx(&["Hello", "World"]);
+        let out = extract(Format::Docx, &bytes, &ExtractLimits::default()).unwrap();
+        assert_eq!(out.text, "Hello\n\nWorld");
+    }
+}

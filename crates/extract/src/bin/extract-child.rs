@@ -1,0 +1,5 @@
+//! The extraction child for tests and benchmarks: what `quire extract-worker` does.
+
+fn main() {
+    std::process::exit(extract::child_main());
+}

@@ -1,0 +1,579 @@
+//! Generated files for tests and benchmarks: PDFs (lopdf's writer) and DOCX files (docx-rs's
+//! builder), benign and hostile. Everything is built in memory, deterministically.
+//!
+//! # Panics
+//! The generators panic only if the underlying writers fail on their own, fixed input.
+
+use std::borrow::Cow;
+use std::io::{Cursor, Read};
+
+use lopdf::{Dictionary, Document, Object, ObjectId, Stream, dictionary};
+
+/// Points between two lines of generated text.
+const LEADING: i64 = 14;
+/// Characters per generated line.
+const LINE_CHARS: usize = 95;
+
+/// A PDF with one page per entry of `pages`, each showing its text in Helvetica (wrapped at
+/// about 95 characters a line; characters outside Latin-1 become `?`). Streams are
+/// compressed, as in most real files.
+#[must_use]
+pub fn pdf(pages: &[&str]) -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    for text in pages {
+        let content = text_content(text);
+        b.page(content, None);
+    }
+    b.finish(true)
+}
+
+/// A PDF of `n` short pages ("Page 1", "Page 2", …).
+#[must_use]
+pub fn many_pages_pdf(n: usize) -> Vec<u8> {
+    let texts: Vec<String> = (1..=n).map(|i| format!("Page {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    pdf(&refs)
+}
+
+/// A PDF whose only page shows an image and no text (a scan).
+#[must_use]
+pub fn image_only_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let image = b.doc.add_object(Stream::new(
+        dictionary! {
+            "Type" => "XObject",
+            "Subtype" => "Image",
+            "Width" => 2,
+            "Height" => 2,
+            "ColorSpace" => "DeviceGray",
+            "BitsPerComponent" => 8,
+        },
+        vec![0, 255, 255, 0],
+    ));
+    b.page(
+        b"q 200 0 0 200 100 500 cm /Im1 Do Q".to_vec(),
+        Some(dictionary! { "Im1" => image }),
+    );
+    b.finish(false)
+}
+
+/// A PDF encrypted with a user password (RC4, 128 bits): it cannot be read without it.
+#[must_use]
+pub fn encrypted_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    b.page(text_content("Secret text"), None);
+    let mut doc = b.into_document();
+    let id = Object::String(b"quire-fixture-id".to_vec(), lopdf::StringFormat::Literal);
+    doc.trailer.set("ID", Object::Array(vec![id.clone(), id]));
+    let state = lopdf::EncryptionState::try_from(lopdf::EncryptionVersion::V2 {
+        document: &doc,
+        owner_password: "owner",
+        user_password: "user password",
+        key_length: 128,
+        permissions: lopdf::Permissions::all(),
+    })
+    .expect("encryption parameters");
+    doc.encrypt(&state).expect("encrypt");
+    save(&mut doc)
+}
+
+/// A PDF that overflows pdf-extract's stack: its page draws a form XObject that draws itself
+/// (pdf-extract follows `Do` recursively, without a depth limit or cycle check). In-process
+/// this aborts the whole process; only [`ProcessExtractor`](crate::ProcessExtractor) survives
+/// it.
+#[must_use]
+pub fn stack_overflow_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let form = b.doc.add_object(Stream::new(
+        dictionary! {
+            "Type" => "XObject",
+            "Subtype" => "Form",
+            "BBox" => vec![0.into(), 0.into(), 100.into(), 100.into()],
+        },
+        b"/X1 Do".to_vec(),
+    ));
+    b.page(
+        b"BT /F1 12 Tf 72 720 Td (Recursion) Tj ET /X1 Do".to_vec(),
+        Some(dictionary! { "X1" => form }),
+    );
+    b.finish(false)
+}
+
+/// A PDF that makes pdf-extract panic (a non-embedded Japanese font with the predefined
+/// `90ms-RKSJ-H` CMap, as in many real files) but that the fallback reads:
+/// "Hello ASCII" and "日本語テスト".
+#[must_use]
+pub fn panicking_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let descendant = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "CIDFontType2",
+        "BaseFont" => "HeiseiMin-W3",
+        "CIDSystemInfo" => dictionary! {
+            "Registry" => Object::string_literal("Adobe"),
+            "Ordering" => Object::string_literal("Japan1"),
+            "Supplement" => 2,
+        },
+        "DW" => 1000,
+    });
+    let japanese = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type0",
+        "BaseFont" => "HeiseiMin-W3",
+        "Encoding" => "90ms-RKSJ-H",
+        "DescendantFonts" => vec![descendant.into()],
+    });
+    b.extra_fonts.set("F2", japanese);
+    b.page(
+        b"BT /F1 14 Tf 72 720 Td (Hello ASCII) Tj 0 -28 Td /F2 14 Tf <93FA967B8CEA836583588367> Tj ET"
+            .to_vec(),
+        None,
+    );
+    b.finish(false)
+}
+
+/// A PDF whose page content inflates to 1 GiB of spaces (about 1 MB on disk): reading it
+/// needs the memory, so a memory limit stops it.
+#[must_use]
+pub fn pdf_bomb() -> Vec<u8> {
+    let (raw, _crc) = repeated_deflate(b' ', 1 << 30);
+    let mut zlib = vec![0x78, 0xda];
+    zlib.extend_from_slice(&raw);
+    zlib.extend_from_slice(&adler32_of_repeated(b' ', 1 << 30).to_be_bytes());
+    let mut b = PdfBuilder::new();
+    b.pages.push((
+        Stream::new(dictionary! { "Filter" => "FlateDecode" }, zlib).with_compression(false),
+        None,
+    ));
+    b.finish(false)
+}
+
+/// A Word document with one paragraph per entry.
+#[must_use]
+pub fn docx(paragraphs: &[&str]) -> Vec<u8> {
+    use docx_rs::{Docx, Paragraph, Run};
+    let mut d = Docx::new();
+    for p in paragraphs {
+        d = d.add_paragraph(Paragraph::new().add_run(Run::new().add_text(*p)));
+    }
+    let mut out = Cursor::new(Vec::new());
+    d.pack(&mut out).expect("docx-rs writes to memory");
+    out.into_inner()
+}
+
+/// A zip bomb dressed as a DOCX: a valid document plus an entry that inflates to 1 GiB of
+/// zeros (about 1 MB compressed) and says so in its headers.
+#[must_use]
+pub fn zip_bomb_docx() -> Vec<u8> {
+    let (raw, crc) = repeated_deflate(0, 1 << 30);
+    let mut entries = base_docx_entries();
+    entries.push(ZipEntry {
+        name: "word/media/image1.png".into(),
+        method: 8,
+        crc,
+        data: Cow::Owned(raw),
+        declared_size: 1 << 30,
+    });
+    write_zip(&entries)
+}
+
+/// Like [`zip_bomb_docx`], but the headers lie: they declare 1 KiB for the entry that
+/// inflates to 1 GiB (only reading through a byte budget catches it).
+#[must_use]
+pub fn lying_zip_bomb_docx() -> Vec<u8> {
+    let (raw, crc) = repeated_deflate(0, 1 << 30);
+    let mut entries = base_docx_entries();
+    entries.push(ZipEntry {
+        name: "word/media/image1.png".into(),
+        method: 8,
+        crc,
+        data: Cow::Owned(raw),
+        declared_size: 1024,
+    });
+    write_zip(&entries)
+}
+
+/// A valid DOCX padded with `extra` empty entries (ZIP64 when there are more than 65,535).
+#[must_use]
+pub fn many_entries_docx(extra: usize) -> Vec<u8> {
+    let mut entries = base_docx_entries();
+    for i in 0..extra {
+        entries.push(ZipEntry {
+            name: format!("word/media/f{i}.bin"),
+            method: 0,
+            crc: 0,
+            data: Cow::Borrowed(&[]),
+            declared_size: 0,
+        });
+    }
+    write_zip(&entries)
+}
+
+/// A DOCX whose main part defines nested XML entities ("billion laughs"): expanded, `&lol9;`
+/// would be 3 GB of text.
+#[must_use]
+pub fn billion_laughs_docx() -> Vec<u8> {
+    let mut dtd = String::from("<!DOCTYPE w:document [\n<!ENTITY lol \"lol\">\n");
+    for i in 1..=9 {
+        let prev = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        dtd.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">\n",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    dtd.push_str("]>\n");
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n{dtd}\
+         <w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\">\
+         <w:body><w:p><w:r><w:t>&lol9;</w:t></w:r></w:p></w:body></w:document>"
+    );
+    let mut entries = base_docx_entries();
+    for e in &mut entries {
+        if e.name == "word/document.xml" {
+            e.crc = crc32(xml.as_bytes());
+            e.declared_size = u32::try_from(xml.len()).expect("small");
+            e.data = Cow::Owned(xml.clone().into_bytes());
+        }
+    }
+    write_zip(&entries)
+}
+
+/// A zip archive of stored (uncompressed) entries.
+#[cfg(test)]
+pub(crate) fn zip_stored(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<ZipEntry<'_>> = files
+        .iter()
+        .map(|(name, data)| ZipEntry {
+            name: (*name).to_owned(),
+            method: 0,
+            crc: crc32(data),
+            data: Cow::Borrowed(*data),
+            declared_size: u32::try_from(data.len()).expect("small"),
+        })
+        .collect();
+    write_zip(&entries)
+}
+
+// --- PDF ---------------------------------------------------------------------------------
+
+struct PdfBuilder {
+    doc: Document,
+    pages_id: ObjectId,
+    font_id: ObjectId,
+    extra_fonts: Dictionary,
+    pages: Vec<(Stream, Option<Dictionary>)>,
+}
+
+impl PdfBuilder {
+    fn new() -> Self {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font",
+            "Subtype" => "Type1",
+            "BaseFont" => "Helvetica",
+            "Encoding" => "WinAnsiEncoding",
+        });
+        Self {
+            doc,
+            pages_id,
+            font_id,
+            extra_fonts: Dictionary::new(),
+            pages: Vec::new(),
+        }
+    }
+
+    fn page(&mut self, content: Vec<u8>, xobjects: Option<Dictionary>) {
+        self.pages
+            .push((Stream::new(Dictionary::new(), content), xobjects));
+    }
+
+    fn into_document(mut self) -> Document {
+        let mut fonts = dictionary! { "F1" => self.font_id };
+        for (k, v) in self.extra_fonts.iter() {
+            fonts.set(k.clone(), v.clone());
+        }
+        let mut kids = Vec::with_capacity(self.pages.len());
+        for (stream, xobjects) in std::mem::take(&mut self.pages) {
+            let content_id = self.doc.add_object(stream);
+            let mut resources = dictionary! { "Font" => fonts.clone() };
+            if let Some(x) = xobjects {
+                resources.set("XObject", x);
+            }
+            let page_id = self.doc.add_object(dictionary! {
+                "Type" => "Page",
+                "Parent" => self.pages_id,
+                "Contents" => content_id,
+                "Resources" => resources,
+            });
+            kids.push(Object::Reference(page_id));
+        }
+        let count = i64::try_from(kids.len()).unwrap_or(i64::MAX);
+        self.doc.objects.insert(
+            self.pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages",
+                "Kids" => kids,
+                "Count" => count,
+                "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            }),
+        );
+        let catalog = self.doc.add_object(dictionary! {
+            "Type" => "Catalog",
+            "Pages" => self.pages_id,
+        });
+        self.doc.trailer.set("Root", catalog);
+        self.doc
+    }
+
+    fn finish(self, compress: bool) -> Vec<u8> {
+        let mut doc = self.into_document();
+        if compress {
+            doc.compress();
+        }
+        save(&mut doc)
+    }
+}
+
+fn save(doc: &mut Document) -> Vec<u8> {
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("lopdf writes to memory");
+    out
+}
+
+/// A content stream showing `text` in `/F1`, wrapped into lines.
+fn text_content(text: &str) -> Vec<u8> {
+    let mut out = "BT /F1 11 Tf 56 800 Td\n".to_string().into_bytes();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        let mut lines = Vec::new();
+        for word in paragraph.split(' ') {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > LINE_CHARS {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+        for l in lines {
+            out.push(b'(');
+            for c in l.chars() {
+                let byte = u8::try_from(u32::from(c)).unwrap_or(b'?');
+                if matches!(byte, b'(' | b')' | b'\\') {
+                    out.push(b'\\');
+                }
+                out.push(byte);
+            }
+            out.extend_from_slice(format!(") Tj 0 -{LEADING} Td\n").as_bytes());
+        }
+    }
+    out.extend_from_slice(b"ET\n");
+    out
+}
+
+// --- zip -----------------------------------------------------------------------------------
+
+struct ZipEntry<'a> {
+    name: String,
+    /// 0 stored, 8 deflated.
+    method: u16,
+    crc: u32,
+    data: Cow<'a, [u8]>,
+    declared_size: u32,
+}
+
+/// The entries of a small valid DOCX, stored uncompressed.
+fn base_docx_entries() -> Vec<ZipEntry<'static>> {
+    let bytes = docx(&["Hello"]);
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).expect("docx-rs writes a zip");
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).expect("entry");
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).expect("inflate");
+        entries.push(ZipEntry {
+            name: file.name().to_owned(),
+            method: 0,
+            crc: crc32(&data),
+            declared_size: u32::try_from(data.len()).expect("small"),
+            data: Cow::Owned(data),
+        });
+    }
+    entries
+}
+
+/// Writes a zip archive by hand, so that sizes can lie and compressed data can be supplied.
+fn write_zip(entries: &[ZipEntry<'_>]) -> Vec<u8> {
+    fn u16le(out: &mut Vec<u8>, v: u16) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32le(out: &mut Vec<u8>, v: u32) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut out = Vec::new();
+    let mut offsets = Vec::with_capacity(entries.len());
+    for e in entries {
+        offsets.push(u32::try_from(out.len()).expect("fixture under 4 GiB"));
+        u32le(&mut out, 0x0403_4b50);
+        u16le(&mut out, 20);
+        u16le(&mut out, 0);
+        u16le(&mut out, e.method);
+        u16le(&mut out, 0);
+        u16le(&mut out, 0x21);
+        u32le(&mut out, e.crc);
+        u32le(
+            &mut out,
+            u32::try_from(e.data.len()).expect("fixture under 4 GiB"),
+        );
+        u32le(&mut out, e.declared_size);
+        u16le(&mut out, u16::try_from(e.name.len()).expect("short name"));
+        u16le(&mut out, 0);
+        out.extend_from_slice(e.name.as_bytes());
+        out.extend_from_slice(&e.data);
+    }
+    let cd_start = out.len();
+    for (e, offset) in entries.iter().zip(&offsets) {
+        u32le(&mut out, 0x0201_4b50);
+        u16le(&mut out, 20);
+        u16le(&mut out, 20);
+        u16le(&mut out, 0);
+        u16le(&mut out, e.method);
+        u16le(&mut out, 0);
+        u16le(&mut out, 0x21);
+        u32le(&mut out, e.crc);
+        u32le(
+            &mut out,
+            u32::try_from(e.data.len()).expect("fixture under 4 GiB"),
+        );
+        u32le(&mut out, e.declared_size);
+        u16le(&mut out, u16::try_from(e.name.len()).expect("short name"));
+        u16le(&mut out, 0);
+        u16le(&mut out, 0);
+        u16le(&mut out, 0);
+        u16le(&mut out, 0);
+        u32le(&mut out, 0);
+        u32le(&mut out, *offset);
+        out.extend_from_slice(e.name.as_bytes());
+    }
+    let cd_size = out.len() - cd_start;
+    let count = entries.len();
+    let small_count = u16::try_from(count).ok();
+    if small_count.is_none() {
+        // ZIP64 end of central directory record and locator.
+        let record_at = out.len() as u64;
+        u32le(&mut out, 0x0606_4b50);
+        out.extend_from_slice(&44u64.to_le_bytes());
+        u16le(&mut out, 45);
+        u16le(&mut out, 45);
+        u32le(&mut out, 0);
+        u32le(&mut out, 0);
+        out.extend_from_slice(&(count as u64).to_le_bytes());
+        out.extend_from_slice(&(count as u64).to_le_bytes());
+        out.extend_from_slice(&(cd_size as u64).to_le_bytes());
+        out.extend_from_slice(&(cd_start as u64).to_le_bytes());
+        u32le(&mut out, 0x0706_4b50);
+        u32le(&mut out, 0);
+        out.extend_from_slice(&record_at.to_le_bytes());
+        u32le(&mut out, 1);
+    }
+    u32le(&mut out, 0x0605_4b50);
+    u16le(&mut out, 0);
+    u16le(&mut out, 0);
+    u16le(&mut out, small_count.unwrap_or(0xffff));
+    u16le(&mut out, small_count.unwrap_or(0xffff));
+    u32le(
+        &mut out,
+        u32::try_from(cd_size).expect("fixture under 4 GiB"),
+    );
+    u32le(
+        &mut out,
+        u32::try_from(cd_start).expect("fixture under 4 GiB"),
+    );
+    u16le(&mut out, 0);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    crc.sum()
+}
+
+/// Raw deflate data of `total` copies of `byte` (a multiple of 1 MiB), and its CRC-32: one
+/// compressed MiB, ended by a sync flush (so it starts and ends on a byte boundary and refers
+/// to nothing before it), repeated, then an empty final block.
+fn repeated_deflate(byte: u8, total: u64) -> (Vec<u8>, u32) {
+    const BLOCK: usize = 1 << 20;
+    let block = vec![byte; BLOCK];
+    let mut compress = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut piece = Vec::with_capacity(64 * 1024);
+    compress
+        .compress_vec(&block, &mut piece, flate2::FlushCompress::Sync)
+        .expect("deflate");
+    assert_eq!(
+        compress.total_in(),
+        BLOCK as u64,
+        "the block fits the buffer"
+    );
+    let repeats = total / BLOCK as u64;
+    let mut raw = Vec::with_capacity(piece.len() * usize::try_from(repeats).unwrap_or(0) + 2);
+    let mut one = flate2::Crc::new();
+    one.update(&block);
+    let mut crc = flate2::Crc::new();
+    for _ in 0..repeats {
+        raw.extend_from_slice(&piece);
+        crc.combine(&one);
+    }
+    // Final block, fixed Huffman codes, holding only the end-of-block code.
+    raw.extend_from_slice(&[0x03, 0x00]);
+    (raw, crc.sum())
+}
+
+/// Adler-32 of `n` copies of `byte`.
+fn adler32_of_repeated(byte: u8, n: u64) -> u32 {
+    const MOD: u128 = 65_521;
+    let (c, n) = (u128::from(byte), u128::from(n));
+    let a = (1 + n * c) % MOD;
+    // b = sum over i of (1 + i * c) for i in 1..=n
+    let b = (n + c * n * (n + 1) / 2) % MOD;
+    u32::try_from((b << 16) | a).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repeated_deflate_stream_inflates_to_what_it_claims() {
+        let (raw, crc) = repeated_deflate(b'x', 4 << 20);
+        let mut inflated = Vec::new();
+        flate2::read::DeflateDecoder::new(raw.as_slice())
+            .read_to_end(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated.len(), 4 << 20);
+        assert!(inflated.iter().all(|b| *b == b'x'));
+        assert_eq!(crc, crc32(&inflated));
+        let mut adler_a: u32 = 1;
+        let mut adler_b: u32 = 0;
+        for b in &inflated[..1000] {
+            adler_a = (adler_a + u32::from(*b)) % 65_521;
+            adler_b = (adler_b + adler_a) % 65_521;
+        }
+        assert_eq!(adler32_of_repeated(b'x', 1000), (adler_b << 16) | adler_a);
+    }
+
+    #[test]
+    fn generated_zips_open() {
+        let many = many_entries_docx(70_000);
+        let archive = zip::ZipArchive::new(Cursor::new(many)).unwrap();
+        assert_eq!(archive.len(), 70_000 + base_docx_entries().len());
+        let bomb = zip::ZipArchive::new(Cursor::new(zip_bomb_docx())).unwrap();
+        assert!(bomb.decompressed_size().unwrap_or(0) >= 1 << 30);
+    }
+}

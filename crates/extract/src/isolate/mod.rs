@@ -1,0 +1,77 @@
+//! Isolation: the two adapters of `documents::Extractor`. Parsers of hostile files can panic,
+//! overflow their stack, hang or allocate without bound; the server must survive all of it.
+//!
+//! - [`ProcessExtractor`] (production): each extraction runs in a child process with an
+//!   address-space limit, a CPU-time limit and no core dumps, killed after the timeout. A
+//!   crash takes down only the child.
+//! - [`ThreadExtractor`] (tests, development): each extraction runs on a dedicated thread
+//!   with a bounded stack; panics are caught, the caller stops waiting after the timeout. A
+//!   stack overflow or an allocation failure still aborts the whole process.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use documents::ExtractError;
+
+mod child;
+mod process;
+mod thread;
+mod wire;
+
+pub use child::child_main;
+pub use process::ProcessExtractor;
+pub use thread::ThreadExtractor;
+
+/// Stack of an extraction thread (in either mode).
+pub(crate) const STACK_BYTES: usize = 64 * 1024 * 1024;
+/// Name (prefix) of extraction threads; their panics are not printed.
+pub(crate) const THREAD_NAME: &str = "quire-extract";
+
+/// How extraction is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractorConfig {
+    /// How long the caller waits for one extraction.
+    pub timeout: Duration,
+    /// Address-space limit of an extraction child process, 0 for none (ignored by
+    /// [`ThreadExtractor`]). It covers the 64 MiB stack of the extraction thread too: give it
+    /// a few hundred MiB at least.
+    pub memory_limit_bytes: u64,
+    /// Most extractions at once (threads or child processes).
+    pub max_concurrent: usize,
+}
+
+impl Default for ExtractorConfig {
+    /// Two minutes, 1 GiB, two at once.
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            memory_limit_bytes: 1024 * 1024 * 1024,
+            max_concurrent: 2,
+        }
+    }
+}
+
+impl ExtractorConfig {
+    fn timed_out(&self) -> ExtractError {
+        let secs = self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0);
+        ExtractError::TimedOut(secs)
+    }
+}
+
+/// Installs, once per process, a panic hook that stays silent on extraction threads (parsers
+/// panic on hostile files by design, and a panic message may quote the file) and defers to the
+/// previous hook everywhere else.
+pub(crate) fn quiet_extraction_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let on_extraction_thread = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with(THREAD_NAME));
+            if !on_extraction_thread {
+                previous(info);
+            }
+        }));
+    });
+}

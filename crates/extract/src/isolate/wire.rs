@@ -1,0 +1,249 @@
+//! The framing between [`ProcessExtractor`](crate::ProcessExtractor) and its child.
+//!
+//! Request (stdin): `QXRQ`, a u32 (little-endian) length and that many bytes of JSON
+//! ([`Header`]), a u64 length and the file's bytes. Response (stdout): `QXRS`, a u32 length
+//! and JSON ([`Response`]), a u64 length and the extracted text (UTF-8).
+
+use std::io::{self, Read, Write};
+
+use documents::{ExtractError, ExtractLimits, ExtractedText};
+use serde::{Deserialize, Serialize};
+
+const REQUEST_MAGIC: &[u8; 4] = b"QXRQ";
+const RESPONSE_MAGIC: &[u8; 4] = b"QXRS";
+/// Largest JSON header either side accepts.
+const MAX_HEADER: u32 = 1024 * 1024;
+
+/// What the child needs besides the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub(crate) format: String,
+    pub(crate) max_pages: u32,
+    pub(crate) max_chars: u64,
+    pub(crate) max_inflated_bytes: u64,
+    pub(crate) max_archive_entries: u32,
+    /// Address-space limit of the child (0: none).
+    pub(crate) memory_limit_bytes: u64,
+    /// CPU-time limit of the child, in seconds (0: none).
+    pub(crate) cpu_seconds: u64,
+    /// Stack of the extraction thread.
+    pub(crate) stack_bytes: u64,
+}
+
+impl Header {
+    pub(crate) fn limits(&self) -> ExtractLimits {
+        ExtractLimits {
+            max_pages: self.max_pages,
+            max_chars: self.max_chars,
+            max_inflated_bytes: self.max_inflated_bytes,
+            max_archive_entries: self.max_archive_entries,
+        }
+    }
+}
+
+/// The outcome, without the text itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Response {
+    Ok {
+        page_starts: Vec<u64>,
+        title: Option<String>,
+    },
+    Encrypted,
+    TooManyPages {
+        pages: u32,
+        limit: u32,
+    },
+    TooLarge {
+        detail: String,
+    },
+    NoText,
+    Corrupt {
+        detail: String,
+    },
+    Crashed {
+        detail: String,
+    },
+}
+
+pub(crate) fn write_request(
+    out: &mut Vec<u8>,
+    header: &Header,
+    bytes: &[u8],
+) -> Result<(), serde_json::Error> {
+    let json = serde_json::to_vec(header)?;
+    out.reserve(json.len() + bytes.len() + 16);
+    out.extend_from_slice(REQUEST_MAGIC);
+    out.extend_from_slice(&u32::try_from(json.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Reads the header of a request (the body follows, see [`read_body`]).
+pub(crate) fn read_header(input: &mut impl Read) -> io::Result<Header> {
+    let json = read_frame(input, REQUEST_MAGIC)?;
+    serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Reads the body of a request, at most `max` bytes.
+pub(crate) fn read_body(input: &mut impl Read, max: u64) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 8];
+    input.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "request too large",
+        ));
+    }
+    let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    input.take(len).read_to_end(&mut body)?;
+    if body.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(body)
+}
+
+pub(crate) fn write_response(
+    out: &mut impl Write,
+    result: &Result<ExtractedText, ExtractError>,
+) -> io::Result<()> {
+    let (response, text) = match result {
+        Ok(t) => (
+            Response::Ok {
+                page_starts: t.page_starts.clone(),
+                title: t.title.clone(),
+            },
+            t.text.as_str(),
+        ),
+        Err(e) => (
+            match e {
+                ExtractError::Encrypted => Response::Encrypted,
+                ExtractError::TooManyPages { pages, limit } => Response::TooManyPages {
+                    pages: *pages,
+                    limit: *limit,
+                },
+                ExtractError::TooLarge(detail) => Response::TooLarge {
+                    detail: detail.clone(),
+                },
+                ExtractError::NoText => Response::NoText,
+                ExtractError::Corrupt(detail) => Response::Corrupt {
+                    detail: detail.clone(),
+                },
+                // The child has no clock or sub-process of its own: these cannot happen there.
+                ExtractError::Crashed(detail) => Response::Crashed {
+                    detail: detail.clone(),
+                },
+                ExtractError::TimedOut(_) | ExtractError::Unavailable(_) => Response::Crashed {
+                    detail: "unexpected error".into(),
+                },
+            },
+            "",
+        ),
+    };
+    let json = serde_json::to_vec(&response)?;
+    out.write_all(RESPONSE_MAGIC)?;
+    out.write_all(&u32::try_from(json.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+    out.write_all(&json)?;
+    out.write_all(&(text.len() as u64).to_le_bytes())?;
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Parses a whole response; `None` for anything malformed.
+pub(crate) fn parse_response(bytes: &[u8]) -> Option<Result<ExtractedText, ExtractError>> {
+    let mut input = bytes;
+    let json = read_frame(&mut input, RESPONSE_MAGIC).ok()?;
+    let response: Response = serde_json::from_slice(&json).ok()?;
+    let mut len = [0u8; 8];
+    input.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    if input.len() != len {
+        return None;
+    }
+    let text = std::str::from_utf8(input).ok()?;
+    Some(match response {
+        Response::Ok { page_starts, title } => Ok(ExtractedText {
+            text: text.to_owned(),
+            page_starts,
+            title,
+        }),
+        Response::Encrypted => Err(ExtractError::Encrypted),
+        Response::TooManyPages { pages, limit } => Err(ExtractError::TooManyPages { pages, limit }),
+        Response::TooLarge { detail } => Err(ExtractError::TooLarge(detail)),
+        Response::NoText => Err(ExtractError::NoText),
+        Response::Corrupt { detail } => Err(ExtractError::Corrupt(detail)),
+        Response::Crashed { detail } => Err(ExtractError::Crashed(detail)),
+    })
+}
+
+fn read_frame(input: &mut impl Read, magic: &[u8; 4]) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 8];
+    input.read_exact(&mut head)?;
+    if &head[..4] != magic {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad magic"));
+    }
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len > MAX_HEADER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "header too large",
+        ));
+    }
+    let mut json = vec![0u8; len as usize];
+    input.read_exact(&mut json)?;
+    Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip() {
+        let header = Header {
+            format: "pdf".into(),
+            max_pages: 1,
+            max_chars: 2,
+            max_inflated_bytes: 3,
+            max_archive_entries: 4,
+            memory_limit_bytes: 5,
+            cpu_seconds: 6,
+            stack_bytes: 7,
+        };
+        let mut buf = Vec::new();
+        write_request(&mut buf, &header, b"body").unwrap();
+        let mut input = buf.as_slice();
+        assert_eq!(read_header(&mut input).unwrap(), header);
+        assert_eq!(read_body(&mut input, 100).unwrap(), b"body");
+        let mut input = buf.as_slice();
+        read_header(&mut input).unwrap();
+        assert!(read_body(&mut input, 3).is_err());
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let text = ExtractedText {
+            text: "héllo\n\nworld".into(),
+            page_starts: vec![0, 7],
+            title: Some("T".into()),
+        };
+        let mut buf = Vec::new();
+        write_response(&mut buf, &Ok(text.clone())).unwrap();
+        assert_eq!(parse_response(&buf).unwrap().unwrap(), text);
+        let mut buf = Vec::new();
+        write_response(
+            &mut buf,
+            &Err(ExtractError::TooManyPages { pages: 9, limit: 3 }),
+        )
+        .unwrap();
+        assert!(matches!(
+            parse_response(&buf),
+            Some(Err(ExtractError::TooManyPages { pages: 9, limit: 3 }))
+        ));
+        assert!(parse_response(b"garbage").is_none());
+        assert!(parse_response(&buf[..buf.len() - 1]).is_none());
+    }
+}

@@ -1,0 +1,238 @@
+//! `ProcessExtractor` end to end, through the `extract-child` binary: hostile files end as
+//! clean errors or as a crashed child, and the test process lives on.
+
+use std::time::Duration;
+
+use documents::{ExtractError, ExtractLimits, ExtractedText, Extractor, Format};
+use extract::{ExtractorConfig, ProcessExtractor, fixtures};
+
+fn config() -> ExtractorConfig {
+    ExtractorConfig {
+        timeout: Duration::from_secs(60),
+        memory_limit_bytes: 1024 * 1024 * 1024,
+        max_concurrent: 4,
+    }
+}
+
+fn child(config: ExtractorConfig) -> ProcessExtractor {
+    ProcessExtractor::new(env!("CARGO_BIN_EXE_extract-child"), Vec::new(), config)
+}
+
+async fn run(format: Format, bytes: Vec<u8>) -> Result<ExtractedText, ExtractError> {
+    child(config())
+        .extract(format, bytes, ExtractLimits::default())
+        .await
+}
+
+#[tokio::test]
+async fn a_stack_overflow_kills_the_child_only() {
+    let outcome = run(Format::Pdf, fixtures::stack_overflow_pdf()).await;
+    match outcome {
+        Err(ExtractError::Crashed(reason)) => {
+            assert!(reason.contains("stack overflow"), "{reason}");
+        }
+        other => panic!("expected a crash, got {other:?}"),
+    }
+    // This process is fine, and so is the next child.
+    let text = run(Format::Pdf, fixtures::pdf(&["Still alive."]))
+        .await
+        .unwrap();
+    assert_eq!(text.text, "Still alive.");
+}
+
+#[tokio::test]
+async fn the_memory_limit_stops_a_pdf_bomb() {
+    let small = ExtractorConfig {
+        memory_limit_bytes: 256 * 1024 * 1024,
+        ..config()
+    };
+    let outcome = child(small)
+        .extract(Format::Pdf, fixtures::pdf_bomb(), ExtractLimits::default())
+        .await;
+    match outcome {
+        Err(ExtractError::Crashed(reason)) => assert!(reason.contains("memory limit"), "{reason}"),
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_pdf_that_makes_pdf_extract_panic_is_read_by_the_fallback() {
+    let text = run(Format::Pdf, fixtures::panicking_pdf()).await.unwrap();
+    assert_eq!(text.text, "Hello ASCII\n日本語テスト");
+    assert_eq!(text.page_starts, vec![0]);
+}
+
+#[tokio::test]
+async fn zip_bombs_are_too_large() {
+    for (name, bytes) in [
+        ("declared 1 GiB", fixtures::zip_bomb_docx()),
+        ("lying about 1 GiB", fixtures::lying_zip_bomb_docx()),
+        ("100,000 entries", fixtures::many_entries_docx(100_000)),
+    ] {
+        let outcome = run(Format::Docx, bytes).await;
+        assert!(
+            matches!(outcome, Err(ExtractError::TooLarge(_))),
+            "{name}: {outcome:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn billion_laughs_is_refused() {
+    let outcome = run(Format::Docx, fixtures::billion_laughs_docx()).await;
+    match outcome {
+        Err(ExtractError::Corrupt(reason)) => assert!(reason.contains("DTD"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pdf_refusals() {
+    assert!(matches!(
+        run(Format::Pdf, fixtures::encrypted_pdf()).await,
+        Err(ExtractError::Encrypted)
+    ));
+    let limits = ExtractLimits {
+        max_pages: 10,
+        ..ExtractLimits::default()
+    };
+    assert!(matches!(
+        child(config())
+            .extract(Format::Pdf, fixtures::many_pages_pdf(11), limits)
+            .await,
+        Err(ExtractError::TooManyPages {
+            pages: 11,
+            limit: 10
+        })
+    ));
+    assert!(matches!(
+        run(Format::Pdf, fixtures::image_only_pdf()).await,
+        Err(ExtractError::NoText)
+    ));
+    assert!(matches!(
+        run(Format::Pdf, b"%PDF-1.7\nnot really".to_vec()).await,
+        Err(ExtractError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn pages_and_docx_come_through() {
+    let text = run(Format::Pdf, fixtures::pdf(&["One", "Two"]))
+        .await
+        .unwrap();
+    assert_eq!(text.text, "One\n\nTwo");
+    assert_eq!(text.page_starts, vec![0, 5]);
+    let text = run(Format::Docx, fixtures::docx(&["Alpha", "Beta"]))
+        .await
+        .unwrap();
+    assert_eq!(text.text, "Alpha\n\nBeta");
+}
+
+#[tokio::test]
+async fn text_formats_come_through() {
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend("Grüße aus Köln".encode_utf16().flat_map(u16::to_le_bytes));
+    assert_eq!(
+        run(Format::Text, utf16).await.unwrap().text,
+        "Grüße aus Köln"
+    );
+
+    let invalid = b"caf\xe9 au lait\n".to_vec();
+    assert_eq!(
+        run(Format::Text, invalid).await.unwrap().text,
+        "caf\u{fffd} au lait\n"
+    );
+
+    let csv = b"name,age\nAda,36\nAlan,41\n".to_vec();
+    assert_eq!(
+        run(Format::Csv, csv).await.unwrap().text,
+        "name: Ada; age: 36\nname: Alan; age: 41\n"
+    );
+
+    let html = b"<html><head><title>Doc</title><style>p{}</style></head>\
+        <body><script>steal()</script><p>Visible text.</p></body></html>"
+        .to_vec();
+    let out = run(Format::Html, html).await.unwrap();
+    assert_eq!(out.title.as_deref(), Some("Doc"));
+    assert_eq!(out.text, "Visible text.");
+
+    let md = b"# Notes\n\n* one\n* two\n".to_vec();
+    assert_eq!(
+        run(Format::Markdown, md).await.unwrap().text,
+        "# Notes\n\n* one\n* two\n"
+    );
+}
+
+#[tokio::test]
+async fn a_child_past_its_time_is_killed() {
+    // Hundreds of pages cannot be read in 50 ms (a debug build reads tens per second).
+    let quick = ExtractorConfig {
+        timeout: Duration::from_millis(50),
+        ..config()
+    };
+    let outcome = child(quick)
+        .extract(
+            Format::Pdf,
+            fixtures::many_pages_pdf(400),
+            ExtractLimits::default(),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(ExtractError::TimedOut(1))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn what_a_dead_or_confused_child_means() {
+    let sh =
+        |script: &str| ProcessExtractor::new("/bin/sh", vec!["-c".into(), script.into()], config());
+    let cases = [
+        ("/bin/cat >/dev/null; echo nonsense", "garbage output"),
+        ("/bin/cat >/dev/null; exit 7", "exit status 7"),
+        ("kill -SEGV $$", "invalid memory access (signal 11)"),
+        ("kill -ABRT $$", "stack overflow or abort (signal 6)"),
+    ];
+    for (script, reason) in cases {
+        let outcome = sh(script)
+            .extract(Format::Text, b"hello".to_vec(), ExtractLimits::default())
+            .await;
+        match outcome {
+            Err(ExtractError::Crashed(r)) => assert_eq!(r, reason, "{script}"),
+            other => panic!("{script}: {other:?}"),
+        }
+    }
+    let missing = ProcessExtractor::new("/nonexistent/quire", Vec::new(), config());
+    let outcome = missing
+        .extract(Format::Text, b"hello".to_vec(), ExtractLimits::default())
+        .await;
+    assert!(matches!(&outcome, Err(e @ ExtractError::Unavailable(_)) if e.is_transient()));
+    assert_eq!(missing.isolation(), "process");
+    assert_eq!(missing.detect(Some("a.md"), b"# x"), Ok(Format::Markdown));
+}
+
+#[tokio::test]
+async fn children_beyond_the_limit_wait_their_turn() {
+    let one_at_a_time = std::sync::Arc::new(child(ExtractorConfig {
+        max_concurrent: 1,
+        ..config()
+    }));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let extractor = std::sync::Arc::clone(&one_at_a_time);
+        tasks.push(tokio::spawn(async move {
+            let page = format!("Document {i}");
+            extractor
+                .extract(
+                    Format::Pdf,
+                    fixtures::pdf(&[&page]),
+                    ExtractLimits::default(),
+                )
+                .await
+                .map(|t| t.text)
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.unwrap().unwrap(), format!("Document {i}"));
+    }
+}

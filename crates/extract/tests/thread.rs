@@ -1,0 +1,82 @@
+//! `ThreadExtractor`: the in-process adapter for tests and development.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use documents::{ExtractError, ExtractLimits, Extractor, Format};
+use extract::{ExtractorConfig, ThreadExtractor, fixtures};
+
+fn config() -> ExtractorConfig {
+    ExtractorConfig {
+        timeout: Duration::from_secs(60),
+        memory_limit_bytes: 0,
+        max_concurrent: 2,
+    }
+}
+
+#[tokio::test]
+async fn extracts_on_a_thread() {
+    let extractor = ThreadExtractor::new(config());
+    assert_eq!(extractor.isolation(), "thread");
+    assert_eq!(
+        extractor.detect(Some("a.pdf"), b"%PDF-1.7\n"),
+        Ok(Format::Pdf)
+    );
+    let text = extractor
+        .extract(
+            Format::Pdf,
+            fixtures::pdf(&["On a thread"]),
+            ExtractLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text.text, "On a thread");
+    // pdf-extract panics on this one; the panic stays on the thread and the fallback reads it.
+    let text = extractor
+        .extract(
+            Format::Pdf,
+            fixtures::panicking_pdf(),
+            ExtractLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert!(text.text.ends_with("日本語テスト"), "{:?}", text.text);
+    assert!(matches!(
+        extractor
+            .extract(
+                Format::Docx,
+                fixtures::zip_bomb_docx(),
+                ExtractLimits::default()
+            )
+            .await,
+        Err(ExtractError::TooLarge(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_caller_stops_waiting_and_the_slot_comes_back() {
+    let extractor = Arc::new(ThreadExtractor::new(ExtractorConfig {
+        timeout: Duration::from_millis(50),
+        max_concurrent: 1,
+        ..config()
+    }));
+    // Hundreds of pages cannot be read in 50 ms (a debug build reads tens per second).
+    let outcome = extractor
+        .extract(
+            Format::Pdf,
+            fixtures::many_pages_pdf(400),
+            ExtractLimits::default(),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(ExtractError::TimedOut(1))),
+        "{outcome:?}"
+    );
+    // The timed-out thread still holds the only slot: the next extraction waits for it (the
+    // wait for a slot is not part of the timeout), then runs.
+    let next = extractor
+        .extract(Format::Text, b"next".to_vec(), ExtractLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(next.text, "next");
+}
