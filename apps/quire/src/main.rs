@@ -225,7 +225,11 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         count,
         std::time::Duration::from_millis(settings.documents.poll_interval_ms),
     );
-    tracing::info!(workers = count, database = store.backend_name(), "worker running");
+    tracing::info!(
+        workers = count,
+        database = store.backend_name(),
+        "worker running"
+    );
     shutdown_signal().await;
     tracing::info!("stopping: finishing the jobs in hand");
     pool.shutdown(std::time::Duration::from_secs(
@@ -252,7 +256,10 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     // The isolated extractor: no runtime, no logging, just stdin to stdout.
-    if std::env::args_os().nth(1).is_some_and(|a| a == quire::EXTRACT_CHILD_COMMAND) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == quire::EXTRACT_CHILD_COMMAND)
+    {
         return ExitCode::from(u8::try_from(extract::child_main()).unwrap_or(1));
     }
     let cli = Cli::parse();

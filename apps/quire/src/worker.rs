@@ -32,23 +32,10 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts `count` workers on the current runtime.
     #[must_use]
-    pub fn start(
-        ingestion: Arc<Ingestion>,
-        wake: Arc<Wake>,
-        count: usize,
-        poll: Duration,
-    ) -> Self {
+    pub fn start(ingestion: Arc<Ingestion>, wake: Arc<Wake>, count: usize, poll: Duration) -> Self {
         let (stop, rx) = watch::channel(false);
         let tasks = (0..count)
-            .map(|n| {
-                tokio::spawn(run(
-                    n,
-                    ingestion.clone(),
-                    wake.clone(),
-                    poll,
-                    rx.clone(),
-                ))
-            })
+            .map(|n| tokio::spawn(run(n, ingestion.clone(), wake.clone(), poll, rx.clone())))
             .collect();
         if count > 0 {
             tracing::info!(workers = count, "ingestion workers started");

@@ -75,7 +75,10 @@ impl Api {
             .json()
             .await
             .expect("json");
-        let token = reg["tokens"]["access_token"].as_str().expect("token").to_owned();
+        let token = reg["tokens"]["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
         let org: Value = client
             .post(format!("{url}/api/v1/orgs"))
             .bearer_auth(&token)
@@ -140,12 +143,20 @@ impl Api {
 #[tokio::test]
 async fn a_file_that_crashes_the_extractor_kills_only_its_child() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut server, url) = serve(dir.path(), &[("QUIRE_DOCUMENTS__EXTRACT_MEMORY_MIB", "512")]).await;
+    let (mut server, url) = serve(
+        dir.path(),
+        &[("QUIRE_DOCUMENTS__EXTRACT_MEMORY_MIB", "512")],
+    )
+    .await;
     let api = Api::sign_up(&url).await;
     let formats = api.get("/documents/formats").await;
     assert_eq!(formats["isolation"], "process", "{formats}");
-    let hostile = api.upload("deep.pdf", &extract::fixtures::stack_overflow_pdf()).await;
-    let good = api.upload("fine.pdf", &extract::fixtures::pdf(&["Still standing."])).await;
+    let hostile = api
+        .upload("deep.pdf", &extract::fixtures::stack_overflow_pdf())
+        .await;
+    let good = api
+        .upload("fine.pdf", &extract::fixtures::pdf(&["Still standing."]))
+        .await;
     for (up, expected) in [(hostile, "failed"), (good, "ready")] {
         let id = up["document"]["id"].as_str().expect("id");
         let doc = api
@@ -162,9 +173,14 @@ async fn a_file_that_crashes_the_extractor_kills_only_its_child() {
             );
         }
     }
-    let res = reqwest::get(format!("{url}/health/live")).await.expect("sent");
+    let res = reqwest::get(format!("{url}/health/live"))
+        .await
+        .expect("sent");
     assert_eq!(res.status(), StatusCode::OK, "the server lives");
-    assert!(server.try_wait().expect("status").is_none(), "the server process is still running");
+    assert!(
+        server.try_wait().expect("status").is_none(),
+        "the server process is still running"
+    );
 }
 
 #[tokio::test]
@@ -174,7 +190,8 @@ async fn a_job_survives_kill_9_of_its_worker() {
     let (_server, url) = serve(dir.path(), &[("QUIRE_DOCUMENTS__WORKERS", "0")]).await;
     let api = Api::sign_up(&url).await;
     // Big enough that a debug build takes seconds to chunk it.
-    let text = "Every sentence here is one more thing to tokenize and chunk, slowly. ".repeat(40_000);
+    let text =
+        "Every sentence here is one more thing to tokenize and chunk, slowly. ".repeat(40_000);
     let up = api.upload("long.txt", text.as_bytes()).await;
     let job = up["job_id"].as_str().expect("job").to_owned();
     let doc_id = up["document"]["id"].as_str().expect("id").to_owned();
@@ -191,11 +208,19 @@ async fn a_job_survives_kill_9_of_its_worker() {
         .expect("spawns a worker");
     // Wait until the worker holds the job, then kill it without warning.
     let running = api
-        .until(&format!("/jobs/{job}"), Duration::from_secs(60), |j| j["status"] != "queued")
+        .until(&format!("/jobs/{job}"), Duration::from_secs(60), |j| {
+            j["status"] != "queued"
+        })
         .await;
-    assert_eq!(running["status"], "running", "the job is in the first worker's hands: {running}");
+    assert_eq!(
+        running["status"], "running",
+        "the job is in the first worker's hands: {running}"
+    );
     let pid = first.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill").args(["-9", &pid]).status().expect("kill");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     first.wait().await.expect("reaped");
     let orphan = api.get(&format!("/jobs/{job}")).await;

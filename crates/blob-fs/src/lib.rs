@@ -90,7 +90,10 @@ impl FsBlobStore {
 impl BlobStore for FsBlobStore {
     async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError> {
         let target = self.path(key)?;
-        let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().simple().to_string());
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(uuid::Uuid::now_v7().simple().to_string());
         let file = fs::File::create(&tmp)
             .await
             .with_context(|| format!("creating {}", tmp.display()))?;
@@ -214,14 +217,25 @@ mod tests {
         w.write(b"partial").await.unwrap();
         drop(w);
         assert!(matches!(store.read(&k).await, Err(BlobError::NotFound)));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
     async fn malformed_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::new(dir.path()).unwrap();
-        for bad in ["../x", "/etc/passwd", "a/../../b", "", "tmp/x", "a b", "a\\b"] {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "",
+            "tmp/x",
+            "a b",
+            "a\\b",
+        ] {
             assert!(store.read(&key(bad)).await.is_err(), "{bad}");
             assert!(store.writer(&key(bad)).await.is_err(), "{bad}");
         }
@@ -234,8 +248,14 @@ mod tests {
         std::fs::write(dir.path().join("tmp/fresh"), b"x").unwrap();
         let store = FsBlobStore::new(dir.path()).unwrap();
         // Young files may be another process's upload in progress: kept.
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            1
+        );
         assert_eq!(store.sweep(std::time::Duration::ZERO), 1);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

@@ -7,6 +7,37 @@ use std::str::FromStr;
 use kernel::{InvalidInput, TenantId};
 use time::OffsetDateTime;
 
+/// Gives a fieldless enum its wire names: `ALL`, `as_str` and `FromStr` (an unknown name is
+/// [`UnknownValue`]).
+macro_rules! wire_names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in a stable order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The wire name.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or(UnknownValue)
+            }
+        }
+    };
+}
+
 kernel::define_id!(
     /// A collection (knowledge base).
     CollectionId
@@ -51,30 +82,16 @@ pub enum Format {
     Csv,
 }
 
+wire_names!(Format {
+    Pdf => "pdf",
+    Docx => "docx",
+    Html => "html",
+    Markdown => "markdown",
+    Text => "text",
+    Csv => "csv",
+});
+
 impl Format {
-    /// Every format, in a stable order.
-    pub const ALL: [Format; 6] = [
-        Format::Pdf,
-        Format::Docx,
-        Format::Html,
-        Format::Markdown,
-        Format::Text,
-        Format::Csv,
-    ];
-
-    /// The wire name (`pdf`, `docx`, `html`, `markdown`, `text`, `csv`).
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Format::Pdf => "pdf",
-            Format::Docx => "docx",
-            Format::Html => "html",
-            Format::Markdown => "markdown",
-            Format::Text => "text",
-            Format::Csv => "csv",
-        }
-    }
-
     /// The accepted file extensions (lower case, without the dot).
     #[must_use]
     pub const fn extensions(self) -> &'static [&'static str] {
@@ -110,17 +127,6 @@ impl fmt::Display for Format {
     }
 }
 
-impl FromStr for Format {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or(UnknownValue)
-    }
-}
-
 /// A stored string that names no known variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("unknown value")]
@@ -136,30 +142,10 @@ pub enum Tokenizer {
     O200kBase,
 }
 
-impl Tokenizer {
-    /// Every tokenizer.
-    pub const ALL: [Tokenizer; 2] = [Tokenizer::Cl100kBase, Tokenizer::O200kBase];
-
-    /// The wire name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Tokenizer::Cl100kBase => "cl100k_base",
-            Tokenizer::O200kBase => "o200k_base",
-        }
-    }
-}
-
-impl FromStr for Tokenizer {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Tokenizer::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or(UnknownValue)
-    }
-}
+wire_names!(Tokenizer {
+    Cl100kBase => "cl100k_base",
+    O200kBase => "o200k_base",
+});
 
 /// How a collection cuts text into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,37 +326,12 @@ pub enum DocumentStatus {
     Failed,
 }
 
-impl DocumentStatus {
-    /// Every status.
-    pub const ALL: [DocumentStatus; 4] = [
-        DocumentStatus::Queued,
-        DocumentStatus::Processing,
-        DocumentStatus::Ready,
-        DocumentStatus::Failed,
-    ];
-
-    /// The wire name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DocumentStatus::Queued => "queued",
-            DocumentStatus::Processing => "processing",
-            DocumentStatus::Ready => "ready",
-            DocumentStatus::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for DocumentStatus {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DocumentStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or(UnknownValue)
-    }
-}
+wire_names!(DocumentStatus {
+    Queued => "queued",
+    Processing => "processing",
+    Ready => "ready",
+    Failed => "failed",
+});
 
 /// Where an original file is kept in the blob store: `{tenant}/{document}`, never a client name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -570,27 +531,10 @@ pub enum JobKind {
     Reindex,
 }
 
-impl JobKind {
-    /// The wire name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Ingest => "ingest",
-            JobKind::Reindex => "reindex",
-        }
-    }
-}
-
-impl FromStr for JobKind {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [JobKind::Ingest, JobKind::Reindex]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or(UnknownValue)
-    }
-}
+wire_names!(JobKind {
+    Ingest => "ingest",
+    Reindex => "reindex",
+});
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -609,45 +553,20 @@ pub enum JobStatus {
     Canceled,
 }
 
+wire_names!(JobStatus {
+    Queued => "queued",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Dead => "dead",
+    Canceled => "canceled",
+});
+
 impl JobStatus {
-    /// Every status.
-    pub const ALL: [JobStatus; 6] = [
-        JobStatus::Queued,
-        JobStatus::Running,
-        JobStatus::Succeeded,
-        JobStatus::Failed,
-        JobStatus::Dead,
-        JobStatus::Canceled,
-    ];
-
-    /// The wire name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Running => "running",
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::Dead => "dead",
-            JobStatus::Canceled => "canceled",
-        }
-    }
-
     /// Whether the job will not run again.
     #[must_use]
     pub const fn is_final(self) -> bool {
         !matches!(self, JobStatus::Queued | JobStatus::Running)
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or(UnknownValue)
     }
 }
 
@@ -664,26 +583,14 @@ pub enum Stage {
     Indexing,
 }
 
+wire_names!(Stage {
+    Extracting => "extracting",
+    Chunking => "chunking",
+    Embedding => "embedding",
+    Indexing => "indexing",
+});
+
 impl Stage {
-    /// Every stage, in order.
-    pub const ALL: [Stage; 4] = [
-        Stage::Extracting,
-        Stage::Chunking,
-        Stage::Embedding,
-        Stage::Indexing,
-    ];
-
-    /// The wire name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Extracting => "extracting",
-            Stage::Chunking => "chunking",
-            Stage::Embedding => "embedding",
-            Stage::Indexing => "indexing",
-        }
-    }
-
     /// The overall progress when this stage is `fraction` (0..1) done.
     #[must_use]
     pub fn progress(self, fraction: f32) -> f32 {
@@ -694,17 +601,6 @@ impl Stage {
             Stage::Indexing => (0.9, 1.0),
         };
         from + (to - from) * fraction.clamp(0.0, 1.0)
-    }
-}
-
-impl FromStr for Stage {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Stage::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or(UnknownValue)
     }
 }
 
@@ -830,7 +726,7 @@ mod tests {
     #[test]
     fn stage_progress_is_monotonic() {
         let mut last = 0.0;
-        for s in Stage::ALL {
+        for &s in Stage::ALL {
             for f in [0.0, 0.5, 1.0] {
                 let p = s.progress(f);
                 assert!(p >= last, "{s:?} {f}");
@@ -842,13 +738,13 @@ mod tests {
 
     #[test]
     fn wire_names_round_trip() {
-        for f in Format::ALL {
+        for &f in Format::ALL {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
-        for s in JobStatus::ALL {
+        for &s in JobStatus::ALL {
             assert_eq!(s.as_str().parse::<JobStatus>(), Ok(s));
         }
-        for s in DocumentStatus::ALL {
+        for &s in DocumentStatus::ALL {
             assert_eq!(s.as_str().parse::<DocumentStatus>(), Ok(s));
         }
     }

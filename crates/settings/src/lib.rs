@@ -423,7 +423,9 @@ impl Settings {
             );
         }
         if d.max_attempts == 0 || d.retry_base_secs == 0 || d.poll_interval_ms == 0 {
-            return bad("documents.max_attempts, retry_base_secs and poll_interval_ms must be positive");
+            return bad(
+                "documents.max_attempts, retry_base_secs and poll_interval_ms must be positive",
+            );
         }
         Ok(())
     }

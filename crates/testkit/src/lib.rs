@@ -344,7 +344,11 @@ impl TestApp {
                 }),
             )
             .await;
-        assert_eq!(res.status(), reqwest::StatusCode::CREATED, "registering {who}");
+        assert_eq!(
+            res.status(),
+            reqwest::StatusCode::CREATED,
+            "registering {who}"
+        );
         let body: serde_json::Value = res.json().await.expect("json");
         let token = body["tokens"]["access_token"]
             .as_str()

@@ -77,6 +77,10 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("GET", "/api/v1/documents/{id}", Scope::TenantHeader),
     ("GET", "/api/v1/documents/{id}/chunks", Scope::TenantHeader),
     ("DELETE", "/api/v1/documents/{id}", Scope::TenantHeader),
-    ("POST", "/api/v1/documents/{id}/reindex", Scope::TenantHeader),
+    (
+        "POST",
+        "/api/v1/documents/{id}/reindex",
+        Scope::TenantHeader,
+    ),
     ("GET", "/api/v1/jobs/{id}", Scope::TenantHeader),
 ];

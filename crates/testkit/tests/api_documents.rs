@@ -10,7 +10,13 @@ use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
 
 async fn collection(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
     let (status, c) = app
-        .call_in(token, Method::POST, "/api/v1/collections", Some(body), Some(org))
+        .call_in(
+            token,
+            Method::POST,
+            "/api/v1/collections",
+            Some(body),
+            Some(org),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
     c
@@ -45,26 +51,57 @@ async fn collections_crud_stats_and_validation() {
     let (token, org) = app.owner("ann").await;
 
     let c = collection(&app, &token, &org, json!({"name": "Handbook"})).await;
-    assert_eq!(c["chunking"], json!({"max_tokens": 400, "overlap": 40, "tokenizer": "cl100k_base"}));
+    assert_eq!(
+        c["chunking"],
+        json!({"max_tokens": 400, "overlap": 40, "tokenizer": "cl100k_base"})
+    );
     let id = c["id"].as_str().expect("id");
 
     for (body, field) in [
         (json!({"name": "  "}), "name"),
-        (json!({"name": "x", "chunking": {"max_tokens": 10}}), "chunking.max_tokens"),
-        (json!({"name": "x", "chunking": {"max_tokens": 100, "overlap": 60}}), "chunking.overlap"),
-        (json!({"name": "x", "chunking": {"tokenizer": "gpt2"}}), "chunking.tokenizer"),
-        (json!({"name": "x", "description": "d".repeat(2_001)}), "description"),
+        (
+            json!({"name": "x", "chunking": {"max_tokens": 10}}),
+            "chunking.max_tokens",
+        ),
+        (
+            json!({"name": "x", "chunking": {"max_tokens": 100, "overlap": 60}}),
+            "chunking.overlap",
+        ),
+        (
+            json!({"name": "x", "chunking": {"tokenizer": "gpt2"}}),
+            "chunking.tokenizer",
+        ),
+        (
+            json!({"name": "x", "description": "d".repeat(2_001)}),
+            "description",
+        ),
     ] {
         let (status, p) = app
-            .call_in(&token, Method::POST, "/api/v1/collections", Some(body), Some(&org))
+            .call_in(
+                &token,
+                Method::POST,
+                "/api/v1/collections",
+                Some(body),
+                Some(&org),
+            )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
         assert_eq!(p["errors"][0]["field"], field, "{p}");
     }
     let (status, p) = app
-        .call_in(&token, Method::POST, "/api/v1/collections", Some(json!({"name": "x", "nope": 1})), Some(&org))
+        .call_in(
+            &token,
+            Method::POST,
+            "/api/v1/collections",
+            Some(json!({"name": "x", "nope": 1})),
+            Some(&org),
+        )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused: {p}");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are refused: {p}"
+    );
 
     // Missing tenant header.
     let (status, p) = app
@@ -87,7 +124,13 @@ async fn collections_crud_stats_and_validation() {
     assert_eq!(patched["description"], "rules");
     assert_eq!(patched["chunking"]["max_tokens"], 64);
     let (_, cleared) = app
-        .call_in(&token, Method::PATCH, &format!("/api/v1/collections/{id}"), Some(json!({"description": null})), Some(&org))
+        .call_in(
+            &token,
+            Method::PATCH,
+            &format!("/api/v1/collections/{id}"),
+            Some(json!({"description": null})),
+            Some(&org),
+        )
         .await;
     assert_eq!(cleared["description"], Value::Null, "{cleared}");
     assert_eq!(cleared["name"], "Staff handbook", "absent fields stay");
@@ -96,23 +139,44 @@ async fn collections_crud_stats_and_validation() {
     collection(&app, &token, &org, json!({"name": "Second"})).await;
     collection(&app, &token, &org, json!({"name": "Third"})).await;
     let (_, first) = app
-        .call_in(&token, Method::GET, "/api/v1/collections?limit=2", None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            "/api/v1/collections?limit=2",
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(first["items"].as_array().expect("items").len(), 2);
     assert_eq!(first["items"][0]["id"], id);
     let cursor = first["next_cursor"].as_str().expect("a next page");
     let (_, second) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/collections?limit=2&cursor={cursor}"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/collections?limit=2&cursor={cursor}"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(second["items"][0]["name"], "Third");
     assert_eq!(second["next_cursor"], Value::Null);
 
     // Stats follow the documents.
     let (status, before) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/collections/{id}/stats"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/collections/{id}/stats"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(before, json!({"documents": 0, "chunks": 0, "tokens": 0, "bytes": 0}));
+    assert_eq!(
+        before,
+        json!({"documents": 0, "chunks": 0, "tokens": 0, "bytes": 0})
+    );
     let text = "Holidays are booked through the portal.\n\n".repeat(40);
     let (status, up) = app
         .upload(&token, &org, "policy.txt", text.as_bytes(), Some(id))
@@ -123,17 +187,32 @@ async fn collections_crud_stats_and_validation() {
         .await;
     assert_eq!(doc["status"], "ready", "{doc}");
     let (_, after) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/collections/{id}/stats"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/collections/{id}/stats"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(after["documents"], 1);
     assert_eq!(after["bytes"], text.len());
     assert_eq!(after["chunks"], doc["chunks"]);
     assert_eq!(after["tokens"], doc["tokens"]);
-    assert!(doc["chunks"].as_u64().expect("chunks") > 1, "64-token chunks: {doc}");
+    assert!(
+        doc["chunks"].as_u64().expect("chunks") > 1,
+        "64-token chunks: {doc}"
+    );
 
     // Deleting the collection takes its documents (and their files) along.
     let (status, _) = app
-        .call_in(&token, Method::DELETE, &format!("/api/v1/collections/{id}"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::DELETE,
+            &format!("/api/v1/collections/{id}"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     for path in [
@@ -141,7 +220,9 @@ async fn collections_crud_stats_and_validation() {
         format!("/api/v1/collections/{id}/stats"),
         format!("/api/v1/documents/{}", doc["id"].as_str().expect("id")),
     ] {
-        let (status, _) = app.call_in(&token, Method::GET, &path, None, Some(&org)).await;
+        let (status, _) = app
+            .call_in(&token, Method::GET, &path, None, Some(&org))
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let blobs = app.settings.blob_dir().join(&org);
@@ -149,7 +230,13 @@ async fn collections_crud_stats_and_validation() {
     assert_eq!(left, 0, "the original files are gone");
     for bad in ["not-a-uuid", "0190b3b6-0000-7000-8000-000000000000"] {
         let (status, p) = app
-            .call_in(&token, Method::GET, &format!("/api/v1/collections/{bad}"), None, Some(&org))
+            .call_in(
+                &token,
+                Method::GET,
+                &format!("/api/v1/collections/{bad}"),
+                None,
+                Some(&org),
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
     }
@@ -160,8 +247,16 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
     let app = spawn_app().await;
     let (token, org) = app.owner("ann").await;
     let prose = "Quire answers questions from your documents. ".repeat(30);
-    let pdf = fixtures::pdf(&["The first page talks about apples.", "The second page talks about pears.", "The third page talks about plums."]);
-    let docx = fixtures::docx(&["Quarterly report", "Revenue grew by twelve percent.", "Costs fell."]);
+    let pdf = fixtures::pdf(&[
+        "The first page talks about apples.",
+        "The second page talks about pears.",
+        "The third page talks about plums.",
+    ]);
+    let docx = fixtures::docx(&[
+        "Quarterly report",
+        "Revenue grew by twelve percent.",
+        "Costs fell.",
+    ]);
     let html = format!(
         "<!doctype html><html><head><title>Guide</title><style>.x{{color:red}}</style><script>var secret=1;</script></head><body><h1>Guide</h1><p>{prose}</p></body></html>"
     );
@@ -181,11 +276,18 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
         assert_eq!(doc["format"], format, "{name}");
         assert_eq!(doc["name"], name);
         assert_eq!(doc["bytes"], bytes.len());
-        assert!((doc["progress"].as_f64().expect("progress") - 1.0).abs() < 1e-6, "{doc}");
+        assert!(
+            (doc["progress"].as_f64().expect("progress") - 1.0).abs() < 1e-6,
+            "{doc}"
+        );
         assert_eq!(doc["error"], Value::Null);
         let id = doc["id"].as_str().expect("id");
         let list = chunks(&app, &token, &org, id).await;
-        assert_eq!(list.len() as u64, doc["chunks"].as_u64().expect("chunks"), "{name}");
+        assert_eq!(
+            list.len() as u64,
+            doc["chunks"].as_u64().expect("chunks"),
+            "{name}"
+        );
         let mut tokens = 0;
         for (i, c) in list.iter().enumerate() {
             assert_eq!(c["ordinal"], i, "{name}: in order");
@@ -195,13 +297,22 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
             tokens += c["tokens"].as_u64().expect("tokens");
         }
         assert_eq!(tokens, doc["tokens"].as_u64().expect("tokens"), "{name}");
-        let all: String = list.iter().map(|c| c["text"].as_str().expect("text")).collect();
+        let all: String = list
+            .iter()
+            .map(|c| c["text"].as_str().expect("text"))
+            .collect();
         match format {
             "html" => {
                 assert!(all.contains("Quire answers"), "{all}");
-                assert!(!all.contains("secret") && !all.contains("color:red"), "no scripts or styles: {all}");
+                assert!(
+                    !all.contains("secret") && !all.contains("color:red"),
+                    "no scripts or styles: {all}"
+                );
             }
-            "csv" => assert!(all.contains("Ada") && all.contains("engineer") && all.contains("role"), "{all}"),
+            "csv" => assert!(
+                all.contains("Ada") && all.contains("engineer") && all.contains("role"),
+                "{all}"
+            ),
             "docx" => assert!(all.contains("Revenue grew by twelve percent."), "{all}"),
             "pdf" => {
                 assert_eq!(doc["pages"], 3, "{doc}");
@@ -213,7 +324,13 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
         // The job is visible and done.
         let job = doc["job_id"].as_str().expect("job id");
         let (status, j) = app
-            .call_in(&token, Method::GET, &format!("/api/v1/jobs/{job}"), None, Some(&org))
+            .call_in(
+                &token,
+                Method::GET,
+                &format!("/api/v1/jobs/{job}"),
+                None,
+                Some(&org),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(j["status"], "succeeded", "{j}");
@@ -223,7 +340,12 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
     }
     // A long PDF: chunks know their pages.
     let pages: Vec<String> = (1..=6)
-        .map(|p| format!("Page {p} says: {}", "lorem ipsum dolor sit amet ".repeat(60)))
+        .map(|p| {
+            format!(
+                "Page {p} says: {}",
+                "lorem ipsum dolor sit amet ".repeat(60)
+            )
+        })
         .collect();
     let refs: Vec<&str> = pages.iter().map(String::as_str).collect();
     let doc = uploaded(&app, &token, &org, "long.pdf", &fixtures::pdf(&refs)).await;
@@ -231,8 +353,14 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
     let list = chunks(&app, &token, &org, doc["id"].as_str().expect("id")).await;
     let pages_seen: std::collections::BTreeSet<u64> =
         list.iter().filter_map(|c| c["page"].as_u64()).collect();
-    assert!(pages_seen.len() >= 5, "chunks start on most pages: {pages_seen:?}");
-    assert!(list.windows(2).all(|w| w[0]["page"].as_u64() <= w[1]["page"].as_u64()));
+    assert!(
+        pages_seen.len() >= 5,
+        "chunks start on most pages: {pages_seen:?}"
+    );
+    assert!(
+        list.windows(2)
+            .all(|w| w[0]["page"].as_u64() <= w[1]["page"].as_u64())
+    );
 }
 
 #[tokio::test]
@@ -280,7 +408,13 @@ async fn uploads_refuse_what_the_contract_refuses_and_keep_nothing() {
         assert_eq!(p["code"], "unsupported_media_type", "{p}");
     }
     let (status, p) = app
-        .call_in(&token, Method::POST, "/api/v1/documents", Some(json!({"file": "x"})), Some(&org))
+        .call_in(
+            &token,
+            Method::POST,
+            "/api/v1/documents",
+            Some(json!({"file": "x"})),
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{p}");
 
@@ -288,12 +422,23 @@ async fn uploads_refuse_what_the_contract_refuses_and_keep_nothing() {
     let cases: Vec<(Form, &str)> = vec![
         (Form::new().text("metadata", "{}"), "file"),
         (Form::new().file("file", "empty.txt", b""), "file"),
-        (Form::new().file("file", "a.txt", b"hi").text("metadata", "[1,2]"), "metadata"),
-        (Form::new().file("file", "a.txt", b"hi").text("metadata", "{nope"), "metadata"),
         (
             Form::new()
                 .file("file", "a.txt", b"hi")
-                .text("metadata", &format!("{{\"k\":\"{}\"}}", "v".repeat(17 * 1024))),
+                .text("metadata", "[1,2]"),
+            "metadata",
+        ),
+        (
+            Form::new()
+                .file("file", "a.txt", b"hi")
+                .text("metadata", "{nope"),
+            "metadata",
+        ),
+        (
+            Form::new().file("file", "a.txt", b"hi").text(
+                "metadata",
+                &format!("{{\"k\":\"{}\"}}", "v".repeat(17 * 1024)),
+            ),
             "metadata",
         ),
         (
@@ -302,8 +447,18 @@ async fn uploads_refuse_what_the_contract_refuses_and_keep_nothing() {
                 .text("collection_id", "0190b3b6-0000-7000-8000-000000000000"),
             "collection_id",
         ),
-        (Form::new().file("file", "a.txt", b"hi").text("collection_id", "nope"), "collection_id"),
-        (Form::new().file("file", "a.txt", b"hi").text("colour", "red"), "colour"),
+        (
+            Form::new()
+                .file("file", "a.txt", b"hi")
+                .text("collection_id", "nope"),
+            "collection_id",
+        ),
+        (
+            Form::new()
+                .file("file", "a.txt", b"hi")
+                .text("colour", "red"),
+            "colour",
+        ),
     ];
     for (form, field) in cases {
         let (status, p) = app.send_form(&token, &org, "/api/v1/documents", form).await;
@@ -348,19 +503,36 @@ async fn hostile_files_end_failed_with_a_clear_error_and_the_server_lives() {
         ("locked.pdf", fixtures::encrypted_pdf(), "encrypted"),
         ("bomb.docx", fixtures::zip_bomb_docx(), "too large"),
         ("long.pdf", six_pages, "6 pages"),
-        ("scan.pdf", fixtures::image_only_pdf(), "no extractable text"),
+        (
+            "scan.pdf",
+            fixtures::image_only_pdf(),
+            "no extractable text",
+        ),
         ("blank.txt", b"   \n\n\t  ".to_vec(), "no extractable text"),
-        ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R".to_vec(), "could not be read"),
+        (
+            "broken.pdf",
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R".to_vec(),
+            "could not be read",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let doc = uploaded(&app, &token, &org, name, &bytes).await;
         assert_eq!(doc["status"], "failed", "{name}: {doc}");
         let error = doc["error"].as_str().expect("an error");
         assert!(error.contains(expected), "{name}: {error}");
-        assert!(!error.contains('/') || error.contains("pdf"), "no paths: {error}");
+        assert!(
+            !error.contains('/') || error.contains("pdf"),
+            "no paths: {error}"
+        );
         let job = doc["job_id"].as_str().expect("job");
         let (_, j) = app
-            .call_in(&token, Method::GET, &format!("/api/v1/jobs/{job}"), None, Some(&org))
+            .call_in(
+                &token,
+                Method::GET,
+                &format!("/api/v1/jobs/{job}"),
+                None,
+                Some(&org),
+            )
             .await;
         assert_eq!(j["status"], "failed", "{j}");
         assert_eq!(j["error"], error);
@@ -370,11 +542,23 @@ async fn hostile_files_end_failed_with_a_clear_error_and_the_server_lives() {
     assert_eq!(res.status(), StatusCode::OK, "the server is alive");
     // A failed document can be listed by status.
     let (_, failed) = app
-        .call_in(&token, Method::GET, "/api/v1/documents?status=failed&limit=100", None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            "/api/v1/documents?status=failed&limit=100",
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(failed["items"].as_array().expect("items").len(), 6);
     let (status, p) = app
-        .call_in(&token, Method::GET, "/api/v1/documents?status=lost", None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            "/api/v1/documents?status=lost",
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
 }
@@ -388,15 +572,29 @@ async fn duplicates_delete_and_reindex() {
     let (a, b) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
     let text = "Expenses are reimbursed within thirty days. ".repeat(100);
 
-    let (status, first) = app.upload(&token, &org, "exp.txt", text.as_bytes(), Some(a)).await;
+    let (status, first) = app
+        .upload(&token, &org, "exp.txt", text.as_bytes(), Some(a))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     let id = first["document"]["id"].as_str().expect("id").to_owned();
-    let (status, again) = app.upload(&token, &org, "copy.txt", text.as_bytes(), Some(a)).await;
-    assert_eq!(status, StatusCode::OK, "the same content in the same collection: {again}");
+    let (status, again) = app
+        .upload(&token, &org, "copy.txt", text.as_bytes(), Some(a))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the same content in the same collection: {again}"
+    );
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["document"]["id"], id.as_str());
-    let (status, other) = app.upload(&token, &org, "exp.txt", text.as_bytes(), Some(b)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "another collection is another copy: {other}");
+    let (status, other) = app
+        .upload(&token, &org, "exp.txt", text.as_bytes(), Some(b))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "another collection is another copy: {other}"
+    );
     assert_ne!(other["document"]["id"], id.as_str());
 
     let doc = app.settled(&token, &org, &id).await;
@@ -405,11 +603,23 @@ async fn duplicates_delete_and_reindex() {
 
     // Reindex after changing the chunking: more, smaller chunks.
     let (status, _) = app
-        .call_in(&token, Method::PATCH, &format!("/api/v1/collections/{a}"), Some(json!({"chunking": {"max_tokens": 64, "overlap": 0}})), Some(&org))
+        .call_in(
+            &token,
+            Method::PATCH,
+            &format!("/api/v1/collections/{a}"),
+            Some(json!({"chunking": {"max_tokens": 64, "overlap": 0}})),
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, r) = app
-        .call_in(&token, Method::POST, &format!("/api/v1/documents/{id}/reindex"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::POST,
+            &format!("/api/v1/documents/{id}/reindex"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{r}");
     let job = r["job_id"].as_str().expect("job id");
@@ -418,42 +628,98 @@ async fn duplicates_delete_and_reindex() {
     assert_eq!(doc["job_id"], job);
     assert!(doc["chunks"].as_u64().expect("chunks") > before, "{doc}");
     let (_, j) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/jobs/{job}"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/jobs/{job}"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(j["kind"], "reindex");
     assert_eq!(j["status"], "succeeded");
     let list = chunks(&app, &token, &org, &id).await;
-    assert!(list.iter().all(|c| c["tokens"].as_u64().expect("tokens") <= 64));
+    assert!(
+        list.iter()
+            .all(|c| c["tokens"].as_u64().expect("tokens") <= 64)
+    );
 
     // Delete: the document, its chunks and its file are gone.
     let (status, _) = app
-        .call_in(&token, Method::DELETE, &format!("/api/v1/documents/{id}"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    for path in [format!("/api/v1/documents/{id}"), format!("/api/v1/documents/{id}/chunks")] {
-        let (status, _) = app.call_in(&token, Method::GET, &path, None, Some(&org)).await;
+    for path in [
+        format!("/api/v1/documents/{id}"),
+        format!("/api/v1/documents/{id}/chunks"),
+    ] {
+        let (status, _) = app
+            .call_in(&token, Method::GET, &path, None, Some(&org))
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let (status, _) = app
-        .call_in(&token, Method::DELETE, &format!("/api/v1/documents/{id}"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            None,
+            Some(&org),
+        )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "a second delete finds nothing");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a second delete finds nothing"
+    );
     let (status, _) = app
-        .call_in(&token, Method::POST, &format!("/api/v1/documents/{id}/reindex"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::POST,
+            &format!("/api/v1/documents/{id}/reindex"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(!app.settings.blob_dir().join(&org).join(&id).exists(), "the file is gone");
+    assert!(
+        !app.settings.blob_dir().join(&org).join(&id).exists(),
+        "the file is gone"
+    );
     let (_, stats) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/collections/{a}/stats"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/collections/{a}/stats"),
+            None,
+            Some(&org),
+        )
         .await;
-    assert_eq!(stats, json!({"documents": 0, "chunks": 0, "tokens": 0, "bytes": 0}));
+    assert_eq!(
+        stats,
+        json!({"documents": 0, "chunks": 0, "tokens": 0, "bytes": 0})
+    );
     // Once deleted, the same content may come back.
-    let (status, back) = app.upload(&token, &org, "exp.txt", text.as_bytes(), Some(a)).await;
+    let (status, back) = app
+        .upload(&token, &org, "exp.txt", text.as_bytes(), Some(a))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{back}");
 
     // Filters.
     let (_, in_b) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/documents?collection_id={b}"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/documents?collection_id={b}"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(in_b["items"].as_array().expect("items").len(), 1);
     assert_eq!(in_b["items"][0]["collection_id"], b);
@@ -463,17 +729,34 @@ async fn duplicates_delete_and_reindex() {
 async fn extract_stores_nothing_and_formats_tell_the_configuration() {
     let app = spawn_app().await;
     let (token, org) = app.owner("ann").await;
-    let form = Form::new().file("file", "two.pdf", &fixtures::pdf(&["Alpha page.", "Beta page."]));
-    let (status, body) = app.send_form(&token, &org, "/api/v1/documents/extract", form).await;
+    let form = Form::new().file(
+        "file",
+        "two.pdf",
+        &fixtures::pdf(&["Alpha page.", "Beta page."]),
+    );
+    let (status, body) = app
+        .send_form(&token, &org, "/api/v1/documents/extract", form)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["format"], "pdf");
     assert_eq!(body["pages"], 2);
     let text = body["text"].as_str().expect("text");
-    assert!(text.contains("Alpha page.") && text.contains("Beta page."), "{text}");
+    assert!(
+        text.contains("Alpha page.") && text.contains("Beta page."),
+        "{text}"
+    );
     let form = Form::new().file("file", "locked.pdf", &fixtures::encrypted_pdf());
-    let (status, p) = app.send_form(&token, &org, "/api/v1/documents/extract", form).await;
+    let (status, p) = app
+        .send_form(&token, &org, "/api/v1/documents/extract", form)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
-    assert!(p["errors"][0]["message"].as_str().expect("message").contains("encrypted"), "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("encrypted"),
+        "{p}"
+    );
     let (_, list) = app
         .call_in(&token, Method::GET, "/api/v1/documents", None, Some(&org))
         .await;
@@ -481,10 +764,21 @@ async fn extract_stores_nothing_and_formats_tell_the_configuration() {
     assert!(walk(&app.settings.blob_dir()).is_empty());
 
     let (status, f) = app
-        .call_in(&token, Method::GET, "/api/v1/documents/formats", None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            "/api/v1/documents/formats",
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = f["formats"].as_array().expect("formats").iter().map(|x| x["format"].as_str().expect("name")).collect();
+    let names: Vec<&str> = f["formats"]
+        .as_array()
+        .expect("formats")
+        .iter()
+        .map(|x| x["format"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["pdf", "docx", "html", "markdown", "text", "csv"]);
     assert_eq!(f["max_file_bytes"], app.settings.documents.max_file_bytes);
     assert_eq!(f["max_pages"], 500);
@@ -498,38 +792,90 @@ async fn roles_decide_who_writes() {
     let app = spawn_app().await;
     let (token, org) = app.owner("ann").await;
     let (status, key) = app
-        .call(&token, Method::POST, &format!("/api/v1/orgs/{org}/api-keys"), Some(json!({"name": "ro", "role": "viewer"})))
+        .call(
+            &token,
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(json!({"name": "ro", "role": "viewer"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
     let viewer = key["secret"].as_str().expect("secret").to_owned();
     let (status, key) = app
-        .call(&token, Method::POST, &format!("/api/v1/orgs/{org}/api-keys"), Some(json!({"name": "rw", "role": "member"})))
+        .call(
+            &token,
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(json!({"name": "rw", "role": "member"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
     let member = key["secret"].as_str().expect("secret").to_owned();
 
-    let (status, _) = app.upload(&viewer, &org, "a.txt", b"viewers read", None).await;
+    let (status, _) = app
+        .upload(&viewer, &org, "a.txt", b"viewers read", None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app
         .call_in(&viewer, Method::GET, "/api/v1/documents", None, Some(&org))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app
-        .call_in(&member, Method::POST, "/api/v1/collections", Some(json!({"name": "x"})), Some(&org))
+        .call_in(
+            &member,
+            Method::POST,
+            "/api/v1/collections",
+            Some(json!({"name": "x"})),
+            Some(&org),
+        )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "members do not manage collections");
-    let (status, up) = app.upload(&member, &org, "a.txt", b"members write documents", None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "members do not manage collections"
+    );
+    let (status, up) = app
+        .upload(&member, &org, "a.txt", b"members write documents", None)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{up}");
     let id = up["document"]["id"].as_str().expect("id");
     let (status, _) = app
-        .call_in(&viewer, Method::DELETE, &format!("/api/v1/documents/{id}"), None, Some(&org))
+        .call_in(
+            &viewer,
+            Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = app.call_in(&member, Method::DELETE, &format!("/api/v1/documents/{id}"), None, Some(&org)).await;
+    let (status, _) = app
+        .call_in(
+            &member,
+            Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            None,
+            Some(&org),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = app.call(&token, Method::GET, "/api/v1/jobs/not-a-job", None).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "the tenant header comes first");
-    let (status, _) = app.call_in(&token, Method::GET, "/api/v1/jobs/not-a-job", None, Some(&org)).await;
+    let (status, _) = app
+        .call(&token, Method::GET, "/api/v1/jobs/not-a-job", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the tenant header comes first"
+    );
+    let (status, _) = app
+        .call_in(
+            &token,
+            Method::GET,
+            "/api/v1/jobs/not-a-job",
+            None,
+            Some(&org),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -543,19 +889,33 @@ async fn upload_to_ready_on_postgres_and_redis() {
     let c = collection(&app, &token, &org, json!({"name": "Docs"})).await;
     let cid = c["id"].as_str().expect("id");
     for (name, bytes) in [
-        ("a.pdf", fixtures::pdf(&["Postgres page one.", "Postgres page two."])),
-        ("b.docx", fixtures::docx(&["A heading", "A paragraph on Postgres."])),
+        (
+            "a.pdf",
+            fixtures::pdf(&["Postgres page one.", "Postgres page two."]),
+        ),
+        (
+            "b.docx",
+            fixtures::docx(&["A heading", "A paragraph on Postgres."]),
+        ),
         ("c.txt", "Plain text on Postgres.".repeat(50).into_bytes()),
     ] {
         let (status, up) = app.upload(&token, &org, name, &bytes, Some(cid)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{up}");
-        let doc = app.settled(&token, &org, up["document"]["id"].as_str().expect("id")).await;
+        let doc = app
+            .settled(&token, &org, up["document"]["id"].as_str().expect("id"))
+            .await;
         assert_eq!(doc["status"], "ready", "{name}: {doc}");
     }
     let doc = uploaded(&app, &token, &org, "locked.pdf", &fixtures::encrypted_pdf()).await;
     assert_eq!(doc["status"], "failed");
     let (_, stats) = app
-        .call_in(&token, Method::GET, &format!("/api/v1/collections/{cid}/stats"), None, Some(&org))
+        .call_in(
+            &token,
+            Method::GET,
+            &format!("/api/v1/collections/{cid}/stats"),
+            None,
+            Some(&org),
+        )
         .await;
     assert_eq!(stats["documents"], 3);
 }

@@ -136,7 +136,10 @@ async fn sweep(app: &TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{up}");
-    let a_document = up["document"]["id"].as_str().expect("document id").to_owned();
+    let a_document = up["document"]["id"]
+        .as_str()
+        .expect("document id")
+        .to_owned();
     let a_job = up["job_id"].as_str().expect("job id").to_owned();
     let ready = app.settled(&a.token, &a.slug, &a_document).await;
     assert_eq!(ready["status"], "ready", "{ready}");
@@ -284,7 +287,11 @@ async fn sweep(app: &TestApp) {
         .await;
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert_eq!(doc["status"], "ready", "{doc}");
-    assert_eq!(doc["job_id"], a_job.as_str(), "B's reindex did nothing: {doc}");
+    assert_eq!(
+        doc["job_id"],
+        a_job.as_str(),
+        "B's reindex did nothing: {doc}"
+    );
 
     // Tenant A is untouched, and B still works in its own tenant.
     let res = app

@@ -225,7 +225,9 @@ pub struct PatchCollection {
     chunking: Option<ChunkingDto>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -391,14 +393,12 @@ pub struct FormatsDto {
     responses((status = 200, body = FormatsDto), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/documents/formats")]
-async fn formats(
-    state: web::Data<AppState>,
-    _access: Tenant<Viewer>,
-) -> web::Json<FormatsDto> {
+async fn formats(state: web::Data<AppState>, _access: Tenant<Viewer>) -> web::Json<FormatsDto> {
     let limits = state.documents.limits();
     web::Json(FormatsDto {
         formats: Format::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .map(|f| FormatDto {
                 format: f.as_str(),
                 extensions: f.extensions(),
@@ -619,12 +619,8 @@ async fn upload(
             }
             "metadata" => {
                 metadata = Some(
-                    small_field(
-                        &mut field,
-                        "metadata",
-                        documents::model::MAX_METADATA_BYTES,
-                    )
-                    .await?,
+                    small_field(&mut field, "metadata", documents::model::MAX_METADATA_BYTES)
+                        .await?,
                 );
             }
             other => {
@@ -635,9 +631,8 @@ async fn upload(
             }
         }
     }
-    let upload = upload.ok_or_else(|| {
-        ApiError::Validation(vec![FieldError::new("file", "a file is required")])
-    })?;
+    let upload = upload
+        .ok_or_else(|| ApiError::Validation(vec![FieldError::new("file", "a file is required")]))?;
     let done = docs
         .finish_upload(&access.ctx, upload, collection, metadata.as_deref())
         .await?;
@@ -717,9 +712,8 @@ async fn extract(
         }
         file = Some((file_name(&field), bytes));
     }
-    let (name, bytes) = file.ok_or_else(|| {
-        ApiError::Validation(vec![FieldError::new("file", "a file is required")])
-    })?;
+    let (name, bytes) = file
+        .ok_or_else(|| ApiError::Validation(vec![FieldError::new("file", "a file is required")]))?;
     let (format, text) = docs.extract_only(name.as_deref(), bytes).await?;
     Ok(web::Json(ExtractDto {
         format: format.as_str(),
@@ -811,7 +805,10 @@ async fn get_document(
     access: Tenant<Viewer>,
     path: web::Path<String>,
 ) -> Result<web::Json<DocumentDto>, ApiError> {
-    let d = state.documents.get(&access.ctx, document_id(&path)?).await?;
+    let d = state
+        .documents
+        .get(&access.ctx, document_id(&path)?)
+        .await?;
     Ok(web::Json(d.into()))
 }
 
@@ -972,5 +969,7 @@ async fn get_job(
     path: web::Path<String>,
 ) -> Result<web::Json<JobDto>, ApiError> {
     let id = JobId::parse(&path).map_err(|_| ApiError::NotFound)?;
-    Ok(web::Json(state.documents.job(&access.ctx, id).await?.into()))
+    Ok(web::Json(
+        state.documents.job(&access.ctx, id).await?.into(),
+    ))
 }
