@@ -1,6 +1,7 @@
 //! The `quire` command: `serve` (default), `migrate`, `config`, `keygen`, `create-admin`,
 //! `outbox`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -196,13 +197,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else {
         "sqlite"
     };
-    println!(
+    // Not `println!`: a closed stdout must not take the server down.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "Quire listening on http://{}:{} (database: {backend}, data folder: {})",
         settings.addr.ip(),
         app.port(),
         data.display()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "API reference: http://{}:{}/docs/",
         settings.addr.ip(),
         app.port()

@@ -53,6 +53,8 @@ async fn serve(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
     .await
     .expect("the server starts within a minute")
     .expect("the server prints its address");
+    // Keep reading: a closed pipe would fail the server's next line of output.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
 
