@@ -25,3 +25,4 @@ migrate:
 # Load-test GET /health/ready on the embedded default (needs wrk: apt-get install wrk).
 bench:
     bash docs/bench/health-ready.sh
+    bash docs/bench/extract-bench.sh
