@@ -45,6 +45,34 @@ async fn chunks(app: &TestApp, token: &str, org: &str, id: &str) -> Vec<Value> {
     page["items"].as_array().expect("items").clone()
 }
 
+/// One small file of every accepted format: `(name, bytes, format)`.
+fn one_of_each_format() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let prose = "Quire answers questions from your documents. ".repeat(30);
+    let pdf = fixtures::pdf(&[
+        "The first page talks about apples.",
+        "The second page talks about pears.",
+        "The third page talks about plums.",
+    ]);
+    let docx = fixtures::docx(&[
+        "Quarterly report",
+        "Revenue grew by twelve percent.",
+        "Costs fell.",
+    ]);
+    let html = format!(
+        "<!doctype html><html><head><title>Guide</title><style>.x{{color:red}}</style><script>var secret=1;</script></head><body><h1>Guide</h1><p>{prose}</p></body></html>"
+    );
+    let csv = "name,role\nAda,engineer\nGrace,admiral\n";
+    let md = format!("# Title\n\n{prose}\n\n## Section\n\nMore text.");
+    vec![
+        ("notes.txt", prose.into_bytes(), "text"),
+        ("readme.md", md.into_bytes(), "markdown"),
+        ("guide.html", html.into_bytes(), "html"),
+        ("people.csv", csv.as_bytes().to_vec(), "csv"),
+        ("fruit.pdf", pdf, "pdf"),
+        ("report.docx", docx, "docx"),
+    ]
+}
+
 #[tokio::test]
 async fn collections_crud_stats_and_validation() {
     let app = spawn_app().await;
@@ -246,31 +274,7 @@ async fn collections_crud_stats_and_validation() {
 async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
     let app = spawn_app().await;
     let (token, org) = app.owner("ann").await;
-    let prose = "Quire answers questions from your documents. ".repeat(30);
-    let pdf = fixtures::pdf(&[
-        "The first page talks about apples.",
-        "The second page talks about pears.",
-        "The third page talks about plums.",
-    ]);
-    let docx = fixtures::docx(&[
-        "Quarterly report",
-        "Revenue grew by twelve percent.",
-        "Costs fell.",
-    ]);
-    let html = format!(
-        "<!doctype html><html><head><title>Guide</title><style>.x{{color:red}}</style><script>var secret=1;</script></head><body><h1>Guide</h1><p>{prose}</p></body></html>"
-    );
-    let csv = "name,role\nAda,engineer\nGrace,admiral\n";
-    let md = format!("# Title\n\n{prose}\n\n## Section\n\nMore text.");
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("notes.txt", prose.clone().into_bytes(), "text"),
-        ("readme.md", md.into_bytes(), "markdown"),
-        ("guide.html", html.into_bytes(), "html"),
-        ("people.csv", csv.as_bytes().to_vec(), "csv"),
-        ("fruit.pdf", pdf, "pdf"),
-        ("report.docx", docx, "docx"),
-    ];
-    for (name, bytes, format) in cases {
+    for (name, bytes, format) in one_of_each_format() {
         let doc = uploaded(&app, &token, &org, name, &bytes).await;
         assert_eq!(doc["status"], "ready", "{name}: {doc}");
         assert_eq!(doc["format"], format, "{name}");
@@ -888,23 +892,15 @@ async fn upload_to_ready_on_postgres_and_redis() {
     let (token, org) = app.owner("ann").await;
     let c = collection(&app, &token, &org, json!({"name": "Docs"})).await;
     let cid = c["id"].as_str().expect("id");
-    for (name, bytes) in [
-        (
-            "a.pdf",
-            fixtures::pdf(&["Postgres page one.", "Postgres page two."]),
-        ),
-        (
-            "b.docx",
-            fixtures::docx(&["A heading", "A paragraph on Postgres."]),
-        ),
-        ("c.txt", "Plain text on Postgres.".repeat(50).into_bytes()),
-    ] {
+    for (name, bytes, format) in one_of_each_format() {
         let (status, up) = app.upload(&token, &org, name, &bytes, Some(cid)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{up}");
         let doc = app
             .settled(&token, &org, up["document"]["id"].as_str().expect("id"))
             .await;
         assert_eq!(doc["status"], "ready", "{name}: {doc}");
+        assert_eq!(doc["format"], format);
+        assert!(doc["chunks"].as_u64().expect("chunks") > 0, "{doc}");
     }
     let doc = uploaded(&app, &token, &org, "locked.pdf", &fixtures::encrypted_pdf()).await;
     assert_eq!(doc["status"], "failed");
@@ -917,5 +913,5 @@ async fn upload_to_ready_on_postgres_and_redis() {
             Some(&org),
         )
         .await;
-    assert_eq!(stats["documents"], 3);
+    assert_eq!(stats["documents"], 6);
 }
