@@ -49,7 +49,10 @@ pub struct DocumentSettings {
     pub max_pages: u32,
     /// Most characters of text kept from one file.
     pub max_text_chars: u64,
-    /// Where original files are kept (default: `blobs/` in the data folder).
+    /// Where original files are kept: `auto` (in the database on PostgreSQL, so that every
+    /// server and worker shares them; in `blob_dir` on SQLite), `filesystem` or `database`.
+    pub blob_store: BlobStoreKind,
+    /// The folder of the filesystem blob store (default: `blobs/` in the data folder).
     pub blob_dir: Option<PathBuf>,
     /// `process` (a child process per file, with memory and time limits: production) or
     /// `thread` (a thread with a bounded stack: tests and development).
@@ -68,6 +71,18 @@ pub struct DocumentSettings {
     pub retry_base_secs: u64,
     /// How often an idle worker looks for jobs queued by other processes, in milliseconds.
     pub poll_interval_ms: u64,
+}
+
+/// Where original files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStoreKind {
+    /// The database on PostgreSQL, the filesystem on SQLite.
+    Auto,
+    /// Files under `documents.blob_dir` (every process must see the same folder).
+    Filesystem,
+    /// Rows in the SQL store (shared by every process that shares the database).
+    Database,
 }
 
 /// How extraction is isolated from the server.
@@ -298,6 +313,7 @@ impl Default for Settings {
                 max_file_bytes: 25 * 1024 * 1024,
                 max_pages: 500,
                 max_text_chars: 20_000_000,
+                blob_store: BlobStoreKind::Auto,
                 blob_dir: None,
                 isolation: Isolation::Process,
                 extract_timeout_secs: 60,
@@ -430,7 +446,17 @@ impl Settings {
         Ok(())
     }
 
-    /// Where original files are kept.
+    /// Whether original files are kept in the database (else in `blob_dir`).
+    #[must_use]
+    pub fn blobs_in_database(&self) -> bool {
+        match self.documents.blob_store {
+            BlobStoreKind::Auto => self.is_postgres(),
+            BlobStoreKind::Filesystem => false,
+            BlobStoreKind::Database => true,
+        }
+    }
+
+    /// The folder of the filesystem blob store.
     #[must_use]
     pub fn blob_dir(&self) -> PathBuf {
         self.documents
