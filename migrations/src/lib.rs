@@ -16,6 +16,7 @@ mod m20261121_000006_api_keys;
 mod m20261121_000007_outbox_resets;
 mod m20261121_000008_invitations;
 mod m20261122_000009_documents;
+mod m20261122_000010_blobs;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000007_outbox_resets::Migration),
             Box::new(m20261121_000008_invitations::Migration),
             Box::new(m20261122_000009_documents::Migration),
+            Box::new(m20261122_000010_blobs::Migration),
         ]
     }
 }

@@ -111,11 +111,16 @@ pub fn document_ports(
         }
     };
     let sql = Arc::new(store.clone());
+    let blobs: Arc<dyn documents::BlobStore> = if settings.blobs_in_database() {
+        sql.clone()
+    } else {
+        Arc::new(blob_fs::FsBlobStore::new(settings.blob_dir())?)
+    };
     Ok(DocumentPorts {
         collections: sql.clone(),
         documents: sql.clone(),
         jobs: sql.clone(),
-        blobs: Arc::new(blob_fs::FsBlobStore::new(settings.blob_dir())?),
+        blobs,
         extractor,
         chunker: Arc::new(extract::TokenChunker::new()),
         clock,
@@ -409,8 +414,10 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let pool = WorkerPool::start(self.ingestion, self.wake, self.workers, self.poll);
+        let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let served = self.server.await.context("serving");
         tracing::info!("server stopped; stopping workers and closing connections");
+        sweeper.abort();
         pool.shutdown(self.grace).await;
         served?;
         self.store.close().await

@@ -235,8 +235,10 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         database = store.backend_name(),
         "worker running"
     );
+    let sweeper = quire::worker::sweep_abandoned_uploads(store.clone());
     shutdown_signal().await;
     tracing::info!("stopping: finishing the jobs in hand");
+    sweeper.abort();
     pool.shutdown(std::time::Duration::from_secs(
         settings.http.shutdown_timeout_secs,
     ))

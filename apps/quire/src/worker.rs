@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use documents::{Ingestion, JobSignal};
+use kernel::{Clock as _, SystemClock};
+use store_sql::SqlStore;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -82,4 +84,26 @@ async fn run(
         }
     }
     tracing::debug!(worker = n, "ingestion worker stopped");
+}
+
+/// How often the database is swept for the parts of uploads that never finished.
+const SWEEP_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Removes, now and then hourly, what uploads cut off mid-way left in the database blob store
+/// (older than [`SqlStore::BLOB_UPLOAD_STALE_AFTER`]). Harmless with the filesystem store.
+pub fn sweep_abandoned_uploads(store: SqlStore) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            match store
+                .sweep_blob_parts(SystemClock.now(), SqlStore::BLOB_UPLOAD_STALE_AFTER)
+                .await
+            {
+                Ok(0) => {}
+                Ok(parts) => tracing::info!(parts, "removed the parts of abandoned uploads"),
+                Err(e) => tracing::warn!(error = ?e, "sweeping abandoned uploads failed"),
+            }
+        }
+    })
 }

@@ -11,6 +11,7 @@
 
 mod api_keys;
 mod audit;
+mod blobs;
 mod collections;
 mod documents;
 mod entity;
