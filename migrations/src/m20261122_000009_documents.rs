@@ -235,6 +235,8 @@ async fn create_documents(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
             "ix_documents_collection",
             vec![iden(Documents::CollectionId)],
         ),
+        // The orphan-blob sweep looks documents up by their file.
+        ("ix_documents_blob_key", vec![iden(Documents::BlobKey)]),
     ] {
         manager
             .create_index(index(name, Documents::Table, &cols))

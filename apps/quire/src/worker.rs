@@ -89,20 +89,30 @@ async fn run(
 /// How often the database is swept for the parts of uploads that never finished.
 const SWEEP_EVERY: Duration = Duration::from_secs(3_600);
 
-/// Removes, now and then hourly, what uploads cut off mid-way left in the database blob store
-/// (older than [`SqlStore::BLOB_UPLOAD_STALE_AFTER`]). Harmless with the filesystem store.
+/// Removes, now and then hourly, what uploads cut off mid-way left in the database blob store,
+/// and files no document names any more (a deleted organization's), once older than
+/// [`SqlStore::BLOB_UPLOAD_STALE_AFTER`]. Harmless with the filesystem store.
 pub fn sweep_abandoned_uploads(store: SqlStore) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {
             every.tick().await;
+            let now = SystemClock.now();
             match store
-                .sweep_blob_parts(SystemClock.now(), SqlStore::BLOB_UPLOAD_STALE_AFTER)
+                .sweep_blob_parts(now, SqlStore::BLOB_UPLOAD_STALE_AFTER)
                 .await
             {
                 Ok(0) => {}
                 Ok(parts) => tracing::info!(parts, "removed the parts of abandoned uploads"),
                 Err(e) => tracing::warn!(error = ?e, "sweeping abandoned uploads failed"),
+            }
+            match store
+                .sweep_orphan_blobs(now, SqlStore::BLOB_UPLOAD_STALE_AFTER)
+                .await
+            {
+                Ok(0) => {}
+                Ok(blobs) => tracing::info!(blobs, "removed files no document names"),
+                Err(e) => tracing::warn!(error = ?e, "sweeping orphan files failed"),
             }
         }
     })

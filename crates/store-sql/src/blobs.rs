@@ -138,6 +138,40 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Removes committed blobs older than `now - older_than` that no document names any more:
+    /// those of an organization that was deleted (its rows go by cascade, its files stay
+    /// behind), or of a delete whose blob removal failed. Returns how many. The age keeps it
+    /// off the moment between an upload's commit and its document's insert.
+    ///
+    /// # Errors
+    /// When the database fails, or `now - older_than` is out of range.
+    pub async fn sweep_orphan_blobs(
+        &self,
+        now: OffsetDateTime,
+        older_than: Duration,
+    ) -> anyhow::Result<u64> {
+        let backend = self.db.get_database_backend();
+        let cutoff = time::Duration::try_from(older_than)
+            .ok()
+            .and_then(|age| now.checked_sub(age))
+            .context("the sweep's cutoff is out of range")?;
+        // Parts go with their row (foreign key, on delete cascade).
+        let statement = sea_orm::Statement::from_sql_and_values(
+            backend,
+            "DELETE FROM blobs WHERE key IS NOT NULL AND created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM documents AS d WHERE d.blob_key = blobs.key)",
+            [at_value(backend, cutoff)],
+        );
+        Ok(self
+            .db
+            .execute_raw(statement)
+            .await
+            .context("removing orphan blobs")?
+            .rows_affected())
+    }
+}
+
 #[async_trait]
 impl BlobStore for SqlStore {
     async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError> {

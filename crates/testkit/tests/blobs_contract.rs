@@ -12,6 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection
 use secrecy::{ExposeSecret as _, SecretString};
 use store_sql::SqlStore;
 use testkit::contract::blobs::{content, key, put};
+use testkit::contract::documents::{DocumentPorts, two_tenants, upload};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -270,6 +271,62 @@ async fn rows_follow_the_blobs(db: Db) {
             .await,
         0
     );
+}
+
+/// Files that no document names any more (an organization deleted with its rows) are swept
+/// once older than the cutoff; a document's file never is.
+async fn orphan_blobs_are_swept(db: Db) {
+    let ports = DocumentPorts::of(db.store.clone());
+    let (a, b) = two_tenants(&ports).await;
+    let named = upload(&ports, a, None, "named", T0).await;
+    put(db.blobs(), &named.blob_key, b"kept", &[2]).await;
+    let gone = upload(&ports, b, None, "gone", T0).await;
+    put(db.blobs(), &gone.blob_key, b"orphaned", &[3]).await;
+    let sweep = |now| {
+        let store = db.store.clone();
+        async move {
+            store
+                .sweep_orphan_blobs(now, Duration::ZERO)
+                .await
+                .unwrap_or_else(|e| panic!("sweep: {e:#}"))
+        }
+    };
+    let far = datetime!(2100-01-01 00:00 UTC);
+    assert_eq!(sweep(far).await, 0, "both files are named by a document");
+    assert!(ports.orgs.delete(b).await.expect("delete the organization"));
+    assert_eq!(
+        db.blobs().read(&gone.blob_key).await.expect("still there"),
+        b"orphaned"
+    );
+    assert_eq!(
+        sweep(T0 - Duration::from_secs(1)).await,
+        0,
+        "too young to sweep"
+    );
+    assert_eq!(sweep(far).await, 1, "the deleted organization's file");
+    assert!(matches!(
+        db.blobs().read(&gone.blob_key).await,
+        Err(BlobError::NotFound)
+    ));
+    assert_eq!(
+        db.blobs().read(&named.blob_key).await.expect("kept"),
+        b"kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_orphan_blobs_are_swept() {
+    orphan_blobs_are_swept(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_orphan_blobs_are_swept() {
+    if testkit::services_skipped("PostgreSQL") {
+        return;
+    }
+    let schema = testkit::unique_name();
+    let _guard = testkit::schema_guard(&schema);
+    orphan_blobs_are_swept(Db::postgres(&schema).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
