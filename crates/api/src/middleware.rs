@@ -241,16 +241,26 @@ pub async fn metrics(
     res
 }
 
+/// The routes whose request carries a file: they read the whole body before answering.
+const UPLOAD_ROUTES: [&str; 2] = ["/api/v1/documents", "/api/v1/documents/extract"];
+
 /// Answers 503 `timeout` when the handler has not produced a response head in time. Streams
-/// are not cut: the limit covers the time to the head, not the body.
+/// are not cut: the limit covers the time to the head, not the body. Uploads, which read a
+/// file of up to 25 MiB first, get `http.upload_timeout_secs`.
 pub async fn timeout(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    let upload = req.method() == actix_web::http::Method::POST
+        && UPLOAD_ROUTES.contains(&req.path().trim_end_matches('/'));
     let limit = req
         .app_data::<web::Data<AppState>>()
         .map_or(Duration::from_secs(30), |s| {
-            Duration::from_secs(s.http.request_timeout_secs)
+            Duration::from_secs(if upload {
+                s.http.upload_timeout_secs
+            } else {
+                s.http.request_timeout_secs
+            })
         });
     match tokio::time::timeout(limit, next.call(req)).await {
         Ok(res) => res.map(ServiceResponse::map_into_boxed_body),

@@ -233,6 +233,9 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Seconds a handler may take to produce a response head before it is answered 503.
     pub request_timeout_secs: u64,
+    /// The same for requests that carry a file (`POST /documents`, `POST /documents/extract`):
+    /// a 25 MiB upload over a slow link needs minutes.
+    pub upload_timeout_secs: u64,
     /// Seconds a client has to send the request head.
     pub client_request_timeout_secs: u64,
     /// Keep-alive seconds for idle connections.
@@ -279,6 +282,7 @@ impl Default for Settings {
                 workers: 0,
                 body_limit_bytes: 1024 * 1024,
                 request_timeout_secs: 30,
+                upload_timeout_secs: 600,
                 client_request_timeout_secs: 10,
                 keep_alive_secs: 75,
                 shutdown_timeout_secs: 30,
@@ -387,8 +391,14 @@ impl Settings {
         {
             return bad("database.max_connections must be ≥ 1 and ≥ database.min_connections");
         }
-        if self.http.body_limit_bytes == 0 || self.http.request_timeout_secs == 0 {
-            return bad("http.body_limit_bytes and http.request_timeout_secs must be positive");
+        if self.http.body_limit_bytes == 0
+            || self.http.request_timeout_secs == 0
+            || self.http.upload_timeout_secs < self.http.request_timeout_secs
+        {
+            return bad(
+                "http.body_limit_bytes and http.request_timeout_secs must be positive, and \
+                 http.upload_timeout_secs at least http.request_timeout_secs",
+            );
         }
         if let Some(schema) = &self.database.schema
             && (schema.is_empty()
