@@ -5,6 +5,15 @@
 use settings::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
+/// Log targets of the document parsers (through the `log` bridge).
+const PARSERS: [&str; 5] = [
+    "lopdf",
+    "pdf_extract",
+    "html5ever",
+    "markup5ever",
+    "docx_rs",
+];
+
 /// Installs the global subscriber once; later calls are no-ops (tests spawn many apps).
 ///
 /// # Errors
@@ -19,6 +28,16 @@ pub fn init(log: &LogSettings) -> anyhow::Result<()> {
             anyhow::anyhow!("invalid configuration: log.filter {:?}: {e}", log.filter)
         })?,
     };
+    // Parsers log what they found wrong in a file, which can quote the file: never logged,
+    // whatever the filter says (with `documents.isolation = "thread"` they run in-process).
+    let mut filter = filter;
+    for quiet in PARSERS {
+        filter = filter.add_directive(
+            format!("{quiet}=off")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the directive for {quiet}: {e}"))?,
+        );
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match log.format {
         LogFormat::Json => builder
