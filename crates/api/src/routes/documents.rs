@@ -71,10 +71,10 @@ impl ChunkingDto {
         let tokenizer = match &self.tokenizer {
             None => base.tokenizer(),
             Some(t) => t.parse::<Tokenizer>().map_err(|_| {
-                ApiError::Validation(vec![FieldError::new(
+                ApiError::from(InvalidInput::field(
                     "chunking.tokenizer",
                     "must be cl100k_base or o200k_base",
-                )])
+                ))
             })?,
         };
         let max = self.max_tokens.unwrap_or(base.max_tokens());
@@ -534,15 +534,15 @@ async fn small_field(
     while let Some(part) = field.next().await {
         let part = part.map_err(|e| multipart_error(&e))?;
         if buf.len() + part.len() > max {
-            return Err(ApiError::Validation(vec![FieldError::new(
+            return Err(ApiError::from(InvalidInput::field(
                 name,
                 format!("must be at most {max} bytes"),
-            )]));
+            )));
         }
         buf.extend_from_slice(&part);
     }
     String::from_utf8(buf)
-        .map_err(|_| ApiError::Validation(vec![FieldError::new(name, "must be UTF-8 text")]))
+        .map_err(|_| ApiError::from(InvalidInput::field(name, "must be UTF-8 text")))
 }
 
 fn field_name(field: &actix_multipart::Field) -> String {
@@ -592,10 +592,10 @@ async fn upload(
         match field_name(&field).as_str() {
             "file" => {
                 if upload.is_some() {
-                    return Err(ApiError::Validation(vec![FieldError::new(
+                    return Err(ApiError::from(InvalidInput::field(
                         "file",
                         "only one file per upload",
-                    )]));
+                    )));
                 }
                 let mut up = docs.begin_upload(&access.ctx).await?;
                 up.set_name(file_name(&field).as_deref());
@@ -610,10 +610,10 @@ async fn upload(
                 let raw = raw.trim();
                 if !raw.is_empty() {
                     collection = Some(CollectionId::parse(raw).map_err(|_| {
-                        ApiError::Validation(vec![FieldError::new(
+                        ApiError::from(InvalidInput::field(
                             "collection_id",
                             "must be a collection id",
-                        )])
+                        ))
                     })?);
                 }
             }
@@ -624,15 +624,15 @@ async fn upload(
                 );
             }
             other => {
-                return Err(ApiError::Validation(vec![FieldError::new(
+                return Err(ApiError::from(InvalidInput::field(
                     other.chars().take(64).collect::<String>(),
                     "unknown field (expected file, collection_id, metadata)",
-                )]));
+                )));
             }
         }
     }
-    let upload = upload
-        .ok_or_else(|| ApiError::Validation(vec![FieldError::new("file", "a file is required")]))?;
+    let upload =
+        upload.ok_or_else(|| ApiError::from(InvalidInput::field("file", "a file is required")))?;
     let done = docs
         .finish_upload(&access.ctx, upload, collection, metadata.as_deref())
         .await?;
@@ -695,10 +695,10 @@ async fn extract(
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| multipart_error(&e))?;
         if field_name(&field) != "file" || file.is_some() {
-            return Err(ApiError::Validation(vec![FieldError::new(
+            return Err(ApiError::from(InvalidInput::field(
                 "file",
                 "send exactly one field, `file`",
-            )]));
+            )));
         }
         let mut bytes = Vec::new();
         while let Some(part) = field.next().await {
@@ -712,8 +712,8 @@ async fn extract(
         }
         file = Some((file_name(&field), bytes));
     }
-    let (name, bytes) = file
-        .ok_or_else(|| ApiError::Validation(vec![FieldError::new("file", "a file is required")]))?;
+    let (name, bytes) =
+        file.ok_or_else(|| ApiError::from(InvalidInput::field("file", "a file is required")))?;
     let (format, text) = docs.extract_only(name.as_deref(), bytes).await?;
     Ok(web::Json(ExtractDto {
         format: format.as_str(),
