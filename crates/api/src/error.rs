@@ -147,7 +147,7 @@ impl From<identity::AuthError> for ApiError {
             },
             A::Throttled(wait) => ApiError::RateLimited {
                 // Whole seconds, rounded up: a client that waits this long is let in.
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                retry_after_secs: kernel::clock::whole_secs_up(wait),
             },
             A::NotFound => ApiError::NotFound,
             A::Unknown(e) => ApiError::Internal(e),

@@ -319,7 +319,7 @@ pub async fn auth_rate_limit(
         .increment(&key, 1, Duration::from_secs(60))
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the rate limiter")))?;
-    let reset = counter.ttl.as_secs() + u64::from(counter.ttl.subsec_nanos() > 0);
+    let reset = kernel::clock::whole_secs_up(counter.ttl);
     let headers = [
         ("ratelimit-limit", limit.to_string()),
         (

@@ -29,6 +29,13 @@ pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(micros * 1_000).unwrap_or(t)
 }
 
+/// `d` in whole seconds, rounded up: a client told to wait this long (`Retry-After`,
+/// `RateLimit-Reset`) is not early, and a limit of 1.5 s reads as 2.
+#[must_use]
+pub fn whole_secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// A clock that moves only when told to (tests).
 #[derive(Debug)]
 pub struct ManualClock(Mutex<OffsetDateTime>);
@@ -62,6 +69,14 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_seconds_round_up() {
+        assert_eq!(whole_secs_up(Duration::ZERO), 0);
+        assert_eq!(whole_secs_up(Duration::from_secs(3)), 3);
+        assert_eq!(whole_secs_up(Duration::from_millis(1)), 1);
+        assert_eq!(whole_secs_up(Duration::from_millis(1_500)), 2);
+    }
 
     #[test]
     fn manual_clock_moves_only_when_advanced() {

@@ -53,8 +53,7 @@ impl Default for ExtractorConfig {
 
 impl ExtractorConfig {
     fn timed_out(&self) -> ExtractError {
-        let secs = self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0);
-        ExtractError::TimedOut(secs)
+        ExtractError::TimedOut(kernel::clock::whole_secs_up(self.timeout))
     }
 }
 

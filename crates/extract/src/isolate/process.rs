@@ -56,7 +56,7 @@ impl ProcessExtractor {
             max_inflated_bytes: limits.max_inflated_bytes,
             max_archive_entries: limits.max_archive_entries,
             memory_limit_bytes: self.config.memory_limit_bytes,
-            cpu_seconds: timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0) + 1,
+            cpu_seconds: kernel::clock::whole_secs_up(timeout) + 1,
             stack_bytes: STACK_BYTES as u64,
         }
     }
