@@ -80,8 +80,8 @@ impl SqlStore {
     /// parts it removed (an upload dropped before its first full part has none; its row goes
     /// all the same).
     ///
-    /// The server calls it at start-up with [`SqlStore::BLOB_UPLOAD_STALE_AFTER`]. Committed
-    /// blobs are never touched. An upload still running when it is swept (one older than the
+    /// `serve` and `quire worker` call it at start and hourly with
+    /// [`SqlStore::BLOB_UPLOAD_STALE_AFTER`]. Committed blobs are never touched. An upload still running when it is swept (one older than the
     /// cutoff) fails at its next write or at its commit; nothing partial is ever readable.
     ///
     /// # Errors
@@ -92,10 +92,7 @@ impl SqlStore {
         older_than: Duration,
     ) -> anyhow::Result<u64> {
         let backend = self.db.get_database_backend();
-        let cutoff = time::Duration::try_from(older_than)
-            .ok()
-            .and_then(|age| now.checked_sub(age))
-            .context("the sweep's cutoff is out of range")?;
+        let cutoff = cutoff(now, older_than)?;
         let cutoff = at_value(backend, cutoff);
         let mut removed = 0;
         loop {
@@ -136,9 +133,7 @@ impl SqlStore {
             removed += parts;
         }
     }
-}
 
-impl SqlStore {
     /// Removes committed blobs older than `now - older_than` that no document names any more:
     /// those of an organization that was deleted (its rows go by cascade, its files stay
     /// behind), or of a delete whose blob removal failed. Returns how many. The age keeps it
@@ -152,10 +147,7 @@ impl SqlStore {
         older_than: Duration,
     ) -> anyhow::Result<u64> {
         let backend = self.db.get_database_backend();
-        let cutoff = time::Duration::try_from(older_than)
-            .ok()
-            .and_then(|age| now.checked_sub(age))
-            .context("the sweep's cutoff is out of range")?;
+        let cutoff = cutoff(now, older_than)?;
         // Parts go with their row (foreign key, on delete cascade).
         let statement = sea_orm::Statement::from_sql_and_values(
             backend,
@@ -170,6 +162,14 @@ impl SqlStore {
             .context("removing orphan blobs")?
             .rows_affected())
     }
+}
+
+/// `now - older_than`, the time before which a sweep removes.
+fn cutoff(now: OffsetDateTime, older_than: Duration) -> anyhow::Result<OffsetDateTime> {
+    time::Duration::try_from(older_than)
+        .ok()
+        .and_then(|age| now.checked_sub(age))
+        .context("the sweep's cutoff is out of range")
 }
 
 #[async_trait]
