@@ -5,19 +5,10 @@ use std::time::Duration;
 
 use migration::MigratorTrait as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_quire");
+mod common;
 
-/// The binary with a clean environment (no stray `QUIRE_*` from the caller).
-fn quire() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear().kill_on_drop(true);
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd
-}
+use common::quire;
 
 #[tokio::test]
 async fn config_prints_the_effective_settings_with_secrets_redacted() {
@@ -266,18 +257,7 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
 
-    // The server prints where it listens once bound: no sleeping, just read.
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("reads") {
-            if let Some(rest) = line.strip_prefix("Quire listening on ") {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the server starts within a minute")
-    .expect("the server prints its address");
+    let url = common::listening_address(&mut lines).await;
     assert!(
         dir.path().join("quire.db").is_file(),
         "the embedded default keeps its SQLite file in the data folder"

@@ -12,15 +12,11 @@ use testkit::multipart::Form;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_quire");
+mod common;
 
 /// The binary with a clean environment and the given settings.
 fn quire(data: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear().kill_on_drop(true);
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
-    }
+    let mut cmd = common::quire();
     cmd.env("QUIRE_DATA_DIR", data)
         .env("QUIRE_LOG__FILTER", "warn")
         // Cheap hashing for the test accounts.
@@ -42,17 +38,7 @@ async fn serve(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
         .expect("spawns");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("reads") {
-            if let Some(rest) = line.strip_prefix("Quire listening on ") {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the server starts within a minute")
-    .expect("the server prints its address");
+    let url = common::listening_address(&mut lines).await;
     // Keep reading: a closed pipe would fail the server's next line of output.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
