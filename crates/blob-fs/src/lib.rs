@@ -59,12 +59,6 @@ impl FsBlobStore {
         removed
     }
 
-    /// The folder it keeps files in.
-    #[must_use]
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The path of a key; refuses anything that is not plain relative segments of
     /// `[0-9a-zA-Z-_.]` (keys are made by [`BlobKey::for_document`], but the adapter does not
     /// trust that).

@@ -372,12 +372,6 @@ impl Upload {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
-
-    /// Whether the file arrived (a `file` part was read).
-    #[must_use]
-    pub fn has_file(&self) -> bool {
-        self.writer.is_none() || self.bytes > 0
-    }
 }
 
 impl Documents {

@@ -22,7 +22,7 @@ mod text;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use chunk::{TokenChunker, chunk};
-pub use detect::{HEAD_BYTES, detect};
+pub use detect::detect;
 use documents::{ExtractError, ExtractLimits, ExtractedText, Format};
 pub use isolate::{ExtractorConfig, ProcessExtractor, ThreadExtractor, child_main};
 

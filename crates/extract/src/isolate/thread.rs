@@ -25,7 +25,6 @@ use super::{ExtractorConfig, STACK_BYTES, THREAD_NAME, quiet_extraction_panics};
 pub struct ThreadExtractor {
     config: ExtractorConfig,
     permits: Arc<Semaphore>,
-    stack_bytes: usize,
 }
 
 impl ThreadExtractor {
@@ -36,15 +35,7 @@ impl ThreadExtractor {
         Self {
             config,
             permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
-            stack_bytes: STACK_BYTES,
         }
-    }
-
-    /// Sets the stack of extraction threads (64 MiB by default).
-    #[must_use]
-    pub fn with_stack_size(mut self, bytes: usize) -> Self {
-        self.stack_bytes = bytes;
-        self
     }
 }
 
@@ -67,7 +58,7 @@ impl Extractor for ThreadExtractor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .stack_size(self.stack_bytes)
+            .stack_size(STACK_BYTES)
             .spawn(move || {
                 let _permit = permit;
                 let result =
