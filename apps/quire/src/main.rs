@@ -74,7 +74,7 @@ enum Command {
         common: Common,
     },
     /// Extract one file read from stdin (used by the server's isolated extraction).
-    #[command(name = "extract-child", hide = true)]
+    #[command(name = quire::EXTRACT_CHILD_COMMAND, hide = true)]
     ExtractChild,
     /// Print a new access-token signing key (PASERK `k4.secret.…`) for `auth.signing_keys`.
     Keygen,
