@@ -17,6 +17,8 @@ mod m20261121_000007_outbox_resets;
 mod m20261121_000008_invitations;
 mod m20261122_000009_documents;
 mod m20261122_000010_blobs;
+mod m20261122_000011_collection_embedding_model;
+mod m20261122_000012_retrieval;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -36,6 +38,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000008_invitations::Migration),
             Box::new(m20261122_000009_documents::Migration),
             Box::new(m20261122_000010_blobs::Migration),
+            Box::new(m20261122_000011_collection_embedding_model::Migration),
+            Box::new(m20261122_000012_retrieval::Migration),
         ]
     }
 }

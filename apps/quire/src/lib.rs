@@ -22,11 +22,13 @@ use kernel::cache::Cache;
 use kernel::health::HealthCheck;
 use kernel::{Clock, SystemClock};
 use memory::InProcessCache;
+pub use openai::install_crypto_provider;
+use retrieval::{Embedder, Embedders, RetrievalPorts, VectorIndex};
 use secrecy::ExposeSecret;
 use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
-pub use worker::{Wake, WorkerPool};
+pub use worker::{Wake, Work, WorkerPool};
 
 /// Every domain use case over the SQL store, the cache and the crypto adapters.
 ///
@@ -38,6 +40,7 @@ pub async fn services(
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
     documents: &DocumentPorts,
+    retrieval: &RetrievalPorts,
     wake: Arc<Wake>,
 ) -> anyhow::Result<api::Services> {
     let mailer = mailer_from_settings(settings, store)?;
@@ -54,6 +57,7 @@ pub async fn services(
     Ok(api::Services {
         collections: Arc::new(documents::Collections::new(documents.clone())),
         documents: Arc::new(documents::Documents::new(documents.clone(), limits, wake)),
+        retrieval: Arc::new(retrieval::Retrieval::new(retrieval.clone())),
         auth_attempts_per_ip: settings.auth.attempts_per_ip_per_minute,
         accounts,
         orgs: Arc::new(tenancy::Organizations::new(
@@ -92,6 +96,7 @@ pub fn document_ports(
     settings: &Settings,
     store: &SqlStore,
     clock: Arc<dyn Clock>,
+    indexer: Arc<dyn documents::ChunkIndexer>,
 ) -> anyhow::Result<DocumentPorts> {
     let d = &settings.documents;
     let config = extract::ExtractorConfig {
@@ -123,9 +128,137 @@ pub fn document_ports(
         blobs,
         extractor,
         chunker: Arc::new(extract::TokenChunker::new()),
+        indexer,
         clock,
         audit: sql,
     })
+}
+
+/// The embedding models of the settings: the local embedder always, the provider's model
+/// when `provider.embedding_model` is set; the default is `retrieval.embedder`.
+///
+/// # Errors
+/// When the provider's model is unknown and has no `provider.embedding_dimensions`.
+pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
+    let local: Arc<dyn Embedder> = Arc::new(local_ai::LocalEmbedder::new(
+        settings.retrieval.local_dimensions,
+    ));
+    let p = &settings.provider;
+    let provider: Option<Arc<dyn Embedder>> = match &p.embedding_model {
+        None => None,
+        Some(model) => Some(Arc::new(
+            openai::OpenAiEmbedder::new(
+                openai::ProviderConfig {
+                    base_url: p.base_url.clone(),
+                    api_key: p.api_key.clone(),
+                    timeout: Duration::from_secs(p.timeout_secs),
+                    connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+                    max_retries: p.max_retries,
+                    ..openai::ProviderConfig::default()
+                },
+                openai::EmbeddingConfig {
+                    model: model.clone(),
+                    dimensions: p.embedding_dimensions,
+                    ..openai::EmbeddingConfig::default()
+                },
+            )
+            .context("the provider's embedding model")?,
+        )),
+    };
+    Ok(match (settings.retrieval.embedder, provider) {
+        (settings::EmbedderKind::Provider, Some(p)) => Embedders::new(p, vec![local]),
+        (_, p) => Embedders::new(local, p.into_iter().collect()),
+    })
+}
+
+/// The vector index of the settings: pgvector on PostgreSQL when the extension can be
+/// created (or required by `retrieval.vector_index = "pgvector"`), else the in-process HNSW
+/// index over vectors kept in SQL.
+///
+/// # Errors
+/// When pgvector is required but missing, or the database fails.
+pub async fn vector_index(
+    settings: &Settings,
+    store: &SqlStore,
+) -> anyhow::Result<Arc<dyn VectorIndex>> {
+    let r = &settings.retrieval;
+    let hnsw = || -> Arc<dyn VectorIndex> {
+        Arc::new(vector_hnsw::HnswIndex::new(
+            Arc::new(store.clone()),
+            vector_hnsw::HnswConfig {
+                exact_threshold: r.exact_threshold,
+                m: r.hnsw_m,
+                ef_construction: r.hnsw_ef_construction,
+                ef_search: r.hnsw_ef_search,
+                ..vector_hnsw::HnswConfig::default()
+            },
+        ))
+    };
+    let want_pg = match r.vector_index {
+        settings::VectorIndexKind::Embedded => false,
+        settings::VectorIndexKind::Auto => settings.is_postgres(),
+        settings::VectorIndexKind::Pgvector => true,
+    };
+    if !want_pg {
+        return Ok(hnsw());
+    }
+    match store_sql::PgVectorIndex::try_new(store, r.exact_threshold).await? {
+        Some(pg) => Ok(Arc::new(pg)),
+        None if r.vector_index == settings::VectorIndexKind::Pgvector => {
+            anyhow::bail!(
+                "retrieval.vector_index = \"pgvector\" but the vector extension is not available"
+            )
+        }
+        None => {
+            tracing::warn!(
+                "the pgvector extension is not available; using the embedded vector index"
+            );
+            Ok(hnsw())
+        }
+    }
+}
+
+/// The adapters of retrieval over the SQL store.
+///
+/// # Errors
+/// As [`embedders`] and [`vector_index`].
+pub async fn retrieval_ports(
+    settings: &Settings,
+    store: &SqlStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RetrievalPorts> {
+    let sql = Arc::new(store.clone());
+    Ok(RetrievalPorts {
+        spaces: sql.clone(),
+        vectors: vector_index(settings, store).await?,
+        keywords: sql.clone(),
+        catalog: sql.clone(),
+        collections: sql,
+        embedders: embedders(settings)?,
+        clock,
+    })
+}
+
+/// Everything a worker runs: ingestion and re-embedding, over ports from the settings.
+///
+/// # Errors
+/// As [`document_ports`] and [`retrieval_ports`].
+pub async fn pipelines(
+    settings: &Settings,
+    store: &SqlStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(DocumentPorts, RetrievalPorts, Work)> {
+    let retrieval = retrieval_ports(settings, store, clock.clone()).await?;
+    let indexer = Arc::new(retrieval::Indexer::new(retrieval.clone()));
+    let documents = document_ports(settings, store, clock, indexer)?;
+    let work = Work {
+        ingestion: ingestion(settings, documents.clone()),
+        reembed: Arc::new(retrieval::Reembedder::new(
+            retrieval.clone(),
+            Duration::from_secs(settings.retrieval.reembed_lease_secs),
+        )),
+    };
+    Ok((documents, retrieval, work))
 }
 
 /// The hidden subcommand of `quire` that extracts one file in a child process.
@@ -268,7 +401,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: SqlStore,
-    ingestion: Arc<Ingestion>,
+    work: Work,
     wake: Arc<Wake>,
     workers: usize,
     poll: Duration,
@@ -338,7 +471,7 @@ impl Application {
             }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
-        let ports = document_ports(&settings, &store, clock.clone())?;
+        let (ports, retrieval, work) = pipelines(&settings, &store, clock.clone()).await?;
         let wake = Arc::new(Wake::default());
         let services = services(
             &settings,
@@ -346,10 +479,10 @@ impl Application {
             cache.clone(),
             clock,
             &ports,
+            &retrieval,
             wake.clone(),
         )
         .await?;
-        let ingestion = ingestion(&settings, ports);
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
@@ -388,7 +521,7 @@ impl Application {
             port,
             server,
             store,
-            ingestion,
+            work,
             wake,
             workers: settings.documents.workers,
             poll: Duration::from_millis(settings.documents.poll_interval_ms),
@@ -413,7 +546,7 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let pool = WorkerPool::start(self.ingestion, self.wake, self.workers, self.poll);
+        let pool = WorkerPool::start(self.work, self.wake, self.workers, self.poll);
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let served = self.server.await.context("serving");
         tracing::info!("server stopped; stopping workers and closing connections");

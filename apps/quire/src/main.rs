@@ -222,10 +222,10 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     if settings.database.migrate_on_start {
         store.migrate().await?;
     }
-    let ports = quire::document_ports(&settings, &store, clock)?;
+    let (_, _, work) = quire::pipelines(&settings, &store, clock).await?;
     let count = workers.unwrap_or(settings.documents.workers).max(1);
     let pool = quire::WorkerPool::start(
-        quire::ingestion(&settings, ports),
+        work,
         Arc::new(quire::Wake::default()),
         count,
         std::time::Duration::from_millis(settings.documents.poll_interval_ms),
@@ -262,6 +262,8 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    // rustls with ring for every HTTPS client (the model provider); before any client exists.
+    quire::install_crypto_provider();
     // The isolated extractor: no runtime, no logging, just stdin to stdout.
     if std::env::args_os()
         .nth(1)

@@ -1,4 +1,5 @@
-//! Ingestion workers: tokio tasks that take jobs from the durable queue one at a time.
+//! Ingestion workers: tokio tasks that take jobs from the durable queue one at a time, and,
+//! when no job is due, re-embed a collection whose embedding model changed.
 //!
 //! They run inside `quire serve` (`documents.workers`, default 2) and as separate
 //! `quire worker` processes for scale-out: the queue is in the database, so any number of
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use documents::{Ingestion, JobSignal};
 use kernel::{Clock as _, SystemClock};
+use retrieval::Reembedder;
 use store_sql::SqlStore;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -24,6 +26,15 @@ impl JobSignal for Wake {
     }
 }
 
+/// What workers run.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// The ingestion pipeline (first).
+    pub ingestion: Arc<Ingestion>,
+    /// Re-embedding (when no job is due).
+    pub reembed: Arc<Reembedder>,
+}
+
 /// Running workers.
 #[derive(Debug)]
 pub struct WorkerPool {
@@ -34,10 +45,28 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts `count` workers on the current runtime.
     #[must_use]
-    pub fn start(ingestion: Arc<Ingestion>, wake: Arc<Wake>, count: usize, poll: Duration) -> Self {
+    pub fn start(work: Work, wake: Arc<Wake>, count: usize, poll: Duration) -> Self {
         let (stop, rx) = watch::channel(false);
+        if count > 0 {
+            // Once per start: collections that follow the default model re-embed when it
+            // changed, and spaces left retired by an interrupted cut-over are dropped.
+            let reembed = work.reembed.clone();
+            tokio::spawn(async move {
+                match reembed.follow_default_model().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        spaces = n,
+                        "the default embedding model changed; re-embedding in the background"
+                    ),
+                    Err(e) => tracing::warn!(error = ?e, "checking embedding models failed"),
+                }
+                if let Err(e) = reembed.drop_retired().await {
+                    tracing::warn!(error = ?e, "dropping retired embedding spaces failed");
+                }
+            });
+        }
         let tasks = (0..count)
-            .map(|n| tokio::spawn(run(n, ingestion.clone(), wake.clone(), poll, rx.clone())))
+            .map(|n| tokio::spawn(run(n, work.clone(), wake.clone(), poll, rx.clone())))
             .collect();
         if count > 0 {
             tracing::info!(workers = count, "ingestion workers started");
@@ -58,7 +87,7 @@ impl WorkerPool {
 
 async fn run(
     n: usize,
-    ingestion: Arc<Ingestion>,
+    work: Work,
     wake: Arc<Wake>,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
@@ -67,7 +96,7 @@ async fn run(
         if *stop.borrow() {
             break;
         }
-        let idle = match ingestion.run_next().await {
+        let mut idle = match work.ingestion.run_next().await {
             Ok(Some(_)) => false,
             Ok(None) => true,
             Err(e) => {
@@ -75,6 +104,19 @@ async fn run(
                 true
             }
         };
+        if idle {
+            idle = match work.reembed.run_next().await {
+                Ok(Some(outcome)) => {
+                    tracing::info!(worker = n, ?outcome, "re-embedding run ended");
+                    false
+                }
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(worker = n, error = ?e, "re-embedding failed; it resumes later");
+                    true
+                }
+            };
+        }
         if idle {
             tokio::select! {
                 () = wake.0.notified() => {}

@@ -263,6 +263,7 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
         "the embedded default keeps its SQLite file in the data folder"
     );
 
+    quire::install_crypto_provider();
     let res = reqwest::get(format!("{url}/health/ready"))
         .await
         .expect("request");

@@ -53,6 +53,7 @@ struct Api {
 
 impl Api {
     async fn sign_up(url: &str) -> Self {
+        quire::install_crypto_provider();
         let client = reqwest::Client::new();
         let reg: Value = client
             .post(format!("{url}/api/v1/auth/register"))
@@ -161,6 +162,7 @@ async fn a_file_that_crashes_the_extractor_kills_only_its_child() {
             );
         }
     }
+    quire::install_crypto_provider();
     let res = reqwest::get(format!("{url}/health/live"))
         .await
         .expect("sent");

@@ -110,6 +110,9 @@ pub enum ApiError {
     /// 503: the handler did not answer within the request timeout.
     #[error("the request took too long")]
     Timeout,
+    /// 502: the model provider could not be reached (after its retries).
+    #[error("the model provider is unavailable: {0}")]
+    ProviderUnavailable(String),
     /// 500: anything unexpected. The chain is logged; the client sees an opaque body.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -130,6 +133,22 @@ impl From<documents::DocumentsError> for ApiError {
             }
             D::Extract(x) => ApiError::Validation(vec![FieldError::new("file", x.to_string())]),
             D::Unknown(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<retrieval::RetrievalError> for ApiError {
+    fn from(e: retrieval::RetrievalError) -> Self {
+        use retrieval::RetrievalError as R;
+        match e {
+            R::Invalid(i) => ApiError::Validation(i.0),
+            R::NotFound => ApiError::NotFound,
+            R::ProviderUnavailable(m) => {
+                tracing::warn!(reason = %m, "the embedding provider is unavailable");
+                ApiError::ProviderUnavailable(m)
+            }
+            R::Rejected(m) => ApiError::Validation(vec![FieldError::new("input", m)]),
+            R::Unknown(e) => ApiError::Internal(e),
         }
     }
 }
@@ -194,6 +213,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Timeout => "timeout",
+            ApiError::ProviderUnavailable(_) => "provider_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -286,6 +306,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

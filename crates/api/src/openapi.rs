@@ -25,7 +25,9 @@ use crate::error::{Problem, ProblemField};
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "orgs", description = "Organizations (tenants) and their members"),
         (name = "users", description = "The signed-in account's profile and preferences"),
-        (name = "admin", description = "Platform administration (platform administrators only)")
+        (name = "admin", description = "Platform administration (platform administrators only)"),
+        (name = "documents", description = "Collections, uploads, chunks and ingestion jobs"),
+        (name = "retrieval", description = "Search (hybrid, vector, keyword), embeddings and plain-text ingestion")
     )
 )]
 struct ApiDoc;

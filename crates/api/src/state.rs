@@ -32,6 +32,8 @@ pub struct AppState {
     pub collections: Arc<documents::Collections>,
     /// Documents and uploads.
     pub documents: Arc<documents::Documents>,
+    /// Search and embeddings.
+    pub retrieval: Arc<retrieval::Retrieval>,
     /// Credential-route attempts per client address per minute (`auth_rate_limit`).
     pub auth_attempts_per_ip: u32,
     /// Components checked by `/health/ready` (database, cache; later the provider).
@@ -65,6 +67,8 @@ pub struct Services {
     pub collections: Arc<documents::Collections>,
     /// Documents and uploads.
     pub documents: Arc<documents::Documents>,
+    /// Search and embeddings.
+    pub retrieval: Arc<retrieval::Retrieval>,
     /// Credential-route attempts per client address per minute (`auth_rate_limit`).
     pub auth_attempts_per_ip: u32,
 }
@@ -86,6 +90,7 @@ impl AppState {
             invitations,
             collections,
             documents,
+            retrieval,
             auth_attempts_per_ip,
         } = services;
         let hsts_header = http
@@ -104,6 +109,7 @@ impl AppState {
             invitations,
             collections,
             documents,
+            retrieval,
             auth_attempts_per_ip,
             components,
             metrics: Arc::new(Metrics::new()),

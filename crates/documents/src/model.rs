@@ -283,6 +283,8 @@ pub struct Collection {
     pub description: Option<String>,
     /// How its documents are cut into chunks.
     pub chunking: ChunkingSettings,
+    /// The embedding model of its vectors; `None`: the configured default.
+    pub embedding_model: Option<String>,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
@@ -298,6 +300,9 @@ pub struct CollectionPatch {
     pub description: Option<Option<String>>,
     /// New chunking settings (apply to documents ingested or reindexed afterwards).
     pub chunking: Option<ChunkingSettings>,
+    /// New embedding model (`Some(None)`: back to the default); the collection re-embeds in
+    /// the background and search cuts over when it is done.
+    pub embedding_model: Option<Option<String>>,
 }
 
 /// Totals of a collection.
@@ -465,6 +470,29 @@ pub struct ChunkDraft {
     pub start: u64,
     /// End (exclusive), in characters.
     pub end: u64,
+}
+
+/// A chunk with the id it is stored (and indexed) under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChunk {
+    /// The id it gets.
+    pub id: ChunkId,
+    /// The chunk.
+    pub draft: ChunkDraft,
+}
+
+impl NewChunk {
+    /// Gives each draft a new id.
+    #[must_use]
+    pub fn assign(drafts: Vec<ChunkDraft>) -> Vec<NewChunk> {
+        drafts
+            .into_iter()
+            .map(|draft| NewChunk {
+                id: ChunkId::new(),
+                draft,
+            })
+            .collect()
+    }
 }
 
 /// The text of a file, as extraction gives it.

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId, CollectionPatch,
     CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits, ExtractedText, Format,
-    Job, JobId, JobStatus, Stage,
+    Job, JobId, JobStatus, NewChunk, Stage,
 };
 
 /// Failures of the storage ports of this domain.
@@ -132,8 +132,8 @@ pub trait DocumentRepository: Send + Sync + std::fmt::Debug {
 pub struct Ingested {
     /// Pages (PDF).
     pub pages: Option<u32>,
-    /// The chunks, in order.
-    pub chunks: Vec<ChunkDraft>,
+    /// The chunks, in order, with the ids they are stored under.
+    pub chunks: Vec<NewChunk>,
 }
 
 /// How a failed run ends.
@@ -337,4 +337,109 @@ pub trait Chunker: Send + Sync + std::fmt::Debug {
         text: std::sync::Arc<ExtractedText>,
         settings: ChunkingSettings,
     ) -> Result<Vec<ChunkDraft>, anyhow::Error>;
+}
+
+/// Why indexing a document's chunks failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexFailure {
+    /// Running again later may succeed (the embedding provider was unavailable).
+    #[error("{0}")]
+    Transient(String),
+    /// The same input fails the same way (the provider refused it).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Makes stored chunks searchable: the retrieval side of ingestion (embeddings, vectors).
+///
+/// The pipeline calls `index` batch by batch before the chunks are stored (so a document is
+/// `ready` only once it is searchable), then `finish` once they are.
+#[async_trait]
+pub trait ChunkIndexer: Send + Sync + std::fmt::Debug {
+    /// Chunks per [`ChunkIndexer::index`] call; progress is reported between calls.
+    fn batch_size(&self) -> usize;
+
+    /// Checks that `model` names an embedding model this deployment has.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `embedding_model`, listing the models there are.
+    fn check_model(&self, model: &str) -> Result<(), InvalidInput>;
+
+    /// Embeds and indexes one batch of a document's new chunks.
+    ///
+    /// # Errors
+    /// [`IndexFailure`] saying whether a retry may help.
+    async fn index(&self, document: &Document, chunks: &[NewChunk]) -> Result<(), IndexFailure>;
+
+    /// After the chunks are stored: indexes them into any space created meanwhile and
+    /// removes the vectors of the document's earlier chunks.
+    ///
+    /// # Errors
+    /// [`IndexFailure`] saying whether a retry may help.
+    async fn finish(&self, document: &Document, chunks: &[NewChunk]) -> Result<(), IndexFailure>;
+
+    /// Removes a deleted document's vectors.
+    ///
+    /// # Errors
+    /// When storage fails.
+    async fn remove_document(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+    ) -> Result<(), anyhow::Error>;
+
+    /// Removes a deleted collection's vectors.
+    ///
+    /// # Errors
+    /// When storage fails.
+    async fn remove_collection(
+        &self,
+        tenant: TenantId,
+        collection: CollectionId,
+    ) -> Result<(), anyhow::Error>;
+
+    /// A collection was created or changed: when its embedding model changed, re-embedding
+    /// starts in the background.
+    ///
+    /// # Errors
+    /// When storage fails.
+    async fn collection_changed(&self, collection: &Collection) -> Result<(), anyhow::Error>;
+}
+
+/// Indexes nothing: for the documents domain on its own (its pipeline tests).
+#[derive(Debug, Default)]
+pub struct NoIndexer;
+
+#[async_trait]
+impl ChunkIndexer for NoIndexer {
+    fn batch_size(&self) -> usize {
+        64
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), InvalidInput> {
+        Err(InvalidInput::field(
+            "embedding_model",
+            format!("no embedding model {model:?} here"),
+        ))
+    }
+
+    async fn index(&self, _: &Document, _: &[NewChunk]) -> Result<(), IndexFailure> {
+        Ok(())
+    }
+
+    async fn finish(&self, _: &Document, _: &[NewChunk]) -> Result<(), IndexFailure> {
+        Ok(())
+    }
+
+    async fn remove_document(&self, _: TenantId, _: DocumentId) -> Result<(), anyhow::Error> {
+        Ok(())
+    }
+
+    async fn remove_collection(&self, _: TenantId, _: CollectionId) -> Result<(), anyhow::Error> {
+        Ok(())
+    }
+
+    async fn collection_changed(&self, _: &Collection) -> Result<(), anyhow::Error> {
+        Ok(())
+    }
 }

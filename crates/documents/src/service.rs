@@ -16,12 +16,13 @@ use tracing::Instrument as _;
 use crate::model::{
     BlobKey, Chunk, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
     CollectionStats, Document, DocumentFilter, DocumentId, DocumentStatus, ExtractLimits,
-    ExtractedText, Format, Job, JobId, JobKind, JobStatus, MAX_METADATA_BYTES, Stage, display_name,
-    parse_description,
+    ExtractedText, Format, Job, JobId, JobKind, JobStatus, MAX_METADATA_BYTES, NewChunk, Stage,
+    display_name, parse_description,
 };
 use crate::ports::{
-    BlobError, BlobStore, BlobWriter, Chunker, CollectionRepository, DetectError,
-    DocumentRepository, ExtractError, Extractor, Failure, Ingested, JobQueue, StoreError,
+    BlobError, BlobStore, BlobWriter, ChunkIndexer, Chunker, CollectionRepository, DetectError,
+    DocumentRepository, ExtractError, Extractor, Failure, IndexFailure, Ingested, JobQueue,
+    StoreError,
 };
 
 /// Bytes of an upload's head that format detection looks at.
@@ -135,6 +136,8 @@ pub struct DocumentPorts {
     pub extractor: Arc<dyn Extractor>,
     /// Chunking.
     pub chunker: Arc<dyn Chunker>,
+    /// Embedding and vector indexing (retrieval).
+    pub indexer: Arc<dyn ChunkIndexer>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Security events (deletions).
@@ -177,6 +180,8 @@ pub struct NewCollection {
     pub description: Option<String>,
     /// Chunking settings; the default (400/40 on cl100k_base) when absent.
     pub chunking: Option<ChunkingSettings>,
+    /// Embedding model; the configured default when absent.
+    pub embedding_model: Option<String>,
 }
 
 impl Collections {
@@ -197,11 +202,15 @@ impl Collections {
     ) -> Result<Collection, DocumentsError> {
         let name = CollectionName::parse(&new.name);
         let description = parse_description(new.description.as_deref());
-        let (name, description) = match (name, description) {
-            (Ok(n), Ok(d)) => (n, d),
-            (n, d) => {
+        let model = match new.embedding_model.as_deref() {
+            Some(m) => self.ports.indexer.check_model(m),
+            None => Ok(()),
+        };
+        let (name, description) = match (name, description, model) {
+            (Ok(n), Ok(d), Ok(())) => (n, d),
+            (n, d, m) => {
                 let mut errors = Vec::new();
-                for e in [n.err(), d.err()].into_iter().flatten() {
+                for e in [n.err(), d.err(), m.err()].into_iter().flatten() {
                     errors.extend(e.0);
                 }
                 return Err(InvalidInput(errors).into());
@@ -217,6 +226,7 @@ impl Collections {
                 name,
                 description,
                 chunking: new.chunking.unwrap_or_default(),
+                embedding_model: new.embedding_model,
                 created_at: now,
                 updated_at: now,
             })
@@ -252,7 +262,7 @@ impl Collections {
     }
 
     /// Changes a collection. New chunking settings apply to documents ingested or reindexed
-    /// afterwards.
+    /// afterwards; a new embedding model starts re-embedding in the background.
     ///
     /// # Errors
     /// [`DocumentsError::NotFound`], or [`DocumentsError::Invalid`].
@@ -262,11 +272,24 @@ impl Collections {
         id: CollectionId,
         patch: CollectionPatch,
     ) -> Result<Collection, DocumentsError> {
-        self.ports
+        if let Some(Some(model)) = &patch.embedding_model {
+            self.ports.indexer.check_model(model)?;
+        }
+        let model_changes = patch.embedding_model.is_some();
+        let collection = self
+            .ports
             .collections
             .update(ctx.tenant_id(), id, patch, self.ports.clock.now())
             .await?
-            .ok_or(DocumentsError::NotFound)
+            .ok_or(DocumentsError::NotFound)?;
+        if model_changes {
+            self.ports
+                .indexer
+                .collection_changed(&collection)
+                .await
+                .map_err(|e| e.context("starting re-embedding"))?;
+        }
+        Ok(collection)
     }
 
     /// Deletes a collection with all its documents, their chunks and original files.
@@ -288,6 +311,14 @@ impl Collections {
             .ok_or(DocumentsError::NotFound)?;
         for key in &keys {
             remove_blob(self.ports.blobs.as_ref(), key).await;
+        }
+        if let Err(e) = self
+            .ports
+            .indexer
+            .remove_collection(ctx.tenant_id(), id)
+            .await
+        {
+            tracing::error!(error = ?e, collection = %id, "could not remove a collection's vectors");
         }
         audit::record(
             self.ports.audit.as_ref(),
@@ -449,6 +480,28 @@ impl Documents {
             .ok_or_else(|| anyhow::anyhow!("the upload was already finished"))?;
         writer.write(part).await?;
         Ok(())
+    }
+
+    /// Ingests plain text without a file (`POST /vector/ingest`): stored as a text document
+    /// named `name` and queued through the same pipeline as an upload, with the same size
+    /// limit and the same duplicate rule.
+    ///
+    /// # Errors
+    /// As [`Documents::finish_upload`], and [`DocumentsError::TooLarge`].
+    pub async fn ingest_text(
+        &self,
+        ctx: &TenantContext,
+        collection: Option<CollectionId>,
+        name: &str,
+        text: &str,
+        metadata: Option<&str>,
+    ) -> Result<Uploaded, DocumentsError> {
+        let mut upload = self.begin_upload(ctx).await?;
+        upload.set_name(Some(name));
+        // Plain text by decree: no detection (text that looks like HTML stays text).
+        upload.format = Some(Format::Text);
+        self.push(&mut upload, text.as_bytes()).await?;
+        self.finish_upload(ctx, upload, collection, metadata).await
     }
 
     /// Finishes an upload: detects the format (if the file was short), stores the file, and
@@ -639,6 +692,14 @@ impl Documents {
             .await?
             .ok_or(DocumentsError::NotFound)?;
         remove_blob(self.ports.blobs.as_ref(), &key).await;
+        if let Err(e) = self
+            .ports
+            .indexer
+            .remove_document(ctx.tenant_id(), id)
+            .await
+        {
+            tracing::error!(error = ?e, document = %id, "could not remove a document's vectors");
+        }
         audit::record(
             self.ports.audit.as_ref(),
             AuditEvent {
@@ -953,20 +1014,54 @@ impl Ingestion {
         if chunks.is_empty() {
             return Err(Step::Permanent(ExtractError::NoText.to_string()));
         }
-        self.heartbeat(claim, Stage::Indexing, 0.0).await?;
+        let chunks = NewChunk::assign(chunks);
         let count = chunks.len();
-        match self
+        let batch = self.ports.indexer.batch_size().max(1);
+        #[allow(clippy::cast_precision_loss)] // progress only
+        for (i, part) in chunks.chunks(batch).enumerate() {
+            self.heartbeat(claim, Stage::Embedding, (i * batch) as f32 / count as f32)
+                .await?;
+            self.ports
+                .indexer
+                .index(&document, part)
+                .await
+                .map_err(Step::from)?;
+        }
+        self.heartbeat(claim, Stage::Indexing, 0.0).await?;
+        let stored = self
             .ports
             .jobs
-            .complete(claim, Ingested { pages, chunks }, self.ports.clock.now())
-            .await
-        {
-            Ok(true) => Ok(RunOutcome::Ready {
-                job: job.id,
-                chunks: count,
-            }),
-            Ok(false) => Err(Step::Lost),
-            Err(e) => Err(Step::Transient(format!("storage: {e}"))),
+            .complete(
+                claim,
+                Ingested {
+                    pages,
+                    chunks: chunks.clone(),
+                },
+                self.ports.clock.now(),
+            )
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => return Err(Step::Lost),
+            Err(e) => return Err(Step::Transient(format!("storage: {e}"))),
+        }
+        // The document is ready and searchable; what remains is housekeeping (vectors of
+        // earlier chunks, spaces created meanwhile), so a failure is logged, not retried.
+        if let Err(e) = self.ports.indexer.finish(&document, &chunks).await {
+            tracing::warn!(error = %e, "finishing the index of a document failed");
+        }
+        Ok(RunOutcome::Ready {
+            job: job.id,
+            chunks: count,
+        })
+    }
+}
+
+impl From<IndexFailure> for Step {
+    fn from(e: IndexFailure) -> Self {
+        match e {
+            IndexFailure::Transient(m) => Step::Transient(m),
+            IndexFailure::Permanent(m) => Step::Permanent(m),
         }
     }
 }

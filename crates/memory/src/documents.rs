@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use documents::{
-    BlobKey, Chunk, ChunkDraft, ChunkId, Claim, Collection, CollectionId, CollectionPatch,
+    BlobKey, Chunk, ChunkDraft, Claim, Collection, CollectionId, CollectionPatch,
     CollectionRepository, CollectionStats, Document, DocumentFilter, DocumentId,
-    DocumentRepository, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus, Stage,
-    StoreError,
+    DocumentRepository, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus,
+    NewChunk, Stage, StoreError,
 };
 use kernel::{Clock, InvalidInput, Page, PageRequest, TenantId};
 use time::{OffsetDateTime, UtcOffset};
@@ -227,6 +227,66 @@ impl InMemoryDocuments {
         t.jobs.retain(|_, r| r.job.tenant_id != tenant);
         Ok(())
     }
+
+    /// Calls `f` with every stored chunk of `tenant` and its document, under the lock: read
+    /// access for the in-memory retrieval adapters (`crate::retrieval`).
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn for_each_chunk(
+        &self,
+        tenant: TenantId,
+        mut f: impl FnMut(&Document, &Chunk),
+    ) -> Result<(), StoreError> {
+        let t = self.lock()?;
+        for ((owner, id), chunks) in &t.chunks {
+            if *owner != tenant {
+                continue;
+            }
+            if let Some(document) = t.document(tenant, *id) {
+                for chunk in chunks {
+                    f(document, chunk);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every document of `tenant`, under the lock.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn for_each_document(
+        &self,
+        tenant: TenantId,
+        mut f: impl FnMut(&Document),
+    ) -> Result<(), StoreError> {
+        let t = self.lock()?;
+        for document in t.documents.values().filter(|d| d.tenant_id == tenant) {
+            f(document);
+        }
+        Ok(())
+    }
+
+    /// Whether `tenant` has the document `id`.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn has_document(&self, tenant: TenantId, id: DocumentId) -> Result<bool, StoreError> {
+        Ok(self.lock()?.document(tenant, id).is_some())
+    }
+
+    /// `tenant`'s collection `id`, if it exists.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn collection(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+    ) -> Result<Option<Collection>, StoreError> {
+        Ok(self.lock()?.collection(tenant, id).cloned())
+    }
 }
 
 /// `t` in UTC, truncated to microseconds: the queue's times, as SQL keeps them.
@@ -340,6 +400,9 @@ impl CollectionRepository for InMemoryDocuments {
         }
         if let Some(chunking) = patch.chunking {
             c.chunking = chunking;
+        }
+        if let Some(model) = patch.embedding_model {
+            c.embedding_model = model;
         }
         Ok(Some(c.clone()))
     }
@@ -620,9 +683,13 @@ impl JobQueue for InMemoryDocuments {
         let now = utc_micros(now);
         let tenant = claim.job.tenant_id;
         let chunk_count: u32 = fit(result.chunks.len(), "chunk count")?;
-        let token_count: u64 = result.chunks.iter().map(|c| u64::from(c.tokens)).sum();
+        let token_count: u64 = result
+            .chunks
+            .iter()
+            .map(|c| u64::from(c.draft.tokens))
+            .sum();
         for c in &result.chunks {
-            fits_a_row(c)?;
+            fits_a_row(&c.draft)?;
         }
         let mut t = self.lock()?;
         if t.held_mut(claim).is_none() {
@@ -636,8 +703,8 @@ impl JobQueue for InMemoryDocuments {
             let mut chunks: Vec<Chunk> = result
                 .chunks
                 .into_iter()
-                .map(|c| Chunk {
-                    id: ChunkId::new(),
+                .map(|NewChunk { id, draft: c }| Chunk {
+                    id,
                     document_id,
                     ordinal: c.ordinal,
                     text: c.text,

@@ -8,6 +8,7 @@ mod cache;
 mod documents;
 mod identity;
 mod organizations;
+mod retrieval;
 
 pub use api_keys::InMemoryApiKeys;
 pub use audit::InMemoryAudit;
@@ -16,3 +17,4 @@ pub use cache::InProcessCache;
 pub use documents::InMemoryDocuments;
 pub use identity::{InMemorySessions, InMemoryUsers};
 pub use organizations::InMemoryOrganizations;
+pub use retrieval::{InMemorySpaces, InMemoryVectorRows};

@@ -35,6 +35,78 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Uploads, extraction and the ingestion workers.
     pub documents: DocumentSettings,
+    /// Embeddings, the vector index and search.
+    pub retrieval: RetrievalSettings,
+    /// The OpenAI-compatible model provider (embeddings; chat later).
+    pub provider: ProviderSettings,
+}
+
+/// Embeddings, the vector index and search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalSettings {
+    /// The default embedding model: `local` (the built-in `quire-local-ngram-<dims>`, no key)
+    /// or `provider` (`provider.embedding_model`). Collections may name any model there is.
+    pub embedder: EmbedderKind,
+    /// Dimensions of the local embedder.
+    pub local_dimensions: u32,
+    /// `auto` (pgvector on PostgreSQL when the extension can be created, else embedded),
+    /// `embedded` (the in-process HNSW index over vectors kept in SQL) or `pgvector`.
+    pub vector_index: VectorIndexKind,
+    /// Spaces with fewer vectors are searched exactly (both indexes).
+    pub exact_threshold: usize,
+    /// HNSW: links per node.
+    pub hnsw_m: usize,
+    /// HNSW: candidate list while building.
+    pub hnsw_ef_construction: usize,
+    /// HNSW: candidate list while searching (at least `2 × top_k` is used).
+    pub hnsw_ef_search: usize,
+    /// How long a worker holds a collection it re-embeds between heartbeats, in seconds.
+    pub reembed_lease_secs: u64,
+}
+
+/// Which embedder is the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// The built-in local embedder.
+    Local,
+    /// The OpenAI-compatible provider.
+    Provider,
+}
+
+/// Which vector index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorIndexKind {
+    /// pgvector when available, else embedded.
+    Auto,
+    /// The in-process HNSW index.
+    Embedded,
+    /// PostgreSQL with pgvector (start-up fails without it).
+    Pgvector,
+}
+
+/// The OpenAI-compatible model provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// Base URL including the version, like the OpenAI SDK's (`https://api.openai.com/v1`).
+    pub base_url: String,
+    /// The API key (a secret), if the provider needs one.
+    #[serde(serialize_with = "redact_opt")]
+    pub api_key: Option<SecretString>,
+    /// The embedding model offered when `retrieval.embedder = "provider"` (or named by a
+    /// collection); unset: the provider offers no embeddings.
+    pub embedding_model: Option<String>,
+    /// Its dimensions (required for models Quire does not know; sent to the provider).
+    pub embedding_dimensions: Option<u32>,
+    /// Whole-request timeout, in seconds.
+    pub timeout_secs: u64,
+    /// Connect timeout, in seconds.
+    pub connect_timeout_secs: u64,
+    /// Retries of a 429, 5xx or timed-out call.
+    pub max_retries: u32,
 }
 
 /// Uploads, extraction and the ingestion workers.
@@ -328,6 +400,25 @@ impl Default for Settings {
                 retry_base_secs: 5,
                 poll_interval_ms: 1_000,
             },
+            retrieval: RetrievalSettings {
+                embedder: EmbedderKind::Local,
+                local_dimensions: 384,
+                vector_index: VectorIndexKind::Auto,
+                exact_threshold: 4_096,
+                hnsw_m: 16,
+                hnsw_ef_construction: 128,
+                hnsw_ef_search: 200,
+                reembed_lease_secs: 120,
+            },
+            provider: ProviderSettings {
+                base_url: "https://api.openai.com/v1".to_owned(),
+                api_key: None,
+                embedding_model: None,
+                embedding_dimensions: None,
+                timeout_secs: 60,
+                connect_timeout_secs: 10,
+                max_retries: 4,
+            },
         }
     }
 }
@@ -425,6 +516,7 @@ impl Settings {
         }
         self.validate_mail()?;
         self.validate_documents()?;
+        self.validate_retrieval()?;
         self.validate_auth()
     }
 
@@ -452,6 +544,37 @@ impl Settings {
             return bad(
                 "documents.max_attempts, retry_base_secs and poll_interval_ms must be positive",
             );
+        }
+        Ok(())
+    }
+
+    fn validate_retrieval(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
+        let r = &self.retrieval;
+        if r.embedder == EmbedderKind::Provider && self.provider.embedding_model.is_none() {
+            return bad(
+                "retrieval.embedder = \"provider\" needs provider.embedding_model \
+                 (QUIRE_PROVIDER__EMBEDDING_MODEL)",
+            );
+        }
+        if r.local_dimensions == 0 || r.local_dimensions > 2_000 {
+            return bad("retrieval.local_dimensions must be between 1 and 2000");
+        }
+        if r.hnsw_m < 2 || r.hnsw_ef_construction == 0 || r.hnsw_ef_search == 0 {
+            return bad("retrieval.hnsw_m must be ≥ 2 and the ef settings positive");
+        }
+        if r.vector_index == VectorIndexKind::Pgvector && !self.is_postgres() {
+            return bad("retrieval.vector_index = \"pgvector\" needs PostgreSQL (database.url)");
+        }
+        if r.reembed_lease_secs == 0 {
+            return bad("retrieval.reembed_lease_secs must be positive");
+        }
+        let p = &self.provider;
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            return bad("provider.base_url must be an http(s) URL");
+        }
+        if p.timeout_secs == 0 || p.connect_timeout_secs == 0 {
+            return bad("provider.timeout_secs and connect_timeout_secs must be positive");
         }
         Ok(())
     }

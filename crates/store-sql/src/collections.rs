@@ -41,6 +41,7 @@ fn to_domain(m: Model) -> Result<Collection, StoreError> {
         name: CollectionName::from_stored(m.name),
         description: m.description,
         chunking,
+        embedding_model: m.embedding_model,
         created_at: m.created_at,
         updated_at: m.updated_at,
     })
@@ -57,6 +58,7 @@ impl CollectionRepository for SqlStore {
             chunk_max_tokens: Set(fit(c.chunking.max_tokens(), "chunk_max_tokens")?),
             chunk_overlap: Set(fit(c.chunking.overlap(), "chunk_overlap")?),
             tokenizer: Set(c.chunking.tokenizer().as_str().to_owned()),
+            embedding_model: Set(c.embedding_model.clone()),
             created_at: Set(c.created_at),
             updated_at: Set(c.updated_at),
         }
@@ -129,6 +131,9 @@ impl CollectionRepository for SqlStore {
                     Column::Tokenizer,
                     Expr::value(chunking.tokenizer().as_str().to_owned()),
                 );
+        }
+        if let Some(model) = patch.embedding_model {
+            update = update.col_expr(Column::EmbeddingModel, Expr::value(model));
         }
         let changed = update
             .exec(&self.db)

@@ -239,6 +239,7 @@ pub mod collection {
         pub chunk_max_tokens: i32,
         pub chunk_overlap: i32,
         pub tokenizer: String,
+        pub embedding_model: Option<String>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
     }
@@ -406,4 +407,72 @@ pub mod blob_part {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod embedding_space {
+    //! The `embedding_spaces` table (tenant data: a tenant's spaces are read through
+    //! `crate::scope`; the background work that spans tenants goes by space id, see
+    //! `crate::spaces`). Times are written by `crate::jobs::at_value`.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "embedding_spaces")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub collection_id: Option<Uuid>,
+        /// The collection id, or the nil UUID for "no collection".
+        pub scope_key: Uuid,
+        pub model: String,
+        pub dimensions: i32,
+        pub status: String,
+        pub lease_token: Option<Uuid>,
+        pub lease_until: Option<TimeDateTimeWithTimeZone>,
+        /// The greatest `seq` of its vector rows.
+        pub version: i64,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod chunk_vector {
+    //! The `chunk_vectors` table: the rows of an in-process vector index (little-endian
+    //! `f32`s). Keyed by space; a document's rows are found through `crate::scope`.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunk_vectors")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub space_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub chunk_id: Uuid,
+        pub tenant_id: Uuid,
+        pub document_id: Uuid,
+        pub seq: i64,
+        pub embedding: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }

@@ -34,8 +34,8 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use documents::{
-    Claim, DocumentId, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus, Stage,
-    StoreError,
+    Claim, DocumentId, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus,
+    NewChunk, Stage, StoreError,
 };
 use kernel::TenantId;
 use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition, LockBehavior, LockType, Query};
@@ -507,7 +507,7 @@ impl JobQueue for SqlStore {
             result
                 .chunks
                 .iter()
-                .map(|c| u64::from(c.tokens))
+                .map(|c| u64::from(c.draft.tokens))
                 .sum::<u64>(),
             "token count",
         )?;
@@ -545,9 +545,9 @@ impl JobQueue for SqlStore {
         for batch in result.chunks.chunks(CHUNK_BATCH) {
             let rows = batch
                 .iter()
-                .map(|c| {
+                .map(|NewChunk { id, draft: c }| {
                     Ok(chunk::ActiveModel {
-                        id: Set(documents::ChunkId::new().as_uuid()),
+                        id: Set(id.as_uuid()),
                         tenant_id: Set(document.tenant_id),
                         document_id: Set(document.id),
                         collection_id: Set(document.collection_id),

@@ -12,20 +12,26 @@
 mod api_keys;
 mod audit;
 mod blobs;
+mod catalog;
 mod collections;
 mod documents;
 mod entity;
 mod invitations;
 mod jobs;
+mod keyword;
 mod mail;
 mod memberships;
 mod organizations;
+mod pgvector;
 mod scope;
 mod sessions;
+mod spaces;
 mod stored;
 mod users;
+mod vector_rows;
 
 pub use mail::OutboxMail;
+pub use pgvector::PgVectorIndex;
 
 use std::sync::Arc;
 use std::time::Duration;

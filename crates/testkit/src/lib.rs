@@ -12,6 +12,7 @@
 //! when `QUIRE_TEST_SKIP_SERVICES=1` says so, and CI refuses that setting.
 
 pub mod contract;
+pub mod fake_openai;
 pub mod multipart;
 mod routes;
 pub mod sweep;
@@ -39,6 +40,15 @@ pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub fn postgres_url() -> String {
     std::env::var("QUIRE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+/// The PostgreSQL with pgvector that the pgvector tests use (`QUIRE_TEST_PGVECTOR_URL`,
+/// started by `.ci/pgvector.sh`); `None` when unset.
+#[must_use]
+pub fn pgvector_url() -> Option<String> {
+    std::env::var("QUIRE_TEST_PGVECTOR_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// The Redis URL tests use.
@@ -77,6 +87,13 @@ pub fn unique_name() -> String {
     format!("t_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A `reqwest` client builder, after installing the process's TLS provider (rustls with ring):
+/// with HTTPS on in the workspace, building a client before that panics.
+pub fn http_client() -> reqwest::ClientBuilder {
+    quire::install_crypto_provider();
+    reqwest::Client::builder().no_proxy()
+}
+
 /// Base settings for a test: port 0, one worker, a fresh data folder.
 #[must_use]
 pub fn test_settings(data_dir: &std::path::Path) -> Settings {
@@ -99,12 +116,18 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
 }
 
 /// Which backends a spawned app uses, and any last changes to its settings.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct TestOptions {
     /// PostgreSQL (own schema) instead of SQLite.
     pub postgres: bool,
     /// Redis (own key prefix) instead of the in-process cache.
     pub redis: bool,
+    /// With `postgres`: the PostgreSQL with pgvector (`QUIRE_TEST_PGVECTOR_URL`), and the
+    /// vector index required to be pgvector.
+    pub pgvector: bool,
+    /// An OpenAI-compatible provider's base URL (a `fake_openai::FakeOpenAi`), offering the
+    /// embedding model `provider_model`.
+    pub provider: Option<(String, String)>,
     /// Applied to the settings last.
     pub tweak: Option<fn(&mut Settings)>,
 }
@@ -116,7 +139,7 @@ impl TestOptions {
         Self {
             postgres: true,
             redis: true,
-            tweak: None,
+            ..Self::default()
         }
     }
 
@@ -132,6 +155,8 @@ impl TestOptions {
 #[derive(Debug, Default)]
 struct Cleanup {
     schema: Option<String>,
+    /// The PostgreSQL of `schema` (the default one when `None`).
+    database_url: Option<String>,
     redis_prefix: Option<String>,
 }
 
@@ -141,6 +166,7 @@ impl Drop for Cleanup {
             return;
         }
         let schema = self.schema.take();
+        let url = self.database_url.take().unwrap_or_else(postgres_url);
         let prefix = self.redis_prefix.take();
         // A fresh runtime on a plain thread: Drop may run inside a runtime that cannot block.
         let joined = std::thread::spawn(move || {
@@ -152,7 +178,7 @@ impl Drop for Cleanup {
             };
             rt.block_on(async move {
                 if let Some(schema) = schema {
-                    drop_schema(&schema).await;
+                    drop_schema(&url, &schema).await;
                 }
                 if let Some(prefix) = prefix
                     && let Ok(cache) = RedisCache::new(&redis_url(), &prefix, 1)
@@ -168,9 +194,9 @@ impl Drop for Cleanup {
     }
 }
 
-async fn drop_schema(schema: &str) {
+async fn drop_schema(url: &str, schema: &str) {
     use sea_orm::ConnectionTrait as _;
-    if let Ok(db) = sea_orm::Database::connect(postgres_url()).await {
+    if let Ok(db) = sea_orm::Database::connect(url).await {
         let _ = db
             .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
             .await;
@@ -209,8 +235,17 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let mut cleanup = Cleanup::default();
     if opts.postgres {
         let schema = unique_name();
-        settings.database.url = Some(SecretString::from(postgres_url()));
+        let url = if opts.pgvector {
+            settings.retrieval.vector_index = settings::VectorIndexKind::Pgvector;
+            pgvector_url().unwrap_or_else(|| {
+                panic!("this test needs QUIRE_TEST_PGVECTOR_URL (a PostgreSQL with pgvector)")
+            })
+        } else {
+            postgres_url()
+        };
+        settings.database.url = Some(SecretString::from(url.clone()));
         settings.database.schema = Some(schema.clone());
+        cleanup.database_url = Some(url);
         // Production needs configured keys shared by every server.
         settings.auth.signing_keys = vec![SecretString::from(
             crypto::PasetoTokens::generate_key().expect("a signing key"),
@@ -224,6 +259,13 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         settings.cache.key_prefix = prefix.clone();
         settings.cache.pool_size = 4;
         cleanup.redis_prefix = Some(prefix);
+    }
+    if let Some((base_url, model)) = &opts.provider {
+        settings.provider.base_url.clone_from(base_url);
+        settings.provider.api_key = Some(SecretString::from("sk-test-fake"));
+        settings.provider.embedding_model = Some(model.clone());
+        settings.provider.max_retries = 2;
+        settings.provider.timeout_secs = 5;
     }
     if let Some(tweak) = opts.tweak {
         tweak(&mut settings);
@@ -239,7 +281,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let port = app.port();
     let handle = app.handle();
     let server = tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
+    let client = http_client()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
@@ -496,6 +538,7 @@ pub async fn postgres_store() -> Option<(SqlStore, impl Drop + std::fmt::Debug)>
         store,
         Cleanup {
             schema: Some(schema),
+            database_url: None,
             redis_prefix: None,
         },
     ))
@@ -517,11 +560,22 @@ pub async fn postgres_store_in(schema: &str) -> SqlStore {
         })
 }
 
+/// A guard that drops a PostgreSQL schema of the database at `url` (the pgvector one).
+#[must_use]
+pub fn schema_guard_at(url: &str, schema: &str) -> impl Drop + std::fmt::Debug + use<> {
+    Cleanup {
+        schema: Some(schema.to_owned()),
+        database_url: Some(url.to_owned()),
+        redis_prefix: None,
+    }
+}
+
 /// A guard that drops a PostgreSQL schema (for tests that made one themselves).
 #[must_use]
 pub fn schema_guard(schema: &str) -> impl Drop + std::fmt::Debug {
     Cleanup {
         schema: Some(schema.to_owned()),
+        database_url: None,
         redis_prefix: None,
     }
 }
@@ -544,6 +598,7 @@ pub async fn redis_cache() -> Option<(Arc<RedisCache>, impl Drop + std::fmt::Deb
         Arc::new(cache),
         Cleanup {
             schema: None,
+            database_url: None,
             redis_prefix: Some(prefix),
         },
     ))

@@ -83,4 +83,7 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
         Scope::TenantHeader,
     ),
     ("GET", "/api/v1/jobs/{id}", Scope::TenantHeader),
+    ("POST", "/api/v1/search", Scope::TenantHeader),
+    ("POST", "/api/v1/embeddings", Scope::TenantHeader),
+    ("POST", "/api/v1/vector/ingest", Scope::TenantHeader),
 ];

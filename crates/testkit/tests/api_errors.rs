@@ -302,7 +302,7 @@ async fn absurd_headers_get_a_4xx_never_a_5xx() {
     // application sees the request: it answers 431 and closes. A client still writing its huge
     // head may see the close (a reset) before the 431; either way it is refused, promptly,
     // never with a 5xx and never left hanging.
-    let bounded = reqwest::Client::builder()
+    let bounded = testkit::http_client()
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .expect("client");

@@ -180,6 +180,7 @@ impl Pipeline {
             blobs: Arc::new(blobs.clone()),
             extractor: extractor.clone(),
             chunker,
+            indexer: Arc::new(documents::NoIndexer),
             clock: clock.clone(),
             audit: Arc::new(InMemoryAudit::new()),
         };
@@ -564,6 +565,7 @@ async fn an_upload_becomes_ready_and_its_copy_is_a_duplicate() {
                 name: "Handbook".into(),
                 description: None,
                 chunking: Some(small),
+                embedding_model: None,
             },
         )
         .await

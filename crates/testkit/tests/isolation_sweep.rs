@@ -275,6 +275,88 @@ async fn sweep(app: &TestApp) {
             }
         }
     }
+    // Search: B holds a document with A's very words; in every mode B finds only its own
+    // chunk, never A's, and naming A's collection is "not found".
+    let (status, b_coll) = app
+        .call_in(
+            &b.token,
+            Method::POST,
+            "/api/v1/collections",
+            Some(json!({"name": "Bravo notes"})),
+            Some(&b.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{b_coll}");
+    let b_collection = b_coll["id"].as_str().expect("collection id").to_owned();
+    let (status, up) = app
+        .upload(
+            &b.token,
+            &b.slug,
+            "bravo.txt",
+            b"The bravo launch date is the ninth of March too.",
+            Some(&b_collection),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{up}");
+    let b_document = up["document"]["id"].as_str().expect("id").to_owned();
+    let ready = app.settled(&b.token, &b.slug, &b_document).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for mode in ["hybrid", "vector", "keyword"] {
+        for b_credential in [&b.token, &b_key] {
+            let (status, found) = app
+                .call_in(
+                    b_credential,
+                    Method::POST,
+                    "/api/v1/search",
+                    Some(json!({"query": "acme launch date ninth of March", "mode": mode, "top_k": 50})),
+                    Some(&b.slug),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{mode}: {found}");
+            let results = found["results"].as_array().expect("results");
+            assert!(
+                results
+                    .iter()
+                    .all(|r| r["document_id"] == b_document.as_str()),
+                "{mode}: B's search reached another tenant: {found}"
+            );
+            assert_eq!(results.len(), 1, "{mode}: B finds its own chunk: {found}");
+            let text = found.to_string();
+            for secret in &a_secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{mode} leaked {secret}: {text}"
+                );
+            }
+            let (status, found) = app
+                .call_in(
+                    b_credential,
+                    Method::POST,
+                    "/api/v1/search",
+                    Some(json!({"query": "acme", "mode": mode, "collection_ids": [a_collection]})),
+                    Some(&b.slug),
+                )
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{mode}: {found}");
+        }
+    }
+    // And A, searching its own tenant, finds its document (the sweep's data is searchable).
+    let (status, found) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/search",
+            Some(json!({"query": "acme launch", "mode": "keyword"})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found["results"][0]["document_id"],
+        a_document.as_str(),
+        "{found}"
+    );
+
     // A's document survived B's deletes and reindexes, untouched.
     let (status, doc) = app
         .call_in(

@@ -37,7 +37,7 @@ async fn login_rehashes_with_the_current_settings() {
     let handle = new.handle();
     let server = tokio::spawn(new.run_until_stopped());
 
-    let client = reqwest::Client::new();
+    let client = testkit::http_client().build().expect("a client");
     let wrong = client
         .post(&url)
         .json(&json!({"email": "ann@example.com", "password": "not the password"}))

@@ -18,7 +18,7 @@ async fn in_flight_requests_finish_when_the_server_stops() {
 
     // While stopping, new connections are refused...
     // (A bounded client: a connection parked in the backlog must not hang the test.)
-    let probe = reqwest::Client::builder()
+    let probe = testkit::http_client()
         .timeout(std::time::Duration::from_secs(2))
         .build()
         .expect("client");

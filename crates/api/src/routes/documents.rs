@@ -100,6 +100,8 @@ pub struct CollectionDto {
     name: String,
     description: Option<String>,
     chunking: ChunkingDto,
+    /// The embedding model of its vectors; `null`: the deployment's default.
+    embedding_model: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -115,6 +117,7 @@ impl From<Collection> for CollectionDto {
             name: c.name.as_str().to_owned(),
             description: c.description,
             chunking: ChunkingDto::from_domain(c.chunking),
+            embedding_model: c.embedding_model,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -131,6 +134,8 @@ pub struct CreateCollection {
     description: Option<String>,
     /// Default: 400 tokens, 40 overlap, `cl100k_base`.
     chunking: Option<ChunkingDto>,
+    /// An embedding model of this deployment; default: the deployment's default.
+    embedding_model: Option<String>,
 }
 
 /// Creates a collection (admin).
@@ -165,6 +170,7 @@ async fn create_collection(
                 name: body.name,
                 description: body.description,
                 chunking,
+                embedding_model: body.embedding_model,
             },
         )
         .await?;
@@ -223,6 +229,11 @@ pub struct PatchCollection {
     description: Option<Option<String>>,
     /// New chunking settings: they apply to documents ingested or reindexed afterwards.
     chunking: Option<ChunkingDto>,
+    /// A new embedding model (`null`: back to the default). The collection re-embeds in the
+    /// background; search uses the old vectors until the new ones are complete.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    embedding_model: Option<Option<String>>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(
@@ -290,6 +301,7 @@ async fn update_collection(
                 name,
                 description,
                 chunking,
+                embedding_model: body.embedding_model,
             },
         )
         .await?;

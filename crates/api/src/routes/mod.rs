@@ -6,6 +6,7 @@ mod auth;
 mod documents;
 pub(crate) mod orgs;
 mod platform;
+mod retrieval;
 mod users;
 
 use actix_web::http::header;
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(orgs::configure)
             .configure(users::configure)
             .configure(admin::configure)
-            .configure(documents::configure),
+            .configure(documents::configure)
+            .configure(retrieval::configure),
     );
 }
 

@@ -14,7 +14,7 @@ use documents::{
     BlobKey, ChunkDraft, ChunkingSettings, Collection, CollectionId, CollectionName,
     CollectionPatch, CollectionRepository, CollectionStats, Document, DocumentFilter, DocumentId,
     DocumentRepository, DocumentStatus, Format, Ingested, Job, JobKind, JobQueue, JobStatus,
-    Tokenizer,
+    NewChunk, Tokenizer,
 };
 use kernel::{Page, PageRequest, TenantId, UserId};
 use tenancy::{
@@ -167,6 +167,7 @@ pub fn collection(tenant: TenantId, name: &str, at: OffsetDateTime) -> Collectio
         name: CollectionName::parse(name).expect("name"),
         description: Some(format!("about {name}")),
         chunking: ChunkingSettings::default(),
+        embedding_model: None,
         created_at: at,
         updated_at: at,
     }
@@ -226,17 +227,19 @@ pub async fn upload(
 
 /// `n` chunk drafts of `tokens` tokens each, ordinals from 0.
 #[must_use]
-pub fn drafts(n: u32, tokens: u32) -> Vec<ChunkDraft> {
-    (0..n)
-        .map(|i| ChunkDraft {
-            ordinal: i,
-            text: format!("chunk {i}"),
-            tokens,
-            page: Some(i / 10 + 1),
-            start: u64::from(i) * 100,
-            end: u64::from(i) * 100 + 90,
-        })
-        .collect()
+pub fn drafts(n: u32, tokens: u32) -> Vec<NewChunk> {
+    NewChunk::assign(
+        (0..n)
+            .map(|i| ChunkDraft {
+                ordinal: i,
+                text: format!("chunk {i}"),
+                tokens,
+                page: Some(i / 10 + 1),
+                start: u64::from(i) * 100,
+                end: u64::from(i) * 100 + 90,
+            })
+            .collect(),
+    )
 }
 
 fn page(limit: u32) -> PageRequest {
@@ -299,6 +302,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
                 name: Some(CollectionName::parse("Staff handbook").expect("name")),
                 description: Some(None),
                 chunking: Some(chunking),
+                embedding_model: None,
             },
             later,
         )

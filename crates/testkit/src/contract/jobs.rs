@@ -471,7 +471,7 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
         .expect("claim")
         .expect("due");
     let mut fewer = drafts(2, 4);
-    fewer[1].text = "the new text".into();
+    fewer[1].draft.text = "the new text".into();
     assert!(
         p.jobs
             .complete(

@@ -8,5 +8,7 @@ pub mod documents;
 pub mod jobs;
 pub mod memberships;
 pub mod organizations;
+pub mod retrieval;
 pub mod sessions;
 pub mod users;
+pub mod vectors;

@@ -1,0 +1,127 @@
+//! Throughput of the local embedder on one thread: `cargo bench -p local-ai`.
+//!
+//! Embeds about 2 MB of ~400-token chunks (English prose with some numbers and names) and
+//! prints chunks/s and MB/s, for the vectors alone and with the `cl100k_base` token count that
+//! `Embedder::embed` adds.
+
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use local_ai::LocalEmbedder;
+
+const WORDS: &[&str] = &[
+    "the",
+    "retrieval",
+    "of",
+    "documents",
+    "running",
+    "quarterly",
+    "report",
+    "shows",
+    "that",
+    "revenue",
+    "grew",
+    "by",
+    "12%",
+    "in",
+    "2025",
+    "while",
+    "costs",
+    "fell",
+    "customers",
+    "asked",
+    "for",
+    "better",
+    "search",
+    "and",
+    "faster",
+    "answers",
+    "about",
+    "contracts",
+    "invoices",
+    "policies",
+    "employees",
+    "handbook",
+    "section",
+    "4.2",
+    "describes",
+    "how",
+    "leave",
+    "is",
+    "requested",
+    "approved",
+    "managers",
+    "must",
+    "review",
+    "within",
+    "five",
+    "days",
+    "otherwise",
+    "request",
+    "escalates",
+    "automatically",
+    "to",
+    "human",
+    "resources",
+];
+
+/// A deterministic chunk of about 340 words (~400 tokens).
+fn chunk(seed: u64) -> String {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = String::new();
+    for i in 0..340 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.push_str(WORDS[(state % WORDS.len() as u64) as usize]);
+        out.push(if i % 17 == 16 { '.' } else { ' ' });
+    }
+    out
+}
+
+fn main() {
+    let embedder = LocalEmbedder::default();
+    let chunks: Vec<String> = (0..1_000).map(chunk).collect();
+    let bytes: usize = chunks.iter().map(String::len).sum();
+    let tokens = embedder.embed_now(&chunks[..10]).tokens / 10;
+    println!(
+        "{} chunks, {:.2} MB, ~{tokens} tokens per chunk, {} dimensions",
+        chunks.len(),
+        bytes as f64 / 1e6,
+        embedder.dimensions()
+    );
+
+    // Warm-up (and the tokenizer's one-time load).
+    let _ = embedder.embed_now(&chunks[..50]);
+
+    let start = Instant::now();
+    let mut checksum = 0.0f32;
+    for c in &chunks {
+        checksum += embedder.vector(c)[0];
+    }
+    report(
+        "vectors",
+        start.elapsed().as_secs_f64(),
+        chunks.len(),
+        bytes,
+    );
+
+    let start = Instant::now();
+    let out = embedder.embed_now(&chunks);
+    report(
+        "vectors + token count",
+        start.elapsed().as_secs_f64(),
+        chunks.len(),
+        bytes,
+    );
+    println!("(checksum {checksum:.4}, {} tokens)", out.tokens);
+}
+
+fn report(what: &str, secs: f64, chunks: usize, bytes: usize) {
+    println!(
+        "{what:>24}: {:>8.0} chunks/s {:>7.1} MB/s",
+        chunks as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
+}

@@ -1,0 +1,22 @@
+//! Adapters for OpenAI-compatible model providers (OpenAI and every server that speaks its
+//! HTTP API: vLLM, Ollama, LM Studio, TEI, gateways).
+//!
+//! - [`client`]: [`ProviderConfig`], the shared HTTP client (reqwest on rustls with ring),
+//!   the retry policy and error mapping, and the [`Pause`] between retries;
+//! - [`embeddings`]: [`OpenAiEmbedder`], a [`retrieval::Embedder`] on `POST /embeddings`.
+//!
+//! HTTPS needs the `tls` feature (rustls with the ring provider; without it an `https://`
+//! base URL is refused with [`ConfigError::NoTls`]). With it, reqwest is built without a
+//! provider of its own for the whole build, so call [`install_crypto_provider`] once at
+//! start-up, before any reqwest client is built anywhere in the process (the constructors here
+//! call it too; a client built before it panics).
+
+pub mod client;
+pub mod embeddings;
+
+pub use client::{
+    ConfigError, MAX_RETRY_AFTER, Pause, ProviderConfig, TokioPause, install_crypto_provider,
+};
+pub use embeddings::{EmbeddingConfig, OpenAiEmbedder, known_dimensions};
+/// The future a [`Pause`] answers.
+pub use futures_util::future::BoxFuture;
