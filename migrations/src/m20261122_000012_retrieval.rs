@@ -102,6 +102,9 @@ const SQLITE_KEYWORD_UP: &[&str] = &[
          content = '', contentless_delete = 1, \
          tokenize = 'unicode61 remove_diacritics 2' \
      )",
+    // Each term's document frequency (table-wide), read by search to leave out the words
+    // that are in so many chunks that they barely rank but cost a scan of all of them.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts_terms USING fts5vocab(chunk_fts, 'row')",
     "CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN \
          INSERT INTO chunk_fts_rows (chunk_id) VALUES (new.id); \
          INSERT INTO chunk_fts (rowid, text, scope) VALUES ( \
@@ -131,6 +134,7 @@ const SQLITE_KEYWORD_UP: &[&str] = &[
 const SQLITE_KEYWORD_DOWN: &[&str] = &[
     "DROP TRIGGER IF EXISTS chunks_fts_delete",
     "DROP TRIGGER IF EXISTS chunks_fts_insert",
+    "DROP TABLE IF EXISTS chunk_fts_terms",
     "DROP TABLE IF EXISTS chunk_fts",
     "DROP TABLE IF EXISTS chunk_fts_rows",
 ];
@@ -360,6 +364,16 @@ impl MigrationTrait for Migration {
                 ],
             ))
             .await?;
+        // Search reads its hits back by id within the tenant (`tenant_id = ? AND id IN (…)`).
+        // Without this index SQLite's planner, which has no statistics, prefers walking every
+        // chunk of the tenant through `ix_chunks_scope` to the primary-key lookups.
+        manager
+            .create_index(index(
+                "ix_chunks_tenant_id",
+                Chunks::Table,
+                vec![Chunks::TenantId.into_iden(), Chunks::Id.into_iden()],
+            ))
+            .await?;
         match manager.get_database_backend() {
             DbBackend::Postgres => run_all(manager, POSTGRES_KEYWORD_UP).await,
             DbBackend::Sqlite => run_all(manager, SQLITE_KEYWORD_UP).await,
@@ -375,6 +389,15 @@ impl MigrationTrait for Migration {
             DbBackend::Sqlite => run_all(manager, SQLITE_KEYWORD_DOWN).await?,
             _ => {}
         }
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("ix_chunks_tenant_id")
+                    .table(Chunks::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_index(
                 Index::drop()

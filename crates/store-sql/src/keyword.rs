@@ -31,7 +31,7 @@
 //! across backends: the statistics differ as said, FTS5 counts words where PostgreSQL uses
 //! `token_count`, and FTS5 folds diacritics (`remove_diacritics 2`) where `simple` does not.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -202,7 +202,73 @@ fn candidates(rows: Vec<sea_orm::QueryResult>, negate: bool) -> Result<Vec<Candi
         .collect()
 }
 
+/// A word in more than this share of all chunks is left out of an SQLite keyword query (when
+/// a rarer word remains): its BM25 weight is small (idf ≤ ln 10) but ranking it means scoring
+/// every chunk it is in. The effect of a stop-word list, for every language, from the index's
+/// own statistics.
+const COMMON_SHARE: f64 = 0.1;
+/// Below this many chunks in the table every word is kept.
+const PRUNE_FROM_ROWS: i64 = 1_000;
+
 impl SqlStore {
+    /// `words` without those too common to be worth ranking ([`COMMON_SHARE`]); never empty
+    /// when `words` is not. Frequencies are FTS5's, table-wide (`chunk_fts_terms`); a word FTS5
+    /// folds differently (diacritics) is looked up as is and, not found, counts as rare.
+    async fn selective_words(&self, words: &[String]) -> Result<Vec<String>, IndexError> {
+        if words.len() < 2 {
+            return Ok(words.to_vec());
+        }
+        let total = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT COALESCE(MAX(rowid), 0) AS n FROM chunk_fts_rows",
+            ))
+            .await
+            .context("counting indexed chunks")?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()
+            .context("reading the chunk count")?
+            .unwrap_or(0);
+        if total < PRUNE_FROM_ROWS {
+            return Ok(words.to_vec());
+        }
+        let sql = vec!["SELECT term, doc FROM chunk_fts_terms WHERE term = ?"; words.len()]
+            .join(" UNION ALL ");
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                &sql,
+                words.iter().map(|w| Value::from(w.clone())),
+            ))
+            .await
+            .context("reading term frequencies")?;
+        let mut df: HashMap<String, i64> = HashMap::new();
+        for row in rows {
+            let term: String = row.try_get("", "term").context("reading a term")?;
+            let doc: i64 = row.try_get("", "doc").context("reading a frequency")?;
+            df.insert(term, doc);
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let common = (total as f64 * COMMON_SHARE) as i64;
+        let freq = |w: &String| df.get(w).copied().unwrap_or(0);
+        let rare: Vec<String> = words
+            .iter()
+            .filter(|w| freq(w) <= common)
+            .cloned()
+            .collect();
+        if !rare.is_empty() {
+            return Ok(rare);
+        }
+        Ok(words
+            .iter()
+            .min_by_key(|w| freq(w))
+            .cloned()
+            .into_iter()
+            .collect())
+    }
+
     async fn search_sqlite(
         &self,
         words: &[String],
@@ -211,6 +277,8 @@ impl SqlStore {
         k: i64,
         allow: Option<&[DocumentId]>,
     ) -> Result<Vec<Candidate>, IndexError> {
+        let words = self.selective_words(words).await?;
+        let words = words.as_slice();
         let batches: Vec<Option<&[DocumentId]>> = match allow {
             None => vec![None],
             Some(allow) => allow.chunks(ALLOW_BATCH).map(Some).collect(),

@@ -61,3 +61,65 @@ on_every_adapter!(
     catalog_metadata_filter,
     catalog_scan_pages,
 );
+
+/// SQLite leaves out of a keyword query the words in more than a tenth of all chunks when a
+/// rarer word remains (they barely rank, and ranking them scores every chunk they are in); a
+/// query of only common words still finds them.
+#[tokio::test]
+async fn sqlite_keyword_search_leaves_out_words_in_most_chunks() {
+    use documents::{ChunkDraft, NewChunk};
+    use retrieval::KeywordIndex as _;
+    use testkit::contract::documents::{self as fixtures, DocumentPorts};
+
+    let (store, _dir) = testkit::sqlite_store().await;
+    let p = DocumentPorts::of(store.clone());
+    let (tenant, _) = fixtures::two_tenants(&p).await;
+    fixtures::upload(&p, tenant, None, "many", fixtures::T0).await;
+    let claim = p
+        .jobs
+        .claim(fixtures::T0, std::time::Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("due");
+    let chunks = NewChunk::assign(
+        (0..1_200u32)
+            .map(|i| {
+                let text = if i == 7 {
+                    "common words and one zebra".to_owned()
+                } else {
+                    format!("common words number {i}")
+                };
+                ChunkDraft {
+                    ordinal: i,
+                    end: u64::try_from(text.len()).expect("small"),
+                    text,
+                    tokens: 4,
+                    page: None,
+                    start: 0,
+                }
+            })
+            .collect(),
+    );
+    let zebra = chunks[7].id;
+    let ingested = documents::Ingested {
+        pages: None,
+        chunks,
+    };
+    assert!(
+        p.jobs
+            .complete(&claim, ingested, fixtures::T0)
+            .await
+            .expect("complete")
+    );
+    let found = store
+        .search(tenant, None, "common zebra", 10, None)
+        .await
+        .expect("search");
+    let ids: Vec<_> = found.iter().map(|c| c.chunk_id).collect();
+    assert_eq!(ids, [zebra], "only the rare word is ranked");
+    let found = store
+        .search(tenant, None, "common words", 10, None)
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 10, "all common: the rarest is kept");
+}
