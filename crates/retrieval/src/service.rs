@@ -360,8 +360,12 @@ impl Retrieval {
         // Deeper lists for fusion; one more, deeper round when deleted chunks (not yet gone
         // from an index cache) or `min_score` leave fewer than k.
         let mut depth = (k * 3).clamp(30, 150);
+        // The query's vector per model, kept across rounds: a deeper round embeds nothing again.
+        let mut query_vectors = HashMap::new();
         loop {
-            let ranked = self.rank(tenant, query, depth, allow.as_deref()).await?;
+            let ranked = self
+                .rank(tenant, query, depth, allow.as_deref(), &mut query_vectors)
+                .await?;
             let exhausted = ranked.len() < depth;
             let hits = self.hydrate(tenant, &ranked, query).await?;
             if hits.len() >= k || exhausted || depth >= 1_000 {
@@ -377,9 +381,11 @@ impl Retrieval {
         query: &SearchQuery,
         depth: usize,
         allow: Option<&[DocumentId]>,
+        query_vectors: &mut HashMap<EmbeddingModel, Vec<f32>>,
     ) -> Result<Vec<Candidate>, RetrievalError> {
         let vector = if matches!(query.mode, SearchMode::Vector | SearchMode::Hybrid) {
-            self.vector_candidates(tenant, query, depth, allow).await?
+            self.vector_candidates(tenant, query, depth, allow, query_vectors)
+                .await?
         } else {
             Vec::new()
         };
@@ -410,13 +416,13 @@ impl Retrieval {
         query: &SearchQuery,
         depth: usize,
         allow: Option<&[DocumentId]>,
+        by_model: &mut HashMap<EmbeddingModel, Vec<f32>>,
     ) -> Result<Vec<Candidate>, RetrievalError> {
         let scopes: Option<Vec<Option<CollectionId>>> = query
             .collections
             .as_ref()
             .map(|c| c.iter().copied().map(Some).collect());
         let spaces = self.ports.spaces.list(tenant, scopes.as_deref()).await?;
-        let mut by_model: HashMap<&EmbeddingModel, Vec<f32>> = HashMap::new();
         let mut all = Vec::new();
         for space in spaces.iter().filter(|s| s.status == SpaceStatus::Active) {
             if !by_model.contains_key(&space.model) {
@@ -425,7 +431,7 @@ impl Retrieval {
                 let vector = embedded.vectors.pop().ok_or_else(|| {
                     RetrievalError::Unknown(anyhow::anyhow!("the embedder answered no vector"))
                 })?;
-                by_model.insert(&space.model, vector);
+                by_model.insert(space.model.clone(), vector);
             }
             let Some(vector) = by_model.get(&space.model) else {
                 continue;
