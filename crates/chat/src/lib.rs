@@ -1,4 +1,26 @@
-//! Chat: sessions, grounded streamed answers, citations, assistants and AI tasks.
+//! Chat: sessions, grounded streamed answers with verified citations, assistants, the
+//! OpenAI-compatible completions and the AI tasks (summaries, Q&A, mind maps, analysis).
 //!
-//! Thin until its issue: the domain lands here as `model`, `ports`, `service` and `error`,
-//! depending only on `kernel` (see docs/architecture.md).
+//! `model` holds the types, `ports` the traits adapters implement (the language model, the
+//! store, the knowledge a question is grounded in), `prompt` the templates and the token
+//! budget, `citations` the verification of what a model cites, `stream` the one streaming core
+//! (SSE and WebSocket are views of it), `service` the use cases, `tasks` the AI tasks.
+//! Depends only on `kernel` and the `documents` and `retrieval` domains.
+
+pub mod citations;
+pub mod knowledge;
+pub mod model;
+pub mod ports;
+pub mod prompt;
+pub mod service;
+pub mod stream;
+pub mod tasks;
+
+pub use knowledge::RetrievalKnowledge;
+pub use model::*;
+pub use ports::*;
+pub use service::{
+    Chat, ChatError, ChatPorts, ChatSettings, Completion, CompletionInput, Grounding,
+};
+pub use stream::{StreamEvent, Subscription};
+pub use tasks::{Analysis, Entity, MindNode, Sentiment, TaskInput, TextAnswer};

@@ -33,6 +33,18 @@ impl InvalidInput {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self(vec![FieldError::new(field, message)])
     }
+
+    /// `Ok(())` when `errors` is empty, else the errors.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] holding `errors` when there is any.
+    pub fn check(errors: Vec<FieldError>) -> Result<(), Self> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Self(errors))
+        }
+    }
 }
 
 impl fmt::Display for InvalidInput {

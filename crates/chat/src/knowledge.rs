@@ -1,0 +1,143 @@
+//! [`Knowledge`] over the retrieval and documents use cases: what answers are grounded in.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use documents::{CollectionId, Collections, DocumentId, Documents, DocumentsError};
+use kernel::{PageRequest, TenantContext};
+use retrieval::{MetadataFilter, Retrieval, RetrievalError, SearchMode, SearchQuery};
+
+use crate::model::Source;
+use crate::ports::{Knowledge, KnowledgeError};
+
+/// Searches with [`Retrieval`] (hybrid mode) and reads documents with [`Documents`].
+#[derive(Debug, Clone)]
+pub struct RetrievalKnowledge {
+    retrieval: Arc<Retrieval>,
+    documents: Arc<Documents>,
+    collections: Arc<Collections>,
+}
+
+impl RetrievalKnowledge {
+    /// Over these use cases.
+    #[must_use]
+    pub fn new(
+        retrieval: Arc<Retrieval>,
+        documents: Arc<Documents>,
+        collections: Arc<Collections>,
+    ) -> Self {
+        Self {
+            retrieval,
+            documents,
+            collections,
+        }
+    }
+}
+
+impl From<RetrievalError> for KnowledgeError {
+    fn from(e: RetrievalError) -> Self {
+        match e {
+            RetrievalError::Invalid(i) => Self::Invalid(i),
+            RetrievalError::NotFound => Self::NotFound,
+            RetrievalError::ProviderUnavailable(m) | RetrievalError::Rejected(m) => {
+                Self::Unavailable(m)
+            }
+            RetrievalError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+impl From<DocumentsError> for KnowledgeError {
+    fn from(e: DocumentsError) -> Self {
+        match e {
+            DocumentsError::NotFound => Self::NotFound,
+            DocumentsError::Invalid(i) => Self::Invalid(i),
+            other => Self::Unknown(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// The first `max` characters of `s` (search takes at most 2,000).
+fn head(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
+}
+
+#[async_trait]
+impl Knowledge for RetrievalKnowledge {
+    async fn search(
+        &self,
+        ctx: &TenantContext,
+        question: &str,
+        collections: Option<&[CollectionId]>,
+        top_k: usize,
+    ) -> Result<Vec<Source>, KnowledgeError> {
+        let query = SearchQuery::new(
+            head(question, retrieval::model::MAX_QUERY_CHARS),
+            collections.map(<[CollectionId]>::to_vec),
+            Some(u32::try_from(top_k.clamp(1, 50)).unwrap_or(8)),
+            None,
+            SearchMode::Hybrid,
+            MetadataFilter::default(),
+        )?;
+        let hits = self.retrieval.search(ctx, &query).await?;
+        Ok(hits
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| Source {
+                label: format!("S{}", i + 1),
+                chunk_id: h.chunk.chunk_id,
+                document_id: h.chunk.document_id,
+                document_name: h.chunk.document_name,
+                page: h.chunk.page,
+                text: h.chunk.text,
+                score: h.score,
+            })
+            .collect())
+    }
+
+    async fn document(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+        max_chars: usize,
+    ) -> Result<(String, Vec<Source>), KnowledgeError> {
+        let doc = self.documents.get(ctx, id).await?;
+        let mut out = Vec::new();
+        let mut chars = 0usize;
+        let mut page = PageRequest::first(100)?;
+        'pages: loop {
+            let chunks = self.documents.chunks(ctx, id, &page).await?;
+            for c in chunks.items {
+                if chars >= max_chars {
+                    break 'pages;
+                }
+                chars += c.text.chars().count();
+                out.push(Source {
+                    label: format!("S{}", out.len() + 1),
+                    chunk_id: c.id,
+                    document_id: id,
+                    document_name: doc.name.clone(),
+                    page: c.page,
+                    text: c.text,
+                    score: 1.0,
+                });
+            }
+            match chunks.next_cursor {
+                Some(cursor) => page = page.next(cursor),
+                None => break,
+            }
+        }
+        Ok((doc.name, out))
+    }
+
+    async fn check_collections(
+        &self,
+        ctx: &TenantContext,
+        ids: &[CollectionId],
+    ) -> Result<(), KnowledgeError> {
+        for id in ids {
+            self.collections.get(ctx, *id).await?;
+        }
+        Ok(())
+    }
+}
