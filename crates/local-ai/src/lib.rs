@@ -1,11 +1,15 @@
-//! Local models: the embedded default's embedder (and, in a later issue, the local
-//! extractive answerer). Nothing to download, no key, no network.
+//! Local models: the embedded default's embedder and its extractive answerer. Nothing to
+//! download, no key, no network.
 //!
 //! - [`LocalEmbedder`]: hashed word, word-bigram and character n-gram vectors
 //!   (`quire-local-ngram-<dimensions>`), implementing [`retrieval::Embedder`].
+//! - [`LocalAnswerer`]: answers, summaries, mind maps and analyses composed from the request's
+//!   sources by extraction ([`LOCAL_ANSWERER_MODEL`]), implementing [`chat::ChatModel`].
 
+mod answerer;
 mod embedder;
 mod features;
 
+pub use answerer::{LOCAL_ANSWERER_MODEL, LOCAL_CONTEXT_WINDOW, LocalAnswerer};
 pub use embedder::{DEFAULT_LOCAL_DIMENSIONS, LOCAL_MODEL_PREFIX, LocalEmbedder};
 pub use features::{BIGRAM_WEIGHT, NGRAM_WEIGHT, STOP_WORDS, SUFFIX_WEIGHT, WORD_WEIGHT};

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Longest provider error message passed on.
-const MAX_MESSAGE_CHARS: usize = 300;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
 
 /// Where and how to reach an OpenAI-compatible provider.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Dimensions(String),
     /// A setting out of range.
-    #[error("invalid embedding settings: {0}")]
+    #[error("invalid model settings: {0}")]
     Invalid(String),
     /// `base_url` is not an http(s) URL.
     #[error("base_url must be an http:// or https:// URL (got {0:?})")]
@@ -124,6 +124,16 @@ pub(crate) enum CallError {
 }
 
 impl From<CallError> for retrieval::EmbedError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Rejected(m) => Self::Rejected(m),
+            CallError::Unavailable(m) => Self::Unavailable(m),
+            CallError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+impl From<CallError> for chat::ModelError {
     fn from(e: CallError) -> Self {
         match e {
             CallError::Rejected(m) => Self::Rejected(m),
@@ -194,8 +204,20 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `config` (installs the crypto provider first).
+    /// A client for `config` (installs the crypto provider first) whose requests are limited
+    /// to `config.timeout` each.
     pub(crate) fn new(config: &ProviderConfig) -> Result<Self, ConfigError> {
+        Self::build(config, true)
+    }
+
+    /// A client for streamed answers: `config.connect_timeout` applies, `config.timeout` does
+    /// not (a long answer may stream for minutes; the adapter keeps its own first-token and
+    /// idle timeouts).
+    pub(crate) fn streaming(config: &ProviderConfig) -> Result<Self, ConfigError> {
+        Self::build(config, false)
+    }
+
+    fn build(config: &ProviderConfig, whole_request_timeout: bool) -> Result<Self, ConfigError> {
         let base_url = config.base_url.trim_end_matches('/').to_owned();
         match reqwest::Url::parse(&base_url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
@@ -211,10 +233,13 @@ impl HttpClient {
             ));
         }
         install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("quire/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("quire/", env!("CARGO_PKG_VERSION")));
+        if whole_request_timeout {
+            builder = builder.timeout(config.timeout);
+        }
+        let http = builder
             .build()
             .map_err(|e| ConfigError::Client(e.to_string()))?;
         Ok(Self {
@@ -247,7 +272,7 @@ impl HttpClient {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let url = format!("{}/{path}", self.base_url);
+        let url = self.url(path);
         let body = serde_json::to_vec(body)
             .map_err(|e| CallError::Unknown(anyhow::Error::new(e).context(what)))?;
         self.with_retries(what, || async {
@@ -267,7 +292,13 @@ impl HttpClient {
         .await
     }
 
-    fn post(&self, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    /// `{base_url}/{path}`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base_url)
+    }
+
+    /// A `POST` of a JSON `body` to `url`, with the key when there is one.
+    pub(crate) fn post(&self, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
         let req = self
             .http
             .post(url)
@@ -348,7 +379,7 @@ impl HttpClient {
 }
 
 /// A transport error: final when the request could not even be built, else retried.
-fn transport(e: reqwest::Error) -> Failure {
+pub(crate) fn transport(e: reqwest::Error) -> Failure {
     if e.is_builder() {
         return Failure::Fatal(CallError::Unknown(
             anyhow::Error::new(e.without_url()).context("building the request"),
@@ -369,7 +400,8 @@ fn transport(e: reqwest::Error) -> Failure {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources, `: `-separated (for logs).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -435,7 +467,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
 
 /// The message of an OpenAI-style error body (`{"error":{"message":…}}`), or of the other
 /// shapes compatible servers use (`{"error":"…"}`, `{"message":…}`, `{"detail":…}`).
-fn error_message(body: &[u8]) -> Option<String> {
+pub(crate) fn error_message(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let text = v
         .pointer("/error/message")
@@ -450,7 +482,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// At most `max` characters of `s`, with an ellipsis when cut.
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),

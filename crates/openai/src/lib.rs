@@ -3,7 +3,9 @@
 //!
 //! - [`client`]: [`ProviderConfig`], the shared HTTP client (reqwest on rustls with ring),
 //!   the retry policy and error mapping, and the [`Pause`] between retries;
-//! - [`embeddings`]: [`OpenAiEmbedder`], a [`retrieval::Embedder`] on `POST /embeddings`.
+//! - [`embeddings`]: [`OpenAiEmbedder`], a [`retrieval::Embedder`] on `POST /embeddings`;
+//! - [`chat`]: [`OpenAiChat`], a [`chat::ChatModel`] on streamed `POST /chat/completions`
+//!   (with [`SseParser`], the server-sent events parser it reads the stream with).
 //!
 //! HTTPS needs the `tls` feature (rustls with the ring provider; without it an `https://`
 //! base URL is refused with [`ConfigError::NoTls`]). With it, reqwest is built without a
@@ -11,9 +13,11 @@
 //! start-up, before any reqwest client is built anywhere in the process (the constructors here
 //! call it too; a client built before it panics).
 
+pub mod chat;
 pub mod client;
 pub mod embeddings;
 
+pub use chat::{ChatConfig, OpenAiChat, SseEvent, SseParser, SseTooLong};
 pub use client::{
     ConfigError, MAX_RETRY_AFTER, Pause, ProviderConfig, TokioPause, install_crypto_provider,
 };
