@@ -19,6 +19,7 @@ mod m20261122_000009_documents;
 mod m20261122_000010_blobs;
 mod m20261122_000011_collection_embedding_model;
 mod m20261122_000012_retrieval;
+mod m20261122_000013_chat;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000010_blobs::Migration),
             Box::new(m20261122_000011_collection_embedding_model::Migration),
             Box::new(m20261122_000012_retrieval::Migration),
+            Box::new(m20261122_000013_chat::Migration),
         ]
     }
 }

@@ -476,3 +476,164 @@ pub mod chunk_vector {
         }
     }
 }
+
+pub mod assistant {
+    //! The `assistants` table (tenant data: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "assistants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        pub instructions: String,
+        pub model: Option<String>,
+        /// A JSON array of collection ids, serialized.
+        pub collection_ids: String,
+        pub temperature: Option<f32>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod chat_session {
+    //! The `chat_sessions` table (tenant data: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chat_sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        /// The owner when a user; exactly one of this and `owner_api_key_id` is set.
+        pub owner_user_id: Option<Uuid>,
+        /// The owner when an API key.
+        pub owner_api_key_id: Option<Uuid>,
+        pub title: String,
+        /// A JSON array of collection ids, serialized.
+        pub collection_ids: String,
+        pub model: Option<String>,
+        pub system_prompt: Option<String>,
+        pub assistant_id: Option<Uuid>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod chat_message {
+    //! The `chat_messages` table (tenant data: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chat_messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub session_id: Uuid,
+        pub role: String,
+        pub content: String,
+        /// A JSON array of citation objects, serialized.
+        pub citations: String,
+        /// NULL, with `completion_tokens`, when the usage is unknown.
+        pub prompt_tokens: Option<i64>,
+        pub completion_tokens: Option<i64>,
+        pub status: String,
+        pub model: Option<String>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod message_feedback {
+    //! The `message_feedback` table: one rating per message and principal (tenant data:
+    //! every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_feedback")]
+    pub struct Model {
+        pub tenant_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: Uuid,
+        /// `u:<user id>` or `k:<API key id>`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub principal_key: String,
+        pub rating: String,
+        pub comment: Option<String>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod tenant_model {
+    //! The `tenant_models` table: an organization's model whitelist (keyed by tenant: every
+    //! query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tenant_models")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        /// A JSON array of model names, serialized.
+        pub models: String,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod api_keys;
 mod audit;
 mod blobs;
 mod catalog;
+mod chat;
 mod collections;
 mod documents;
 mod entity;
@@ -30,6 +31,7 @@ mod stored;
 mod users;
 mod vector_rows;
 
+pub use chat::SqlChatStore;
 pub use mail::OutboxMail;
 pub use pgvector::PgVectorIndex;
 

@@ -1,0 +1,406 @@
+//! [`ChatStore`] in memory: sessions, messages, assistants, feedback and model whitelists in
+//! maps under one lock, so every method is one critical section (what the SQL adapter does in
+//! a transaction is atomic here too).
+//!
+//! The semantics are those of `store-sql` (the reference), checked by the same contract suite
+//! (`testkit::contract::chat`): every method is scoped to its tenant; sessions list newest
+//! first and assistants and messages oldest first, by id, with the id as cursor; a session
+//! names an assistant only of its own tenant that exists when it is written (any other is
+//! stored as none); appending a message needs its session and moves the session's
+//! `updated_at`; deleting a session takes its messages and their feedback; deleting an
+//! assistant detaches its sessions; a new rating by the same principal replaces the earlier
+//! one, and a rating of a message the tenant does not have is not stored. Times are kept as
+//! SQL keeps them: UTC, at microsecond precision. Storing an id that is already there fails,
+//! as a primary key does.
+//!
+//! Deleting an organization elsewhere does not reach this store by itself: call
+//! [`InMemoryChatStore::remove_tenant`] (what the SQL foreign keys do).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chat::{
+    Assistant, AssistantId, ChatSessionId, ChatStore, Feedback, Message, MessageId, Session,
+    StoreError,
+};
+use kernel::{Page, PageRequest, Principal, TenantId};
+use time::{OffsetDateTime, UtcOffset};
+
+#[derive(Debug, Default)]
+struct Tables {
+    sessions: BTreeMap<ChatSessionId, Session>,
+    messages: BTreeMap<MessageId, Message>,
+    assistants: BTreeMap<AssistantId, Assistant>,
+    /// Keyed by message and principal: one rating each.
+    feedback: BTreeMap<(MessageId, PrincipalKey), Feedback>,
+    models: BTreeMap<TenantId, Vec<String>>,
+}
+
+/// A principal as a map key (`Principal` itself has no order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PrincipalKey {
+    ApiKey(kernel::ApiKeyId),
+    User(kernel::UserId),
+}
+
+impl From<Principal> for PrincipalKey {
+    fn from(p: Principal) -> Self {
+        match p {
+            Principal::User(u) => Self::User(u),
+            Principal::ApiKey(k) => Self::ApiKey(k),
+        }
+    }
+}
+
+impl Tables {
+    fn session(&self, tenant: TenantId, id: ChatSessionId) -> Option<&Session> {
+        self.sessions.get(&id).filter(|s| s.tenant_id == tenant)
+    }
+
+    fn message(&self, tenant: TenantId, id: MessageId) -> Option<&Message> {
+        self.messages.get(&id).filter(|m| m.tenant_id == tenant)
+    }
+
+    fn assistant(&self, tenant: TenantId, id: AssistantId) -> Option<&Assistant> {
+        self.assistants.get(&id).filter(|a| a.tenant_id == tenant)
+    }
+
+    /// `session` as stored: its times in UTC microseconds, and its assistant only when the
+    /// tenant has it.
+    fn stored_session(&self, session: &Session) -> Session {
+        let mut s = session.clone();
+        s.assistant_id = s
+            .assistant_id
+            .filter(|a| self.assistant(s.tenant_id, *a).is_some());
+        s.created_at = utc_micros(s.created_at);
+        s.updated_at = utc_micros(s.updated_at);
+        s
+    }
+
+    /// The session's messages, oldest first.
+    fn messages_of(
+        &self,
+        tenant: TenantId,
+        session: ChatSessionId,
+    ) -> impl DoubleEndedIterator<Item = &Message> {
+        self.messages
+            .values()
+            .filter(move |m| m.tenant_id == tenant && m.session_id == session)
+    }
+}
+
+/// The chat store of every tenant, in maps under one lock.
+#[derive(Debug, Default)]
+pub struct InMemoryChatStore {
+    tables: Mutex<Tables>,
+}
+
+impl InMemoryChatStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.tables
+            .lock()
+            .map_err(|_| StoreError::Unknown(anyhow::anyhow!("in-memory chat: lock poisoned")))
+    }
+
+    /// Removes everything of `tenant`: what deleting an organization does on SQL through its
+    /// cascading foreign keys.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn remove_tenant(&self, tenant: TenantId) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        t.sessions.retain(|_, s| s.tenant_id != tenant);
+        t.messages.retain(|_, m| m.tenant_id != tenant);
+        t.assistants.retain(|_, a| a.tenant_id != tenant);
+        t.feedback.retain(|_, f| f.tenant_id != tenant);
+        t.models.remove(&tenant);
+        Ok(())
+    }
+
+    /// Every rating of the tenant's message `message`, API keys' first, then users', each by
+    /// id. Empty when the tenant has no such message.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn feedback_on(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Vec<Feedback>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.feedback
+            .iter()
+            .filter(|((m, _), f)| *m == message && f.tenant_id == tenant)
+            .map(|(_, f)| f.clone())
+            .collect())
+    }
+}
+
+/// `t` in UTC, truncated to microseconds: as SQL keeps times.
+fn utc_micros(t: OffsetDateTime) -> OffsetDateTime {
+    kernel::clock::truncate_to_micros(t.to_offset(UtcOffset::UTC))
+}
+
+fn duplicate(what: &str) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("in-memory chat: duplicate {what} id"))
+}
+
+#[async_trait]
+impl ChatStore for InMemoryChatStore {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        if t.sessions.contains_key(&session.id) {
+            return Err(duplicate("session"));
+        }
+        let stored = t.stored_session(session);
+        t.sessions.insert(stored.id, stored);
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        tenant: TenantId,
+        id: ChatSessionId,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock()?.session(tenant, id).cloned())
+    }
+
+    async fn list_sessions(
+        &self,
+        tenant: TenantId,
+        owner: Principal,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        let end = match page.after_uuid()? {
+            Some(id) => std::ops::Bound::Excluded(ChatSessionId::from_uuid(id)),
+            None => std::ops::Bound::Unbounded,
+        };
+        let t = self.lock()?;
+        let items: Vec<Session> = t
+            .sessions
+            .range((std::ops::Bound::Unbounded, end))
+            .rev()
+            .map(|(_, s)| s)
+            .filter(|s| s.tenant_id == tenant && s.owner == owner)
+            .take(page.limit() as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, page, |s| s.id.to_string()))
+    }
+
+    async fn update_session(&self, session: &Session) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        let stored = t.stored_session(session);
+        let Some(s) = t
+            .sessions
+            .get_mut(&session.id)
+            .filter(|s| s.tenant_id == session.tenant_id)
+        else {
+            return Ok(false);
+        };
+        s.title = stored.title;
+        s.collection_ids = stored.collection_ids;
+        s.model = stored.model;
+        s.system_prompt = stored.system_prompt;
+        s.assistant_id = stored.assistant_id;
+        s.updated_at = stored.updated_at;
+        Ok(true)
+    }
+
+    async fn delete_session(
+        &self,
+        tenant: TenantId,
+        id: ChatSessionId,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        if t.session(tenant, id).is_none() {
+            return Ok(false);
+        }
+        t.sessions.remove(&id);
+        let gone: Vec<MessageId> = t.messages_of(tenant, id).map(|m| m.id).collect();
+        for m in &gone {
+            t.messages.remove(m);
+        }
+        t.feedback.retain(|(m, _), _| !gone.contains(m));
+        Ok(true)
+    }
+
+    async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        if t.messages.contains_key(&message.id) {
+            return Err(duplicate("message"));
+        }
+        let created_at = utc_micros(message.created_at);
+        let Some(session) = t
+            .sessions
+            .get_mut(&message.session_id)
+            .filter(|s| s.tenant_id == message.tenant_id)
+        else {
+            return Ok(false);
+        };
+        session.updated_at = created_at;
+        let mut stored = message.clone();
+        stored.created_at = created_at;
+        t.messages.insert(stored.id, stored);
+        Ok(true)
+    }
+
+    async fn find_message(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        Ok(self.lock()?.message(tenant, id).cloned())
+    }
+
+    async fn list_messages(
+        &self,
+        tenant: TenantId,
+        session: ChatSessionId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let after = page.after_uuid()?.map(MessageId::from_uuid);
+        let t = self.lock()?;
+        let items: Vec<Message> = t
+            .messages_of(tenant, session)
+            .filter(|m| after.is_none_or(|a| m.id > a))
+            .take(page.limit() as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, page, |m| m.id.to_string()))
+    }
+
+    async fn recent_messages(
+        &self,
+        tenant: TenantId,
+        session: ChatSessionId,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let t = self.lock()?;
+        let mut items: Vec<Message> = t
+            .messages_of(tenant, session)
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect();
+        items.reverse();
+        Ok(items)
+    }
+
+    async fn create_assistant(&self, assistant: &Assistant) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        if t.assistants.contains_key(&assistant.id) {
+            return Err(duplicate("assistant"));
+        }
+        let mut stored = assistant.clone();
+        stored.created_at = utc_micros(stored.created_at);
+        stored.updated_at = utc_micros(stored.updated_at);
+        t.assistants.insert(stored.id, stored);
+        Ok(())
+    }
+
+    async fn find_assistant(
+        &self,
+        tenant: TenantId,
+        id: AssistantId,
+    ) -> Result<Option<Assistant>, StoreError> {
+        Ok(self.lock()?.assistant(tenant, id).cloned())
+    }
+
+    async fn list_assistants(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Assistant>, StoreError> {
+        let start = match page.after_uuid()? {
+            Some(id) => std::ops::Bound::Excluded(AssistantId::from_uuid(id)),
+            None => std::ops::Bound::Unbounded,
+        };
+        let t = self.lock()?;
+        let items: Vec<Assistant> = t
+            .assistants
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, a)| a)
+            .filter(|a| a.tenant_id == tenant)
+            .take(page.limit() as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, page, |a| a.id.to_string()))
+    }
+
+    async fn update_assistant(&self, assistant: &Assistant) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        let Some(a) = t
+            .assistants
+            .get_mut(&assistant.id)
+            .filter(|a| a.tenant_id == assistant.tenant_id)
+        else {
+            return Ok(false);
+        };
+        a.name.clone_from(&assistant.name);
+        a.instructions.clone_from(&assistant.instructions);
+        a.model.clone_from(&assistant.model);
+        a.collection_ids.clone_from(&assistant.collection_ids);
+        a.temperature = assistant.temperature;
+        a.updated_at = utc_micros(assistant.updated_at);
+        Ok(true)
+    }
+
+    async fn delete_assistant(
+        &self,
+        tenant: TenantId,
+        id: AssistantId,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        if t.assistant(tenant, id).is_none() {
+            return Ok(false);
+        }
+        t.assistants.remove(&id);
+        for s in t.sessions.values_mut() {
+            if s.assistant_id == Some(id) {
+                s.assistant_id = None;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn put_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        if t.message(feedback.tenant_id, feedback.message_id).is_none() {
+            return Ok(());
+        }
+        let mut stored = feedback.clone();
+        stored.created_at = utc_micros(stored.created_at);
+        t.feedback
+            .insert((feedback.message_id, feedback.principal.into()), stored);
+        Ok(())
+    }
+
+    async fn allowed_models(&self, tenant: TenantId) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self.lock()?.models.get(&tenant).cloned())
+    }
+
+    async fn set_allowed_models(
+        &self,
+        tenant: TenantId,
+        models: Option<&[String]>,
+    ) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        match models {
+            Some(models) => {
+                t.models.insert(tenant, models.to_vec());
+            }
+            None => {
+                t.models.remove(&tenant);
+            }
+        }
+        Ok(())
+    }
+}
