@@ -54,10 +54,35 @@ pub async fn services(
     .await?;
     let sql = || Arc::new(store.clone());
     let limits = document_limits(settings);
+    let collections = Arc::new(documents::Collections::new(documents.clone()));
+    let documents = Arc::new(documents::Documents::new(documents.clone(), limits, wake));
+    let retrieval = Arc::new(retrieval::Retrieval::new(retrieval.clone()));
+    let chat = Arc::new(chat::Chat::new(
+        chat::ChatPorts {
+            store: Arc::new(store_sql::SqlChatStore::new(store)),
+            models: chat_models(settings)?,
+            knowledge: Arc::new(chat::RetrievalKnowledge::new(
+                retrieval.clone(),
+                documents.clone(),
+                collections.clone(),
+            )),
+            clock: clock.clone(),
+        },
+        chat_settings(settings),
+    ));
+    let c = &settings.chat;
     Ok(api::Services {
-        collections: Arc::new(documents::Collections::new(documents.clone())),
-        documents: Arc::new(documents::Documents::new(documents.clone(), limits, wake)),
-        retrieval: Arc::new(retrieval::Retrieval::new(retrieval.clone())),
+        collections,
+        documents,
+        retrieval,
+        chat,
+        chat_answer_timeout_secs: c.answer_timeout_secs,
+        ws: api::WsSettings {
+            idle_timeout: Duration::from_secs(c.ws_idle_timeout_secs),
+            ping_interval: Duration::from_secs(c.ws_ping_secs),
+            max_frame_bytes: c.ws_max_frame_bytes,
+            allowed_origins: c.ws_allowed_origins.clone(),
+        },
         auth_attempts_per_ip: settings.auth.attempts_per_ip_per_minute,
         accounts,
         orgs: Arc::new(tenancy::Organizations::new(
@@ -134,6 +159,60 @@ pub fn document_ports(
     })
 }
 
+/// The provider's connection settings.
+fn provider_config(p: &settings::ProviderSettings) -> openai::ProviderConfig {
+    openai::ProviderConfig {
+        base_url: p.base_url.clone(),
+        api_key: p.api_key.clone(),
+        timeout: Duration::from_secs(p.timeout_secs),
+        connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+        max_retries: p.max_retries,
+        ..openai::ProviderConfig::default()
+    }
+}
+
+/// The language models of the settings: the local extractive answerer always (no key), and
+/// the provider's `provider.chat_models` when set.
+///
+/// # Errors
+/// When the provider's client cannot be built.
+pub fn chat_models(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn chat::ChatModel>>> {
+    let mut models: Vec<Arc<dyn chat::ChatModel>> = Vec::new();
+    let p = &settings.provider;
+    if !p.chat_models.is_empty() {
+        models.push(Arc::new(
+            openai::OpenAiChat::new(
+                provider_config(p),
+                openai::ChatConfig {
+                    models: p.chat_models.clone(),
+                    first_token_timeout: Duration::from_secs(p.first_token_timeout_secs),
+                    idle_timeout: Duration::from_secs(p.idle_timeout_secs),
+                    ..openai::ChatConfig::default()
+                },
+            )
+            .context("the provider's chat models")?,
+        ));
+    }
+    models.push(Arc::new(local_ai::LocalAnswerer::new()));
+    Ok(models)
+}
+
+/// Chat's settings.
+#[must_use]
+pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
+    let c = &settings.chat;
+    chat::ChatSettings {
+        default_model: settings.default_chat_model(),
+        allowed_models: c.allowed_models.clone(),
+        top_k: c.top_k,
+        history_messages: c.history_messages,
+        max_answer_tokens: c.max_answer_tokens,
+        resume_grace: Duration::from_millis(c.resume_grace_ms),
+        replay_keep: Duration::from_secs(c.replay_keep_secs),
+        ..chat::ChatSettings::default()
+    }
+}
+
 /// The embedding models of the settings: the local embedder always, the provider's model
 /// when `provider.embedding_model` is set; the default is `retrieval.embedder`.
 ///
@@ -148,14 +227,7 @@ pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
         None => None,
         Some(model) => Some(Arc::new(
             openai::OpenAiEmbedder::new(
-                openai::ProviderConfig {
-                    base_url: p.base_url.clone(),
-                    api_key: p.api_key.clone(),
-                    timeout: Duration::from_secs(p.timeout_secs),
-                    connect_timeout: Duration::from_secs(p.connect_timeout_secs),
-                    max_retries: p.max_retries,
-                    ..openai::ProviderConfig::default()
-                },
+                provider_config(p),
                 openai::EmbeddingConfig {
                     model: model.clone(),
                     dimensions: p.embedding_dimensions,
@@ -505,7 +577,10 @@ impl Application {
             .shutdown_timeout(http.shutdown_timeout_secs)
             .client_request_timeout(Duration::from_secs(http.client_request_timeout_secs))
             .client_disconnect_timeout(Duration::from_secs(5))
-            .keep_alive(Duration::from_secs(http.keep_alive_secs));
+            .keep_alive(Duration::from_secs(http.keep_alive_secs))
+            // Streams write small frames (SSE events, WebSocket messages): without this, the
+            // first event after the response head waits for the client's delayed ACK (40 ms).
+            .tcp_nodelay(true);
         if http.workers > 0 {
             server = server.workers(http.workers);
         }

@@ -153,6 +153,31 @@ impl From<retrieval::RetrievalError> for ApiError {
     }
 }
 
+impl From<chat::ChatError> for ApiError {
+    fn from(e: chat::ChatError) -> Self {
+        use chat::ChatError as C;
+        match e {
+            C::Invalid(i) => ApiError::Validation(i.0),
+            C::NotFound => ApiError::NotFound,
+            C::UnknownModel { model, allowed } => ApiError::BadRequest {
+                code: "validation_failed",
+                detail: format!(
+                    "the model {model:?} is not available to this organization; allowed: {}",
+                    allowed.join(", ")
+                ),
+            },
+            C::ProviderUnavailable(m) => {
+                tracing::warn!(reason = %m, "the model provider is unavailable");
+                ApiError::ProviderUnavailable(m)
+            }
+            C::ProviderRejected(m) => ApiError::Validation(vec![FieldError::new("messages", m)]),
+            C::InvalidModelOutput(m) => ApiError::ProviderUnavailable(m),
+            C::Cancelled => ApiError::ProviderUnavailable("the answer was cancelled".to_owned()),
+            C::Unknown(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<identity::AuthError> for ApiError {
     fn from(e: identity::AuthError) -> Self {
         use identity::AuthError as A;
@@ -218,7 +243,7 @@ impl ApiError {
         }
     }
 
-    fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             ApiError::Validation(_) => "one or more fields are invalid".to_owned(),
             ApiError::NotFound => "the resource does not exist".to_owned(),

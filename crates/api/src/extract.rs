@@ -228,6 +228,35 @@ pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::NotFound.into())
 }
 
+/// `deserialize_with` for a field where absent, `null` and a value differ: absent stays
+/// `None` (with `#[serde(default)]`), `null` is `Some(None)` (clear it), a value `Some(Some(v))`.
+pub(crate) fn double_option<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Parses collection ids, reporting each bad one as `{field}[i]`.
+pub(crate) fn collection_ids(
+    ids: &[String],
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<documents::CollectionId> {
+    ids.iter()
+        .enumerate()
+        .filter_map(|(i, s)| match documents::CollectionId::parse(s) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.push(FieldError::new(
+                    format!("{field}[{i}]"),
+                    "must be a collection id",
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use utoipa_actix_web::AppExt as _;
 pub use error::{ApiError, current_request_id};
 pub use metrics::Metrics;
 pub use openapi::RouteTable;
-pub use state::{AppState, Services};
+pub use state::{AppState, Services, WsSettings};
 
 /// Extra plain actix routes, for tests that need a route of their own (never documented).
 pub type ExtraRoutes = fn(&mut web::ServiceConfig);

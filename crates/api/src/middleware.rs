@@ -251,13 +251,21 @@ pub async fn timeout(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let upload = req.method() == actix_web::http::Method::POST
-        && UPLOAD_ROUTES.contains(&req.path().trim_end_matches('/'));
+    let post = req.method() == actix_web::http::Method::POST;
+    let path = req.path().trim_end_matches('/');
+    let upload = post && UPLOAD_ROUTES.contains(&path);
+    // A non-streamed answer or AI task waits for the whole model output.
+    let answer = post
+        && (path.starts_with("/api/v1/ai/")
+            || path.starts_with("/api/v1/chat/sessions/")
+            || path.ends_with("/analyze"));
     let limit = req
         .app_data::<web::Data<AppState>>()
         .map_or(Duration::from_secs(30), |s| {
             Duration::from_secs(if upload {
                 s.http.upload_timeout_secs
+            } else if answer {
+                s.chat_answer_timeout_secs
             } else {
                 s.http.request_timeout_secs
             })

@@ -27,7 +27,9 @@ use crate::error::{Problem, ProblemField};
         (name = "users", description = "The signed-in account's profile and preferences"),
         (name = "admin", description = "Platform administration (platform administrators only)"),
         (name = "documents", description = "Collections, uploads, chunks and ingestion jobs"),
-        (name = "retrieval", description = "Search (hybrid, vector, keyword), embeddings and plain-text ingestion")
+        (name = "retrieval", description = "Search (hybrid, vector, keyword), embeddings and plain-text ingestion"),
+        (name = "chat", description = "Sessions, streamed cited answers (SSE and WebSocket), feedback and assistants"),
+        (name = "ai", description = "OpenAI-compatible completions, models and embeddings; summaries, Q&A, mind maps, analysis")
     )
 )]
 struct ApiDoc;

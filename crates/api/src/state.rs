@@ -34,8 +34,14 @@ pub struct AppState {
     pub documents: Arc<documents::Documents>,
     /// Search and embeddings.
     pub retrieval: Arc<retrieval::Retrieval>,
+    /// Chat, completions and AI tasks.
+    pub chat: Arc<chat::Chat>,
     /// Credential-route attempts per client address per minute (`auth_rate_limit`).
     pub auth_attempts_per_ip: u32,
+    /// Seconds a non-streamed answer may take (`chat.answer_timeout_secs`).
+    pub chat_answer_timeout_secs: u64,
+    /// WebSocket limits and origins.
+    pub ws: WsSettings,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -48,6 +54,30 @@ pub struct AppState {
     pub started_at: Instant,
     /// The `Strict-Transport-Security` value, when HSTS is on (computed once).
     pub(crate) hsts_header: Option<actix_web::http::header::HeaderValue>,
+}
+
+/// WebSocket limits (from `chat.ws_*`).
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Close after this long without a client frame.
+    pub idle_timeout: std::time::Duration,
+    /// Ping interval.
+    pub ping_interval: std::time::Duration,
+    /// Largest frame or message from a client, in bytes.
+    pub max_frame_bytes: usize,
+    /// Origins allowed (empty: none but requests without `Origin`).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: std::time::Duration::from_secs(120),
+            ping_interval: std::time::Duration::from_secs(20),
+            max_frame_bytes: 64 * 1024,
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 /// The domain use cases a server runs (built by the composition root).
@@ -69,8 +99,14 @@ pub struct Services {
     pub documents: Arc<documents::Documents>,
     /// Search and embeddings.
     pub retrieval: Arc<retrieval::Retrieval>,
+    /// Chat, completions and AI tasks.
+    pub chat: Arc<chat::Chat>,
     /// Credential-route attempts per client address per minute (`auth_rate_limit`).
     pub auth_attempts_per_ip: u32,
+    /// Seconds a non-streamed answer may take.
+    pub chat_answer_timeout_secs: u64,
+    /// WebSocket limits and origins.
+    pub ws: WsSettings,
 }
 
 impl AppState {
@@ -91,7 +127,10 @@ impl AppState {
             collections,
             documents,
             retrieval,
+            chat,
             auth_attempts_per_ip,
+            chat_answer_timeout_secs,
+            ws,
         } = services;
         let hsts_header = http
             .hsts
@@ -110,7 +149,10 @@ impl AppState {
             collections,
             documents,
             retrieval,
+            chat,
             auth_attempts_per_ip,
+            chat_answer_timeout_secs,
+            ws,
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

@@ -111,7 +111,7 @@ async fn caller(state: &AppState, token: Result<String, ApiError>) -> Result<Cal
     Ok(Caller::User(CurrentUser { user, session }))
 }
 
-async fn resolve<R: MinRole>(
+pub(crate) async fn resolve<R: MinRole>(
     state: web::Data<AppState>,
     token: Result<String, ApiError>,
     org: Result<String, ApiError>,

@@ -37,8 +37,45 @@ pub struct Settings {
     pub documents: DocumentSettings,
     /// Embeddings, the vector index and search.
     pub retrieval: RetrievalSettings,
-    /// The OpenAI-compatible model provider (embeddings; chat later).
+    /// The OpenAI-compatible model provider (embeddings and chat).
     pub provider: ProviderSettings,
+    /// Chat, completions and the AI tasks.
+    pub chat: ChatSettings,
+}
+
+/// Chat, completions and the AI tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    /// The model sessions use unless they name one (default: the provider's first chat model
+    /// when `provider.chat_models` is set, else `quire-local-extractive`).
+    pub default_model: Option<String>,
+    /// The organizations' model whitelist unless a platform admin sets one (empty: every
+    /// model there is).
+    pub allowed_models: Vec<String>,
+    /// Chunks retrieved per question.
+    pub top_k: usize,
+    /// Earlier messages considered for a prompt (then trimmed to the token budget).
+    pub history_messages: usize,
+    /// Tokens kept free for an answer.
+    pub max_answer_tokens: u32,
+    /// How long an answer whose last viewer went away goes on (room for a reconnect with
+    /// `Last-Event-ID`) before it is cancelled, in milliseconds.
+    pub resume_grace_ms: u64,
+    /// How long an ended answer stays in memory for `Last-Event-ID`, in seconds (afterwards
+    /// it is replayed from the database).
+    pub replay_keep_secs: u64,
+    /// Seconds a non-streamed answer or AI task may take before 503 (streams are not cut).
+    pub answer_timeout_secs: u64,
+    /// A WebSocket with no frame from the client for this long is closed, in seconds.
+    pub ws_idle_timeout_secs: u64,
+    /// Seconds between server pings on a WebSocket.
+    pub ws_ping_secs: u64,
+    /// Largest WebSocket frame (or message) accepted from a client, in bytes.
+    pub ws_max_frame_bytes: usize,
+    /// Origins allowed to open a WebSocket (`https://app.example.com`); empty: those of
+    /// `http.cors_allowed_origins`. A request without `Origin` (not a browser) is allowed.
+    pub ws_allowed_origins: Vec<String>,
 }
 
 /// Embeddings, the vector index and search.
@@ -107,6 +144,12 @@ pub struct ProviderSettings {
     pub connect_timeout_secs: u64,
     /// Retries of a 429, 5xx or timed-out call.
     pub max_retries: u32,
+    /// The chat models this provider serves (`gpt-4o-mini`); empty: no provider chat.
+    pub chat_models: Vec<String>,
+    /// Seconds to wait for a chat stream's first token before retrying.
+    pub first_token_timeout_secs: u64,
+    /// Seconds a chat stream may stay silent after its first token.
+    pub idle_timeout_secs: u64,
 }
 
 /// Uploads, extraction and the ingestion workers.
@@ -418,6 +461,23 @@ impl Default for Settings {
                 timeout_secs: 60,
                 connect_timeout_secs: 10,
                 max_retries: 4,
+                chat_models: Vec::new(),
+                first_token_timeout_secs: 30,
+                idle_timeout_secs: 30,
+            },
+            chat: ChatSettings {
+                default_model: None,
+                allowed_models: Vec::new(),
+                top_k: 8,
+                history_messages: 20,
+                max_answer_tokens: 1_024,
+                resume_grace_ms: 3_000,
+                replay_keep_secs: 120,
+                answer_timeout_secs: 300,
+                ws_idle_timeout_secs: 120,
+                ws_ping_secs: 20,
+                ws_max_frame_bytes: 64 * 1024,
+                ws_allowed_origins: Vec::new(),
             },
         }
     }
@@ -576,7 +636,33 @@ impl Settings {
         if p.timeout_secs == 0 || p.connect_timeout_secs == 0 {
             return bad("provider.timeout_secs and connect_timeout_secs must be positive");
         }
+        if p.first_token_timeout_secs == 0 || p.idle_timeout_secs == 0 {
+            return bad("provider.first_token_timeout_secs and idle_timeout_secs must be positive");
+        }
+        let c = &self.chat;
+        if !(1..=50).contains(&c.top_k) {
+            return bad("chat.top_k must be between 1 and 50");
+        }
+        if c.max_answer_tokens == 0 || c.answer_timeout_secs == 0 {
+            return bad("chat.max_answer_tokens and answer_timeout_secs must be positive");
+        }
+        if c.ws_idle_timeout_secs == 0 || c.ws_ping_secs == 0 || c.ws_max_frame_bytes < 1024 {
+            return bad(
+                "chat.ws_idle_timeout_secs and ws_ping_secs must be positive, \
+                 ws_max_frame_bytes at least 1024",
+            );
+        }
         Ok(())
+    }
+
+    /// The model chat uses unless told otherwise (see [`ChatSettings::default_model`]).
+    #[must_use]
+    pub fn default_chat_model(&self) -> String {
+        self.chat
+            .default_model
+            .clone()
+            .or_else(|| self.provider.chat_models.first().cloned())
+            .unwrap_or_else(|| "quire-local-extractive".to_owned())
     }
 
     /// Whether original files are kept in the database (else in `blob_dir`).

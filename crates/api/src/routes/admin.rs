@@ -1,6 +1,6 @@
 //! `/api/v1/admin`: platform administration (users, organizations, the audit log).
 
-use actix_web::{get, patch, web};
+use actix_web::{get, patch, put, web};
 use kernel::audit::{AuditQuery, AuditRecord};
 use kernel::{FieldError, TenantId, UserId};
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(update_user)
         .service(list_orgs)
         .service(update_org)
+        .service(get_org_models)
+        .service(put_org_models)
         .service(audit_log);
 }
 
@@ -237,6 +239,80 @@ async fn update_org(
         )
         .await?;
     Ok(web::Json(AdminOrgDto::from(&org)))
+}
+
+/// An organization's chat-model whitelist.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgModelsDto {
+    /// The models its members may use.
+    models: Vec<String>,
+    /// Whether a platform admin set the list (else it is the configured default).
+    custom: bool,
+}
+
+/// `PUT /admin/orgs/{id}/models`: a list of served models, or `null` for the default.
+#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct OrgModelsRequest {
+    /// 1 to 100 model names, or `null`.
+    models: Option<Vec<String>>,
+}
+
+async fn org_models(state: &AppState, path: &str) -> Result<TenantId, ApiError> {
+    let tenant = id(path, TenantId::parse)?;
+    state
+        .orgs
+        .find(&tenant.to_string())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(tenant)
+}
+
+/// An organization's chat-model whitelist.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "organization id")),
+    responses((status = 200, body = OrgModelsDto), (status = 403, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/admin/orgs/{id}/models")]
+async fn get_org_models(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    path: web::Path<String>,
+) -> Result<web::Json<OrgModelsDto>, ApiError> {
+    let tenant = org_models(&state, &path).await?;
+    Ok(web::Json(OrgModelsDto {
+        models: state.chat.allowed_models(tenant).await?,
+        custom: state.chat.has_custom_models(tenant).await?,
+    }))
+}
+
+/// Sets (or, with `null`, resets) an organization's chat-model whitelist.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "organization id")),
+    request_body = OrgModelsRequest,
+    responses(
+        (status = 200, body = OrgModelsDto), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[put("/admin/orgs/{id}/models")]
+#[tracing::instrument(skip_all, fields(admin = %admin.user.id))]
+async fn put_org_models(
+    state: web::Data<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    path: web::Path<String>,
+    body: Body<OrgModelsRequest>,
+) -> Result<web::Json<OrgModelsDto>, ApiError> {
+    let ValidJson(body) = body?;
+    let tenant = org_models(&state, &path).await?;
+    let custom = body.models.is_some();
+    let models = state.chat.set_allowed_models(tenant, body.models).await?;
+    tracing::info!(%tenant, custom, "model whitelist changed");
+    Ok(web::Json(OrgModelsDto { models, custom }))
 }
 
 /// Audit-log filters.

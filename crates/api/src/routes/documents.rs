@@ -18,7 +18,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::Client;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, PageQuery, ValidJson};
+use crate::extract::{Body, PageQuery, ValidJson, double_option};
 use crate::routes::orgs::PageDto;
 use crate::state::AppState;
 use crate::tenant::{Admin, Member, Tenant, Viewer};
@@ -234,12 +234,6 @@ pub struct PatchCollection {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     embedding_model: Option<Option<String>>,
-}
-
-fn double_option<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Changes a collection (admin).

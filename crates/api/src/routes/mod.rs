@@ -2,7 +2,10 @@
 //! utoipa-actix-web, so it lands in the OpenAPI document.
 
 mod admin;
+mod ai;
 mod auth;
+mod chat;
+mod chat_ws;
 mod documents;
 pub(crate) mod orgs;
 mod platform;
@@ -27,7 +30,10 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(users::configure)
             .configure(admin::configure)
             .configure(documents::configure)
-            .configure(retrieval::configure),
+            .configure(retrieval::configure)
+            .configure(chat::configure)
+            .configure(chat_ws::configure)
+            .configure(ai::configure),
     );
 }
 

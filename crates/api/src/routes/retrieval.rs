@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, post, web};
 use base64::Engine as _;
 use documents::CollectionId;
-use kernel::{FieldError, InvalidInput};
+use kernel::{FieldError, InvalidInput, TenantContext};
 use retrieval::{Hit, MetadataFilter, SearchMode, SearchQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -52,21 +52,9 @@ impl SearchRequest {
                 SearchMode::default()
             }),
         };
-        let collections = self.collection_ids.map(|ids| {
-            ids.iter()
-                .enumerate()
-                .filter_map(|(i, s)| match CollectionId::parse(s) {
-                    Ok(id) => Some(id),
-                    Err(_) => {
-                        errors.push(FieldError::new(
-                            format!("collection_ids[{i}]"),
-                            "must be a collection id",
-                        ));
-                        None
-                    }
-                })
-                .collect::<Vec<_>>()
-        });
+        let collections = self
+            .collection_ids
+            .map(|ids| crate::extract::collection_ids(&ids, "collection_ids", &mut errors));
         let filter =
             match MetadataFilter::new(self.filter.unwrap_or_default().into_iter().collect()) {
                 Ok(f) => f,
@@ -235,6 +223,15 @@ async fn embeddings(
     body: Body<EmbeddingsRequest>,
 ) -> Result<web::Json<EmbeddingsResponse>, ApiError> {
     let ValidJson(body) = body?;
+    embed(&state, &access.ctx, body).await.map(web::Json)
+}
+
+/// The work of `POST /embeddings`, shared with `POST /ai/embeddings`.
+pub(crate) async fn embed(
+    state: &AppState,
+    ctx: &TenantContext,
+    body: EmbeddingsRequest,
+) -> Result<EmbeddingsResponse, ApiError> {
     let base64 = match body.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -248,7 +245,7 @@ async fn embeddings(
     };
     let (model, embedded) = state
         .retrieval
-        .embed(&access.ctx, &inputs, body.model.as_deref())
+        .embed(ctx, &inputs, body.model.as_deref())
         .await?;
     if let Some(d) = body.dimensions
         && d != model.dimensions()
@@ -280,7 +277,7 @@ async fn embeddings(
             },
         })
         .collect();
-    Ok(web::Json(EmbeddingsResponse {
+    Ok(EmbeddingsResponse {
         object: "list",
         data,
         model: model.name().to_owned(),
@@ -288,7 +285,7 @@ async fn embeddings(
             prompt_tokens: embedded.tokens,
             total_tokens: embedded.tokens,
         },
-    }))
+    })
 }
 
 /// One text of `POST /vector/ingest`.
