@@ -1,6 +1,6 @@
 //! A fake OpenAI-compatible provider for tests: a real HTTP/1.1 server on 127.0.0.1.
 //!
-//! ```ignore
+//! ```text
 //! let fake = FakeOpenAi::builder().api_key("sk-test").dimensions(64).start();
 //! fake.push_faults([Fault::Status { status: 429, retry_after: Some("7".into()) }]);
 //! // point the adapter at fake.base_url() (`http://127.0.0.1:PORT/v1`) …
@@ -10,25 +10,43 @@
 //! - `POST /v1/embeddings` answers in OpenAI's wire shape with vectors of
 //!   [`local_ai::LocalEmbedder`] (of the request's `dimensions`, else the configured default),
 //!   so that retrieval through the fake is meaningful, and `usage` counted with `cl100k_base`.
+//! - `POST /v1/chat/completions` answers the configured models
+//!   ([`FakeOpenAiBuilder::chat_models`]; another model is a 404 `model_not_found`) with the
+//!   configured reply ([`FakeOpenAiBuilder::reply`], [`FakeOpenAiBuilder::reply_with`]; by
+//!   default `You asked: <the last user message>`): a `chat.completion` object, or with
+//!   `stream: true` a `text/event-stream` of `chat.completion.chunk` objects (chunked
+//!   transfer encoding, one chunk per event, each written and flushed on its own): the role,
+//!   the reply in pieces of [`PIECE_CHARS`] characters ([`reply_pieces`]) with a
+//!   `: keep-alive` comment after the first, a `finish_reason: "stop"` chunk, a usage chunk
+//!   with empty `choices` when the request asked for it (`stream_options.include_usage`) and
+//!   the builder did not call [`FakeOpenAiBuilder::without_usage`], then `data: [DONE]`.
+//!   Usage: [`prompt_tokens`] of the request, one completion token per piece; the last is
+//!   kept for tests ([`FakeOpenAi::last_usage`]).
+//! - `GET /v1/models` lists the chat models.
 //! - With an API key configured, a request without `Authorization: Bearer <key>` gets 401.
 //! - Faults ([`Fault`]) are consumed one per request, in the order they were pushed, before
 //!   the request is answered.
-//! - Every request is recorded ([`FakeOpenAi::requests`]).
+//! - Every request is recorded ([`FakeOpenAi::requests`]); streams being written and streams
+//!   whose client went away are counted ([`FakeOpenAi::open_streams`],
+//!   [`FakeOpenAi::abandoned_streams`]).
+//! - Every streamed answer is timed ([`FakeOpenAi::stream_timings`]): when its request was
+//!   read whole and when its first content chunk was flushed, so a benchmark can subtract the
+//!   provider's own time to first token from what its client saw.
 //!
 //! The server runs on its own thread with its own tokio runtime, so it works from
 //! `#[tokio::test]`, `#[actix_web::test]` or plain tests alike; it listens from the moment
-//! [`FakeOpenAiBuilder::start`] returns and stops when the [`FakeOpenAi`] is dropped. Each
-//! connection serves one request and is closed (`Connection: close`), so a client never reuses
-//! a connection the fake dropped.
-//!
-//! New routes (`/v1/chat/completions` with SSE streaming, `/v1/models`) go in `route`; a
-//! streamed answer becomes another `Body` variant written by `write_reply`.
+//! [`FakeOpenAiBuilder::start`] returns and stops when the [`FakeOpenAi`] is dropped. Every
+//! connection is served by its own task, so streams run concurrently and a client that goes
+//! away ends only its own task. Each connection serves one request and is closed
+//! (`Connection: close`), so a client never reuses a connection the fake dropped.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use local_ai::LocalEmbedder;
 use serde_json::{Value, json};
@@ -39,6 +57,10 @@ use tokio::net::TcpStream;
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest request body.
 const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Characters per streamed piece of a reply.
+pub const PIECE_CHARS: usize = 4;
+/// The `created` of every listed model.
+const MODEL_CREATED: u64 = 1_700_000_000;
 
 /// What the fake does instead of (or before) answering one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +79,20 @@ pub enum Fault {
     Malformed,
     /// Closes the connection without answering.
     Drop,
+    /// Reads the request and never answers; the connection ends when the client gives up.
+    Hang,
+    /// A streamed chat answer sends its headers, then nothing for this long, then the answer;
+    /// any other answer is sent the same way (headers, wait, body).
+    FirstTokenDelay(Duration),
+    /// A streamed chat answer sends its role chunk and this many content chunks, then closes
+    /// the connection (no `[DONE]`, no end of the chunked body). Ignored by other answers.
+    DisconnectAfter(usize),
+    /// A streamed chat answer sends a `data: {not json` event after its first content chunk,
+    /// then the rest. Ignored by other answers.
+    MalformedChunk,
+    /// A streamed chat answer sends this many content chunks, then nothing for this long,
+    /// then the rest. Ignored by other answers.
+    StallAfter(usize, Duration),
 }
 
 /// The `error.message` of the answer to a [`Fault::Status`].
@@ -78,6 +114,124 @@ pub struct RecordedRequest {
     pub body: Value,
 }
 
+/// When the fake read one streamed chat request and when it sent that stream's first token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTiming {
+    /// The request's position in [`FakeOpenAi::requests`].
+    pub request: usize,
+    /// When the request's body had been read whole.
+    pub received_at: Instant,
+    /// When the first content chunk had been written and flushed (`None`: the stream ended,
+    /// or its client left, before one).
+    pub first_content_at: Option<Instant>,
+}
+
+impl StreamTiming {
+    /// The provider's time to first token: from the request read to the first content chunk
+    /// flushed.
+    #[must_use]
+    pub fn time_to_first_token(&self) -> Option<Duration> {
+        self.first_content_at
+            .map(|at| at.saturating_duration_since(self.received_at))
+    }
+}
+
+/// The tokens of one chat completion, as the fake reports (or would report) them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatUsage {
+    /// [`prompt_tokens`] of the request.
+    pub prompt_tokens: u32,
+    /// The number of [`reply_pieces`].
+    pub completion_tokens: u32,
+}
+
+/// A chat request's prompt tokens as the fake counts them: the characters of every message's
+/// content, divided by 4, rounded up.
+#[must_use]
+pub fn prompt_tokens(request: &Value) -> u32 {
+    let chars: usize = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|messages| {
+            messages
+                .iter()
+                .map(|m| message_text(m).chars().count())
+                .sum()
+        })
+        .unwrap_or(0);
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// A reply cut into the pieces a stream sends, [`PIECE_CHARS`] characters each (the last may
+/// be shorter; none for an empty reply).
+#[must_use]
+pub fn reply_pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(PIECE_CHARS)
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
+/// The text of a chat message: its `content` string, or its text parts joined.
+fn message_text(message: &Value) -> String {
+    match message.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The function a [`FakeOpenAiBuilder::reply_with`] reply is made by.
+type ReplyFn = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+
+/// What a chat completion answers.
+#[derive(Clone)]
+enum ReplyText {
+    /// `You asked: <the last user message>`.
+    Echo,
+    /// This text.
+    Fixed(String),
+    /// What the function makes of the request's JSON.
+    With(ReplyFn),
+}
+
+impl fmt::Debug for ReplyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Echo => f.write_str("Echo"),
+            Self::Fixed(text) => f.debug_tuple("Fixed").field(text).finish(),
+            Self::With(_) => f.write_str("With(..)"),
+        }
+    }
+}
+
+impl ReplyText {
+    fn make(&self, request: &Value) -> String {
+        match self {
+            Self::Echo => {
+                let last_user = request
+                    .get("messages")
+                    .and_then(Value::as_array)
+                    .and_then(|messages| {
+                        messages
+                            .iter()
+                            .rev()
+                            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                    })
+                    .map(message_text)
+                    .unwrap_or_default();
+                format!("You asked: {last_user}")
+            }
+            Self::Fixed(text) => text.clone(),
+            Self::With(f) => f(request),
+        }
+    }
+}
+
 /// Settings of a [`FakeOpenAi`].
 #[derive(Debug, Clone)]
 pub struct FakeOpenAiBuilder {
@@ -85,6 +239,8 @@ pub struct FakeOpenAiBuilder {
     dimensions: u32,
     usage: bool,
     reversed: bool,
+    reply: ReplyText,
+    chat_models: Vec<String>,
 }
 
 impl Default for FakeOpenAiBuilder {
@@ -94,6 +250,8 @@ impl Default for FakeOpenAiBuilder {
             dimensions: 64,
             usage: true,
             reversed: false,
+            reply: ReplyText::Echo,
+            chat_models: vec!["gpt-4o-mini".to_owned()],
         }
     }
 }
@@ -113,7 +271,8 @@ impl FakeOpenAiBuilder {
         self
     }
 
-    /// Leaves `usage` out of the answers (as some compatible servers do).
+    /// Leaves `usage` out of the answers (as some compatible servers do): embeddings and
+    /// chat completions alike, even when a streamed request asks for it.
     #[must_use]
     pub fn without_usage(mut self) -> Self {
         self.usage = false;
@@ -125,6 +284,28 @@ impl FakeOpenAiBuilder {
     #[must_use]
     pub fn reversed(mut self) -> Self {
         self.reversed = true;
+        self
+    }
+
+    /// Chat completions answer `text` (default: `You asked: <the last user message>`).
+    #[must_use]
+    pub fn reply(mut self, text: impl Into<String>) -> Self {
+        self.reply = ReplyText::Fixed(text.into());
+        self
+    }
+
+    /// Chat completions answer what `f` makes of the request's JSON body (to cite the `[S1]`
+    /// a prompt holds, for example).
+    #[must_use]
+    pub fn reply_with(mut self, f: impl Fn(&Value) -> String + Send + Sync + 'static) -> Self {
+        self.reply = ReplyText::With(Arc::new(f));
+        self
+    }
+
+    /// The chat models served and listed (default `["gpt-4o-mini"]`).
+    #[must_use]
+    pub fn chat_models(mut self, models: &[&str]) -> Self {
+        self.chat_models = models.iter().map(|m| (*m).to_owned()).collect();
         self
     }
 
@@ -144,6 +325,11 @@ impl FakeOpenAiBuilder {
             config: self,
             faults: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
+            stream_timings: Mutex::new(Vec::new()),
+            last_usage: Mutex::new(None),
+            completions: AtomicU64::new(0),
+            open_streams: AtomicUsize::new(0),
+            abandoned_streams: AtomicUsize::new(0),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&state);
@@ -217,6 +403,46 @@ impl FakeOpenAi {
         lock(&self.state.requests).len()
     }
 
+    /// The timing of every streamed answer written so far (in the order the streams ended).
+    #[must_use]
+    pub fn stream_timings(&self) -> Vec<StreamTiming> {
+        lock(&self.state.stream_timings).clone()
+    }
+
+    /// The usage of the last chat completion answered (sent or not).
+    #[must_use]
+    pub fn last_usage(&self) -> Option<ChatUsage> {
+        *lock(&self.state.last_usage)
+    }
+
+    /// Streamed answers being written right now.
+    #[must_use]
+    pub fn open_streams(&self) -> usize {
+        self.state.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// Streamed answers whose client went away before their end (a write failed, or the
+    /// client closed the connection while the fake waited).
+    #[must_use]
+    pub fn abandoned_streams(&self) -> usize {
+        self.state.abandoned_streams.load(Ordering::SeqCst)
+    }
+
+    /// Polls `condition` every 10 ms until it holds (`true`) or `limit` passed (`false`): for
+    /// what the fake sees after a client acted (a stream abandoned).
+    pub async fn until(&self, limit: Duration, condition: impl Fn(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if condition(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops the server and waits for its thread.
     pub fn stop(mut self) {
         self.shutdown();
@@ -246,6 +472,12 @@ struct State {
     config: FakeOpenAiBuilder,
     faults: Mutex<VecDeque<Fault>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    stream_timings: Mutex<Vec<StreamTiming>>,
+    last_usage: Mutex<Option<ChatUsage>>,
+    /// Chat completions answered (for their ids).
+    completions: AtomicU64,
+    open_streams: AtomicUsize,
+    abandoned_streams: AtomicUsize,
 }
 
 /// A poisoned lock (a panicking test) still gives its data.
@@ -308,6 +540,38 @@ impl Request {
 enum Body {
     /// Sent whole, with `Content-Length`.
     Full(Vec<u8>),
+    /// Server-sent events, each its own HTTP chunk, written and flushed one at a time.
+    Events(Vec<Frame>),
+}
+
+/// One server-sent event (or comment) of a streamed answer.
+#[derive(Debug)]
+struct Frame {
+    kind: FrameKind,
+    /// The bytes on the wire, blank line included.
+    text: String,
+}
+
+/// What a frame is, for the faults that act between frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    /// The first chunk (`delta.role`).
+    Role,
+    /// A piece of the reply.
+    Content,
+    /// A `:` comment.
+    Comment,
+    /// The finish chunk, the usage chunk, `[DONE]`.
+    Tail,
+}
+
+impl Frame {
+    fn data(kind: FrameKind, value: &Value) -> Self {
+        Self {
+            kind,
+            text: format!("data: {value}\n\n"),
+        }
+    }
 }
 
 /// An answer.
@@ -337,19 +601,37 @@ impl Reply {
 }
 
 async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
+    // Every chunk leaves at once (no Nagle delay behind an unacknowledged one), as from a
+    // provider that answers at once.
+    let _ = stream.set_nodelay(true);
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
-    lock(&state.requests).push(RecordedRequest {
-        method: request.method.clone(),
-        path: request.path.clone(),
-        authorization: request.header("authorization").map(str::to_owned),
-        body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
-    });
+    let received_at = Instant::now();
+    let index = {
+        let mut requests = lock(&state.requests);
+        requests.push(RecordedRequest {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            authorization: request.header("authorization").map(str::to_owned),
+            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
+        });
+        requests.len() - 1
+    };
+    let timing = StreamTiming {
+        request: index,
+        received_at,
+        first_content_at: None,
+    };
     let fault = lock(&state.faults).pop_front();
+    let mut plan = None;
     let reply = match fault {
         // Dropping the stream closes the connection.
         Some(Fault::Drop) => return,
+        Some(Fault::Hang) => {
+            until_gone(&mut stream).await;
+            return;
+        }
         Some(Fault::Malformed) => Reply {
             status: 200,
             headers: vec![("content-type", "application/json".to_owned())],
@@ -374,9 +656,18 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             tokio::time::sleep(d).await;
             route(&state, &request)
         }
+        Some(
+            f @ (Fault::FirstTokenDelay(_)
+            | Fault::DisconnectAfter(_)
+            | Fault::MalformedChunk
+            | Fault::StallAfter(..)),
+        ) => {
+            plan = Some(f);
+            route(&state, &request)
+        }
         None => route(&state, &request),
     };
-    write_reply(&mut stream, reply).await;
+    write_reply(&mut stream, &state, reply, plan, timing).await;
 }
 
 /// Answers a request that no fault intercepted.
@@ -393,8 +684,11 @@ fn route(state: &State, request: &Request) -> Reply {
     }
     match (request.method.as_str(), request.route_path()) {
         ("POST", "/v1/embeddings") => embeddings(state, request),
-        // Later: ("POST", "/v1/chat/completions"), ("GET", "/v1/models").
-        (_, "/v1/embeddings") => Reply::error(405, "invalid_request_error", "Method not allowed."),
+        ("POST", "/v1/chat/completions") => chat_completions(state, request),
+        ("GET", "/v1/models") => models(state),
+        (_, "/v1/embeddings" | "/v1/chat/completions" | "/v1/models") => {
+            Reply::error(405, "invalid_request_error", "Method not allowed.")
+        }
         (method, path) => Reply::error(
             404,
             "invalid_request_error",
@@ -464,6 +758,140 @@ fn embeddings(state: &State, request: &Request) -> Reply {
         answer["usage"] = json!({"prompt_tokens": out.tokens, "total_tokens": out.tokens});
     }
     Reply::json(200, &answer)
+}
+
+/// `GET /v1/models`.
+fn models(state: &State) -> Reply {
+    let data: Vec<Value> = state
+        .config
+        .chat_models
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": MODEL_CREATED, "owned_by": "quire-fake"}))
+        .collect();
+    Reply::json(200, &json!({"object": "list", "data": data}))
+}
+
+/// `POST /v1/chat/completions`.
+fn chat_completions(state: &State, request: &Request) -> Reply {
+    let invalid = |message: &str| Reply::error(400, "invalid_request_error", message);
+    let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+        return invalid("We could not parse the JSON body of your request.");
+    };
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return invalid("You must provide a model parameter.");
+    };
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return invalid("'messages' is a required property.");
+    };
+    if messages.is_empty() {
+        return invalid("'messages' must contain at least one message.");
+    }
+    if messages
+        .iter()
+        .any(|m| m.get("role").and_then(Value::as_str).is_none())
+    {
+        return invalid("Each message must have a 'role'.");
+    }
+    if !state.config.chat_models.iter().any(|m| m == model) {
+        return Reply::json(
+            404,
+            &json!({"error": {
+                "message": format!("The model `{model}` does not exist or you do not have access to it."),
+                "type": "invalid_request_error",
+                "param": null,
+                "code": "model_not_found",
+            }}),
+        );
+    }
+    let text = state.config.reply.make(&body);
+    let pieces = reply_pieces(&text);
+    let usage = ChatUsage {
+        prompt_tokens: prompt_tokens(&body),
+        completion_tokens: u32::try_from(pieces.len()).unwrap_or(u32::MAX),
+    };
+    *lock(&state.last_usage) = Some(usage);
+    let usage_json = json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens.saturating_add(usage.completion_tokens),
+    });
+    let n = state.completions.fetch_add(1, Ordering::SeqCst) + 1;
+    let id = format!("chatcmpl-fake-{n}");
+    let created = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        let mut answer = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }],
+        });
+        if state.config.usage {
+            answer["usage"] = usage_json;
+        }
+        return Reply::json(200, &answer);
+    }
+    let chunk = |choices: Value| {
+        json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+        })
+    };
+    let mut frames = vec![Frame::data(
+        FrameKind::Role,
+        &chunk(
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+        ),
+    )];
+    for (i, piece) in pieces.iter().enumerate() {
+        frames.push(Frame::data(
+            FrameKind::Content,
+            &chunk(json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}])),
+        ));
+        if i == 0 {
+            frames.push(Frame {
+                kind: FrameKind::Comment,
+                text: ": keep-alive\n\n".to_owned(),
+            });
+        }
+    }
+    frames.push(Frame::data(
+        FrameKind::Tail,
+        &chunk(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}])),
+    ));
+    let asked = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if asked && state.config.usage {
+        let mut last = chunk(json!([]));
+        last["usage"] = usage_json;
+        frames.push(Frame::data(FrameKind::Tail, &last));
+    }
+    frames.push(Frame {
+        kind: FrameKind::Tail,
+        text: "data: [DONE]\n\n".to_owned(),
+    });
+    Reply {
+        status: 200,
+        headers: vec![
+            (
+                "content-type",
+                "text/event-stream; charset=utf-8".to_owned(),
+            ),
+            ("cache-control", "no-cache".to_owned()),
+        ],
+        body: Body::Events(frames),
+    }
 }
 
 /// Reads one request (head, then a `Content-Length` or chunked body); `None` when the client
@@ -565,8 +993,70 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Writes the answer and closes the connection (errors mean the client left: ignored).
-async fn write_reply(stream: &mut TcpStream, reply: Reply) {
+/// Waits `d`; `false` when the client closed the connection meanwhile.
+async fn wait_or_gone(stream: &mut TcpStream, d: Duration) -> bool {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return false,
+                // Nothing more is expected of the client: whatever it sends is ignored.
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Waits until the client closes the connection.
+async fn until_gone(stream: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Counts a stream as open while it lives.
+struct OpenStream<'a>(&'a State);
+
+impl<'a> OpenStream<'a> {
+    fn new(state: &'a State) -> Self {
+        state.open_streams.fetch_add(1, Ordering::SeqCst);
+        Self(state)
+    }
+
+    /// The client went away.
+    fn abandoned(&self) {
+        self.0.abandoned_streams.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Writes `bytes` and flushes.
+async fn send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// Writes the answer (applying a stream fault of `plan`) and closes the connection (errors
+/// mean the client left: a whole answer ignores them, a stream counts them). A stream's
+/// `timing` is recorded when it ends.
+async fn write_reply(
+    stream: &mut TcpStream,
+    state: &State,
+    reply: Reply,
+    plan: Option<Fault>,
+    mut timing: StreamTiming,
+) {
     let reason = reqwest::StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -578,15 +1068,92 @@ async fn write_reply(stream: &mut TcpStream, reply: Reply) {
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    let first_token_delay = match plan {
+        Some(Fault::FirstTokenDelay(d)) => Some(d),
+        _ => None,
+    };
     match reply.body {
         Body::Full(body) => {
             head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = send(stream, head.as_bytes()).await;
+            if let Some(d) = first_token_delay
+                && !wait_or_gone(stream, d).await
+            {
+                return;
+            }
             let _ = stream.write_all(&body).await;
+        }
+        Body::Events(frames) => {
+            head.push_str("transfer-encoding: chunked\r\n\r\n");
+            let open = OpenStream::new(state);
+            let whole =
+                write_events(stream, head, frames, plan, &mut timing.first_content_at).await;
+            lock(&state.stream_timings).push(timing);
+            if !whole {
+                open.abandoned();
+                return;
+            }
         }
     }
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
+}
+
+/// Writes a stream's head and frames as HTTP chunks, applying `plan`, and notes in
+/// `first_content_at` when the first content chunk was flushed; `false` when the client went
+/// away. A [`Fault::DisconnectAfter`] returns `true` having closed the connection.
+async fn write_events(
+    stream: &mut TcpStream,
+    head: String,
+    frames: Vec<Frame>,
+    plan: Option<Fault>,
+    first_content_at: &mut Option<Instant>,
+) -> bool {
+    if send(stream, head.as_bytes()).await.is_err() {
+        return false;
+    }
+    if let Some(Fault::FirstTokenDelay(d)) = plan
+        && !wait_or_gone(stream, d).await
+    {
+        return false;
+    }
+    let mut content_sent = 0usize;
+    let mut acted = false;
+    for frame in frames {
+        if matches!(frame.kind, FrameKind::Content | FrameKind::Tail) && !acted {
+            match plan {
+                Some(Fault::DisconnectAfter(n)) if content_sent >= n => {
+                    let _ = stream.shutdown().await;
+                    return true;
+                }
+                Some(Fault::StallAfter(n, d)) if content_sent >= n => {
+                    acted = true;
+                    if !wait_or_gone(stream, d).await {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let chunk = format!("{:x}\r\n{}\r\n", frame.text.len(), frame.text);
+        if send(stream, chunk.as_bytes()).await.is_err() {
+            return false;
+        }
+        if frame.kind == FrameKind::Content {
+            content_sent += 1;
+            if content_sent == 1 {
+                *first_content_at = Some(Instant::now());
+            }
+            if content_sent == 1 && plan == Some(Fault::MalformedChunk) {
+                let bad = "data: {not json\n\n";
+                let chunk = format!("{:x}\r\n{bad}\r\n", bad.len());
+                if send(stream, chunk.as_bytes()).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    send(stream, b"0\r\n\r\n").await.is_ok()
 }
 
 #[cfg(test)]
@@ -693,5 +1260,301 @@ mod tests {
             .await;
         assert!(res.is_err());
         assert_eq!(fake.pending_faults(), 0);
+    }
+
+    /// `POST /v1/chat/completions` with `body`: the status, the content type and the raw body
+    /// (`Err` when the body broke off).
+    async fn chat(fake: &FakeOpenAi, body: Value) -> (u16, String, Result<String, String>) {
+        let client = crate::http_client().build().expect("a client");
+        let mut res = client
+            .post(format!("{}/chat/completions", fake.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut raw = Vec::new();
+        loop {
+            match res.chunk().await {
+                Ok(Some(bytes)) => raw.extend_from_slice(&bytes),
+                Ok(None) => break,
+                Err(_) => {
+                    return (
+                        status,
+                        content_type,
+                        Err(String::from_utf8_lossy(&raw).into_owned()),
+                    );
+                }
+            }
+        }
+        (
+            status,
+            content_type,
+            Ok(String::from_utf8_lossy(&raw).into_owned()),
+        )
+    }
+
+    /// The `data:` values of an event stream (`[DONE]` as the string `"[DONE]"`, a value that
+    /// is not JSON as a string too).
+    fn data_of(raw: &str) -> Vec<Value> {
+        raw.split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned())))
+            .collect()
+    }
+
+    fn contents(data: &[Value]) -> Vec<String> {
+        data.iter()
+            .filter_map(|d| {
+                d.pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+            })
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn question(text: &str, stream: bool, usage: bool) -> Value {
+        let mut body = json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "earlier"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": text},
+            ],
+            "stream": stream,
+        });
+        if usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    #[test]
+    fn pieces_and_prompt_tokens() {
+        assert_eq!(reply_pieces("héllo wörld"), ["héll", "o wö", "rld"]);
+        assert!(reply_pieces("").is_empty());
+        // 9 + 7 + 2 + 5 characters = 23 → 6.
+        assert_eq!(prompt_tokens(&question("hello", false, false)), 6);
+        assert_eq!(
+            prompt_tokens(&json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": "abcd"}, {"type": "text", "text": "e"}
+            ]}]})),
+            2
+        );
+        assert_eq!(prompt_tokens(&json!({})), 0);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_chat_completion_in_the_openai_shape() {
+        let fake = FakeOpenAi::start();
+        let (status, content_type, raw) = chat(&fake, question("what is due?", true, true)).await;
+        assert_eq!(status, 200);
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        let raw = raw.expect("a whole stream");
+        assert!(raw.contains("\n\n: keep-alive\n\n"), "{raw}");
+        let data = data_of(&raw);
+        assert_eq!(data[0]["object"], "chat.completion.chunk");
+        assert_eq!(data[0]["choices"][0]["delta"]["role"], "assistant");
+        assert!(
+            data.iter()
+                .all(|d| d == "[DONE]" || d["id"] == data[0]["id"])
+        );
+        let pieces = contents(&data);
+        assert_eq!(pieces, reply_pieces("You asked: what is due?"));
+        let n = data.len();
+        assert_eq!(data[n - 1], "[DONE]");
+        assert_eq!(data[n - 3]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(data[n - 2]["choices"], json!([]));
+        let usage = fake.last_usage().expect("a usage");
+        assert_eq!(
+            usage,
+            ChatUsage {
+                prompt_tokens: prompt_tokens(&question("what is due?", true, true)),
+                completion_tokens: 6,
+            }
+        );
+        assert_eq!(
+            data[n - 2]["usage"],
+            json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": 6,
+                   "total_tokens": usage.prompt_tokens + 6})
+        );
+        assert_eq!(fake.open_streams(), 0);
+        assert_eq!(fake.abandoned_streams(), 0);
+
+        // No usage asked: no usage chunk.
+        let (_, _, raw) = chat(&fake, question("what is due?", true, false)).await;
+        let data = data_of(&raw.expect("a whole stream"));
+        assert!(data.iter().all(|d| d.get("usage").is_none()));
+        assert_eq!(data.last(), Some(&Value::from("[DONE]")));
+        assert_eq!(fake.request_count(), 2);
+        assert_eq!(fake.requests()[1].path, "/v1/chat/completions");
+    }
+
+    #[tokio::test]
+    async fn whole_completions_replies_models_and_unknown_models() {
+        let fake = FakeOpenAi::builder()
+            .chat_models(&["small", "large"])
+            .reply_with(|req| {
+                format!(
+                    "{} messages",
+                    req["messages"].as_array().map_or(0, Vec::len)
+                )
+            })
+            .without_usage()
+            .start();
+        let mut body = question("hi", false, false);
+        body["model"] = json!("large");
+        let (status, content_type, raw) = chat(&fake, body.clone()).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        let answer: Value = serde_json::from_str(&raw.expect("a body")).expect("JSON");
+        assert_eq!(answer["object"], "chat.completion");
+        assert_eq!(answer["model"], "large");
+        assert_eq!(answer["choices"][0]["message"]["content"], "4 messages");
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+        assert!(answer.get("usage").is_none());
+
+        // Streamed, asking for usage: the builder said no.
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let (_, _, raw) = chat(&fake, body).await;
+        let data = data_of(&raw.expect("a whole stream"));
+        assert!(data.iter().all(|d| d.get("usage").is_none()));
+        assert_eq!(contents(&data).concat(), "4 messages");
+
+        let (status, _, raw) = chat(&fake, question("hi", true, true)).await;
+        assert_eq!(status, 404);
+        let err: Value = serde_json::from_str(&raw.expect("a body")).expect("JSON");
+        assert_eq!(err["error"]["code"], "model_not_found");
+
+        let (status, _, _) = chat(&fake, json!({"model": "small"})).await;
+        assert_eq!(status, 400);
+
+        let client = crate::http_client().build().expect("a client");
+        let models: Value = client
+            .get(format!("{}/models", fake.base_url()))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(models["object"], "list");
+        let ids: Vec<&str> = models["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["small", "large"]);
+        assert_eq!(models["data"][0]["object"], "model");
+        assert!(models["data"][0]["owned_by"].is_string());
+    }
+
+    #[tokio::test]
+    async fn stream_faults() {
+        let fake = FakeOpenAi::start();
+        let reply = reply_pieces("You asked: what is due?");
+
+        fake.push_faults([Fault::DisconnectAfter(2)]);
+        let (status, _, raw) = chat(&fake, question("what is due?", true, true)).await;
+        assert_eq!(status, 200);
+        let partial = raw.expect_err("a broken body");
+        assert_eq!(contents(&data_of(&partial)), reply[..2]);
+        assert!(!partial.contains("[DONE]"));
+
+        fake.push_faults([Fault::MalformedChunk]);
+        let (_, _, raw) = chat(&fake, question("what is due?", true, true)).await;
+        let data = data_of(&raw.expect("a whole stream"));
+        assert_eq!(data[2], "{not json");
+        assert_eq!(contents(&data), reply);
+
+        fake.push_faults([Fault::StallAfter(3, Duration::from_millis(50))]);
+        let (_, _, raw) = chat(&fake, question("what is due?", true, true)).await;
+        assert_eq!(contents(&data_of(&raw.expect("a whole stream"))), reply);
+
+        fake.push_faults([Fault::Status {
+            status: 429,
+            retry_after: Some("1".to_owned()),
+        }]);
+        let (status, _, _) = chat(&fake, question("what is due?", true, true)).await;
+        assert_eq!(status, 429);
+        assert_eq!(fake.pending_faults(), 0);
+        assert_eq!(fake.abandoned_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn streams_are_timed_from_the_request_to_the_first_token() {
+        let fake = FakeOpenAi::start();
+        let (status, _) = post(&fake, json!({"model": "m", "input": "x"}), None).await;
+        assert_eq!(status, 200);
+        assert!(
+            fake.stream_timings().is_empty(),
+            "an embedding is no stream"
+        );
+
+        fake.push_faults([Fault::FirstTokenDelay(Duration::from_millis(40))]);
+        let (_, _, raw) = chat(&fake, question("slow", true, false)).await;
+        assert!(raw.is_ok());
+        let (_, _, raw) = chat(&fake, question("quick", true, false)).await;
+        assert!(raw.is_ok());
+        fake.push_faults([Fault::DisconnectAfter(0)]);
+        let (_, _, raw) = chat(&fake, question("none", true, false)).await;
+        assert!(raw.is_err());
+
+        let timings = fake.stream_timings();
+        assert_eq!(timings.len(), 3);
+        let requests = fake.requests();
+        let asked: Vec<String> = timings
+            .iter()
+            .map(|t| message_text(&requests[t.request].body["messages"][3]))
+            .collect();
+        assert_eq!(asked, ["slow", "quick", "none"]);
+        let slow = timings[0].time_to_first_token().expect("a first token");
+        assert!(slow >= Duration::from_millis(40), "{slow:?}");
+        let quick = timings[1].time_to_first_token().expect("a first token");
+        assert!(quick < slow, "{quick:?} vs {slow:?}");
+        assert!(timings[1].received_at > timings[0].received_at);
+        assert_eq!(timings[2].first_content_at, None);
+        assert_eq!(timings[2].time_to_first_token(), None);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_mid_stream_is_counted_and_the_server_goes_on() {
+        let fake = FakeOpenAi::start();
+        fake.push_faults([Fault::StallAfter(1, Duration::from_secs(30))]);
+        let client = crate::http_client().build().expect("a client");
+        let mut res = client
+            .post(format!("{}/chat/completions", fake.base_url()))
+            .json(&question("what is due?", true, true))
+            .send()
+            .await
+            .expect("sent");
+        let first = res.chunk().await.expect("a chunk").expect("some bytes");
+        assert!(!first.is_empty());
+        assert!(
+            fake.until(Duration::from_secs(5), |f| f.open_streams() == 1)
+                .await
+        );
+        drop(res);
+        assert!(
+            fake.until(Duration::from_secs(5), |f| f.abandoned_streams() == 1
+                && f.open_streams() == 0)
+                .await
+        );
+        // Still serving.
+        let (status, _, raw) = chat(&fake, question("again", true, true)).await;
+        assert_eq!(status, 200);
+        assert!(raw.expect("a whole stream").ends_with("data: [DONE]\n\n"));
     }
 }

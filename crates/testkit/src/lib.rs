@@ -194,14 +194,37 @@ impl Drop for Cleanup {
     }
 }
 
+/// Drops a test's schema. The app may still hold connections there: Drop runs while the
+/// test's runtime is blocked, so a task of the app that left a transaction open (a worker
+/// stopped between two statements) can never roll it back, and its locks would block the
+/// drop forever. So the drop waits at most 2 s for a lock; on a timeout the backends holding
+/// locks in the schema are terminated and the drop is tried again.
 async fn drop_schema(url: &str, schema: &str) {
     use sea_orm::ConnectionTrait as _;
-    if let Ok(db) = sea_orm::Database::connect(url).await {
-        let _ = db
-            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+    let Ok(db) = sea_orm::Database::connect(url).await else {
+        return;
+    };
+    for _ in 0..5 {
+        // One simple query, so that the timeout holds on the connection that drops (the
+        // handle is a pool).
+        let dropped = db
+            .execute_unprepared(&format!(
+                "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+            ))
             .await;
-        let _ = db.close().await;
+        if dropped.is_ok() {
+            break;
+        }
+        let _ = db
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = '{schema}' AND l.pid <> pg_backend_pid()"
+            ))
+            .await;
     }
+    let _ = db.close().await;
 }
 
 /// A running server for one test.
@@ -452,6 +475,44 @@ impl TestApp {
         }
         self.send_form(token, tenant, "/api/v1/documents", form)
             .await
+    }
+
+    /// Creates a collection named `name`; returns its id.
+    pub async fn collection(&self, token: &str, tenant: &str, name: &str) -> String {
+        let (status, c) = self
+            .call_in(
+                token,
+                reqwest::Method::POST,
+                "/api/v1/collections",
+                Some(serde_json::json!({ "name": name })),
+                Some(tenant),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{c}");
+        c["id"].as_str().expect("a collection id").to_owned()
+    }
+
+    /// Uploads `text` as `file_name` into `collection` and waits until it is ready; returns
+    /// the document's id.
+    pub async fn ready_document(
+        &self,
+        token: &str,
+        tenant: &str,
+        file_name: &str,
+        text: &str,
+        collection: &str,
+    ) -> String {
+        let (status, up) = self
+            .upload(token, tenant, file_name, text.as_bytes(), Some(collection))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{up}");
+        let id = up["document"]["id"]
+            .as_str()
+            .expect("a document id")
+            .to_owned();
+        let doc = self.settled(token, tenant, &id).await;
+        assert_eq!(doc["status"], "ready", "{doc}");
+        id
     }
 
     /// Polls the document until its job is over (`ready` or `failed`, with no job queued or

@@ -40,30 +40,13 @@ fn names(found: &Value) -> Vec<String> {
 /// A collection with the handbook and the garden notes, both ready.
 async fn seeded(app: &TestApp, who: &str) -> (String, String, String, String, String) {
     let (token, org) = app.owner(who).await;
-    let (status, coll) = app
-        .call_in(
-            &token,
-            Method::POST,
-            "/api/v1/collections",
-            Some(json!({"name": "Handbook"})),
-            Some(&org),
-        )
+    let collection = app.collection(&token, &org, "Handbook").await;
+    let handbook = app
+        .ready_document(&token, &org, "handbook.txt", HANDBOOK, &collection)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{coll}");
-    let collection = coll["id"].as_str().expect("id").to_owned();
-    let mut ids = Vec::new();
-    for (name, text) in [("handbook.txt", HANDBOOK), ("garden.md", GARDEN)] {
-        let (status, up) = app
-            .upload(&token, &org, name, text.as_bytes(), Some(&collection))
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{up}");
-        let id = up["document"]["id"].as_str().expect("id").to_owned();
-        let doc = app.settled(&token, &org, &id).await;
-        assert_eq!(doc["status"], "ready", "{doc}");
-        ids.push(id);
-    }
-    let garden = ids.pop().expect("garden");
-    let handbook = ids.pop().expect("handbook");
+    let garden = app
+        .ready_document(&token, &org, "garden.md", GARDEN, &collection)
+        .await;
     (token, org, collection, handbook, garden)
 }
 

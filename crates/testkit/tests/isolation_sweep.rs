@@ -52,6 +52,21 @@ async fn tenant(app: &TestApp, who: &str, slug: &str, name: &str) -> Tenant {
     }
 }
 
+/// A body every check but the object lookup accepts.
+fn valid_body(template: &str) -> Value {
+    if template.ends_with("/messages") {
+        json!({"content": "b"})
+    } else if template.contains("/chat/sessions") {
+        json!({"title": "b"})
+    } else if template.ends_with("/feedback") {
+        json!({"rating": "up"})
+    } else if template.ends_with("/analyze") {
+        json!({"tasks": ["summary"]})
+    } else {
+        json!({"name": "b"})
+    }
+}
+
 fn documented_routes(doc: &Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -143,6 +158,49 @@ async fn sweep(app: &TestApp) {
     let a_job = up["job_id"].as_str().expect("job id").to_owned();
     let ready = app.settled(&a.token, &a.slug, &a_document).await;
     assert_eq!(ready["status"], "ready", "{ready}");
+    // A's conversation (with a cited answer) and assistant.
+    let (status, s) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/chat/sessions",
+            Some(json!({"title": "Acme secret chat", "collection_ids": [a_collection]})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    let a_session = s["id"].as_str().expect("session id").to_owned();
+    let (status, answer) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            &format!("/api/v1/chat/sessions/{a_session}/messages"),
+            Some(json!({"content": "When is the acme launch date?"})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ninth of March")
+    );
+    let a_answer = answer["message"]["id"]
+        .as_str()
+        .expect("message id")
+        .to_owned();
+    let (status, assistant) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/assistants",
+            Some(json!({"name": "Acme secret assistant", "collection_ids": [a_collection]})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{assistant}");
+    let a_assistant = assistant["id"].as_str().expect("assistant id").to_owned();
     // The id of A's object that a route names: `{id}` means a different thing per route.
     let object = |template: &str| -> String {
         if template.contains("/collections/") {
@@ -151,6 +209,12 @@ async fn sweep(app: &TestApp) {
             a_document.clone()
         } else if template.contains("/jobs/") {
             a_job.clone()
+        } else if template.contains("/chat/sessions/") {
+            a_session.clone()
+        } else if template.contains("/chat/messages/") {
+            a_answer.clone()
+        } else if template.contains("/assistants/") {
+            a_assistant.clone()
         } else {
             a_key_id.clone()
         }
@@ -164,6 +228,11 @@ async fn sweep(app: &TestApp) {
         "Acme Secret Collection".to_owned(),
         "acme-secret-plans".to_owned(),
         "ninth of March".to_owned(),
+        "Acme secret chat".to_owned(),
+        "Acme secret assistant".to_owned(),
+        a_session.clone(),
+        a_answer.clone(),
+        a_assistant.clone(),
     ];
 
     let mut checked = 0;
@@ -255,7 +324,7 @@ async fn sweep(app: &TestApp) {
                 .header("x-tenant-id", b.slug.as_str());
             if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
                 // A valid body: only the object lookup can refuse.
-                req = req.json(&json!({"name": "b"}));
+                req = req.json(&valid_body(template));
             }
             let res = req.send().await.expect("sent");
             let status = res.status();

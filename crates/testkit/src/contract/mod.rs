@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod blobs;
 pub mod cache;
+pub mod chat;
 pub mod documents;
 pub mod jobs;
 pub mod memberships;
