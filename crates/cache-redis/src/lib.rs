@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands as _, Script};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
-use kernel::cache::{Cache, CacheError, CacheKey, Counter, effective_ttl};
+use kernel::cache::{Bounded, Cache, CacheError, CacheKey, Counter, effective_ttl};
 use kernel::health::{HealthCheck, PoolStats};
 
 /// How long one Redis call may take.
@@ -27,12 +27,37 @@ end
 return {v, ttl}
 ";
 
+/// Adds `ARGV[1]` to an existing counter only if the result stays at most `ARGV[2]`, keeping
+/// its expiry; a negative counter counts as 0. Returns `{status, value, pttl}`: status 1 added,
+/// 0 refused, -1 missing.
+const INCREMENT_WITHIN_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  return {-1, 0, 0}
+end
+local n = tonumber(v)
+if not n or n ~= math.floor(n) then
+  return redis.error_reply('value is not an integer')
+end
+if n < 0 then
+  n = 0
+end
+local ttl = redis.call('PTTL', KEYS[1])
+local next = n + tonumber(ARGV[1])
+if next > tonumber(ARGV[2]) then
+  return {0, n, ttl}
+end
+redis.call('SET', KEYS[1], string.format('%d', next), 'KEEPTTL')
+return {1, next, ttl}
+";
+
 /// The Redis cache.
 pub struct RedisCache {
     pool: Pool,
     prefix: String,
     max_size: usize,
     increment: Script,
+    increment_within: Script,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -79,6 +104,7 @@ impl RedisCache {
             prefix: prefix.to_owned(),
             max_size,
             increment: Script::new(INCREMENT_LUA),
+            increment_within: Script::new(INCREMENT_WITHIN_LUA),
         })
     }
 
@@ -202,6 +228,40 @@ impl Cache for RedisCache {
                 Err(CacheError::NotACounter(key.clone()))
             }
             Err(e) => Err(unavailable(anyhow::Error::new(e).context("increment"))),
+        }
+    }
+
+    async fn increment_within(
+        &self,
+        key: &CacheKey,
+        by: i64,
+        max: i64,
+    ) -> Result<Bounded, CacheError> {
+        let mut conn = self.conn().await?;
+        let mut invocation = self.increment_within.key(self.key(key));
+        invocation.arg(by).arg(max);
+        let result: redis::RedisResult<(i64, i64, i64)> =
+            tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| unavailable(anyhow::anyhow!("redis increment_within: timed out")))?;
+        match result {
+            Ok((status, value, pttl)) => {
+                let counter = Counter {
+                    value,
+                    ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
+                };
+                Ok(match status {
+                    1 => Bounded::Added(counter),
+                    0 => Bounded::Refused(counter),
+                    _ => Bounded::Missing,
+                })
+            }
+            Err(e) if e.to_string().contains("not an integer") => {
+                Err(CacheError::NotACounter(key.clone()))
+            }
+            Err(e) => Err(unavailable(
+                anyhow::Error::new(e).context("increment_within"),
+            )),
         }
     }
 

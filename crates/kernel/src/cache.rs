@@ -92,6 +92,18 @@ pub struct Counter {
     pub ttl: Duration,
 }
 
+/// The outcome of [`Cache::increment_within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounded {
+    /// Added; the counter after it.
+    Added(Counter),
+    /// Not added: it would have passed the bound. The counter as it is.
+    Refused(Counter),
+    /// No counter under the key: nothing was done (seed it with [`Cache::set_if_absent`]
+    /// and ask again).
+    Missing,
+}
+
 /// What can go wrong with the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -146,6 +158,20 @@ pub trait Cache: Send + Sync + fmt::Debug {
         by: i64,
         ttl: Duration,
     ) -> Result<Counter, CacheError>;
+
+    /// Adds `by` to the existing counter under `key` only if the result stays at most `max`,
+    /// atomically across processes: of concurrent callers, exactly as many are let through
+    /// as fit. A negative counter counts as 0 (a release that outlived its window). The
+    /// counter keeps its expiry. Quotas and concurrency caps are built on this.
+    ///
+    /// # Errors
+    /// Also [`CacheError::NotACounter`] when the key holds a non-integer value.
+    async fn increment_within(
+        &self,
+        key: &CacheKey,
+        by: i64,
+        max: i64,
+    ) -> Result<Bounded, CacheError>;
 
     /// Answers when the cache is reachable.
     async fn ping(&self) -> Result<(), CacheError>;

@@ -2,7 +2,8 @@
 //!
 //! Typed UUIDv7 ids ([`id`]), the tenant context and roles ([`tenant`]), the clock port
 //! ([`clock`]), keyset pagination with opaque cursors ([`page`]), field-level validation errors
-//! ([`error`]), the cache/coordination port ([`cache`]) and the health-check port ([`health`]).
+//! ([`error`]), the cache/coordination port ([`cache`]), the metering port ([`metering`]) and the
+//! health-check port ([`health`]).
 //!
 //! Architecture invariant: this crate, like every domain crate, does no I/O of its own and
 //! depends on no web framework, ORM, HTTP client or cache driver (checked by
@@ -15,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod id;
 pub mod mail;
+pub mod metering;
 pub mod page;
 pub mod tenant;
 
@@ -22,5 +24,6 @@ pub use audit::{AuditEvent, AuditLog, ClientInfo};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, InvalidInput};
 pub use id::{ApiKeyId, TenantId, UserId};
+pub use metering::{Meter, MeterError, MeterScope, Reservation, StreamSlot, Tokens, UsageKind};
 pub use page::{Cursor, Page, PageRequest};
 pub use tenant::{Principal, Role, TenantContext};

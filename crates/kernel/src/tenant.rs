@@ -65,7 +65,7 @@ impl FromStr for Role {
 }
 
 /// The actor behind a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// A signed-in user.
     User(UserId),

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kernel::cache::{Cache, CacheError, CacheKey, Counter, effective_ttl};
+use kernel::cache::{Bounded, Cache, CacheError, CacheKey, Counter, effective_ttl};
 use kernel::health::HealthCheck;
 
 #[derive(Debug)]
@@ -110,6 +110,14 @@ impl InProcessCache {
     }
 }
 
+/// The value as a counter: a counter, or bytes that spell an integer (as Redis reads them).
+fn counter_of(value: &Value) -> Option<i64> {
+    match value {
+        Value::Counter(n) => Some(*n),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse::<i64>().ok(),
+    }
+}
+
 fn bytes_of(value: &Value) -> Vec<u8> {
     match value {
         Value::Bytes(b) => b.clone(),
@@ -168,13 +176,8 @@ impl Cache for InProcessCache {
         let mut map = self.lock();
         let now = Instant::now();
         if let Some(entry) = Self::live(&mut map, key.as_str(), now) {
-            let current = match &entry.value {
-                Value::Counter(n) => *n,
-                Value::Bytes(b) => std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| CacheError::NotACounter(key.clone()))?,
-            };
+            let current =
+                counter_of(&entry.value).ok_or_else(|| CacheError::NotACounter(key.clone()))?;
             let value = current.saturating_add(by);
             entry.value = Value::Counter(value);
             return Ok(Counter {
@@ -185,6 +188,32 @@ impl Cache for InProcessCache {
         let ttl = effective_ttl(ttl);
         self.insert(&mut map, key, Value::Counter(by), ttl);
         Ok(Counter { value: by, ttl })
+    }
+
+    async fn increment_within(
+        &self,
+        key: &CacheKey,
+        by: i64,
+        max: i64,
+    ) -> Result<Bounded, CacheError> {
+        let mut map = self.lock();
+        let now = Instant::now();
+        let Some(entry) = Self::live(&mut map, key.as_str(), now) else {
+            return Ok(Bounded::Missing);
+        };
+        let current =
+            counter_of(&entry.value).ok_or_else(|| CacheError::NotACounter(key.clone()))?;
+        let current = current.max(0);
+        let ttl = entry.expires_at.saturating_duration_since(now);
+        let next = current.saturating_add(by);
+        if next > max {
+            return Ok(Bounded::Refused(Counter {
+                value: current,
+                ttl,
+            }));
+        }
+        entry.value = Value::Counter(next);
+        Ok(Bounded::Added(Counter { value: next, ttl }))
     }
 
     async fn ping(&self) -> Result<(), CacheError> {

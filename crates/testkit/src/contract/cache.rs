@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernel::TenantId;
-use kernel::cache::{Cache, CacheError, CacheKey};
+use kernel::cache::{Bounded, Cache, CacheError, CacheKey};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -23,6 +23,7 @@ pub async fn run(cache: Arc<dyn Cache>) {
     take_is_one_shot(&cache).await;
     increment_is_atomic_with_a_fixed_window(&cache).await;
     increment_refuses_non_counters(&*cache).await;
+    increment_within_lets_exactly_what_fits(&cache).await;
 }
 
 async fn get_set_delete(cache: &dyn Cache) {
@@ -207,4 +208,64 @@ async fn increment_refuses_non_counters(cache: &dyn Cache) {
     // A decimal string set by `set` counts as a counter on every adapter.
     cache.set(&k, b"41", MINUTE).await.expect("set number");
     assert_eq!(cache.increment(&k, 1, MINUTE).await.expect("inc").value, 42);
+}
+
+async fn increment_within_lets_exactly_what_fits(cache: &Arc<dyn Cache>) {
+    let k = key("bounded");
+    // A missing counter is not created.
+    assert_eq!(
+        cache.increment_within(&k, 1, 10).await.expect("within"),
+        Bounded::Missing
+    );
+    assert_eq!(cache.get(&k).await.expect("get"), None);
+    // Seeded (as billing seeds from its ledger), then 50 concurrent steps of 3 against a
+    // bound of 4 + 30: exactly 10 fit.
+    assert!(cache.set_if_absent(&k, b"4", MINUTE).await.expect("seed"));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = Arc::clone(cache);
+            let k = k.clone();
+            tokio::spawn(async move { cache.increment_within(&k, 3, 34).await.expect("within") })
+        })
+        .collect();
+    let mut added = HashSet::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Bounded::Added(c) => {
+                assert!(c.ttl > Duration::ZERO && c.ttl <= MINUTE, "ttl {:?}", c.ttl);
+                assert!(added.insert(c.value), "value {} returned twice", c.value);
+            }
+            Bounded::Refused(c) => {
+                assert_eq!(c.value, 34, "a refusal reports the counter as it is");
+                refused += 1;
+            }
+            Bounded::Missing => panic!("the counter was seeded"),
+        }
+    }
+    assert_eq!(added, (1..=10).map(|i| 4 + 3 * i).collect::<HashSet<i64>>());
+    assert_eq!(refused, 40);
+    // Giving back makes room again; a negative step is never refused.
+    assert!(matches!(
+        cache.increment_within(&k, -6, 34).await.expect("within"),
+        Bounded::Added(c) if c.value == 28
+    ));
+    assert!(matches!(
+        cache.increment_within(&k, 6, 34).await.expect("within"),
+        Bounded::Added(c) if c.value == 34
+    ));
+    // A counter driven below zero counts as zero.
+    let neg = key("bounded-negative");
+    cache.increment(&neg, -5, MINUTE).await.expect("dec");
+    assert!(matches!(
+        cache.increment_within(&neg, 2, 2).await.expect("within"),
+        Bounded::Added(c) if c.value == 2
+    ));
+    // Not a counter.
+    let text = key("bounded-text");
+    cache.set(&text, b"hello", MINUTE).await.expect("set");
+    assert!(matches!(
+        cache.increment_within(&text, 1, 10).await,
+        Err(CacheError::NotACounter(_))
+    ));
 }
