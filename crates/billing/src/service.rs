@@ -1,0 +1,708 @@
+//! [`Billing`]: quotas, stream slots, the ledger, usage reports and rate limits.
+//!
+//! **Quota.** Each organization has a counter per calendar month (UTC) in the cache port:
+//! tokens settled plus tokens reserved. A reservation adds its tokens only if the sum stays
+//! within the limit, in one atomic step ([`Cache::increment_within`]); settling writes the
+//! ledger event, then moves the counter by `actual − reserved`. The counter lives for
+//! `quota_counter_ttl` (an hour by default) and is rebuilt from the ledger when missing, so it
+//! starts right after a cache restart and any drift (a process that died holding a
+//! reservation) heals within that time.
+//!
+//! **Stream slots.** A counter per organization bounded by the plan's
+//! `max_concurrent_streams`; it expires `stream_slot_ttl` after it was created, so slots of a
+//! process that died come back.
+//!
+//! **Rate limits.** Fixed windows per route class and subject (address, user, API key,
+//! organization), counted with [`Cache::increment`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kernel::cache::{Bounded, Cache, CacheError, CacheKey};
+use kernel::metering::{self, Meter, MeterError, MeterScope, Reservation, StreamSlot, Tokens};
+use kernel::{Clock, InvalidInput, Principal, TenantId, UsageKind};
+use time::{Date, Month, OffsetDateTime, Time};
+
+use crate::model::{
+    AdminUsageReport, Plan, PlanStatus, Plans, Prices, RateClass, RateDecision, RateLimits,
+    RateSubject, Totals, UsageEvent, UsageReport, Window,
+};
+use crate::ports::{TenantPlans, UsageLedger};
+
+/// How long an organization's plan and limit are cached before they are read again (an
+/// administrator's change drops the cached value at once).
+const LIMITS_TTL: Duration = Duration::from_secs(60);
+/// Tries at writing a ledger event before it is given up (and logged).
+const LEDGER_TRIES: u32 = 3;
+
+/// What billing needs.
+#[derive(Debug, Clone)]
+pub struct BillingPorts {
+    /// The ledger and the limit overrides.
+    pub ledger: Arc<dyn UsageLedger>,
+    /// Each organization's plan.
+    pub plans_of: Arc<dyn TenantPlans>,
+    /// Quota counters, stream slots, rate-limit windows.
+    pub cache: Arc<dyn Cache>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Billing's configuration.
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
+    /// Prices per model.
+    pub prices: Prices,
+    /// The plans.
+    pub plans: Plans,
+    /// The plan of an organization whose plan is not among `plans`.
+    pub fallback_plan: String,
+    /// How long a quota counter lives before it is rebuilt from the ledger.
+    pub quota_counter_ttl: Duration,
+    /// How long a stream-slot counter lives from its creation.
+    pub stream_slot_ttl: Duration,
+    /// Rate-limit budgets.
+    pub rate_limits: RateLimits,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            prices: Prices::default(),
+            plans: Plans::default(),
+            fallback_plan: "free".to_owned(),
+            quota_counter_ttl: Duration::from_secs(3600),
+            stream_slot_ttl: Duration::from_secs(900),
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+/// What the billing use cases can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    /// Fields failed validation.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The organization does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Storage or the cache failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// An organization's limits as they are in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Limits {
+    plan: String,
+    monthly_token_limit: Option<u64>,
+    overridden: bool,
+    max_streams: u32,
+}
+
+impl Limits {
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.monthly_token_limit
+                .map_or_else(|| "-".to_owned(), |l| l.to_string()),
+            u8::from(self.overridden),
+            self.max_streams,
+            self.plan
+        )
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        let mut parts = s.splitn(4, '|');
+        let limit = parts.next()?;
+        let overridden = parts.next()? == "1";
+        let max_streams = parts.next()?.parse().ok()?;
+        let plan = parts.next()?.to_owned();
+        let monthly_token_limit = if limit == "-" {
+            None
+        } else {
+            Some(limit.parse().ok()?)
+        };
+        Some(Self {
+            plan,
+            monthly_token_limit,
+            overridden,
+            max_streams,
+        })
+    }
+}
+
+/// The calendar month (UTC) holding `now`: its first instant and the next month's.
+#[must_use]
+pub fn period_of(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    let first = |year: i32, month: Month| {
+        Date::from_calendar_date(year, month, 1)
+            .map(|d| d.with_time(Time::MIDNIGHT).assume_utc())
+            .unwrap_or(now)
+    };
+    let start = first(now.year(), now.month());
+    let (year, month) = match now.month() {
+        Month::December => (now.year() + 1, Month::January),
+        m => (now.year(), m.next()),
+    };
+    (start, first(year, month))
+}
+
+fn period_label(start: OffsetDateTime) -> String {
+    format!("{:04}-{:02}", start.year(), u8::from(start.month()))
+}
+
+fn unavailable(e: impl Into<anyhow::Error>) -> MeterError {
+    MeterError::Unavailable(e.into())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn non_negative(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The billing use cases; also the metering port chat and retrieval call.
+#[derive(Debug)]
+pub struct Billing {
+    ports: BillingPorts,
+    settings: BillingSettings,
+}
+
+impl Billing {
+    /// Billing over these ports.
+    #[must_use]
+    pub fn new(ports: BillingPorts, settings: BillingSettings) -> Self {
+        Self { ports, settings }
+    }
+
+    /// The prices.
+    #[must_use]
+    pub fn prices(&self) -> &Prices {
+        &self.settings.prices
+    }
+
+    /// The plans.
+    #[must_use]
+    pub fn plans(&self) -> &Plans {
+        &self.settings.plans
+    }
+
+    /// The rate-limit policy.
+    #[must_use]
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.settings.rate_limits
+    }
+
+    fn plan(&self, name: &str) -> Plan {
+        self.settings
+            .plans
+            .get(name)
+            .or_else(|| self.settings.plans.get(&self.settings.fallback_plan))
+            .cloned()
+            .unwrap_or(Plan {
+                monthly_token_limit: Some(0),
+                max_concurrent_streams: 1,
+            })
+    }
+
+    fn limits_key(tenant: TenantId) -> CacheKey {
+        CacheKey::tenant(tenant, "billing-limits", &[])
+    }
+
+    fn quota_key(tenant: TenantId, label: &str) -> CacheKey {
+        CacheKey::tenant(tenant, "quota", &[label])
+    }
+
+    fn streams_key(tenant: TenantId) -> CacheKey {
+        CacheKey::tenant(tenant, "streams", &[])
+    }
+
+    /// The limits in force for `tenant` (cached for a minute); `None` when it does not exist.
+    async fn limits(&self, tenant: TenantId) -> anyhow::Result<Option<Limits>> {
+        let key = Self::limits_key(tenant);
+        match self.ports.cache.get(&key).await {
+            Ok(Some(bytes)) => {
+                if let Some(l) = std::str::from_utf8(&bytes).ok().and_then(Limits::decode) {
+                    return Ok(Some(l));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading cached limits failed; reading the store"),
+        }
+        let Some(plan_name) = self.ports.plans_of.plan_of(tenant).await? else {
+            return Ok(None);
+        };
+        let plan = self.plan(&plan_name);
+        let overridden = self.ports.ledger.limit_override(tenant).await?;
+        let limits = Limits {
+            plan: plan_name,
+            monthly_token_limit: overridden.or(plan.monthly_token_limit),
+            overridden: overridden.is_some(),
+            max_streams: plan.max_concurrent_streams,
+        };
+        if let Err(e) = self
+            .ports
+            .cache
+            .set(&key, limits.encode().as_bytes(), LIMITS_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "caching limits failed");
+        }
+        Ok(Some(limits))
+    }
+
+    /// Forgets the cached limits of `tenant` (after a plan or limit change).
+    ///
+    /// # Errors
+    /// When the cache fails.
+    pub async fn limits_changed(&self, tenant: TenantId) -> Result<(), BillingError> {
+        self.ports
+            .cache
+            .delete(&Self::limits_key(tenant))
+            .await
+            .map_err(anyhow::Error::new)?;
+        Ok(())
+    }
+
+    /// Validates a plan name against the configured plans.
+    ///
+    /// # Errors
+    /// [`BillingError::Invalid`] naming the plans there are.
+    pub fn check_plan(&self, name: &str) -> Result<(), BillingError> {
+        if self.settings.plans.get(name).is_some() {
+            Ok(())
+        } else {
+            Err(InvalidInput::field(
+                "plan",
+                format!("must be one of {}", self.settings.plans.names().join(", ")),
+            )
+            .into())
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`, back to the plan's) `tenant`'s monthly token limit.
+    ///
+    /// # Errors
+    /// [`BillingError::Invalid`] for a limit above 10^15; storage failures.
+    pub async fn set_limit_override(
+        &self,
+        tenant: TenantId,
+        limit: Option<u64>,
+    ) -> Result<(), BillingError> {
+        if limit.is_some_and(|l| l > 1_000_000_000_000_000) {
+            return Err(InvalidInput::field(
+                "monthly_token_limit",
+                "must be at most 1000000000000000",
+            )
+            .into());
+        }
+        self.ports.ledger.set_limit_override(tenant, limit).await?;
+        self.limits_changed(tenant).await
+    }
+
+    /// The plan, limit and use of this period (`GET /billing/plan`).
+    ///
+    /// # Errors
+    /// [`BillingError::NotFound`]; storage failures.
+    pub async fn plan_status(&self, tenant: TenantId) -> Result<PlanStatus, BillingError> {
+        let limits = self.limits(tenant).await?.ok_or(BillingError::NotFound)?;
+        let (start, end) = period_of(self.ports.clock.now());
+        let used = self.ports.ledger.tokens_since(tenant, start).await?;
+        Ok(PlanStatus {
+            plan: limits.plan,
+            monthly_token_limit: limits.monthly_token_limit,
+            limit_overridden: limits.overridden,
+            used,
+            remaining: limits.monthly_token_limit.map(|l| l.saturating_sub(used)),
+            period_start: start,
+            resets_at: end,
+            max_concurrent_streams: limits.max_streams,
+        })
+    }
+
+    /// What `tenant` (or only `actor` in it) used over `window`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn usage(
+        &self,
+        tenant: TenantId,
+        window: Window,
+        actor: Option<Principal>,
+    ) -> Result<UsageReport, BillingError> {
+        let until = self.ports.clock.now();
+        let since = until - window.length();
+        let rows = self.ports.ledger.totals(tenant, since, actor).await?;
+        let mut totals = Totals::default();
+        let mut by_kind: HashMap<UsageKind, Totals> = HashMap::new();
+        let mut by_model: HashMap<String, Totals> = HashMap::new();
+        let mut by_actor: HashMap<Option<Principal>, Totals> = HashMap::new();
+        for row in &rows {
+            totals.add(&row.totals);
+            by_kind.entry(row.kind).or_default().add(&row.totals);
+            by_model
+                .entry(row.model.clone())
+                .or_default()
+                .add(&row.totals);
+            by_actor.entry(row.actor).or_default().add(&row.totals);
+        }
+        Ok(UsageReport {
+            window,
+            since,
+            until,
+            totals,
+            by_kind: sorted(by_kind, |k| k.as_str().to_owned()),
+            by_model: sorted(by_model, Clone::clone),
+            by_actor: sorted(by_actor, |a| match a {
+                Some(Principal::User(u)) => format!("u{u}"),
+                Some(Principal::ApiKey(k)) => format!("k{k}"),
+                None => String::new(),
+            }),
+        })
+    }
+
+    /// Every organization's usage over `window` (platform administrators).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn admin_usage(&self, window: Window) -> Result<AdminUsageReport, BillingError> {
+        let until = self.ports.clock.now();
+        let since = until - window.length();
+        let rows = self.ports.ledger.totals_by_tenant(since).await?;
+        let mut totals = Totals::default();
+        let mut tenants: HashMap<TenantId, (Totals, Vec<crate::model::TenantUsageRow>)> =
+            HashMap::new();
+        for row in rows {
+            totals.add(&row.totals);
+            let entry = tenants.entry(row.tenant).or_default();
+            entry.0.add(&row.totals);
+            entry.1.push(row);
+        }
+        let mut tenants: Vec<_> = tenants
+            .into_iter()
+            .map(|(t, (sum, mut rows))| {
+                rows.sort_by(|a, b| (a.kind.as_str(), &a.model).cmp(&(b.kind.as_str(), &b.model)));
+                (t, sum, rows)
+            })
+            .collect();
+        tenants.sort_by(|a, b| {
+            b.1.total_tokens()
+                .cmp(&a.1.total_tokens())
+                .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+        });
+        Ok(AdminUsageReport {
+            window,
+            since,
+            until,
+            totals,
+            tenants,
+        })
+    }
+
+    /// The cost of `tokens` of `model`, in micro-units.
+    #[must_use]
+    pub fn cost(&self, model: &str, tokens: Tokens) -> i64 {
+        self.settings.prices.cost(model, tokens)
+    }
+
+    /// Counts one request of `class` for every subject and answers with the tightest
+    /// budget. Budgets of 0 are off; with none left, `None`.
+    ///
+    /// # Errors
+    /// When the cache fails (the caller decides whether to let the request through).
+    pub async fn check_rate(
+        &self,
+        class: RateClass,
+        subjects: &[RateSubject],
+    ) -> Result<Option<RateDecision>, CacheError> {
+        let Some(budget) = self.settings.rate_limits.budgets.get(&class).copied() else {
+            return Ok(None);
+        };
+        let window = self.settings.rate_limits.window;
+        let mut tightest: Option<RateDecision> = None;
+        for subject in subjects {
+            let limit = u64::from(budget.for_subject(subject));
+            if limit == 0 {
+                continue;
+            }
+            let key = match subject {
+                RateSubject::Ip(ip) => CacheKey::global("ratelimit", &[class.as_str(), "ip", ip]),
+                RateSubject::User(u) => {
+                    CacheKey::global("ratelimit", &[class.as_str(), "user", &u.to_string()])
+                }
+                RateSubject::ApiKey(k) => {
+                    CacheKey::global("ratelimit", &[class.as_str(), "key", &k.to_string()])
+                }
+                RateSubject::Tenant(t) => CacheKey::tenant(*t, "ratelimit", &[class.as_str()]),
+            };
+            let counter = self.ports.cache.increment(&key, 1, window).await?;
+            let count = non_negative(counter.value);
+            let decision = RateDecision {
+                allowed: count <= limit,
+                limit,
+                remaining: limit.saturating_sub(count),
+                reset: counter.ttl,
+            };
+            let tighter = match &tightest {
+                None => true,
+                Some(t) => {
+                    (t.allowed && !decision.allowed)
+                        || (t.allowed == decision.allowed
+                            && (decision.remaining, std::cmp::Reverse(decision.reset))
+                                < (t.remaining, std::cmp::Reverse(t.reset)))
+                }
+            };
+            if tighter {
+                tightest = Some(decision);
+            }
+        }
+        Ok(tightest)
+    }
+
+    /// Writes `event` to the ledger, trying again on a failure; `false` when it was given
+    /// up (logged with its ids and counts).
+    async fn record(&self, event: &UsageEvent) -> bool {
+        for attempt in 1..=LEDGER_TRIES {
+            match self.ports.ledger.append(event).await {
+                Ok(_) => return true,
+                Err(e) if attempt < LEDGER_TRIES => {
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "writing a usage event failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = %format!("{e:#}"),
+                        event = %event.id,
+                        tenant = %event.tenant,
+                        model = %event.model,
+                        kind = %event.kind,
+                        prompt_tokens = event.prompt_tokens,
+                        completion_tokens = event.completion_tokens,
+                        "a usage event could not be written"
+                    );
+                }
+            }
+        }
+        false
+    }
+}
+
+fn sorted<K, F>(map: HashMap<K, Totals>, name: F) -> Vec<(K, Totals)>
+where
+    F: Fn(&K) -> String,
+{
+    let mut v: Vec<(K, Totals)> = map.into_iter().collect();
+    v.sort_by(|a, b| {
+        b.1.total_tokens()
+            .cmp(&a.1.total_tokens())
+            .then_with(|| b.1.cost_micros.cmp(&a.1.cost_micros))
+            .then_with(|| name(&a.0).cmp(&name(&b.0)))
+    });
+    v
+}
+
+#[async_trait]
+impl Meter for Billing {
+    async fn reserve(&self, scope: MeterScope, tokens: u64) -> Result<Reservation, MeterError> {
+        let now = self.ports.clock.now();
+        let (start, end) = period_of(now);
+        let limits = self
+            .limits(scope.tenant)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| unavailable(anyhow::anyhow!("the organization does not exist")))?;
+        let reservation = |period: String| Reservation {
+            id: uuid::Uuid::now_v7(),
+            scope: scope.clone(),
+            reserved: tokens,
+            request_id: metering::request_id(),
+            period,
+            at: now,
+        };
+        let Some(limit) = limits.monthly_token_limit else {
+            // No limit: nothing to count against, only the ledger.
+            return Ok(reservation(String::new()));
+        };
+        let label = period_label(start);
+        let key = Self::quota_key(scope.tenant, &label);
+        for _ in 0..3 {
+            match self
+                .ports
+                .cache
+                .increment_within(&key, to_i64(tokens), to_i64(limit))
+                .await
+                .map_err(unavailable)?
+            {
+                Bounded::Added(_) => return Ok(reservation(label)),
+                Bounded::Refused(counter) => {
+                    tracing::info!(
+                        tenant = %scope.tenant,
+                        requested = tokens,
+                        used = counter.value,
+                        limit,
+                        "quota exceeded"
+                    );
+                    return Err(MeterError::QuotaExceeded {
+                        resets_at: end,
+                        limit,
+                        used: non_negative(counter.value),
+                    });
+                }
+                Bounded::Missing => {
+                    // Rebuilt from the ledger; of concurrent rebuilders one writes it.
+                    let used = self
+                        .ports
+                        .ledger
+                        .tokens_since(scope.tenant, start)
+                        .await
+                        .map_err(unavailable)?;
+                    let until_reset = (end - now).unsigned_abs() + Duration::from_secs(60);
+                    let ttl = self.settings.quota_counter_ttl.min(until_reset);
+                    self.ports
+                        .cache
+                        .set_if_absent(&key, used.to_string().as_bytes(), ttl)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Err(unavailable(anyhow::anyhow!(
+            "the quota counter vanished while it was being rebuilt"
+        )))
+    }
+
+    async fn settle(&self, reservation: Reservation, used: Tokens) {
+        let Reservation {
+            id,
+            scope,
+            reserved,
+            request_id,
+            period,
+            at: _,
+        } = reservation;
+        if used.total() > 0 {
+            let event = UsageEvent {
+                id,
+                tenant: scope.tenant,
+                actor: scope.actor,
+                cost_micros: self.settings.prices.cost(&scope.model, used),
+                model: scope.model,
+                kind: scope.kind,
+                reference: scope.reference,
+                request_id,
+                prompt_tokens: used.prompt,
+                completion_tokens: used.completion,
+                at: self.ports.clock.now(),
+            };
+            self.record(&event).await;
+        }
+        if period.is_empty() {
+            return;
+        }
+        let delta = to_i64(used.total()).saturating_sub(to_i64(reserved));
+        if delta == 0 {
+            return;
+        }
+        // A missing counter is left missing: it is rebuilt from the ledger, which already
+        // holds this event.
+        let key = Self::quota_key(scope.tenant, &period);
+        if let Err(e) = self
+            .ports
+            .cache
+            .increment_within(&key, delta, i64::MAX)
+            .await
+        {
+            tracing::warn!(error = %e, tenant = %scope.tenant, "correcting the quota counter failed; it heals when rebuilt");
+        }
+    }
+
+    async fn open_stream(&self, tenant: TenantId) -> Result<StreamSlot, MeterError> {
+        let limits = self
+            .limits(tenant)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| unavailable(anyhow::anyhow!("the organization does not exist")))?;
+        let key = Self::streams_key(tenant);
+        for _ in 0..3 {
+            match self
+                .ports
+                .cache
+                .increment_within(&key, 1, i64::from(limits.max_streams))
+                .await
+                .map_err(unavailable)?
+            {
+                Bounded::Added(_) => return Ok(StreamSlot { tenant }),
+                Bounded::Refused(_) => {
+                    return Err(MeterError::TooManyStreams {
+                        limit: limits.max_streams,
+                    });
+                }
+                Bounded::Missing => {
+                    self.ports
+                        .cache
+                        .set_if_absent(&key, b"0", self.settings.stream_slot_ttl)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Err(unavailable(anyhow::anyhow!(
+            "the stream counter vanished while it was being created"
+        )))
+    }
+
+    async fn close_stream(&self, slot: StreamSlot) {
+        let key = Self::streams_key(slot.tenant);
+        if let Err(e) = self.ports.cache.increment_within(&key, -1, i64::MAX).await {
+            tracing::warn!(error = %e, tenant = %slot.tenant, "giving a stream slot back failed; it expires with its window");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_calendar_months_in_utc() {
+        let t = time::macros::datetime!(2026-11-22 08:30 UTC);
+        let (start, end) = period_of(t);
+        assert_eq!(start, time::macros::datetime!(2026-11-01 00:00 UTC));
+        assert_eq!(end, time::macros::datetime!(2026-12-01 00:00 UTC));
+        let (start, end) = period_of(time::macros::datetime!(2026-12-31 23:59:59 UTC));
+        assert_eq!(start, time::macros::datetime!(2026-12-01 00:00 UTC));
+        assert_eq!(end, time::macros::datetime!(2027-01-01 00:00 UTC));
+        // An offset is read in UTC.
+        let (start, _) = period_of(time::macros::datetime!(2026-12-01 00:30 +01:00));
+        assert_eq!(start, time::macros::datetime!(2026-11-01 00:00 UTC));
+        assert_eq!(period_label(start), "2026-11");
+    }
+
+    #[test]
+    fn limits_round_trip_through_the_cache_encoding() {
+        for l in [
+            Limits {
+                plan: "pro|x".to_owned(),
+                monthly_token_limit: Some(5),
+                overridden: true,
+                max_streams: 3,
+            },
+            Limits {
+                plan: "enterprise".to_owned(),
+                monthly_token_limit: None,
+                overridden: false,
+                max_streams: 256,
+            },
+        ] {
+            assert_eq!(Limits::decode(&l.encode()), Some(l));
+        }
+        assert_eq!(Limits::decode("garbage"), None);
+    }
+}
