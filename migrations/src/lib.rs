@@ -20,6 +20,7 @@ mod m20261122_000010_blobs;
 mod m20261122_000011_collection_embedding_model;
 mod m20261122_000012_retrieval;
 mod m20261122_000013_chat;
+mod m20261122_000014_usage;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000011_collection_embedding_model::Migration),
             Box::new(m20261122_000012_retrieval::Migration),
             Box::new(m20261122_000013_chat::Migration),
+            Box::new(m20261122_000014_usage::Migration),
         ]
     }
 }

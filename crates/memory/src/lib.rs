@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod audit;
+mod billing;
 mod blobs;
 mod cache;
 mod chat;
@@ -13,6 +14,7 @@ mod retrieval;
 
 pub use api_keys::InMemoryApiKeys;
 pub use audit::InMemoryAudit;
+pub use billing::InMemoryUsageLedger;
 pub use blobs::InMemoryBlobs;
 pub use cache::InProcessCache;
 pub use chat::InMemoryChatStore;

@@ -637,3 +637,69 @@ pub mod tenant_model {
         }
     }
 }
+
+pub mod usage_event {
+    //! The `usage_events` table: the append-only usage ledger (tenant data: a tenant's sums
+    //! go through `crate::scope`; the platform's sums over every tenant do not, see
+    //! `crate::billing`). `at` is written by `crate::jobs::at_value`.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        /// The caller when a user; at most one of this and `api_key_id` is set (neither:
+        /// background work). No foreign key: the ledger outlives the user.
+        pub user_id: Option<Uuid>,
+        /// The caller when an API key (no foreign key either).
+        pub api_key_id: Option<Uuid>,
+        pub model: String,
+        /// `chat` or `embedding`.
+        pub kind: String,
+        pub reference: String,
+        pub request_id: Option<String>,
+        pub prompt_tokens: i64,
+        pub completion_tokens: i64,
+        pub cost_micros: i64,
+        pub at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod usage_limit {
+    //! The `usage_limits` table: an organization's monthly token limit override (keyed by
+    //! tenant: every query goes through `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_limits")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        pub monthly_token_limit: i64,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}

@@ -7,10 +7,12 @@
 //! - `entity` holds the sea-orm entities, private to this crate: no `DbErr` or entity type ever
 //!   crosses into a port signature;
 //! - `collections`, `documents` and `jobs` implement the documents domain's storage ports, the
-//!   job queue included (see `jobs` for how a claim is exactly-once and fair).
+//!   job queue included (see `jobs` for how a claim is exactly-once and fair);
+//! - `billing` implements billing's usage ledger ([`SqlUsageLedger`]).
 
 mod api_keys;
 mod audit;
+mod billing;
 mod blobs;
 mod catalog;
 mod chat;
@@ -31,6 +33,7 @@ mod stored;
 mod users;
 mod vector_rows;
 
+pub use billing::SqlUsageLedger;
 pub use chat::SqlChatStore;
 pub use mail::OutboxMail;
 pub use pgvector::PgVectorIndex;

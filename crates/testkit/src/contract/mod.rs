@@ -2,6 +2,7 @@
 //! documents. Every adapter's test calls the same suite, so adapters cannot drift apart.
 
 pub mod audit;
+pub mod billing;
 pub mod blobs;
 pub mod cache;
 pub mod chat;
