@@ -42,6 +42,7 @@ impl From<RetrievalError> for KnowledgeError {
             RetrievalError::ProviderUnavailable(m) | RetrievalError::Rejected(m) => {
                 Self::Unavailable(m)
             }
+            RetrievalError::Metering(e) => Self::Metering(e),
             RetrievalError::Unknown(e) => Self::Unknown(e),
         }
     }
@@ -139,5 +140,30 @@ impl Knowledge for RetrievalKnowledge {
             self.collections.get(ctx, *id).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kernel::MeterError;
+
+    use super::*;
+    use crate::service::ChatError;
+
+    #[test]
+    fn a_refused_search_reaches_chat_as_a_metering_error() {
+        let refused = RetrievalError::Metering(MeterError::QuotaExceeded {
+            resets_at: time::OffsetDateTime::UNIX_EPOCH,
+            limit: 100,
+            used: 100,
+        });
+        let e = ChatError::from(KnowledgeError::from(refused));
+        assert!(
+            matches!(
+                e,
+                ChatError::Metering(MeterError::QuotaExceeded { limit: 100, .. })
+            ),
+            "{e:?}"
+        );
     }
 }

@@ -4,11 +4,14 @@
 //! `model` holds the types, `ports` the traits adapters implement (the language model, the
 //! store, the knowledge a question is grounded in), `prompt` the templates and the token
 //! budget, `citations` the verification of what a model cites, `stream` the one streaming core
-//! (SSE and WebSocket are views of it), `service` the use cases, `tasks` the AI tasks.
+//! (SSE and WebSocket are views of it), `service` the use cases, `tasks` the AI tasks. Every
+//! model call is metered (`kernel::Meter`): its tokens are reserved before the provider is
+//! called and settled once it ends.
 //! Depends only on `kernel` and the `documents` and `retrieval` domains.
 
 pub mod citations;
 pub mod knowledge;
+mod metered;
 pub mod model;
 pub mod ports;
 pub mod prompt;

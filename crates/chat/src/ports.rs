@@ -6,7 +6,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use documents::{CollectionId, DocumentId};
 use futures_util::Stream;
-use kernel::{InvalidInput, Page, PageRequest, Principal, TenantContext, TenantId};
+use kernel::{InvalidInput, MeterError, Page, PageRequest, Principal, TenantContext, TenantId};
 
 use crate::model::{
     Assistant, AssistantId, ChatRequest, ChatSessionId, Feedback, Message, MessageId, Session,
@@ -192,6 +192,10 @@ pub enum KnowledgeError {
     /// The embedding provider is down.
     #[error("{0}")]
     Unavailable(String),
+    /// Metering refused the search's embedding call (the token quota is used up) or could not
+    /// be reached.
+    #[error(transparent)]
+    Metering(#[from] MeterError),
     /// Anything else.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use documents::CollectionId;
 use futures_util::StreamExt as _;
-use kernel::{Clock, FieldError, InvalidInput, Page, PageRequest, TenantContext, TenantId};
+use kernel::{
+    Clock, FieldError, InvalidInput, Meter, MeterError, MeterScope, Page, PageRequest,
+    TenantContext, TenantId, UsageKind,
+};
 
 use crate::citations;
+use crate::metered::{self, Held, MeteredStream};
 use crate::model::{
     Assistant, AssistantFields, AssistantId, ChatRequest, ChatSessionId, Feedback, Locale,
     MAX_COMMENT_CHARS, Message, MessageId, MessageRole, MessageStatus, PromptMessage, PromptRole,
@@ -50,6 +54,10 @@ pub enum ChatError {
     /// The stream was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// Metering refused the call (the organization's token quota is used up, or it has too
+    /// many answers streaming) or could not be reached; no model was called.
+    #[error(transparent)]
+    Metering(#[from] MeterError),
     /// Storage failed.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -70,6 +78,7 @@ impl From<KnowledgeError> for ChatError {
             KnowledgeError::NotFound => Self::NotFound,
             KnowledgeError::Invalid(i) => Self::Invalid(i),
             KnowledgeError::Unavailable(m) => Self::ProviderUnavailable(m),
+            KnowledgeError::Metering(e) => Self::Metering(e),
             KnowledgeError::Unknown(e) => Self::Unknown(e),
         }
     }
@@ -133,6 +142,9 @@ pub struct ChatPorts {
     pub knowledge: Arc<dyn Knowledge>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Token quotas, stream caps and the usage ledger: every model call reserves its
+    /// tokens before the model is called and settles them once it ends.
+    pub meter: Arc<dyn Meter>,
 }
 
 /// An OpenAI-style completion request.
@@ -165,7 +177,8 @@ pub struct Completion {
     pub model: String,
     /// The sources the prompt holds (empty without grounding).
     pub sources: Vec<Source>,
-    /// The answer.
+    /// The answer. Metered: it settles the completion's tokens when it ends or is dropped,
+    /// and gives its stream slot back.
     pub stream: ModelStream,
     /// Prompt tokens as counted here (when the provider reports none).
     pub prompt_tokens: u32,
@@ -484,9 +497,14 @@ impl Chat {
     /// Asks a question in a session: stores it, retrieves, builds the prompt and starts the
     /// answer, returning its first viewer. The answer is stored when it ends.
     ///
+    /// Metered: a stream slot of the organization is taken first, and the prompt's tokens
+    /// plus the answer's maximum are reserved before the question is stored; the answer
+    /// settles them to what it used, and gives the slot back, when it ends.
+    ///
     /// # Errors
-    /// Invalid content; [`ChatError::NotFound`]; a model no longer allowed; the embedding
-    /// provider down (before anything is stored).
+    /// Invalid content; [`ChatError::NotFound`]; a model no longer allowed;
+    /// [`ChatError::Metering`] (too many answers streaming, the token quota used up); the
+    /// embedding provider down (before anything is stored).
     pub async fn send(
         &self,
         ctx: &TenantContext,
@@ -497,6 +515,55 @@ impl Chat {
         validate_content(content)?;
         let session = self.session(ctx, session_id).await?;
         let tenant = ctx.tenant_id();
+        let slot = self.ports.meter.open_stream(tenant).await?;
+        let mut held = Held::new(self.ports.meter.clone()).with_slot(slot);
+        let prepared = match self
+            .prepare_answer(ctx, &session, content, locale, &mut held)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                held.release().await;
+                return Err(e);
+            }
+        };
+        let run = self.runs.start(prepared.message_id, tenant, session_id);
+        let viewer = self.runs.attach(run.clone(), None);
+        tracing::info!(
+            session = %session_id,
+            message = %run.message_id,
+            model = %prepared.model_name,
+            sources = prepared.sources.len(),
+            history = prepared.history_kept,
+            prompt_tokens = prepared.prompt_tokens,
+            "answer started"
+        );
+        let driver = Driver {
+            run,
+            model: prepared.model,
+            model_name: prepared.model_name,
+            store: self.ports.store.clone(),
+            clock: self.ports.clock.clone(),
+            sources: prepared.sources,
+            prompt_tokens: prepared.prompt_tokens,
+            held,
+        };
+        tokio::spawn(driver.drive(prepared.request));
+        Ok(viewer)
+    }
+
+    /// Everything before an answer starts: retrieval, the prompt, the reservation (put in
+    /// `held`) and the stored question.
+    async fn prepare_answer(
+        &self,
+        ctx: &TenantContext,
+        session: &Session,
+        content: &str,
+        locale: Option<Locale>,
+        held: &mut Held,
+    ) -> Result<PreparedAnswer, ChatError> {
+        let tenant = ctx.tenant_id();
+        let session_id = session.id;
         let assistant = match session.assistant_id {
             Some(a) => self.ports.store.find_assistant(tenant, a).await?,
             None => None,
@@ -541,9 +608,27 @@ impl Chat {
             budget,
             &counter,
         );
+        // The question's id first: messages list by id (UUIDv7), the answer after its question.
+        let question_id = MessageId::new();
+        let message_id = MessageId::new();
+        let reservation = self
+            .ports
+            .meter
+            .reserve(
+                MeterScope {
+                    tenant,
+                    actor: Some(ctx.principal()),
+                    model: model_name.clone(),
+                    kind: UsageKind::Chat,
+                    reference: format!("message:{message_id}"),
+                },
+                u64::from(prompt.tokens) + u64::from(self.settings.max_answer_tokens),
+            )
+            .await?;
+        held.hold(reservation);
         let now = self.ports.clock.now();
         let question = Message {
-            id: MessageId::new(),
+            id: question_id,
             tenant_id: tenant,
             session_id,
             role: MessageRole::User,
@@ -567,28 +652,15 @@ impl Chat {
             },
             sources: prompt.sources.clone(),
         };
-        let run = self.runs.start(MessageId::new(), tenant, session_id);
-        let viewer = self.runs.attach(run.clone(), None);
-        tracing::info!(
-            session = %session_id,
-            message = %run.message_id,
-            model = %model_name,
-            sources = prompt.sources.len(),
-            history = prompt.history_kept,
-            prompt_tokens = prompt.tokens,
-            "answer started"
-        );
-        let driver = Driver {
-            run,
+        Ok(PreparedAnswer {
+            message_id,
             model,
             model_name,
-            store: self.ports.store.clone(),
-            clock: self.ports.clock.clone(),
+            request,
             sources: prompt.sources,
             prompt_tokens: prompt.tokens,
-        };
-        tokio::spawn(driver.drive(request));
-        Ok(viewer)
+            history_kept: prompt.history_kept,
+        })
     }
 
     /// Asks and waits for the whole answer (the non-streamed route).
@@ -881,8 +953,14 @@ impl Chat {
     /// (then the last user message is the question, our rules lead the system prompt, and the
     /// sources are fenced into the last message).
     ///
+    /// Metered: a stream slot of the organization is taken and the prompt's tokens plus
+    /// `max_tokens` (the configured answer maximum when the client sets none, which is then
+    /// sent to the model) are reserved before the model is called; the returned stream
+    /// settles them when it ends or is dropped.
+    ///
     /// # Errors
-    /// Invalid messages or parameters; a model not allowed; the provider's failure before the
+    /// Invalid messages or parameters; a model not allowed; [`ChatError::Metering`] (too
+    /// many answers streaming, the token quota used up); the provider's failure before the
     /// first token.
     pub async fn complete(
         &self,
@@ -893,6 +971,45 @@ impl Chat {
         let (model_name, model) = self
             .resolve_model(ctx.tenant_id(), Some(&input.model))
             .await?;
+        let slot = self.ports.meter.open_stream(ctx.tenant_id()).await?;
+        let mut held = Held::new(self.ports.meter.clone()).with_slot(slot);
+        match self
+            .start_completion(ctx, input, model_name, model, &mut held)
+            .await
+        {
+            Ok(started) => {
+                let stream = MeteredStream::new(
+                    started.stream,
+                    started.model,
+                    started.model_name.clone(),
+                    started.prompt_tokens,
+                    held,
+                );
+                Ok(Completion {
+                    model: started.model_name,
+                    sources: started.sources,
+                    stream: Box::pin(stream),
+                    prompt_tokens: started.prompt_tokens,
+                })
+            }
+            Err(e) => {
+                held.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A completion once its stream slot is taken: grounding, the reservation (put in
+    /// `held`) and the model call.
+    async fn start_completion(
+        &self,
+        ctx: &TenantContext,
+        input: CompletionInput,
+        model_name: String,
+        model: Arc<dyn ChatModel>,
+        held: &mut Held,
+    ) -> Result<StartedCompletion, ChatError> {
+        let max_tokens = input.max_tokens.unwrap_or(self.settings.max_answer_tokens);
         let mut messages = input.messages;
         let mut sources = Vec::new();
         let mut task = Task::Chat;
@@ -914,9 +1031,7 @@ impl Chat {
             sources = self.search(ctx, &question, g.collections, top_k).await?;
             let locale = Locale::detect(&question);
             let fence = fence();
-            let budget = model
-                .context_window(&model_name)
-                .saturating_sub(input.max_tokens.unwrap_or(self.settings.max_answer_tokens));
+            let budget = model.context_window(&model_name).saturating_sub(max_tokens);
             let counter = |s: &str| model.count_tokens(&model_name, s);
             let others: u32 = messages.iter().map(|m| counter(&m.content) + 4).sum();
             let p = prompt::assemble(
@@ -947,18 +1062,34 @@ impl Chat {
             .map(|m| model.count_tokens(&model_name, &m.content) + 4)
             .sum::<u32>()
             + 3;
+        let reservation = self
+            .ports
+            .meter
+            .reserve(
+                MeterScope {
+                    tenant: ctx.tenant_id(),
+                    actor: Some(ctx.principal()),
+                    model: model_name.clone(),
+                    kind: UsageKind::Chat,
+                    reference: format!("completion:{}", uuid::Uuid::now_v7()),
+                },
+                u64::from(prompt_tokens) + u64::from(max_tokens),
+            )
+            .await?;
+        held.hold(reservation);
         let stream = model
             .stream(ChatRequest {
                 model: model_name.clone(),
                 messages,
                 temperature: input.temperature,
-                max_tokens: input.max_tokens,
+                max_tokens: Some(max_tokens),
                 task,
                 sources: sources.clone(),
             })
             .await?;
-        Ok(Completion {
-            model: model_name,
+        Ok(StartedCompletion {
+            model_name,
+            model,
             sources,
             stream,
             prompt_tokens,
@@ -1019,7 +1150,28 @@ pub(crate) fn fence() -> String {
     id[id.len() - 12..].to_owned()
 }
 
-/// Drives one answer: reads the model, feeds the run, stores the message.
+/// An answer ready to start: its tokens reserved, its question stored.
+struct PreparedAnswer {
+    message_id: MessageId,
+    model: Arc<dyn ChatModel>,
+    model_name: String,
+    request: ChatRequest,
+    sources: Vec<Source>,
+    prompt_tokens: u32,
+    history_kept: usize,
+}
+
+/// A completion whose model call started (its stream not metered yet).
+struct StartedCompletion {
+    model_name: String,
+    model: Arc<dyn ChatModel>,
+    sources: Vec<Source>,
+    stream: ModelStream,
+    prompt_tokens: u32,
+}
+
+/// Drives one answer: reads the model, feeds the run, stores the message, settles the
+/// answer's tokens and gives its stream slot back.
 struct Driver {
     run: Arc<Run>,
     model: Arc<dyn ChatModel>,
@@ -1028,6 +1180,8 @@ struct Driver {
     clock: Arc<dyn Clock>,
     sources: Vec<Source>,
     prompt_tokens: u32,
+    /// The answer's reservation and stream slot.
+    held: Held,
 }
 
 impl Driver {
@@ -1113,6 +1267,10 @@ impl Driver {
                 }
             }
         }
+        // Settled before the end is pushed: a client that sees the end (and asks again) finds
+        // the quota corrected and the slot free. The usage is the one stored (0/0 when the
+        // model failed before any token: a release).
+        self.held.finish(metered::tokens(usage)).await;
         self.run.push(StreamEvent::Citations { citations });
         match failure {
             None => {

@@ -3,12 +3,19 @@
 //! Each builds a prompt with its input fenced as untrusted data, reads the whole answer and,
 //! for the structured tasks, parses it; an answer that does not parse is asked for once more
 //! with a reminder, then reported as [`ChatError::InvalidModelOutput`].
+//!
+//! Every model call of a task is metered (in `Chat::read_all`, the one place they all go
+//! through): the prompt's tokens plus `max_tokens` are reserved before the call, and the
+//! usage the task reports is settled once it ends.
+
+use std::sync::Arc;
 
 use documents::{ChunkId, CollectionId, DocumentId};
 use futures_util::StreamExt as _;
-use kernel::{FieldError, InvalidInput, TenantContext};
+use kernel::{FieldError, InvalidInput, MeterScope, TenantContext, UsageKind};
 
 use crate::citations;
+use crate::metered::{Held, MeteredStream};
 use crate::model::{
     AnalysisTask, ChatRequest, Citation, Locale, PromptMessage, PromptRole, Source, SummaryStyle,
     Task, Usage,
@@ -168,7 +175,8 @@ impl Chat {
     /// Runs one task request and reads the whole answer.
     async fn run_task(
         &self,
-        model: &dyn ChatModel,
+        ctx: &TenantContext,
+        model: &Arc<dyn ChatModel>,
         model_name: &str,
         instruction: &str,
         sources: Vec<Source>,
@@ -215,11 +223,7 @@ impl Chat {
             task,
             sources: p.sources.clone(),
         };
-        let (text, usage) = read_all(model, request).await?;
-        let usage = usage.unwrap_or(Usage {
-            prompt_tokens: p.tokens,
-            completion_tokens: model.count_tokens(model_name, &text),
-        });
+        let (text, usage) = self.read_all(ctx, model, request, p.tokens).await?;
         Ok((text, p.sources, usage))
     }
 
@@ -238,7 +242,8 @@ impl Chat {
         let (name, adapter) = self.resolve_model(ctx.tenant_id(), model).await?;
         let (text, _, usage) = self
             .run_task(
-                adapter.as_ref(),
+                ctx,
+                &adapter,
                 &name,
                 style_instruction(style),
                 sources,
@@ -311,12 +316,8 @@ impl Chat {
             },
             sources: p.sources.clone(),
         };
-        let (text, usage) = read_all(adapter.as_ref(), request).await?;
+        let (text, usage) = self.read_all(ctx, &adapter, request, p.tokens).await?;
         let (citations, _) = citations::verify(&text, &p.sources);
-        let usage = usage.unwrap_or(Usage {
-            prompt_tokens: p.tokens,
-            completion_tokens: adapter.count_tokens(&name, &text),
-        });
         Ok(TextAnswer {
             text,
             citations,
@@ -361,7 +362,8 @@ impl Chat {
             };
             let (text, _, usage) = self
                 .run_task(
-                    adapter.as_ref(),
+                    ctx,
+                    &adapter,
                     &name,
                     &ask,
                     sources.clone(),
@@ -426,7 +428,8 @@ impl Chat {
             };
             let (text, _, usage) = self
                 .run_task(
-                    adapter.as_ref(),
+                    ctx,
+                    &adapter,
                     &name,
                     &ask,
                     sources.clone(),
@@ -451,21 +454,84 @@ impl Chat {
     }
 }
 
-/// The whole answer of one model call, and its usage when the model reported it.
-async fn read_all(
-    model: &dyn ChatModel,
-    request: ChatRequest,
-) -> Result<(String, Option<Usage>), ChatError> {
-    let mut stream = model.stream(request).await?;
-    let mut text = String::new();
-    let mut usage = None;
-    while let Some(e) = stream.next().await {
-        match e? {
-            ModelEvent::Delta(t) => text.push_str(&t),
-            ModelEvent::Usage(u) => usage = Some(u),
+impl Chat {
+    /// The whole answer of one task's model call and its usage: the model's when it reported
+    /// it, else `prompt_tokens` and the answer counted.
+    ///
+    /// Metered: `prompt_tokens` plus the request's `max_tokens` are reserved for the
+    /// caller's organization before the model is called (refused: [`ChatError::Metering`]);
+    /// the answered usage is settled when the call ends, what was produced when it breaks or
+    /// this future is dropped, nothing when the model fails before its first token.
+    async fn read_all(
+        &self,
+        ctx: &TenantContext,
+        model: &Arc<dyn ChatModel>,
+        request: ChatRequest,
+        prompt_tokens: u32,
+    ) -> Result<(String, Usage), ChatError> {
+        let model_name = request.model.clone();
+        let max_tokens = request
+            .max_tokens
+            .unwrap_or(self.settings.max_answer_tokens);
+        let reservation = self
+            .ports
+            .meter
+            .reserve(
+                MeterScope {
+                    tenant: ctx.tenant_id(),
+                    actor: Some(ctx.principal()),
+                    model: model_name.clone(),
+                    kind: UsageKind::Chat,
+                    reference: format!("{}:{}", task_name(&request.task), uuid::Uuid::now_v7()),
+                },
+                u64::from(prompt_tokens) + u64::from(max_tokens),
+            )
+            .await?;
+        let held = Held::new(self.ports.meter.clone()).with_reservation(reservation);
+        let stream = match model.stream(request).await {
+            Ok(s) => s,
+            Err(e) => {
+                held.release().await;
+                return Err(e.into());
+            }
+        };
+        let mut stream = MeteredStream::new(
+            stream,
+            model.clone(),
+            model_name.clone(),
+            prompt_tokens,
+            held,
+        );
+        let mut text = String::new();
+        let mut usage = None;
+        while let Some(e) = stream.next().await {
+            match e {
+                Ok(ModelEvent::Delta(t)) => text.push_str(&t),
+                Ok(ModelEvent::Usage(u)) => usage = Some(u),
+                Err(e) => {
+                    stream.settle_now().await;
+                    return Err(e.into());
+                }
+            }
         }
+        // The stream settled this same usage when it ended.
+        let usage = usage.unwrap_or(Usage {
+            prompt_tokens,
+            completion_tokens: model.count_tokens(&model_name, &text),
+        });
+        Ok((text, usage))
     }
-    Ok((text, usage))
+}
+
+/// What a task is called in the usage ledger's references (`summarize:<uuid>`…).
+fn task_name(task: &Task) -> &'static str {
+    match task {
+        Task::Chat => "chat",
+        Task::Answer { .. } => "qa",
+        Task::Summarize { .. } => "summarize",
+        Task::Mindmap { .. } => "mindmap",
+        Task::Analyze { .. } => "analyze",
+    }
 }
 
 fn rename(e: InvalidInput, field: &str) -> InvalidInput {

@@ -10,7 +10,10 @@ use documents::{
     ChunkId, ChunkIndexer, Collection, CollectionId, CollectionRepository, Document, DocumentId,
     IndexFailure, NewChunk,
 };
-use kernel::{Clock, FieldError, InvalidInput, TenantContext, TenantId};
+use kernel::{
+    Clock, FieldError, InvalidInput, Meter, MeterError, MeterScope, Principal, TenantContext,
+    TenantId, Tokens, UsageKind,
+};
 use tracing::Instrument as _;
 
 use crate::model::{
@@ -47,6 +50,10 @@ pub enum RetrievalError {
     /// The embedding provider refused the input.
     #[error("{0}")]
     Rejected(String),
+    /// Metering refused the call (the organization's token quota is used up) or could not be
+    /// reached; the provider was not called.
+    #[error(transparent)]
+    Metering(#[from] MeterError),
     /// Storage failed.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -58,6 +65,15 @@ impl From<IndexError> for RetrievalError {
     }
 }
 
+impl From<MeteredEmbedError> for RetrievalError {
+    fn from(e: MeteredEmbedError) -> Self {
+        match e {
+            MeteredEmbedError::Metering(e) => RetrievalError::Metering(e),
+            MeteredEmbedError::Embed(e) => e.into(),
+        }
+    }
+}
+
 impl From<EmbedError> for RetrievalError {
     fn from(e: EmbedError) -> Self {
         match e {
@@ -66,6 +82,32 @@ impl From<EmbedError> for RetrievalError {
             EmbedError::Unknown(e) => RetrievalError::Unknown(e.context("embedding")),
         }
     }
+}
+
+/// Tokens an embedding call of `texts` is expected to cost: a third of their UTF-8 bytes
+/// plus one per text.
+///
+/// Only an estimate, reserved against the quota before the provider is called; the
+/// reservation is corrected to the provider's own count when it is settled.
+#[must_use]
+pub fn estimated_embedding_tokens(texts: &[String]) -> u64 {
+    texts
+        .iter()
+        .map(|t| {
+            u64::try_from(t.len() / 3)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1)
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Why a metered embedding call failed.
+#[derive(Debug)]
+enum MeteredEmbedError {
+    /// The reservation was refused or metering is down: the provider was not called.
+    Metering(MeterError),
+    /// The provider failed (the reservation was released).
+    Embed(EmbedError),
 }
 
 /// The embedding models of this deployment: the default (new collections, queries of the
@@ -145,6 +187,9 @@ pub struct RetrievalPorts {
     pub embedders: Embedders,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Token quotas and the usage ledger: every embedding call is reserved before the
+    /// provider is called and settled to its count afterwards.
+    pub meter: Arc<dyn Meter>,
 }
 
 impl RetrievalPorts {
@@ -180,17 +225,65 @@ impl RetrievalPorts {
             })
     }
 
+    /// Embeds `texts` with `embedder`, metered: reserves [`estimated_embedding_tokens`]
+    /// for `tenant` first, then settles to the provider's count, or releases the
+    /// reservation when the provider fails.
+    async fn embed_metered(
+        &self,
+        embedder: &dyn Embedder,
+        texts: &[String],
+        tenant: TenantId,
+        actor: Option<Principal>,
+        reference: String,
+    ) -> Result<Embeddings, MeteredEmbedError> {
+        let scope = MeterScope {
+            tenant,
+            actor,
+            model: embedder.model().name().to_owned(),
+            kind: UsageKind::Embedding,
+            reference,
+        };
+        let reservation = self
+            .meter
+            .reserve(scope, estimated_embedding_tokens(texts))
+            .await
+            .map_err(MeteredEmbedError::Metering)?;
+        match embedder.embed(texts).await {
+            Ok(embedded) => {
+                let used = Tokens {
+                    prompt: embedded.tokens,
+                    completion: 0,
+                };
+                self.meter.settle(reservation, used).await;
+                Ok(embedded)
+            }
+            Err(e) => {
+                self.meter.release(reservation).await;
+                Err(MeteredEmbedError::Embed(e))
+            }
+        }
+    }
+
+    /// Embeds chunks into `space` (background work billed to the space's tenant, with
+    /// `reference` in the usage ledger); answers the tokens the provider counted.
     async fn embed_into(
         &self,
         space: &Space,
         chunks: &[(ChunkId, DocumentId, &str)],
+        reference: String,
     ) -> Result<u64, IndexFailure> {
         if chunks.is_empty() {
             return Ok(0);
         }
         let embedder = self.embedder(&space.model).map_err(index_failure)?;
         let texts: Vec<String> = chunks.iter().map(|(_, _, t)| (*t).to_owned()).collect();
-        let embedded = embedder.embed(&texts).await.map_err(index_failure)?;
+        let embedded = self
+            .embed_metered(embedder.as_ref(), &texts, space.tenant_id, None, reference)
+            .await
+            .map_err(|e| match e {
+                MeteredEmbedError::Metering(e) => metering_failure(e),
+                MeteredEmbedError::Embed(e) => index_failure(e),
+            })?;
         if embedded.vectors.len() != chunks.len() {
             return Err(IndexFailure::Transient(format!(
                 "the embedder answered {} vectors for {} inputs",
@@ -212,6 +305,24 @@ impl RetrievalPorts {
             .await
             .map_err(|e| IndexFailure::Transient(format!("vector index: {e}")))?;
         Ok(embedded.tokens)
+    }
+}
+
+/// A refused or failed reservation of background indexing: a used-up quota fails the job for
+/// good (it will not pass before the period ends), anything else may pass on a retry.
+fn metering_failure(e: MeterError) -> IndexFailure {
+    match e {
+        MeterError::QuotaExceeded { resets_at, .. } => {
+            let resets_at = resets_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| resets_at.to_string());
+            IndexFailure::Permanent(format!(
+                "the organization's monthly token quota is used up until {resets_at}"
+            ))
+        }
+        e @ (MeterError::TooManyStreams { .. } | MeterError::Unavailable(_)) => {
+            IndexFailure::Transient(format!("metering: {:#}", anyhow::Error::new(e)))
+        }
     }
 }
 
@@ -244,12 +355,16 @@ impl Retrieval {
 
     /// Embeds `inputs` with `model` (the default when `None`).
     ///
+    /// The call is metered: billed to the caller's organization (reserved before the
+    /// provider is called).
+    ///
     /// # Errors
-    /// [`RetrievalError::Invalid`] on the inputs or an unknown model; the provider's refusal
-    /// or unavailability.
+    /// [`RetrievalError::Invalid`] on the inputs or an unknown model;
+    /// [`RetrievalError::Metering`] when the quota is used up (nothing was called); the
+    /// provider's refusal or unavailability.
     pub async fn embed(
         &self,
-        _ctx: &TenantContext,
+        ctx: &TenantContext,
         inputs: &[String],
         model: Option<&str>,
     ) -> Result<(EmbeddingModel, Embeddings), RetrievalError> {
@@ -300,15 +415,28 @@ impl Retrieval {
         let Some(embedder) = embedder.filter(|_| errors.is_empty()) else {
             return Err(InvalidInput(errors).into());
         };
-        let embedded = embedder.embed(inputs).await?;
+        let embedded = self
+            .ports
+            .embed_metered(
+                embedder.as_ref(),
+                inputs,
+                ctx.tenant_id(),
+                Some(ctx.principal()),
+                format!("embeddings:{}", uuid::Uuid::now_v7()),
+            )
+            .await?;
         Ok((embedder.model().clone(), embedded))
     }
 
     /// Searches the tenant's chunks.
     ///
+    /// Vector and hybrid modes embed the query (once per model), metered: billed to the
+    /// caller's organization.
+    ///
     /// # Errors
     /// [`RetrievalError::NotFound`] when a named collection is not the tenant's; the
-    /// provider's errors (vector and hybrid modes embed the query); storage failures.
+    /// provider's errors and [`RetrievalError::Metering`] (vector and hybrid modes embed the
+    /// query); storage failures.
     pub async fn search(
         &self,
         ctx: &TenantContext,
@@ -361,10 +489,13 @@ impl Retrieval {
         // from an index cache) or `min_score` leave fewer than k.
         let mut depth = (k * 3).clamp(30, 150);
         // The query's vector per model, kept across rounds: a deeper round embeds nothing again.
-        let mut query_vectors = HashMap::new();
+        let mut query_vectors = QueryVectors {
+            reference: format!("search:{}", uuid::Uuid::now_v7()),
+            by_model: HashMap::new(),
+        };
         loop {
             let ranked = self
-                .rank(tenant, query, depth, allow.as_deref(), &mut query_vectors)
+                .rank(ctx, query, depth, allow.as_deref(), &mut query_vectors)
                 .await?;
             let exhausted = ranked.len() < depth;
             let hits = self.hydrate(tenant, &ranked, query).await?;
@@ -377,14 +508,15 @@ impl Retrieval {
 
     async fn rank(
         &self,
-        tenant: TenantId,
+        ctx: &TenantContext,
         query: &SearchQuery,
         depth: usize,
         allow: Option<&[DocumentId]>,
-        query_vectors: &mut HashMap<EmbeddingModel, Vec<f32>>,
+        query_vectors: &mut QueryVectors,
     ) -> Result<Vec<Candidate>, RetrievalError> {
+        let tenant = ctx.tenant_id();
         let vector = if matches!(query.mode, SearchMode::Vector | SearchMode::Hybrid) {
-            self.vector_candidates(tenant, query, depth, allow, query_vectors)
+            self.vector_candidates(ctx, query, depth, allow, query_vectors)
                 .await?
         } else {
             Vec::new()
@@ -412,12 +544,14 @@ impl Retrieval {
 
     async fn vector_candidates(
         &self,
-        tenant: TenantId,
+        ctx: &TenantContext,
         query: &SearchQuery,
         depth: usize,
         allow: Option<&[DocumentId]>,
-        by_model: &mut HashMap<EmbeddingModel, Vec<f32>>,
+        vectors: &mut QueryVectors,
     ) -> Result<Vec<Candidate>, RetrievalError> {
+        let tenant = ctx.tenant_id();
+        let by_model = &mut vectors.by_model;
         let scopes: Option<Vec<Option<CollectionId>>> = query
             .collections
             .as_ref()
@@ -427,7 +561,16 @@ impl Retrieval {
         for space in spaces.iter().filter(|s| s.status == SpaceStatus::Active) {
             if !by_model.contains_key(&space.model) {
                 let embedder = self.ports.embedder(&space.model)?;
-                let mut embedded = embedder.embed(std::slice::from_ref(&query.text)).await?;
+                let mut embedded = self
+                    .ports
+                    .embed_metered(
+                        embedder.as_ref(),
+                        std::slice::from_ref(&query.text),
+                        tenant,
+                        Some(ctx.principal()),
+                        vectors.reference.clone(),
+                    )
+                    .await?;
                 let vector = embedded.vectors.pop().ok_or_else(|| {
                     RetrievalError::Unknown(anyhow::anyhow!("the embedder answered no vector"))
                 })?;
@@ -477,6 +620,13 @@ impl Retrieval {
             })
             .collect())
     }
+}
+
+/// The query's vector per model, kept across the rounds of one search, and the ledger
+/// reference its embedding calls share.
+struct QueryVectors {
+    reference: String,
+    by_model: HashMap<EmbeddingModel, Vec<f32>>,
 }
 
 /// Best first; ties by chunk id, so equal scores come out in a stable order.
@@ -600,7 +750,9 @@ impl ChunkIndexer for Indexer {
             .map(|c| (c.id, document.id, c.draft.text.as_str()))
             .collect();
         for space in &spaces {
-            self.ports.embed_into(space, &items).await?;
+            self.ports
+                .embed_into(space, &items, format!("document:{}", document.id))
+                .await?;
         }
         Ok(())
     }
@@ -626,7 +778,9 @@ impl ChunkIndexer for Indexer {
                 .map(|c| (c.id, document.id, c.draft.text.as_str()))
                 .collect();
             for part in items.chunks(self.batch.max(1)) {
-                self.ports.embed_into(space, part).await?;
+                self.ports
+                    .embed_into(space, part, format!("document:{}", document.id))
+                    .await?;
             }
         }
         self.ports
@@ -807,7 +961,7 @@ impl Reembedder {
                 .collect();
             for part in items.chunks(self.batch.max(1)) {
                 self.ports
-                    .embed_into(&space, part)
+                    .embed_into(&space, part, format!("reembed:{}", space.id))
                     .await
                     .map_err(|e| anyhow::anyhow!("re-embedding: {e}"))?;
                 embedded += part.len();
@@ -858,6 +1012,40 @@ mod tests {
         let first_in_both = fuse(&[&[a], &[a]]);
         assert!((first_in_both[0].score - 1.0).abs() < 1e-6);
         assert!(fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0));
+    }
+
+    #[test]
+    fn embedding_estimates_count_a_third_of_the_bytes_plus_one_per_text() {
+        assert_eq!(estimated_embedding_tokens(&[]), 0);
+        let texts = vec![String::new(), "abcdefg".to_owned(), "سلام".to_owned()];
+        // 0/3 + 1, 7/3 + 1, 8 bytes / 3 + 1.
+        assert_eq!(estimated_embedding_tokens(&texts), 1 + 3 + 3);
+    }
+
+    #[test]
+    fn a_used_up_quota_fails_indexing_for_good_and_the_rest_for_now() {
+        let resets_at = time::macros::datetime!(2026-12-01 00:00:00 UTC);
+        let quota = metering_failure(MeterError::QuotaExceeded {
+            resets_at,
+            limit: 10,
+            used: 10,
+        });
+        match quota {
+            IndexFailure::Permanent(m) => assert_eq!(
+                m,
+                "the organization's monthly token quota is used up until 2026-12-01T00:00:00Z"
+            ),
+            IndexFailure::Transient(m) => panic!("transient: {m}"),
+        }
+        let down = metering_failure(MeterError::Unavailable(anyhow::anyhow!("redis is down")));
+        match down {
+            IndexFailure::Transient(m) => assert!(m.contains("redis is down"), "{m}"),
+            IndexFailure::Permanent(m) => panic!("permanent: {m}"),
+        }
+        assert!(matches!(
+            metering_failure(MeterError::TooManyStreams { limit: 2 }),
+            IndexFailure::Transient(_)
+        ));
     }
 
     #[test]

@@ -424,6 +424,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
             vec![],
         ),
         clock: Arc::new(SystemClock),
+        meter: Arc::new(kernel::metering::Unmetered),
     });
     let ctx = TenantContext::new(tenant, Principal::User(UserId::new()), Role::Member);
     let mut report = Vec::new();
