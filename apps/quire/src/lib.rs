@@ -34,6 +34,7 @@ pub use worker::{Wake, Work, WorkerPool};
 ///
 /// # Errors
 /// As [`accounts_from_settings`].
+#[allow(clippy::too_many_arguments)]
 pub async fn services(
     settings: &Settings,
     store: &SqlStore,
@@ -41,6 +42,7 @@ pub async fn services(
     clock: Arc<dyn Clock>,
     documents: &DocumentPorts,
     retrieval: &RetrievalPorts,
+    billing: Arc<billing::Billing>,
     wake: Arc<Wake>,
 ) -> anyhow::Result<api::Services> {
     let mailer = mailer_from_settings(settings, store)?;
@@ -67,6 +69,7 @@ pub async fn services(
                 collections.clone(),
             )),
             clock: clock.clone(),
+            meter: billing.clone(),
         },
         chat_settings(settings),
     ));
@@ -76,14 +79,15 @@ pub async fn services(
         documents,
         retrieval,
         chat,
+        billing,
         chat_answer_timeout_secs: c.answer_timeout_secs,
+        chat_max_answer_tokens: c.max_answer_tokens,
         ws: api::WsSettings {
             idle_timeout: Duration::from_secs(c.ws_idle_timeout_secs),
             ping_interval: Duration::from_secs(c.ws_ping_secs),
             max_frame_bytes: c.ws_max_frame_bytes,
             allowed_origins: c.ws_allowed_origins.clone(),
         },
-        auth_attempts_per_ip: settings.auth.attempts_per_ip_per_minute,
         accounts,
         orgs: Arc::new(tenancy::Organizations::new(
             sql(),
@@ -298,6 +302,7 @@ pub async fn retrieval_ports(
     settings: &Settings,
     store: &SqlStore,
     clock: Arc<dyn Clock>,
+    meter: Arc<dyn kernel::Meter>,
 ) -> anyhow::Result<RetrievalPorts> {
     let sql = Arc::new(store.clone());
     Ok(RetrievalPorts {
@@ -308,7 +313,52 @@ pub async fn retrieval_ports(
         collections: sql,
         embedders: embedders(settings)?,
         clock,
+        meter,
     })
+}
+
+/// Billing over the SQL ledger, the organizations' plans and the cache: the meter chat and
+/// retrieval call, and the usage, plan and rate-limit use cases.
+#[must_use]
+pub fn billing_from_settings(
+    settings: &Settings,
+    store: &SqlStore,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+) -> Arc<billing::Billing> {
+    let b = &settings.billing;
+    let r = &settings.rate_limits;
+    let budgets = [
+        (billing::RateClass::Chat, r.chat),
+        (billing::RateClass::Embeddings, r.embeddings),
+        (billing::RateClass::Upload, r.upload),
+        (
+            billing::RateClass::Auth,
+            billing::RateBudget {
+                per_ip: settings.auth.attempts_per_ip_per_minute,
+                ..billing::RateBudget::default()
+            },
+        ),
+    ];
+    Arc::new(billing::Billing::new(
+        billing::BillingPorts {
+            ledger: Arc::new(store_sql::SqlUsageLedger::new(store)),
+            plans_of: Arc::new(billing::plans::OrganizationPlans(Arc::new(store.clone()))),
+            cache,
+            clock,
+        },
+        billing::BillingSettings {
+            prices: billing::Prices::with(b.prices.clone()),
+            plans: billing::Plans::new(b.plans.clone()),
+            fallback_plan: b.fallback_plan.clone(),
+            quota_counter_ttl: Duration::from_secs(b.quota_counter_secs),
+            stream_slot_ttl: Duration::from_secs(b.stream_slot_secs),
+            rate_limits: billing::RateLimits {
+                window: Duration::from_secs(r.window_secs),
+                budgets: budgets.into_iter().collect(),
+            },
+        },
+    ))
 }
 
 /// Everything a worker runs: ingestion and re-embedding, over ports from the settings.
@@ -319,8 +369,9 @@ pub async fn pipelines(
     settings: &Settings,
     store: &SqlStore,
     clock: Arc<dyn Clock>,
+    meter: Arc<dyn kernel::Meter>,
 ) -> anyhow::Result<(DocumentPorts, RetrievalPorts, Work)> {
-    let retrieval = retrieval_ports(settings, store, clock.clone()).await?;
+    let retrieval = retrieval_ports(settings, store, clock.clone(), meter).await?;
     let indexer = Arc::new(retrieval::Indexer::new(retrieval.clone()));
     let documents = document_ports(settings, store, clock, indexer)?;
     let work = Work {
@@ -543,7 +594,9 @@ impl Application {
             }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
-        let (ports, retrieval, work) = pipelines(&settings, &store, clock.clone()).await?;
+        let billing = billing_from_settings(&settings, &store, cache.clone(), clock.clone());
+        let (ports, retrieval, work) =
+            pipelines(&settings, &store, clock.clone(), billing.clone()).await?;
         let wake = Arc::new(Wake::default());
         let services = services(
             &settings,
@@ -552,6 +605,7 @@ impl Application {
             clock,
             &ports,
             &retrieval,
+            billing,
             wake.clone(),
         )
         .await?;

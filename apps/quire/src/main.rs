@@ -222,7 +222,9 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     if settings.database.migrate_on_start {
         store.migrate().await?;
     }
-    let (_, _, work) = quire::pipelines(&settings, &store, clock).await?;
+    let (cache, _) = quire::cache_from_settings(&settings)?;
+    let billing = quire::billing_from_settings(&settings, &store, cache, clock.clone());
+    let (_, _, work) = quire::pipelines(&settings, &store, clock, billing).await?;
     let count = workers.unwrap_or(settings.documents.workers).max(1);
     let pool = quire::WorkerPool::start(
         work,

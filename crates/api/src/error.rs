@@ -16,15 +16,11 @@ use utoipa::ToSchema;
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-tokio::task_local! {
-    /// The id of the request being served (set by the edge middleware).
-    pub(crate) static REQUEST_ID: String;
-}
-
-/// The id of the request this task serves, if any.
+/// The id of the request this task serves, if any (set by the edge middleware through
+/// [`kernel::metering::with_request_id`], so the usage ledger sees it too).
 #[must_use]
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    kernel::metering::request_id()
 }
 
 /// A problem document (RFC 9457) with Quire's `code`, `request_id` and field `errors`.
@@ -42,13 +38,16 @@ pub struct Problem {
     /// A stable machine string: `validation_failed`, `unauthenticated`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `conflict`, `rate_limited`, `quota_exceeded`,
     /// `payload_too_large`, `unsupported_media_type`, `provider_unavailable`, `timeout`,
-    /// `internal`.
+    /// `unavailable` (metering could not be reached), `internal`.
     pub code: String,
     /// The request's id (also in the `X-Request-ID` header).
     pub request_id: String,
     /// Field-level errors, for `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
+    /// When the monthly quota starts again (RFC 3339), for `quota_exceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
 }
 
 /// One field that failed validation.
@@ -107,6 +106,16 @@ pub enum ApiError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
     },
+    /// 402: the organization's monthly token quota would be passed.
+    #[error("the organization's monthly token quota is used up; it resets at {}", rfc3339(*resets_at))]
+    QuotaExceeded {
+        /// When the quota period starts again.
+        resets_at: time::OffsetDateTime,
+    },
+    /// 503: metering (the quota counter or the ledger) could not be reached; nothing was
+    /// called.
+    #[error("usage metering is unavailable; try again shortly")]
+    MeteringUnavailable,
     /// 503: the handler did not answer within the request timeout.
     #[error("the request took too long")]
     Timeout,
@@ -116,6 +125,28 @@ pub enum ApiError {
     /// 500: anything unexpected. The chain is logged; the client sees an opaque body.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+impl From<kernel::MeterError> for ApiError {
+    fn from(e: kernel::MeterError) -> Self {
+        use kernel::MeterError as M;
+        match e {
+            M::QuotaExceeded { resets_at, .. } => ApiError::QuotaExceeded { resets_at },
+            // A stream slot frees when an answer ends: a second is a fair wait.
+            M::TooManyStreams { .. } => ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            M::Unavailable(e) => {
+                tracing::error!(error = %Chain(e.as_ref()), "metering is unavailable");
+                ApiError::MeteringUnavailable
+            }
+        }
+    }
 }
 
 impl From<documents::DocumentsError> for ApiError {
@@ -148,6 +179,7 @@ impl From<retrieval::RetrievalError> for ApiError {
                 ApiError::ProviderUnavailable(m)
             }
             R::Rejected(m) => ApiError::Validation(vec![FieldError::new("input", m)]),
+            R::Metering(e) => ApiError::from(e),
             R::Unknown(e) => ApiError::Internal(e),
         }
     }
@@ -173,6 +205,7 @@ impl From<chat::ChatError> for ApiError {
             C::ProviderRejected(m) => ApiError::Validation(vec![FieldError::new("messages", m)]),
             C::InvalidModelOutput(m) => ApiError::ProviderUnavailable(m),
             C::Cancelled => ApiError::ProviderUnavailable("the answer was cancelled".to_owned()),
+            C::Metering(e) => ApiError::from(e),
             C::Unknown(e) => ApiError::Internal(e),
         }
     }
@@ -237,6 +270,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
+            ApiError::MeteringUnavailable => "unavailable",
             ApiError::Timeout => "timeout",
             ApiError::ProviderUnavailable(_) => "provider_unavailable",
             ApiError::Internal(_) => "internal",
@@ -286,6 +321,16 @@ pub fn problem_response(
     detail: String,
     errors: Option<Vec<ProblemField>>,
 ) -> HttpResponse {
+    problem_with(status, code, detail, errors, None)
+}
+
+fn problem_with(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<Vec<ProblemField>>,
+    resets_at: Option<String>,
+) -> HttpResponse {
     let body = Problem {
         type_: format!("urn:quire:problem:{code}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -294,6 +339,7 @@ pub fn problem_response(
         code: code.to_owned(),
         request_id: current_request_id().unwrap_or_default(),
         errors,
+        resets_at,
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     HttpResponse::build(status)
@@ -330,7 +376,8 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Timeout | ApiError::MeteringUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -356,7 +403,17 @@ impl ResponseError for ApiError {
             }
             _ => None,
         };
-        let mut res = problem_response(self.status_code(), self.code(), self.detail(), errors);
+        let resets_at = match self {
+            ApiError::QuotaExceeded { resets_at } => Some(rfc3339(*resets_at)),
+            _ => None,
+        };
+        let mut res = problem_with(
+            self.status_code(),
+            self.code(),
+            self.detail(),
+            errors,
+            resets_at,
+        );
         match self {
             ApiError::MethodNotAllowed(allow) => {
                 if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {

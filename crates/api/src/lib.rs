@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
 mod metrics;
 mod middleware;
 pub mod openapi;
@@ -63,6 +64,7 @@ pub fn build_app(
             }
         })
         .default_service(web::to(routes::fallback))
+        .wrap(actix_web::middleware::from_fn(limits::headers))
         .wrap(actix_web::middleware::from_fn(middleware::timeout))
         .wrap(actix_web::middleware::Compress::default())
         .wrap(cors)

@@ -20,7 +20,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use tracing::Instrument as _;
 
-use crate::error::{self, ApiError, PROBLEM_JSON, REQUEST_ID};
+use crate::error::{self, ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 
 /// The request id header.
@@ -171,15 +171,14 @@ pub async fn edge(
         route = tracing::field::Empty,
     );
     let started = Instant::now();
-    let result = REQUEST_ID
-        .scope(request_id.clone(), async move {
-            match next.call(req).await {
-                Ok(res) => Ok(ensure_problem(res.map_into_boxed_body())),
-                Err(e) => Err(render(&e)),
-            }
-        })
-        .instrument(span.clone())
-        .await;
+    let result = kernel::metering::with_request_id(request_id.clone(), async move {
+        match next.call(req).await {
+            Ok(res) => Ok(ensure_problem(res.map_into_boxed_body())),
+            Err(e) => Err(render(&e)),
+        }
+    })
+    .instrument(span.clone())
+    .await;
     let id_header = HeaderValue::from_str(&request_id).ok();
     let (status, route, result) = match result {
         Ok(mut res) => {
@@ -305,10 +304,12 @@ pub fn cors(origins: &[String]) -> Cors {
 }
 
 /// The per-address budget of the credential routes (sign-in, registration, refresh, codes,
-/// resets): a fixed one-minute window in the cache port, shared by every server. Sends
-/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every answer, and 429
-/// `rate_limited` with `Retry-After` once the budget is spent. Runs before the handler, so
-/// before any password is hashed.
+/// resets): billing's `auth` rate-limit class (`auth.attempts_per_ip_per_minute` per window),
+/// counted in the cache port and shared by every server. Sends `RateLimit-Limit`,
+/// `RateLimit-Remaining` and `RateLimit-Reset` on every answer, and 429 `rate_limited` with
+/// `Retry-After` once the budget is spent. Runs before the handler, so before any password is
+/// hashed. Unlike the other classes it fails closed: a credential route is not answered while
+/// the limiter cannot count.
 pub async fn auth_rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -319,56 +320,47 @@ pub async fn auth_rate_limit(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let limit = i64::from(state.auth_attempts_per_ip);
     let ip = crate::auth::client_ip(req.request());
-    let key = kernel::cache::CacheKey::global("auth-ip", &[&ip]);
-    let counter = state
-        .cache
-        .increment(&key, 1, Duration::from_secs(60))
+    let decision = state
+        .billing
+        .check_rate(
+            billing::RateClass::Auth,
+            &[billing::RateSubject::Ip(ip.clone())],
+        )
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the rate limiter")))?;
-    let reset = kernel::clock::whole_secs_up(counter.ttl);
-    let headers = [
-        ("ratelimit-limit", limit.to_string()),
-        (
-            "ratelimit-remaining",
-            (limit - counter.value).max(0).to_string(),
-        ),
-        ("ratelimit-reset", reset.to_string()),
-    ];
-    let mut res = if counter.value > limit {
-        let ua = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        kernel::audit::record(
-            &*state.audit,
-            kernel::AuditEvent {
-                at: time::OffsetDateTime::now_utc(),
-                action: "auth.throttled",
-                actor: None,
-                tenant: None,
-                target: Some("address limit".to_owned()),
-                client: kernel::ClientInfo::new(ip, ua.as_deref()),
-            },
-        )
-        .await;
-        let (http_req, _) = req.into_parts();
-        ServiceResponse::new(
-            http_req,
-            ApiError::RateLimited {
-                retry_after_secs: reset.max(1),
-            }
-            .error_response(),
-        )
-    } else {
-        next.call(req).await?.map_into_boxed_body()
-    };
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            res.headers_mut().insert(HeaderName::from_static(name), v);
+    let mut res = match decision {
+        Some(d) if !d.allowed => {
+            let ua = req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            kernel::audit::record(
+                &*state.audit,
+                kernel::AuditEvent {
+                    at: time::OffsetDateTime::now_utc(),
+                    action: "auth.throttled",
+                    actor: None,
+                    tenant: None,
+                    target: Some("address limit".to_owned()),
+                    client: kernel::ClientInfo::new(ip, ua.as_deref()),
+                },
+            )
+            .await;
+            let (http_req, _) = req.into_parts();
+            ServiceResponse::new(
+                http_req,
+                ApiError::RateLimited {
+                    retry_after_secs: kernel::clock::whole_secs_up(d.reset).max(1),
+                }
+                .error_response(),
+            )
         }
+        _ => next.call(req).await?.map_into_boxed_body(),
+    };
+    if let Some(d) = decision {
+        crate::limits::set_headers(res.headers_mut(), &d);
     }
     Ok(res)
 }

@@ -29,7 +29,8 @@ use crate::error::{Problem, ProblemField};
         (name = "documents", description = "Collections, uploads, chunks and ingestion jobs"),
         (name = "retrieval", description = "Search (hybrid, vector, keyword), embeddings and plain-text ingestion"),
         (name = "chat", description = "Sessions, streamed cited answers (SSE and WebSocket), feedback and assistants"),
-        (name = "ai", description = "OpenAI-compatible completions, models and embeddings; summaries, Q&A, mind maps, analysis")
+        (name = "ai", description = "OpenAI-compatible completions, models and embeddings; summaries, Q&A, mind maps, analysis"),
+        (name = "billing", description = "Usage (by kind, model and user), estimates and the plan with its monthly token quota")
     )
 )]
 struct ApiDoc;

@@ -36,10 +36,12 @@ pub struct AppState {
     pub retrieval: Arc<retrieval::Retrieval>,
     /// Chat, completions and AI tasks.
     pub chat: Arc<chat::Chat>,
-    /// Credential-route attempts per client address per minute (`auth_rate_limit`).
-    pub auth_attempts_per_ip: u32,
+    /// Usage, plans, quotas and rate limits.
+    pub billing: Arc<billing::Billing>,
     /// Seconds a non-streamed answer may take (`chat.answer_timeout_secs`).
     pub chat_answer_timeout_secs: u64,
+    /// Tokens an answer may take unless a request says (`chat.max_answer_tokens`).
+    pub chat_max_answer_tokens: u32,
     /// WebSocket limits and origins.
     pub ws: WsSettings,
     /// Components checked by `/health/ready` (database, cache; later the provider).
@@ -101,10 +103,12 @@ pub struct Services {
     pub retrieval: Arc<retrieval::Retrieval>,
     /// Chat, completions and AI tasks.
     pub chat: Arc<chat::Chat>,
-    /// Credential-route attempts per client address per minute (`auth_rate_limit`).
-    pub auth_attempts_per_ip: u32,
+    /// Usage, plans, quotas and rate limits.
+    pub billing: Arc<billing::Billing>,
     /// Seconds a non-streamed answer may take.
     pub chat_answer_timeout_secs: u64,
+    /// Tokens an answer may take unless a request says.
+    pub chat_max_answer_tokens: u32,
     /// WebSocket limits and origins.
     pub ws: WsSettings,
 }
@@ -128,8 +132,9 @@ impl AppState {
             documents,
             retrieval,
             chat,
-            auth_attempts_per_ip,
+            billing,
             chat_answer_timeout_secs,
+            chat_max_answer_tokens,
             ws,
         } = services;
         let hsts_header = http
@@ -150,8 +155,9 @@ impl AppState {
             documents,
             retrieval,
             chat,
-            auth_attempts_per_ip,
+            billing,
             chat_answer_timeout_secs,
+            chat_max_answer_tokens,
             ws,
             components,
             metrics: Arc::new(Metrics::new()),

@@ -21,6 +21,7 @@ use tenancy::Organization;
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
+use crate::limits::{RateLimit, Unlimited};
 use crate::state::AppState;
 
 /// A minimum role, as a type.
@@ -75,20 +76,21 @@ impl Caller {
     }
 }
 
-/// A verified tenant for a caller holding at least role `R`.
+/// A verified tenant for a caller holding at least role `R`, counted against the rate limits
+/// of class `L` (see [`crate::limits`]).
 #[derive(Debug)]
-pub struct Access<R: MinRole> {
+pub struct Access<R: MinRole, L: RateLimit = Unlimited> {
     /// Tenant, principal and role.
     pub ctx: TenantContext,
     /// The organization.
     pub org: Organization,
     /// Who calls.
     pub caller: Caller,
-    _role: PhantomData<R>,
+    _role: PhantomData<(R, L)>,
 }
 
 /// The tenant from `X-Tenant-ID`.
-pub type Tenant<R> = Access<R>;
+pub type Tenant<R, L = Unlimited> = Access<R, L>;
 
 /// The organization from the `{org}` path segment.
 #[derive(Debug)]
@@ -111,11 +113,11 @@ async fn caller(state: &AppState, token: Result<String, ApiError>) -> Result<Cal
     Ok(Caller::User(CurrentUser { user, session }))
 }
 
-pub(crate) async fn resolve<R: MinRole>(
+pub(crate) async fn resolve<R: MinRole, L: RateLimit>(
     state: web::Data<AppState>,
     token: Result<String, ApiError>,
     org: Result<String, ApiError>,
-) -> Result<Access<R>, ApiError> {
+) -> Result<Access<R, L>, ApiError> {
     let caller = caller(&state, token).await?;
     let org = org?;
     let (org, role, principal) = match &caller {
@@ -151,7 +153,7 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))
 }
 
-impl<R: MinRole> FromRequest for Access<R> {
+impl<R: MinRole, L: RateLimit> FromRequest for Access<R, L> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -175,7 +177,15 @@ impl<R: MinRole> FromRequest for Access<R> {
             Some(Ok(v)) => Ok(v),
         };
         let state = state_of(req);
-        Box::pin(async move { resolve(state?, token, org).await })
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state?;
+            let access: Access<R, L> = resolve(state.clone(), token, org).await?;
+            if let Some(class) = L::CLASS {
+                crate::limits::check(&req, &state, class, Some(&access.ctx)).await?;
+            }
+            Ok(access)
+        })
     }
 }
 

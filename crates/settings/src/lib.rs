@@ -5,6 +5,7 @@
 //! `[REDACTED]` and [`Settings::redacted_toml`] prints `"[redacted]"`. Every setting is listed in
 //! `docs/configuration.md`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,43 @@ pub struct Settings {
     pub provider: ProviderSettings,
     /// Chat, completions and the AI tasks.
     pub chat: ChatSettings,
+    /// Plans, prices and quotas.
+    pub billing: BillingSettings,
+    /// Request budgets of the expensive routes.
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Plans, prices and quotas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    /// Plans by name (default `free`, `pro`, `enterprise`); a file or the environment adds
+    /// plans or changes fields of these.
+    pub plans: BTreeMap<String, billing::Plan>,
+    /// The plan used for an organization whose plan is not configured.
+    pub fallback_plan: String,
+    /// Prices per model in micro-units of the currency per million tokens, on top of the
+    /// built-in list (common OpenAI models; local models cost 0).
+    pub prices: BTreeMap<String, billing::Price>,
+    /// Seconds a quota counter lives in the cache before it is rebuilt from the ledger.
+    pub quota_counter_secs: u64,
+    /// Seconds a per-organization stream counter lives from its creation.
+    pub stream_slot_secs: u64,
+}
+
+/// Request budgets of the expensive routes, per fixed window. The credential routes keep
+/// their per-address budget in `auth.attempts_per_ip_per_minute`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// The window's length in seconds.
+    pub window_secs: u64,
+    /// Answers, completions and AI tasks.
+    pub chat: billing::RateBudget,
+    /// Embeddings and search.
+    pub embeddings: billing::RateBudget,
+    /// Uploads and re-indexing.
+    pub upload: billing::RateBudget,
 }
 
 /// Chat, completions and the AI tasks.
@@ -479,6 +517,38 @@ impl Default for Settings {
                 ws_max_frame_bytes: 64 * 1024,
                 ws_allowed_origins: Vec::new(),
             },
+            billing: BillingSettings::default(),
+            rate_limits: RateLimitSettings::default(),
+        }
+    }
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        let plans = billing::Plans::default();
+        Self {
+            plans: plans
+                .names()
+                .into_iter()
+                .filter_map(|n| plans.get(&n).cloned().map(|p| (n, p)))
+                .collect(),
+            fallback_plan: "free".to_owned(),
+            prices: BTreeMap::new(),
+            quota_counter_secs: 3_600,
+            stream_slot_secs: 900,
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let limits = billing::RateLimits::default();
+        let budget = |c| limits.budgets.get(&c).copied().unwrap_or_default();
+        Self {
+            window_secs: limits.window.as_secs(),
+            chat: budget(billing::RateClass::Chat),
+            embeddings: budget(billing::RateClass::Embeddings),
+            upload: budget(billing::RateClass::Upload),
         }
     }
 }
@@ -651,6 +721,23 @@ impl Settings {
                 "chat.ws_idle_timeout_secs and ws_ping_secs must be positive, \
                  ws_max_frame_bytes at least 1024",
             );
+        }
+        let b = &self.billing;
+        if !b.plans.contains_key(&b.fallback_plan) {
+            return bad("billing.fallback_plan must name one of billing.plans");
+        }
+        for name in ["free", "pro", "enterprise"] {
+            if !b.plans.contains_key(name) {
+                return Err(SettingsError::Inconsistent(format!(
+                    "billing.plans must keep the plan {name:?} (organizations start on free)"
+                )));
+            }
+        }
+        if b.quota_counter_secs == 0 || b.stream_slot_secs == 0 {
+            return bad("billing.quota_counter_secs and stream_slot_secs must be positive");
+        }
+        if self.rate_limits.window_secs == 0 {
+            return bad("rate_limits.window_secs must be positive");
         }
         Ok(())
     }

@@ -14,7 +14,8 @@ use kernel::{
 use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
 use crate::ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
 
-/// The plans an organization can be on (limits per plan arrive with billing).
+/// The plans every deployment has (billing's configuration may add more; the HTTP layer checks
+/// a plan name against billing before it is set).
 pub const PLANS: &[&str] = &["free", "pro", "enterprise"];
 
 /// How long a membership lookup is cached (changes invalidate it at once).
@@ -492,8 +493,11 @@ impl Organizations {
 
     /// Changes an organization's plan (platform administrators).
     ///
+    /// `plan` must be one of billing's configured plans (the caller checks it); here it must
+    /// only look like a plan name: 1 to 40 lower-case letters, digits, `-` or `_`.
+    ///
     /// # Errors
-    /// `Invalid` for an unknown plan; `NotFound`.
+    /// `Invalid` for a malformed plan name; `NotFound`.
     pub async fn admin_set_plan(
         &self,
         admin: UserId,
@@ -501,8 +505,16 @@ impl Organizations {
         plan: &str,
         client: &ClientInfo,
     ) -> Result<Organization, TenancyError> {
-        if !PLANS.contains(&plan) {
-            return Err(InvalidInput::field("plan", "must be one of free, pro, enterprise").into());
+        let well_formed = (1..=40).contains(&plan.len())
+            && plan
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(InvalidInput::field(
+                "plan",
+                "must be 1 to 40 lower-case letters, digits, - or _",
+            )
+            .into());
         }
         let org = self
             .orgs

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(update_user)
         .service(list_orgs)
         .service(update_org)
+        .service(admin_usage)
         .service(get_org_models)
         .service(put_org_models)
         .service(audit_log);
@@ -166,6 +167,9 @@ pub struct AdminOrgDto {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
+    /// The plan, limit and use this month (on `PATCH` answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billing: Option<crate::routes::billing::PlanDto>,
 }
 
 impl From<&tenancy::Organization> for AdminOrgDto {
@@ -176,6 +180,7 @@ impl From<&tenancy::Organization> for AdminOrgDto {
             slug: o.slug.as_str().to_owned(),
             plan: o.plan.clone(),
             created_at: o.created_at,
+            billing: None,
         }
     }
 }
@@ -199,15 +204,19 @@ async fn list_orgs(
     })))
 }
 
-/// `PATCH /admin/orgs/{id}`.
+/// `PATCH /admin/orgs/{id}`: at least one field.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPatch {
-    /// `free`, `pro` or `enterprise`.
-    plan: String,
+    /// A configured plan (`free`, `pro`, `enterprise`, or one the configuration adds).
+    plan: Option<String>,
+    /// Tokens a month instead of the plan's; `null` goes back to the plan's.
+    #[serde(default, deserialize_with = "crate::extract::double_option")]
+    #[schema(value_type = Option<u64>)]
+    monthly_token_limit: Option<Option<u64>>,
 }
 
-/// Changes an organization's plan.
+/// Changes an organization's plan and/or its monthly token limit.
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = [])),
@@ -229,16 +238,146 @@ async fn update_org(
     body: Body<OrgPatch>,
 ) -> Result<web::Json<AdminOrgDto>, ApiError> {
     let ValidJson(body) = body?;
-    let org = state
-        .orgs
-        .admin_set_plan(
-            admin.user.id,
-            id(&path, TenantId::parse)?,
-            &body.plan,
-            &client,
+    let tenant = id(&path, TenantId::parse)?;
+    if body.plan.is_none() && body.monthly_token_limit.is_none() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "plan",
+            "give plan, monthly_token_limit or both",
+        )]));
+    }
+    if let Some(plan) = &body.plan {
+        state
+            .billing
+            .check_plan(plan)
+            .map_err(crate::routes::billing::billing_error)?;
+    }
+    let org = match &body.plan {
+        Some(plan) => {
+            state
+                .orgs
+                .admin_set_plan(admin.user.id, tenant, plan, &client)
+                .await?
+        }
+        None => state
+            .orgs
+            .find(&tenant.to_string())
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    };
+    if let Some(limit) = body.monthly_token_limit {
+        state
+            .billing
+            .set_limit_override(org.id, limit)
+            .await
+            .map_err(crate::routes::billing::billing_error)?;
+        kernel::audit::record(
+            &*state.audit,
+            kernel::AuditEvent {
+                at: time::OffsetDateTime::now_utc(),
+                action: "admin.org.quota_changed",
+                actor: Some(admin.user.id),
+                tenant: Some(org.id),
+                target: Some(match limit {
+                    Some(l) => format!("monthly_token_limit={l}"),
+                    None => "monthly_token_limit=plan".to_owned(),
+                }),
+                client: client.clone(),
+            },
         )
-        .await?;
-    Ok(web::Json(AdminOrgDto::from(&org)))
+        .await;
+    } else {
+        // The plan changed: its limits apply from the next call.
+        state
+            .billing
+            .limits_changed(org.id)
+            .await
+            .map_err(crate::routes::billing::billing_error)?;
+    }
+    let status = state
+        .billing
+        .plan_status(org.id)
+        .await
+        .map_err(crate::routes::billing::billing_error)?;
+    let mut dto = AdminOrgDto::from(&org);
+    dto.billing = Some(status.into());
+    Ok(web::Json(dto))
+}
+
+/// One organization's usage, for `/admin/usage`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantUsageDto {
+    /// The organization.
+    org_id: String,
+    /// Its sums.
+    totals: crate::routes::billing::TotalsDto,
+    /// By kind and model.
+    by_model: Vec<crate::routes::billing::ModelUsageDto>,
+}
+
+/// Usage across organizations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUsageDto {
+    /// `24h`, `7d` or `30d`.
+    window: String,
+    /// The window's start.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    since: OffsetDateTime,
+    /// Its end (now).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    until: OffsetDateTime,
+    /// Everything.
+    totals: crate::routes::billing::TotalsDto,
+    /// Per organization, most tokens first.
+    orgs: Vec<TenantUsageDto>,
+}
+
+/// Usage of every organization over a window.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(crate::routes::billing::WindowQuery),
+    responses(
+        (status = 200, body = AdminUsageDto),
+        (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[get("/admin/usage")]
+async fn admin_usage(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    query: web::Query<crate::routes::billing::WindowQuery>,
+) -> Result<web::Json<AdminUsageDto>, ApiError> {
+    let window = query.window()?;
+    let report = state
+        .billing
+        .admin_usage(window)
+        .await
+        .map_err(crate::routes::billing::billing_error)?;
+    Ok(web::Json(AdminUsageDto {
+        window: report.window.as_str().to_owned(),
+        since: report.since,
+        until: report.until,
+        totals: (&report.totals).into(),
+        orgs: report
+            .tenants
+            .iter()
+            .map(|(t, sum, rows)| TenantUsageDto {
+                org_id: t.to_string(),
+                totals: sum.into(),
+                by_model: rows
+                    .iter()
+                    .map(|r| crate::routes::billing::ModelUsageDto {
+                        model: r.model.clone(),
+                        kind: Some(r.kind.as_str().to_owned()),
+                        totals: (&r.totals).into(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
 }
 
 /// An organization's chat-model whitelist.

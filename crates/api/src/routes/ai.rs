@@ -28,6 +28,7 @@ use super::chat::{CitationDto, UsageDto};
 use super::retrieval::{self, EmbeddingsRequest, EmbeddingsResponse};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, ValidJson};
+use crate::limits::{ChatRate, EmbeddingsRate};
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant, Viewer};
 
@@ -603,7 +604,7 @@ async fn collected(
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn completions(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, ChatRate>,
     body: Body<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;
@@ -683,7 +684,7 @@ async fn models(
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn embeddings(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, EmbeddingsRate>,
     body: Body<EmbeddingsRequest>,
 ) -> Result<web::Json<EmbeddingsResponse>, ApiError> {
     let ValidJson(body) = body?;
@@ -759,7 +760,7 @@ pub struct SummaryResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn summarize(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, ChatRate>,
     body: Body<SummarizeRequest>,
 ) -> Result<web::Json<SummaryResponse>, ApiError> {
     let ValidJson(body) = body?;
@@ -818,7 +819,7 @@ pub struct QaResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn qa(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, ChatRate>,
     body: Body<QaRequest>,
 ) -> Result<web::Json<QaResponse>, ApiError> {
     let ValidJson(body) = body?;
@@ -924,7 +925,7 @@ pub struct MindmapResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn mindmap(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, ChatRate>,
     body: Body<MindmapRequest>,
 ) -> Result<web::Json<MindmapResponse>, ApiError> {
     let ValidJson(body) = body?;
@@ -1030,7 +1031,7 @@ pub struct AnalyzeResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn analyze(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, ChatRate>,
     path: web::Path<String>,
     body: Body<AnalyzeRequest>,
 ) -> Result<web::Json<AnalyzeResponse>, ApiError> {

@@ -18,6 +18,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson, collection_ids, double_option};
+use crate::limits::ChatRate;
 use crate::routes::orgs::PageDto;
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant, Viewer};
@@ -458,7 +459,7 @@ fn last_event_id(req: &HttpRequest) -> Option<String> {
 async fn post_message(
     req: HttpRequest,
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, ChatRate>,
     path: web::Path<String>,
     body: Body<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {

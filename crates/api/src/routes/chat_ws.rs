@@ -120,7 +120,14 @@ async fn chat_ws(
                 code: "tenant_required",
                 detail: "name the organization in X-Tenant-ID or ?tenant=".to_owned(),
             })?;
-            Some(crate::tenant::resolve::<Member>(state.clone(), Ok(token), Ok(tenant)).await?)
+            Some(
+                crate::tenant::resolve::<Member, crate::limits::Unlimited>(
+                    state.clone(),
+                    Ok(token),
+                    Ok(tenant),
+                )
+                .await?,
+            )
         }
         None => None,
     };
@@ -133,7 +140,8 @@ async fn chat_ws(
         .max_frame_size(state.ws.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(state.ws.max_frame_bytes);
-    actix_web::rt::spawn(serve(state, access, session, stream));
+    let ip = crate::auth::client_ip(&req);
+    actix_web::rt::spawn(serve(state, access, ip, session, stream));
     Ok(response)
 }
 
@@ -172,6 +180,7 @@ async fn next_event(sub: &mut Option<Subscription>) -> Option<chat::stream::Sequ
 async fn serve(
     state: web::Data<AppState>,
     mut access: Option<Access<Member>>,
+    ip: String,
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
@@ -231,7 +240,7 @@ async fn serve(
                     }
                     Some(Ok(WsMessage::Close(_))) => break None,
                     Some(Ok(WsMessage::Text(text))) => {
-                        match on_frame(&state, &mut access, &mut current, &mut session, &text).await {
+                        match on_frame(&state, &mut access, &ip, &mut current, &mut session, &text).await {
                             Ok(()) => {}
                             Err(reason) => break reason,
                         }
@@ -256,6 +265,7 @@ async fn serve(
 async fn on_frame(
     state: &web::Data<AppState>,
     access: &mut Option<Access<Member>>,
+    ip: &str,
     current: &mut Option<Subscription>,
     session: &mut actix_ws::Session,
     text: &str,
@@ -274,7 +284,13 @@ async fn on_frame(
     };
     let sent = match (frame, access.as_ref()) {
         (ClientFrame::Auth { token, tenant }, None) => {
-            match crate::tenant::resolve::<Member>(state.clone(), Ok(token), Ok(tenant)).await {
+            match crate::tenant::resolve::<Member, crate::limits::Unlimited>(
+                state.clone(),
+                Ok(token),
+                Ok(tenant),
+            )
+            .await
+            {
                 Ok(a) => {
                     *access = Some(a);
                     send_json(session, &serde_json::json!({"type": "ready"})).await
@@ -321,8 +337,20 @@ async fn on_frame(
                 )
                 .await
             } else {
-                let started = match ChatSessionId::parse(&session_id) {
-                    Ok(id) => state
+                // Each question counts against the chat budgets, as over HTTP.
+                let decision = crate::limits::count(
+                    state,
+                    billing::RateClass::Chat,
+                    ip.to_owned(),
+                    Some(&a.ctx),
+                )
+                .await;
+                let started = match (
+                    crate::limits::verdict(billing::RateClass::Chat, decision),
+                    ChatSessionId::parse(&session_id),
+                ) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Ok(id)) => state
                         .chat
                         .send(
                             &a.ctx,
@@ -332,7 +360,7 @@ async fn on_frame(
                         )
                         .await
                         .map_err(ApiError::from),
-                    Err(_) => Err(ApiError::NotFound),
+                    (Ok(()), Err(_)) => Err(ApiError::NotFound),
                 };
                 match started {
                     Ok(sub) => {

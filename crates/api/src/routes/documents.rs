@@ -19,6 +19,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::auth::Client;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson, double_option};
+use crate::limits::UploadRate;
 use crate::routes::orgs::PageDto;
 use crate::state::AppState;
 use crate::tenant::{Admin, Member, Tenant, Viewer};
@@ -585,7 +586,7 @@ fn file_name(field: &actix_multipart::Field) -> Option<String> {
 async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, UploadRate>,
     mut form: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let docs = &state.documents;
@@ -691,7 +692,7 @@ pub struct ExtractForm {
 async fn extract(
     req: HttpRequest,
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, UploadRate>,
     mut form: Multipart,
 ) -> Result<web::Json<ExtractDto>, ApiError> {
     let docs = &state.documents;
@@ -907,7 +908,7 @@ pub struct JobRef {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn reindex(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, UploadRate>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let job = state

@@ -4,6 +4,7 @@
 mod admin;
 mod ai;
 mod auth;
+mod billing;
 mod chat;
 mod chat_ws;
 mod documents;
@@ -33,7 +34,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(retrieval::configure)
             .configure(chat::configure)
             .configure(chat_ws::configure)
-            .configure(ai::configure),
+            .configure(ai::configure)
+            .configure(billing::configure),
     );
 }
 

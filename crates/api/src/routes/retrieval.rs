@@ -12,6 +12,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, ValidJson};
+use crate::limits::{EmbeddingsRate, UploadRate};
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant, Viewer};
 
@@ -136,7 +137,7 @@ pub struct SearchResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn search(
     state: web::Data<AppState>,
-    access: Tenant<Viewer>,
+    access: Tenant<Viewer, EmbeddingsRate>,
     body: Body<SearchRequest>,
 ) -> Result<web::Json<SearchResponse>, ApiError> {
     let ValidJson(body) = body?;
@@ -219,7 +220,7 @@ pub struct EmbeddingsResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn embeddings(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, EmbeddingsRate>,
     body: Body<EmbeddingsRequest>,
 ) -> Result<web::Json<EmbeddingsResponse>, ApiError> {
     let ValidJson(body) = body?;
@@ -341,7 +342,7 @@ pub struct IngestResponse {
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn ingest(
     state: web::Data<AppState>,
-    access: Tenant<Member>,
+    access: Tenant<Member, UploadRate>,
     body: Body<IngestRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;

@@ -1,0 +1,454 @@
+//! Usage and billing (tenant-scoped): `/usage`, `/usage/me`, `/usage/estimate`,
+//! `/billing/plan`; and the DTOs `/admin/usage` shares.
+
+use actix_web::{get, post, web};
+use billing::{Totals, UsageReport, Window};
+use kernel::metering::Tokens;
+use kernel::{FieldError, InvalidInput, Principal};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{Body, ValidJson};
+use crate::state::AppState;
+use crate::tenant::{Admin, Tenant, Viewer};
+
+pub fn configure(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(usage)
+        .service(my_usage)
+        .service(estimate)
+        .service(plan);
+}
+
+/// Most characters an estimate counts.
+const MAX_ESTIMATE_CHARS: usize = 400_000;
+/// Most messages an estimate counts.
+const MAX_ESTIMATE_MESSAGES: usize = 1_000;
+/// Largest `max_tokens` of an estimate.
+const MAX_ESTIMATE_COMPLETION: u32 = 1_000_000;
+
+/// `?window=`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WindowQuery {
+    /// `24h`, `7d` or `30d` (default).
+    pub(crate) window: Option<String>,
+}
+
+impl WindowQuery {
+    pub(crate) fn window(&self) -> Result<Window, ApiError> {
+        match self.window.as_deref() {
+            None => Ok(Window::default()),
+            Some(w) => Window::parse(w)
+                .ok_or_else(|| InvalidInput::field("window", "must be 24h, 7d or 30d").into()),
+        }
+    }
+}
+
+/// Sums over a window. Costs are integer micro-units of the currency of the price table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotalsDto {
+    /// Tokens sent.
+    prompt_tokens: u64,
+    /// Tokens produced.
+    completion_tokens: u64,
+    /// Both.
+    total_tokens: u64,
+    /// Cost in micro-units.
+    cost: i64,
+    /// Billable calls.
+    requests: u64,
+}
+
+impl From<&Totals> for TotalsDto {
+    fn from(t: &Totals) -> Self {
+        Self {
+            prompt_tokens: t.prompt_tokens,
+            completion_tokens: t.completion_tokens,
+            total_tokens: t.total_tokens(),
+            cost: t.cost_micros,
+            requests: t.events,
+        }
+    }
+}
+
+/// Usage of one kind.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindUsageDto {
+    /// `chat` or `embedding`.
+    kind: String,
+    #[serde(flatten)]
+    totals: TotalsDto,
+}
+
+/// Usage of one model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelUsageDto {
+    /// The model.
+    pub(crate) model: String,
+    /// `chat` or `embedding` (on `/admin/usage` rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
+    #[serde(flatten)]
+    pub(crate) totals: TotalsDto,
+}
+
+/// Usage of one user or API key; both ids `null`: background work (ingestion, re-embedding).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActorUsageDto {
+    /// The user, when a user asked.
+    user_id: Option<String>,
+    /// The API key, when a key asked.
+    api_key_id: Option<String>,
+    #[serde(flatten)]
+    totals: TotalsDto,
+}
+
+/// A usage report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDto {
+    /// `24h`, `7d` or `30d`.
+    window: String,
+    /// The window's start.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    since: OffsetDateTime,
+    /// Its end (now).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    until: OffsetDateTime,
+    /// Everything.
+    totals: TotalsDto,
+    /// By kind (`chat`, `embedding`).
+    by_kind: Vec<KindUsageDto>,
+    /// By model.
+    by_model: Vec<ModelUsageDto>,
+    /// By user or API key.
+    by_user: Vec<ActorUsageDto>,
+}
+
+impl From<&UsageReport> for UsageDto {
+    fn from(r: &UsageReport) -> Self {
+        Self {
+            window: r.window.as_str().to_owned(),
+            since: r.since,
+            until: r.until,
+            totals: TotalsDto::from(&r.totals),
+            by_kind: r
+                .by_kind
+                .iter()
+                .map(|(k, t)| KindUsageDto {
+                    kind: k.as_str().to_owned(),
+                    totals: t.into(),
+                })
+                .collect(),
+            by_model: r
+                .by_model
+                .iter()
+                .map(|(m, t)| ModelUsageDto {
+                    model: m.clone(),
+                    kind: None,
+                    totals: t.into(),
+                })
+                .collect(),
+            by_user: r
+                .by_actor
+                .iter()
+                .map(|(a, t)| ActorUsageDto {
+                    user_id: match a {
+                        Some(Principal::User(u)) => Some(u.to_string()),
+                        _ => None,
+                    },
+                    api_key_id: match a {
+                        Some(Principal::ApiKey(k)) => Some(k.to_string()),
+                        _ => None,
+                    },
+                    totals: t.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The organization's usage by kind, model and user (admins and owners).
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(WindowQuery, ("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    responses(
+        (status = 200, body = UsageDto),
+        (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[get("/usage")]
+async fn usage(
+    state: web::Data<AppState>,
+    access: Tenant<Admin>,
+    query: web::Query<WindowQuery>,
+) -> Result<web::Json<UsageDto>, ApiError> {
+    let window = query.window()?;
+    let report = state
+        .billing
+        .usage(access.ctx.tenant_id(), window, None)
+        .await
+        .map_err(billing_error)?;
+    Ok(web::Json(UsageDto::from(&report)))
+}
+
+/// The caller's own usage in the organization (any member, or an API key its own).
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(WindowQuery, ("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    responses((status = 200, body = UsageDto), (status = 422, body = Problem))
+)]
+#[get("/usage/me")]
+async fn my_usage(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    query: web::Query<WindowQuery>,
+) -> Result<web::Json<UsageDto>, ApiError> {
+    let window = query.window()?;
+    let report = state
+        .billing
+        .usage(access.ctx.tenant_id(), window, Some(access.ctx.principal()))
+        .await
+        .map_err(billing_error)?;
+    Ok(web::Json(UsageDto::from(&report)))
+}
+
+/// One message of an estimate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateMessage {
+    /// `system`, `user` or `assistant`.
+    role: String,
+    /// The text.
+    content: String,
+}
+
+/// `POST /usage/estimate`: a chat request (`messages`) or a text to embed or send (`text`).
+#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateRequest {
+    /// A chat model this organization may use, or an embedding model.
+    model: String,
+    /// The conversation (exclusive with `text`).
+    messages: Option<Vec<EstimateMessage>>,
+    /// A text (exclusive with `messages`).
+    text: Option<String>,
+    /// Most tokens to produce (chat models; default the configured answer budget).
+    max_tokens: Option<u32>,
+}
+
+/// What a call would cost at most.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EstimateDto {
+    /// The model.
+    model: String,
+    /// Tokens the request sends (counted with the model's tokenizer, tiktoken).
+    prompt_tokens: u64,
+    /// The most tokens it may produce (0 for embeddings).
+    max_completion_tokens: u64,
+    /// The cost of both, in integer micro-units (0 for local models).
+    estimated_cost: i64,
+}
+
+/// Counts a request's tokens and prices it, before it is sent.
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    request_body = EstimateRequest,
+    responses((status = 200, body = EstimateDto), (status = 422, body = Problem))
+)]
+#[post("/usage/estimate")]
+async fn estimate(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    body: Body<EstimateRequest>,
+) -> Result<web::Json<EstimateDto>, ApiError> {
+    let ValidJson(body) = body?;
+    let mut errors = Vec::new();
+    let chars = body.text.as_ref().map_or(0, |t| t.chars().count())
+        + body
+            .messages
+            .iter()
+            .flatten()
+            .map(|m| m.content.chars().count())
+            .sum::<usize>();
+    if chars > MAX_ESTIMATE_CHARS {
+        errors.push(FieldError::new(
+            "messages",
+            format!("at most {MAX_ESTIMATE_CHARS} characters in all"),
+        ));
+    }
+    match (&body.messages, &body.text) {
+        (Some(_), Some(_)) | (None, None) => {
+            errors.push(FieldError::new("messages", "give either messages or text"))
+        }
+        (Some(m), None) if m.is_empty() || m.len() > MAX_ESTIMATE_MESSAGES => {
+            errors.push(FieldError::new(
+                "messages",
+                format!("must hold 1 to {MAX_ESTIMATE_MESSAGES} messages"),
+            ));
+        }
+        (Some(m), None) => {
+            for (i, msg) in m.iter().enumerate() {
+                if !matches!(msg.role.as_str(), "system" | "user" | "assistant") {
+                    errors.push(FieldError::new(
+                        format!("messages[{i}].role"),
+                        "must be system, user or assistant",
+                    ));
+                }
+            }
+        }
+        (None, Some(_)) => {}
+    }
+    if body
+        .max_tokens
+        .is_some_and(|t| t == 0 || t > MAX_ESTIMATE_COMPLETION)
+    {
+        errors.push(FieldError::new(
+            "max_tokens",
+            format!("must be between 1 and {MAX_ESTIMATE_COMPLETION}"),
+        ));
+    }
+    let allowed = state.chat.allowed_models(access.ctx.tenant_id()).await?;
+    let is_chat = allowed.contains(&body.model);
+    let is_embedding = state.retrieval.embedders().get(&body.model).is_some();
+    if !is_chat && !is_embedding {
+        let mut known = allowed.clone();
+        known.extend(
+            state
+                .retrieval
+                .embedders()
+                .models()
+                .iter()
+                .map(|m| m.name().to_owned()),
+        );
+        errors.push(FieldError::new(
+            "model",
+            format!(
+                "is not a model of this organization; known: {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    if is_embedding && !is_chat && body.max_tokens.is_some() {
+        errors.push(FieldError::new(
+            "max_tokens",
+            "an embedding model produces no tokens",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    // Chat models count with their own tokenizer; embedding models with tiktoken's cl100k,
+    // as every served chat model does.
+    let counting_model = if is_chat {
+        body.model.clone()
+    } else {
+        state
+            .chat
+            .served_models()
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
+    let count = |s: &str| u64::from(state.chat.count_tokens(&counting_model, s));
+    let prompt_tokens = match (&body.messages, &body.text) {
+        // The chat format's overhead, as the completion route counts it.
+        (Some(m), _) => m.iter().map(|x| count(&x.content) + 4).sum::<u64>() + 3,
+        (None, Some(t)) => count(t),
+        (None, None) => 0,
+    };
+    let max_completion_tokens = if is_chat {
+        u64::from(body.max_tokens.unwrap_or(state.chat_max_answer_tokens))
+    } else {
+        0
+    };
+    let estimated_cost = state.billing.cost(
+        &body.model,
+        Tokens {
+            prompt: prompt_tokens,
+            completion: max_completion_tokens,
+        },
+    );
+    Ok(web::Json(EstimateDto {
+        model: body.model,
+        prompt_tokens,
+        max_completion_tokens,
+        estimated_cost,
+    }))
+}
+
+/// The organization's plan and this month's use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanDto {
+    /// The plan's name.
+    plan: String,
+    /// Tokens a month (an administrator's override, else the plan's); `null`: no limit.
+    monthly_token_limit: Option<u64>,
+    /// Tokens billed this month (UTC calendar month).
+    used: u64,
+    /// Tokens left this month; `null`: no limit.
+    remaining: Option<u64>,
+    /// When the month's quota starts again.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    resets_at: OffsetDateTime,
+    /// When this month started.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    period_start: OffsetDateTime,
+    /// Answers that may stream at once.
+    max_concurrent_streams: u32,
+    /// Whether `monthly_token_limit` was set by an administrator rather than the plan.
+    limit_overridden: bool,
+}
+
+impl From<billing::PlanStatus> for PlanDto {
+    fn from(s: billing::PlanStatus) -> Self {
+        Self {
+            plan: s.plan,
+            monthly_token_limit: s.monthly_token_limit,
+            used: s.used,
+            remaining: s.remaining,
+            resets_at: s.resets_at,
+            period_start: s.period_start,
+            max_concurrent_streams: s.max_concurrent_streams,
+            limit_overridden: s.limit_overridden,
+        }
+    }
+}
+
+/// The organization's plan, limit and use this month.
+#[utoipa::path(
+    tag = "billing",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
+    responses((status = 200, body = PlanDto))
+)]
+#[get("/billing/plan")]
+async fn plan(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+) -> Result<web::Json<PlanDto>, ApiError> {
+    let status = state
+        .billing
+        .plan_status(access.ctx.tenant_id())
+        .await
+        .map_err(billing_error)?;
+    Ok(web::Json(PlanDto::from(status)))
+}
+
+pub(crate) fn billing_error(e: billing::BillingError) -> ApiError {
+    match e {
+        billing::BillingError::Invalid(i) => ApiError::Validation(i.0),
+        billing::BillingError::NotFound => ApiError::NotFound,
+        billing::BillingError::Unknown(e) => ApiError::Internal(e),
+    }
+}
