@@ -201,6 +201,13 @@ async fn sweep(app: &TestApp) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{assistant}");
     let a_assistant = assistant["id"].as_str().expect("assistant id").to_owned();
+    // A's usage: its answer and the indexing of its document are in its ledger, with A's user.
+    let (status, usage) = app
+        .call_in(&a.token, Method::GET, "/api/v1/usage", None, Some(&a.slug))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert!(usage["totals"]["requests"].as_u64() > Some(1), "{usage}");
+    assert!(usage.to_string().contains(a.user_id.as_str()), "{usage}");
     // The id of A's object that a route names: `{id}` means a different thing per route.
     let object = |template: &str| -> String {
         if template.contains("/collections/") {
@@ -233,6 +240,7 @@ async fn sweep(app: &TestApp) {
         a_session.clone(),
         a_answer.clone(),
         a_assistant.clone(),
+        a.user_id.clone(),
     ];
 
     let mut checked = 0;
