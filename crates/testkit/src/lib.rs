@@ -15,6 +15,7 @@ pub mod contract;
 pub mod fake_openai;
 pub mod multipart;
 mod routes;
+mod sql_db;
 pub mod sweep;
 
 use std::sync::{Arc, Once};
@@ -27,6 +28,8 @@ use settings::CacheBackend;
 use store_sql::SqlStore;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
+
+pub use sql_db::SqlDb;
 
 pub use routes::{SLOW_GATE, SlowGate};
 

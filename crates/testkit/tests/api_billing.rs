@@ -55,6 +55,15 @@ fn kind_totals(report: &Value, kind: &str) -> (u64, u64, u64) {
         })
 }
 
+/// `POST /ai/chat/completions`, for reading the raw response (headers, a stream).
+fn completion(app: &TestApp, token: &str, org: &str, body: &Value) -> reqwest::RequestBuilder {
+    app.client
+        .post(app.url("/api/v1/ai/chat/completions"))
+        .bearer_auth(token)
+        .header("x-tenant-id", org)
+        .json(body)
+}
+
 async fn estimate(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
     let (status, e) = app
         .call_in(
@@ -119,12 +128,7 @@ async fn the_ledger_holds_what_the_provider_reported_once_per_call() {
     // Streamed: the provider's usage chunk.
     let mut streamed = ask.clone();
     streamed["stream"] = json!(true);
-    let res = app
-        .client
-        .post(app.url("/api/v1/ai/chat/completions"))
-        .bearer_auth(&token)
-        .header("x-tenant-id", &org)
-        .json(&streamed)
+    let res = completion(&app, &token, &org, &streamed)
         .send()
         .await
         .expect("sent");
@@ -159,12 +163,7 @@ async fn the_ledger_holds_what_the_provider_reported_once_per_call() {
     // provider reported nothing; what was produced is billed: the prompt as counted and the
     // tokens of the one piece sent.
     fake.push_faults([Fault::StallAfter(1, Duration::from_secs(30))]);
-    let mut res = app
-        .client
-        .post(app.url("/api/v1/ai/chat/completions"))
-        .bearer_auth(&token)
-        .header("x-tenant-id", &org)
-        .json(&streamed)
+    let mut res = completion(&app, &token, &org, &streamed)
         .send()
         .await
         .expect("sent");
@@ -387,14 +386,7 @@ async fn rate_limits_send_their_headers_and_answer_429_when_spent() {
     let (token, org) = app.owner("rae").await;
     let ask = json!({"model": "quire-local-extractive",
                      "messages": [{"role": "user", "content": "Hello there."}]});
-    let send = || {
-        app.client
-            .post(app.url("/api/v1/ai/chat/completions"))
-            .bearer_auth(&token)
-            .header("x-tenant-id", &org)
-            .json(&ask)
-            .send()
-    };
+    let send = || completion(&app, &token, &org, &ask).send();
     let header = |r: &reqwest::Response, name: &str| {
         r.headers()
             .get(name)
@@ -451,12 +443,7 @@ async fn streams_beyond_the_plan_cap_are_refused_until_one_ends() {
     let ask = json!({"model": FAKE_MODEL, "stream": true,
                      "messages": [{"role": "user", "content": "Go on."}]});
     fake.push_faults([Fault::StallAfter(1, Duration::from_secs(30))]);
-    let mut open = app
-        .client
-        .post(app.url("/api/v1/ai/chat/completions"))
-        .bearer_auth(&token)
-        .header("x-tenant-id", &org)
-        .json(&ask)
+    let mut open = completion(&app, &token, &org, &ask)
         .send()
         .await
         .expect("sent");

@@ -3,12 +3,7 @@
 //! what only SQL has: the table's constraints, whatever writes the row, and the migration's
 //! `down`, through a second connection to the same database.
 
-use std::sync::Arc;
-
 use migration::MigratorTrait as _;
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection};
-use secrecy::{ExposeSecret as _, SecretString};
-use store_sql::SqlStore;
 use testkit::contract::billing::{BillingPorts, counted, event, world};
 use testkit::contract::documents::{T0, at_ms};
 
@@ -63,79 +58,7 @@ on_every_adapter!(
     organization_delete_takes_its_ledger,
 );
 
-/// A migrated SQL store and a second connection to the same database that reads and writes
-/// its tables directly.
-struct Db {
-    store: SqlStore,
-    raw: DatabaseConnection,
-    _dir: tempfile::TempDir,
-    _guard: Option<Box<dyn std::fmt::Debug>>,
-}
-
-impl Db {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let settings = testkit::test_settings(dir.path());
-        Self::open(settings, dir, None).await
-    }
-
-    /// In a schema of its own, dropped with it; `None` when services are skipped.
-    async fn postgres() -> Option<Self> {
-        if testkit::services_skipped("PostgreSQL") {
-            return None;
-        }
-        let schema = testkit::unique_name();
-        let guard = testkit::schema_guard_at(&testkit::postgres_url(), &schema);
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut settings = testkit::test_settings(dir.path());
-        settings.database.url = Some(SecretString::from(testkit::postgres_url()));
-        settings.database.schema = Some(schema);
-        Some(Self::open(settings, dir, Some(Box::new(guard))).await)
-    }
-
-    async fn open(
-        settings: quire::Settings,
-        dir: tempfile::TempDir,
-        guard: Option<Box<dyn std::fmt::Debug>>,
-    ) -> Self {
-        let store = SqlStore::connect(&settings, Arc::new(kernel::SystemClock))
-            .await
-            .unwrap_or_else(|e| panic!("the store opens: {e:#}"));
-        store
-            .migrate()
-            .await
-            .unwrap_or_else(|e| panic!("the store migrates: {e:#}"));
-        let mut opts = ConnectOptions::new(settings.database_url().expose_secret().to_owned());
-        opts.max_connections(1).sqlx_logging(false);
-        if let Some(schema) = &settings.database.schema {
-            opts.set_schema_search_path(schema.clone());
-        }
-        let raw = Database::connect(opts).await.expect("a second connection");
-        Self {
-            store,
-            raw,
-            _dir: dir,
-            _guard: guard,
-        }
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        let row = self
-            .raw
-            .query_one_raw(sea_orm::Statement::from_string(
-                self.raw.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .expect("a count")
-            .expect("a row");
-        row.try_get("", "n").expect("a number")
-    }
-
-    async fn execute(&self, sql: &str) -> Result<(), sea_orm::DbErr> {
-        self.raw.execute_unprepared(sql).await.map(|_| ())
-    }
-}
+use testkit::SqlDb as Db;
 
 /// The table refuses two actors, an unknown kind and negative counts, whatever writes the
 /// row: copies of a stored event's row with one column changed.

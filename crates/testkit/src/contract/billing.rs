@@ -11,15 +11,14 @@
 //! has no foreign keys to them: it outlives them). Times are explicit values, never the wall
 //! clock.
 
+use super::CascadingOrganizations;
 use std::sync::Arc;
 use std::time::Duration;
 
 use billing::model::{TenantUsageRow, Totals, UsageEvent, UsageRow};
 use billing::ports::UsageLedger;
-use kernel::{ApiKeyId, Page, PageRequest, Principal, TenantId, UsageKind, UserId};
-use tenancy::{
-    NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
-};
+use kernel::{ApiKeyId, Principal, TenantId, UsageKind, UserId};
+use tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository};
 use time::OffsetDateTime;
 
 use super::documents::{T0, at_ms};
@@ -50,72 +49,15 @@ impl BillingPorts {
         let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
         let ledger = Arc::new(memory::InMemoryUsageLedger::new());
         Self {
-            orgs: Arc::new(CascadingOrganizations {
-                orgs: memory::InMemoryOrganizations::new(clock),
-                ledger: ledger.clone(),
-            }),
+            orgs: Arc::new(CascadingOrganizations::new(
+                memory::InMemoryOrganizations::new(clock),
+                Box::new({
+                    let ledger = ledger.clone();
+                    move |id| ledger.remove_tenant(id)
+                }),
+            )),
             ledger,
         }
-    }
-}
-
-/// In-memory organizations whose delete cascades into the in-memory ledger.
-#[derive(Debug)]
-struct CascadingOrganizations {
-    orgs: memory::InMemoryOrganizations,
-    ledger: Arc<memory::InMemoryUsageLedger>,
-}
-
-#[async_trait::async_trait]
-impl OrganizationRepository for CascadingOrganizations {
-    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
-        self.orgs.create(new).await
-    }
-
-    async fn create_with_owner(
-        &self,
-        new: NewOrganization,
-        owner: UserId,
-    ) -> Result<Organization, OrgRepoError> {
-        self.orgs.create_with_owner(new, owner).await
-    }
-
-    async fn rename(
-        &self,
-        id: TenantId,
-        name: OrgName,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.rename(id, name).await
-    }
-
-    async fn set_plan(
-        &self,
-        id: TenantId,
-        plan: &str,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.set_plan(id, plan).await
-    }
-
-    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
-        let deleted = self.orgs.delete(id).await?;
-        if deleted {
-            self.ledger
-                .remove_tenant(id)
-                .map_err(OrgRepoError::Unknown)?;
-        }
-        Ok(deleted)
-    }
-
-    async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_id(id).await
-    }
-
-    async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_slug(slug).await
-    }
-
-    async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
-        self.orgs.list(page).await
     }
 }
 

@@ -8,6 +8,7 @@
 //! made through their own ports, since the SQL rows reference them. Times are explicit
 //! values, never the wall clock.
 
+use super::CascadingOrganizations;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +19,9 @@ use chat::{
 use documents::{ChunkId, CollectionId, DocumentId};
 use identity::model::{DisplayName, EmailAddress, NewUser};
 use identity::ports::UserRepository;
-use kernel::{ApiKeyId, Page, PageRequest, Principal, Role, TenantId, UserId};
+use kernel::{ApiKeyId, Page, PageRequest, Principal, Role, TenantId};
 use tenancy::{
-    ApiKey, ApiKeyRepository, KeyHash, NewOrganization, OrgName, OrgRepoError, OrgSlug,
-    Organization, OrganizationRepository,
+    ApiKey, ApiKeyRepository, KeyHash, NewOrganization, OrgName, OrgSlug, OrganizationRepository,
 };
 use time::OffsetDateTime;
 
@@ -89,75 +89,18 @@ impl ChatPorts {
         let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
         let chat = Arc::new(memory::InMemoryChatStore::new());
         Self {
-            orgs: Arc::new(CascadingOrganizations {
-                orgs: memory::InMemoryOrganizations::new(clock),
-                chat: chat.clone(),
-            }),
+            orgs: Arc::new(CascadingOrganizations::new(
+                memory::InMemoryOrganizations::new(clock),
+                Box::new({
+                    let chat = chat.clone();
+                    move |id| chat.remove_tenant(id).map_err(anyhow::Error::new)
+                }),
+            )),
             users: Arc::new(memory::InMemoryUsers::new()),
             keys: Arc::new(memory::InMemoryApiKeys::new()),
             chat: chat.clone(),
             feedback: chat,
         }
-    }
-}
-
-/// In-memory organizations whose delete cascades into the in-memory chat store.
-#[derive(Debug)]
-struct CascadingOrganizations {
-    orgs: memory::InMemoryOrganizations,
-    chat: Arc<memory::InMemoryChatStore>,
-}
-
-#[async_trait::async_trait]
-impl OrganizationRepository for CascadingOrganizations {
-    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
-        self.orgs.create(new).await
-    }
-
-    async fn create_with_owner(
-        &self,
-        new: NewOrganization,
-        owner: UserId,
-    ) -> Result<Organization, OrgRepoError> {
-        self.orgs.create_with_owner(new, owner).await
-    }
-
-    async fn rename(
-        &self,
-        id: TenantId,
-        name: OrgName,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.rename(id, name).await
-    }
-
-    async fn set_plan(
-        &self,
-        id: TenantId,
-        plan: &str,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.set_plan(id, plan).await
-    }
-
-    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
-        let deleted = self.orgs.delete(id).await?;
-        if deleted {
-            self.chat
-                .remove_tenant(id)
-                .map_err(|e| OrgRepoError::Unknown(anyhow::Error::new(e)))?;
-        }
-        Ok(deleted)
-    }
-
-    async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_id(id).await
-    }
-
-    async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_slug(slug).await
-    }
-
-    async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
-        self.orgs.list(page).await
     }
 }
 

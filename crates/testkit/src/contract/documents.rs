@@ -6,6 +6,7 @@
 //! tenant of a store, so cases that claim must not see each other's jobs). Times are explicit
 //! values at microsecond precision, never the wall clock.
 
+use super::CascadingOrganizations;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +17,8 @@ use documents::{
     DocumentRepository, DocumentStatus, Format, Ingested, Job, JobKind, JobQueue, JobStatus,
     NewChunk, Tokenizer,
 };
-use kernel::{Page, PageRequest, TenantId, UserId};
-use tenancy::{
-    NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
-};
+use kernel::{PageRequest, TenantId};
+use tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -59,75 +58,17 @@ impl DocumentPorts {
         let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
         let store = Arc::new(memory::InMemoryDocuments::new(clock.clone()));
         Self {
-            orgs: Arc::new(CascadingOrganizations {
-                orgs: memory::InMemoryOrganizations::new(clock),
-                documents: store.clone(),
-            }),
+            orgs: Arc::new(CascadingOrganizations::new(
+                memory::InMemoryOrganizations::new(clock),
+                Box::new({
+                    let store = store.clone();
+                    move |id| store.remove_tenant(id).map_err(anyhow::Error::new)
+                }),
+            )),
             collections: store.clone(),
             documents: store.clone(),
             jobs: store,
         }
-    }
-}
-
-/// In-memory organizations whose delete cascades into the in-memory documents store, as
-/// `ON DELETE CASCADE` does on SQL.
-#[derive(Debug)]
-struct CascadingOrganizations {
-    orgs: memory::InMemoryOrganizations,
-    documents: Arc<memory::InMemoryDocuments>,
-}
-
-#[async_trait::async_trait]
-impl OrganizationRepository for CascadingOrganizations {
-    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
-        self.orgs.create(new).await
-    }
-
-    async fn create_with_owner(
-        &self,
-        new: NewOrganization,
-        owner: UserId,
-    ) -> Result<Organization, OrgRepoError> {
-        self.orgs.create_with_owner(new, owner).await
-    }
-
-    async fn rename(
-        &self,
-        id: TenantId,
-        name: OrgName,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.rename(id, name).await
-    }
-
-    async fn set_plan(
-        &self,
-        id: TenantId,
-        plan: &str,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.set_plan(id, plan).await
-    }
-
-    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
-        let deleted = self.orgs.delete(id).await?;
-        if deleted {
-            self.documents
-                .remove_tenant(id)
-                .map_err(|e| OrgRepoError::Unknown(anyhow::Error::new(e)))?;
-        }
-        Ok(deleted)
-    }
-
-    async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_id(id).await
-    }
-
-    async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_slug(slug).await
-    }
-
-    async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
-        self.orgs.list(page).await
     }
 }
 

@@ -6,6 +6,7 @@
 //! `JobQueue::complete` writes its `NewChunk`s. Times are explicit values, never the wall
 //! clock.
 
+use super::CascadingOrganizations;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +15,13 @@ use documents::{
     ChunkDraft, ChunkId, Collection, CollectionId, CollectionRepository, Document, DocumentId,
     DocumentRepository, Ingested, JobQueue, NewChunk,
 };
-use kernel::{Page, PageRequest, TenantId, UserId};
+use kernel::TenantId;
 use retrieval::{
     ChunkCatalog, EmbeddingModel, IndexError, KeywordIndex, MetadataFilter, Space, SpaceId,
     SpaceRepository, SpaceStatus, VectorEntry, VectorRows,
 };
 use serde_json::json;
-use tenancy::{
-    NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
-};
+use tenancy::OrganizationRepository;
 use time::OffsetDateTime;
 
 use super::documents::{DocumentPorts, T0, at_ms, collection, document, two_tenants};
@@ -82,11 +81,17 @@ impl RetrievalPorts {
         let rows = spaces.vector_rows();
         Self {
             docs: DocumentPorts {
-                orgs: Arc::new(CascadingOrganizations {
-                    orgs: memory::InMemoryOrganizations::new(clock),
-                    documents: documents.clone(),
-                    spaces: spaces.clone(),
-                }),
+                orgs: Arc::new(CascadingOrganizations::new(
+                    memory::InMemoryOrganizations::new(clock),
+                    Box::new({
+                        let documents = documents.clone();
+                        let spaces = spaces.clone();
+                        move |id| {
+                            documents.remove_tenant(id).map_err(anyhow::Error::new)?;
+                            spaces.remove_tenant(id).map_err(anyhow::Error::new)
+                        }
+                    }),
+                )),
                 collections: documents.clone(),
                 documents: documents.clone(),
                 jobs: documents.clone(),
@@ -96,71 +101,6 @@ impl RetrievalPorts {
             keyword: documents.clone(),
             catalog: documents,
         }
-    }
-}
-
-/// In-memory organizations whose delete cascades into documents and spaces, as
-/// `ON DELETE CASCADE` does on SQL.
-#[derive(Debug)]
-struct CascadingOrganizations {
-    orgs: memory::InMemoryOrganizations,
-    documents: Arc<memory::InMemoryDocuments>,
-    spaces: memory::InMemorySpaces,
-}
-
-#[async_trait::async_trait]
-impl OrganizationRepository for CascadingOrganizations {
-    async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
-        self.orgs.create(new).await
-    }
-
-    async fn create_with_owner(
-        &self,
-        new: NewOrganization,
-        owner: UserId,
-    ) -> Result<Organization, OrgRepoError> {
-        self.orgs.create_with_owner(new, owner).await
-    }
-
-    async fn rename(
-        &self,
-        id: TenantId,
-        name: OrgName,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.rename(id, name).await
-    }
-
-    async fn set_plan(
-        &self,
-        id: TenantId,
-        plan: &str,
-    ) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.set_plan(id, plan).await
-    }
-
-    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
-        let deleted = self.orgs.delete(id).await?;
-        if deleted {
-            self.documents
-                .remove_tenant(id)
-                .map_err(|e| OrgRepoError::Unknown(anyhow::Error::new(e)))?;
-            self.spaces
-                .remove_tenant(id)
-                .map_err(|e| OrgRepoError::Unknown(anyhow::Error::new(e)))?;
-        }
-        Ok(deleted)
-    }
-
-    async fn find_by_id(&self, id: TenantId) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_id(id).await
-    }
-
-    async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError> {
-        self.orgs.find_by_slug(slug).await
-    }
-
-    async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError> {
-        self.orgs.list(page).await
     }
 }
 
