@@ -597,7 +597,8 @@ async fn collected(
         (status = 200, description = "`chat.completion`, or with `stream` an event stream of `chat.completion.chunk`",
             content((CompletionResponse = "application/json"), (String = "text/event-stream"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/ai/chat/completions")]
@@ -677,7 +678,8 @@ async fn models(
     responses(
         (status = 200, body = EmbeddingsResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/ai/embeddings")]
@@ -753,7 +755,8 @@ pub struct SummaryResponse {
     responses(
         (status = 200, body = SummaryResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/ai/summarize")]
@@ -812,7 +815,8 @@ pub struct QaResponse {
     responses(
         (status = 200, body = QaResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/ai/qa")]
@@ -918,7 +922,8 @@ pub struct MindmapResponse {
     responses(
         (status = 200, body = MindmapResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/ai/mindmap")]

@@ -578,7 +578,8 @@ fn file_name(field: &actix_multipart::Field) -> Option<String> {
         (status = 202, body = UploadDto), (status = 200, description = "duplicate content", body = UploadDto),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
-        (status = 422, body = Problem)
+        (status = 422, body = Problem),
+        (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/documents")]
@@ -684,7 +685,8 @@ pub struct ExtractForm {
     responses(
         (status = 200, body = ExtractDto), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
-        (status = 422, description = "the file cannot be read (encrypted, damaged, no text)", body = Problem)
+        (status = 422, description = "the file cannot be read (encrypted, damaged, no text)", body = Problem),
+        (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/documents/extract")]
@@ -902,7 +904,9 @@ pub struct JobRef {
     tag = "documents",
     security(("bearer" = [])),
     params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
-    responses((status = 202, body = JobRef), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
+    responses((status = 202, body = JobRef), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 429, description = "rate limited: see Retry-After", body = Problem)
+    )
 )]
 #[post("/documents/{id}/reindex")]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]

@@ -130,7 +130,8 @@ pub struct SearchResponse {
     responses(
         (status = 200, body = SearchResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/search")]
@@ -213,7 +214,8 @@ pub struct EmbeddingsResponse {
     responses(
         (status = 200, body = EmbeddingsResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/embeddings")]
@@ -335,7 +337,8 @@ pub struct IngestResponse {
     responses(
         (status = 202, body = IngestResponse),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)
+        (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem),
+        (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
 #[post("/vector/ingest")]
