@@ -12,12 +12,16 @@
 //! `max_concurrent_streams`; it expires `stream_slot_ttl` after it was created, so slots of a
 //! process that died come back.
 //!
+//! **Limits.** An organization's plan and limit are read through the cache port (a minute)
+//! and kept in the process for five seconds; an administrator's change applies at once on the
+//! server that made it and within seconds on the others.
+//!
 //! **Rate limits.** Fixed windows per route class and subject (address, user, API key,
 //! organization), counted with [`Cache::increment`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kernel::cache::{Bounded, Cache, CacheError, CacheKey};
@@ -31,9 +35,14 @@ use crate::model::{
 };
 use crate::ports::{TenantPlans, UsageLedger};
 
-/// How long an organization's plan and limit are cached before they are read again (an
-/// administrator's change drops the cached value at once).
+/// How long an organization's plan and limit are cached in the cache port before they are
+/// read again (an administrator's change drops the cached value at once).
 const LIMITS_TTL: Duration = Duration::from_secs(60);
+/// How long a process keeps an organization's limits in its own memory, saving a cache round
+/// trip per call; an administrator's change reaches every other process within this time.
+const LOCAL_LIMITS_TTL: Duration = Duration::from_secs(5);
+/// Most organizations whose limits a process keeps in memory (then it starts again).
+const LOCAL_LIMITS_MAX: usize = 10_000;
 /// Tries at writing a ledger event before it is given up (and logged).
 const LEDGER_TRIES: u32 = 3;
 
@@ -173,13 +182,24 @@ fn non_negative(n: i64) -> u64 {
 pub struct Billing {
     ports: BillingPorts,
     settings: BillingSettings,
+    /// Limits read in the last [`LOCAL_LIMITS_TTL`], by organization.
+    local: Mutex<HashMap<TenantId, (Instant, Limits)>>,
 }
 
 impl Billing {
     /// Billing over these ports.
     #[must_use]
     pub fn new(ports: BillingPorts, settings: BillingSettings) -> Self {
-        Self { ports, settings }
+        Self {
+            ports,
+            settings,
+            local: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, Limits)>> {
+        // Every update is one insert, remove or clear: a poisoned map is still consistent.
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The prices.
@@ -226,6 +246,24 @@ impl Billing {
 
     /// The limits in force for `tenant` (cached for a minute); `None` when it does not exist.
     async fn limits(&self, tenant: TenantId) -> anyhow::Result<Option<Limits>> {
+        if let Some((at, l)) = self.local().get(&tenant)
+            && at.elapsed() < LOCAL_LIMITS_TTL
+        {
+            return Ok(Some(l.clone()));
+        }
+        let limits = self.shared_limits(tenant).await?;
+        if let Some(l) = &limits {
+            let mut local = self.local();
+            if local.len() >= LOCAL_LIMITS_MAX {
+                local.clear();
+            }
+            local.insert(tenant, (Instant::now(), l.clone()));
+        }
+        Ok(limits)
+    }
+
+    /// The limits from the cache port, else from the stores (then cached there).
+    async fn shared_limits(&self, tenant: TenantId) -> anyhow::Result<Option<Limits>> {
         let key = Self::limits_key(tenant);
         match self.ports.cache.get(&key).await {
             Ok(Some(bytes)) => {
@@ -263,6 +301,7 @@ impl Billing {
     /// # Errors
     /// When the cache fails.
     pub async fn limits_changed(&self, tenant: TenantId) -> Result<(), BillingError> {
+        self.local().remove(&tenant);
         self.ports
             .cache
             .delete(&Self::limits_key(tenant))

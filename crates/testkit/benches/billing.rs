@@ -88,13 +88,14 @@ fn scope(tenant: TenantId, user: UserId) -> MeterScope {
     }
 }
 
-/// One reservation and its settlement.
-async fn pair(billing: &Billing, tenant: TenantId, user: UserId) -> Duration {
+/// One reservation and its settlement: (reservation, settlement) times.
+async fn pair(billing: &Billing, tenant: TenantId, user: UserId) -> (Duration, Duration) {
     let started = Instant::now();
     let r = billing
         .reserve(scope(tenant, user), 1_500)
         .await
         .expect("reserve");
+    let reserved = started.elapsed();
     billing
         .settle(
             r,
@@ -104,7 +105,7 @@ async fn pair(billing: &Billing, tenant: TenantId, user: UserId) -> Duration {
             },
         )
         .await;
-    started.elapsed()
+    (reserved, started.elapsed() - reserved)
 }
 
 async fn run(
@@ -129,10 +130,17 @@ async fn run(
         pair(&billing, tenant, user).await;
     }
     let mut one: Vec<Duration> = Vec::with_capacity(a.calls);
+    let mut reserve: Vec<Duration> = Vec::with_capacity(a.calls);
+    let mut settle: Vec<Duration> = Vec::with_capacity(a.calls);
     for _ in 0..a.calls {
-        one.push(pair(&billing, tenant, user).await);
+        let (r, s) = pair(&billing, tenant, user).await;
+        reserve.push(r);
+        settle.push(s);
+        one.push(r + s);
     }
     one.sort();
+    reserve.sort();
+    settle.sort();
     let per_task = a.calls / a.tasks.max(1);
     let started = Instant::now();
     let handles: Vec<_> = (0..a.tasks)
@@ -141,7 +149,8 @@ async fn run(
             tokio::spawn(async move {
                 let mut own = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
-                    own.push(pair(&billing, tenant, user).await);
+                    let (r, s) = pair(&billing, tenant, user).await;
+                    own.push(r + s);
                 }
                 own
             })
@@ -154,9 +163,11 @@ async fn run(
     let wall = started.elapsed();
     many.sort();
     println!(
-        "{name:<28} sequential p50 {:>7.1} µs  p99 {:>7.1} µs | {} tasks: p50 {:>7.1} µs  p99 {:>7.1} µs  {:>7.0} pairs/s",
+        "{name:<28} one at a time: p50 {:>7.1} µs  p99 {:>7.1} µs (reserve p50 {:>6.1}, settle p50 {:>6.1}) | {} tasks: p50 {:>7.1} µs  p99 {:>7.1} µs  {:>7.0} pairs/s",
         percentile(&one, 0.5),
         percentile(&one, 0.99),
+        percentile(&reserve, 0.5),
+        percentile(&settle, 0.5),
         a.tasks,
         percentile(&many, 0.5),
         percentile(&many, 0.99),
@@ -170,8 +181,7 @@ async fn organization(store: &store_sql::SqlStore) -> TenantId {
         store,
         tenancy::NewOrganization {
             name: tenancy::OrgName::parse("Bench").expect("name"),
-            slug: tenancy::OrgSlug::parse(&format!("bench-{}", testkit::unique_name()))
-                .expect("slug"),
+            slug: tenancy::OrgSlug::parse(&format!("b-{}", TenantId::new())).expect("slug"),
         },
     )
     .await
