@@ -24,6 +24,26 @@ pub(crate) fn tokens(usage: Usage) -> Tokens {
     }
 }
 
+/// A call's usage when the provider reported none (or the call broke): the prompt as counted,
+/// unless the call produced nothing and did not end normally (then nothing was billed), and
+/// the produced `text` counted in the model's tokenizer.
+pub(crate) fn counted_usage(
+    model: &dyn ChatModel,
+    model_name: &str,
+    prompt_tokens: u32,
+    text: &str,
+    ended_normally: bool,
+) -> Usage {
+    Usage {
+        prompt_tokens: if text.is_empty() && !ended_normally {
+            0
+        } else {
+            prompt_tokens
+        },
+        completion_tokens: model.count_tokens(model_name, text),
+    }
+}
+
 /// Runs `settlement` on the current runtime, from a `Drop` (which cannot await). Without a
 /// runtime it is dropped with a warning: its reservation then stays counted until the quota
 /// counter is next rebuilt from the ledger.
@@ -180,18 +200,15 @@ impl MeteredStream {
 
     /// What the call used so far (see the type's docs).
     fn used(&self) -> Usage {
-        if let Some(u) = self.usage {
-            return u;
-        }
-        let whole = self.ended && !self.failed;
-        Usage {
-            prompt_tokens: if self.text.is_empty() && !whole {
-                0
-            } else {
-                self.prompt_tokens
-            },
-            completion_tokens: self.model.count_tokens(&self.model_name, &self.text),
-        }
+        self.usage.unwrap_or_else(|| {
+            counted_usage(
+                &*self.model,
+                &self.model_name,
+                self.prompt_tokens,
+                &self.text,
+                self.ended && !self.failed,
+            )
+        })
     }
 
     /// Settles now, with what was used so far (a reader that stops on an error).

@@ -612,17 +612,12 @@ impl Chat {
         let question_id = MessageId::new();
         let message_id = MessageId::new();
         let reservation = self
-            .ports
-            .meter
-            .reserve(
-                MeterScope {
-                    tenant,
-                    actor: Some(ctx.principal()),
-                    model: model_name.clone(),
-                    kind: UsageKind::Chat,
-                    reference: format!("message:{message_id}"),
-                },
-                u64::from(prompt.tokens) + u64::from(self.settings.max_answer_tokens),
+            .reserve_chat(
+                ctx,
+                &model_name,
+                format!("message:{message_id}"),
+                prompt.tokens,
+                self.settings.max_answer_tokens,
             )
             .await?;
         held.hold(reservation);
@@ -1057,23 +1052,17 @@ impl Chat {
             );
             task = Task::Answer { question };
         }
-        let prompt_tokens = messages
-            .iter()
-            .map(|m| model.count_tokens(&model_name, &m.content) + 4)
-            .sum::<u32>()
-            + 3;
+        let prompt_tokens = prompt_tokens(
+            |s| model.count_tokens(&model_name, s),
+            messages.iter().map(|m| m.content.as_str()),
+        );
         let reservation = self
-            .ports
-            .meter
-            .reserve(
-                MeterScope {
-                    tenant: ctx.tenant_id(),
-                    actor: Some(ctx.principal()),
-                    model: model_name.clone(),
-                    kind: UsageKind::Chat,
-                    reference: format!("completion:{}", uuid::Uuid::now_v7()),
-                },
-                u64::from(prompt_tokens) + u64::from(max_tokens),
+            .reserve_chat(
+                ctx,
+                &model_name,
+                format!("completion:{}", uuid::Uuid::now_v7()),
+                prompt_tokens,
+                max_tokens,
             )
             .await?;
         held.hold(reservation);
@@ -1102,6 +1091,55 @@ impl Chat {
         self.adapter(model)
             .map_or(0, |m| m.count_tokens(model, text))
     }
+
+    /// The prompt tokens of a conversation of these message `contents` in `model`, counted
+    /// as completions count them (what they reserve, and what `/usage/estimate` answers).
+    #[must_use]
+    pub fn count_prompt_tokens<'a>(
+        &self,
+        model: &str,
+        contents: impl IntoIterator<Item = &'a str>,
+    ) -> u32 {
+        prompt_tokens(|s| self.count_tokens(model, s), contents)
+    }
+
+    /// Reserves a chat call's `prompt_tokens` plus its answer budget `max_tokens`, billed to
+    /// the caller of `ctx`.
+    pub(crate) async fn reserve_chat(
+        &self,
+        ctx: &TenantContext,
+        model_name: &str,
+        reference: String,
+        prompt_tokens: u32,
+        max_tokens: u32,
+    ) -> Result<kernel::Reservation, ChatError> {
+        Ok(self
+            .ports
+            .meter
+            .reserve(
+                MeterScope {
+                    tenant: ctx.tenant_id(),
+                    actor: Some(ctx.principal()),
+                    model: model_name.to_owned(),
+                    kind: UsageKind::Chat,
+                    reference,
+                },
+                u64::from(prompt_tokens) + u64::from(max_tokens),
+            )
+            .await?)
+    }
+}
+
+/// A conversation's prompt tokens: each message's content, plus 4 per message for its role
+/// and separators, plus 3 that prime the reply (OpenAI's chat format).
+fn prompt_tokens<'a>(
+    count: impl Fn(&str) -> u32,
+    contents: impl IntoIterator<Item = &'a str>,
+) -> u32 {
+    contents
+        .into_iter()
+        .map(|c| count(c).saturating_add(4))
+        .fold(3, u32::saturating_add)
 }
 
 fn validate_completion(input: &CompletionInput) -> Result<(), InvalidInput> {
@@ -1225,14 +1263,13 @@ impl Driver {
         }
         let usage = match (usage, &failure) {
             (Some(u), None) => u,
-            _ => Usage {
-                prompt_tokens: if text.is_empty() && failure.is_some() {
-                    0
-                } else {
-                    self.prompt_tokens
-                },
-                completion_tokens: self.model.count_tokens(&self.model_name, &text),
-            },
+            _ => metered::counted_usage(
+                &*self.model,
+                &self.model_name,
+                self.prompt_tokens,
+                &text,
+                failure.is_none(),
+            ),
         };
         let (citations, dropped) = citations::verify(&text, &self.sources);
         if dropped > 0 {

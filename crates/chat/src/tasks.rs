@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use documents::{ChunkId, CollectionId, DocumentId};
 use futures_util::StreamExt as _;
-use kernel::{FieldError, InvalidInput, MeterScope, TenantContext, UsageKind};
+use kernel::{FieldError, InvalidInput, TenantContext};
 
 use crate::citations;
 use crate::metered::{Held, MeteredStream};
@@ -473,19 +473,9 @@ impl Chat {
         let max_tokens = request
             .max_tokens
             .unwrap_or(self.settings.max_answer_tokens);
+        let reference = format!("{}:{}", task_name(&request.task), uuid::Uuid::now_v7());
         let reservation = self
-            .ports
-            .meter
-            .reserve(
-                MeterScope {
-                    tenant: ctx.tenant_id(),
-                    actor: Some(ctx.principal()),
-                    model: model_name.clone(),
-                    kind: UsageKind::Chat,
-                    reference: format!("{}:{}", task_name(&request.task), uuid::Uuid::now_v7()),
-                },
-                u64::from(prompt_tokens) + u64::from(max_tokens),
-            )
+            .reserve_chat(ctx, &model_name, reference, prompt_tokens, max_tokens)
             .await?;
         let held = Held::new(self.ports.meter.clone()).with_reservation(reservation);
         let stream = match model.stream(request).await {

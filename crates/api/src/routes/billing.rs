@@ -192,8 +192,7 @@ async fn usage(
     let report = state
         .billing
         .usage(access.ctx.tenant_id(), window, None)
-        .await
-        .map_err(billing_error)?;
+        .await?;
     Ok(web::Json(UsageDto::from(&report)))
 }
 
@@ -214,8 +213,7 @@ async fn my_usage(
     let report = state
         .billing
         .usage(access.ctx.tenant_id(), window, Some(access.ctx.principal()))
-        .await
-        .map_err(billing_error)?;
+        .await?;
     Ok(web::Json(UsageDto::from(&report)))
 }
 
@@ -358,13 +356,14 @@ async fn estimate(
             .next()
             .unwrap_or_default()
     };
-    let count = |s: &str| u64::from(state.chat.count_tokens(&counting_model, s));
-    let prompt_tokens = match (&body.messages, &body.text) {
-        // The chat format's overhead, as the completion route counts it.
-        (Some(m), _) => m.iter().map(|x| count(&x.content) + 4).sum::<u64>() + 3,
-        (None, Some(t)) => count(t),
+    let prompt_tokens = u64::from(match (&body.messages, &body.text) {
+        // As a completion counts (and reserves) them.
+        (Some(m), _) => state
+            .chat
+            .count_prompt_tokens(&counting_model, m.iter().map(|x| x.content.as_str())),
+        (None, Some(t)) => state.chat.count_tokens(&counting_model, t),
         (None, None) => 0,
-    };
+    });
     let max_completion_tokens = if is_chat {
         u64::from(body.max_tokens.unwrap_or(state.chat_max_answer_tokens))
     } else {
@@ -437,18 +436,6 @@ async fn plan(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
 ) -> Result<web::Json<PlanDto>, ApiError> {
-    let status = state
-        .billing
-        .plan_status(access.ctx.tenant_id())
-        .await
-        .map_err(billing_error)?;
+    let status = state.billing.plan_status(access.ctx.tenant_id()).await?;
     Ok(web::Json(PlanDto::from(status)))
-}
-
-pub(crate) fn billing_error(e: billing::BillingError) -> ApiError {
-    match e {
-        billing::BillingError::Invalid(i) => ApiError::Validation(i.0),
-        billing::BillingError::NotFound => ApiError::NotFound,
-        billing::BillingError::Unknown(e) => ApiError::Internal(e),
-    }
 }
