@@ -127,9 +127,21 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+/// `t` as an RFC 3339 string (how every time is written on the wire).
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+impl From<billing::BillingError> for ApiError {
+    fn from(e: billing::BillingError) -> Self {
+        use billing::BillingError as B;
+        match e {
+            B::Invalid(i) => ApiError::Validation(i.0),
+            B::NotFound => ApiError::NotFound,
+            B::Unknown(e) => ApiError::Internal(e),
+        }
+    }
 }
 
 impl From<kernel::MeterError> for ApiError {

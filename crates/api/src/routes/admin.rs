@@ -246,10 +246,7 @@ async fn update_org(
         )]));
     }
     if let Some(plan) = &body.plan {
-        state
-            .billing
-            .check_plan(plan)
-            .map_err(crate::routes::billing::billing_error)?;
+        state.billing.check_plan(plan)?;
     }
     let org = match &body.plan {
         Some(plan) => {
@@ -265,11 +262,7 @@ async fn update_org(
             .ok_or(ApiError::NotFound)?,
     };
     if let Some(limit) = body.monthly_token_limit {
-        state
-            .billing
-            .set_limit_override(org.id, limit)
-            .await
-            .map_err(crate::routes::billing::billing_error)?;
+        state.billing.set_limit_override(org.id, limit).await?;
         kernel::audit::record(
             &*state.audit,
             kernel::AuditEvent {
@@ -287,17 +280,9 @@ async fn update_org(
         .await;
     } else {
         // The plan changed: its limits apply from the next call.
-        state
-            .billing
-            .limits_changed(org.id)
-            .await
-            .map_err(crate::routes::billing::billing_error)?;
+        state.billing.limits_changed(org.id).await?;
     }
-    let status = state
-        .billing
-        .plan_status(org.id)
-        .await
-        .map_err(crate::routes::billing::billing_error)?;
+    let status = state.billing.plan_status(org.id).await?;
     let mut dto = AdminOrgDto::from(&org);
     dto.billing = Some(status.into());
     Ok(web::Json(dto))
@@ -351,11 +336,7 @@ async fn admin_usage(
     query: web::Query<crate::routes::billing::WindowQuery>,
 ) -> Result<web::Json<AdminUsageDto>, ApiError> {
     let window = query.window()?;
-    let report = state
-        .billing
-        .admin_usage(window)
-        .await
-        .map_err(crate::routes::billing::billing_error)?;
+    let report = state.billing.admin_usage(window).await?;
     Ok(web::Json(AdminUsageDto {
         window: report.window.as_str().to_owned(),
         since: report.since,

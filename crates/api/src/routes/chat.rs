@@ -12,11 +12,10 @@ use chat::{
 use documents::CollectionId;
 use kernel::{FieldError, InvalidInput};
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, rfc3339};
 use crate::extract::{Body, PageQuery, ValidJson, collection_ids, double_option};
 use crate::limits::ChatRate;
 use crate::routes::orgs::PageDto;
@@ -38,10 +37,6 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(get_assistant)
         .service(update_assistant)
         .service(delete_assistant);
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 fn session_id(s: &str) -> Result<ChatSessionId, ApiError> {
