@@ -465,23 +465,22 @@ impl Billing {
             return Ok(None);
         };
         let window = self.settings.rate_limits.window;
+        let budgets: Vec<(u64, CacheKey)> = subjects
+            .iter()
+            .map(|subject| (u64::from(budget.for_subject(subject)), subject))
+            .filter(|(limit, _)| *limit > 0)
+            .map(|(limit, subject)| (limit, Self::rate_key(class, subject)))
+            .collect();
+        // Every subject's counter at once: one round trip of latency, not one per subject.
+        let counters = futures_util::future::try_join_all(
+            budgets
+                .iter()
+                .map(|(_, key)| self.ports.cache.increment(key, 1, window)),
+        )
+        .await?;
         let mut tightest: Option<RateDecision> = None;
-        for subject in subjects {
-            let limit = u64::from(budget.for_subject(subject));
-            if limit == 0 {
-                continue;
-            }
-            let key = match subject {
-                RateSubject::Ip(ip) => CacheKey::global("ratelimit", &[class.as_str(), "ip", ip]),
-                RateSubject::User(u) => {
-                    CacheKey::global("ratelimit", &[class.as_str(), "user", &u.to_string()])
-                }
-                RateSubject::ApiKey(k) => {
-                    CacheKey::global("ratelimit", &[class.as_str(), "key", &k.to_string()])
-                }
-                RateSubject::Tenant(t) => CacheKey::tenant(*t, "ratelimit", &[class.as_str()]),
-            };
-            let counter = self.ports.cache.increment(&key, 1, window).await?;
+        for ((limit, _), counter) in budgets.iter().zip(counters) {
+            let limit = *limit;
             let count = non_negative(counter.value);
             let decision = RateDecision {
                 allowed: count <= limit,
@@ -503,6 +502,20 @@ impl Billing {
             }
         }
         Ok(tightest)
+    }
+
+    /// The counter of `subject`'s budget for `class`.
+    fn rate_key(class: RateClass, subject: &RateSubject) -> CacheKey {
+        match subject {
+            RateSubject::Ip(ip) => CacheKey::global("ratelimit", &[class.as_str(), "ip", ip]),
+            RateSubject::User(u) => {
+                CacheKey::global("ratelimit", &[class.as_str(), "user", &u.to_string()])
+            }
+            RateSubject::ApiKey(k) => {
+                CacheKey::global("ratelimit", &[class.as_str(), "key", &k.to_string()])
+            }
+            RateSubject::Tenant(t) => CacheKey::tenant(*t, "ratelimit", &[class.as_str()]),
+        }
     }
 
     /// Writes `event` to the ledger, trying again on a failure; `false` when it was given
