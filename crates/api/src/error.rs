@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 403 with the rule that refused.
     #[error("{0}")]
     ForbiddenBecause(&'static str),
+    /// 403 `email_unverified`: the account's address must be confirmed first (the message
+    /// says how).
+    #[error("{0}")]
+    EmailUnverified(String),
     /// 404.
     #[error("not found")]
     NotFound,
@@ -252,6 +256,7 @@ impl From<tenancy::TenancyError> for ApiError {
             T::SlugTaken => ApiError::Conflict("an organization with this slug exists".to_owned()),
             T::NotFound => ApiError::NotFound,
             T::Forbidden(why) => ApiError::ForbiddenBecause(why),
+            e @ T::EmailUnverified => ApiError::EmailUnverified(e.to_string()),
             e @ T::SoleOwner(_) => ApiError::Conflict(e.to_string()),
             T::LastOwner => {
                 ApiError::Conflict("an organization must keep at least one owner".to_owned())
@@ -276,6 +281,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "forbidden",
+            ApiError::EmailUnverified(_) => "email_unverified",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -381,7 +387,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) | ApiError::EmailUnverified(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

@@ -1,6 +1,7 @@
 //! The middleware stack, outermost first:
 //! 1. [`edge`]: request id (`X-Request-ID`), the request span and access log, problem+json for
-//!    every error response (also those made outside handlers), security headers;
+//!    every error response (also those made outside handlers), security headers, and
+//!    `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
 //! 3. CORS from the configured allowlist ([`cors`]);
 //! 4. compression (gzip);
@@ -170,6 +171,9 @@ pub async fn edge(
         method = %req.method(),
         route = tracing::field::Empty,
     );
+    // API answers carry tokens, codes, key secrets and tenant data: no cache (browser or
+    // proxy) may keep one unless its handler says otherwise.
+    let api = req.path().starts_with("/api/");
     let started = Instant::now();
     let result = kernel::metering::with_request_id(request_id.clone(), async move {
         match next.call(req).await {
@@ -183,6 +187,10 @@ pub async fn edge(
     let (status, route, result) = match result {
         Ok(mut res) => {
             set_security_headers(res.headers_mut(), hsts.as_ref());
+            if api && !res.headers().contains_key(header::CACHE_CONTROL) {
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
             if let Some(v) = id_header {
                 res.headers_mut().insert(X_REQUEST_ID, v);
             }
@@ -190,6 +198,11 @@ pub async fn edge(
         }
         Err(mut rendered) => {
             set_security_headers(&mut rendered.headers, hsts.as_ref());
+            if api && !rendered.headers.contains_key(header::CACHE_CONTROL) {
+                rendered
+                    .headers
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
             if let Some(v) = id_header {
                 rendered.headers.insert(X_REQUEST_ID, v);
             }

@@ -263,6 +263,9 @@ pub struct NewUser {
     pub name: DisplayName,
     /// The PHC string of the password hash (`None` for accounts made by email-code login).
     pub password_hash: Option<String>,
+    /// Set when the account is made by a proof of the address (an emailed code, the
+    /// administrator command); `None` for registration with a password.
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 /// An account.
@@ -280,6 +283,9 @@ pub struct User {
     pub is_platform_admin: bool,
     /// Set while the account is disabled.
     pub disabled_at: Option<OffsetDateTime>,
+    /// When the owner of the address first proved it is theirs (used a mailed code or reset
+    /// token); `None` until then. See `docs/security.md`, "Email ownership".
+    pub email_verified_at: Option<OffsetDateTime>,
     /// Optional profile fields.
     pub profile: Profile,
     /// When the account was made.

@@ -83,6 +83,17 @@ pub trait UserRepository: Send + Sync + Debug {
 
     /// Grants or takes away the platform-administrator flag.
     async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError>;
+
+    /// Records the first proof of ownership of the account's address: when the email is not
+    /// yet verified, sets `email_verified_at` to `now` and, with `remove_password`, removes
+    /// the password hash in the same atomic step. Answers `true` only for the call that
+    /// verified it (of concurrent calls exactly one); `false` when it already was verified.
+    async fn verify_email(
+        &self,
+        id: UserId,
+        remove_password: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, UserRepoError>;
 }
 
 /// The SHA-256 of an opaque refresh token: only this is stored.

@@ -15,6 +15,7 @@ use crate::ports::{
     Rotation, SessionId, SessionRepoError, SessionRepository, UserRepoError, UserRepository,
     Verification,
 };
+use crate::throttle::MailPurpose;
 
 /// Tokens handed to a client after login, registration or refresh.
 #[derive(Clone)]
@@ -208,6 +209,7 @@ impl Accounts {
                     email,
                     name,
                     password_hash: Some(phc),
+                    email_verified_at: None,
                 },
                 self.ports.clock.now(),
             )
@@ -215,6 +217,23 @@ impl Accounts {
         let tokens = self.start_session(&user).await?;
         self.audit("auth.registered", Some(user.id), None, client)
             .await;
+        // The address is not proven yet: a code goes to it, which the registrant confirms
+        // with (`confirm_email`), and which tells a real owner who did not register that
+        // someone did (signing in with it removes the password they set).
+        self.send_code(&user.email, MailPurpose::Verify, client, |code| {
+            kernel::mail::Mail {
+                to: user.email.as_str().to_owned(),
+                subject: "Confirm your Quire email address".to_owned(),
+                body: format!(
+                    "A Quire account was created with this email address.\n\n\
+                     If it was you, confirm the address with this code (valid 10 minutes, \
+                     usable once): {code}\n\n\
+                     If it was not you, sign in with this code instead: the account becomes \
+                     yours, and the password someone else set is removed.\n"
+                ),
+            }
+        })
+        .await?;
         Ok((user, tokens))
     }
 
@@ -439,7 +458,8 @@ impl Accounts {
 
     /// Starts a password reset: if `email` names an enabled account with a password, a
     /// single-use token valid 30 minutes goes to it by mail. Answers the same in every case
-    /// (nobody learns whether the email is registered); at most 3 mails an hour per address.
+    /// (nobody learns whether the email is registered); within the reset mail budget
+    /// ([`crate::throttle::LoginThrottle::mail`]). Using the token proves the address.
     ///
     /// # Errors
     /// `Invalid` email; `Throttled` per client address.
@@ -461,8 +481,13 @@ impl Accounts {
         let Some(user) = user else {
             return Ok(());
         };
-        if !self.ports.throttle.mail(&email).await? {
-            tracing::warn!("reset mail not sent: the hourly limit for this address is reached");
+        if !self
+            .ports
+            .throttle
+            .mail(MailPurpose::Reset, &email, &client.ip)
+            .await?
+        {
+            tracing::warn!("reset mail not sent: an hourly limit for this address is reached");
             return Ok(());
         }
         let (token, hash) = self.ports.refresh.generate()?;
@@ -493,8 +518,9 @@ impl Accounts {
     }
 
     /// Sends a 6-digit sign-in code to `email`, valid 10 minutes, single use, at most 5
-    /// attempts. Answers the same whatever the email (a first successful code creates the
-    /// account); at most 3 mails an hour per address.
+    /// attempts per requester. Answers the same whatever the email (a first successful code
+    /// creates the account); within the sign-in code mail budget
+    /// ([`crate::throttle::LoginThrottle::mail`]). Nothing of the code is logged.
     ///
     /// # Errors
     /// `Invalid` email; `Throttled` per client address.
@@ -507,38 +533,58 @@ impl Accounts {
             client,
         )
         .await;
-        if !self.ports.throttle.mail(&email).await? {
-            tracing::warn!("code mail not sent: the hourly limit for this address is reached");
-            return Ok(());
-        }
-        // Six digits from 64 random bits (the modulo bias is below 1e-13).
-        let (_, random) = self.ports.refresh.generate()?;
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(&random.0[..8]);
-        let code = format!("{:06}", u64::from_le_bytes(eight) % 1_000_000);
-        let cache = &self.ports.throttle;
-        cache
-            .store_code(&email, &self.code_hash(&email, &code), CODE_TTL)
-            .await?;
-        let mail = kernel::mail::Mail {
+        self.send_code(&email, MailPurpose::Code, client, |code| kernel::mail::Mail {
             to: email.as_str().to_owned(),
-            subject: format!("Your Quire sign-in code: {code}"),
+            // Never the code in the subject: subjects show in notifications and logs.
+            subject: "Your Quire sign-in code".to_owned(),
             body: format!(
                 "Your Quire sign-in code is {code}.\n\nIt is valid for 10 minutes and works once. \
                  If you did not ask for it, ignore this mail.\n"
             ),
-        };
-        if let Err(e) = self.ports.mailer.send(mail).await {
-            tracing::error!(error = %e, "sending a sign-in code failed");
+        })
+        .await
+    }
+
+    /// Makes a 6-digit code for `email`, stores its hash (replacing any earlier code) and
+    /// mails what `mail` makes of it, within the mail budget of `purpose`.
+    async fn send_code(
+        &self,
+        email: &EmailAddress,
+        purpose: MailPurpose,
+        client: &ClientInfo,
+        mail: impl FnOnce(&str) -> kernel::mail::Mail,
+    ) -> Result<(), AuthError> {
+        if !self.ports.throttle.mail(purpose, email, &client.ip).await? {
+            tracing::warn!(
+                ?purpose,
+                "code mail not sent: an hourly limit for this address is reached"
+            );
+            return Ok(());
+        }
+        // Six digits from 64 random bits (the modulo bias is below 1e-13); the code's id (it
+        // keys the attempt counters) from other random bits.
+        let (_, random) = self.ports.refresh.generate()?;
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(&random.0[..8]);
+        let code = format!("{:06}", u64::from_le_bytes(eight) % 1_000_000);
+        let id: String = random.0[8..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.ports
+            .throttle
+            .store_code(email, &id, &self.code_hash(email, &code), CODE_TTL)
+            .await?;
+        if let Err(e) = self.ports.mailer.send(mail(&code)).await {
+            tracing::error!(error = %e, "sending a code mail failed");
         }
         Ok(())
     }
 
-    /// Signs in with an emailed code, creating the account on its first sign-in.
+    /// Signs in with an emailed code, creating the account on its first sign-in. On an account
+    /// whose address was not proven yet, this is the first proof: the password set before it
+    /// is removed and every session ends (see `docs/security.md`, "Email ownership").
     ///
     /// # Errors
-    /// `BadCredentials` for a wrong, used or expired code, and for every attempt after the
-    /// fifth; `Invalid` email; `Throttled` per client address.
+    /// `BadCredentials` for a wrong, used or expired code, and for attempts past the limits
+    /// ([`crate::throttle::LoginThrottle::take_code`]); `Invalid` email.
     pub async fn verify_code(
         &self,
         email: &str,
@@ -546,20 +592,19 @@ impl Accounts {
         client: &ClientInfo,
     ) -> Result<(User, TokenPair), AuthError> {
         let email = EmailAddress::parse(email)?;
-        let hash = self.code_hash(&email, code.trim());
-        if !self
-            .ports
-            .throttle
-            .take_code(&email, &hash, CODE_TTL)
-            .await?
-        {
+        if !self.take_code(&email, code, client).await? {
             return Err(self.code_failed(&email, client).await);
         }
         let user = match self.ports.users.find_by_email(&email).await? {
             Some(u) if u.disabled_at.is_some() => {
                 return Err(self.code_failed(&email, client).await);
             }
-            Some(u) => u,
+            Some(u) => {
+                // The first proof of the address wins the account from whoever registered it:
+                // a password set before it is removed and every session ends.
+                self.proved_ownership(&u, true, client).await?;
+                u
+            }
             None => {
                 let local = email.as_str().split('@').next().unwrap_or("user");
                 let name = DisplayName::parse(local, "name")
@@ -571,6 +616,7 @@ impl Accounts {
                             email: email.clone(),
                             name,
                             password_hash: None,
+                            email_verified_at: Some(self.ports.clock.now()),
                         },
                         self.ports.clock.now(),
                     )
@@ -586,6 +632,96 @@ impl Accounts {
         )
         .await;
         Ok((user, tokens))
+    }
+
+    /// Confirms the signed-in `user`'s address with a code mailed to it (at registration, or
+    /// by `request_code`). The password stays: whoever holds this session knows it and has
+    /// the mailbox. Already verified: nothing to do (the code is not spent).
+    ///
+    /// # Errors
+    /// `Invalid` on `code` (wrong, used or expired; attempts are limited as for sign-in).
+    pub async fn confirm_email(
+        &self,
+        user: &User,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<User, AuthError> {
+        if user.email_verified_at.is_some() {
+            return Ok(user.clone());
+        }
+        if !self.take_code(&user.email, code, client).await? {
+            self.audit(
+                "auth.code.failed",
+                Some(user.id),
+                Some("email confirmation".to_owned()),
+                client,
+            )
+            .await;
+            return Err(InvalidInput::field("code", "is wrong, used or expired").into());
+        }
+        self.proved_ownership(user, false, client).await?;
+        self.admin_get(user.id).await
+    }
+
+    /// Checks a presented code for `email` from this client.
+    async fn take_code(
+        &self,
+        email: &EmailAddress,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
+        let code = code.trim();
+        if code.is_empty() || code.len() > 32 {
+            return Ok(false);
+        }
+        let hash = self.code_hash(email, code);
+        Ok(self
+            .ports
+            .throttle
+            .take_code(email, &client.ip, &hash, CODE_TTL)
+            .await?)
+    }
+
+    /// Records a proof that the owner of `user`'s address acts (a mailed code or reset token
+    /// used). The first proof verifies the address; with `takeover` (a proof that did not
+    /// come from a session of the account, and sets no password) it also removes the
+    /// password set before it and ends every session: whoever registered the address
+    /// without owning it loses the account.
+    async fn proved_ownership(
+        &self,
+        user: &User,
+        takeover: bool,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        if user.email_verified_at.is_some() {
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        let remove_password = takeover && user.password_hash.is_some();
+        if !self
+            .ports
+            .users
+            .verify_email(user.id, remove_password, now)
+            .await?
+        {
+            return Ok(());
+        }
+        if takeover {
+            self.ports.sessions.revoke_all(user.id, now).await?;
+        }
+        let what = if remove_password {
+            "first proof of the address: the earlier password and every session were removed"
+        } else {
+            "first proof of the address"
+        };
+        self.audit(
+            "auth.email.verified",
+            Some(user.id),
+            Some(what.to_owned()),
+            client,
+        )
+        .await;
+        Ok(())
     }
 
     async fn code_failed(&self, email: &EmailAddress, client: &ClientInfo) -> AuthError {
@@ -635,6 +771,17 @@ impl Accounts {
             .ok_or_else(invalid)?;
         let phc = self.ports.hasher.hash(&new).await?;
         self.ports.users.set_password_hash(user_id, &phc).await?;
+        // A used reset token proves the address; the password is the one just set, and
+        // every session ends anyway.
+        if self.ports.users.verify_email(user_id, false, now).await? {
+            self.audit(
+                "auth.email.verified",
+                Some(user_id),
+                Some("first proof of the address (a password reset)".to_owned()),
+                client,
+            )
+            .await;
+        }
         self.ports.sessions.revoke_all(user_id, now).await?;
         self.audit("auth.password.reset", Some(user_id), None, client)
             .await;
@@ -786,6 +933,8 @@ impl Accounts {
                             email,
                             name,
                             password_hash: Some(phc),
+                            // The operator vouches for the address.
+                            email_verified_at: Some(self.ports.clock.now()),
                         },
                         self.ports.clock.now(),
                     )

@@ -11,6 +11,10 @@
 //!
 //! Every lock ends with its window: nobody can be locked out for good. A success clears the
 //! account-and-IP counter.
+//!
+//! Mail (codes, resets, verification) and code attempts have budgets per purpose and per
+//! requester inside a larger one per address: [`LoginThrottle::mail`],
+//! [`LoginThrottle::take_code`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,40 @@ use crate::model::EmailAddress;
 
 const ACCOUNT_IP_WINDOW: Duration = Duration::from_secs(15 * 60);
 const ACCOUNT_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// Mails of one purpose to one address an hour, from one requester.
+pub const MAILS_PER_REQUESTER: u32 = 3;
+/// Mails of one purpose to one address an hour, from every requester together.
+pub const MAILS_PER_ADDRESS: u32 = 10;
+/// Attempts at one code from one requester.
+pub const CODE_TRIES_PER_REQUESTER: u32 = 5;
+/// Attempts at the codes of one address an hour from one requester (over every code).
+pub const CODE_TRIES_PER_REQUESTER_HOUR: u32 = 10;
+/// Attempts at the codes of one address an hour, from every requester together (counting
+/// only attempts within each requester's own allowances).
+pub const CODE_GUESSES_PER_ADDRESS: u32 = 20;
+
+/// Why a mail goes out: each purpose has its own budget, so spending one (asking for sign-in
+/// codes) leaves the others (a password reset) to the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailPurpose {
+    /// A sign-in code.
+    Code,
+    /// A password-reset token.
+    Reset,
+    /// A code that confirms the address of a new account.
+    Verify,
+}
+
+impl MailPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            MailPurpose::Code => "code",
+            MailPurpose::Reset => "reset",
+            MailPurpose::Verify => "verify",
+        }
+    }
+}
 
 /// The limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,81 +147,132 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Counts a mail to `email` (resets, codes); `false` once 3 were sent within the hour, so
-    /// nobody can flood a mailbox through the API.
+    /// Counts a mail of `purpose` to `email` asked for by `requester` (the client address);
+    /// `false` when a budget is spent: 3 an hour per purpose, address and requester, inside
+    /// 10 an hour per purpose and address. So nobody floods a mailbox through the API, and
+    /// one requester cannot spend the owner's budget (a stranger's code requests leave the
+    /// owner's codes and resets alone). A refusal by the requester's budget does not count
+    /// against the address's.
     ///
     /// # Errors
     /// When the cache fails.
-    pub async fn mail(&self, email: &EmailAddress) -> Result<bool, CacheError> {
-        let c = self
+    pub async fn mail(
+        &self,
+        purpose: MailPurpose,
+        email: &EmailAddress,
+        requester: &str,
+    ) -> Result<bool, CacheError> {
+        let p = purpose.as_str();
+        let mine = self
             .cache
             .increment(
-                &CacheKey::global("mail-to", &[email.as_str()]),
+                &CacheKey::global("mail-to-from", &[p, email.as_str(), requester]),
                 1,
                 ACCOUNT_WINDOW,
             )
             .await?;
-        Ok(c.value <= 3)
+        if mine.value > i64::from(MAILS_PER_REQUESTER) {
+            return Ok(false);
+        }
+        let all = self
+            .cache
+            .increment(
+                &CacheKey::global("mail-to", &[p, email.as_str()]),
+                1,
+                ACCOUNT_WINDOW,
+            )
+            .await?;
+        Ok(all.value <= i64::from(MAILS_PER_ADDRESS))
     }
 
-    /// Stores the hash of a new sign-in code for `email`, replacing any earlier one and
-    /// resetting its attempt counter.
+    /// Stores the hash of a new one-time code for `email` under the random `id`, replacing
+    /// any earlier code (whose attempt counters die with it: they are kept per code id).
     ///
     /// # Errors
     /// When the cache fails.
     pub async fn store_code(
         &self,
         email: &EmailAddress,
+        id: &str,
         hash: &str,
         ttl: Duration,
     ) -> Result<(), CacheError> {
         self.cache
-            .delete(&CacheKey::global("login-code-tries", &[email.as_str()]))
-            .await?;
-        self.cache
             .set(
-                &CacheKey::global("login-code", &[email.as_str()]),
-                hash.as_bytes(),
+                &Self::code_key(email),
+                format!("{id}:{hash}").as_bytes(),
                 ttl,
             )
             .await
     }
 
-    /// Checks a presented code's hash: `true` (and the code is spent, atomically) when it
-    /// matches within the first 5 attempts. After 5 wrong attempts the code is gone.
+    fn code_key(email: &EmailAddress) -> CacheKey {
+        CacheKey::global("login-code", &[email.as_str()])
+    }
+
+    /// Checks a presented code's hash from `requester` (the client address): `true` (and the
+    /// code is spent, atomically) when it matches. Attempts are counted per code and
+    /// requester ([`CODE_TRIES_PER_REQUESTER`], and [`CODE_TRIES_PER_REQUESTER_HOUR`] over every
+    /// code), so a stranger's wrong guesses do not kill the owner's code, and per address over the hour ([`CODE_GUESSES_PER_ADDRESS`] from every
+    /// requester together): past that the live code is deleted and every attempt fails until
+    /// the window ends, which bounds brute force (see `docs/security.md`).
     ///
     /// # Errors
     /// When the cache fails.
     pub async fn take_code(
         &self,
         email: &EmailAddress,
+        requester: &str,
         hash: &str,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let key = CacheKey::global("login-code", &[email.as_str()]);
-        let tries = self
+        let key = Self::code_key(email);
+        let Some(stored) = self.cache.get(&key).await? else {
+            return Ok(false);
+        };
+        let stored = String::from_utf8_lossy(&stored).into_owned();
+        let Some((id, stored_hash)) = stored.split_once(':') else {
+            return Ok(false);
+        };
+        // The requester's own allowances first: attempts past them never reach the address's
+        // budget, so one requester alone cannot spend it.
+        for (key, limit, window) in [
+            (
+                CacheKey::global("login-code-tries", &[email.as_str(), id, requester]),
+                CODE_TRIES_PER_REQUESTER,
+                ttl,
+            ),
+            (
+                CacheKey::global("login-code-tries-hour", &[email.as_str(), requester]),
+                CODE_TRIES_PER_REQUESTER_HOUR,
+                ACCOUNT_WINDOW,
+            ),
+        ] {
+            if self.cache.increment(&key, 1, window).await?.value > i64::from(limit) {
+                return Ok(false);
+            }
+        }
+        let all = self
             .cache
             .increment(
-                &CacheKey::global("login-code-tries", &[email.as_str()]),
+                &CacheKey::global("login-code-guesses", &[email.as_str()]),
                 1,
-                ttl,
+                ACCOUNT_WINDOW,
             )
             .await?;
-        if tries.value > 5 {
+        if all.value > i64::from(CODE_GUESSES_PER_ADDRESS) {
             self.cache.delete(&key).await?;
             return Ok(false);
         }
-        match self.cache.get(&key).await? {
-            Some(stored) if stored == hash.as_bytes() => {
-                // One-shot: of concurrent right guesses exactly one takes it.
-                Ok(self
-                    .cache
-                    .take(&key)
-                    .await?
-                    .is_some_and(|v| v == hash.as_bytes()))
-            }
-            _ => Ok(false),
+        if stored_hash != hash {
+            return Ok(false);
         }
+        // One-shot: of concurrent right guesses exactly one takes it.
+        Ok(self
+            .cache
+            .take(&key)
+            .await?
+            .is_some_and(|v| v == stored.as_bytes()))
     }
 
     /// Records a successful login: the account-and-IP failures are forgiven.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 pub struct Mail {
     /// The recipient's address.
     pub to: String,
-    /// The subject line.
+    /// The subject line (never a secret in it; still never logged).
     pub subject: String,
     /// The text (may hold a one-time secret: never log it).
     pub body: String,
@@ -18,9 +18,8 @@ pub struct Mail {
 
 impl fmt::Debug for Mail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mail")
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
+        // Neither subject nor body: a mail exists to carry secrets (codes, tokens).
+        f.debug_struct("Mail").finish_non_exhaustive()
     }
 }
 

@@ -45,6 +45,7 @@ impl UserRepository for InMemoryUsers {
             password_hash: new.password_hash,
             is_platform_admin: false,
             disabled_at: None,
+            email_verified_at: new.email_verified_at,
             profile: Profile::default(),
             created_at: now,
         };
@@ -143,6 +144,24 @@ impl UserRepository for InMemoryUsers {
             .ok_or(UserRepoError::NotFound)?
             .is_platform_admin = admin;
         Ok(())
+    }
+
+    async fn verify_email(
+        &self,
+        id: UserId,
+        remove_password: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, UserRepoError> {
+        let mut rows = self.rows.write().map_err(|_| poisoned())?;
+        let user = rows.get_mut(&id).ok_or(UserRepoError::NotFound)?;
+        if user.email_verified_at.is_some() {
+            return Ok(false);
+        }
+        user.email_verified_at = Some(now);
+        if remove_password {
+            user.password_hash = None;
+        }
+        Ok(true)
     }
 
     async fn delete(&self, id: UserId) -> Result<(), UserRepoError> {

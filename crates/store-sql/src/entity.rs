@@ -42,6 +42,7 @@ pub mod user {
         pub locale: Option<String>,
         pub timezone: Option<String>,
         pub preferences: Option<String>,
+        pub email_verified_at: Option<TimeDateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

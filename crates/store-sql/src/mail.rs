@@ -54,19 +54,20 @@ impl SqlStore {
 #[async_trait]
 impl Mailer for SqlStore {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
-        // Logged without the body (it may hold a one-time secret) or the full address.
+        // Logged without the subject or body (either may hold a one-time secret) or the full
+        // address.
         let domain = mail.to.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
         outbox::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
             at: Set(self.now()),
             recipient: Set(mail.to),
-            subject: Set(mail.subject.clone()),
+            subject: Set(mail.subject),
             body: Set(mail.body),
         }
         .insert(&self.db)
         .await
         .context("storing a mail in the outbox")?;
-        tracing::info!(to_domain = %domain, subject = %mail.subject, "mail stored in the development outbox (read it with `quire outbox`)");
+        tracing::info!(to_domain = %domain, "mail stored in the development outbox (read it with `quire outbox`)");
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ fn to_domain(m: Model) -> Result<User, UserRepoError> {
         password_hash: m.password_hash,
         is_platform_admin: m.is_platform_admin,
         disabled_at: m.disabled_at,
+        email_verified_at: m.email_verified_at,
         profile: Profile {
             avatar_url: m.avatar_url,
             locale: m.locale,
@@ -48,6 +49,7 @@ impl UserRepository for SqlStore {
             locale: Set(None),
             timezone: Set(None),
             preferences: Set(None),
+            email_verified_at: Set(new.email_verified_at),
         };
         match row.insert(&self.db).await {
             Ok(m) => to_domain(m),
@@ -187,6 +189,32 @@ impl UserRepository for SqlStore {
     async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError> {
         self.update_user(id, Column::IsPlatformAdmin, Expr::value(admin))
             .await
+    }
+
+    async fn verify_email(
+        &self,
+        id: UserId,
+        remove_password: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, UserRepoError> {
+        // One conditional UPDATE: of concurrent first proofs exactly one changes the row.
+        let mut update = Entity::update_many()
+            .col_expr(Column::EmailVerifiedAt, Expr::value(Some(now)))
+            .col_expr(Column::UpdatedAt, Expr::value(self.now()));
+        if remove_password {
+            update = update.col_expr(Column::PasswordHash, Expr::value(Option::<String>::None));
+        }
+        let changed = update
+            .filter(Column::Id.eq(id.as_uuid()))
+            .filter(Column::EmailVerifiedAt.is_null())
+            .exec(&self.db)
+            .await
+            .context("verifying an email")?
+            .rows_affected;
+        if changed == 0 && self.find_by_id(id).await?.is_none() {
+            return Err(UserRepoError::NotFound);
+        }
+        Ok(changed == 1)
     }
 }
 

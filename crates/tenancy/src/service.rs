@@ -39,6 +39,13 @@ pub enum TenancyError {
     /// The organization must keep an owner.
     #[error("an organization must keep at least one owner")]
     LastOwner,
+    /// The account's email address is not proven yet (only a verified owner of an address
+    /// may accept what was sent to it).
+    #[error(
+        "confirm your email address first: request a code (POST /api/v1/auth/code/request) and \
+         send it to POST /api/v1/auth/email/verify"
+    )]
+    EmailUnverified,
     /// The user is the only owner of an organization that has other members.
     #[error(
         "you are the only owner of {0}, which has other members: make someone else an owner first"
@@ -815,19 +822,20 @@ impl Invitations {
         Ok((invitation, token))
     }
 
-    /// Accepts an invitation for the signed-in `user` whose email is `email`: the user joins
-    /// with the invitation's role (an existing membership is kept as it is).
+    /// Accepts an invitation for the signed-in `account`: it joins with the invitation's role
+    /// (an existing membership is kept as it is). Only a verified owner of the invited
+    /// address may: an account registered with someone else's address never proved it.
     ///
     /// # Errors
-    /// `NotFound` for an unknown, used or expired token; `Forbidden` when the invitation is
-    /// for another email address.
+    /// `NotFound` for an unknown, used or expired token; `EmailUnverified` while the account's
+    /// address is not proven; `Forbidden` when the invitation is for another email address.
     pub async fn accept(
         &self,
-        user: UserId,
-        email: &identity::EmailAddress,
+        account: &identity::User,
         token: &str,
         client: &ClientInfo,
     ) -> Result<(Organization, Role), TenancyError> {
+        let (user, email) = (account.id, &account.email);
         if !token.starts_with("qi_") || token.len() > 128 {
             return Err(TenancyError::NotFound);
         }
@@ -842,6 +850,9 @@ impl Invitations {
             return Err(TenancyError::Forbidden(
                 "this invitation is for another email address",
             ));
+        }
+        if account.email_verified_at.is_none() {
+            return Err(TenancyError::EmailUnverified);
         }
         if !self.invitations.accept(&hash, now).await? {
             return Err(TenancyError::NotFound);

@@ -435,6 +435,49 @@ impl TestApp {
         (token, id)
     }
 
+    /// The 6-digit code in the newest mail to `to` in the development outbox (sign-in,
+    /// registration): the first run of exactly six digits in its body.
+    pub async fn latest_code(&self, to: &str) -> String {
+        let mails = self.store().await.outbox(50).await.expect("outbox");
+        let mail = mails
+            .iter()
+            .find(|m| m.to == to)
+            .unwrap_or_else(|| panic!("no mail to {to}"));
+        mail.body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() == 6)
+            .unwrap_or_else(|| panic!("no code in the mail to {to}"))
+            .to_owned()
+    }
+
+    /// Confirms the email of the signed-in account of `token` (address `email`) through the
+    /// real mail flow: a code is requested (`POST /auth/code/request`), read from the outbox
+    /// and sent to `POST /auth/email/verify`. Needed before the account accepts invitations.
+    pub async fn verify_email(&self, token: &str, email: &str) {
+        let res = self
+            .post_json(
+                "/api/v1/auth/code/request",
+                &serde_json::json!({ "email": email }),
+            )
+            .await;
+        assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED, "code request");
+        let code = self.latest_code(&email.trim().to_lowercase()).await;
+        let (status, user) = self
+            .call(
+                token,
+                reqwest::Method::POST,
+                "/api/v1/auth/email/verify",
+                Some(serde_json::json!({ "code": code })),
+            )
+            .await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "confirming {email}: {user}"
+        );
+        assert!(user["email_verified_at"].is_string(), "{user}");
+    }
+
     /// Sends a multipart form to `path` in `tenant`.
     pub async fn send_form(
         &self,

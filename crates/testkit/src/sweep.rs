@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/auth/password/reset", Scope::Public),
     ("GET", "/api/v1/auth/me", Scope::User),
     ("POST", "/api/v1/auth/password/change", Scope::User),
+    ("POST", "/api/v1/auth/email/verify", Scope::User),
     ("GET", "/api/v1/users/me/profile", Scope::User),
     ("PATCH", "/api/v1/users/me/profile", Scope::User),
     ("GET", "/api/v1/users/me/preferences", Scope::User),

@@ -71,6 +71,7 @@ async fn scenario(app: &TestApp) {
     );
 
     let bob = register(app, "bob").await;
+    app.verify_email(&bob, "bob@example.com").await;
     let (s, org) = app.call(&bob, Method::POST, &accept, None).await;
     assert_eq!(
         (s, org["slug"].as_str(), org["role"].as_str()),

@@ -14,6 +14,7 @@ async fn a_user(users: &dyn UserRepository) -> UserId {
                 email: EmailAddress::parse("owner@example.com").expect("email"),
                 name: DisplayName::parse("Owner", "name").expect("name"),
                 password_hash: None,
+                email_verified_at: None,
             },
             SystemClock.now(),
         )

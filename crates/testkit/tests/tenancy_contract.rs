@@ -17,6 +17,7 @@ async fn three_users(users: &dyn UserRepository) -> [UserId; 3] {
                     email: EmailAddress::parse(&format!("{name}@example.com")).expect("email"),
                     name: DisplayName::parse(name, "name").expect("name"),
                     password_hash: None,
+                    email_verified_at: None,
                 },
                 SystemClock.now(),
             )

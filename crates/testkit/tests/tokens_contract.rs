@@ -18,6 +18,7 @@ async fn resets_contract(store: SqlStore) {
             email: EmailAddress::parse("ann@example.com").expect("email"),
             name: DisplayName::parse("Ann", "name").expect("name"),
             password_hash: None,
+            email_verified_at: None,
         },
         now,
     )

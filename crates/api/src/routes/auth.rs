@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(request_code)
         .service(verify_code)
         .service(reset_password)
+        .service(confirm_email)
         .service(me);
 }
 
@@ -33,6 +34,11 @@ pub struct UserDto {
     email: String,
     name: String,
     is_platform_admin: bool,
+    /// When the owner of the address proved it (used a mailed code or reset token); `null`
+    /// until then. An account with an unconfirmed email cannot accept invitations.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    email_verified_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -45,6 +51,7 @@ impl From<&User> for UserDto {
             email: u.email.as_str().to_owned(),
             name: u.name.as_str().to_owned(),
             is_platform_admin: u.is_platform_admin,
+            email_verified_at: u.email_verified_at,
             created_at: u.created_at,
         }
     }
@@ -90,7 +97,8 @@ pub struct Registered {
     tokens: TokensDto,
 }
 
-/// Creates an account and signs it in.
+/// Creates an account and signs it in. The email is not confirmed yet: a code goes to it,
+/// to send to `POST /auth/email/verify` (until then the account cannot accept invitations).
 #[utoipa::path(
     tag = "auth",
     request_body = RegisterRequest,
@@ -396,8 +404,10 @@ pub struct CodeVerify {
     code: String,
 }
 
-/// Signs in with an emailed code; the first successful code creates the account. At most 5
-/// attempts per code.
+/// Signs in with an emailed code; the first successful code creates the account. On an
+/// account whose email was not confirmed, the code is the first proof of the address: a
+/// password set before it is removed and every session of the account ends. Attempts are
+/// limited per code and client address, and per email address over the hour.
 #[utoipa::path(
     tag = "auth",
     request_body = CodeVerify,
@@ -423,4 +433,43 @@ async fn verify_code(
         .verify_code(&body.email, &body.code, &client)
         .await?;
     Ok(web::Json(tokens.into()))
+}
+
+/// `POST /auth/email/verify`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct ConfirmEmail {
+    /// The 6 digits from the registration mail, or from `POST /auth/code/request`.
+    code: String,
+}
+
+/// Confirms the signed-in account's email with a code mailed to it. The password and the
+/// sessions stay. Already confirmed: answers the account unchanged.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = ConfirmEmail,
+    responses(
+        (status = 200, body = UserDto),
+        (status = 401, body = Problem),
+        (status = 422, description = "wrong, used or expired code", body = Problem),
+        (status = 429, body = Problem)
+    )
+)]
+#[post(
+    "/auth/email/verify",
+    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+)]
+#[tracing::instrument(skip_all, fields(user_id = %current.user.id))]
+async fn confirm_email(
+    state: web::Data<AppState>,
+    Client(client): Client,
+    current: CurrentUser,
+    body: Body<ConfirmEmail>,
+) -> Result<web::Json<UserDto>, ApiError> {
+    let ValidJson(body) = body?;
+    let user = state
+        .accounts
+        .confirm_email(&current.user, &body.code, &client)
+        .await?;
+    Ok(web::Json(UserDto::from(&user)))
 }

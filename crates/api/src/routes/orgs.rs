@@ -522,6 +522,8 @@ async fn invite(
 }
 
 /// Accepts an invitation: the signed-in account whose email it names joins the organization.
+/// The account's email must be confirmed (a mailed code used): an account registered with an
+/// address nobody proved gets 403 `email_unverified`.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -529,7 +531,7 @@ async fn invite(
     responses(
         (status = 200, body = OrgDto),
         (status = 401, body = Problem),
-        (status = 403, description = "the invitation is for another email", body = Problem),
+        (status = 403, description = "the invitation is for another email (`forbidden`), or the account's email is not confirmed yet (`email_unverified`: confirm it with `POST /auth/email/verify`)", body = Problem),
         (status = 404, description = "unknown, used or expired", body = Problem)
     )
 )]
@@ -540,9 +542,6 @@ async fn accept_invitation(
     Client(client): Client,
     path: web::Path<String>,
 ) -> Result<web::Json<OrgDto>, ApiError> {
-    let (org, role) = state
-        .invitations
-        .accept(user.user.id, &user.user.email, &path, &client)
-        .await?;
+    let (org, role) = state.invitations.accept(&user.user, &path, &client).await?;
     Ok(web::Json(OrgDto::new(&org, role)))
 }

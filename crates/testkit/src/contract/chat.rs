@@ -131,6 +131,7 @@ async fn new_user(p: &ChatPorts, email: &str) -> Principal {
                 email: EmailAddress::parse(email).expect("email"),
                 name: DisplayName::parse("Chat Tester", "name").expect("name"),
                 password_hash: None,
+                email_verified_at: None,
             },
             T0,
         )

@@ -9,6 +9,7 @@ fn new_user(email: &str) -> NewUser {
         email: EmailAddress::parse(email).expect("email"),
         name: DisplayName::parse("Ann Lee", "name").expect("name"),
         password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned()),
+        email_verified_at: None,
     }
 }
 
@@ -61,6 +62,62 @@ pub async fn run(repo: &dyn UserRepository) {
     };
     let c = repo.create(code_user, now).await.expect("passwordless");
     assert_eq!(c.password_hash, None);
+
+    // The first proof of the address verifies it (once) and may remove the password.
+    let eve = repo
+        .create(new_user("eve@example.com"), now)
+        .await
+        .expect("create");
+    assert!(
+        eve.email_verified_at.is_none(),
+        "registration does not verify"
+    );
+    assert!(repo.verify_email(eve.id, true, now).await.expect("verify"));
+    let eve = repo
+        .find_by_id(eve.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(eve.email_verified_at.is_some() && eve.password_hash.is_none());
+    repo.set_password_hash(eve.id, "$argon2id$owner")
+        .await
+        .expect("set hash");
+    assert!(
+        !repo.verify_email(eve.id, true, now).await.expect("again"),
+        "only the first proof counts"
+    );
+    let eve = repo
+        .find_by_id(eve.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        eve.password_hash.as_deref(),
+        Some("$argon2id$owner"),
+        "a later proof keeps the owner's password"
+    );
+    let kept = repo
+        .create(new_user("kept@example.com"), now)
+        .await
+        .expect("create");
+    assert!(
+        repo.verify_email(kept.id, false, now)
+            .await
+            .expect("verify")
+    );
+    let kept = repo
+        .find_by_id(kept.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(
+        kept.password_hash.is_some(),
+        "remove_password: false keeps it"
+    );
+    assert!(matches!(
+        repo.verify_email(unknown, false, now).await,
+        Err(UserRepoError::NotFound)
+    ));
 
     // Profile and preferences.
     assert_eq!(ann.profile, Profile::default());
