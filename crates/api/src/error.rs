@@ -38,6 +38,7 @@ pub struct Problem {
     /// A stable machine string: `validation_failed`, `unauthenticated`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `conflict`, `rate_limited`, `quota_exceeded`,
     /// `payload_too_large`, `unsupported_media_type`, `provider_unavailable`, `timeout`,
+    /// `org_limit_reached` (403: the account owns as many organizations as it may),
     /// `unavailable` (metering could not be reached), `internal`.
     pub code: String,
     /// The request's id (also in the `X-Request-ID` header).
@@ -82,6 +83,15 @@ pub enum ApiError {
     /// 403 with the rule that refused.
     #[error("{0}")]
     ForbiddenBecause(&'static str),
+    /// 403 with a code of its own: a limit of the account was reached
+    /// (`org_limit_reached`).
+    #[error("{detail}")]
+    LimitReached {
+        /// The stable code.
+        code: &'static str,
+        /// Which limit, and what to do.
+        detail: String,
+    },
     /// 404.
     #[error("not found")]
     NotFound,
@@ -250,6 +260,10 @@ impl From<tenancy::TenancyError> for ApiError {
         match e {
             T::Invalid(i) => ApiError::Validation(i.0),
             T::SlugTaken => ApiError::Conflict("an organization with this slug exists".to_owned()),
+            e @ T::TooManyOrganizations(_) => ApiError::LimitReached {
+                code: "org_limit_reached",
+                detail: e.to_string(),
+            },
             T::NotFound => ApiError::NotFound,
             T::Forbidden(why) => ApiError::ForbiddenBecause(why),
             e @ T::SoleOwner(_) => ApiError::Conflict(e.to_string()),
@@ -276,6 +290,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "forbidden",
+            ApiError::LimitReached { code, .. } => code,
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -381,7 +396,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) | ApiError::LimitReached { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
