@@ -153,20 +153,23 @@ pub struct OrgAccess<R: MinRole>(pub Access<R>);
 async fn caller(state: &AppState, token: Result<String, ApiError>) -> Result<Caller, ApiError> {
     let token = token?;
     if token.starts_with("qk_") {
-        let mut key = state
-            .api_keys
-            .authenticate(&token)
-            .await?
-            .ok_or(ApiError::Unauthenticated(
-                "the API key is invalid or revoked",
-            ))?;
+        let mut key =
+            state
+                .api_keys
+                .authenticate(&token)
+                .await?
+                .ok_or(ApiError::Unauthenticated(
+                    "the API key is invalid or revoked",
+                ))?;
         let creator_role = match key.created_by {
             Some(creator) => state.orgs.role_of(key.tenant_id, creator).await?,
             None => None,
         };
-        key.role = key.acting_role(creator_role).ok_or(ApiError::Unauthenticated(
-            "the API key is no longer valid: whoever made it is no longer a member",
-        ))?;
+        key.role = key
+            .acting_role(creator_role)
+            .ok_or(ApiError::Unauthenticated(
+                "the API key is no longer valid: whoever made it is no longer a member",
+            ))?;
         return Ok(Caller::ApiKey(key));
     }
     let (user, session) = state.accounts.authenticate(&token).await?;

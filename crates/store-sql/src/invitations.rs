@@ -5,7 +5,9 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::{Page, PageRequest, TenantId, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use tenancy::{ApiKeyRepoError, Invitation, InvitationRepository, KeyHash};
 use time::OffsetDateTime;
 

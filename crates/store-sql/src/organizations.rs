@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
 };
 use tenancy::{
     NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,

@@ -309,6 +309,12 @@ impl Organizations {
         Ok(role)
     }
 
+    /// Forgets the cached membership of `user` in `tenant` after it was added elsewhere (an
+    /// invitation accepted), so a cached "not a member" does not linger.
+    pub async fn member_added(&self, tenant: TenantId, user: UserId) {
+        self.forget(tenant, user).await;
+    }
+
     async fn forget(&self, tenant: TenantId, user: UserId) {
         if let Err(e) = self.cache.delete(&membership_key(tenant, user)).await {
             tracing::warn!(error = %e, "invalidating a cached membership failed");
@@ -890,8 +896,7 @@ impl Invitations {
             Some(u) => self.members.role_of(invitation.tenant_id, u).await?,
             None => None,
         };
-        if inviter_role.is_some_and(|r| r.satisfies(Role::Admin) && r.satisfies(invitation.role))
-        {
+        if inviter_role.is_some_and(|r| r.satisfies(Role::Admin) && r.satisfies(invitation.role)) {
             Ok(())
         } else {
             Err(TenancyError::Forbidden(

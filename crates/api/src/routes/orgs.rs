@@ -14,8 +14,8 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson};
 use crate::state::AppState;
 use crate::tenant::{
-    Access, Admin, Caller, ManageInvitations, ManageKeys, ManageMembers, MinRole, OrgAccess,
-    Owner, RemoveMembers, Viewer,
+    Access, Admin, Caller, ManageInvitations, ManageKeys, ManageMembers, MinRole, OrgAccess, Owner,
+    RemoveMembers, Viewer,
 };
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
@@ -466,7 +466,10 @@ async fn create_key(
     body: Body<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;
-    signed_in(&access, "API keys are made by signed-in users, not by other keys")?;
+    signed_in(
+        &access,
+        "API keys are made by signed-in users, not by other keys",
+    )?;
     let role = role_field(&body.role, "must be one of admin, member, viewer")?;
     let scopes = scopes_field(body.scopes)?;
     let (key, secret) = state
@@ -693,5 +696,6 @@ async fn accept_invitation(
         .invitations
         .accept(user.user.id, &user.user.email, &path, &client)
         .await?;
+    state.orgs.member_added(org.id, user.user.id).await;
     Ok(web::Json(OrgDto::new(&org, role)))
 }

@@ -215,6 +215,9 @@ async fn delete_me(
 ) -> Result<HttpResponse, ApiError> {
     let exit = state.orgs.before_account_deletion(user.user.id).await?;
     state.accounts.delete_account(&user.user, &client).await?;
-    state.orgs.after_account_deletion(user.user.id, &exit).await?;
+    state
+        .orgs
+        .after_account_deletion(user.user.id, &exit)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
