@@ -22,6 +22,7 @@ mod m20261122_000012_retrieval;
 mod m20261122_000013_chat;
 mod m20261122_000014_usage;
 mod m20261206_000015_email_verified;
+mod m20261206_000016_api_key_scopes;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000013_chat::Migration),
             Box::new(m20261122_000014_usage::Migration),
             Box::new(m20261206_000015_email_verified::Migration),
+            Box::new(m20261206_000016_api_key_scopes::Migration),
         ]
     }
 }

@@ -89,13 +89,10 @@ pub async fn services(
             allowed_origins: c.ws_allowed_origins.clone(),
         },
         accounts,
-        orgs: Arc::new(tenancy::Organizations::new(
-            sql(),
-            sql(),
-            cache,
-            clock.clone(),
-            sql(),
-        )),
+        orgs: Arc::new(
+            tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
+                .with_max_owned(settings.orgs.max_owned_per_account),
+        ),
         audit: sql(),
         api_keys: Arc::new(tenancy::ApiKeys::new(
             sql(),

@@ -38,6 +38,7 @@ pub struct Problem {
     /// A stable machine string: `validation_failed`, `unauthenticated`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `conflict`, `rate_limited`, `quota_exceeded`,
     /// `payload_too_large`, `unsupported_media_type`, `provider_unavailable`, `timeout`,
+    /// `org_limit_reached` (403: the account owns as many organizations as it may),
     /// `unavailable` (metering could not be reached), `internal`.
     pub code: String,
     /// The request's id (also in the `X-Request-ID` header).
@@ -86,6 +87,15 @@ pub enum ApiError {
     /// says how).
     #[error("{0}")]
     EmailUnverified(String),
+    /// 403 with a code of its own: a limit of the account was reached
+    /// (`org_limit_reached`).
+    #[error("{detail}")]
+    LimitReached {
+        /// The stable code.
+        code: &'static str,
+        /// Which limit, and what to do.
+        detail: String,
+    },
     /// 404.
     #[error("not found")]
     NotFound,
@@ -254,6 +264,10 @@ impl From<tenancy::TenancyError> for ApiError {
         match e {
             T::Invalid(i) => ApiError::Validation(i.0),
             T::SlugTaken => ApiError::Conflict("an organization with this slug exists".to_owned()),
+            e @ T::TooManyOrganizations(_) => ApiError::LimitReached {
+                code: "org_limit_reached",
+                detail: e.to_string(),
+            },
             T::NotFound => ApiError::NotFound,
             T::Forbidden(why) => ApiError::ForbiddenBecause(why),
             e @ T::EmailUnverified => ApiError::EmailUnverified(e.to_string()),
@@ -282,6 +296,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "forbidden",
             ApiError::EmailUnverified(_) => "email_unverified",
+            ApiError::LimitReached { code, .. } => code,
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -387,7 +402,10 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::ForbiddenBecause(_) | ApiError::EmailUnverified(_) => {
+            ApiError::Forbidden
+            | ApiError::ForbiddenBecause(_)
+            | ApiError::EmailUnverified(_)
+            | ApiError::LimitReached { .. } => {
                 StatusCode::FORBIDDEN
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,

@@ -5,10 +5,16 @@
 //! - [`OrgAccess<R>`]: the organization named by the `{org}` path segment (`/orgs/{org}/…`).
 //!
 //! Both authenticate the caller (an access token, or an organization API key `qk_…` that acts
-//! for exactly its organization with its role), resolve the organization, and check the
-//! membership (cached briefly, invalidated on role changes): not a member, or another
+//! for exactly its organization), resolve the organization, and check the membership (cached
+//! briefly, invalidated on role changes and removals): not a member, or another
 //! organization's key → 404 (never revealing that another tenant's organization exists); a
 //! lower role than `R` → 403. The token is checked before the tenant header: 401 first.
+//!
+//! An API key acts for its creator: with its own role capped by the creator's current role
+//! in the organization, and not at all (401) once the creator is no longer a member. It also
+//! needs the route's [`Scope`]: the marker's own (`ManageMembers`, `ManageInvitations`,
+//! `ManageKeys`), else `chat` on routes rate-limited as chat (they ask a model), `read` on
+//! viewer routes and `write` on the others. Signed-in users are not scoped.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -16,8 +22,9 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use billing::RateClass;
 use kernel::{Principal, Role, TenantContext};
-use tenancy::Organization;
+use tenancy::{Organization, Scope};
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -28,6 +35,8 @@ use crate::state::AppState;
 pub trait MinRole: 'static {
     /// The role.
     const ROLE: Role;
+    /// The scope an API key needs here, when the route names one (else see [`key_scope`]).
+    const SCOPE: Option<Scope> = None;
 }
 
 /// Any member (read access).
@@ -54,6 +63,48 @@ impl MinRole for Admin {
 }
 impl MinRole for Owner {
     const ROLE: Role = Role::Owner;
+}
+
+/// Changes members' roles (admin+; keys need `members:manage`).
+#[derive(Debug)]
+pub struct ManageMembers;
+/// Removes members, or leaves (any member for themselves; the rest is the service's rule;
+/// keys need `members:manage`).
+#[derive(Debug)]
+pub struct RemoveMembers;
+/// Invitations (admin+; keys need `invitations:manage`).
+#[derive(Debug)]
+pub struct ManageInvitations;
+/// API keys (admin+; keys need `keys:manage`).
+#[derive(Debug)]
+pub struct ManageKeys;
+
+impl MinRole for ManageMembers {
+    const ROLE: Role = Role::Admin;
+    const SCOPE: Option<Scope> = Some(Scope::MembersManage);
+}
+impl MinRole for RemoveMembers {
+    const ROLE: Role = Role::Viewer;
+    const SCOPE: Option<Scope> = Some(Scope::MembersManage);
+}
+impl MinRole for ManageInvitations {
+    const ROLE: Role = Role::Admin;
+    const SCOPE: Option<Scope> = Some(Scope::InvitationsManage);
+}
+impl MinRole for ManageKeys {
+    const ROLE: Role = Role::Admin;
+    const SCOPE: Option<Scope> = Some(Scope::KeysManage);
+}
+
+/// The scope an API key needs for a route with role marker `R` and rate class `L`.
+#[must_use]
+pub fn key_scope<R: MinRole, L: RateLimit>() -> Scope {
+    match (R::SCOPE, L::CLASS) {
+        (Some(s), _) => s,
+        (None, Some(RateClass::Chat)) => Scope::Chat,
+        (None, _) if R::ROLE == Role::Viewer => Scope::Read,
+        (None, _) => Scope::Write,
+    }
 }
 
 /// Who calls a tenant route: a signed-in user, or an API key of that very organization.
@@ -96,18 +147,30 @@ pub type Tenant<R, L = Unlimited> = Access<R, L>;
 #[derive(Debug)]
 pub struct OrgAccess<R: MinRole>(pub Access<R>);
 
-/// Authenticates the bearer token: an API key (`qk_…`) or an access token.
+/// Authenticates the bearer token: an API key (`qk_…`) or an access token. A key comes back
+/// with the role it acts with now (its own, capped by its creator's current role), and is
+/// refused when its creator is no longer a member of its organization.
 async fn caller(state: &AppState, token: Result<String, ApiError>) -> Result<Caller, ApiError> {
     let token = token?;
     if token.starts_with("qk_") {
-        return state
-            .api_keys
-            .authenticate(&token)
-            .await?
-            .map(Caller::ApiKey)
+        let mut key =
+            state
+                .api_keys
+                .authenticate(&token)
+                .await?
+                .ok_or(ApiError::Unauthenticated(
+                    "the API key is invalid or revoked",
+                ))?;
+        let creator_role = match key.created_by {
+            Some(creator) => state.orgs.role_of(key.tenant_id, creator).await?,
+            None => None,
+        };
+        key.role = key
+            .acting_role(creator_role)
             .ok_or(ApiError::Unauthenticated(
-                "the API key is invalid or revoked",
-            ));
+                "the API key is no longer valid: whoever made it is no longer a member",
+            ))?;
+        return Ok(Caller::ApiKey(key));
     }
     let (user, session) = state.accounts.authenticate(&token).await?;
     Ok(Caller::User(CurrentUser { user, session }))
@@ -138,6 +201,13 @@ pub(crate) async fn resolve<R: MinRole, L: RateLimit>(
     };
     if !role.satisfies(R::ROLE) {
         return Err(ApiError::Forbidden);
+    }
+    if let Caller::ApiKey(key) = &caller
+        && !key.has_scope(key_scope::<R, L>())
+    {
+        return Err(ApiError::ForbiddenBecause(
+            "this API key's scopes do not allow this",
+        ));
     }
     Ok(Access {
         ctx: TenantContext::new(org.id, principal, role),

@@ -70,8 +70,18 @@ impl OrganizationRepository for InMemoryOrganizations {
         &self,
         new: NewOrganization,
         owner: UserId,
+        max_owned: u32,
     ) -> Result<Organization, OrgRepoError> {
+        // Counted and inserted under one write lock: concurrent creations cannot pass the cap.
         let mut t = self.rows.write().map_err(|_| poisoned())?;
+        let owned = t
+            .members
+            .values()
+            .filter(|m| m.user_id == owner && m.role == Role::Owner)
+            .count();
+        if owned >= max_owned as usize {
+            return Err(OrgRepoError::TooManyOwned);
+        }
         let now = self.clock.now();
         let org = new_org(&t, new, now)?;
         t.orgs.insert(org.id, org.clone());

@@ -34,6 +34,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Outgoing mail (sign-in codes, password resets, invitations).
     pub mail: MailSettings,
+    /// Organizations.
+    pub orgs: OrgSettings,
     /// Uploads, extraction and the ingestion workers.
     pub documents: DocumentSettings,
     /// Embeddings, the vector index and search.
@@ -309,6 +311,14 @@ pub struct AuthSettings {
     pub failures_per_account: u32,
 }
 
+/// Organizations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSettings {
+    /// The most organizations one account may own (at least 1): each has its own free quota.
+    pub max_owned_per_account: u32,
+}
+
 /// Log output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -464,6 +474,9 @@ impl Default for Settings {
                 backend: MailBackend::Outbox,
                 smtp_url: None,
                 from: "Quire <no-reply@localhost>".to_owned(),
+            },
+            orgs: OrgSettings {
+                max_owned_per_account: 10,
             },
             documents: DocumentSettings {
                 workers: 2,
@@ -643,6 +656,9 @@ impl Settings {
                 "http.cors_allowed_origins: {origin:?} is not an origin like \"https://app.example.com\" \
                  (scheme and host, optional port, no path, no wildcard)"
             )));
+        }
+        if self.orgs.max_owned_per_account == 0 {
+            return bad("orgs.max_owned_per_account must be at least 1");
         }
         self.validate_mail()?;
         self.validate_documents()?;

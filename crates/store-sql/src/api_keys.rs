@@ -7,7 +7,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use tenancy::{ApiKey, ApiKeyRepoError, ApiKeyRepository, KeyHash};
+use tenancy::{ApiKey, ApiKeyRepoError, ApiKeyRepository, KeyHash, Scope};
 use time::OffsetDateTime;
 
 use crate::entity::api_key::{ActiveModel, Column, Entity, Model};
@@ -22,6 +22,7 @@ fn to_domain(m: Model) -> Result<ApiKey, ApiKeyRepoError> {
             .role
             .parse()
             .map_err(|_| anyhow::anyhow!("stored role {:?}", m.role))?,
+        scopes: Scope::split(&m.scopes),
         prefix: m.prefix,
         created_by: m.created_by.map(UserId::from_uuid),
         created_at: m.created_at,
@@ -40,6 +41,7 @@ impl ApiKeyRepository for SqlStore {
             prefix: Set(key.prefix),
             key_hash: Set(hash.0.to_vec()),
             created_by: Set(key.created_by.map(|u| u.as_uuid())),
+            scopes: Set(Scope::join(&key.scopes)),
             created_at: Set(key.created_at),
             last_used_at: Set(None),
             revoked_at: Set(None),

@@ -141,6 +141,8 @@ pub mod api_key {
         pub prefix: String,
         pub key_hash: Vec<u8>,
         pub created_by: Option<Uuid>,
+        /// Space-separated scope names.
+        pub scopes: String,
         pub created_at: TimeDateTimeWithTimeZone,
         pub last_used_at: Option<TimeDateTimeWithTimeZone>,
         pub revoked_at: Option<TimeDateTimeWithTimeZone>,
@@ -201,7 +203,8 @@ pub mod password_reset {
 }
 
 pub mod invitation {
-    //! The `invitations` table (token hashes).
+    //! The `invitations` table (token hashes; tenant data: lists and revocations go through
+    //! `crate::scope`, lookups by token hash do not, the token being what names the tenant).
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -223,6 +226,12 @@ pub mod invitation {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }
 
 pub mod collection {

@@ -3,14 +3,16 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::{TenantId, UserId};
+use kernel::{Page, PageRequest, TenantId, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use tenancy::{ApiKeyRepoError, Invitation, InvitationRepository, KeyHash};
 use time::OffsetDateTime;
 
-use crate::SqlStore;
 use crate::entity::invitation::{ActiveModel, Column, Entity, Model};
+use crate::{SqlStore, scope};
 
 fn to_domain(m: Model) -> Result<Invitation, ApiKeyRepoError> {
     Ok(Invitation {
@@ -74,5 +76,42 @@ impl InvitationRepository for SqlStore {
             .context("accepting an invitation")?
             .rows_affected;
         Ok(changed == 1)
+    }
+
+    async fn pending(
+        &self,
+        tenant: TenantId,
+        now: OffsetDateTime,
+        page: &PageRequest,
+    ) -> Result<Page<Invitation>, ApiKeyRepoError> {
+        let mut select = scope::select::<Entity>(tenant)
+            .filter(Column::AcceptedAt.is_null())
+            .filter(Column::ExpiresAt.gt(now))
+            .order_by_asc(Column::Id);
+        if let Some(after) = page.after_uuid()? {
+            select = select.filter(Column::Id.gt(after));
+        }
+        let rows = select
+            .limit(u64::from(page.limit()) + 1)
+            .all(&self.db)
+            .await
+            .context("listing invitations")?;
+        let items = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page, |i| i.id.to_string()))
+    }
+
+    async fn revoke(&self, tenant: TenantId, id: uuid::Uuid) -> Result<bool, ApiKeyRepoError> {
+        // Only a pending one: an accepted invitation stays as the record of who joined how.
+        let removed = scope::delete::<Entity>(tenant)
+            .filter(Column::Id.eq(id))
+            .filter(Column::AcceptedAt.is_null())
+            .exec(&self.db)
+            .await
+            .context("revoking an invitation")?
+            .rows_affected;
+        Ok(removed > 0)
     }
 }

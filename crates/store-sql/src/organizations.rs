@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
 };
 use tenancy::{
     NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
@@ -53,9 +53,33 @@ impl OrganizationRepository for SqlStore {
         &self,
         new: NewOrganization,
         owner: UserId,
+        max_owned: u32,
     ) -> Result<Organization, OrgRepoError> {
+        use crate::entity::membership;
         let now = self.now();
-        let txn = self.db.begin().await.context("starting an organization")?;
+        // The cap holds under concurrency: on SQLite the transaction takes the one write lock
+        // first (`BEGIN IMMEDIATE`); on PostgreSQL the owner's account row is locked
+        // (`FOR UPDATE`), so one account's creations count and insert one at a time.
+        let txn = self
+            .begin_write()
+            .await
+            .context("starting an organization")?;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            crate::entity::user::Entity::find_by_id(owner.as_uuid())
+                .lock_exclusive()
+                .one(&txn)
+                .await
+                .context("locking the owner's account")?;
+        }
+        let owned = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(owner.as_uuid()))
+            .filter(membership::Column::Role.eq(Role::Owner.as_str()))
+            .count(&txn)
+            .await
+            .context("counting owned organizations")?;
+        if owned >= u64::from(max_owned) {
+            return Err(OrgRepoError::TooManyOwned);
+        }
         let org = new_row(&new, now)
             .insert(&txn)
             .await

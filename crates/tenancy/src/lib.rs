@@ -7,9 +7,11 @@ pub mod model;
 pub mod ports;
 pub mod service;
 
-pub use model::{ApiKey, Invitation, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+pub use model::{
+    ApiKey, Invitation, Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope,
+};
 pub use ports::{
     ApiKeyRepoError, ApiKeyRepository, InvitationRepository, KeyHash, KeySecrets, MemberRepoError,
     MembershipRepository, OrgRepoError, OrganizationRepository,
 };
-pub use service::{ApiKeys, Invitations, OrgRef, Organizations, TenancyError};
+pub use service::{AccountExit, ApiKeys, Invitations, OrgRef, Organizations, TenancyError};

@@ -158,6 +158,43 @@ mod tests {
     }
 
     #[test]
+    fn default_scopes_never_manage() {
+        use kernel::Role;
+        assert_eq!(Scope::defaults_for(Role::Viewer), vec![Scope::Read]);
+        for role in [Role::Member, Role::Admin, Role::Owner] {
+            let d = Scope::defaults_for(role);
+            assert_eq!(d, vec![Scope::Read, Scope::Write, Scope::Chat]);
+        }
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()).ok(), Some(s));
+        }
+        assert!(Scope::parse("admin").is_err());
+        assert_eq!(
+            Scope::split("chat read bogus read"),
+            vec![Scope::Read, Scope::Chat]
+        );
+    }
+
+    #[test]
+    fn a_key_never_acts_above_its_creator() {
+        use kernel::Role;
+        let key = ApiKey {
+            id: kernel::ApiKeyId::new(),
+            tenant_id: TenantId::new(),
+            name: "k".into(),
+            role: Role::Admin,
+            scopes: vec![Scope::Read],
+            prefix: "qk_x".into(),
+            created_by: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            last_used_at: None,
+        };
+        assert_eq!(key.acting_role(Some(Role::Owner)), Some(Role::Admin));
+        assert_eq!(key.acting_role(Some(Role::Viewer)), Some(Role::Viewer));
+        assert_eq!(key.acting_role(None), None);
+    }
+
+    #[test]
     fn names_are_trimmed_and_bounded() {
         assert_eq!(
             OrgName::parse("  Acme  ").map(|n| n.as_str().to_owned()),
@@ -192,8 +229,11 @@ pub struct ApiKey {
     pub tenant_id: kernel::TenantId,
     /// A label chosen by its creator.
     pub name: String,
-    /// The role it acts with (never owner).
+    /// The highest role it acts with (never owner); it acts with less when its creator's
+    /// current role is lower (see [`ApiKey::acting_role`]).
     pub role: kernel::Role,
+    /// What it may do (see [`Scope`]); never more than its role allows.
+    pub scopes: Vec<Scope>,
     /// The first characters of the secret, to recognise it (`qk_AbCd1234`).
     pub prefix: String,
     /// Who made it.
@@ -202,6 +242,135 @@ pub struct ApiKey {
     pub created_at: OffsetDateTime,
     /// When it was last used (updated at most once a minute).
     pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl ApiKey {
+    /// The role the key acts with now: its own role, capped by its creator's current role in
+    /// the organization. `None` when the creator is no longer a member (removed, left, account
+    /// deleted) or unknown: such a key is dead.
+    #[must_use]
+    pub fn acting_role(&self, creator_role: Option<kernel::Role>) -> Option<kernel::Role> {
+        creator_role.map(|c| self.role.min(c))
+    }
+
+    /// True when the key holds `scope`.
+    #[must_use]
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// What an API key may do, on top of its role. The HTTP layer names the scope each route
+/// needs; a key without it gets 403. Users (signed in) are not scoped: their role decides.
+///
+/// Managing people and keys is in no default scope: a leaked key cannot make a new human
+/// admin, invite one, or mint more keys unless it was made for that on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Read the organization's data (lists, documents, search, usage).
+    Read,
+    /// Write documents, collections, sessions and the like.
+    Write,
+    /// Ask the models: chat answers, completions, AI tasks (spends the quota).
+    Chat,
+    /// Change members' roles and remove members.
+    MembersManage,
+    /// Create, list and revoke invitations.
+    InvitationsManage,
+    /// List and revoke API keys (only signed-in users create keys).
+    KeysManage,
+}
+
+impl Scope {
+    /// Every scope, in wire order.
+    pub const ALL: [Scope; 6] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Chat,
+        Scope::MembersManage,
+        Scope::InvitationsManage,
+        Scope::KeysManage,
+    ];
+
+    /// The wire and storage name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Chat => "chat",
+            Scope::MembersManage => "members:manage",
+            Scope::InvitationsManage => "invitations:manage",
+            Scope::KeysManage => "keys:manage",
+        }
+    }
+
+    /// The lowest role that may hold this scope.
+    #[must_use]
+    pub const fn min_role(self) -> kernel::Role {
+        match self {
+            Scope::Read => kernel::Role::Viewer,
+            Scope::Write | Scope::Chat => kernel::Role::Member,
+            Scope::MembersManage | Scope::InvitationsManage | Scope::KeysManage => {
+                kernel::Role::Admin
+            }
+        }
+    }
+
+    /// The scopes a key of `role` gets when none are asked for: read, and for members and
+    /// above write and chat. Never a managing scope.
+    #[must_use]
+    pub fn defaults_for(role: kernel::Role) -> Vec<Scope> {
+        [Scope::Read, Scope::Write, Scope::Chat]
+            .into_iter()
+            .filter(|s| role.satisfies(s.min_role()))
+            .collect()
+    }
+
+    /// Reads a wire name.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `scopes` naming the known scopes.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        Scope::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                InvalidInput::field(
+                    "scopes",
+                    "each must be one of read, write, chat, members:manage, \
+                     invitations:manage, keys:manage",
+                )
+            })
+    }
+
+    /// Scopes as stored: space-separated names.
+    #[must_use]
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Reads stored scopes; unknown names are dropped (a key never gains from a bad row).
+    #[must_use]
+    pub fn split(stored: &str) -> Vec<Scope> {
+        let mut out: Vec<Scope> = stored
+            .split_whitespace()
+            .filter_map(|s| Scope::parse(s).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An invitation to join an organization, for one email address.

@@ -12,6 +12,9 @@ pub enum OrgRepoError {
     /// Another organization has this slug.
     #[error("the slug is taken")]
     SlugTaken,
+    /// The would-be owner already owns the most organizations an account may own.
+    #[error("the account owns too many organizations")]
+    TooManyOwned,
     /// The request was malformed (a cursor that was not made by this list).
     #[error(transparent)]
     Invalid(#[from] kernel::InvalidInput),
@@ -24,6 +27,9 @@ pub enum OrgRepoError {
 ///
 /// Contract (checked on every adapter by `testkit::contract::organizations`):
 /// - `create` assigns a fresh v7 id, plan `free`, and refuses a taken slug with `SlugTaken`;
+/// - `create_with_owner` refuses with `TooManyOwned` when `owner` already owns `max_owned`
+///   organizations, atomically: of concurrent creations by one account, no more than the cap
+///   succeed;
 /// - lookups of an unknown id or slug answer `Ok(None)`;
 /// - `list` pages in creation order (ascending id) with a cursor after the last item.
 ///
@@ -34,11 +40,13 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
     /// Creates an organization.
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError>;
 
-    /// Creates an organization with `owner` as its first member (role owner), atomically.
+    /// Creates an organization with `owner` as its first member (role owner), atomically,
+    /// unless `owner` already owns `max_owned` organizations.
     async fn create_with_owner(
         &self,
         new: NewOrganization,
         owner: UserId,
+        max_owned: u32,
     ) -> Result<Organization, OrgRepoError>;
 
     /// Renames an organization; `Ok(None)` when it does not exist.
@@ -206,7 +214,8 @@ pub trait KeySecrets: Send + Sync + std::fmt::Debug {
 /// Stores invitations by token hash.
 ///
 /// Contract: `accept` spends a live invitation atomically (of concurrent callers one gets it);
-/// expired, accepted or unknown tokens answer `None`.
+/// expired, accepted, revoked or unknown tokens answer `None`; `pending` lists only the
+/// tenant's live invitations (by id); `revoke` removes only the tenant's own.
 ///
 /// # Errors
 /// [`ApiKeyRepoError::Unknown`] when storage fails.
@@ -226,4 +235,13 @@ pub trait InvitationRepository: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<crate::model::Invitation>, ApiKeyRepoError>;
     /// Marks the invitation accepted; `false` when someone else was first or it expired.
     async fn accept(&self, hash: &KeyHash, now: OffsetDateTime) -> Result<bool, ApiKeyRepoError>;
+    /// The tenant's invitations that can still be accepted, by id.
+    async fn pending(
+        &self,
+        tenant: TenantId,
+        now: OffsetDateTime,
+        page: &PageRequest,
+    ) -> Result<Page<crate::model::Invitation>, ApiKeyRepoError>;
+    /// Revokes (deletes) a pending invitation of the tenant; `false` when there is none.
+    async fn revoke(&self, tenant: TenantId, id: uuid::Uuid) -> Result<bool, ApiKeyRepoError>;
 }

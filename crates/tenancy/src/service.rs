@@ -11,7 +11,7 @@ use kernel::{
     ClientInfo, Clock, InvalidInput, Page, PageRequest, Role, TenantContext, TenantId, UserId,
 };
 
-use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope};
 use crate::ports::{MemberRepoError, MembershipRepository, OrgRepoError, OrganizationRepository};
 
 /// The plans every deployment has (billing's configuration may add more; the HTTP layer checks
@@ -20,6 +20,10 @@ pub const PLANS: &[&str] = &["free", "pro", "enterprise"];
 
 /// How long a membership lookup is cached (changes invalidate it at once).
 const MEMBERSHIP_TTL: Duration = Duration::from_secs(30);
+
+/// How many organizations one account may own unless configured otherwise
+/// (`orgs.max_owned_per_account`).
+pub const DEFAULT_MAX_OWNED: u32 = 10;
 
 /// What the organization use cases can answer.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,11 @@ pub enum TenancyError {
          send it to POST /api/v1/auth/email/verify"
     )]
     EmailUnverified,
+    /// The account already owns the most organizations it may (the cap).
+    #[error(
+        "an account may own at most {0} organizations: delete one or hand its ownership to someone else first"
+    )]
+    TooManyOrganizations(u32),
     /// The user is the only owner of an organization that has other members.
     #[error(
         "you are the only owner of {0}, which has other members: make someone else an owner first"
@@ -60,6 +69,8 @@ impl From<OrgRepoError> for TenancyError {
     fn from(e: OrgRepoError) -> Self {
         match e {
             OrgRepoError::SlugTaken => TenancyError::SlugTaken,
+            // The caller that knows the cap says which it is.
+            OrgRepoError::TooManyOwned => TenancyError::TooManyOrganizations(0),
             OrgRepoError::Invalid(i) => TenancyError::Invalid(i),
             OrgRepoError::Unknown(e) => TenancyError::Unknown(e),
         }
@@ -105,6 +116,16 @@ pub struct Organizations {
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditLog>,
+    max_owned: u32,
+}
+
+/// What an account deletion must do to organizations, found before the account goes.
+#[derive(Debug, Clone, Default)]
+pub struct AccountExit {
+    /// Organizations left with no member: closed after the account is gone.
+    pub orphans: Vec<TenantId>,
+    /// Every organization the account belonged to: its cached memberships are forgotten.
+    pub tenants: Vec<TenantId>,
 }
 
 /// Records a security event of one organization (a failed write is logged, not returned).
@@ -159,7 +180,15 @@ impl Organizations {
             cache,
             clock,
             audit,
+            max_owned: DEFAULT_MAX_OWNED,
         }
+    }
+
+    /// These use cases with a cap of `max_owned` organizations per owning account (at least 1).
+    #[must_use]
+    pub fn with_max_owned(mut self, max_owned: u32) -> Self {
+        self.max_owned = max_owned.max(1);
+        self
     }
 
     async fn audit(
@@ -182,10 +211,12 @@ impl Organizations {
         .await;
     }
 
-    /// Creates an organization owned by `owner`.
+    /// Creates an organization owned by `owner`, unless `owner` already owns the most an
+    /// account may (each organization has its own free quota, so the cap bounds what one
+    /// account can spend).
     ///
     /// # Errors
-    /// `Invalid` with every failing field; `SlugTaken`.
+    /// `Invalid` with every failing field; `SlugTaken`; `TooManyOrganizations`.
     pub async fn create(
         &self,
         owner: UserId,
@@ -207,8 +238,12 @@ impl Organizations {
         };
         let org = self
             .orgs
-            .create_with_owner(NewOrganization { name, slug }, owner)
-            .await?;
+            .create_with_owner(NewOrganization { name, slug }, owner, self.max_owned)
+            .await
+            .map_err(|e| match e {
+                OrgRepoError::TooManyOwned => TenancyError::TooManyOrganizations(self.max_owned),
+                e => e.into(),
+            })?;
         self.audit(
             "org.created",
             Some(owner),
@@ -279,6 +314,12 @@ impl Organizations {
             tracing::warn!(error = %e, "caching a membership failed");
         }
         Ok(role)
+    }
+
+    /// Forgets the cached membership of `user` in `tenant` after it was added elsewhere (an
+    /// invitation accepted), so a cached "not a member" does not linger.
+    pub async fn member_added(&self, tenant: TenantId, user: UserId) {
+        self.forget(tenant, user).await;
     }
 
     async fn forget(&self, tenant: TenantId, user: UserId) {
@@ -443,18 +484,18 @@ impl Organizations {
         Ok(())
     }
 
-    /// Checks that `user` may delete their account, and returns the organizations that would
-    /// be left with no member (they are closed after the account is gone).
+    /// Checks that `user` may delete their account, and returns what must follow the
+    /// deletion ([`Organizations::after_account_deletion`]): the organizations that would be
+    /// left with no member, and every organization of the account.
     ///
     /// # Errors
     /// `SoleOwner` naming the first organization where `user` is the only owner and others
     /// are members.
-    pub async fn before_account_deletion(
-        &self,
-        user: UserId,
-    ) -> Result<Vec<TenantId>, TenancyError> {
+    pub async fn before_account_deletion(&self, user: UserId) -> Result<AccountExit, TenancyError> {
         let mut to_close = Vec::new();
+        let mut tenants = Vec::new();
         for (org, role) in self.members.for_user(user).await? {
+            tenants.push(org.id);
             let (mut owners, mut others) = (0usize, 0usize);
             let mut page = PageRequest::first(100)?;
             loop {
@@ -476,15 +517,27 @@ impl Organizations {
                 return Err(TenancyError::SoleOwner(org.slug.as_str().to_owned()));
             }
         }
-        Ok(to_close)
+        Ok(AccountExit {
+            orphans: to_close,
+            tenants,
+        })
     }
 
-    /// Deletes organizations left without members by an account deletion.
+    /// After an account is deleted: forgets its cached memberships (so its API keys and any
+    /// open access die at once, not when the cache entry expires) and deletes organizations
+    /// it left without members.
     ///
     /// # Errors
     /// When storage fails.
-    pub async fn close_orphans(&self, tenants: &[TenantId]) -> Result<(), TenancyError> {
-        for tenant in tenants {
+    pub async fn after_account_deletion(
+        &self,
+        user: UserId,
+        exit: &AccountExit,
+    ) -> Result<(), TenancyError> {
+        for tenant in &exit.tenants {
+            self.forget(*tenant, user).await;
+        }
+        for tenant in &exit.orphans {
             self.orgs.delete(*tenant).await?;
         }
         Ok(())
@@ -585,15 +638,18 @@ impl ApiKeys {
     }
 
     /// Creates a key; returns it and its secret (shown once). A key's role is at most the
-    /// creator's and never `owner`.
+    /// creator's and never `owner`; its scopes are `scopes`, or [`Scope::defaults_for`] its
+    /// role when `None`, and each must be allowed to the key's role (so never more than the
+    /// creator's role allows).
     ///
     /// # Errors
-    /// `Invalid` name or role; `Forbidden` for a role above the creator's.
+    /// `Invalid` name, role or scopes; `Forbidden` for a role above the creator's.
     pub async fn create(
         &self,
         ctx: &TenantContext,
         name: &str,
         role: Role,
+        scopes: Option<Vec<Scope>>,
         client: &ClientInfo,
     ) -> Result<(crate::model::ApiKey, String), TenancyError> {
         let name = name.trim();
@@ -615,6 +671,19 @@ impl ApiKeys {
                 "a key cannot have a higher role than its creator",
             ));
         }
+        let mut scopes = scopes.unwrap_or_else(|| Scope::defaults_for(role));
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err(InvalidInput::field("scopes", "must name at least one scope").into());
+        }
+        if let Some(s) = scopes.iter().find(|s| !role.satisfies(s.min_role())) {
+            return Err(InvalidInput::field(
+                "scopes",
+                format!("{s} needs a key role of at least {}", s.min_role()),
+            )
+            .into());
+        }
         let (secret, hash) = self.secrets.generate("qk_")?;
         let now = self.clock.now();
         let key = crate::model::ApiKey {
@@ -622,13 +691,14 @@ impl ApiKeys {
             tenant_id: ctx.tenant_id(),
             name: name.to_owned(),
             role,
+            scopes,
             prefix: secret.chars().take(11).collect(),
             created_by: actor_of(ctx),
             created_at: now,
             last_used_at: None,
         };
         let key = self.keys.create(key, hash).await?;
-        let target = format!("key {} ({role})", key.id);
+        let target = format!("key {} ({role}; {})", key.id, Scope::join(&key.scopes));
         tenant_event(
             &*self.audit,
             now,
@@ -822,13 +892,73 @@ impl Invitations {
         Ok((invitation, token))
     }
 
+    /// An invitation lives only as long as its inviter's right to give it: the inviter must
+    /// still be a member, with a role that invites (admin or owner) and at least the
+    /// invitation's role. An inviter removed, demoted or deleted leaves no working invitation.
+    async fn inviter_still_may(
+        &self,
+        invitation: &crate::model::Invitation,
+    ) -> Result<(), TenancyError> {
+        let inviter_role = match invitation.invited_by {
+            Some(u) => self.members.role_of(invitation.tenant_id, u).await?,
+            None => None,
+        };
+        if inviter_role.is_some_and(|r| r.satisfies(Role::Admin) && r.satisfies(invitation.role)) {
+            Ok(())
+        } else {
+            Err(TenancyError::Forbidden(
+                "this invitation is no longer valid: whoever sent it can no longer invite with this role",
+            ))
+        }
+    }
+
+    /// The organization's invitations that can still be accepted (never their tokens).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn pending(
+        &self,
+        ctx: &TenantContext,
+        page: &PageRequest,
+    ) -> Result<Page<crate::model::Invitation>, TenancyError> {
+        Ok(self
+            .invitations
+            .pending(ctx.tenant_id(), self.clock.now(), page)
+            .await?)
+    }
+
+    /// Revokes a pending invitation of the organization at once.
+    ///
+    /// # Errors
+    /// `NotFound` when the organization has no such pending invitation.
+    pub async fn revoke(
+        &self,
+        ctx: &TenantContext,
+        id: uuid::Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), TenancyError> {
+        if !self.invitations.revoke(ctx.tenant_id(), id).await? {
+            return Err(TenancyError::NotFound);
+        }
+        self.record(
+            "org.invitation.revoked",
+            actor_of(ctx),
+            ctx.tenant_id(),
+            format!("invitation {id}"),
+            client,
+        )
+        .await;
+        Ok(())
+    }
+
     /// Accepts an invitation for the signed-in `account`: it joins with the invitation's role
     /// (an existing membership is kept as it is). Only a verified owner of the invited
     /// address may: an account registered with someone else's address never proved it.
     ///
     /// # Errors
     /// `NotFound` for an unknown, used or expired token; `EmailUnverified` while the account's
-    /// address is not proven; `Forbidden` when the invitation is for another email address.
+    /// address is not proven; `Forbidden` when the invitation is for another email address, or its inviter can no
+    /// longer give it (removed, demoted or deleted); revoked tokens are `NotFound`.
     pub async fn accept(
         &self,
         account: &identity::User,
@@ -854,6 +984,7 @@ impl Invitations {
         if account.email_verified_at.is_none() {
             return Err(TenancyError::EmailUnverified);
         }
+        self.inviter_still_may(&invitation).await?;
         if !self.invitations.accept(&hash, now).await? {
             return Err(TenancyError::NotFound);
         }

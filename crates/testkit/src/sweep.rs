@@ -56,6 +56,12 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ),
     ("POST", "/api/v1/orgs/{org}/api-keys", Scope::OrgPath),
     ("POST", "/api/v1/orgs/{org}/invitations", Scope::OrgPath),
+    ("GET", "/api/v1/orgs/{org}/invitations", Scope::OrgPath),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org}/invitations/{id}",
+        Scope::OrgPath,
+    ),
     ("POST", "/api/v1/invitations/{token}/accept", Scope::User),
     ("GET", "/api/v1/orgs/{org}/api-keys", Scope::OrgPath),
     ("DELETE", "/api/v1/orgs/{org}/api-keys/{id}", Scope::OrgPath),

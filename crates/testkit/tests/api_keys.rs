@@ -13,6 +13,7 @@ async fn contract(repo: &dyn ApiKeyRepository, tenant: TenantId, other: TenantId
         tenant_id: tenant,
         name: "ci".to_owned(),
         role: Role::Member,
+        scopes: vec![tenancy::Scope::Read, tenancy::Scope::Chat],
         prefix: "qk_abcdefgh".to_owned(),
         created_by: None,
         created_at: now,
@@ -210,6 +211,15 @@ async fn scenario(app: &TestApp) {
     assert_eq!(s, StatusCode::OK);
     assert!(!list.to_string().contains(&secret));
     assert!(list["items"][0]["last_used_at"].is_string(), "{list}");
+    assert_eq!(
+        list["items"][0]["created_by"]["email"], "ann@example.com",
+        "{list}"
+    );
+    assert_eq!(
+        list["items"][0]["scopes"],
+        json!(["read", "write", "chat"]),
+        "the default scopes: {list}"
+    );
 
     // Rules: no owner keys, no keys above one's role, no keys made by keys.
     let (s, p) = app
@@ -254,7 +264,33 @@ async fn scenario(app: &TestApp) {
             None,
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "an admin key may list keys");
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "managing keys is in no default scope"
+    );
+    let (s, ops) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/orgs/acme/api-keys",
+            Some(json!({"name": "ops", "role": "admin", "scopes": ["read", "keys:manage"]})),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ops}");
+    assert_eq!(ops["api_key"]["scopes"], json!(["read", "keys:manage"]));
+    let ops_secret = ops["secret"].as_str().expect("secret");
+    let (s, _) = app
+        .call_in(
+            ops_secret,
+            Method::GET,
+            "/api/v1/orgs/acme/api-keys",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "a key with keys:manage may list keys");
 
     // Revocation takes effect at once.
     let (s, _) = app

@@ -128,6 +128,20 @@ async fn sweep(app: &TestApp) {
     };
     let (a_key_id, _) = key(&a).await;
     let (_, b_key) = key(&b).await;
+    // A's pending invitation (its id is what `/invitations/{id}` names).
+    let (status, inv) = app
+        .call(
+            &a.token,
+            Method::POST,
+            &format!("/api/v1/orgs/{}/invitations", a.slug),
+            Some(json!({"email": "acme-invitee@example.com", "role": "member"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{inv}");
+    let a_invitation = inv["invitation"]["id"]
+        .as_str()
+        .expect("invitation id")
+        .to_owned();
 
     // Tenant A's documents: a collection, a document (ingested) and its job.
     let (status, coll) = app
@@ -222,6 +236,8 @@ async fn sweep(app: &TestApp) {
             a_answer.clone()
         } else if template.contains("/assistants/") {
             a_assistant.clone()
+        } else if template.contains("/invitations/") {
+            a_invitation.clone()
         } else {
             a_key_id.clone()
         }

@@ -13,7 +13,10 @@ use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson};
 use crate::state::AppState;
-use crate::tenant::{Admin, OrgAccess, Owner, Viewer};
+use crate::tenant::{
+    Access, Admin, Caller, ManageInvitations, ManageKeys, ManageMembers, MinRole, OrgAccess, Owner,
+    RemoveMembers, Viewer,
+};
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
     cfg.service(create)
@@ -28,6 +31,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(list_keys)
         .service(revoke_key)
         .service(invite)
+        .service(list_invitations)
+        .service(revoke_invitation)
         .service(accept_invitation);
 }
 
@@ -91,6 +96,7 @@ pub struct CreateOrg {
     responses(
         (status = 201, body = OrgDto),
         (status = 401, body = Problem),
+        (status = 403, description = "`org_limit_reached`: the account owns as many organizations as it may (`orgs.max_owned_per_account`)", body = Problem),
         (status = 409, description = "the slug is taken", body = Problem),
         (status = 422, body = Problem)
     )
@@ -256,7 +262,7 @@ fn member_id(s: &str) -> Result<UserId, ApiError> {
 }
 
 /// Changes a member's role (admin or owner; only an owner grants or takes away ownership; the
-/// last owner stays).
+/// last owner stays). An API key needs the `members:manage` scope.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -276,7 +282,7 @@ fn member_id(s: &str) -> Result<UserId, ApiError> {
 #[patch("/orgs/{org}/members/{user_id}")]
 async fn set_role(
     state: web::Data<AppState>,
-    OrgAccess(access): OrgAccess<Admin>,
+    OrgAccess(access): OrgAccess<ManageMembers>,
     Client(client): Client,
     path: web::Path<(String, String)>,
     body: Body<SetRole>,
@@ -292,7 +298,7 @@ async fn set_role(
 }
 
 /// Removes a member (admin or owner), or leaves (any member removing themselves). Only an
-/// owner removes an owner; the last owner stays.
+/// owner removes an owner; the last owner stays. An API key needs the `members:manage` scope.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -310,7 +316,7 @@ async fn set_role(
 #[delete("/orgs/{org}/members/{user_id}")]
 async fn remove_member(
     state: web::Data<AppState>,
-    OrgAccess(access): OrgAccess<Viewer>,
+    OrgAccess(access): OrgAccess<RemoveMembers>,
     Client(client): Client,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -322,12 +328,26 @@ async fn remove_member(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Who made an API key: `null` once that account is gone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeyCreatorDto {
+    id: String,
+    email: String,
+    name: String,
+}
+
 /// An API key as the API shows it (never its secret after creation).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyDto {
     id: String,
     name: String,
+    /// The highest role it acts with; never above its creator's current role.
     role: String,
+    /// What it may do: `read`, `write`, `chat`, `members:manage`, `invitations:manage`,
+    /// `keys:manage`.
+    scopes: Vec<String>,
+    /// Who made it (the key acts for them, and dies when they leave the organization).
+    created_by: Option<KeyCreatorDto>,
     /// The first characters of the secret, to recognise it.
     prefix: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -338,17 +358,47 @@ pub struct ApiKeyDto {
     last_used_at: Option<OffsetDateTime>,
 }
 
-impl From<&tenancy::ApiKey> for ApiKeyDto {
-    fn from(k: &tenancy::ApiKey) -> Self {
+impl ApiKeyDto {
+    fn new(k: &tenancy::ApiKey, created_by: Option<KeyCreatorDto>) -> Self {
         Self {
             id: k.id.to_string(),
             name: k.name.clone(),
             role: k.role.as_str().to_owned(),
+            scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            created_by,
             prefix: k.prefix.clone(),
             created_at: k.created_at,
             last_used_at: k.last_used_at,
         }
     }
+}
+
+/// The creators of `keys`, each looked up once (a page holds a few creators at most).
+async fn creators(
+    state: &AppState,
+    keys: &[tenancy::ApiKey],
+) -> Result<std::collections::HashMap<UserId, KeyCreatorDto>, ApiError> {
+    let mut found = std::collections::HashMap::new();
+    for id in keys.iter().filter_map(|k| k.created_by) {
+        if found.contains_key(&id) {
+            continue;
+        }
+        match state.accounts.admin_get(id).await {
+            Ok(u) => {
+                found.insert(
+                    id,
+                    KeyCreatorDto {
+                        id: id.to_string(),
+                        email: u.email.as_str().to_owned(),
+                        name: u.name.as_str().to_owned(),
+                    },
+                );
+            }
+            Err(identity::AuthError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(found)
 }
 
 /// `POST /orgs/{org}/api-keys`.
@@ -359,6 +409,11 @@ pub struct CreateApiKey {
     name: String,
     /// `admin`, `member` or `viewer`; at most the creator's role.
     role: String,
+    /// What the key may do. Default: `read`, plus `write` and `chat` for member and admin
+    /// keys. `members:manage`, `invitations:manage` and `keys:manage` (admin keys only) must
+    /// be asked for by name. Each must be allowed to the key's role.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
 }
 
 /// A new key and its secret: shown this once, stored only as a hash.
@@ -369,16 +424,28 @@ pub struct CreatedApiKey {
     secret: String,
 }
 
-fn signed_in(access: &crate::tenant::Access<Admin>) -> Result<(), ApiError> {
+fn signed_in<R: MinRole>(access: &Access<R>, what: &'static str) -> Result<(), ApiError> {
     match access.caller {
-        crate::tenant::Caller::User(_) => Ok(()),
-        crate::tenant::Caller::ApiKey(_) => Err(ApiError::ForbiddenBecause(
-            "API keys are managed by signed-in users, not by other keys",
-        )),
+        Caller::User(_) => Ok(()),
+        Caller::ApiKey(_) => Err(ApiError::ForbiddenBecause(what)),
     }
 }
 
-/// Creates an API key (admin or owner, signed in).
+fn scopes_field(scopes: Option<Vec<String>>) -> Result<Option<Vec<tenancy::Scope>>, ApiError> {
+    scopes
+        .map(|names| {
+            names
+                .iter()
+                .map(|s| tenancy::Scope::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(ApiError::from)
+}
+
+/// Creates an API key (admin or owner, signed in: keys never make keys). The key acts for
+/// its creator: never above the creator's current role, and not at all once the creator
+/// leaves the organization.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -394,24 +461,37 @@ fn signed_in(access: &crate::tenant::Access<Admin>) -> Result<(), ApiError> {
 #[post("/orgs/{org}/api-keys")]
 async fn create_key(
     state: web::Data<AppState>,
-    OrgAccess(access): OrgAccess<Admin>,
+    OrgAccess(access): OrgAccess<ManageKeys>,
     Client(client): Client,
     body: Body<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;
-    signed_in(&access)?;
+    signed_in(
+        &access,
+        "API keys are made by signed-in users, not by other keys",
+    )?;
     let role = role_field(&body.role, "must be one of admin, member, viewer")?;
+    let scopes = scopes_field(body.scopes)?;
     let (key, secret) = state
         .api_keys
-        .create(&access.ctx, &body.name, role, &client)
+        .create(&access.ctx, &body.name, role, scopes, &client)
         .await?;
+    let creator = match &access.caller {
+        Caller::User(u) => Some(KeyCreatorDto {
+            id: u.user.id.to_string(),
+            email: u.user.email.as_str().to_owned(),
+            name: u.user.name.as_str().to_owned(),
+        }),
+        Caller::ApiKey(_) => None,
+    };
     Ok(HttpResponse::Created().json(CreatedApiKey {
-        api_key: ApiKeyDto::from(&key),
+        api_key: ApiKeyDto::new(&key, creator),
         secret,
     }))
 }
 
-/// The organization's live API keys (admin or owner).
+/// The organization's live API keys, with who made each (admin or owner; keys need
+/// `keys:manage`).
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -421,17 +501,21 @@ async fn create_key(
 #[get("/orgs/{org}/api-keys")]
 async fn list_keys(
     state: web::Data<AppState>,
-    OrgAccess(access): OrgAccess<Admin>,
+    OrgAccess(access): OrgAccess<ManageKeys>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<PageDto<ApiKeyDto>>, ApiError> {
     let page = state
         .api_keys
         .list(&access.ctx, &query.to_request()?)
         .await?;
-    Ok(web::Json(PageDto::from_page(page, |k| ApiKeyDto::from(&k))))
+    let creators = creators(&state, &page.items).await?;
+    Ok(web::Json(PageDto::from_page(page, |k| {
+        let creator = k.created_by.and_then(|u| creators.get(&u).cloned());
+        ApiKeyDto::new(&k, creator)
+    })))
 }
 
-/// Revokes an API key at once (admin or owner, signed in).
+/// Revokes an API key at once (admin or owner; keys need `keys:manage`).
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -444,11 +528,10 @@ async fn list_keys(
 #[delete("/orgs/{org}/api-keys/{id}")]
 async fn revoke_key(
     state: web::Data<AppState>,
-    OrgAccess(access): OrgAccess<Admin>,
+    OrgAccess(access): OrgAccess<ManageKeys>,
     Client(client): Client,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    signed_in(&access)?;
     let id = kernel::ApiKeyId::parse(&path.1).map_err(|_| ApiError::NotFound)?;
     state.api_keys.revoke(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -464,15 +547,34 @@ pub struct CreateInvitation {
     role: String,
 }
 
-/// An invitation.
+/// An invitation (never its token, after creation).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationDto {
     id: String,
     email: String,
     role: String,
+    /// The inviter's user id. The invitation works only while the inviter may still invite
+    /// with this role.
+    invited_by: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl From<tenancy::Invitation> for InvitationDto {
+    fn from(i: tenancy::Invitation) -> Self {
+        Self {
+            id: i.id.to_string(),
+            email: i.email,
+            role: i.role.as_str().to_owned(),
+            invited_by: i.invited_by.map(|u| u.to_string()),
+            expires_at: i.expires_at,
+            created_at: i.created_at,
+        }
+    }
 }
 
 /// The invitation and its token (shown once; also sent by mail).
@@ -483,7 +585,8 @@ pub struct CreatedInvitation {
     token: String,
 }
 
-/// Invites an email address into the organization (admin or owner, signed in).
+/// Invites an email address into the organization (admin or owner, signed in), with a role
+/// at most the inviter's. The invitation dies with the inviter's right to give it.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -499,26 +602,75 @@ pub struct CreatedInvitation {
 #[post("/orgs/{org}/invitations")]
 async fn invite(
     state: web::Data<AppState>,
-    OrgAccess(access): OrgAccess<Admin>,
+    OrgAccess(access): OrgAccess<ManageInvitations>,
     Client(client): Client,
     body: Body<CreateInvitation>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidJson(body) = body?;
-    signed_in(&access)?;
+    signed_in(
+        &access,
+        "invitations are sent by signed-in users, not by API keys",
+    )?;
     let role = role_field(&body.role, "must be one of owner, admin, member, viewer")?;
     let (invitation, token) = state
         .invitations
         .create(&access.ctx, &access.org, &body.email, role, &client)
         .await?;
     Ok(HttpResponse::Created().json(CreatedInvitation {
-        invitation: InvitationDto {
-            id: invitation.id.to_string(),
-            email: invitation.email,
-            role: invitation.role.as_str().to_owned(),
-            expires_at: invitation.expires_at,
-        },
+        invitation: invitation.into(),
         token,
     }))
+}
+
+/// The organization's pending invitations, by id (admin or owner; keys need
+/// `invitations:manage`). Tokens are never shown again.
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug"), PageQuery),
+    responses(
+        (status = 200, body = PageDto<InvitationDto>),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem)
+    )
+)]
+#[get("/orgs/{org}/invitations")]
+async fn list_invitations(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<ManageInvitations>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<PageDto<InvitationDto>>, ApiError> {
+    let page = state
+        .invitations
+        .pending(&access.ctx, &query.to_request()?)
+        .await?;
+    Ok(web::Json(PageDto::from_page(page, InvitationDto::from)))
+}
+
+/// Revokes a pending invitation at once (admin or owner; keys need `invitations:manage`).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(
+        ("org" = String, Path, description = "organization id or slug"),
+        ("id" = String, Path, description = "invitation id")
+    ),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 403, body = Problem),
+        (status = 404, description = "no such pending invitation in this organization", body = Problem)
+    )
+)]
+#[delete("/orgs/{org}/invitations/{id}")]
+async fn revoke_invitation(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<ManageInvitations>,
+    Client(client): Client,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&path.1).map_err(|_| ApiError::NotFound)?;
+    state.invitations.revoke(&access.ctx, id, &client).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Accepts an invitation: the signed-in account whose email it names joins the organization.
@@ -543,5 +695,6 @@ async fn accept_invitation(
     path: web::Path<String>,
 ) -> Result<web::Json<OrgDto>, ApiError> {
     let (org, role) = state.invitations.accept(&user.user, &path, &client).await?;
+    state.orgs.member_added(org.id, user.user.id).await;
     Ok(web::Json(OrgDto::new(&org, role)))
 }

@@ -213,8 +213,11 @@ async fn delete_me(
     user: CurrentUser,
     Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    let orphans = state.orgs.before_account_deletion(user.user.id).await?;
+    let exit = state.orgs.before_account_deletion(user.user.id).await?;
     state.accounts.delete_account(&user.user, &client).await?;
-    state.orgs.close_orphans(&orphans).await?;
+    state
+        .orgs
+        .after_account_deletion(user.user.id, &exit)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

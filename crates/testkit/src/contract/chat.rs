@@ -149,6 +149,7 @@ async fn new_key(p: &ChatPorts, tenant: TenantId, seed: u8) -> Principal {
                 tenant_id: tenant,
                 name: format!("key {seed}"),
                 role: Role::Member,
+                scopes: tenancy::Scope::defaults_for(Role::Member),
                 prefix: format!("qk_{seed:08}"),
                 created_by: None,
                 created_at: T0,

@@ -25,7 +25,7 @@ pub async fn run(
     let [ann, bob, cy] = users;
     let now = SystemClock.now();
     let acme = orgs
-        .create_with_owner(org("acme"), ann)
+        .create_with_owner(org("acme"), ann, 10)
         .await
         .expect("create");
     assert_eq!(
@@ -89,7 +89,7 @@ pub async fn run(
 
     // Listing pages through every member of this tenant only.
     let other = orgs
-        .create_with_owner(org("other-org"), cy)
+        .create_with_owner(org("other-org"), cy, 10)
         .await
         .expect("other");
     let page = members
@@ -139,7 +139,7 @@ pub async fn run(
 
     // Two owners demoting each other at once: exactly one succeeds.
     let duo = orgs
-        .create_with_owner(org("duo-org"), ann)
+        .create_with_owner(org("duo-org"), ann, 10)
         .await
         .expect("duo");
     members
@@ -174,5 +174,32 @@ pub async fn run(
             .await
             .expect("rename")
             .is_none()
+    );
+
+    // The cap on owned organizations holds under concurrency: cy owns one; with a cap of 3,
+    // of four creations at once exactly two pass.
+    let (r1, r2, r3, r4) = tokio::join!(
+        orgs.create_with_owner(org("cap-one"), cy, 3),
+        orgs.create_with_owner(org("cap-two"), cy, 3),
+        orgs.create_with_owner(org("cap-three"), cy, 3),
+        orgs.create_with_owner(org("cap-four"), cy, 3),
+    );
+    let outcomes = [r1, r2, r3, r4];
+    let made = outcomes.iter().filter(|r| r.is_ok()).count();
+    let capped = outcomes
+        .iter()
+        .filter(|r| matches!(r, Err(tenancy::OrgRepoError::TooManyOwned)))
+        .count();
+    assert_eq!((made, capped), (2, 2), "{outcomes:?}");
+    // Owning is what counts: a membership of another role does not.
+    assert!(matches!(
+        orgs.create_with_owner(org("cap-five"), cy, 3).await,
+        Err(tenancy::OrgRepoError::TooManyOwned)
+    ));
+    assert!(
+        orgs.create_with_owner(org("ann-first"), ann, 1)
+            .await
+            .is_ok(),
+        "ann is a member elsewhere but owns nothing"
     );
 }

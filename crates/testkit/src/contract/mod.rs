@@ -53,8 +53,9 @@ impl OrganizationRepository for CascadingOrganizations {
         &self,
         new: NewOrganization,
         owner: UserId,
+        max_owned: u32,
     ) -> Result<Organization, OrgRepoError> {
-        self.orgs.create_with_owner(new, owner).await
+        self.orgs.create_with_owner(new, owner, max_owned).await
     }
 
     async fn rename(
