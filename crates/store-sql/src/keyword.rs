@@ -115,23 +115,39 @@ fn idf(n: f64, df: f64) -> f64 {
 /// `word` as FTS5's `unicode61 remove_diacritics 2` indexes it: lowercase, without
 /// combining marks (`Café` → `cafe`).
 fn fold(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    fold_into(word, &mut out);
+    out
+}
+
+fn fold_into(word: &str, out: &mut String) {
     use unicode_normalization::{UnicodeNormalization as _, char::is_combining_mark};
-    word.nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
+    out.extend(
+        word.nfd()
+            .filter(|c| !is_combining_mark(*c))
+            .flat_map(char::to_lowercase),
+    );
 }
 
 /// How often each of `words` (folded) occurs in `text`, by the tokenizer's rule (runs of
-/// letters and digits).
+/// letters and digits). ASCII runs are compared without folding or allocating.
 fn term_frequencies(text: &str, words: &[String]) -> Vec<u32> {
     let mut tf = vec![0_u32; words.len()];
+    let mut folded = String::new();
     for run in text.split(|c: char| !c.is_alphanumeric()) {
         if run.is_empty() {
             continue;
         }
-        let run = fold(run);
-        if let Some(i) = words.iter().position(|w| *w == run) {
+        let found = if run.is_ascii() {
+            words
+                .iter()
+                .position(|w| w.as_bytes().eq_ignore_ascii_case(run.as_bytes()))
+        } else {
+            folded.clear();
+            fold_into(run, &mut folded);
+            words.iter().position(|w| *w == folded)
+        };
+        if let Some(i) = found {
             tf[i] += 1;
         }
     }
@@ -564,6 +580,17 @@ mod tests {
             q,
             "text : (\"or\" OR \"a\"\"b\") AND scope : \"t00000000000000000000000000000000\""
         );
+    }
+
+    #[test]
+    fn term_frequencies_fold_as_fts5_does() {
+        let words: Vec<String> = ["cafe", "ecole", "plan"].iter().map(|w| fold(w)).collect();
+        assert_eq!(fold("ÉCOLE"), "ecole");
+        assert_eq!(
+            term_frequencies("Café, CAFE cafés; l'École plan-plan planet", &words),
+            [2, 1, 2]
+        );
+        assert_eq!(term_frequencies("", &words), [0, 0, 0]);
     }
 
     #[test]
