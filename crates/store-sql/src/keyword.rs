@@ -130,8 +130,35 @@ fn fold_into(word: &str, out: &mut String) {
 }
 
 /// How often each of `words` (folded) occurs in `text`, by the tokenizer's rule (runs of
-/// letters and digits). ASCII runs are compared without folding or allocating.
+/// letters and digits). ASCII text (most text) is searched for each word with the standard
+/// library's substring search and a word-boundary check, without splitting it into words.
 fn term_frequencies(text: &str, words: &[String]) -> Vec<u32> {
+    if !text.is_ascii() {
+        return term_frequencies_by_word(text, words);
+    }
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let boundary = |i: Option<usize>| {
+        i.and_then(|i| bytes.get(i))
+            .is_none_or(|b| !b.is_ascii_alphanumeric())
+    };
+    words
+        .iter()
+        .map(|w| {
+            if w.is_empty() || !w.is_ascii() {
+                return 0;
+            }
+            let n = lower
+                .match_indices(w.as_str())
+                .filter(|(i, _)| boundary(i.checked_sub(1)) && boundary(Some(i + w.len())))
+                .count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        })
+        .collect()
+}
+
+/// [`term_frequencies`] for any text: each run of letters and digits, folded when not ASCII.
+fn term_frequencies_by_word(text: &str, words: &[String]) -> Vec<u32> {
     let mut tf = vec![0_u32; words.len()];
     let mut folded = String::new();
     for run in text.split(|c: char| !c.is_alphanumeric()) {
@@ -591,6 +618,22 @@ mod tests {
             [2, 1, 2]
         );
         assert_eq!(term_frequencies("", &words), [0, 0, 0]);
+        // The ASCII path agrees with the word-by-word one.
+        for text in [
+            "Plan, plan planet PLAN-plan cafe ecole2 ecole",
+            "plan",
+            "xplan planx 3plan plan3",
+        ] {
+            assert_eq!(
+                term_frequencies(text, &words),
+                term_frequencies_by_word(text, &words),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            term_frequencies("Plan, plan planet PLAN-plan", &words),
+            [0, 0, 4]
+        );
     }
 
     #[test]
