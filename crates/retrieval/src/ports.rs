@@ -216,7 +216,10 @@ pub trait VectorRows: Send + Sync + std::fmt::Debug {
 /// A keyword index over stored chunks, ranked by BM25.
 ///
 /// Contract: the index follows the stored chunks (a stored chunk is findable, a deleted one
-/// is not) and a search sees only the tenant's chunks in scope.
+/// is not) and a search sees only the tenant's chunks in scope. Scores, the statistics behind
+/// them (chunk count, average length, document frequencies) and any rule that leaves words
+/// out depend only on the searched scope (the tenant's chunks in `collections`), never on
+/// another tenant's chunks.
 #[async_trait]
 pub trait KeywordIndex: Send + Sync + std::fmt::Debug {
     /// The `k` best chunks for the words of `query`, best first, scored by BM25; among the

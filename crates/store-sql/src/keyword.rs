@@ -7,31 +7,38 @@
 //! or a `tsquery` parser: on SQLite each word is a quoted FTS5 string; on PostgreSQL each word
 //! is a bound parameter of `plainto_tsquery`. A query without words finds nothing.
 //!
-//! - SQLite: FTS5's own `bm25(chunk_fts, 1.0, 0.0)` (the `scope` column weighs nothing) over
-//!   `text : ("w1" OR "w2" …) AND scope : "t<tenant>" [AND scope : ("c…" OR …)]
-//!   [AND scope : ("d…" OR …)]`: tenant, collections and allowed documents are intersections
-//!   inside the FTS index, never a filter after a LIMIT. FTS5's statistics (row count, average
-//!   length, document frequencies) are table-wide: every tenant's chunks count, which moves
-//!   scores but never what a search can see; because they do not depend on the query's other
-//!   terms, a long `allow` list is searched in batches whose best results merge exactly. (The
-//!   three scope tokens count in FTS5's row length: the same shift for every row.)
+//! Every statistic BM25 uses (chunk count, average length, document frequencies) and the rule
+//! that leaves out common words are the **searched scope's** (the tenant's chunks in the named
+//! collections, all of the tenant's without any; `allow` does not narrow them): another
+//! tenant's chunks can neither move a score nor hide a word (docs/retrieval.md says why the
+//! scope and not the whole tenant). Both backends compute BM25 alike: k1 = 1.2, b = 0.75,
+//! idf = ln(1 + (N − df + 0.5) / (df + 0.5)), the chunk's `token_count` as its length against
+//! the scope's average (summed from `documents`, whose `chunk_count` and `token_count` are
+//! written in the transaction that stores the chunks).
+//!
+//! - SQLite: FTS5 finds chunks, never ranks them (its `bm25()` uses table-wide statistics,
+//!   every tenant's). A match is `text : ("w1" OR "w2" …) AND scope : "t<tenant>"
+//!   [AND scope : ("c…" OR …)] [AND scope : ("d…" OR …)]`: tenant, collections and allowed
+//!   documents are intersections inside the FTS index, never a filter after a LIMIT. Each
+//!   word's df is the count of such matches for that word alone, stopped one past the
+//!   pruning threshold ([`COMMON_SHARE`]); words above it are left out when a rarer word
+//!   remains. The remaining words' matches are read with their length and text, tf is counted
+//!   from the text with FTS5's folding ([`fold`]), and the scores are ranked here. Because the
+//!   statistics do not depend on `allow`, a long `allow` list is searched in batches whose
+//!   results merge exactly.
 //! - PostgreSQL: candidates are the tenant's chunks whose `tsv` matches the OR of the words and
 //!   the scope lexemes (one GIN intersection), then BM25 in SQL: idf from document frequencies
 //!   among those candidates (every chunk of the scope that has a word is one), tf from the
 //!   positions of the query's lexemes in `tsv` (kept by `ts_filter(setweight(tsv, 'A',
-//!   lexemes), '{a}')`, which is far cheaper than unnesting every lexeme of every candidate),
-//!   length from the chunk's `token_count` against the scope's
-//!   average (summed from `documents`, whose `chunk_count` and `token_count` are written with
-//!   the chunks), k1 = 1.2, b = 0.75, idf = ln(1 + (N − df + 0.5) / (df + 0.5)). Statistics are
-//!   scope-wide here: a tenant's scores do not move with other tenants' data, at the cost of
-//!   reading every candidate of the scope (no top-k shortcut). `allow` filters candidates
-//!   before the LIMIT, after the statistics.
+//!   lexemes), '{a}')`, which is far cheaper than unnesting every lexeme of every candidate).
+//!   It reads every candidate of the scope (no top-k shortcut, no word left out). `allow`
+//!   filters candidates before the LIMIT, after the statistics.
 //!
-//! Scores are "higher is better" on both (FTS5's negative bm25 is negated), but not equal
-//! across backends: the statistics differ as said, FTS5 counts words where PostgreSQL uses
-//! `token_count`, and FTS5 folds diacritics (`remove_diacritics 2`) where `simple` does not.
+//! Scores are "higher is better" and computed alike, but not equal across backends: FTS5 folds
+//! diacritics (`remove_diacritics 2`) where `simple` does not, and the two tokenizers differ at
+//! the edges of words.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -88,14 +95,91 @@ fn fts_query(
     query
 }
 
-const SQLITE_SEARCH: &str = "\
-SELECT r.chunk_id AS chunk_id, m.score AS score \
-FROM ( \
-    SELECT rowid AS rid, bm25(chunk_fts, 1.0, 0.0) AS score \
-    FROM chunk_fts WHERE chunk_fts MATCH $1 \
-    ORDER BY score, rowid LIMIT $2 \
-) AS m JOIN chunk_fts_rows AS r ON r.rowid = m.rid \
-ORDER BY m.score, r.chunk_id";
+/// A scope's chunks matching an FTS5 query, with what BM25 needs of each: its length and its
+/// text (the term frequencies are counted from it, see [`term_frequencies`]).
+const SQLITE_CANDIDATES: &str = "\
+SELECT c.id AS chunk_id, c.token_count AS len, c.text AS text \
+FROM (SELECT rowid AS rid FROM chunk_fts WHERE chunk_fts MATCH $1) AS m \
+JOIN chunk_fts_rows AS r ON r.rowid = m.rid \
+JOIN chunks AS c ON c.id = r.chunk_id";
+
+/// BM25's parameters, the same on every backend.
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+
+/// BM25's idf of a word in `df` of `n` chunks (never negative).
+fn idf(n: f64, df: f64) -> f64 {
+    (1.0 + (n - df + 0.5).max(0.0) / (df + 0.5)).ln()
+}
+
+/// `word` as FTS5's `unicode61 remove_diacritics 2` indexes it: lowercase, without
+/// combining marks (`Café` → `cafe`).
+fn fold(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    fold_into(word, &mut out);
+    out
+}
+
+fn fold_into(word: &str, out: &mut String) {
+    use unicode_normalization::{UnicodeNormalization as _, char::is_combining_mark};
+    out.extend(
+        word.nfd()
+            .filter(|c| !is_combining_mark(*c))
+            .flat_map(char::to_lowercase),
+    );
+}
+
+/// How often each of `words` (folded) occurs in `text`, by the tokenizer's rule (runs of
+/// letters and digits). ASCII text (most text) is searched for each word with the standard
+/// library's substring search and a word-boundary check, without splitting it into words.
+fn term_frequencies(text: &str, words: &[String]) -> Vec<u32> {
+    if !text.is_ascii() {
+        return term_frequencies_by_word(text, words);
+    }
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let boundary = |i: Option<usize>| {
+        i.and_then(|i| bytes.get(i))
+            .is_none_or(|b| !b.is_ascii_alphanumeric())
+    };
+    words
+        .iter()
+        .map(|w| {
+            if w.is_empty() || !w.is_ascii() {
+                return 0;
+            }
+            let n = lower
+                .match_indices(w.as_str())
+                .filter(|(i, _)| boundary(i.checked_sub(1)) && boundary(Some(i + w.len())))
+                .count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        })
+        .collect()
+}
+
+/// [`term_frequencies`] for any text: each run of letters and digits, folded when not ASCII.
+fn term_frequencies_by_word(text: &str, words: &[String]) -> Vec<u32> {
+    let mut tf = vec![0_u32; words.len()];
+    let mut folded = String::new();
+    for run in text.split(|c: char| !c.is_alphanumeric()) {
+        if run.is_empty() {
+            continue;
+        }
+        let found = if run.is_ascii() {
+            words
+                .iter()
+                .position(|w| w.as_bytes().eq_ignore_ascii_case(run.as_bytes()))
+        } else {
+            folded.clear();
+            fold_into(run, &mut folded);
+            words.iter().position(|w| *w == folded)
+        };
+        if let Some(i) = found {
+            tf[i] += 1;
+        }
+    }
+    tf
+}
 
 /// `ids` as one text parameter for `string_to_array($n, ',')::uuid[]` (our own ids, never
 /// client text; no array binding needed).
@@ -186,14 +270,15 @@ fn postgres_scope(tenant: TenantId, collections: Option<&[CollectionId]>) -> Str
     scope
 }
 
-fn candidates(rows: Vec<sea_orm::QueryResult>, negate: bool) -> Result<Vec<Candidate>, IndexError> {
+fn candidates(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<Candidate>, IndexError> {
     rows.into_iter()
         .map(|row| {
             let chunk: Uuid = row
                 .try_get("", "chunk_id")
                 .context("reading a keyword hit")?;
             let score: f64 = row.try_get("", "score").context("reading a BM25 score")?;
-            let score = if negate { -score } else { score } as f32;
+            #[allow(clippy::cast_possible_truncation)]
+            let score = score as f32;
             Ok(Candidate {
                 chunk_id: documents::ChunkId::from_uuid(chunk),
                 score,
@@ -202,101 +287,216 @@ fn candidates(rows: Vec<sea_orm::QueryResult>, negate: bool) -> Result<Vec<Candi
         .collect()
 }
 
-/// A word in more than this share of all chunks is left out of an SQLite keyword query (when
-/// a rarer word remains): its BM25 weight is small (idf ≤ ln 10) but ranking it means scoring
-/// every chunk it is in. The effect of a stop-word list, for every language, from the index's
-/// own statistics.
+/// A word in more than this share of the searched scope's chunks is left out of an SQLite
+/// keyword query (when a rarer word remains): its BM25 weight is small (idf ≤ ln 10) but
+/// ranking it means scoring every chunk it is in. The effect of a stop-word list, for every
+/// language, from the scope's own statistics.
 const COMMON_SHARE: f64 = 0.1;
-/// Below this many chunks in the table every word is kept.
+/// Below this many chunks in the scope every word is kept.
 const PRUNE_FROM_ROWS: i64 = 1_000;
 
+/// A scope's BM25 statistics: its chunk count and their total length in tokens.
+#[derive(Debug, Clone, Copy)]
+struct ScopeStats {
+    chunks: i64,
+    tokens: i64,
+}
+
 impl SqlStore {
-    /// `words` without those too common to be worth ranking ([`COMMON_SHARE`]); never empty
-    /// when `words` is not. Frequencies are FTS5's, table-wide (`chunk_fts_terms`); a word FTS5
-    /// folds differently (diacritics) is looked up as is and, not found, counts as rare.
-    async fn selective_words(&self, words: &[String]) -> Result<Vec<String>, IndexError> {
-        if words.len() < 2 {
-            return Ok(words.to_vec());
+    /// The scope's chunk count and length, summed from `documents` (whose `chunk_count` and
+    /// `token_count` are written in the transaction that stores the chunks).
+    async fn scope_stats(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+    ) -> Result<ScopeStats, IndexError> {
+        let backend = self.db.get_database_backend();
+        let mut sql = "SELECT CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS n, \
+                       CAST(COALESCE(SUM(token_count), 0) AS BIGINT) AS tokens \
+                       FROM documents WHERE tenant_id = ?"
+            .to_owned();
+        let mut values: Vec<Value> = vec![tenant.as_uuid().into()];
+        if let Some(collections) = collections {
+            sql.push_str(" AND collection_id IN (");
+            sql.push_str(&vec!["?"; collections.len()].join(", "));
+            sql.push(')');
+            values.extend(collections.iter().map(|c| Value::from(c.as_uuid())));
         }
-        let total = self
+        let row = self
             .db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT COALESCE(MAX(rowid), 0) AS n FROM chunk_fts_rows",
-            ))
+            .query_one_raw(Statement::from_sql_and_values(backend, &sql, values))
             .await
-            .context("counting indexed chunks")?
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()
-            .context("reading the chunk count")?
-            .unwrap_or(0);
-        if total < PRUNE_FROM_ROWS {
-            return Ok(words.to_vec());
-        }
-        let sql = vec!["SELECT term, doc FROM chunk_fts_terms WHERE term = ?"; words.len()]
+            .context("reading the scope's chunk statistics")?;
+        let Some(row) = row else {
+            return Ok(ScopeStats {
+                chunks: 0,
+                tokens: 0,
+            });
+        };
+        Ok(ScopeStats {
+            chunks: row.try_get("", "n").context("reading the chunk count")?,
+            tokens: row
+                .try_get("", "tokens")
+                .context("reading the token count")?,
+        })
+    }
+
+    /// How many of the scope's chunks hold each word, each counted up to `cap` (`None`: no
+    /// cap), inside FTS5's scope intersection, so only the tenant's own chunks count.
+    async fn scope_frequencies(
+        &self,
+        words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        cap: Option<i64>,
+    ) -> Result<Vec<i64>, IndexError> {
+        let sql = (0..words.len())
+            .map(|i| {
+                format!(
+                    "SELECT {i} AS i, COUNT(*) AS n FROM \
+                     (SELECT rowid FROM chunk_fts WHERE chunk_fts MATCH ? LIMIT ?)"
+                )
+            })
+            .collect::<Vec<_>>()
             .join(" UNION ALL ");
+        let mut values: Vec<Value> = Vec::with_capacity(words.len() * 2);
+        for word in words {
+            values.push(fts_query(std::slice::from_ref(word), tenant, collections, None).into());
+            values.push(cap.unwrap_or(-1).into());
+        }
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
                 &sql,
-                words.iter().map(|w| Value::from(w.clone())),
+                values,
             ))
             .await
-            .context("reading term frequencies")?;
-        let mut df: HashMap<String, i64> = HashMap::new();
+            .context("counting the scope's chunks per word")?;
+        let mut df = vec![0_i64; words.len()];
         for row in rows {
-            let term: String = row.try_get("", "term").context("reading a term")?;
-            let doc: i64 = row.try_get("", "doc").context("reading a frequency")?;
-            df.insert(term, doc);
+            let i: i64 = row.try_get("", "i").context("reading a word index")?;
+            let n: i64 = row.try_get("", "n").context("reading a frequency")?;
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| df.get_mut(i)) {
+                *slot = n;
+            }
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-        let common = (total as f64 * COMMON_SHARE) as i64;
-        let freq = |w: &String| df.get(w).copied().unwrap_or(0);
-        let rare: Vec<String> = words
-            .iter()
-            .filter(|w| freq(w) <= common)
-            .cloned()
-            .collect();
-        if !rare.is_empty() {
-            return Ok(rare);
-        }
-        Ok(words
-            .iter()
-            .min_by_key(|w| freq(w))
-            .cloned()
-            .into_iter()
-            .collect())
+        Ok(df)
     }
 
+    /// SQLite: FTS5 finds the scope's chunks that hold a word; BM25 is computed here with the
+    /// scope's own statistics (FTS5's `bm25()` would use the whole table's, every tenant's).
     async fn search_sqlite(
         &self,
         words: &[String],
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
-        k: i64,
+        k: usize,
         allow: Option<&[DocumentId]>,
     ) -> Result<Vec<Candidate>, IndexError> {
-        let words = self.selective_words(words).await?;
-        let words = words.as_slice();
+        let stats = self.scope_stats(tenant, collections).await?;
+        // Words too common in the scope are left out when a rarer one remains: counting stops
+        // one past the threshold, so a common word costs no more than a rare one.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
+        let prune = words.len() >= 2 && stats.chunks >= PRUNE_FROM_ROWS;
+        let cap = prune.then_some(common + 1);
+        let mut df = self
+            .scope_frequencies(words, tenant, collections, cap)
+            .await?;
+        let mut kept: Vec<(String, i64)> = words
+            .iter()
+            .cloned()
+            .zip(df.iter().copied())
+            .filter(|(_, d)| !prune || *d <= common)
+            .collect();
+        if kept.is_empty() {
+            // Every word is common: the rarest alone, with exact counts.
+            df = self
+                .scope_frequencies(words, tenant, collections, None)
+                .await?;
+            kept = words
+                .iter()
+                .cloned()
+                .zip(df.iter().copied())
+                .min_by_key(|(_, d)| *d)
+                .into_iter()
+                .collect();
+        }
+        kept.retain(|(_, d)| *d > 0);
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let (n, average) = {
+            let n = stats.chunks.max(1) as f64;
+            let average = if stats.chunks > 0 && stats.tokens > 0 {
+                stats.tokens as f64 / stats.chunks as f64
+            } else {
+                1.0
+            };
+            (n, average)
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let idfs: Vec<f64> = kept.iter().map(|(_, d)| idf(n, *d as f64)).collect();
+        let folded: Vec<String> = kept.iter().map(|(w, _)| fold(w)).collect();
+        let kept_words: Vec<String> = kept.into_iter().map(|(w, _)| w).collect();
+        // The least weighty word stands in for a chunk whose words the tokenizer here reads
+        // differently from FTS5's (it matched, so it holds one of them).
+        let weakest = idfs
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+
         let batches: Vec<Option<&[DocumentId]>> = match allow {
             None => vec![None],
             Some(allow) => allow.chunks(ALLOW_BATCH).map(Some).collect(),
         };
         let mut found: Vec<Candidate> = Vec::new();
         for batch in batches {
-            let query = fts_query(words, tenant, collections, batch);
-            let statement = Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                SQLITE_SEARCH,
-                [Value::from(query), Value::from(k)],
-            );
+            let query = fts_query(&kept_words, tenant, collections, batch);
             let rows = self
                 .db
-                .query_all_raw(statement)
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    SQLITE_CANDIDATES,
+                    [Value::from(query)],
+                ))
                 .await
                 .context("searching chunks by keyword")?;
-            found.extend(candidates(rows, true)?);
+            for row in rows {
+                let chunk: Uuid = row
+                    .try_get("", "chunk_id")
+                    .context("reading a keyword hit")?;
+                let length: i64 = row.try_get("", "len").context("reading a chunk length")?;
+                let text: String = row.try_get("", "text").context("reading a chunk text")?;
+                let mut tf = term_frequencies(&text, &folded);
+                if tf.iter().all(|t| *t == 0) {
+                    tf[weakest] = 1;
+                }
+                #[allow(clippy::cast_precision_loss)]
+                let norm = K1 * (1.0 - B + B * length.max(1) as f64 / average);
+                let score: f64 = tf
+                    .iter()
+                    .zip(&idfs)
+                    .filter(|(t, _)| **t > 0)
+                    .map(|(t, idf)| {
+                        let t = f64::from(*t);
+                        idf * t * (K1 + 1.0) / (t + norm)
+                    })
+                    .sum();
+                #[allow(clippy::cast_possible_truncation)]
+                found.push(Candidate {
+                    chunk_id: documents::ChunkId::from_uuid(chunk),
+                    score: score as f32,
+                });
+            }
+            // Keep memory bounded by k between batches (the order is total: exact merge).
+            if found.len() > k.saturating_mul(4).max(1_024) {
+                sort_best_first(&mut found);
+                found.truncate(k);
+            }
         }
         Ok(found)
     }
@@ -332,7 +532,7 @@ impl SqlStore {
             ))
             .await
             .context("searching chunks by keyword")?;
-        candidates(rows, false)
+        candidates(rows)
     }
 }
 
@@ -376,24 +576,23 @@ impl KeywordIndex for SqlStore {
                 .await?
             }
             _ => {
-                self.search_sqlite(
-                    &words,
-                    tenant,
-                    collections.as_deref(),
-                    limit,
-                    allow.as_deref(),
-                )
-                .await?
+                self.search_sqlite(&words, tenant, collections.as_deref(), k, allow.as_deref())
+                    .await?
             }
         };
-        found.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.chunk_id.cmp(&b.chunk_id))
-        });
+        sort_best_first(&mut found);
         found.truncate(k);
         Ok(found)
     }
+}
+
+/// Best score first, then chunk id: a total order, so merged batches rank exactly.
+fn sort_best_first(found: &mut [Candidate]) {
+    found.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.chunk_id.cmp(&b.chunk_id))
+    });
 }
 
 #[cfg(test)]
@@ -407,6 +606,33 @@ mod tests {
         assert_eq!(
             q,
             "text : (\"or\" OR \"a\"\"b\") AND scope : \"t00000000000000000000000000000000\""
+        );
+    }
+
+    #[test]
+    fn term_frequencies_fold_as_fts5_does() {
+        let words: Vec<String> = ["cafe", "ecole", "plan"].iter().map(|w| fold(w)).collect();
+        assert_eq!(fold("ÉCOLE"), "ecole");
+        assert_eq!(
+            term_frequencies("Café, CAFE cafés; l'École plan-plan planet", &words),
+            [2, 1, 2]
+        );
+        assert_eq!(term_frequencies("", &words), [0, 0, 0]);
+        // The ASCII path agrees with the word-by-word one.
+        for text in [
+            "Plan, plan planet PLAN-plan cafe ecole2 ecole",
+            "plan",
+            "xplan planx 3plan plan3",
+        ] {
+            assert_eq!(
+                term_frequencies(text, &words),
+                term_frequencies_by_word(text, &words),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            term_frequencies("Plan, plan planet PLAN-plan", &words),
+            [0, 0, 4]
         );
     }
 

@@ -57,6 +57,8 @@ on_every_adapter!(
     keyword_follows_stored_chunks,
     keyword_hostile_queries,
     keyword_unicode,
+    other_tenants_words_do_not_change_my_scores,
+    flooding_a_word_cannot_hide_it_from_another_tenant,
     catalog_records,
     catalog_metadata_filter,
     catalog_scan_pages,

@@ -17,8 +17,8 @@ use documents::{
 };
 use kernel::TenantId;
 use retrieval::{
-    ChunkCatalog, EmbeddingModel, IndexError, KeywordIndex, MetadataFilter, Space, SpaceId,
-    SpaceRepository, SpaceStatus, VectorEntry, VectorRows,
+    Candidate, ChunkCatalog, EmbeddingModel, IndexError, KeywordIndex, MetadataFilter, Space,
+    SpaceId, SpaceRepository, SpaceStatus, VectorEntry, VectorRows,
 };
 use serde_json::json;
 use tenancy::OrganizationRepository;
@@ -1265,6 +1265,105 @@ pub async fn keyword_hostile_queries(p: &RetrievalPorts) {
         .search(a, None, &many, 10, None)
         .await
         .expect("many words");
+}
+
+/// A tenant's keyword scores and ranking are its own: another tenant writing many chunks with
+/// the same words (and others, shifting every table-wide statistic) changes nothing in them.
+/// A shared statistic would tell B how often A uses a word.
+pub async fn other_tenants_words_do_not_change_my_scores(p: &RetrievalPorts) {
+    let (a, b) = two_tenants(&p.docs).await;
+    let c = new_collection(p, b, "Deals").await;
+    store_document(
+        p,
+        b,
+        Some(c.id),
+        &[
+            "globex merger plan for the quarter",
+            "notes on the globex globex account and its plan",
+            "a plan without the company name",
+            "unrelated minutes of a long meeting about parking spaces and lunch",
+        ],
+        at_ms(10),
+    )
+    .await;
+    store_document(p, b, None, &["loose globex memo"], at_ms(20)).await;
+    let scores = |hits: Vec<Candidate>| -> Vec<(ChunkId, u32)> {
+        hits.into_iter()
+            .map(|h| (h.chunk_id, h.score.to_bits()))
+            .collect()
+    };
+    let queries: [(Option<&[CollectionId]>, &str); 3] = [
+        (None, "globex plan"),
+        (Some(&[c.id]), "globex plan"),
+        (None, "globex"),
+    ];
+    let mut before = Vec::new();
+    for (collections, query) in queries {
+        let hits = p
+            .keyword
+            .search(b, collections, query, 10, None)
+            .await
+            .expect("search");
+        assert!(!hits.is_empty(), "{query}");
+        before.push(scores(hits));
+    }
+
+    // A writes many chunks: the word in most of them, of other lengths, in two documents.
+    let many: Vec<String> = (0..150)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!("globex {i}")
+            } else {
+                format!("globex plan globex report number {i} with a much longer text than B's")
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    store_document(p, a, None, &refs[..75], at_ms(30)).await;
+    let ca = new_collection(p, a, "Flood").await;
+    store_document(p, a, Some(ca.id), &refs[75..], at_ms(40)).await;
+
+    for ((collections, query), before) in queries.into_iter().zip(before) {
+        let hits = p
+            .keyword
+            .search(b, collections, query, 10, None)
+            .await
+            .expect("search");
+        assert_eq!(
+            scores(hits),
+            before,
+            "B's scores for {query:?} moved with A's chunks"
+        );
+    }
+}
+
+/// Leaving out words that are in most chunks is decided on the searcher's own chunks: B
+/// flooding a word into far more than a tenth of all chunks does not hide it from A.
+pub async fn flooding_a_word_cannot_hide_it_from_another_tenant(p: &RetrievalPorts) {
+    let (a, b) = two_tenants(&p.docs).await;
+    let (_, of_a) = store_document(
+        p,
+        a,
+        None,
+        &["the globex contract is signed", "minutes of the board"],
+        at_ms(10),
+    )
+    .await;
+    let flood: Vec<String> = (0..1_200).map(|i| format!("globex globex {i}")).collect();
+    let refs: Vec<&str> = flood.iter().map(String::as_str).collect();
+    store_document(p, b, None, &refs, at_ms(20)).await;
+
+    assert_eq!(search(p, a, None, "globex", 10).await, [of_a[0]]);
+    assert_eq!(
+        search(p, a, None, "globex quarterly", 10).await,
+        [of_a[0]],
+        "a word B floods is still A's word"
+    );
+    assert_eq!(
+        set(&search(p, a, None, "globex board", 10).await),
+        set(&of_a),
+        "and still ranks beside A's other words"
+    );
 }
 
 /// Words of any script: Persian (a zero-width non-joiner separates words), accented Latin
