@@ -8,8 +8,8 @@
 //! that what it records still fits); then it ends the lease and adds the recorded tokens to the
 //! base ([`Cache::end_lease`]). The base lives for `quota_counter_ttl` (an hour) and is
 //! rebuilt from the ledger when missing; the leases are kept apart and survive it, so a
-//! rebuilt counter is the ledger plus the reservations in flight. A lease lives as long as the
-//! base does, so a process that died holding one stops counting within that time.
+//! rebuilt counter is the ledger plus the reservations in flight. A lease lives an hour (or the
+//! base's lifetime if longer), so a process that died holding one stops counting by then.
 //!
 //! **Stream slots.** A leased counter per organization bounded by the plan's
 //! `max_concurrent_streams`, one lease per open stream, renewed every third of
@@ -49,6 +49,9 @@ const LIMITS_TTL: Duration = Duration::from_secs(60);
 const LOCAL_LIMITS_TTL: Duration = Duration::from_secs(5);
 /// Most organizations whose limits a process keeps in memory (then it starts again).
 const LOCAL_LIMITS_MAX: usize = 10_000;
+/// How long a quota reservation counts at most: longer than any call runs. A call that
+/// outlives it settles only what still fits.
+const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 /// How long a stream counter's base lives (it is 0; the slots are its leases, which outlive
 /// it).
 const STREAM_BASE_TTL: Duration = Duration::from_secs(3600);
@@ -314,10 +317,10 @@ impl Billing {
         SlotKeeper::new(task.abort_handle())
     }
 
-    /// How long a quota reservation is held before it stops counting (a process that died
-    /// holding one): the counter's lifetime.
+    /// How long a quota reservation counts when it is never settled (a process that died
+    /// holding one): [`RESERVATION_TTL`], and never less than the counter's lifetime.
     fn quota_lease_ttl(&self) -> Duration {
-        self.settings.quota_counter_ttl
+        RESERVATION_TTL.max(self.settings.quota_counter_ttl)
     }
 
     /// How many of `reserved` tokens the settlement of reservation `id` may record: all of
