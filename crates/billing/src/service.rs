@@ -82,7 +82,8 @@ pub struct BillingSettings {
     pub fallback_plan: String,
     /// How long a quota counter lives before it is rebuilt from the ledger.
     pub quota_counter_ttl: Duration,
-    /// How long a stream-slot counter lives from its creation.
+    /// How long a stream slot's lease lives without renewal (renewed every third of it while
+    /// its stream runs).
     pub stream_slot_ttl: Duration,
     /// Rate-limit budgets.
     pub rate_limits: RateLimits,
@@ -95,7 +96,7 @@ impl Default for BillingSettings {
             plans: Plans::default(),
             fallback_plan: "free".to_owned(),
             quota_counter_ttl: Duration::from_secs(3600),
-            stream_slot_ttl: Duration::from_secs(900),
+            stream_slot_ttl: Duration::from_secs(60),
             rate_limits: RateLimits::default(),
         }
     }
