@@ -102,7 +102,7 @@ struct Rig {
     /// On production: the Redis cache itself (to lose every key, as a restart does).
     redis: Option<Arc<cache_redis::RedisCache>>,
     _app: TestApp,
-    _guard: Option<Box<dyn std::fmt::Debug>>,
+    _guard: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
 }
 
 impl Rig {
@@ -120,13 +120,16 @@ impl Rig {
         let tenant = TenantId::parse(&org).expect("org id");
         let ledger: Arc<dyn UsageLedger> =
             Arc::new(store_sql::SqlUsageLedger::new(&app.store().await));
-        let (cache, redis, guard): (Arc<dyn Cache>, _, Option<Box<dyn std::fmt::Debug>>) =
-            if production {
-                let (redis, guard) = testkit::redis_cache().await?;
-                (redis.clone(), Some(redis), Some(Box::new(guard)))
-            } else {
-                (Arc::new(InProcessCache::new(10_000)), None, None)
-            };
+        let (cache, redis, guard): (
+            Arc<dyn Cache>,
+            _,
+            Option<Box<dyn std::fmt::Debug + Send + Sync>>,
+        ) = if production {
+            let (redis, guard) = testkit::redis_cache().await?;
+            (redis.clone(), Some(redis), Some(Box::new(guard)))
+        } else {
+            (Arc::new(InProcessCache::new(10_000)), None, None)
+        };
         let billing = Arc::new(Billing::new(
             BillingPorts {
                 ledger: Arc::clone(&ledger),
