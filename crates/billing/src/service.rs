@@ -1,16 +1,20 @@
 //! [`Billing`]: quotas, stream slots, the ledger, usage reports and rate limits.
 //!
-//! **Quota.** Each organization has a counter per calendar month (UTC) in the cache port:
-//! tokens settled plus tokens reserved. A reservation adds its tokens only if the sum stays
-//! within the limit, in one atomic step ([`Cache::increment_within`]); settling writes the
-//! ledger event, then moves the counter by `actual − reserved`. The counter lives for
-//! `quota_counter_ttl` (an hour by default) and is rebuilt from the ledger when missing, so it
-//! starts right after a cache restart and any drift (a process that died holding a
-//! reservation) heals within that time.
+//! **Quota.** Each organization has a leased counter per calendar month (UTC) in the cache
+//! port: its base is what the ledger holds, its leases the reservations in flight. A
+//! reservation takes a lease only if the sum stays within the limit, in one atomic step
+//! ([`Cache::lease_within`]). Settling records at most what was reserved (a call that used
+//! more is clamped, and logged), after making sure its lease is still held (or, if it was lost,
+//! that what it records still fits); then it ends the lease and adds the recorded tokens to the
+//! base ([`Cache::end_lease`]). The base lives for `quota_counter_ttl` (an hour) and is
+//! rebuilt from the ledger when missing; the leases are kept apart and survive it, so a
+//! rebuilt counter is the ledger plus the reservations in flight. A lease lives an hour (or the
+//! base's lifetime if longer), so a process that died holding one stops counting by then.
 //!
-//! **Stream slots.** A counter per organization bounded by the plan's
-//! `max_concurrent_streams`; it expires `stream_slot_ttl` after it was created, so slots of a
-//! process that died come back.
+//! **Stream slots.** A leased counter per organization bounded by the plan's
+//! `max_concurrent_streams`, one lease per open stream, renewed every third of
+//! `stream_slot_ttl` while the stream runs: a long stream keeps its slot, and the slots of a
+//! process that died come back within `stream_slot_ttl`.
 //!
 //! **Limits.** An organization's plan and limit are read through the cache port (a minute)
 //! and kept in the process for five seconds; an administrator's change applies at once on the
@@ -25,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kernel::cache::{Bounded, Cache, CacheError, CacheKey};
-use kernel::metering::{self, Meter, MeterError, MeterScope, Reservation, StreamSlot, Tokens};
+use kernel::metering::{
+    self, Meter, MeterError, MeterScope, Reservation, SlotKeeper, StreamSlot, Tokens,
+};
 use kernel::{Clock, InvalidInput, Principal, TenantId, UsageKind};
 use time::{Date, Month, OffsetDateTime, Time};
 
@@ -43,6 +49,12 @@ const LIMITS_TTL: Duration = Duration::from_secs(60);
 const LOCAL_LIMITS_TTL: Duration = Duration::from_secs(5);
 /// Most organizations whose limits a process keeps in memory (then it starts again).
 const LOCAL_LIMITS_MAX: usize = 10_000;
+/// How long a quota reservation counts at most: longer than any call runs. A call that
+/// outlives it settles only what still fits.
+const RESERVATION_TTL: Duration = Duration::from_secs(3600);
+/// How long a stream counter's base lives (it is 0; the slots are its leases, which outlive
+/// it).
+const STREAM_BASE_TTL: Duration = Duration::from_secs(3600);
 /// Tries at writing a ledger event before it is given up (and logged).
 const LEDGER_TRIES: u32 = 3;
 
@@ -70,7 +82,8 @@ pub struct BillingSettings {
     pub fallback_plan: String,
     /// How long a quota counter lives before it is rebuilt from the ledger.
     pub quota_counter_ttl: Duration,
-    /// How long a stream-slot counter lives from its creation.
+    /// How long a stream slot's lease lives without renewal (renewed every third of it while
+    /// its stream runs).
     pub stream_slot_ttl: Duration,
     /// Rate-limit budgets.
     pub rate_limits: RateLimits,
@@ -83,7 +96,7 @@ impl Default for BillingSettings {
             plans: Plans::default(),
             fallback_plan: "free".to_owned(),
             quota_counter_ttl: Duration::from_secs(3600),
-            stream_slot_ttl: Duration::from_secs(900),
+            stream_slot_ttl: Duration::from_secs(60),
             rate_limits: RateLimits::default(),
         }
     }
@@ -236,12 +249,120 @@ impl Billing {
         CacheKey::tenant(tenant, "billing-limits", &[])
     }
 
+    /// The leased counter of `tenant`'s quota in the period `label`: its base is what the
+    /// ledger holds, its leases the reservations in flight.
     fn quota_key(tenant: TenantId, label: &str) -> CacheKey {
-        CacheKey::tenant(tenant, "quota", &[label])
+        CacheKey::tenant(tenant, "quota", &[label, "leased"])
     }
 
+    /// The leased counter of `tenant`'s open streams: base 0, one lease per stream.
     fn streams_key(tenant: TenantId) -> CacheKey {
-        CacheKey::tenant(tenant, "streams", &[])
+        CacheKey::tenant(tenant, "streams", &["leased"])
+    }
+
+    /// Seeds `tenant`'s quota counter for the period starting at `start` from the ledger,
+    /// unless another caller did; its leases (reservations in flight) are kept apart and
+    /// still count.
+    async fn rebuild_quota(
+        &self,
+        tenant: TenantId,
+        key: &CacheKey,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), MeterError> {
+        let used = self
+            .ports
+            .ledger
+            .tokens_since(tenant, start)
+            .await
+            .map_err(unavailable)?;
+        let until_reset = (end - now).unsigned_abs() + Duration::from_secs(60);
+        let ttl = self.settings.quota_counter_ttl.min(until_reset);
+        self.ports
+            .cache
+            .set_if_absent(key, used.to_string().as_bytes(), ttl)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Renews a stream slot's lease every third of `ttl` while the slot is held, so a stream
+    /// keeps its slot however long it runs, and a dead process's slots come back within
+    /// `ttl`. A lease lost meanwhile (the cache restarted) is taken again, whatever the cap:
+    /// the stream is open and counts.
+    fn keep_slot(&self, key: CacheKey, lease: String, ttl: Duration) -> SlotKeeper {
+        let cache = Arc::clone(&self.ports.cache);
+        let every = (ttl / 3).max(Duration::from_millis(1));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for _ in 0..2 {
+                    match cache.lease_within(&key, &lease, 1, i64::MAX, ttl).await {
+                        Ok(Bounded::Missing) => {
+                            let base = ttl.max(STREAM_BASE_TTL);
+                            if let Err(e) = cache.set_if_absent(&key, b"0", base).await {
+                                tracing::warn!(error = %e, "renewing a stream slot failed");
+                                break;
+                            }
+                        }
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "renewing a stream slot failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        SlotKeeper::new(task.abort_handle())
+    }
+
+    /// How long a quota reservation counts when it is never settled (a process that died
+    /// holding one): [`RESERVATION_TTL`], and never less than the counter's lifetime.
+    fn quota_lease_ttl(&self) -> Duration {
+        RESERVATION_TTL.max(self.settings.quota_counter_ttl)
+    }
+
+    /// How many of `reserved` tokens the settlement of reservation `id` may record: all of
+    /// them while its lease is held (it is renewed); when the lease was lost (the cache
+    /// restarted, or it outlived its lease), as many as still fit within `limit`, leased
+    /// again first. So no settlement takes the quota past its limit.
+    async fn settleable(
+        &self,
+        tenant: TenantId,
+        key: &CacheKey,
+        id: &str,
+        reserved: u64,
+        limit: u64,
+        start: OffsetDateTime,
+    ) -> Result<u64, MeterError> {
+        let ttl = self.quota_lease_ttl();
+        let mut wanted = reserved;
+        for _ in 0..4 {
+            match self
+                .ports
+                .cache
+                .lease_within(key, id, to_i64(wanted), to_i64(limit), ttl)
+                .await
+                .map_err(unavailable)?
+            {
+                Bounded::Added(_) => return Ok(wanted),
+                Bounded::Refused(counter) => {
+                    let room = limit.saturating_sub(non_negative(counter.value));
+                    if room == 0 {
+                        return Ok(0);
+                    }
+                    wanted = wanted.min(room);
+                }
+                Bounded::Missing => {
+                    let now = self.ports.clock.now();
+                    let (_, end) = period_of(now);
+                    self.rebuild_quota(tenant, key, start, end, now).await?;
+                }
+            }
+        }
+        Ok(0)
     }
 
     /// The limits in force for `tenant` (cached for a minute); `None` when it does not exist.
@@ -570,8 +691,9 @@ impl Meter for Billing {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| unavailable(anyhow::anyhow!("the organization does not exist")))?;
+        let id = uuid::Uuid::now_v7();
         let reservation = |period: String| Reservation {
-            id: uuid::Uuid::now_v7(),
+            id,
             scope: scope.clone(),
             reserved: tokens,
             request_id: metering::request_id(),
@@ -588,7 +710,13 @@ impl Meter for Billing {
             match self
                 .ports
                 .cache
-                .increment_within(&key, to_i64(tokens), to_i64(limit))
+                .lease_within(
+                    &key,
+                    &id.to_string(),
+                    to_i64(tokens),
+                    to_i64(limit),
+                    self.quota_lease_ttl(),
+                )
                 .await
                 .map_err(unavailable)?
             {
@@ -607,21 +735,10 @@ impl Meter for Billing {
                         used: non_negative(counter.value),
                     });
                 }
+                // Rebuilt from the ledger; the reservations in flight are leases and count.
                 Bounded::Missing => {
-                    // Rebuilt from the ledger; of concurrent rebuilders one writes it.
-                    let used = self
-                        .ports
-                        .ledger
-                        .tokens_since(scope.tenant, start)
-                        .await
-                        .map_err(unavailable)?;
-                    let until_reset = (end - now).unsigned_abs() + Duration::from_secs(60);
-                    let ttl = self.settings.quota_counter_ttl.min(until_reset);
-                    self.ports
-                        .cache
-                        .set_if_absent(&key, used.to_string().as_bytes(), ttl)
-                        .await
-                        .map_err(unavailable)?;
+                    self.rebuild_quota(scope.tenant, &key, start, end, now)
+                        .await?;
                 }
             }
         }
@@ -637,41 +754,78 @@ impl Meter for Billing {
             reserved,
             request_id,
             period,
-            at: _,
+            at,
         } = reservation;
-        if used.total() > 0 {
+        let lease = id.to_string();
+        let key = (!period.is_empty()).then(|| Self::quota_key(scope.tenant, &period));
+        // What may be recorded: never more than was reserved, and, when the reservation's
+        // lease was lost, never more than still fits.
+        let mut allowed = reserved;
+        if let Some(key) = &key
+            && used.total() > 0
+        {
+            let limit = self
+                .limits(scope.tenant)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.monthly_token_limit);
+            if let Some(limit) = limit {
+                let (start, _) = period_of(at);
+                match self
+                    .settleable(scope.tenant, key, &lease, reserved, limit, start)
+                    .await
+                {
+                    Ok(n) => allowed = n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, tenant = %scope.tenant, "checking a reservation's lease failed; settling within the reservation");
+                    }
+                }
+            }
+        }
+        let recorded = clamp(used, allowed);
+        if recorded != used {
+            tracing::warn!(
+                tenant = %scope.tenant,
+                reservation = %id,
+                model = %scope.model,
+                kind = %scope.kind,
+                reserved,
+                allowed,
+                used = used.total(),
+                recorded = recorded.total(),
+                "a call used more than it could be billed for; the usage is clamped"
+            );
+        }
+        if recorded.total() > 0 {
             let event = UsageEvent {
                 id,
                 tenant: scope.tenant,
                 actor: scope.actor,
-                cost_micros: self.settings.prices.cost(&scope.model, used),
+                cost_micros: self.settings.prices.cost(&scope.model, recorded),
                 model: scope.model,
                 kind: scope.kind,
                 reference: scope.reference,
                 request_id,
-                prompt_tokens: used.prompt,
-                completion_tokens: used.completion,
+                prompt_tokens: recorded.prompt,
+                completion_tokens: recorded.completion,
                 at: self.ports.clock.now(),
             };
             self.record(&event).await;
         }
-        if period.is_empty() {
+        let Some(key) = key else {
             return;
-        }
-        let delta = to_i64(used.total()).saturating_sub(to_i64(reserved));
-        if delta == 0 {
-            return;
-        }
-        // A missing counter is left missing: it is rebuilt from the ledger, which already
-        // holds this event.
-        let key = Self::quota_key(scope.tenant, &period);
+        };
+        // After the ledger write: a rebuild in between counts the event and the lease both,
+        // so the counter can only be over (refusing), never under. With no base left, the
+        // next rebuild reads the event from the ledger.
         if let Err(e) = self
             .ports
             .cache
-            .increment_within(&key, delta, i64::MAX)
+            .end_lease(&key, &lease, to_i64(recorded.total()))
             .await
         {
-            tracing::warn!(error = %e, tenant = %scope.tenant, "correcting the quota counter failed; it heals when rebuilt");
+            tracing::warn!(error = %e, tenant = %scope.tenant, "ending a quota reservation failed; its lease expires");
         }
     }
 
@@ -682,15 +836,21 @@ impl Meter for Billing {
             .map_err(unavailable)?
             .ok_or_else(|| unavailable(anyhow::anyhow!("the organization does not exist")))?;
         let key = Self::streams_key(tenant);
+        let mut slot = StreamSlot::new(tenant);
+        let lease = slot.lease.to_string();
+        let ttl = self.settings.stream_slot_ttl;
         for _ in 0..3 {
             match self
                 .ports
                 .cache
-                .increment_within(&key, 1, i64::from(limits.max_streams))
+                .lease_within(&key, &lease, 1, i64::from(limits.max_streams), ttl)
                 .await
                 .map_err(unavailable)?
             {
-                Bounded::Added(_) => return Ok(StreamSlot { tenant }),
+                Bounded::Added(_) => {
+                    slot.keeper = Some(self.keep_slot(key, lease, ttl));
+                    return Ok(slot);
+                }
                 Bounded::Refused(_) => {
                     return Err(MeterError::TooManyStreams {
                         limit: limits.max_streams,
@@ -699,7 +859,7 @@ impl Meter for Billing {
                 Bounded::Missing => {
                     self.ports
                         .cache
-                        .set_if_absent(&key, b"0", self.settings.stream_slot_ttl)
+                        .set_if_absent(&key, b"0", ttl.max(STREAM_BASE_TTL))
                         .await
                         .map_err(unavailable)?;
                 }
@@ -711,10 +871,33 @@ impl Meter for Billing {
     }
 
     async fn close_stream(&self, slot: StreamSlot) {
-        let key = Self::streams_key(slot.tenant);
-        if let Err(e) = self.ports.cache.increment_within(&key, -1, i64::MAX).await {
-            tracing::warn!(error = %e, tenant = %slot.tenant, "giving a stream slot back failed; it expires with its window");
+        let StreamSlot {
+            tenant,
+            lease,
+            keeper,
+        } = slot;
+        drop(keeper);
+        let key = Self::streams_key(tenant);
+        if let Err(e) = self
+            .ports
+            .cache
+            .end_lease(&key, &lease.to_string(), 0)
+            .await
+        {
+            tracing::warn!(error = %e, tenant = %tenant, "giving a stream slot back failed; its lease expires");
         }
+    }
+}
+
+/// `used`, lowered to at most `allowed` tokens in all: completion tokens go first.
+fn clamp(used: Tokens, allowed: u64) -> Tokens {
+    if used.total() <= allowed {
+        return used;
+    }
+    let prompt = used.prompt.min(allowed);
+    Tokens {
+        prompt,
+        completion: allowed - prompt,
     }
 }
 

@@ -51,6 +51,89 @@ redis.call('SET', KEYS[1], string.format('%d', next), 'KEEPTTL')
 return {1, next, ttl}
 ";
 
+/// A lease of a leased counter: the base is `KEYS[1]`, its leases a hash `KEYS[2]` of
+/// `id → "amount:expires_ms"` (Redis' clock) with an expiry at least its longest lease's.
+/// ARGV: lease id, amount, max, ttl in ms. Expired leases are removed; a held lease is renewed.
+/// Returns `{status, value, pttl of the base}`: status 1 added or renewed, 0 refused, -1 no base.
+const LEASE_WITHIN_LUA: &str = r"
+local base = redis.call('GET', KEYS[1])
+if not base then
+  return {-1, 0, 0}
+end
+local n = tonumber(base)
+if not n or n ~= math.floor(n) then
+  return redis.error_reply('value is not an integer')
+end
+if n < 0 then
+  n = 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+local total = n
+local held = nil
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local sep = string.find(v, ':', 1, true)
+  local amount = tonumber(string.sub(v, 1, sep - 1))
+  local expires = tonumber(string.sub(v, sep + 1))
+  if expires <= now then
+    redis.call('HDEL', KEYS[2], all[i])
+  else
+    total = total + amount
+    if all[i] == ARGV[1] then
+      held = amount
+    end
+  end
+end
+local pttl = redis.call('PTTL', KEYS[1])
+local amount = held
+if not amount then
+  amount = tonumber(ARGV[2])
+  if total + amount > tonumber(ARGV[3]) then
+    return {0, total, pttl}
+  end
+  total = total + amount
+end
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%d:%d', amount, now + ttl))
+if redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return {1, total, pttl}
+";
+
+/// Ends lease `ARGV[1]` (hash `KEYS[2]`) and adds `ARGV[2]` to the base `KEYS[1]` if there is
+/// one, keeping its expiry. Returns 1 when the lease was held and live, else 0.
+const END_LEASE_LUA: &str = r"
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+local held = 0
+if v then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local sep = string.find(v, ':', 1, true)
+  if tonumber(string.sub(v, sep + 1)) > now then
+    held = 1
+  end
+end
+local add = tonumber(ARGV[2])
+if add ~= 0 then
+  local base = redis.call('GET', KEYS[1])
+  if base then
+    local n = tonumber(base)
+    if not n or n ~= math.floor(n) then
+      return redis.error_reply('value is not an integer')
+    end
+    if n < 0 then
+      n = 0
+    end
+    redis.call('SET', KEYS[1], string.format('%d', n + add), 'KEEPTTL')
+  end
+end
+return held
+";
+
 /// The Redis cache.
 pub struct RedisCache {
     pool: Pool,
@@ -58,6 +141,8 @@ pub struct RedisCache {
     max_size: usize,
     increment: Script,
     increment_within: Script,
+    lease_within: Script,
+    end_lease: Script,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -105,11 +190,19 @@ impl RedisCache {
             max_size,
             increment: Script::new(INCREMENT_LUA),
             increment_within: Script::new(INCREMENT_WITHIN_LUA),
+            lease_within: Script::new(LEASE_WITHIN_LUA),
+            end_lease: Script::new(END_LEASE_LUA),
         })
     }
 
     fn key(&self, key: &CacheKey) -> String {
         format!("{}:{}", self.prefix, key.as_str())
+    }
+
+    /// The hash holding the leases of the leased counter `key`. It never collides with
+    /// another key: a [`CacheKey`] writes `%` only as `%25` or `%3A`.
+    fn leases_key(&self, key: &CacheKey) -> String {
+        format!("{}:{}%leases", self.prefix, key.as_str())
     }
 
     async fn conn(&self) -> Result<Connection, CacheError> {
@@ -262,6 +355,62 @@ impl Cache for RedisCache {
             Err(e) => Err(unavailable(
                 anyhow::Error::new(e).context("increment_within"),
             )),
+        }
+    }
+
+    async fn lease_within(
+        &self,
+        key: &CacheKey,
+        lease: &str,
+        amount: i64,
+        max: i64,
+        ttl: Duration,
+    ) -> Result<Bounded, CacheError> {
+        let mut conn = self.conn().await?;
+        let mut invocation = self.lease_within.key(self.key(key));
+        invocation
+            .key(self.leases_key(key))
+            .arg(lease)
+            .arg(amount)
+            .arg(max)
+            .arg(millis(ttl));
+        let result: redis::RedisResult<(i64, i64, i64)> =
+            tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| unavailable(anyhow::anyhow!("redis lease_within: timed out")))?;
+        match result {
+            Ok((status, value, pttl)) => {
+                let counter = Counter {
+                    value,
+                    ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
+                };
+                Ok(match status {
+                    1 => Bounded::Added(counter),
+                    0 => Bounded::Refused(counter),
+                    _ => Bounded::Missing,
+                })
+            }
+            Err(e) if e.to_string().contains("not an integer") => {
+                Err(CacheError::NotACounter(key.clone()))
+            }
+            Err(e) => Err(unavailable(anyhow::Error::new(e).context("lease_within"))),
+        }
+    }
+
+    async fn end_lease(&self, key: &CacheKey, lease: &str, add: i64) -> Result<bool, CacheError> {
+        let mut conn = self.conn().await?;
+        let mut invocation = self.end_lease.key(self.key(key));
+        invocation.key(self.leases_key(key)).arg(lease).arg(add);
+        let result: redis::RedisResult<i64> =
+            tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| unavailable(anyhow::anyhow!("redis end_lease: timed out")))?;
+        match result {
+            Ok(held) => Ok(held == 1),
+            Err(e) if e.to_string().contains("not an integer") => {
+                Err(CacheError::NotACounter(key.clone()))
+            }
+            Err(e) => Err(unavailable(anyhow::Error::new(e).context("end_lease"))),
         }
     }
 

@@ -352,7 +352,7 @@ mod tests {
 
         async fn open_stream(&self, tenant: TenantId) -> Result<StreamSlot, MeterError> {
             *self.open_slots.lock().expect("lock") += 1;
-            Ok(StreamSlot { tenant })
+            Ok(StreamSlot::new(tenant))
         }
 
         async fn close_stream(&self, _slot: StreamSlot) {

@@ -120,6 +120,10 @@ pub enum CacheError {
 /// Every TTL is at least one millisecond (a zero TTL is raised to that). Values are opaque
 /// bytes; counters are integers stored by [`Cache::increment`].
 ///
+/// Counters and leases are security state (rate-limit windows, throttles, quotas, stream
+/// slots): an adapter never drops one before it expires, whatever its memory pressure; only
+/// plain values (set with [`Cache::set`] and [`Cache::set_if_absent`]) may be evicted early.
+///
 /// # Errors
 /// Every method returns [`CacheError::Unavailable`] when the backing store fails; callers
 /// decide whether to fail closed (rate limits on auth) or open.
@@ -172,6 +176,33 @@ pub trait Cache: Send + Sync + fmt::Debug {
         by: i64,
         max: i64,
     ) -> Result<Bounded, CacheError>;
+
+    /// Holds `amount` under the lease `lease` of the leased counter `key`, atomically across
+    /// processes, only if the counter stays at most `max`. A leased counter is a base (an
+    /// integer seeded with [`Cache::set_if_absent`], with its own expiry) plus every live
+    /// lease; the leases are kept apart from the base, so they outlive a base that expires and
+    /// is seeded again (rebuilt). A lease lives for `ttl`; holding a lease that is already
+    /// held renews it (its amount unchanged, `Added` whatever `max` says). Expired leases stop
+    /// counting. [`Bounded::Missing`] when the base is absent: nothing was done.
+    ///
+    /// # Errors
+    /// Also [`CacheError::NotACounter`] when the base is not an integer.
+    async fn lease_within(
+        &self,
+        key: &CacheKey,
+        lease: &str,
+        amount: i64,
+        max: i64,
+        ttl: Duration,
+    ) -> Result<Bounded, CacheError>;
+
+    /// Ends the lease `lease` of the leased counter `key` and adds `add` to its base, in one
+    /// atomic step; `true` when the lease was held (and live). With no base, the lease is
+    /// ended and nothing is added.
+    ///
+    /// # Errors
+    /// Also [`CacheError::NotACounter`] when the base is not an integer.
+    async fn end_lease(&self, key: &CacheKey, lease: &str, add: i64) -> Result<bool, CacheError>;
 
     /// Answers when the cache is reachable.
     async fn ping(&self) -> Result<(), CacheError>;

@@ -123,12 +123,45 @@ pub struct Reservation {
 }
 
 /// A slot for one open stream, held while the stream runs. Give it back with
-/// [`Meter::close_stream`]; a dropped slot expires with its counter's window.
+/// [`Meter::close_stream`]; a dropped slot stops being renewed and expires with its lease.
 #[derive(Debug)]
 #[must_use = "a stream slot must be given back"]
 pub struct StreamSlot {
     /// The organization whose streams are counted.
     pub tenant: TenantId,
+    /// The slot's lease in the organization's stream counter.
+    pub lease: uuid::Uuid,
+    /// Renews the lease while the slot is held (none for meters without leases).
+    pub keeper: Option<SlotKeeper>,
+}
+
+impl StreamSlot {
+    /// A slot of `tenant` with a new lease id and nothing renewing it.
+    pub fn new(tenant: TenantId) -> Self {
+        Self {
+            tenant,
+            lease: uuid::Uuid::now_v7(),
+            keeper: None,
+        }
+    }
+}
+
+/// The task that renews a stream slot's lease; dropping it stops the task.
+#[derive(Debug)]
+pub struct SlotKeeper(tokio::task::AbortHandle);
+
+impl SlotKeeper {
+    /// Stops `task` when dropped.
+    #[must_use]
+    pub fn new(task: tokio::task::AbortHandle) -> Self {
+        Self(task)
+    }
+}
+
+impl Drop for SlotKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What metering can refuse or fail with.
@@ -165,8 +198,10 @@ pub trait Meter: Send + Sync + fmt::Debug {
     async fn reserve(&self, scope: MeterScope, tokens: u64) -> Result<Reservation, MeterError>;
 
     /// Records what the call used in the ledger (once) and corrects the quota counter from
-    /// the reservation to the actual count. A call that used nothing is a release. Failures
-    /// are logged, not returned: the call has happened either way.
+    /// the reservation to the actual count. Never more than was reserved is recorded: a call
+    /// that used more is clamped to its reservation (and the difference logged), so the quota
+    /// holds whatever a provider reports. A call that used nothing is a release. Failures are
+    /// logged, not returned: the call has happened either way.
     async fn settle(&self, reservation: Reservation, used: Tokens);
 
     /// Gives the reservation back unused (the call failed before anything was billed).
@@ -204,7 +239,7 @@ impl Meter for Unmetered {
     async fn settle(&self, _reservation: Reservation, _used: Tokens) {}
 
     async fn open_stream(&self, tenant: TenantId) -> Result<StreamSlot, MeterError> {
-        Ok(StreamSlot { tenant })
+        Ok(StreamSlot::new(tenant))
     }
 
     async fn close_stream(&self, _slot: StreamSlot) {}

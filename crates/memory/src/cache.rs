@@ -1,4 +1,5 @@
-//! [`Cache`] in one process: a map under a mutex, with lazy expiry and a size cap.
+//! [`Cache`] in one process: a map under a mutex, with lazy expiry and a size cap on plain
+//! values (counters and leases are never evicted before they expire).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -20,14 +21,28 @@ struct Entry {
     expires_at: Instant,
 }
 
+/// The leases of one leased counter: amount and expiry by lease id.
+type Leases = HashMap<String, (i64, Instant)>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<String, Entry>,
+    /// Leases by counter key, apart from the base (they outlive it).
+    leases: HashMap<String, Leases>,
+}
+
 /// The in-process cache. Each operation holds the lock only for a map access, so it is
 /// atomic with respect to every other operation of this process.
 ///
 /// Bounded: when `max_entries` is reached, expired entries are swept; if that frees too
-/// little, the tenth of entries closest to expiry is evicted.
+/// little, the tenth of plain values (bytes) closest to expiry is evicted. Counters (rate-limit
+/// windows, throttles) and leases (quota reservations, stream slots) are never evicted before
+/// they expire, so pressure on the cache cannot reset a security counter: their number is
+/// bounded by what creates them within their windows (requests per rate window, organizations,
+/// calls in flight), not by `max_entries`.
 #[derive(Debug)]
 pub struct InProcessCache {
-    map: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<Inner>,
     max_entries: usize,
 }
 
@@ -36,7 +51,7 @@ impl InProcessCache {
     #[must_use]
     pub fn new(max_entries: usize) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
             max_entries: max_entries.max(16),
         }
     }
@@ -44,7 +59,7 @@ impl InProcessCache {
     /// Entries held now, expired ones included until swept.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     /// True when nothing is held.
@@ -53,28 +68,58 @@ impl InProcessCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map inconsistent (every update is a
         // single insert or remove), so a poisoned lock is still usable.
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes room for one more entry.
-    fn reserve(&self, map: &mut HashMap<String, Entry>, now: Instant) {
-        if map.len() < self.max_entries {
+    /// Makes room for one more entry: sweeps what expired, then evicts the tenth of plain
+    /// values closest to expiry. Counters are never evicted (see the type's documentation).
+    fn reserve(&self, inner: &mut Inner, now: Instant) {
+        if inner.map.len() < self.max_entries {
             return;
         }
-        map.retain(|_, e| e.expires_at > now);
-        if map.len() < self.max_entries {
+        inner.map.retain(|_, e| e.expires_at > now);
+        inner.leases.retain(|_, set| {
+            set.retain(|_, (_, until)| *until > now);
+            !set.is_empty()
+        });
+        if inner.map.len() < self.max_entries {
             return;
         }
-        let evict = (self.max_entries / 10).max(1);
-        let mut by_expiry: Vec<(Instant, String)> =
-            map.iter().map(|(k, e)| (e.expires_at, k.clone())).collect();
-        by_expiry.select_nth_unstable_by_key(evict - 1, |(t, _)| *t);
-        for (_, k) in by_expiry.into_iter().take(evict) {
-            map.remove(&k);
+        let mut plain: Vec<(Instant, String)> = inner
+            .map
+            .iter()
+            .filter(|(_, e)| matches!(e.value, Value::Bytes(_)))
+            .map(|(k, e)| (e.expires_at, k.clone()))
+            .collect();
+        let evict = (self.max_entries / 10).max(1).min(plain.len());
+        if evict == 0 {
+            return;
         }
+        plain.select_nth_unstable_by_key(evict - 1, |(t, _)| *t);
+        for (_, k) in plain.into_iter().take(evict) {
+            inner.map.remove(&k);
+        }
+    }
+
+    /// The sum of `key`'s live leases (expired ones are removed) and the amount of `lease`
+    /// when it is held.
+    fn live_leases(inner: &mut Inner, key: &str, lease: &str, now: Instant) -> (i64, Option<i64>) {
+        let Some(set) = inner.leases.get_mut(key) else {
+            return (0, None);
+        };
+        set.retain(|_, (_, until)| *until > now);
+        let total = set
+            .values()
+            .map(|(amount, _)| *amount)
+            .fold(0i64, i64::saturating_add);
+        let held = set.get(lease).map(|(amount, _)| *amount);
+        if set.is_empty() {
+            inner.leases.remove(key);
+        }
+        (total, held)
     }
 
     /// The live entry under `key`, removing it if it expired.
@@ -89,18 +134,12 @@ impl InProcessCache {
         map.get_mut(key)
     }
 
-    fn insert(
-        &self,
-        map: &mut HashMap<String, Entry>,
-        key: &CacheKey,
-        value: Value,
-        ttl: Duration,
-    ) {
+    fn insert(&self, inner: &mut Inner, key: &CacheKey, value: Value, ttl: Duration) {
         let now = Instant::now();
-        if !map.contains_key(key.as_str()) {
-            self.reserve(map, now);
+        if !inner.map.contains_key(key.as_str()) {
+            self.reserve(inner, now);
         }
-        map.insert(
+        inner.map.insert(
             key.as_str().to_owned(),
             Entry {
                 value,
@@ -128,13 +167,13 @@ fn bytes_of(value: &Value) -> Vec<u8> {
 #[async_trait]
 impl Cache for InProcessCache {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
-        let mut map = self.lock();
-        Ok(Self::live(&mut map, key.as_str(), Instant::now()).map(|e| bytes_of(&e.value)))
+        let mut inner = self.lock();
+        Ok(Self::live(&mut inner.map, key.as_str(), Instant::now()).map(|e| bytes_of(&e.value)))
     }
 
     async fn set(&self, key: &CacheKey, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        let mut map = self.lock();
-        self.insert(&mut map, key, Value::Bytes(value.to_vec()), ttl);
+        let mut inner = self.lock();
+        self.insert(&mut inner, key, Value::Bytes(value.to_vec()), ttl);
         Ok(())
     }
 
@@ -144,27 +183,31 @@ impl Cache for InProcessCache {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let mut map = self.lock();
-        if Self::live(&mut map, key.as_str(), Instant::now()).is_some() {
+        let mut inner = self.lock();
+        if Self::live(&mut inner.map, key.as_str(), Instant::now()).is_some() {
             return Ok(false);
         }
-        self.insert(&mut map, key, Value::Bytes(value.to_vec()), ttl);
+        self.insert(&mut inner, key, Value::Bytes(value.to_vec()), ttl);
         Ok(true)
     }
 
     async fn take(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
-        let mut map = self.lock();
+        let mut inner = self.lock();
         let now = Instant::now();
-        Ok(map
+        Ok(inner
+            .map
             .remove(key.as_str())
             .filter(|e| e.expires_at > now)
             .map(|e| bytes_of(&e.value)))
     }
 
     async fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
-        let mut map = self.lock();
+        let mut inner = self.lock();
         let now = Instant::now();
-        Ok(map.remove(key.as_str()).is_some_and(|e| e.expires_at > now))
+        Ok(inner
+            .map
+            .remove(key.as_str())
+            .is_some_and(|e| e.expires_at > now))
     }
 
     async fn increment(
@@ -173,9 +216,9 @@ impl Cache for InProcessCache {
         by: i64,
         ttl: Duration,
     ) -> Result<Counter, CacheError> {
-        let mut map = self.lock();
+        let mut inner = self.lock();
         let now = Instant::now();
-        if let Some(entry) = Self::live(&mut map, key.as_str(), now) {
+        if let Some(entry) = Self::live(&mut inner.map, key.as_str(), now) {
             let current =
                 counter_of(&entry.value).ok_or_else(|| CacheError::NotACounter(key.clone()))?;
             let value = current.saturating_add(by);
@@ -186,7 +229,7 @@ impl Cache for InProcessCache {
             });
         }
         let ttl = effective_ttl(ttl);
-        self.insert(&mut map, key, Value::Counter(by), ttl);
+        self.insert(&mut inner, key, Value::Counter(by), ttl);
         Ok(Counter { value: by, ttl })
     }
 
@@ -196,9 +239,9 @@ impl Cache for InProcessCache {
         by: i64,
         max: i64,
     ) -> Result<Bounded, CacheError> {
-        let mut map = self.lock();
+        let mut inner = self.lock();
         let now = Instant::now();
-        let Some(entry) = Self::live(&mut map, key.as_str(), now) else {
+        let Some(entry) = Self::live(&mut inner.map, key.as_str(), now) else {
             return Ok(Bounded::Missing);
         };
         let current =
@@ -214,6 +257,76 @@ impl Cache for InProcessCache {
         }
         entry.value = Value::Counter(next);
         Ok(Bounded::Added(Counter { value: next, ttl }))
+    }
+
+    async fn lease_within(
+        &self,
+        key: &CacheKey,
+        lease: &str,
+        amount: i64,
+        max: i64,
+        ttl: Duration,
+    ) -> Result<Bounded, CacheError> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let Some(entry) = Self::live(&mut inner.map, key.as_str(), now) else {
+            return Ok(Bounded::Missing);
+        };
+        let base = counter_of(&entry.value)
+            .ok_or_else(|| CacheError::NotACounter(key.clone()))?
+            .max(0);
+        let base_ttl = entry.expires_at.saturating_duration_since(now);
+        let (leased, held) = Self::live_leases(&mut inner, key.as_str(), lease, now);
+        let total = base.saturating_add(leased);
+        let until = now + effective_ttl(ttl);
+        if let Some(held) = held {
+            inner
+                .leases
+                .entry(key.as_str().to_owned())
+                .or_default()
+                .insert(lease.to_owned(), (held, until));
+            return Ok(Bounded::Added(Counter {
+                value: total,
+                ttl: base_ttl,
+            }));
+        }
+        let next = total.saturating_add(amount);
+        if next > max {
+            return Ok(Bounded::Refused(Counter {
+                value: total,
+                ttl: base_ttl,
+            }));
+        }
+        inner
+            .leases
+            .entry(key.as_str().to_owned())
+            .or_default()
+            .insert(lease.to_owned(), (amount, until));
+        Ok(Bounded::Added(Counter {
+            value: next,
+            ttl: base_ttl,
+        }))
+    }
+
+    async fn end_lease(&self, key: &CacheKey, lease: &str, add: i64) -> Result<bool, CacheError> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let (_, held) = Self::live_leases(&mut inner, key.as_str(), lease, now);
+        if let Some(set) = inner.leases.get_mut(key.as_str()) {
+            set.remove(lease);
+            if set.is_empty() {
+                inner.leases.remove(key.as_str());
+            }
+        }
+        if let Some(entry) = Self::live(&mut inner.map, key.as_str(), now) {
+            let base = counter_of(&entry.value)
+                .ok_or_else(|| CacheError::NotACounter(key.clone()))?
+                .max(0);
+            if add != 0 {
+                entry.value = Value::Counter(base.saturating_add(add));
+            }
+        }
+        Ok(held.is_some())
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
@@ -249,5 +362,50 @@ mod tests {
         }
         let newest = CacheKey::global("t", &["999"]);
         assert_eq!(cache.get(&newest).await.expect("get"), Some(b"x".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn pressure_evicts_plain_values_never_counters_or_leases() {
+        let cache = InProcessCache::new(16);
+        let counter = CacheKey::global("c", &["window"]);
+        let leased = CacheKey::global("c", &["quota"]);
+        // The counters expire first: an eviction by expiry alone would take them.
+        cache
+            .increment(&counter, 5, Duration::from_secs(1))
+            .await
+            .expect("increment");
+        cache
+            .set_if_absent(&leased, b"0", Duration::from_secs(1))
+            .await
+            .expect("seed");
+        cache
+            .lease_within(&leased, "a", 7, 10, Duration::from_secs(1))
+            .await
+            .expect("lease");
+        for i in 0..1_000 {
+            let key = CacheKey::global("t", &[&i.to_string()]);
+            cache
+                .set(&key, b"x", Duration::from_secs(60))
+                .await
+                .expect("set");
+        }
+        let after = cache
+            .increment(&counter, 1, Duration::from_secs(1))
+            .await
+            .expect("increment");
+        assert_eq!(after.value, 6, "the counter survived the pressure");
+        // The base may go (it is rebuilt), the lease may not.
+        cache
+            .set_if_absent(&leased, b"0", Duration::from_secs(1))
+            .await
+            .expect("seed");
+        assert!(matches!(
+            cache
+                .lease_within(&leased, "b", 4, 10, Duration::from_secs(1))
+                .await
+                .expect("lease"),
+            Bounded::Refused(c) if c.value == 7
+        ));
+        assert!(cache.len() <= 17);
     }
 }

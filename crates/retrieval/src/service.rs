@@ -84,20 +84,19 @@ impl From<EmbedError> for RetrievalError {
     }
 }
 
-/// Tokens an embedding call of `texts` is expected to cost: a third of their UTF-8 bytes
-/// plus one per text.
+/// The most tokens an embedding call of `texts` can cost: their UTF-8 bytes plus one per text.
 ///
-/// Only an estimate, reserved against the quota before the provider is called; the
-/// reservation is corrected to the provider's own count when it is settled.
+/// An upper bound, not an estimate: a byte-pair tokenizer (tiktoken's `cl100k_base` and its
+/// kin) never makes more tokens than bytes, and the one per text covers a marker a provider may
+/// add. It is reserved against the quota before the provider is called and the settlement
+/// records the provider's count within it, so parallel calls cannot take an organization past
+/// its limit, whatever the text (punctuation, emoji and other scripts cost more tokens per
+/// byte than prose).
 #[must_use]
-pub fn estimated_embedding_tokens(texts: &[String]) -> u64 {
+pub fn embedding_token_bound(texts: &[String]) -> u64 {
     texts
         .iter()
-        .map(|t| {
-            u64::try_from(t.len() / 3)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1)
-        })
+        .map(|t| u64::try_from(t.len()).unwrap_or(u64::MAX).saturating_add(1))
         .fold(0u64, u64::saturating_add)
 }
 
@@ -225,7 +224,7 @@ impl RetrievalPorts {
             })
     }
 
-    /// Embeds `texts` with `embedder`, metered: reserves [`estimated_embedding_tokens`]
+    /// Embeds `texts` with `embedder`, metered: reserves [`embedding_token_bound`]
     /// for `tenant` first, then settles to the provider's count, or releases the
     /// reservation when the provider fails.
     async fn embed_metered(
@@ -245,7 +244,7 @@ impl RetrievalPorts {
         };
         let reservation = self
             .meter
-            .reserve(scope, estimated_embedding_tokens(texts))
+            .reserve(scope, embedding_token_bound(texts))
             .await
             .map_err(MeteredEmbedError::Metering)?;
         match embedder.embed(texts).await {
@@ -1015,11 +1014,10 @@ mod tests {
     }
 
     #[test]
-    fn embedding_estimates_count_a_third_of_the_bytes_plus_one_per_text() {
-        assert_eq!(estimated_embedding_tokens(&[]), 0);
+    fn embedding_reservations_bound_the_tokens_by_the_bytes_plus_one_per_text() {
+        assert_eq!(embedding_token_bound(&[]), 0);
         let texts = vec![String::new(), "abcdefg".to_owned(), "سلام".to_owned()];
-        // 0/3 + 1, 7/3 + 1, 8 bytes / 3 + 1.
-        assert_eq!(estimated_embedding_tokens(&texts), 1 + 3 + 3);
+        assert_eq!(embedding_token_bound(&texts), 1 + 8 + 9);
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub struct BillingSettings {
     pub prices: BTreeMap<String, billing::Price>,
     /// Seconds a quota counter lives in the cache before it is rebuilt from the ledger.
     pub quota_counter_secs: u64,
-    /// Seconds a per-organization stream counter lives from its creation.
+    /// Seconds a stream slot's lease lives without renewal (renewed every third of it while
+    /// its stream runs).
     pub stream_slot_secs: u64,
 }
 
@@ -372,7 +373,8 @@ pub struct CacheSettings {
     pub key_prefix: String,
     /// Redis connection pool size.
     pub pool_size: usize,
-    /// In-process backend: the most entries kept before expired and oldest ones are evicted.
+    /// In-process backend: the most plain values kept before expired and nearest-expiry ones
+    /// are evicted (counters and leases are never evicted before they expire).
     pub max_entries: usize,
 }
 
@@ -548,7 +550,7 @@ impl Default for BillingSettings {
             fallback_plan: "free".to_owned(),
             prices: BTreeMap::new(),
             quota_counter_secs: 3_600,
-            stream_slot_secs: 900,
+            stream_slot_secs: 60,
         }
     }
 }

@@ -26,7 +26,7 @@ use memory::{InMemoryChatStore, InMemoryDocuments, InMemorySpaces};
 use retrieval::{
     Candidate, EmbedError, Embedder, Embedders, EmbeddingModel, Embeddings, IndexError, Indexer,
     MetadataFilter, Retrieval, RetrievalError, RetrievalPorts, SearchMode, SearchQuery, Space,
-    SpaceStatus, VectorEntry, VectorIndex, estimated_embedding_tokens,
+    SpaceStatus, VectorEntry, VectorIndex, embedding_token_bound,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -135,7 +135,7 @@ impl Meter for RecordingMeter {
             s.slots_opened += 1;
             s.open_slots += 1;
         });
-        Ok(StreamSlot { tenant })
+        Ok(StreamSlot::new(tenant))
     }
 
     async fn close_stream(&self, _slot: StreamSlot) {
@@ -646,7 +646,7 @@ async fn an_embedding_call_settles_the_embedders_tokens() {
             completion: 0,
         }
     );
-    assert_eq!(s.reserved, estimated_embedding_tokens(&inputs()));
+    assert_eq!(s.reserved, embedding_token_bound(&inputs()));
     assert!(s.scope.reference.starts_with("embeddings:"), "{s:?}");
     assert_eq!(s.scope.kind, UsageKind::Embedding);
     assert_eq!(s.scope.model, model.name());
@@ -671,7 +671,7 @@ async fn an_embedder_error_releases_its_reservation() {
     let settled = f.meter.settled();
     assert_eq!(settled.len(), 1, "{settled:?}");
     assert_eq!(settled[0].used, Tokens::default(), "a release");
-    assert_eq!(settled[0].reserved, estimated_embedding_tokens(&inputs()));
+    assert_eq!(settled[0].reserved, embedding_token_bound(&inputs()));
 }
 
 #[tokio::test]

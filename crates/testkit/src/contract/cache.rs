@@ -24,6 +24,9 @@ pub async fn run(cache: Arc<dyn Cache>) {
     increment_is_atomic_with_a_fixed_window(&cache).await;
     increment_refuses_non_counters(&*cache).await;
     increment_within_lets_exactly_what_fits(&cache).await;
+    leases_count_until_they_end_or_expire(&*cache).await;
+    leases_outlive_their_base(&*cache).await;
+    concurrent_leases_let_exactly_what_fits(&cache).await;
 }
 
 async fn get_set_delete(cache: &dyn Cache) {
@@ -268,4 +271,121 @@ async fn increment_within_lets_exactly_what_fits(cache: &Arc<dyn Cache>) {
         cache.increment_within(&text, 1, 10).await,
         Err(CacheError::NotACounter(_))
     ));
+}
+
+async fn leases_count_until_they_end_or_expire(cache: &dyn Cache) {
+    let k = key("leased");
+    assert_eq!(
+        cache
+            .lease_within(&k, "a", 1, 10, MINUTE)
+            .await
+            .expect("lease"),
+        Bounded::Missing,
+        "no base, no lease"
+    );
+    assert!(cache.set_if_absent(&k, b"3", MINUTE).await.expect("seed"));
+    assert!(matches!(
+        cache.lease_within(&k, "a", 4, 10, MINUTE).await.expect("lease"),
+        Bounded::Added(c) if c.value == 7
+    ));
+    assert!(matches!(
+        cache.lease_within(&k, "b", 4, 10, MINUTE).await.expect("lease"),
+        Bounded::Refused(c) if c.value == 7
+    ));
+    // Holding a held lease renews it, whatever the bound.
+    assert!(matches!(
+        cache.lease_within(&k, "a", 4, 0, MINUTE).await.expect("renew"),
+        Bounded::Added(c) if c.value == 7
+    ));
+    // A short lease counts, then stops counting when it expires.
+    assert!(matches!(
+        cache
+            .lease_within(&k, "short", 2, 10, Duration::from_millis(50))
+            .await
+            .expect("lease"),
+        Bounded::Added(c) if c.value == 9
+    ));
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(matches!(
+        cache.lease_within(&k, "c", 3, 10, MINUTE).await.expect("lease"),
+        Bounded::Added(c) if c.value == 10
+    ));
+    assert!(
+        !cache
+            .end_lease(&k, "short", 0)
+            .await
+            .expect("expired lease")
+    );
+    // Ending a lease moves what it settles into the base, once.
+    assert!(cache.end_lease(&k, "a", 2).await.expect("end"));
+    assert!(!cache.end_lease(&k, "a", 0).await.expect("ended twice"));
+    assert!(matches!(
+        cache.lease_within(&k, "d", 3, 10, MINUTE).await.expect("lease"),
+        Bounded::Refused(c) if c.value == 3 + 2 + 3
+    ));
+    assert!(matches!(
+        cache.lease_within(&k, "d", 2, 10, MINUTE).await.expect("lease"),
+        Bounded::Added(c) if c.value == 10
+    ));
+    assert_eq!(cache.get(&k).await.expect("base"), Some(b"5".to_vec()));
+}
+
+async fn leases_outlive_their_base(cache: &dyn Cache) {
+    let k = key("leased-base");
+    assert!(
+        cache
+            .set_if_absent(&k, b"1", Duration::from_millis(50))
+            .await
+            .expect("seed")
+    );
+    assert!(matches!(
+        cache.lease_within(&k, "a", 5, 10, MINUTE).await.expect("lease"),
+        Bounded::Added(c) if c.value == 6
+    ));
+    wait_gone(cache, &k).await;
+    assert_eq!(
+        cache
+            .lease_within(&k, "b", 1, 10, MINUTE)
+            .await
+            .expect("lease"),
+        Bounded::Missing
+    );
+    // Rebuilt: the lease in flight still counts.
+    assert!(cache.set_if_absent(&k, b"4", MINUTE).await.expect("reseed"));
+    assert!(matches!(
+        cache.lease_within(&k, "b", 2, 10, MINUTE).await.expect("lease"),
+        Bounded::Refused(c) if c.value == 9
+    ));
+    // With no base, ending a lease adds nothing and still ends it.
+    assert!(cache.delete(&k).await.expect("delete"));
+    assert!(cache.end_lease(&k, "a", 5).await.expect("end"));
+    assert!(cache.set_if_absent(&k, b"0", MINUTE).await.expect("reseed"));
+    assert!(matches!(
+        cache.lease_within(&k, "b", 10, 10, MINUTE).await.expect("lease"),
+        Bounded::Added(c) if c.value == 10
+    ));
+}
+
+async fn concurrent_leases_let_exactly_what_fits(cache: &Arc<dyn Cache>) {
+    let k = key("leased-race");
+    assert!(cache.set_if_absent(&k, b"0", MINUTE).await.expect("seed"));
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let cache = Arc::clone(cache);
+            let k = k.clone();
+            tokio::spawn(async move {
+                cache
+                    .lease_within(&k, &format!("l{i}"), 3, 34, MINUTE)
+                    .await
+                    .expect("lease")
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for t in tasks {
+        if matches!(t.await.expect("task"), Bounded::Added(_)) {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 11, "34 / 3 leases fit");
 }
