@@ -445,13 +445,17 @@ impl Documents {
         self
     }
 
-    /// The bytes of original files the tenant keeps, and its limit (`None`: no limit).
+    /// The bytes of original files `tenant` keeps, and its limit (`None`: no limit), for the
+    /// plan pages (`GET /billing/plan`, the administrators'); the caller has checked access.
     ///
     /// # Errors
     /// When storage or the plan cannot be read.
-    pub async fn storage(&self, ctx: &TenantContext) -> Result<(u64, Option<u64>), DocumentsError> {
-        let used = self.ports.documents.storage_used(ctx.tenant_id()).await?;
-        let limit = self.storage.storage_limit(ctx.tenant_id()).await?;
+    pub async fn storage(
+        &self,
+        tenant: kernel::TenantId,
+    ) -> Result<(u64, Option<u64>), DocumentsError> {
+        let used = self.ports.documents.storage_used(tenant).await?;
+        let limit = self.storage.storage_limit(tenant).await?;
         Ok((used, limit))
     }
 

@@ -438,7 +438,8 @@ pub struct DocumentDto {
     progress: f32,
     chunks: u32,
     tokens: u64,
-    /// Why it failed.
+    /// Why it failed, for people (`the PDF is encrypted; upload an unprotected copy`); never
+    /// an internal cause chain, which goes to the server log with the job's id.
     error: Option<String>,
     #[schema(value_type = Object)]
     metadata: serde_json::Map<String, serde_json::Value>,
@@ -576,8 +577,12 @@ fn file_name(field: &actix_multipart::Field) -> Option<String> {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, body = UploadDto), (status = 200, description = "duplicate content", body = UploadDto),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 402, description = "storage_limit_exceeded: the organization's files would pass its plan's storage", body = Problem),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 413, description = "payload_too_large: the file is over documents.max_file_bytes", body = Problem),
+        (status = 415, body = Problem),
         (status = 422, body = Problem),
         (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
@@ -938,7 +943,8 @@ pub struct JobDto {
     progress: f32,
     /// Runs started.
     attempts: u32,
-    /// The last error.
+    /// The last error, for people; never an internal cause chain (that goes to the server log
+    /// with the job's id).
     error: Option<String>,
     document_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
