@@ -527,3 +527,19 @@ impl ChunkIndexer for NoIndexer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_reason_is_not_shown() {
+        let crash = ExtractError::Crashed("killed by signal 11; stderr: /tmp/x.rs:3".into());
+        let shown = crash.public_message();
+        assert!(!shown.contains("signal") && !shown.contains('/'), "{shown}");
+        assert_eq!(
+            ExtractError::Encrypted.public_message(),
+            ExtractError::Encrypted.to_string()
+        );
+    }
+}

@@ -1085,7 +1085,7 @@ impl Ingestion {
             Ok(t) => t,
             Err(e) if e.is_transient() => {
                 return Err(Step::Transient(Why::internal(
-                    "the extractor was unavailable",
+                    "the extractor is unavailable",
                     &e,
                 )));
             }

@@ -325,15 +325,19 @@ async fn errors_are_for_people(production: bool) {
     assert_for_people("the job", &j["error"]);
     assert_eq!(j["error"], doc["error"], "{j} {doc}");
 
-    // A file that makes the extractor panic: the crash's reason stays in the log.
+    // A file that cannot be read keeps its plain-words reason.
     let (status, body) = app
-        .upload(&token, &org, "crash.pdf", &fixtures::panicking_pdf(), None)
+        .upload(&token, &org, "locked.pdf", &fixtures::encrypted_pdf(), None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["document"]["id"].as_str().expect("id").to_owned();
     let doc = app.settled(&token, &org, &id).await;
     assert_eq!(doc["status"], "failed", "{doc}");
-    assert_for_people("the crashed document", &doc["error"]);
+    assert_for_people("the encrypted document", &doc["error"]);
+    assert_eq!(
+        doc["error"], "the PDF is encrypted; upload an unprotected copy",
+        "{doc}"
+    );
 
     // The same file through `POST /documents/extract`.
     let (status, body) = app
@@ -341,7 +345,7 @@ async fn errors_are_for_people(production: bool) {
             &token,
             &org,
             "/api/v1/documents/extract",
-            Form::new().file("file", "crash.pdf", &fixtures::panicking_pdf()),
+            Form::new().file("file", "locked.pdf", &fixtures::encrypted_pdf()),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -271,6 +271,7 @@ fn policy(max_attempts: u32) -> IngestPolicy {
         max_attempts,
         retry_base: Duration::from_secs(10),
         retry_max: Duration::from_secs(3_600),
+        ..IngestPolicy::default()
     }
 }
 
