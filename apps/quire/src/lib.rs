@@ -59,7 +59,8 @@ pub async fn services(
     let collections = Arc::new(documents::Collections::new(documents.clone()));
     let documents = Arc::new(
         documents::Documents::new(documents.clone(), limits, wake)
-            .with_storage_limits(Arc::new(PlanStorage(billing.clone()))),
+            .with_storage_limits(Arc::new(PlanStorage(billing.clone())))
+            .with_extraction_share(settings.documents.max_concurrent_extractions.saturating_sub(1)),
     );
     let retrieval = Arc::new(retrieval::Retrieval::new(retrieval.clone()));
     let chat = Arc::new(chat::Chat::new(

@@ -182,6 +182,10 @@ impl From<documents::DocumentsError> for ApiError {
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             },
             D::StorageFull { limit, used } => ApiError::StorageLimitExceeded { limit, used },
+            // An extraction of the same organization ends within the extract timeout.
+            D::Busy => ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
             D::Unsupported(d) => ApiError::UnsupportedMediaType(d.to_string()),
             D::Extract(documents::ExtractError::Unavailable(e)) => {
                 ApiError::Internal(e.context("the extractor is unavailable"))

@@ -5,7 +5,8 @@
 //! upload and delete documents, admins manage collections); every call here is scoped to the
 //! [`TenantContext`] it is given.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kernel::audit::{self, AuditEvent, AuditLog};
@@ -56,6 +57,10 @@ pub enum DocumentsError {
     /// The format is not accepted, or content and name disagree.
     #[error(transparent)]
     Unsupported(#[from] DetectError),
+    /// The organization already runs as many extractions without storage
+    /// (`POST /documents/extract`) as it may at once in this process.
+    #[error("this organization is already extracting as many files as it may at once")]
+    Busy,
     /// Extraction failed (`POST /documents/extract`).
     #[error(transparent)]
     Extract(#[from] ExtractError),
@@ -378,6 +383,55 @@ pub struct Documents {
     limits: DocumentLimits,
     signal: Arc<dyn JobSignal>,
     storage: Arc<dyn StorageLimits>,
+    extracting: Arc<InFlight>,
+}
+
+/// Extractions without storage in flight per tenant in this process, and how many one tenant
+/// may run at once: the extractor's slots are shared by every tenant (and by the workers), so
+/// no tenant may take them all.
+#[derive(Debug)]
+struct InFlight {
+    per_tenant: usize,
+    counts: Mutex<HashMap<kernel::TenantId, usize>>,
+}
+
+impl InFlight {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<kernel::TenantId, usize>> {
+        // Every update is one insert or remove: a poisoned map is still consistent.
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One more extraction of `tenant`, or `None` when it holds its share already.
+    fn enter(self: &Arc<Self>, tenant: kernel::TenantId) -> Option<InFlightGuard> {
+        let mut counts = self.counts();
+        let n = counts.entry(tenant).or_insert(0);
+        if *n >= self.per_tenant {
+            return None;
+        }
+        *n += 1;
+        Some(InFlightGuard {
+            owner: Arc::clone(self),
+            tenant,
+        })
+    }
+}
+
+/// Leaves [`InFlight`] when dropped (the extraction ended or its request went away).
+struct InFlightGuard {
+    owner: Arc<InFlight>,
+    tenant: kernel::TenantId,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts();
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// What an upload created.
@@ -435,7 +489,22 @@ impl Documents {
             limits,
             signal,
             storage: Arc::new(NoStorageLimit),
+            extracting: Arc::new(InFlight {
+                per_tenant: usize::MAX,
+                counts: Mutex::new(HashMap::new()),
+            }),
         }
+    }
+
+    /// These use cases with at most `per_tenant` extractions without storage
+    /// (`POST /documents/extract`) of one tenant at once (at least 1).
+    #[must_use]
+    pub fn with_extraction_share(mut self, per_tenant: usize) -> Self {
+        self.extracting = Arc::new(InFlight {
+            per_tenant: per_tenant.max(1),
+            counts: Mutex::new(HashMap::new()),
+        });
+        self
     }
 
     /// These use cases with each organization's storage limited by `storage`.
@@ -674,13 +743,16 @@ impl Documents {
         })
     }
 
-    /// Extracts the text of a file without storing anything.
+    /// Extracts the text of a file without storing anything. A tenant runs at most its share
+    /// of these at once (see [`Documents::with_extraction_share`]).
     ///
     /// # Errors
-    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`], or
-    /// [`DocumentsError::Extract`] when the file cannot be read.
+    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`],
+    /// [`DocumentsError::Busy`] past the tenant's share, or [`DocumentsError::Extract`] when
+    /// the file cannot be read.
     pub async fn extract_only(
         &self,
+        ctx: &TenantContext,
         name: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<(Format, ExtractedText), DocumentsError> {
@@ -694,6 +766,10 @@ impl Documents {
         }
         let head = &bytes[..bytes.len().min(DETECT_HEAD_BYTES)];
         let format = self.ports.extractor.detect(name, head)?;
+        let _share = self
+            .extracting
+            .enter(ctx.tenant_id())
+            .ok_or(DocumentsError::Busy)?;
         let text = self
             .ports
             .extractor

@@ -681,7 +681,9 @@ pub struct ExtractForm {
     file: Vec<u8>,
 }
 
-/// Extracts the text of a file without storing anything (member).
+/// Extracts the text of a file without storing anything (member). An organization runs at
+/// most `documents.max_concurrent_extractions - 1` of these at once per server (at least 1),
+/// so it never holds every extraction slot; one more gets 429 with `Retry-After: 1`.
 #[utoipa::path(
     tag = "documents",
     security(("bearer" = [])),
@@ -691,7 +693,7 @@ pub struct ExtractForm {
         (status = 200, body = ExtractDto), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, description = "the file cannot be read (encrypted, damaged, no text)", body = Problem),
-        (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 429, description = "rate limited (see Retry-After), or the organization's extractions at once are all in use", body = Problem)
     )
 )]
 #[post("/documents/extract")]
@@ -728,7 +730,9 @@ async fn extract(
     }
     let (name, bytes) =
         file.ok_or_else(|| ApiError::from(InvalidInput::field("file", "a file is required")))?;
-    let (format, text) = docs.extract_only(name.as_deref(), bytes).await?;
+    let (format, text) = docs
+        .extract_only(&access.ctx, name.as_deref(), bytes)
+        .await?;
     Ok(web::Json(ExtractDto {
         format: format.as_str(),
         pages: text.pages(),
