@@ -60,7 +60,12 @@ pub async fn services(
     let documents = Arc::new(
         documents::Documents::new(documents.clone(), limits, wake)
             .with_storage_limits(Arc::new(PlanStorage(billing.clone())))
-            .with_extraction_share(settings.documents.max_concurrent_extractions.saturating_sub(1)),
+            .with_extraction_share(
+                settings
+                    .documents
+                    .max_concurrent_extractions
+                    .saturating_sub(1),
+            ),
     );
     let retrieval = Arc::new(retrieval::Retrieval::new(retrieval.clone()));
     let chat = Arc::new(chat::Chat::new(

@@ -459,8 +459,8 @@ pub struct Upload {
     /// The organization's storage limit when the upload began (checked again, atomically,
     /// when it is stored).
     storage_limit: Option<u64>,
-    /// Bytes the organization had left when the upload began: a file past them is refused
-    /// while it streams.
+    /// The limit and the bytes used when the upload began: a file past what was left is
+    /// refused while it streams.
     room: Option<(u64, u64)>,
     head: Vec<u8>,
     name: Option<String>,
@@ -1198,7 +1198,9 @@ impl Ingestion {
                 })
             })?;
         if chunks.is_empty() {
-            return Err(Step::Permanent(Why::shown(ExtractError::NoText.to_string())));
+            return Err(Step::Permanent(Why::shown(
+                ExtractError::NoText.to_string(),
+            )));
         }
         let chunks = NewChunk::assign(chunks);
         let count = chunks.len();

@@ -119,7 +119,10 @@ const STORAGE_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 async fn storage_used_on(db: &impl ConnectionTrait, tenant: TenantId) -> Result<u64, StoreError> {
     let total: Option<i64> = scope::select::<Entity>(tenant)
         .select_only()
-        .column_as(Expr::cust("CAST(COALESCE(SUM(bytes), 0) AS BIGINT)"), "total")
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(bytes), 0) AS BIGINT)"),
+            "total",
+        )
         .into_tuple()
         .one(db)
         .await

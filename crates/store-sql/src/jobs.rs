@@ -41,7 +41,8 @@ use kernel::TenantId;
 use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, UpdateMany, Value,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, UpdateMany,
+    Value,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -88,7 +88,11 @@ async fn storage_limit_holds(opts: TestOptions) {
             assert_eq!(body["code"], "storage_limit_exceeded", "{body}");
         }
     }
-    assert_eq!(accepted.len(), 3, "three files of 300 bytes fit in 1,000: {results:?}");
+    assert_eq!(
+        accepted.len(),
+        3,
+        "three files of 300 bytes fit in 1,000: {results:?}"
+    );
     let p = plan(&app, &token, &org).await;
     assert_eq!(p["storage_used_bytes"], 900, "{p}");
     assert_eq!(p["storage_limit_bytes"], 1_000, "{p}");
@@ -104,9 +108,7 @@ async fn storage_limit_holds(opts: TestOptions) {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // Full: even a byte is refused, and plain-text ingestion too.
-    let (status, body) = app
-        .upload(&token, &org, "byte.txt", b"z", None)
-        .await;
+    let (status, body) = app.upload(&token, &org, "byte.txt", b"z", None).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
 
     // Deleting a document frees its bytes.
@@ -208,12 +210,7 @@ async fn slow_files_do_not_starve(production: bool) {
         "bob waited {took:?} behind ann's slow files"
     );
     // And ann holds one worker at most: one of her files reached the provider.
-    assert_eq!(
-        fake.request_count() - before,
-        1,
-        "{:?}",
-        fake.requests()
-    );
+    assert_eq!(fake.request_count() - before, 1, "{:?}", fake.requests());
 }
 
 #[tokio::test]

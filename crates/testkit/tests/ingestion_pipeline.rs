@@ -839,12 +839,9 @@ async fn one_tenant_cannot_hold_every_extraction_slot() {
     let (a, b) = (member(), member());
     let (started, started_rx) = oneshot::channel();
     let (go, go_rx) = oneshot::channel();
-    p.extractor.then(Step::Pause {
-        started,
-        go: go_rx,
-    });
+    p.extractor.then(Step::Pause { started, go: go_rx });
     let docs = p.documents.clone();
-    let ctx = a.clone();
+    let ctx = a;
     let first = tokio::spawn(async move {
         docs.extract_only(&ctx, Some("slow.txt"), b"a slow file".to_vec())
             .await

@@ -415,7 +415,10 @@ pub struct PlanDto {
 }
 
 impl PlanDto {
-    pub(crate) fn new(s: billing::PlanStatus, (storage_used_bytes, storage_limit_bytes): (u64, Option<u64>)) -> Self {
+    pub(crate) fn new(
+        s: billing::PlanStatus,
+        (storage_used_bytes, storage_limit_bytes): (u64, Option<u64>),
+    ) -> Self {
         Self {
             plan: s.plan,
             monthly_token_limit: s.monthly_token_limit,

@@ -1057,7 +1057,11 @@ pub async fn storage_limit_holds_under_concurrency(p: &DocumentPorts) {
     }
     assert_eq!(created, 3, "exactly three fit");
     assert_eq!(p.documents.storage_used(a).await.expect("used"), 3_000);
-    assert_eq!(p.documents.storage_used(b).await.expect("used"), 0, "B's own");
+    assert_eq!(
+        p.documents.storage_used(b).await.expect("used"),
+        0,
+        "B's own"
+    );
     let (d, job) = document(b, None, "b", at_ms(100));
     assert_eq!(
         p.documents
@@ -1069,7 +1073,11 @@ pub async fn storage_limit_holds_under_concurrency(p: &DocumentPorts) {
     );
     let first = p
         .documents
-        .list(a, &DocumentFilter::default(), &PageRequest::first(10).expect("page"))
+        .list(
+            a,
+            &DocumentFilter::default(),
+            &PageRequest::first(10).expect("page"),
+        )
         .await
         .expect("list")
         .items
@@ -1079,5 +1087,9 @@ pub async fn storage_limit_holds_under_concurrency(p: &DocumentPorts) {
         .await
         .expect("delete")
         .expect("deleted");
-    assert_eq!(p.documents.storage_used(a).await.expect("used"), 2_000, "freed");
+    assert_eq!(
+        p.documents.storage_used(a).await.expect("used"),
+        2_000,
+        "freed"
+    );
 }

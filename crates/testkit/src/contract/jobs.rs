@@ -753,7 +753,11 @@ pub async fn claims_respect_the_cap_per_tenant(p: &DocumentPorts) {
         .await
         .expect("claim")
         .expect("B is due");
-    assert_eq!(next.job.document_id, Some(only_b.id), "B is served beside A");
+    assert_eq!(
+        next.job.document_id,
+        Some(only_b.id),
+        "B is served beside A"
+    );
     assert!(
         p.jobs
             .complete(
