@@ -57,7 +57,16 @@ pub async fn services(
     let sql = || Arc::new(store.clone());
     let limits = document_limits(settings);
     let collections = Arc::new(documents::Collections::new(documents.clone()));
-    let documents = Arc::new(documents::Documents::new(documents.clone(), limits, wake));
+    let documents = Arc::new(
+        documents::Documents::new(documents.clone(), limits, wake)
+            .with_storage_limits(Arc::new(PlanStorage(billing.clone())))
+            .with_extraction_share(
+                settings
+                    .documents
+                    .max_concurrent_extractions
+                    .saturating_sub(1),
+            ),
+    );
     let retrieval = Arc::new(retrieval::Retrieval::new(retrieval.clone()));
     let chat = Arc::new(chat::Chat::new(
         chat::ChatPorts {
@@ -410,8 +419,34 @@ pub fn ingestion(settings: &Settings, ports: DocumentPorts) -> Arc<Ingestion> {
             max_attempts: d.max_attempts,
             retry_base: Duration::from_secs(d.retry_base_secs),
             retry_max: Duration::from_secs(3_600),
+            max_running_per_tenant: running_jobs_per_tenant(d),
         },
     ))
+}
+
+/// `documents.max_running_jobs_per_tenant`, or by default one less than the workers (at
+/// least 1): one organization never holds every worker of a server.
+#[must_use]
+pub fn running_jobs_per_tenant(d: &settings::DocumentSettings) -> u32 {
+    d.max_running_jobs_per_tenant.unwrap_or_else(|| {
+        u32::try_from(d.workers.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    })
+}
+
+/// Each organization's storage limit, from its plan (billing).
+#[derive(Debug, Clone)]
+pub struct PlanStorage(pub Arc<billing::Billing>);
+
+#[async_trait::async_trait]
+impl documents::StorageLimits for PlanStorage {
+    async fn storage_limit(&self, tenant: kernel::TenantId) -> anyhow::Result<Option<u64>> {
+        self.0
+            .storage_limit(tenant)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("reading the plan's storage limit"))
+    }
 }
 
 /// The mailer the settings ask for: the development outbox, or SMTP.

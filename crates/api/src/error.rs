@@ -37,6 +37,7 @@ pub struct Problem {
     pub detail: String,
     /// A stable machine string: `validation_failed`, `unauthenticated`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `conflict`, `rate_limited`, `quota_exceeded`,
+    /// `storage_limit_exceeded`,
     /// `payload_too_large`, `unsupported_media_type`, `provider_unavailable`, `timeout`,
     /// `org_limit_reached` (403: the account owns as many organizations as it may),
     /// `unavailable` (metering could not be reached), `internal`.
@@ -126,6 +127,16 @@ pub enum ApiError {
         /// When the quota period starts again.
         resets_at: time::OffsetDateTime,
     },
+    /// 402: the organization's stored files would pass its plan's storage.
+    #[error(
+        "the organization's storage is full: {used} of {limit} bytes are used; delete documents or change the plan"
+    )]
+    StorageLimitExceeded {
+        /// The plan's storage, in bytes.
+        limit: u64,
+        /// Bytes already stored.
+        used: u64,
+    },
     /// 503: metering (the quota counter or the ledger) could not be reached; nothing was
     /// called.
     #[error("usage metering is unavailable; try again shortly")]
@@ -184,11 +195,21 @@ impl From<documents::DocumentsError> for ApiError {
             D::TooLarge { limit } => ApiError::PayloadTooLarge {
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             },
+            D::StorageFull { limit, used } => ApiError::StorageLimitExceeded { limit, used },
+            // An extraction of the same organization ends within the extract timeout.
+            D::Busy => ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
             D::Unsupported(d) => ApiError::UnsupportedMediaType(d.to_string()),
             D::Extract(documents::ExtractError::Unavailable(e)) => {
                 ApiError::Internal(e.context("the extractor is unavailable"))
             }
-            D::Extract(x) => ApiError::Validation(vec![FieldError::new("file", x.to_string())]),
+            D::Extract(x) => {
+                if let documents::ExtractError::Crashed(reason) = &x {
+                    tracing::warn!(reason = %reason, "extraction crashed");
+                }
+                ApiError::Validation(vec![FieldError::new("file", x.public_message())])
+            }
             D::Unknown(e) => ApiError::Internal(e),
         }
     }
@@ -304,6 +325,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::QuotaExceeded { .. } => "quota_exceeded",
+            ApiError::StorageLimitExceeded { .. } => "storage_limit_exceeded",
             ApiError::MeteringUnavailable => "unavailable",
             ApiError::Timeout => "timeout",
             ApiError::ProviderUnavailable(_) => "provider_unavailable",
@@ -414,7 +436,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            ApiError::QuotaExceeded { .. } | ApiError::StorageLimitExceeded { .. } => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             ApiError::Timeout | ApiError::MeteringUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

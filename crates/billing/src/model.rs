@@ -271,6 +271,10 @@ pub struct Plan {
     pub monthly_token_limit: Option<u64>,
     /// Answers and completions streaming at once per organization.
     pub max_concurrent_streams: u32,
+    /// Bytes of original files an organization may keep (every document, whatever its
+    /// status; deleting documents frees them); `None` for no limit.
+    #[serde(default)]
+    pub max_storage_bytes: Option<u64>,
 }
 
 /// The configured plans by name.
@@ -280,7 +284,8 @@ pub struct Plans {
 }
 
 impl Default for Plans {
-    /// `free` (1 M tokens a month, 4 streams), `pro` (50 M, 32), `enterprise` (no limit, 256).
+    /// `free` (1 M tokens a month, 4 streams, 1 GiB of files), `pro` (50 M, 32, 100 GiB),
+    /// `enterprise` (no limit, 256, no limit).
     fn default() -> Self {
         Self::new([
             (
@@ -288,6 +293,7 @@ impl Default for Plans {
                 Plan {
                     monthly_token_limit: Some(1_000_000),
                     max_concurrent_streams: 4,
+                    max_storage_bytes: Some(1 << 30),
                 },
             ),
             (
@@ -295,6 +301,7 @@ impl Default for Plans {
                 Plan {
                     monthly_token_limit: Some(50_000_000),
                     max_concurrent_streams: 32,
+                    max_storage_bytes: Some(100 << 30),
                 },
             ),
             (
@@ -302,6 +309,7 @@ impl Default for Plans {
                 Plan {
                     monthly_token_limit: None,
                     max_concurrent_streams: 256,
+                    max_storage_bytes: None,
                 },
             ),
         ])

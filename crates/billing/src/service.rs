@@ -242,6 +242,7 @@ impl Billing {
             .unwrap_or(Plan {
                 monthly_token_limit: Some(0),
                 max_concurrent_streams: 1,
+                max_storage_bytes: Some(0),
             })
     }
 
@@ -465,6 +466,19 @@ impl Billing {
         }
         self.ports.ledger.set_limit_override(tenant, limit).await?;
         self.limits_changed(tenant).await
+    }
+
+    /// Bytes of original files `tenant`'s plan lets it keep (`None`: no limit, or no such
+    /// organization). Read through the cached limits, so a plan change applies within a
+    /// minute.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn storage_limit(&self, tenant: TenantId) -> Result<Option<u64>, BillingError> {
+        Ok(match self.limits(tenant).await? {
+            Some(limits) => self.plan(&limits.plan).max_storage_bytes,
+            None => None,
+        })
     }
 
     /// The plan, limit and use of this period (`GET /billing/plan`).

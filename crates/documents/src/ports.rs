@@ -72,13 +72,46 @@ pub trait CollectionRepository: Send + Sync + std::fmt::Debug {
     ) -> Result<CollectionStats, StoreError>;
 }
 
+/// What [`DocumentRepository::create_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The document and its job are stored.
+    Created,
+    /// Nothing was stored: the tenant's documents already take `used` bytes, and this one
+    /// would pass the limit.
+    OverLimit {
+        /// Bytes of the tenant's documents at the time of the check.
+        used: u64,
+    },
+}
+
 /// Stores documents and their chunks.
 ///
 /// Contract: every method is scoped to `tenant`; another tenant's document is "not found".
 #[async_trait]
 pub trait DocumentRepository: Send + Sync + std::fmt::Debug {
-    /// Stores a new document and its first job, atomically.
-    async fn create(&self, document: Document, job: Job) -> Result<(), StoreError>;
+    /// Stores a new document and its first job, atomically, with no storage limit.
+    async fn create(&self, document: Document, job: Job) -> Result<(), StoreError> {
+        match self.create_within(document, job, None).await? {
+            Stored::Created => Ok(()),
+            Stored::OverLimit { .. } => Err(anyhow::anyhow!("no limit was passed").into()),
+        }
+    }
+
+    /// Stores a new document and its first job, atomically, if the bytes of the tenant's
+    /// documents (every status; see [`DocumentRepository::storage_used`]) plus this one stay
+    /// within `storage_limit`. The check and the insert are one step for concurrent callers:
+    /// two uploads racing for the last free bytes never both pass.
+    async fn create_within(
+        &self,
+        document: Document,
+        job: Job,
+        storage_limit: Option<u64>,
+    ) -> Result<Stored, StoreError>;
+
+    /// Bytes of the original files of the tenant's documents (every status: a failed
+    /// document's file is still kept). Deleted documents no longer count.
+    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError>;
 
     /// The document with this id.
     async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError>;
@@ -153,16 +186,32 @@ pub enum Failure {
 ///   takes over jobs whose lease expired (their worker died);
 /// - every later write names the [`Claim`]; once its lease is lost (expired and taken over,
 ///   or the job cancelled), writes change nothing and answer `false`.
+///   A tenant that already runs `per_tenant` jobs under live leases is skipped by
+///   [`JobQueue::claim_within`], so no tenant holds every worker; the cap holds for claims
+///   made at the same moment too.
 #[async_trait]
 pub trait JobQueue: Send + Sync + std::fmt::Debug {
     /// The job with this id.
     async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
 
-    /// Leases the next due job until `now + lease`; `Ok(None)` when none is due.
+    /// Leases the next due job until `now + lease`, with no cap per tenant; `Ok(None)` when
+    /// none is due.
     async fn claim(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        self.claim_within(now, lease, u32::MAX).await
+    }
+
+    /// Leases the next due job until `now + lease` of a tenant running fewer than
+    /// `per_tenant` jobs under live leases; `Ok(None)` when none is due (or every tenant with
+    /// a due job is at its cap).
+    async fn claim_within(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        per_tenant: u32,
     ) -> Result<Option<Claim>, StoreError>;
 
     /// Records progress and extends the lease (the heartbeat); the document shows
@@ -291,6 +340,18 @@ pub enum ExtractError {
 }
 
 impl ExtractError {
+    /// What a client is told: the message, except that a crash's reason (a signal, the
+    /// child's last words) stays in the log.
+    #[must_use]
+    pub fn public_message(&self) -> String {
+        match self {
+            ExtractError::Crashed(_) => {
+                "the file could not be read: the extractor failed on it".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether running again may succeed.
     #[must_use]
     pub fn is_transient(&self) -> bool {
@@ -323,6 +384,27 @@ pub trait Extractor: Send + Sync + std::fmt::Debug {
     fn isolation(&self) -> &'static str;
 }
 
+/// The storage each organization may use for original files (its plan's).
+#[async_trait]
+pub trait StorageLimits: Send + Sync + std::fmt::Debug {
+    /// Bytes of original files `tenant` may keep; `None` for no limit.
+    ///
+    /// # Errors
+    /// When the plan cannot be read.
+    async fn storage_limit(&self, tenant: TenantId) -> Result<Option<u64>, anyhow::Error>;
+}
+
+/// No storage limit (the documents domain on its own).
+#[derive(Debug, Default)]
+pub struct NoStorageLimit;
+
+#[async_trait]
+impl StorageLimits for NoStorageLimit {
+    async fn storage_limit(&self, _: TenantId) -> Result<Option<u64>, anyhow::Error> {
+        Ok(None)
+    }
+}
+
 /// Cuts extracted text into token windows.
 #[async_trait]
 pub trait Chunker: Send + Sync + std::fmt::Debug {
@@ -342,10 +424,12 @@ pub trait Chunker: Send + Sync + std::fmt::Debug {
 /// Why indexing a document's chunks failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexFailure {
-    /// Running again later may succeed (the embedding provider was unavailable).
+    /// Running again later may succeed (the embedding provider was unavailable). The message
+    /// goes to the log only.
     #[error("{0}")]
     Transient(String),
-    /// The same input fails the same way (the provider refused it).
+    /// The same input fails the same way (the provider refused it, the quota is used up).
+    /// The message is shown to the client as the document's error: no cause chain in it.
     #[error("{0}")]
     Permanent(String),
 }
@@ -441,5 +525,21 @@ impl ChunkIndexer for NoIndexer {
 
     async fn collection_changed(&self, _: &Collection) -> Result<(), anyhow::Error> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_reason_is_not_shown() {
+        let crash = ExtractError::Crashed("killed by signal 11; stderr: /tmp/x.rs:3".into());
+        let shown = crash.public_message();
+        assert!(!shown.contains("signal") && !shown.contains('/'), "{shown}");
+        assert_eq!(
+            ExtractError::Encrypted.public_message(),
+            ExtractError::Encrypted.to_string()
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! upload and delete documents, admins manage collections); every call here is scoped to the
 //! [`TenantContext`] it is given.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kernel::audit::{self, AuditEvent, AuditLog};
@@ -22,7 +23,7 @@ use crate::model::{
 use crate::ports::{
     BlobError, BlobStore, BlobWriter, ChunkIndexer, Chunker, CollectionRepository, DetectError,
     DocumentRepository, ExtractError, Extractor, Failure, IndexFailure, Ingested, JobQueue,
-    StoreError,
+    NoStorageLimit, StorageLimits, StoreError, Stored,
 };
 
 /// Bytes of an upload's head that format detection looks at.
@@ -43,9 +44,23 @@ pub enum DocumentsError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The organization's original files would pass its plan's storage.
+    #[error(
+        "the organization's storage is full: {used} of {limit} bytes are used; delete documents or change the plan"
+    )]
+    StorageFull {
+        /// The plan's storage, in bytes.
+        limit: u64,
+        /// Bytes already stored.
+        used: u64,
+    },
     /// The format is not accepted, or content and name disagree.
     #[error(transparent)]
     Unsupported(#[from] DetectError),
+    /// The organization already runs as many extractions without storage
+    /// (`POST /documents/extract`) as it may at once in this process.
+    #[error("this organization is already extracting as many files as it may at once")]
+    Busy,
     /// Extraction failed (`POST /documents/extract`).
     #[error(transparent)]
     Extract(#[from] ExtractError),
@@ -98,6 +113,9 @@ pub struct IngestPolicy {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// Jobs one tenant may run at once across every worker (claims skip a tenant at its
+    /// cap), so that one tenant's slow files never hold every worker.
+    pub max_running_per_tenant: u32,
 }
 
 impl Default for IngestPolicy {
@@ -107,6 +125,7 @@ impl Default for IngestPolicy {
             max_attempts: 5,
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(3_600),
+            max_running_per_tenant: u32::MAX,
         }
     }
 }
@@ -363,6 +382,56 @@ pub struct Documents {
     ports: DocumentPorts,
     limits: DocumentLimits,
     signal: Arc<dyn JobSignal>,
+    storage: Arc<dyn StorageLimits>,
+    extracting: Arc<InFlight>,
+}
+
+/// Extractions without storage in flight per tenant in this process, and how many one tenant
+/// may run at once: the extractor's slots are shared by every tenant (and by the workers), so
+/// no tenant may take them all.
+#[derive(Debug)]
+struct InFlight {
+    per_tenant: usize,
+    counts: Mutex<HashMap<kernel::TenantId, usize>>,
+}
+
+impl InFlight {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<kernel::TenantId, usize>> {
+        // Every update is one insert or remove: a poisoned map is still consistent.
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One more extraction of `tenant`, or `None` when it holds its share already.
+    fn enter(self: &Arc<Self>, tenant: kernel::TenantId) -> Option<InFlightGuard> {
+        let mut counts = self.counts();
+        let n = counts.entry(tenant).or_insert(0);
+        if *n >= self.per_tenant {
+            return None;
+        }
+        *n += 1;
+        Some(InFlightGuard {
+            owner: Arc::clone(self),
+            tenant,
+        })
+    }
+}
+
+/// Leaves [`InFlight`] when dropped (the extraction ended or its request went away).
+struct InFlightGuard {
+    owner: Arc<InFlight>,
+    tenant: kernel::TenantId,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts();
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// What an upload created.
@@ -387,6 +456,12 @@ pub struct Upload {
     hasher: Sha256,
     bytes: u64,
     limit: u64,
+    /// The organization's storage limit when the upload began (checked again, atomically,
+    /// when it is stored).
+    storage_limit: Option<u64>,
+    /// The limit and the bytes used when the upload began: a file past what was left is
+    /// refused while it streams.
+    room: Option<(u64, u64)>,
     head: Vec<u8>,
     name: Option<String>,
     format: Option<Format>,
@@ -413,7 +488,44 @@ impl Documents {
             ports,
             limits,
             signal,
+            storage: Arc::new(NoStorageLimit),
+            extracting: Arc::new(InFlight {
+                per_tenant: usize::MAX,
+                counts: Mutex::new(HashMap::new()),
+            }),
         }
+    }
+
+    /// These use cases with at most `per_tenant` extractions without storage
+    /// (`POST /documents/extract`) of one tenant at once (at least 1).
+    #[must_use]
+    pub fn with_extraction_share(mut self, per_tenant: usize) -> Self {
+        self.extracting = Arc::new(InFlight {
+            per_tenant: per_tenant.max(1),
+            counts: Mutex::new(HashMap::new()),
+        });
+        self
+    }
+
+    /// These use cases with each organization's storage limited by `storage`.
+    #[must_use]
+    pub fn with_storage_limits(mut self, storage: Arc<dyn StorageLimits>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The bytes of original files `tenant` keeps, and its limit (`None`: no limit), for the
+    /// plan pages (`GET /billing/plan`, the administrators'); the caller has checked access.
+    ///
+    /// # Errors
+    /// When storage or the plan cannot be read.
+    pub async fn storage(
+        &self,
+        tenant: kernel::TenantId,
+    ) -> Result<(u64, Option<u64>), DocumentsError> {
+        let used = self.ports.documents.storage_used(tenant).await?;
+        let limit = self.storage.storage_limit(tenant).await?;
+        Ok((used, limit))
     }
 
     /// The limits in force.
@@ -431,8 +543,20 @@ impl Documents {
     /// Starts an upload into the tenant's storage.
     ///
     /// # Errors
-    /// When the blob store cannot start a write.
+    /// [`DocumentsError::StorageFull`] when the organization has no storage left; when the
+    /// blob store cannot start a write.
     pub async fn begin_upload(&self, ctx: &TenantContext) -> Result<Upload, DocumentsError> {
+        let storage_limit = self.storage.storage_limit(ctx.tenant_id()).await?;
+        let room = match storage_limit {
+            Some(limit) => {
+                let used = self.ports.documents.storage_used(ctx.tenant_id()).await?;
+                if used >= limit {
+                    return Err(DocumentsError::StorageFull { limit, used });
+                }
+                Some((limit, used))
+            }
+            None => None,
+        };
         let id = DocumentId::new();
         let key = BlobKey::for_document(ctx.tenant_id(), id);
         let writer = self.ports.blobs.writer(&key).await?;
@@ -443,23 +567,31 @@ impl Documents {
             hasher: Sha256::new(),
             bytes: 0,
             limit: self.limits.max_file_bytes,
+            storage_limit,
+            room,
             head: Vec::new(),
             name: None,
             format: None,
         })
     }
 
-    /// Appends a part of the file. Refuses as soon as the file passes the size limit, and
-    /// as soon as the head shows an unsupported format.
+    /// Appends a part of the file. Refuses as soon as the file passes the size limit or the
+    /// organization's free storage, and as soon as the head shows an unsupported format.
     ///
     /// # Errors
-    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`], or a storage failure.
+    /// [`DocumentsError::TooLarge`], [`DocumentsError::StorageFull`],
+    /// [`DocumentsError::Unsupported`], or a storage failure.
     pub async fn push(&self, upload: &mut Upload, part: &[u8]) -> Result<(), DocumentsError> {
         let len = u64::try_from(part.len()).unwrap_or(u64::MAX);
         if upload.bytes.saturating_add(len) > upload.limit {
             return Err(DocumentsError::TooLarge {
                 limit: upload.limit,
             });
+        }
+        if let Some((limit, used)) = upload.room
+            && used.saturating_add(upload.bytes).saturating_add(len) > limit
+        {
+            return Err(DocumentsError::StorageFull { limit, used });
         }
         upload.bytes += len;
         upload.hasher.update(part);
@@ -511,7 +643,9 @@ impl Documents {
     ///
     /// # Errors
     /// [`DocumentsError::Invalid`] (empty file, unknown collection, bad metadata),
-    /// [`DocumentsError::Unsupported`], or a storage failure. On any error nothing is kept.
+    /// [`DocumentsError::Unsupported`], [`DocumentsError::StorageFull`] (checked atomically
+    /// with the insert, so parallel uploads never pass the limit together), or a storage
+    /// failure. On any error nothing is kept.
     pub async fn finish_upload(
         &self,
         ctx: &TenantContext,
@@ -582,9 +716,24 @@ impl Documents {
             updated_at: now,
         };
         let job_id = job.id;
-        if let Err(e) = self.ports.documents.create(document.clone(), job).await {
-            remove_blob(self.ports.blobs.as_ref(), &upload.key).await;
-            return Err(e.into());
+        match self
+            .ports
+            .documents
+            .create_within(document.clone(), job, upload.storage_limit)
+            .await
+        {
+            Ok(Stored::Created) => {}
+            Ok(Stored::OverLimit { used }) => {
+                remove_blob(self.ports.blobs.as_ref(), &upload.key).await;
+                return Err(DocumentsError::StorageFull {
+                    limit: upload.storage_limit.unwrap_or_default(),
+                    used,
+                });
+            }
+            Err(e) => {
+                remove_blob(self.ports.blobs.as_ref(), &upload.key).await;
+                return Err(e.into());
+            }
         }
         self.signal.job_queued();
         Ok(Uploaded {
@@ -594,13 +743,16 @@ impl Documents {
         })
     }
 
-    /// Extracts the text of a file without storing anything.
+    /// Extracts the text of a file without storing anything. A tenant runs at most its share
+    /// of these at once (see [`Documents::with_extraction_share`]).
     ///
     /// # Errors
-    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`], or
-    /// [`DocumentsError::Extract`] when the file cannot be read.
+    /// [`DocumentsError::TooLarge`], [`DocumentsError::Unsupported`],
+    /// [`DocumentsError::Busy`] past the tenant's share, or [`DocumentsError::Extract`] when
+    /// the file cannot be read.
     pub async fn extract_only(
         &self,
+        ctx: &TenantContext,
         name: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<(Format, ExtractedText), DocumentsError> {
@@ -614,6 +766,10 @@ impl Documents {
         }
         let head = &bytes[..bytes.len().min(DETECT_HEAD_BYTES)];
         let format = self.ports.extractor.detect(name, head)?;
+        let _share = self
+            .extracting
+            .enter(ctx.tenant_id())
+            .ok_or(DocumentsError::Busy)?;
         let text = self
             .ports
             .extractor
@@ -851,7 +1007,7 @@ impl Ingestion {
         let Some(claim) = self
             .ports
             .jobs
-            .claim(now, self.policy.lease)
+            .claim_within(now, self.policy.lease, self.policy.max_running_per_tenant)
             .await
             .map_err(anyhow::Error::new)?
         else {
@@ -881,17 +1037,22 @@ impl Ingestion {
                     .map_err(anyhow::Error::new)?;
                 RunOutcome::Canceled { job }
             }
-            Err(Step::Permanent(error)) => {
-                self.finish_failed(&claim, &error, JobStatus::Failed)
+            Err(Step::Permanent(why)) => {
+                tracing::warn!(%job, error = %why.logged, "ingestion failed for good");
+                self.finish_failed(&claim, &why.shown, JobStatus::Failed)
                     .await?
             }
-            Err(Step::Dead(error)) => self.finish_failed(&claim, &error, JobStatus::Dead).await?,
-            Err(Step::Transient(error)) => {
-                tracing::warn!(%job, error = %error, attempt = claim.job.attempts, "ingestion failed; will retry");
+            Err(Step::Dead(why)) => {
+                tracing::warn!(%job, error = %why.logged, "ingestion gave up");
+                self.finish_failed(&claim, &why.shown, JobStatus::Dead)
+                    .await?
+            }
+            Err(Step::Transient(why)) => {
+                tracing::warn!(%job, error = %why.logged, attempt = claim.job.attempts, "ingestion failed; will retry");
                 if claim.job.attempts >= self.policy.max_attempts {
                     let error = format!(
-                        "gave up after {} attempts; last error: {error}",
-                        claim.job.attempts
+                        "gave up after {} attempts; last error: {}",
+                        claim.job.attempts, why.shown
                     );
                     self.finish_failed(&claim, &error, JobStatus::Dead).await?
                 } else {
@@ -899,7 +1060,12 @@ impl Ingestion {
                     let applied = self
                         .ports
                         .jobs
-                        .fail(&claim, &error, Failure::RetryAt(at), self.ports.clock.now())
+                        .fail(
+                            &claim,
+                            &why.shown,
+                            Failure::RetryAt(at),
+                            self.ports.clock.now(),
+                        )
                         .await
                         .map_err(anyhow::Error::new)?;
                     if applied {
@@ -948,7 +1114,7 @@ impl Ingestion {
         {
             Ok(true) => Ok(()),
             Ok(false) => Err(Step::Lost),
-            Err(e) => Err(Step::Transient(format!("storage: {e}"))),
+            Err(e) => Err(Step::storage(&e)),
         }
     }
 
@@ -956,10 +1122,10 @@ impl Ingestion {
         let job = &claim.job;
         if job.attempts > self.policy.max_attempts {
             // Its workers died (crash, kill -9) on every attempt: a poison file, most likely.
-            return Err(Step::Dead(format!(
+            return Err(Step::Dead(Why::shown(format!(
                 "processing was interrupted {} times; the file may be hostile",
                 job.attempts - 1
-            )));
+            ))));
         }
         let document_id = job.document_id.ok_or(Step::Canceled)?;
         let document = self
@@ -967,7 +1133,7 @@ impl Ingestion {
             .documents
             .find(job.tenant_id, document_id)
             .await
-            .map_err(|e| Step::Transient(format!("storage: {e}")))?
+            .map_err(|e| Step::storage(&e))?
             .ok_or(Step::Canceled)?;
         self.heartbeat(claim, Stage::Extracting, 0.0).await?;
         let bytes = match self.ports.blobs.read(&document.blob_key).await {
@@ -976,10 +1142,15 @@ impl Ingestion {
                 // Deleted meanwhile (the row goes first), or lost: either way, nothing to do.
                 return match self.ports.documents.find(job.tenant_id, document_id).await {
                     Ok(None) => Err(Step::Canceled),
-                    _ => Err(Step::Permanent("the original file is missing".to_owned())),
+                    _ => Err(Step::Permanent(Why::shown("the original file is missing"))),
                 };
             }
-            Err(e) => return Err(Step::Transient(format!("blob store: {e}"))),
+            Err(e) => {
+                return Err(Step::Transient(Why::internal(
+                    "the stored file could not be read",
+                    &e,
+                )));
+            }
         };
         let text = match self
             .ports
@@ -988,8 +1159,18 @@ impl Ingestion {
             .await
         {
             Ok(t) => t,
-            Err(e) if e.is_transient() => return Err(Step::Transient(e.to_string())),
-            Err(e) => return Err(Step::Permanent(e.to_string())),
+            Err(e) if e.is_transient() => {
+                return Err(Step::Transient(Why::internal(
+                    "the extractor is unavailable",
+                    &e,
+                )));
+            }
+            Err(e) => {
+                return Err(Step::Permanent(Why {
+                    shown: e.public_message(),
+                    logged: chain(&e),
+                }));
+            }
         };
         self.heartbeat(claim, Stage::Chunking, 0.0).await?;
         let settings = match document.collection_id {
@@ -998,7 +1179,7 @@ impl Ingestion {
                     .collections
                     .find(job.tenant_id, c)
                     .await
-                    .map_err(|e| Step::Transient(format!("storage: {e}")))?
+                    .map_err(|e| Step::storage(&e))?
                     .ok_or(Step::Canceled)?
                     .chunking
             }
@@ -1010,9 +1191,16 @@ impl Ingestion {
             .chunker
             .chunk(Arc::new(text), settings)
             .await
-            .map_err(|e| Step::Transient(format!("chunking: {e:#}")))?;
+            .map_err(|e| {
+                Step::Transient(Why {
+                    shown: "the text could not be cut into chunks".to_owned(),
+                    logged: format!("chunking: {e:#}"),
+                })
+            })?;
         if chunks.is_empty() {
-            return Err(Step::Permanent(ExtractError::NoText.to_string()));
+            return Err(Step::Permanent(Why::shown(
+                ExtractError::NoText.to_string(),
+            )));
         }
         let chunks = NewChunk::assign(chunks);
         let count = chunks.len();
@@ -1043,7 +1231,7 @@ impl Ingestion {
         match stored {
             Ok(true) => {}
             Ok(false) => return Err(Step::Lost),
-            Err(e) => return Err(Step::Transient(format!("storage: {e}"))),
+            Err(e) => return Err(Step::storage(&e)),
         }
         // The document is ready and searchable; what remains is housekeeping (vectors of
         // earlier chunks, spaces created meanwhile), so a failure is logged, not retried.
@@ -1060,8 +1248,11 @@ impl Ingestion {
 impl From<IndexFailure> for Step {
     fn from(e: IndexFailure) -> Self {
         match e {
-            IndexFailure::Transient(m) => Step::Transient(m),
-            IndexFailure::Permanent(m) => Step::Permanent(m),
+            IndexFailure::Transient(m) => Step::Transient(Why {
+                shown: "the embedding service was unavailable".to_owned(),
+                logged: m,
+            }),
+            IndexFailure::Permanent(m) => Step::Permanent(Why::shown(m)),
         }
     }
 }
@@ -1071,10 +1262,61 @@ impl From<IndexFailure> for Step {
 enum Step {
     Lost,
     Canceled,
-    Permanent(String),
-    Transient(String),
+    Permanent(Why),
+    Transient(Why),
     /// Out of attempts before this run began.
-    Dead(String),
+    Dead(Why),
+}
+
+impl Step {
+    /// A storage failure: transient, its cause for the log only.
+    fn storage(e: &(dyn std::error::Error + 'static)) -> Self {
+        Step::Transient(Why::internal(
+            "a temporary storage error interrupted processing",
+            e,
+        ))
+    }
+}
+
+/// Why a run failed, twice: `shown` is the document's and the job's `error`, what clients
+/// read (`GET /documents/{id}`, `GET /jobs/{id}`): a reason written for people, never a
+/// cause chain, a path or SQL. `logged` is the whole chain, for the log (in the job's span,
+/// with the job and tenant ids) only.
+#[derive(Debug)]
+struct Why {
+    shown: String,
+    logged: String,
+}
+
+impl Why {
+    /// A message written for the client, logged as it is.
+    fn shown(message: impl Into<String>) -> Self {
+        let shown = message.into();
+        Self {
+            logged: shown.clone(),
+            shown,
+        }
+    }
+
+    /// A failure inside Quire: the client reads `shown`, the log the whole chain of `e`.
+    fn internal(shown: &str, e: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            shown: shown.to_owned(),
+            logged: chain(e),
+        }
+    }
+}
+
+/// An error with its whole `source()` chain, for the log.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use documents::{
     BlobKey, Chunk, ChunkDraft, Claim, Collection, CollectionId, CollectionPatch,
     CollectionRepository, CollectionStats, Document, DocumentFilter, DocumentId,
     DocumentRepository, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus,
-    NewChunk, Stage, StoreError,
+    NewChunk, Stage, StoreError, Stored,
 };
 use kernel::{Clock, InvalidInput, Page, PageRequest, TenantId};
 use time::{OffsetDateTime, UtcOffset};
@@ -123,8 +123,17 @@ impl Tables {
         }
     }
 
-    /// The tenants with a due job, the one to serve first first.
-    fn candidate_tenants(&self, now: OffsetDateTime) -> Vec<TenantId> {
+    /// Bytes of the tenant's documents.
+    fn storage_used(&self, tenant: TenantId) -> u64 {
+        self.documents
+            .values()
+            .filter(|d| d.tenant_id == tenant)
+            .fold(0u64, |sum, d| sum.saturating_add(d.bytes))
+    }
+
+    /// The tenants with a due job, the one to serve first first, each with its count of
+    /// jobs running under a live lease.
+    fn candidate_tenants(&self, now: OffsetDateTime) -> Vec<(TenantId, usize)> {
         // tenant -> (running under a live lease, last served, oldest due run_at); `None`
         // (never served) sorts first, as in the SQL adapter.
         type Rank = (usize, Option<OffsetDateTime>, Option<OffsetDateTime>);
@@ -146,7 +155,9 @@ impl Tables {
             })
             .collect();
         due.sort();
-        due.into_iter().map(|(.., tenant)| tenant).collect()
+        due.into_iter()
+            .map(|(running, .., tenant)| (tenant, running))
+            .collect()
     }
 
     /// The tenant's oldest due job (`run_at`, then id).
@@ -452,7 +463,12 @@ impl CollectionRepository for InMemoryDocuments {
 
 #[async_trait]
 impl DocumentRepository for InMemoryDocuments {
-    async fn create(&self, document: Document, job: Job) -> Result<(), StoreError> {
+    async fn create_within(
+        &self,
+        document: Document,
+        job: Job,
+        storage_limit: Option<u64>,
+    ) -> Result<Stored, StoreError> {
         let mut t = self.lock()?;
         // What the SQL schema refuses: a taken id, an unknown collection (foreign key).
         if t.documents.contains_key(&document.id) || t.jobs.contains_key(&job.id) {
@@ -463,9 +479,19 @@ impl DocumentRepository for InMemoryDocuments {
         {
             return Err(anyhow::anyhow!("storing a document: no such collection").into());
         }
+        if let Some(limit) = storage_limit {
+            let used = t.storage_used(document.tenant_id);
+            if used.saturating_add(document.bytes) > limit {
+                return Ok(Stored::OverLimit { used });
+            }
+        }
         t.documents.insert(document.id, document);
         insert_job(&mut t, job);
-        Ok(())
+        Ok(Stored::Created)
+    }
+
+    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        Ok(self.lock()?.storage_used(tenant))
     }
 
     async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError> {
@@ -615,10 +641,11 @@ impl JobQueue for InMemoryDocuments {
             .map(|r| r.job.clone()))
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
+        per_tenant: u32,
     ) -> Result<Option<Claim>, StoreError> {
         let now = utc_micros(now);
         let until = time::Duration::try_from(lease)
@@ -626,10 +653,12 @@ impl JobQueue for InMemoryDocuments {
             .and_then(|l| now.checked_add(l))
             .ok_or_else(|| anyhow::anyhow!("the lease is too long"))?;
         let mut t = self.lock()?;
+        let cap = usize::try_from(per_tenant).unwrap_or(usize::MAX);
         let Some(id) = t
             .candidate_tenants(now)
             .into_iter()
-            .find_map(|tenant| t.oldest_due(tenant, now))
+            .filter(|(_, running)| *running < cap)
+            .find_map(|(tenant, _)| t.oldest_due(tenant, now))
         else {
             return Ok(None);
         };

@@ -227,6 +227,11 @@ pub struct DocumentSettings {
     pub retry_base_secs: u64,
     /// How often an idle worker looks for jobs queued by other processes, in milliseconds.
     pub poll_interval_ms: u64,
+    /// Ingestion jobs one organization may run at once, across every worker of every
+    /// process, so that one organization's slow files never hold every worker. Default
+    /// (unset): `workers - 1`, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running_jobs_per_tenant: Option<u32>,
 }
 
 /// Where original files are kept.
@@ -495,6 +500,7 @@ impl Default for Settings {
                 max_attempts: 5,
                 retry_base_secs: 5,
                 poll_interval_ms: 1_000,
+                max_running_jobs_per_tenant: None,
             },
             retrieval: RetrievalSettings {
                 embedder: EmbedderKind::Local,
@@ -678,6 +684,9 @@ impl Settings {
             return bad(
                 "documents.extract_timeout_secs and max_concurrent_extractions must be positive",
             );
+        }
+        if d.max_running_jobs_per_tenant == Some(0) {
+            return bad("documents.max_running_jobs_per_tenant must be positive");
         }
         if d.extract_memory_mib < 64 {
             return bad("documents.extract_memory_mib must be at least 64");

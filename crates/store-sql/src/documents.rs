@@ -9,12 +9,13 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use documents::{
     BlobKey, Chunk, ChunkId, CollectionId, Document, DocumentFilter, DocumentId,
-    DocumentRepository, DocumentStatus, Job, JobId, StoreError,
+    DocumentRepository, DocumentStatus, Job, JobId, StoreError, Stored,
 };
 use kernel::{InvalidInput, Page, PageRequest, TenantId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use time::OffsetDateTime;
 
@@ -107,6 +108,28 @@ fn after_ordinal(page: &PageRequest) -> Result<Option<i32>, InvalidInput> {
         .transpose()
 }
 
+/// The class of the PostgreSQL advisory locks that serialize one tenant's storage checks
+/// (`"QSTO"`).
+const STORAGE_LOCK_CLASS: i32 = 0x5153_544F;
+
+/// Serializes the storage checks of one tenant on PostgreSQL, until the transaction ends.
+const STORAGE_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
+
+/// Bytes of the tenant's documents, read on `db`.
+async fn storage_used_on(db: &impl ConnectionTrait, tenant: TenantId) -> Result<u64, StoreError> {
+    let total: Option<i64> = scope::select::<Entity>(tenant)
+        .select_only()
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(bytes), 0) AS BIGINT)"),
+            "total",
+        )
+        .into_tuple()
+        .one(db)
+        .await
+        .context("summing a tenant's stored bytes")?;
+    Ok(fit(total.unwrap_or(0), "stored bytes")?)
+}
+
 /// The document, read inside `txn`.
 pub(crate) async fn find_in(
     txn: &DatabaseTransaction,
@@ -122,16 +145,50 @@ pub(crate) async fn find_in(
 
 #[async_trait]
 impl DocumentRepository for SqlStore {
-    async fn create(&self, document: Document, first_job: Job) -> Result<(), StoreError> {
+    async fn create_within(
+        &self,
+        document: Document,
+        first_job: Job,
+        storage_limit: Option<u64>,
+    ) -> Result<Stored, StoreError> {
+        let tenant = document.tenant_id;
+        let bytes = document.bytes;
         let row = new_row(document)?;
+        // SQLite: the write lock, held from here to the commit, serializes every check.
         let txn = self
             .begin_write()
             .await
             .context("starting a document upload")?;
+        if let Some(limit) = storage_limit {
+            let backend = txn.get_database_backend();
+            if backend == DbBackend::Postgres {
+                // Read committed: the sum below, read after the lock, sees every upload of
+                // the tenant that committed before it.
+                txn.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    STORAGE_LOCK_SQL,
+                    [
+                        Value::from(STORAGE_LOCK_CLASS),
+                        Value::from(tenant.as_uuid().to_string()),
+                    ],
+                ))
+                .await
+                .context("locking a tenant's storage")?;
+            }
+            let used = storage_used_on(&txn, tenant).await?;
+            if used.saturating_add(bytes) > limit {
+                txn.rollback().await.context("ending a document upload")?;
+                return Ok(Stored::OverLimit { used });
+            }
+        }
         row.insert(&txn).await.context("storing a document")?;
         jobs::insert(&txn, first_job).await?;
         txn.commit().await.context("committing a document upload")?;
-        Ok(())
+        Ok(Stored::Created)
+    }
+
+    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        storage_used_on(&self.db, tenant).await
     }
 
     async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError> {

@@ -41,7 +41,8 @@ use kernel::TenantId;
 use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, UpdateMany, Value,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, UpdateMany,
+    Value,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -94,6 +95,14 @@ WHERE d.first_due IS NOT NULL \
 GROUP BY d.tenant_id \
 ORDER BY running, served NULLS FIRST, oldest, d.tenant_id \
 LIMIT 32";
+
+/// The class of the PostgreSQL advisory locks that serialize one tenant's capped claims
+/// (`"QJOB"`).
+const CAP_LOCK_CLASS: i32 = 0x514A_4F42;
+
+/// Takes, if free, the lock of one tenant's capped claims on PostgreSQL, until the
+/// transaction ends.
+const CAP_LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked";
 
 /// `t` as `jobs` stores it on `backend`: UTC, microseconds; on SQLite fixed-width text
 /// (`2026-11-22T10:00:00.000000Z`), so that text order is time order.
@@ -254,7 +263,7 @@ async fn oldest(
 async fn candidate_tenants(
     db: &impl ConnectionTrait,
     now: &Value,
-) -> Result<Vec<TenantId>, StoreError> {
+) -> Result<Vec<(TenantId, i64)>, StoreError> {
     let statement =
         Statement::from_sql_and_values(db.get_database_backend(), CANDIDATES_SQL, [now.clone()]);
     let rows = db
@@ -263,10 +272,14 @@ async fn candidate_tenants(
         .context("choosing a tenant to serve")?;
     rows.into_iter()
         .map(|row| {
-            row.try_get::<Uuid>("", "tenant_id")
+            let tenant = row
+                .try_get::<Uuid>("", "tenant_id")
                 .map(TenantId::from_uuid)
-                .context("reading a candidate tenant")
-                .map_err(StoreError::from)
+                .context("reading a candidate tenant")?;
+            let running = row
+                .try_get::<i64>("", "running")
+                .context("reading a candidate's running jobs")?;
+            Ok((tenant, running))
         })
         .collect()
 }
@@ -289,6 +302,47 @@ fn clamp_progress(p: f32) -> f32 {
 }
 
 impl SqlStore {
+    /// Whether `tenant` runs fewer than `cap` jobs under live leases, read inside `txn`. On
+    /// PostgreSQL the claim first takes the tenant's advisory lock (without waiting: a tenant
+    /// another claimer is serving right now is skipped, and no two claims can deadlock), so
+    /// that claims made at the same moment cannot pass the cap together; on SQLite the
+    /// claim's write lock already serializes them.
+    async fn under_cap(
+        txn: &DatabaseTransaction,
+        tenant: TenantId,
+        now: &Value,
+        cap: u32,
+    ) -> Result<bool, StoreError> {
+        let backend = txn.get_database_backend();
+        if backend == DbBackend::Postgres {
+            let locked = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    CAP_LOCK_SQL,
+                    [
+                        Value::from(CAP_LOCK_CLASS),
+                        Value::from(tenant.as_uuid().to_string()),
+                    ],
+                ))
+                .await
+                .context("locking a tenant's claims")?
+                .map(|row| row.try_get::<bool>("", "locked"))
+                .transpose()
+                .context("reading a claim lock")?
+                .unwrap_or(false);
+            if !locked {
+                return Ok(false);
+            }
+        }
+        let running = scope::select::<Entity>(tenant)
+            .filter(Column::Status.eq(RUNNING))
+            .filter(Column::LeaseUntil.gte(now.clone()))
+            .count(txn)
+            .await
+            .context("counting a tenant's running jobs")?;
+        Ok(running < u64::from(cap))
+    }
+
     /// Leases `tenant`'s oldest due job inside `txn`, if one is still free.
     async fn lease_oldest_due(
         txn: &DatabaseTransaction,
@@ -402,10 +456,11 @@ impl JobQueue for SqlStore {
             .transpose()
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
+        per_tenant: u32,
     ) -> Result<Option<Claim>, StoreError> {
         let backend = self.db.get_database_backend();
         let now = utc_micros(now);
@@ -434,7 +489,13 @@ impl JobQueue for SqlStore {
             if tenants.is_empty() {
                 break;
             }
-            for tenant in tenants {
+            for (tenant, running) in tenants {
+                if running >= i64::from(per_tenant)
+                    || (per_tenant != u32::MAX
+                        && !Self::under_cap(&txn, tenant, &now_value, per_tenant).await?)
+                {
+                    continue;
+                }
                 let Some(row) =
                     Self::lease_oldest_due(&txn, tenant, &now_value, token, until.clone()).await?
                 else {

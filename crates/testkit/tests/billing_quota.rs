@@ -34,6 +34,7 @@ fn settings() -> BillingSettings {
                 Plan {
                     monthly_token_limit: Some(1_000),
                     max_concurrent_streams: 2,
+                    max_storage_bytes: None,
                 },
             ),
             (
@@ -41,6 +42,7 @@ fn settings() -> BillingSettings {
                 Plan {
                     monthly_token_limit: None,
                     max_concurrent_streams: 100,
+                    max_storage_bytes: None,
                 },
             ),
         ]),

@@ -55,6 +55,7 @@ on_every_adapter!(
     documents::document_delete,
     documents::reindex,
     documents::organization_delete_takes_everything,
+    documents::storage_limit_holds_under_concurrency,
     jobs::claims_are_exactly_once,
     jobs::claims_are_fair_across_tenants,
     jobs::claims_take_turns_between_tenants,
@@ -64,4 +65,5 @@ on_every_adapter!(
     jobs::final_failures_fail_the_document,
     jobs::cancelled_jobs_are_never_claimed,
     jobs::deleted_document_claim_cannot_complete,
+    jobs::claims_respect_the_cap_per_tenant,
 );

@@ -271,6 +271,7 @@ fn policy(max_attempts: u32) -> IngestPolicy {
         max_attempts,
         retry_base: Duration::from_secs(10),
         retry_max: Duration::from_secs(3_600),
+        ..IngestPolicy::default()
     }
 }
 
@@ -826,4 +827,47 @@ async fn one_worker_alone_serves_tenants_in_turn() {
     assert_eq!(order[0], a_jobs[0], "the oldest job first");
     assert_eq!(order[1], b_job, "then B, never served, before A's backlog");
     assert_eq!(order[2..], a_jobs[1..], "then A's backlog, oldest first");
+}
+
+/// `POST /documents/extract` shares the extractor's slots with every tenant and the workers:
+/// one tenant's second extraction at once is refused while its first runs, and another
+/// tenant's runs beside it.
+#[tokio::test]
+async fn one_tenant_cannot_hold_every_extraction_slot() {
+    let mut p = Pipeline::new(policy(3));
+    p.documents = p.documents.clone().with_extraction_share(1);
+    let (a, b) = (member(), member());
+    let (started, started_rx) = oneshot::channel();
+    let (go, go_rx) = oneshot::channel();
+    p.extractor.then(Step::Pause { started, go: go_rx });
+    let docs = p.documents.clone();
+    let ctx = a;
+    let first = tokio::spawn(async move {
+        docs.extract_only(&ctx, Some("slow.txt"), b"a slow file".to_vec())
+            .await
+    });
+    started_rx.await.expect("the first extraction started");
+    let second = p
+        .documents
+        .extract_only(&a, Some("more.txt"), b"another file".to_vec())
+        .await;
+    assert!(
+        matches!(second, Err(DocumentsError::Busy)),
+        "a tenant's second extraction at once: {second:?}"
+    );
+    let other = p
+        .documents
+        .extract_only(&b, Some("mine.txt"), b"another tenant's file".to_vec())
+        .await
+        .expect("another tenant extracts beside it");
+    assert_eq!(other.1.text, "another tenant's file");
+    go.send(()).expect("go");
+    first
+        .await
+        .expect("the first task")
+        .expect("the first extraction");
+    p.documents
+        .extract_only(&a, Some("after.txt"), b"after the first".to_vec())
+        .await
+        .expect("the share is free again");
 }

@@ -283,8 +283,9 @@ async fn update_org(
         state.billing.limits_changed(org.id).await?;
     }
     let status = state.billing.plan_status(org.id).await?;
+    let storage = state.documents.storage(org.id).await?;
     let mut dto = AdminOrgDto::from(&org);
-    dto.billing = Some(status.into());
+    dto.billing = Some(crate::routes::billing::PlanDto::new(status, storage));
     Ok(web::Json(dto))
 }
 

@@ -407,10 +407,18 @@ pub struct PlanDto {
     max_concurrent_streams: u32,
     /// Whether `monthly_token_limit` was set by an administrator rather than the plan.
     limit_overridden: bool,
+    /// Bytes of original files the organization keeps (every document; deleting frees).
+    storage_used_bytes: u64,
+    /// Bytes of original files the plan allows; `null`: no limit. An upload past it is
+    /// refused with 402 `storage_limit_exceeded`.
+    storage_limit_bytes: Option<u64>,
 }
 
-impl From<billing::PlanStatus> for PlanDto {
-    fn from(s: billing::PlanStatus) -> Self {
+impl PlanDto {
+    pub(crate) fn new(
+        s: billing::PlanStatus,
+        (storage_used_bytes, storage_limit_bytes): (u64, Option<u64>),
+    ) -> Self {
         Self {
             plan: s.plan,
             monthly_token_limit: s.monthly_token_limit,
@@ -420,6 +428,8 @@ impl From<billing::PlanStatus> for PlanDto {
             period_start: s.period_start,
             max_concurrent_streams: s.max_concurrent_streams,
             limit_overridden: s.limit_overridden,
+            storage_used_bytes,
+            storage_limit_bytes,
         }
     }
 }
@@ -437,5 +447,6 @@ async fn plan(
     access: Tenant<Viewer>,
 ) -> Result<web::Json<PlanDto>, ApiError> {
     let status = state.billing.plan_status(access.ctx.tenant_id()).await?;
-    Ok(web::Json(PlanDto::from(status)))
+    let storage = state.documents.storage(access.ctx.tenant_id()).await?;
+    Ok(web::Json(PlanDto::new(status, storage)))
 }

@@ -438,7 +438,8 @@ pub struct DocumentDto {
     progress: f32,
     chunks: u32,
     tokens: u64,
-    /// Why it failed.
+    /// Why it failed, for people (`the PDF is encrypted; upload an unprotected copy`); never
+    /// an internal cause chain, which goes to the server log with the job's id.
     error: Option<String>,
     #[schema(value_type = Object)]
     metadata: serde_json::Map<String, serde_json::Value>,
@@ -576,8 +577,12 @@ fn file_name(field: &actix_multipart::Field) -> Option<String> {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, body = UploadDto), (status = 200, description = "duplicate content", body = UploadDto),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 402, description = "storage_limit_exceeded: the organization's files would pass its plan's storage", body = Problem),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 413, description = "payload_too_large: the file is over documents.max_file_bytes", body = Problem),
+        (status = 415, body = Problem),
         (status = 422, body = Problem),
         (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
@@ -676,7 +681,9 @@ pub struct ExtractForm {
     file: Vec<u8>,
 }
 
-/// Extracts the text of a file without storing anything (member).
+/// Extracts the text of a file without storing anything (member). An organization runs at
+/// most `documents.max_concurrent_extractions - 1` of these at once per server (at least 1),
+/// so it never holds every extraction slot; one more gets 429 with `Retry-After: 1`.
 #[utoipa::path(
     tag = "documents",
     security(("bearer" = [])),
@@ -686,7 +693,7 @@ pub struct ExtractForm {
         (status = 200, body = ExtractDto), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, description = "the file cannot be read (encrypted, damaged, no text)", body = Problem),
-        (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 429, description = "rate limited (see Retry-After), or the organization's extractions at once are all in use", body = Problem)
     )
 )]
 #[post("/documents/extract")]
@@ -723,7 +730,9 @@ async fn extract(
     }
     let (name, bytes) =
         file.ok_or_else(|| ApiError::from(InvalidInput::field("file", "a file is required")))?;
-    let (format, text) = docs.extract_only(name.as_deref(), bytes).await?;
+    let (format, text) = docs
+        .extract_only(&access.ctx, name.as_deref(), bytes)
+        .await?;
     Ok(web::Json(ExtractDto {
         format: format.as_str(),
         pages: text.pages(),
@@ -938,7 +947,8 @@ pub struct JobDto {
     progress: f32,
     /// Runs started.
     attempts: u32,
-    /// The last error.
+    /// The last error, for people; never an internal cause chain (that goes to the server log
+    /// with the job's id).
     error: Option<String>,
     document_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]

@@ -336,7 +336,9 @@ pub struct IngestResponse {
     request_body = IngestRequest,
     responses(
         (status = 202, body = IngestResponse),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 402, description = "storage_limit_exceeded: the organization's files would pass its plan's storage", body = Problem),
+        (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem),
         (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )

@@ -1034,3 +1034,62 @@ pub async fn organization_delete_takes_everything(p: &DocumentPorts) {
         "A's queued job went with A"
     );
 }
+
+/// `create_within` stores a document only while the tenant's bytes stay within the limit,
+/// atomically for concurrent callers; `storage_used` counts every document of the tenant and
+/// forgets deleted ones.
+pub async fn storage_limit_holds_under_concurrency(p: &DocumentPorts) {
+    let (a, b) = two_tenants(p).await;
+    // Each document is 1,000 bytes; the limit fits 3 of 10 racing inserts.
+    let racers: Vec<_> = (0..10_u64)
+        .map(|i| {
+            let docs = p.documents.clone();
+            let (d, job) = document(a, None, &format!("r{i}"), at_ms(i));
+            tokio::spawn(async move { docs.create_within(d, job, Some(3_500)).await })
+        })
+        .collect();
+    let mut created = 0;
+    for racer in racers {
+        match racer.await.expect("racer task").expect("create_within") {
+            documents::Stored::Created => created += 1,
+            documents::Stored::OverLimit { used } => assert!(used >= 3_000, "{used}"),
+        }
+    }
+    assert_eq!(created, 3, "exactly three fit");
+    assert_eq!(p.documents.storage_used(a).await.expect("used"), 3_000);
+    assert_eq!(
+        p.documents.storage_used(b).await.expect("used"),
+        0,
+        "B's own"
+    );
+    let (d, job) = document(b, None, "b", at_ms(100));
+    assert_eq!(
+        p.documents
+            .create_within(d, job, Some(1_000))
+            .await
+            .expect("create_within"),
+        documents::Stored::Created,
+        "B's limit counts only B's documents"
+    );
+    let first = p
+        .documents
+        .list(
+            a,
+            &DocumentFilter::default(),
+            &PageRequest::first(10).expect("page"),
+        )
+        .await
+        .expect("list")
+        .items
+        .remove(0);
+    p.documents
+        .delete(a, first.id, at_ms(200))
+        .await
+        .expect("delete")
+        .expect("deleted");
+    assert_eq!(
+        p.documents.storage_used(a).await.expect("used"),
+        2_000,
+        "freed"
+    );
+}

@@ -702,3 +702,89 @@ pub async fn deleted_document_claim_cannot_complete(p: &DocumentPorts) {
     assert_eq!(job.status, JobStatus::Canceled);
     assert_eq!(job.finished_at, Some(at_ms(2)));
 }
+
+/// `claim_within` skips a tenant at its cap of running jobs, even for 8 claimers at once, and
+/// serves it again when one of its jobs ends.
+pub async fn claims_respect_the_cap_per_tenant(p: &DocumentPorts) {
+    let (a, b) = two_tenants(p).await;
+    for i in 0..10_u64 {
+        upload(p, a, None, &format!("a{i}"), at_ms(i)).await;
+    }
+    let now = at_ms(20_000);
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let jobs = p.jobs.clone();
+            tokio::spawn(async move { jobs.claim_within(now, MINUTE, 2).await })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for claimer in claimers {
+        if let Some(claim) = claimer.await.expect("claimer task").expect("claim") {
+            held.push(claim);
+        }
+    }
+    // PostgreSQL: a claimer that found the tenant's lock taken skipped it; never more than 2.
+    assert!(
+        !held.is_empty() && held.len() <= 2,
+        "A runs at most 2 jobs: {}",
+        held.len()
+    );
+    while held.len() < 2 {
+        held.push(
+            p.jobs
+                .claim_within(now, MINUTE, 2)
+                .await
+                .expect("claim")
+                .expect("A is under its cap"),
+        );
+    }
+    assert!(
+        p.jobs
+            .claim_within(now, MINUTE, 2)
+            .await
+            .expect("claim")
+            .is_none(),
+        "A is at its cap"
+    );
+    let only_b = upload(p, b, None, "b", at_ms(30)).await;
+    let next = p
+        .jobs
+        .claim_within(now, MINUTE, 2)
+        .await
+        .expect("claim")
+        .expect("B is due");
+    assert_eq!(
+        next.job.document_id,
+        Some(only_b.id),
+        "B is served beside A"
+    );
+    assert!(
+        p.jobs
+            .complete(
+                &held[0],
+                Ingested {
+                    pages: None,
+                    chunks: drafts(1, 1),
+                },
+                now,
+            )
+            .await
+            .expect("complete")
+    );
+    let again = p
+        .jobs
+        .claim_within(now, MINUTE, 2)
+        .await
+        .expect("claim")
+        .expect("A has room again");
+    assert_eq!(again.job.tenant_id, a);
+    // An expired lease does not count as running.
+    let later = now + MINUTE + Duration::from_secs(1);
+    let taken = p
+        .jobs
+        .claim_within(later, MINUTE, 2)
+        .await
+        .expect("claim")
+        .expect("leases ended: A is under its cap");
+    assert_eq!(taken.job.tenant_id, a);
+}
