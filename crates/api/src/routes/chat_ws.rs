@@ -431,7 +431,7 @@ async fn serve(
         let expiry = grant.as_ref().and_then(Grant::expiry);
         tokio::select! {
             () = tokio::time::sleep_until(auth_deadline), if grant.is_none() => {
-                let _ = send_error(&mut session, "unauthenticated", "authenticate within the first seconds").await;
+                let _ = send_error(&mut session, "unauthenticated", "authenticate with {\"type\":\"auth\"} before the deadline").await;
                 break Some(policy("authentication timeout"));
             }
             () = tokio::time::sleep_until(deadline), if grant.is_some() => {
