@@ -996,6 +996,24 @@ mod tests {
     }
 
     #[test]
+    fn websocket_limits_are_checked() {
+        for (k, v) in [
+            ("chat.ws_reauth_secs", "0"),
+            ("chat.ws_max_per_address", "0"),
+            ("chat.ws_idle_timeout_secs", "0"),
+        ] {
+            assert!(with(&[(k, v)]).is_err(), "{k} = {v} must be refused");
+        }
+        assert!(
+            with(&[
+                ("chat.ws_reauth_secs", "5"),
+                ("chat.ws_max_per_address", "8")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn auth_settings_are_checked() {
         for (k, v) in [
             ("auth.access_token_ttl_secs", "0"),
