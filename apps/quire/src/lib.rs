@@ -96,6 +96,8 @@ pub async fn services(
             ping_interval: Duration::from_secs(c.ws_ping_secs),
             max_frame_bytes: c.ws_max_frame_bytes,
             allowed_origins: c.ws_allowed_origins.clone(),
+            reauth_interval: Duration::from_secs(c.ws_reauth_secs),
+            max_per_address: c.ws_max_per_address,
         },
         accounts,
         orgs: Arc::new(

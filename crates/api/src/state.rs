@@ -44,6 +44,8 @@ pub struct AppState {
     pub chat_max_answer_tokens: u32,
     /// WebSocket limits and origins.
     pub ws: WsSettings,
+    /// The open WebSockets of this process, per client address.
+    pub(crate) ws_open: Arc<crate::routes::chat_ws::OpenSockets>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
@@ -69,6 +71,10 @@ pub struct WsSettings {
     pub max_frame_bytes: usize,
     /// Origins allowed (empty: none but requests without `Origin`).
     pub allowed_origins: Vec<String>,
+    /// How often an open socket's access is checked again.
+    pub reauth_interval: std::time::Duration,
+    /// Open sockets per client address in this process.
+    pub max_per_address: usize,
 }
 
 impl Default for WsSettings {
@@ -78,6 +84,8 @@ impl Default for WsSettings {
             ping_interval: std::time::Duration::from_secs(20),
             max_frame_bytes: 64 * 1024,
             allowed_origins: Vec::new(),
+            reauth_interval: std::time::Duration::from_secs(30),
+            max_per_address: 64,
         }
     }
 }
@@ -159,6 +167,7 @@ impl AppState {
             chat_answer_timeout_secs,
             chat_max_answer_tokens,
             ws,
+            ws_open: Arc::default(),
             components,
             metrics: Arc::new(Metrics::new()),
             openapi,

@@ -408,6 +408,14 @@ impl Accounts {
         Ok((user, claims.session))
     }
 
+    /// When `access_token` stops verifying (its issue time plus the tokens' lifetime), or
+    /// `None` when it does not verify now. Long-lived connections close at this time.
+    #[must_use]
+    pub fn access_expires_at(&self, access_token: &str) -> Option<time::OffsetDateTime> {
+        let claims = self.ports.access.verify(access_token).ok()?;
+        Some(claims.issued_at + self.ports.access.ttl())
+    }
+
     /// Changes the password after checking the current one; every other session of the
     /// account ends (the one making the change stays signed in).
     ///

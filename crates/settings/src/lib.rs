@@ -108,8 +108,15 @@ pub struct ChatSettings {
     pub replay_keep_secs: u64,
     /// Seconds a non-streamed answer or AI task may take before 503 (streams are not cut).
     pub answer_timeout_secs: u64,
-    /// A WebSocket with no frame from the client for this long is closed, in seconds.
+    /// A WebSocket with no frame from the client for this long is closed, in seconds; one
+    /// not authenticated this long after it opened is closed whatever it sent.
     pub ws_idle_timeout_secs: u64,
+    /// Seconds between re-checks of an open WebSocket's access (session, key, membership,
+    /// role, account), also while it is idle; every question is checked as well.
+    pub ws_reauth_secs: u64,
+    /// Open WebSockets one client address may hold on one server; more are refused with
+    /// 429 `too_many_sockets`.
+    pub ws_max_per_address: usize,
     /// Seconds between server pings on a WebSocket.
     pub ws_ping_secs: u64,
     /// Largest WebSocket frame (or message) accepted from a client, in bytes.
@@ -534,6 +541,8 @@ impl Default for Settings {
                 replay_keep_secs: 120,
                 answer_timeout_secs: 300,
                 ws_idle_timeout_secs: 120,
+                ws_reauth_secs: 30,
+                ws_max_per_address: 64,
                 ws_ping_secs: 20,
                 ws_max_frame_bytes: 64 * 1024,
                 ws_allowed_origins: Vec::new(),
@@ -748,6 +757,9 @@ impl Settings {
                 "chat.ws_idle_timeout_secs and ws_ping_secs must be positive, \
                  ws_max_frame_bytes at least 1024",
             );
+        }
+        if c.ws_reauth_secs == 0 || c.ws_max_per_address == 0 {
+            return bad("chat.ws_reauth_secs and ws_max_per_address must be positive");
         }
         let b = &self.billing;
         if !b.plans.contains_key(&b.fallback_plan) {
@@ -1008,6 +1020,24 @@ mod tests {
         }
         assert!(with(&[("http.cors_allowed_origins", "[\"*\"]")]).is_err());
         assert!(with(&[("http.cors_allowed_origins", "[\"https://app.example.com\"]")]).is_ok());
+    }
+
+    #[test]
+    fn websocket_limits_are_checked() {
+        for (k, v) in [
+            ("chat.ws_reauth_secs", "0"),
+            ("chat.ws_max_per_address", "0"),
+            ("chat.ws_idle_timeout_secs", "0"),
+        ] {
+            assert!(with(&[(k, v)]).is_err(), "{k} = {v} must be refused");
+        }
+        assert!(
+            with(&[
+                ("chat.ws_reauth_secs", "5"),
+                ("chat.ws_max_per_address", "8")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -239,6 +239,8 @@ fn bench_settings(s: &mut quire::Settings) {
     s.documents.workers = defaults.documents.workers;
     // The sockets of the memory part stay open while it measures.
     s.chat.ws_idle_timeout_secs = 3_600;
+    // All of them from one address (the child process).
+    s.chat.ws_max_per_address = 1_000_000;
 }
 
 /// The bench's organization: a token, its id, and a collection of ready documents.

@@ -6,7 +6,7 @@ mod ai;
 mod auth;
 mod billing;
 mod chat;
-mod chat_ws;
+pub(crate) mod chat_ws;
 mod documents;
 pub(crate) mod orgs;
 mod platform;
