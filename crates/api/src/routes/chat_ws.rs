@@ -148,7 +148,7 @@ impl Grant {
         token: String,
         tenant: String,
     ) -> Result<Self, ApiError> {
-        let access = crate::tenant::resolve::<Member, crate::limits::Unlimited>(
+        let access = crate::tenant::resolve::<Member, crate::limits::ChatRate>(
             state.clone(),
             Ok(token.clone()),
             Ok(tenant),
@@ -174,7 +174,7 @@ impl Grant {
 
     /// The same check again, as an HTTP request would pass it now.
     async fn recheck(&mut self, state: &web::Data<AppState>) -> Result<(), ApiError> {
-        self.access = crate::tenant::resolve::<Member, crate::limits::Unlimited>(
+        self.access = crate::tenant::resolve::<Member, crate::limits::ChatRate>(
             state.clone(),
             Ok(self.token.clone()),
             Ok(self.tenant.clone()),
