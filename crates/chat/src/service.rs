@@ -13,6 +13,7 @@ use kernel::{
 };
 
 use crate::citations;
+use crate::neutralize::Neutralizer;
 use crate::metered::{self, Held, MeteredStream};
 use crate::model::{
     Assistant, AssistantFields, AssistantId, ChatRequest, ChatSessionId, Feedback, Locale,
@@ -983,7 +984,7 @@ impl Chat {
                 Ok(Completion {
                     model: started.model_name,
                     sources: started.sources,
-                    stream: Box::pin(stream),
+                    stream: Box::pin(crate::neutralize::SafeStream::new(Box::pin(stream))),
                     prompt_tokens: started.prompt_tokens,
                 })
             }
@@ -1224,7 +1225,11 @@ struct Driver {
 
 impl Driver {
     async fn drive(self, request: ChatRequest) {
+        // What the model wrote (counted, checked for citations) and what is streamed and
+        // stored: the same text neutralized.
+        let mut raw = String::new();
         let mut text = String::new();
+        let mut safe = Neutralizer::new();
         let mut usage: Option<Usage> = None;
         let mut failure: Option<(&'static str, String)> = None;
         let started = tokio::select! {
@@ -1246,6 +1251,8 @@ impl Driver {
                 };
                 match next {
                     Some(Ok(crate::ports::ModelEvent::Delta(t))) => {
+                        raw.push_str(&t);
+                        let t = safe.push(&t);
                         if !t.is_empty() {
                             text.push_str(&t);
                             self.run.push(StreamEvent::Delta { text: t });
@@ -1261,17 +1268,22 @@ impl Driver {
                 // The stream is dropped at the end of this arm: the upstream request with it.
             },
         }
+        let tail = safe.finish();
+        if !tail.is_empty() {
+            text.push_str(&tail);
+            self.run.push(StreamEvent::Delta { text: tail });
+        }
         let usage = match (usage, &failure) {
             (Some(u), None) => u,
             _ => metered::counted_usage(
                 &*self.model,
                 &self.model_name,
                 self.prompt_tokens,
-                &text,
+                &raw,
                 failure.is_none(),
             ),
         };
-        let (citations, dropped) = citations::verify(&text, &self.sources);
+        let (citations, dropped) = citations::verify(&raw, &self.sources);
         if dropped > 0 {
             tracing::info!(message = %self.run.message_id, dropped, "unverifiable citations dropped");
         }
