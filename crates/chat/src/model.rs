@@ -559,7 +559,7 @@ impl Locale {
 }
 
 fn check_text(errors: &mut Vec<FieldError>, field: &str, v: &str, max: usize, empty_ok: bool) {
-    if !empty_ok && v.trim().is_empty() {
+    if !empty_ok && kernel::text::clean_name(v).is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if v.chars().count() > max {
         errors.push(FieldError::new(

@@ -365,7 +365,7 @@ impl Chat {
             owner: ctx.principal(),
             title: fields
                 .title
-                .map(|t| t.trim().to_owned())
+                .map(|t| kernel::text::clean_name(&t))
                 .filter(|t| !t.is_empty())
                 .unwrap_or_else(|| "New chat".to_owned()),
             collection_ids: dedup(fields.collection_ids.unwrap_or_default()),
@@ -435,7 +435,7 @@ impl Chat {
             self.assistant(ctx, a).await?;
         }
         if let Some(t) = fields.title {
-            let t = t.trim().to_owned();
+            let t = kernel::text::clean_name(&t);
             if !t.is_empty() {
                 session.title = t;
             }
@@ -842,7 +842,7 @@ impl Chat {
         let assistant = Assistant {
             id: AssistantId::new(),
             tenant_id: ctx.tenant_id(),
-            name: fields.name.unwrap_or_default().trim().to_owned(),
+            name: kernel::text::clean_name(&fields.name.unwrap_or_default()),
             instructions: fields.instructions.unwrap_or_default(),
             model,
             collection_ids: dedup(fields.collection_ids.unwrap_or_default()),
@@ -902,7 +902,7 @@ impl Chat {
         self.check_references(ctx, fields.collection_ids.as_deref(), model.as_deref())
             .await?;
         if let Some(n) = fields.name {
-            a.name = n.trim().to_owned();
+            a.name = kernel::text::clean_name(&n);
         }
         if let Some(i) = fields.instructions {
             a.instructions = i;
