@@ -21,6 +21,7 @@ mod m20261122_000011_collection_embedding_model;
 mod m20261122_000012_retrieval;
 mod m20261122_000013_chat;
 mod m20261122_000014_usage;
+mod m20261206_000020_assistant_creator;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000012_retrieval::Migration),
             Box::new(m20261122_000013_chat::Migration),
             Box::new(m20261122_000014_usage::Migration),
+            Box::new(m20261206_000020_assistant_creator::Migration),
         ]
     }
 }

@@ -55,6 +55,9 @@ pub enum ChatError {
     /// The stream was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The caller's role does not allow this (another member's assistant).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// Metering refused the call (the organization's token quota is used up, or it has too
     /// many answers streaming) or could not be reached; no model was called.
     #[error(transparent)]
@@ -849,6 +852,7 @@ impl Chat {
             temperature: fields.temperature.flatten(),
             created_at: now,
             updated_at: now,
+            created_by: Some(ctx.principal()),
         };
         self.ports.store.create_assistant(&assistant).await?;
         Ok(assistant)
@@ -886,10 +890,11 @@ impl Chat {
             .await?)
     }
 
-    /// Changes an assistant.
+    /// Changes an assistant: its creator, or an admin ([`Assistant::editable_by`]).
     ///
     /// # Errors
-    /// As [`Chat::create_assistant`], and [`ChatError::NotFound`].
+    /// As [`Chat::create_assistant`], [`ChatError::NotFound`], and [`ChatError::Forbidden`]
+    /// for another member's assistant.
     pub async fn update_assistant(
         &self,
         ctx: &TenantContext,
@@ -898,6 +903,9 @@ impl Chat {
     ) -> Result<Assistant, ChatError> {
         fields.validate()?;
         let mut a = self.assistant(ctx, id).await?;
+        if !a.editable_by(ctx) {
+            return Err(ChatError::Forbidden(NOT_YOUR_ASSISTANT));
+        }
         let model = fields.model.clone().flatten();
         self.check_references(ctx, fields.collection_ids.as_deref(), model.as_deref())
             .await?;
@@ -923,15 +931,18 @@ impl Chat {
         Ok(a)
     }
 
-    /// Deletes an assistant (sessions naming it go on without it).
+    /// Deletes an assistant (sessions naming it go on without it): its creator, or an admin.
     ///
     /// # Errors
-    /// [`ChatError::NotFound`].
+    /// [`ChatError::NotFound`]; [`ChatError::Forbidden`] for another member's assistant.
     pub async fn delete_assistant(
         &self,
         ctx: &TenantContext,
         id: AssistantId,
     ) -> Result<(), ChatError> {
+        if !self.assistant(ctx, id).await?.editable_by(ctx) {
+            return Err(ChatError::Forbidden(NOT_YOUR_ASSISTANT));
+        }
         if !self
             .ports
             .store
@@ -1182,6 +1193,10 @@ fn dedup(mut ids: Vec<CollectionId>) -> Vec<CollectionId> {
     ids.retain(|c| seen.insert(*c));
     ids
 }
+
+/// Why another member's assistant cannot be changed.
+const NOT_YOUR_ASSISTANT: &str =
+    "only the assistant's creator or an admin may change or delete it";
 
 /// A per-request random fence token (the random bits of a fresh UUIDv7).
 pub(crate) fn fence() -> String {
