@@ -92,7 +92,8 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 
 /// The Content-Security-Policy of every other response (JSON, problem+json, streams): a
 /// browser that opens one runs and loads nothing.
-pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+pub const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 fn set_security_headers(headers: &mut HeaderMap, hsts: Option<&HeaderValue>, docs: bool) {
     let csp = HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP });

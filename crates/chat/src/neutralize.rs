@@ -315,7 +315,8 @@ impl State {
             };
             let line = &rest[..n];
             let trimmed = line.trim_start_matches(' ');
-            if line.len() - trimmed.len() <= 3 && trimmed.chars().take_while(|c| *c == ch).count() >= len
+            if line.len() - trimmed.len() <= 3
+                && trimmed.chars().take_while(|c| *c == ch).count() >= len
             {
                 self.fence = None;
             }
@@ -625,13 +626,18 @@ mod tests {
             "a b (`https://e/1`) c (`https://e/2`)"
         );
         // Brackets, not links: citation markers and plain brackets stay.
-        assert_eq!(neutralize("Rent [S1][S3]. See [note]."), "Rent [S1][S3]. See [note].");
+        assert_eq!(
+            neutralize("Rent [S1][S3]. See [note]."),
+            "Rent [S1][S3]. See [note]."
+        );
     }
 
     #[test]
     fn bare_addresses_are_wrapped_in_code() {
         assert_eq!(
-            same_when_split("Go to https://attacker.example/login. Or www.evil.example, or //x.example/a"),
+            same_when_split(
+                "Go to https://attacker.example/login. Or www.evil.example, or //x.example/a"
+            ),
             "Go to `https://attacker.example/login`. Or `www.evil.example`, or `//x.example/a`"
         );
         assert_eq!(
@@ -639,7 +645,10 @@ mod tests {
             "(see `https://e.example/a_(b)`)"
         );
         // Words that are not addresses stay.
-        assert_eq!(neutralize("http is a protocol, www too."), "http is a protocol, www too.");
+        assert_eq!(
+            neutralize("http is a protocol, www too."),
+            "http is a protocol, www too."
+        );
     }
 
     #[test]
@@ -665,7 +674,8 @@ mod tests {
     fn code_spans_and_fenced_blocks_are_left_as_they_are() {
         let t = "Use `![x](https://e/p.png)` or ``a ` <b>`` here.";
         assert_eq!(same_when_split(t), t);
-        let fenced = "Example:\n```md\n![x](https://e/p.png) <img src=x>\n```\nafter ![y](https://e/q.png)";
+        let fenced =
+            "Example:\n```md\n![x](https://e/p.png) <img src=x>\n```\nafter ![y](https://e/q.png)";
         assert_eq!(
             same_when_split(fenced),
             "Example:\n```md\n![x](https://e/p.png) <img src=x>\n```\nafter y"
@@ -684,10 +694,7 @@ mod tests {
             "[r]\\: `https://e/p.png`\n![x][r]"
         );
         // An unmatched backtick is escaped, so the code emitted here never pairs with it.
-        assert_eq!(
-            same_when_split("`a https://e/x b"),
-            "\\`a `https://e/x` b"
-        );
+        assert_eq!(same_when_split("`a https://e/x b"), "\\`a `https://e/x` b");
         // A fence that is not one (backtick in its info string) is inline code.
         assert_eq!(neutralize("```a`b``` ![x](u)"), "```a`b``` x");
         // A fence inside a container is not trusted: its content is neutralized.
@@ -699,7 +706,10 @@ mod tests {
         let out = neutralize("[a `]` b](https://e/1)");
         assert!(!out.contains("]("), "{out}");
         // A `[` whose end never came.
-        assert_eq!(neutralize(&format!("[{}", "a".repeat(10))), format!("[{}", "a".repeat(10)));
+        assert_eq!(
+            neutralize(&format!("[{}", "a".repeat(10))),
+            format!("[{}", "a".repeat(10))
+        );
         let long = format!("[{}](https://e/p)", "a".repeat(MAX_HOLD + 10));
         let out = streamed(&[&long[..MAX_HOLD + 5], &long[MAX_HOLD + 5..]]);
         assert!(!out.contains("]("), "{}", &out[out.len() - 40..]);

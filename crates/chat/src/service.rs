@@ -13,13 +13,13 @@ use kernel::{
 };
 
 use crate::citations;
-use crate::neutralize::Neutralizer;
 use crate::metered::{self, Held, MeteredStream};
 use crate::model::{
     Assistant, AssistantFields, AssistantId, ChatRequest, ChatSessionId, Feedback, Locale,
     MAX_COMMENT_CHARS, Message, MessageId, MessageRole, MessageStatus, PromptMessage, PromptRole,
     Rating, Session, SessionFields, Source, Task, Usage, validate_content,
 };
+use crate::neutralize::Neutralizer;
 use crate::ports::{
     ChatModel, ChatStore, Knowledge, KnowledgeError, ModelError, ModelStream, StoreError,
 };
@@ -1195,8 +1195,7 @@ fn dedup(mut ids: Vec<CollectionId>) -> Vec<CollectionId> {
 }
 
 /// Why another member's assistant cannot be changed.
-const NOT_YOUR_ASSISTANT: &str =
-    "only the assistant's creator or an admin may change or delete it";
+const NOT_YOUR_ASSISTANT: &str = "only the assistant's creator or an admin may change or delete it";
 
 /// A per-request random fence token (the random bits of a fresh UUIDv7).
 pub(crate) fn fence() -> String {

@@ -18,11 +18,11 @@ use kernel::{FieldError, InvalidInput, TenantContext};
 
 use crate::citations;
 use crate::metered::{Held, MeteredStream};
-use crate::neutralize::neutralize;
 use crate::model::{
     AnalysisTask, ChatRequest, Citation, Locale, PromptMessage, PromptRole, Source, SummaryStyle,
     Task, Usage,
 };
+use crate::neutralize::neutralize;
 use crate::ports::{ChatModel, ModelEvent};
 use crate::prompt::{self, PromptInput};
 use crate::service::{Chat, ChatError, fence};

@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn bidi_overrides_and_zero_width_characters_are_removed() {
         assert_eq!(clean_name("report\u{202E}exe.txt"), "reportexe.txt");
-        assert_eq!(clean_name("\u{FEFF} a\u{200B}d\u{2066}m\u{2069}in\u{200F} "), "admin");
+        assert_eq!(
+            clean_name("\u{FEFF} a\u{200B}d\u{2066}m\u{2069}in\u{200F} "),
+            "admin"
+        );
         assert_eq!(clean_name("x\u{200D}y\u{200C}"), "xy");
         assert_eq!(clean_name("tag\u{E0041}\u{E007F}s"), "tags");
         assert_eq!(clean_name("\u{202E}\u{202E}"), "");
