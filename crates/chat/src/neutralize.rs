@@ -5,8 +5,8 @@
 //! same, but outside code spans and fenced code blocks
 //! - an image `![alt](address)` becomes its alt text;
 //! - a link `[text](address)` becomes `text (`address`)`: the address shown as inert code;
-//! - a bare address (`scheme://…`, `www.…`, `//host…`) is wrapped in inert code, so no
-//!   renderer turns it into a link;
+//! - a bare address that renderers link by themselves (`http://…`, `https://…`, `ftp://…`,
+//!   `www.…`, `//host…`, and a few more schemes) is wrapped in inert code;
 //! - every `<` that could open an HTML tag, comment or autolink becomes `&lt;`;
 //! - what could still form a link or image the scanner did not recognize is broken with a
 //!   backslash escape: `](` → `]\(` and `]:` (a reference definition) → `]\:` wherever the
