@@ -23,6 +23,7 @@ mod m20261122_000013_chat;
 mod m20261122_000014_usage;
 mod m20261206_000015_email_verified;
 mod m20261206_000016_api_key_scopes;
+mod m20261206_000017_assistant_creator;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000014_usage::Migration),
             Box::new(m20261206_000015_email_verified::Migration),
             Box::new(m20261206_000016_api_key_scopes::Migration),
+            Box::new(m20261206_000017_assistant_creator::Migration),
         ]
     }
 }

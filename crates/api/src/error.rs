@@ -252,6 +252,7 @@ impl From<chat::ChatError> for ApiError {
             C::ProviderRejected(m) => ApiError::Validation(vec![FieldError::new("messages", m)]),
             C::InvalidModelOutput(m) => ApiError::ProviderUnavailable(m),
             C::Cancelled => ApiError::ProviderUnavailable("the answer was cancelled".to_owned()),
+            C::Forbidden(why) => ApiError::ForbiddenBecause(why),
             C::Metering(e) => ApiError::from(e),
             C::Unknown(e) => ApiError::Internal(e),
         }

@@ -1,7 +1,8 @@
 //! The middleware stack, outermost first:
 //! 1. [`edge`]: request id (`X-Request-ID`), the request span and access log, problem+json for
-//!    every error response (also those made outside handlers), security headers, and
-//!    `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
+//!    every error response (also those made outside handlers), security headers (a
+//!    Content-Security-Policy on every response: [`DOCS_CSP`] on `/docs/`, else [`API_CSP`]),
+//!    and `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
 //! 3. CORS from the configured allowlist ([`cors`]);
 //! 4. compression (gzip);
@@ -82,8 +83,23 @@ fn generic_problem(status: StatusCode, old_headers: &HeaderMap) -> HttpResponse 
     new
 }
 
-fn set_security_headers(headers: &mut HeaderMap, hsts: Option<&HeaderValue>) {
+/// The Content-Security-Policy of the API reference page (`/docs/`): Swagger UI's own files
+/// only (scripts and styles from this origin; its inline style attributes; its `data:` icons),
+/// requests to this origin only (the OpenAPI document, "try it out"), never framed, no form
+/// posts, no `<base>`. Nothing from another origin loads, not even the validator badge.
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// The Content-Security-Policy of every other response (JSON, problem+json, streams): a
+/// browser that opens one runs and loads nothing.
+pub const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+fn set_security_headers(headers: &mut HeaderMap, hsts: Option<&HeaderValue>, docs: bool) {
+    let csp = HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP });
     let defaults = [
+        (header::CONTENT_SECURITY_POLICY, csp),
         (
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -164,6 +180,7 @@ pub async fn edge(
     let hsts = req
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.hsts_header.clone());
+    let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
     // Never the raw path or query: they may hold tokens. The route template is recorded below.
     let span = tracing::info_span!(
         "http",
@@ -186,7 +203,7 @@ pub async fn edge(
     let id_header = HeaderValue::from_str(&request_id).ok();
     let (status, route, result) = match result {
         Ok(mut res) => {
-            set_security_headers(res.headers_mut(), hsts.as_ref());
+            set_security_headers(res.headers_mut(), hsts.as_ref(), docs);
             if api && !res.headers().contains_key(header::CACHE_CONTROL) {
                 res.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -197,7 +214,7 @@ pub async fn edge(
             (res.status(), res.request().match_pattern(), Ok(res))
         }
         Err(mut rendered) => {
-            set_security_headers(&mut rendered.headers, hsts.as_ref());
+            set_security_headers(&mut rendered.headers, hsts.as_ref(), docs);
             if api && !rendered.headers.contains_key(header::CACHE_CONTROL) {
                 rendered
                     .headers

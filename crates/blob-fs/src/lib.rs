@@ -4,7 +4,7 @@
 //!
 //! A write goes to `tmp/{random}` and is renamed into place on commit after an fsync, so a
 //! reader never sees half a file and a crash leaves at most a temporary file (removed on
-//! drop, and swept at start-up).
+//! drop, and swept at start-up). Folders are created 0700 and files 0600 (owner only).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -23,6 +23,13 @@ pub struct FsBlobStore {
     root: PathBuf,
 }
 
+/// Folders of the store are the owner's only.
+#[cfg(unix)]
+const DIR_MODE: u32 = 0o700;
+/// Files of the store are the owner's only.
+#[cfg(unix)]
+const FILE_MODE: u32 = 0o600;
+
 impl FsBlobStore {
     /// A store under `root` (created if missing). Temporary files older than
     /// [`STALE_AFTER`] (left by a crash) are removed; younger ones may belong to an upload in
@@ -33,7 +40,15 @@ impl FsBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let root = root.into();
         let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            dirs.mode(DIR_MODE);
+        }
+        dirs.create(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         let store = Self { root };
         store.sweep(STALE_AFTER);
         Ok(store)
@@ -88,7 +103,12 @@ impl BlobStore for FsBlobStore {
             .root
             .join("tmp")
             .join(uuid::Uuid::now_v7().simple().to_string());
-        let file = fs::File::create(&tmp)
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(FILE_MODE);
+        let file = options
+            .open(&tmp)
             .await
             .with_context(|| format!("creating {}", tmp.display()))?;
         Ok(Box::new(FsWriter {
@@ -156,7 +176,11 @@ impl BlobWriter for FsWriter {
         file.sync_all().await.context("syncing a blob")?;
         drop(file);
         if let Some(dir) = self.target.parent() {
-            fs::create_dir_all(dir)
+            let mut dirs = fs::DirBuilder::new();
+            dirs.recursive(true);
+            #[cfg(unix)]
+            dirs.mode(DIR_MODE);
+            dirs.create(dir)
                 .await
                 .with_context(|| format!("creating {}", dir.display()))?;
         }

@@ -10,7 +10,8 @@
 //! 3. else the citation is dropped (a label not in the prompt is dropped too).
 //!
 //! Every quote is cut from the chunk itself, so it occurs there by construction, with its
-//! character offsets.
+//! character offsets; it is returned neutralized ([`crate::neutralize`]): a chunk's markup
+//! reaches no client as markup.
 
 use std::collections::HashSet;
 
@@ -247,7 +248,7 @@ pub fn verify(answer: &str, sources: &[Source]) -> (Vec<Citation>, usize) {
             document_id: source.document_id,
             document_name: source.document_name.clone(),
             page: source.page,
-            quote: slice_chars(&source.text, start, end),
+            quote: crate::neutralize::neutralize(&slice_chars(&source.text, start, end)),
             score: source.score,
             start: start_u32,
             end: end_u32,

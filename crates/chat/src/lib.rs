@@ -13,6 +13,7 @@ pub mod citations;
 pub mod knowledge;
 mod metered;
 pub mod model;
+pub mod neutralize;
 pub mod ports;
 pub mod prompt;
 pub mod service;

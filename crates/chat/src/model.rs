@@ -2,7 +2,7 @@
 //! language model.
 
 use documents::{ChunkId, CollectionId, DocumentId};
-use kernel::{FieldError, InvalidInput, Principal, TenantId};
+use kernel::{FieldError, InvalidInput, Principal, Role, TenantContext, TenantId};
 use time::OffsetDateTime;
 
 kernel::define_id!(
@@ -247,6 +247,18 @@ pub struct Assistant {
     pub created_at: OffsetDateTime,
     /// Last changed.
     pub updated_at: OffsetDateTime,
+    /// Who created it (`None` for assistants older than this field): with admins, the only
+    /// one who may change or delete it.
+    pub created_by: Option<Principal>,
+}
+
+impl Assistant {
+    /// Whether `ctx` may change or delete this assistant: its instructions enter the system
+    /// prompt of every member who uses it, so only its creator or an admin (or owner) may.
+    #[must_use]
+    pub fn editable_by(&self, ctx: &TenantContext) -> bool {
+        ctx.role().satisfies(Role::Admin) || self.created_by == Some(ctx.principal())
+    }
 }
 
 /// Fields of an assistant a client sets.
@@ -559,7 +571,7 @@ impl Locale {
 }
 
 fn check_text(errors: &mut Vec<FieldError>, field: &str, v: &str, max: usize, empty_ok: bool) {
-    if !empty_ok && v.trim().is_empty() {
+    if !empty_ok && kernel::text::clean_name(v).is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if v.chars().count() > max {
         errors.push(FieldError::new(

@@ -19,6 +19,7 @@ use crate::model::{
     MAX_COMMENT_CHARS, Message, MessageId, MessageRole, MessageStatus, PromptMessage, PromptRole,
     Rating, Session, SessionFields, Source, Task, Usage, validate_content,
 };
+use crate::neutralize::Neutralizer;
 use crate::ports::{
     ChatModel, ChatStore, Knowledge, KnowledgeError, ModelError, ModelStream, StoreError,
 };
@@ -54,6 +55,9 @@ pub enum ChatError {
     /// The stream was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The caller's role does not allow this (another member's assistant).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// Metering refused the call (the organization's token quota is used up, or it has too
     /// many answers streaming) or could not be reached; no model was called.
     #[error(transparent)]
@@ -364,7 +368,7 @@ impl Chat {
             owner: ctx.principal(),
             title: fields
                 .title
-                .map(|t| t.trim().to_owned())
+                .map(|t| kernel::text::clean_name(&t))
                 .filter(|t| !t.is_empty())
                 .unwrap_or_else(|| "New chat".to_owned()),
             collection_ids: dedup(fields.collection_ids.unwrap_or_default()),
@@ -434,7 +438,7 @@ impl Chat {
             self.assistant(ctx, a).await?;
         }
         if let Some(t) = fields.title {
-            let t = t.trim().to_owned();
+            let t = kernel::text::clean_name(&t);
             if !t.is_empty() {
                 session.title = t;
             }
@@ -841,13 +845,14 @@ impl Chat {
         let assistant = Assistant {
             id: AssistantId::new(),
             tenant_id: ctx.tenant_id(),
-            name: fields.name.unwrap_or_default().trim().to_owned(),
+            name: kernel::text::clean_name(&fields.name.unwrap_or_default()),
             instructions: fields.instructions.unwrap_or_default(),
             model,
             collection_ids: dedup(fields.collection_ids.unwrap_or_default()),
             temperature: fields.temperature.flatten(),
             created_at: now,
             updated_at: now,
+            created_by: Some(ctx.principal()),
         };
         self.ports.store.create_assistant(&assistant).await?;
         Ok(assistant)
@@ -885,10 +890,11 @@ impl Chat {
             .await?)
     }
 
-    /// Changes an assistant.
+    /// Changes an assistant: its creator, or an admin ([`Assistant::editable_by`]).
     ///
     /// # Errors
-    /// As [`Chat::create_assistant`], and [`ChatError::NotFound`].
+    /// As [`Chat::create_assistant`], [`ChatError::NotFound`], and [`ChatError::Forbidden`]
+    /// for another member's assistant.
     pub async fn update_assistant(
         &self,
         ctx: &TenantContext,
@@ -897,11 +903,14 @@ impl Chat {
     ) -> Result<Assistant, ChatError> {
         fields.validate()?;
         let mut a = self.assistant(ctx, id).await?;
+        if !a.editable_by(ctx) {
+            return Err(ChatError::Forbidden(NOT_YOUR_ASSISTANT));
+        }
         let model = fields.model.clone().flatten();
         self.check_references(ctx, fields.collection_ids.as_deref(), model.as_deref())
             .await?;
         if let Some(n) = fields.name {
-            a.name = n.trim().to_owned();
+            a.name = kernel::text::clean_name(&n);
         }
         if let Some(i) = fields.instructions {
             a.instructions = i;
@@ -922,15 +931,18 @@ impl Chat {
         Ok(a)
     }
 
-    /// Deletes an assistant (sessions naming it go on without it).
+    /// Deletes an assistant (sessions naming it go on without it): its creator, or an admin.
     ///
     /// # Errors
-    /// [`ChatError::NotFound`].
+    /// [`ChatError::NotFound`]; [`ChatError::Forbidden`] for another member's assistant.
     pub async fn delete_assistant(
         &self,
         ctx: &TenantContext,
         id: AssistantId,
     ) -> Result<(), ChatError> {
+        if !self.assistant(ctx, id).await?.editable_by(ctx) {
+            return Err(ChatError::Forbidden(NOT_YOUR_ASSISTANT));
+        }
         if !self
             .ports
             .store
@@ -983,7 +995,7 @@ impl Chat {
                 Ok(Completion {
                     model: started.model_name,
                     sources: started.sources,
-                    stream: Box::pin(stream),
+                    stream: Box::pin(crate::neutralize::SafeStream::new(Box::pin(stream))),
                     prompt_tokens: started.prompt_tokens,
                 })
             }
@@ -1182,6 +1194,9 @@ fn dedup(mut ids: Vec<CollectionId>) -> Vec<CollectionId> {
     ids
 }
 
+/// Why another member's assistant cannot be changed.
+const NOT_YOUR_ASSISTANT: &str = "only the assistant's creator or an admin may change or delete it";
+
 /// A per-request random fence token (the random bits of a fresh UUIDv7).
 pub(crate) fn fence() -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -1224,7 +1239,11 @@ struct Driver {
 
 impl Driver {
     async fn drive(self, request: ChatRequest) {
+        // What the model wrote (counted, checked for citations) and what is streamed and
+        // stored: the same text neutralized.
+        let mut raw = String::new();
         let mut text = String::new();
+        let mut safe = Neutralizer::new();
         let mut usage: Option<Usage> = None;
         let mut failure: Option<(&'static str, String)> = None;
         let started = tokio::select! {
@@ -1246,6 +1265,8 @@ impl Driver {
                 };
                 match next {
                     Some(Ok(crate::ports::ModelEvent::Delta(t))) => {
+                        raw.push_str(&t);
+                        let t = safe.push(&t);
                         if !t.is_empty() {
                             text.push_str(&t);
                             self.run.push(StreamEvent::Delta { text: t });
@@ -1261,17 +1282,22 @@ impl Driver {
                 // The stream is dropped at the end of this arm: the upstream request with it.
             },
         }
+        let tail = safe.finish();
+        if !tail.is_empty() {
+            text.push_str(&tail);
+            self.run.push(StreamEvent::Delta { text: tail });
+        }
         let usage = match (usage, &failure) {
             (Some(u), None) => u,
             _ => metered::counted_usage(
                 &*self.model,
                 &self.model_name,
                 self.prompt_tokens,
-                &text,
+                &raw,
                 failure.is_none(),
             ),
         };
-        let (citations, dropped) = citations::verify(&text, &self.sources);
+        let (citations, dropped) = citations::verify(&raw, &self.sources);
         if dropped > 0 {
             tracing::info!(message = %self.run.message_id, dropped, "unverifiable citations dropped");
         }

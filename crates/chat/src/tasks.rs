@@ -2,7 +2,9 @@
 //!
 //! Each builds a prompt with its input fenced as untrusted data, reads the whole answer and,
 //! for the structured tasks, parses it; an answer that does not parse is asked for once more
-//! with a reminder, then reported as [`ChatError::InvalidModelOutput`].
+//! with a reminder, then reported as [`ChatError::InvalidModelOutput`]. Every text a task
+//! returns (answers, summaries, labels, keywords, entities) is neutralized
+//! ([`crate::neutralize`]); structured answers after they are parsed.
 //!
 //! Every model call of a task is metered (in `Chat::read_all`, the one place they all go
 //! through): the prompt's tokens plus `max_tokens` are reserved before the call, and the
@@ -20,6 +22,7 @@ use crate::model::{
     AnalysisTask, ChatRequest, Citation, Locale, PromptMessage, PromptRole, Source, SummaryStyle,
     Task, Usage,
 };
+use crate::neutralize::neutralize;
 use crate::ports::{ChatModel, ModelEvent};
 use crate::prompt::{self, PromptInput};
 use crate::service::{Chat, ChatError, fence};
@@ -251,7 +254,7 @@ impl Chat {
             )
             .await?;
         Ok(TextAnswer {
-            text: citations::strip_markers(&text).trim().to_owned(),
+            text: neutralize(citations::strip_markers(&text).trim()),
             citations: Vec::new(),
             model: name,
             usage,
@@ -317,9 +320,10 @@ impl Chat {
             sources: p.sources.clone(),
         };
         let (text, usage) = self.read_all(ctx, &adapter, request, p.tokens).await?;
+        // Verified against what the model wrote; the answer returned is neutralized.
         let (citations, _) = citations::verify(&text, &p.sources);
         Ok(TextAnswer {
-            text,
+            text: neutralize(&text),
             citations,
             model: name,
             usage,
@@ -555,7 +559,7 @@ pub fn parse_mindmap(text: &str, depth: u8) -> Result<MindNode, String> {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .ok_or("a node has no label")?;
-        let label: String = label.chars().take(MAX_LABEL_CHARS).collect();
+        let label: String = neutralize(label).chars().take(MAX_LABEL_CHARS).collect();
         let children = match v.get("children") {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(items)) => {
@@ -591,19 +595,15 @@ pub fn parse_analysis(text: &str, tasks: &[AnalysisTask]) -> Result<Analysis, St
             .ok_or_else(|| format!("{} is missing", t.as_str()))?;
         match t {
             AnalysisTask::Summary => {
-                out.summary = Some(
-                    field
-                        .as_str()
-                        .ok_or("summary must be a string")?
-                        .trim()
-                        .to_owned(),
-                );
+                out.summary = Some(neutralize(
+                    field.as_str().ok_or("summary must be a string")?.trim(),
+                ));
             }
             AnalysisTask::Keywords => {
                 let list = field.as_array().ok_or("keywords must be an array")?;
                 out.keywords = Some(
                     list.iter()
-                        .filter_map(|k| k.as_str().map(|s| s.trim().to_owned()))
+                        .filter_map(|k| k.as_str().map(|s| neutralize(s.trim())))
                         .filter(|s| !s.is_empty())
                         .take(20)
                         .collect(),
@@ -614,7 +614,7 @@ pub fn parse_analysis(text: &str, tasks: &[AnalysisTask]) -> Result<Analysis, St
                 out.entities = Some(
                     list.iter()
                         .filter_map(|e| {
-                            let text = e.get("text")?.as_str()?.trim().to_owned();
+                            let text = neutralize(e.get("text")?.as_str()?.trim());
                             let kind = e
                                 .get("type")
                                 .and_then(serde_json::Value::as_str)

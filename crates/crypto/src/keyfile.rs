@@ -80,7 +80,14 @@ fn parse(text: &str, path: &Path) -> anyhow::Result<Vec<String>> {
 /// the caller can tell) when the file exists.
 fn create(path: &Path) -> anyhow::Result<String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)
+        let mut dirs = fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            dirs.mode(0o700);
+        }
+        dirs.create(dir)
             .with_context(|| format!("creating the directory {}", dir.display()))?;
     }
     let key = PasetoTokens::generate_key()?;

@@ -219,7 +219,8 @@ impl ChunkingSettings {
     }
 }
 
-/// A validated collection name: 1 to 200 characters after trimming, no control characters.
+/// A validated collection name: 1 to 200 characters after trimming, no control characters, its
+/// invisible characters removed ([`kernel::text::clean_name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionName(String);
 
@@ -229,7 +230,8 @@ impl CollectionName {
     /// # Errors
     /// [`InvalidInput`] on the `name` field.
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
-        let s = s.trim();
+        let cleaned = kernel::text::clean_name(s);
+        let s = cleaned.as_str();
         if s.is_empty()
             || s.chars().count() > MAX_COLLECTION_NAME
             || s.chars().any(char::is_control)
@@ -363,7 +365,8 @@ impl BlobKey {
 }
 
 /// A document's name for display: the client's file name, without any path, trimmed to
-/// 255 characters and free of control characters. It never names a file on disk.
+/// 255 characters and free of control and invisible characters ([`kernel::text::clean_name`]:
+/// `report\u{202E}exe.txt` is `reportexe.txt`). It never names a file on disk.
 #[must_use]
 pub fn display_name(raw: Option<&str>, format: Format) -> String {
     let base = raw
@@ -371,7 +374,7 @@ pub fn display_name(raw: Option<&str>, format: Format) -> String {
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default();
-    let clean: String = base
+    let clean: String = kernel::text::clean_name(base)
         .chars()
         .filter(|c| !c.is_control())
         .take(MAX_DOCUMENT_NAME)

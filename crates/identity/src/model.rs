@@ -152,7 +152,8 @@ impl Password {
     }
 }
 
-/// A person's display name: 1–100 characters after trimming, no control characters.
+/// A person's display name: 1–100 characters after trimming, no control characters, its
+/// invisible characters removed ([`kernel::text::clean_name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -162,7 +163,8 @@ impl DisplayName {
     /// # Errors
     /// [`InvalidInput`] on `field`.
     pub fn parse(s: &str, field: &str) -> Result<Self, InvalidInput> {
-        let t = s.trim();
+        let cleaned = kernel::text::clean_name(s);
+        let t = cleaned.as_str();
         if t.is_empty() {
             return Err(InvalidInput::field(field, "must not be empty"));
         }

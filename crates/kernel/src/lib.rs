@@ -2,8 +2,8 @@
 //!
 //! Typed UUIDv7 ids ([`id`]), the tenant context and roles ([`tenant`]), the clock port
 //! ([`clock`]), keyset pagination with opaque cursors ([`page`]), field-level validation errors
-//! ([`error`]), the cache/coordination port ([`cache`]), the metering port ([`metering`]) and the
-//! health-check port ([`health`]).
+//! ([`error`]), the cache/coordination port ([`cache`]), the metering port ([`metering`]), the
+//! health-check port ([`health`]) and the cleaning of names clients set ([`text`]).
 //!
 //! Architecture invariant: this crate, like every domain crate, does no I/O of its own and
 //! depends on no web framework, ORM, HTTP client or cache driver (checked by
@@ -19,6 +19,7 @@ pub mod mail;
 pub mod metering;
 pub mod page;
 pub mod tenant;
+pub mod text;
 
 pub use audit::{AuditEvent, AuditLog, ClientInfo};
 pub use clock::{Clock, ManualClock, SystemClock};

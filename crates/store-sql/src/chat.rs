@@ -295,6 +295,11 @@ fn assistant_to_domain(m: assistant::Model) -> Result<Assistant, StoreError> {
         temperature: m.temperature,
         created_at: m.created_at,
         updated_at: m.updated_at,
+        created_by: match (m.created_by_user_id, m.created_by_api_key_id) {
+            (Some(u), None) => Some(Principal::User(UserId::from_uuid(u))),
+            (None, Some(k)) => Some(Principal::ApiKey(ApiKeyId::from_uuid(k))),
+            _ => None,
+        },
     })
 }
 
@@ -544,6 +549,8 @@ impl ChatStore for SqlChatStore {
             temperature: Set(a.temperature),
             created_at: Set(utc_micros(a.created_at)),
             updated_at: Set(utc_micros(a.updated_at)),
+            created_by_user_id: Set(a.created_by.and_then(|p| owner_columns(p).0)),
+            created_by_api_key_id: Set(a.created_by.and_then(|p| owner_columns(p).1)),
         }
         .insert(&self.store.db)
         .await

@@ -505,6 +505,9 @@ pub mod assistant {
         pub temperature: Option<f32>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
+        /// The creator: a user or an API key (both `NULL` before migration 20).
+        pub created_by_user_id: Option<Uuid>,
+        pub created_by_api_key_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

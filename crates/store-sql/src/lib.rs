@@ -65,6 +65,50 @@ pub struct SqlStore {
     schema: Option<String>,
 }
 
+/// Creates `dir` and its missing parents readable by the owner only (0700 on Unix); an
+/// existing folder is left as it is.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates an empty database file readable by the owner only (0600 on Unix) unless it exists,
+/// before SQLite opens it: SQLite would create it 0644, and gives its `-wal` and `-shm` files
+/// the database file's mode.
+fn private_file(file: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private_dir(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file of a SQLite URL (`sqlite://path?mode=rwc`), none for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory"))
+        .then(|| std::path::PathBuf::from(path))
+}
+
 impl SqlStore {
     /// Connects as `settings` say: SQLite in the data folder unless `database.url` is set.
     ///
@@ -74,9 +118,13 @@ impl SqlStore {
         let url = settings.database_url();
         let db_settings = &settings.database;
         if !settings.is_postgres() {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            private_dir(&settings.data_dir).with_context(|| {
                 format!("creating the data folder {}", settings.data_dir.display())
             })?;
+            if let Some(file) = sqlite_file(url.expose_secret()) {
+                private_file(&file)
+                    .with_context(|| format!("creating the database {}", file.display()))?;
+            }
         }
         let mut opts = ConnectOptions::new(url.expose_secret().to_owned());
         opts.max_connections(db_settings.max_connections)

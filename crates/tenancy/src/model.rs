@@ -57,7 +57,8 @@ fn uuid_like(s: &str) -> bool {
     TenantId::parse(s).is_ok()
 }
 
-/// An organization's display name: 1–120 characters after trimming, no control characters.
+/// An organization's display name: 1–120 characters after trimming, no control characters, its
+/// invisible characters removed ([`kernel::text::clean_name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgName(String);
 
@@ -70,7 +71,8 @@ impl OrgName {
     /// # Errors
     /// [`InvalidInput`] on `name` with the reason.
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
-        let trimmed = s.trim();
+        let cleaned = kernel::text::clean_name(s);
+        let trimmed = cleaned.as_str();
         if trimmed.is_empty() {
             return Err(InvalidInput::field("name", "must not be empty"));
         }

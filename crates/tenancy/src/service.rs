@@ -652,7 +652,8 @@ impl ApiKeys {
         scopes: Option<Vec<Scope>>,
         client: &ClientInfo,
     ) -> Result<(crate::model::ApiKey, String), TenancyError> {
-        let name = name.trim();
+        let name = kernel::text::clean_name(name);
+        let name = name.as_str();
         if name.is_empty()
             || name.chars().count() > MAX_KEY_NAME
             || name.chars().any(char::is_control)

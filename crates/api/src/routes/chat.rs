@@ -695,7 +695,7 @@ async fn get_assistant(
     Ok(web::Json(a.into()))
 }
 
-/// Changes an assistant.
+/// Changes an assistant: only its creator or an admin (or owner); another member gets 403.
 #[utoipa::path(
     tag = "chat",
     security(("bearer" = [])),
@@ -723,7 +723,8 @@ async fn update_assistant(
     Ok(web::Json(a.into()))
 }
 
-/// Deletes an assistant (sessions naming it go on without it).
+/// Deletes an assistant (sessions naming it go on without it): only its creator or an admin
+/// (or owner); another member gets 403.
 #[utoipa::path(
     tag = "chat",
     security(("bearer" = [])),

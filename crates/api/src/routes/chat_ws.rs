@@ -51,6 +51,7 @@ use tokio::time::Instant;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::{ApiError, Problem, problem_response, rfc3339};
+use crate::limits::ChatRate;
 use crate::routes::chat::event_payload;
 use crate::state::AppState;
 use crate::tenant::{Access, Caller, Member};
@@ -137,7 +138,7 @@ struct Grant {
     /// The organization's id (not the slug the client named: a slug can change).
     tenant: String,
     /// The result of the last check.
-    access: Access<Member>,
+    access: Access<Member, ChatRate>,
     /// When an access token stops verifying; `None` for API keys, which do not expire.
     expires_at: Option<time::OffsetDateTime>,
 }
@@ -148,7 +149,7 @@ impl Grant {
         token: String,
         tenant: String,
     ) -> Result<Self, ApiError> {
-        let access = crate::tenant::resolve::<Member, crate::limits::ChatRate>(
+        let access = crate::tenant::resolve::<Member, ChatRate>(
             state.clone(),
             Ok(token.clone()),
             Ok(tenant),
@@ -174,7 +175,7 @@ impl Grant {
 
     /// The same check again, as an HTTP request would pass it now.
     async fn recheck(&mut self, state: &web::Data<AppState>) -> Result<(), ApiError> {
-        self.access = crate::tenant::resolve::<Member, crate::limits::ChatRate>(
+        self.access = crate::tenant::resolve::<Member, ChatRate>(
             state.clone(),
             Ok(self.token.clone()),
             Ok(self.tenant.clone()),
@@ -651,7 +652,7 @@ async fn on_frame(
 #[allow(clippy::too_many_arguments)]
 async fn ask(
     state: &web::Data<AppState>,
-    access: &Access<Member>,
+    access: &Access<Member, ChatRate>,
     ip: &str,
     current: &mut Option<Subscription>,
     session: &mut actix_ws::Session,

@@ -234,6 +234,8 @@ pub fn assistant(tenant: TenantId, name: &str, at: OffsetDateTime) -> Assistant 
         temperature: None,
         created_at: at,
         updated_at: at,
+        // Stored and read back as it is; an update never changes it.
+        created_by: Some(Principal::User(kernel::UserId::new())),
     }
 }
 
