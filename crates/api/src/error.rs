@@ -428,9 +428,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden
             | ApiError::ForbiddenBecause(_)
             | ApiError::EmailUnverified(_)
-            | ApiError::LimitReached { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            | ApiError::LimitReached { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

@@ -69,6 +69,7 @@ fn settings(quota_counter_ttl: Duration, stream_slot_ttl: Duration) -> BillingSe
             Plan {
                 monthly_token_limit: Some(1_000),
                 max_concurrent_streams: 2,
+                max_storage_bytes: None,
             },
         )]),
         fallback_plan: "tight".to_owned(),

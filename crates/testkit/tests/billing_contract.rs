@@ -3,7 +3,7 @@
 //! what only SQL has: the table's constraints, whatever writes the row, and the migration's
 //! `down`, through a second connection to the same database.
 
-use migration::{MigrationName as _, MigratorTrait as _};
+use migration::MigratorTrait as _;
 use testkit::contract::billing::{BillingPorts, counted, event, world};
 use testkit::contract::documents::{T0, at_ms};
 
