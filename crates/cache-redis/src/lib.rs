@@ -155,6 +155,32 @@ impl std::fmt::Debug for RedisCache {
     }
 }
 
+/// Reads the `{status, value, pttl}` answer of the bounded scripts (`increment_within`,
+/// `lease_within`): status 1 added, 0 refused, anything else no base.
+fn bounded(
+    result: redis::RedisResult<(i64, i64, i64)>,
+    key: &CacheKey,
+    what: &'static str,
+) -> Result<Bounded, CacheError> {
+    match result {
+        Ok((status, value, pttl)) => {
+            let counter = Counter {
+                value,
+                ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
+            };
+            Ok(match status {
+                1 => Bounded::Added(counter),
+                0 => Bounded::Refused(counter),
+                _ => Bounded::Missing,
+            })
+        }
+        Err(e) if e.to_string().contains("not an integer") => {
+            Err(CacheError::NotACounter(key.clone()))
+        }
+        Err(e) => Err(unavailable(anyhow::Error::new(e).context(what))),
+    }
+}
+
 fn unavailable(e: impl Into<anyhow::Error>) -> CacheError {
     CacheError::Unavailable(e.into())
 }
@@ -337,25 +363,7 @@ impl Cache for RedisCache {
             tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
                 .await
                 .map_err(|_| unavailable(anyhow::anyhow!("redis increment_within: timed out")))?;
-        match result {
-            Ok((status, value, pttl)) => {
-                let counter = Counter {
-                    value,
-                    ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
-                };
-                Ok(match status {
-                    1 => Bounded::Added(counter),
-                    0 => Bounded::Refused(counter),
-                    _ => Bounded::Missing,
-                })
-            }
-            Err(e) if e.to_string().contains("not an integer") => {
-                Err(CacheError::NotACounter(key.clone()))
-            }
-            Err(e) => Err(unavailable(
-                anyhow::Error::new(e).context("increment_within"),
-            )),
-        }
+        bounded(result, key, "increment_within")
     }
 
     async fn lease_within(
@@ -378,23 +386,7 @@ impl Cache for RedisCache {
             tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
                 .await
                 .map_err(|_| unavailable(anyhow::anyhow!("redis lease_within: timed out")))?;
-        match result {
-            Ok((status, value, pttl)) => {
-                let counter = Counter {
-                    value,
-                    ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
-                };
-                Ok(match status {
-                    1 => Bounded::Added(counter),
-                    0 => Bounded::Refused(counter),
-                    _ => Bounded::Missing,
-                })
-            }
-            Err(e) if e.to_string().contains("not an integer") => {
-                Err(CacheError::NotACounter(key.clone()))
-            }
-            Err(e) => Err(unavailable(anyhow::Error::new(e).context("lease_within"))),
-        }
+        bounded(result, key, "lease_within")
     }
 
     async fn end_lease(&self, key: &CacheKey, lease: &str, add: i64) -> Result<bool, CacheError> {
