@@ -10,34 +10,13 @@
 //! non-ASCII characters, where scripts such as Persian and emoji sequences need them; anywhere
 //! else (at an edge, next to a space or an ASCII letter) they are removed too.
 
-/// Whether `c` is a format character (category `Cf`, Unicode 15.1) or a line/paragraph
-/// separator.
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// Whether `c` is a format character (general category `Cf`, from Unicode's own tables in
+/// `unicode-properties`) or a line/paragraph separator.
 #[must_use]
-pub const fn is_invisible(c: char) -> bool {
-    matches!(
-        c as u32,
-        0x00AD
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890..=0x0891
-            | 0x08E2
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x2028..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0001
-            | 0xE0020..=0xE007F
-    )
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}') || c.general_category() == GeneralCategory::Format
 }
 
 /// `s` without its invisible characters (see the module docs), trimmed.
