@@ -213,8 +213,9 @@ impl LoginThrottle {
     /// Checks a presented code's hash from `requester` (the client address): `true` (and the
     /// code is spent, atomically) when it matches. Attempts are counted per code and
     /// requester ([`CODE_TRIES_PER_REQUESTER`], and [`CODE_TRIES_PER_REQUESTER_HOUR`] over every
-    /// code), so a stranger's wrong guesses do not kill the owner's code, and per address over the hour ([`CODE_GUESSES_PER_ADDRESS`] from every
-    /// requester together): past that the live code is deleted and every attempt fails until
+    /// code), so a stranger's wrong guesses do not kill the owner's code, and per address over
+    /// the hour ([`CODE_GUESSES_PER_ADDRESS`] from every requester together): past that the
+    /// live code is deleted and every attempt fails until
     /// the window ends, which bounds brute force (see `docs/security.md`).
     ///
     /// # Errors
