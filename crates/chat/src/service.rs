@@ -224,18 +224,10 @@ impl Chat {
         }
     }
 
-    /// The answers running or kept in this process.
-    #[must_use]
-    pub fn runs(&self) -> &Arc<Runs> {
-        &self.runs
-    }
-
     /// Every model name some adapter serves.
     #[must_use]
     pub fn served_models(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.ports.models.iter().flat_map(|m| m.models()).collect();
-        out.dedup();
-        out
+        served_models(&self.ports.models)
     }
 
     fn adapter(&self, name: &str) -> Option<&Arc<dyn ChatModel>> {
@@ -1188,6 +1180,16 @@ fn validate_completion(input: &CompletionInput) -> Result<(), InvalidInput> {
     InvalidInput::check(errors)
 }
 
+/// Every model name these adapters serve, each once, in the adapters' order.
+fn served_models(adapters: &[Arc<dyn ChatModel>]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    adapters
+        .iter()
+        .flat_map(|m| m.models())
+        .filter(|name| seen.insert(name.clone()))
+        .collect()
+}
+
 fn dedup(mut ids: Vec<CollectionId>) -> Vec<CollectionId> {
     let mut seen = std::collections::HashSet::new();
     ids.retain(|c| seen.insert(*c));
@@ -1369,5 +1371,44 @@ fn model_failure(e: &ModelError) -> (&'static str, String) {
             tracing::error!(error = ?e, "model failure");
             ("internal", "the model failed".to_owned())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+
+    /// Serves these names; never called.
+    #[derive(Debug)]
+    struct Names(&'static [&'static str]);
+
+    #[async_trait]
+    impl ChatModel for Names {
+        fn models(&self) -> Vec<String> {
+            self.0.iter().map(|n| (*n).to_owned()).collect()
+        }
+
+        fn count_tokens(&self, _model: &str, _text: &str) -> u32 {
+            0
+        }
+
+        fn context_window(&self, _model: &str) -> u32 {
+            0
+        }
+
+        async fn stream(&self, _request: ChatRequest) -> Result<ModelStream, ModelError> {
+            Err(ModelError::Unavailable("not used".to_owned()))
+        }
+    }
+
+    #[test]
+    fn served_models_name_each_model_once_even_when_not_adjacent() {
+        let adapters: Vec<Arc<dyn ChatModel>> = vec![
+            Arc::new(Names(&["a", "b"])),
+            Arc::new(Names(&["c", "a", "b"])),
+        ];
+        assert_eq!(served_models(&adapters), ["a", "b", "c"]);
     }
 }

@@ -263,15 +263,6 @@ impl Runs {
         fresh.then_some(run)
     }
 
-    /// Runs not yet ended.
-    #[must_use]
-    pub fn running(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|r| r.lock().finished_at.is_none())
-            .count()
-    }
-
     /// A viewer of `run` from just after `after` (from the start when `None`).
     pub fn attach(self: &Arc<Self>, run: Arc<Run>, after: Option<Position>) -> Subscription {
         let next = {
