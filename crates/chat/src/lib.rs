@@ -26,5 +26,5 @@ pub use ports::*;
 pub use service::{
     Chat, ChatError, ChatPorts, ChatSettings, Completion, CompletionInput, Grounding,
 };
-pub use stream::{StreamEvent, Subscription};
+pub use stream::{AnswerError, StreamEvent, Subscription};
 pub use tasks::{Analysis, Entity, MindNode, Sentiment, TaskInput, TextAnswer};

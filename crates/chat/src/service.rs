@@ -24,7 +24,7 @@ use crate::ports::{
     ChatModel, ChatStore, Knowledge, KnowledgeError, ModelError, ModelStream, StoreError,
 };
 use crate::prompt::{self, PromptInput};
-use crate::stream::{self, Run, Runs, StreamEvent, Subscription};
+use crate::stream::{self, AnswerError, Run, Runs, StreamEvent, Subscription};
 
 /// Failures of the chat use cases.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,21 @@ impl From<KnowledgeError> for ChatError {
             KnowledgeError::Unavailable(m) => Self::ProviderUnavailable(m),
             KnowledgeError::Metering(e) => Self::Metering(e),
             KnowledgeError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+impl From<AnswerError> for ChatError {
+    fn from(e: AnswerError) -> Self {
+        match e {
+            AnswerError::Cancelled => Self::Cancelled,
+            AnswerError::SessionDeleted => Self::NotFound,
+            AnswerError::ProviderRejected(m) => Self::ProviderRejected(m),
+            AnswerError::ModelFailed | AnswerError::NotStored => {
+                Self::Unknown(anyhow::anyhow!(e.to_string()))
+            }
+            AnswerError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
+            AnswerError::Incomplete => Self::ProviderUnavailable(e.to_string()),
         }
     }
 }
@@ -676,15 +691,7 @@ impl Chat {
                         .await?
                         .ok_or(ChatError::NotFound);
                 }
-                StreamEvent::Error { code, detail } => {
-                    return Err(match code.as_str() {
-                        "cancelled" => ChatError::Cancelled,
-                        "not_found" => ChatError::NotFound,
-                        "provider_error" => ChatError::ProviderRejected(detail),
-                        "internal" => ChatError::Unknown(anyhow::anyhow!(detail)),
-                        _ => ChatError::ProviderUnavailable(detail),
-                    });
-                }
+                StreamEvent::Error(e) => return Err(e.into()),
                 StreamEvent::Delta { .. } | StreamEvent::Citations { .. } => {}
             }
         }
@@ -727,10 +734,7 @@ impl Chat {
                 message_id,
                 usage: stored.usage.unwrap_or_default(),
             },
-            MessageStatus::Incomplete => StreamEvent::Error {
-                code: "incomplete".to_owned(),
-                detail: "the answer was cut short; what was produced is stored".to_owned(),
-            },
+            MessageStatus::Incomplete => StreamEvent::Error(AnswerError::Incomplete),
         };
         Ok(stream::replay(
             message_id,
@@ -1247,20 +1251,20 @@ impl Driver {
         let mut text = String::new();
         let mut safe = Neutralizer::new();
         let mut usage: Option<Usage> = None;
-        let mut failure: Option<(&'static str, String)> = None;
+        let mut failure: Option<AnswerError> = None;
         let started = tokio::select! {
             biased;
             () = self.run.cancelled() => None,
             r = self.model.stream(request) => Some(r),
         };
         match started {
-            None => failure = Some(("cancelled", "the answer was cancelled".to_owned())),
-            Some(Err(e)) => failure = Some(model_failure(&e)),
+            None => failure = Some(AnswerError::Cancelled),
+            Some(Err(e)) => failure = Some(e.into()),
             Some(Ok(mut stream)) => loop {
                 let next = tokio::select! {
                     biased;
                     () = self.run.cancelled() => {
-                        failure = Some(("cancelled", "the answer was cancelled".to_owned()));
+                        failure = Some(AnswerError::Cancelled);
                         break;
                     }
                     n = stream.next() => n,
@@ -1276,7 +1280,7 @@ impl Driver {
                     }
                     Some(Ok(crate::ports::ModelEvent::Usage(u))) => usage = Some(u),
                     Some(Err(e)) => {
-                        failure = Some(model_failure(&e));
+                        failure = Some(e.into());
                         break;
                     }
                     None => break,
@@ -1324,11 +1328,11 @@ impl Driver {
             match self.store.append_message(&message).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    failure.get_or_insert(("not_found", "the session was deleted".to_owned()));
+                    failure.get_or_insert(AnswerError::SessionDeleted);
                 }
                 Err(e) => {
                     tracing::error!(error = ?e, message = %self.run.message_id, "storing an answer failed");
-                    failure = Some(("internal", "the answer could not be stored".to_owned()));
+                    failure = Some(AnswerError::NotStored);
                 }
             }
         }
@@ -1350,26 +1354,10 @@ impl Driver {
                     usage,
                 });
             }
-            Some((code, detail)) => {
-                tracing::warn!(message = %self.run.message_id, code, "answer ended early");
-                self.run.push(StreamEvent::Error {
-                    code: code.to_owned(),
-                    detail,
-                });
+            Some(e) => {
+                tracing::warn!(message = %self.run.message_id, error = ?e, "answer ended early");
+                self.run.push(StreamEvent::Error(e));
             }
-        }
-    }
-}
-
-fn model_failure(e: &ModelError) -> (&'static str, String) {
-    match e {
-        ModelError::Rejected(m) => ("provider_error", m.clone()),
-        ModelError::Unavailable(m) | ModelError::Interrupted(m) => {
-            ("provider_unavailable", m.clone())
-        }
-        ModelError::Unknown(e) => {
-            tracing::error!(error = ?e, "model failure");
-            ("internal", "the model failed".to_owned())
         }
     }
 }

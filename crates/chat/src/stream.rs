@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::model::{Citation, MessageId, Usage};
+use crate::ports::ModelError;
 
 /// One event of an answer stream, as SSE and WebSocket carry it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +44,47 @@ pub enum StreamEvent {
         usage: Usage,
     },
     /// The stream failed or was cancelled (what was produced is stored as `incomplete`).
-    Error {
-        /// A stable code: `cancelled`, `provider_unavailable`, `provider_error`, `internal`.
-        code: String,
-        /// What happened.
-        detail: String,
-    },
+    Error(AnswerError),
+}
+
+/// Why an answer ended early. `crates/api` gives each its wire code; the message is the
+/// detail a client sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The answer was cancelled (a viewer asked, or none was left).
+    #[error("the answer was cancelled")]
+    Cancelled,
+    /// The model refused the request.
+    #[error("{0}")]
+    ProviderRejected(String),
+    /// The model could not be reached, or its stream broke.
+    #[error("{0}")]
+    ProviderUnavailable(String),
+    /// The model failed otherwise (the cause is logged, never shown).
+    #[error("the model failed")]
+    ModelFailed,
+    /// The session was deleted while the answer ran.
+    #[error("the session was deleted")]
+    SessionDeleted,
+    /// The answer could not be stored.
+    #[error("the answer could not be stored")]
+    NotStored,
+    /// A replayed answer that was cut short when it ran.
+    #[error("the answer was cut short; what was produced is stored")]
+    Incomplete,
+}
+
+impl From<ModelError> for AnswerError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Rejected(m) => Self::ProviderRejected(m),
+            ModelError::Unavailable(m) | ModelError::Interrupted(m) => Self::ProviderUnavailable(m),
+            ModelError::Unknown(e) => {
+                tracing::error!(error = ?e, "model failure");
+                Self::ModelFailed
+            }
+        }
+    }
 }
 
 impl StreamEvent {
@@ -59,14 +95,14 @@ impl StreamEvent {
             Self::Delta { .. } => "delta",
             Self::Citations { .. } => "citations",
             Self::Done { .. } => "done",
-            Self::Error { .. } => "error",
+            Self::Error(_) => "error",
         }
     }
 
     /// Whether the stream ends with this event.
     #[must_use]
     pub const fn is_last(&self) -> bool {
-        matches!(self, Self::Done { .. } | Self::Error { .. })
+        matches!(self, Self::Done { .. } | Self::Error(_))
     }
 }
 
@@ -164,7 +200,7 @@ impl Run {
                 Position::Text(s.chars)
             }
             StreamEvent::Citations { .. } => Position::Citations,
-            StreamEvent::Done { .. } | StreamEvent::Error { .. } => Position::End,
+            StreamEvent::Done { .. } | StreamEvent::Error(_) => Position::End,
         };
         if event.is_last() {
             s.finished_at = Some(Instant::now());

@@ -6,8 +6,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chat::stream::Sequenced;
 use chat::{
-    Assistant, AssistantFields, AssistantId, ChatSessionId, Citation, Locale, Message, MessageId,
-    Rating, Session, SessionFields, StreamEvent, Subscription, Usage,
+    AnswerError, Assistant, AssistantFields, AssistantId, ChatSessionId, Citation, Locale, Message,
+    MessageId, Rating, Session, SessionFields, StreamEvent, Subscription, Usage,
 };
 use documents::CollectionId;
 use kernel::{FieldError, InvalidInput};
@@ -378,9 +378,21 @@ pub(crate) fn event_payload(event: &StreamEvent) -> serde_json::Value {
             "message_id": message_id.to_string(),
             "usage": UsageDto::from(*usage),
         }),
-        StreamEvent::Error { code, detail } => {
-            serde_json::json!({ "code": code, "detail": detail })
+        StreamEvent::Error(e) => {
+            serde_json::json!({ "code": answer_error_code(e), "detail": e.to_string() })
         }
+    }
+}
+
+/// The wire code of an answer that ended early.
+fn answer_error_code(e: &AnswerError) -> &'static str {
+    match e {
+        AnswerError::Cancelled => "cancelled",
+        AnswerError::ProviderRejected(_) => "provider_error",
+        AnswerError::ProviderUnavailable(_) => "provider_unavailable",
+        AnswerError::ModelFailed | AnswerError::NotStored => "internal",
+        AnswerError::SessionDeleted => "not_found",
+        AnswerError::Incomplete => "incomplete",
     }
 }
 
