@@ -13,6 +13,7 @@
 //! document, which must not come back as the assistant's own words.
 
 use crate::model::{Locale, Message, MessageRole, PromptMessage, PromptRole, Source};
+use crate::ports::ChatModel;
 
 /// What a grounded prompt is built from.
 #[derive(Debug, Clone)]
@@ -29,8 +30,6 @@ pub struct PromptInput<'a> {
     pub question: &'a str,
     /// Retrieved chunks, best first.
     pub sources: Vec<Source>,
-    /// A random token for the fences (see the module docs).
-    pub fence: &'a str,
 }
 
 /// A prompt ready to send, and the sources it kept (labels renumbered `S1…` in order).
@@ -206,14 +205,42 @@ fn tail(locale: Locale) -> &'static str {
     }
 }
 
-/// Assembles a grounded prompt that fits `budget` tokens (counted by `count`): the system
-/// message and the question always; then sources, best first, while they fit in 70 % of
-/// what is left; then history, newest first, in what remains; then more sources if room is
-/// left. Sources are relabelled `S1…` in the order they appear.
-pub fn assemble(input: PromptInput<'_>, budget: u32, count: &dyn Fn(&str) -> u32) -> Prompt {
+/// A per-request random fence token (the random bits of a fresh UUIDv7).
+#[must_use]
+pub fn fence() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    id[id.len() - 12..].to_owned()
+}
+
+/// The prompt of one call of `model_name`: `input` fenced with a fresh [`fence`] and
+/// assembled in the model's tokenizer within its context window less `reserved` tokens
+/// (the answer's maximum, and whatever is sent beside the prompt).
+#[must_use]
+pub fn for_model(
+    model: &dyn ChatModel,
+    model_name: &str,
+    reserved: u32,
+    input: PromptInput<'_>,
+) -> Prompt {
+    let budget = model.context_window(model_name).saturating_sub(reserved);
+    assemble(input, &fence(), budget, &|s: &str| {
+        model.count_tokens(model_name, s)
+    })
+}
+
+/// Assembles a grounded prompt fenced with `fence` that fits `budget` tokens (counted by
+/// `count`): the system message and the question always; then sources, best first, while
+/// they fit in 70 % of what is left; then history, newest first, in what remains; then more
+/// sources if room is left. Sources are relabelled `S1…` in the order they appear.
+pub fn assemble(
+    input: PromptInput<'_>,
+    fence: &str,
+    budget: u32,
+    count: &dyn Fn(&str) -> u32,
+) -> Prompt {
     const PER_MESSAGE: u32 = 4;
     let system = system_message(input.locale, input.instructions, input.system_prompt);
-    let bare_question = grounded_question(input.locale, &[], input.question, input.fence);
+    let bare_question = grounded_question(input.locale, &[], input.question, fence);
     let fixed = count(&system) + count(&bare_question) + 3 * PER_MESSAGE + 64;
     let mut left = budget.saturating_sub(fixed);
 
@@ -224,7 +251,7 @@ pub fn assemble(input: PromptInput<'_>, budget: u32, count: &dyn Fn(&str) -> u32
     let mut used = 0u32;
     for (i, mut s) in input.sources.into_iter().enumerate() {
         s.label = format!("S{}", i + 1);
-        let cost = count(&fence_source(&s, input.fence)) + 2;
+        let cost = count(&fence_source(&s, fence)) + 2;
         if used + cost <= source_budget {
             used += cost;
             kept.push(s);
@@ -243,7 +270,7 @@ pub fn assemble(input: PromptInput<'_>, budget: u32, count: &dyn Fn(&str) -> u32
             MessageRole::User => (PromptRole::User, m.content.clone()),
             MessageRole::Assistant => (
                 PromptRole::Assistant,
-                fence_earlier_answer(&m.content, input.fence),
+                fence_earlier_answer(&m.content, fence),
             ),
         };
         let cost = count(&content) + PER_MESSAGE;
@@ -264,7 +291,7 @@ pub fn assemble(input: PromptInput<'_>, budget: u32, count: &dyn Fn(&str) -> u32
     for (i, s) in kept.iter_mut().enumerate() {
         s.label = format!("S{}", i + 1);
     }
-    let question = grounded_question(input.locale, &kept, input.question, input.fence);
+    let question = grounded_question(input.locale, &kept, input.question, fence);
     let history_kept = history.len();
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.push(PromptMessage::new(PromptRole::System, system));
@@ -337,8 +364,8 @@ mod tests {
                 history: &[],
                 question: "When is rent due?",
                 sources: vec![evil],
-                fence: "f00dfeed",
             },
+            "f00dfeed",
             10_000,
             &words,
         );
@@ -383,8 +410,8 @@ mod tests {
                 history: &history,
                 question: "q?",
                 sources,
-                fence: "abc",
             },
+            "abc",
             budget,
             &words,
         );
@@ -419,8 +446,8 @@ mod tests {
                 history: &history,
                 question: "And then?",
                 sources: vec![],
-                fence: "f00d",
             },
+            "f00d",
             10_000,
             &words,
         );
@@ -455,8 +482,8 @@ mod tests {
                 history: &[],
                 question: "اجاره کی تمام می‌شود؟",
                 sources: vec![source("اجاره در اسفند تمام می‌شود.")],
-                fence: "x1",
             },
+            "x1",
             10_000,
             &words,
         );

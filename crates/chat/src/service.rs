@@ -601,12 +601,10 @@ impl Chat {
             .recent_messages(tenant, session_id, self.settings.history_messages)
             .await?;
         let locale = locale.unwrap_or_else(|| Locale::detect(content));
-        let fence = fence();
-        let budget = model
-            .context_window(&model_name)
-            .saturating_sub(self.settings.max_answer_tokens);
-        let counter = |s: &str| model.count_tokens(&model_name, s);
-        let prompt = prompt::assemble(
+        let prompt = prompt::for_model(
+            &*model,
+            &model_name,
+            self.settings.max_answer_tokens,
             PromptInput {
                 locale,
                 instructions: assistant.as_ref().map(|a| a.instructions.as_str()),
@@ -614,10 +612,7 @@ impl Chat {
                 history: &history,
                 question: content,
                 sources,
-                fence: &fence,
             },
-            budget,
-            &counter,
         );
         // The question's id first: messages list by id (UUIDv7), the answer after its question.
         let question_id = MessageId::new();
@@ -1033,11 +1028,14 @@ impl Chat {
             }
             sources = self.search(ctx, &question, g.collections, top_k).await?;
             let locale = Locale::detect(&question);
-            let fence = fence();
-            let budget = model.context_window(&model_name).saturating_sub(max_tokens);
-            let counter = |s: &str| model.count_tokens(&model_name, s);
-            let others: u32 = messages.iter().map(|m| counter(&m.content) + 4).sum();
-            let p = prompt::assemble(
+            let others: u32 = messages
+                .iter()
+                .map(|m| model.count_tokens(&model_name, &m.content) + 4)
+                .sum();
+            let p = prompt::for_model(
+                &*model,
+                &model_name,
+                max_tokens.saturating_add(others),
                 PromptInput {
                     locale,
                     instructions: None,
@@ -1045,10 +1043,7 @@ impl Chat {
                     history: &[],
                     question: &question,
                     sources: std::mem::take(&mut sources),
-                    fence: &fence,
                 },
-                budget.saturating_sub(others),
-                &counter,
             );
             sources = p.sources;
             if let Some(last) = p.messages.last() {
@@ -1202,12 +1197,6 @@ fn dedup(mut ids: Vec<CollectionId>) -> Vec<CollectionId> {
 
 /// Why another member's assistant cannot be changed.
 const NOT_YOUR_ASSISTANT: &str = "only the assistant's creator or an admin may change or delete it";
-
-/// A per-request random fence token (the random bits of a fresh UUIDv7).
-pub(crate) fn fence() -> String {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    id[id.len() - 12..].to_owned()
-}
 
 /// An answer ready to start: its tokens reserved, its question stored.
 struct PreparedAnswer {

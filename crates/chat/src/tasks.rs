@@ -25,7 +25,7 @@ use crate::model::{
 use crate::neutralize::neutralize;
 use crate::ports::{ChatModel, ModelEvent};
 use crate::prompt::{self, PromptInput};
-use crate::service::{Chat, ChatError, fence};
+use crate::service::{Chat, ChatError};
 
 /// Most characters of text a client may send to `/ai/summarize`.
 pub const MAX_TASK_TEXT_CHARS: usize = 200_000;
@@ -192,12 +192,10 @@ impl Chat {
                 .map(|s| s.text.as_str())
                 .collect::<String>(),
         );
-        let fence = fence();
-        let counter = |s: &str| model.count_tokens(model_name, s);
-        let budget = model
-            .context_window(model_name)
-            .saturating_sub(self.settings.max_answer_tokens);
-        let p = prompt::assemble(
+        let p = prompt::for_model(
+            &**model,
+            model_name,
+            self.settings.max_answer_tokens,
             PromptInput {
                 locale,
                 instructions: None,
@@ -205,10 +203,7 @@ impl Chat {
                 history: &[],
                 question: instruction,
                 sources,
-                fence: &fence,
             },
-            budget,
-            &counter,
         );
         let question = p
             .messages
@@ -291,12 +286,10 @@ impl Chat {
         let (name, adapter) = self.resolve_model(ctx.tenant_id(), model).await?;
         let sources = self.search(ctx, question, collections, top_k).await?;
         let locale = Locale::detect(question);
-        let fence = fence();
-        let counter = |s: &str| adapter.count_tokens(&name, s);
-        let budget = adapter
-            .context_window(&name)
-            .saturating_sub(self.settings.max_answer_tokens);
-        let p = prompt::assemble(
+        let p = prompt::for_model(
+            &*adapter,
+            &name,
+            self.settings.max_answer_tokens,
             PromptInput {
                 locale,
                 instructions: None,
@@ -304,10 +297,7 @@ impl Chat {
                 history: &[],
                 question,
                 sources,
-                fence: &fence,
             },
-            budget,
-            &counter,
         );
         let request = ChatRequest {
             model: name.clone(),
