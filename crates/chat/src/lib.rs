@@ -3,12 +3,14 @@
 //!
 //! `model` holds the types, `ports` the traits adapters implement (the language model, the
 //! store, the knowledge a question is grounded in), `prompt` the templates and the token
-//! budget, `citations` the verification of what a model cites, `stream` the one streaming core
-//! (SSE and WebSocket are views of it), `service` the use cases, `tasks` the AI tasks. Every
-//! model call is metered (`kernel::Meter`): its tokens are reserved before the provider is
-//! called and settled once it ends.
+//! budget, `citations` the verification of what a model cites, `call` the one model-call core
+//! (every answer, task and completion reads its model through it), `stream` the runs of
+//! answers and their viewers (SSE and WebSocket are views of them), `service` the use cases,
+//! `tasks` the AI tasks. Every model call is metered (`kernel::Meter`): its tokens are
+//! reserved before the provider is called and settled once it ends.
 //! Depends only on `kernel` and the `documents` and `retrieval` domains.
 
+pub mod call;
 pub mod citations;
 pub mod knowledge;
 mod metered;
@@ -20,6 +22,7 @@ pub mod service;
 pub mod stream;
 pub mod tasks;
 
+pub use call::{Answer, CallEvent, Failure, ModelCall};
 pub use knowledge::RetrievalKnowledge;
 pub use model::*;
 pub use ports::*;

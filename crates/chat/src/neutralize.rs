@@ -509,67 +509,6 @@ fn bare_address(s: &str, forced: bool) -> Parse<usize> {
     Parse::Yes(url.len())
 }
 
-/// A model's stream with its text neutralized: deltas as [`Neutralizer`] releases them, what
-/// it held back emitted before the usage, an error or the end.
-pub(crate) struct SafeStream {
-    inner: crate::ports::ModelStream,
-    text: Neutralizer,
-    /// An event to give after the held-back text.
-    queued: Option<Result<crate::ports::ModelEvent, crate::ports::ModelError>>,
-    ended: bool,
-}
-
-impl SafeStream {
-    pub(crate) fn new(inner: crate::ports::ModelStream) -> Self {
-        Self {
-            inner,
-            text: Neutralizer::new(),
-            queued: None,
-            ended: false,
-        }
-    }
-}
-
-impl futures_util::Stream for SafeStream {
-    type Item = Result<crate::ports::ModelEvent, crate::ports::ModelError>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-
-        use crate::ports::ModelEvent;
-        loop {
-            if let Some(e) = self.queued.take() {
-                return Poll::Ready(Some(e));
-            }
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match std::task::ready!(self.inner.as_mut().poll_next(cx)) {
-                Some(Ok(ModelEvent::Delta(t))) => {
-                    let safe = self.text.push(&t);
-                    if !safe.is_empty() {
-                        return Poll::Ready(Some(Ok(ModelEvent::Delta(safe))));
-                    }
-                }
-                other => {
-                    // The usage, an error or the end: what was held back goes first.
-                    match other {
-                        Some(e) => self.queued = Some(e),
-                        None => self.ended = true,
-                    }
-                    let tail = self.text.finish();
-                    if !tail.is_empty() {
-                        return Poll::Ready(Some(Ok(ModelEvent::Delta(tail))));
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

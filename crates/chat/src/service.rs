@@ -6,23 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use documents::CollectionId;
-use futures_util::StreamExt as _;
 use kernel::{
     Clock, FieldError, InvalidInput, Meter, MeterError, MeterScope, Page, PageRequest,
     TenantContext, TenantId, UsageKind,
 };
 
-use crate::citations;
-use crate::metered::{self, Held, MeteredStream};
+use crate::call::{Answer, CallEvent, ModelCall};
+use crate::metered::Held;
 use crate::model::{
     Assistant, AssistantFields, AssistantId, ChatRequest, ChatSessionId, Feedback, Locale,
     MAX_COMMENT_CHARS, Message, MessageId, MessageRole, MessageStatus, PromptMessage, PromptRole,
-    Rating, Session, SessionFields, Source, Task, Usage, validate_content,
+    Rating, Session, SessionFields, Source, Task, validate_content,
 };
-use crate::neutralize::Neutralizer;
-use crate::ports::{
-    ChatModel, ChatStore, Knowledge, KnowledgeError, ModelError, ModelStream, StoreError,
-};
+use crate::ports::{ChatModel, ChatStore, Knowledge, KnowledgeError, StoreError};
 use crate::prompt::{self, PromptInput};
 use crate::stream::{self, AnswerError, Run, Runs, StreamEvent, Subscription};
 
@@ -99,16 +95,6 @@ impl From<AnswerError> for ChatError {
             }
             AnswerError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
             AnswerError::Incomplete => Self::ProviderUnavailable(e.to_string()),
-        }
-    }
-}
-
-impl From<ModelError> for ChatError {
-    fn from(e: ModelError) -> Self {
-        match e {
-            ModelError::Rejected(m) => Self::ProviderRejected(m),
-            ModelError::Unavailable(m) | ModelError::Interrupted(m) => Self::ProviderUnavailable(m),
-            ModelError::Unknown(e) => Self::Unknown(e),
         }
     }
 }
@@ -191,25 +177,13 @@ pub struct Grounding {
 }
 
 /// A started completion.
+#[derive(Debug)]
 pub struct Completion {
     /// The model answering.
     pub model: String,
-    /// The sources the prompt holds (empty without grounding).
-    pub sources: Vec<Source>,
-    /// The answer. Metered: it settles the completion's tokens when it ends or is dropped,
-    /// and gives its stream slot back.
-    pub stream: ModelStream,
-    /// Prompt tokens as counted here (when the provider reports none).
-    pub prompt_tokens: u32,
-}
-
-impl std::fmt::Debug for Completion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Completion")
-            .field("model", &self.model)
-            .field("sources", &self.sources.len())
-            .finish_non_exhaustive()
-    }
+    /// The answer (its first token is there). Metered: it settles the completion's tokens
+    /// when it ends or is dropped, and gives its stream slot back.
+    pub call: ModelCall,
 }
 
 /// Most messages of one completion request.
@@ -544,22 +518,23 @@ impl Chat {
             session = %session_id,
             message = %run.message_id,
             model = %prepared.model_name,
-            sources = prepared.sources.len(),
+            sources = prepared.request.sources.len(),
             history = prepared.history_kept,
             prompt_tokens = prepared.prompt_tokens,
             "answer started"
         );
         let driver = Driver {
             run,
-            model: prepared.model,
-            model_name: prepared.model_name,
+            call: ModelCall::new(
+                prepared.model,
+                prepared.request,
+                prepared.prompt_tokens,
+                held,
+            ),
             store: self.ports.store.clone(),
             clock: self.ports.clock.clone(),
-            sources: prepared.sources,
-            prompt_tokens: prepared.prompt_tokens,
-            held,
         };
-        tokio::spawn(driver.drive(prepared.request));
+        tokio::spawn(driver.drive());
         Ok(viewer)
     }
 
@@ -651,14 +626,13 @@ impl Chat {
             task: Task::Answer {
                 question: content.to_owned(),
             },
-            sources: prompt.sources.clone(),
+            sources: prompt.sources,
         };
         Ok(PreparedAnswer {
             message_id,
             model,
             model_name,
             request,
-            sources: prompt.sources,
             prompt_tokens: prompt.tokens,
             history_kept: prompt.history_kept,
         })
@@ -971,42 +945,35 @@ impl Chat {
             .await?;
         let slot = self.ports.meter.open_stream(ctx.tenant_id()).await?;
         let mut held = Held::new(self.ports.meter.clone()).with_slot(slot);
-        match self
-            .start_completion(ctx, input, model_name, model, &mut held)
+        let (request, prompt_tokens) = match self
+            .prepare_completion(ctx, input, &model_name, &*model, &mut held)
             .await
         {
-            Ok(started) => {
-                let stream = MeteredStream::new(
-                    started.stream,
-                    started.model,
-                    started.model_name.clone(),
-                    started.prompt_tokens,
-                    held,
-                );
-                Ok(Completion {
-                    model: started.model_name,
-                    sources: started.sources,
-                    stream: Box::pin(crate::neutralize::SafeStream::new(Box::pin(stream))),
-                    prompt_tokens: started.prompt_tokens,
-                })
-            }
+            Ok(prepared) => prepared,
             Err(e) => {
                 held.release().await;
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        let call = ModelCall::new(model, request, prompt_tokens, held)
+            .started()
+            .await?;
+        Ok(Completion {
+            model: model_name,
+            call,
+        })
     }
 
-    /// A completion once its stream slot is taken: grounding, the reservation (put in
-    /// `held`) and the model call.
-    async fn start_completion(
+    /// A completion once its stream slot is taken: grounding, the request and its prompt
+    /// tokens, and the reservation (put in `held`).
+    async fn prepare_completion(
         &self,
         ctx: &TenantContext,
         input: CompletionInput,
-        model_name: String,
-        model: Arc<dyn ChatModel>,
+        model_name: &str,
+        model: &dyn ChatModel,
         held: &mut Held,
-    ) -> Result<StartedCompletion, ChatError> {
+    ) -> Result<(ChatRequest, u32), ChatError> {
         let max_tokens = input.max_tokens.unwrap_or(self.settings.max_answer_tokens);
         let mut messages = input.messages;
         let mut sources = Vec::new();
@@ -1030,11 +997,11 @@ impl Chat {
             let locale = Locale::detect(&question);
             let others: u32 = messages
                 .iter()
-                .map(|m| model.count_tokens(&model_name, &m.content) + 4)
+                .map(|m| model.count_tokens(model_name, &m.content) + 4)
                 .sum();
             let p = prompt::for_model(
-                &*model,
-                &model_name,
+                model,
+                model_name,
                 max_tokens.saturating_add(others),
                 PromptInput {
                     locale,
@@ -1056,36 +1023,28 @@ impl Chat {
             task = Task::Answer { question };
         }
         let prompt_tokens = prompt_tokens(
-            |s| model.count_tokens(&model_name, s),
+            |s| model.count_tokens(model_name, s),
             messages.iter().map(|m| m.content.as_str()),
         );
         let reservation = self
             .reserve_chat(
                 ctx,
-                &model_name,
+                model_name,
                 format!("completion:{}", uuid::Uuid::now_v7()),
                 prompt_tokens,
                 max_tokens,
             )
             .await?;
         held.hold(reservation);
-        let stream = model
-            .stream(ChatRequest {
-                model: model_name.clone(),
-                messages,
-                temperature: input.temperature,
-                max_tokens: Some(max_tokens),
-                task,
-                sources: sources.clone(),
-            })
-            .await?;
-        Ok(StartedCompletion {
-            model_name,
-            model,
+        let request = ChatRequest {
+            model: model_name.to_owned(),
+            messages,
+            temperature: input.temperature,
+            max_tokens: Some(max_tokens),
+            task,
             sources,
-            stream,
-            prompt_tokens,
-        })
+        };
+        Ok((request, prompt_tokens))
     }
 
     /// Counts tokens of `text` in `model` (completion tokens of a cut-short stream).
@@ -1204,148 +1163,116 @@ struct PreparedAnswer {
     model: Arc<dyn ChatModel>,
     model_name: String,
     request: ChatRequest,
-    sources: Vec<Source>,
     prompt_tokens: u32,
     history_kept: usize,
 }
 
-/// A completion whose model call started (its stream not metered yet).
-struct StartedCompletion {
-    model_name: String,
-    model: Arc<dyn ChatModel>,
-    sources: Vec<Source>,
-    stream: ModelStream,
-    prompt_tokens: u32,
-}
-
-/// Drives one answer: reads the model, feeds the run, stores the message, settles the
-/// answer's tokens and gives its stream slot back.
+/// Drives one answer: reads its model call, feeds the run and stores the message (the
+/// call settles the answer's tokens and gives its stream slot back before it ends).
 struct Driver {
     run: Arc<Run>,
-    model: Arc<dyn ChatModel>,
-    model_name: String,
+    call: ModelCall,
     store: Arc<dyn ChatStore>,
     clock: Arc<dyn Clock>,
-    sources: Vec<Source>,
-    prompt_tokens: u32,
-    /// The answer's reservation and stream slot.
-    held: Held,
 }
 
 impl Driver {
-    async fn drive(self, request: ChatRequest) {
-        // What the model wrote (counted, checked for citations) and what is streamed and
-        // stored: the same text neutralized.
-        let mut raw = String::new();
-        let mut text = String::new();
-        let mut safe = Neutralizer::new();
-        let mut usage: Option<Usage> = None;
-        let mut failure: Option<AnswerError> = None;
+    async fn drive(self) {
+        let Self {
+            run,
+            mut call,
+            store,
+            clock,
+        } = self;
         let started = tokio::select! {
             biased;
-            () = self.run.cancelled() => None,
-            r = self.model.stream(request) => Some(r),
+            () = run.cancelled() => false,
+            started = call.start() => started,
         };
-        match started {
-            None => failure = Some(AnswerError::Cancelled),
-            Some(Err(e)) => failure = Some(e.into()),
-            Some(Ok(mut stream)) => loop {
-                let next = tokio::select! {
-                    biased;
-                    () = self.run.cancelled() => {
-                        failure = Some(AnswerError::Cancelled);
-                        break;
-                    }
-                    n = stream.next() => n,
-                };
-                match next {
-                    Some(Ok(crate::ports::ModelEvent::Delta(t))) => {
-                        raw.push_str(&t);
-                        let t = safe.push(&t);
-                        if !t.is_empty() {
-                            text.push_str(&t);
-                            self.run.push(StreamEvent::Delta { text: t });
-                        }
-                    }
-                    Some(Ok(crate::ports::ModelEvent::Usage(u))) => usage = Some(u),
-                    Some(Err(e)) => {
-                        failure = Some(e.into());
-                        break;
-                    }
-                    None => break,
+        if !started {
+            // Cancelled before the first token (nothing when the start failed: its failure
+            // is the call's end already).
+            call.stop(AnswerError::Cancelled);
+        }
+        let mut stopped = !started;
+        let mut end = None;
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = run.cancelled(), if !stopped => {
+                    // The model's stream is dropped, the upstream request with it.
+                    call.stop(AnswerError::Cancelled);
+                    stopped = true;
+                    continue;
                 }
-                // The stream is dropped at the end of this arm: the upstream request with it.
-            },
+                event = call.next() => event,
+            };
+            match event {
+                Some(CallEvent::Delta(text)) => run.push(StreamEvent::Delta { text }),
+                Some(CallEvent::Finished(answer)) => {
+                    end = Some((answer, None));
+                    break;
+                }
+                Some(CallEvent::Failed(f)) => {
+                    end = Some((f.partial, Some(f.error)));
+                    break;
+                }
+                None => break,
+            }
         }
-        let tail = safe.finish();
-        if !tail.is_empty() {
-            text.push_str(&tail);
-            self.run.push(StreamEvent::Delta { text: tail });
-        }
-        let usage = match (usage, &failure) {
-            (Some(u), None) => u,
-            _ => metered::counted_usage(
-                &*self.model,
-                &self.model_name,
-                self.prompt_tokens,
-                &raw,
-                failure.is_none(),
-            ),
-        };
-        let (citations, dropped) = citations::verify(&raw, &self.sources);
-        if dropped > 0 {
-            tracing::info!(message = %self.run.message_id, dropped, "unverifiable citations dropped");
-        }
+        let (answer, mut failure) =
+            end.unwrap_or_else(|| (Answer::default(), Some(AnswerError::ModelFailed)));
+        let model_name = call.model_name().to_owned();
+        drop(call);
+        let usage = answer.usage;
         let status = if failure.is_none() {
             MessageStatus::Complete
         } else {
             MessageStatus::Incomplete
         };
-        if failure.is_none() || !text.is_empty() {
+        if failure.is_none() || !answer.text.is_empty() {
             let message = Message {
-                id: self.run.message_id,
-                tenant_id: self.run.tenant_id,
-                session_id: self.run.session_id,
+                id: run.message_id,
+                tenant_id: run.tenant_id,
+                session_id: run.session_id,
                 role: MessageRole::Assistant,
-                content: text,
-                citations: citations.clone(),
+                content: answer.text,
+                citations: answer.citations.clone(),
                 usage: Some(usage),
                 status,
-                model: Some(self.model_name.clone()),
-                created_at: self.clock.now(),
+                model: Some(model_name),
+                created_at: clock.now(),
             };
-            match self.store.append_message(&message).await {
+            match store.append_message(&message).await {
                 Ok(true) => {}
                 Ok(false) => {
                     failure.get_or_insert(AnswerError::SessionDeleted);
                 }
                 Err(e) => {
-                    tracing::error!(error = ?e, message = %self.run.message_id, "storing an answer failed");
+                    tracing::error!(error = ?e, message = %run.message_id, "storing an answer failed");
                     failure = Some(AnswerError::NotStored);
                 }
             }
         }
-        // Settled before the end is pushed: a client that sees the end (and asks again) finds
-        // the quota corrected and the slot free. The usage is the one stored (0/0 when the
-        // model failed before any token: a release).
-        self.held.finish(metered::tokens(usage)).await;
-        self.run.push(StreamEvent::Citations { citations });
+        run.push(StreamEvent::Citations {
+            citations: answer.citations,
+        });
         match failure {
             None => {
                 tracing::info!(
-                    message = %self.run.message_id,
+                    message = %run.message_id,
                     prompt_tokens = usage.prompt_tokens,
                     completion_tokens = usage.completion_tokens,
                     "answer stored"
                 );
-                self.run.push(StreamEvent::Done {
-                    message_id: self.run.message_id,
+                run.push(StreamEvent::Done {
+                    message_id: run.message_id,
                     usage,
                 });
             }
             Some(e) => {
-                tracing::warn!(message = %self.run.message_id, error = ?e, "answer ended early");
-                self.run.push(StreamEvent::Error(e));
+                tracing::warn!(message = %run.message_id, error = ?e, "answer ended early");
+                run.push(StreamEvent::Error(e));
             }
         }
     }
@@ -1356,6 +1283,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::ports::{ModelError, ModelStream};
 
     /// Serves these names; never called.
     #[derive(Debug)]

@@ -6,24 +6,24 @@
 //! returns (answers, summaries, labels, keywords, entities) is neutralized
 //! ([`crate::neutralize`]); structured answers after they are parsed.
 //!
-//! Every model call of a task is metered (in `Chat::read_all`, the one place they all go
-//! through): the prompt's tokens plus `max_tokens` are reserved before the call, and the
+//! Every model call of a task is metered (in `Chat::read_all`, over the one model-call core
+//! [`crate::call`]): the prompt's tokens plus `max_tokens` are reserved before the call, and the
 //! usage the task reports is settled once it ends.
 
 use std::sync::Arc;
 
 use documents::{ChunkId, CollectionId, DocumentId};
-use futures_util::StreamExt as _;
 use kernel::{FieldError, InvalidInput, TenantContext};
 
+use crate::call::ModelCall;
 use crate::citations;
-use crate::metered::{Held, MeteredStream};
+use crate::metered::Held;
 use crate::model::{
     AnalysisTask, ChatRequest, Citation, Locale, PromptMessage, PromptRole, Source, SummaryStyle,
     Task, Usage,
 };
 use crate::neutralize::neutralize;
-use crate::ports::{ChatModel, ModelEvent};
+use crate::ports::ChatModel;
 use crate::prompt::{self, PromptInput};
 use crate::service::{Chat, ChatError};
 
@@ -449,8 +449,8 @@ impl Chat {
 }
 
 impl Chat {
-    /// The whole answer of one task's model call and its usage: the model's when it reported
-    /// it, else `prompt_tokens` and the answer counted.
+    /// The whole answer of one task's model call (as the model wrote it) and its usage: the
+    /// model's when it reported it, else `prompt_tokens` and the answer counted.
     ///
     /// Metered: `prompt_tokens` plus the request's `max_tokens` are reserved for the
     /// caller's organization before the model is called (refused: [`ChatError::Metering`]);
@@ -472,38 +472,12 @@ impl Chat {
             .reserve_chat(ctx, &model_name, reference, prompt_tokens, max_tokens)
             .await?;
         let held = Held::new(self.ports.meter.clone()).with_reservation(reservation);
-        let stream = match model.stream(request).await {
-            Ok(s) => s,
-            Err(e) => {
-                held.release().await;
-                return Err(e.into());
-            }
-        };
-        let mut stream = MeteredStream::new(
-            stream,
-            model.clone(),
-            model_name.clone(),
-            prompt_tokens,
-            held,
-        );
-        let mut text = String::new();
-        let mut usage = None;
-        while let Some(e) = stream.next().await {
-            match e {
-                Ok(ModelEvent::Delta(t)) => text.push_str(&t),
-                Ok(ModelEvent::Usage(u)) => usage = Some(u),
-                Err(e) => {
-                    stream.settle_now().await;
-                    return Err(e.into());
-                }
-            }
-        }
-        // The stream settled this same usage when it ended.
-        let usage = usage.unwrap_or(Usage {
-            prompt_tokens,
-            completion_tokens: model.count_tokens(&model_name, &text),
-        });
-        Ok((text, usage))
+        let answer = ModelCall::new(model.clone(), request, prompt_tokens, held)
+            .started()
+            .await?
+            .read_to_end()
+            .await?;
+        Ok((answer.raw, answer.usage))
     }
 }
 

@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat::{
-    Chat, ChatError, ChatModel, ChatPorts, ChatRequest, ChatSettings, CompletionInput, Knowledge,
-    KnowledgeError, MessageRole, ModelError, ModelEvent, ModelStream, PromptMessage, PromptRole,
+    CallEvent, Chat, ChatError, ChatModel, ChatPorts, ChatRequest, ChatSettings, CompletionInput,
+    Knowledge, KnowledgeError, MessageRole, ModelError, ModelStream, PromptMessage, PromptRole,
     SessionFields, Source, SummaryStyle, TaskInput,
 };
 use documents::{ChunkDraft, ChunkId, ChunkIndexer as _, CollectionId, DocumentId, IndexFailure};
-use futures_util::StreamExt as _;
 use kernel::{
     Meter, MeterError, MeterScope, PageRequest, Principal, Reservation, Role, StreamSlot,
     SystemClock, TenantContext, TenantId, Tokens, UsageKind, UserId,
@@ -374,9 +373,9 @@ async fn a_completion_dropped_midway_settles_once_with_the_prompt_and_what_was_p
         .complete(&f.ctx, completion_input(None))
         .await
         .expect("a completion");
-    let prompt_tokens = completion.prompt_tokens;
-    let mut stream = completion.stream;
-    let Some(Ok(ModelEvent::Delta(first))) = stream.next().await else {
+    let prompt_tokens = completion.call.prompt_tokens();
+    let mut stream = completion.call;
+    let Some(CallEvent::Delta(first)) = stream.next().await else {
         panic!("a first piece");
     };
     assert_eq!(f.meter.open_slots(), 1, "the slot is held while streaming");
@@ -411,12 +410,14 @@ async fn a_completion_read_to_its_end_settles_the_models_usage_before_it_ends() 
         .complete(&f.ctx, completion_input(Some(50)))
         .await
         .expect("a completion");
-    let prompt_tokens = completion.prompt_tokens;
-    let mut stream = completion.stream;
+    let prompt_tokens = completion.call.prompt_tokens();
+    let mut stream = completion.call;
     let mut usage = None;
     while let Some(e) = stream.next().await {
-        if let ModelEvent::Usage(u) = e.expect("no error") {
-            usage = Some(u);
+        match e {
+            CallEvent::Delta(_) => {}
+            CallEvent::Finished(answer) => usage = Some(answer.usage),
+            CallEvent::Failed(f) => panic!("no error: {f:?}"),
         }
     }
     let usage = usage.expect("the local model reports its usage");

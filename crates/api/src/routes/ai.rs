@@ -8,16 +8,14 @@
 //! response body owns the model's stream, so a client that goes away drops the upstream call
 //! with it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, get, post, web};
 use chat::{
-    AnalysisTask, Completion, CompletionInput, Grounding, MindNode, ModelError, ModelEvent,
-    ModelStream, PromptMessage, PromptRole, Source, SummaryStyle, TaskInput, Usage,
+    AnalysisTask, Answer, CallEvent, Citation, Completion, CompletionInput, Grounding, MindNode,
+    ModelCall, PromptMessage, PromptRole, SummaryStyle, TaskInput,
 };
 use documents::{CollectionId, DocumentId};
-use futures_util::StreamExt as _;
 use kernel::{FieldError, InvalidInput};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
@@ -60,11 +58,7 @@ pub struct QuireResultDto {
 }
 
 impl QuireResultDto {
-    fn verified(text: &str, sources: &[Source]) -> Self {
-        let (citations, dropped) = chat::citations::verify(text, sources);
-        if dropped > 0 {
-            tracing::info!(dropped, "unverifiable citations dropped");
-        }
+    fn verified(citations: &[Citation]) -> Self {
         Self {
             citations: citations.iter().map(CitationDto::from).collect(),
         }
@@ -369,19 +363,6 @@ fn error_frame(message: &str) -> web::Bytes {
     }))
 }
 
-/// What a client may see of a model failure.
-fn failure_message(e: &ModelError) -> String {
-    match e {
-        ModelError::Rejected(m) | ModelError::Unavailable(m) | ModelError::Interrupted(m) => {
-            m.clone()
-        }
-        ModelError::Unknown(e) => {
-            tracing::error!(error = ?e, "model failure");
-            "the model failed".to_owned()
-        }
-    }
-}
-
 /// Where a streamed completion is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -393,17 +374,13 @@ enum Phase {
     End,
 }
 
-/// A streamed completion: the model's stream and what the closing chunks need.
+/// A streamed completion: the model call, and its answer once it is done.
 struct Streamed {
-    chat: Arc<chat::Chat>,
-    stream: ModelStream,
+    call: ModelCall,
     meta: ChunkMeta,
-    sources: Vec<Source>,
-    prompt_tokens: u32,
     delivery: Delivery,
     phase: Phase,
-    text: String,
-    usage: Option<Usage>,
+    answer: Answer,
 }
 
 impl Streamed {
@@ -423,40 +400,33 @@ impl Streamed {
         }
     }
 
-    fn usage(&self) -> Usage {
-        self.usage.unwrap_or_else(|| Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.chat.count_tokens(&self.meta.model, &self.text),
-        })
-    }
-
     /// The next content chunk (or a heartbeat comment); `None` (in phase `Finish`) once the
     /// model is done, or the error frame (then phase `End`) when it broke.
     async fn next_delta(&mut self) -> Option<web::Bytes> {
-        loop {
-            let Ok(next) = tokio::time::timeout(HEARTBEAT, self.stream.next()).await else {
-                return Some(web::Bytes::from_static(b": keep-alive\n\n"));
-            };
-            match next {
-                Some(Ok(ModelEvent::Delta(t))) if t.is_empty() => {}
-                Some(Ok(ModelEvent::Delta(t))) => {
-                    self.text.push_str(&t);
-                    let delta = DeltaDto {
-                        role: None,
-                        content: Some(t),
-                    };
-                    return Some(sse_frame(&self.chunk(delta, None)));
-                }
-                Some(Ok(ModelEvent::Usage(u))) => self.usage = Some(u),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "the model stream broke");
-                    self.phase = Phase::End;
-                    return Some(error_frame(&failure_message(&e)));
-                }
-                None => {
-                    self.phase = Phase::Finish;
-                    return None;
-                }
+        let Ok(next) = tokio::time::timeout(HEARTBEAT, self.call.next()).await else {
+            return Some(web::Bytes::from_static(b": keep-alive\n\n"));
+        };
+        match next {
+            Some(CallEvent::Delta(t)) => {
+                let delta = DeltaDto {
+                    role: None,
+                    content: Some(t),
+                };
+                Some(sse_frame(&self.chunk(delta, None)))
+            }
+            Some(CallEvent::Finished(answer)) => {
+                self.answer = answer;
+                self.phase = Phase::Finish;
+                None
+            }
+            Some(CallEvent::Failed(f)) => {
+                tracing::warn!(error = %f.error, "the model stream broke");
+                self.phase = Phase::End;
+                Some(error_frame(&f.error.to_string()))
+            }
+            None => {
+                self.phase = Phase::End;
+                None
             }
         }
     }
@@ -483,7 +453,7 @@ impl Streamed {
                 } else {
                     Phase::Done
                 };
-                let usage = self.usage();
+                let usage = self.answer.usage;
                 tracing::info!(
                     model = %self.meta.model,
                     prompt_tokens = usage.prompt_tokens,
@@ -492,7 +462,7 @@ impl Streamed {
                 );
                 let mut chunk = self.chunk(DeltaDto::default(), Some("stop"));
                 if self.delivery.grounded {
-                    chunk.quire = Some(QuireResultDto::verified(&self.text, &self.sources));
+                    chunk.quire = Some(QuireResultDto::verified(&self.answer.citations));
                 }
                 Some(sse_frame(&chunk))
             }
@@ -500,7 +470,7 @@ impl Streamed {
                 self.phase = Phase::Done;
                 let mut chunk = self.chunk(DeltaDto::default(), None);
                 chunk.choices.clear();
-                chunk.usage = Some(self.usage().into());
+                chunk.usage = Some(self.answer.usage.into());
                 Some(sse_frame(&chunk))
             }
             Phase::Done => {
@@ -513,17 +483,13 @@ impl Streamed {
 }
 
 /// The `text/event-stream` response of a streamed completion.
-fn sse_response(chat: Arc<chat::Chat>, completion: Completion, delivery: Delivery) -> HttpResponse {
+fn sse_response(completion: Completion, delivery: Delivery) -> HttpResponse {
     let state = Streamed {
-        chat,
         meta: ChunkMeta::new(&completion.model),
-        stream: completion.stream,
-        sources: completion.sources,
-        prompt_tokens: completion.prompt_tokens,
+        call: completion.call,
         delivery,
         phase: Phase::Start,
-        text: String::new(),
-        usage: None,
+        answer: Answer::default(),
     };
     let span = tracing::Span::current();
     let frames = futures_util::stream::unfold(state, move |mut s| {
@@ -540,29 +506,10 @@ fn sse_response(chat: Arc<chat::Chat>, completion: Completion, delivery: Deliver
 }
 
 /// Reads a whole completion into OpenAI's `chat.completion`.
-async fn collected(
-    chat: &chat::Chat,
-    completion: Completion,
-    grounded: bool,
-) -> Result<CompletionResponse, ApiError> {
-    let Completion {
-        model,
-        sources,
-        mut stream,
-        prompt_tokens,
-    } = completion;
-    let mut text = String::new();
-    let mut usage = None;
-    while let Some(event) = stream.next().await {
-        match event.map_err(chat::ChatError::from)? {
-            ModelEvent::Delta(t) => text.push_str(&t),
-            ModelEvent::Usage(u) => usage = Some(u),
-        }
-    }
-    let usage = usage.unwrap_or_else(|| Usage {
-        prompt_tokens,
-        completion_tokens: chat.count_tokens(&model, &text),
-    });
+async fn collected(completion: Completion, grounded: bool) -> Result<CompletionResponse, ApiError> {
+    let Completion { model, call } = completion;
+    let answer = call.read_to_end().await.map_err(chat::ChatError::from)?;
+    let usage = answer.usage;
     let meta = ChunkMeta::new(&model);
     tracing::info!(%model, prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens, "completion");
@@ -570,13 +517,13 @@ async fn collected(
         id: meta.id,
         object: "chat.completion",
         created: meta.created,
-        quire: grounded.then(|| QuireResultDto::verified(&text, &sources)),
+        quire: grounded.then(|| QuireResultDto::verified(&answer.citations)),
         model,
         choices: vec![ChoiceDto {
             index: 0,
             message: AssistantMessageDto {
                 role: "assistant",
-                content: text,
+                content: answer.text,
             },
             finish_reason: "stop",
         }],
@@ -612,9 +559,9 @@ async fn completions(
     let (input, delivery) = body.into_domain()?;
     let completion = state.chat.complete(&access.ctx, input).await?;
     if delivery.stream {
-        return Ok(sse_response(state.chat.clone(), completion, delivery));
+        return Ok(sse_response(completion, delivery));
     }
-    let response = collected(&state.chat, completion, delivery.grounded).await?;
+    let response = collected(completion, delivery.grounded).await?;
     Ok(HttpResponse::Ok().json(response))
 }
 
