@@ -1,6 +1,6 @@
 //! Metering of model calls: what a call holds while it runs ([`Held`]: its token reservation
 //! and, for answers and completions, a stream slot), and the usage a call settles when its
-//! provider reported none ([`counted_usage`]). [`crate::call::ModelCall`] settles what it
+//! provider reported none ([`counted_usage`]). The model-call core (`ModelCall`) settles what it
 //! holds exactly once, when it ends or when it is dropped early.
 
 use std::future::Future;

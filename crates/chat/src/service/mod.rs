@@ -1,0 +1,182 @@
+//! The chat use cases, one module per seam: `models` (the whitelist, token counting and the
+//! reservation of a chat call), `sessions` (sessions, their messages, feedback), `answers`
+//! (questions answered in a session, streamed through [`crate::stream`] and resumed),
+//! `assistants`, and `completions` (the OpenAI-compatible completions). The AI tasks are in
+//! `tasks`. Every model call goes through [`crate::call::ModelCall`].
+
+mod answers;
+mod assistants;
+mod completions;
+mod models;
+mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use completions::{
+    Completion, CompletionInput, Grounding, MAX_COMPLETION_CHARS, MAX_COMPLETION_MESSAGES,
+    MAX_MAX_TOKENS,
+};
+use documents::CollectionId;
+use kernel::{Clock, InvalidInput, Meter, MeterError};
+
+use crate::ports::{ChatModel, ChatStore, Knowledge, KnowledgeError, StoreError};
+use crate::stream::{AnswerError, Runs};
+
+/// Failures of the chat use cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// Fields failed validation.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// No such session, message, assistant, collection or document for this caller.
+    #[error("not found")]
+    NotFound,
+    /// The model is not on the organization's whitelist.
+    #[error("the model {model:?} is not available to this organization")]
+    UnknownModel {
+        /// What was asked for.
+        model: String,
+        /// What may be used.
+        allowed: Vec<String>,
+    },
+    /// The model (or the embedding provider) could not be reached.
+    #[error("{0}")]
+    ProviderUnavailable(String),
+    /// The model refused the request.
+    #[error("{0}")]
+    ProviderRejected(String),
+    /// The model's output could not be used (after one retry).
+    #[error("{0}")]
+    InvalidModelOutput(String),
+    /// The stream was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The caller's role does not allow this (another member's assistant).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Metering refused the call (the organization's token quota is used up, or it has too
+    /// many answers streaming) or could not be reached; no model was called.
+    #[error(transparent)]
+    Metering(#[from] MeterError),
+    /// Storage failed.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(i) => Self::Invalid(i),
+            StoreError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+impl From<KnowledgeError> for ChatError {
+    fn from(e: KnowledgeError) -> Self {
+        match e {
+            KnowledgeError::NotFound => Self::NotFound,
+            KnowledgeError::Invalid(i) => Self::Invalid(i),
+            KnowledgeError::Unavailable(m) => Self::ProviderUnavailable(m),
+            KnowledgeError::Metering(e) => Self::Metering(e),
+            KnowledgeError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+impl From<AnswerError> for ChatError {
+    fn from(e: AnswerError) -> Self {
+        match e {
+            AnswerError::Cancelled => Self::Cancelled,
+            AnswerError::SessionDeleted => Self::NotFound,
+            AnswerError::ProviderRejected(m) => Self::ProviderRejected(m),
+            AnswerError::ModelFailed | AnswerError::NotStored => {
+                Self::Unknown(anyhow::anyhow!(e.to_string()))
+            }
+            AnswerError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
+            AnswerError::Incomplete => Self::ProviderUnavailable(e.to_string()),
+        }
+    }
+}
+
+/// How chat behaves (from configuration).
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// The model sessions use unless they name one.
+    pub default_model: String,
+    /// The organizations' whitelist unless a platform admin set one (empty: every model
+    /// served).
+    pub allowed_models: Vec<String>,
+    /// Chunks retrieved per question.
+    pub top_k: usize,
+    /// Earlier messages considered for the prompt (then trimmed to the budget).
+    pub history_messages: usize,
+    /// Tokens kept free for the answer.
+    pub max_answer_tokens: u32,
+    /// How long an answer with no viewer goes on before it is cancelled.
+    pub resume_grace: Duration,
+    /// How long an ended answer stays in memory for `Last-Event-ID`.
+    pub replay_keep: Duration,
+    /// Most characters of a document the AI tasks read.
+    pub max_document_chars: usize,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            default_model: "quire-local-extractive".to_owned(),
+            allowed_models: Vec::new(),
+            top_k: 8,
+            history_messages: 20,
+            max_answer_tokens: 1_024,
+            resume_grace: Duration::from_secs(3),
+            replay_keep: Duration::from_secs(120),
+            max_document_chars: 60_000,
+        }
+    }
+}
+
+/// What chat runs on.
+#[derive(Debug, Clone)]
+pub struct ChatPorts {
+    /// Sessions, messages, assistants, feedback, whitelists.
+    pub store: Arc<dyn ChatStore>,
+    /// The language models (each serves one or more names).
+    pub models: Vec<Arc<dyn ChatModel>>,
+    /// What answers are grounded in.
+    pub knowledge: Arc<dyn Knowledge>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Token quotas, stream caps and the usage ledger: every model call reserves its
+    /// tokens before the model is called and settles them once it ends.
+    pub meter: Arc<dyn Meter>,
+}
+
+/// The chat use cases.
+#[derive(Debug, Clone)]
+pub struct Chat {
+    pub(crate) ports: ChatPorts,
+    pub(crate) settings: ChatSettings,
+    pub(crate) runs: Arc<Runs>,
+}
+
+impl Chat {
+    /// The use cases over these ports.
+    #[must_use]
+    pub fn new(ports: ChatPorts, settings: ChatSettings) -> Self {
+        let runs = Arc::new(Runs::new(settings.resume_grace, settings.replay_keep));
+        Self {
+            ports,
+            settings,
+            runs,
+        }
+    }
+}
+
+/// `ids` without repeats, in their first order.
+fn dedup(mut ids: Vec<CollectionId>) -> Vec<CollectionId> {
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|c| seen.insert(*c));
+    ids
+}
