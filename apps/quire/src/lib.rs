@@ -5,6 +5,7 @@
 //! and [`Application::run_until_stopped`]. SIGTERM and SIGINT stop the server gracefully:
 //! it stops accepting, in-flight requests get `http.shutdown_timeout_secs` to finish.
 
+mod knowledge;
 pub mod telemetry;
 pub mod worker;
 
@@ -72,7 +73,7 @@ pub async fn services(
         chat::ChatPorts {
             store: Arc::new(store_sql::SqlChatStore::new(store)),
             models: chat_models(settings)?,
-            knowledge: Arc::new(chat::RetrievalKnowledge::new(
+            knowledge: Arc::new(knowledge::RetrievalKnowledge::new(
                 retrieval.clone(),
                 documents.clone(),
                 collections.clone(),

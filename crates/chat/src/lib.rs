@@ -8,11 +8,11 @@
 //! answers and their viewers (SSE and WebSocket are views of them), `service` the use cases,
 //! `tasks` the AI tasks. Every model call is metered (`kernel::Meter`): its tokens are
 //! reserved before the provider is called and settled once it ends.
-//! Depends only on `kernel` and the `documents` and `retrieval` domains.
+//! Depends only on `kernel` and the `documents` domain (its ids); the composition root adapts
+//! retrieval to the [`Knowledge`] port.
 
 pub mod call;
 pub mod citations;
-pub mod knowledge;
 mod metered;
 pub mod model;
 pub mod neutralize;
@@ -23,7 +23,6 @@ pub mod stream;
 pub mod tasks;
 
 pub use call::{Answer, CallEvent, Failure, ModelCall};
-pub use knowledge::RetrievalKnowledge;
 pub use model::*;
 pub use ports::*;
 pub use service::{

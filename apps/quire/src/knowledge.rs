@@ -1,4 +1,5 @@
-//! [`Knowledge`] over the retrieval and documents use cases: what answers are grounded in.
+//! Chat's [`Knowledge`] port over the retrieval and documents use cases: what answers are
+//! grounded in. It lives in the composition root, so chat knows only its own port.
 
 use std::sync::Arc;
 
@@ -7,8 +8,7 @@ use documents::{CollectionId, Collections, DocumentId, Documents, DocumentsError
 use kernel::{PageRequest, TenantContext};
 use retrieval::{MetadataFilter, Retrieval, RetrievalError, SearchMode, SearchQuery};
 
-use crate::model::Source;
-use crate::ports::{Knowledge, KnowledgeError};
+use chat::{Knowledge, KnowledgeError, Source};
 
 /// Searches with [`Retrieval`] (hybrid mode) and reads documents with [`Documents`].
 #[derive(Debug, Clone)]
@@ -34,27 +34,25 @@ impl RetrievalKnowledge {
     }
 }
 
-impl From<RetrievalError> for KnowledgeError {
-    fn from(e: RetrievalError) -> Self {
-        match e {
-            RetrievalError::Invalid(i) => Self::Invalid(i),
-            RetrievalError::NotFound => Self::NotFound,
-            RetrievalError::ProviderUnavailable(m) | RetrievalError::Rejected(m) => {
-                Self::Unavailable(m)
-            }
-            RetrievalError::Metering(e) => Self::Metering(e),
-            RetrievalError::Unknown(e) => Self::Unknown(e),
+/// A search failure as chat sees it.
+fn from_retrieval(e: RetrievalError) -> KnowledgeError {
+    match e {
+        RetrievalError::Invalid(i) => KnowledgeError::Invalid(i),
+        RetrievalError::NotFound => KnowledgeError::NotFound,
+        RetrievalError::ProviderUnavailable(m) | RetrievalError::Rejected(m) => {
+            KnowledgeError::Unavailable(m)
         }
+        RetrievalError::Metering(e) => KnowledgeError::Metering(e),
+        RetrievalError::Unknown(e) => KnowledgeError::Unknown(e),
     }
 }
 
-impl From<DocumentsError> for KnowledgeError {
-    fn from(e: DocumentsError) -> Self {
-        match e {
-            DocumentsError::NotFound => Self::NotFound,
-            DocumentsError::Invalid(i) => Self::Invalid(i),
-            other => Self::Unknown(anyhow::Error::new(other)),
-        }
+/// A documents failure as chat sees it.
+fn from_documents(e: DocumentsError) -> KnowledgeError {
+    match e {
+        DocumentsError::NotFound => KnowledgeError::NotFound,
+        DocumentsError::Invalid(i) => KnowledgeError::Invalid(i),
+        other => KnowledgeError::Unknown(anyhow::Error::new(other)),
     }
 }
 
@@ -80,7 +78,11 @@ impl Knowledge for RetrievalKnowledge {
             SearchMode::Hybrid,
             MetadataFilter::default(),
         )?;
-        let hits = self.retrieval.search(ctx, &query).await?;
+        let hits = self
+            .retrieval
+            .search(ctx, &query)
+            .await
+            .map_err(from_retrieval)?;
         Ok(hits
             .into_iter()
             .enumerate()
@@ -102,12 +104,16 @@ impl Knowledge for RetrievalKnowledge {
         id: DocumentId,
         max_chars: usize,
     ) -> Result<(String, Vec<Source>), KnowledgeError> {
-        let doc = self.documents.get(ctx, id).await?;
+        let doc = self.documents.get(ctx, id).await.map_err(from_documents)?;
         let mut out = Vec::new();
         let mut chars = 0usize;
         let mut page = PageRequest::first(100)?;
         'pages: loop {
-            let chunks = self.documents.chunks(ctx, id, &page).await?;
+            let chunks = self
+                .documents
+                .chunks(ctx, id, &page)
+                .await
+                .map_err(from_documents)?;
             for c in chunks.items {
                 if chars >= max_chars {
                     break 'pages;
@@ -137,7 +143,10 @@ impl Knowledge for RetrievalKnowledge {
         ids: &[CollectionId],
     ) -> Result<(), KnowledgeError> {
         for id in ids {
-            self.collections.get(ctx, *id).await?;
+            self.collections
+                .get(ctx, *id)
+                .await
+                .map_err(from_documents)?;
         }
         Ok(())
     }
@@ -145,19 +154,19 @@ impl Knowledge for RetrievalKnowledge {
 
 #[cfg(test)]
 mod tests {
+    use chat::ChatError;
     use kernel::MeterError;
 
     use super::*;
-    use crate::service::ChatError;
 
     #[test]
     fn a_refused_search_reaches_chat_as_a_metering_error() {
         let refused = RetrievalError::Metering(MeterError::QuotaExceeded {
-            resets_at: time::OffsetDateTime::UNIX_EPOCH,
+            resets_at: testkit::contract::documents::T0,
             limit: 100,
             used: 100,
         });
-        let e = ChatError::from(KnowledgeError::from(refused));
+        let e = ChatError::from(from_retrieval(refused));
         assert!(
             matches!(
                 e,
