@@ -11,7 +11,7 @@
 //! - Every sum is computed by the database (`SUM … GROUP BY`, `COALESCE` to 0, cast back to
 //!   `BIGINT`, which PostgreSQL's `SUM` widens to `NUMERIC`), never by loading rows; a sum
 //!   past `BIGINT` is an error, not a wrapped number.
-//! - `at` is written like the job queue's times ([`at_value`]: fixed-width UTC text on
+//! - `at` is written by the one time encoder ([`at_value`]: fixed-width UTC text on
 //!   SQLite, `timestamptz` on PostgreSQL), so `at >= since` is exact on both backends.
 //! - A tenant's reads go through the tenant-scoping helper; [`UsageLedger::totals_by_tenant`]
 //!   (platform administrators) is the one read over every tenant.
@@ -30,8 +30,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::{usage_event, usage_limit};
-use crate::jobs::at_value;
-use crate::stored::{fit, utc_micros};
+use crate::stored::{at_value, fit, utc_micros};
 use crate::{SqlStore, scope};
 
 /// The sums a grouped read selects after its group columns, in this order: prompt tokens,

@@ -22,7 +22,7 @@
 //! removed its upload fails rather than publish a partial file, and a sweep never removes a
 //! committed upload.
 //!
-//! Times: `created_at` is written like the job queue's times ([`at_value`]: fixed-width text
+//! Times: `created_at` is written by the one time encoder ([`at_value`]: fixed-width text
 //! on SQLite), so the sweep's comparison is exact on both backends.
 
 use std::time::Duration;
@@ -41,8 +41,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::entity::{blob, blob_part};
-use crate::jobs::at_value;
-use crate::stored::fit;
+use crate::stored::{at_value, fit};
 
 /// The largest part a writer stores in one row (and so keeps in memory): 1 MiB.
 pub(crate) const PART_SIZE: usize = 1 << 20;

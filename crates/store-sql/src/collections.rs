@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use crate::entity::collection::{ActiveModel, Column, Entity, Model};
 use crate::entity::{chunk, document};
 use crate::stored::fit;
-use crate::{SqlStore, jobs, scope};
+use crate::{SqlStore, job_rows, scope};
 
 fn to_domain(m: Model) -> Result<Collection, StoreError> {
     let tokenizer: Tokenizer = m
@@ -183,7 +183,7 @@ impl CollectionRepository for SqlStore {
             .column(document::Column::Id)
             .filter(document::Column::CollectionId.eq(id.as_uuid()))
             .into_query();
-        jobs::cancel_unfinished(
+        job_rows::cancel_unfinished(
             &txn,
             tenant,
             crate::entity::job::Column::DocumentId.in_subquery(documents.clone()),

@@ -14,15 +14,16 @@ use documents::{
 use kernel::{InvalidInput, Page, PageRequest, TenantId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, Value,
 };
 use time::OffsetDateTime;
 
+use crate::document_rows::find_in;
 use crate::entity::document::{ActiveModel, Column, Entity, Model};
 use crate::entity::{chunk, job};
 use crate::stored::fit;
-use crate::{SqlStore, jobs, scope};
+use crate::{SqlStore, job_rows, scope};
 
 pub(crate) fn to_domain(m: Model) -> Result<Document, StoreError> {
     let metadata = match serde_json::from_str(&m.metadata).context("stored metadata")? {
@@ -130,19 +131,6 @@ async fn storage_used_on(db: &impl ConnectionTrait, tenant: TenantId) -> Result<
     Ok(fit(total.unwrap_or(0), "stored bytes")?)
 }
 
-/// The document, read inside `txn`.
-pub(crate) async fn find_in(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    id: DocumentId,
-) -> Result<Option<Model>, StoreError> {
-    Ok(scope::select::<Entity>(tenant)
-        .filter(Column::Id.eq(id.as_uuid()))
-        .one(txn)
-        .await
-        .context("reading a document")?)
-}
-
 #[async_trait]
 impl DocumentRepository for SqlStore {
     async fn create_within(
@@ -182,7 +170,7 @@ impl DocumentRepository for SqlStore {
             }
         }
         row.insert(&txn).await.context("storing a document")?;
-        jobs::insert(&txn, first_job).await?;
+        job_rows::insert(&txn, first_job).await?;
         txn.commit().await.context("committing a document upload")?;
         Ok(Stored::Created)
     }
@@ -291,7 +279,7 @@ impl DocumentRepository for SqlStore {
             txn.rollback().await.context("ending a document delete")?;
             return Ok(None);
         };
-        jobs::cancel_unfinished(&txn, tenant, job::Column::DocumentId.eq(id.as_uuid()), now)
+        job_rows::cancel_unfinished(&txn, tenant, job::Column::DocumentId.eq(id.as_uuid()), now)
             .await?;
         scope::delete::<chunk::Entity>(tenant)
             .filter(chunk::Column::DocumentId.eq(id.as_uuid()))
@@ -324,9 +312,9 @@ impl DocumentRepository for SqlStore {
             txn.rollback().await.context("ending a reindex")?;
             return Ok(None);
         }
-        jobs::cancel_unfinished(&txn, tenant, job::Column::DocumentId.eq(id.as_uuid()), now)
+        job_rows::cancel_unfinished(&txn, tenant, job::Column::DocumentId.eq(id.as_uuid()), now)
             .await?;
-        jobs::insert(&txn, new_job).await?;
+        job_rows::insert(&txn, new_job).await?;
         scope::update::<Entity>(tenant)
             .col_expr(Column::Status, Expr::value(DocumentStatus::Queued.as_str()))
             .col_expr(Column::Progress, Expr::value(0.0_f32))

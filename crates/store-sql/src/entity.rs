@@ -341,7 +341,7 @@ pub mod chunk {
 
 pub mod job {
     //! The `jobs` table: the durable queue. Tenant data: every query goes through
-    //! `crate::scope`, except the queue's choice of the next tenant to serve (`crate::jobs`).
+    //! `crate::scope`, except the queue's choice of the next tenant to serve (the `jobs` module).
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -380,7 +380,7 @@ pub mod job {
 
 pub mod blob {
     //! The `blobs` table: one row per upload of an original file; `key` is NULL until the
-    //! upload commits (see `crate::blobs`). Keyed by `BlobKey`, which starts with the tenant.
+    //! upload commits (see the `blobs` module). Keyed by `BlobKey`, which starts with the tenant.
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -421,8 +421,8 @@ pub mod blob_part {
 
 pub mod embedding_space {
     //! The `embedding_spaces` table (tenant data: a tenant's spaces are read through
-    //! `crate::scope`; the background work that spans tenants goes by space id, see
-    //! `crate::spaces`). Times are written by `crate::jobs::at_value`.
+    //! `crate::scope`; the background work that spans tenants goes by space id, see the
+    //! `spaces` module). Times are written by `crate::stored::at_value`.
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -653,8 +653,8 @@ pub mod tenant_model {
 
 pub mod usage_event {
     //! The `usage_events` table: the append-only usage ledger (tenant data: a tenant's sums
-    //! go through `crate::scope`; the platform's sums over every tenant do not, see
-    //! `crate::billing`). `at` is written by `crate::jobs::at_value`.
+    //! go through `crate::scope`; the platform's sums over every tenant do not, see the
+    //! `billing` module). `at` is written by `crate::stored::at_value`.
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -25,20 +25,19 @@
 //! Every later write (`progress`, `complete`, `fail`, `cancel`) is guarded by the lease:
 //! `id`, `lease_token` and `status = 'running'` must still match, or nothing changes.
 //!
-//! Times: sqlx writes a time on SQLite as RFC 3339 text whose fraction drops trailing zeros,
-//! and such text does not sort as time within a second (`…:05Z` sorts after `…:05.5Z`). The
-//! queue therefore writes every time of `jobs` itself ([`at_value`]): on SQLite as fixed-width
-//! UTC text with six fraction digits, whose text order is time order, so its comparisons and
-//! its index are exact; on PostgreSQL as `timestamptz`. Both read back as the same instant.
+//! Times: every time of `jobs` is written by [`at_value`] (fixed-width UTC text on SQLite,
+//! whose text order is time order, so the queue's comparisons and its index are exact;
+//! `timestamptz` on PostgreSQL). A job is inserted and a document's jobs are cancelled by
+//! `job_rows`, which the documents' and collections' writes share.
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use documents::{
-    Claim, DocumentId, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus,
-    NewChunk, Stage, StoreError,
+    Claim, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus, NewChunk, Stage,
+    StoreError,
 };
 use kernel::TenantId;
-use sea_orm::sea_query::{Expr, ExprTrait as _, IntoCondition, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, UpdateMany,
@@ -49,7 +48,8 @@ use uuid::Uuid;
 
 use crate::entity::job::{Column, Entity, Model};
 use crate::entity::{chunk, document};
-use crate::stored::{fit, utc_micros};
+use crate::job_rows::{QUEUED, RUNNING, to_domain};
+use crate::stored::{at_value, fit, null_time, utc_micros};
 use crate::{SqlStore, scope};
 
 /// Rounds of a claim before it answers "nothing due" (PostgreSQL: every candidate's due jobs
@@ -57,9 +57,6 @@ use crate::{SqlStore, scope};
 const CLAIM_ROUNDS: usize = 3;
 /// Chunks per `INSERT` (10 bound values each; SQLite allows 32,766 per statement).
 const CHUNK_BATCH: usize = 100;
-
-const QUEUED: &str = JobStatus::Queued.as_str();
-const RUNNING: &str = JobStatus::Running.as_str();
 
 /// Step 1 of a claim: up to 32 tenants with a due job at `$1`, the one to serve first first.
 /// Across tenants by design: this is the queue choosing whom to serve next; the job itself is
@@ -103,129 +100,6 @@ const CAP_LOCK_CLASS: i32 = 0x514A_4F42;
 /// Takes, if free, the lock of one tenant's capped claims on PostgreSQL, until the
 /// transaction ends.
 const CAP_LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked";
-
-/// `t` as `jobs` stores it on `backend`: UTC, microseconds; on SQLite fixed-width text
-/// (`2026-11-22T10:00:00.000000Z`), so that text order is time order.
-pub(crate) fn at_value(backend: DbBackend, t: OffsetDateTime) -> Value {
-    let t = utc_micros(t);
-    if backend == DbBackend::Postgres {
-        Value::from(t)
-    } else {
-        Value::from(format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
-        ))
-    }
-}
-
-fn null_time() -> Value {
-    Value::from(Option::<OffsetDateTime>::None)
-}
-
-pub(crate) fn to_domain(m: Model) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: JobId::from_uuid(m.id),
-        tenant_id: TenantId::from_uuid(m.tenant_id),
-        kind: m
-            .kind
-            .parse()
-            .map_err(|_| anyhow::anyhow!("stored job kind {:?}", m.kind))?,
-        document_id: m.document_id.map(DocumentId::from_uuid),
-        status: m
-            .status
-            .parse()
-            .map_err(|_| anyhow::anyhow!("stored job status {:?}", m.status))?,
-        stage: m
-            .stage
-            .map(|s| {
-                s.parse::<Stage>()
-                    .map_err(|_| anyhow::anyhow!("stored job stage {s:?}"))
-            })
-            .transpose()?,
-        progress: m.progress,
-        attempts: fit(m.attempts, "attempts")?,
-        error: m.error,
-        run_at: m.run_at,
-        created_at: m.created_at,
-        finished_at: m.finished_at,
-    })
-}
-
-/// Stores a new job inside `txn`, its times written by [`at_value`].
-pub(crate) async fn insert(txn: &DatabaseTransaction, job: Job) -> Result<(), StoreError> {
-    let backend = txn.get_database_backend();
-    let values: [Value; 15] = [
-        job.id.as_uuid().into(),
-        job.tenant_id.as_uuid().into(),
-        job.kind.as_str().into(),
-        job.document_id.map(|d| d.as_uuid()).into(),
-        job.status.as_str().into(),
-        job.stage.map(|s| s.as_str().to_owned()).into(),
-        job.progress.into(),
-        fit::<u32, i32>(job.attempts, "attempts")?.into(),
-        job.error.into(),
-        at_value(backend, job.run_at),
-        Option::<Uuid>::None.into(),
-        null_time(),
-        at_value(backend, job.created_at),
-        at_value(backend, job.created_at),
-        job.finished_at
-            .map_or_else(null_time, |t| at_value(backend, t)),
-    ];
-    let insert = Query::insert()
-        .into_table(Entity)
-        .columns([
-            Column::Id,
-            Column::TenantId,
-            Column::Kind,
-            Column::DocumentId,
-            Column::Status,
-            Column::Stage,
-            Column::Progress,
-            Column::Attempts,
-            Column::Error,
-            Column::RunAt,
-            Column::LeaseToken,
-            Column::LeaseUntil,
-            Column::CreatedAt,
-            Column::UpdatedAt,
-            Column::FinishedAt,
-        ])
-        .values(values.map(Expr::value))
-        .context("building a job insert")?
-        .to_owned();
-    txn.execute(&insert).await.context("queueing a job")?;
-    Ok(())
-}
-
-/// Cancels the tenant's unfinished (`queued` or `running`) jobs that match `which`, inside
-/// `txn`: their leases end, so their workers' later writes change nothing.
-pub(crate) async fn cancel_unfinished(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    which: impl IntoCondition,
-    now: OffsetDateTime,
-) -> Result<u64, StoreError> {
-    let now = at_value(txn.get_database_backend(), now);
-    Ok(scope::update::<Entity>(tenant)
-        .col_expr(Column::Status, Expr::value(JobStatus::Canceled.as_str()))
-        .col_expr(Column::FinishedAt, Expr::value(now.clone()))
-        .col_expr(Column::LeaseToken, Expr::value(Option::<Uuid>::None))
-        .col_expr(Column::LeaseUntil, Expr::value(null_time()))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(which)
-        .filter(Column::Status.is_in([QUEUED, RUNNING]))
-        .exec(txn)
-        .await
-        .context("cancelling jobs")?
-        .rows_affected)
-}
 
 /// Queued and due at `now`, or running with a lease that ended before `now`.
 fn due(now: &Value) -> Condition {
@@ -593,7 +467,7 @@ impl JobQueue for SqlStore {
             txn.commit().await.context("committing a completion")?;
             return Ok(true);
         };
-        let Some(document) = crate::documents::find_in(&txn, tenant, document_id).await? else {
+        let Some(document) = crate::document_rows::find_in(&txn, tenant, document_id).await? else {
             // The document is gone: nothing to store, and the job stays as it was.
             txn.rollback().await.context("ending a completion")?;
             return Ok(false);
@@ -718,45 +592,7 @@ impl JobQueue for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
-
     use super::*;
-
-    fn sqlite_text(t: OffsetDateTime) -> String {
-        match at_value(DbBackend::Sqlite, t) {
-            Value::String(Some(s)) => s,
-            other => panic!("not text: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn sqlite_times_sort_as_time_and_read_back() {
-        let times = [
-            datetime!(2026-11-22 10:00:04.999_999 UTC),
-            datetime!(2026-11-22 10:00:05 UTC),
-            datetime!(2026-11-22 10:00:05.000_001 UTC),
-            datetime!(2026-11-22 10:00:05.5 UTC),
-            datetime!(2026-11-22 12:00:05.6 +02:00),
-            datetime!(2026-11-22 10:00:06 UTC),
-        ];
-        let texts: Vec<_> = times.iter().copied().map(sqlite_text).collect();
-        let mut sorted = texts.clone();
-        sorted.sort();
-        assert_eq!(texts, sorted, "text order is time order");
-        assert_eq!(texts[1], "2026-11-22T10:00:05.000000Z");
-        assert_eq!(texts[4], "2026-11-22T10:00:05.600000Z", "in UTC");
-        for (t, text) in times.iter().zip(&texts) {
-            let back = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .expect("RFC 3339, as sqlx reads it");
-            assert_eq!(back, *t);
-        }
-        // sqlx's own form, for contrast: out of order within a second.
-        let rfc = |t: OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .expect("formats")
-        };
-        assert!(rfc(times[1]) > rfc(times[3]));
-    }
 
     #[test]
     fn progress_fits_the_column() {

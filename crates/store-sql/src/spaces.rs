@@ -32,8 +32,7 @@ use uuid::Uuid;
 
 use crate::entity::collection;
 use crate::entity::embedding_space::{Column, Entity, Model};
-use crate::jobs::at_value;
-use crate::stored::{fit, utc_micros};
+use crate::stored::{at_value, fit, null_time, utc_micros};
 use crate::{SqlStore, scope};
 
 /// Rounds of `ensure` before it gives up (each round that loses a race sees the winner).
@@ -127,7 +126,7 @@ async fn insert_unless_taken(
         fit::<u32, i32>(space.model.dimensions(), "dimensions")?.into(),
         space.status.as_str().into(),
         Option::<Uuid>::None.into(),
-        Value::from(Option::<OffsetDateTime>::None),
+        null_time(),
         0_i64.into(),
         at_value(backend, space.created_at),
         at_value(backend, now),
@@ -215,10 +214,7 @@ impl SpaceRepository for SqlStore {
                 scope::update::<Entity>(space.tenant_id)
                     .col_expr(Column::Status, Expr::value(RETIRED))
                     .col_expr(Column::LeaseToken, Expr::value(Option::<Uuid>::None))
-                    .col_expr(
-                        Column::LeaseUntil,
-                        Expr::value(Value::from(Option::<OffsetDateTime>::None)),
-                    )
+                    .col_expr(Column::LeaseUntil, Expr::value(null_time()))
                     .col_expr(Column::UpdatedAt, Expr::value(at_value(backend, now)))
                     .filter(Column::ScopeKey.eq(scope_key(space.collection_id)))
                     .filter(Column::Status.eq(BUILDING))
@@ -269,10 +265,7 @@ impl SpaceRepository for SqlStore {
         scope::update::<Entity>(tenant)
             .col_expr(Column::Status, Expr::value(ACTIVE))
             .col_expr(Column::LeaseToken, Expr::value(Option::<Uuid>::None))
-            .col_expr(
-                Column::LeaseUntil,
-                Expr::value(Value::from(Option::<OffsetDateTime>::None)),
-            )
+            .col_expr(Column::LeaseUntil, Expr::value(null_time()))
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(Column::Id.eq(row.id))
             .exec(&txn)

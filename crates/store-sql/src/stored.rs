@@ -1,8 +1,16 @@
 //! Conversions between domain values and stored columns: counts are unsigned in the domain and
-//! signed integers in SQL; times are written in UTC at microsecond precision.
+//! signed integers in SQL; times are written by [`at_value`], the one encoder of a stored time.
+//!
+//! Times: sqlx writes a time on SQLite as RFC 3339 text whose fraction drops trailing zeros,
+//! and such text does not sort as time within a second (`…:05Z` sorts after `…:05.5Z`). Every
+//! time this crate compares or orders in SQL is therefore written through [`at_value`]: on
+//! SQLite as fixed-width UTC text with six fraction digits, whose text order is time order, so
+//! comparisons and indexes are exact; on PostgreSQL as `timestamptz`. Both read back as the
+//! same instant.
 
 use std::fmt::Display;
 
+use sea_orm::{DbBackend, Value};
 use time::{OffsetDateTime, UtcOffset};
 
 /// `value` in the column's (or the domain's) integer type; out of range is a storage error.
@@ -14,17 +22,80 @@ where
     U::try_from(value).map_err(|_| anyhow::anyhow!("{what} out of range: {value}"))
 }
 
-/// `t` in UTC, truncated to microseconds: what both backends store exactly (the job queue
-/// writes its times in this form, see `crate::jobs`).
+/// `t` in UTC, truncated to microseconds: what both backends store exactly (and what
+/// [`at_value`] writes).
 pub(crate) fn utc_micros(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(UtcOffset::UTC);
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
 }
 
+/// `t` as a stored time on `backend`: UTC, microseconds; on SQLite fixed-width text
+/// (`2026-11-22T10:00:00.000000Z`), so that text order is time order.
+pub(crate) fn at_value(backend: DbBackend, t: OffsetDateTime) -> Value {
+    let t = utc_micros(t);
+    if backend == DbBackend::Postgres {
+        Value::from(t)
+    } else {
+        Value::from(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        ))
+    }
+}
+
+/// No time (a NULL column).
+pub(crate) fn null_time() -> Value {
+    Value::from(Option::<OffsetDateTime>::None)
+}
+
 #[cfg(test)]
 mod tests {
+    use time::macros::datetime;
+
     use super::*;
+
+    fn sqlite_text(t: OffsetDateTime) -> String {
+        match at_value(DbBackend::Sqlite, t) {
+            Value::String(Some(s)) => s,
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlite_times_sort_as_time_and_read_back() {
+        let times = [
+            datetime!(2026-11-22 10:00:04.999_999 UTC),
+            datetime!(2026-11-22 10:00:05 UTC),
+            datetime!(2026-11-22 10:00:05.000_001 UTC),
+            datetime!(2026-11-22 10:00:05.5 UTC),
+            datetime!(2026-11-22 12:00:05.6 +02:00),
+            datetime!(2026-11-22 10:00:06 UTC),
+        ];
+        let texts: Vec<_> = times.iter().copied().map(sqlite_text).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted, "text order is time order");
+        assert_eq!(texts[1], "2026-11-22T10:00:05.000000Z");
+        assert_eq!(texts[4], "2026-11-22T10:00:05.600000Z", "in UTC");
+        for (t, text) in times.iter().zip(&texts) {
+            let back = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339, as sqlx reads it");
+            assert_eq!(back, *t);
+        }
+        // sqlx's own form, for contrast: out of order within a second.
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .expect("formats")
+        };
+        assert!(rfc(times[1]) > rfc(times[3]));
+    }
 
     #[test]
     fn counts_fit_or_fail() {
