@@ -6,7 +6,7 @@
 //! - [`ProcessExtractor`] (production) and [`ThreadExtractor`] (tests, development): the
 //!   `Extractor` port, running [`extract()`] in a child process (memory, CPU and time limits;
 //!   a crash kills only the child) or on a dedicated thread;
-//! - [`child_main`]: the child's side, for the binary's hidden `extract-worker` command;
+//! - [`child_main`]: the child's side, for the binary's hidden `extract-child` command;
 //! - [`chunk()`] and [`TokenChunker`]: token windows over the extracted text;
 //! - [`fixtures`]: generated PDFs and DOCX files, benign and hostile, for tests.
 

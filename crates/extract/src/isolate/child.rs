@@ -22,7 +22,7 @@ const EXIT_WRITE: i32 = 5;
 /// result (success or a clean error) was written; 2 for a malformed request, 3 when the
 /// limits could not be set, 4 when the thread could not start, 5 when stdout failed.
 ///
-/// Call it from a hidden subcommand of the server binary (`quire extract-worker`) and exit
+/// Call it from a hidden subcommand of the server binary (`quire extract-child`) and exit
 /// with its code. Panic messages are silenced (they may quote the file).
 #[must_use]
 pub fn child_main() -> i32 {

@@ -17,7 +17,7 @@ use super::{ExtractorConfig, STACK_BYTES};
 const STDERR_KEPT: u64 = 16 * 1024;
 
 /// Runs each extraction in a child process: `program args…`, which must call
-/// [`child_main`](crate::child_main) (the `quire` binary's hidden `extract-worker` command).
+/// [`child_main`](crate::child_main) (the `quire` binary's hidden `extract-child` command).
 ///
 /// The child gets an empty environment, limits itself (address space to
 /// `memory_limit_bytes`, CPU time to the timeout plus a second, no core dumps), reads the
@@ -36,7 +36,7 @@ pub struct ProcessExtractor {
 
 impl ProcessExtractor {
     /// An extractor that starts `program` with `args` (e.g. the `quire` executable and
-    /// `["extract-worker"]`).
+    /// `["extract-child"]`).
     #[must_use]
     pub fn new(program: impl Into<PathBuf>, args: Vec<String>, config: ExtractorConfig) -> Self {
         Self {
