@@ -10,7 +10,20 @@ use time::OffsetDateTime;
 
 use crate::model::{TenantUsageRow, UsageEvent, UsageRow};
 
+/// What the usage ledger can answer instead of a result.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Storage failed, or a value does not fit what is stored (a count above the ledger's
+    /// range, a negative cost, a malformed stored row); the cause chain is logged, never
+    /// shown.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
 /// The append-only usage ledger and the per-organization limit overrides.
+///
+/// # Errors
+/// Every method answers [`LedgerError::Unknown`] when storage fails.
 ///
 /// Contract (checked by `testkit::contract::billing` on every adapter):
 /// - `append` stores an event once: a second event with the same id is ignored and answers
@@ -20,10 +33,14 @@ use crate::model::{TenantUsageRow, UsageEvent, UsageRow};
 #[async_trait]
 pub trait UsageLedger: Send + Sync + fmt::Debug {
     /// Appends `event`; `false` when an event with its id is already there.
-    async fn append(&self, event: &UsageEvent) -> anyhow::Result<bool>;
+    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError>;
 
     /// Tokens (prompt + completion) billed to `tenant` since `since`.
-    async fn tokens_since(&self, tenant: TenantId, since: OffsetDateTime) -> anyhow::Result<u64>;
+    async fn tokens_since(
+        &self,
+        tenant: TenantId,
+        since: OffsetDateTime,
+    ) -> Result<u64, LedgerError>;
 
     /// Sums of `tenant`'s events since `since` by kind, model and actor; only `actor`'s when
     /// given.
@@ -32,16 +49,23 @@ pub trait UsageLedger: Send + Sync + fmt::Debug {
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
-    ) -> anyhow::Result<Vec<UsageRow>>;
+    ) -> Result<Vec<UsageRow>, LedgerError>;
 
     /// Sums of every tenant's events since `since` by tenant, kind and model.
-    async fn totals_by_tenant(&self, since: OffsetDateTime) -> anyhow::Result<Vec<TenantUsageRow>>;
+    async fn totals_by_tenant(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<TenantUsageRow>, LedgerError>;
 
     /// The monthly token limit an administrator set for `tenant` instead of its plan's.
-    async fn limit_override(&self, tenant: TenantId) -> anyhow::Result<Option<u64>>;
+    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError>;
 
     /// Sets (`Some`) or removes (`None`) `tenant`'s override.
-    async fn set_limit_override(&self, tenant: TenantId, limit: Option<u64>) -> anyhow::Result<()>;
+    async fn set_limit_override(
+        &self,
+        tenant: TenantId,
+        limit: Option<u64>,
+    ) -> Result<(), LedgerError>;
 }
 
 /// Each organization's plan name.

@@ -39,7 +39,7 @@ use crate::model::{
     AdminUsageReport, Plan, PlanStatus, Plans, Prices, RateClass, RateDecision, RateLimits,
     RateSubject, Totals, UsageEvent, UsageReport, Window,
 };
-use crate::ports::{TenantPlans, UsageLedger};
+use crate::ports::{LedgerError, TenantPlans, UsageLedger};
 
 /// How long an organization's plan and limit are cached in the cache port before they are
 /// read again (an administrator's change drops the cached value at once).
@@ -114,6 +114,14 @@ pub enum BillingError {
     /// Storage or the cache failed.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
+}
+
+impl From<LedgerError> for BillingError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Unknown(e) => Self::Unknown(e),
+        }
+    }
 }
 
 /// An organization's limits as they are in force.

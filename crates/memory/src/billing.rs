@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use billing::model::{TenantUsageRow, Totals, UsageEvent, UsageRow};
-use billing::ports::UsageLedger;
+use billing::ports::{LedgerError, UsageLedger};
 use kernel::{Principal, TenantId};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -104,14 +104,15 @@ fn actor_key(actor: Option<Principal>) -> (u8, uuid::Uuid) {
 
 #[async_trait]
 impl UsageLedger for InMemoryUsageLedger {
-    async fn append(&self, event: &UsageEvent) -> anyhow::Result<bool> {
+    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {
         fits_bigint(event.prompt_tokens, "prompt tokens")?;
         fits_bigint(event.completion_tokens, "completion tokens")?;
         if event.cost_micros < 0 {
-            anyhow::bail!(
+            return Err(anyhow::anyhow!(
                 "in-memory usage ledger: negative cost {}",
                 event.cost_micros
-            );
+            )
+            .into());
         }
         let mut t = self.lock()?;
         if t.events.contains_key(&event.id) {
@@ -123,7 +124,11 @@ impl UsageLedger for InMemoryUsageLedger {
         Ok(true)
     }
 
-    async fn tokens_since(&self, tenant: TenantId, since: OffsetDateTime) -> anyhow::Result<u64> {
+    async fn tokens_since(
+        &self,
+        tenant: TenantId,
+        since: OffsetDateTime,
+    ) -> Result<u64, LedgerError> {
         let t = self.lock()?;
         Ok(t.since(tenant, since).fold(0_u64, |sum, e| {
             sum.saturating_add(totals_of(e).total_tokens())
@@ -135,7 +140,7 @@ impl UsageLedger for InMemoryUsageLedger {
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
-    ) -> anyhow::Result<Vec<UsageRow>> {
+    ) -> Result<Vec<UsageRow>, LedgerError> {
         let t = self.lock()?;
         let mut groups: BTreeMap<(&str, &str, (u8, uuid::Uuid)), UsageRow> = BTreeMap::new();
         for e in t
@@ -156,7 +161,10 @@ impl UsageLedger for InMemoryUsageLedger {
         Ok(groups.into_values().collect())
     }
 
-    async fn totals_by_tenant(&self, since: OffsetDateTime) -> anyhow::Result<Vec<TenantUsageRow>> {
+    async fn totals_by_tenant(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<TenantUsageRow>, LedgerError> {
         let since = utc_micros(since);
         let t = self.lock()?;
         let mut groups: BTreeMap<(TenantId, &str, &str), TenantUsageRow> = BTreeMap::new();
@@ -175,11 +183,15 @@ impl UsageLedger for InMemoryUsageLedger {
         Ok(groups.into_values().collect())
     }
 
-    async fn limit_override(&self, tenant: TenantId) -> anyhow::Result<Option<u64>> {
+    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError> {
         Ok(self.lock()?.limits.get(&tenant).copied())
     }
 
-    async fn set_limit_override(&self, tenant: TenantId, limit: Option<u64>) -> anyhow::Result<()> {
+    async fn set_limit_override(
+        &self,
+        tenant: TenantId,
+        limit: Option<u64>,
+    ) -> Result<(), LedgerError> {
         let limit = limit
             .map(|l| fits_bigint(l, "monthly token limit"))
             .transpose()?;

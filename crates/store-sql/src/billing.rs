@@ -19,7 +19,7 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use billing::model::{TenantUsageRow, Totals, UsageEvent, UsageRow};
-use billing::ports::UsageLedger;
+use billing::ports::{LedgerError, UsageLedger};
 use kernel::{ApiKeyId, Principal, TenantId, UsageKind, UserId};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
@@ -121,7 +121,7 @@ fn grouped_sums(
 
 #[async_trait]
 impl UsageLedger for SqlUsageLedger {
-    async fn append(&self, event: &UsageEvent) -> anyhow::Result<bool> {
+    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {
         let (user_id, api_key_id) = actor_columns(event.actor);
         let values: [Value; 12] = [
             event.id.into(),
@@ -171,7 +171,11 @@ impl UsageLedger for SqlUsageLedger {
         Ok(inserted == 1)
     }
 
-    async fn tokens_since(&self, tenant: TenantId, since: OffsetDateTime) -> anyhow::Result<u64> {
+    async fn tokens_since(
+        &self,
+        tenant: TenantId,
+        since: OffsetDateTime,
+    ) -> Result<u64, LedgerError> {
         let (prompt, completion): (i64, i64) = scope::select::<usage_event::Entity>(tenant)
             .select_only()
             .expr(Expr::cust(SUMS[0]))
@@ -192,7 +196,7 @@ impl UsageLedger for SqlUsageLedger {
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
-    ) -> anyhow::Result<Vec<UsageRow>> {
+    ) -> Result<Vec<UsageRow>, LedgerError> {
         let mut query = scope::select::<usage_event::Entity>(tenant)
             .filter(usage_event::Column::At.gte(self.at(since)));
         query = match actor {
@@ -224,7 +228,8 @@ impl UsageLedger for SqlUsageLedger {
         .all(&self.store.db)
         .await
         .context("summing a tenant's usage")?;
-        rows.into_iter()
+        let rows = rows
+            .into_iter()
             .map(
                 |(kind, model, user, key, prompt, completion, cost, events)| {
                     Ok(UsageRow {
@@ -235,10 +240,14 @@ impl UsageLedger for SqlUsageLedger {
                     })
                 },
             )
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        Ok(rows)
     }
 
-    async fn totals_by_tenant(&self, since: OffsetDateTime) -> anyhow::Result<Vec<TenantUsageRow>> {
+    async fn totals_by_tenant(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<TenantUsageRow>, LedgerError> {
         // Every tenant's: the platform administrators' report, the one unscoped read.
         let query = usage_event::Entity::find().filter(usage_event::Column::At.gte(self.at(since)));
         let rows: Vec<(Uuid, String, String, i64, i64, i64, i64)> = grouped_sums(
@@ -253,7 +262,8 @@ impl UsageLedger for SqlUsageLedger {
         .all(&self.store.db)
         .await
         .context("summing every tenant's usage")?;
-        rows.into_iter()
+        let rows = rows
+            .into_iter()
             .map(|(tenant, kind, model, prompt, completion, cost, events)| {
                 Ok(TenantUsageRow {
                     tenant: TenantId::from_uuid(tenant),
@@ -262,19 +272,25 @@ impl UsageLedger for SqlUsageLedger {
                     totals: totals(prompt, completion, cost, events)?,
                 })
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        Ok(rows)
     }
 
-    async fn limit_override(&self, tenant: TenantId) -> anyhow::Result<Option<u64>> {
-        scope::select::<usage_limit::Entity>(tenant)
+    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError> {
+        let limit = scope::select::<usage_limit::Entity>(tenant)
             .one(&self.store.db)
             .await
             .context("reading a limit override")?
             .map(|m| fit(m.monthly_token_limit, "stored monthly token limit"))
-            .transpose()
+            .transpose()?;
+        Ok(limit)
     }
 
-    async fn set_limit_override(&self, tenant: TenantId, limit: Option<u64>) -> anyhow::Result<()> {
+    async fn set_limit_override(
+        &self,
+        tenant: TenantId,
+        limit: Option<u64>,
+    ) -> Result<(), LedgerError> {
         let Some(limit) = limit else {
             scope::delete::<usage_limit::Entity>(tenant)
                 .exec(&self.store.db)
