@@ -14,6 +14,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod validate;
+
 /// Everything Quire reads at start-up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -632,155 +634,6 @@ impl Settings {
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
-        if self.cache.backend == CacheBackend::Redis && self.cache.redis_url.is_none() {
-            return bad("cache.backend = \"redis\" needs cache.redis_url (QUIRE_CACHE__REDIS_URL)");
-        }
-        if self.database.max_connections == 0
-            || self.database.min_connections > self.database.max_connections
-        {
-            return bad("database.max_connections must be ≥ 1 and ≥ database.min_connections");
-        }
-        if self.http.body_limit_bytes == 0
-            || self.http.request_timeout_secs == 0
-            || self.http.upload_timeout_secs < self.http.request_timeout_secs
-        {
-            return bad(
-                "http.body_limit_bytes and http.request_timeout_secs must be positive, and \
-                 http.upload_timeout_secs at least http.request_timeout_secs",
-            );
-        }
-        if let Some(schema) = &self.database.schema
-            && (schema.is_empty()
-                || schema.len() > 63
-                || !schema
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        {
-            return bad("database.schema must be 1-63 characters of a-z, 0-9 and _");
-        }
-        if self.cache.key_prefix.is_empty() || self.cache.key_prefix.contains(char::is_whitespace) {
-            return bad("cache.key_prefix must be a non-empty word");
-        }
-        if let Some(origin) = self
-            .http
-            .cors_allowed_origins
-            .iter()
-            .find(|o| !is_origin(o))
-        {
-            return Err(SettingsError::Inconsistent(format!(
-                "http.cors_allowed_origins: {origin:?} is not an origin like \"https://app.example.com\" \
-                 (scheme and host, optional port, no path, no wildcard)"
-            )));
-        }
-        if self.orgs.max_owned_per_account == 0 {
-            return bad("orgs.max_owned_per_account must be at least 1");
-        }
-        self.validate_mail()?;
-        self.validate_documents()?;
-        self.validate_retrieval()?;
-        self.validate_auth()
-    }
-
-    fn validate_documents(&self) -> Result<(), SettingsError> {
-        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
-        let d = &self.documents;
-        if d.max_file_bytes == 0 || d.max_pages == 0 || d.max_text_chars == 0 {
-            return bad("documents.max_file_bytes, max_pages and max_text_chars must be positive");
-        }
-        if d.extract_timeout_secs == 0 || d.max_concurrent_extractions == 0 {
-            return bad(
-                "documents.extract_timeout_secs and max_concurrent_extractions must be positive",
-            );
-        }
-        if d.max_running_jobs_per_tenant == Some(0) {
-            return bad("documents.max_running_jobs_per_tenant must be positive");
-        }
-        if d.extract_memory_mib < 64 {
-            return bad("documents.extract_memory_mib must be at least 64");
-        }
-        if d.lease_secs <= d.extract_timeout_secs {
-            return bad(
-                "documents.lease_secs must be longer than documents.extract_timeout_secs \
-                 (a lease must outlive the longest step between heartbeats)",
-            );
-        }
-        if d.max_attempts == 0 || d.retry_base_secs == 0 || d.poll_interval_ms == 0 {
-            return bad(
-                "documents.max_attempts, retry_base_secs and poll_interval_ms must be positive",
-            );
-        }
-        Ok(())
-    }
-
-    fn validate_retrieval(&self) -> Result<(), SettingsError> {
-        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
-        let r = &self.retrieval;
-        if r.embedder == EmbedderKind::Provider && self.provider.embedding_model.is_none() {
-            return bad(
-                "retrieval.embedder = \"provider\" needs provider.embedding_model \
-                 (QUIRE_PROVIDER__EMBEDDING_MODEL)",
-            );
-        }
-        if r.local_dimensions == 0 || r.local_dimensions > 2_000 {
-            return bad("retrieval.local_dimensions must be between 1 and 2000");
-        }
-        if r.hnsw_m < 2 || r.hnsw_ef_construction == 0 || r.hnsw_ef_search == 0 {
-            return bad("retrieval.hnsw_m must be ≥ 2 and the ef settings positive");
-        }
-        if r.vector_index == VectorIndexKind::Pgvector && !self.is_postgres() {
-            return bad("retrieval.vector_index = \"pgvector\" needs PostgreSQL (database.url)");
-        }
-        if r.reembed_lease_secs == 0 {
-            return bad("retrieval.reembed_lease_secs must be positive");
-        }
-        let p = &self.provider;
-        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
-            return bad("provider.base_url must be an http(s) URL");
-        }
-        if p.timeout_secs == 0 || p.connect_timeout_secs == 0 {
-            return bad("provider.timeout_secs and connect_timeout_secs must be positive");
-        }
-        if p.first_token_timeout_secs == 0 || p.idle_timeout_secs == 0 {
-            return bad("provider.first_token_timeout_secs and idle_timeout_secs must be positive");
-        }
-        let c = &self.chat;
-        if !(1..=50).contains(&c.top_k) {
-            return bad("chat.top_k must be between 1 and 50");
-        }
-        if c.max_answer_tokens == 0 || c.answer_timeout_secs == 0 {
-            return bad("chat.max_answer_tokens and answer_timeout_secs must be positive");
-        }
-        if c.ws_idle_timeout_secs == 0 || c.ws_ping_secs == 0 || c.ws_max_frame_bytes < 1024 {
-            return bad(
-                "chat.ws_idle_timeout_secs and ws_ping_secs must be positive, \
-                 ws_max_frame_bytes at least 1024",
-            );
-        }
-        if c.ws_reauth_secs == 0 || c.ws_max_per_address == 0 {
-            return bad("chat.ws_reauth_secs and ws_max_per_address must be positive");
-        }
-        let b = &self.billing;
-        if !b.plans.contains_key(&b.fallback_plan) {
-            return bad("billing.fallback_plan must name one of billing.plans");
-        }
-        for name in ["free", "pro", "enterprise"] {
-            if !b.plans.contains_key(name) {
-                return Err(SettingsError::Inconsistent(format!(
-                    "billing.plans must keep the plan {name:?} (organizations start on free)"
-                )));
-            }
-        }
-        if b.quota_counter_secs == 0 || b.stream_slot_secs == 0 {
-            return bad("billing.quota_counter_secs and stream_slot_secs must be positive");
-        }
-        if self.rate_limits.window_secs == 0 {
-            return bad("rate_limits.window_secs must be positive");
-        }
-        Ok(())
-    }
-
     /// The model chat uses unless told otherwise (see [`ChatSettings::default_model`]).
     #[must_use]
     pub fn default_chat_model(&self) -> String {
@@ -810,56 +663,6 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
-    fn validate_mail(&self) -> Result<(), SettingsError> {
-        if self.mail.backend == MailBackend::Smtp && self.mail.smtp_url.is_none() {
-            return Err(SettingsError::Inconsistent(
-                "mail.backend = \"smtp\" needs mail.smtp_url (QUIRE_MAIL__SMTP_URL)".to_owned(),
-            ));
-        }
-        if !self.mail.from.contains('@') {
-            return Err(SettingsError::Inconsistent(
-                "mail.from must be an address such as `Quire <no-reply@example.com>`".to_owned(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_auth(&self) -> Result<(), SettingsError> {
-        let bad = |m: &str| Err(SettingsError::Inconsistent(m.to_owned()));
-        let a = &self.auth;
-        if !(60..=900).contains(&a.access_token_ttl_secs) {
-            return bad("auth.access_token_ttl_secs must be between 60 and 900");
-        }
-        if !(1..=365).contains(&a.session_lifetime_days) {
-            return bad("auth.session_lifetime_days must be between 1 and 365");
-        }
-        if !(8..=64).contains(&a.password_min_chars) {
-            return bad("auth.password_min_chars must be between 8 and 64");
-        }
-        if a.attempts_per_ip_per_minute == 0
-            || a.failures_per_account_ip == 0
-            || a.failures_per_account < a.failures_per_account_ip
-        {
-            return bad("auth throttling: every limit must be positive, and \
-                 auth.failures_per_account must be at least auth.failures_per_account_ip");
-        }
-        if a.max_concurrent_hashes == 0
-            || a.issuer.trim().is_empty()
-            || a.audience.trim().is_empty()
-        {
-            return bad("auth.max_concurrent_hashes, auth.issuer and auth.audience must be set");
-        }
-        if a.signing_keys
-            .iter()
-            .any(|k| !k.expose_secret().starts_with("k4.secret."))
-        {
-            return bad(
-                "auth.signing_keys must be PASERK secret keys (k4.secret.…; see `quire keygen`)",
-            );
-        }
-        Ok(())
-    }
-
     /// The database URL in effect: the configured one, or SQLite in the data folder.
     #[must_use]
     pub fn database_url(&self) -> SecretString {
@@ -887,26 +690,6 @@ impl Settings {
     }
 }
 
-/// `http(s)://host[:port]`, nothing more.
-fn is_origin(s: &str) -> bool {
-    let Some(rest) = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-    else {
-        return false;
-    };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
-        _ => (rest, None),
-    };
-    !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'))
-        && port
-            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
 fn redact_list<S: Serializer>(value: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(value.iter().map(|_| "[redacted]"))
 }
@@ -922,6 +705,7 @@ fn redact_opt<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok
 #[allow(clippy::result_large_err)] // figment's Jail closures must return figment::Error.
 mod tests {
     use super::*;
+    use crate::validate::is_origin;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
