@@ -23,6 +23,7 @@ mod keyterms;
 mod mindmap;
 mod sentiment;
 mod summary;
+mod terms;
 mod text;
 
 use async_trait::async_trait;

@@ -20,6 +20,7 @@
 use chat::{Locale, Source};
 
 use super::entities::{Kind, kinds_in};
+use super::terms;
 use super::text::{self, Corpus, Sentence};
 
 /// The answer when the sources do not hold one (English).
@@ -96,7 +97,9 @@ enum Expect {
 
 /// What `question` asks for, when its wording says.
 fn expect(question: &str) -> Option<Expect> {
-    let ws: Vec<String> = text::words(question).map(|(_, w)| text::fold(w)).collect();
+    let ws: Vec<String> = terms::words(question)
+        .map(|(_, w)| terms::fold(w))
+        .collect();
     let has = |w: &str| ws.iter().any(|x| x == w);
     let pair = |a: &str, b: &str| ws.windows(2).any(|p| p[0] == a && p[1] == b);
     if has("when") || pair("what", "date") || pair("چه", "زمانی") || pair("چه", "تاریخی")
@@ -122,8 +125,8 @@ fn expect(question: &str) -> Option<Expect> {
 fn has_several_parts(question: &str) -> bool {
     let q = question.trim().trim_end_matches(['?', '؟', '.', '!']);
     q.contains([',', '،', ';', '؛', '?', '؟'])
-        || text::words(q).any(|(_, w)| {
-            let w = text::fold(w);
+        || terms::words(q).any(|(_, w)| {
+            let w = terms::fold(w);
             w == "and" || w == "also" || w == "و"
         })
 }
@@ -141,7 +144,7 @@ fn evidence(s: &Sentence<'_>, terms: &[u32], expect: Expect) -> f64 {
     if !holds(s.text, expect) {
         return 1.0;
     }
-    let words: Vec<(usize, usize)> = text::words(s.text)
+    let words: Vec<(usize, usize)> = terms::words(s.text)
         .map(|(at, w)| (at, at + w.len()))
         .collect();
     let near = s
@@ -162,12 +165,12 @@ fn holds(sentence: &str, expect: Expect) -> bool {
     match expect {
         Expect::Quantity => {
             sentence.chars().any(char::is_numeric)
-                || text::words(sentence)
+                || terms::words(sentence)
                     .any(|(_, w)| NUMBER_WORDS.contains(&w.to_lowercase().as_str()))
         }
         Expect::Time => {
             kinds_in(sentence).contains(&Kind::Date)
-                || text::words(sentence).any(|(_, w)| {
+                || terms::words(sentence).any(|(_, w)| {
                     w.len() == 4 && w.parse::<u32>().is_ok_and(|y| (1900..=2100).contains(&y))
                 })
         }
@@ -265,7 +268,7 @@ fn best_sentences<'c>(
 
     let weight = |piece: &str| {
         let mut seen: Vec<u32> = Vec::new();
-        text::words(piece)
+        terms::words(piece)
             .filter_map(|(_, w)| corpus.lookup(w))
             .filter(|t| terms.contains(t))
             .map(|t| {

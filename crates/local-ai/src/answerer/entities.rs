@@ -21,7 +21,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::text::{Corpus, fold, words};
+use super::terms::{fold, words};
+use super::text::Corpus;
 
 /// An entity's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -379,7 +380,7 @@ fn names(text: &str, lower_words: &HashSet<String>, found: &mut Vec<Found>) {
             let lower = fold(ws[a].1);
             let title = TITLES.contains(&lower.as_str());
             if !title
-                && (super::text::term(ws[a].1).is_none() || STARTERS.contains(&lower.as_str()))
+                && (super::terms::term(ws[a].1).is_none() || STARTERS.contains(&lower.as_str()))
             {
                 place = PLACE_WORDS.contains(&lower.as_str());
                 a += 1;

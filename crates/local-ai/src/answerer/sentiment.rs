@@ -8,7 +8,8 @@
 //! with a word or two of opinion stays near 0); its label is `positive` from 0.2, `negative`
 //! from −0.2, `neutral` between (a text with no opinion word scores 0).
 
-use super::text::{Corpus, fold, words};
+use super::terms::{fold, words};
+use super::text::Corpus;
 
 /// The overall sentiment of a text.
 #[derive(Debug, Clone, Copy, PartialEq)]
