@@ -1,6 +1,7 @@
-//! [`CollectionRepository`], [`DocumentRepository`] and [`JobQueue`] in memory, all under one
-//! lock: every method is one critical section, so what the SQL adapter does in a transaction
-//! is atomic here too, and a claim hands each due job to exactly one caller.
+//! [`CollectionRepository`], [`DocumentRepository`] and [`JobQueue`](documents::JobQueue)
+//! (in `queue.rs`) in memory, all under one lock: every method is one critical section, so
+//! what the SQL adapter does in a transaction is atomic here too, and a claim hands each due
+//! job to exactly one caller.
 //!
 //! The semantics are those of `store-sql` (the reference), checked by the same contract
 //! suites (`testkit::contract::documents` and `::jobs`): every method is scoped to its tenant;
@@ -22,12 +23,13 @@ use async_trait::async_trait;
 use documents::{
     BlobKey, Chunk, ChunkDraft, Claim, Collection, CollectionId, CollectionPatch,
     CollectionRepository, CollectionStats, Document, DocumentFilter, DocumentId,
-    DocumentRepository, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus,
-    NewChunk, Stage, StoreError, Stored,
+    DocumentRepository, DocumentStatus, Job, JobId, JobStatus, StoreError, Stored,
 };
 use kernel::{Clock, InvalidInput, Page, PageRequest, TenantId};
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
+
+mod queue;
 
 /// A job and the lease that holds it while it runs.
 #[derive(Debug, Clone)]
@@ -628,190 +630,6 @@ fn insert_job(t: &mut Tables, mut job: Job) {
             claimed_at: None,
         },
     );
-}
-
-#[async_trait]
-impl JobQueue for InMemoryDocuments {
-    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self
-            .lock()?
-            .jobs
-            .get(&id)
-            .filter(|r| r.job.tenant_id == tenant)
-            .map(|r| r.job.clone()))
-    }
-
-    async fn claim_within(
-        &self,
-        now: OffsetDateTime,
-        lease: std::time::Duration,
-        per_tenant: u32,
-    ) -> Result<Option<Claim>, StoreError> {
-        let now = utc_micros(now);
-        let until = time::Duration::try_from(lease)
-            .ok()
-            .and_then(|l| now.checked_add(l))
-            .ok_or_else(|| anyhow::anyhow!("the lease is too long"))?;
-        let mut t = self.lock()?;
-        let cap = usize::try_from(per_tenant).unwrap_or(usize::MAX);
-        let Some(id) = t
-            .candidate_tenants(now)
-            .into_iter()
-            .filter(|(_, running)| *running < cap)
-            .find_map(|(tenant, _)| t.oldest_due(tenant, now))
-        else {
-            return Ok(None);
-        };
-        let token = Uuid::now_v7();
-        let Some(row) = t.jobs.get_mut(&id) else {
-            return Ok(None);
-        };
-        row.job.status = JobStatus::Running;
-        row.job.stage = None;
-        row.job.attempts = row.job.attempts.saturating_add(1);
-        row.lease_token = Some(token);
-        row.lease_until = Some(until);
-        row.claimed_at = Some(now);
-        let job = row.job.clone();
-        t.set_document(&job, DocumentStatus::Processing, None, None, now);
-        Ok(Some(Claim { job, lease: token }))
-    }
-
-    async fn progress(
-        &self,
-        claim: &Claim,
-        stage: Stage,
-        progress: f32,
-        lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let now = utc_micros(self.clock.now());
-        let progress = clamp_progress(progress);
-        let mut t = self.lock()?;
-        let Some(row) = t.held_mut(claim) else {
-            return Ok(false);
-        };
-        row.job.stage = Some(stage);
-        row.job.progress = progress;
-        row.lease_until = Some(utc_micros(lease_until));
-        t.set_document(
-            &claim.job,
-            DocumentStatus::Processing,
-            Some(progress),
-            None,
-            now,
-        );
-        Ok(true)
-    }
-
-    async fn complete(
-        &self,
-        claim: &Claim,
-        result: Ingested,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let now = utc_micros(now);
-        let tenant = claim.job.tenant_id;
-        let chunk_count: u32 = fit(result.chunks.len(), "chunk count")?;
-        let token_count: u64 = result
-            .chunks
-            .iter()
-            .map(|c| u64::from(c.draft.tokens))
-            .sum();
-        for c in &result.chunks {
-            fits_a_row(&c.draft)?;
-        }
-        let mut t = self.lock()?;
-        if t.held_mut(claim).is_none() {
-            return Ok(false);
-        }
-        if let Some(document_id) = claim.job.document_id {
-            if t.document(tenant, document_id).is_none() {
-                // The document is gone: nothing to store, and the job stays as it was.
-                return Ok(false);
-            }
-            let mut chunks: Vec<Chunk> = result
-                .chunks
-                .into_iter()
-                .map(|NewChunk { id, draft: c }| Chunk {
-                    id,
-                    document_id,
-                    ordinal: c.ordinal,
-                    text: c.text,
-                    tokens: c.tokens,
-                    page: c.page,
-                    start: c.start,
-                    end: c.end,
-                })
-                .collect();
-            chunks.sort_by_key(|c| c.ordinal);
-            t.chunks.insert((tenant, document_id), chunks);
-            if let Some(d) = t.document_mut(tenant, document_id) {
-                d.status = DocumentStatus::Ready;
-                d.progress = 1.0;
-                d.pages = result.pages;
-                d.chunks = chunk_count;
-                d.tokens = token_count;
-                d.error = None;
-                d.updated_at = now;
-            }
-        }
-        if let Some(row) = t.held_mut(claim) {
-            row.end_lease(JobStatus::Succeeded);
-            row.job.progress = 1.0;
-            row.job.finished_at = Some(now);
-        }
-        Ok(true)
-    }
-
-    async fn fail(
-        &self,
-        claim: &Claim,
-        error: &str,
-        failure: Failure,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        if let Failure::Final(status) = failure
-            && !matches!(status, JobStatus::Failed | JobStatus::Dead)
-        {
-            return Err(anyhow::anyhow!(
-                "a job fails for good as failed or dead, not {}",
-                status.as_str()
-            )
-            .into());
-        }
-        let now = utc_micros(now);
-        let mut t = self.lock()?;
-        let Some(row) = t.held_mut(claim) else {
-            return Ok(false);
-        };
-        row.job.error = Some(error.to_owned());
-        let (status, error) = match failure {
-            Failure::RetryAt(at) => {
-                row.end_lease(JobStatus::Queued);
-                row.job.run_at = utc_micros(at);
-                // Retrying: the document waits again, with no error to show.
-                (DocumentStatus::Queued, None)
-            }
-            Failure::Final(status) => {
-                row.end_lease(status);
-                row.job.finished_at = Some(now);
-                (DocumentStatus::Failed, Some(error))
-            }
-        };
-        t.set_document(&claim.job, status, Some(0.0), Some(error), now);
-        Ok(true)
-    }
-
-    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let now = utc_micros(now);
-        let mut t = self.lock()?;
-        let Some(row) = t.held_mut(claim) else {
-            return Ok(false);
-        };
-        row.end_lease(JobStatus::Canceled);
-        row.job.finished_at = Some(now);
-        Ok(true)
-    }
 }
 
 #[cfg(test)]
