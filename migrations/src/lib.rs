@@ -24,6 +24,7 @@ mod m20261122_000014_usage;
 mod m20261206_000015_email_verified;
 mod m20261206_000016_api_key_scopes;
 mod m20261206_000017_assistant_creator;
+mod m20261206_000018_stored_times;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_email_verified::Migration),
             Box::new(m20261206_000016_api_key_scopes::Migration),
             Box::new(m20261206_000017_assistant_creator::Migration),
+            Box::new(m20261206_000018_stored_times::Migration),
         ]
     }
 }

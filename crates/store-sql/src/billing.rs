@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::{usage_event, usage_limit};
-use crate::stored::{at_value, fit, utc_micros};
+use crate::stored::{at_value, execute_timed, fit};
 use crate::{SqlStore, scope};
 
 /// The sums a grouped read selects after its group columns, in this order: prompt tokens,
@@ -298,10 +298,10 @@ impl UsageLedger for SqlUsageLedger {
                 .context("removing a limit override")?;
             return Ok(());
         };
-        usage_limit::Entity::insert(usage_limit::ActiveModel {
+        let upsert = usage_limit::Entity::insert(usage_limit::ActiveModel {
             tenant_id: Set(tenant.as_uuid()),
             monthly_token_limit: Set(fit(limit, "monthly token limit")?),
-            updated_at: Set(utc_micros(self.store.now())),
+            updated_at: Set(self.store.now()),
         })
         .on_conflict(
             OnConflict::column(usage_limit::Column::TenantId)
@@ -310,10 +310,10 @@ impl UsageLedger for SqlUsageLedger {
                     usage_limit::Column::UpdatedAt,
                 ])
                 .to_owned(),
-        )
-        .exec_without_returning(&self.store.db)
-        .await
-        .context("storing a limit override")?;
+        );
+        execute_timed(&self.store.db, &upsert)
+            .await
+            .context("storing a limit override")?;
         Ok(())
     }
 }

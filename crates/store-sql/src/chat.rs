@@ -4,7 +4,8 @@
 //!   backends). Citations are objects `{chunk_id, document_id, document_name, page, quote,
 //!   score, start, end}`; a score that is not a finite number (never produced by retrieval)
 //!   is stored as `null` and reads back as NaN.
-//! - Times are written in UTC at microsecond precision (what both backends keep).
+//! - Times are written by the one time encoder (`stored::at_value`: UTC at microsecond
+//!   precision; on SQLite fixed-width text, whose text order is time order).
 //! - A session names an assistant only of its own tenant that exists when it is written;
 //!   any other assistant id is stored as none (as deleting the assistant later does, through
 //!   `ON DELETE SET NULL`). On PostgreSQL the assistant row is share-locked while the session
@@ -27,14 +28,14 @@ use documents::{ChunkId, CollectionId, DocumentId};
 use kernel::{ApiKeyId, Page, PageRequest, Principal, TenantId, UserId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::entity::{assistant, chat_message, chat_session, message_feedback, tenant_model};
-use crate::stored::{fit, utc_micros};
+use crate::stored::{at_value, execute_timed, fit};
 use crate::{SqlStore, scope};
 
 /// The chat domain's storage on the SQL store's pool.
@@ -280,7 +281,7 @@ fn message_row(m: &Message) -> Result<chat_message::ActiveModel, StoreError> {
         completion_tokens: Set(m.usage.map(|u| i64::from(u.completion_tokens))),
         status: Set(m.status.as_str().to_owned()),
         model: Set(m.model.clone()),
-        created_at: Set(utc_micros(m.created_at)),
+        created_at: Set(m.created_at),
     })
 }
 
@@ -330,7 +331,7 @@ impl ChatStore for SqlChatStore {
         let assistant_id = self
             .own_assistant(&txn, session.tenant_id, session.assistant_id)
             .await?;
-        chat_session::ActiveModel {
+        let row = chat_session::ActiveModel {
             id: Set(session.id.as_uuid()),
             tenant_id: Set(session.tenant_id.as_uuid()),
             owner_user_id: Set(owner_user_id),
@@ -340,12 +341,12 @@ impl ChatStore for SqlChatStore {
             model: Set(session.model.clone()),
             system_prompt: Set(session.system_prompt.clone()),
             assistant_id: Set(assistant_id),
-            created_at: Set(utc_micros(session.created_at)),
-            updated_at: Set(utc_micros(session.updated_at)),
-        }
-        .insert(&txn)
-        .await
-        .context("storing a chat session")?;
+            created_at: Set(session.created_at),
+            updated_at: Set(session.updated_at),
+        };
+        execute_timed(&txn, &chat_session::Entity::insert(row))
+            .await
+            .context("storing a chat session")?;
         txn.commit()
             .await
             .context("committing a chat session insert")?;
@@ -425,7 +426,7 @@ impl ChatStore for SqlChatStore {
             .col_expr(chat_session::Column::AssistantId, Expr::value(assistant_id))
             .col_expr(
                 chat_session::Column::UpdatedAt,
-                Expr::value(utc_micros(session.updated_at)),
+                Expr::value(at_value(txn.get_database_backend(), session.updated_at)),
             )
             .filter(chat_session::Column::Id.eq(session.id.as_uuid()))
             .exec(&txn)
@@ -464,7 +465,7 @@ impl ChatStore for SqlChatStore {
         let touched = scope::update::<chat_session::Entity>(message.tenant_id)
             .col_expr(
                 chat_session::Column::UpdatedAt,
-                Expr::value(utc_micros(message.created_at)),
+                Expr::value(at_value(txn.get_database_backend(), message.created_at)),
             )
             .filter(chat_session::Column::Id.eq(message.session_id.as_uuid()))
             .exec(&txn)
@@ -475,7 +476,9 @@ impl ChatStore for SqlChatStore {
             txn.rollback().await.context("ending a message append")?;
             return Ok(false);
         }
-        row.insert(&txn).await.context("storing a message")?;
+        execute_timed(&txn, &chat_message::Entity::insert(row))
+            .await
+            .context("storing a message")?;
         txn.commit().await.context("committing a message append")?;
         Ok(true)
     }
@@ -539,7 +542,7 @@ impl ChatStore for SqlChatStore {
     }
 
     async fn create_assistant(&self, a: &Assistant) -> Result<(), StoreError> {
-        assistant::ActiveModel {
+        let row = assistant::ActiveModel {
             id: Set(a.id.as_uuid()),
             tenant_id: Set(a.tenant_id.as_uuid()),
             name: Set(a.name.clone()),
@@ -547,14 +550,14 @@ impl ChatStore for SqlChatStore {
             model: Set(a.model.clone()),
             collection_ids: Set(ids_to_json(&a.collection_ids)?),
             temperature: Set(a.temperature),
-            created_at: Set(utc_micros(a.created_at)),
-            updated_at: Set(utc_micros(a.updated_at)),
+            created_at: Set(a.created_at),
+            updated_at: Set(a.updated_at),
             created_by_user_id: Set(a.created_by.and_then(|p| owner_columns(p).0)),
             created_by_api_key_id: Set(a.created_by.and_then(|p| owner_columns(p).1)),
-        }
-        .insert(&self.store.db)
-        .await
-        .context("storing an assistant")?;
+        };
+        execute_timed(&self.store.db, &assistant::Entity::insert(row))
+            .await
+            .context("storing an assistant")?;
         Ok(())
     }
 
@@ -609,7 +612,7 @@ impl ChatStore for SqlChatStore {
             .col_expr(assistant::Column::Temperature, Expr::value(a.temperature))
             .col_expr(
                 assistant::Column::UpdatedAt,
-                Expr::value(utc_micros(a.updated_at)),
+                Expr::value(at_value(self.store.db.get_database_backend(), a.updated_at)),
             )
             .filter(assistant::Column::Id.eq(a.id.as_uuid()))
             .exec(&self.store.db)
@@ -658,13 +661,13 @@ impl ChatStore for SqlChatStore {
             txn.rollback().await.context("ending a feedback upsert")?;
             return Ok(());
         }
-        message_feedback::Entity::insert(message_feedback::ActiveModel {
+        let upsert = message_feedback::Entity::insert(message_feedback::ActiveModel {
             tenant_id: Set(tenant.as_uuid()),
             message_id: Set(feedback.message_id.as_uuid()),
             principal_key: Set(principal_key(feedback.principal)),
             rating: Set(feedback.rating.as_str().to_owned()),
             comment: Set(feedback.comment.clone()),
-            created_at: Set(utc_micros(feedback.created_at)),
+            created_at: Set(feedback.created_at),
         })
         .on_conflict(
             OnConflict::columns([
@@ -677,10 +680,10 @@ impl ChatStore for SqlChatStore {
                 message_feedback::Column::CreatedAt,
             ])
             .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await
-        .context("storing feedback")?;
+        );
+        execute_timed(&txn, &upsert)
+            .await
+            .context("storing feedback")?;
         txn.commit().await.context("committing a feedback upsert")?;
         Ok(())
     }
@@ -706,10 +709,10 @@ impl ChatStore for SqlChatStore {
                 .context("clearing a model whitelist")?;
             return Ok(());
         };
-        tenant_model::Entity::insert(tenant_model::ActiveModel {
+        let upsert = tenant_model::Entity::insert(tenant_model::ActiveModel {
             tenant_id: Set(tenant.as_uuid()),
             models: Set(models_to_json(models)?),
-            updated_at: Set(utc_micros(self.store.now())),
+            updated_at: Set(self.store.now()),
         })
         .on_conflict(
             OnConflict::column(tenant_model::Column::TenantId)
@@ -718,10 +721,10 @@ impl ChatStore for SqlChatStore {
                     tenant_model::Column::UpdatedAt,
                 ])
                 .to_owned(),
-        )
-        .exec_without_returning(&self.store.db)
-        .await
-        .context("storing a model whitelist")?;
+        );
+        execute_timed(&self.store.db, &upsert)
+            .await
+            .context("storing a model whitelist")?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 
 use std::fmt::Display;
 
-use sea_orm::{DbBackend, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryTrait, Statement, Value};
 use time::{OffsetDateTime, UtcOffset};
 
 /// `value` in the column's (or the domain's) integer type; out of range is a storage error.
@@ -48,6 +48,28 @@ pub(crate) fn at_value(backend: DbBackend, t: OffsetDateTime) -> Value {
             t.microsecond()
         ))
     }
+}
+
+/// Runs `query` (an insert or update built from entity models) on `db` with every time it
+/// binds written by [`at_value`] instead of in sqlx's own form.
+pub(crate) async fn execute_timed<Q, C>(db: &C, query: &Q) -> Result<ExecResult, DbErr>
+where
+    Q: QueryTrait + Sync,
+    C: ConnectionTrait,
+{
+    db.execute_raw(stored_times(query.build(db.get_database_backend())))
+        .await
+}
+
+/// `statement` with every time it binds in the stored form ([`at_value`]).
+fn stored_times(mut statement: Statement) -> Statement {
+    let backend = statement.db_backend;
+    for value in statement.values.iter_mut().flat_map(|v| v.0.iter_mut()) {
+        if let Value::TimeDateTimeWithTimeZone(Some(t)) = value {
+            *value = at_value(backend, *t);
+        }
+    }
+    statement
 }
 
 /// No time (a NULL column).
@@ -95,6 +117,20 @@ mod tests {
                 .expect("formats")
         };
         assert!(rfc(times[1]) > rfc(times[3]));
+    }
+
+    #[test]
+    fn statements_bind_times_in_the_stored_form() {
+        let t = datetime!(2026-11-22 10:00:05 UTC);
+        let statement = stored_times(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "UPDATE t SET a = $1, b = $2, c = $3",
+            [Value::from(t), Value::from(7_i64), null_time()],
+        ));
+        let values = statement.values.map(|v| v.0).unwrap_or_default();
+        assert_eq!(values[0], Value::from("2026-11-22T10:00:05.000000Z"));
+        assert_eq!(values[1], Value::from(7_i64));
+        assert_eq!(values[2], null_time());
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! Chat's times, and the usage limits' `updated_at`, in the one stored form of a time
+//! (`store_sql`'s `stored::at_value`): until now they were written as sqlx writes a time,
+//! which on SQLite is RFC 3339 text whose fraction drops trailing zeros
+//! (`2026-11-22T10:00:05Z`, `2026-11-22T10:00:05.5Z`) and does not sort as time within a
+//! second. On SQLite every such value is rewritten as fixed-width UTC text with six fraction
+//! digits (`2026-11-22T10:00:05.000000Z`), the form the job queue, the blobs, the spaces and
+//! the usage events already use, so that text order is time order. Both forms read back as
+//! the same instant. PostgreSQL stores `timestamptz`, whose form does not change: nothing to
+//! do there.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+
+#[derive(Debug, DeriveMigrationName)]
+pub struct Migration;
+
+/// Every `(table, column)` whose writer moved to the one encoder.
+const COLUMNS: [(&str, &str); 8] = [
+    ("assistants", "created_at"),
+    ("assistants", "updated_at"),
+    ("chat_sessions", "created_at"),
+    ("chat_sessions", "updated_at"),
+    ("chat_messages", "created_at"),
+    ("message_feedback", "created_at"),
+    ("tenant_models", "updated_at"),
+    ("usage_limits", "updated_at"),
+];
+
+/// Rewrites the UTC RFC 3339 values of `table.column` that are not fixed-width yet: the
+/// seconds, then the fraction (if any) padded with zeros to six digits, then `Z`.
+fn rewrite(table: &str, column: &str) -> String {
+    format!(
+        "UPDATE {table} SET {column} = substr({column}, 1, 19) || '.' || substr(\
+             CASE WHEN substr({column}, 20, 1) = '.' \
+                  THEN substr({column}, 21, length({column}) - 21) ELSE '' END \
+             || '000000', 1, 6) || 'Z' \
+         WHERE {column} LIKE '____-__-__T__:__:__%Z' AND length({column}) <> 27"
+    )
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::Sqlite {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        for (table, column) in COLUMNS {
+            db.execute_unprepared(&rewrite(table, column)).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
+        // The fixed-width form reads back as the same instant everywhere: nothing to undo.
+        Ok(())
+    }
+}
