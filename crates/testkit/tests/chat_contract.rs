@@ -163,3 +163,53 @@ async fn postgres_rows() {
     };
     sql_rows(&db).await;
 }
+
+/// On SQLite the chat store writes its times in the one stored form (fixed-width UTC text), so
+/// they sort as time within a second too: sqlx's own form put `…:00Z` after `…:00.5Z`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_times_sort_as_time() {
+    use sea_orm::ConnectionTrait as _;
+
+    let db = Db::sqlite().await;
+    let p = ChatPorts::sql(db.store.clone());
+    let w = world(&p).await;
+    let s = session(w.a, w.ann, "Times", T0);
+    p.chat.create_session(&s).await.expect("session");
+    for (content, at) in [("later", at_ms(500)), ("first", T0)] {
+        let m = message(&s, MessageRole::User, content, at);
+        assert!(p.chat.append_message(&m).await.expect("append"));
+    }
+    let rows = db
+        .raw
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT content, created_at FROM chat_messages ORDER BY created_at",
+        ))
+        .await
+        .expect("reads");
+    let stored: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "content").expect("content"),
+                r.try_get("", "created_at").expect("text"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("first".to_owned(), "2026-11-22T10:00:00.000000Z".to_owned()),
+            ("later".to_owned(), "2026-11-22T10:00:00.500000Z".to_owned()),
+        ]
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM chat_sessions \
+             WHERE updated_at = '2026-11-22T10:00:00.000000Z'"
+        )
+        .await,
+        1,
+        "the session's updated_at, moved by the last message, in the same form"
+    );
+}
