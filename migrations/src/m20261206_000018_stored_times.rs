@@ -1,12 +1,14 @@
-//! Chat's times, and the usage limits' `updated_at`, in the one stored form of a time
-//! (`store_sql`'s `stored::at_value`): until now they were written as sqlx writes a time,
-//! which on SQLite is RFC 3339 text whose fraction drops trailing zeros
-//! (`2026-11-22T10:00:05Z`, `2026-11-22T10:00:05.5Z`) and does not sort as time within a
-//! second. On SQLite every such value is rewritten as fixed-width UTC text with six fraction
-//! digits (`2026-11-22T10:00:05.000000Z`), the form the job queue, the blobs, the spaces and
-//! the usage events already use, so that text order is time order. Both forms read back as
-//! the same instant. PostgreSQL stores `timestamptz`, whose form does not change: nothing to
-//! do there.
+//! The times the SQL store compares or orders, in the one stored form of a time
+//! (`store_sql`'s `stored::at_value`): until now chat's, the limit overrides', the refresh
+//! tokens', the invitations', the password resets', the outbox's and the audit log's times
+//! were written as sqlx writes a time, which on SQLite is RFC 3339 text whose fraction drops
+//! trailing zeros (`2026-11-22T10:00:05Z`, `2026-11-22T10:00:05.5Z`) and does not sort as time
+//! within a second (an expiry compared with `now`, the audit log's range, an `ORDER BY`). On
+//! SQLite every such value is rewritten as fixed-width UTC text with six fraction digits
+//! (`2026-11-22T10:00:05.000000Z`), the form the job queue, the blobs, the spaces and the
+//! usage events already use, so that text order is time order. Both forms read back as the
+//! same instant. PostgreSQL stores `timestamptz`, whose form does not change: nothing to do
+//! there.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -15,7 +17,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 pub struct Migration;
 
 /// Every `(table, column)` whose writer moved to the one encoder.
-const COLUMNS: [(&str, &str); 8] = [
+const COLUMNS: [(&str, &str); 20] = [
     ("assistants", "created_at"),
     ("assistants", "updated_at"),
     ("chat_sessions", "created_at"),
@@ -24,6 +26,18 @@ const COLUMNS: [(&str, &str); 8] = [
     ("message_feedback", "created_at"),
     ("tenant_models", "updated_at"),
     ("usage_limits", "updated_at"),
+    ("refresh_tokens", "created_at"),
+    ("refresh_tokens", "expires_at"),
+    ("refresh_tokens", "spent_at"),
+    ("refresh_tokens", "revoked_at"),
+    ("invitations", "created_at"),
+    ("invitations", "expires_at"),
+    ("invitations", "accepted_at"),
+    ("password_resets", "created_at"),
+    ("password_resets", "expires_at"),
+    ("password_resets", "used_at"),
+    ("dev_outbox", "at"),
+    ("audit_log", "at"),
 ];
 
 /// Rewrites the UTC RFC 3339 values of `table.column` that are not fixed-width yet: the

@@ -4,13 +4,12 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::audit::{AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo};
 use kernel::{Page, PageRequest, TenantId, UserId};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::entity::audit::{ActiveModel, Column, Entity, Model};
+use crate::stored::execute_timed;
 
 /// Known actions, so a stored name maps back to the `&'static str` of the event type.
 fn action_name(stored: &str) -> &'static str {
@@ -41,7 +40,7 @@ fn to_record(m: Model) -> AuditRecord {
 #[async_trait]
 impl AuditLog for SqlStore {
     async fn record(&self, e: AuditEvent) -> Result<(), AuditError> {
-        ActiveModel {
+        let row = ActiveModel {
             id: Set(Uuid::now_v7()),
             at: Set(e.at),
             action: Set(e.action.to_owned()),
@@ -50,10 +49,10 @@ impl AuditLog for SqlStore {
             target: Set(e.target.map(|t| t.chars().take(255).collect())),
             ip: Set(e.client.ip.chars().take(64).collect()),
             user_agent: Set(e.client.user_agent),
-        }
-        .insert(&self.db)
-        .await
-        .context("appending an audit event")?;
+        };
+        execute_timed(&self.db, &Entity::insert(row))
+            .await
+            .context("appending an audit event")?;
         Ok(())
     }
 
@@ -73,10 +72,10 @@ impl AuditLog for SqlStore {
             select = select.filter(Column::Action.eq(action.as_str()));
         }
         if let Some(from) = q.from {
-            select = select.filter(Column::At.gte(from));
+            select = select.filter(Column::At.gte(self.at(from)));
         }
         if let Some(until) = q.until {
-            select = select.filter(Column::At.lt(until));
+            select = select.filter(Column::At.lt(self.at(until)));
         }
         if let Some(before) = page.after_uuid().map_err(anyhow::Error::new)? {
             select = select.filter(Column::Id.lt(before));

@@ -5,13 +5,12 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::{Page, PageRequest, TenantId, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use tenancy::{ApiKeyRepoError, Invitation, InvitationRepository, KeyHash};
 use time::OffsetDateTime;
 
 use crate::entity::invitation::{ActiveModel, Column, Entity, Model};
+use crate::stored::execute_timed;
 use crate::{SqlStore, scope};
 
 fn to_domain(m: Model) -> Result<Invitation, ApiKeyRepoError> {
@@ -32,7 +31,7 @@ fn to_domain(m: Model) -> Result<Invitation, ApiKeyRepoError> {
 #[async_trait]
 impl InvitationRepository for SqlStore {
     async fn create(&self, i: Invitation, hash: KeyHash) -> Result<(), ApiKeyRepoError> {
-        ActiveModel {
+        let row = ActiveModel {
             id: Set(i.id),
             tenant_id: Set(i.tenant_id.as_uuid()),
             email: Set(i.email),
@@ -42,10 +41,10 @@ impl InvitationRepository for SqlStore {
             created_at: Set(i.created_at),
             expires_at: Set(i.expires_at),
             accepted_at: Set(None),
-        }
-        .insert(&self.db)
-        .await
-        .context("storing an invitation")?;
+        };
+        execute_timed(&self.db, &Entity::insert(row))
+            .await
+            .context("storing an invitation")?;
         Ok(())
     }
 
@@ -57,7 +56,7 @@ impl InvitationRepository for SqlStore {
         Entity::find()
             .filter(Column::TokenHash.eq(hash.0.to_vec()))
             .filter(Column::AcceptedAt.is_null())
-            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.gt(self.at(now)))
             .one(&self.db)
             .await
             .context("reading an invitation")?
@@ -67,10 +66,10 @@ impl InvitationRepository for SqlStore {
 
     async fn accept(&self, hash: &KeyHash, now: OffsetDateTime) -> Result<bool, ApiKeyRepoError> {
         let changed = Entity::update_many()
-            .col_expr(Column::AcceptedAt, Expr::value(now))
+            .col_expr(Column::AcceptedAt, Expr::value(self.at(now)))
             .filter(Column::TokenHash.eq(hash.0.to_vec()))
             .filter(Column::AcceptedAt.is_null())
-            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.gt(self.at(now)))
             .exec(&self.db)
             .await
             .context("accepting an invitation")?
@@ -86,7 +85,7 @@ impl InvitationRepository for SqlStore {
     ) -> Result<Page<Invitation>, ApiKeyRepoError> {
         let mut select = scope::select::<Entity>(tenant)
             .filter(Column::AcceptedAt.is_null())
-            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.gt(self.at(now)))
             .order_by_asc(Column::Id);
         if let Some(after) = page.after_uuid()? {
             select = select.filter(Column::Id.gt(after));

@@ -6,13 +6,12 @@ use identity::ports::{PasswordResets, SessionRepoError, TokenHash};
 use kernel::UserId;
 use kernel::mail::{Mail, MailError, Mailer};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use time::OffsetDateTime;
 
 use crate::SqlStore;
 use crate::entity::{outbox, password_reset};
+use crate::stored::execute_timed;
 
 /// A mail in the development outbox.
 #[derive(Debug, Clone)]
@@ -57,16 +56,16 @@ impl Mailer for SqlStore {
         // Logged without the subject or body (either may hold a one-time secret) or the full
         // address.
         let domain = mail.to.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
-        outbox::ActiveModel {
+        let row = outbox::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
             at: Set(self.now()),
             recipient: Set(mail.to),
             subject: Set(mail.subject),
             body: Set(mail.body),
-        }
-        .insert(&self.db)
-        .await
-        .context("storing a mail in the outbox")?;
+        };
+        execute_timed(&self.db, &outbox::Entity::insert(row))
+            .await
+            .context("storing a mail in the outbox")?;
         tracing::info!(to_domain = %domain, "mail stored in the development outbox (read it with `quire outbox`)");
         Ok(())
     }
@@ -81,16 +80,16 @@ impl PasswordResets for SqlStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
-        password_reset::ActiveModel {
+        let row = password_reset::ActiveModel {
             token_hash: Set(hash.0.to_vec()),
             user_id: Set(user.as_uuid()),
             created_at: Set(now),
             expires_at: Set(expires_at),
             used_at: Set(None),
-        }
-        .insert(&self.db)
-        .await
-        .context("storing a reset token")?;
+        };
+        execute_timed(&self.db, &password_reset::Entity::insert(row))
+            .await
+            .context("storing a reset token")?;
         Ok(())
     }
 
@@ -101,10 +100,10 @@ impl PasswordResets for SqlStore {
     ) -> Result<Option<UserId>, SessionRepoError> {
         use password_reset::{Column, Entity};
         let spent = Entity::update_many()
-            .col_expr(Column::UsedAt, Expr::value(now))
+            .col_expr(Column::UsedAt, Expr::value(self.at(now)))
             .filter(Column::TokenHash.eq(hash.0.to_vec()))
             .filter(Column::UsedAt.is_null())
-            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.gt(self.at(now)))
             .exec(&self.db)
             .await
             .context("spending a reset token")?

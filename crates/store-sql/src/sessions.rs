@@ -10,13 +10,13 @@ use identity::ports::{
 use kernel::UserId;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
 };
 use time::OffsetDateTime;
 
 use crate::SqlStore;
 use crate::entity::refresh_token::{ActiveModel, Column, Entity};
+use crate::stored::{at_value, execute_timed};
 
 fn row(t: &NewRefreshToken) -> ActiveModel {
     ActiveModel {
@@ -36,7 +36,10 @@ async fn revoke_session(
     now: OffsetDateTime,
 ) -> Result<(), SessionRepoError> {
     Entity::update_many()
-        .col_expr(Column::RevokedAt, Expr::value(now))
+        .col_expr(
+            Column::RevokedAt,
+            Expr::value(at_value(db.get_database_backend(), now)),
+        )
         .filter(Column::SessionId.eq(session))
         .filter(Column::RevokedAt.is_null())
         .exec(db)
@@ -48,8 +51,7 @@ async fn revoke_session(
 #[async_trait]
 impl SessionRepository for SqlStore {
     async fn start(&self, token: NewRefreshToken) -> Result<(), SessionRepoError> {
-        row(&token)
-            .insert(&self.db)
+        execute_timed(&self.db, &Entity::insert(row(&token)))
             .await
             .context("storing a refresh token")?;
         Ok(())
@@ -62,12 +64,13 @@ impl SessionRepository for SqlStore {
         now: OffsetDateTime,
     ) -> Result<Rotation, SessionRepoError> {
         let txn = self.db.begin().await.context("starting a rotation")?;
+        let stamp = at_value(txn.get_database_backend(), now);
         let claimed = Entity::update_many()
-            .col_expr(Column::SpentAt, Expr::value(now))
+            .col_expr(Column::SpentAt, Expr::value(stamp.clone()))
             .filter(Column::TokenHash.eq(presented.0.to_vec()))
             .filter(Column::SpentAt.is_null())
             .filter(Column::RevokedAt.is_null())
-            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.gt(stamp))
             .exec(&txn)
             .await
             .context("claiming a refresh token")?
@@ -86,8 +89,7 @@ impl SessionRepository for SqlStore {
                     created_at: now,
                     expires_at: t.expires_at,
                 };
-                row(&next)
-                    .insert(&txn)
+                execute_timed(&txn, &Entity::insert(row(&next)))
                     .await
                     .context("storing the rotated refresh token")?;
                 Rotation::Rotated {
@@ -130,7 +132,7 @@ impl SessionRepository for SqlStore {
         now: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
         Entity::update_many()
-            .col_expr(Column::RevokedAt, Expr::value(now))
+            .col_expr(Column::RevokedAt, Expr::value(self.at(now)))
             .filter(Column::UserId.eq(user_id.as_uuid()))
             .filter(Column::RevokedAt.is_null())
             .exec(&self.db)
@@ -147,7 +149,7 @@ impl SessionRepository for SqlStore {
         let live = Entity::find()
             .filter(Column::SessionId.eq(session.as_uuid()))
             .filter(Column::RevokedAt.is_null())
-            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.gt(self.at(now)))
             .count(&self.db)
             .await
             .context("checking a session")?;
@@ -161,7 +163,7 @@ impl SessionRepository for SqlStore {
         now: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
         Entity::update_many()
-            .col_expr(Column::RevokedAt, Expr::value(now))
+            .col_expr(Column::RevokedAt, Expr::value(self.at(now)))
             .filter(Column::UserId.eq(user_id.as_uuid()))
             .filter(Column::SessionId.ne(keep.as_uuid()))
             .filter(Column::RevokedAt.is_null())

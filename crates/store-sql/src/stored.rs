@@ -72,6 +72,13 @@ fn stored_times(mut statement: Statement) -> Statement {
     statement
 }
 
+impl crate::SqlStore {
+    /// `t` as a stored time on this store's backend ([`at_value`]).
+    pub(crate) fn at(&self, t: OffsetDateTime) -> Value {
+        at_value(self.db.get_database_backend(), t)
+    }
+}
+
 /// No time (a NULL column).
 pub(crate) fn null_time() -> Value {
     Value::from(Option::<OffsetDateTime>::None)

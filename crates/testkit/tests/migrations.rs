@@ -92,6 +92,11 @@ async fn sqlite_times_written_in_sqlx_form_are_rewritten_fixed_width() {
         ))
         .await;
         insert(format!(
+            "INSERT INTO dev_outbox (id, at, recipient, subject, body) \
+             VALUES (x'{tenant:032x}', '{at}', 'a@example.com', 's', 'b')"
+        ))
+        .await;
+        insert(format!(
             "INSERT INTO message_feedback \
              (tenant_id, message_id, principal_key, rating, comment, created_at) \
              VALUES (x'{tenant:032x}', x'{tenant:032x}', 'u:{tenant}', 'up', NULL, '{at}')"
@@ -120,6 +125,7 @@ async fn sqlite_times_written_in_sqlx_form_are_rewritten_fixed_width() {
         stored_texts(&db, "message_feedback", "created_at").await,
         expected
     );
+    assert_eq!(stored_texts(&db, "dev_outbox", "at").await, expected);
     assert!(
         migration::Migrator::get_pending_migrations(&db)
             .await
