@@ -1,8 +1,8 @@
 //! The times the SQL store compares or orders, in the one stored form of a time
 //! (`store_sql`'s `stored::at_value`): until now chat's, the limit overrides', the refresh
-//! tokens', the invitations', the password resets', the outbox's and the audit log's times
-//! were written as sqlx writes a time, which on SQLite is RFC 3339 text whose fraction drops
-//! trailing zeros (`2026-11-22T10:00:05Z`, `2026-11-22T10:00:05.5Z`) and does not sort as time
+//! tokens', the invitations', the password resets', the outbox's, the audit log's and the
+//! memberships' times were written as sqlx writes a time, which on SQLite is RFC 3339 text
+//! whose fraction drops trailing zeros (`2026-11-22T10:00:05Z`, `2026-11-22T10:00:05.5Z`) and does not sort as time
 //! within a second (an expiry compared with `now`, the audit log's range, an `ORDER BY`). On
 //! SQLite every such value is rewritten as fixed-width UTC text with six fraction digits
 //! (`2026-11-22T10:00:05.000000Z`), the form the job queue, the blobs, the spaces and the
@@ -17,7 +17,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 pub struct Migration;
 
 /// Every `(table, column)` whose writer moved to the one encoder.
-const COLUMNS: [(&str, &str); 20] = [
+const COLUMNS: [(&str, &str); 21] = [
     ("assistants", "created_at"),
     ("assistants", "updated_at"),
     ("chat_sessions", "created_at"),
@@ -38,6 +38,7 @@ const COLUMNS: [(&str, &str); 20] = [
     ("password_resets", "used_at"),
     ("dev_outbox", "at"),
     ("audit_log", "at"),
+    ("memberships", "created_at"),
 ];
 
 /// Rewrites the UTC RFC 3339 values of `table.column` that are not fixed-width yet: the

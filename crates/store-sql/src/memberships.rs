@@ -11,14 +11,15 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenancy::{MemberRepoError, Membership, MembershipRepository, Organization};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::membership::{ActiveModel, Column, Entity, Model};
+use crate::stored::{execute_timed, utc_micros};
 use crate::{SqlStore, scope};
 
 fn to_domain(m: Model) -> Result<Membership, MemberRepoError> {
@@ -111,15 +112,15 @@ impl MembershipRepository for SqlStore {
         {
             return to_domain(existing);
         }
-        let row = ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            user_id: Set(user.as_uuid()),
-            role: Set(role.as_str().to_owned()),
-            created_at: Set(now),
-        }
-        .insert(&self.db)
-        .await
-        .context("adding a member")?;
+        let row = Model {
+            tenant_id: tenant.as_uuid(),
+            user_id: user.as_uuid(),
+            role: role.as_str().to_owned(),
+            created_at: utc_micros(now),
+        };
+        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
+            .await
+            .context("adding a member")?;
         to_domain(row)
     }
 

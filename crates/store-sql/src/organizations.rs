@@ -84,15 +84,15 @@ impl OrganizationRepository for SqlStore {
             .insert(&txn)
             .await
             .map_err(|e| slug_taken(e, "inserting an organization"))?;
-        crate::entity::membership::ActiveModel {
+        let owner_row = crate::entity::membership::ActiveModel {
             tenant_id: Set(org.id),
             user_id: Set(owner.as_uuid()),
             role: Set(Role::Owner.as_str().to_owned()),
             created_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .context("adding the owner")?;
+        };
+        crate::stored::execute_timed(&txn, &crate::entity::membership::Entity::insert(owner_row))
+            .await
+            .context("adding the owner")?;
         txn.commit().await.context("committing an organization")?;
         to_domain(org)
     }
