@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Load test of GET /health/ready on the embedded default (SQLite + in-process cache), release
-# build, with wrk from Debian's packages (apt-get install wrk). Prints wrk's report.
+# Load test of GET /health/ready on the embedded default (SQLite + in-process cache), bench
+# profile (the release settings the figures were measured with: thin LTO), with wrk from Debian's packages (apt-get install wrk). Prints wrk's report.
 # Usage: docs/bench/health-ready.sh [connections] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 conns=${1:-64}
 secs=${2:-20}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
-cargo build --release -p quire
+# The `bench` profile writes to target/release, like `release`.
+cargo build --profile bench -p quire
 data=$(mktemp -d)
 log="$data/server.log"
 QUIRE_LOG__FILTER=warn target/release/quire serve --addr 127.0.0.1:0 --data-dir "$data" >"$log" 2>&1 &
