@@ -17,19 +17,36 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use api::{AppState, ExtraRoutes};
+#[cfg(feature = "redis")]
 use cache_redis::RedisCache;
 use documents::{DocumentPorts, Ingestion};
 use kernel::cache::Cache;
 use kernel::health::HealthCheck;
 use kernel::{Clock, SystemClock};
 use memory::InProcessCache;
-pub use openai::install_crypto_provider;
 use retrieval::{Embedder, Embedders, RetrievalPorts, VectorIndex};
 use secrecy::ExposeSecret;
 use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
 pub use worker::{Wake, Work, WorkerPool};
+
+/// Installs the process-wide TLS crypto provider that the provider's HTTPS client needs before
+/// any client is built (see `openai::install_crypto_provider`); nothing to do without the
+/// `openai` feature.
+pub fn install_crypto_provider() {
+    #[cfg(feature = "openai")]
+    openai::install_crypto_provider();
+}
+
+/// The error for settings that ask for an adapter this binary was built without.
+#[cfg(not(all(feature = "redis", feature = "openai", feature = "smtp")))]
+fn not_built(setting: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{setting} needs Quire built with the `{feature}` feature \
+         (`cargo run --release --features {feature}`, or `full`)"
+    )
+}
 
 /// Every domain use case over the SQL store, the cache and the crypto adapters.
 ///
@@ -173,6 +190,7 @@ pub fn document_ports(
 }
 
 /// The provider's connection settings.
+#[cfg(feature = "openai")]
 fn provider_config(p: &settings::ProviderSettings) -> openai::ProviderConfig {
     openai::ProviderConfig {
         base_url: p.base_url.clone(),
@@ -192,6 +210,11 @@ fn provider_config(p: &settings::ProviderSettings) -> openai::ProviderConfig {
 pub fn chat_models(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn chat::ChatModel>>> {
     let mut models: Vec<Arc<dyn chat::ChatModel>> = Vec::new();
     let p = &settings.provider;
+    #[cfg(not(feature = "openai"))]
+    if !p.chat_models.is_empty() {
+        return Err(not_built("provider.chat_models", "openai"));
+    }
+    #[cfg(feature = "openai")]
     if !p.chat_models.is_empty() {
         models.push(Arc::new(
             openai::OpenAiChat::new(
@@ -238,6 +261,9 @@ pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
     let p = &settings.provider;
     let provider: Option<Arc<dyn Embedder>> = match &p.embedding_model {
         None => None,
+        #[cfg(not(feature = "openai"))]
+        Some(_) => return Err(not_built("provider.embedding_model", "openai")),
+        #[cfg(feature = "openai")]
         Some(model) => Some(Arc::new(
             openai::OpenAiEmbedder::new(
                 provider_config(p),
@@ -462,6 +488,9 @@ pub fn mailer_from_settings(
 ) -> anyhow::Result<Arc<dyn kernel::mail::Mailer>> {
     Ok(match settings.mail.backend {
         settings::MailBackend::Outbox => Arc::new(store.clone()),
+        #[cfg(not(feature = "smtp"))]
+        settings::MailBackend::Smtp => return Err(not_built("mail.backend = \"smtp\"", "smtp")),
+        #[cfg(feature = "smtp")]
         settings::MailBackend::Smtp => {
             let url = settings
                 .mail
@@ -578,6 +607,9 @@ pub fn cache_from_settings(
             let cache = Arc::new(InProcessCache::new(settings.cache.max_entries));
             (cache.clone(), cache)
         }
+        #[cfg(not(feature = "redis"))]
+        CacheBackend::Redis => return Err(not_built("cache.backend = \"redis\"", "redis")),
+        #[cfg(feature = "redis")]
         CacheBackend::Redis => {
             let url = settings
                 .cache
