@@ -4,6 +4,11 @@
 run:
     cargo run --release
 
+# The binary the container image ships (deploy/Dockerfile): the `dist` profile (release plus
+# thin LTO) with every adapter (`full`: Redis, the OpenAI-compatible provider, SMTP).
+dist:
+    cargo build --profile dist --locked -p quire --features full
+
 # The whole test suite (PostgreSQL and Redis on localhost; see README).
 test:
     cargo test --workspace
