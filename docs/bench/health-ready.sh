@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test of GET /health/ready on the embedded default (SQLite + in-process cache), bench
-# profile (the release settings the figures were measured with: thin LTO), with wrk from Debian's packages (apt-get install wrk). Prints wrk's report.
+# profile (the settings the figures were measured with: thin LTO), with wrk from Debian's
+# packages (apt-get install wrk). Prints wrk's report.
 # Usage: docs/bench/health-ready.sh [connections] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
