@@ -74,9 +74,9 @@ pub async fn services(
     .await?;
     let sql = || Arc::new(store.clone());
     let limits = document_limits(settings);
-    let collections = Arc::new(documents::Collections::new(documents.clone()));
+    let collections = Arc::new(documents::Collections::new(documents.for_collections()));
     let documents = Arc::new(
-        documents::Documents::new(documents.clone(), limits, wake)
+        documents::Documents::new(documents.for_uploads(), limits, wake)
             .with_storage_limits(Arc::new(PlanStorage(billing.clone())))
             .with_extraction_share(
                 settings
@@ -441,7 +441,7 @@ pub fn document_limits(settings: &Settings) -> documents::DocumentLimits {
 pub fn ingestion(settings: &Settings, ports: DocumentPorts) -> Arc<Ingestion> {
     let d = &settings.documents;
     Arc::new(Ingestion::new(
-        ports,
+        ports.for_ingestion(),
         document_limits(settings),
         documents::IngestPolicy {
             lease: Duration::from_secs(d.lease_secs),

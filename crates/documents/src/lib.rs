@@ -3,19 +3,24 @@
 //! - [`model`]: collections, documents, chunks, jobs, formats and the text that extraction
 //!   hands to chunking;
 //! - [`ports`]: storage (collections, documents, the job queue), the blob store, the extractor
-//!   and the chunker;
-//! - [`service`]: the use cases (collections, uploads, deletes, reindexing) and the ingestion
-//!   pipeline a worker runs.
+//!   and the chunker, and the share of them each use case takes;
+//! - [`collections`]: the collections use cases;
+//! - [`uploads`]: uploads, reads, deletes and reindexing of documents;
+//! - [`ingestion`]: the ingestion pipeline a worker runs;
+//! - [`error`]: what the use cases answer.
 //!
 //! Depends only on `kernel` (see docs/architecture.md).
 
+pub mod collections;
+pub mod error;
+pub mod ingestion;
 pub mod model;
 pub mod ports;
-pub mod service;
+pub mod uploads;
 
+pub use collections::{Collections, NewCollection};
+pub use error::DocumentsError;
+pub use ingestion::{IngestPolicy, Ingestion, RunOutcome};
 pub use model::*;
 pub use ports::*;
-pub use service::{
-    Collections, DocumentLimits, DocumentPorts, Documents, DocumentsError, IngestPolicy, Ingestion,
-    JobSignal, NewCollection, NoSignal, RunOutcome, Upload, Uploaded,
-};
+pub use uploads::{DocumentLimits, Documents, JobSignal, NoSignal, Upload, Uploaded};

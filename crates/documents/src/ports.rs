@@ -1,8 +1,11 @@
 //! Ports of the documents domain: storage of collections, documents, chunks and jobs; the blob
 //! store for original files; extraction and chunking.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use kernel::{InvalidInput, Page, PageRequest, TenantId};
+use kernel::audit::AuditLog;
+use kernel::{Clock, InvalidInput, Page, PageRequest, Principal, TenantContext, TenantId, UserId};
 use time::OffsetDateTime;
 
 use crate::model::{
@@ -525,6 +528,148 @@ impl ChunkIndexer for NoIndexer {
 
     async fn collection_changed(&self, _: &Collection) -> Result<(), anyhow::Error> {
         Ok(())
+    }
+}
+
+/// Every adapter of the documents domain, as the composition root picks them. Each use case
+/// takes only its share: [`DocumentPorts::for_collections`], [`DocumentPorts::for_uploads`],
+/// [`DocumentPorts::for_ingestion`].
+#[derive(Debug, Clone)]
+pub struct DocumentPorts {
+    /// Collections.
+    pub collections: Arc<dyn CollectionRepository>,
+    /// Documents and chunks.
+    pub documents: Arc<dyn DocumentRepository>,
+    /// The job queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Original files.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Text extraction.
+    pub extractor: Arc<dyn Extractor>,
+    /// Chunking.
+    pub chunker: Arc<dyn Chunker>,
+    /// Embedding and vector indexing (retrieval).
+    pub indexer: Arc<dyn ChunkIndexer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Security events (deletions).
+    pub audit: Arc<dyn AuditLog>,
+}
+
+impl DocumentPorts {
+    /// The share of the collections use cases.
+    #[must_use]
+    pub fn for_collections(&self) -> CollectionPorts {
+        CollectionPorts {
+            collections: self.collections.clone(),
+            blobs: self.blobs.clone(),
+            indexer: self.indexer.clone(),
+            clock: self.clock.clone(),
+            audit: self.audit.clone(),
+        }
+    }
+
+    /// The share of the uploads, reads, deletes and reindexing of documents.
+    #[must_use]
+    pub fn for_uploads(&self) -> UploadPorts {
+        UploadPorts {
+            collections: self.collections.clone(),
+            documents: self.documents.clone(),
+            jobs: self.jobs.clone(),
+            blobs: self.blobs.clone(),
+            extractor: self.extractor.clone(),
+            indexer: self.indexer.clone(),
+            clock: self.clock.clone(),
+            audit: self.audit.clone(),
+        }
+    }
+
+    /// The share of the ingestion pipeline.
+    #[must_use]
+    pub fn for_ingestion(&self) -> IngestionPorts {
+        IngestionPorts {
+            collections: self.collections.clone(),
+            documents: self.documents.clone(),
+            jobs: self.jobs.clone(),
+            blobs: self.blobs.clone(),
+            extractor: self.extractor.clone(),
+            chunker: self.chunker.clone(),
+            indexer: self.indexer.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// The adapters the collections use cases (`Collections`) use.
+#[derive(Debug, Clone)]
+pub struct CollectionPorts {
+    /// Collections.
+    pub collections: Arc<dyn CollectionRepository>,
+    /// Original files (removed with their collection).
+    pub blobs: Arc<dyn BlobStore>,
+    /// The embedding models there are, re-embedding, and vectors to remove.
+    pub indexer: Arc<dyn ChunkIndexer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Security events (deletions).
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// The adapters the uploads, reads, deletes and reindexing of documents (`Documents`) use.
+#[derive(Debug, Clone)]
+pub struct UploadPorts {
+    /// Collections (an upload's collection must exist).
+    pub collections: Arc<dyn CollectionRepository>,
+    /// Documents and chunks.
+    pub documents: Arc<dyn DocumentRepository>,
+    /// The job queue (a job's state).
+    pub jobs: Arc<dyn JobQueue>,
+    /// Original files.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Format detection, and extraction without storage.
+    pub extractor: Arc<dyn Extractor>,
+    /// Vectors to remove with a document.
+    pub indexer: Arc<dyn ChunkIndexer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Security events (deletions).
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// The adapters the ingestion pipeline (`Ingestion`) uses.
+#[derive(Debug, Clone)]
+pub struct IngestionPorts {
+    /// Collections (their chunking settings).
+    pub collections: Arc<dyn CollectionRepository>,
+    /// Documents.
+    pub documents: Arc<dyn DocumentRepository>,
+    /// The job queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Original files.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Text extraction.
+    pub extractor: Arc<dyn Extractor>,
+    /// Chunking.
+    pub chunker: Arc<dyn Chunker>,
+    /// Embedding and vector indexing (retrieval).
+    pub indexer: Arc<dyn ChunkIndexer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A blob that could not be removed stays behind as an orphan: logged, never fatal (the rows
+/// that named it are gone, so nothing can read it).
+pub(crate) async fn remove_blob(blobs: &dyn BlobStore, key: &BlobKey) {
+    if let Err(e) = blobs.delete(key).await {
+        tracing::error!(error = ?e, blob = key.as_str(), "could not remove an original file");
+    }
+}
+
+/// The user an audit event names as its actor (`None` for an API key).
+pub(crate) fn actor(ctx: &TenantContext) -> Option<UserId> {
+    match ctx.principal() {
+        Principal::User(u) => Some(u),
+        Principal::ApiKey(_) => None,
     }
 }
 

@@ -4,7 +4,7 @@ use documents::{DetectError, Format};
 
 /// How many bytes of the content detection looks at (the caller may pass more; the rest is
 /// ignored): as many as an upload keeps for it.
-const HEAD_BYTES: usize = documents::service::DETECT_HEAD_BYTES;
+const HEAD_BYTES: usize = documents::uploads::DETECT_HEAD_BYTES;
 
 /// `%PDF-` must start within this many bytes.
 const PDF_MAGIC_WINDOW: usize = 1024;

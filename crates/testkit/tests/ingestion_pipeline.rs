@@ -185,9 +185,9 @@ impl Pipeline {
             audit: Arc::new(InMemoryAudit::new()),
         };
         Self {
-            collections: Collections::new(ports.clone()),
-            documents: Documents::new(ports.clone(), limits, Arc::new(NoSignal)),
-            ingestion: Ingestion::new(ports, limits, policy),
+            collections: Collections::new(ports.for_collections()),
+            documents: Documents::new(ports.for_uploads(), limits, Arc::new(NoSignal)),
+            ingestion: Ingestion::new(ports.for_ingestion(), limits, policy),
             clock,
             store,
             blobs,

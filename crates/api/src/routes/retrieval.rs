@@ -382,7 +382,7 @@ async fn ingest(
             .find_map(|k| metadata.get(*k).and_then(|v| v.as_str()))
             .map_or_else(|| format!("text-{}", i + 1), str::to_owned);
         let raw = serde_json::Value::Object(metadata).to_string();
-        if let Err(e) = documents::service::parse_metadata(Some(&raw)) {
+        if let Err(e) = documents::uploads::parse_metadata(Some(&raw)) {
             errors.extend(
                 e.0.into_iter()
                     .map(|f| FieldError::new(format!("documents[{i}].{}", f.field), f.message)),

@@ -1,0 +1,197 @@
+//! The collections use cases: create, read, change (chunking, embedding model) and delete a
+//! tenant's collections (knowledge bases). Admins manage them; the HTTP layer's tenant extractor
+//! decides who may call what.
+
+use kernel::audit::{self, AuditEvent};
+use kernel::{ClientInfo, InvalidInput, Page, PageRequest, TenantContext};
+
+use crate::error::DocumentsError;
+use crate::model::{
+    ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch, CollectionStats,
+    parse_description,
+};
+use crate::ports::{CollectionPorts, actor, remove_blob};
+
+/// Collections (knowledge bases).
+#[derive(Debug, Clone)]
+pub struct Collections {
+    ports: CollectionPorts,
+}
+
+/// A new collection, as a client asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct NewCollection {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Chunking settings; the default (400/40 on cl100k_base) when absent.
+    pub chunking: Option<ChunkingSettings>,
+    /// Embedding model; the configured default when absent.
+    pub embedding_model: Option<String>,
+}
+
+impl Collections {
+    /// The use cases over these ports.
+    #[must_use]
+    pub fn new(ports: CollectionPorts) -> Self {
+        Self { ports }
+    }
+
+    /// Creates a collection.
+    ///
+    /// # Errors
+    /// [`DocumentsError::Invalid`] naming the failing fields.
+    pub async fn create(
+        &self,
+        ctx: &TenantContext,
+        new: NewCollection,
+    ) -> Result<Collection, DocumentsError> {
+        let name = CollectionName::parse(&new.name);
+        let description = parse_description(new.description.as_deref());
+        let model = match new.embedding_model.as_deref() {
+            Some(m) => self.ports.indexer.check_model(m),
+            None => Ok(()),
+        };
+        let (name, description) = match (name, description, model) {
+            (Ok(n), Ok(d), Ok(())) => (n, d),
+            (n, d, m) => {
+                let mut errors = Vec::new();
+                for e in [n.err(), d.err(), m.err()].into_iter().flatten() {
+                    errors.extend(e.0);
+                }
+                return Err(InvalidInput(errors).into());
+            }
+        };
+        let now = self.ports.clock.now();
+        Ok(self
+            .ports
+            .collections
+            .create(Collection {
+                id: CollectionId::new(),
+                tenant_id: ctx.tenant_id(),
+                name,
+                description,
+                chunking: new.chunking.unwrap_or_default(),
+                embedding_model: new.embedding_model,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?)
+    }
+
+    /// The collection.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`] when the tenant has no such collection.
+    pub async fn get(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+    ) -> Result<Collection, DocumentsError> {
+        self.ports
+            .collections
+            .find(ctx.tenant_id(), id)
+            .await?
+            .ok_or(DocumentsError::NotFound)
+    }
+
+    /// The tenant's collections, oldest first.
+    ///
+    /// # Errors
+    /// On a foreign cursor or a storage failure.
+    pub async fn list(
+        &self,
+        ctx: &TenantContext,
+        page: &PageRequest,
+    ) -> Result<Page<Collection>, DocumentsError> {
+        Ok(self.ports.collections.list(ctx.tenant_id(), page).await?)
+    }
+
+    /// Changes a collection. New chunking settings apply to documents ingested or reindexed
+    /// afterwards; a new embedding model starts re-embedding in the background.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`], or [`DocumentsError::Invalid`].
+    pub async fn update(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+        patch: CollectionPatch,
+    ) -> Result<Collection, DocumentsError> {
+        if let Some(Some(model)) = &patch.embedding_model {
+            self.ports.indexer.check_model(model)?;
+        }
+        let model_changes = patch.embedding_model.is_some();
+        let collection = self
+            .ports
+            .collections
+            .update(ctx.tenant_id(), id, patch, self.ports.clock.now())
+            .await?
+            .ok_or(DocumentsError::NotFound)?;
+        if model_changes {
+            self.ports
+                .indexer
+                .collection_changed(&collection)
+                .await
+                .map_err(|e| e.context("starting re-embedding"))?;
+        }
+        Ok(collection)
+    }
+
+    /// Deletes a collection with all its documents, their chunks and original files.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn delete(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+        client: &ClientInfo,
+    ) -> Result<(), DocumentsError> {
+        let now = self.ports.clock.now();
+        let keys = self
+            .ports
+            .collections
+            .delete(ctx.tenant_id(), id, now)
+            .await?
+            .ok_or(DocumentsError::NotFound)?;
+        for key in &keys {
+            remove_blob(self.ports.blobs.as_ref(), key).await;
+        }
+        if let Err(e) = self
+            .ports
+            .indexer
+            .remove_collection(ctx.tenant_id(), id)
+            .await
+        {
+            tracing::error!(error = ?e, collection = %id, "could not remove a collection's vectors");
+        }
+        audit::record(
+            self.ports.audit.as_ref(),
+            AuditEvent {
+                at: now,
+                action: "documents.collection.deleted",
+                actor: actor(ctx),
+                tenant: Some(ctx.tenant_id()),
+                target: Some(format!("{id} ({} documents)", keys.len())),
+                client: client.clone(),
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Totals of a collection.
+    ///
+    /// # Errors
+    /// [`DocumentsError::NotFound`].
+    pub async fn stats(
+        &self,
+        ctx: &TenantContext,
+        id: CollectionId,
+    ) -> Result<CollectionStats, DocumentsError> {
+        self.get(ctx, id).await?;
+        Ok(self.ports.collections.stats(ctx.tenant_id(), id).await?)
+    }
+}
