@@ -7,8 +7,8 @@ use kernel::{ClientInfo, InvalidInput, Page, PageRequest, TenantContext};
 
 use crate::error::DocumentsError;
 use crate::model::{
-    ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch, CollectionStats,
-    parse_description,
+    ChunkingChange, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
+    CollectionStats, parse_description,
 };
 use crate::ports::{CollectionPorts, actor, remove_blob};
 
@@ -29,6 +29,19 @@ pub struct NewCollection {
     pub chunking: Option<ChunkingSettings>,
     /// Embedding model; the configured default when absent.
     pub embedding_model: Option<String>,
+}
+
+/// Changes to a collection, as a client asks for them: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct CollectionChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New description (`Some(None)` clears it).
+    pub description: Option<Option<String>>,
+    /// New chunking settings, merged over the current ones.
+    pub chunking: Option<ChunkingChange>,
+    /// New embedding model (`Some(None)`: back to the default).
+    pub embedding_model: Option<Option<String>>,
 }
 
 impl Collections {
@@ -112,13 +125,46 @@ impl Collections {
     /// afterwards; a new embedding model starts re-embedding in the background.
     ///
     /// # Errors
-    /// [`DocumentsError::NotFound`], or [`DocumentsError::Invalid`].
+    /// [`DocumentsError::NotFound`], or [`DocumentsError::Invalid`] (name and description
+    /// first, naming each failing field; then chunking, then the embedding model).
     pub async fn update(
         &self,
         ctx: &TenantContext,
         id: CollectionId,
-        patch: CollectionPatch,
+        change: CollectionChange,
     ) -> Result<Collection, DocumentsError> {
+        let mut errors = Vec::new();
+        let name = match change.name.as_deref().map(CollectionName::parse) {
+            Some(Err(e)) => {
+                errors.extend(e.0);
+                None
+            }
+            Some(Ok(n)) => Some(n),
+            None => None,
+        };
+        let description = match change.description {
+            Some(d) => match parse_description(d.as_deref()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+            None => None,
+        };
+        if !errors.is_empty() {
+            return Err(InvalidInput(errors).into());
+        }
+        let chunking = match &change.chunking {
+            Some(c) => Some(c.apply(self.get(ctx, id).await?.chunking)?),
+            None => None,
+        };
+        let patch = CollectionPatch {
+            name,
+            description,
+            chunking,
+            embedding_model: change.embedding_model,
+        };
         if let Some(Some(model)) = &patch.embedding_model {
             self.ports.indexer.check_model(model)?;
         }

@@ -18,7 +18,7 @@ pub mod model;
 pub mod ports;
 pub mod uploads;
 
-pub use collections::{Collections, NewCollection};
+pub use collections::{CollectionChange, Collections, NewCollection};
 pub use error::DocumentsError;
 pub use ingestion::{IngestPolicy, Ingestion, RunOutcome};
 pub use model::*;

@@ -219,6 +219,40 @@ impl ChunkingSettings {
     }
 }
 
+/// Changes to a collection's chunking, as a client asks for them: absent fields keep their
+/// current values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkingChange {
+    /// Most tokens per chunk.
+    pub max_tokens: Option<u32>,
+    /// Tokens shared by neighbouring chunks; when absent and `max_tokens` shrinks, the current
+    /// overlap capped below half of the new size.
+    pub overlap: Option<u32>,
+    /// The tokenizer's wire name (`cl100k_base`, `o200k_base`).
+    pub tokenizer: Option<String>,
+}
+
+impl ChunkingChange {
+    /// `base` with these changes.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] naming `chunking.tokenizer`, `chunking.max_tokens` or
+    /// `chunking.overlap`.
+    pub fn apply(&self, base: ChunkingSettings) -> Result<ChunkingSettings, InvalidInput> {
+        let tokenizer = match &self.tokenizer {
+            None => base.tokenizer(),
+            Some(t) => t.parse::<Tokenizer>().map_err(|_| {
+                InvalidInput::field("chunking.tokenizer", "must be cl100k_base or o200k_base")
+            })?,
+        };
+        let max = self.max_tokens.unwrap_or(base.max_tokens());
+        let overlap = self
+            .overlap
+            .unwrap_or_else(|| base.overlap().min(max.saturating_sub(1) / 2));
+        ChunkingSettings::new(max, overlap, tokenizer)
+    }
+}
+
 /// A validated collection name: 1 to 200 characters after trimming, no control characters, its
 /// invisible characters removed ([`kernel::text::clean_name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -713,6 +747,36 @@ mod tests {
         assert!(ChunkingSettings::new(100, 49, Tokenizer::O200kBase).is_ok());
         assert_eq!(ChunkingSettings::default().max_tokens(), 400);
         assert_eq!(ChunkingSettings::default().overlap(), 40);
+    }
+
+    #[test]
+    fn chunking_changes_merge_over_the_current_settings() {
+        let base = ChunkingSettings::new(400, 150, Tokenizer::O200kBase).expect("settings");
+        let same = ChunkingChange::default().apply(base).expect("no change");
+        assert_eq!(same, base);
+        // A smaller size keeps the overlap below half of it, and the tokenizer stays.
+        let smaller = ChunkingChange {
+            max_tokens: Some(64),
+            ..ChunkingChange::default()
+        }
+        .apply(base)
+        .expect("smaller");
+        assert_eq!(
+            (smaller.max_tokens(), smaller.overlap(), smaller.tokenizer()),
+            (64, 31, Tokenizer::O200kBase)
+        );
+        let bad = ChunkingChange {
+            tokenizer: Some("gpt2".to_owned()),
+            ..ChunkingChange::default()
+        }
+        .apply(base)
+        .expect_err("unknown tokenizer");
+        assert_eq!(bad.0[0].field, "chunking.tokenizer");
+        let overlap = ChunkingChange {
+            overlap: Some(200),
+            ..ChunkingChange::default()
+        };
+        assert!(overlap.apply(base).is_err());
     }
 
     #[test]

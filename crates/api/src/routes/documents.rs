@@ -6,8 +6,8 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use documents::{
-    Chunk, ChunkingSettings, Collection, CollectionId, CollectionPatch, Document, DocumentFilter,
-    DocumentId, Format, Job, JobId, NewCollection, Tokenizer,
+    Chunk, ChunkingChange, ChunkingSettings, Collection, CollectionChange, CollectionId, Document,
+    DocumentFilter, DocumentId, Format, Job, JobId, NewCollection,
 };
 use futures_util::StreamExt as _;
 use kernel::{FieldError, InvalidInput};
@@ -68,21 +68,12 @@ pub struct ChunkingDto {
 }
 
 impl ChunkingDto {
-    fn to_domain(&self, base: ChunkingSettings) -> Result<ChunkingSettings, ApiError> {
-        let tokenizer = match &self.tokenizer {
-            None => base.tokenizer(),
-            Some(t) => t.parse::<Tokenizer>().map_err(|_| {
-                ApiError::from(InvalidInput::field(
-                    "chunking.tokenizer",
-                    "must be cl100k_base or o200k_base",
-                ))
-            })?,
-        };
-        let max = self.max_tokens.unwrap_or(base.max_tokens());
-        let overlap = self
-            .overlap
-            .unwrap_or_else(|| base.overlap().min(max.saturating_sub(1) / 2));
-        Ok(ChunkingSettings::new(max, overlap, tokenizer)?)
+    fn into_domain(self) -> ChunkingChange {
+        ChunkingChange {
+            max_tokens: self.max_tokens,
+            overlap: self.overlap,
+            tokenizer: self.tokenizer,
+        }
     }
 
     fn from_domain(c: ChunkingSettings) -> Self {
@@ -161,7 +152,7 @@ async fn create_collection(
     let ValidJson(body) = body?;
     let chunking = body
         .chunking
-        .map(|c| c.to_domain(ChunkingSettings::default()))
+        .map(|c| c.into_domain().apply(ChunkingSettings::default()))
         .transpose()?;
     let c = state
         .collections
@@ -258,44 +249,15 @@ async fn update_collection(
 ) -> Result<web::Json<CollectionDto>, ApiError> {
     let id = collection_id(&path)?;
     let ValidJson(body) = body?;
-    let mut errors = Vec::new();
-    let name = match body.name.as_deref().map(documents::CollectionName::parse) {
-        Some(Err(e)) => {
-            errors.extend(e.0);
-            None
-        }
-        Some(Ok(n)) => Some(n),
-        None => None,
-    };
-    let description = match body.description {
-        Some(d) => match documents::model::parse_description(d.as_deref()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                errors.extend(e.0);
-                None
-            }
-        },
-        None => None,
-    };
-    if !errors.is_empty() {
-        return Err(InvalidInput(errors).into());
-    }
-    let chunking = match &body.chunking {
-        Some(c) => {
-            let current = state.collections.get(&access.ctx, id).await?;
-            Some(c.to_domain(current.chunking)?)
-        }
-        None => None,
-    };
     let c = state
         .collections
         .update(
             &access.ctx,
             id,
-            CollectionPatch {
-                name,
-                description,
-                chunking,
+            CollectionChange {
+                name: body.name,
+                description: body.description,
+                chunking: body.chunking.map(ChunkingDto::into_domain),
                 embedding_model: body.embedding_model,
             },
         )
