@@ -2,16 +2,25 @@
 //!
 //! - [`model`]: validated newtypes and entities.
 //! - [`ports`]: the traits this domain needs from storage.
+//! - [`organizations`], [`api_keys`], [`invitations`]: the use cases; [`error`]: what they
+//!   answer; [`events`]: the security events they record.
 
+pub mod api_keys;
+pub mod error;
+pub mod events;
+pub mod invitations;
 pub mod model;
+pub mod organizations;
 pub mod ports;
-pub mod service;
 
+pub use api_keys::ApiKeys;
+pub use error::TenancyError;
+pub use invitations::Invitations;
 pub use model::{
     ApiKey, Invitation, Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope,
 };
+pub use organizations::{AccountExit, OrgRef, Organizations};
 pub use ports::{
     ApiKeyRepoError, ApiKeyRepository, InvitationRepository, KeyHash, KeySecrets, MemberRepoError,
     MembershipRepository, OrgRepoError, OrganizationRepository,
 };
-pub use service::{AccountExit, ApiKeys, Invitations, OrgRef, Organizations, TenancyError};

@@ -1,0 +1,507 @@
+//! The organization use cases. Who may call them is decided by the HTTP layer's tenant
+//! extractor (a minimum role in the handler's signature); the finer rules live here: only an
+//! owner grants or takes away ownership, and an organization always keeps an owner.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::audit::AuditLog;
+use kernel::cache::{Cache, CacheKey};
+use kernel::{
+    ClientInfo, Clock, InvalidInput, Page, PageRequest, Role, TenantContext, TenantId, UserId,
+};
+
+use crate::error::TenancyError;
+use crate::events::{actor_of, tenant_event};
+use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::ports::{MembershipRepository, OrgRepoError, OrganizationRepository};
+
+/// The plans every deployment has (billing's configuration may add more; the HTTP layer checks
+/// a plan name against billing before it is set).
+pub const PLANS: &[&str] = &["free", "pro", "enterprise"];
+
+/// How long a membership lookup is cached (changes invalidate it at once).
+const MEMBERSHIP_TTL: Duration = Duration::from_secs(30);
+
+/// How many organizations one account may own unless configured otherwise
+/// (`orgs.max_owned_per_account`).
+pub const DEFAULT_MAX_OWNED: u32 = 10;
+
+/// How a request names an organization: its id or its slug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgRef {
+    /// By id.
+    Id(TenantId),
+    /// By slug.
+    Slug(OrgSlug),
+}
+
+impl OrgRef {
+    /// Reads an id or a slug; `None` when it is neither (so it names nothing).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Ok(id) = TenantId::parse(s) {
+            return Some(OrgRef::Id(id));
+        }
+        OrgSlug::parse(s).ok().map(OrgRef::Slug)
+    }
+}
+
+/// The organization use cases.
+#[derive(Debug, Clone)]
+pub struct Organizations {
+    orgs: Arc<dyn OrganizationRepository>,
+    members: Arc<dyn MembershipRepository>,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditLog>,
+    max_owned: u32,
+}
+
+/// What an account deletion must do to organizations, found before the account goes.
+#[derive(Debug, Clone, Default)]
+pub struct AccountExit {
+    /// Organizations left with no member: closed after the account is gone.
+    pub orphans: Vec<TenantId>,
+    /// Every organization the account belonged to: its cached memberships are forgotten.
+    pub tenants: Vec<TenantId>,
+}
+
+fn membership_key(tenant: TenantId, user: UserId) -> CacheKey {
+    CacheKey::tenant(tenant, "membership", &[&user.to_string()])
+}
+
+impl Organizations {
+    /// The use cases over these adapters.
+    #[must_use]
+    pub fn new(
+        orgs: Arc<dyn OrganizationRepository>,
+        members: Arc<dyn MembershipRepository>,
+        cache: Arc<dyn Cache>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditLog>,
+    ) -> Self {
+        Self {
+            orgs,
+            members,
+            cache,
+            clock,
+            audit,
+            max_owned: DEFAULT_MAX_OWNED,
+        }
+    }
+
+    /// These use cases with a cap of `max_owned` organizations per owning account (at least 1).
+    #[must_use]
+    pub fn with_max_owned(mut self, max_owned: u32) -> Self {
+        self.max_owned = max_owned.max(1);
+        self
+    }
+
+    async fn audit(
+        &self,
+        action: &'static str,
+        actor: Option<UserId>,
+        tenant: TenantId,
+        target: Option<String>,
+        client: &ClientInfo,
+    ) {
+        tenant_event(
+            &*self.audit,
+            self.clock.now(),
+            action,
+            actor,
+            tenant,
+            target,
+            client,
+        )
+        .await;
+    }
+
+    /// Creates an organization owned by `owner`, unless `owner` already owns the most an
+    /// account may (each organization has its own free quota, so the cap bounds what one
+    /// account can spend).
+    ///
+    /// # Errors
+    /// `Invalid` with every failing field; `SlugTaken`; `TooManyOrganizations`.
+    pub async fn create(
+        &self,
+        owner: UserId,
+        name: &str,
+        slug: &str,
+        client: &ClientInfo,
+    ) -> Result<Organization, TenancyError> {
+        let name = OrgName::parse(name);
+        let slug = OrgSlug::parse(slug);
+        let (name, slug) = match (name, slug) {
+            (Ok(n), Ok(s)) => (n, s),
+            (n, s) => {
+                let mut errors = Vec::new();
+                for e in [n.err(), s.err()].into_iter().flatten() {
+                    errors.extend(e.0);
+                }
+                return Err(TenancyError::Invalid(InvalidInput(errors)));
+            }
+        };
+        let org = self
+            .orgs
+            .create_with_owner(NewOrganization { name, slug }, owner, self.max_owned)
+            .await
+            .map_err(|e| match e {
+                OrgRepoError::TooManyOwned => TenancyError::TooManyOrganizations(self.max_owned),
+                e => e.into(),
+            })?;
+        self.audit(
+            "org.created",
+            Some(owner),
+            org.id,
+            Some(org.slug.as_str().to_owned()),
+            client,
+        )
+        .await;
+        Ok(org)
+    }
+
+    /// Resolves `org` for `user`: the organization and the user's role in it. Anything the
+    /// user is not a member of is `NotFound`, so nobody learns that another tenant's
+    /// organization exists.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn resolve(
+        &self,
+        org: &str,
+        user: UserId,
+    ) -> Result<(Organization, Role), TenancyError> {
+        let org = self.find(org).await?.ok_or(TenancyError::NotFound)?;
+        let role = self
+            .role_of(org.id, user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        Ok((org, role))
+    }
+
+    /// The organization named by an id or a slug, whoever asks (callers check access).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn find(&self, org: &str) -> Result<Option<Organization>, TenancyError> {
+        Ok(match OrgRef::parse(org) {
+            None => None,
+            Some(OrgRef::Id(id)) => self.orgs.find_by_id(id).await?,
+            Some(OrgRef::Slug(slug)) => self.orgs.find_by_slug(&slug).await?,
+        })
+    }
+
+    /// The user's role in `tenant`, cached briefly (every change invalidates it).
+    ///
+    /// # Errors
+    /// When storage fails (a cache failure falls back to storage).
+    pub async fn role_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<Role>, TenancyError> {
+        let key = membership_key(tenant, user);
+        if let Ok(Some(bytes)) = self.cache.get(&key).await {
+            let cached = std::str::from_utf8(&bytes).ok();
+            match cached {
+                Some("-") => return Ok(None),
+                Some(r) => {
+                    if let Ok(role) = r.parse() {
+                        return Ok(Some(role));
+                    }
+                }
+                None => {}
+            }
+        }
+        let role = self.members.role_of(tenant, user).await?;
+        let value = role.map_or("-", Role::as_str);
+        if let Err(e) = self.cache.set(&key, value.as_bytes(), MEMBERSHIP_TTL).await {
+            tracing::warn!(error = %e, "caching a membership failed");
+        }
+        Ok(role)
+    }
+
+    /// Forgets the cached membership of `user` in `tenant` after it was added elsewhere (an
+    /// invitation accepted), so a cached "not a member" does not linger.
+    pub async fn member_added(&self, tenant: TenantId, user: UserId) {
+        self.forget(tenant, user).await;
+    }
+
+    async fn forget(&self, tenant: TenantId, user: UserId) {
+        if let Err(e) = self.cache.delete(&membership_key(tenant, user)).await {
+            tracing::warn!(error = %e, "invalidating a cached membership failed");
+        }
+    }
+
+    /// The organizations `user` belongs to, with the role, a page at a time (by id).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn for_user(
+        &self,
+        user: UserId,
+        page: &PageRequest,
+    ) -> Result<Page<(Organization, Role)>, TenancyError> {
+        let mut all = self.members.for_user(user).await?;
+        all.sort_by_key(|(o, _)| o.id);
+        let after = page.after_uuid()?.map(TenantId::from_uuid);
+        let rows: Vec<_> = all
+            .into_iter()
+            .filter(|(o, _)| after.is_none_or(|a| o.id > a))
+            .take(page.limit() as usize + 1)
+            .collect();
+        Ok(Page::from_overfetch(rows, page, |(o, _)| o.id.to_string()))
+    }
+
+    /// Every organization of `user`, with the role (for `/auth/me`).
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn all_for_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(Organization, Role)>, TenancyError> {
+        Ok(self.members.for_user(user).await?)
+    }
+
+    /// Renames the organization (the extractor checked admin or more).
+    ///
+    /// # Errors
+    /// `Invalid`, `NotFound`.
+    pub async fn rename(
+        &self,
+        ctx: &TenantContext,
+        name: &str,
+        client: &ClientInfo,
+    ) -> Result<Organization, TenancyError> {
+        let name = OrgName::parse(name)?;
+        let org = self
+            .orgs
+            .rename(ctx.tenant_id(), name)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        self.audit("org.renamed", actor_of(ctx), org.id, None, client)
+            .await;
+        Ok(org)
+    }
+
+    /// Deletes the organization and everything in it (the extractor checked owner).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete(
+        &self,
+        ctx: &TenantContext,
+        client: &ClientInfo,
+    ) -> Result<(), TenancyError> {
+        if !self.orgs.delete(ctx.tenant_id()).await? {
+            return Err(TenancyError::NotFound);
+        }
+        self.audit("org.deleted", actor_of(ctx), ctx.tenant_id(), None, client)
+            .await;
+        Ok(())
+    }
+
+    /// The members, a page at a time.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn members(
+        &self,
+        ctx: &TenantContext,
+        page: &PageRequest,
+    ) -> Result<Page<Membership>, TenancyError> {
+        Ok(self.members.list(ctx.tenant_id(), page).await?)
+    }
+
+    /// Changes a member's role. Admins manage members; only an owner grants or takes away
+    /// ownership; the last owner stays.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `LastOwner`.
+    pub async fn set_role(
+        &self,
+        ctx: &TenantContext,
+        user: UserId,
+        role: Role,
+        client: &ClientInfo,
+    ) -> Result<Membership, TenancyError> {
+        let current = self
+            .members
+            .role_of(ctx.tenant_id(), user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        if (role == Role::Owner || current == Role::Owner) && ctx.role() != Role::Owner {
+            return Err(TenancyError::Forbidden(
+                "only an owner grants or takes away ownership",
+            ));
+        }
+        let m = self.members.set_role(ctx.tenant_id(), user, role).await?;
+        self.forget(ctx.tenant_id(), user).await;
+        let change = format!("user {user}: {current} -> {role}");
+        self.audit(
+            "org.member.role_changed",
+            actor_of(ctx),
+            ctx.tenant_id(),
+            Some(change),
+            client,
+        )
+        .await;
+        Ok(m)
+    }
+
+    /// Removes a member: an admin removes others, anyone may leave; only an owner removes an
+    /// owner; the last owner stays.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `LastOwner`.
+    pub async fn remove(
+        &self,
+        ctx: &TenantContext,
+        actor: Option<UserId>,
+        user: UserId,
+        client: &ClientInfo,
+    ) -> Result<(), TenancyError> {
+        let current = self
+            .members
+            .role_of(ctx.tenant_id(), user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        let leaving = actor == Some(user);
+        if !leaving && !ctx.role().satisfies(Role::Admin) {
+            return Err(TenancyError::Forbidden(
+                "only an admin removes other members",
+            ));
+        }
+        if current == Role::Owner && !leaving && ctx.role() != Role::Owner {
+            return Err(TenancyError::Forbidden("only an owner removes an owner"));
+        }
+        self.members.remove(ctx.tenant_id(), user).await?;
+        self.forget(ctx.tenant_id(), user).await;
+        self.audit(
+            "org.member.removed",
+            actor,
+            ctx.tenant_id(),
+            Some(format!("user {user}")),
+            client,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Checks that `user` may delete their account, and returns what must follow the
+    /// deletion ([`Organizations::after_account_deletion`]): the organizations that would be
+    /// left with no member, and every organization of the account.
+    ///
+    /// # Errors
+    /// `SoleOwner` naming the first organization where `user` is the only owner and others
+    /// are members.
+    pub async fn before_account_deletion(&self, user: UserId) -> Result<AccountExit, TenancyError> {
+        let mut to_close = Vec::new();
+        let mut tenants = Vec::new();
+        for (org, role) in self.members.for_user(user).await? {
+            tenants.push(org.id);
+            let (mut owners, mut others) = (0usize, 0usize);
+            let mut page = PageRequest::first(100)?;
+            loop {
+                let members = self.members.list(org.id, &page).await?;
+                for m in members.items.iter().filter(|m| m.user_id != user) {
+                    others += 1;
+                    if m.role == Role::Owner {
+                        owners += 1;
+                    }
+                }
+                match members.next_cursor {
+                    Some(c) => page = page.next(c),
+                    None => break,
+                }
+            }
+            if others == 0 {
+                to_close.push(org.id);
+            } else if role == Role::Owner && owners == 0 {
+                return Err(TenancyError::SoleOwner(org.slug.as_str().to_owned()));
+            }
+        }
+        Ok(AccountExit {
+            orphans: to_close,
+            tenants,
+        })
+    }
+
+    /// After an account is deleted: forgets its cached memberships (so its API keys and any
+    /// open access die at once, not when the cache entry expires) and deletes organizations
+    /// it left without members.
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn after_account_deletion(
+        &self,
+        user: UserId,
+        exit: &AccountExit,
+    ) -> Result<(), TenancyError> {
+        for tenant in &exit.tenants {
+            self.forget(*tenant, user).await;
+        }
+        for tenant in &exit.orphans {
+            self.orgs.delete(*tenant).await?;
+        }
+        Ok(())
+    }
+
+    /// Every organization, by id (platform administrators).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad cursor.
+    pub async fn admin_list(&self, page: &PageRequest) -> Result<Page<Organization>, TenancyError> {
+        Ok(self.orgs.list(page).await?)
+    }
+
+    /// Changes an organization's plan (platform administrators).
+    ///
+    /// `plan` must be one of billing's configured plans (the caller checks it); here it must
+    /// only look like a plan name: 1 to 40 lower-case letters, digits, `-` or `_`.
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed plan name; `NotFound`.
+    pub async fn admin_set_plan(
+        &self,
+        admin: UserId,
+        id: TenantId,
+        plan: &str,
+        client: &ClientInfo,
+    ) -> Result<Organization, TenancyError> {
+        let well_formed = (1..=40).contains(&plan.len())
+            && plan
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(InvalidInput::field(
+                "plan",
+                "must be 1 to 40 lower-case letters, digits, - or _",
+            )
+            .into());
+        }
+        let org = self
+            .orgs
+            .set_plan(id, plan)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        self.audit(
+            "admin.org.updated",
+            Some(admin),
+            id,
+            Some(format!("plan={plan}")),
+            client,
+        )
+        .await;
+        Ok(org)
+    }
+
+    /// The clock (for callers that stamp new rows).
+    #[must_use]
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+}
