@@ -694,14 +694,16 @@ impl Application {
             .context("reading the bound address")?
             .port();
         let http = &settings.http;
-        let mut server = HttpServer::new(move || api::build_app(state.clone(), extra))
-            .shutdown_timeout(http.shutdown_timeout_secs)
-            .client_request_timeout(Duration::from_secs(http.client_request_timeout_secs))
-            .client_disconnect_timeout(Duration::from_secs(5))
-            .keep_alive(Duration::from_secs(http.keep_alive_secs))
-            // Streams write small frames (SSE events, WebSocket messages): without this, the
-            // first event after the response head waits for the client's delayed ACK (40 ms).
-            .tcp_nodelay(true);
+        let documented = api::Documented::build();
+        let mut server =
+            HttpServer::new(move || api::build_app(state.clone(), documented.clone(), extra))
+                .shutdown_timeout(http.shutdown_timeout_secs)
+                .client_request_timeout(Duration::from_secs(http.client_request_timeout_secs))
+                .client_disconnect_timeout(Duration::from_secs(5))
+                .keep_alive(Duration::from_secs(http.keep_alive_secs))
+                // Streams write small frames (SSE events, WebSocket messages): without this, the
+                // first event after the response head waits for the client's delayed ACK (40 ms).
+                .tcp_nodelay(true);
         if http.workers > 0 {
             server = server.workers(http.workers);
         }

@@ -3,7 +3,8 @@
 //!
 //! Handlers stay thin (DTO → use case → DTO). Everything a route needs reaches it through one
 //! [`AppState`]. [`build_app`] assembles the routes and the middleware stack; the composition
-//! root (`apps/quire`) builds the state from the configured adapters.
+//! root (`apps/quire`) builds the state from the configured adapters, and the OpenAPI document
+//! with its route table once ([`Documented::build`]).
 
 pub mod auth;
 pub mod error;
@@ -12,7 +13,9 @@ pub mod limits;
 mod metrics;
 mod middleware;
 pub mod openapi;
+mod route_table;
 mod routes;
+mod sockets;
 mod state;
 pub mod tenant;
 
@@ -23,15 +26,18 @@ use utoipa_actix_web::AppExt as _;
 
 pub use error::{ApiError, current_request_id};
 pub use metrics::Metrics;
-pub use openapi::RouteTable;
+pub use openapi::Documented;
+pub use route_table::RouteTable;
 pub use state::{AppState, Services, WsSettings};
 
 /// Extra plain actix routes, for tests that need a route of their own (never documented).
 pub type ExtraRoutes = fn(&mut web::ServiceConfig);
 
-/// The whole application: routes, error handling and middleware, around `state`.
+/// The whole application: routes, error handling and middleware, around `state`, serving
+/// `api`'s document (built once by the composition root: [`Documented::build`]).
 pub fn build_app(
     state: web::Data<AppState>,
+    api: Documented,
     extra: Option<ExtraRoutes>,
 ) -> App<
     impl ServiceFactory<
@@ -44,7 +50,7 @@ pub fn build_app(
 > {
     let limit = state.http.body_limit_bytes;
     let cors = middleware::cors(&state.http.cors_allowed_origins);
-    let docs = routes::docs(state.openapi.clone());
+    let docs = routes::docs(api.document);
     // The document and the reference page come first: the `/api/v1` scope would otherwise
     // claim `/api/v1/openapi.json`.
     let (app, _) = App::new()
@@ -54,6 +60,7 @@ pub fn build_app(
         .configure(routes::configure)
         .split_for_parts();
     app.app_data(state)
+        .app_data(api.routes)
         .app_data(web::PayloadConfig::new(limit))
         .app_data(extract::json_config(limit))
         .app_data(extract::query_config())

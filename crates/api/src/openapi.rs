@@ -1,14 +1,15 @@
 //! The OpenAPI document, generated from the handlers' annotations as they are registered
 //! (utoipa-actix-web), so a route cannot exist without being documented. The same document
-//! gives the [`RouteTable`] that answers 405 with `Allow`, and that later test sweeps walk.
+//! gives the [`RouteTable`](crate::RouteTable) that answers 405 with `Allow`, and test sweeps
+//! walk it. The composition root builds both once ([`Documented::build`]).
 
 use actix_web::App;
-use actix_web::dev::ResourceDef;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_actix_web::AppExt as _;
 
 use crate::error::{Problem, ProblemField};
+use crate::route_table::RouteTable;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -65,56 +66,30 @@ pub fn document() -> OpenApiDoc {
     doc
 }
 
-/// Every documented path with its methods.
-#[derive(Debug, Clone)]
-pub struct RouteTable {
-    routes: Vec<(ResourceDef, String, Vec<String>)>,
+/// The OpenAPI document and the route table read from it, built once by the composition root
+/// and shared by every worker.
+#[derive(Clone)]
+pub struct Documented {
+    /// The document, served at `/api/v1/openapi.json`.
+    pub document: OpenApiDoc,
+    /// Its paths and methods, for 405 answers.
+    pub routes: actix_web::web::Data<RouteTable>,
 }
 
-impl RouteTable {
-    /// The table of `doc`'s paths.
+impl Documented {
+    /// The document of every registered route and its table.
     #[must_use]
-    pub fn from_openapi(doc: &OpenApiDoc) -> Self {
-        let routes = doc
-            .paths
-            .paths
-            .iter()
-            .map(|(path, item)| {
-                let methods: Vec<String> = [
-                    ("GET", item.get.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("PATCH", item.patch.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                ]
-                .into_iter()
-                .filter(|(_, present)| *present)
-                .map(|(m, _)| m.to_owned())
-                .collect();
-                (ResourceDef::new(path.as_str()), path.clone(), methods)
-            })
-            .collect();
-        Self { routes }
+    pub fn build() -> Self {
+        let document = document();
+        let routes = actix_web::web::Data::new(RouteTable::from_openapi(&document));
+        Self { document, routes }
     }
+}
 
-    /// The methods documented for the routes matching `path` (empty when none matches).
-    #[must_use]
-    pub fn allowed_methods(&self, path: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .routes
-            .iter()
-            .filter(|(def, _, _)| def.is_match(path))
-            .flat_map(|(_, _, methods)| methods.iter().cloned())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// Every `(method, path template)` pair.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.routes
-            .iter()
-            .flat_map(|(_, path, methods)| methods.iter().map(move |m| (m.as_str(), path.as_str())))
+impl std::fmt::Debug for Documented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Documented")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
     }
 }

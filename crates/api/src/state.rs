@@ -7,57 +7,38 @@ use identity::Accounts;
 use kernel::cache::Cache;
 use kernel::health::HealthCheck;
 use settings::HttpSettings;
-use utoipa::openapi::OpenApi;
 
 use crate::metrics::Metrics;
-use crate::openapi::{self, RouteTable};
+use crate::sockets::OpenSockets;
 
-/// Shared by all workers of one server process (behind `web::Data`).
+/// Shared by all workers of one server process (behind `web::Data`): the domain use cases
+/// ([`Services`], held once and reached through `Deref`: `state.chat`) and what the edge
+/// itself keeps.
 pub struct AppState {
+    /// The domain use cases and their settings.
+    services: Services,
     /// HTTP limits, CORS and HSTS.
     pub http: HttpSettings,
     /// The cache/coordination port.
     pub cache: Arc<dyn Cache>,
-    /// Accounts and tokens.
-    pub accounts: Arc<Accounts>,
-    /// Organizations and memberships.
-    pub orgs: Arc<tenancy::Organizations>,
-    /// Security events.
-    pub audit: Arc<dyn kernel::AuditLog>,
-    /// Organization API keys.
-    pub api_keys: Arc<tenancy::ApiKeys>,
-    /// Invitations.
-    pub invitations: Arc<tenancy::Invitations>,
-    /// Collections.
-    pub collections: Arc<documents::Collections>,
-    /// Documents and uploads.
-    pub documents: Arc<documents::Documents>,
-    /// Search and embeddings.
-    pub retrieval: Arc<retrieval::Retrieval>,
-    /// Chat, completions and AI tasks.
-    pub chat: Arc<chat::Chat>,
-    /// Usage, plans, quotas and rate limits.
-    pub billing: Arc<billing::Billing>,
-    /// Seconds a non-streamed answer may take (`chat.answer_timeout_secs`).
-    pub chat_answer_timeout_secs: u64,
-    /// Tokens an answer may take unless a request says (`chat.max_answer_tokens`).
-    pub chat_max_answer_tokens: u32,
-    /// WebSocket limits and origins.
-    pub ws: WsSettings,
     /// The open WebSockets of this process, per client address.
-    pub(crate) ws_open: Arc<crate::routes::chat_ws::OpenSockets>,
+    pub(crate) ws_open: Arc<OpenSockets>,
     /// Components checked by `/health/ready` (database, cache; later the provider).
     pub components: Vec<Arc<dyn HealthCheck>>,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
-    /// The generated OpenAPI document.
-    pub openapi: OpenApi,
-    /// Documented routes, for 405 answers.
-    pub routes: RouteTable,
     /// When the process started serving.
     pub started_at: Instant,
     /// The `Strict-Transport-Security` value, when HSTS is on (computed once).
     pub(crate) hsts_header: Option<actix_web::http::header::HeaderValue>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 /// WebSocket limits (from `chat.ws_*`).
@@ -130,48 +111,17 @@ impl AppState {
         services: Services,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
-        let Services {
-            accounts,
-            orgs,
-            audit,
-            api_keys,
-            invitations,
-            collections,
-            documents,
-            retrieval,
-            chat,
-            billing,
-            chat_answer_timeout_secs,
-            chat_max_answer_tokens,
-            ws,
-        } = services;
         let hsts_header = http
             .hsts
             .then(|| format!("max-age={}; includeSubDomains", http.hsts_max_age_secs))
             .and_then(|v| actix_web::http::header::HeaderValue::from_str(&v).ok());
-        let openapi = openapi::document();
-        let routes = RouteTable::from_openapi(&openapi);
         Self {
+            services,
             http,
             cache,
-            accounts,
-            orgs,
-            audit,
-            api_keys,
-            invitations,
-            collections,
-            documents,
-            retrieval,
-            chat,
-            billing,
-            chat_answer_timeout_secs,
-            chat_max_answer_tokens,
-            ws,
             ws_open: Arc::default(),
             components,
             metrics: Arc::new(Metrics::new()),
-            openapi,
-            routes,
             started_at: Instant::now(),
             hsts_header,
         }

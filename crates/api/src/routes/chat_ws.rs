@@ -5,7 +5,7 @@
 //!   no `Origin` (not browsers) are let through; they still need a token.
 //! - **Sockets per address**: one client address holds at most `chat.ws_max_per_address` open
 //!   sockets on this server (authenticated or not); one more is refused before the upgrade with
-//!   429 `too_many_sockets`. The count lives in the process ([`OpenSockets`]), so behind a load
+//!   429 `too_many_sockets`. The count lives in the process ([`crate::sockets::OpenSockets`]), so behind a load
 //!   balancer an address may hold that many on each server; a socket's place is given back
 //!   when its task ends, however the connection ended.
 //! - **Auth at the handshake**: `Sec-WebSocket-Protocol: bearer, <token>` (the server answers
@@ -39,9 +39,6 @@
 //!   `chat.ws_max_frame_bytes` closes it with 1009. Closing the socket drops the viewer, which
 //!   cancels the answer unless another viewer is attached.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use actix_ws::{AggregatedMessage as WsMessage, CloseCode, CloseReason, ProtocolError};
@@ -53,6 +50,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::error::{ApiError, Problem, problem_response, rfc3339};
 use crate::limits::ChatRate;
 use crate::routes::chat::event_payload;
+use crate::sockets::SocketSlot;
 use crate::state::AppState;
 use crate::tenant::{Access, Caller, Member};
 
@@ -80,54 +78,6 @@ enum ClientFrame {
 #[derive(Debug, Deserialize)]
 struct WsQuery {
     tenant: Option<String>,
-}
-
-/// The open WebSockets of this process, per client address (`chat.ws_max_per_address`).
-///
-/// Per server on purpose: a count in the shared cache would outlive a server that died with
-/// sockets open (nothing would give their places back), and leases to prevent that would cost
-/// a cache write per socket and interval. A cluster of `n` servers lets an address hold up to
-/// `n` times the cap.
-#[derive(Debug, Default)]
-pub(crate) struct OpenSockets(Mutex<HashMap<String, usize>>);
-
-impl OpenSockets {
-    /// A place for one more socket of `ip`, or `None` when it holds `max` already.
-    fn open(self: &Arc<Self>, ip: &str, max: usize) -> Option<SocketSlot> {
-        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if open.get(ip).copied().unwrap_or(0) >= max {
-            return None;
-        }
-        *open.entry(ip.to_owned()).or_insert(0) += 1;
-        Some(SocketSlot {
-            sockets: Arc::clone(self),
-            ip: ip.to_owned(),
-        })
-    }
-}
-
-/// One socket's place in [`OpenSockets`], given back when dropped: when the socket's task ends
-/// (a close, an abrupt disconnect, a server stop) or when the upgrade fails.
-#[derive(Debug)]
-struct SocketSlot {
-    sockets: Arc<OpenSockets>,
-    ip: String,
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .sockets
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// What an authenticated socket acts with, checked again through [`crate::tenant::resolve`]

@@ -19,7 +19,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::route_table::RouteTable;
 
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
@@ -55,9 +55,9 @@ pub async fn docs_redirect() -> HttpResponse {
 /// No route matched: 405 with `Allow` when the path exists for other methods, else 404.
 pub async fn fallback(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    routes: web::Data<RouteTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let allowed = state.routes.allowed_methods(req.path());
+    let allowed = routes.allowed_methods(req.path());
     if allowed.is_empty() {
         Err(ApiError::NotFound)
     } else {
