@@ -7,6 +7,7 @@
 //! with its route table once ([`Documented::build`]).
 
 pub mod auth;
+mod dto;
 pub mod error;
 pub mod extract;
 pub mod limits;

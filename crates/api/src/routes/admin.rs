@@ -10,9 +10,10 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use validator::Validate;
 
 use crate::auth::{Client, PlatformAdmin};
+use crate::dto::PageDto;
+use crate::dto::usage::{ModelUsageDto, PlanDto, TotalsDto, WindowQuery};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson};
-use crate::routes::orgs::PageDto;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
@@ -169,7 +170,7 @@ pub struct AdminOrgDto {
     created_at: OffsetDateTime,
     /// The plan, limit and use this month (on `PATCH` answers).
     #[serde(skip_serializing_if = "Option::is_none")]
-    billing: Option<crate::routes::billing::PlanDto>,
+    billing: Option<PlanDto>,
 }
 
 impl From<&tenancy::Organization> for AdminOrgDto {
@@ -285,7 +286,7 @@ async fn update_org(
     let status = state.billing.plan_status(org.id).await?;
     let storage = state.documents.storage(org.id).await?;
     let mut dto = AdminOrgDto::from(&org);
-    dto.billing = Some(crate::routes::billing::PlanDto::new(status, storage));
+    dto.billing = Some(PlanDto::new(status, storage));
     Ok(web::Json(dto))
 }
 
@@ -295,9 +296,9 @@ pub struct TenantUsageDto {
     /// The organization.
     org_id: String,
     /// Its sums.
-    totals: crate::routes::billing::TotalsDto,
+    totals: TotalsDto,
     /// By kind and model.
-    by_model: Vec<crate::routes::billing::ModelUsageDto>,
+    by_model: Vec<ModelUsageDto>,
 }
 
 /// Usage across organizations.
@@ -314,7 +315,7 @@ pub struct AdminUsageDto {
     #[schema(value_type = String, format = DateTime)]
     until: OffsetDateTime,
     /// Everything.
-    totals: crate::routes::billing::TotalsDto,
+    totals: TotalsDto,
     /// Per organization, most tokens first.
     orgs: Vec<TenantUsageDto>,
 }
@@ -323,7 +324,7 @@ pub struct AdminUsageDto {
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = [])),
-    params(crate::routes::billing::WindowQuery),
+    params(WindowQuery),
     responses(
         (status = 200, body = AdminUsageDto),
         (status = 403, body = Problem),
@@ -334,7 +335,7 @@ pub struct AdminUsageDto {
 async fn admin_usage(
     state: web::Data<AppState>,
     _admin: PlatformAdmin,
-    query: web::Query<crate::routes::billing::WindowQuery>,
+    query: web::Query<WindowQuery>,
 ) -> Result<web::Json<AdminUsageDto>, ApiError> {
     let window = query.window()?;
     let report = state.billing.admin_usage(window).await?;
@@ -351,7 +352,7 @@ async fn admin_usage(
                 totals: sum.into(),
                 by_model: rows
                     .iter()
-                    .map(|r| crate::routes::billing::ModelUsageDto {
+                    .map(|r| ModelUsageDto {
                         model: r.model.clone(),
                         kind: Some(r.kind.as_str().to_owned()),
                         totals: (&r.totals).into(),

@@ -6,8 +6,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chat::stream::Sequenced;
 use chat::{
-    AnswerError, Assistant, AssistantFields, AssistantId, ChatSessionId, Citation, Locale, Message,
-    MessageId, Rating, Session, SessionFields, StreamEvent, Subscription, Usage,
+    AnswerError, Assistant, AssistantFields, AssistantId, ChatSessionId, Locale, Message,
+    MessageId, Rating, Session, SessionFields, StreamEvent, Subscription,
 };
 use documents::CollectionId;
 use kernel::{FieldError, InvalidInput};
@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::dto::PageDto;
+use crate::dto::answers::{CitationDto, UsageDto};
 use crate::error::{ApiError, Problem, rfc3339};
 use crate::extract::{Body, PageQuery, ValidJson, collection_ids, double_option};
 use crate::limits::ChatRate;
-use crate::routes::orgs::PageDto;
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant, Viewer};
 
@@ -63,56 +64,6 @@ fn parse_assistant(
                 .ok()
         })
     })
-}
-
-/// A verified citation: `quote` occurs in the chunk at characters `start..end`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CitationDto {
-    chunk_id: String,
-    document_id: String,
-    document_name: String,
-    /// The page the chunk starts on (PDF).
-    page: Option<u32>,
-    /// Exactly as in the chunk.
-    quote: String,
-    /// The chunk's retrieval score.
-    score: f32,
-    /// Character offsets of the quote in the chunk's text.
-    start: u32,
-    end: u32,
-}
-
-impl From<&Citation> for CitationDto {
-    fn from(c: &Citation) -> Self {
-        Self {
-            chunk_id: c.chunk_id.to_string(),
-            document_id: c.document_id.to_string(),
-            document_name: c.document_name.clone(),
-            page: c.page,
-            quote: c.quote.clone(),
-            score: c.score,
-            start: c.start,
-            end: c.end,
-        }
-    }
-}
-
-/// Tokens of one answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UsageDto {
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    total_tokens: u32,
-}
-
-impl From<Usage> for UsageDto {
-    fn from(u: Usage) -> Self {
-        Self {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.total(),
-        }
-    }
 }
 
 /// A session.

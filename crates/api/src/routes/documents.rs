@@ -17,10 +17,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::Client;
+use crate::dto::PageDto;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson, double_option};
 use crate::limits::UploadRate;
-use crate::routes::orgs::PageDto;
 use crate::state::AppState;
 use crate::tenant::{Admin, Member, Tenant, Viewer};
 

@@ -1,7 +1,7 @@
 //! `/api/v1/orgs`: organizations and their members.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use kernel::{Page, Role, UserId};
+use kernel::{Role, UserId};
 use serde::{Deserialize, Serialize};
 use tenancy::{Membership, Organization};
 use time::OffsetDateTime;
@@ -10,6 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use validator::Validate;
 
 use crate::auth::{Client, CurrentUser};
+use crate::dto::PageDto;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, PageQuery, ValidJson};
 use crate::state::AppState;
@@ -59,22 +60,6 @@ impl OrgDto {
             plan: o.plan.clone(),
             role: role.as_str().to_owned(),
             created_at: o.created_at,
-        }
-    }
-}
-
-/// A page of a list.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PageDto<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-impl<T> PageDto<T> {
-    pub(crate) fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
-        Self {
-            next_cursor: page.next_cursor.as_ref().map(kernel::Cursor::encode),
-            items: page.items.into_iter().map(f).collect(),
         }
     }
 }

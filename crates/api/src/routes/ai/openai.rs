@@ -8,10 +8,10 @@ use super::wire::{
     AssistantMessageDto, ChoiceDto, ChunkMeta, CompletionRequest, CompletionResponse, ModelDto,
     ModelList, QuireResultDto,
 };
+use crate::dto::embeddings::{EmbeddingsRequest, EmbeddingsResponse, embed};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, ValidJson};
 use crate::limits::{ChatRate, EmbeddingsRate};
-use crate::routes::retrieval::{self, EmbeddingsRequest, EmbeddingsResponse};
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant, Viewer};
 
@@ -127,7 +127,7 @@ pub(super) async fn embeddings(
     body: Body<EmbeddingsRequest>,
 ) -> Result<web::Json<EmbeddingsResponse>, ApiError> {
     let ValidJson(body) = body?;
-    retrieval::embed(&state, &access.ctx, body)
+    embed(&state.retrieval, &access.ctx, body)
         .await
         .map(web::Json)
 }

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::collection_ids;
+use crate::dto::answers::{CitationDto, UsageDto};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, ValidJson};
 use crate::limits::ChatRate;
-use crate::routes::chat::{CitationDto, UsageDto};
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant};
 

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::collection_ids;
+use crate::dto::answers::{CitationDto, UsageDto};
 use crate::error::ApiError;
-use crate::routes::chat::{CitationDto, UsageDto};
 
 /// What grounded answers add to OpenAI's shape.
 #[derive(Debug, Serialize, ToSchema)]
