@@ -1,11 +1,13 @@
 //! Request extractors that answer bad input with a clear problem+json 4xx:
 //! - [`ValidJson`]: content type checked (415), size bounded (413), malformed JSON → 400,
 //!   wrong or missing fields → 422 naming the field, `validator` rules → 422 with field errors;
+//! - [`PathId`]: the id in the path, parsed into its type (404 when it does not parse);
 //! - [`PageQuery`]: `?limit=&cursor=` → [`kernel::PageRequest`];
 //! - configs for actix's own `Json`, `Query` and `Path` extractors with the same error shape.
 
-use std::future::Future;
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
+use std::str::FromStr;
 
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
@@ -166,6 +168,32 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
 /// body would otherwise be refused before a missing token or a foreign tenant). Unwrap it in
 /// the handler: `let ValidJson(body) = body?;`.
 pub type Body<T> = Result<ValidJson<T>, ApiError>;
+
+/// The id a route names in its path (`{id}`, `{user_id}`: the one segment besides `{org}`),
+/// parsed into its type. A segment that does not parse names nothing that exists: 404, on
+/// every route alike.
+#[derive(Debug)]
+pub struct PathId<T>(pub T);
+
+impl<T: FromStr> FromRequest for PathId<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = req
+            .match_info()
+            .iter()
+            .filter(|(name, _)| *name != "org")
+            .last()
+            .and_then(|(_, segment)| segment.parse().ok());
+        ready(id.map(PathId).ok_or(ApiError::NotFound))
+    }
+}
+
+/// A path id on a route that also authenticates: like [`Body`], extraction never fails, so the
+/// authentication and tenant extractors answer first (401/404/403 before a bad id's 404).
+/// Unwrap it first in the handler, before the body: `let PathId(id) = id?;`.
+pub type Id<T> = Result<PathId<T>, ApiError>;
 
 /// `?limit=&cursor=` of every list route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

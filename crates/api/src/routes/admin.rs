@@ -13,7 +13,7 @@ use crate::auth::{Client, PlatformAdmin};
 use crate::dto::PageDto;
 use crate::dto::usage::{ModelUsageDto, PlanDto, TotalsDto, WindowQuery};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, PageQuery, ValidJson};
+use crate::extract::{Body, Id, PageQuery, PathId, ValidJson};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
@@ -65,10 +65,6 @@ pub struct UserSearch {
     cursor: Option<String>,
 }
 
-fn id<T>(s: &str, parse: fn(&str) -> Result<T, kernel::id::InvalidId>) -> Result<T, ApiError> {
-    parse(s).map_err(|_| ApiError::NotFound)
-}
-
 /// Searches accounts by email.
 #[utoipa::path(
     tag = "admin",
@@ -107,9 +103,10 @@ async fn search_users(
 async fn get_user(
     state: web::Data<AppState>,
     _admin: PlatformAdmin,
-    path: web::Path<String>,
+    id: Id<UserId>,
 ) -> Result<web::Json<AdminUserDto>, ApiError> {
-    let user = state.accounts.admin_get(id(&path, UserId::parse)?).await?;
+    let PathId(id) = id?;
+    let user = state.accounts.admin_get(id).await?;
     Ok(web::Json(AdminUserDto::from(&user)))
 }
 
@@ -141,15 +138,16 @@ async fn update_user(
     state: web::Data<AppState>,
     PlatformAdmin(admin): PlatformAdmin,
     Client(client): Client,
-    path: web::Path<String>,
+    id: Id<UserId>,
     body: Body<UserPatch>,
 ) -> Result<web::Json<AdminUserDto>, ApiError> {
+    let PathId(id) = id?;
     let ValidJson(body) = body?;
     let user = state
         .accounts
         .admin_update(
             &admin.user,
-            id(&path, UserId::parse)?,
+            id,
             body.disabled,
             body.is_platform_admin,
             &client,
@@ -235,11 +233,11 @@ async fn update_org(
     state: web::Data<AppState>,
     PlatformAdmin(admin): PlatformAdmin,
     Client(client): Client,
-    path: web::Path<String>,
+    id: Id<TenantId>,
     body: Body<OrgPatch>,
 ) -> Result<web::Json<AdminOrgDto>, ApiError> {
+    let PathId(tenant) = id?;
     let ValidJson(body) = body?;
-    let tenant = id(&path, TenantId::parse)?;
     if body.plan.is_none() && body.monthly_token_limit.is_none() {
         return Err(ApiError::Validation(vec![FieldError::new(
             "plan",
@@ -380,8 +378,7 @@ pub struct OrgModelsRequest {
     models: Option<Vec<String>>,
 }
 
-async fn org_models(state: &AppState, path: &str) -> Result<TenantId, ApiError> {
-    let tenant = id(path, TenantId::parse)?;
+async fn org_models(state: &AppState, tenant: TenantId) -> Result<TenantId, ApiError> {
     state
         .orgs
         .find(&tenant.to_string())
@@ -401,9 +398,10 @@ async fn org_models(state: &AppState, path: &str) -> Result<TenantId, ApiError> 
 async fn get_org_models(
     state: web::Data<AppState>,
     _admin: PlatformAdmin,
-    path: web::Path<String>,
+    id: Id<TenantId>,
 ) -> Result<web::Json<OrgModelsDto>, ApiError> {
-    let tenant = org_models(&state, &path).await?;
+    let PathId(tenant) = id?;
+    let tenant = org_models(&state, tenant).await?;
     Ok(web::Json(OrgModelsDto {
         models: state.chat.allowed_models(tenant).await?,
         custom: state.chat.has_custom_models(tenant).await?,
@@ -426,11 +424,12 @@ async fn get_org_models(
 async fn put_org_models(
     state: web::Data<AppState>,
     PlatformAdmin(admin): PlatformAdmin,
-    path: web::Path<String>,
+    id: Id<TenantId>,
     body: Body<OrgModelsRequest>,
 ) -> Result<web::Json<OrgModelsDto>, ApiError> {
+    let PathId(tenant) = id?;
     let ValidJson(body) = body?;
-    let tenant = org_models(&state, &path).await?;
+    let tenant = org_models(&state, tenant).await?;
     let custom = body.models.is_some();
     let models = state.chat.set_allowed_models(tenant, body.models).await?;
     tracing::info!(%tenant, custom, "model whitelist changed");

@@ -18,7 +18,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::dto::PageDto;
 use crate::dto::answers::{CitationDto, UsageDto};
 use crate::error::{ApiError, Problem, rfc3339};
-use crate::extract::{Body, PageQuery, ValidJson, collection_ids, double_option};
+use crate::extract::{Body, Id, PageQuery, PathId, ValidJson, collection_ids, double_option};
 use crate::limits::ChatRate;
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant, Viewer};
@@ -38,10 +38,6 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(get_assistant)
         .service(update_assistant)
         .service(delete_assistant);
-}
-
-fn session_id(s: &str) -> Result<ChatSessionId, ApiError> {
-    ChatSessionId::parse(s).map_err(|_| ApiError::NotFound)
 }
 
 fn parse_collections(
@@ -190,9 +186,10 @@ async fn list_sessions(
 async fn get_session(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<ChatSessionId>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
-    let s = state.chat.session(&access.ctx, session_id(&path)?).await?;
+    let PathId(id) = id?;
+    let s = state.chat.session(&access.ctx, id).await?;
     Ok(web::Json(s.into()))
 }
 
@@ -212,11 +209,11 @@ async fn get_session(
 async fn update_session(
     state: web::Data<AppState>,
     access: Tenant<Member>,
-    path: web::Path<String>,
+    id: Id<ChatSessionId>,
     body: Body<SessionRequest>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
+    let PathId(id) = id?;
     let ValidJson(body) = body?;
-    let id = session_id(&path)?;
     let s = state
         .chat
         .update_session(&access.ctx, id, body.into_domain()?)
@@ -236,12 +233,10 @@ async fn update_session(
 async fn delete_session(
     state: web::Data<AppState>,
     access: Tenant<Member>,
-    path: web::Path<String>,
+    id: Id<ChatSessionId>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .chat
-        .delete_session(&access.ctx, session_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    state.chat.delete_session(&access.ctx, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -288,12 +283,13 @@ impl From<Message> for MessageDto {
 async fn list_messages(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<ChatSessionId>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<PageDto<MessageDto>>, ApiError> {
+    let PathId(id) = id?;
     let page = state
         .chat
-        .messages(&access.ctx, session_id(&path)?, &query.to_request()?)
+        .messages(&access.ctx, id, &query.to_request()?)
         .await?;
     Ok(web::Json(PageDto::from_page(page, MessageDto::from)))
 }
@@ -419,11 +415,11 @@ async fn post_message(
     req: HttpRequest,
     state: web::Data<AppState>,
     access: Tenant<Member, ChatRate>,
-    path: web::Path<String>,
+    id: Id<ChatSessionId>,
     body: Body<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
+    let PathId(id) = id?;
     let ValidJson(body) = body?;
-    let id = session_id(&path)?;
     if let Some(last) = last_event_id(&req) {
         return Ok(sse(state.chat.resume(&access.ctx, id, &last).await?));
     }
@@ -462,9 +458,9 @@ async fn resume_stream(
     req: HttpRequest,
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<ChatSessionId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = session_id(&path)?;
+    let PathId(id) = id?;
     // A missing header is 422 once the session is known to be the caller's.
     let last = last_event_id(&req).unwrap_or_default();
     Ok(sse(state.chat.resume(&access.ctx, id, &last).await?))
@@ -505,11 +501,11 @@ pub struct FeedbackDto {
 async fn feedback(
     state: web::Data<AppState>,
     access: Tenant<Member>,
-    path: web::Path<String>,
+    id: Id<MessageId>,
     body: Body<FeedbackRequest>,
 ) -> Result<web::Json<FeedbackDto>, ApiError> {
+    let PathId(id) = id?;
     let ValidJson(body) = body?;
-    let id = MessageId::parse(&path).map_err(|_| ApiError::NotFound)?;
     let rating = Rating::parse(&body.rating)
         .ok_or_else(|| InvalidInput::field("rating", "must be up or down"))?;
     let f = state
@@ -588,10 +584,6 @@ impl AssistantRequest {
     }
 }
 
-fn assistant_id(s: &str) -> Result<AssistantId, ApiError> {
-    AssistantId::parse(s).map_err(|_| ApiError::NotFound)
-}
-
 /// Creates an assistant.
 #[utoipa::path(
     tag = "chat",
@@ -649,12 +641,10 @@ async fn list_assistants(
 async fn get_assistant(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<AssistantId>,
 ) -> Result<web::Json<AssistantDto>, ApiError> {
-    let a = state
-        .chat
-        .assistant(&access.ctx, assistant_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    let a = state.chat.assistant(&access.ctx, id).await?;
     Ok(web::Json(a.into()))
 }
 
@@ -674,11 +664,11 @@ async fn get_assistant(
 async fn update_assistant(
     state: web::Data<AppState>,
     access: Tenant<Member>,
-    path: web::Path<String>,
+    id: Id<AssistantId>,
     body: Body<AssistantRequest>,
 ) -> Result<web::Json<AssistantDto>, ApiError> {
+    let PathId(id) = id?;
     let ValidJson(body) = body?;
-    let id = assistant_id(&path)?;
     let a = state
         .chat
         .update_assistant(&access.ctx, id, body.into_domain()?)
@@ -699,11 +689,9 @@ async fn update_assistant(
 async fn delete_assistant(
     state: web::Data<AppState>,
     access: Tenant<Member>,
-    path: web::Path<String>,
+    id: Id<AssistantId>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .chat
-        .delete_assistant(&access.ctx, assistant_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    state.chat.delete_assistant(&access.ctx, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

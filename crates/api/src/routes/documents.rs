@@ -19,7 +19,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::auth::Client;
 use crate::dto::PageDto;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, PageQuery, ValidJson, double_option};
+use crate::extract::{Body, Id, PageQuery, PathId, ValidJson, double_option};
 use crate::limits::UploadRate;
 use crate::state::AppState;
 use crate::tenant::{Admin, Member, Tenant, Viewer};
@@ -46,14 +46,6 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
 const MULTIPART_SLACK: u64 = 64 * 1024;
 /// Longest `collection_id` field.
 const MAX_SMALL_FIELD: usize = 128;
-
-fn collection_id(s: &str) -> Result<CollectionId, ApiError> {
-    CollectionId::parse(s).map_err(|_| ApiError::NotFound)
-}
-
-fn document_id(s: &str) -> Result<DocumentId, ApiError> {
-    DocumentId::parse(s).map_err(|_| ApiError::NotFound)
-}
 
 /// A collection's chunking settings.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -200,12 +192,10 @@ async fn list_collections(
 async fn get_collection(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<CollectionId>,
 ) -> Result<web::Json<CollectionDto>, ApiError> {
-    let c = state
-        .collections
-        .get(&access.ctx, collection_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    let c = state.collections.get(&access.ctx, id).await?;
     Ok(web::Json(c.into()))
 }
 
@@ -244,10 +234,10 @@ pub struct PatchCollection {
 async fn update_collection(
     state: web::Data<AppState>,
     access: Tenant<Admin>,
-    path: web::Path<String>,
+    id: Id<CollectionId>,
     body: Body<PatchCollection>,
 ) -> Result<web::Json<CollectionDto>, ApiError> {
-    let id = collection_id(&path)?;
+    let PathId(id) = id?;
     let ValidJson(body) = body?;
     let c = state
         .collections
@@ -278,12 +268,10 @@ async fn delete_collection(
     state: web::Data<AppState>,
     access: Tenant<Admin>,
     Client(client): Client,
-    path: web::Path<String>,
+    id: Id<CollectionId>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .collections
-        .delete(&access.ctx, collection_id(&path)?, &client)
-        .await?;
+    let PathId(id) = id?;
+    state.collections.delete(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -307,12 +295,10 @@ pub struct StatsDto {
 async fn collection_stats(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<CollectionId>,
 ) -> Result<web::Json<StatsDto>, ApiError> {
-    let s = state
-        .collections
-        .stats(&access.ctx, collection_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    let s = state.collections.stats(&access.ctx, id).await?;
     Ok(web::Json(StatsDto {
         documents: s.documents,
         chunks: s.chunks,
@@ -783,12 +769,10 @@ async fn list_documents(
 async fn get_document(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<DocumentId>,
 ) -> Result<web::Json<DocumentDto>, ApiError> {
-    let d = state
-        .documents
-        .get(&access.ctx, document_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    let d = state.documents.get(&access.ctx, id).await?;
     Ok(web::Json(d.into()))
 }
 
@@ -832,12 +816,13 @@ impl From<Chunk> for ChunkDto {
 async fn document_chunks(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<DocumentId>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<PageDto<ChunkDto>>, ApiError> {
+    let PathId(id) = id?;
     let page = state
         .documents
-        .chunks(&access.ctx, document_id(&path)?, &query.to_request()?)
+        .chunks(&access.ctx, id, &query.to_request()?)
         .await?;
     Ok(web::Json(PageDto::from_page(page, ChunkDto::from)))
 }
@@ -855,12 +840,10 @@ async fn delete_document(
     state: web::Data<AppState>,
     access: Tenant<Member>,
     Client(client): Client,
-    path: web::Path<String>,
+    id: Id<DocumentId>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .documents
-        .delete(&access.ctx, document_id(&path)?, &client)
-        .await?;
+    let PathId(id) = id?;
+    state.documents.delete(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -884,12 +867,10 @@ pub struct JobRef {
 async fn reindex(
     state: web::Data<AppState>,
     access: Tenant<Member, UploadRate>,
-    path: web::Path<String>,
+    id: Id<DocumentId>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = state
-        .documents
-        .reindex(&access.ctx, document_id(&path)?)
-        .await?;
+    let PathId(id) = id?;
+    let job = state.documents.reindex(&access.ctx, id).await?;
     Ok(HttpResponse::Accepted().json(JobRef {
         job_id: job.to_string(),
     }))
@@ -949,9 +930,9 @@ impl From<Job> for JobDto {
 async fn get_job(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
-    path: web::Path<String>,
+    id: Id<JobId>,
 ) -> Result<web::Json<JobDto>, ApiError> {
-    let id = JobId::parse(&path).map_err(|_| ApiError::NotFound)?;
+    let PathId(id) = id?;
     Ok(web::Json(
         state.documents.job(&access.ctx, id).await?.into(),
     ))

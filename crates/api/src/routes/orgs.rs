@@ -12,7 +12,7 @@ use validator::Validate;
 use crate::auth::{Client, CurrentUser};
 use crate::dto::PageDto;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, PageQuery, ValidJson};
+use crate::extract::{Body, Id, PageQuery, PathId, ValidJson};
 use crate::state::AppState;
 use crate::tenant::{
     Access, Admin, Caller, ManageInvitations, ManageKeys, ManageMembers, MinRole, OrgAccess, Owner,
@@ -242,10 +242,6 @@ fn role_field(s: &str, allowed: &'static str) -> Result<Role, ApiError> {
         .map_err(|_| ApiError::Validation(vec![kernel::FieldError::new("role", allowed)]))
 }
 
-fn member_id(s: &str) -> Result<UserId, ApiError> {
-    UserId::parse(s).map_err(|_| ApiError::NotFound)
-}
-
 /// Changes a member's role (admin or owner; only an owner grants or takes away ownership; the
 /// last owner stays). An API key needs the `members:manage` scope.
 #[utoipa::path(
@@ -269,11 +265,11 @@ async fn set_role(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<ManageMembers>,
     Client(client): Client,
-    path: web::Path<(String, String)>,
+    id: Id<UserId>,
     body: Body<SetRole>,
 ) -> Result<web::Json<MemberDto>, ApiError> {
+    let PathId(user) = id?;
     let ValidJson(body) = body?;
-    let user = member_id(&path.1)?;
     let role = role_field(&body.role, "must be one of owner, admin, member, viewer")?;
     let m = state
         .orgs
@@ -303,9 +299,9 @@ async fn remove_member(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<RemoveMembers>,
     Client(client): Client,
-    path: web::Path<(String, String)>,
+    id: Id<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = member_id(&path.1)?;
+    let PathId(user) = id?;
     state
         .orgs
         .remove(&access.ctx, access.caller.user_id(), user, &client)
@@ -515,9 +511,9 @@ async fn revoke_key(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<ManageKeys>,
     Client(client): Client,
-    path: web::Path<(String, String)>,
+    id: Id<kernel::ApiKeyId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = kernel::ApiKeyId::parse(&path.1).map_err(|_| ApiError::NotFound)?;
+    let PathId(id) = id?;
     state.api_keys.revoke(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -651,9 +647,9 @@ async fn revoke_invitation(
     state: web::Data<AppState>,
     OrgAccess(access): OrgAccess<ManageInvitations>,
     Client(client): Client,
-    path: web::Path<(String, String)>,
+    id: Id<uuid::Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&path.1).map_err(|_| ApiError::NotFound)?;
+    let PathId(id) = id?;
     state.invitations.revoke(&access.ctx, id, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::collection_ids;
 use crate::dto::answers::{CitationDto, UsageDto};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, ValidJson};
+use crate::extract::{Body, Id, PathId, ValidJson};
 use crate::limits::ChatRate;
 use crate::state::AppState;
 use crate::tenant::{Member, Tenant};
@@ -381,10 +381,10 @@ pub struct AnalyzeResponse {
 pub(super) async fn analyze(
     state: web::Data<AppState>,
     access: Tenant<Member, ChatRate>,
-    path: web::Path<String>,
+    id: Id<DocumentId>,
     body: Body<AnalyzeRequest>,
 ) -> Result<web::Json<AnalyzeResponse>, ApiError> {
-    let id = DocumentId::parse(&path).map_err(|_| ApiError::NotFound)?;
+    let PathId(id) = id?;
     // Another tenant's document is "not found", whatever the body says.
     state.documents.get(&access.ctx, id).await?;
     let ValidJson(body) = body?;
