@@ -1,13 +1,11 @@
-//! Tenant-scoped documents routes (`X-Tenant-ID`): collections, uploads, extraction, chunks
-//! and jobs. Viewers read; members upload, reindex and delete documents; admins manage
-//! collections.
+//! Tenant-scoped documents routes (`X-Tenant-ID`): formats, uploads, extraction, documents,
+//! chunks and jobs. Viewers read; members upload, reindex and delete documents.
 
 use actix_multipart::{Multipart, MultipartError};
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use documents::{
-    Chunk, ChunkingChange, ChunkingSettings, Collection, CollectionChange, CollectionId, Document,
-    DocumentFilter, DocumentId, Format, Job, JobId, NewCollection,
+    Chunk, ChunkingSettings, CollectionId, Document, DocumentFilter, DocumentId, Format, Job, JobId,
 };
 use futures_util::StreamExt as _;
 use kernel::{FieldError, InvalidInput};
@@ -18,20 +16,15 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::Client;
 use crate::dto::PageDto;
+use crate::dto::chunking::ChunkingDto;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Id, PageQuery, PathId, ValidJson, double_option};
+use crate::extract::{Id, PageQuery, PathId};
 use crate::limits::UploadRate;
 use crate::state::AppState;
-use crate::tenant::{Admin, Member, Tenant, Viewer};
+use crate::tenant::{Member, Tenant, Viewer};
 
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(create_collection)
-        .service(list_collections)
-        .service(get_collection)
-        .service(update_collection)
-        .service(delete_collection)
-        .service(collection_stats)
-        .service(formats)
+    cfg.service(formats)
         .service(upload)
         .service(extract)
         .service(list_documents)
@@ -46,266 +39,6 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
 const MULTIPART_SLACK: u64 = 64 * 1024;
 /// Longest `collection_id` field.
 const MAX_SMALL_FIELD: usize = 128;
-
-/// A collection's chunking settings.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChunkingDto {
-    /// Most tokens per chunk, 32–8192 (default 400).
-    max_tokens: Option<u32>,
-    /// Tokens shared by neighbouring chunks, less than half of `max_tokens` (default 40).
-    overlap: Option<u32>,
-    /// `cl100k_base` (default) or `o200k_base`.
-    tokenizer: Option<String>,
-}
-
-impl ChunkingDto {
-    fn into_domain(self) -> ChunkingChange {
-        ChunkingChange {
-            max_tokens: self.max_tokens,
-            overlap: self.overlap,
-            tokenizer: self.tokenizer,
-        }
-    }
-
-    fn from_domain(c: ChunkingSettings) -> Self {
-        Self {
-            max_tokens: Some(c.max_tokens()),
-            overlap: Some(c.overlap()),
-            tokenizer: Some(c.tokenizer().as_str().to_owned()),
-        }
-    }
-}
-
-/// A collection (knowledge base).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CollectionDto {
-    id: String,
-    name: String,
-    description: Option<String>,
-    chunking: ChunkingDto,
-    /// The embedding model of its vectors; `null`: the deployment's default.
-    embedding_model: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    updated_at: OffsetDateTime,
-}
-
-impl From<Collection> for CollectionDto {
-    fn from(c: Collection) -> Self {
-        Self {
-            id: c.id.to_string(),
-            name: c.name.as_str().to_owned(),
-            description: c.description,
-            chunking: ChunkingDto::from_domain(c.chunking),
-            embedding_model: c.embedding_model,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
-    }
-}
-
-/// `POST /collections`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
-#[serde(deny_unknown_fields)]
-pub struct CreateCollection {
-    /// 1 to 200 characters.
-    name: String,
-    /// Up to 2,000 characters.
-    description: Option<String>,
-    /// Default: 400 tokens, 40 overlap, `cl100k_base`.
-    chunking: Option<ChunkingDto>,
-    /// An embedding model of this deployment; default: the deployment's default.
-    embedding_model: Option<String>,
-}
-
-/// Creates a collection (admin).
-#[utoipa::path(
-    tag = "documents",
-    security(("bearer" = [])),
-    params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
-    request_body = CreateCollection,
-    responses(
-        (status = 201, body = CollectionDto),
-        (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)
-    )
-)]
-#[post("/collections")]
-#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
-async fn create_collection(
-    state: web::Data<AppState>,
-    access: Tenant<Admin>,
-    body: Body<CreateCollection>,
-) -> Result<HttpResponse, ApiError> {
-    let ValidJson(body) = body?;
-    let chunking = body
-        .chunking
-        .map(|c| c.into_domain().apply(ChunkingSettings::default()))
-        .transpose()?;
-    let c = state
-        .collections
-        .create(
-            &access.ctx,
-            NewCollection {
-                name: body.name,
-                description: body.description,
-                chunking,
-                embedding_model: body.embedding_model,
-            },
-        )
-        .await?;
-    Ok(HttpResponse::Created().json(CollectionDto::from(c)))
-}
-
-/// The tenant's collections, oldest first.
-#[utoipa::path(
-    tag = "documents",
-    security(("bearer" = [])),
-    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), PageQuery),
-    responses((status = 200, body = PageDto<CollectionDto>), (status = 401, body = Problem), (status = 404, body = Problem))
-)]
-#[get("/collections")]
-async fn list_collections(
-    state: web::Data<AppState>,
-    access: Tenant<Viewer>,
-    query: web::Query<PageQuery>,
-) -> Result<web::Json<PageDto<CollectionDto>>, ApiError> {
-    let page = state
-        .collections
-        .list(&access.ctx, &query.to_request()?)
-        .await?;
-    Ok(web::Json(PageDto::from_page(page, CollectionDto::from)))
-}
-
-/// One collection.
-#[utoipa::path(
-    tag = "documents",
-    security(("bearer" = [])),
-    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
-    responses((status = 200, body = CollectionDto), (status = 401, body = Problem), (status = 404, body = Problem))
-)]
-#[get("/collections/{id}")]
-async fn get_collection(
-    state: web::Data<AppState>,
-    access: Tenant<Viewer>,
-    id: Id<CollectionId>,
-) -> Result<web::Json<CollectionDto>, ApiError> {
-    let PathId(id) = id?;
-    let c = state.collections.get(&access.ctx, id).await?;
-    Ok(web::Json(c.into()))
-}
-
-/// `PATCH /collections/{id}`: absent fields stay; `description: null` clears it.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
-#[serde(deny_unknown_fields)]
-pub struct PatchCollection {
-    /// 1 to 200 characters.
-    name: Option<String>,
-    /// Up to 2,000 characters; `null` clears it.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    description: Option<Option<String>>,
-    /// New chunking settings: they apply to documents ingested or reindexed afterwards.
-    chunking: Option<ChunkingDto>,
-    /// A new embedding model (`null`: back to the default). The collection re-embeds in the
-    /// background; search uses the old vectors until the new ones are complete.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    embedding_model: Option<Option<String>>,
-}
-
-/// Changes a collection (admin).
-#[utoipa::path(
-    tag = "documents",
-    security(("bearer" = [])),
-    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
-    request_body = PatchCollection,
-    responses(
-        (status = 200, body = CollectionDto), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)
-    )
-)]
-#[patch("/collections/{id}")]
-#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
-async fn update_collection(
-    state: web::Data<AppState>,
-    access: Tenant<Admin>,
-    id: Id<CollectionId>,
-    body: Body<PatchCollection>,
-) -> Result<web::Json<CollectionDto>, ApiError> {
-    let PathId(id) = id?;
-    let ValidJson(body) = body?;
-    let c = state
-        .collections
-        .update(
-            &access.ctx,
-            id,
-            CollectionChange {
-                name: body.name,
-                description: body.description,
-                chunking: body.chunking.map(ChunkingDto::into_domain),
-                embedding_model: body.embedding_model,
-            },
-        )
-        .await?;
-    Ok(web::Json(c.into()))
-}
-
-/// Deletes a collection with its documents, chunks and files (admin).
-#[utoipa::path(
-    tag = "documents",
-    security(("bearer" = [])),
-    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
-    responses((status = 204, description = "deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem))
-)]
-#[delete("/collections/{id}")]
-#[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
-async fn delete_collection(
-    state: web::Data<AppState>,
-    access: Tenant<Admin>,
-    Client(client): Client,
-    id: Id<CollectionId>,
-) -> Result<HttpResponse, ApiError> {
-    let PathId(id) = id?;
-    state.collections.delete(&access.ctx, id, &client).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Totals of a collection.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatsDto {
-    documents: u64,
-    chunks: u64,
-    tokens: u64,
-    bytes: u64,
-}
-
-/// A collection's totals.
-#[utoipa::path(
-    tag = "documents",
-    security(("bearer" = [])),
-    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), ("id" = String, Path)),
-    responses((status = 200, body = StatsDto), (status = 401, body = Problem), (status = 404, body = Problem))
-)]
-#[get("/collections/{id}/stats")]
-async fn collection_stats(
-    state: web::Data<AppState>,
-    access: Tenant<Viewer>,
-    id: Id<CollectionId>,
-) -> Result<web::Json<StatsDto>, ApiError> {
-    let PathId(id) = id?;
-    let s = state.collections.stats(&access.ctx, id).await?;
-    Ok(web::Json(StatsDto {
-        documents: s.documents,
-        chunks: s.chunks,
-        tokens: s.tokens,
-        bytes: s.bytes,
-    }))
-}
 
 /// One accepted format.
 #[derive(Debug, Serialize, ToSchema)]

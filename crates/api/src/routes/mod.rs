@@ -7,6 +7,7 @@ mod auth;
 mod billing;
 mod chat;
 pub(crate) mod chat_ws;
+mod collections;
 mod documents;
 pub(crate) mod orgs;
 mod platform;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(orgs::configure)
             .configure(users::configure)
             .configure(admin::configure)
+            .configure(collections::configure)
             .configure(documents::configure)
             .configure(retrieval::configure)
             .configure(chat::configure)
