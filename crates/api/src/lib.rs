@@ -19,6 +19,7 @@ mod routes;
 mod sockets;
 mod state;
 pub mod tenant;
+pub mod timeouts;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -73,7 +74,7 @@ pub fn build_app(
         })
         .default_service(web::to(routes::fallback))
         .wrap(actix_web::middleware::from_fn(limits::headers))
-        .wrap(actix_web::middleware::from_fn(middleware::timeout))
+        .wrap(actix_web::middleware::from_fn(timeouts::timeout))
         .wrap(actix_web::middleware::Compress::default())
         .wrap(cors)
         .wrap(actix_web::middleware::from_fn(middleware::metrics))

@@ -6,11 +6,12 @@
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
 //! 3. CORS from the configured allowlist ([`cors`]);
 //! 4. compression (gzip);
-//! 5. [`timeout`]: a handler that does not produce a response head in time is answered 503.
+//! 5. [`crate::timeouts::timeout`]: a handler that does not produce a response head in time
+//!    is answered 503 (the route's [`crate::timeouts::TimeLimit`], else the default).
 //!
 //! Per route: [`auth_rate_limit`] on the credential routes (`#[post(..., wrap = ...)]`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
@@ -268,41 +269,6 @@ pub async fn metrics(
         started.elapsed().as_secs_f64(),
     );
     res
-}
-
-/// The routes whose request carries a file: they read the whole body before answering.
-const UPLOAD_ROUTES: [&str; 2] = ["/api/v1/documents", "/api/v1/documents/extract"];
-
-/// Answers 503 `timeout` when the handler has not produced a response head in time. Streams
-/// are not cut: the limit covers the time to the head, not the body. Uploads, which read a
-/// file of up to 25 MiB first, get `http.upload_timeout_secs`.
-pub async fn timeout(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let post = req.method() == actix_web::http::Method::POST;
-    let path = req.path().trim_end_matches('/');
-    let upload = post && UPLOAD_ROUTES.contains(&path);
-    // A non-streamed answer or AI task waits for the whole model output.
-    let answer = post
-        && (path.starts_with("/api/v1/ai/")
-            || path.starts_with("/api/v1/chat/sessions/")
-            || path.ends_with("/analyze"));
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(Duration::from_secs(30), |s| {
-            Duration::from_secs(if upload {
-                s.http.upload_timeout_secs
-            } else if answer {
-                s.chat_answer_timeout_secs
-            } else {
-                s.http.request_timeout_secs
-            })
-        });
-    match tokio::time::timeout(limit, next.call(req)).await {
-        Ok(res) => res.map(ServiceResponse::map_into_boxed_body),
-        Err(_) => Err(ApiError::Timeout.into()),
-    }
 }
 
 /// CORS for the configured origins only. A request from another origin is served without CORS

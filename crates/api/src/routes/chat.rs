@@ -409,7 +409,10 @@ fn last_event_id(req: &HttpRequest) -> Option<String> {
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/chat/sessions/{id}/messages")]
+#[post(
+    "/chat/sessions/{id}/messages",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn post_message(
     req: HttpRequest,

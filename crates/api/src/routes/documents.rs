@@ -268,7 +268,10 @@ fn file_name(field: &actix_multipart::Field) -> Option<String> {
         (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/documents")]
+#[post(
+    "/documents",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Upload>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn upload(
     req: HttpRequest,
@@ -377,7 +380,10 @@ pub struct ExtractForm {
         (status = 429, description = "rate limited (see Retry-After), or the organization's extractions at once are all in use", body = Problem)
     )
 )]
-#[post("/documents/extract")]
+#[post(
+    "/documents/extract",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Upload>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 async fn extract(
     req: HttpRequest,

@@ -61,7 +61,10 @@ pub(super) async fn collected(
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/ai/chat/completions")]
+#[post(
+    "/ai/chat/completions",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 pub(super) async fn completions(
     state: web::Data<AppState>,
@@ -119,7 +122,10 @@ pub(super) async fn models(
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/ai/embeddings")]
+#[post(
+    "/ai/embeddings",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 pub(super) async fn embeddings(
     state: web::Data<AppState>,

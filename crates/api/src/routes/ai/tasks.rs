@@ -103,7 +103,10 @@ pub struct SummaryResponse {
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/ai/summarize")]
+#[post(
+    "/ai/summarize",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 pub(super) async fn summarize(
     state: web::Data<AppState>,
@@ -163,7 +166,10 @@ pub struct QaResponse {
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/ai/qa")]
+#[post(
+    "/ai/qa",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 pub(super) async fn qa(
     state: web::Data<AppState>,
@@ -270,7 +276,10 @@ pub struct MindmapResponse {
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
     )
 )]
-#[post("/ai/mindmap")]
+#[post(
+    "/ai/mindmap",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 pub(super) async fn mindmap(
     state: web::Data<AppState>,
@@ -376,7 +385,10 @@ pub struct AnalyzeResponse {
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)
     )
 )]
-#[post("/documents/{id}/analyze")]
+#[post(
+    "/documents/{id}/analyze",
+    wrap = "actix_web::middleware::from_fn(crate::timeouts::limit::<crate::timeouts::Answer>)"
+)]
 #[tracing::instrument(skip_all, fields(tenant = %access.ctx.tenant_id()))]
 pub(super) async fn analyze(
     state: web::Data<AppState>,
