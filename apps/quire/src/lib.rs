@@ -5,6 +5,7 @@
 //! and [`Application::run_until_stopped`]. SIGTERM and SIGINT stop the server gracefully:
 //! it stops accepting, in-flight requests get `http.shutdown_timeout_secs` to finish.
 
+pub mod estimates;
 mod knowledge;
 pub mod telemetry;
 pub mod worker;
@@ -101,12 +102,21 @@ pub async fn services(
         chat_settings(settings),
     ));
     let c = &settings.chat;
+    let estimates = Arc::new(billing::Estimates::new(
+        Arc::new(estimates::ServedModels::new(
+            chat.clone(),
+            retrieval.clone(),
+        )),
+        billing.clone(),
+        c.max_answer_tokens,
+    ));
     Ok(api::Services {
         collections,
         documents,
         retrieval,
         chat,
         billing,
+        estimates,
         chat_answer_timeout_secs: c.answer_timeout_secs,
         chat_max_answer_tokens: c.max_answer_tokens,
         ws: api::WsSettings {

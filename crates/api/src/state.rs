@@ -94,6 +94,8 @@ pub struct Services {
     pub chat: Arc<chat::Chat>,
     /// Usage, plans, quotas and rate limits.
     pub billing: Arc<billing::Billing>,
+    /// What a call would cost (`/usage/estimate`).
+    pub estimates: Arc<billing::Estimates>,
     /// Seconds a non-streamed answer may take.
     pub chat_answer_timeout_secs: u64,
     /// Tokens an answer may take unless a request says.

@@ -3,8 +3,7 @@
 
 use actix_web::{get, post, web};
 use billing::UsageReport;
-use kernel::metering::Tokens;
-use kernel::{FieldError, Principal};
+use kernel::Principal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -22,13 +21,6 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(estimate)
         .service(plan);
 }
-
-/// Most characters an estimate counts.
-const MAX_ESTIMATE_CHARS: usize = 400_000;
-/// Most messages an estimate counts.
-const MAX_ESTIMATE_MESSAGES: usize = 1_000;
-/// Largest `max_tokens` of an estimate.
-const MAX_ESTIMATE_COMPLETION: u32 = 1_000_000;
 
 /// Usage of one kind.
 #[derive(Debug, Serialize, ToSchema)]
@@ -186,6 +178,24 @@ pub struct EstimateRequest {
     max_tokens: Option<u32>,
 }
 
+impl From<EstimateRequest> for billing::EstimateRequest {
+    fn from(r: EstimateRequest) -> Self {
+        Self {
+            model: r.model,
+            messages: r.messages.map(|m| {
+                m.into_iter()
+                    .map(|m| billing::EstimateMessage {
+                        role: m.role,
+                        content: m.content,
+                    })
+                    .collect()
+            }),
+            text: r.text,
+            max_tokens: r.max_tokens,
+        }
+    }
+}
+
 /// What a call would cost at most.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EstimateDto {
@@ -214,118 +224,15 @@ async fn estimate(
     body: Body<EstimateRequest>,
 ) -> Result<web::Json<EstimateDto>, ApiError> {
     let ValidJson(body) = body?;
-    let mut errors = Vec::new();
-    let chars = body.text.as_ref().map_or(0, |t| t.chars().count())
-        + body
-            .messages
-            .iter()
-            .flatten()
-            .map(|m| m.content.chars().count())
-            .sum::<usize>();
-    if chars > MAX_ESTIMATE_CHARS {
-        errors.push(FieldError::new(
-            "messages",
-            format!("at most {MAX_ESTIMATE_CHARS} characters in all"),
-        ));
-    }
-    match (&body.messages, &body.text) {
-        (Some(_), Some(_)) | (None, None) => {
-            errors.push(FieldError::new("messages", "give either messages or text"))
-        }
-        (Some(m), None) if m.is_empty() || m.len() > MAX_ESTIMATE_MESSAGES => {
-            errors.push(FieldError::new(
-                "messages",
-                format!("must hold 1 to {MAX_ESTIMATE_MESSAGES} messages"),
-            ));
-        }
-        (Some(m), None) => {
-            for (i, msg) in m.iter().enumerate() {
-                if !matches!(msg.role.as_str(), "system" | "user" | "assistant") {
-                    errors.push(FieldError::new(
-                        format!("messages[{i}].role"),
-                        "must be system, user or assistant",
-                    ));
-                }
-            }
-        }
-        (None, Some(_)) => {}
-    }
-    if body
-        .max_tokens
-        .is_some_and(|t| t == 0 || t > MAX_ESTIMATE_COMPLETION)
-    {
-        errors.push(FieldError::new(
-            "max_tokens",
-            format!("must be between 1 and {MAX_ESTIMATE_COMPLETION}"),
-        ));
-    }
-    let allowed = state.chat.allowed_models(access.ctx.tenant_id()).await?;
-    let is_chat = allowed.contains(&body.model);
-    let is_embedding = state.retrieval.embedders().get(&body.model).is_some();
-    if !is_chat && !is_embedding {
-        let mut known = allowed.clone();
-        known.extend(
-            state
-                .retrieval
-                .embedders()
-                .models()
-                .iter()
-                .map(|m| m.name().to_owned()),
-        );
-        errors.push(FieldError::new(
-            "model",
-            format!(
-                "is not a model of this organization; known: {}",
-                known.join(", ")
-            ),
-        ));
-    }
-    if is_embedding && !is_chat && body.max_tokens.is_some() {
-        errors.push(FieldError::new(
-            "max_tokens",
-            "an embedding model produces no tokens",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    // Chat models count with their own tokenizer; embedding models with tiktoken's cl100k,
-    // as every served chat model does.
-    let counting_model = if is_chat {
-        body.model.clone()
-    } else {
-        state
-            .chat
-            .served_models()
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-    };
-    let prompt_tokens = u64::from(match (&body.messages, &body.text) {
-        // As a completion counts (and reserves) them.
-        (Some(m), _) => state
-            .chat
-            .count_prompt_tokens(&counting_model, m.iter().map(|x| x.content.as_str())),
-        (None, Some(t)) => state.chat.count_tokens(&counting_model, t),
-        (None, None) => 0,
-    });
-    let max_completion_tokens = if is_chat {
-        u64::from(body.max_tokens.unwrap_or(state.chat_max_answer_tokens))
-    } else {
-        0
-    };
-    let estimated_cost = state.billing.cost(
-        &body.model,
-        Tokens {
-            prompt: prompt_tokens,
-            completion: max_completion_tokens,
-        },
-    );
+    let e = state
+        .estimates
+        .estimate(access.ctx.tenant_id(), body.into())
+        .await?;
     Ok(web::Json(EstimateDto {
-        model: body.model,
-        prompt_tokens,
-        max_completion_tokens,
-        estimated_cost,
+        model: e.model,
+        prompt_tokens: e.prompt_tokens,
+        max_completion_tokens: e.max_completion_tokens,
+        estimated_cost: e.estimated_cost,
     }))
 }
 
