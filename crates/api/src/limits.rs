@@ -1,20 +1,24 @@
-//! Rate limits of the expensive routes, through billing's budgets in the cache port.
+//! Rate limits, through billing's budgets in the cache port: one [`RateLimit`] type per class,
+//! one way to count ([`count`]) and to refuse ([`verdict`]).
 //!
-//! A handler names its class in its extractor (`Tenant<Member, ChatRate>`): after the caller
+//! A tenant route names its class in its extractor (`Tenant<Member, ChatRate>`): after the caller
 //! and the tenant are verified, one request is counted for the client address, the user or
 //! API key, and the organization. The tightest budget goes into the request's extensions, and
 //! [`headers`] writes it as `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on
 //! whatever the handler answers. Over a budget: 429 `rate_limited` with `Retry-After`.
 //!
 //! Counting happens after authentication, so nobody can spend another organization's budget by
-//! naming it. When the cache is unreachable the request goes through (logged): a limiter
-//! outage must not take chat down; quotas still hold, as they fail closed.
+//! naming it. The credential routes, which nobody is signed in to, name [`AuthRate`] in their
+//! attribute ([`by_address`]: the client address only). A WebSocket counts each question
+//! with [`count`] and [`verdict`], as its route would. When the cache is unreachable the
+//! request goes through (logged): a limiter outage must not take chat down; quotas still hold,
+//! as they fail closed. The credential routes fail closed too.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage as _, HttpRequest};
+use actix_web::{Error, HttpMessage as _, HttpRequest, ResponseError as _, web};
 use billing::{RateClass, RateDecision, RateSubject};
 use kernel::{Principal, TenantContext};
 
@@ -39,6 +43,9 @@ pub struct EmbeddingsRate;
 /// Uploads and re-indexing.
 #[derive(Debug)]
 pub struct UploadRate;
+/// The credential routes (sign-in, registration, refresh, codes, resets), per address.
+#[derive(Debug)]
+pub struct AuthRate;
 
 impl RateLimit for Unlimited {
     const CLASS: Option<RateClass> = None;
@@ -52,6 +59,9 @@ impl RateLimit for EmbeddingsRate {
 impl RateLimit for UploadRate {
     const CLASS: Option<RateClass> = Some(RateClass::Upload);
 }
+impl RateLimit for AuthRate {
+    const CLASS: Option<RateClass> = Some(RateClass::Auth);
+}
 
 /// Counts one request of `class` for the address of `req` and, when known, the caller and
 /// organization of `ctx`. The decision is kept for [`headers`].
@@ -64,7 +74,7 @@ pub async fn check(
     class: RateClass,
     ctx: Option<&TenantContext>,
 ) -> Result<(), ApiError> {
-    let decision = count(state, class, crate::auth::client_ip(req), ctx).await;
+    let decision = count(state, class, crate::auth::client_ip(req), ctx).await?;
     if let Some(d) = decision {
         req.extensions_mut().insert(d);
     }
@@ -89,12 +99,16 @@ pub fn verdict(class: RateClass, decision: Option<RateDecision>) -> Result<(), A
 
 /// Counts one request of `class` from `ip` (and `ctx`'s caller and organization); the
 /// tightest budget, or `None` when none applies or the cache is down (logged).
+///
+/// # Errors
+/// [`ApiError::Internal`] when the cache is down and `class` is [`RateClass::Auth`], which
+/// fails closed: a credential route is not answered while the limiter cannot count.
 pub async fn count(
     state: &AppState,
     class: RateClass,
     ip: String,
     ctx: Option<&TenantContext>,
-) -> Option<RateDecision> {
+) -> Result<Option<RateDecision>, ApiError> {
     let mut subjects = vec![RateSubject::Ip(ip)];
     if let Some(ctx) = ctx {
         subjects.push(match ctx.principal() {
@@ -104,12 +118,64 @@ pub async fn count(
         subjects.push(RateSubject::Tenant(ctx.tenant_id()));
     }
     match state.billing.check_rate(class, &subjects).await {
-        Ok(d) => d,
+        Ok(d) => Ok(d),
+        Err(e) if class == RateClass::Auth => Err(ApiError::Internal(
+            anyhow::Error::new(e).context("the rate limiter"),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, class = %class, "the rate limiter is unavailable; letting the request through");
-            None
+            Ok(None)
         }
     }
+}
+
+/// The rate limit `L` of a route nobody is signed in to, counted for the client address
+/// (`wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"`
+/// on the credential routes: billing's `auth` class, `auth.attempts_per_ip_per_minute`). Sends
+/// the `RateLimit-*` headers on every answer, and 429 `rate_limited` with `Retry-After` once
+/// the budget is spent (recorded in the audit log). Runs before the handler, so before any
+/// password is hashed.
+pub async fn by_address<L: RateLimit>(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let (Some(state), Some(class)) = (req.app_data::<web::Data<AppState>>().cloned(), L::CLASS)
+    else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let ip = crate::auth::client_ip(req.request());
+    let decision = count(&state, class, ip.clone(), None).await?;
+    let mut res = match verdict(class, decision) {
+        Err(refused) => {
+            let ua = req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            kernel::audit::record(
+                &*state.audit,
+                kernel::AuditEvent {
+                    at: time::OffsetDateTime::now_utc(),
+                    action: "auth.throttled",
+                    actor: None,
+                    tenant: None,
+                    target: Some("address limit".to_owned()),
+                    client: kernel::ClientInfo::new(ip, ua.as_deref()),
+                },
+            )
+            .await;
+            let (http_req, _) = req.into_parts();
+            ServiceResponse::new(http_req, refused.error_response())
+        }
+        Ok(()) => next.call(req).await?.map_into_boxed_body(),
+    };
+    if let Some(d) = decision {
+        set_headers(res.headers_mut(), &d);
+    }
+    Ok(res)
 }
 
 /// Writes the `RateLimit-*` headers of a decision made while handling the request.

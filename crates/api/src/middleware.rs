@@ -9,7 +9,7 @@
 //! 5. [`crate::timeouts::timeout`]: a handler that does not produce a response head in time
 //!    is answered 503 (the route's [`crate::timeouts::TimeLimit`], else the default).
 //!
-//! Per route: [`auth_rate_limit`] on the credential routes (`#[post(..., wrap = ...)]`).
+//! Per route: the rate limit of the credential routes ([`crate::limits::by_address`]).
 
 use std::time::Instant;
 
@@ -23,7 +23,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use tracing::Instrument as _;
 
-use crate::error::{self, ApiError, PROBLEM_JSON};
+use crate::error::{self, PROBLEM_JSON};
 use crate::state::AppState;
 
 /// The request id header.
@@ -297,68 +297,6 @@ pub fn cors(origins: &[String]) -> Cors {
         cors = cors.allowed_origin(origin);
     }
     cors
-}
-
-/// The per-address budget of the credential routes (sign-in, registration, refresh, codes,
-/// resets): billing's `auth` rate-limit class (`auth.attempts_per_ip_per_minute` per window),
-/// counted in the cache port and shared by every server. Sends `RateLimit-Limit`,
-/// `RateLimit-Remaining` and `RateLimit-Reset` on every answer, and 429 `rate_limited` with
-/// `Retry-After` once the budget is spent. Runs before the handler, so before any password is
-/// hashed. Unlike the other classes it fails closed: a credential route is not answered while
-/// the limiter cannot count.
-pub async fn auth_rate_limit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
-    let ip = crate::auth::client_ip(req.request());
-    let decision = state
-        .billing
-        .check_rate(
-            billing::RateClass::Auth,
-            &[billing::RateSubject::Ip(ip.clone())],
-        )
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("the rate limiter")))?;
-    let mut res = match decision {
-        Some(d) if !d.allowed => {
-            let ua = req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            kernel::audit::record(
-                &*state.audit,
-                kernel::AuditEvent {
-                    at: time::OffsetDateTime::now_utc(),
-                    action: "auth.throttled",
-                    actor: None,
-                    tenant: None,
-                    target: Some("address limit".to_owned()),
-                    client: kernel::ClientInfo::new(ip, ua.as_deref()),
-                },
-            )
-            .await;
-            let (http_req, _) = req.into_parts();
-            ServiceResponse::new(
-                http_req,
-                ApiError::RateLimited {
-                    retry_after_secs: kernel::clock::whole_secs_up(d.reset).max(1),
-                }
-                .error_response(),
-            )
-        }
-        _ => next.call(req).await?.map_into_boxed_body(),
-    };
-    if let Some(d) = decision {
-        crate::limits::set_headers(res.headers_mut(), &d);
-    }
-    Ok(res)
 }
 
 #[cfg(test)]

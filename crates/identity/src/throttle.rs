@@ -2,7 +2,7 @@
 //! server), checked before any password is hashed:
 //!
 //! - per client IP, the budget of the credential routes is kept at the HTTP edge
-//!   (`api::middleware::auth_rate_limit`, with the `RateLimit-*` headers), before this runs;
+//!   (`api::limits::by_address::<AuthRate>`, with the `RateLimit-*` headers), before this runs;
 //! - per account and IP: at most `failures_per_account_ip` failed logins in 15 minutes, so an
 //!   attacker at one address locks only that address out of the account, never its owner
 //!   elsewhere;

@@ -111,7 +111,7 @@ pub struct Registered {
 )]
 #[post(
     "/auth/register",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn register(
@@ -149,7 +149,7 @@ pub struct LoginRequest {
 )]
 #[post(
     "/auth/login",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn login(
@@ -183,7 +183,7 @@ pub struct RefreshRequest {
 )]
 #[post(
     "/auth/refresh",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn refresh(
@@ -318,7 +318,7 @@ pub struct ForgotPassword {
 )]
 #[post(
     "/auth/password/forgot",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn forgot_password(
@@ -351,7 +351,7 @@ pub struct ResetPassword {
 )]
 #[post(
     "/auth/password/reset",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn reset_password(
@@ -384,7 +384,7 @@ pub struct CodeRequest {
 )]
 #[post(
     "/auth/code/request",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn request_code(
@@ -420,7 +420,7 @@ pub struct CodeVerify {
 )]
 #[post(
     "/auth/code/verify",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all)]
 async fn verify_code(
@@ -457,7 +457,7 @@ pub struct ConfirmEmail {
 )]
 #[post(
     "/auth/email/verify",
-    wrap = "actix_web::middleware::from_fn(crate::middleware::auth_rate_limit)"
+    wrap = "actix_web::middleware::from_fn(crate::limits::by_address::<crate::limits::AuthRate>)"
 )]
 #[tracing::instrument(skip_all, fields(user_id = %current.user.id))]
 async fn confirm_email(

@@ -611,17 +611,15 @@ async fn ask(
     locale: Option<&str>,
 ) -> bool {
     // Each question counts against the chat budgets, as over HTTP.
-    let decision = crate::limits::count(
+    let admitted = crate::limits::count(
         state,
         billing::RateClass::Chat,
         ip.to_owned(),
         Some(&access.ctx),
     )
-    .await;
-    let started = match (
-        crate::limits::verdict(billing::RateClass::Chat, decision),
-        ChatSessionId::parse(session_id),
-    ) {
+    .await
+    .and_then(|decision| crate::limits::verdict(billing::RateClass::Chat, decision));
+    let started = match (admitted, ChatSessionId::parse(session_id)) {
         (Err(e), _) => Err(e),
         (Ok(()), Ok(id)) => state
             .chat
