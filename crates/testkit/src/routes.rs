@@ -60,6 +60,12 @@ async fn tenant(t: api::tenant::Tenant<api::tenant::Member>) -> HttpResponse {
     }))
 }
 
+/// A handler that takes 1.5 s, on a route with the answer time limit.
+async fn slow_answer() -> HttpResponse {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    HttpResponse::Ok().body("answered")
+}
+
 async fn slow() -> HttpResponse {
     SLOW_GATE.started.notify_one();
     SLOW_GATE.release.notified().await;
@@ -72,5 +78,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/__test/page", web::get().to(page))
         .route("/__test/internal", web::get().to(internal))
         .route("/__test/slow", web::get().to(slow))
-        .route("/__test/tenant", web::get().to(tenant));
+        .route("/__test/tenant", web::get().to(tenant))
+        .service(
+            web::resource("/__test/slow-answer")
+                .wrap(actix_web::middleware::from_fn(
+                    api::timeouts::limit::<api::timeouts::Answer>,
+                ))
+                .route(web::get().to(slow_answer)),
+        );
 }

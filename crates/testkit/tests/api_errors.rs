@@ -351,3 +351,14 @@ async fn slow_handlers_time_out_with_a_503_problem() {
     problem(res, StatusCode::SERVICE_UNAVAILABLE, "timeout").await;
     assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_route_time_limit_outlasts_the_default() {
+    let app = spawn_app_with(TestOptions::default().tweak(|s| {
+        s.http.request_timeout_secs = 1;
+        s.chat.answer_timeout_secs = 30;
+    }))
+    .await;
+    let res = app.get("/__test/slow-answer").await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
