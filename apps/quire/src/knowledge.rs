@@ -56,11 +56,6 @@ fn from_documents(e: DocumentsError) -> KnowledgeError {
     }
 }
 
-/// The first `max` characters of `s` (search takes at most 2,000).
-fn head(s: &str, max: usize) -> &str {
-    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
-}
-
 #[async_trait]
 impl Knowledge for RetrievalKnowledge {
     async fn search(
@@ -71,7 +66,7 @@ impl Knowledge for RetrievalKnowledge {
         top_k: usize,
     ) -> Result<Vec<Source>, KnowledgeError> {
         let query = SearchQuery::new(
-            head(question, retrieval::model::MAX_QUERY_CHARS),
+            kernel::text::head(question, retrieval::model::MAX_QUERY_CHARS),
             collections.map(<[CollectionId]>::to_vec),
             Some(u32::try_from(top_k.clamp(1, 50)).unwrap_or(8)),
             None,

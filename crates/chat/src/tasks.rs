@@ -523,7 +523,7 @@ pub fn parse_mindmap(text: &str, depth: u8) -> Result<MindNode, String> {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .ok_or("a node has no label")?;
-        let label: String = neutralize(label).chars().take(MAX_LABEL_CHARS).collect();
+        let label = kernel::text::head(&neutralize(label), MAX_LABEL_CHARS).to_owned();
         let children = match v.get("children") {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(items)) => {

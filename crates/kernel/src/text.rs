@@ -1,3 +1,5 @@
+//! Bounding a string ([`head`], [`ellipsized`]) and cleaning names.
+//!
 //! Names a client sets (documents, collections, organizations, assistants, chat sessions, API
 //! keys, display names) are shown to other people: [`clean_name`] removes what would show
 //! them something else than what is stored, the invisible format characters.
@@ -17,6 +19,24 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 #[must_use]
 pub fn is_invisible(c: char) -> bool {
     matches!(c, '\u{2028}' | '\u{2029}') || c.general_category() == GeneralCategory::Format
+}
+
+/// The first `max` characters of `s` (all of `s` when it is shorter), cut on a character
+/// boundary: the one way to bound a string a client or a file controls.
+#[must_use]
+pub fn head(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
+}
+
+/// `s` in at most `max` characters, ended with `…` when it was cut.
+#[must_use]
+pub fn ellipsized(s: &str, max: usize) -> String {
+    let h = head(s, max);
+    if h.len() == s.len() {
+        s.to_owned()
+    } else {
+        format!("{h}…")
+    }
 }
 
 /// `s` without its invisible characters (see the module docs), trimmed.
@@ -43,6 +63,17 @@ pub fn clean_name(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_count_characters_not_bytes() {
+        assert_eq!(head("abc", 3), "abc");
+        assert_eq!(head("abcd", 3), "abc");
+        assert_eq!(head("ééééé", 2), "éé");
+        assert_eq!(head("", 2), "");
+        assert_eq!(ellipsized("abc", 3), "abc");
+        assert_eq!(ellipsized("abcd", 3), "abc…");
+        assert_eq!(ellipsized("ééééé", 2), "éé…");
+    }
 
     #[test]
     fn bidi_overrides_and_zero_width_characters_are_removed() {

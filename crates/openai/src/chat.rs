@@ -27,7 +27,7 @@ use tiktoken_rs::CoreBPE;
 
 use crate::client::{
     ConfigError, Failure, HttpClient, MAX_MESSAGE_CHARS, Pause, ProviderConfig, check_status,
-    error_chain, transport, truncate,
+    error_chain, transport,
 };
 
 /// Texts (bytes) above which a local token count runs on the blocking pool.
@@ -388,7 +388,10 @@ impl Chunks {
                 serde_json::json!({ "error": error }).to_string().as_bytes(),
             )
             .unwrap_or_else(|| "an unknown error".to_owned());
-            return Err(Broken::Provider(truncate(&message, MAX_MESSAGE_CHARS)));
+            return Err(Broken::Provider(kernel::text::ellipsized(
+                &message,
+                MAX_MESSAGE_CHARS,
+            )));
         }
         if let Some(WireUsage {
             prompt_tokens: Some(prompt),

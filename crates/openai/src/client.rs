@@ -436,10 +436,9 @@ pub(crate) async fn check_status(res: reqwest::Response) -> Result<reqwest::Resp
         // A body that cannot be read still leaves the status to report.
         let body = res.bytes().await.unwrap_or_default();
         let message = error_message(&body).unwrap_or_else(|| format!("HTTP {code}"));
-        return Err(Failure::Fatal(CallError::Rejected(truncate(
-            &message,
-            MAX_MESSAGE_CHARS,
-        ))));
+        return Err(Failure::Fatal(CallError::Rejected(
+            kernel::text::ellipsized(&message, MAX_MESSAGE_CHARS),
+        )));
     }
     Err(Failure::Fatal(CallError::Unknown(anyhow::anyhow!(
         "the provider answered an unexpected HTTP {code}"
@@ -479,14 +478,6 @@ pub(crate) fn error_message(body: &[u8]) -> Option<String> {
         other => other.to_string(),
     };
     (!text.is_empty()).then_some(text)
-}
-
-/// At most `max` characters of `s`, with an ellipsis when cut.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -569,13 +560,6 @@ mod tests {
         );
         assert_eq!(error_message(b"<html>"), None);
         assert_eq!(error_message(br#"{"error":{"message":""}}"#), None);
-    }
-
-    #[test]
-    fn truncation_counts_characters() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcd", 3), "abc…");
-        assert_eq!(truncate("ééééé", 2), "éé…");
     }
 
     #[test]

@@ -46,8 +46,8 @@ impl AuditLog for SqlStore {
             action: Set(e.action.to_owned()),
             actor: Set(e.actor.map(|a| a.as_uuid())),
             tenant_id: Set(e.tenant.map(|t| t.as_uuid())),
-            target: Set(e.target.map(|t| t.chars().take(255).collect())),
-            ip: Set(e.client.ip.chars().take(64).collect()),
+            target: Set(e.target.map(|t| kernel::text::head(&t, 255).to_owned())),
+            ip: Set(kernel::text::head(&e.client.ip, 64).to_owned()),
             user_agent: Set(e.client.user_agent),
         };
         execute_timed(&self.db, &Entity::insert(row))
