@@ -10,7 +10,7 @@
 //! Counting happens after authentication, so nobody can spend another organization's budget by
 //! naming it. The credential routes, which nobody is signed in to, name [`AuthRate`] in their
 //! attribute ([`by_address`]: the client address only). A WebSocket counts each question
-//! with [`count`] and [`verdict`], as its route would. When the cache is unreachable the
+//! with [`admit`] for its route's class, as its route would. When the cache is unreachable the
 //! request goes through (logged): a limiter outage must not take chat down; quotas still hold,
 //! as they fail closed. The credential routes fail closed too.
 
@@ -63,31 +63,43 @@ impl RateLimit for AuthRate {
     const CLASS: Option<RateClass> = Some(RateClass::Auth);
 }
 
-/// Counts one request of `class` for the address of `req` and, when known, the caller and
-/// organization of `ctx`. The decision is kept for [`headers`].
+/// Counts one request of the route's class `L` for the address of `req` and, when known, the
+/// caller and organization of `ctx`. The decision is kept for [`headers`].
 ///
 /// # Errors
 /// [`ApiError::RateLimited`] when a budget is spent.
-pub async fn check(
+pub async fn check<L: RateLimit>(
     req: &HttpRequest,
     state: &AppState,
-    class: RateClass,
     ctx: Option<&TenantContext>,
 ) -> Result<(), ApiError> {
-    let decision = count(state, class, crate::auth::client_ip(req), ctx).await?;
+    let decision = count::<L>(state, crate::auth::client_ip(req), ctx).await?;
     if let Some(d) = decision {
         req.extensions_mut().insert(d);
     }
-    verdict(class, decision)
+    verdict::<L>(decision)
 }
 
-/// 429 when `decision` says the budget is spent.
+/// Counts one request of class `L` from `ip` (and `ctx`'s caller and organization) where no
+/// HTTP answer carries the headers: each question asked over a WebSocket.
+///
+/// # Errors
+/// [`ApiError::RateLimited`] when a budget is spent.
+pub async fn admit<L: RateLimit>(
+    state: &AppState,
+    ip: String,
+    ctx: Option<&TenantContext>,
+) -> Result<(), ApiError> {
+    verdict::<L>(count::<L>(state, ip, ctx).await?)
+}
+
+/// 429 when `decision` (of class `L`) says the budget is spent.
 ///
 /// # Errors
 /// [`ApiError::RateLimited`].
-pub fn verdict(class: RateClass, decision: Option<RateDecision>) -> Result<(), ApiError> {
-    match decision {
-        Some(d) if !d.allowed => {
+fn verdict<L: RateLimit>(decision: Option<RateDecision>) -> Result<(), ApiError> {
+    match (L::CLASS, decision) {
+        (Some(class), Some(d)) if !d.allowed => {
             tracing::info!(class = %class, limit = d.limit, "rate limited");
             Err(ApiError::RateLimited {
                 retry_after_secs: kernel::clock::whole_secs_up(d.reset).max(1),
@@ -97,18 +109,21 @@ pub fn verdict(class: RateClass, decision: Option<RateDecision>) -> Result<(), A
     }
 }
 
-/// Counts one request of `class` from `ip` (and `ctx`'s caller and organization); the
-/// tightest budget, or `None` when none applies or the cache is down (logged).
+/// Counts one request of class `L` from `ip` (and `ctx`'s caller and organization); the
+/// tightest budget, or `None` when none applies, `L` is not limited, or the cache is down
+/// (logged).
 ///
 /// # Errors
 /// [`ApiError::Internal`] when the cache is down and `class` is [`RateClass::Auth`], which
 /// fails closed: a credential route is not answered while the limiter cannot count.
-pub async fn count(
+async fn count<L: RateLimit>(
     state: &AppState,
-    class: RateClass,
     ip: String,
     ctx: Option<&TenantContext>,
 ) -> Result<Option<RateDecision>, ApiError> {
+    let Some(class) = L::CLASS else {
+        return Ok(None);
+    };
     let mut subjects = vec![RateSubject::Ip(ip)];
     if let Some(ctx) = ctx {
         subjects.push(match ctx.principal() {
@@ -139,16 +154,15 @@ pub async fn by_address<L: RateLimit>(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let (Some(state), Some(class)) = (req.app_data::<web::Data<AppState>>().cloned(), L::CLASS)
-    else {
+    let (Some(state), Some(_)) = (req.app_data::<web::Data<AppState>>().cloned(), L::CLASS) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
     let ip = crate::auth::client_ip(req.request());
-    let decision = count(&state, class, ip.clone(), None).await?;
-    let mut res = match verdict(class, decision) {
+    let decision = count::<L>(&state, ip.clone(), None).await?;
+    let mut res = match verdict::<L>(decision) {
         Err(refused) => {
             let ua = req
                 .headers()

@@ -251,9 +251,7 @@ impl<R: MinRole, L: RateLimit> FromRequest for Access<R, L> {
         Box::pin(async move {
             let state = state?;
             let access: Access<R, L> = resolve(state.clone(), token, org).await?;
-            if let Some(class) = L::CLASS {
-                crate::limits::check(&req, &state, class, Some(&access.ctx)).await?;
-            }
+            crate::limits::check::<L>(&req, &state, Some(&access.ctx)).await?;
             Ok(access)
         })
     }

@@ -611,14 +611,7 @@ async fn ask(
     locale: Option<&str>,
 ) -> bool {
     // Each question counts against the chat budgets, as over HTTP.
-    let admitted = crate::limits::count(
-        state,
-        billing::RateClass::Chat,
-        ip.to_owned(),
-        Some(&access.ctx),
-    )
-    .await
-    .and_then(|decision| crate::limits::verdict(billing::RateClass::Chat, decision));
+    let admitted = crate::limits::admit::<ChatRate>(state, ip.to_owned(), Some(&access.ctx)).await;
     let started = match (admitted, ChatSessionId::parse(session_id)) {
         (Err(e), _) => Err(e),
         (Ok(()), Ok(id)) => state
