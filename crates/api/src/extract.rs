@@ -1,6 +1,8 @@
 //! Request extractors that answer bad input with a clear problem+json 4xx:
 //! - [`ValidJson`]: content type checked (415), size bounded (413), malformed JSON → 400,
-//!   wrong or missing fields → 422 naming the field, `validator` rules → 422 with field errors;
+//!   wrong or missing fields → 422 naming the field. Rules on the values (lengths, formats,
+//!   ranges) belong to the domain's value types, which report every failing field at once as
+//!   [`kernel::InvalidInput`] (422 with one error per field): one place for each rule;
 //! - [`PathId`]: the id in the path, parsed into its type (404 when it does not parse);
 //! - [`PageQuery`]: `?limit=&cursor=` → [`kernel::PageRequest`];
 //! - configs for actix's own `Json`, `Query` and `Path` extractors with the same error shape.
@@ -16,11 +18,11 @@ use actix_web::{FromRequest, HttpRequest, web};
 use kernel::{FieldError, PageRequest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::ApiError;
 
-/// A JSON object body, deserialized and validated.
+/// A JSON object body of the right media type and size, deserialized into `T` with errors
+/// that name the field.
 #[derive(Debug)]
 pub struct ValidJson<T>(pub T);
 
@@ -90,42 +92,7 @@ fn missing_field(message: &str) -> Option<&str> {
         .and_then(|rest| rest.split('`').next())
 }
 
-/// Flattens `validator` errors into field errors with dotted paths.
-#[must_use]
-pub fn validation_errors(errors: &ValidationErrors) -> Vec<FieldError> {
-    fn walk(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
-        for (field, kind) in errors.errors() {
-            let path = if prefix.is_empty() {
-                field.to_string()
-            } else {
-                format!("{prefix}.{field}")
-            };
-            match kind {
-                ValidationErrorsKind::Field(list) => {
-                    for e in list {
-                        let message = e.message.as_ref().map_or_else(
-                            || format!("failed the `{}` rule", e.code),
-                            ToString::to_string,
-                        );
-                        out.push(FieldError::new(path.clone(), message));
-                    }
-                }
-                ValidationErrorsKind::Struct(inner) => walk(&path, inner, out),
-                ValidationErrorsKind::List(items) => {
-                    for (i, inner) in items {
-                        walk(&format!("{path}[{i}]"), inner, out);
-                    }
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", errors, &mut out);
-    out.sort_by(|a, b| a.field.cmp(&b.field));
-    out
-}
-
-impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
+impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -155,9 +122,6 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             let value: T =
                 serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(&e))?;
-            value
-                .validate()
-                .map_err(|e| ApiError::Validation(validation_errors(&e)))?;
             Ok(ValidJson(value))
         })
     }
@@ -289,20 +253,16 @@ pub(crate) fn collection_ids(
 mod tests {
     use super::*;
 
-    #[derive(Debug, Deserialize, Validate)]
+    #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
     struct Probe {
-        #[validate(length(min = 3, message = "must be at least 3 characters"))]
         name: String,
         count: u8,
     }
 
     fn parse(body: &str) -> Result<Probe, ApiError> {
         let de = &mut serde_json::Deserializer::from_str(body);
-        let v: Probe = serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(&e))?;
-        v.validate()
-            .map_err(|e| ApiError::Validation(validation_errors(&e)))?;
-        Ok(v)
+        serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(&e))
     }
 
     fn fields(err: ApiError) -> Vec<(String, String)> {
@@ -333,17 +293,5 @@ mod tests {
         );
         let wrong = fields(parse(r#"{"name":"abc","count":300}"#).expect_err("range"));
         assert_eq!(wrong[0].0, "count");
-    }
-
-    #[test]
-    fn validator_rules_become_field_errors() {
-        let short = fields(parse(r#"{"name":"ab","count":1}"#).expect_err("short"));
-        assert_eq!(
-            short,
-            vec![(
-                "name".to_owned(),
-                "must be at least 3 characters".to_owned()
-            )]
-        );
     }
 }

@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 use actix_web::{HttpResponse, web};
 use api::ApiError;
 use api::extract::{PageQuery, ValidJson};
+use kernel::{FieldError, InvalidInput};
 use serde::Deserialize;
 use tokio::sync::Notify;
-use validator::Validate;
 
 /// Lets a test know the slow handler started, and release it.
 #[derive(Debug, Default)]
@@ -24,20 +24,30 @@ pub struct SlowGate {
 /// The gate of `/__test/slow` (one per test process: use it from one test per binary).
 pub static SLOW_GATE: LazyLock<SlowGate> = LazyLock::new(SlowGate::default);
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize)]
 struct Echo {
-    #[validate(length(min = 3, max = 20, message = "must be 3 to 20 characters"))]
+    /// 3 to 20 characters.
     name: String,
-    #[validate(range(min = 1, max = 10, message = "must be between 1 and 10"))]
+    /// 1 to 10.
     count: u32,
     #[serde(default)]
     tags: Vec<String>,
 }
 
-async fn echo(ValidJson(body): ValidJson<Echo>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
+/// Checks its fields the way the domain's value types do: every failing field at once, as
+/// [`InvalidInput`], which the API answers 422 with one error per field.
+async fn echo(ValidJson(body): ValidJson<Echo>) -> Result<HttpResponse, ApiError> {
+    let mut errors = Vec::new();
+    if !(3..=20).contains(&body.name.chars().count()) {
+        errors.push(FieldError::new("name", "must be 3 to 20 characters"));
+    }
+    if !(1..=10).contains(&body.count) {
+        errors.push(FieldError::new("count", "must be between 1 and 10"));
+    }
+    InvalidInput::check(errors)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
         "name": body.name, "count": body.count, "tags": body.tags
-    }))
+    })))
 }
 
 async fn page(query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {

@@ -20,7 +20,7 @@ pub enum EmbeddingInput {
 }
 
 /// `POST /embeddings`: the OpenAI request shape.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct EmbeddingsRequest {
     /// The text(s): at most 2,048, each up to 32,768 characters.
     input: EmbeddingInput,

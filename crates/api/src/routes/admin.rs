@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
-use validator::Validate;
 
 use crate::auth::{Client, PlatformAdmin};
 use crate::dto::PageDto;
@@ -111,7 +110,7 @@ async fn get_user(
 }
 
 /// `PATCH /admin/users/{id}`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// Disable (ending every session at once) or enable the account.
@@ -204,7 +203,7 @@ async fn list_orgs(
 }
 
 /// `PATCH /admin/orgs/{id}`: at least one field.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPatch {
     /// A configured plan (`free`, `pro`, `enterprise`, or one the configuration adds).
@@ -371,7 +370,7 @@ pub struct OrgModelsDto {
 }
 
 /// `PUT /admin/orgs/{id}/models`: a list of served models, or `null` for the default.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgModelsRequest {
     /// 1 to 100 model names, or `null`.

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
-use validator::Validate;
 
 use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
@@ -80,7 +79,7 @@ impl From<TokenPair> for TokensDto {
 }
 
 /// `POST /auth/register`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// Normalized to lower case.
     email: String,
@@ -130,7 +129,7 @@ async fn register(
 }
 
 /// `POST /auth/login`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     email: String,
     password: String,
@@ -165,7 +164,7 @@ async fn login(
 }
 
 /// `POST /auth/refresh` and `POST /auth/logout`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     refresh_token: String,
 }
@@ -258,7 +257,7 @@ async fn me(state: web::Data<AppState>, current: CurrentUser) -> Result<web::Jso
 }
 
 /// `POST /auth/password/change`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePassword {
     current_password: String,
     /// 8 to 128 characters, not one of the 10,000 most common passwords.
@@ -300,7 +299,7 @@ async fn change_password(
 }
 
 /// `POST /auth/password/forgot`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ForgotPassword {
     email: String,
 }
@@ -331,7 +330,7 @@ async fn forgot_password(
 }
 
 /// `POST /auth/password/reset`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetPassword {
     /// The token from the reset mail (single use, 30 minutes).
     token: String,
@@ -367,7 +366,7 @@ async fn reset_password(
 }
 
 /// `POST /auth/code/request`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CodeRequest {
     email: String,
 }
@@ -397,7 +396,7 @@ async fn request_code(
 }
 
 /// `POST /auth/code/verify`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CodeVerify {
     email: String,
     /// The 6 digits from the mail.
@@ -436,7 +435,7 @@ async fn verify_code(
 }
 
 /// `POST /auth/email/verify`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ConfirmEmail {
     /// The 6 digits from the registration mail, or from `POST /auth/code/request`.
     code: String,

@@ -165,7 +165,7 @@ pub struct EstimateMessage {
 }
 
 /// `POST /usage/estimate`: a chat request (`messages`) or a text to embed or send (`text`).
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EstimateRequest {
     /// A chat model this organization may use, or an embedding model.

@@ -92,7 +92,7 @@ impl From<Session> for SessionDto {
 
 /// `POST /chat/sessions` and `PATCH /chat/sessions/{id}`: absent fields stay (or default);
 /// `null` clears `model`, `system_prompt` and `assistant_id`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
     /// Up to 200 characters (default "New chat").
@@ -295,7 +295,7 @@ async fn list_messages(
 }
 
 /// `POST /chat/sessions/{id}/messages`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     /// The question, 1 to 16,000 characters.
@@ -470,7 +470,7 @@ async fn resume_stream(
 }
 
 /// `POST /chat/messages/{id}/feedback`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// `up` or `down`.
@@ -553,7 +553,7 @@ impl From<Assistant> for AssistantDto {
 
 /// `POST /assistants` (name required) and `PATCH /assistants/{id}` (absent fields stay;
 /// `null` clears `model` and `temperature`).
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssistantRequest {
     /// 1 to 100 characters.

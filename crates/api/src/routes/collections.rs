@@ -57,7 +57,7 @@ impl From<Collection> for CollectionDto {
 }
 
 /// `POST /collections`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
     /// 1 to 200 characters.
@@ -148,7 +148,7 @@ async fn get_collection(
 }
 
 /// `PATCH /collections/{id}`: absent fields stay; `description: null` clears it.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCollection {
     /// 1 to 200 characters.

@@ -322,7 +322,7 @@ async fn upload(
             }
             other => {
                 return Err(ApiError::from(InvalidInput::field(
-                    other.chars().take(64).collect::<String>(),
+                    kernel::text::head(other, 64),
                     "unknown field (expected file, collection_id, metadata)",
                 )));
             }

@@ -7,7 +7,6 @@ use tenancy::{Membership, Organization};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
-use validator::Validate;
 
 use crate::auth::{Client, CurrentUser};
 use crate::dto::PageDto;
@@ -65,7 +64,7 @@ impl OrgDto {
 }
 
 /// `POST /orgs`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrg {
     /// 1 to 120 characters.
     name: String,
@@ -137,7 +136,7 @@ async fn get_org(OrgAccess(access): OrgAccess<Viewer>) -> web::Json<OrgDto> {
 }
 
 /// `PATCH /orgs/{org}`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RenameOrg {
     /// 1 to 120 characters.
     name: String,
@@ -230,7 +229,7 @@ async fn members(
 }
 
 /// `PATCH /orgs/{org}/members/{user_id}`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SetRole {
     /// `owner`, `admin`, `member` or `viewer`.
     role: String,
@@ -383,7 +382,7 @@ async fn creators(
 }
 
 /// `POST /orgs/{org}/api-keys`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// 1 to 100 characters.
@@ -519,7 +518,7 @@ async fn revoke_key(
 }
 
 /// `POST /orgs/{org}/invitations`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitation {
     /// The invitee's email: only the account with this email may accept.

@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
 const MAX_INGEST_DOCUMENTS: usize = 100;
 
 /// `POST /search`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// What to look for: 1 to 2,000 characters.
@@ -188,7 +188,7 @@ pub struct IngestDocument {
 }
 
 /// `POST /vector/ingest`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     /// The collection the texts join.

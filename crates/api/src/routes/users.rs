@@ -6,7 +6,6 @@ use kernel::FieldError;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
-use validator::{Validate, ValidationErrors};
 
 use crate::auth::{Client, CurrentUser};
 use crate::error::{ApiError, Problem};
@@ -58,7 +57,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 }
 
 /// `PATCH /users/me/profile`: the fields given are replaced; `null` clears an optional one.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     /// 1 to 100 characters.
@@ -143,12 +142,6 @@ async fn patch_profile(
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Preferences(serde_json::Map<String, serde_json::Value>);
-
-impl Validate for Preferences {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        Ok(())
-    }
-}
 
 /// The preferences document (`{}` until one is stored).
 #[utoipa::path(

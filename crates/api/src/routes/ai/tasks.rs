@@ -42,7 +42,7 @@ fn task_input(
 }
 
 /// `POST /ai/summarize`: exactly one of `text` and `document_id`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SummarizeRequest {
     /// The text to summarize, up to 200,000 characters.
@@ -128,7 +128,7 @@ pub(super) async fn summarize(
 }
 
 /// `POST /ai/qa`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QaRequest {
     /// The question, 1 to 16,000 characters.
@@ -201,7 +201,7 @@ pub(super) async fn qa(
 }
 
 /// `POST /ai/mindmap`: exactly one of `topic` and `document_id`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MindmapRequest {
     /// A topic, 1 to 200 characters, searched in the organization's documents.
@@ -301,7 +301,7 @@ pub(super) async fn mindmap(
 }
 
 /// `POST /documents/{id}/analyze`.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeRequest {
     /// Any of `summary`, `keywords`, `entities`, `sentiment` (at least one).

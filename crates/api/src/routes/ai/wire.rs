@@ -74,7 +74,7 @@ pub struct QuireOptions {
 
 /// `POST /ai/chat/completions`: OpenAI's request. Fields Quire does not use (`top_p`, `user`,
 /// `seed`, …) are accepted and ignored.
-#[derive(Debug, Deserialize, ToSchema, validator::Validate)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     /// A model of `GET /ai/models`.
     model: String,
