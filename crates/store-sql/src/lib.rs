@@ -119,6 +119,13 @@ impl SqlStore {
     pub async fn connect(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let url = settings.database_url();
         let db_settings = &settings.database;
+        #[cfg(not(feature = "postgres"))]
+        if settings.is_postgres() {
+            anyhow::bail!(
+                "database.url names PostgreSQL, which needs Quire built with the `postgres` \
+                 feature (`cargo run --release --features postgres`, or `full`)"
+            );
+        }
         if !settings.is_postgres() {
             private_dir(&settings.data_dir).with_context(|| {
                 format!("creating the data folder {}", settings.data_dir.display())
