@@ -53,6 +53,22 @@ async fn stored_texts(db: &DatabaseConnection, table: &str, column: &str) -> Vec
     .collect()
 }
 
+/// One connection to the SQLite database at `url`, migrated up to (not including) the
+/// migration `name`: the schema as it was before it.
+async fn sqlite_before(url: String, name: &str) -> DatabaseConnection {
+    let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
+        .await
+        .expect("SQLite opens");
+    let before = migration::Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("the migration is listed");
+    migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
+        .await
+        .expect("the schema as it was before");
+    db
+}
+
 /// Times written on SQLite before `m20261206_000018_stored_times` (sqlx's RFC 3339, whose
 /// fraction drops trailing zeros, so `…:05Z` sorts after `…:05.5Z`) are rewritten in the one
 /// stored form (fixed-width, six fraction digits), whose text order is time order.
@@ -61,17 +77,7 @@ async fn sqlite_times_written_in_sqlx_form_are_rewritten_fixed_width() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
     // One connection, so that the pragma below holds for the inserts.
-    let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
-        .await
-        .expect("SQLite opens");
-    let all = migration::Migrator::migrations();
-    let before = all
-        .iter()
-        .position(|m| m.name() == "m20261206_000018_stored_times")
-        .expect("the migration is listed");
-    migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
-        .await
-        .expect("the schema as it was before");
+    let db = sqlite_before(url, "m20261206_000018_stored_times").await;
     // Rows as the old code wrote them (no organizations: this test is about the times).
     db.execute_unprepared("PRAGMA foreign_keys = OFF")
         .await
@@ -149,17 +155,7 @@ async fn sqlite_rest_of_the_times_are_rewritten_fixed_width() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let settings = testkit::test_settings(dir.path());
     let url = secrecy::ExposeSecret::expose_secret(&settings.database_url()).to_owned();
-    let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
-        .await
-        .expect("SQLite opens");
-    let all = migration::Migrator::migrations();
-    let before = all
-        .iter()
-        .position(|m| m.name() == "m20261206_000019_stored_times_rest")
-        .expect("the migration is listed");
-    migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
-        .await
-        .expect("the schema as it was before");
+    let db = sqlite_before(url, "m20261206_000019_stored_times_rest").await;
     // Two of each, as the old code wrote them: row 1 at …:05.5, row 2 at …:05 (the old form
     // sorts it after row 1). Row 1's key is live (so the store can find it by its hash).
     let (half, whole) = ("2026-11-22T10:00:05.5Z", "2026-11-22T10:00:05Z");
