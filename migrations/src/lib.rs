@@ -25,6 +25,8 @@ mod m20261206_000015_email_verified;
 mod m20261206_000016_api_key_scopes;
 mod m20261206_000017_assistant_creator;
 mod m20261206_000018_stored_times;
+mod m20261206_000019_stored_times_rest;
+mod stored_times;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -52,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000016_api_key_scopes::Migration),
             Box::new(m20261206_000017_assistant_creator::Migration),
             Box::new(m20261206_000018_stored_times::Migration),
+            Box::new(m20261206_000019_stored_times_rest::Migration),
         ]
     }
 }

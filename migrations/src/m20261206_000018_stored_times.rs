@@ -11,12 +11,12 @@
 //! there.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 #[derive(Debug, DeriveMigrationName)]
 pub struct Migration;
 
-/// Every `(table, column)` whose writer moved to the one encoder.
+/// Every `(table, column)` whose writer moved to the one encoder (rewritten by
+/// [`crate::stored_times::rewrite_fixed_width`]).
 const COLUMNS: [(&str, &str); 21] = [
     ("assistants", "created_at"),
     ("assistants", "updated_at"),
@@ -41,29 +41,10 @@ const COLUMNS: [(&str, &str); 21] = [
     ("memberships", "created_at"),
 ];
 
-/// Rewrites the UTC RFC 3339 values of `table.column` that are not fixed-width yet: the
-/// seconds, then the fraction (if any) padded with zeros to six digits, then `Z`.
-fn rewrite(table: &str, column: &str) -> String {
-    format!(
-        "UPDATE {table} SET {column} = substr({column}, 1, 19) || '.' || substr(\
-             CASE WHEN substr({column}, 20, 1) = '.' \
-                  THEN substr({column}, 21, length({column}) - 21) ELSE '' END \
-             || '000000', 1, 6) || 'Z' \
-         WHERE {column} LIKE '____-__-__T__:__:__%Z' AND length({column}) <> 27"
-    )
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Sqlite {
-            return Ok(());
-        }
-        let db = manager.get_connection();
-        for (table, column) in COLUMNS {
-            db.execute_unprepared(&rewrite(table, column)).await?;
-        }
-        Ok(())
+        crate::stored_times::rewrite_fixed_width(manager, &COLUMNS).await
     }
 
     async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {

@@ -4,13 +4,12 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::{ApiKeyId, Page, PageRequest, TenantId, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tenancy::{ApiKey, ApiKeyRepoError, ApiKeyRepository, KeyHash, Scope};
 use time::OffsetDateTime;
 
 use crate::entity::api_key::{ActiveModel, Column, Entity, Model};
+use crate::stored::{execute_timed, utc_micros};
 use crate::{SqlStore, scope};
 
 fn to_domain(m: Model) -> Result<ApiKey, ApiKeyRepoError> {
@@ -33,22 +32,22 @@ fn to_domain(m: Model) -> Result<ApiKey, ApiKeyRepoError> {
 #[async_trait]
 impl ApiKeyRepository for SqlStore {
     async fn create(&self, key: ApiKey, hash: KeyHash) -> Result<ApiKey, ApiKeyRepoError> {
-        let row = ActiveModel {
-            id: Set(key.id.as_uuid()),
-            tenant_id: Set(key.tenant_id.as_uuid()),
-            name: Set(key.name),
-            role: Set(key.role.as_str().to_owned()),
-            prefix: Set(key.prefix),
-            key_hash: Set(hash.0.to_vec()),
-            created_by: Set(key.created_by.map(|u| u.as_uuid())),
-            scopes: Set(Scope::join(&key.scopes)),
-            created_at: Set(key.created_at),
-            last_used_at: Set(None),
-            revoked_at: Set(None),
-        }
-        .insert(&self.db)
-        .await
-        .context("storing an API key")?;
+        let row = Model {
+            id: key.id.as_uuid(),
+            tenant_id: key.tenant_id.as_uuid(),
+            name: key.name,
+            role: key.role.as_str().to_owned(),
+            prefix: key.prefix,
+            key_hash: hash.0.to_vec(),
+            created_by: key.created_by.map(|u| u.as_uuid()),
+            scopes: Scope::join(&key.scopes),
+            created_at: utc_micros(key.created_at),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
+            .await
+            .context("storing an API key")?;
         to_domain(row)
     }
 
@@ -82,7 +81,7 @@ impl ApiKeyRepository for SqlStore {
         now: OffsetDateTime,
     ) -> Result<bool, ApiKeyRepoError> {
         let changed = scope::update::<Entity>(tenant)
-            .col_expr(Column::RevokedAt, Expr::value(now))
+            .col_expr(Column::RevokedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()))
             .filter(Column::RevokedAt.is_null())
             .exec(&self.db)
@@ -111,7 +110,7 @@ impl ApiKeyRepository for SqlStore {
         now: OffsetDateTime,
     ) -> Result<(), ApiKeyRepoError> {
         scope::update::<Entity>(tenant)
-            .col_expr(Column::LastUsedAt, Expr::value(now))
+            .col_expr(Column::LastUsedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await

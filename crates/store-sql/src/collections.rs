@@ -15,13 +15,13 @@ use documents::{
 use kernel::{Page, PageRequest, TenantId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbBackend, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
+    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 use time::OffsetDateTime;
 
 use crate::entity::collection::{ActiveModel, Column, Entity, Model};
 use crate::entity::{chunk, document};
-use crate::stored::fit;
+use crate::stored::{execute_timed, fit, utc_micros};
 use crate::{SqlStore, job_rows, scope};
 
 fn to_domain(m: Model) -> Result<Collection, StoreError> {
@@ -50,21 +50,21 @@ fn to_domain(m: Model) -> Result<Collection, StoreError> {
 #[async_trait]
 impl CollectionRepository for SqlStore {
     async fn create(&self, c: Collection) -> Result<Collection, StoreError> {
-        let row = ActiveModel {
-            id: Set(c.id.as_uuid()),
-            tenant_id: Set(c.tenant_id.as_uuid()),
-            name: Set(c.name.as_str().to_owned()),
-            description: Set(c.description),
-            chunk_max_tokens: Set(fit(c.chunking.max_tokens(), "chunk_max_tokens")?),
-            chunk_overlap: Set(fit(c.chunking.overlap(), "chunk_overlap")?),
-            tokenizer: Set(c.chunking.tokenizer().as_str().to_owned()),
-            embedding_model: Set(c.embedding_model.clone()),
-            created_at: Set(c.created_at),
-            updated_at: Set(c.updated_at),
-        }
-        .insert(&self.db)
-        .await
-        .context("storing a collection")?;
+        let row = Model {
+            id: c.id.as_uuid(),
+            tenant_id: c.tenant_id.as_uuid(),
+            name: c.name.as_str().to_owned(),
+            description: c.description,
+            chunk_max_tokens: fit(c.chunking.max_tokens(), "chunk_max_tokens")?,
+            chunk_overlap: fit(c.chunking.overlap(), "chunk_overlap")?,
+            tokenizer: c.chunking.tokenizer().as_str().to_owned(),
+            embedding_model: c.embedding_model,
+            created_at: utc_micros(c.created_at),
+            updated_at: utc_micros(c.updated_at),
+        };
+        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
+            .await
+            .context("storing a collection")?;
         to_domain(row)
     }
 
@@ -113,7 +113,7 @@ impl CollectionRepository for SqlStore {
         now: OffsetDateTime,
     ) -> Result<Option<Collection>, StoreError> {
         let mut update = scope::update::<Entity>(tenant)
-            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()));
         if let Some(name) = patch.name {
             update = update.col_expr(Column::Name, Expr::value(name.as_str().to_owned()));

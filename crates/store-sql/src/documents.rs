@@ -14,15 +14,15 @@ use documents::{
 use kernel::{InvalidInput, Page, PageRequest, TenantId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, Statement, Value,
 };
 use time::OffsetDateTime;
 
 use crate::document_rows::find_in;
 use crate::entity::document::{ActiveModel, Column, Entity, Model};
 use crate::entity::{chunk, job};
-use crate::stored::fit;
+use crate::stored::{execute_timed, fit};
 use crate::{SqlStore, job_rows, scope};
 
 pub(crate) fn to_domain(m: Model) -> Result<Document, StoreError> {
@@ -169,7 +169,9 @@ impl DocumentRepository for SqlStore {
                 return Ok(Stored::OverLimit { used });
             }
         }
-        row.insert(&txn).await.context("storing a document")?;
+        execute_timed(&txn, &Entity::insert(row))
+            .await
+            .context("storing a document")?;
         job_rows::insert(&txn, first_job).await?;
         txn.commit().await.context("committing a document upload")?;
         Ok(Stored::Created)
@@ -320,7 +322,7 @@ impl DocumentRepository for SqlStore {
             .col_expr(Column::Progress, Expr::value(0.0_f32))
             .col_expr(Column::Error, Expr::value(Option::<String>::None))
             .col_expr(Column::JobId, Expr::value(job_id.as_uuid()))
-            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&txn)
             .await

@@ -280,7 +280,10 @@ impl SqlStore {
         };
         let mut update = scope::update::<document::Entity>(job.tenant_id)
             .col_expr(document::Column::Status, Expr::value(status.as_str()))
-            .col_expr(document::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                document::Column::UpdatedAt,
+                Expr::value(at_value(txn.get_database_backend(), now)),
+            )
             .filter(document::Column::Id.eq(document.as_uuid()));
         if let Some(p) = progress {
             update = update.col_expr(document::Column::Progress, Expr::value(p));
@@ -510,7 +513,7 @@ impl JobQueue for SqlStore {
             .col_expr(document::Column::ChunkCount, Expr::value(chunk_count))
             .col_expr(document::Column::TokenCount, Expr::value(token_count))
             .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
-            .col_expr(document::Column::UpdatedAt, Expr::value(now))
+            .col_expr(document::Column::UpdatedAt, Expr::value(stamp))
             .filter(document::Column::Id.eq(document.id))
             .exec(&txn)
             .await

@@ -9,6 +9,9 @@
 //! - `collections`, `documents` and `jobs` implement the documents domain's storage ports, the
 //!   job queue included (see `jobs` for how a claim is exactly-once and fair);
 //! - `billing` implements billing's usage ledger ([`SqlUsageLedger`]).
+//! - `stored` holds `at_value`, the one encoder of a stored time: every time column is written
+//!   through it (fixed-width UTC text on SQLite, whose text order is time order; `timestamptz`
+//!   on PostgreSQL).
 
 mod api_keys;
 mod audit;

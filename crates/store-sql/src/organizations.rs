@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr,
+    ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    SqlErr,
 };
 use tenancy::{
     NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
@@ -14,15 +14,17 @@ use tenancy::{
 
 use crate::SqlStore;
 use crate::entity::organization::{ActiveModel, Column, Entity, Model};
+use crate::stored::{execute_timed, utc_micros};
 
-fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> ActiveModel {
-    ActiveModel {
-        id: Set(TenantId::new().as_uuid()),
-        name: Set(new.name.as_str().to_owned()),
-        slug: Set(new.slug.as_str().to_owned()),
-        plan: Set("free".to_owned()),
-        created_at: Set(now),
-        updated_at: Set(now),
+fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> Model {
+    let now = utc_micros(now);
+    Model {
+        id: TenantId::new().as_uuid(),
+        name: new.name.as_str().to_owned(),
+        slug: new.slug.as_str().to_owned(),
+        plan: "free".to_owned(),
+        created_at: now,
+        updated_at: now,
     }
 }
 
@@ -80,17 +82,17 @@ impl OrganizationRepository for SqlStore {
         if owned >= u64::from(max_owned) {
             return Err(OrgRepoError::TooManyOwned);
         }
-        let org = new_row(&new, now)
-            .insert(&txn)
+        let org = new_row(&new, now);
+        execute_timed(&txn, &Entity::insert(ActiveModel::from(org.clone())))
             .await
             .map_err(|e| slug_taken(e, "inserting an organization"))?;
-        let owner_row = crate::entity::membership::ActiveModel {
+        let owner_row = membership::ActiveModel {
             tenant_id: Set(org.id),
             user_id: Set(owner.as_uuid()),
             role: Set(Role::Owner.as_str().to_owned()),
             created_at: Set(now),
         };
-        crate::stored::execute_timed(&txn, &crate::entity::membership::Entity::insert(owner_row))
+        execute_timed(&txn, &membership::Entity::insert(owner_row))
             .await
             .context("adding the owner")?;
         txn.commit().await.context("committing an organization")?;
@@ -104,7 +106,7 @@ impl OrganizationRepository for SqlStore {
     ) -> Result<Option<Organization>, OrgRepoError> {
         let changed = Entity::update_many()
             .col_expr(Column::Name, Expr::value(name.as_str().to_owned()))
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await
@@ -123,7 +125,7 @@ impl OrganizationRepository for SqlStore {
     ) -> Result<Option<Organization>, OrgRepoError> {
         let changed = Entity::update_many()
             .col_expr(Column::Plan, Expr::value(plan.to_owned()))
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await
@@ -146,8 +148,8 @@ impl OrganizationRepository for SqlStore {
     }
 
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
-        let row = new_row(&new, self.now())
-            .insert(&self.db)
+        let row = new_row(&new, self.now());
+        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
             .await
             .map_err(|e| slug_taken(e, "inserting an organization"))?;
         to_domain(row)

@@ -3,10 +3,14 @@
 //!
 //! Times: sqlx writes a time on SQLite as RFC 3339 text whose fraction drops trailing zeros,
 //! and such text does not sort as time within a second (`…:05Z` sorts after `…:05.5Z`). Every
-//! time this crate compares or orders in SQL is therefore written through [`at_value`]: on
-//! SQLite as fixed-width UTC text with six fraction digits, whose text order is time order, so
-//! comparisons and indexes are exact; on PostgreSQL as `timestamptz`. Both read back as the
-//! same instant.
+//! time column of the schema is therefore written through [`at_value`], by every writer of this
+//! crate: on SQLite as fixed-width UTC text with six fraction digits, whose text order is time
+//! order, so comparisons, `ORDER BY` and indexes are exact; on PostgreSQL as `timestamptz`.
+//! Both read back as the same instant. An insert or update built from entity models runs
+//! through [`execute_timed`], which binds every time it carries in that form; a time set by
+//! `col_expr` or compared in a filter binds `SqlStore::at` / `at_now` (or [`at_value`] on a
+//! transaction's backend). The migrations `m20261206_000018_stored_times` and
+//! `m20261206_000019_stored_times_rest` rewrote the values written before in sqlx's form.
 
 use std::fmt::Display;
 
@@ -76,6 +80,11 @@ impl crate::SqlStore {
     /// `t` as a stored time on this store's backend ([`at_value`]).
     pub(crate) fn at(&self, t: OffsetDateTime) -> Value {
         at_value(self.db.get_database_backend(), t)
+    }
+
+    /// Now, by this store's clock, as a stored time ([`at_value`]).
+    pub(crate) fn at_now(&self) -> Value {
+        self.at(self.now())
     }
 }
 

@@ -6,13 +6,12 @@ use identity::model::{DisplayName, EmailAddress, NewUser, Profile, User};
 use identity::ports::{UserRepoError, UserRepository};
 use kernel::{Page, PageRequest, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr};
 use time::OffsetDateTime;
 
 use crate::SqlStore;
 use crate::entity::user::{ActiveModel, Column, Entity, Model};
+use crate::stored::{execute_timed, null_time, utc_micros};
 
 fn to_domain(m: Model) -> Result<User, UserRepoError> {
     Ok(User {
@@ -36,23 +35,24 @@ fn to_domain(m: Model) -> Result<User, UserRepoError> {
 #[async_trait]
 impl UserRepository for SqlStore {
     async fn create(&self, new: NewUser, now: OffsetDateTime) -> Result<User, UserRepoError> {
-        let row = ActiveModel {
-            id: Set(UserId::new().as_uuid()),
-            email: Set(new.email.as_str().to_owned()),
-            name: Set(new.name.as_str().to_owned()),
-            password_hash: Set(new.password_hash),
-            is_platform_admin: Set(false),
-            disabled_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            avatar_url: Set(None),
-            locale: Set(None),
-            timezone: Set(None),
-            preferences: Set(None),
-            email_verified_at: Set(new.email_verified_at),
+        let now = utc_micros(now);
+        let row = Model {
+            id: UserId::new().as_uuid(),
+            email: new.email.as_str().to_owned(),
+            name: new.name.as_str().to_owned(),
+            password_hash: new.password_hash,
+            is_platform_admin: false,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+            avatar_url: None,
+            locale: None,
+            timezone: None,
+            preferences: None,
+            email_verified_at: new.email_verified_at.map(utc_micros),
         };
-        match row.insert(&self.db).await {
-            Ok(m) => to_domain(m),
+        match execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone()))).await {
+            Ok(_) => to_domain(row),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Err(UserRepoError::EmailTaken)
             }
@@ -82,7 +82,7 @@ impl UserRepository for SqlStore {
     async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), UserRepoError> {
         let result = Entity::update_many()
             .col_expr(Column::PasswordHash, Expr::value(phc.to_owned()))
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await
@@ -104,7 +104,7 @@ impl UserRepository for SqlStore {
             .col_expr(Column::AvatarUrl, Expr::value(profile.avatar_url))
             .col_expr(Column::Locale, Expr::value(profile.locale))
             .col_expr(Column::Timezone, Expr::value(profile.timezone))
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await
@@ -128,7 +128,7 @@ impl UserRepository for SqlStore {
     async fn set_preferences(&self, id: UserId, json: &str) -> Result<(), UserRepoError> {
         let changed = Entity::update_many()
             .col_expr(Column::Preferences, Expr::value(json.to_owned()))
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await
@@ -182,8 +182,12 @@ impl UserRepository for SqlStore {
         id: UserId,
         at: Option<OffsetDateTime>,
     ) -> Result<(), UserRepoError> {
-        self.update_user(id, Column::DisabledAt, Expr::value(at))
-            .await
+        self.update_user(
+            id,
+            Column::DisabledAt,
+            Expr::value(at.map_or_else(null_time, |t| self.at(t))),
+        )
+        .await
     }
 
     async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError> {
@@ -199,8 +203,8 @@ impl UserRepository for SqlStore {
     ) -> Result<bool, UserRepoError> {
         // One conditional UPDATE: of concurrent first proofs exactly one changes the row.
         let mut update = Entity::update_many()
-            .col_expr(Column::EmailVerifiedAt, Expr::value(Some(now)))
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()));
+            .col_expr(Column::EmailVerifiedAt, Expr::value(self.at(now)))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()));
         if remove_password {
             update = update.col_expr(Column::PasswordHash, Expr::value(Option::<String>::None));
         }
@@ -227,7 +231,7 @@ impl SqlStore {
     ) -> Result<(), UserRepoError> {
         let changed = Entity::update_many()
             .col_expr(column, value)
-            .col_expr(Column::UpdatedAt, Expr::value(self.now()))
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await

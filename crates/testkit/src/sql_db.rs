@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use kernel::Clock;
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection};
 use secrecy::{ExposeSecret as _, SecretString};
 use store_sql::SqlStore;
@@ -23,13 +24,24 @@ pub struct SqlDb {
 impl SqlDb {
     /// On a fresh SQLite file.
     pub async fn sqlite() -> Self {
+        Self::sqlite_with(Arc::new(kernel::SystemClock)).await
+    }
+
+    /// On a fresh SQLite file, the store telling the time by `clock`.
+    pub async fn sqlite_with(clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let settings = crate::test_settings(dir.path());
-        Self::open(settings, dir, None).await
+        Self::open(settings, dir, None, clock).await
     }
 
     /// In a schema of its own, dropped with it; `None` when services are skipped.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with(Arc::new(kernel::SystemClock)).await
+    }
+
+    /// In a schema of its own, dropped with it, the store telling the time by `clock`; `None`
+    /// when services are skipped.
+    pub async fn postgres_with(clock: Arc<dyn Clock>) -> Option<Self> {
         if crate::services_skipped("PostgreSQL") {
             return None;
         }
@@ -39,15 +51,16 @@ impl SqlDb {
         let mut settings = crate::test_settings(dir.path());
         settings.database.url = Some(SecretString::from(crate::postgres_url()));
         settings.database.schema = Some(schema);
-        Some(Self::open(settings, dir, Some(Box::new(guard))).await)
+        Some(Self::open(settings, dir, Some(Box::new(guard)), clock).await)
     }
 
     async fn open(
         settings: quire::Settings,
         dir: tempfile::TempDir,
         guard: Option<Box<dyn std::fmt::Debug>>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        let store = SqlStore::connect(&settings, Arc::new(kernel::SystemClock))
+        let store = SqlStore::connect(&settings, clock)
             .await
             .unwrap_or_else(|e| panic!("the store opens: {e:#}"));
         store

@@ -40,17 +40,33 @@ async fn concurrent_postgres_migrations_serialize() {
     assert_eq!(a.backend_name(), "postgres");
 }
 
-/// What `SELECT {column} FROM {table} ORDER BY {column}` answers, as text.
+/// The values of `{table}.{column}` that are not NULL, by `ORDER BY {column}`, as text.
 async fn stored_texts(db: &DatabaseConnection, table: &str, column: &str) -> Vec<String> {
     db.query_all_raw(Statement::from_string(
         DbBackend::Sqlite,
-        format!("SELECT {column} AS t FROM {table} ORDER BY {column}"),
+        format!("SELECT {column} AS t FROM {table} WHERE {column} IS NOT NULL ORDER BY {column}"),
     ))
     .await
     .expect("reads")
     .iter()
     .map(|row| row.try_get::<String>("", "t").expect("text"))
     .collect()
+}
+
+/// One connection to the SQLite database at `url`, migrated up to (not including) the
+/// migration `name`: the schema as it was before it.
+async fn sqlite_before(url: String, name: &str) -> DatabaseConnection {
+    let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
+        .await
+        .expect("SQLite opens");
+    let before = migration::Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("the migration is listed");
+    migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
+        .await
+        .expect("the schema as it was before");
+    db
 }
 
 /// Times written on SQLite before `m20261206_000018_stored_times` (sqlx's RFC 3339, whose
@@ -61,17 +77,7 @@ async fn sqlite_times_written_in_sqlx_form_are_rewritten_fixed_width() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
     // One connection, so that the pragma below holds for the inserts.
-    let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
-        .await
-        .expect("SQLite opens");
-    let all = migration::Migrator::migrations();
-    let before = all
-        .iter()
-        .position(|m| m.name() == "m20261206_000018_stored_times")
-        .expect("the migration is listed");
-    migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
-        .await
-        .expect("the schema as it was before");
+    let db = sqlite_before(url, "m20261206_000018_stored_times").await;
     // Rows as the old code wrote them (no organizations: this test is about the times).
     db.execute_unprepared("PRAGMA foreign_keys = OFF")
         .await
@@ -132,4 +138,147 @@ async fn sqlite_times_written_in_sqlx_form_are_rewritten_fixed_width() {
             .expect("status")
             .is_empty()
     );
+}
+
+/// The rest of the times written on SQLite in sqlx's form before
+/// `m20261206_000019_stored_times_rest` (the users', organizations', API keys', collections'
+/// and documents') are rewritten in the one stored form, sort as time within a second, and
+/// read back through the store as the same instants.
+#[tokio::test]
+async fn sqlite_rest_of_the_times_are_rewritten_fixed_width() {
+    use documents::{CollectionId, CollectionRepository, DocumentId, DocumentRepository};
+    use identity::ports::UserRepository;
+    use kernel::{TenantId, UserId};
+    use tenancy::{ApiKeyRepository as _, KeyHash, OrganizationRepository};
+    use time::macros::datetime;
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let settings = testkit::test_settings(dir.path());
+    let url = secrecy::ExposeSecret::expose_secret(&settings.database_url()).to_owned();
+    let db = sqlite_before(url, "m20261206_000019_stored_times_rest").await;
+    // Two of each, as the old code wrote them: row 1 at …:05.5, row 2 at …:05 (the old form
+    // sorts it after row 1). Row 1's key is live (so the store can find it by its hash).
+    let (half, whole) = ("2026-11-22T10:00:05.5Z", "2026-11-22T10:00:05Z");
+    for (n, at) in [(1_u128, half), (2, whole)] {
+        let id = format!("x'{n:032x}'");
+        let revoked = if n == 1 {
+            "NULL".to_owned()
+        } else {
+            format!("'{at}'")
+        };
+        for sql in [
+            format!(
+                "INSERT INTO organizations (id, name, slug, plan, created_at, updated_at) \
+                 VALUES ({id}, 'Org {n}', 'org-{n}', 'free', '{at}', '{at}')"
+            ),
+            format!(
+                "INSERT INTO users (id, email, name, is_platform_admin, disabled_at, created_at, \
+                 updated_at, email_verified_at) \
+                 VALUES ({id}, 'u{n}@example.com', 'User', false, '{at}', '{at}', '{at}', '{at}')"
+            ),
+            format!(
+                "INSERT INTO api_keys (id, tenant_id, name, role, prefix, key_hash, scopes, \
+                 created_at, last_used_at, revoked_at) \
+                 VALUES ({id}, {id}, 'ci', 'member', 'qk_abcdefgh', x'{n:064x}', 'read', \
+                 '{at}', '{at}', {revoked})"
+            ),
+            format!(
+                "INSERT INTO collections (id, tenant_id, name, chunk_max_tokens, chunk_overlap, \
+                 tokenizer, created_at, updated_at) \
+                 VALUES ({id}, {id}, 'C', 400, 40, 'cl100k_base', '{at}', '{at}')"
+            ),
+            format!(
+                "INSERT INTO documents (id, tenant_id, collection_id, name, format, bytes, \
+                 content_hash, status, progress, chunk_count, token_count, metadata, blob_key, \
+                 created_at, updated_at) \
+                 VALUES ({id}, {id}, {id}, 'd.txt', 'text', 3, '00', 'ready', 1.0, 0, 0, '{{}}', \
+                 'k{n}', '{at}', '{at}')"
+            ),
+        ] {
+            db.execute_unprepared(&sql).await.expect("insert");
+        }
+    }
+    assert_eq!(
+        stored_texts(&db, "users", "created_at").await,
+        [half, whole],
+        "the old form sorts a whole second after its own fractions"
+    );
+
+    // The store's own start-up applies the migration.
+    let store = store_sql::SqlStore::connect(&settings, std::sync::Arc::new(kernel::SystemClock))
+        .await
+        .expect("the store opens");
+    let applied = store.migrate().await.expect("migrates");
+    assert_eq!(applied, ["m20261206_000019_stored_times_rest"]);
+
+    let expected = ["2026-11-22T10:00:05.000000Z", "2026-11-22T10:00:05.500000Z"];
+    for (table, column) in [
+        ("users", "created_at"),
+        ("users", "updated_at"),
+        ("users", "disabled_at"),
+        ("users", "email_verified_at"),
+        ("organizations", "created_at"),
+        ("organizations", "updated_at"),
+        ("api_keys", "created_at"),
+        ("api_keys", "last_used_at"),
+        ("collections", "created_at"),
+        ("collections", "updated_at"),
+        ("documents", "created_at"),
+        ("documents", "updated_at"),
+    ] {
+        assert_eq!(
+            stored_texts(&db, table, column).await,
+            expected,
+            "{table}.{column}"
+        );
+    }
+    assert_eq!(
+        stored_texts(&db, "api_keys", "revoked_at").await,
+        [expected[0]]
+    );
+
+    let (at_half, at_whole) = (
+        datetime!(2026-11-22 10:00:05.5 UTC),
+        datetime!(2026-11-22 10:00:05 UTC),
+    );
+    for (n, at) in [(1_u128, at_half), (2, at_whole)] {
+        let id = uuid::Uuid::from_u128(n);
+        let tenant = TenantId::from_uuid(id);
+        let user = UserRepository::find_by_id(&store, UserId::from_uuid(id))
+            .await
+            .expect("reads")
+            .expect("the user");
+        assert_eq!(
+            (user.created_at, user.disabled_at, user.email_verified_at),
+            (at, Some(at), Some(at))
+        );
+        let org = OrganizationRepository::find_by_id(&store, tenant)
+            .await
+            .expect("reads")
+            .expect("the organization");
+        assert_eq!(org.created_at, at);
+        let collection = CollectionRepository::find(&store, tenant, CollectionId::from_uuid(id))
+            .await
+            .expect("reads")
+            .expect("the collection");
+        assert_eq!((collection.created_at, collection.updated_at), (at, at));
+        let document = DocumentRepository::find(&store, tenant, DocumentId::from_uuid(id))
+            .await
+            .expect("reads")
+            .expect("the document");
+        assert_eq!((document.created_at, document.updated_at), (at, at));
+    }
+    let key = store
+        .find_by_hash(&KeyHash(key_hash(1)))
+        .await
+        .expect("reads")
+        .expect("the live key");
+    assert_eq!((key.created_at, key.last_used_at), (at_half, Some(at_half)));
+}
+
+/// `n` as 32 big-endian bytes (`x'{n:064x}'` in SQL).
+fn key_hash(n: u8) -> [u8; 32] {
+    let mut bytes = [0; 32];
+    bytes[31] = n;
+    bytes
 }
