@@ -41,7 +41,12 @@ pub fn install_crypto_provider() {
 }
 
 /// The error for settings that ask for an adapter this binary was built without.
-#[cfg(not(all(feature = "redis", feature = "openai", feature = "smtp")))]
+#[cfg(not(all(
+    feature = "postgres",
+    feature = "redis",
+    feature = "openai",
+    feature = "smtp"
+)))]
 fn not_built(setting: &str, feature: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "{setting} needs Quire built with the `{feature}` feature \
@@ -323,6 +328,12 @@ pub async fn vector_index(
     if !want_pg {
         return Ok(hnsw());
     }
+    #[cfg(not(feature = "postgres"))]
+    return Err(not_built(
+        "retrieval.vector_index = \"pgvector\"",
+        "postgres",
+    ));
+    #[cfg(feature = "postgres")]
     match store_sql::PgVectorIndex::try_new(store, r.exact_threshold).await? {
         Some(pg) => Ok(Arc::new(pg)),
         None if r.vector_index == settings::VectorIndexKind::Pgvector => {

@@ -30,6 +30,7 @@ mod keyword;
 mod mail;
 mod memberships;
 mod organizations;
+#[cfg(feature = "postgres")]
 mod pgvector;
 mod scope;
 mod sessions;
@@ -41,6 +42,7 @@ mod vector_rows;
 pub use billing::SqlUsageLedger;
 pub use chat::SqlChatStore;
 pub use mail::OutboxMail;
+#[cfg(feature = "postgres")]
 pub use pgvector::PgVectorIndex;
 
 use std::sync::Arc;
@@ -267,6 +269,7 @@ impl HealthCheck for SqlStore {
 
     fn pool_stats(&self) -> Option<PoolStats> {
         let (size, idle, max) = match self.db.get_database_backend() {
+            #[cfg(feature = "postgres")]
             DbBackend::Postgres => {
                 let p = self.db.get_postgres_connection_pool();
                 (p.size(), p.num_idle(), p.options().get_max_connections())
