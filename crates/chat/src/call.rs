@@ -8,6 +8,12 @@
 //! completions) with the usage the end carries: the provider's when the call ended normally
 //! and reported one, else [`metered::counted_usage`]. A call dropped before its end (the
 //! client went away) settles in the background with what was produced.
+//!
+//! A call never produces more than the request's `max_tokens`: the model's tokens are counted
+//! as its pieces arrive (in the model's own tokenizer), the piece that reaches the limit is cut
+//! to fit, the model's stream is dropped there, and the call finishes as
+//! [`Answer::truncated`] (OpenAI's `finish_reason: "length"`). What a call holds in memory, and
+//! what it settles, is therefore bounded by what was reserved, whatever a provider sends.
 
 use std::sync::Arc;
 
@@ -31,6 +37,8 @@ pub struct Answer {
     pub usage: Usage,
     /// The citations of `raw` verified against the request's sources.
     pub citations: Vec<Citation>,
+    /// The answer was cut at the request's `max_tokens`.
+    pub truncated: bool,
 }
 
 /// A call that ended early: why, and what it produced until then.
@@ -59,6 +67,12 @@ pub struct ModelCall {
     model_name: String,
     sources: Vec<Source>,
     prompt_tokens: u32,
+    /// The most completion tokens the call may produce (the request's `max_tokens`).
+    max_tokens: Option<u32>,
+    /// Completion tokens produced so far, counted piece by piece.
+    produced: u32,
+    /// The call reached `max_tokens`.
+    truncated: bool,
     /// The request, until the call starts.
     request: Option<ChatRequest>,
     stream: Option<ModelStream>,
@@ -89,6 +103,9 @@ impl ModelCall {
             model_name: request.model.clone(),
             sources: request.sources.clone(),
             prompt_tokens,
+            max_tokens: request.max_tokens,
+            produced: 0,
+            truncated: false,
             request: Some(request),
             stream: None,
             raw: String::new(),
@@ -166,6 +183,11 @@ impl ModelCall {
             if self.concluded {
                 return self.end.take();
             }
+            if self.truncated {
+                // The limit was reached: the model's stream is dropped unread.
+                self.conclude(None);
+                continue;
+            }
             let Some(stream) = self.stream.as_mut() else {
                 // Read before it started: it never will.
                 self.conclude(Some(AnswerError::ModelFailed));
@@ -173,6 +195,7 @@ impl ModelCall {
             };
             match stream.next().await {
                 Some(Ok(ModelEvent::Delta(t))) => {
+                    let t = self.within_limit(t);
                     self.raw.push_str(&t);
                     let safe = self.safe.push(&t);
                     if !safe.is_empty() {
@@ -202,10 +225,49 @@ impl ModelCall {
         Err(AnswerError::ModelFailed)
     }
 
+    /// Counts the piece `t` against `max_tokens`: the piece itself while it fits, else its
+    /// longest prefix that does (the call is then truncated). Pieces are counted one by one
+    /// (an upper bound: a word split across pieces counts twice); near the limit the whole
+    /// text is counted again, exactly.
+    fn within_limit(&mut self, mut t: String) -> String {
+        let Some(max) = self.max_tokens else {
+            return t;
+        };
+        let count = |text: &str| self.model.count_tokens(&self.model_name, text);
+        let estimate = self.produced.saturating_add(count(&t));
+        if estimate < max {
+            self.produced = estimate;
+            return t;
+        }
+        let exact = count(&format!("{}{t}", self.raw));
+        if exact < max {
+            self.produced = exact;
+            return t;
+        }
+        self.truncated = true;
+        if exact > max {
+            // The longest prefix (on a character boundary) that still fits.
+            let bounds: Vec<usize> = t.char_indices().map(|(i, _)| i).skip(1).collect();
+            let (mut lo, mut hi) = (0, bounds.len());
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if count(&format!("{}{}", self.raw, &t[..bounds[mid - 1]])) <= max {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            t.truncate(if lo == 0 { 0 } else { bounds[lo - 1] });
+            tracing::info!(model = %self.model_name, max_tokens = max, "the model reached max_tokens; its answer is cut there");
+        }
+        self.produced = max;
+        t
+    }
+
     /// What the call used: the provider's usage when it ended normally and reported one,
-    /// else counted.
+    /// else counted; never more completion tokens than `max_tokens`.
     fn used(&self, ended_normally: bool) -> Usage {
-        match self.usage {
+        let mut usage = match self.usage {
             Some(u) if ended_normally => u,
             _ => metered::counted_usage(
                 &*self.model,
@@ -214,7 +276,11 @@ impl ModelCall {
                 &self.raw,
                 ended_normally,
             ),
+        };
+        if let Some(max) = self.max_tokens {
+            usage.completion_tokens = usage.completion_tokens.min(max);
         }
+        usage
     }
 
     /// Decides the end (once): drops the model's stream, takes the neutralizer's tail, and
@@ -244,6 +310,7 @@ impl ModelCall {
             raw: std::mem::take(&mut self.raw),
             usage,
             citations,
+            truncated: self.truncated && failure.is_none(),
         };
         self.end = Some(match failure {
             None => CallEvent::Finished(answer),
@@ -415,6 +482,14 @@ mod tests {
         meter: &Arc<RecordingMeter>,
         events: Vec<Result<ModelEvent, ModelError>>,
     ) -> ModelCall {
+        let held = held(meter, 100).await;
+        let mut call = ModelCall::new(Arc::new(WordModel::scripted(events)), request(), 7, held);
+        call.start().await;
+        call
+    }
+
+    /// A stream slot and a reservation of `reserved` tokens.
+    async fn held(meter: &Arc<RecordingMeter>, reserved: u64) -> Held {
         let tenant = TenantId::new();
         let dyn_meter: Arc<dyn Meter> = meter.clone();
         let slot = dyn_meter.open_stream(tenant).await.expect("slot");
@@ -427,16 +502,13 @@ mod tests {
                     kind: UsageKind::Chat,
                     reference: "completion:test".to_owned(),
                 },
-                100,
+                reserved,
             )
             .await
             .expect("reservation");
-        let held = Held::new(dyn_meter)
+        Held::new(dyn_meter)
             .with_slot(slot)
-            .with_reservation(reservation);
-        let mut call = ModelCall::new(Arc::new(WordModel::scripted(events)), request(), 7, held);
-        call.start().await;
-        call
+            .with_reservation(reservation)
     }
 
     #[tokio::test]
@@ -475,6 +547,77 @@ mod tests {
         drop(s);
         tokio::task::yield_now().await;
         assert_eq!(meter.settlements().len(), 1, "settled exactly once");
+    }
+
+    #[tokio::test]
+    async fn a_model_that_sends_more_than_max_tokens_is_cut_there_and_billed_within_it() {
+        let meter = Arc::new(RecordingMeter::default());
+        let mut call = ModelCall::new(
+            Arc::new(WordModel::scripted(vec![
+                delta("one two "),
+                delta("three four five six "),
+                delta("seven eight"),
+                Ok(ModelEvent::Usage(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 5_000,
+                })),
+            ])),
+            ChatRequest {
+                max_tokens: Some(3),
+                ..request()
+            },
+            7,
+            held(&meter, 10).await,
+        );
+        call.start().await;
+        let mut text = String::new();
+        let mut end = None;
+        while let Some(e) = call.next().await {
+            match e {
+                CallEvent::Delta(t) => text.push_str(&t),
+                other => end = Some(other),
+            }
+        }
+        let Some(CallEvent::Finished(answer)) = end else {
+            panic!("a truncated call finishes: {end:?}");
+        };
+        assert_eq!(text, "one two three ");
+        assert_eq!(answer.text, text);
+        assert!(answer.truncated);
+        assert_eq!(answer.usage.completion_tokens, 3);
+        let used = Tokens {
+            prompt: 7,
+            completion: 3,
+        };
+        assert_eq!(
+            meter.settlements(),
+            vec![("completion:test".to_owned(), 10, used)],
+            "billed for what was kept, within the reservation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provider_reporting_more_than_max_tokens_is_settled_at_max_tokens() {
+        let meter = Arc::new(RecordingMeter::default());
+        let mut call = ModelCall::new(
+            Arc::new(WordModel::scripted(vec![
+                delta("one two"),
+                Ok(ModelEvent::Usage(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 5_000,
+                })),
+            ])),
+            ChatRequest {
+                max_tokens: Some(4),
+                ..request()
+            },
+            7,
+            held(&meter, 11).await,
+        );
+        call.start().await;
+        let answer = call.read_to_end().await.expect("an answer");
+        assert!(!answer.truncated);
+        assert_eq!(answer.usage.completion_tokens, 4);
     }
 
     #[tokio::test]

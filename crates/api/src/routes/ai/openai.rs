@@ -23,6 +23,7 @@ pub(super) async fn collected(
     let Completion { model, call } = completion;
     let answer = call.read_to_end().await.map_err(chat::ChatError::from)?;
     let usage = answer.usage;
+    let finish_reason = super::wire::finish_reason(&answer);
     let meta = ChunkMeta::new(&model);
     tracing::info!(%model, prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens, "completion");
@@ -38,7 +39,7 @@ pub(super) async fn collected(
                 role: "assistant",
                 content: answer.text,
             },
-            finish_reason: "stop",
+            finish_reason,
         }],
         usage: usage.into(),
     })

@@ -133,7 +133,8 @@ impl Streamed {
                     completion_tokens = usage.completion_tokens,
                     "completion streamed"
                 );
-                let mut chunk = self.chunk(DeltaDto::default(), Some("stop"));
+                let finish = super::wire::finish_reason(&self.answer);
+                let mut chunk = self.chunk(DeltaDto::default(), Some(finish));
                 if self.delivery.grounded {
                     chunk.quire = Some(QuireResultDto::verified(&self.answer.citations));
                 }

@@ -194,8 +194,13 @@ pub struct AssistantMessageDto {
 pub struct ChoiceDto {
     pub(super) index: u32,
     pub(super) message: AssistantMessageDto,
-    /// Always `stop`.
+    /// `stop`, or `length` when the answer was cut at `max_tokens`.
     pub(super) finish_reason: &'static str,
+}
+
+/// OpenAI's `finish_reason` of a finished answer: `length` when it was cut at `max_tokens`.
+pub(super) fn finish_reason(answer: &chat::Answer) -> &'static str {
+    if answer.truncated { "length" } else { "stop" }
 }
 
 /// OpenAI's `chat.completion`.
