@@ -54,8 +54,24 @@ const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 /// How long a stream counter's base lives (it is 0; the slots are its leases, which outlive
 /// it).
 const STREAM_BASE_TTL: Duration = Duration::from_secs(3600);
-/// Tries at writing a ledger event before it is given up (and logged).
-const LEDGER_TRIES: u32 = 3;
+/// How long writing a usage event is retried while the ledger fails (a database outage),
+/// before it is given up and logged with its ids and counts: an outage shorter than this
+/// loses no usage. The pause between tries doubles from [`LEDGER_RETRY_PAUSE`] up to
+/// [`LEDGER_RETRY_MAX_PAUSE`].
+pub const LEDGER_RETRY_FOR: Duration = Duration::from_secs(60);
+const LEDGER_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const LEDGER_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// What became of a usage event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Written now.
+    Appended,
+    /// Already in the ledger (the same reservation settled elsewhere first).
+    Duplicate,
+    /// Given up.
+    Lost,
+}
 
 /// What billing needs.
 #[derive(Debug, Clone)]
@@ -660,31 +676,47 @@ impl Billing {
         }
     }
 
-    /// Writes `event` to the ledger, trying again on a failure; `false` when it was given
-    /// up (logged with its ids and counts).
-    async fn record(&self, event: &UsageEvent) -> bool {
-        for attempt in 1..=LEDGER_TRIES {
+    /// Writes `event` to the ledger, trying again with a doubling pause while it fails, for
+    /// [`LEDGER_RETRY_FOR`]; given up (and logged with its ids and counts) after that.
+    async fn record(&self, event: &UsageEvent) -> Recorded {
+        let deadline = Instant::now() + LEDGER_RETRY_FOR;
+        let mut pause = LEDGER_RETRY_PAUSE;
+        let mut attempt = 1_u32;
+        loop {
             match self.ports.ledger.append(event).await {
-                Ok(_) => return true,
-                Err(e) if attempt < LEDGER_TRIES => {
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "writing a usage event failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                Ok(appended) => {
+                    if attempt > 1 {
+                        tracing::info!(event = %event.id, attempt, "a usage event was written after the ledger came back");
+                    }
+                    return if appended {
+                        Recorded::Appended
+                    } else {
+                        Recorded::Duplicate
+                    };
+                }
+                Err(e) if Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %format!("{e:#}"), event = %event.id, attempt, "writing a usage event failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LEDGER_RETRY_MAX_PAUSE);
+                    attempt += 1;
                 }
                 Err(e) => {
                     tracing::error!(
                         error = %format!("{e:#}"),
                         event = %event.id,
                         tenant = %event.tenant,
+                        reference = %event.reference,
                         model = %event.model,
                         kind = %event.kind,
                         prompt_tokens = event.prompt_tokens,
                         completion_tokens = event.completion_tokens,
+                        retried_for = ?LEDGER_RETRY_FOR,
                         "a usage event could not be written"
                     );
+                    return Recorded::Lost;
                 }
             }
         }
-        false
     }
 }
 

@@ -369,3 +369,126 @@ async fn rate_limits_answer_with_the_tightest_budget() {
     })
     .await;
 }
+
+/// The in-memory ledger, failing its first `failures` appends (a database outage).
+#[derive(Debug)]
+struct FlakyLedger {
+    inner: InMemoryUsageLedger,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl UsageLedger for FlakyLedger {
+    async fn append(
+        &self,
+        event: &billing::UsageEvent,
+    ) -> Result<bool, billing::ports::LedgerError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(anyhow::anyhow!("the database is down").into());
+        }
+        self.inner.append(event).await
+    }
+
+    async fn tokens_since(
+        &self,
+        tenant: TenantId,
+        since: time::OffsetDateTime,
+    ) -> Result<u64, billing::ports::LedgerError> {
+        self.inner.tokens_since(tenant, since).await
+    }
+
+    async fn totals(
+        &self,
+        tenant: TenantId,
+        since: time::OffsetDateTime,
+        actor: Option<Principal>,
+    ) -> Result<Vec<billing::UsageRow>, billing::ports::LedgerError> {
+        self.inner.totals(tenant, since, actor).await
+    }
+
+    async fn totals_by_tenant(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<billing::model::TenantUsageRow>, billing::ports::LedgerError> {
+        self.inner.totals_by_tenant(since).await
+    }
+
+    async fn limit_override(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Option<u64>, billing::ports::LedgerError> {
+        self.inner.limit_override(tenant).await
+    }
+
+    async fn set_limit_override(
+        &self,
+        tenant: TenantId,
+        limit: Option<u64>,
+    ) -> Result<(), billing::ports::LedgerError> {
+        self.inner.set_limit_override(tenant, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_ledger_outage_is_outlasted_and_one_reservation_settled_twice_counts_once() {
+    on_both(|cache| async move {
+        let ledger = Arc::new(FlakyLedger {
+            inner: InMemoryUsageLedger::new(),
+            failures: std::sync::atomic::AtomicU32::new(0),
+        });
+        let billing = Billing::new(
+            BillingPorts {
+                ledger: ledger.clone(),
+                plans_of: Arc::new(OnPlan("free")),
+                cache,
+                clock: Arc::new(SystemClock),
+            },
+            settings(),
+        );
+        let tenant = TenantId::new();
+        let r = billing.reserve(scope(tenant), 600).await.expect("fits");
+        // What a sweeper reads back from an answer's message: the same reservation.
+        let again = kernel::Reservation {
+            id: r.id,
+            scope: r.scope.clone(),
+            reserved: r.reserved,
+            request_id: r.request_id.clone(),
+            period: r.period.clone(),
+            at: r.at,
+        };
+        // Five failed writes (about 1.5 s of outage) before the ledger answers again.
+        ledger
+            .failures
+            .store(5, std::sync::atomic::Ordering::SeqCst);
+        let used = Tokens {
+            prompt: 80,
+            completion: 20,
+        };
+        billing.settle(r, used).await;
+        assert_eq!(
+            ledger.failures.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "every failure was tried through"
+        );
+        let status = billing.plan_status(tenant).await.expect("status");
+        assert_eq!(status.used, 100, "written once the ledger came back");
+        billing.settle(again, used).await;
+        let status = billing.plan_status(tenant).await.expect("status");
+        assert_eq!(status.used, 100, "the second settlement changes nothing");
+        let rows = ledger
+            .totals(tenant, status.period_start, None)
+            .await
+            .expect("totals");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].totals.events, 1);
+        // 100 used: exactly 900 more fit.
+        assert!(billing.reserve(scope(tenant), 901).await.is_err());
+        assert!(billing.reserve(scope(tenant), 900).await.is_ok());
+    })
+    .await;
+}

@@ -8,7 +8,9 @@ use kernel::TenantId;
 use kernel::cache::Bounded;
 use kernel::metering::{self, Meter, MeterError, MeterScope, Reservation, StreamSlot, Tokens};
 
-use super::{Billing, STREAM_BASE_TTL, non_negative, period_label, period_of, to_i64, unavailable};
+use super::{
+    Billing, Recorded, STREAM_BASE_TTL, non_negative, period_label, period_of, to_i64, unavailable,
+};
 use crate::model::UsageEvent;
 
 #[async_trait]
@@ -127,6 +129,9 @@ impl Meter for Billing {
                 "a call used more than it could be billed for; the usage is clamped"
             );
         }
+        // What the counter's base gains: nothing when the same reservation was already
+        // settled (its settlement added it).
+        let mut counted = recorded.total();
         if recorded.total() > 0 {
             let event = UsageEvent {
                 id,
@@ -141,7 +146,9 @@ impl Meter for Billing {
                 completion_tokens: recorded.completion,
                 at: self.ports.clock.now(),
             };
-            self.record(&event).await;
+            if self.record(&event).await == Recorded::Duplicate {
+                counted = 0;
+            }
         }
         let Some(key) = key else {
             return;
@@ -152,7 +159,7 @@ impl Meter for Billing {
         if let Err(e) = self
             .ports
             .cache
-            .end_lease(&key, &lease, to_i64(recorded.total()))
+            .end_lease(&key, &lease, to_i64(counted))
             .await
         {
             tracing::warn!(error = %e, tenant = %scope.tenant, "ending a quota reservation failed; its lease expires");
