@@ -26,6 +26,7 @@ mod m20261206_000016_api_key_scopes;
 mod m20261206_000017_assistant_creator;
 mod m20261206_000018_stored_times;
 mod m20261206_000019_stored_times_rest;
+mod m20261206_000020_answer_runs;
 mod stored_times;
 
 /// Every migration, oldest first.
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000017_assistant_creator::Migration),
             Box::new(m20261206_000018_stored_times::Migration),
             Box::new(m20261206_000019_stored_times_rest::Migration),
+            Box::new(m20261206_000020_answer_runs::Migration),
         ]
     }
 }

@@ -260,6 +260,8 @@ pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
         max_answer_tokens: c.max_answer_tokens,
         resume_grace: Duration::from_millis(c.resume_grace_ms),
         replay_keep: Duration::from_secs(c.replay_keep_secs),
+        answer_lease: Duration::from_secs(c.answer_lease_secs),
+        store_retry_for: Duration::from_secs(c.answer_store_retry_secs),
         ..chat::ChatSettings::default()
     }
 }
@@ -614,6 +616,8 @@ pub struct Application {
     workers: usize,
     poll: Duration,
     grace: Duration,
+    chat: Arc<chat::Chat>,
+    answer_sweep_every: Duration,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -697,6 +701,7 @@ impl Application {
             wake.clone(),
         )
         .await?;
+        let chat = services.chat.clone();
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
@@ -745,6 +750,9 @@ impl Application {
             workers: settings.documents.workers,
             poll: Duration::from_millis(settings.documents.poll_interval_ms),
             grace: Duration::from_secs(settings.http.shutdown_timeout_secs),
+            chat,
+            // A third of the lease: an abandoned answer is ended within 1⅓ leases.
+            answer_sweep_every: Duration::from_secs(settings.chat.answer_lease_secs) / 3,
         })
     }
 
@@ -767,9 +775,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let pool = WorkerPool::start(self.work, self.wake, self.workers, self.poll);
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
+        let answers = worker::sweep_abandoned_answers(self.chat, self.answer_sweep_every);
         let served = self.server.await.context("serving");
         tracing::info!("server stopped; stopping workers and closing connections");
         sweeper.abort();
+        answers.abort();
         pool.shutdown(self.grace).await;
         served?;
         self.store.close().await

@@ -131,6 +131,24 @@ async fn run(
 /// How often the database is swept for the parts of uploads that never finished.
 const SWEEP_EVERY: Duration = Duration::from_secs(3_600);
 
+/// Ends, now and then every `every`, the answers left `streaming` by a server that stopped
+/// ([`chat::Chat::sweep_abandoned`]: `incomplete`, billed for their last checkpoint). Every
+/// server runs it; of several, one ends each answer.
+pub fn sweep_abandoned_answers(chat: Arc<chat::Chat>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match chat.sweep_abandoned().await {
+                Ok(0) => {}
+                Ok(answers) => tracing::info!(answers, "ended answers left by a stopped server"),
+                Err(e) => tracing::warn!(error = ?e, "sweeping abandoned answers failed"),
+            }
+        }
+    })
+}
+
 /// Removes, now and then hourly, what uploads cut off mid-way left in the database blob store,
 /// and files no document names any more (a deleted organization's), once older than
 /// [`SqlStore::BLOB_UPLOAD_STALE_AFTER`]. Harmless with the filesystem store.

@@ -144,6 +144,9 @@ pub enum ApiError {
     /// 503: the handler did not answer within the request timeout.
     #[error("the request took too long")]
     Timeout,
+    /// 503: the database stayed down longer than the work was retried (an answer's end).
+    #[error("storage is unavailable; try again shortly")]
+    StorageUnavailable,
     /// 502: the model provider could not be reached (after its retries).
     #[error("the model provider is unavailable: {0}")]
     ProviderUnavailable(String),
@@ -254,6 +257,7 @@ impl From<chat::ChatError> for ApiError {
             C::Cancelled => ApiError::ProviderUnavailable("the answer was cancelled".to_owned()),
             C::Forbidden(why) => ApiError::ForbiddenBecause(why),
             C::Metering(e) => ApiError::from(e),
+            C::StorageUnavailable => ApiError::StorageUnavailable,
             C::Unknown(e) => ApiError::Internal(e),
         }
     }
@@ -329,6 +333,7 @@ impl ApiError {
             ApiError::StorageLimitExceeded { .. } => "storage_limit_exceeded",
             ApiError::MeteringUnavailable => "unavailable",
             ApiError::Timeout => "timeout",
+            ApiError::StorageUnavailable => "storage_unavailable",
             ApiError::ProviderUnavailable(_) => "provider_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -438,7 +443,9 @@ impl ResponseError for ApiError {
             ApiError::QuotaExceeded { .. } | ApiError::StorageLimitExceeded { .. } => {
                 StatusCode::PAYMENT_REQUIRED
             }
-            ApiError::Timeout | ApiError::MeteringUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout | ApiError::MeteringUnavailable | ApiError::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -488,6 +495,10 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::StorageUnavailable => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }

@@ -163,6 +163,12 @@ impl ModelCall {
         &self.model_name
     }
 
+    /// The answer so far (neutralized) and what it would settle now (counted): what a
+    /// checkpoint writes.
+    pub(crate) fn progress(&self) -> (&str, Usage) {
+        (&self.text, self.used(false))
+    }
+
     /// The prompt's tokens, as counted here (what is settled when the provider reports none).
     #[must_use]
     pub fn prompt_tokens(&self) -> u32 {

@@ -95,6 +95,11 @@ impl Held {
         self.reservation = Some(reservation);
     }
 
+    /// The reservation held, if any.
+    pub(crate) fn reservation(&self) -> Option<&Reservation> {
+        self.reservation.as_ref()
+    }
+
     /// Settles the reservation with what the call used and closes the slot.
     pub(crate) async fn finish(mut self, used: Tokens) {
         self.settlement(used).await;

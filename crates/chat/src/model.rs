@@ -138,8 +138,12 @@ impl MessageRole {
 pub enum MessageStatus {
     /// Whole.
     Complete,
-    /// Cancelled or failed mid-stream: holds what was produced.
+    /// Cancelled or failed (before or after its first token), or left by a server that
+    /// stopped: holds what was produced, and why in `error`.
     Incomplete,
+    /// An answer being written: its text and usage so far are checkpointed while the run
+    /// that writes it holds its lease.
+    Streaming,
 }
 
 impl MessageStatus {
@@ -149,6 +153,7 @@ impl MessageStatus {
         match self {
             Self::Complete => "complete",
             Self::Incomplete => "incomplete",
+            Self::Streaming => "streaming",
         }
     }
 
@@ -158,6 +163,7 @@ impl MessageStatus {
         match s {
             "complete" => Some(Self::Complete),
             "incomplete" => Some(Self::Incomplete),
+            "streaming" => Some(Self::Streaming),
             _ => None,
         }
     }
@@ -218,10 +224,13 @@ pub struct Message {
     pub citations: Vec<Citation>,
     /// Tokens (assistant messages).
     pub usage: Option<Usage>,
-    /// Whole or cut short.
+    /// Whole, cut short, or still being written.
     pub status: MessageStatus,
     /// The model that wrote it (assistant messages).
     pub model: Option<String>,
+    /// Why an answer ended early (an `incomplete` one): a sentence for the client, never a
+    /// cause chain.
+    pub error: Option<String>,
     /// Created.
     pub created_at: OffsetDateTime,
 }

@@ -6,7 +6,10 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use documents::{CollectionId, DocumentId};
 use futures_util::Stream;
-use kernel::{InvalidInput, MeterError, Page, PageRequest, Principal, TenantContext, TenantId};
+use kernel::{
+    InvalidInput, MeterError, Page, PageRequest, Principal, Reservation, TenantContext, TenantId,
+};
+use time::OffsetDateTime;
 
 use crate::model::{
     Assistant, AssistantId, ChatRequest, ChatSessionId, Feedback, Message, MessageId, Session,
@@ -71,6 +74,16 @@ pub trait ChatModel: Send + Sync + std::fmt::Debug {
     async fn stream(&self, request: ChatRequest) -> Result<ModelStream, ModelError>;
 }
 
+/// An answer whose run stopped renewing its lease (its server died): its message as last
+/// checkpointed and the reservation it settles.
+#[derive(Debug)]
+pub struct AbandonedAnswer {
+    /// The message (`status` streaming, its text and usage as last checkpointed).
+    pub message: Message,
+    /// What it settles (`None` when nothing was reserved).
+    pub reservation: Option<Reservation>,
+}
+
 /// Failures of the chat store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,6 +130,52 @@ pub trait ChatStore: Send + Sync + std::fmt::Debug {
     /// Appends a message to its session (which must exist) and sets the session's
     /// `updated_at` to the message's `created_at`. `false` when the session is gone.
     async fn append_message(&self, message: &Message) -> Result<bool, StoreError>;
+
+    /// Stores the assistant message of an answer that starts (`status` streaming, no text
+    /// yet) with its run's lease (until `lease_until`) and the reservation it settles, so
+    /// that a sweeper can finish and bill it if the run dies. Moves the session's
+    /// `updated_at` as [`ChatStore::append_message`] does; `false` when the session is gone.
+    async fn start_answer(
+        &self,
+        message: &Message,
+        reservation: Option<&Reservation>,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes a streaming answer's text and usage so far and renews its lease; `false` when
+    /// the message is no longer streaming (finished, swept, or its session deleted).
+    async fn checkpoint_answer(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        content: &str,
+        usage: Usage,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes an answer's end (text, citations, usage, status, error) over its message,
+    /// whatever its status (the run that wrote it has the last word), and drops its lease
+    /// and reservation; `false` when the message is gone (its session was deleted).
+    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError>;
+
+    /// Up to `limit` answers of any tenant still streaming whose lease ended before `now`,
+    /// oldest first, each with the reservation it settles.
+    async fn abandoned_answers(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<AbandonedAnswer>, StoreError>;
+
+    /// Ends an abandoned answer as `incomplete` with `error`, if it is still streaming with
+    /// its lease ended before `now` (one atomic step: of several sweepers, one wins);
+    /// `true` for the winner.
+    async fn close_abandoned(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> Result<bool, StoreError>;
 
     /// The message with this id.
     async fn find_message(

@@ -345,6 +345,7 @@ mod tests {
             citations: vec![],
             usage: None,
             status: MessageStatus::Complete,
+            error: None,
             model: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
         }

@@ -66,8 +66,9 @@ pub enum AnswerError {
     /// The session was deleted while the answer ran.
     #[error("the session was deleted")]
     SessionDeleted,
-    /// The answer could not be stored.
-    #[error("the answer could not be stored")]
+    /// The answer could not be stored: storage stayed down longer than the end of an
+    /// answer is retried (its last checkpoint is ended by the sweeper once storage is back).
+    #[error("the answer could not be stored; storage is unavailable")]
     NotStored,
     /// A replayed answer that was cut short when it ran.
     #[error("the answer was cut short; what was produced is stored")]

@@ -13,6 +13,8 @@
 //! SQL keeps them: UTC, at microsecond precision. Storing an id that is already there fails,
 //! as a primary key does.
 //!
+//! A streaming answer's lease and reservation are kept beside its message until it ends.
+//!
 //! Deleting an organization elsewhere does not reach this store by itself: call
 //! [`InMemoryChatStore::remove_tenant`] (what the SQL foreign keys do).
 
@@ -21,16 +23,18 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chat::{
-    Assistant, AssistantId, ChatSessionId, ChatStore, Feedback, Message, MessageId, Session,
-    StoreError,
+    AbandonedAnswer, Assistant, AssistantId, ChatSessionId, ChatStore, Feedback, Message,
+    MessageId, MessageStatus, Session, StoreError, Usage,
 };
-use kernel::{Page, PageRequest, Principal, TenantId};
+use kernel::{MeterScope, Page, PageRequest, Principal, Reservation, TenantId};
 use time::{OffsetDateTime, UtcOffset};
 
 #[derive(Debug, Default)]
 struct Tables {
     sessions: BTreeMap<ChatSessionId, Session>,
     messages: BTreeMap<MessageId, Message>,
+    /// Streaming answers: their lease and what they settle.
+    runs: BTreeMap<MessageId, (OffsetDateTime, Option<Reservation>)>,
     assistants: BTreeMap<AssistantId, Assistant>,
     /// Keyed by message and principal: one rating each.
     feedback: BTreeMap<(MessageId, PrincipalKey), Feedback>,
@@ -118,6 +122,9 @@ impl InMemoryChatStore {
         let mut t = self.lock()?;
         t.sessions.retain(|_, s| s.tenant_id != tenant);
         t.messages.retain(|_, m| m.tenant_id != tenant);
+        let messages = std::mem::take(&mut t.messages);
+        t.runs.retain(|id, _| messages.contains_key(id));
+        t.messages = messages;
         t.assistants.retain(|_, a| a.tenant_id != tenant);
         t.feedback.retain(|_, f| f.tenant_id != tenant);
         t.models.remove(&tenant);
@@ -227,6 +234,7 @@ impl ChatStore for InMemoryChatStore {
         let gone: Vec<MessageId> = t.messages_of(tenant, id).map(|m| m.id).collect();
         for m in &gone {
             t.messages.remove(m);
+            t.runs.remove(m);
         }
         t.feedback.retain(|(m, _), _| !gone.contains(m));
         Ok(true)
@@ -249,6 +257,112 @@ impl ChatStore for InMemoryChatStore {
         let mut stored = message.clone();
         stored.created_at = created_at;
         t.messages.insert(stored.id, stored);
+        Ok(true)
+    }
+
+    async fn start_answer(
+        &self,
+        message: &Message,
+        reservation: Option<&Reservation>,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        if !self.append_message(message).await? {
+            return Ok(false);
+        }
+        self.lock()?.runs.insert(
+            message.id,
+            (utc_micros(lease_until), reservation.map(copy_reservation)),
+        );
+        Ok(true)
+    }
+
+    async fn checkpoint_answer(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        content: &str,
+        usage: Usage,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        let Some(m) = t
+            .messages
+            .get_mut(&id)
+            .filter(|m| m.tenant_id == tenant && m.status == MessageStatus::Streaming)
+        else {
+            return Ok(false);
+        };
+        content.clone_into(&mut m.content);
+        m.usage = Some(usage);
+        if let Some(run) = t.runs.get_mut(&id) {
+            run.0 = utc_micros(lease_until);
+        }
+        Ok(true)
+    }
+
+    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        let Some(m) = t
+            .messages
+            .get_mut(&message.id)
+            .filter(|m| m.tenant_id == message.tenant_id)
+        else {
+            return Ok(false);
+        };
+        m.content.clone_from(&message.content);
+        m.citations.clone_from(&message.citations);
+        m.usage = message.usage;
+        m.status = message.status;
+        m.error.clone_from(&message.error);
+        t.runs.remove(&message.id);
+        Ok(true)
+    }
+
+    async fn abandoned_answers(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<AbandonedAnswer>, StoreError> {
+        let t = self.lock()?;
+        let mut expired: Vec<_> = t
+            .runs
+            .iter()
+            .filter(|(_, (until, _))| *until < now)
+            .filter_map(|(id, (until, r))| {
+                let m = t.messages.get(id)?;
+                (m.status == MessageStatus::Streaming).then_some((*until, m, r))
+            })
+            .collect();
+        expired.sort_by_key(|(until, m, _)| (*until, m.id));
+        Ok(expired
+            .into_iter()
+            .take(limit)
+            .map(|(_, m, r)| AbandonedAnswer {
+                message: m.clone(),
+                reservation: r.as_ref().map(copy_reservation),
+            })
+            .collect())
+    }
+
+    async fn close_abandoned(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        let expired = t.runs.get(&id).is_some_and(|(until, _)| *until < now);
+        let Some(m) = t
+            .messages
+            .get_mut(&id)
+            .filter(|m| m.tenant_id == tenant && m.status == MessageStatus::Streaming && expired)
+        else {
+            return Ok(false);
+        };
+        m.status = MessageStatus::Incomplete;
+        m.error = Some(error.to_owned());
+        t.runs.remove(&id);
         Ok(true)
     }
 
@@ -402,5 +516,23 @@ impl ChatStore for InMemoryChatStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A stored copy of a reservation (what the SQL store reads back from its JSON).
+fn copy_reservation(r: &Reservation) -> Reservation {
+    Reservation {
+        id: r.id,
+        scope: MeterScope {
+            tenant: r.scope.tenant,
+            actor: r.scope.actor,
+            model: r.scope.model.clone(),
+            kind: r.scope.kind,
+            reference: r.scope.reference.clone(),
+        },
+        reserved: r.reserved,
+        request_id: r.request_id.clone(),
+        period: r.period.clone(),
+        at: r.at,
     }
 }

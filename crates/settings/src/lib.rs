@@ -110,6 +110,13 @@ pub struct ChatSettings {
     pub replay_keep_secs: u64,
     /// Seconds a non-streamed answer or AI task may take before 503 (streams are not cut).
     pub answer_timeout_secs: u64,
+    /// Seconds a streaming answer holds its stored message without a checkpoint (one is
+    /// written about every second); after that any server ends it as `incomplete` and bills
+    /// what was checkpointed. At least 3.
+    pub answer_lease_secs: u64,
+    /// Seconds an answer's end and its usage are retried while the database is down before
+    /// the answer is given up with `storage_unavailable`.
+    pub answer_store_retry_secs: u64,
     /// A WebSocket with no frame from the client for this long is closed, in seconds; one
     /// not authenticated this long after it opened is closed whatever it sent.
     pub ws_idle_timeout_secs: u64,
@@ -542,6 +549,8 @@ impl Default for Settings {
                 resume_grace_ms: 3_000,
                 replay_keep_secs: 120,
                 answer_timeout_secs: 300,
+                answer_lease_secs: 30,
+                answer_store_retry_secs: 60,
                 ws_idle_timeout_secs: 120,
                 ws_reauth_secs: 30,
                 ws_max_per_address: 64,

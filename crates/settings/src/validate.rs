@@ -126,6 +126,11 @@ impl Settings {
         if c.max_answer_tokens == 0 || c.answer_timeout_secs == 0 {
             return bad("chat.max_answer_tokens and answer_timeout_secs must be positive");
         }
+        if c.answer_lease_secs < 3 {
+            return bad(
+                "chat.answer_lease_secs must be at least 3 (an answer checkpoints every second)",
+            );
+        }
         if c.ws_idle_timeout_secs == 0 || c.ws_ping_secs == 0 || c.ws_max_frame_bytes < 1024 {
             return bad(
                 "chat.ws_idle_timeout_secs and ws_ping_secs must be positive, \

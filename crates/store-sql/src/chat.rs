@@ -13,6 +13,11 @@
 //! - Appending a message moves the session's `updated_at` first, in the same transaction: no
 //!   session row (or another tenant's) means nothing is stored, and on PostgreSQL the row
 //!   lock keeps the session from being deleted before the message is in.
+//! - An answer's message is stored when it starts (`streaming`, with its run's `lease_until`
+//!   and the reservation it settles as JSON), checkpointed while it runs, and finished over
+//!   the same row (lease and reservation back to NULL). The sweeper's scan of abandoned
+//!   answers is the one query of messages across tenants; its update is tenant-scoped and
+//!   conditional on the status and the lease, so one sweeper wins.
 //! - Deleting a session deletes its messages and their feedback by foreign-key cascade.
 //! - Feedback is keyed by message and principal (`u:<user id>`, `k:<API key id>`): a new
 //!   rating replaces the earlier one. A rating of a message the tenant does not have is not
@@ -21,21 +26,24 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chat::{
-    Assistant, AssistantId, ChatSessionId, ChatStore, Citation, Feedback, Message, MessageId,
-    MessageRole, MessageStatus, Rating, Session, StoreError, Usage,
+    AbandonedAnswer, Assistant, AssistantId, ChatSessionId, ChatStore, Citation, Feedback, Message,
+    MessageId, MessageRole, MessageStatus, Rating, Session, StoreError, Usage,
 };
 use documents::{ChunkId, CollectionId, DocumentId};
-use kernel::{ApiKeyId, Page, PageRequest, Principal, TenantId, UserId};
+use kernel::{
+    ApiKeyId, MeterScope, Page, PageRequest, Principal, Reservation, TenantId, UsageKind, UserId,
+};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::{assistant, chat_message, chat_session, message_feedback, tenant_model};
-use crate::stored::{at_value, execute_timed, fit};
+use crate::stored::{at_value, execute_timed, fit, null_time};
 use crate::{SqlStore, scope};
 
 /// The chat domain's storage on the SQL store's pool.
@@ -72,6 +80,40 @@ impl SqlChatStore {
             .into_iter()
             .map(feedback_to_domain)
             .collect()
+    }
+
+    /// Inserts `row` (of `message`) after moving its session's `updated_at`, in one
+    /// transaction; `false` when the session is gone.
+    async fn insert_message(
+        &self,
+        message: &Message,
+        row: chat_message::ActiveModel,
+    ) -> Result<bool, StoreError> {
+        let txn = self
+            .store
+            .begin_write()
+            .await
+            .context("starting a message append")?;
+        // First: it finds (and, on PostgreSQL, locks) the session, or there is none.
+        let touched = scope::update::<chat_session::Entity>(message.tenant_id)
+            .col_expr(
+                chat_session::Column::UpdatedAt,
+                Expr::value(at_value(txn.get_database_backend(), message.created_at)),
+            )
+            .filter(chat_session::Column::Id.eq(message.session_id.as_uuid()))
+            .exec(&txn)
+            .await
+            .context("touching a chat session")?
+            .rows_affected;
+        if touched == 0 {
+            txn.rollback().await.context("ending a message append")?;
+            return Ok(false);
+        }
+        execute_timed(&txn, &chat_message::Entity::insert(row))
+            .await
+            .context("storing a message")?;
+        txn.commit().await.context("committing a message append")?;
+        Ok(true)
     }
 
     fn is_postgres(&self) -> bool {
@@ -211,6 +253,54 @@ fn principal_from_key(key: &str) -> Result<Principal, StoreError> {
     Ok(parsed.ok_or_else(|| anyhow::anyhow!("stored principal key {key:?}"))?)
 }
 
+/// A reservation as stored with a streaming answer.
+fn reservation_to_json(r: &Reservation) -> String {
+    json!({
+        "id": r.id.to_string(),
+        "tenant": r.scope.tenant.to_string(),
+        "actor": r.scope.actor.map(principal_key),
+        "model": r.scope.model,
+        "kind": r.scope.kind.as_str(),
+        "reference": r.scope.reference,
+        "reserved": r.reserved,
+        "request_id": r.request_id,
+        "period": r.period,
+        "at_micros": i64::try_from(r.at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX),
+    })
+    .to_string()
+}
+
+/// [`reservation_to_json`] read back.
+fn reservation_from_json(text: &str) -> Result<Reservation, StoreError> {
+    let v: Value = serde_json::from_str(text).context("a stored reservation is not JSON")?;
+    let str_of = |k: &str| {
+        v[k].as_str()
+            .ok_or_else(|| anyhow::anyhow!("stored reservation without {k}"))
+    };
+    let at_micros = v["at_micros"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("stored reservation without at_micros"))?;
+    Ok(Reservation {
+        id: Uuid::parse_str(str_of("id")?).context("a stored reservation's id")?,
+        scope: MeterScope {
+            tenant: TenantId::parse(str_of("tenant")?)
+                .map_err(|_| anyhow::anyhow!("a stored reservation's tenant"))?,
+            actor: v["actor"].as_str().map(principal_from_key).transpose()?,
+            model: str_of("model")?.to_owned(),
+            kind: UsageKind::parse(str_of("kind")?)
+                .ok_or_else(|| anyhow::anyhow!("a stored reservation's kind"))?,
+            reference: str_of("reference")?.to_owned(),
+        },
+        reserved: v["reserved"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("stored reservation without reserved"))?,
+        request_id: v["request_id"].as_str().map(str::to_owned),
+        period: str_of("period")?.to_owned(),
+        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_micros) * 1_000)
+            .context("a stored reservation's time")?,
+    })
+}
+
 fn session_to_domain(m: chat_session::Model) -> Result<Session, StoreError> {
     let owner = match (m.owner_user_id, m.owner_api_key_id) {
         (Some(u), None) => Principal::User(UserId::from_uuid(u)),
@@ -265,6 +355,7 @@ fn message_to_domain(m: chat_message::Model) -> Result<Message, StoreError> {
         status: MessageStatus::parse(&m.status)
             .ok_or_else(|| anyhow::anyhow!("stored message status {:?}", m.status))?,
         model: m.model,
+        error: m.error,
         created_at: m.created_at,
     })
 }
@@ -282,6 +373,9 @@ fn message_row(m: &Message) -> Result<chat_message::ActiveModel, StoreError> {
         status: Set(m.status.as_str().to_owned()),
         model: Set(m.model.clone()),
         created_at: Set(m.created_at),
+        error: Set(m.error.clone()),
+        lease_until: Set(None),
+        reservation: Set(None),
     })
 }
 
@@ -456,31 +550,149 @@ impl ChatStore for SqlChatStore {
 
     async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {
         let row = message_row(message)?;
-        let txn = self
-            .store
-            .begin_write()
-            .await
-            .context("starting a message append")?;
-        // First: it finds (and, on PostgreSQL, locks) the session, or there is none.
-        let touched = scope::update::<chat_session::Entity>(message.tenant_id)
+        self.insert_message(message, row).await
+    }
+
+    async fn start_answer(
+        &self,
+        message: &Message,
+        reservation: Option<&Reservation>,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut row = message_row(message)?;
+        row.lease_until = Set(Some(lease_until));
+        row.reservation = Set(reservation.map(reservation_to_json));
+        self.insert_message(message, row).await
+    }
+
+    async fn checkpoint_answer(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        content: &str,
+        usage: Usage,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let backend = self.store.db.get_database_backend();
+        let updated = scope::update::<chat_message::Entity>(tenant)
+            .col_expr(chat_message::Column::Content, Expr::value(content))
             .col_expr(
-                chat_session::Column::UpdatedAt,
-                Expr::value(at_value(txn.get_database_backend(), message.created_at)),
+                chat_message::Column::PromptTokens,
+                Expr::value(i64::from(usage.prompt_tokens)),
             )
-            .filter(chat_session::Column::Id.eq(message.session_id.as_uuid()))
-            .exec(&txn)
+            .col_expr(
+                chat_message::Column::CompletionTokens,
+                Expr::value(i64::from(usage.completion_tokens)),
+            )
+            .col_expr(
+                chat_message::Column::LeaseUntil,
+                Expr::value(at_value(backend, lease_until)),
+            )
+            .filter(chat_message::Column::Id.eq(id.as_uuid()))
+            .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
+            .exec(&self.store.db)
             .await
-            .context("touching a chat session")?
+            .context("checkpointing an answer")?
             .rows_affected;
-        if touched == 0 {
-            txn.rollback().await.context("ending a message append")?;
-            return Ok(false);
-        }
-        execute_timed(&txn, &chat_message::Entity::insert(row))
+        Ok(updated > 0)
+    }
+
+    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError> {
+        let updated = scope::update::<chat_message::Entity>(message.tenant_id)
+            .col_expr(
+                chat_message::Column::Content,
+                Expr::value(message.content.clone()),
+            )
+            .col_expr(
+                chat_message::Column::Citations,
+                Expr::value(citations_to_json(&message.citations)?),
+            )
+            .col_expr(
+                chat_message::Column::PromptTokens,
+                Expr::value(message.usage.map(|u| i64::from(u.prompt_tokens))),
+            )
+            .col_expr(
+                chat_message::Column::CompletionTokens,
+                Expr::value(message.usage.map(|u| i64::from(u.completion_tokens))),
+            )
+            .col_expr(
+                chat_message::Column::Status,
+                Expr::value(message.status.as_str()),
+            )
+            .col_expr(
+                chat_message::Column::Error,
+                Expr::value(message.error.clone()),
+            )
+            .col_expr(chat_message::Column::LeaseUntil, Expr::value(null_time()))
+            .col_expr(
+                chat_message::Column::Reservation,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(chat_message::Column::Id.eq(message.id.as_uuid()))
+            .exec(&self.store.db)
             .await
-            .context("storing a message")?;
-        txn.commit().await.context("committing a message append")?;
-        Ok(true)
+            .context("finishing an answer")?
+            .rows_affected;
+        Ok(updated > 0)
+    }
+
+    async fn abandoned_answers(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<AbandonedAnswer>, StoreError> {
+        let backend = self.store.db.get_database_backend();
+        // The one scan across tenants (the sweeper's); each row names its tenant.
+        let rows = chat_message::Entity::find()
+            .filter(chat_message::Column::LeaseUntil.lt(at_value(backend, now)))
+            .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
+            .order_by_asc(chat_message::Column::LeaseUntil)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .all(&self.store.db)
+            .await
+            .context("listing abandoned answers")?;
+        rows.into_iter()
+            .map(|mut row| {
+                let reservation = row
+                    .reservation
+                    .take()
+                    .map(|r| reservation_from_json(&r))
+                    .transpose()?;
+                Ok(AbandonedAnswer {
+                    message: message_to_domain(row)?,
+                    reservation,
+                })
+            })
+            .collect()
+    }
+
+    async fn close_abandoned(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let backend = self.store.db.get_database_backend();
+        let updated = scope::update::<chat_message::Entity>(tenant)
+            .col_expr(
+                chat_message::Column::Status,
+                Expr::value(MessageStatus::Incomplete.as_str()),
+            )
+            .col_expr(chat_message::Column::Error, Expr::value(error))
+            .col_expr(chat_message::Column::LeaseUntil, Expr::value(null_time()))
+            .col_expr(
+                chat_message::Column::Reservation,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(chat_message::Column::Id.eq(id.as_uuid()))
+            .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
+            .filter(chat_message::Column::LeaseUntil.lt(at_value(backend, now)))
+            .exec(&self.store.db)
+            .await
+            .context("closing an abandoned answer")?
+            .rows_affected;
+        Ok(updated > 0)
     }
 
     async fn find_message(

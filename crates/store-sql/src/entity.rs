@@ -579,6 +579,12 @@ pub mod chat_message {
         pub status: String,
         pub model: Option<String>,
         pub created_at: TimeDateTimeWithTimeZone,
+        /// Why an answer ended early.
+        pub error: Option<String>,
+        /// A streaming answer's lease (NULL once it ended).
+        pub lease_until: Option<TimeDateTimeWithTimeZone>,
+        /// The reservation a streaming answer settles, as JSON (NULL once it ended).
+        pub reservation: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -243,7 +243,7 @@ pub struct TestApp {
     pub settings: Settings,
     handle: ServerHandle,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _data_dir: TempDir,
+    _data_dir: Option<TempDir>,
     _cleanup: Cleanup,
 }
 
@@ -296,6 +296,11 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     if let Some(tweak) = opts.tweak {
         tweak(&mut settings);
     }
+    serve(settings, Some(data_dir), cleanup).await
+}
+
+/// Builds and runs a server with `settings` on the current runtime.
+async fn serve(settings: Settings, data_dir: Option<TempDir>, cleanup: Cleanup) -> TestApp {
     let app = Application::build_with(settings.clone(), Some(routes::configure))
         .await
         .unwrap_or_else(|e| {
@@ -599,6 +604,18 @@ impl TestApp {
     #[must_use]
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
+    }
+
+    /// Another server over this one's database, cache and data folder (a second process of
+    /// a scale-out), with `tweak` applied to a copy of this one's settings. This app keeps
+    /// the data (the schema, the key prefix, the folder): it must outlive the sibling.
+    pub async fn sibling(&self, tweak: Option<fn(&mut Settings)>) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.addr = ([127, 0, 0, 1], 0).into();
+        if let Some(tweak) = tweak {
+            tweak(&mut settings);
+        }
+        serve(settings, None, Cleanup::default()).await
     }
 
     /// Waits for the server task to end (after a stop sent through [`TestApp::handle`]).

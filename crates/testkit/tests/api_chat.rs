@@ -589,7 +589,8 @@ async fn a_provider_answer_is_cited_metered_and_survives_faults() {
     assert_eq!(stored["content"].as_str(), Some(partial.as_str()));
     assert!(stored["usage"]["completion_tokens"].as_u64() > Some(0));
 
-    // 429s until the retries run out: 502 before anything streams, nothing stored.
+    // 429s until the retries run out: 502 before anything streams; the question and a
+    // failed (incomplete, empty) answer with its error are stored.
     fake.push_faults(vec![
         Fault::Status {
             status: 429,
@@ -603,11 +604,11 @@ async fn a_provider_answer_is_cited_metered_and_survives_faults() {
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["code"], "provider_unavailable");
     let after = messages(&app, &token, &org, &s).await;
-    assert_eq!(
-        after.len(),
-        history.len() + 1,
-        "only the question was added"
-    );
+    assert_eq!(after.len(), history.len() + 2, "{after:?}");
+    let failed = after.last().expect("the failed answer");
+    assert_eq!(failed["status"], "incomplete");
+    assert_eq!(failed["content"], "");
+    assert!(failed["error"].is_string(), "{failed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

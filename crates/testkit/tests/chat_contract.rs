@@ -55,6 +55,7 @@ on_every_adapter!(
     messages_round_trip,
     messages_page_oldest_first_and_recent,
     append_needs_the_session_and_bumps_it,
+    answer_runs_checkpoint_finish_and_sweep,
     delete_session_takes_messages_and_feedback,
     assistants_round_trip_and_pages,
     delete_assistant_detaches_sessions,

@@ -4,9 +4,12 @@
 //! reached a client is stored (complete or incomplete) and billed for what was produced, and
 //! never beyond what was reserved.
 
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::fake_openai::FakeOpenAi;
+use testkit::fake_openai::{FakeOpenAi, Fault};
 use testkit::{TestApp, TestOptions, spawn_app_with};
 
 const FAKE_MODEL: &str = "gpt-4o-mini";
@@ -21,8 +24,73 @@ fn provider_app(fake: &FakeOpenAi) -> TestOptions {
         s.provider.embedding_dimensions = Some(64);
         s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
         s.provider.first_token_timeout_secs = 5;
+        s.provider.idle_timeout_secs = 600;
         s.chat.resume_grace_ms = 0;
+        s.chat.answer_lease_secs = 3;
     })
+}
+
+/// `opts` on PostgreSQL and Redis.
+fn in_production(opts: TestOptions) -> TestOptions {
+    TestOptions {
+        postgres: true,
+        redis: true,
+        ..opts
+    }
+}
+
+/// A new session of the owner (no documents: the provider is asked for chat only).
+async fn new_session(app: &TestApp, token: &str, org: &str) -> String {
+    let (status, s) = app
+        .call_in(
+            token,
+            Method::POST,
+            "/api/v1/chat/sessions",
+            Some(json!({})),
+            Some(org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    s["id"].as_str().expect("id").to_owned()
+}
+
+/// The session's messages, oldest first.
+async fn messages(app: &TestApp, token: &str, org: &str, session: &str) -> Vec<Value> {
+    let (status, page) = app
+        .call_in(
+            token,
+            Method::GET,
+            &format!("/api/v1/chat/sessions/{session}/messages"),
+            None,
+            Some(org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls the session's last message until `done` holds (failing after `within`).
+async fn last_message_until(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+    session: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = messages(app, token, org, session)
+            .await
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        if done(&last) {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "never came: {last}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The `data:` payloads of an SSE body, comments and `[DONE]` left out.
@@ -139,4 +207,159 @@ async fn a_provider_sending_far_more_than_max_tokens_is_cut_and_billed_within_th
         2,
         "the provider's streams were cut"
     );
+}
+
+/// A server on its own runtime, so that the test can kill it (drop every task of it at once,
+/// as `kill -9` would: nothing settles, nothing is stored) and keep going.
+fn on_own_runtime(opts: TestOptions) -> (tokio::runtime::Runtime, TestApp) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let app = std::thread::scope(|s| {
+        s.spawn(|| rt.block_on(spawn_app_with(opts)))
+            .join()
+            .expect("the app started")
+    });
+    (rt, app)
+}
+
+async fn an_answer_abandoned_by_a_killed_server_is_ended_and_billed(production: bool) {
+    let fake = FakeOpenAi::builder()
+        .chat_models(&[FAKE_MODEL])
+        .reply("One two three four five six seven eight nine ten eleven twelve.")
+        .start();
+    let mut opts = provider_app(&fake);
+    if production {
+        opts = in_production(opts);
+    }
+    let (doomed, dead) = on_own_runtime(opts);
+    let (token, org) = dead.owner("kim").await;
+    let s = new_session(&dead, &token, &org).await;
+    // Six pieces, then the provider stalls for ten minutes.
+    fake.push_faults([Fault::StallAfter(6, Duration::from_secs(600))]);
+    let resp = dead
+        .client
+        .post(dead.url(&format!("/api/v1/chat/sessions/{s}/messages")))
+        .bearer_auth(&token)
+        .header("X-Tenant-ID", &org)
+        .json(&json!({"content": "Count for me.", "stream": true}))
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("event: delta").count() < 6 {
+        let chunk = body.next().await.expect("more").expect("bytes");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The message exists from the start; what the client got reaches it with a checkpoint
+    // (within about a second).
+    let sent: String = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|d| d["text"].as_str().map(str::to_owned))
+        .collect();
+    let checkpointed = last_message_until(&dead, &token, &org, &s, Duration::from_secs(10), |m| {
+        m["status"] == "streaming" && m["content"].as_str() == Some(sent.as_str())
+    })
+    .await;
+    assert_eq!(checkpointed["role"], "assistant");
+    assert!(sent.starts_with("One two three"), "{sent}");
+    let usage = checkpointed["usage"].clone();
+    assert!(usage["completion_tokens"].as_u64() > Some(0), "{usage}");
+
+    // kill -9: every task of the server is dropped where it stands.
+    doomed.shutdown_background();
+    drop(body);
+
+    // Another server sweeps: the answer ends `incomplete` with what was checkpointed, and
+    // its usage is in the ledger, once.
+    let other = dead.sibling(None).await;
+    let ended = last_message_until(&other, &token, &org, &s, Duration::from_secs(20), |m| {
+        m["status"] != "streaming"
+    })
+    .await;
+    assert_eq!(ended["status"], "incomplete", "{ended}");
+    assert_eq!(ended["content"], checkpointed["content"]);
+    assert_eq!(ended["usage"], usage);
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stopped")),
+        "{ended}"
+    );
+    let (prompt, completion, requests) = chat_usage(&other, &token, &org).await;
+    assert_eq!(requests, 1);
+    assert_eq!(Some(prompt), usage["prompt_tokens"].as_u64());
+    assert_eq!(Some(completion), usage["completion_tokens"].as_u64());
+    drop(other);
+    drop(dead);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_abandoned_by_a_killed_server_is_ended_and_billed_on_sqlite() {
+    an_answer_abandoned_by_a_killed_server_is_ended_and_billed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_abandoned_by_a_killed_server_is_ended_and_billed_on_postgres() {
+    an_answer_abandoned_by_a_killed_server_is_ended_and_billed(true).await;
+}
+
+async fn a_provider_failing_before_the_first_token_leaves_a_failed_answer(production: bool) {
+    let fake = FakeOpenAi::builder().chat_models(&[FAKE_MODEL]).start();
+    let mut opts = provider_app(&fake);
+    if production {
+        opts = in_production(opts);
+    }
+    let app = spawn_app_with(opts).await;
+    let (token, org) = app.owner("lou").await;
+    let s = new_session(&app, &token, &org).await;
+    // 503s until the adapter's retries run out.
+    fake.push_faults(vec![
+        Fault::Status {
+            status: 503,
+            retry_after: Some("0".into()),
+        };
+        3
+    ]);
+    let (status, body) = app
+        .call_in(
+            &token,
+            Method::POST,
+            &format!("/api/v1/chat/sessions/{s}/messages"),
+            Some(json!({"content": "Anyone there?"})),
+            Some(&org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let history = messages(&app, &token, &org, &s).await;
+    assert_eq!(
+        history.len(),
+        2,
+        "the question and the failed answer: {history:?}"
+    );
+    let failed = &history[1];
+    assert_eq!(failed["role"], "assistant");
+    assert_eq!(failed["status"], "incomplete");
+    assert_eq!(failed["content"], "");
+    let error = failed["error"].as_str().expect("the error is stored");
+    assert!(!error.is_empty() && !error.contains("caused by"), "{error}");
+    assert_eq!(failed["usage"]["completion_tokens"], 0);
+    // Nothing was produced: nothing is billed.
+    assert_eq!(chat_usage(&app, &token, &org).await.2, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_before_the_first_token_leaves_a_failed_answer_on_sqlite() {
+    a_provider_failing_before_the_first_token_leaves_a_failed_answer(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_before_the_first_token_leaves_a_failed_answer_on_postgres() {
+    a_provider_failing_before_the_first_token_leaves_a_failed_answer(true).await;
 }

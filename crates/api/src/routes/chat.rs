@@ -250,10 +250,14 @@ pub struct MessageDto {
     citations: Vec<CitationDto>,
     /// Assistant messages: tokens.
     usage: Option<UsageDto>,
-    /// `complete`, or `incomplete` for an answer cancelled or failed mid-stream.
+    /// `complete`; `incomplete` for an answer cancelled or failed (before or after its
+    /// first token) or left by a server that stopped; `streaming` while it is written (its
+    /// text and usage so far, checkpointed about every second).
     status: &'static str,
     /// Assistant messages: the model.
     model: Option<String>,
+    /// An `incomplete` answer: why it ended early.
+    error: Option<String>,
     created_at: String,
 }
 
@@ -267,6 +271,7 @@ impl From<Message> for MessageDto {
             usage: m.usage.map(UsageDto::from),
             status: m.status.as_str(),
             model: m.model,
+            error: m.error,
             created_at: rfc3339(m.created_at),
         }
     }
@@ -337,7 +342,8 @@ fn answer_error_code(e: &AnswerError) -> &'static str {
         AnswerError::Cancelled => "cancelled",
         AnswerError::ProviderRejected(_) => "provider_error",
         AnswerError::ProviderUnavailable(_) => "provider_unavailable",
-        AnswerError::ModelFailed | AnswerError::NotStored => "internal",
+        AnswerError::ModelFailed => "internal",
+        AnswerError::NotStored => "storage_unavailable",
         AnswerError::SessionDeleted => "not_found",
         AnswerError::Incomplete => "incomplete",
     }

@@ -1,14 +1,24 @@
 //! Questions answered in a session: the answer runs on its own task (a [`Driver`] over a
-//! [`ModelCall`]), viewed through [`crate::stream`], stored when it ends, and resumed.
+//! [`ModelCall`]), viewed through [`crate::stream`], and resumed.
+//!
+//! An answer is durable as it goes: its message is stored when it starts (`streaming`, with
+//! the run's lease and the reservation it settles), its text and usage so far are written at
+//! most every [`CHECKPOINT_EVERY`] (renewing the lease), and its end is written over it,
+//! retried with backoff for `store_retry_for` while storage fails. A message left streaming
+//! by a server that stopped is ended by [`Chat::sweep_abandoned`] (any server, at start-up
+//! and periodically) as `incomplete`, billed for its checkpoint. So an answer whose first
+//! token reached a client is stored, complete or incomplete, and billed for what was
+//! produced (up to the last checkpoint when its server died).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use documents::CollectionId;
 use kernel::{Clock, InvalidInput, TenantContext};
 
 use super::{Chat, ChatError};
 use crate::call::{Answer, CallEvent, ModelCall};
-use crate::metered::Held;
+use crate::metered::{self, Held};
 use crate::model::{
     ChatRequest, ChatSessionId, Locale, Message, MessageId, MessageRole, MessageStatus, Session,
     Source, Task, validate_content,
@@ -51,6 +61,30 @@ impl Chat {
                 return Err(e);
             }
         };
+        let started_at = self.ports.clock.now();
+        let streaming = Message {
+            id: prepared.message_id,
+            tenant_id: tenant,
+            session_id,
+            role: MessageRole::Assistant,
+            content: String::new(),
+            citations: Vec::new(),
+            usage: None,
+            status: MessageStatus::Streaming,
+            model: Some(prepared.model_name.clone()),
+            error: None,
+            created_at: started_at,
+        };
+        let lease_until = started_at + self.settings.answer_lease;
+        let begun = self
+            .ports
+            .store
+            .start_answer(&streaming, held.reservation(), lease_until)
+            .await;
+        if !matches!(begun, Ok(true)) {
+            held.release().await;
+            return Err(begun.map_or_else(Into::into, |_| ChatError::NotFound));
+        }
         let run = self.runs.start(prepared.message_id, tenant, session_id);
         let viewer = self.runs.attach(run.clone(), None);
         tracing::info!(
@@ -72,6 +106,10 @@ impl Chat {
             ),
             store: self.ports.store.clone(),
             clock: self.ports.clock.clone(),
+            model_name: prepared.model_name,
+            started_at,
+            lease: self.settings.answer_lease,
+            store_retry_for: self.settings.store_retry_for,
         };
         tokio::spawn(driver.drive());
         Ok(viewer)
@@ -152,6 +190,7 @@ impl Chat {
             usage: None,
             status: MessageStatus::Complete,
             model: None,
+            error: None,
             created_at: now,
         };
         if !self.ports.store.append_message(&question).await? {
@@ -243,6 +282,8 @@ impl Chat {
                 usage: stored.usage.unwrap_or_default(),
             },
             MessageStatus::Incomplete => StreamEvent::Error(AnswerError::Incomplete),
+            // Written by a run on another server.
+            MessageStatus::Streaming => return Err(ChatError::NotFound),
         };
         Ok(stream::replay(
             message_id,
@@ -294,45 +335,71 @@ struct PreparedAnswer {
     history_kept: usize,
 }
 
-/// Drives one answer: reads its model call, feeds the run and stores the message (the
-/// call settles the answer's tokens and gives its stream slot back before it ends).
+/// How often, at most, a streaming answer's text and usage so far are written to its
+/// message (each write renews the run's lease); between two writes the tokens produced are
+/// only in memory, so a server killed mid-answer loses at most this much of it.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The first pause before an answer's end is written again; it doubles up to
+/// [`STORE_RETRY_MAX_PAUSE`].
+const STORE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+const STORE_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Drives one answer: reads its model call, feeds the run, checkpoints the message while it
+/// streams and stores its end (the call settles the answer's tokens and gives its stream
+/// slot back before it ends).
 struct Driver {
     run: Arc<Run>,
     call: ModelCall,
     store: Arc<dyn ChatStore>,
     clock: Arc<dyn Clock>,
+    model_name: String,
+    started_at: time::OffsetDateTime,
+    lease: Duration,
+    store_retry_for: Duration,
+}
+
+/// The checkpoint being written, and what the last one wrote.
+#[derive(Default)]
+struct Checkpoints {
+    writing: Option<tokio::task::JoinHandle<()>>,
+    /// Bytes of text the last checkpoint started with.
+    written: usize,
+    last: Option<Instant>,
 }
 
 impl Driver {
-    async fn drive(self) {
-        let Self {
-            run,
-            mut call,
-            store,
-            clock,
-        } = self;
+    async fn drive(mut self) {
+        let run = self.run.clone();
         let started = tokio::select! {
             biased;
             () = run.cancelled() => false,
-            started = call.start() => started,
+            started = self.call.start() => started,
         };
         if !started {
             // Cancelled before the first token (nothing when the start failed: its failure
             // is the call's end already).
-            call.stop(AnswerError::Cancelled);
+            self.call.stop(AnswerError::Cancelled);
         }
         let mut stopped = !started;
         let mut end = None;
+        let mut checkpoints = Checkpoints::default();
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 biased;
                 () = run.cancelled(), if !stopped => {
                     // The model's stream is dropped, the upstream request with it.
-                    call.stop(AnswerError::Cancelled);
+                    self.call.stop(AnswerError::Cancelled);
                     stopped = true;
                     continue;
                 }
-                event = call.next() => event,
+                _ = tick.tick(), if !stopped => {
+                    self.checkpoint(&mut checkpoints);
+                    continue;
+                }
+                event = self.call.next() => event,
             };
             match event {
                 Some(CallEvent::Delta(text)) => run.push(StreamEvent::Delta { text }),
@@ -347,38 +414,102 @@ impl Driver {
                 None => break,
             }
         }
-        let (answer, mut failure) =
+        if let Some(writing) = checkpoints.writing.take() {
+            // Checkpoints only touch a streaming message: one landing late changes nothing.
+            writing.abort();
+        }
+        let (answer, failure) =
             end.unwrap_or_else(|| (Answer::default(), Some(AnswerError::ModelFailed)));
-        let model_name = call.model_name().to_owned();
-        drop(call);
-        let usage = answer.usage;
-        let status = if failure.is_none() {
-            MessageStatus::Complete
-        } else {
-            MessageStatus::Incomplete
-        };
-        if failure.is_none() || !answer.text.is_empty() {
-            let message = Message {
-                id: run.message_id,
-                tenant_id: run.tenant_id,
-                session_id: run.session_id,
-                role: MessageRole::Assistant,
-                content: answer.text,
-                citations: answer.citations.clone(),
-                usage: Some(usage),
-                status,
-                model: Some(model_name),
-                created_at: clock.now(),
-            };
-            match store.append_message(&message).await {
+        self.finish(answer, failure).await;
+    }
+
+    /// Writes the text and usage so far (and renews the lease) in the background, when the
+    /// text grew or the lease is a third gone; one write at a time.
+    fn checkpoint(&self, checkpoints: &mut Checkpoints) {
+        if checkpoints
+            .writing
+            .as_ref()
+            .is_some_and(|w| !w.is_finished())
+        {
+            return;
+        }
+        let (text, usage) = self.call.progress();
+        let stale = checkpoints
+            .last
+            .is_none_or(|t| t.elapsed() >= self.lease / 3);
+        if text.len() == checkpoints.written && !stale {
+            return;
+        }
+        checkpoints.written = text.len();
+        checkpoints.last = Some(Instant::now());
+        let store = self.store.clone();
+        let content = text.to_owned();
+        let (tenant, id) = (self.run.tenant_id, self.run.message_id);
+        let lease_until = self.clock.now() + self.lease;
+        checkpoints.writing = Some(tokio::spawn(async move {
+            match store
+                .checkpoint_answer(tenant, id, &content, usage, lease_until)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
-                    failure.get_or_insert(AnswerError::SessionDeleted);
+                    tracing::warn!(message = %id, "a checkpoint found its answer no longer streaming");
                 }
                 Err(e) => {
-                    tracing::error!(error = ?e, message = %run.message_id, "storing an answer failed");
-                    failure = Some(AnswerError::NotStored);
+                    tracing::warn!(error = ?e, message = %id, "checkpointing an answer failed");
                 }
+            }
+        }));
+    }
+
+    /// Stores the answer's end (retried while storage fails, for `store_retry_for`) and
+    /// ends the run with it.
+    async fn finish(self, answer: Answer, mut failure: Option<AnswerError>) {
+        let Self {
+            run,
+            call,
+            store,
+            model_name,
+            started_at,
+            store_retry_for,
+            ..
+        } = self;
+        drop(call);
+        let usage = answer.usage;
+        let message = Message {
+            id: run.message_id,
+            tenant_id: run.tenant_id,
+            session_id: run.session_id,
+            role: MessageRole::Assistant,
+            content: answer.text,
+            citations: answer.citations.clone(),
+            usage: Some(usage),
+            status: if failure.is_none() {
+                MessageStatus::Complete
+            } else {
+                MessageStatus::Incomplete
+            },
+            model: Some(model_name),
+            error: failure.as_ref().map(ToString::to_string),
+            created_at: started_at,
+        };
+        match store_end(&*store, &message, store_retry_for).await {
+            Ok(true) => {}
+            Ok(false) => {
+                failure.get_or_insert(AnswerError::SessionDeleted);
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = ?e,
+                    message = %run.message_id,
+                    tenant = %run.tenant_id,
+                    session = %run.session_id,
+                    prompt_tokens = usage.prompt_tokens,
+                    completion_tokens = usage.completion_tokens,
+                    retried_for = ?store_retry_for,
+                    "an answer could not be stored; what its last checkpoint holds is ended by the sweeper"
+                );
+                failure = Some(AnswerError::NotStored);
             }
         }
         run.push(StreamEvent::Citations {
@@ -390,6 +521,7 @@ impl Driver {
                     message = %run.message_id,
                     prompt_tokens = usage.prompt_tokens,
                     completion_tokens = usage.completion_tokens,
+                    truncated = answer.truncated,
                     "answer stored"
                 );
                 run.push(StreamEvent::Done {
@@ -402,5 +534,82 @@ impl Driver {
                 run.push(StreamEvent::Error(e));
             }
         }
+    }
+}
+
+/// Writes an answer's end, trying again with a doubling pause while storage fails, for at
+/// most `retry_for`.
+async fn store_end(
+    store: &dyn ChatStore,
+    message: &Message,
+    retry_for: Duration,
+) -> Result<bool, crate::ports::StoreError> {
+    let deadline = Instant::now() + retry_for;
+    let mut pause = STORE_RETRY_PAUSE;
+    let mut attempt = 1_u32;
+    loop {
+        match store.finish_answer(message).await {
+            Ok(stored) => {
+                if attempt > 1 {
+                    tracing::info!(message = %message.id, attempt, "an answer was stored after storage came back");
+                }
+                return Ok(stored);
+            }
+            Err(e) if Instant::now() + pause < deadline => {
+                tracing::warn!(error = ?e, message = %message.id, attempt, "storing an answer failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(STORE_RETRY_MAX_PAUSE);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The error an answer left streaming by a stopped server is ended with.
+const ABANDONED: &str = "the server writing this answer stopped; what was produced is stored";
+
+/// Answers one sweep ends at most.
+const SWEEP_BATCH: usize = 100;
+
+impl Chat {
+    /// Ends the answers left `streaming` by a server that stopped (their run's lease ran
+    /// out without a checkpoint): each becomes `incomplete` with its last checkpoint, and its
+    /// reservation is settled with the checkpoint's usage. Any server may sweep; of several,
+    /// one ends each answer. Returns how many it ended.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn sweep_abandoned(&self) -> Result<usize, ChatError> {
+        let now = self.ports.clock.now();
+        let mut ended = 0;
+        for abandoned in self.ports.store.abandoned_answers(now, SWEEP_BATCH).await? {
+            let m = &abandoned.message;
+            if !self
+                .ports
+                .store
+                .close_abandoned(m.tenant_id, m.id, now, ABANDONED)
+                .await?
+            {
+                continue;
+            }
+            let usage = m.usage.unwrap_or_default();
+            if let Some(reservation) = abandoned.reservation {
+                self.ports
+                    .meter
+                    .settle(reservation, metered::tokens(usage))
+                    .await;
+            }
+            tracing::warn!(
+                message = %m.id,
+                tenant = %m.tenant_id,
+                session = %m.session_id,
+                prompt_tokens = usage.prompt_tokens,
+                completion_tokens = usage.completion_tokens,
+                "an answer left streaming by a stopped server was ended as incomplete and billed for its checkpoint"
+            );
+            ended += 1;
+        }
+        Ok(ended)
     }
 }

@@ -59,6 +59,9 @@ pub enum ChatError {
     /// many answers streaming) or could not be reached; no model was called.
     #[error(transparent)]
     Metering(#[from] MeterError),
+    /// An answer could not be stored: storage stayed down longer than answers are retried.
+    #[error("the answer could not be stored; storage is unavailable")]
+    StorageUnavailable,
     /// Storage failed.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -91,9 +94,8 @@ impl From<AnswerError> for ChatError {
             AnswerError::Cancelled => Self::Cancelled,
             AnswerError::SessionDeleted => Self::NotFound,
             AnswerError::ProviderRejected(m) => Self::ProviderRejected(m),
-            AnswerError::ModelFailed | AnswerError::NotStored => {
-                Self::Unknown(anyhow::anyhow!(e.to_string()))
-            }
+            AnswerError::ModelFailed => Self::Unknown(anyhow::anyhow!(e.to_string())),
+            AnswerError::NotStored => Self::StorageUnavailable,
             AnswerError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
             AnswerError::Incomplete => Self::ProviderUnavailable(e.to_string()),
         }
@@ -120,6 +122,12 @@ pub struct ChatSettings {
     pub replay_keep: Duration,
     /// Most characters of a document the AI tasks read.
     pub max_document_chars: usize,
+    /// How long a streaming answer's run holds its message without a checkpoint; after
+    /// that any server's sweeper ends it as `incomplete` and bills its checkpoint.
+    pub answer_lease: Duration,
+    /// How long an answer's end (and its usage) is retried while the database is down
+    /// before the answer is given up (the client then gets `storage_unavailable`).
+    pub store_retry_for: Duration,
 }
 
 impl Default for ChatSettings {
@@ -133,6 +141,8 @@ impl Default for ChatSettings {
             resume_grace: Duration::from_secs(3),
             replay_keep: Duration::from_secs(120),
             max_document_chars: 60_000,
+            answer_lease: Duration::from_secs(30),
+            store_retry_for: Duration::from_secs(60),
         }
     }
 }

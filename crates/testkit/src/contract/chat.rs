@@ -216,6 +216,7 @@ pub fn message(s: &Session, role: MessageRole, content: &str, at: OffsetDateTime
         citations: Vec::new(),
         usage: None,
         status: MessageStatus::Complete,
+        error: None,
         model: None,
         created_at: at,
     }
@@ -555,6 +556,7 @@ pub async fn messages_round_trip(p: &ChatPorts) {
             completion_tokens: u32::MAX,
         }),
         status: MessageStatus::Incomplete,
+        error: Some("the provider went away".to_owned()),
         model: Some("gpt-4o-mini".to_owned()),
         ..message(
             &s,
@@ -1225,4 +1227,195 @@ pub async fn organization_delete_takes_everything(p: &ChatPorts) {
             Some(vec!["gpt-4o".to_owned()])
         );
     }
+}
+
+/// A reservation of `tenant` as an answer holds one (every field set).
+fn reservation(tenant: TenantId, actor: Principal, message: MessageId) -> kernel::Reservation {
+    kernel::Reservation {
+        id: uuid::Uuid::now_v7(),
+        scope: kernel::MeterScope {
+            tenant,
+            actor: Some(actor),
+            model: "gpt-4o-mini".to_owned(),
+            kind: kernel::UsageKind::Chat,
+            reference: format!("message:{message}"),
+        },
+        reserved: 1_500,
+        request_id: Some("req-7".to_owned()),
+        period: "2026-11".to_owned(),
+        at: at_ms(5) + Duration::from_micros(7),
+    }
+}
+
+/// An answer's run: its message stored `streaming` with a lease and a reservation,
+/// checkpointed (its tenant's only; a checkpoint renews the lease), listed as abandoned only
+/// once its lease ran out (with the reservation as it was stored), closed by exactly one
+/// sweeper as `incomplete`, after which checkpoints find nothing; another run's end is
+/// written over its message, which is then no longer streaming. Starting an answer needs its
+/// session.
+pub async fn answer_runs_checkpoint_finish_and_sweep(p: &ChatPorts) {
+    let w = world(p).await;
+    let s = stored_session(p, session(w.a, w.ann, "Runs", at_ms(0))).await;
+    let streaming = |content: &str, at| Message {
+        status: MessageStatus::Streaming,
+        model: Some("gpt-4o-mini".to_owned()),
+        ..message(&s, MessageRole::Assistant, content, at)
+    };
+    let m = streaming("", at_ms(1));
+    let held = reservation(w.a, w.ann, m.id);
+    assert!(
+        p.chat
+            .start_answer(&m, Some(&held), at_ms(10_000))
+            .await
+            .expect("start")
+    );
+    let used = Usage {
+        prompt_tokens: 40,
+        completion_tokens: 3,
+    };
+    assert!(
+        !p.chat
+            .checkpoint_answer(w.b, m.id, "stolen", used, at_ms(20_000))
+            .await
+            .expect("checkpoint"),
+        "another tenant's answer is not found"
+    );
+    assert!(
+        p.chat
+            .checkpoint_answer(w.a, m.id, "So far", used, at_ms(20_000))
+            .await
+            .expect("checkpoint")
+    );
+    let read = p.chat.find_message(w.a, m.id).await.expect("find");
+    assert_eq!(
+        read,
+        Some(Message {
+            content: "So far".to_owned(),
+            usage: Some(used),
+            ..m.clone()
+        })
+    );
+    assert!(
+        p.chat
+            .abandoned_answers(at_ms(15_000), 10)
+            .await
+            .expect("scan")
+            .is_empty(),
+        "the checkpoint renewed the lease"
+    );
+    let abandoned = p
+        .chat
+        .abandoned_answers(at_ms(25_000), 10)
+        .await
+        .expect("scan");
+    assert_eq!(abandoned.len(), 1);
+    assert_eq!(abandoned[0].message.content, "So far");
+    assert_eq!(abandoned[0].message.usage, Some(used));
+    let back = abandoned[0].reservation.as_ref().expect("its reservation");
+    assert_eq!(
+        (
+            back.id,
+            &back.scope,
+            back.reserved,
+            &back.request_id,
+            &back.period,
+            back.at
+        ),
+        (
+            held.id,
+            &held.scope,
+            held.reserved,
+            &held.request_id,
+            &held.period,
+            held.at
+        )
+    );
+    assert!(
+        !p.chat
+            .close_abandoned(w.a, m.id, at_ms(15_000), "gone")
+            .await
+            .expect("close"),
+        "not before its lease ran out"
+    );
+    assert!(
+        !p.chat
+            .close_abandoned(w.b, m.id, at_ms(25_000), "gone")
+            .await
+            .expect("close"),
+        "not by another tenant"
+    );
+    assert!(
+        p.chat
+            .close_abandoned(w.a, m.id, at_ms(25_000), "gone")
+            .await
+            .expect("close")
+    );
+    assert!(
+        !p.chat
+            .close_abandoned(w.a, m.id, at_ms(25_000), "gone")
+            .await
+            .expect("close"),
+        "one sweeper wins"
+    );
+    let closed = p.chat.find_message(w.a, m.id).await.expect("find");
+    assert_eq!(
+        closed,
+        Some(Message {
+            content: "So far".to_owned(),
+            usage: Some(used),
+            status: MessageStatus::Incomplete,
+            error: Some("gone".to_owned()),
+            ..m.clone()
+        })
+    );
+    assert!(
+        !p.chat
+            .checkpoint_answer(w.a, m.id, "late", used, at_ms(30_000))
+            .await
+            .expect("checkpoint"),
+        "a closed answer takes no checkpoint"
+    );
+
+    let n = streaming("", at_ms(2));
+    assert!(
+        p.chat
+            .start_answer(&n, None, at_ms(10_000))
+            .await
+            .expect("start")
+    );
+    let whole = Message {
+        content: "The whole answer [S1].".to_owned(),
+        usage: Some(used),
+        status: MessageStatus::Complete,
+        ..n.clone()
+    };
+    assert!(p.chat.finish_answer(&whole).await.expect("finish"));
+    assert_eq!(
+        p.chat.find_message(w.a, n.id).await.expect("find"),
+        Some(whole.clone())
+    );
+    assert!(
+        p.chat
+            .abandoned_answers(at_ms(1_000_000), 10)
+            .await
+            .expect("scan")
+            .is_empty(),
+        "neither the closed nor the finished answer is streaming"
+    );
+    let elsewhere = Message {
+        tenant_id: w.b,
+        ..whole.clone()
+    };
+    assert!(!p.chat.finish_answer(&elsewhere).await.expect("finish"));
+    let orphan = Message {
+        session_id: ChatSessionId::new(),
+        ..streaming("", at_ms(3))
+    };
+    assert!(
+        !p.chat
+            .start_answer(&orphan, None, at_ms(10_000))
+            .await
+            .expect("start"),
+        "an answer needs its session"
+    );
 }
