@@ -262,6 +262,10 @@ pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
         replay_keep: Duration::from_secs(c.replay_keep_secs),
         answer_lease: Duration::from_secs(c.answer_lease_secs),
         store_retry_for: Duration::from_secs(c.answer_store_retry_secs),
+        // A run that cannot reach the database renews no lease, but may still be retrying
+        // its usage and its end: its answer is not swept before both retries gave up.
+        sweep_grace: Duration::from_secs(c.answer_store_retry_secs)
+            + Duration::from_secs(settings.billing.ledger_retry_secs),
         ..chat::ChatSettings::default()
     }
 }
@@ -411,6 +415,7 @@ pub fn billing_from_settings(
             fallback_plan: b.fallback_plan.clone(),
             quota_counter_ttl: Duration::from_secs(b.quota_counter_secs),
             stream_slot_ttl: Duration::from_secs(b.stream_slot_secs),
+            ledger_retry_for: Duration::from_secs(b.ledger_retry_secs),
             rate_limits: billing::RateLimits {
                 window: Duration::from_secs(r.window_secs),
                 budgets: budgets.into_iter().collect(),

@@ -54,11 +54,8 @@ const RESERVATION_TTL: Duration = Duration::from_secs(3600);
 /// How long a stream counter's base lives (it is 0; the slots are its leases, which outlive
 /// it).
 const STREAM_BASE_TTL: Duration = Duration::from_secs(3600);
-/// How long writing a usage event is retried while the ledger fails (a database outage),
-/// before it is given up and logged with its ids and counts: an outage shorter than this
-/// loses no usage. The pause between tries doubles from [`LEDGER_RETRY_PAUSE`] up to
-/// [`LEDGER_RETRY_MAX_PAUSE`].
-pub const LEDGER_RETRY_FOR: Duration = Duration::from_secs(60);
+/// The pause between two tries at writing a usage event while the ledger fails: it doubles
+/// from this up to [`LEDGER_RETRY_MAX_PAUSE`], for `BillingSettings::ledger_retry_for`.
 const LEDGER_RETRY_PAUSE: Duration = Duration::from_millis(50);
 const LEDGER_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
 
@@ -100,6 +97,10 @@ pub struct BillingSettings {
     /// How long a stream slot's lease lives without renewal (renewed every third of it while
     /// its stream runs).
     pub stream_slot_ttl: Duration,
+    /// How long writing a usage event is retried while the ledger fails (a database
+    /// outage), before it is given up and logged with its ids and counts: an outage shorter
+    /// than this loses no usage.
+    pub ledger_retry_for: Duration,
     /// Rate-limit budgets.
     pub rate_limits: RateLimits,
 }
@@ -112,6 +113,7 @@ impl Default for BillingSettings {
             fallback_plan: "free".to_owned(),
             quota_counter_ttl: Duration::from_secs(3600),
             stream_slot_ttl: Duration::from_secs(60),
+            ledger_retry_for: Duration::from_secs(60),
             rate_limits: RateLimits::default(),
         }
     }
@@ -677,9 +679,10 @@ impl Billing {
     }
 
     /// Writes `event` to the ledger, trying again with a doubling pause while it fails, for
-    /// [`LEDGER_RETRY_FOR`]; given up (and logged with its ids and counts) after that.
+    /// `ledger_retry_for`; given up (and logged with its ids and counts) after that.
     async fn record(&self, event: &UsageEvent) -> Recorded {
-        let deadline = Instant::now() + LEDGER_RETRY_FOR;
+        let retry_for = self.settings.ledger_retry_for;
+        let deadline = Instant::now() + retry_for;
         let mut pause = LEDGER_RETRY_PAUSE;
         let mut attempt = 1_u32;
         loop {
@@ -710,7 +713,7 @@ impl Billing {
                         kind = %event.kind,
                         prompt_tokens = event.prompt_tokens,
                         completion_tokens = event.completion_tokens,
-                        retried_for = ?LEDGER_RETRY_FOR,
+                        retried_for = ?retry_for,
                         "a usage event could not be written"
                     );
                     return Recorded::Lost;

@@ -69,6 +69,9 @@ pub struct BillingSettings {
     /// Seconds a stream slot's lease lives without renewal (renewed every third of it while
     /// its stream runs).
     pub stream_slot_secs: u64,
+    /// Seconds a usage event is retried while the ledger (the database) fails before it is
+    /// given up and logged.
+    pub ledger_retry_secs: u64,
 }
 
 /// Request budgets of the expensive routes, per fixed window. The credential routes keep
@@ -577,6 +580,7 @@ impl Default for BillingSettings {
             prices: BTreeMap::new(),
             quota_counter_secs: 3_600,
             stream_slot_secs: 60,
+            ledger_retry_secs: 60,
         }
     }
 }

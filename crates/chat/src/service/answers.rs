@@ -574,21 +574,31 @@ const SWEEP_BATCH: usize = 100;
 
 impl Chat {
     /// Ends the answers left `streaming` by a server that stopped (their run's lease ran
-    /// out without a checkpoint): each becomes `incomplete` with its last checkpoint, and its
+    /// out without a checkpoint, more than `sweep_grace` ago): each becomes `incomplete` with its last checkpoint, and its
     /// reservation is settled with the checkpoint's usage. Any server may sweep; of several,
     /// one ends each answer. Returns how many it ended.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn sweep_abandoned(&self) -> Result<usize, ChatError> {
-        let now = self.ports.clock.now();
+        // Leases that ran out longer ago than a live run may spend retrying.
+        let before = self.ports.clock.now() - self.settings.sweep_grace;
         let mut ended = 0;
-        for abandoned in self.ports.store.abandoned_answers(now, SWEEP_BATCH).await? {
+        for abandoned in self
+            .ports
+            .store
+            .abandoned_answers(before, SWEEP_BATCH)
+            .await?
+        {
             let m = &abandoned.message;
+            if self.runs.find(m.id).is_some_and(|r| !r.finished()) {
+                // Running here: its own end is on its way.
+                continue;
+            }
             if !self
                 .ports
                 .store
-                .close_abandoned(m.tenant_id, m.id, now, ABANDONED)
+                .close_abandoned(m.tenant_id, m.id, before, ABANDONED)
                 .await?
             {
                 continue;

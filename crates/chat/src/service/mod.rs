@@ -128,6 +128,11 @@ pub struct ChatSettings {
     /// How long an answer's end (and its usage) is retried while the database is down
     /// before the answer is given up (the client then gets `storage_unavailable`).
     pub store_retry_for: Duration,
+    /// How long after its lease ran out an answer is left to its run before it is swept:
+    /// at least what a run cut off from the database keeps retrying its usage and its end
+    /// (`store_retry_for` plus the meter's ledger retry), so that a live run always settles
+    /// its own answer.
+    pub sweep_grace: Duration,
 }
 
 impl Default for ChatSettings {
@@ -143,6 +148,7 @@ impl Default for ChatSettings {
             max_document_chars: 60_000,
             answer_lease: Duration::from_secs(30),
             store_retry_for: Duration::from_secs(60),
+            sweep_grace: Duration::from_secs(120),
         }
     }
 }
