@@ -412,7 +412,8 @@ fn last_event_id(req: &HttpRequest) -> Option<String> {
         (status = 200, body = MessageResponse, description = "the answer, or text/event-stream"),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
-        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem),
+        (status = 503, description = "`storage_unavailable`: the answer could not be stored while the database was down (see Retry-After)", body = Problem)
     )
 )]
 #[post(
