@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use kernel::cache::{Bounded, Cache, CacheError, CacheKey};
 use kernel::metering::{MeterError, SlotKeeper, Tokens};
+use kernel::retry::Backoff;
 use kernel::{Clock, InvalidInput, Principal, TenantId, UsageKind};
 use time::{Date, Month, OffsetDateTime, Time};
 
@@ -682,14 +683,12 @@ impl Billing {
     /// `ledger_retry_for`; given up (and logged with its ids and counts) after that.
     async fn record(&self, event: &UsageEvent) -> Recorded {
         let retry_for = self.settings.ledger_retry_for;
-        let deadline = Instant::now() + retry_for;
-        let mut pause = LEDGER_RETRY_PAUSE;
-        let mut attempt = 1_u32;
+        let mut backoff = Backoff::new(retry_for, LEDGER_RETRY_PAUSE, LEDGER_RETRY_MAX_PAUSE);
         loop {
             match self.ports.ledger.append(event).await {
                 Ok(appended) => {
-                    if attempt > 1 {
-                        tracing::info!(event = %event.id, attempt, "a usage event was written after the ledger came back");
+                    if backoff.tries() > 1 {
+                        tracing::info!(event = %event.id, tries = backoff.tries(), "a usage event was written after the ledger came back");
                     }
                     return if appended {
                         Recorded::Appended
@@ -697,13 +696,12 @@ impl Billing {
                         Recorded::Duplicate
                     };
                 }
-                Err(e) if Instant::now() + pause < deadline => {
-                    tracing::warn!(error = %format!("{e:#}"), event = %event.id, attempt, "writing a usage event failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(LEDGER_RETRY_MAX_PAUSE);
-                    attempt += 1;
-                }
                 Err(e) => {
+                    if let Some(pause) = backoff.next_pause() {
+                        tracing::warn!(error = %format!("{e:#}"), event = %event.id, tries = backoff.tries() - 1, "writing a usage event failed; trying again");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
                     tracing::error!(
                         error = %format!("{e:#}"),
                         event = %event.id,

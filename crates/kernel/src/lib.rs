@@ -18,6 +18,7 @@ pub mod id;
 pub mod mail;
 pub mod metering;
 pub mod page;
+pub mod retry;
 pub mod tenant;
 pub mod text;
 

@@ -214,6 +214,38 @@ async fn a_provider_sending_far_more_than_max_tokens_is_cut_and_billed_within_th
     assert!(completion <= 100, "{completion} completion tokens billed");
 }
 
+/// Asks `content` in `session` with `stream: true` and reads until `deltas` delta events came:
+/// the rest of the body and what was read.
+async fn ask_streamed(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+    session: &str,
+    content: &str,
+    deltas: usize,
+) -> (
+    impl futures_util::Stream<Item = reqwest::Result<impl AsRef<[u8]> + use<>>> + Unpin + use<>,
+    String,
+) {
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/chat/sessions/{session}/messages")))
+        .bearer_auth(token)
+        .header("X-Tenant-ID", org)
+        .json(&json!({"content": content, "stream": true}))
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("event: delta").count() < deltas {
+        let chunk = body.next().await.expect("more").expect("bytes");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (body, seen)
+}
+
 /// A server on its own runtime, so that the test can kill it (drop every task of it at once,
 /// as `kill -9` would: nothing settles, nothing is stored) and keep going.
 fn on_own_runtime(opts: TestOptions) -> (tokio::runtime::Runtime, TestApp) {
@@ -244,22 +276,7 @@ async fn an_answer_abandoned_by_a_killed_server_is_ended_and_billed(production: 
     let s = new_session(&dead, &token, &org).await;
     // Six pieces, then the provider stalls for ten minutes.
     fake.push_faults([Fault::StallAfter(6, Duration::from_secs(600))]);
-    let resp = dead
-        .client
-        .post(dead.url(&format!("/api/v1/chat/sessions/{s}/messages")))
-        .bearer_auth(&token)
-        .header("X-Tenant-ID", &org)
-        .json(&json!({"content": "Count for me.", "stream": true}))
-        .send()
-        .await
-        .expect("a response");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.bytes_stream();
-    let mut seen = String::new();
-    while seen.matches("event: delta").count() < 6 {
-        let chunk = body.next().await.expect("more").expect("bytes");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (body, seen) = ask_streamed(&dead, &token, &org, &s, "Count for me.", 6).await;
     // The message exists from the start; what the client got reaches it with a checkpoint
     // (within about a second).
     let sent: String = seen
@@ -410,22 +427,7 @@ async fn an_answer_ending_while_postgres_is_down_is_stored_and_billed_when_it_re
     let s = new_session(&app, &token, &org).await;
     // Three pieces, a pause of 3 s (PostgreSQL goes down meanwhile), then the rest.
     fake.push_faults([Fault::StallAfter(3, Duration::from_secs(3))]);
-    let resp = app
-        .client
-        .post(app.url(&format!("/api/v1/chat/sessions/{s}/messages")))
-        .bearer_auth(&token)
-        .header("X-Tenant-ID", &org)
-        .json(&json!({"content": "Take your time.", "stream": true}))
-        .send()
-        .await
-        .expect("a response");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.bytes_stream();
-    let mut seen = String::new();
-    while seen.matches("event: delta").count() < 3 {
-        let chunk = body.next().await.expect("more").expect("bytes");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (mut body, seen) = ask_streamed(&app, &token, &org, &s, "Take your time.", 3).await;
     let down = Instant::now();
     tokio::task::block_in_place(|| pg.stop());
     // The provider finishes while the database is down: the answer waits to be stored.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use documents::CollectionId;
+use kernel::retry::Backoff;
 use kernel::{Clock, InvalidInput, TenantContext};
 
 use super::{Chat, ChatError};
@@ -544,24 +545,22 @@ async fn store_end(
     message: &Message,
     retry_for: Duration,
 ) -> Result<bool, crate::ports::StoreError> {
-    let deadline = Instant::now() + retry_for;
-    let mut pause = STORE_RETRY_PAUSE;
-    let mut attempt = 1_u32;
+    let mut backoff = Backoff::new(retry_for, STORE_RETRY_PAUSE, STORE_RETRY_MAX_PAUSE);
     loop {
         match store.finish_answer(message).await {
             Ok(stored) => {
-                if attempt > 1 {
-                    tracing::info!(message = %message.id, attempt, "an answer was stored after storage came back");
+                if backoff.tries() > 1 {
+                    tracing::info!(message = %message.id, tries = backoff.tries(), "an answer was stored after storage came back");
                 }
                 return Ok(stored);
             }
-            Err(e) if Instant::now() + pause < deadline => {
-                tracing::warn!(error = ?e, message = %message.id, attempt, "storing an answer failed; trying again");
+            Err(e) => {
+                let Some(pause) = backoff.next_pause() else {
+                    return Err(e);
+                };
+                tracing::warn!(error = ?e, message = %message.id, tries = backoff.tries() - 1, "storing an answer failed; trying again");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(STORE_RETRY_MAX_PAUSE);
-                attempt += 1;
             }
-            Err(e) => return Err(e),
         }
     }
 }
