@@ -209,7 +209,12 @@ async fn sqlite_rest_of_the_times_are_rewritten_fixed_width() {
         .await
         .expect("the store opens");
     let applied = store.migrate().await.expect("migrates");
-    assert_eq!(applied, ["m20261206_000019_stored_times_rest"]);
+    // It, then any later one.
+    assert_eq!(
+        applied.first().map(String::as_str),
+        Some("m20261206_000019_stored_times_rest"),
+        "{applied:?}"
+    );
 
     let expected = ["2026-11-22T10:00:05.000000Z", "2026-11-22T10:00:05.500000Z"];
     for (table, column) in [
