@@ -84,7 +84,8 @@ async fn messages(app: &TestApp, token: &str, org: &str, session: &str) -> Vec<V
     page["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Polls the session's last message until `done` holds (failing after `within`).
+/// Polls the session's last message until `done` holds (failing after `within`); a failed
+/// read is polled again.
 async fn last_message_until(
     app: &TestApp,
     token: &str,
@@ -95,12 +96,22 @@ async fn last_message_until(
 ) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let last = messages(app, token, org, session)
-            .await
-            .last()
+        // Tolerant: the database may be coming back.
+        let (status, page) = app
+            .call_in(
+                token,
+                Method::GET,
+                &format!("/api/v1/chat/sessions/{session}/messages"),
+                None,
+                Some(org),
+            )
+            .await;
+        let last = page["items"]
+            .as_array()
+            .and_then(|m| m.last())
             .cloned()
             .unwrap_or_default();
-        if done(&last) {
+        if status == StatusCode::OK && done(&last) {
             return last;
         }
         assert!(Instant::now() < deadline, "never came: {last}");
@@ -461,5 +472,58 @@ async fn an_answer_ending_while_postgres_is_down_is_stored_and_billed_when_it_re
         stored["usage"]["completion_tokens"].as_u64()
     );
     assert!(outage > Duration::from_secs(2), "{outage:?}");
+    drop(app);
+}
+
+/// Issue 15, item 4, past the bound: PostgreSQL stays down longer than an answer's usage and
+/// end are retried. The client's stream ends with `storage_unavailable`; once the database is
+/// back, the answer's last checkpoint is ended `incomplete` by the sweeper and billed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_outliving_its_retries_ends_storage_unavailable_and_its_checkpoint_is_billed() {
+    if !testkit::faults::available(
+        "an_answer_outliving_its_retries_ends_storage_unavailable_and_its_checkpoint_is_billed",
+    ) {
+        return;
+    }
+    let mut pg = testkit::faults::PrivatePostgres::start_new();
+    let fake = FakeOpenAi::builder()
+        .chat_models(&[FAKE_MODEL])
+        .reply("A short answer that ends while the database is down for good.")
+        .start();
+    // Usage and the end are retried for 1 s each.
+    let opts = TestOptions {
+        redis: true,
+        ..quick_sweep_app(&fake)
+    }
+    .on_postgres(pg.url());
+    let app = spawn_app_with(opts).await;
+    let (token, org) = app.owner("quinn").await;
+    let s = new_session(&app, &token, &org).await;
+    fake.push_faults([Fault::StallAfter(3, Duration::from_secs(2))]);
+    let (mut body, seen) = ask_streamed(&app, &token, &org, &s, "Quickly.", 3).await;
+    // Let a checkpoint hold the three pieces, then take the database away.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::task::block_in_place(|| pg.stop());
+    let events = sse_to_end(&mut body, seen).await;
+    let (last, error) = events.last().cloned().expect("events");
+    assert_eq!(last, "error", "{events:?}");
+    assert_eq!(error["code"], "storage_unavailable", "{error}");
+    tokio::task::block_in_place(|| pg.start());
+    let ended = last_message_until(&app, &token, &org, &s, Duration::from_secs(30), |m| {
+        m["status"] != "streaming" && !m.is_null()
+    })
+    .await;
+    assert_eq!(ended["status"], "incomplete", "{ended}");
+    assert!(
+        !ended["content"].as_str().unwrap_or_default().is_empty(),
+        "{ended}"
+    );
+    let (prompt, completion, requests) = chat_usage(&app, &token, &org).await;
+    assert_eq!(requests, 1, "the checkpoint is billed once");
+    assert_eq!(Some(prompt), ended["usage"]["prompt_tokens"].as_u64());
+    assert_eq!(
+        Some(completion),
+        ended["usage"]["completion_tokens"].as_u64()
+    );
     drop(app);
 }
