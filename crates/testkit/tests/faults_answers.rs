@@ -414,6 +414,35 @@ async fn sse_to_end<B: AsRef<[u8]>>(
         .collect()
 }
 
+/// A server of `options` on a private PostgreSQL and Redis whose provider (the fake)
+/// replies `reply`, an owner and a session: `(pg, fake, app, token, org, session)`.
+async fn on_private_postgres(
+    reply: &str,
+    options: fn(&FakeOpenAi) -> TestOptions,
+) -> (
+    testkit::faults::PrivatePostgres,
+    FakeOpenAi,
+    TestApp,
+    String,
+    String,
+    String,
+) {
+    let pg = testkit::faults::PrivatePostgres::start_new();
+    let fake = FakeOpenAi::builder()
+        .chat_models(&[FAKE_MODEL])
+        .reply(reply)
+        .start();
+    let opts = TestOptions {
+        redis: true,
+        ..options(&fake)
+    }
+    .on_postgres(pg.url());
+    let app = spawn_app_with(opts).await;
+    let (token, org) = app.owner("pat").await;
+    let s = new_session(&app, &token, &org).await;
+    (pg, fake, app, token, org, s)
+}
+
 /// Issue 15, item 4: an answer that ends while PostgreSQL is down is stored, and billed, once
 /// the database is back; its client gets the answer's id when it is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,19 +452,8 @@ async fn an_answer_ending_while_postgres_is_down_is_stored_and_billed_when_it_re
     ) {
         return;
     }
-    let mut pg = testkit::faults::PrivatePostgres::start_new();
-    let fake = FakeOpenAi::builder()
-        .chat_models(&[FAKE_MODEL])
-        .reply("The answer arrives slowly, piece by piece, and ends while the database is down.")
-        .start();
-    let opts = TestOptions {
-        redis: true,
-        ..provider_app(&fake)
-    }
-    .on_postgres(pg.url());
-    let app = spawn_app_with(opts).await;
-    let (token, org) = app.owner("pat").await;
-    let s = new_session(&app, &token, &org).await;
+    let reply = "The answer arrives slowly, piece by piece, and ends while the database is down.";
+    let (mut pg, fake, app, token, org, s) = on_private_postgres(reply, provider_app).await;
     // Three pieces, a pause of 3 s (PostgreSQL goes down meanwhile), then the rest.
     fake.push_faults([Fault::StallAfter(3, Duration::from_secs(3))]);
     let (mut body, seen) = ask_streamed(&app, &token, &org, &s, "Take your time.", 3).await;
@@ -485,20 +503,9 @@ async fn an_answer_outliving_its_retries_ends_storage_unavailable_and_its_checkp
     ) {
         return;
     }
-    let mut pg = testkit::faults::PrivatePostgres::start_new();
-    let fake = FakeOpenAi::builder()
-        .chat_models(&[FAKE_MODEL])
-        .reply("A short answer that ends while the database is down for good.")
-        .start();
+    let reply = "A short answer that ends while the database is down for good.";
     // Usage and the end are retried for 1 s each.
-    let opts = TestOptions {
-        redis: true,
-        ..quick_sweep_app(&fake)
-    }
-    .on_postgres(pg.url());
-    let app = spawn_app_with(opts).await;
-    let (token, org) = app.owner("quinn").await;
-    let s = new_session(&app, &token, &org).await;
+    let (mut pg, fake, app, token, org, s) = on_private_postgres(reply, quick_sweep_app).await;
     fake.push_faults([Fault::StallAfter(3, Duration::from_secs(2))]);
     let (mut body, seen) = ask_streamed(&app, &token, &org, &s, "Quickly.", 3).await;
     // Let a checkpoint hold the three pieces, then take the database away.
