@@ -469,6 +469,7 @@ pub fn ingestion(settings: &Settings, ports: DocumentPorts) -> Arc<Ingestion> {
             max_attempts: d.max_attempts,
             retry_base: Duration::from_secs(d.retry_base_secs),
             retry_max: Duration::from_secs(3_600),
+            outage_retry_max: documents::IngestPolicy::default().outage_retry_max,
             max_running_per_tenant: running_jobs_per_tenant(d),
         },
     ))

@@ -1,5 +1,12 @@
 //! The ingestion pipeline that a worker runs job by job: claim → extract → chunk → embed and
 //! index (with retrieval) → store, with transient failures retried with exponential backoff.
+//!
+//! Two kinds of failure are told apart: a failure that may be about the file (a transient
+//! extraction error, a provider error nobody classified) uses one of `max_attempts`; an outage
+//! of a service the job needs (the cache behind the usage meter, the database, the embedding
+//! provider) uses none: the job is released and waits, with a capped backoff, for as long as
+//! the outage lasts. Writes of the job's own state (heartbeats, the final write) are retried
+//! for a while, so that a database blip does not leave the job orphaned until its lease ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +28,8 @@ pub struct IngestPolicy {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// Longest delay before a job released for an outage runs again.
+    pub outage_retry_max: Duration,
     /// Jobs one tenant may run at once across every worker (claims skip a tenant at its
     /// cap), so that one tenant's slow files never hold every worker.
     pub max_running_per_tenant: u32,
@@ -33,6 +42,7 @@ impl Default for IngestPolicy {
             max_attempts: 5,
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(3_600),
+            outage_retry_max: Duration::from_secs(30),
             max_running_per_tenant: u32::MAX,
         }
     }
@@ -46,7 +56,26 @@ impl IngestPolicy {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
         self.retry_base.saturating_mul(factor).min(self.retry_max)
     }
+
+    /// The delay before a job released for an outage runs again (its attempt not counted):
+    /// the retry delay, at most `outage_retry_max`.
+    #[must_use]
+    pub fn outage_backoff(&self, attempt: u32) -> Duration {
+        self.backoff(attempt).min(self.outage_retry_max)
+    }
+
+    /// How long a write of a job's state (a heartbeat, the last write) is tried again while
+    /// the store fails: half the lease, so that the lease still holds when it succeeds.
+    #[must_use]
+    pub fn write_retry_for(&self) -> Duration {
+        self.lease / 2
+    }
 }
+
+/// The first pause between two tries of a failed write of a job's state; it doubles.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two tries of a failed write of a job's state.
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// What one pipeline run came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +94,11 @@ pub enum RunOutcome {
     },
     /// A transient failure: the job runs again later.
     Retrying {
+        /// The job.
+        job: JobId,
+    },
+    /// A service the job needs was down: the job runs again later, its attempt not counted.
+    Waiting {
         /// The job.
         job: JobId,
     },
@@ -137,12 +171,30 @@ impl Ingestion {
             Ok(outcome) => outcome,
             Err(Step::Lost) => RunOutcome::LeaseLost { job },
             Err(Step::Canceled) => {
-                self.ports
-                    .jobs
-                    .cancel(&claim, self.ports.clock.now())
-                    .await
-                    .map_err(anyhow::Error::new)?;
+                self.write_state("cancelling a job", || {
+                    self.ports.jobs.cancel(&claim, self.ports.clock.now())
+                })
+                .await?;
                 RunOutcome::Canceled { job }
+            }
+            Err(Step::Outage(why)) => {
+                tracing::warn!(%job, error = %why.logged, attempt = claim.job.attempts, "a service ingestion needs is down; the job waits for it");
+                let at = self.ports.clock.now() + self.policy.outage_backoff(claim.job.attempts);
+                let applied = self
+                    .write_state("releasing a job", || {
+                        self.ports.jobs.fail(
+                            &claim,
+                            &why.shown,
+                            Failure::Release(at),
+                            self.ports.clock.now(),
+                        )
+                    })
+                    .await?;
+                if applied {
+                    RunOutcome::Waiting { job }
+                } else {
+                    RunOutcome::LeaseLost { job }
+                }
             }
             Err(Step::Permanent(why)) => {
                 tracing::warn!(%job, error = %why.logged, "ingestion failed for good");
@@ -165,16 +217,15 @@ impl Ingestion {
                 } else {
                     let at = self.ports.clock.now() + self.policy.backoff(claim.job.attempts);
                     let applied = self
-                        .ports
-                        .jobs
-                        .fail(
-                            &claim,
-                            &why.shown,
-                            Failure::RetryAt(at),
-                            self.ports.clock.now(),
-                        )
-                        .await
-                        .map_err(anyhow::Error::new)?;
+                        .write_state("recording a job's failure", || {
+                            self.ports.jobs.fail(
+                                &claim,
+                                &why.shown,
+                                Failure::RetryAt(at),
+                                self.ports.clock.now(),
+                            )
+                        })
+                        .await?;
                     if applied {
                         RunOutcome::Retrying { job }
                     } else {
@@ -194,11 +245,15 @@ impl Ingestion {
         status: JobStatus,
     ) -> Result<RunOutcome, anyhow::Error> {
         let applied = self
-            .ports
-            .jobs
-            .fail(claim, error, Failure::Final(status), self.ports.clock.now())
-            .await
-            .map_err(anyhow::Error::new)?;
+            .write_state("recording a job's failure", || {
+                self.ports.jobs.fail(
+                    claim,
+                    error,
+                    Failure::Final(status),
+                    self.ports.clock.now(),
+                )
+            })
+            .await?;
         Ok(if applied {
             RunOutcome::Failed { job: claim.job.id }
         } else {
@@ -206,17 +261,44 @@ impl Ingestion {
         })
     }
 
+    /// Runs `write`, a write of the job's state, again while the store fails, with a short
+    /// doubling pause, for at most [`IngestPolicy::write_retry_for`]: a database blip must not
+    /// leave the job `processing` until its lease ends.
+    async fn write_state<T, F, Fut>(&self, what: &str, write: F) -> Result<T, anyhow::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::ports::StoreError>>,
+    {
+        let deadline = std::time::Instant::now() + self.policy.write_retry_for();
+        let mut pause = WRITE_RETRY_FIRST;
+        loop {
+            match write().await {
+                Ok(v) => return Ok(v),
+                Err(e) if std::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %chain(&e), retry_in_ms = pause.as_millis(), "{what} failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(WRITE_RETRY_MAX);
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(what.to_owned())),
+            }
+        }
+    }
+
     async fn heartbeat(&self, claim: &Claim, stage: Stage, fraction: f32) -> Result<(), Step> {
-        let lease_until = self.ports.clock.now() + self.policy.lease;
-        match self
-            .ports
-            .jobs
-            .progress(claim, stage, stage.progress(fraction), lease_until)
-            .await
-        {
+        let progress = stage.progress(fraction);
+        let held = self
+            .write_state("recording a job's progress", || {
+                let lease_until = self.ports.clock.now() + self.policy.lease;
+                self.ports.jobs.progress(claim, stage, progress, lease_until)
+            })
+            .await;
+        match held {
             Ok(true) => Ok(()),
             Ok(false) => Err(Step::Lost),
-            Err(e) => Err(Step::storage(&e)),
+            Err(e) => Err(Step::Outage(Why {
+                shown: STORAGE_DOWN.to_owned(),
+                logged: format!("{e:#}"),
+            })),
         }
     }
 
@@ -318,22 +400,28 @@ impl Ingestion {
                 .map_err(Step::from)?;
         }
         self.heartbeat(claim, Stage::Indexing, 0.0).await?;
+        // Tried again through a blip: a run that fails here would embed (and bill) again.
         let stored = self
-            .ports
-            .jobs
-            .complete(
-                claim,
-                Ingested {
-                    pages,
-                    chunks: chunks.clone(),
-                },
-                self.ports.clock.now(),
-            )
+            .write_state("completing a job", || {
+                self.ports.jobs.complete(
+                    claim,
+                    Ingested {
+                        pages,
+                        chunks: chunks.clone(),
+                    },
+                    self.ports.clock.now(),
+                )
+            })
             .await;
         match stored {
             Ok(true) => {}
             Ok(false) => return Err(Step::Lost),
-            Err(e) => return Err(Step::storage(&e)),
+            Err(e) => {
+                return Err(Step::Outage(Why {
+                    shown: STORAGE_DOWN.to_owned(),
+                    logged: format!("{e:#}"),
+                }));
+            }
         }
         // The document is ready and searchable; what remains is housekeeping (vectors of
         // earlier chunks, spaces created meanwhile), so a failure is logged, not retried.
@@ -351,10 +439,15 @@ impl From<IndexFailure> for Step {
     fn from(e: IndexFailure) -> Self {
         match e {
             IndexFailure::Transient(m) => Step::Transient(Why {
-                shown: "the embedding service was unavailable".to_owned(),
+                shown: "indexing failed".to_owned(),
                 logged: m,
             }),
             IndexFailure::Permanent(m) => Step::Permanent(Why::shown(m)),
+            IndexFailure::Unavailable(m) => Step::Outage(Why {
+                shown: "a service indexing needs was unavailable; processing resumes when it returns"
+                    .to_owned(),
+                logged: m,
+            }),
         }
     }
 }
@@ -365,18 +458,21 @@ enum Step {
     Lost,
     Canceled,
     Permanent(Why),
+    /// May be about the file: uses an attempt.
     Transient(Why),
+    /// A service the job needs is down: uses no attempt.
+    Outage(Why),
     /// Out of attempts before this run began.
     Dead(Why),
 }
 
+/// What a job shows while it waits for its storage.
+const STORAGE_DOWN: &str = "storage was unavailable; processing resumes when it returns";
+
 impl Step {
-    /// A storage failure: transient, its cause for the log only.
+    /// A storage failure: an outage, its cause for the log only.
     fn storage(e: &(dyn std::error::Error + 'static)) -> Self {
-        Step::Transient(Why::internal(
-            "a temporary storage error interrupted processing",
-            e,
-        ))
+        Step::Outage(Why::internal(STORAGE_DOWN, e))
     }
 }
 

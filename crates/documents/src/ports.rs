@@ -177,6 +177,11 @@ pub struct Ingested {
 pub enum Failure {
     /// A transient error: the job runs again at this time; the document stays queued.
     RetryAt(OffsetDateTime),
+    /// A service the job needs was down (cache, database, embedding provider): the job runs
+    /// again at this time and the run does not count as an attempt (`attempts` goes back to
+    /// what it was before the claim), so an outage of any length never ends a job; the
+    /// document stays queued.
+    Release(OffsetDateTime),
     /// For good: the job ends with this status (`failed` or `dead`) and the document `failed`.
     Final(JobStatus),
 }
@@ -435,6 +440,11 @@ pub enum IndexFailure {
     /// The message is shown to the client as the document's error: no cause chain in it.
     #[error("{0}")]
     Permanent(String),
+    /// A service indexing needs is down (the usage meter's cache, the embedding provider, the
+    /// vector or document storage): nothing about the file, so the job waits for the service
+    /// without using an attempt. The message goes to the log only.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Makes stored chunks searchable: the retrieval side of ingestion (embeddings, vectors).

@@ -235,7 +235,7 @@ impl RetrievalPorts {
         self.vectors
             .upsert(space, &entries)
             .await
-            .map_err(|e| IndexFailure::Transient(format!("vector index: {e}")))?;
+            .map_err(|e| IndexFailure::Unavailable(format!("vector index: {e}")))?;
         Ok(embedded.tokens)
     }
 }
@@ -252,8 +252,9 @@ fn metering_failure(e: MeterError) -> IndexFailure {
                 "the organization's monthly token quota is used up until {resets_at}"
             ))
         }
+        // Nothing about the file: the job waits for the meter (or a free slot).
         e @ (MeterError::TooManyStreams { .. } | MeterError::Unavailable(_)) => {
-            IndexFailure::Transient(format!("metering: {:#}", anyhow::Error::new(e)))
+            IndexFailure::Unavailable(format!("metering: {:#}", anyhow::Error::new(e)))
         }
     }
 }
@@ -261,7 +262,7 @@ fn metering_failure(e: MeterError) -> IndexFailure {
 fn index_failure(e: EmbedError) -> IndexFailure {
     match e {
         EmbedError::Rejected(m) => IndexFailure::Permanent(format!("embedding: {m}")),
-        EmbedError::Unavailable(m) => IndexFailure::Transient(format!("embedding: {m}")),
+        EmbedError::Unavailable(m) => IndexFailure::Unavailable(format!("embedding: {m}")),
         EmbedError::Unknown(e) => IndexFailure::Transient(format!("embedding: {e:#}")),
     }
 }
@@ -278,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn a_used_up_quota_fails_indexing_for_good_and_the_rest_for_now() {
+    fn a_used_up_quota_fails_indexing_for_good_and_an_unavailable_meter_waits() {
         let resets_at = time::macros::datetime!(2026-12-01 00:00:00 UTC);
         let quota = metering_failure(MeterError::QuotaExceeded {
             resets_at,
@@ -290,16 +291,16 @@ mod tests {
                 m,
                 "the organization's monthly token quota is used up until 2026-12-01T00:00:00Z"
             ),
-            IndexFailure::Transient(m) => panic!("transient: {m}"),
+            other => panic!("not permanent: {other:?}"),
         }
         let down = metering_failure(MeterError::Unavailable(anyhow::anyhow!("redis is down")));
         match down {
-            IndexFailure::Transient(m) => assert!(m.contains("redis is down"), "{m}"),
-            IndexFailure::Permanent(m) => panic!("permanent: {m}"),
+            IndexFailure::Unavailable(m) => assert!(m.contains("redis is down"), "{m}"),
+            other => panic!("not an outage: {other:?}"),
         }
         assert!(matches!(
             metering_failure(MeterError::TooManyStreams { limit: 2 }),
-            IndexFailure::Transient(_)
+            IndexFailure::Unavailable(_)
         ));
     }
 }

@@ -37,19 +37,19 @@ impl Indexer {
         tenant: TenantId,
         collection: Option<CollectionId>,
     ) -> Result<Vec<Space>, IndexFailure> {
-        let transient = |e: &dyn std::fmt::Display| IndexFailure::Transient(format!("{e}"));
+        let unavailable = |e: &dyn std::fmt::Display| IndexFailure::Unavailable(format!("{e}"));
         let mut spaces = self
             .ports
             .spaces
             .list(tenant, Some(&[collection]))
             .await
-            .map_err(|e| transient(&e))?;
+            .map_err(|e| unavailable(&e))?;
         if !spaces.iter().any(|s| s.status == SpaceStatus::Active) {
             let Some(model) = self
                 .ports
                 .desired_model(tenant, collection)
                 .await
-                .map_err(|e| transient(&e))?
+                .map_err(|e| unavailable(&e))?
             else {
                 // The collection is gone: the job will see its document gone too.
                 return Ok(Vec::new());
@@ -66,7 +66,7 @@ impl Indexer {
                 .spaces
                 .ensure(space)
                 .await
-                .map_err(|e| transient(&e))?;
+                .map_err(|e| unavailable(&e))?;
             spaces.retain(|s| s.id != active.id);
             spaces.push(active);
         }
@@ -114,7 +114,7 @@ impl ChunkIndexer for Indexer {
                 .vectors
                 .missing(space, &ids)
                 .await
-                .map_err(|e| IndexFailure::Transient(e.to_string()))?;
+                .map_err(|e| IndexFailure::Unavailable(e.to_string()))?;
             if missing.is_empty() {
                 continue;
             }
@@ -133,7 +133,7 @@ impl ChunkIndexer for Indexer {
             .vectors
             .retain(document.tenant_id, document.id, &ids)
             .await
-            .map_err(|e| IndexFailure::Transient(e.to_string()))
+            .map_err(|e| IndexFailure::Unavailable(e.to_string()))
     }
 
     async fn remove_document(

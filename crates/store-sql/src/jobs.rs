@@ -24,6 +24,8 @@
 //!
 //! Every later write (`progress`, `complete`, `fail`, `cancel`) is guarded by the lease:
 //! `id`, `lease_token` and `status = 'running'` must still match, or nothing changes.
+//! `fail` with [`Failure::Release`] (an outage) sets `attempts` back to its count before the
+//! claim.
 //!
 //! Times: every time of `jobs` is written by [`at_value`] (fixed-width UTC text on SQLite,
 //! whose text order is time order, so the queue's comparisons and its index are exact;
@@ -541,6 +543,7 @@ impl JobQueue for SqlStore {
         let backend = self.db.get_database_backend();
         let now = utc_micros(now);
         let stamp = at_value(backend, now);
+        let uncounted: i32 = fit(claim.job.attempts.saturating_sub(1), "attempts")?;
         let txn = self.begin_write().await.context("starting a failure")?;
         let held = Self::write_held(
             &txn,
@@ -550,6 +553,10 @@ impl JobQueue for SqlStore {
                 match failure {
                     Failure::RetryAt(at) => end_lease(u, JobStatus::Queued, &stamp)
                         .col_expr(Column::RunAt, Expr::value(at_value(backend, at))),
+                    // The claim counted this run; an outage gives it back.
+                    Failure::Release(at) => end_lease(u, JobStatus::Queued, &stamp)
+                        .col_expr(Column::RunAt, Expr::value(at_value(backend, at)))
+                        .col_expr(Column::Attempts, Expr::value(uncounted)),
                     Failure::Final(status) => end_lease(u, status, &stamp)
                         .col_expr(Column::FinishedAt, Expr::value(stamp.clone())),
                 }
@@ -563,7 +570,7 @@ impl JobQueue for SqlStore {
         }
         let (status, error) = match failure {
             // Retrying: the document waits again, with no error to show.
-            Failure::RetryAt(_) => (DocumentStatus::Queued, None),
+            Failure::RetryAt(_) | Failure::Release(_) => (DocumentStatus::Queued, None),
             Failure::Final(_) => (DocumentStatus::Failed, Some(error)),
         };
         Self::set_document(&txn, &claim.job, status, Some(0.0), Some(error), now).await?;

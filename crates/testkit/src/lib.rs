@@ -13,6 +13,7 @@
 
 pub mod contract;
 pub mod fake_openai;
+pub mod faults;
 pub mod multipart;
 mod routes;
 mod sql_db;
@@ -131,6 +132,10 @@ pub struct TestOptions {
     /// An OpenAI-compatible provider's base URL (a `fake_openai::FakeOpenAi`), offering the
     /// embedding model `provider_model`.
     pub provider: Option<(String, String)>,
+    /// With `postgres`: this PostgreSQL (a [`faults::PrivatePostgres`]) instead of the shared one.
+    pub database_url: Option<String>,
+    /// With `redis`: this Redis (a [`faults::PrivateRedis`]) instead of the shared one.
+    pub redis_url: Option<String>,
     /// Applied to the settings last.
     pub tweak: Option<fn(&mut Settings)>,
 }
@@ -144,6 +149,22 @@ impl TestOptions {
             redis: true,
             ..Self::default()
         }
+    }
+
+    /// These options on a private Redis (a fault test's).
+    #[must_use]
+    pub fn on_redis(mut self, url: String) -> Self {
+        self.redis = true;
+        self.redis_url = Some(url);
+        self
+    }
+
+    /// These options on a private PostgreSQL (a fault test's).
+    #[must_use]
+    pub fn on_postgres(mut self, url: String) -> Self {
+        self.postgres = true;
+        self.database_url = Some(url);
+        self
     }
 
     /// These options with `tweak` applied to the settings.
@@ -161,6 +182,8 @@ struct Cleanup {
     /// The PostgreSQL of `schema` (the default one when `None`).
     database_url: Option<String>,
     redis_prefix: Option<String>,
+    /// The Redis of `redis_prefix` (the default one when `None`).
+    redis_url: Option<String>,
 }
 
 impl Drop for Cleanup {
@@ -171,6 +194,7 @@ impl Drop for Cleanup {
         let schema = self.schema.take();
         let url = self.database_url.take().unwrap_or_else(postgres_url);
         let prefix = self.redis_prefix.take();
+        let redis = self.redis_url.take().unwrap_or_else(redis_url);
         // A fresh runtime on a plain thread: Drop may run inside a runtime that cannot block.
         let joined = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -184,7 +208,7 @@ impl Drop for Cleanup {
                     drop_schema(&url, &schema).await;
                 }
                 if let Some(prefix) = prefix
-                    && let Ok(cache) = RedisCache::new(&redis_url(), &prefix, 1)
+                    && let Ok(cache) = RedisCache::new(&redis, &prefix, 1)
                 {
                     let _ = cache.purge_prefix().await;
                 }
@@ -267,7 +291,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
                 panic!("this test needs QUIRE_TEST_PGVECTOR_URL (a PostgreSQL with pgvector)")
             })
         } else {
-            postgres_url()
+            opts.database_url.clone().unwrap_or_else(postgres_url)
         };
         settings.database.url = Some(SecretString::from(url.clone()));
         settings.database.schema = Some(schema.clone());
@@ -281,7 +305,9 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     if opts.redis {
         let prefix = format!("test:{}", unique_name());
         settings.cache.backend = CacheBackend::Redis;
-        settings.cache.redis_url = Some(SecretString::from(redis_url()));
+        let url = opts.redis_url.clone().unwrap_or_else(redis_url);
+        settings.cache.redis_url = Some(SecretString::from(url.clone()));
+        cleanup.redis_url = Some(url);
         settings.cache.key_prefix = prefix.clone();
         settings.cache.pool_size = 4;
         cleanup.redis_prefix = Some(prefix);
@@ -647,6 +673,7 @@ pub async fn postgres_store() -> Option<(SqlStore, impl Drop + std::fmt::Debug)>
             schema: Some(schema),
             database_url: None,
             redis_prefix: None,
+            redis_url: None,
         },
     ))
 }
@@ -674,6 +701,7 @@ pub fn schema_guard_at(url: &str, schema: &str) -> impl Drop + std::fmt::Debug +
         schema: Some(schema.to_owned()),
         database_url: Some(url.to_owned()),
         redis_prefix: None,
+        redis_url: None,
     }
 }
 
@@ -684,6 +712,7 @@ pub fn schema_guard(schema: &str) -> impl Drop + std::fmt::Debug {
         schema: Some(schema.to_owned()),
         database_url: None,
         redis_prefix: None,
+        redis_url: None,
     }
 }
 
@@ -707,6 +736,7 @@ pub async fn redis_cache() -> Option<(Arc<RedisCache>, impl Drop + std::fmt::Deb
             schema: None,
             database_url: None,
             redis_prefix: Some(prefix),
+            redis_url: None,
         },
     ))
 }

@@ -60,6 +60,7 @@ on_every_adapter!(
     jobs::claims_are_fair_across_tenants,
     jobs::claims_take_turns_between_tenants,
     jobs::retries_wait_for_their_time,
+    jobs::outages_use_no_attempt,
     jobs::expired_leases_are_taken_over,
     jobs::complete_replaces_chunks,
     jobs::final_failures_fail_the_document,

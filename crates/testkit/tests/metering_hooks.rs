@@ -777,7 +777,7 @@ async fn indexing_bills_the_documents_tenant_and_a_used_up_quota_fails_it_for_go
             m,
             "the organization's monthly token quota is used up until 2026-12-01T00:00:00Z"
         ),
-        IndexFailure::Transient(m) => panic!("a used-up quota is not transient: {m}"),
+        other => panic!("a used-up quota fails for good: {other:?}"),
     }
     assert_eq!(
         f.embedder.calls.load(Ordering::SeqCst),

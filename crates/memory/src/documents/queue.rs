@@ -177,6 +177,13 @@ impl JobQueue for InMemoryDocuments {
                 // Retrying: the document waits again, with no error to show.
                 (DocumentStatus::Queued, None)
             }
+            Failure::Release(at) => {
+                row.end_lease(JobStatus::Queued);
+                row.job.run_at = utc_micros(at);
+                // The claim counted this run; an outage gives it back.
+                row.job.attempts = claim.job.attempts.saturating_sub(1);
+                (DocumentStatus::Queued, None)
+            }
             Failure::Final(status) => {
                 row.end_lease(status);
                 row.job.finished_at = Some(now);

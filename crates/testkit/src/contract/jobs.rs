@@ -180,6 +180,51 @@ pub async fn claims_take_turns_between_tenants(p: &DocumentPorts) {
     );
 }
 
+/// A job released for an outage (`Release(t)`) waits until `t` like a retry, but its run is
+/// not counted: however many outages, the next claim sees the attempts of before them, and
+/// the document waits `queued` with no error.
+pub async fn outages_use_no_attempt(p: &DocumentPorts) {
+    let (a, _) = two_tenants(p).await;
+    let d = upload(p, a, None, "waits", T0).await;
+    let mut at = T0;
+    for outage in 0..7_u64 {
+        let claim = p
+            .jobs
+            .claim(at, MINUTE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(claim.job.attempts, 1, "outage {outage} counted no attempt");
+        at = at_ms(10_000 * (outage + 1));
+        assert!(
+            p.jobs
+                .fail(&claim, "the cache was unavailable", Failure::Release(at), at)
+                .await
+                .expect("release")
+        );
+        assert!(
+            p.jobs
+                .claim(at - Duration::from_micros(1), MINUTE)
+                .await
+                .expect("claim")
+                .is_none(),
+            "not claimable before its time"
+        );
+        let doc = p.documents.find(a, d.id).await.expect("find").expect("doc");
+        assert_eq!(doc.status, DocumentStatus::Queued);
+        assert_eq!(doc.error, None);
+    }
+    let job = p
+        .jobs
+        .find(a, d.job_id.expect("job"))
+        .await
+        .expect("find")
+        .expect("job");
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.error.as_deref(), Some("the cache was unavailable"));
+}
+
 /// A job that failed with `RetryAt(t)` is not claimable before `t`, and is at `t`.
 pub async fn retries_wait_for_their_time(p: &DocumentPorts) {
     let (a, _) = two_tenants(p).await;
