@@ -246,12 +246,9 @@ impl Ingestion {
     ) -> Result<RunOutcome, anyhow::Error> {
         let applied = self
             .write_state("recording a job's failure", || {
-                self.ports.jobs.fail(
-                    claim,
-                    error,
-                    Failure::Final(status),
-                    self.ports.clock.now(),
-                )
+                self.ports
+                    .jobs
+                    .fail(claim, error, Failure::Final(status), self.ports.clock.now())
             })
             .await?;
         Ok(if applied {
@@ -289,7 +286,9 @@ impl Ingestion {
         let held = self
             .write_state("recording a job's progress", || {
                 let lease_until = self.ports.clock.now() + self.policy.lease;
-                self.ports.jobs.progress(claim, stage, progress, lease_until)
+                self.ports
+                    .jobs
+                    .progress(claim, stage, progress, lease_until)
             })
             .await;
         match held {
@@ -444,8 +443,9 @@ impl From<IndexFailure> for Step {
             }),
             IndexFailure::Permanent(m) => Step::Permanent(Why::shown(m)),
             IndexFailure::Unavailable(m) => Step::Outage(Why {
-                shown: "a service indexing needs was unavailable; processing resumes when it returns"
-                    .to_owned(),
+                shown:
+                    "a service indexing needs was unavailable; processing resumes when it returns"
+                        .to_owned(),
                 logged: m,
             }),
         }

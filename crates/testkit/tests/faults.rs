@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use testkit::fake_openai::{Fault, FakeOpenAi};
+use testkit::fake_openai::{FakeOpenAi, Fault};
 use testkit::faults::{self, PrivatePostgres, PrivateRedis};
 use testkit::{TestApp, TestOptions, spawn_app_with};
 

@@ -188,17 +188,17 @@ pub async fn outages_use_no_attempt(p: &DocumentPorts) {
     let d = upload(p, a, None, "waits", T0).await;
     let mut at = T0;
     for outage in 0..7_u64 {
-        let claim = p
-            .jobs
-            .claim(at, MINUTE)
-            .await
-            .expect("claim")
-            .expect("due");
+        let claim = p.jobs.claim(at, MINUTE).await.expect("claim").expect("due");
         assert_eq!(claim.job.attempts, 1, "outage {outage} counted no attempt");
         at = at_ms(10_000 * (outage + 1));
         assert!(
             p.jobs
-                .fail(&claim, "the cache was unavailable", Failure::Release(at), at)
+                .fail(
+                    &claim,
+                    "the cache was unavailable",
+                    Failure::Release(at),
+                    at
+                )
                 .await
                 .expect("release")
         );
