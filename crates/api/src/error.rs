@@ -177,9 +177,8 @@ impl From<kernel::MeterError> for ApiError {
         use kernel::MeterError as M;
         match e {
             M::QuotaExceeded { resets_at, .. } => ApiError::QuotaExceeded { resets_at },
-            // A stream slot frees when an answer ends: a second is a fair wait.
-            M::TooManyStreams { .. } => ApiError::RateLimited {
-                retry_after_secs: 1,
+            M::TooManyStreams { retry_after, .. } => ApiError::RateLimited {
+                retry_after_secs: kernel::clock::whole_secs_up(retry_after).max(1),
             },
             M::Unavailable(e) => {
                 tracing::error!(error = %Chain(e.as_ref()), "metering is unavailable");

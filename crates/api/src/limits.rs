@@ -189,6 +189,7 @@ pub async fn by_address<L: RateLimit>(
     if let Some(d) = decision {
         set_headers(res.headers_mut(), &d);
     }
+    agree_with_refusal(&mut res);
     Ok(res)
 }
 
@@ -202,7 +203,36 @@ pub async fn headers(
     if let Some(d) = decision {
         set_headers(res.headers_mut(), &d);
     }
+    agree_with_refusal(&mut res);
     Ok(res)
+}
+
+/// On a 429 (this budget spent, or another limit such as the stream cap): the `RateLimit-*`
+/// headers say what the refusal says, `RateLimit-Remaining: 0` and a `RateLimit-Reset` no
+/// sooner than `Retry-After`, never a budget left that the answer contradicts.
+fn agree_with_refusal(res: &mut ServiceResponse<BoxBody>) {
+    if res.status() != actix_web::http::StatusCode::TOO_MANY_REQUESTS
+        || res.headers().get("ratelimit-limit").is_none()
+    {
+        return;
+    }
+    let headers = res.headers_mut();
+    let number = |h: &actix_web::http::header::HeaderMap, name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let reset = number(headers, "ratelimit-reset")
+        .unwrap_or(0)
+        .max(number(headers, header::RETRY_AFTER.as_str()).unwrap_or(0));
+    headers.insert(
+        HeaderName::from_static("ratelimit-remaining"),
+        HeaderValue::from(0_u64),
+    );
+    headers.insert(
+        HeaderName::from_static("ratelimit-reset"),
+        HeaderValue::from(reset),
+    );
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` for `d`.

@@ -14,7 +14,14 @@
 //! **Stream slots.** A leased counter per organization bounded by the plan's
 //! `max_concurrent_streams`, one lease per open stream, renewed every third of
 //! `stream_slot_ttl` while the stream runs: a long stream keeps its slot, and the slots of a
-//! process that died come back within `stream_slot_ttl`.
+//! process that died come back within `stream_slot_ttl`. A cache that restarted lost the
+//! slots of the streams in flight, which take them back at their next renewal: so a counter
+//! created within one renewal period of a restart (told by a marker counter that the restart
+//! lost, see [`new_stream_base`]) starts full until that period ends, and new streams
+//! wait (429 with `Retry-After` the time left) until the streams in flight are counted again
+//! instead of running beside them over the cap. A settlement that could not end its
+//! reservation's lease (the cache stalled) repairs the quota counter in the background once
+//! the cache answers ([`Billing::repair_quota`]).
 //!
 //! **Limits.** An organization's plan and limit are read through the cache port (a minute)
 //! and kept in the process for five seconds; an administrator's change applies at once on the
@@ -24,10 +31,11 @@
 //! organization), counted with [`Cache::increment`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kernel::cache::{Bounded, Cache, CacheError, CacheKey};
+use kernel::cache::{Bounded, Cache, CacheError, CacheKey, Counter};
 use kernel::metering::{MeterError, SlotKeeper, Tokens};
 use kernel::retry::Backoff;
 use kernel::{Clock, InvalidInput, Principal, TenantId, UsageKind};
@@ -70,6 +78,11 @@ enum Recorded {
     /// Given up.
     Lost,
 }
+/// How long the marker of a cache's life lives (a fixed window: when it ends, the stream
+/// counters created in the next renewal period wait it out, as after a restart).
+const CACHE_MARK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a quota counter left wrong by a cache failure is tried to be repaired.
+const QUOTA_REPAIR_FOR: Duration = Duration::from_secs(600);
 
 /// What billing needs.
 #[derive(Debug, Clone)]
@@ -117,6 +130,57 @@ impl Default for BillingSettings {
             ledger_retry_for: Duration::from_secs(60),
             rate_limits: RateLimits::default(),
         }
+    }
+}
+
+/// How often a stream slot's lease is renewed.
+fn renewal_period(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(1))
+}
+
+/// The marker of the cache's life: a counter (which no cache evicts before it expires) that
+/// every new stream counter increments, so 1 means the cache lost it.
+fn cache_mark_key() -> CacheKey {
+    CacheKey::global("billing-cache-life", &[])
+}
+
+/// While present, stream counters are created full: the cache restarted less than a renewal
+/// period ago.
+fn cache_restart_key() -> CacheKey {
+    CacheKey::global("billing-cache-restarted", &[])
+}
+
+/// The base and lifetime of a stream counter about to be created. Normally 0, for an hour
+/// (the slots are its leases). But when the cache restarted, the streams in flight lost their
+/// slots and lease them again only at their next renewal: so a process that had seen the
+/// cache's earlier life (`seen`) and finds the marker gone opens a window of one renewal
+/// period, and within it every process creates counters at `cap` until the window ends, so no
+/// new stream is let in beside the streams in flight.
+async fn new_stream_base(
+    cache: &dyn Cache,
+    slot_ttl: Duration,
+    cap: u32,
+    seen: &AtomicBool,
+) -> Result<(i64, Duration), CacheError> {
+    let period = renewal_period(slot_ttl);
+    let mark = cache
+        .increment(&cache_mark_key(), 1, CACHE_MARK_TTL)
+        .await?;
+    let had_seen = seen.swap(true, Ordering::Relaxed);
+    if mark.value == 1 && had_seen {
+        tracing::warn!(
+            "the cache lost its stream slots (a restart?): new streams wait until the streams in flight hold theirs again"
+        );
+        cache.increment(&cache_restart_key(), 1, period).await?;
+    }
+    match cache
+        .increment_within(&cache_restart_key(), 0, i64::MAX)
+        .await?
+    {
+        Bounded::Added(window) | Bounded::Refused(window) => {
+            Ok((i64::from(cap), window.ttl.min(period)))
+        }
+        Bounded::Missing => Ok((0, slot_ttl.max(STREAM_BASE_TTL))),
     }
 }
 
@@ -223,6 +287,8 @@ pub struct Billing {
     settings: BillingSettings,
     /// Limits read in the last [`LOCAL_LIMITS_TTL`], by organization.
     local: Mutex<HashMap<TenantId, (Instant, Limits)>>,
+    /// This process has seen the cache's life marker (see [`new_stream_base`]).
+    seen_cache: Arc<AtomicBool>,
 }
 
 impl Billing {
@@ -233,6 +299,7 @@ impl Billing {
             ports,
             settings,
             local: Mutex::new(HashMap::new()),
+            seen_cache: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -287,6 +354,32 @@ impl Billing {
         CacheKey::tenant(tenant, "streams", &["leased"])
     }
 
+    /// Creates a missing stream counter of cap `cap` (see [`new_stream_base`]).
+    async fn create_stream_counter(&self, key: &CacheKey, cap: u32) -> Result<(), MeterError> {
+        let cache = self.ports.cache.as_ref();
+        let ttl = self.settings.stream_slot_ttl;
+        let (base, ttl) = new_stream_base(cache, ttl, cap, &self.seen_cache)
+            .await
+            .map_err(unavailable)?;
+        cache
+            .set_if_absent(key, base.to_string().as_bytes(), ttl)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// When a stream refused by `counter` may ask again: when the counter created after a
+    /// cache restart expires (it lives one renewal period; every other counter lives an hour
+    /// or more), else in a second (a slot frees when an answer ends).
+    fn stream_retry_after(&self, counter: Counter) -> Duration {
+        let period = renewal_period(self.settings.stream_slot_ttl);
+        if counter.ttl <= period {
+            counter.ttl.max(Duration::from_secs(1))
+        } else {
+            Duration::from_secs(1)
+        }
+    }
+
     /// Seeds `tenant`'s quota counter for the period starting at `start` from the ledger,
     /// unless another caller did; its leases (reservations in flight) are kept apart and
     /// still count.
@@ -318,17 +411,25 @@ impl Billing {
     /// keeps its slot however long it runs, and a dead process's slots come back within
     /// `ttl`. A lease lost meanwhile (the cache restarted) is taken again, whatever the cap:
     /// the stream is open and counts.
-    fn keep_slot(&self, key: CacheKey, lease: String, ttl: Duration) -> SlotKeeper {
+    fn keep_slot(&self, key: CacheKey, lease: String, ttl: Duration, cap: u32) -> SlotKeeper {
         let cache = Arc::clone(&self.ports.cache);
-        let every = (ttl / 3).max(Duration::from_millis(1));
+        let seen = Arc::clone(&self.seen_cache);
+        let every = renewal_period(ttl);
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 for _ in 0..2 {
                     match cache.lease_within(&key, &lease, 1, i64::MAX, ttl).await {
                         Ok(Bounded::Missing) => {
-                            let base = ttl.max(STREAM_BASE_TTL);
-                            if let Err(e) = cache.set_if_absent(&key, b"0", base).await {
+                            let created = match new_stream_base(&*cache, ttl, cap, &seen).await {
+                                Ok((base, life)) => {
+                                    cache
+                                        .set_if_absent(&key, base.to_string().as_bytes(), life)
+                                        .await
+                                }
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = created {
                                 tracing::warn!(error = %e, "renewing a stream slot failed");
                                 break;
                             }
@@ -343,6 +444,46 @@ impl Billing {
             }
         });
         SlotKeeper::new(task.abort_handle())
+    }
+
+    /// After a settlement could not end its lease (the cache stalled or restarted): tries
+    /// again in the background, with a doubling pause (1 s to 30 s, for up to
+    /// [`QUOTA_REPAIR_FOR`]), to end the lease adding nothing and then drop the base, which the
+    /// next reservation rebuilds from the ledger (where the settlement is). So the counter
+    /// comes back to the ledger plus the reservations in flight soon after the cache returns,
+    /// rather than holding the stale reservation for its whole lease (false 402s). Whether the
+    /// failed call reached the cache or not, this ends the same way.
+    fn repair_quota(&self, key: CacheKey, lease: String) {
+        let cache = Arc::clone(&self.ports.cache);
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(
+                QUOTA_REPAIR_FOR,
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            );
+            let mut pause = backoff.next_pause();
+            while let Some(wait) = pause {
+                tokio::time::sleep(wait).await;
+                let repaired = match cache.end_lease(&key, &lease, 0).await {
+                    Ok(_) => cache.delete(&key).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match repaired {
+                    Ok(()) => {
+                        tracing::info!("a quota counter was repaired after a cache failure");
+                        return;
+                    }
+                    Err(e) => {
+                        pause = backoff.next_pause();
+                        if pause.is_some() {
+                            tracing::debug!(error = %e, "repairing a quota counter failed; trying again");
+                        } else {
+                            tracing::warn!(error = %e, "repairing a quota counter failed; the reservation's lease expires");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// How long a quota reservation counts when it is never settled (a process that died

@@ -266,17 +266,21 @@ impl Ingestion {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, crate::ports::StoreError>>,
     {
-        let deadline = std::time::Instant::now() + self.policy.write_retry_for();
-        let mut pause = WRITE_RETRY_FIRST;
+        let mut backoff = kernel::retry::Backoff::new(
+            self.policy.write_retry_for(),
+            WRITE_RETRY_FIRST,
+            WRITE_RETRY_MAX,
+        );
         loop {
             match write().await {
                 Ok(v) => return Ok(v),
-                Err(e) if std::time::Instant::now() + pause < deadline => {
-                    tracing::warn!(error = %chain(&e), retry_in_ms = pause.as_millis(), "{what} failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(WRITE_RETRY_MAX);
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context(what.to_owned())),
+                Err(e) => match backoff.next_pause() {
+                    Some(pause) => {
+                        tracing::warn!(error = %chain(&e), retry_in_ms = pause.as_millis(), "{what} failed; trying again");
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(anyhow::Error::new(e).context(what.to_owned())),
+                },
             }
         }
     }

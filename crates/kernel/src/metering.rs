@@ -182,6 +182,10 @@ pub enum MeterError {
     TooManyStreams {
         /// The cap.
         limit: u32,
+        /// When asking again makes sense: a second while streams run (one frees when an
+        /// answer ends); the time left after a cache restart, while the streams in flight
+        /// take their slots back.
+        retry_after: std::time::Duration,
     },
     /// The quota counter or the ledger could not be reached.
     #[error("metering unavailable")]

@@ -299,7 +299,10 @@ mod tests {
             other => panic!("not an outage: {other:?}"),
         }
         assert!(matches!(
-            metering_failure(MeterError::TooManyStreams { limit: 2 }),
+            metering_failure(MeterError::TooManyStreams {
+                limit: 2,
+                retry_after: std::time::Duration::from_secs(1),
+            }),
             IndexFailure::Unavailable(_)
         ));
     }

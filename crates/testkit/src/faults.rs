@@ -335,30 +335,29 @@ impl PrivatePostgres {
         if !self.running {
             return;
         }
-        run(pg_command(&self.bin, "pg_ctl").args([
+        run(&mut self.stop_command());
+        self.running = false;
+    }
+
+    fn stop_command(&self) -> Command {
+        let mut c = pg_command(&self.bin, "pg_ctl");
+        c.args([
             "--pgdata",
             &self.data.to_string_lossy(),
             "--wait",
             "-m",
             "immediate",
             "stop",
-        ]));
-        self.running = false;
+        ]);
+        c
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         if self.running {
-            let _ = pg_command(&self.bin, "pg_ctl")
-                .args([
-                    "--pgdata",
-                    &self.data.to_string_lossy(),
-                    "--wait",
-                    "-m",
-                    "immediate",
-                    "stop",
-                ])
+            let _ = self
+                .stop_command()
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();

@@ -449,16 +449,24 @@ async fn streams_beyond_the_plan_cap_are_refused_until_one_ends() {
         .expect("sent");
     assert_eq!(open.status(), StatusCode::OK);
     open.chunk().await.expect("a chunk").expect("not the end");
-    let (status, refused) = app
-        .call_in(
-            &token,
-            Method::POST,
-            "/api/v1/ai/chat/completions",
-            Some(ask.clone()),
-            Some(&org),
-        )
-        .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+    let refused = completion(&app, &token, &org, &ask)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The headers agree with the refusal: a slot frees when an answer ends, so ask again in
+    // a second, and no request of the budget is left before then.
+    let header = |name: &str| {
+        refused
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(header("retry-after"), Some(1));
+    assert_eq!(header("ratelimit-remaining"), Some(0));
+    assert!(header("ratelimit-reset") >= Some(1));
+    let refused: Value = refused.json().await.expect("json");
     assert_eq!(refused["code"], "rate_limited");
     drop(open);
     // The slot comes back when the stream ends: as soon as the server notices the client

@@ -409,7 +409,7 @@ async fn long_streams_keep_their_slots_past_the_counter_ttl() {
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         let third = rig.billing.open_stream(rig.tenant).await;
         assert!(
-            matches!(third, Err(MeterError::TooManyStreams { limit: 2 })),
+            matches!(third, Err(MeterError::TooManyStreams { limit: 2, .. })),
             "{third:?}"
         );
         rig.billing.close_stream(a).await;

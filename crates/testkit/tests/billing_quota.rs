@@ -283,7 +283,7 @@ async fn stream_slots_are_capped_per_organization() {
         for t in tasks {
             match t.await.expect("task") {
                 Ok(slot) => open.push(slot),
-                Err(MeterError::TooManyStreams { limit }) => assert_eq!(limit, 2),
+                Err(MeterError::TooManyStreams { limit, .. }) => assert_eq!(limit, 2),
                 Err(e) => panic!("unexpected {e}"),
             }
         }

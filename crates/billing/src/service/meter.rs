@@ -8,9 +8,7 @@ use kernel::TenantId;
 use kernel::cache::Bounded;
 use kernel::metering::{self, Meter, MeterError, MeterScope, Reservation, StreamSlot, Tokens};
 
-use super::{
-    Billing, Recorded, STREAM_BASE_TTL, non_negative, period_label, period_of, to_i64, unavailable,
-};
+use super::{Billing, Recorded, non_negative, period_label, period_of, to_i64, unavailable};
 use crate::model::UsageEvent;
 
 #[async_trait]
@@ -162,7 +160,8 @@ impl Meter for Billing {
             .end_lease(&key, &lease, to_i64(counted))
             .await
         {
-            tracing::warn!(error = %e, tenant = %scope.tenant, "ending a quota reservation failed; its lease expires");
+            tracing::warn!(error = %e, tenant = %scope.tenant, "ending a quota reservation failed; repairing the counter when the cache returns");
+            self.repair_quota(key, lease);
         }
     }
 
@@ -185,21 +184,16 @@ impl Meter for Billing {
                 .map_err(unavailable)?
             {
                 Bounded::Added(_) => {
-                    slot.keeper = Some(self.keep_slot(key, lease, ttl));
+                    slot.keeper = Some(self.keep_slot(key, lease, ttl, limits.max_streams));
                     return Ok(slot);
                 }
-                Bounded::Refused(_) => {
+                Bounded::Refused(counter) => {
                     return Err(MeterError::TooManyStreams {
                         limit: limits.max_streams,
+                        retry_after: self.stream_retry_after(counter),
                     });
                 }
-                Bounded::Missing => {
-                    self.ports
-                        .cache
-                        .set_if_absent(&key, b"0", ttl.max(STREAM_BASE_TTL))
-                        .await
-                        .map_err(unavailable)?;
-                }
+                Bounded::Missing => self.create_stream_counter(&key, limits.max_streams).await?,
             }
         }
         Err(unavailable(anyhow::anyhow!(
