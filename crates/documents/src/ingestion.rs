@@ -442,7 +442,7 @@ impl From<IndexFailure> for Step {
     fn from(e: IndexFailure) -> Self {
         match e {
             IndexFailure::Transient(m) => Step::Transient(Why {
-                shown: "indexing failed".to_owned(),
+                shown: "the embedding service was unavailable".to_owned(),
                 logged: m,
             }),
             IndexFailure::Permanent(m) => Step::Permanent(Why::shown(m)),
