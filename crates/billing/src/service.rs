@@ -163,10 +163,13 @@ async fn new_stream_base(
     seen: &AtomicBool,
 ) -> Result<(i64, Duration), CacheError> {
     let period = renewal_period(slot_ttl);
+    // Read before the increment: a concurrent first increment of this process (the one that
+    // made the marker) must not count as an earlier life.
+    let had_seen = seen.load(Ordering::Relaxed);
     let mark = cache
         .increment(&cache_mark_key(), 1, CACHE_MARK_TTL)
         .await?;
-    let had_seen = seen.swap(true, Ordering::Relaxed);
+    seen.store(true, Ordering::Relaxed);
     if mark.value == 1 && had_seen {
         tracing::warn!(
             "the cache lost its stream slots (a restart?): new streams wait until the streams in flight hold theirs again"
