@@ -204,6 +204,26 @@ pub fn document_ports(
     })
 }
 
+/// What `/health/ready` checks: the database, the cache and, when one is configured, the
+/// model provider (the state its clients share: `openai::ProviderHealth`).
+fn components(
+    settings: &Settings,
+    store: &SqlStore,
+    cache: Arc<dyn HealthCheck>,
+) -> Vec<Arc<dyn HealthCheck>> {
+    let mut components: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(store.clone()), cache];
+    #[cfg(feature = "openai")]
+    {
+        let p = &settings.provider;
+        if !p.chat_models.is_empty() || p.embedding_model.is_some() {
+            components.push(openai::ProviderHealth::of(&provider_config(p)));
+        }
+    }
+    #[cfg(not(feature = "openai"))]
+    let _ = settings;
+    components
+}
+
 /// The provider's connection settings.
 #[cfg(feature = "openai")]
 fn provider_config(p: &settings::ProviderSettings) -> openai::ProviderConfig {
@@ -213,6 +233,7 @@ fn provider_config(p: &settings::ProviderSettings) -> openai::ProviderConfig {
         timeout: Duration::from_secs(p.timeout_secs),
         connect_timeout: Duration::from_secs(p.connect_timeout_secs),
         max_retries: p.max_retries,
+        down_for: Duration::from_millis(p.down_for_ms),
         ..openai::ProviderConfig::default()
     }
 }
@@ -716,7 +737,7 @@ impl Application {
             settings.http.clone(),
             cache,
             services,
-            vec![Arc::new(store.clone()), cache_health],
+            components(&settings, &store, cache_health),
         ));
 
         let listener = TcpListener::bind(settings.addr)

@@ -40,7 +40,8 @@ pub struct Problem {
     /// `storage_limit_exceeded`,
     /// `payload_too_large`, `unsupported_media_type`, `provider_unavailable`, `timeout`,
     /// `org_limit_reached` (403: the account owns as many organizations as it may),
-    /// `unavailable` (metering could not be reached), `internal`.
+    /// `unavailable` (metering could not be reached), `service_unavailable` (the database or
+    /// the cache could not be reached), `storage_unavailable`, `internal`.
     pub code: String,
     /// The request's id (also in the `X-Request-ID` header).
     pub request_id: String,
@@ -150,9 +151,46 @@ pub enum ApiError {
     /// 502: the model provider could not be reached (after its retries).
     #[error("the model provider is unavailable: {0}")]
     ProviderUnavailable(String),
+    /// 503 `provider_unavailable` with `Retry-After`: the provider failed a call a moment
+    /// ago, so this one was not tried.
+    #[error("the model provider is down; try again in {retry_after_secs} s")]
+    ProviderDown {
+        /// Seconds until it is tried again.
+        retry_after_secs: u64,
+    },
+    /// 503: a backing service (`database`, `cache`) could not be reached; nothing the
+    /// request asked for was done or it was undone.
+    #[error("the {component} is unavailable; try again shortly")]
+    Unavailable {
+        /// The component, as `/health` names it.
+        component: &'static str,
+    },
     /// 500: anything unexpected. The chain is logged; the client sees an opaque body.
+    /// Build it with [`ApiError::unexpected`], which tells outages apart.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    /// An error nobody classified: [`ApiError::Unavailable`] when a component of the server
+    /// recognizes it as its outage ([`crate::outage`]), else [`ApiError::Internal`].
+    #[must_use]
+    pub fn unexpected(e: anyhow::Error) -> Self {
+        let chain: &(dyn std::error::Error + 'static) = e.as_ref();
+        match crate::outage::explain(chain) {
+            Some(component) => {
+                tracing::warn!(component, error = %Chain(chain), "a request met an outage");
+                ApiError::Unavailable { component }
+            }
+            None => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::unexpected(e)
+    }
 }
 
 /// `t` as an RFC 3339 string (how every time is written on the wire).
@@ -167,7 +205,7 @@ impl From<billing::BillingError> for ApiError {
         match e {
             B::Invalid(i) => ApiError::Validation(i.0),
             B::NotFound => ApiError::NotFound,
-            B::Unknown(e) => ApiError::Internal(e),
+            B::Unknown(e) => ApiError::unexpected(e),
         }
     }
 }
@@ -204,7 +242,7 @@ impl From<documents::DocumentsError> for ApiError {
             },
             D::Unsupported(d) => ApiError::UnsupportedMediaType(d.to_string()),
             D::Extract(documents::ExtractError::Unavailable(e)) => {
-                ApiError::Internal(e.context("the extractor is unavailable"))
+                ApiError::unexpected(e.context("the extractor is unavailable"))
             }
             D::Extract(x) => {
                 if let documents::ExtractError::Crashed(reason) = &x {
@@ -212,7 +250,7 @@ impl From<documents::DocumentsError> for ApiError {
                 }
                 ApiError::Validation(vec![FieldError::new("file", x.public_message())])
             }
-            D::Unknown(e) => ApiError::Internal(e),
+            D::Unknown(e) => ApiError::unexpected(e),
         }
     }
 }
@@ -229,7 +267,7 @@ impl From<retrieval::RetrievalError> for ApiError {
             }
             R::Rejected(m) => ApiError::Validation(vec![FieldError::new("input", m)]),
             R::Metering(e) => ApiError::from(e),
-            R::Unknown(e) => ApiError::Internal(e),
+            R::Unknown(e) => ApiError::unexpected(e),
         }
     }
 }
@@ -251,13 +289,16 @@ impl From<chat::ChatError> for ApiError {
                 tracing::warn!(reason = %m, "the model provider is unavailable");
                 ApiError::ProviderUnavailable(m)
             }
+            C::ProviderDown(wait) => ApiError::ProviderDown {
+                retry_after_secs: kernel::clock::whole_secs_up(wait).max(1),
+            },
             C::ProviderRejected(m) => ApiError::Validation(vec![FieldError::new("messages", m)]),
             C::InvalidModelOutput(m) => ApiError::ProviderUnavailable(m),
             C::Cancelled => ApiError::ProviderUnavailable("the answer was cancelled".to_owned()),
             C::Forbidden(why) => ApiError::ForbiddenBecause(why),
             C::Metering(e) => ApiError::from(e),
             C::StorageUnavailable => ApiError::StorageUnavailable,
-            C::Unknown(e) => ApiError::Internal(e),
+            C::Unknown(e) => ApiError::unexpected(e),
         }
     }
 }
@@ -278,7 +319,7 @@ impl From<identity::AuthError> for ApiError {
                 retry_after_secs: kernel::clock::whole_secs_up(wait),
             },
             A::NotFound => ApiError::NotFound,
-            A::Unknown(e) => ApiError::Internal(e),
+            A::Unknown(e) => ApiError::unexpected(e),
         }
     }
 }
@@ -300,7 +341,7 @@ impl From<tenancy::TenancyError> for ApiError {
             T::LastOwner => {
                 ApiError::Conflict("an organization must keep at least one owner".to_owned())
             }
-            T::Unknown(e) => ApiError::Internal(e),
+            T::Unknown(e) => ApiError::unexpected(e),
         }
     }
 }
@@ -331,9 +372,12 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::StorageLimitExceeded { .. } => "storage_limit_exceeded",
             ApiError::MeteringUnavailable => "unavailable",
+            ApiError::Unavailable { .. } => "service_unavailable",
             ApiError::Timeout => "timeout",
             ApiError::StorageUnavailable => "storage_unavailable",
-            ApiError::ProviderUnavailable(_) => "provider_unavailable",
+            ApiError::ProviderUnavailable(_) | ApiError::ProviderDown { .. } => {
+                "provider_unavailable"
+            }
             ApiError::Internal(_) => "internal",
         }
     }
@@ -442,9 +486,11 @@ impl ResponseError for ApiError {
             ApiError::QuotaExceeded { .. } | ApiError::StorageLimitExceeded { .. } => {
                 StatusCode::PAYMENT_REQUIRED
             }
-            ApiError::Timeout | ApiError::MeteringUnavailable | ApiError::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Timeout
+            | ApiError::MeteringUnavailable
+            | ApiError::StorageUnavailable
+            | ApiError::Unavailable { .. }
+            | ApiError::ProviderDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -491,13 +537,18 @@ impl ResponseError for ApiError {
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::ProviderDown { retry_after_secs } => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::StorageUnavailable => {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            ApiError::StorageUnavailable
+            | ApiError::MeteringUnavailable
+            | ApiError::Unavailable { .. } => {
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::outage::RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }

@@ -14,6 +14,7 @@ pub mod limits;
 mod metrics;
 mod middleware;
 pub mod openapi;
+pub mod outage;
 mod route_table;
 mod routes;
 mod sockets;
@@ -77,6 +78,7 @@ pub fn build_app(
         .wrap(actix_web::middleware::from_fn(timeouts::timeout))
         .wrap(actix_web::middleware::Compress::default())
         .wrap(cors)
+        .wrap(actix_web::middleware::from_fn(outage::guard))
         .wrap(actix_web::middleware::from_fn(middleware::metrics))
         .wrap(actix_web::middleware::from_fn(middleware::edge))
 }

@@ -114,7 +114,7 @@ fn verdict<L: RateLimit>(decision: Option<RateDecision>) -> Result<(), ApiError>
 /// (logged).
 ///
 /// # Errors
-/// [`ApiError::Internal`] when the cache is down and `class` is [`RateClass::Auth`], which
+/// [`ApiError::Unavailable`] (503) when the cache is down and `class` is [`RateClass::Auth`], which
 /// fails closed: a credential route is not answered while the limiter cannot count.
 async fn count<L: RateLimit>(
     state: &AppState,
@@ -134,7 +134,7 @@ async fn count<L: RateLimit>(
     }
     match state.billing.check_rate(class, &subjects).await {
         Ok(d) => Ok(d),
-        Err(e) if class == RateClass::Auth => Err(ApiError::Internal(
+        Err(e) if class == RateClass::Auth => Err(ApiError::unexpected(
             anyhow::Error::new(e).context("the rate limiter"),
         )),
         Err(e) => {
@@ -161,7 +161,11 @@ pub async fn by_address<L: RateLimit>(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let ip = crate::auth::client_ip(req.request());
-    let decision = count::<L>(&state, ip.clone(), None).await?;
+    let decision = match count::<L>(&state, ip.clone(), None).await {
+        Ok(d) => d,
+        // Answered here, with the request, so that it is logged and counted under its route.
+        Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
+    };
     let mut res = match verdict::<L>(decision) {
         Err(refused) => {
             let ua = req

@@ -4,9 +4,12 @@
 //!    Content-Security-Policy on every response: [`DOCS_CSP`] on `/docs/`, else [`API_CSP`]),
 //!    and `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
-//! 3. CORS from the configured allowlist ([`cors`]);
-//! 4. compression (gzip);
-//! 5. [`crate::timeouts::timeout`]: a handler that does not produce a response head in time
+//! 3. [`crate::outage::guard`]: each request runs in the server's [`crate::outage::Outages`]
+//!    scope, and while a component every request needs is known down an API request is
+//!    answered 503 `service_unavailable` at once;
+//! 4. CORS from the configured allowlist ([`cors`]);
+//! 5. compression (gzip);
+//! 6. [`crate::timeouts::timeout`]: a handler that does not produce a response head in time
 //!    is answered 503 (the route's [`crate::timeouts::TimeLimit`], else the default).
 //!
 //! Per route: the rate limit of the credential routes ([`crate::limits::by_address`]).

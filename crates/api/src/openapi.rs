@@ -17,7 +17,9 @@ use crate::route_table::RouteTable;
         title = "Quire API",
         version = "1",
         description = "Chat with your documents: multi-tenant, streamed, cited. Errors are \
-                       `application/problem+json` with a stable `code` and the `request_id`."
+                       `application/problem+json` with a stable `code` and the `request_id`. \
+                       Any API route may answer 503 `service_unavailable` (the database or \
+                       the cache is down) with `Retry-After`."
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth),

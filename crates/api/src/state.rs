@@ -9,6 +9,7 @@ use kernel::health::HealthCheck;
 use settings::HttpSettings;
 
 use crate::metrics::Metrics;
+use crate::outage::Outages;
 use crate::sockets::OpenSockets;
 
 /// Shared by all workers of one server process (behind `web::Data`): the domain use cases
@@ -23,8 +24,9 @@ pub struct AppState {
     pub cache: Arc<dyn Cache>,
     /// The open WebSockets of this process, per client address.
     pub(crate) ws_open: Arc<OpenSockets>,
-    /// Components checked by `/health/ready` (database, cache; later the provider).
-    pub components: Vec<Arc<dyn HealthCheck>>,
+    /// The components `/health/ready` checks (database, cache, provider) and which of them
+    /// requests found down.
+    pub outages: Arc<Outages>,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
     /// When the process started serving.
@@ -122,7 +124,7 @@ impl AppState {
             http,
             cache,
             ws_open: Arc::default(),
-            components,
+            outages: Arc::new(Outages::new(components)),
             metrics: Arc::new(Metrics::new()),
             started_at: Instant::now(),
             hsts_header,
@@ -135,7 +137,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("http", &self.http)
             .field("cache", &self.cache)
-            .field("components", &self.components)
+            .field("outages", &self.outages)
             .finish_non_exhaustive()
     }
 }

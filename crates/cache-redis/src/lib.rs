@@ -431,6 +431,15 @@ impl HealthCheck for RedisCache {
         self.ping().await.map_err(anyhow::Error::new)
     }
 
+    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        kernel::health::chain(error).any(|e| {
+            matches!(
+                e.downcast_ref::<CacheError>(),
+                Some(CacheError::Unavailable(_))
+            )
+        })
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         let status = self.pool.status();
         Some(PoolStats {

@@ -36,6 +36,13 @@ pub enum ModelError {
     /// adapter's retries).
     #[error("{0}")]
     Unavailable(String),
+    /// Not tried: the provider failed a call a moment ago and is refused for `retry_after`
+    /// (the adapter's circuit breaker).
+    #[error("the model provider is down; try again in {} s", kernel::clock::whole_secs_up(*retry_after).max(1))]
+    Down {
+        /// How long calls are refused.
+        retry_after: std::time::Duration,
+    },
     /// The stream broke after its first token (idle timeout, disconnect, malformed chunk):
     /// never retried, since the caller already saw part of the answer.
     #[error("{0}")]
@@ -72,6 +79,13 @@ pub trait ChatModel: Send + Sync + std::fmt::Debug {
 
     /// Starts a call (see the trait's contract).
     async fn stream(&self, request: ChatRequest) -> Result<ModelStream, ModelError>;
+
+    /// How long calls are refused, while the model's provider is known to be down (a
+    /// provider adapter's circuit breaker); `None` when a call would be tried. Answers check
+    /// it before anything is reserved or stored.
+    fn refusing(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// An answer whose run stopped renewing its lease (its server died): its message as last

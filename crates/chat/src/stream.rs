@@ -60,6 +60,9 @@ pub enum AnswerError {
     /// The model could not be reached, or its stream broke.
     #[error("{0}")]
     ProviderUnavailable(String),
+    /// The model provider is known to be down: not tried (see [`ModelError::Down`]).
+    #[error("the model provider is down; try again in {} s", kernel::clock::whole_secs_up(*.0).max(1))]
+    ProviderDown(Duration),
     /// The model failed otherwise (the cause is logged, never shown).
     #[error("the model failed")]
     ModelFailed,
@@ -80,6 +83,7 @@ impl From<ModelError> for AnswerError {
         match e {
             ModelError::Rejected(m) => Self::ProviderRejected(m),
             ModelError::Unavailable(m) | ModelError::Interrupted(m) => Self::ProviderUnavailable(m),
+            ModelError::Down { retry_after } => Self::ProviderDown(retry_after),
             ModelError::Unknown(e) => {
                 tracing::error!(error = ?e, "model failure");
                 Self::ModelFailed

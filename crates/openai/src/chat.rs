@@ -171,6 +171,10 @@ impl ChatModel for OpenAiChat {
         self.config.context_window
     }
 
+    fn refusing(&self) -> Option<std::time::Duration> {
+        self.client.refusing()
+    }
+
     async fn stream(&self, request: ChatRequest) -> Result<ModelStream, ModelError> {
         let body = serde_json::to_vec(&WireRequest::new(&request, self.config.include_usage))
             .map_err(|e| ModelError::Unknown(anyhow::Error::new(e).context(WHAT)))?;

@@ -19,6 +19,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::health::ProviderHealth;
+
 /// The longest `Retry-After` honoured: a provider asking for more gets an `Unavailable`
 /// answer at once (the job that called retries later) instead of a caller blocked for minutes.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -44,10 +46,15 @@ pub struct ProviderConfig {
     pub backoff_base: Duration,
     /// Largest backoff ceiling.
     pub backoff_max: Duration,
+    /// How long the provider is marked down, its calls refused at once, after a call or a
+    /// readiness probe failed for want of it ([`crate::health`]); zero turns that off. The
+    /// first client of a base URL in the process sets it for all.
+    pub down_for: Duration,
 }
 
 impl Default for ProviderConfig {
-    /// OpenAI, no key, 60 s per request, 10 s to connect, 4 retries from 250 ms up to 20 s.
+    /// OpenAI, no key, 60 s per request, 10 s to connect, 4 retries from 250 ms up to 20 s,
+    /// marked down for 2 s after a failed call.
     fn default() -> Self {
         Self {
             base_url: "https://api.openai.com/v1".to_owned(),
@@ -57,6 +64,7 @@ impl Default for ProviderConfig {
             max_retries: 4,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(20),
+            down_for: crate::health::DOWN_FOR,
         }
     }
 }
@@ -119,8 +127,20 @@ pub(crate) enum CallError {
     Rejected(String),
     /// Unreachable, refused credentials, or still failing after every retry; a short reason.
     Unavailable(String),
+    /// Not tried: the provider failed a call a moment ago ([`crate::health`]); calls are
+    /// refused for this long.
+    Down(Duration),
     /// A malformed answer or a bug.
     Unknown(anyhow::Error),
+}
+
+impl CallError {
+    fn down_message(wait: Duration) -> String {
+        format!(
+            "the model provider is down; try again in {} s",
+            kernel::clock::whole_secs_up(wait).max(1)
+        )
+    }
 }
 
 impl From<CallError> for retrieval::EmbedError {
@@ -128,6 +148,7 @@ impl From<CallError> for retrieval::EmbedError {
         match e {
             CallError::Rejected(m) => Self::Rejected(m),
             CallError::Unavailable(m) => Self::Unavailable(m),
+            CallError::Down(wait) => Self::Unavailable(CallError::down_message(wait)),
             CallError::Unknown(e) => Self::Unknown(e),
         }
     }
@@ -138,6 +159,7 @@ impl From<CallError> for chat::ModelError {
         match e {
             CallError::Rejected(m) => Self::Rejected(m),
             CallError::Unavailable(m) => Self::Unavailable(m),
+            CallError::Down(retry_after) => Self::Down { retry_after },
             CallError::Unknown(e) => Self::Unknown(e),
         }
     }
@@ -190,6 +212,7 @@ pub(crate) struct HttpClient {
     api_key: Option<SecretString>,
     policy: RetryPolicy,
     pause: Arc<dyn Pause>,
+    health: Arc<ProviderHealth>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -252,7 +275,13 @@ impl HttpClient {
                 max: config.backoff_max,
             },
             pause: Arc::new(TokioPause),
+            health: ProviderHealth::of(config),
         })
+    }
+
+    /// How long calls are refused while the provider is marked down ([`crate::health`]).
+    pub(crate) fn refusing(&self) -> Option<Duration> {
+        self.health.refusing()
     }
 
     /// The same client, waiting between retries through `pause`.
@@ -311,12 +340,31 @@ impl HttpClient {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent; refused at
+    /// once while the provider is marked down, and marking it down or up by the outcome
+    /// ([`crate::health`]).
     pub(crate) async fn with_retries<T, F, Fut>(
         &self,
         what: &'static str,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        if let Some(wait) = self.health.refusing() {
+            return Err(CallError::Down(wait));
+        }
+        let outcome = self.retried(what, attempt).await;
+        match &outcome {
+            Ok(_) | Err(CallError::Rejected(_)) => self.health.answered(),
+            Err(CallError::Unavailable(_)) => self.health.failed(),
+            Err(CallError::Down(_) | CallError::Unknown(_)) => {}
+        }
+        outcome
+    }
+
+    async fn retried<T, F, Fut>(&self, what: &'static str, mut attempt: F) -> Result<T, CallError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,

@@ -5,7 +5,9 @@
 //!   the retry policy and error mapping, and the [`Pause`] between retries;
 //! - [`embeddings`]: [`OpenAiEmbedder`], a [`retrieval::Embedder`] on `POST /embeddings`;
 //! - [`chat`]: [`OpenAiChat`], a [`chat::ChatModel`] on streamed `POST /chat/completions`
-//!   (with [`SseParser`], the server-sent events parser it reads the stream with).
+//!   (with [`SseParser`], the server-sent events parser it reads the stream with);
+//! - [`health`]: [`ProviderHealth`], the provider's readiness check and the circuit breaker
+//!   its calls go through.
 //!
 //! HTTPS needs the `tls` feature (rustls with the ring provider; without it an `https://`
 //! base URL is refused with [`ConfigError::NoTls`]). With it, reqwest is built without a
@@ -16,6 +18,7 @@
 pub mod chat;
 pub mod client;
 pub mod embeddings;
+pub mod health;
 
 pub use chat::{ChatConfig, OpenAiChat, SseEvent, SseParser, SseTooLong};
 pub use client::{
@@ -24,3 +27,4 @@ pub use client::{
 pub use embeddings::{EmbeddingConfig, OpenAiEmbedder, known_dimensions};
 /// The future a [`Pause`] answers.
 pub use futures_util::future::BoxFuture;
+pub use health::ProviderHealth;

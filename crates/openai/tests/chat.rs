@@ -36,6 +36,8 @@ impl Pause for RecordedPauses {
 fn provider(fake: &FakeOpenAi) -> ProviderConfig {
     ProviderConfig {
         base_url: fake.base_url(),
+        // One test follows a failure with another call: no breaker (tested on its own).
+        down_for: Duration::ZERO,
         // Must not limit a stream (the slow tests below outlast it if it did).
         timeout: Duration::from_millis(500),
         ..ProviderConfig::default()
@@ -578,4 +580,40 @@ async fn an_unreachable_provider_is_unavailable() {
         "{err}"
     );
     assert_eq!(pauses.delays().len(), 1);
+}
+
+/// The circuit breaker (issue 15, item 7): a call that failed for want of the provider marks
+/// it down for `down_for`: the calls meanwhile are refused without a request; the first one
+/// after it tries again.
+#[tokio::test]
+async fn a_failed_call_marks_the_provider_down_for_a_while() {
+    let fake = FakeOpenAi::start();
+    let (m, _) = model(
+        ProviderConfig {
+            max_retries: 0,
+            down_for: Duration::from_millis(400),
+            ..provider(&fake)
+        },
+        ChatConfig::default(),
+    );
+    fake.push_faults([Fault::Status {
+        status: 503,
+        retry_after: None,
+    }]);
+    let err = m.stream(request("hello")).await.err().expect("an error");
+    assert!(matches!(err, ModelError::Unavailable(_)), "{err}");
+    assert_eq!(fake.request_count(), 1);
+    let refused = m.refusing().expect("marked down");
+    assert!(refused <= Duration::from_millis(400), "{refused:?}");
+    let err = m.stream(request("hello")).await.err().expect("refused");
+    assert!(
+        matches!(err, ModelError::Down { retry_after } if retry_after <= Duration::from_millis(400)),
+        "{err}"
+    );
+    assert_eq!(fake.request_count(), 1, "not asked while down");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(m.refusing(), None);
+    let out = drain(m.stream(request("hello")).await.expect("tried again")).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(fake.request_count(), 2);
 }

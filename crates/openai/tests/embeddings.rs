@@ -30,6 +30,8 @@ impl Pause for RecordedPauses {
 fn provider(fake: &FakeOpenAi) -> ProviderConfig {
     ProviderConfig {
         base_url: fake.base_url(),
+        // One test follows a failure with another call: no breaker (tested on its own).
+        down_for: Duration::ZERO,
         timeout: Duration::from_secs(10),
         ..ProviderConfig::default()
     }

@@ -210,6 +210,10 @@ pub struct ProviderSettings {
     pub first_token_timeout_secs: u64,
     /// Seconds a chat stream may stay silent after its first token.
     pub idle_timeout_secs: u64,
+    /// Milliseconds the provider is marked down after a call (or a readiness probe) failed
+    /// for want of it: meanwhile its calls are refused at once (chat answers 503 with
+    /// `Retry-After`); 0 turns that off.
+    pub down_for_ms: u64,
 }
 
 /// Uploads, extraction and the ingestion workers.
@@ -542,6 +546,7 @@ impl Default for Settings {
                 chat_models: Vec::new(),
                 first_token_timeout_secs: 30,
                 idle_timeout_secs: 30,
+                down_for_ms: 2_000,
             },
             chat: ChatSettings {
                 default_model: None,

@@ -257,6 +257,29 @@ async fn pending_names(db: &impl ConnectionTrait) -> anyhow::Result<Vec<String>>
     Ok(pending.iter().map(|m| m.name().to_owned()).collect())
 }
 
+/// Whether `e` says the database could not be reached: no connection could be had (unless
+/// the pool was full), the connection broke, or the server is shutting down or starting up
+/// (SQLSTATE classes 08 and 57P).
+fn is_outage(e: &DbErr, pool_full: bool) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+    match e {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => !pool_full,
+        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                Sqlx::Io(_) | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+                Sqlx::PoolTimedOut => !pool_full,
+                Sqlx::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 #[async_trait]
 impl HealthCheck for SqlStore {
     fn component(&self) -> &'static str {
@@ -265,6 +288,20 @@ impl HealthCheck for SqlStore {
 
     async fn check(&self) -> anyhow::Result<()> {
         self.db.ping().await.context("database ping")
+    }
+
+    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        // A pool that timed out while every connection was busy is load, not an outage.
+        let pool_full = self
+            .pool_stats()
+            .is_some_and(|p| p.size >= p.max && p.idle == 0);
+        kernel::health::chain(error)
+            .filter_map(|e| e.downcast_ref::<DbErr>())
+            .any(|e| is_outage(e, pool_full))
+    }
+
+    fn every_request_needs(&self) -> bool {
+        true
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {

@@ -385,6 +385,11 @@ impl FakeOpenAi {
         lock(&self.state.faults).extend(faults);
     }
 
+    /// Drops the faults not consumed yet (the provider is well again).
+    pub fn clear_faults(&self) {
+        lock(&self.state.faults).clear();
+    }
+
     /// Faults not consumed yet.
     #[must_use]
     pub fn pending_faults(&self) -> usize {

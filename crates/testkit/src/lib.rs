@@ -318,6 +318,8 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         settings.provider.embedding_model = Some(model.clone());
         settings.provider.max_retries = 2;
         settings.provider.timeout_secs = 5;
+        // Tests follow a failed call with another; `faults_outages` turns the breaker on.
+        settings.provider.down_for_ms = 0;
     }
     if let Some(tweak) = opts.tweak {
         tweak(&mut settings);

@@ -557,6 +557,6 @@ async fn audit_log(
         .audit
         .query(&filter, &page)
         .await
-        .map_err(|e| ApiError::Internal(e.0))?;
+        .map_err(|e| ApiError::unexpected(e.0))?;
     Ok(web::Json(PageDto::from_page(records, AuditDto::from)))
 }

@@ -341,7 +341,9 @@ fn answer_error_code(e: &AnswerError) -> &'static str {
     match e {
         AnswerError::Cancelled => "cancelled",
         AnswerError::ProviderRejected(_) => "provider_error",
-        AnswerError::ProviderUnavailable(_) => "provider_unavailable",
+        AnswerError::ProviderUnavailable(_) | AnswerError::ProviderDown(_) => {
+            "provider_unavailable"
+        }
         AnswerError::ModelFailed => "internal",
         AnswerError::NotStored => "storage_unavailable",
         AnswerError::SessionDeleted => "not_found",

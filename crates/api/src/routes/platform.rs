@@ -78,7 +78,7 @@ async fn check_one(c: &Arc<dyn HealthCheck>) -> (&'static str, ComponentHealth) 
 }
 
 async fn report(state: &AppState, ok: &'static str, not_ok: &'static str) -> HealthReport {
-    let results = join_all(state.components.iter().map(check_one)).await;
+    let results = join_all(state.outages.components().iter().map(check_one)).await;
     let failing: Vec<&'static str> = results
         .iter()
         .filter(|(_, h)| h.status == "down")
@@ -100,7 +100,8 @@ async fn live() -> web::Json<Live> {
     web::Json(Live { status: "ok" })
 }
 
-/// Ready to serve: the database and the cache answer. 503 names the failing components.
+/// Ready to serve: the database, the cache and the model provider (when one is configured)
+/// answer. 503 names the failing components.
 #[utoipa::path(
     tag = "platform",
     responses(
@@ -140,7 +141,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let text = state
         .metrics
-        .render(&state.components)
+        .render(state.outages.components())
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("rendering metrics")))?;
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

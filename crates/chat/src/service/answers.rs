@@ -137,6 +137,9 @@ impl Chat {
             .clone()
             .or_else(|| assistant.as_ref().and_then(|a| a.model.clone()));
         let (model_name, model) = self.resolve_model(tenant, requested.as_deref()).await?;
+        if let Some(wait) = model.refusing() {
+            return Err(ChatError::ProviderDown(wait));
+        }
         let collections = if !session.collection_ids.is_empty() {
             Some(session.collection_ids.clone())
         } else {

@@ -43,6 +43,9 @@ pub enum ChatError {
     /// The model (or the embedding provider) could not be reached.
     #[error("{0}")]
     ProviderUnavailable(String),
+    /// The model provider is known to be down: nothing was tried; ask again after this.
+    #[error("the model provider is down; try again in {} s", kernel::clock::whole_secs_up(*.0).max(1))]
+    ProviderDown(std::time::Duration),
     /// The model refused the request.
     #[error("{0}")]
     ProviderRejected(String),
@@ -97,6 +100,7 @@ impl From<AnswerError> for ChatError {
             AnswerError::ModelFailed => Self::Unknown(anyhow::anyhow!(e.to_string())),
             AnswerError::NotStored => Self::StorageUnavailable,
             AnswerError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
+            AnswerError::ProviderDown(wait) => Self::ProviderDown(wait),
             AnswerError::Incomplete => Self::ProviderUnavailable(e.to_string()),
         }
     }
