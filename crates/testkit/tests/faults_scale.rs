@@ -1,7 +1,10 @@
 //! Issue 15, item 5: any server resumes any live answer. Two servers share one PostgreSQL and
 //! one Redis (the production setup); an answer runs on server A and its client reconnects to
 //! server B, which follows the answer's stored message (checkpointed by A at most every
-//! second), keeps A's run alive while it watches, and passes a cancel on to it.
+//! second), keeps A's run alive while it watches, and passes a cancel on to it; if A dies, B's
+//! viewer gets the end the sweeper gives the answer.
+//!
+//! These tests inject no outage: they run on the shared PostgreSQL and Redis.
 
 use std::time::{Duration, Instant};
 
@@ -376,4 +379,73 @@ async fn a_live_answer_resumes_on_another_server_only_for_its_tenant_and_session
     );
     assert_eq!(format!("{}{}", text_of(&first), text_of(&resumed)), REPLY);
     drop(fake);
+}
+
+/// A server on its own runtime, so that the test can kill it (every task dropped where it
+/// stands, as `kill -9` would).
+fn on_own_runtime(opts: TestOptions) -> (tokio::runtime::Runtime, TestApp) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let app = std::thread::scope(|s| {
+        s.spawn(|| rt.block_on(spawn_app_with(opts)))
+            .join()
+            .expect("the app started")
+    });
+    (rt, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_following_an_answer_whose_server_died_gets_its_end_once_it_is_swept() {
+    if testkit::services_skipped("PostgreSQL + Redis") {
+        return;
+    }
+    let fake = FakeOpenAi::builder()
+        .chat_models(&[FAKE_MODEL])
+        .reply(REPLY)
+        .start();
+    // Leases of 3 s, swept 2 s after they ran out (usage and end retried 1 s each).
+    let (doomed, a) = on_own_runtime(production(&fake).tweak(|s| {
+        s.provider.embedding_dimensions = Some(64);
+        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
+        s.provider.first_token_timeout_secs = 5;
+        s.provider.idle_timeout_secs = 600;
+        s.chat.answer_lease_secs = 3;
+        s.chat.answer_store_retry_secs = 1;
+        s.billing.ledger_retry_secs = 1;
+    }));
+    let b = a.sibling(None).await;
+    let (token, org) = a.owner("kim").await;
+    let s = new_session(&a, &token, &org).await;
+    // Six pieces, then the provider stalls for ten minutes.
+    fake.push_faults([Fault::StallAfter(6, Duration::from_secs(600))]);
+    let (body, first) = ask_streamed(&a, &token, &org, &s, 6).await;
+    // Let a checkpoint hold some of it, then kill A.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    doomed.shutdown_background();
+    drop(body);
+
+    let resumed = read_to_end(resume(&b, &token, &org, &s, &last_id(&first)).await).await;
+    let (_, last, end) = resumed.last().cloned().expect("events");
+    assert_eq!(last, "error", "{resumed:?}");
+    assert_eq!(end["code"], "incomplete", "{end}");
+    let stored = last_message(&b, &token, &org, &s).await;
+    assert_eq!(stored["status"], "incomplete", "{stored}");
+    let content = stored["content"].as_str().unwrap_or_default();
+    assert!(
+        !content.is_empty() && REPLY.starts_with(content),
+        "{stored}"
+    );
+    // The viewer had more than the checkpoint, or got the checkpoint's rest: never a
+    // character twice.
+    let seen = format!("{}{}", text_of(&first), text_of(&resumed));
+    assert!(
+        seen.starts_with(content) || content.starts_with(&seen),
+        "{seen}"
+    );
+    assert_positions(&resumed, text_of(&first).chars().count());
+    drop(b);
+    drop(a);
 }

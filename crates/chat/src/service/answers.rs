@@ -284,10 +284,11 @@ impl Chat {
             return Ok(Subscription::Replay(events));
         }
         // Streaming, written by a run on another server: followed. Its viewer stops waiting
-        // once the message has not changed for as long as a stopped server's answer takes
-        // to be swept (its lease, the sweeper's grace, a sweep period).
+        // once the message has not changed for longer than a stopped server's answer takes
+        // to be swept after its last checkpoint (its lease, the sweeper's grace and a sweep
+        // period, a third of the lease), with room for a slow sweep.
         let s = &self.settings;
-        let idle_limit = s.answer_lease + s.sweep_grace + s.answer_lease / 3;
+        let idle_limit = s.answer_lease * 2 + s.sweep_grace;
         tracing::info!(message = %message_id, session = %session_id, "following an answer running on another server");
         Ok(Subscription::Follow(stream::Follow::new(
             message_id,
