@@ -763,13 +763,16 @@ mod tests {
     use super::*;
     use crate::model::ChatSessionId;
 
-    /// Plain values only (what the runs use), without expiry.
+    /// Plain values only (what the runs use), without expiry; `down` fails every read.
     #[derive(Debug, Default)]
-    struct Values(Mutex<HashMap<String, Vec<u8>>>);
+    struct Values {
+        map: Mutex<HashMap<String, Vec<u8>>>,
+        down: std::sync::atomic::AtomicBool,
+    }
 
     impl Values {
         fn map(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
-            self.0
+            self.map
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
@@ -782,6 +785,9 @@ mod tests {
     #[async_trait::async_trait]
     impl Cache for Values {
         async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(CacheError::Unavailable(anyhow::anyhow!("down")));
+            }
             Ok(self.map().get(key.as_str()).cloned())
         }
         async fn set(&self, key: &CacheKey, value: &[u8], _: Duration) -> Result<(), CacheError> {
@@ -925,6 +931,18 @@ mod tests {
         drop(runs.attach(other.clone(), None));
         tokio::time::sleep(grace * 3).await;
         assert!(*other.cancel.borrow());
+        // A cache that fails: the run is cancelled as unwatched, as without the cache.
+        let third = runs.start(
+            MessageId::new(),
+            kernel::TenantId::new(),
+            ChatSessionId::new(),
+        );
+        let watch = watch_key(third.tenant_id, third.message_id);
+        cache.set(&watch, b"1", WATCH_TTL).await.expect("set");
+        cache.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(runs.attach(third.clone(), None));
+        tokio::time::sleep(grace * 3).await;
+        assert!(*third.cancel.borrow());
     }
 
     #[test]
