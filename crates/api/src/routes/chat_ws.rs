@@ -605,6 +605,7 @@ async fn on_frame(
                             )
                             .await
                         }
+                        // Matched by the arms above.
                         ClientFrame::Auth { .. } | ClientFrame::Cancel => true,
                     },
                     Check::Ended => {
