@@ -103,6 +103,7 @@ pub async fn services(
             )),
             clock: clock.clone(),
             meter: billing.clone(),
+            cache: cache.clone(),
         },
         chat_settings(settings),
     ));

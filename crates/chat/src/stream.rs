@@ -13,15 +13,27 @@
 //! Event ids are `<message id>:<position>`, the position being `d<chars delivered>` for text,
 //! `c` for the citations and `e` for the end. A stream that ended can therefore be replayed by
 //! any server process from the stored message alone (see `Chat::resume`).
+//!
+//! A viewer that reconnects to another server while the answer runs gets a [`Follow`]: it
+//! reads the stored message (checkpointed by the run at most every second) every
+//! [`FOLLOW_POLL`] and sends the text beyond what the viewer has, then ends like a replay.
+//! Across servers the only shared state is the database and the cache: the follower keeps a
+//! *watch* key alive ([`watch_key`]), which holds off the run's no-viewer cancel, and a cancel
+//! asked through it sets a *cancel* key ([`cancel_key`]) the run reads at its checkpoints. A
+//! cache that fails is logged and degrades to a run that sees no remote viewer (it is
+//! cancelled after its grace as when nobody watches).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
+use kernel::cache::{Cache, CacheKey};
 use tokio::sync::Notify;
 
-use crate::model::{Citation, MessageId, Usage};
-use crate::ports::ModelError;
+use crate::model::{Citation, Message, MessageId, MessageStatus, Usage};
+use crate::ports::{ChatStore, ModelError};
 
 /// One event of an answer stream, as SSE and WebSocket carry it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +88,12 @@ pub enum AnswerError {
     /// A replayed answer that was cut short when it ran.
     #[error("the answer was cut short; what was produced is stored")]
     Incomplete,
+    /// A followed answer (one running on another server) stopped changing for longer than
+    /// a stopped server's answer takes to be swept: the viewer stops waiting.
+    #[error(
+        "the answer stopped progressing on the server writing it; its message shows how it ends"
+    )]
+    Stalled,
 }
 
 impl From<ModelError> for AnswerError {
@@ -253,16 +271,19 @@ pub struct Runs {
     pub grace: Duration,
     /// How long an ended run stays for replay.
     pub keep: Duration,
+    /// Where remote viewers keep their watch keys (shared by every server).
+    cache: Arc<dyn Cache>,
 }
 
 impl Runs {
     /// No runs yet.
     #[must_use]
-    pub fn new(grace: Duration, keep: Duration) -> Self {
+    pub fn new(grace: Duration, keep: Duration, cache: Arc<dyn Cache>) -> Self {
         Self {
             runs: Mutex::new(HashMap::new()),
             grace,
             keep,
+            cache,
         }
     }
 
@@ -336,28 +357,36 @@ pub struct Live {
     skip_text: u64,
 }
 
-/// A viewer of an answer stream: live, or a replay of a stored answer.
+/// A viewer of an answer stream: live, a follower of a run on another server, or a replay
+/// of a stored answer.
 #[derive(Debug)]
 pub enum Subscription {
     /// Attached to a run of this process.
     Live(Live),
+    /// Following the stored message of a run on another server.
+    Follow(Follow),
     /// Events rebuilt from a stored message.
-    Replay(std::collections::VecDeque<Sequenced>),
+    Replay(VecDeque<Sequenced>),
 }
 
 impl Subscription {
-    /// The next event, waiting for it; `None` after the last.
+    /// The next event, waiting for it; `None` after the last. Cancel-safe: an event is
+    /// consumed only when it is returned.
     pub async fn next(&mut self) -> Option<Sequenced> {
         match self {
             Self::Replay(q) => q.pop_front(),
             Self::Live(live) => live.next().await,
+            Self::Follow(follow) => follow.next().await,
         }
     }
 
-    /// Cancels the run (a WebSocket `cancel` frame); nothing for a replay.
+    /// Cancels the run (a WebSocket `cancel` frame): at once for a run of this process,
+    /// within a checkpoint (a second) for one on another server; nothing for a replay.
     pub fn cancel(&self) {
-        if let Self::Live(l) = self {
-            l.run.cancel();
+        match self {
+            Self::Live(l) => l.run.cancel(),
+            Self::Follow(f) => f.cancel(),
+            Self::Replay(_) => {}
         }
     }
 
@@ -366,6 +395,7 @@ impl Subscription {
     pub fn message_id(&self) -> Option<MessageId> {
         match self {
             Self::Live(l) => Some(l.run.message_id),
+            Self::Follow(f) => Some(f.message_id),
             Self::Replay(q) => q
                 .front()
                 .and_then(|e| parse_event_id(&e.id))
@@ -428,16 +458,24 @@ impl Drop for Live {
             run.cancel();
             return;
         }
+        let cache = self.runs.cache.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                tokio::time::sleep(grace).await;
-                let idle = {
-                    let s = run.lock();
-                    s.viewers == 0 && s.epoch == epoch && s.finished_at.is_none()
-                };
-                if idle {
-                    tracing::info!(message = %run.message_id, "no viewer left: cancelling the answer");
-                    run.cancel();
+                loop {
+                    tokio::time::sleep(grace).await;
+                    let idle = {
+                        let s = run.lock();
+                        s.viewers == 0 && s.epoch == epoch && s.finished_at.is_none()
+                    };
+                    if !idle {
+                        return;
+                    }
+                    if !watched_elsewhere(&*cache, &run).await {
+                        tracing::info!(message = %run.message_id, "no viewer left: cancelling the answer");
+                        run.cancel();
+                        return;
+                    }
+                    // A viewer on another server follows it: look again after another grace.
                 }
             });
         } else {
@@ -446,16 +484,248 @@ impl Drop for Live {
     }
 }
 
-/// Rebuilds the events after `after` from a stored answer (see the module docs).
+/// The cache key a viewer on another server keeps alive while it follows the run of
+/// `message` (see the module docs).
 #[must_use]
-pub fn replay(
+pub fn watch_key(tenant: kernel::TenantId, message: MessageId) -> CacheKey {
+    CacheKey::tenant(tenant, "answer-watch", &[&message.to_string()])
+}
+
+/// The cache key a viewer on another server sets to cancel the run of `message`.
+#[must_use]
+pub fn cancel_key(tenant: kernel::TenantId, message: MessageId) -> CacheKey {
+    CacheKey::tenant(tenant, "answer-cancel", &[&message.to_string()])
+}
+
+/// Whether a viewer on another server follows `run` now. A cache that fails counts as no
+/// (the run is cancelled as when nobody watches).
+async fn watched_elsewhere(cache: &dyn Cache, run: &Run) -> bool {
+    match cache.get(&watch_key(run.tenant_id, run.message_id)).await {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            tracing::warn!(error = ?e, message = %run.message_id, "the cache could not say whether another server follows the answer; cancelling it as unwatched");
+            false
+        }
+    }
+}
+
+/// How often a [`Follow`] reads the stored message (and renews its watch key).
+pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+/// How long a follower's watch key lives without a renewal: several polls, so a slow read
+/// of the database does not let it lapse, and short enough that a run whose remote viewer
+/// left is cancelled soon after its grace.
+pub const WATCH_TTL: Duration = Duration::from_secs(5);
+
+/// How long a remote cancel waits for its run to read it (the run reads it every
+/// checkpoint, a second).
+const CANCEL_TTL: Duration = Duration::from_secs(30);
+
+/// A viewer of a run on another server: it follows the run's stored message, whose text
+/// arrives as the run checkpoints it (at most every second, so in pieces of up to a second
+/// of tokens), and ends as a replay of the stored end once the message is `complete` or
+/// `incomplete`. Meanwhile it keeps the run's watch key alive; if the message stops changing
+/// for `idle_limit` (by then a stopped server's answer has been swept) it ends with
+/// [`AnswerError::Stalled`].
+#[derive(Debug)]
+pub struct Follow {
+    message_id: MessageId,
+    tenant_id: kernel::TenantId,
+    store: Arc<dyn ChatStore>,
+    cache: Arc<dyn Cache>,
+    /// Where the viewer is.
+    after: Position,
+    /// The stored message's length at the last read.
+    stored_chars: Option<u64>,
+    last_change: tokio::time::Instant,
+    idle_limit: Duration,
+    next_poll: tokio::time::Instant,
+    /// The replayed end, once the message ended.
+    ended: Option<VecDeque<Sequenced>>,
+    /// Whether the last read (of the store, of the cache) failed: a failure is logged when
+    /// it starts, not at every poll.
+    store_failing: bool,
+    cache_failing: bool,
+}
+
+impl Follow {
+    /// A follower of `message_id` (of `tenant_id`, checked by the caller to be a streaming
+    /// answer the viewer may see) from just after `after`.
+    #[must_use]
+    pub fn new(
+        message_id: MessageId,
+        tenant_id: kernel::TenantId,
+        after: Position,
+        store: Arc<dyn ChatStore>,
+        cache: Arc<dyn Cache>,
+        idle_limit: Duration,
+    ) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            message_id,
+            tenant_id,
+            store,
+            cache,
+            after,
+            stored_chars: None,
+            last_change: now,
+            idle_limit,
+            next_poll: now,
+            ended: None,
+            store_failing: false,
+            cache_failing: false,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Sequenced> {
+        loop {
+            if let Some(q) = self.ended.as_mut() {
+                return q.pop_front();
+            }
+            // Nothing below changes what the viewer has before an event is returned, so a
+            // caller may drop this future (a keep-alive timeout) and call again.
+            tokio::time::sleep_until(self.next_poll).await;
+            self.next_poll = tokio::time::Instant::now() + FOLLOW_POLL;
+            self.renew_watch().await;
+            let read = self
+                .store
+                .find_message(self.tenant_id, self.message_id)
+                .await;
+            if let Some(event) = self.on_read(read) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Keeps the run's watch key alive (a failure is logged: the run then behaves as if
+    /// nobody watched).
+    async fn renew_watch(&mut self) {
+        let key = watch_key(self.tenant_id, self.message_id);
+        match self.cache.set(&key, b"1", WATCH_TTL).await {
+            Ok(()) => {
+                if std::mem::take(&mut self.cache_failing) {
+                    tracing::info!(message = %self.message_id, "following an answer: the cache answers again");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.cache_failing, true) {
+                    tracing::warn!(error = ?e, message = %self.message_id, "following an answer: its watch key could not be set; its server may cancel it as unwatched");
+                }
+            }
+        }
+    }
+
+    /// What one read of the stored message gives the viewer: the text beyond what it has,
+    /// or nothing yet; sets `ended` when the stream ends.
+    fn on_read(
+        &mut self,
+        read: Result<Option<Message>, crate::ports::StoreError>,
+    ) -> Option<Sequenced> {
+        let now = tokio::time::Instant::now();
+        match read {
+            Err(e) => {
+                if !std::mem::replace(&mut self.store_failing, true) {
+                    tracing::warn!(error = ?e, message = %self.message_id, "following an answer: reading its message failed; trying again");
+                }
+            }
+            // Its session was deleted, with its messages.
+            Ok(None) => {
+                self.end_with(AnswerError::SessionDeleted);
+                return None;
+            }
+            Ok(Some(m)) => {
+                if std::mem::take(&mut self.store_failing) {
+                    tracing::info!(message = %self.message_id, "following an answer: its message can be read again");
+                }
+                let total = m.content.chars().count() as u64;
+                if self.stored_chars != Some(total) {
+                    self.stored_chars = Some(total);
+                    self.last_change = now;
+                }
+                if let Some(q) = replay_stored(&m, Some(self.after)) {
+                    self.ended = Some(q);
+                    return None;
+                }
+                if let Position::Text(has) = self.after
+                    && total > has
+                {
+                    let text = m
+                        .content
+                        .chars()
+                        .skip(usize::try_from(has).unwrap_or(usize::MAX))
+                        .collect();
+                    self.after = Position::Text(total);
+                    return Some(Sequenced {
+                        id: event_id(self.message_id, self.after),
+                        position: self.after,
+                        event: StreamEvent::Delta { text },
+                    });
+                }
+            }
+        }
+        if now.duration_since(self.last_change) >= self.idle_limit {
+            tracing::warn!(message = %self.message_id, idle = ?self.idle_limit, "a followed answer stopped changing; its viewer stops waiting");
+            self.end_with(AnswerError::Stalled);
+        }
+        None
+    }
+
+    fn end_with(&mut self, error: AnswerError) {
+        self.ended = Some(VecDeque::from([Sequenced {
+            id: event_id(self.message_id, Position::End),
+            position: Position::End,
+            event: StreamEvent::Error(error),
+        }]));
+    }
+
+    /// Asks the run's server to cancel it (it reads the key within a checkpoint); a cache
+    /// that fails is logged and the run goes on.
+    fn cancel(&self) {
+        let cache = self.cache.clone();
+        let (key, message) = (cancel_key(self.tenant_id, self.message_id), self.message_id);
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            match cache.set(&key, b"1", CANCEL_TTL).await {
+                Ok(()) => tracing::info!(%message, "cancel of an answer running on another server asked"),
+                Err(e) => tracing::warn!(error = ?e, %message, "the cancel of an answer running on another server could not be passed on; it goes on"),
+            }
+        });
+    }
+}
+
+/// The events after `after` of a stored answer that ended (`complete`: its citations and
+/// `done`; `incomplete`: its citations and the error [`AnswerError::Incomplete`]); `None`
+/// while it is still `streaming`.
+#[must_use]
+pub fn replay_stored(message: &Message, after: Option<Position>) -> Option<VecDeque<Sequenced>> {
+    let ending = match message.status {
+        MessageStatus::Complete => StreamEvent::Done {
+            message_id: message.id,
+            usage: message.usage.unwrap_or_default(),
+        },
+        MessageStatus::Incomplete => StreamEvent::Error(AnswerError::Incomplete),
+        MessageStatus::Streaming => return None,
+    };
+    Some(replay_events(
+        message.id,
+        &message.content,
+        message.citations.clone(),
+        ending,
+        after,
+    ))
+}
+
+/// Rebuilds the events after `after` from a stored answer (see the module docs).
+fn replay_events(
     message_id: MessageId,
     content: &str,
     citations: Vec<Citation>,
     ending: StreamEvent,
     after: Option<Position>,
-) -> Subscription {
-    let mut q = std::collections::VecDeque::new();
+) -> VecDeque<Sequenced> {
+    let mut q = VecDeque::new();
     let total = content.chars().count() as u64;
     let from = match after {
         None => 0,
@@ -487,13 +757,100 @@ pub fn replay(
             event: ending,
         });
     }
-    Subscription::Replay(q)
+    q
 }
 
 #[cfg(test)]
 mod tests {
+    use kernel::cache::{Bounded, CacheError, Counter};
+
     use super::*;
     use crate::model::ChatSessionId;
+
+    /// Plain values only (what the runs use), without expiry; `down` fails every read.
+    #[derive(Debug, Default)]
+    struct Values {
+        map: Mutex<HashMap<String, Vec<u8>>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Values {
+        fn map(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
+            self.map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    fn unused() -> CacheError {
+        CacheError::Unavailable(anyhow::anyhow!("not used by the runs"))
+    }
+
+    #[async_trait::async_trait]
+    impl Cache for Values {
+        async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(CacheError::Unavailable(anyhow::anyhow!("down")));
+            }
+            Ok(self.map().get(key.as_str()).cloned())
+        }
+        async fn set(&self, key: &CacheKey, value: &[u8], _: Duration) -> Result<(), CacheError> {
+            self.map().insert(key.as_str().to_owned(), value.to_vec());
+            Ok(())
+        }
+        async fn set_if_absent(
+            &self,
+            _: &CacheKey,
+            _: &[u8],
+            _: Duration,
+        ) -> Result<bool, CacheError> {
+            Err(unused())
+        }
+        async fn take(&self, _: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+            Err(unused())
+        }
+        async fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
+            Ok(self.map().remove(key.as_str()).is_some())
+        }
+        async fn increment(
+            &self,
+            _: &CacheKey,
+            _: i64,
+            _: Duration,
+        ) -> Result<Counter, CacheError> {
+            Err(unused())
+        }
+        async fn increment_within(
+            &self,
+            _: &CacheKey,
+            _: i64,
+            _: i64,
+        ) -> Result<Bounded, CacheError> {
+            Err(unused())
+        }
+        async fn lease_within(
+            &self,
+            _: &CacheKey,
+            _: &str,
+            _: i64,
+            _: i64,
+            _: Duration,
+        ) -> Result<Bounded, CacheError> {
+            Err(unused())
+        }
+        async fn end_lease(&self, _: &CacheKey, _: &str, _: i64) -> Result<bool, CacheError> {
+            Err(unused())
+        }
+        async fn ping(&self) -> Result<(), CacheError> {
+            Ok(())
+        }
+    }
+
+    fn runs(grace: Duration) -> (Arc<Runs>, Arc<Values>) {
+        let cache = Arc::new(Values::default());
+        let runs = Arc::new(Runs::new(grace, Duration::from_secs(60), cache.clone()));
+        (runs, cache)
+    }
 
     fn delta(t: &str) -> StreamEvent {
         StreamEvent::Delta { text: t.into() }
@@ -501,7 +858,7 @@ mod tests {
 
     #[tokio::test]
     async fn viewers_see_everything_and_resume_mid_piece() {
-        let runs = Arc::new(Runs::new(Duration::ZERO, Duration::from_secs(60)));
+        let (runs, _) = runs(Duration::ZERO);
         let run = runs.start(
             MessageId::new(),
             kernel::TenantId::new(),
@@ -532,7 +889,7 @@ mod tests {
 
     #[tokio::test]
     async fn last_viewer_leaving_cancels_unless_another_is_attached() {
-        let runs = Arc::new(Runs::new(Duration::ZERO, Duration::from_secs(60)));
+        let (runs, _) = runs(Duration::ZERO);
         let run = runs.start(
             MessageId::new(),
             kernel::TenantId::new(),
@@ -548,6 +905,50 @@ mod tests {
         run.cancelled().await;
     }
 
+    #[tokio::test]
+    async fn a_viewer_on_another_server_holds_off_the_no_viewer_cancel() {
+        let grace = Duration::from_millis(50);
+        let (runs, cache) = runs(grace);
+        let run = runs.start(
+            MessageId::new(),
+            kernel::TenantId::new(),
+            ChatSessionId::new(),
+        );
+        let watch = watch_key(run.tenant_id, run.message_id);
+        cache.set(&watch, b"1", WATCH_TTL).await.expect("set");
+        drop(runs.attach(run.clone(), None));
+        // Several graces pass: the remote watch keeps it going.
+        tokio::time::sleep(grace * 5).await;
+        assert!(!*run.cancel.borrow(), "cancelled while watched elsewhere");
+        // The remote viewer left (its key lapsed): cancelled within another grace.
+        cache.delete(&watch).await.expect("delete");
+        tokio::time::sleep(grace * 3).await;
+        assert!(*run.cancel.borrow(), "not cancelled once nobody watches");
+        // A watch key of another tenant's message of the same id changes nothing.
+        let other = runs.start(
+            MessageId::new(),
+            kernel::TenantId::new(),
+            ChatSessionId::new(),
+        );
+        let forged = watch_key(kernel::TenantId::new(), other.message_id);
+        cache.set(&forged, b"1", WATCH_TTL).await.expect("set");
+        drop(runs.attach(other.clone(), None));
+        tokio::time::sleep(grace * 3).await;
+        assert!(*other.cancel.borrow());
+        // A cache that fails: the run is cancelled as unwatched, as without the cache.
+        let third = runs.start(
+            MessageId::new(),
+            kernel::TenantId::new(),
+            ChatSessionId::new(),
+        );
+        let watch = watch_key(third.tenant_id, third.message_id);
+        cache.set(&watch, b"1", WATCH_TTL).await.expect("set");
+        cache.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(runs.attach(third.clone(), None));
+        tokio::time::sleep(grace * 3).await;
+        assert!(*third.cancel.borrow());
+    }
+
     #[test]
     fn event_ids_round_trip_and_replay_skips_what_was_seen() {
         let m = MessageId::new();
@@ -558,10 +959,7 @@ mod tests {
             message_id: m,
             usage: Usage::default(),
         };
-        let Subscription::Replay(q) = replay(m, "abcdef", vec![], ending, Some(Position::Text(4)))
-        else {
-            panic!("a replay");
-        };
+        let q = replay_events(m, "abcdef", vec![], ending, Some(Position::Text(4)));
         let names: Vec<_> = q.iter().map(|e| e.event.name()).collect();
         assert_eq!(names, ["delta", "citations", "done"]);
         assert_eq!(q[0].event, StreamEvent::Delta { text: "ef".into() });

@@ -93,6 +93,9 @@ pub enum Fault {
     /// A streamed chat answer sends this many content chunks, then nothing for this long,
     /// then the rest. Ignored by other answers.
     StallAfter(usize, Duration),
+    /// A streamed chat answer waits this long before each content chunk after the first (a
+    /// slow model). Ignored by other answers.
+    Paced(Duration),
 }
 
 /// The `error.message` of the answer to a [`Fault::Status`].
@@ -665,7 +668,8 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             f @ (Fault::FirstTokenDelay(_)
             | Fault::DisconnectAfter(_)
             | Fault::MalformedChunk
-            | Fault::StallAfter(..)),
+            | Fault::StallAfter(..)
+            | Fault::Paced(_)),
         ) => {
             plan = Some(f);
             route(&state, &request)
@@ -1139,6 +1143,13 @@ async fn write_events(
                 }
                 _ => {}
             }
+        }
+        if let Some(Fault::Paced(d)) = plan
+            && frame.kind == FrameKind::Content
+            && content_sent > 0
+            && !wait_or_gone(stream, d).await
+        {
+            return false;
         }
         let chunk = format!("{:x}\r\n{}\r\n", frame.text.len(), frame.text);
         if send(stream, chunk.as_bytes()).await.is_err() {

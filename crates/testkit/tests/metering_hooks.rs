@@ -246,6 +246,7 @@ fn chat_fixture() -> ChatFixture {
             knowledge: Arc::new(LeaseKnowledge),
             clock: Arc::new(SystemClock),
             meter: meter.clone(),
+            cache: Arc::new(memory::InProcessCache::new(1_000)),
         },
         ChatSettings::default(),
     );

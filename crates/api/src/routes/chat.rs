@@ -348,6 +348,7 @@ fn answer_error_code(e: &AnswerError) -> &'static str {
         AnswerError::NotStored => "storage_unavailable",
         AnswerError::SessionDeleted => "not_found",
         AnswerError::Incomplete => "incomplete",
+        AnswerError::Stalled => "stalled",
     }
 }
 
@@ -365,7 +366,8 @@ fn sse_frame(e: &Sequenced) -> web::Bytes {
 const SSE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An SSE response viewing `sub`. Dropping the response (the client went away) drops the
-/// viewer, and the run is cancelled when no other viewer is left.
+/// viewer, and the run is cancelled when no other viewer is left (on its server, or following
+/// it from another).
 fn sse(sub: Subscription) -> HttpResponse {
     let body = futures_util::stream::unfold(Some(sub), |sub| async move {
         let mut sub = sub?;
@@ -450,8 +452,11 @@ async fn post_message(
     Ok(HttpResponse::Ok().json(MessageResponse { message: m.into() }))
 }
 
-/// Resumes an answer stream after `Last-Event-ID` (the id of the last event received): live
-/// while it runs on this server or just ended, else replayed from the stored answer.
+/// Resumes an answer stream after `Last-Event-ID` (the id of the last event received), on any
+/// server: live while it runs on this server or just ended; while it runs on another server,
+/// followed through its stored message (the text arrives as that server checkpoints it, at
+/// most a second apart, and this viewer keeps the answer from being cancelled as unwatched);
+/// else replayed from the stored answer. 404 unless the id is of an answer in this session.
 #[utoipa::path(
     tag = "chat",
     security(("bearer" = [])),

@@ -31,7 +31,9 @@
 //!   and organization (`tenant` may be left out), answered by a new `ready`; any other token
 //!   closes the socket with 1008.
 //! - **Frames**: `{"type":"message","session_id","content","locale"?}` starts an answer
-//!   (one at a time), `{"type":"cancel"}` cancels it. The server sends
+//!   (one at a time), `{"type":"resume","session_id","last_event_id"}` resumes one after the
+//!   `id` of the last frame received (as `Last-Event-ID` does over SSE, from any server),
+//!   `{"type":"cancel"}` cancels the answer being sent. The server sends
 //!   `{"type":"delta"|"citations"|"done"|"error","id",…}` with the SSE payloads, and
 //!   `{"type":"ready","expires_at"}` after each authentication.
 //! - **Limits**: pings every `chat.ws_ping_secs`; no frame from the client (pongs count) for
@@ -71,6 +73,10 @@ enum ClientFrame {
         session_id: String,
         content: String,
         locale: Option<String>,
+    },
+    Resume {
+        session_id: String,
+        last_event_id: String,
     },
     Cancel,
 }
@@ -536,7 +542,7 @@ async fn on_frame(
             let ok = send_error(
                 session,
                 "validation_failed",
-                "frames are {\"type\":\"auth\"|\"message\"|\"cancel\", ...}",
+                "frames are {\"type\":\"auth\"|\"message\"|\"resume\"|\"cancel\", ...}",
             )
             .await;
             return if ok { Ok(()) } else { Err(None) };
@@ -556,14 +562,7 @@ async fn on_frame(
             }
             true
         }
-        (
-            ClientFrame::Message {
-                session_id,
-                content,
-                locale,
-            },
-            Some(g),
-        ) => {
+        (frame @ (ClientFrame::Message { .. } | ClientFrame::Resume { .. }), Some(g)) => {
             if current.is_some() {
                 send_error(
                     session,
@@ -572,21 +571,43 @@ async fn on_frame(
                 )
                 .await
             } else {
-                // Each question is authorized as an HTTP request would be now.
+                // Each question (or resume) is authorized as an HTTP request would be now.
                 match check(state, g).await {
-                    Check::Holds => {
-                        ask(
-                            state,
-                            &g.access,
-                            ip,
-                            current,
-                            session,
-                            &session_id,
-                            &content,
-                            locale.as_deref(),
-                        )
-                        .await
-                    }
+                    Check::Holds => match frame {
+                        ClientFrame::Message {
+                            session_id,
+                            content,
+                            locale,
+                        } => {
+                            ask(
+                                state,
+                                &g.access,
+                                ip,
+                                current,
+                                session,
+                                &session_id,
+                                &content,
+                                locale.as_deref(),
+                            )
+                            .await
+                        }
+                        ClientFrame::Resume {
+                            session_id,
+                            last_event_id,
+                        } => {
+                            resume(
+                                state,
+                                &g.access,
+                                current,
+                                session,
+                                &session_id,
+                                &last_event_id,
+                            )
+                            .await
+                        }
+                        // Matched by the arms above.
+                        ClientFrame::Auth { .. } | ClientFrame::Cancel => true,
+                    },
                     Check::Ended => {
                         return Err(Some(access_ended_close(g, session, current).await));
                     }
@@ -596,6 +617,34 @@ async fn on_frame(
         }
     };
     if sent { Ok(()) } else { Err(None) }
+}
+
+/// Resumes an answer after `last_event_id`, as `GET /chat/sessions/{id}/stream` does: live
+/// when it runs here, followed when it runs on another server (a `cancel` frame then
+/// reaches it within a second), replayed when it ended; false when the socket is gone.
+async fn resume(
+    state: &web::Data<AppState>,
+    access: &Access<Member, ChatRate>,
+    current: &mut Option<Subscription>,
+    session: &mut actix_ws::Session,
+    session_id: &str,
+    last_event_id: &str,
+) -> bool {
+    let resumed = match ChatSessionId::parse(session_id) {
+        Ok(id) => state
+            .chat
+            .resume(&access.ctx, id, last_event_id)
+            .await
+            .map_err(ApiError::from),
+        Err(_) => Err(ApiError::NotFound),
+    };
+    match resumed {
+        Ok(sub) => {
+            *current = Some(sub);
+            true
+        }
+        Err(e) => send_error(session, e.code(), &problem_detail(&e)).await,
+    }
 }
 
 /// Starts an answer for an authorized question; false when the socket is gone.

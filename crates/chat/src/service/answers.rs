@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use documents::CollectionId;
+use kernel::cache::Cache;
 use kernel::retry::Backoff;
 use kernel::{Clock, InvalidInput, TenantContext};
 
@@ -106,6 +107,7 @@ impl Chat {
                 held,
             ),
             store: self.ports.store.clone(),
+            cache: self.ports.cache.clone(),
             clock: self.ports.clock.clone(),
             model_name: prepared.model_name,
             started_at,
@@ -252,11 +254,12 @@ impl Chat {
     }
 
     /// Resumes a stream after `last_event_id`: live when this process runs (or just ran) it,
-    /// else replayed from the stored message.
+    /// followed through its stored message while it runs on another server (see
+    /// [`stream::Follow`]), else replayed from the stored message.
     ///
     /// # Errors
     /// [`ChatError::Invalid`] for an id that is not one of ours; [`ChatError::NotFound`] when
-    /// the message is not the caller's, or runs on another server and is not stored yet.
+    /// the message is not an answer of this session of the caller.
     pub async fn resume(
         &self,
         ctx: &TenantContext,
@@ -280,22 +283,24 @@ impl Chat {
             .await?
             .filter(|m| m.session_id == session_id && m.role == MessageRole::Assistant)
             .ok_or(ChatError::NotFound)?;
-        let ending = match stored.status {
-            MessageStatus::Complete => StreamEvent::Done {
-                message_id,
-                usage: stored.usage.unwrap_or_default(),
-            },
-            MessageStatus::Incomplete => StreamEvent::Error(AnswerError::Incomplete),
-            // Written by a run on another server.
-            MessageStatus::Streaming => return Err(ChatError::NotFound),
-        };
-        Ok(stream::replay(
+        if let Some(events) = stream::replay_stored(&stored, Some(position)) {
+            return Ok(Subscription::Replay(events));
+        }
+        // Streaming, written by a run on another server: followed. Its viewer stops waiting
+        // once the message has not changed for longer than a stopped server's answer takes
+        // to be swept after its last checkpoint (its lease, the sweeper's grace and a sweep
+        // period, a third of the lease), with room for a slow sweep.
+        let s = &self.settings;
+        let idle_limit = s.answer_lease * 2 + s.sweep_grace;
+        tracing::info!(message = %message_id, session = %session_id, "following an answer running on another server");
+        Ok(Subscription::Follow(stream::Follow::new(
             message_id,
-            &stored.content,
-            stored.citations,
-            ending,
-            Some(position),
-        ))
+            ctx.tenant_id(),
+            position,
+            self.ports.store.clone(),
+            self.ports.cache.clone(),
+            idle_limit,
+        )))
     }
 
     /// Retrieval for a question; a session's collection deleted since is skipped rather than
@@ -350,12 +355,14 @@ const STORE_RETRY_PAUSE: Duration = Duration::from_millis(100);
 const STORE_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
 
 /// Drives one answer: reads its model call, feeds the run, checkpoints the message while it
-/// streams and stores its end (the call settles the answer's tokens and gives its stream
-/// slot back before it ends).
+/// streams (and, as often, looks for a cancel asked by a viewer on another server) and stores
+/// its end (the call settles the answer's tokens and gives its stream slot back before it
+/// ends).
 struct Driver {
     run: Arc<Run>,
     call: ModelCall,
     store: Arc<dyn ChatStore>,
+    cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
     model_name: String,
     started_at: time::OffsetDateTime,
@@ -363,10 +370,12 @@ struct Driver {
     store_retry_for: Duration,
 }
 
-/// The checkpoint being written, and what the last one wrote.
+/// The checkpoint being written, and what the last one wrote; the look for a remote cancel
+/// under way.
 #[derive(Default)]
 struct Checkpoints {
     writing: Option<tokio::task::JoinHandle<()>>,
+    cancel_check: Option<tokio::task::JoinHandle<()>>,
     /// Bytes of text the last checkpoint started with.
     written: usize,
     last: Option<Instant>,
@@ -401,6 +410,7 @@ impl Driver {
                 }
                 _ = tick.tick(), if !stopped => {
                     self.checkpoint(&mut checkpoints);
+                    self.check_remote_cancel(&mut checkpoints);
                     continue;
                 }
                 event = self.call.next() => event,
@@ -421,6 +431,9 @@ impl Driver {
         if let Some(writing) = checkpoints.writing.take() {
             // Checkpoints only touch a streaming message: one landing late changes nothing.
             writing.abort();
+        }
+        if let Some(check) = checkpoints.cancel_check.take() {
+            check.abort();
         }
         let (answer, failure) =
             end.unwrap_or_else(|| (Answer::default(), Some(AnswerError::ModelFailed)));
@@ -461,6 +474,34 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::warn!(error = ?e, message = %id, "checkpointing an answer failed");
+                }
+            }
+        }));
+    }
+
+    /// Looks, in the background, for a cancel asked by a viewer following the answer from
+    /// another server ([`stream::cancel_key`]), and cancels the run when there is one; one
+    /// look at a time. A cache that fails is logged and the answer goes on.
+    fn check_remote_cancel(&self, checkpoints: &mut Checkpoints) {
+        if checkpoints
+            .cancel_check
+            .as_ref()
+            .is_some_and(|c| !c.is_finished())
+        {
+            return;
+        }
+        let run = self.run.clone();
+        let cache = self.cache.clone();
+        checkpoints.cancel_check = Some(tokio::spawn(async move {
+            let key = stream::cancel_key(run.tenant_id, run.message_id);
+            match cache.get(&key).await {
+                Ok(Some(_)) => {
+                    tracing::info!(message = %run.message_id, "a viewer on another server cancelled the answer");
+                    run.cancel();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = ?e, message = %run.message_id, "looking for a remote cancel of an answer failed; it goes on");
                 }
             }
         }));

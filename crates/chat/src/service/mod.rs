@@ -18,6 +18,7 @@ pub use completions::{
     MAX_MAX_TOKENS,
 };
 use documents::CollectionId;
+use kernel::cache::Cache;
 use kernel::{Clock, InvalidInput, Meter, MeterError};
 
 use crate::ports::{ChatModel, ChatStore, Knowledge, KnowledgeError, StoreError};
@@ -101,7 +102,9 @@ impl From<AnswerError> for ChatError {
             AnswerError::NotStored => Self::StorageUnavailable,
             AnswerError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
             AnswerError::ProviderDown(wait) => Self::ProviderDown(wait),
-            AnswerError::Incomplete => Self::ProviderUnavailable(e.to_string()),
+            AnswerError::Incomplete | AnswerError::Stalled => {
+                Self::ProviderUnavailable(e.to_string())
+            }
         }
     }
 }
@@ -171,6 +174,9 @@ pub struct ChatPorts {
     /// Token quotas, stream caps and the usage ledger: every model call reserves its
     /// tokens before the model is called and settles them once it ends.
     pub meter: Arc<dyn Meter>,
+    /// The cache every server shares: a viewer following an answer that runs on another
+    /// server keeps it alive, or cancels it, through keys here (see [`crate::stream`]).
+    pub cache: Arc<dyn Cache>,
 }
 
 /// The chat use cases.
@@ -185,7 +191,11 @@ impl Chat {
     /// The use cases over these ports.
     #[must_use]
     pub fn new(ports: ChatPorts, settings: ChatSettings) -> Self {
-        let runs = Arc::new(Runs::new(settings.resume_grace, settings.replay_keep));
+        let runs = Arc::new(Runs::new(
+            settings.resume_grace,
+            settings.replay_keep,
+            ports.cache.clone(),
+        ));
         Self {
             ports,
             settings,
