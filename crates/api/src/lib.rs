@@ -78,7 +78,7 @@ pub fn build_app(
         .wrap(actix_web::middleware::from_fn(timeouts::timeout))
         .wrap(actix_web::middleware::Compress::default())
         .wrap(cors)
-        .wrap(actix_web::middleware::from_fn(outage::guard))
+        .wrap(actix_web::middleware::from_fn(middleware::outages))
         .wrap(actix_web::middleware::from_fn(middleware::metrics))
         .wrap(actix_web::middleware::from_fn(middleware::edge))
 }

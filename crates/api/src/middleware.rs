@@ -4,7 +4,7 @@
 //!    Content-Security-Policy on every response: [`DOCS_CSP`] on `/docs/`, else [`API_CSP`]),
 //!    and `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
-//! 3. [`crate::outage::guard`]: each request runs in the server's [`crate::outage::Outages`]
+//! 3. [`outages`]: each request runs in the server's [`crate::outage::Outages`]
 //!    scope, and while a component every request needs is known down an API request is
 //!    answered 503 `service_unavailable` at once;
 //! 4. CORS from the configured allowlist ([`cors`]);
@@ -26,7 +26,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use tracing::Instrument as _;
 
-use crate::error::{self, PROBLEM_JSON};
+use crate::error::{self, ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 
 /// The request id header.
@@ -272,6 +272,36 @@ pub async fn metrics(
         started.elapsed().as_secs_f64(),
     );
     res
+}
+
+/// The middleware: runs the request in the server's [`Outages`] scope, or answers 503
+/// `service_unavailable` at once while a component every request needs is known down
+/// (API routes only but the document: the health routes, metrics and the reference page need
+/// no backing service, or check them themselves).
+pub async fn outages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(outages) = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.outages.clone())
+    else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let path = req.path();
+    if path.starts_with("/api/")
+        && !path.ends_with("/openapi.json")
+        && let Some(component) = outages.refusing()
+    {
+        return Ok(req.error_response(ApiError::Unavailable { component }));
+    }
+    outages
+        .scope(next.call(req))
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
 }
 
 /// CORS for the configured origins only. A request from another origin is served without CORS

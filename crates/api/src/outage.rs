@@ -3,9 +3,8 @@
 //! A request that fails because the database or the cache could not be reached answers 503
 //! `service_unavailable` naming the component, with `Retry-After`, never 500 `internal`: each
 //! [`HealthCheck`] recognizes its own outages in an error ([`HealthCheck::explains`]), and the
-//! edge middleware runs every request inside [`Outages::scope`], so that
-//! [`ApiError::unexpected`](crate::ApiError::unexpected) can ask. The scope is set by the
-//! [`guard`] middleware.
+//! `outages` middleware (`middleware.rs`) runs every request inside [`Outages::scope`], so
+//! that `ApiError::unexpected` can ask.
 //!
 //! A component every request needs (the database) is also a gate: once a request has met its
 //! outage, the API answers 503 at once ([`Outages::refusing`]) instead of letting each request
@@ -15,14 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{Error, web};
 use kernel::health::HealthCheck;
-
-use crate::ApiError;
-use crate::state::AppState;
 
 /// How often a component known to be down is checked again.
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -126,34 +118,4 @@ async fn probe(outages: Arc<Outages>, component: Arc<dyn HealthCheck>) {
 /// outside a request).
 pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     CURRENT.try_with(|o| o.explain(error)).ok().flatten()
-}
-
-/// The middleware: runs the request in the server's [`Outages`] scope, or answers 503
-/// `service_unavailable` at once while a component every request needs is known down
-/// (API routes only but the document: the health routes, metrics and the reference page need
-/// no backing service, or check them themselves).
-pub async fn guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(outages) = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.outages.clone())
-    else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
-    let path = req.path();
-    if path.starts_with("/api/")
-        && !path.ends_with("/openapi.json")
-        && let Some(component) = outages.refusing()
-    {
-        return Ok(req.error_response(ApiError::Unavailable { component }));
-    }
-    outages
-        .scope(next.call(req))
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
 }

@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use tiktoken_rs::CoreBPE;
 
 use crate::client::{
-    ConfigError, Failure, HttpClient, MAX_MESSAGE_CHARS, Pause, ProviderConfig, check_status,
-    error_chain, transport,
+    ConfigError, Failure, HttpClient, MAX_MESSAGE_CHARS, Pause, check_status, error_chain,
+    transport,
 };
+use crate::config::ProviderConfig;
 
 /// Texts (bytes) above which a local token count runs on the blocking pool.
 const BLOCKING_THRESHOLD: usize = 64 * 1024;

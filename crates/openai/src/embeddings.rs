@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use retrieval::{EmbedError, Embedder, EmbeddingModel, Embeddings, MAX_DIMENSIONS};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ConfigError, HttpClient, Pause, ProviderConfig};
+use crate::client::{ConfigError, HttpClient, Pause};
+use crate::config::ProviderConfig;
 
 /// Texts (bytes) above which a local token count runs on the blocking pool.
 const BLOCKING_THRESHOLD: usize = 64 * 1024;

@@ -2,12 +2,11 @@
 //! component, and a circuit breaker every call of the provider's clients goes through.
 //!
 //! A call that fails for want of the provider (after its retries: unreachable, 5xx or 429
-//! throughout, refused credentials) marks the provider down for [`DOWN_FOR`]; meanwhile
-//! calls fail at once with [`CallError::Down`](crate::client::CallError) (chat answers 503
-//! `provider_unavailable` with `Retry-After` instead of waiting out its retries again), and
-//! the first call after it tries the provider again. Any answer from the provider (a call or
-//! a probe that reaches it) marks it up. [`DOWN_FOR`] is the default of
-//! `ProviderConfig::down_for`.
+//! throughout, refused credentials) marks the provider down for `ProviderConfig::down_for`
+//! (2 s by default; zero turns the breaker off); meanwhile calls fail at once (`CallError::Down`:
+//! chat answers 503 `provider_unavailable` with `Retry-After` instead of waiting out its
+//! retries again), and the first call after it tries the provider again. Any answer from the
+//! provider (a call or a probe that reaches it) marks it up.
 //!
 //! The check (`/health/ready`) answers from that state while it is fresh, else probes
 //! `GET {base_url}/models` (one attempt, [`PROBE_TIMEOUT`]); a probe's outcome is kept for
@@ -25,10 +24,7 @@ use async_trait::async_trait;
 use kernel::health::HealthCheck;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::client::ProviderConfig;
-
-/// How long a provider stays marked down after a call failed for want of it, by default.
-pub const DOWN_FOR: Duration = Duration::from_secs(2);
+use crate::config::{ProviderConfig, install_crypto_provider};
 
 /// How long one probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -76,7 +72,7 @@ impl ProviderHealth {
         if let Some(h) = all.get(&base_url).and_then(Weak::upgrade) {
             return h;
         }
-        crate::client::install_crypto_provider();
+        install_crypto_provider();
         let probe = reqwest::Client::builder()
             .timeout(PROBE_TIMEOUT)
             .connect_timeout(PROBE_TIMEOUT)

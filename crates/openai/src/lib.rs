@@ -1,7 +1,8 @@
 //! Adapters for OpenAI-compatible model providers (OpenAI and every server that speaks its
 //! HTTP API: vLLM, Ollama, LM Studio, TEI, gateways).
 //!
-//! - [`client`]: [`ProviderConfig`], the shared HTTP client (reqwest on rustls with ring),
+//! - [`config`]: [`ProviderConfig`] and [`install_crypto_provider`];
+//! - [`client`]: the shared HTTP client (reqwest on rustls with ring),
 //!   the retry policy and error mapping, and the [`Pause`] between retries;
 //! - [`embeddings`]: [`OpenAiEmbedder`], a [`retrieval::Embedder`] on `POST /embeddings`;
 //! - [`chat`]: [`OpenAiChat`], a [`chat::ChatModel`] on streamed `POST /chat/completions`
@@ -17,13 +18,13 @@
 
 pub mod chat;
 pub mod client;
+pub mod config;
 pub mod embeddings;
 pub mod health;
 
 pub use chat::{ChatConfig, OpenAiChat, SseEvent, SseParser, SseTooLong};
-pub use client::{
-    ConfigError, MAX_RETRY_AFTER, Pause, ProviderConfig, TokioPause, install_crypto_provider,
-};
+pub use client::{ConfigError, MAX_RETRY_AFTER, Pause, TokioPause};
+pub use config::{ProviderConfig, install_crypto_provider};
 pub use embeddings::{EmbeddingConfig, OpenAiEmbedder, known_dimensions};
 /// The future a [`Pause`] answers.
 pub use futures_util::future::BoxFuture;

@@ -21,6 +21,26 @@ async fn login(app: &TestApp, who: &str) -> reqwest::Response {
     .await
 }
 
+/// `method path` as `token` in `org`, with a JSON `body`: the whole response (its headers
+/// matter here).
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    (token, org): (&str, &str),
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .header("X-Tenant-ID", org);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.expect("an answer")
+}
+
 /// Checks an outage answer: 503, `code`, a `Retry-After` of whole seconds, a detail naming
 /// `component`, no cause chain. Returns the body.
 async fn assert_outage(res: reqwest::Response, code: &str, component: &str) -> Value {
@@ -127,26 +147,12 @@ async fn a_postgres_outage_answers_503_at_once_and_ends_by_itself() {
 
     pg.stop();
     // The first request meets the outage (at most the pool's acquire timeout, 5 s).
-    let res = app
-        .client
-        .get(app.url(documents))
-        .bearer_auth(&token)
-        .header("X-Tenant-ID", &org)
-        .send()
-        .await
-        .expect("an answer");
+    let res = send(&app, Method::GET, documents, (&token, &org), None).await;
     assert_outage(res, "service_unavailable", "database").await;
     // The next ones are refused at once, whatever their route.
     for path in ["/api/v1/auth/me", documents, "/api/v1/chat/sessions"] {
         let started = Instant::now();
-        let res = app
-            .client
-            .get(app.url(path))
-            .bearer_auth(&token)
-            .header("X-Tenant-ID", &org)
-            .send()
-            .await
-            .expect("an answer");
+        let res = send(&app, Method::GET, path, (&token, &org), None).await;
         assert_outage(res, "service_unavailable", "database").await;
         assert!(
             started.elapsed() < Duration::from_millis(500),
@@ -251,25 +257,12 @@ async fn readiness_names_a_down_provider_and_chat_answers_503_at_once() {
 
     // Now it is known down: refused at once, the provider not asked, nothing stored.
     let started = Instant::now();
-    let res = app
-        .client
-        .post(app.url(&ask))
-        .bearer_auth(&token)
-        .header("X-Tenant-ID", &org)
-        .json(&json!({"content": "And now?"}))
-        .send()
-        .await
-        .expect("an answer");
+    let caller = (token.as_str(), org.as_str());
+    let body = json!({"content": "And now?"});
+    let res = send(&app, Method::POST, &ask, caller, Some(body)).await;
     assert_outage(res, "provider_unavailable", "provider").await;
-    let streamed = app
-        .client
-        .post(app.url(&ask))
-        .bearer_auth(&token)
-        .header("X-Tenant-ID", &org)
-        .json(&json!({"content": "Streamed?", "stream": true}))
-        .send()
-        .await
-        .expect("an answer");
+    let body = json!({"content": "Streamed?", "stream": true});
+    let streamed = send(&app, Method::POST, &ask, caller, Some(body)).await;
     assert_outage(streamed, "provider_unavailable", "provider").await;
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(fake.request_count(), tried, "the provider was not asked");
