@@ -1264,6 +1264,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cleared_faults_are_not_served() {
+        let fake = FakeOpenAi::start();
+        fake.push_faults([Fault::Malformed, Fault::Drop, Fault::Drop]);
+        let (status, body) = post(&fake, json!({"model": "m", "input": "x"}), None).await;
+        assert_eq!((status, body), (200, Value::Null));
+        assert_eq!(fake.pending_faults(), 2);
+        fake.clear_faults();
+        assert_eq!(fake.pending_faults(), 0);
+        let (status, body) = post(&fake, json!({"model": "m", "input": "x"}), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["object"], "list");
+    }
+
+    #[tokio::test]
     async fn a_dropped_connection_is_an_error() {
         let fake = FakeOpenAi::start();
         fake.push_faults([Fault::Drop]);
