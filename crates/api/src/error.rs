@@ -158,12 +158,14 @@ pub enum ApiError {
         /// Seconds until it is tried again.
         retry_after_secs: u64,
     },
-    /// 503: a backing service (`database`, `cache`) could not be reached; nothing the
-    /// request asked for was done or it was undone.
-    #[error("the {component} is unavailable; try again shortly")]
+    /// 503: a backing service (`database`, `cache`) could not be reached, or was too busy to
+    /// serve in time; nothing the request asked for was done or it was undone.
+    #[error("the {component} is {}; try again shortly", if *.busy { "busy" } else { "unavailable" })]
     Unavailable {
         /// The component, as `/health` names it.
         component: &'static str,
+        /// It answers but had nothing free in time (load), rather than not answering.
+        busy: bool,
     },
     /// 500: anything unexpected. The chain is logged; the client sees an opaque body.
     /// Build it with [`ApiError::unexpected`], which tells outages apart.
@@ -178,9 +180,12 @@ impl ApiError {
     pub fn unexpected(e: anyhow::Error) -> Self {
         let chain: &(dyn std::error::Error + 'static) = e.as_ref();
         match crate::outage::explain(chain) {
-            Some(component) => {
-                tracing::warn!(component, error = %Chain(chain), "a request met an outage");
-                ApiError::Unavailable { component }
+            Some((component, outage)) => {
+                tracing::warn!(component, ?outage, error = %Chain(chain), "a request met an outage");
+                ApiError::Unavailable {
+                    component,
+                    busy: outage == kernel::health::Outage::Busy,
+                }
             }
             None => ApiError::Internal(e),
         }

@@ -296,7 +296,10 @@ pub async fn outages(
         && !path.ends_with("/openapi.json")
         && let Some(component) = outages.refusing()
     {
-        return Ok(req.error_response(ApiError::Unavailable { component }));
+        return Ok(req.error_response(ApiError::Unavailable {
+            component,
+            busy: false,
+        }));
     }
     outages
         .scope(next.call(req))

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kernel::health::HealthCheck;
+use kernel::health::{HealthCheck, Outage};
 
 /// How often a component known to be down is checked again.
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -70,14 +70,18 @@ impl Outages {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The component whose outage `error` shows, if any; a gating one starts being probed.
+    /// The component whose outage `error` shows, and how, if any; a gating one that is down
+    /// starts being probed (a busy one is not gated: the next request may find it free).
     fn explain(
         self: &Arc<Self>,
         error: &(dyn std::error::Error + 'static),
-    ) -> Option<&'static str> {
-        let component = self.components.iter().find(|c| c.explains(error))?;
+    ) -> Option<(&'static str, Outage)> {
+        let (component, outage) = self
+            .components
+            .iter()
+            .find_map(|c| Some((c, c.explains(error)?)))?;
         let name = component.component();
-        if component.every_request_needs() {
+        if outage == Outage::Down && component.every_request_needs() {
             let newly = {
                 let mut down = self.lock();
                 let newly = !down.contains(&name);
@@ -94,7 +98,7 @@ impl Outages {
                 rt.spawn(probe(self.clone(), component.clone()));
             }
         }
-        Some(name)
+        Some((name, outage))
     }
 }
 
@@ -114,8 +118,8 @@ async fn probe(outages: Arc<Outages>, component: Arc<dyn HealthCheck>) {
     }
 }
 
-/// The component whose outage `error` shows, asked of the request's [`Outages`] (none
-/// outside a request).
-pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+/// The component whose outage `error` shows, and how, asked of the request's [`Outages`]
+/// (none outside a request).
+pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> Option<(&'static str, Outage)> {
     CURRENT.try_with(|o| o.explain(error)).ok().flatten()
 }

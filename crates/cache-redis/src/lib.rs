@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands as _, Script};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
 use kernel::cache::{Bounded, Cache, CacheError, CacheKey, Counter, effective_ttl};
-use kernel::health::{HealthCheck, PoolStats};
+use kernel::health::{HealthCheck, Outage, PoolStats};
 
 /// How long one Redis call may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -431,13 +431,15 @@ impl HealthCheck for RedisCache {
         self.ping().await.map_err(anyhow::Error::new)
     }
 
-    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> bool {
-        kernel::health::chain(error).any(|e| {
-            matches!(
-                e.downcast_ref::<CacheError>(),
-                Some(CacheError::Unavailable(_))
-            )
-        })
+    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> Option<Outage> {
+        kernel::health::chain(error)
+            .any(|e| {
+                matches!(
+                    e.downcast_ref::<CacheError>(),
+                    Some(CacheError::Unavailable(_))
+                )
+            })
+            .then_some(Outage::Down)
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {

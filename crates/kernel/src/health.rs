@@ -17,10 +17,11 @@ pub trait HealthCheck: Send + Sync + std::fmt::Debug {
     async fn check(&self) -> anyhow::Result<()>;
 
     /// Whether `error` (or an error in its `source()` chain) says this component could not be
-    /// reached, as opposed to a request it refused or a bug.
-    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+    /// reached ([`Outage::Down`]) or was too busy to serve in time ([`Outage::Busy`]), as
+    /// opposed to a request it refused or a bug (`None`).
+    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> Option<Outage> {
         let _ = error;
-        false
+        None
     }
 
     /// Whether every request needs this component (the database): while it is known to be
@@ -33,6 +34,15 @@ pub trait HealthCheck: Send + Sync + std::fmt::Debug {
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
+}
+
+/// How a component failed a request (see [`HealthCheck::explains`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// It could not be reached.
+    Down,
+    /// It answers, but had nothing free in time (every pooled connection busy).
+    Busy,
 }
 
 /// A snapshot of a connection pool.

@@ -51,7 +51,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::Clock;
-use kernel::health::{HealthCheck, PoolStats};
+use kernel::health::{HealthCheck, Outage, PoolStats};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -257,26 +257,37 @@ async fn pending_names(db: &impl ConnectionTrait) -> anyhow::Result<Vec<String>>
     Ok(pending.iter().map(|m| m.name().to_owned()).collect())
 }
 
-/// Whether `e` says the database could not be reached: no connection could be had (unless
-/// the pool was full), the connection broke, or the server is shutting down or starting up
-/// (SQLSTATE classes 08 and 57P).
-fn is_outage(e: &DbErr, pool_full: bool) -> bool {
+/// Whether `e` says the database could not be reached (no connection could be had while
+/// the pool was not full, the connection broke, or the server is shutting down or starting
+/// up: SQLSTATE classes 08 and 57P) or was busy (no connection within the acquire timeout
+/// while every pooled one was in use).
+fn outage_of(e: &DbErr, pool_full: bool) -> Option<Outage> {
     use sea_orm::sqlx::Error as Sqlx;
     use sea_orm::{ConnAcquireErr, RuntimeErr};
+    let timed_out = || {
+        Some(if pool_full {
+            Outage::Busy
+        } else {
+            Outage::Down
+        })
+    };
     match e {
-        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => !pool_full,
-        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) | DbErr::Conn(_) => true,
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => timed_out(),
+        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) | DbErr::Conn(_) => {
+            Some(Outage::Down)
+        }
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             match &**e {
-                Sqlx::Io(_) | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
-                Sqlx::PoolTimedOut => !pool_full,
+                Sqlx::Io(_) | Sqlx::PoolClosed | Sqlx::WorkerCrashed => Some(Outage::Down),
+                Sqlx::PoolTimedOut => timed_out(),
                 Sqlx::Database(d) => d
                     .code()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-                _ => false,
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+                    .then_some(Outage::Down),
+                _ => None,
             }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -290,14 +301,14 @@ impl HealthCheck for SqlStore {
         self.db.ping().await.context("database ping")
     }
 
-    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+    fn explains(&self, error: &(dyn std::error::Error + 'static)) -> Option<Outage> {
         // A pool that timed out while every connection was busy is load, not an outage.
         let pool_full = self
             .pool_stats()
             .is_some_and(|p| p.size >= p.max && p.idle == 0);
         kernel::health::chain(error)
             .filter_map(|e| e.downcast_ref::<DbErr>())
-            .any(|e| is_outage(e, pool_full))
+            .find_map(|e| outage_of(e, pool_full))
     }
 
     fn every_request_needs(&self) -> bool {
@@ -322,5 +333,31 @@ impl HealthCheck for SqlStore {
             idle: u32::try_from(idle).unwrap_or(u32::MAX),
             max,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+
+    use super::*;
+
+    #[test]
+    fn outages_are_told_from_load_and_from_refusals() {
+        let timeout = DbErr::ConnectionAcquire(ConnAcquireErr::Timeout);
+        assert_eq!(outage_of(&timeout, false), Some(Outage::Down));
+        assert_eq!(outage_of(&timeout, true), Some(Outage::Busy));
+        let reset = DbErr::Query(RuntimeErr::SqlxError(Arc::new(Sqlx::Io(
+            std::io::ErrorKind::ConnectionReset.into(),
+        ))));
+        assert_eq!(outage_of(&reset, true), Some(Outage::Down));
+        let pool = DbErr::Exec(RuntimeErr::SqlxError(Arc::new(Sqlx::PoolTimedOut)));
+        assert_eq!(outage_of(&pool, true), Some(Outage::Busy));
+        assert_eq!(outage_of(&DbErr::RecordNotFound("x".into()), false), None);
+        let decode = DbErr::Query(RuntimeErr::SqlxError(Arc::new(Sqlx::RowNotFound)));
+        assert_eq!(outage_of(&decode, false), None);
     }
 }
