@@ -136,8 +136,8 @@ pub struct TestOptions {
     pub database_url: Option<String>,
     /// With `redis`: this Redis (a [`faults::PrivateRedis`]) instead of the shared one.
     pub redis_url: Option<String>,
-    /// Applied to the settings last.
-    pub tweak: Option<fn(&mut Settings)>,
+    /// Applied to the settings last, in order.
+    pub tweaks: Vec<fn(&mut Settings)>,
 }
 
 impl TestOptions {
@@ -167,10 +167,22 @@ impl TestOptions {
         self
     }
 
-    /// These options with `tweak` applied to the settings.
+    /// These options with the provider at `base_url` (a `fake_openai::FakeOpenAi`) serving
+    /// chat with the fake's default model, `gpt-4o-mini`, and embeddings with
+    /// `text-embedding-3-small` in 64 dimensions.
+    #[must_use]
+    pub fn chatting_with(mut self, base_url: String) -> Self {
+        self.provider = Some((base_url, "text-embedding-3-small".to_owned()));
+        self.tweak(|s| {
+            s.provider.embedding_dimensions = Some(64);
+            s.provider.chat_models = vec!["gpt-4o-mini".to_owned()];
+        })
+    }
+
+    /// These options with `tweak` applied to the settings, after the tweaks before it.
     #[must_use]
     pub fn tweak(mut self, tweak: fn(&mut Settings)) -> Self {
-        self.tweak = Some(tweak);
+        self.tweaks.push(tweak);
         self
     }
 }
@@ -321,7 +333,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         // Tests follow a failed call with another; `faults_outages` turns the breaker on.
         settings.provider.down_for_ms = 0;
     }
-    if let Some(tweak) = opts.tweak {
+    for tweak in &opts.tweaks {
         tweak(&mut settings);
     }
     serve(settings, Some(data_dir), cleanup).await

@@ -693,10 +693,10 @@ async fn bad_requests_name_their_fields() {
 async fn with_fake(fake: &FakeOpenAi) -> TestApp {
     spawn_app_with(TestOptions {
         provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        tweak: Some(|s| {
+        tweaks: vec![|s| {
             s.provider.embedding_dimensions = Some(64);
             s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        }),
+        }],
         ..TestOptions::default()
     })
     .await
@@ -932,11 +932,11 @@ async fn the_whitelist_limits_models() {
     let fake = FakeOpenAi::start();
     let app = spawn_app_with(TestOptions {
         provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        tweak: Some(|s| {
+        tweaks: vec![|s| {
             s.provider.embedding_dimensions = Some(64);
             s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
             s.chat.allowed_models = vec![FAKE_MODEL.to_owned()];
-        }),
+        }],
         ..TestOptions::default()
     })
     .await;

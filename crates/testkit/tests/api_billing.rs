@@ -22,7 +22,7 @@ async fn with_fake(
         postgres: production,
         redis: production,
         provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        tweak: Some(tweak),
+        tweaks: vec![tweak],
         ..TestOptions::default()
     })
     .await

@@ -473,7 +473,7 @@ async fn a_new_embedding_model_re_embeds_in_the_background() {
     let fake = FakeOpenAi::start();
     let app = spawn_app_with(TestOptions {
         provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        tweak: Some(|s| s.provider.embedding_dimensions = Some(64)),
+        tweaks: vec![|s| s.provider.embedding_dimensions = Some(64)],
         ..TestOptions::default()
     })
     .await;

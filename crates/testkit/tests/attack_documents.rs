@@ -165,7 +165,7 @@ async fn slow_files_do_not_starve(production: bool) {
         postgres: production,
         redis: production,
         provider: Some((fake.base_url(), REMOTE_MODEL.to_owned())),
-        tweak: Some(two_workers),
+        tweaks: vec![two_workers],
         ..TestOptions::default()
     })
     .await;
@@ -277,7 +277,7 @@ async fn errors_are_for_people(production: bool) {
         postgres: production,
         redis: production,
         provider: Some((fake.base_url(), REMOTE_MODEL.to_owned())),
-        tweak: Some(fail_fast),
+        tweaks: vec![fail_fast],
         ..TestOptions::default()
     })
     .await;

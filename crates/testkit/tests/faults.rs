@@ -178,13 +178,13 @@ async fn a_database_blip_during_a_job_does_not_orphan_it() {
     let app = spawn_app_with(
         TestOptions {
             provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-            tweak: Some(|s| {
+            tweaks: vec![|s| {
                 s.provider.embedding_dimensions = Some(64);
                 s.retrieval.embedder = settings::EmbedderKind::Provider;
                 s.documents.lease_secs = 120;
                 // Requests fail 1 s into the outage rather than wait it out.
                 s.database.acquire_timeout_secs = 1;
-            }),
+            }],
             ..TestOptions::default()
         }
         .on_postgres(pg.url()),

@@ -16,30 +16,20 @@ const FAKE_MODEL: &str = "gpt-4o-mini";
 
 /// A server whose provider (the fake) serves [`FAKE_MODEL`] for chat.
 fn provider_app(fake: &FakeOpenAi) -> TestOptions {
-    TestOptions {
-        provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        ..TestOptions::default()
-    }
-    .tweak(|s| {
-        s.provider.embedding_dimensions = Some(64);
-        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        s.provider.first_token_timeout_secs = 5;
-        s.provider.idle_timeout_secs = 600;
-        s.chat.resume_grace_ms = 0;
-        s.chat.answer_lease_secs = 3;
-    })
+    TestOptions::default()
+        .chatting_with(fake.base_url())
+        .tweak(|s| {
+            s.provider.first_token_timeout_secs = 5;
+            s.provider.idle_timeout_secs = 600;
+            s.chat.resume_grace_ms = 0;
+            s.chat.answer_lease_secs = 3;
+        })
 }
 
 /// [`provider_app`] whose servers sweep an abandoned answer 2 s after its lease ran out
 /// (a run cut off from the database retries its usage and its end for 1 s each).
 fn quick_sweep_app(fake: &FakeOpenAi) -> TestOptions {
     provider_app(fake).tweak(|s| {
-        s.provider.embedding_dimensions = Some(64);
-        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        s.provider.first_token_timeout_secs = 5;
-        s.provider.idle_timeout_secs = 600;
-        s.chat.resume_grace_ms = 0;
-        s.chat.answer_lease_secs = 3;
         s.chat.answer_store_retry_secs = 1;
         s.billing.ledger_retry_secs = 1;
     })

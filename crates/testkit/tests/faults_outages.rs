@@ -193,16 +193,12 @@ const FAKE_MODEL: &str = "gpt-4o-mini";
 
 /// A server (SQLite) whose chat provider is `fake`, trying each call twice.
 fn provider_app(fake: &FakeOpenAi) -> TestOptions {
-    TestOptions {
-        provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        ..TestOptions::default()
-    }
-    .tweak(|s| {
-        s.provider.embedding_dimensions = Some(64);
-        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        s.provider.max_retries = 1;
-        s.provider.down_for_ms = 2_000;
-    })
+    TestOptions::default()
+        .chatting_with(fake.base_url())
+        .tweak(|s| {
+            s.provider.max_retries = 1;
+            s.provider.down_for_ms = 2_000;
+        })
 }
 
 /// Issue 15, item 7: readiness names the provider while it is down; chat, once a call found

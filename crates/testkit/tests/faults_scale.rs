@@ -26,27 +26,17 @@ twenty-three twenty-four twenty-five twenty-six twenty-seven twenty-eight twenty
 /// A server on the shared PostgreSQL and Redis whose provider (the fake) serves
 /// [`FAKE_MODEL`] for chat, with the production `resume_grace` (3 s).
 fn production(fake: &FakeOpenAi) -> TestOptions {
-    TestOptions {
-        provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-        ..TestOptions::production()
-    }
-    .tweak(|s| {
-        s.provider.embedding_dimensions = Some(64);
-        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        s.provider.first_token_timeout_secs = 5;
-        s.provider.idle_timeout_secs = 600;
-    })
+    TestOptions::production()
+        .chatting_with(fake.base_url())
+        .tweak(|s| {
+            s.provider.first_token_timeout_secs = 5;
+            s.provider.idle_timeout_secs = 600;
+        })
 }
 
 /// [`production`] with a grace of 1 s, so that an answer outlives several of them.
 fn short_grace(fake: &FakeOpenAi) -> TestOptions {
-    production(fake).tweak(|s| {
-        s.provider.embedding_dimensions = Some(64);
-        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        s.provider.first_token_timeout_secs = 5;
-        s.provider.idle_timeout_secs = 600;
-        s.chat.resume_grace_ms = 1_000;
-    })
+    production(fake).tweak(|s| s.chat.resume_grace_ms = 1_000)
 }
 
 /// Two servers (A, B) over one database and cache, an owner and a session, the provider
@@ -408,10 +398,6 @@ async fn a_viewer_following_an_answer_whose_server_died_gets_its_end_once_it_is_
         .start();
     // Leases of 3 s, swept 2 s after they ran out (usage and end retried 1 s each).
     let (doomed, a) = on_own_runtime(production(&fake).tweak(|s| {
-        s.provider.embedding_dimensions = Some(64);
-        s.provider.chat_models = vec![FAKE_MODEL.to_owned()];
-        s.provider.first_token_timeout_secs = 5;
-        s.provider.idle_timeout_secs = 600;
         s.chat.answer_lease_secs = 3;
         s.chat.answer_store_retry_secs = 1;
         s.billing.ledger_retry_secs = 1;
