@@ -707,3 +707,53 @@ async fn per_address_socket_cap() {
     }
     assert!(connect(&app).await.is_err(), "the cap holds again");
 }
+
+/// The `resume` frame (issue 15, item 5) is the stream route's access check over a socket:
+/// a stranger in her own organization naming another tenant's session and answer, or her own
+/// session with the other tenant's answer, gets `not_found` and not a word of it.
+async fn resume_of_another_tenant(production: bool) {
+    let app = spawn_app_with(options(production)).await;
+    let w = world(&app).await;
+    let session = chat_session(&app, &w.ann.access, &w.org).await;
+    let mut ann = authed(&app, &w.ann.access, &w.org.id).await;
+    send(
+        &mut ann,
+        json!({"type": "message", "session_id": session, "content": QUESTION}),
+    )
+    .await;
+    let message = loop {
+        let v = next_json(&mut ann).await.expect("a frame");
+        if v["type"] == "done" {
+            break v["message_id"].as_str().expect("a message id").to_owned();
+        }
+    };
+    let eve = register(&app, "eve").await;
+    let evil = org(&app, &eve, "evil").await;
+    let own = chat_session(&app, &eve.access, &evil).await;
+    for target in [&session, &own] {
+        let mut ws = authed(&app, &eve.access, &evil.id).await;
+        send(
+            &mut ws,
+            json!({"type": "resume", "session_id": target, "last_event_id": format!("{message}:d0")}),
+        )
+        .await;
+        let v = next_json(&mut ws).await.expect("a frame");
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["code"], "not_found", "{v}");
+    }
+    // The same frame from its owner replays it: the refusals above are about who asks.
+    send(
+        &mut ann,
+        json!({"type": "resume", "session_id": session, "last_event_id": format!("{message}:d0")}),
+    )
+    .await;
+    let v = next_json(&mut ann).await.expect("a frame");
+    assert_eq!(v["type"], "delta", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_tenants_answer_cannot_be_resumed_over_a_socket() {
+    for production in backends() {
+        resume_of_another_tenant(production).await;
+    }
+}
