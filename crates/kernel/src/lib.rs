@@ -2,7 +2,8 @@
 //!
 //! Typed UUIDv7 ids ([`id`]), the tenant context and roles ([`tenant`]), the clock port
 //! ([`clock`]), keyset pagination with opaque cursors ([`page`]), field-level validation errors
-//! ([`error`]), the cache/coordination port ([`cache`]), the metering port ([`metering`]), the
+//! ([`error`]), the cache/coordination port ([`cache`]), the
+//! process-local memo of recent reads ([`memo`]), the metering port ([`metering`]), the
 //! health-check port ([`health`]) and the cleaning of names clients set ([`text`]).
 //!
 //! Architecture invariant: this crate, like every domain crate, does no I/O of its own and
@@ -16,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod id;
 pub mod mail;
+pub mod memo;
 pub mod metering;
 pub mod page;
 pub mod retry;
