@@ -70,6 +70,7 @@ pub async fn services(
     wake: Arc<Wake>,
 ) -> anyhow::Result<api::Services> {
     let mailer = mailer_from_settings(settings, store)?;
+    let recheck = Duration::from_millis(settings.auth.recheck_ms);
     let accounts = accounts_from_settings(
         settings,
         store,
@@ -136,15 +137,14 @@ pub async fn services(
         accounts,
         orgs: Arc::new(
             tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
-                .with_max_owned(settings.orgs.max_owned_per_account),
+                .with_max_owned(settings.orgs.max_owned_per_account)
+                .with_recheck(recheck),
         ),
         audit: sql(),
-        api_keys: Arc::new(tenancy::ApiKeys::new(
-            sql(),
-            Arc::new(crypto::ApiKeySecrets),
-            clock.clone(),
-            sql(),
-        )),
+        api_keys: Arc::new(
+            tenancy::ApiKeys::new(sql(), Arc::new(crypto::ApiKeySecrets), clock.clone(), sql())
+                .with_recheck(recheck),
+        ),
         invitations: Arc::new(tenancy::Invitations::new(
             sql(),
             sql(),
@@ -629,7 +629,8 @@ pub async fn accounts_from_settings(
             max_chars: 128,
         },
         Duration::from_secs(auth.session_lifetime_days * 86_400),
-    );
+    )
+    .with_recheck(Duration::from_millis(auth.recheck_ms));
     accounts.warm_up().await.map_err(anyhow::Error::new)?;
     Ok(Arc::new(accounts))
 }

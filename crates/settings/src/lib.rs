@@ -318,6 +318,12 @@ pub struct AuthSettings {
     pub audience: String,
     /// Access-token lifetime in seconds (60 to 900).
     pub access_token_ttl_secs: u64,
+    /// How long a server reuses what checking a credential found (an access token's
+    /// signature, session and account; an API key; an organization and a membership) before
+    /// reading it again, in milliseconds (0 to 1000; 0 = read on every request). The bound on
+    /// how long a revocation made through another server takes to reach this one
+    /// (docs/security.md, "Revocation").
+    pub recheck_ms: u64,
     /// A login session's absolute lifetime in days; refreshing does not extend it.
     pub session_lifetime_days: u64,
     /// Fewest characters in a new password (8 or more).
@@ -489,6 +495,7 @@ impl Default for Settings {
                 issuer: "quire".to_owned(),
                 audience: "quire-api".to_owned(),
                 access_token_ttl_secs: 900,
+                recheck_ms: 500,
                 session_lifetime_days: 30,
                 password_min_chars: 8,
                 argon2_memory_kib: 19_456,
@@ -847,6 +854,7 @@ mod tests {
         for (k, v) in [
             ("auth.access_token_ttl_secs", "0"),
             ("auth.access_token_ttl_secs", "3600"),
+            ("auth.recheck_ms", "1001"),
             ("auth.session_lifetime_days", "0"),
             ("auth.password_min_chars", "4"),
             ("auth.attempts_per_ip_per_minute", "0"),

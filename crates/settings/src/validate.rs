@@ -180,6 +180,11 @@ impl Settings {
         if !(60..=900).contains(&a.access_token_ttl_secs) {
             return bad("auth.access_token_ttl_secs must be between 60 and 900");
         }
+        if a.recheck_ms > 1_000 {
+            return bad(
+                "auth.recheck_ms must be at most 1000: a revocation must reach every server within a second",
+            );
+        }
         if !(1..=365).contains(&a.session_lifetime_days) {
             return bad("auth.session_lifetime_days must be between 1 and 365");
         }

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use kernel::audit::AuditLog;
+use kernel::memo::Memo;
 use kernel::{ClientInfo, Clock, InvalidInput, Page, PageRequest, Role, TenantContext};
 
 use crate::error::TenancyError;
 use crate::events::{actor_of, tenant_event};
 use crate::model::{ApiKey, Scope};
-use crate::ports::{ApiKeyRepository, KeySecrets};
+use crate::ports::{ApiKeyRepository, KeyHash, KeySecrets};
 
 /// API keys of organizations: a key acts for exactly its organization, with its role.
 #[derive(Debug, Clone)]
@@ -18,7 +19,13 @@ pub struct ApiKeys {
     secrets: Arc<dyn KeySecrets>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditLog>,
+    /// Keys looked up lately, by the hash of their secret ([`ApiKeys::with_recheck`]; off by
+    /// default).
+    recent: Arc<Memo<KeyHash, Option<ApiKey>>>,
 }
+
+/// How many looked-up keys one process keeps.
+const RECENT_CAPACITY: usize = 4_096;
 
 /// Longest key name.
 const MAX_KEY_NAME: usize = 100;
@@ -37,7 +44,17 @@ impl ApiKeys {
             secrets,
             clock,
             audit,
+            recent: Arc::new(Memo::off()),
         }
+    }
+
+    /// These use cases reusing what a key lookup found for `ttl` (0 = read every time, the
+    /// default): a key revoked through another server stops working on this one within
+    /// `ttl`; revoked through this one, at once (docs/security.md, "Revocation").
+    #[must_use]
+    pub fn with_recheck(mut self, ttl: std::time::Duration) -> Self {
+        self.recent = Arc::new(Memo::new(ttl, RECENT_CAPACITY));
+        self
     }
 
     /// Creates a key; returns it and its secret (shown once). A key's role is at most the
@@ -139,7 +156,9 @@ impl ApiKeys {
         client: &ClientInfo,
     ) -> Result<(), TenancyError> {
         let now = self.clock.now();
-        if !self.keys.revoke(ctx.tenant_id(), id, now).await? {
+        let revoked = self.keys.revoke(ctx.tenant_id(), id, now).await?;
+        self.recent.forget_all();
+        if !revoked {
             return Err(TenancyError::NotFound);
         }
         let target = format!("key {id}");
@@ -157,7 +176,7 @@ impl ApiKeys {
     }
 
     /// The live key behind a presented secret, if any (recording the use at most once a
-    /// minute).
+    /// minute, when the key is read rather than reused).
     ///
     /// # Errors
     /// When storage fails.
@@ -165,16 +184,22 @@ impl ApiKeys {
         if !secret.starts_with("qk_") || secret.len() > 128 {
             return Ok(None);
         }
-        let Some(key) = self.keys.find_by_hash(&self.secrets.hash(secret)).await? else {
-            return Ok(None);
-        };
+        let hash = self.secrets.hash(secret);
         let now = self.clock.now();
-        if key
-            .last_used_at
-            .is_none_or(|t| now - t > time::Duration::minutes(1))
+        if let Some(known) = self.recent.get(&hash, now) {
+            return Ok(known);
+        }
+        let ticket = self.recent.ticket(now);
+        let mut found = self.keys.find_by_hash(&hash).await?;
+        if let Some(key) = &mut found
+            && key
+                .last_used_at
+                .is_none_or(|t| now - t > time::Duration::minutes(1))
         {
             self.keys.touch(key.tenant_id, key.id, now).await?;
+            key.last_used_at = Some(now);
         }
-        Ok(Some(key))
+        self.recent.put(hash, found.clone(), ticket);
+        Ok(found)
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kernel::audit::AuditLog;
 use kernel::cache::{Cache, CacheKey};
+use kernel::memo::Memo;
 use kernel::{
     ClientInfo, Clock, InvalidInput, Page, PageRequest, Role, TenantContext, TenantId, UserId,
 };
@@ -56,6 +57,40 @@ pub struct Organizations {
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditLog>,
     max_owned: u32,
+    recent: Arc<Recent>,
+}
+
+/// What the per-request lookups reuse ([`Organizations::with_recheck`]; off by default): each
+/// read for at most the recheck time, and forgotten at once when anything changes through
+/// these use cases ([`kernel::memo`]). Changes made through another server reach this one
+/// within the recheck time (docs/security.md, "Revocation").
+#[derive(Debug)]
+struct Recent {
+    /// Organization id or slug, as a request names it → the organization.
+    orgs: Memo<String, Option<Organization>>,
+    /// (organization, account) → the role.
+    roles: Memo<(TenantId, UserId), Option<Role>>,
+    /// Account → every organization with the role (`/auth/me`).
+    mine: Memo<UserId, Vec<(Organization, Role)>>,
+}
+
+/// How many entries each of [`Recent`]'s memos keeps.
+const RECENT_CAPACITY: usize = 4_096;
+
+impl Recent {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            orgs: Memo::new(ttl, RECENT_CAPACITY),
+            roles: Memo::new(ttl, RECENT_CAPACITY),
+            mine: Memo::new(ttl, RECENT_CAPACITY),
+        }
+    }
+
+    fn forget_all(&self) {
+        self.orgs.forget_all();
+        self.roles.forget_all();
+        self.mine.forget_all();
+    }
 }
 
 /// What an account deletion must do to organizations, found before the account goes.
@@ -88,7 +123,17 @@ impl Organizations {
             clock,
             audit,
             max_owned: DEFAULT_MAX_OWNED,
+            recent: Arc::new(Recent::new(Duration::ZERO)),
         }
+    }
+
+    /// These use cases reusing what an organization, membership or `/auth/me` lookup found
+    /// for `ttl` (0 = read every time, the default), forgetting it all when anything changes
+    /// through them.
+    #[must_use]
+    pub fn with_recheck(mut self, ttl: Duration) -> Self {
+        self.recent = Arc::new(Recent::new(ttl));
+        self
     }
 
     /// These use cases with a cap of `max_owned` organizations per owning account (at least 1).
@@ -151,6 +196,7 @@ impl Organizations {
                 OrgRepoError::TooManyOwned => TenancyError::TooManyOrganizations(self.max_owned),
                 e => e.into(),
             })?;
+        self.recent.forget_all();
         self.audit(
             "org.created",
             Some(owner),
@@ -186,11 +232,20 @@ impl Organizations {
     /// # Errors
     /// When storage fails.
     pub async fn find(&self, org: &str) -> Result<Option<Organization>, TenancyError> {
-        Ok(match OrgRef::parse(org) {
-            None => None,
-            Some(OrgRef::Id(id)) => self.orgs.find_by_id(id).await?,
-            Some(OrgRef::Slug(slug)) => self.orgs.find_by_slug(&slug).await?,
-        })
+        let Some(reference) = OrgRef::parse(org) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if let Some(found) = self.recent.orgs.get(org, now) {
+            return Ok(found);
+        }
+        let ticket = self.recent.orgs.ticket(now);
+        let found = match reference {
+            OrgRef::Id(id) => self.orgs.find_by_id(id).await?,
+            OrgRef::Slug(slug) => self.orgs.find_by_slug(&slug).await?,
+        };
+        self.recent.orgs.put(org.to_owned(), found.clone(), ticket);
+        Ok(found)
     }
 
     /// The user's role in `tenant`, cached briefly (every change invalidates it).
@@ -198,6 +253,22 @@ impl Organizations {
     /// # Errors
     /// When storage fails (a cache failure falls back to storage).
     pub async fn role_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<Role>, TenancyError> {
+        let now = self.clock.now();
+        if let Some(role) = self.recent.roles.get(&(tenant, user), now) {
+            return Ok(role);
+        }
+        let ticket = self.recent.roles.ticket(now);
+        let role = self.shared_role_of(tenant, user).await?;
+        self.recent.roles.put((tenant, user), role, ticket);
+        Ok(role)
+    }
+
+    /// [`Organizations::role_of`] through the shared cache.
+    async fn shared_role_of(
         &self,
         tenant: TenantId,
         user: UserId,
@@ -230,6 +301,7 @@ impl Organizations {
     }
 
     async fn forget(&self, tenant: TenantId, user: UserId) {
+        self.recent.forget_all();
         if let Err(e) = self.cache.delete(&membership_key(tenant, user)).await {
             tracing::warn!(error = %e, "invalidating a cached membership failed");
         }
@@ -263,7 +335,14 @@ impl Organizations {
         &self,
         user: UserId,
     ) -> Result<Vec<(Organization, Role)>, TenancyError> {
-        Ok(self.members.for_user(user).await?)
+        let now = self.clock.now();
+        if let Some(all) = self.recent.mine.get(&user, now) {
+            return Ok(all);
+        }
+        let ticket = self.recent.mine.ticket(now);
+        let all = self.members.for_user(user).await?;
+        self.recent.mine.put(user, all.clone(), ticket);
+        Ok(all)
     }
 
     /// Renames the organization (the extractor checked admin or more).
@@ -282,6 +361,7 @@ impl Organizations {
             .rename(ctx.tenant_id(), name)
             .await?
             .ok_or(TenancyError::NotFound)?;
+        self.recent.forget_all();
         self.audit("org.renamed", actor_of(ctx), org.id, None, client)
             .await;
         Ok(org)
@@ -296,7 +376,9 @@ impl Organizations {
         ctx: &TenantContext,
         client: &ClientInfo,
     ) -> Result<(), TenancyError> {
-        if !self.orgs.delete(ctx.tenant_id()).await? {
+        let deleted = self.orgs.delete(ctx.tenant_id()).await?;
+        self.recent.forget_all();
+        if !deleted {
             return Err(TenancyError::NotFound);
         }
         self.audit("org.deleted", actor_of(ctx), ctx.tenant_id(), None, client)
@@ -447,6 +529,7 @@ impl Organizations {
         for tenant in &exit.orphans {
             self.orgs.delete(*tenant).await?;
         }
+        self.recent.forget_all();
         Ok(())
     }
 
@@ -488,6 +571,7 @@ impl Organizations {
             .set_plan(id, plan)
             .await?
             .ok_or(TenancyError::NotFound)?;
+        self.recent.forget_all();
         self.audit(
             "admin.org.updated",
             Some(admin),
