@@ -640,6 +640,20 @@ impl TestApp {
             .expect("the test app's database")
     }
 
+    /// Makes the account `id` a platform administrator directly in the store (no route does
+    /// that for the first one), then waits `auth.recheck_ms`: a change made behind the
+    /// server's back, like one made by another server, reaches it within that time
+    /// (docs/security.md, "Revocation").
+    pub async fn make_platform_admin(&self, id: kernel::UserId) {
+        identity::ports::UserRepository::set_platform_admin(&self.store().await, id, true)
+            .await
+            .expect("promote");
+        tokio::time::sleep(std::time::Duration::from_millis(
+            self.settings.auth.recheck_ms,
+        ))
+        .await;
+    }
+
     /// The server handle, to stop it from another task.
     #[must_use]
     pub fn handle(&self) -> ServerHandle {

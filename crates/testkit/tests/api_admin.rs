@@ -45,11 +45,7 @@ async fn scenario(app: &TestApp) {
             .0,
         StatusCode::FORBIDDEN
     );
-    app.store()
-        .await
-        .set_platform_admin(root_id, true)
-        .await
-        .expect("promote");
+    app.make_platform_admin(root_id).await;
 
     // Search and get.
     let (s, found) = app

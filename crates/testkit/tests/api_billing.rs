@@ -82,9 +82,7 @@ async fn estimate(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
 async fn promote(app: &TestApp, token: &str) {
     let (_, me) = app.call(token, Method::GET, "/api/v1/auth/me", None).await;
     let id = kernel::UserId::parse(me["user"]["id"].as_str().unwrap_or_default()).expect("user id");
-    identity::ports::UserRepository::set_platform_admin(&app.store().await, id, true)
-        .await
-        .expect("promote");
+    app.make_platform_admin(id).await;
 }
 
 async fn patch_org(app: &TestApp, admin: &str, org: &str, body: Value) -> (StatusCode, Value) {

@@ -902,11 +902,7 @@ async fn platform_admins_set_a_tenants_whitelist() {
     let (_, me) = app.call(&root, Method::GET, "/api/v1/auth/me", None).await;
     let root_id =
         kernel::UserId::parse(me["user"]["id"].as_str().unwrap_or_default()).expect("user id");
-    app.store()
-        .await
-        .set_platform_admin(root_id, true)
-        .await
-        .expect("promote");
+    app.make_platform_admin(root_id).await;
     let path = format!("/api/v1/admin/orgs/{org}/models");
     let (status, bad) = app
         .call(

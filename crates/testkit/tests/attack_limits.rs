@@ -28,9 +28,7 @@ use testkit::{TestApp, TestOptions, spawn_app_with};
 async fn promote(app: &TestApp, token: &str) {
     let (_, me) = app.call(token, Method::GET, "/api/v1/auth/me", None).await;
     let id = UserId::parse(me["user"]["id"].as_str().unwrap_or_default()).expect("user id");
-    identity::ports::UserRepository::set_platform_admin(&app.store().await, id, true)
-        .await
-        .expect("promote");
+    app.make_platform_admin(id).await;
 }
 
 async fn get(app: &TestApp, token: &str, org: &str, path: &str) -> Value {

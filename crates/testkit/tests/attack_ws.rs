@@ -423,11 +423,7 @@ async fn disabled_user(production: bool) {
     let app = spawn_app_with(options(production)).await;
     let w = world(&app).await;
     let root = register(&app, "root").await;
-    app.store()
-        .await
-        .set_platform_admin(root.id, true)
-        .await
-        .expect("promote");
+    app.make_platform_admin(root.id).await;
     let session = chat_session(&app, &w.bob.access, &w.org).await;
     revoked_then!(&app, &w.bob.access, &w.org.id, &session, {
         let (s, b) = app
