@@ -145,14 +145,23 @@ impl SqlStore {
             .min_connections(db_settings.min_connections)
             .acquire_timeout(Duration::from_secs(db_settings.acquire_timeout_secs))
             .connect_timeout(Duration::from_secs(db_settings.acquire_timeout_secs))
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-                    .create_if_missing(true)
-            });
+            .sqlx_logging(false);
+        // A pooled connection is pinged before it is handed out only when it sat idle (a
+        // server, proxy or firewall may have dropped it meanwhile); a connection in steady use
+        // goes straight to its query, so a query costs one round trip fewer. A SQLite
+        // connection cannot be dropped by anyone: never pinged on checkout.
+        if settings.is_postgres() {
+            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
+        } else {
+            opts.test_before_acquire(false);
+        }
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
         if let Some(schema) = &db_settings.schema {
             opts.set_schema_search_path(schema.clone());
         }
