@@ -9,7 +9,6 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use identity::ports::UserRepository as _;
 use kernel::{Clock as _, SystemClock, TenantId, UserId};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret as _;

@@ -1,7 +1,6 @@
 //! `/api/v1/admin`, black-box: users (search, disable, enable, the administrator flag),
 //! organizations (plans), the audit log with filters.
 
-use identity::ports::UserRepository as _;
 use kernel::UserId;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -4,7 +4,6 @@
 //! assistants, feedback, the model whitelist, and prompt-injection fencing.
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use identity::ports::UserRepository as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::fake_openai::{FakeOpenAi, Fault};

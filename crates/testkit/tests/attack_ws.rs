@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use identity::ports::UserRepository as _;
 use kernel::{Clock as _, Role, SystemClock, TenantId, UserId};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
