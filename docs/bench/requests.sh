@@ -122,6 +122,9 @@ if [ -n "$pg_url" ] && psql "$pg_url" -qc 'select 1' >/dev/null 2>&1; then
   venv=${PEER_VENV:-$HOME/.cache/quire-bench/fastapi-venv}
   "$venv/bin/pip" install -q asyncpg >/dev/null
   psql "${pg_url%/*}/postgres" -qc "CREATE DATABASE $tag" >/dev/null
+  # The peer's seed inserts the membership before the user it names, which PostgreSQL's
+  # foreign keys refuse (SQLite does not enforce them): its own database checks none.
+  psql "${pg_url%/*}/postgres" -qc "ALTER DATABASE $tag SET session_replication_role = replica" >/dev/null
   peer_db="postgresql+asyncpg://${pg_url#postgres://}"
   peer_db="${peer_db%/*}/$tag"
   read -r peer_pid peer_token < <(PEER_DB="$peer_db" bash "$peers/fastapi/run.sh" 18002)
