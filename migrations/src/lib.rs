@@ -27,6 +27,7 @@ mod m20261206_000017_assistant_creator;
 mod m20261206_000018_stored_times;
 mod m20261206_000019_stored_times_rest;
 mod m20261206_000020_answer_runs;
+mod m20261206_000021_keyword_postings;
 mod stored_times;
 
 /// Every migration, oldest first.
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_stored_times::Migration),
             Box::new(m20261206_000019_stored_times_rest::Migration),
             Box::new(m20261206_000020_answer_runs::Migration),
+            Box::new(m20261206_000021_keyword_postings::Migration),
         ]
     }
 }

@@ -1,11 +1,12 @@
 //! [`KeywordIndex`] on SQL: BM25 over the words of stored chunks, with an index the database
-//! maintains itself from `chunks` (migration `m20261122_000012_retrieval`), so it can never
-//! drift from what is stored.
+//! maintains itself from `chunks` (migrations `m20261122_000012_retrieval` and
+//! `m20261206_000021_keyword_postings`), so it can never drift from what is stored.
 //!
 //! Query words ([`query_words`]): the lowercase runs of Unicode letters and digits of the
 //! client's query, deduplicated, at most [`retrieval::MAX_QUERY_WORDS`]. Client text never reaches `MATCH`
-//! or a `tsquery` parser: on SQLite each word is a quoted FTS5 string; on PostgreSQL each word
-//! is a bound parameter of `plainto_tsquery`. A query without words finds nothing.
+//! or a `tsquery` parser: on SQLite each word is a quoted FTS5 string; on PostgreSQL the words
+//! are one bound parameter of `to_tsvector` (whose lexemes are compared with stored ones, never
+//! parsed as a query). A query without words finds nothing.
 //!
 //! Every statistic BM25 uses (chunk count, average length, document frequencies) and the rule
 //! that leaves out common words are the **searched scope's** (the tenant's chunks in the named
@@ -16,23 +17,26 @@
 //! the scope's average (summed from `documents`, whose `chunk_count` and `token_count` are
 //! written in the transaction that stores the chunks).
 //!
+//! One rule on both backends decides which words are ranked ([`SqlStore::kept_terms`]): each
+//! word's document frequency in the scope is counted, stopped one past the pruning threshold
+//! ([`COMMON_SHARE`]); words above it are left out when a rarer word remains (when none does,
+//! the rarest alone is kept, with its exact count).
+//!
 //! - SQLite: FTS5 finds chunks, never ranks them (its `bm25()` uses table-wide statistics,
 //!   every tenant's). A match is `text : ("w1" OR "w2" …) AND scope : "t<tenant>"
 //!   [AND scope : ("c…" OR …)] [AND scope : ("d…" OR …)]`: tenant, collections and allowed
 //!   documents are intersections inside the FTS index, never a filter after a LIMIT. Each
-//!   word's df is the count of such matches for that word alone, stopped one past the
-//!   pruning threshold ([`COMMON_SHARE`]); words above it are left out when a rarer word
-//!   remains. The remaining words' matches are read with their length and text, tf is counted
-//!   from the text with FTS5's folding ([`fold`]), and the scores are ranked here. Because the
-//!   statistics do not depend on `allow`, a long `allow` list is searched in batches whose
-//!   results merge exactly.
-//! - PostgreSQL: candidates are the tenant's chunks whose `tsv` matches the OR of the words and
-//!   the scope lexemes (one GIN intersection), then BM25 in SQL: idf from document frequencies
-//!   among those candidates (every chunk of the scope that has a word is one), tf from the
-//!   positions of the query's lexemes in `tsv` (kept by `ts_filter(setweight(tsv, 'A',
-//!   lexemes), '{a}')`, which is far cheaper than unnesting every lexeme of every candidate).
-//!   It reads every candidate of the scope (no top-k shortcut, no word left out). `allow`
-//!   filters candidates before the LIMIT, after the statistics.
+//!   word's df is the count of such matches for that word alone. The kept words' matches are
+//!   read with their length and text, tf is counted from the text with FTS5's folding
+//!   ([`fold`]), and the scores are ranked here. Because the statistics do not depend on
+//!   `allow`, a long `allow` list is searched in batches whose results merge exactly.
+//! - PostgreSQL: `keyword_postings` (migration `m20261206_000021_keyword_postings`, kept by
+//!   triggers on `chunks`) holds each chunk's lexemes with their tf and the chunk's length,
+//!   keyed `(tenant_id, term, collection_key, chunk_id)`. The query's words become `tsv`'s
+//!   lexemes (`to_tsvector('simple', …)`); a word's df is an index-only count of the scope's
+//!   postings; BM25 sums the kept terms' postings per chunk in SQL (index-only range scans,
+//!   no chunk row or `tsvector` read) and only the top k come back. `allow` keeps the
+//!   postings of the allowed documents' chunks, after the statistics.
 //!
 //! Scores are "higher is better" and computed alike, but not equal across backends: FTS5 folds
 //! diacritics (`remove_diacritics 2`) where `simple` does not, and the two tokenizers differ at
@@ -190,84 +194,48 @@ fn uuid_list(ids: impl IntoIterator<Item = Uuid>) -> String {
         .join(",")
 }
 
-/// The PostgreSQL search (see the module doc). `$1`: the words, space-separated; `$2`: the
-/// tenant; `$3`: the scope `tsquery` (lexemes made of our own ids); `$4`: k; then the optional
-/// collection and allow lists; then one parameter per word.
-fn postgres_search(words: usize, collections: bool, allow: bool) -> String {
-    let mut next = 5;
+/// The PostgreSQL search (see the module doc). `$1`: the tenant; `$2`: k; `$3`: the scope's
+/// average length; then the optional collection and allow lists (`string_to_array` of ids);
+/// then a (term, idf) pair per kept term.
+fn postgres_search(terms: usize, collections: bool, allow: bool) -> String {
+    let mut next = 4;
     let mut param = || {
         let p = format!("${next}");
         next += 1;
         p
     };
-    let (collections_chunks, collections_documents) = if collections {
-        let p = param();
-        (
-            format!(" AND c.collection_id = ANY(string_to_array({p}, ',')::uuid[])"),
-            format!(" AND d.collection_id = ANY(string_to_array({p}, ',')::uuid[])"),
-        )
-    } else {
-        (String::new(), String::new())
-    };
-    let allow_filter = if allow {
+    let scope = if collections {
         format!(
-            " WHERE terms.document_id = ANY(string_to_array({}, ',')::uuid[])",
+            " AND p.collection_key = ANY(string_to_array({}, ',')::uuid[])",
             param()
         )
     } else {
         String::new()
     };
-    let words_query = (0..words)
-        .map(|_| format!("plainto_tsquery('simple'::regconfig, {})", param()))
+    let allow_filter = if allow {
+        format!(
+            " WHERE p.chunk_id IN (SELECT c.id FROM chunks AS c WHERE c.tenant_id = $1 \
+               AND c.document_id = ANY(string_to_array({}, ',')::uuid[]))",
+            param()
+        )
+    } else {
+        String::new()
+    };
+    let weights = (0..terms)
+        .map(|_| format!("({}::text, {}::float8)", param(), param()))
         .collect::<Vec<_>>()
-        .join(" || ");
+        .join(", ");
     format!(
-        "WITH q AS ( \
-             SELECT tsvector_to_array(to_tsvector('simple'::regconfig, $1)) AS lexemes \
-         ), \
-         cand AS MATERIALIZED ( \
-             SELECT c.id, c.document_id, c.token_count, c.tsv FROM chunks AS c \
-             WHERE c.tenant_id = $2 \
-               AND c.tsv @@ (({words_query}) && $3::tsquery){collections_chunks} \
-         ), \
-         stats AS ( \
-             SELECT GREATEST(COALESCE(SUM(d.chunk_count), 0), 1)::float8 AS n, \
-                    CASE WHEN COALESCE(SUM(d.chunk_count), 0) > 0 AND SUM(d.token_count) > 0 \
-                         THEN SUM(d.token_count)::float8 / SUM(d.chunk_count) \
-                         ELSE 1 END AS avgdl \
-             FROM documents AS d WHERE d.tenant_id = $2{collections_documents} \
-         ), \
-         terms AS ( \
-             SELECT cand.id, cand.document_id, cand.token_count, t.lexeme, \
-                    cardinality(t.positions)::float8 AS tf \
-             FROM cand CROSS JOIN q \
-             CROSS JOIN LATERAL unnest(ts_filter(setweight(cand.tsv, 'A', q.lexemes), '{{a}}')) AS t \
-         ), \
-         df AS (SELECT lexeme, COUNT(*)::float8 AS df FROM terms GROUP BY lexeme) \
-         SELECT terms.id AS chunk_id, \
-                SUM(ln(1 + GREATEST(stats.n - df.df + 0.5, 0) / (df.df + 0.5)) \
-                    * terms.tf * 2.2 \
-                    / (terms.tf + 1.2 * (0.25 + 0.75 * GREATEST(terms.token_count, 1) \
-                                                 / stats.avgdl)))::float8 AS score \
-         FROM terms JOIN df ON df.lexeme = terms.lexeme CROSS JOIN stats{allow_filter} \
-         GROUP BY terms.id \
-         ORDER BY score DESC, terms.id \
-         LIMIT $4"
+        "SELECT p.chunk_id, \
+                SUM(w.idf * p.tf * 2.2 \
+                    / (p.tf + 1.2 * (0.25 + 0.75 * GREATEST(p.length, 1) / $3::float8)))::float8 \
+                    AS score \
+         FROM (VALUES {weights}) AS w(term, idf) \
+         JOIN keyword_postings AS p ON p.tenant_id = $1 AND p.term = w.term{scope}{allow_filter} \
+         GROUP BY p.chunk_id \
+         ORDER BY score DESC, p.chunk_id \
+         LIMIT $2"
     )
-}
-
-/// The scope as a `tsquery` of the lexemes the `tsv` column adds (our own hex ids only).
-fn postgres_scope(tenant: TenantId, collections: Option<&[CollectionId]>) -> String {
-    let mut scope = format!("'_t{}'", tenant.as_uuid().simple());
-    if let Some(collections) = collections {
-        let any = collections
-            .iter()
-            .map(|c| format!("'_c{}'", c.as_uuid().simple()))
-            .collect::<Vec<_>>()
-            .join(" | ");
-        scope.push_str(&format!(" & ({any})"));
-    }
-    scope
 }
 
 fn candidates(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<Candidate>, IndexError> {
@@ -342,8 +310,30 @@ impl SqlStore {
     }
 
     /// How many of the scope's chunks hold each word, each counted up to `cap` (`None`: no
-    /// cap), inside FTS5's scope intersection, so only the tenant's own chunks count.
+    /// cap), only among the scope's own chunks: `(term, count)` per distinct term.
     async fn scope_frequencies(
+        &self,
+        words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        cap: Option<i64>,
+    ) -> Result<Vec<(String, i64)>, IndexError> {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                self.postgres_frequencies(words, tenant, collections, cap)
+                    .await
+            }
+            _ => {
+                let df = self
+                    .sqlite_frequencies(words, tenant, collections, cap)
+                    .await?;
+                Ok(words.iter().cloned().zip(df).collect())
+            }
+        }
+    }
+
+    /// SQLite: each word's count of FTS5 matches inside FTS5's scope intersection.
+    async fn sqlite_frequencies(
         &self,
         words: &[String],
         tenant: TenantId,
@@ -384,61 +374,106 @@ impl SqlStore {
         Ok(df)
     }
 
-    /// SQLite: FTS5 finds the scope's chunks that hold a word; BM25 is computed here with the
-    /// scope's own statistics (FTS5's `bm25()` would use the whole table's, every tenant's).
-    async fn search_sqlite(
+    /// PostgreSQL: the words as `tsv` spells them (the `simple` configuration's lexemes), each
+    /// with its count of the scope's postings (an index-only range scan, stopped at `cap`).
+    async fn postgres_frequencies(
         &self,
         words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        cap: Option<i64>,
+    ) -> Result<Vec<(String, i64)>, IndexError> {
+        let scope = if collections.is_some() {
+            " AND p.collection_key = ANY(string_to_array($4, ',')::uuid[])"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT w.term, (SELECT COUNT(*) FROM ( \
+                 SELECT 1 FROM keyword_postings AS p \
+                 WHERE p.tenant_id = $1 AND p.term = w.term{scope} LIMIT $2) AS s) AS n \
+             FROM (SELECT DISTINCT unnest(tsvector_to_array( \
+                 to_tsvector('simple'::regconfig, $3))) AS term) AS w \
+             ORDER BY w.term"
+        );
+        let mut values: Vec<Value> = vec![
+            tenant.as_uuid().into(),
+            Value::BigInt(cap),
+            words.join(" ").into(),
+        ];
+        if let Some(collections) = collections {
+            values.push(uuid_list(collections.iter().map(CollectionId::as_uuid)).into());
+        }
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await
+            .context("counting the scope's chunks per word")?;
+        rows.into_iter()
+            .map(|row| {
+                let term: String = row.try_get("", "term").context("reading a term")?;
+                let n: i64 = row.try_get("", "n").context("reading a frequency")?;
+                Ok((term, n))
+            })
+            .collect()
+    }
+
+    /// The words BM25 ranks with, each with its document frequency in the scope: a word in
+    /// more than [`COMMON_SHARE`] of the scope's chunks is left out when a rarer word remains
+    /// (counting stops one past the threshold, so a common word costs no more than a rare
+    /// one); when every word is common, the rarest alone (ties: the first in byte order),
+    /// with its exact count. Words in no chunk are dropped. The same rule on every backend.
+    async fn kept_terms(
+        &self,
+        words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        stats: ScopeStats,
+    ) -> Result<Vec<(String, i64)>, IndexError> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
+        let prune = words.len() >= 2 && stats.chunks >= PRUNE_FROM_ROWS;
+        let cap = prune.then_some(common + 1);
+        let df = self
+            .scope_frequencies(words, tenant, collections, cap)
+            .await?;
+        let mut kept: Vec<(String, i64)> = df
+            .iter()
+            .filter(|(_, d)| !prune || *d <= common)
+            .cloned()
+            .collect();
+        if kept.is_empty() && !df.is_empty() {
+            // Every word is common: the rarest alone, with exact counts.
+            kept = self
+                .scope_frequencies(words, tenant, collections, None)
+                .await?
+                .into_iter()
+                .min_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)))
+                .into_iter()
+                .collect();
+        }
+        kept.retain(|(_, d)| *d > 0);
+        Ok(kept)
+    }
+
+    /// SQLite: FTS5 finds the scope's chunks that hold a kept word; BM25 is computed here with
+    /// the scope's own statistics (FTS5's `bm25()` would use the whole table's, every
+    /// tenant's).
+    async fn search_sqlite(
+        &self,
+        kept: Vec<(String, i64)>,
+        bm25: Bm25,
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
         k: usize,
         allow: Option<&[DocumentId]>,
     ) -> Result<Vec<Candidate>, IndexError> {
-        let stats = self.scope_stats(tenant, collections).await?;
-        // Words too common in the scope are left out when a rarer one remains: counting stops
-        // one past the threshold, so a common word costs no more than a rare one.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-        let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
-        let prune = words.len() >= 2 && stats.chunks >= PRUNE_FROM_ROWS;
-        let cap = prune.then_some(common + 1);
-        let mut df = self
-            .scope_frequencies(words, tenant, collections, cap)
-            .await?;
-        let mut kept: Vec<(String, i64)> = words
-            .iter()
-            .cloned()
-            .zip(df.iter().copied())
-            .filter(|(_, d)| !prune || *d <= common)
-            .collect();
-        if kept.is_empty() {
-            // Every word is common: the rarest alone, with exact counts.
-            df = self
-                .scope_frequencies(words, tenant, collections, None)
-                .await?;
-            kept = words
-                .iter()
-                .cloned()
-                .zip(df.iter().copied())
-                .min_by_key(|(_, d)| *d)
-                .into_iter()
-                .collect();
-        }
-        kept.retain(|(_, d)| *d > 0);
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
         #[allow(clippy::cast_precision_loss)]
-        let (n, average) = {
-            let n = stats.chunks.max(1) as f64;
-            let average = if stats.chunks > 0 && stats.tokens > 0 {
-                stats.tokens as f64 / stats.chunks as f64
-            } else {
-                1.0
-            };
-            (n, average)
-        };
-        #[allow(clippy::cast_precision_loss)]
-        let idfs: Vec<f64> = kept.iter().map(|(_, d)| idf(n, *d as f64)).collect();
+        let idfs: Vec<f64> = kept.iter().map(|(_, d)| idf(bm25.n, *d as f64)).collect();
         let folded: Vec<String> = kept.iter().map(|(w, _)| fold(w)).collect();
         let kept_words: Vec<String> = kept.into_iter().map(|(w, _)| w).collect();
         // The least weighty word stands in for a chunk whose words the tokenizer here reads
@@ -476,7 +511,7 @@ impl SqlStore {
                     tf[weakest] = 1;
                 }
                 #[allow(clippy::cast_precision_loss)]
-                let norm = K1 * (1.0 - B + B * length.max(1) as f64 / average);
+                let norm = K1 * (1.0 - B + B * length.max(1) as f64 / bm25.average);
                 let score: f64 = tf
                     .iter()
                     .zip(&idfs)
@@ -501,28 +536,31 @@ impl SqlStore {
         Ok(found)
     }
 
+    /// PostgreSQL: the kept terms' postings in the scope (index-only range scans), scored and
+    /// ranked in SQL; only the top k come back.
     async fn search_postgres(
         &self,
-        words: &[String],
+        kept: Vec<(String, i64)>,
+        bm25: Bm25,
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
         k: i64,
         allow: Option<&[DocumentId]>,
     ) -> Result<Vec<Candidate>, IndexError> {
-        let sql = postgres_search(words.len(), collections.is_some(), allow.is_some());
-        let mut values: Vec<Value> = vec![
-            words.join(" ").into(),
-            tenant.as_uuid().into(),
-            postgres_scope(tenant, collections).into(),
-            k.into(),
-        ];
+        let sql = postgres_search(kept.len(), collections.is_some(), allow.is_some());
+        let mut values: Vec<Value> = vec![tenant.as_uuid().into(), k.into(), bm25.average.into()];
         if let Some(collections) = collections {
             values.push(uuid_list(collections.iter().map(CollectionId::as_uuid)).into());
         }
         if let Some(allow) = allow {
             values.push(uuid_list(allow.iter().map(DocumentId::as_uuid)).into());
         }
-        values.extend(words.iter().map(|w| Value::from(w.clone())));
+        for (term, df) in kept {
+            #[allow(clippy::cast_precision_loss)]
+            let weight = idf(bm25.n, df as f64);
+            values.push(term.into());
+            values.push(weight.into());
+        }
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
@@ -533,6 +571,26 @@ impl SqlStore {
             .await
             .context("searching chunks by keyword")?;
         candidates(rows)
+    }
+}
+
+/// BM25's scope-wide figures: the chunk count (at least 1) and the average length.
+#[derive(Debug, Clone, Copy)]
+struct Bm25 {
+    n: f64,
+    average: f64,
+}
+
+impl From<ScopeStats> for Bm25 {
+    #[allow(clippy::cast_precision_loss)]
+    fn from(stats: ScopeStats) -> Self {
+        let n = stats.chunks.max(1) as f64;
+        let average = if stats.chunks > 0 && stats.tokens > 0 {
+            stats.tokens as f64 / stats.chunks as f64
+        } else {
+            1.0
+        };
+        Self { n, average }
     }
 }
 
@@ -563,20 +621,22 @@ impl KeywordIndex for SqlStore {
             let mut seen = HashSet::new();
             a.iter().copied().filter(|d| seen.insert(*d)).collect()
         });
-        let limit = i64::try_from(k).unwrap_or(i64::MAX);
+        let collections = collections.as_deref();
+        let allow = allow.as_deref();
+        let stats = self.scope_stats(tenant, collections).await?;
+        let kept = self.kept_terms(&words, tenant, collections, stats).await?;
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bm25 = Bm25::from(stats);
         let mut found = match self.db.get_database_backend() {
             DbBackend::Postgres => {
-                self.search_postgres(
-                    &words,
-                    tenant,
-                    collections.as_deref(),
-                    limit,
-                    allow.as_deref(),
-                )
-                .await?
+                let limit = i64::try_from(k).unwrap_or(i64::MAX);
+                self.search_postgres(kept, bm25, tenant, collections, limit, allow)
+                    .await?
             }
             _ => {
-                self.search_sqlite(&words, tenant, collections.as_deref(), k, allow.as_deref())
+                self.search_sqlite(kept, bm25, tenant, collections, k, allow)
                     .await?
             }
         };
@@ -639,13 +699,11 @@ mod tests {
     #[test]
     fn postgres_parameters_are_numbered_in_order() {
         let sql = postgres_search(2, true, true);
-        assert!(sql.contains("c.collection_id = ANY(string_to_array($5, ','"));
-        assert!(sql.contains("terms.document_id = ANY(string_to_array($6, ','"));
-        assert!(sql.contains(
-            "plainto_tsquery('simple'::regconfig, $7) || plainto_tsquery('simple'::regconfig, $8)"
-        ));
+        assert!(sql.contains("p.collection_key = ANY(string_to_array($4, ','"));
+        assert!(sql.contains("c.document_id = ANY(string_to_array($5, ','"));
+        assert!(sql.contains("VALUES ($6::text, $7::float8), ($8::text, $9::float8)"));
         let sql = postgres_search(1, false, false);
-        assert!(sql.contains("plainto_tsquery('simple'::regconfig, $5)"));
+        assert!(sql.contains("VALUES ($4::text, $5::float8)"));
         assert!(!sql.contains("$6"));
     }
 }

@@ -287,3 +287,98 @@ fn key_hash(n: u8) -> [u8; 32] {
     bytes[31] = n;
     bytes
 }
+
+/// `m20261206_000021_keyword_postings` backfills the postings of the chunks stored before it
+/// (PostgreSQL; a no-op on SQLite), and its triggers keep them in step afterwards.
+#[tokio::test]
+async fn postgres_keyword_postings_are_backfilled() {
+    use documents::{ChunkDraft, NewChunk};
+    use retrieval::KeywordIndex as _;
+    use testkit::contract::documents::{self as fixtures, DocumentPorts};
+
+    if testkit::services_skipped("PostgreSQL") {
+        return;
+    }
+    let schema = testkit::unique_name();
+    let _guard = testkit::schema_guard(&schema);
+    let store = testkit::postgres_store_in(&schema).await;
+    let db = Database::connect(
+        ConnectOptions::new(testkit::postgres_url())
+            .set_schema_search_path(schema.clone())
+            .max_connections(1)
+            .to_owned(),
+    )
+    .await
+    .expect("PostgreSQL connects");
+    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await
+        .expect("schema");
+    let before = migration::Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261206_000021_keyword_postings")
+        .expect("the migration is listed");
+    migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
+        .await
+        .expect("the schema as it was before");
+
+    let p = DocumentPorts::of(store.clone());
+    let (tenant, _) = fixtures::two_tenants(&p).await;
+    let store_one = |name: &'static str, texts: &'static [&'static str]| {
+        let p = &p;
+        async move {
+            fixtures::upload(p, tenant, None, name, fixtures::T0).await;
+            let claim = p
+                .jobs
+                .claim(fixtures::T0, std::time::Duration::from_secs(60))
+                .await
+                .expect("claim")
+                .expect("due");
+            let chunks = NewChunk::assign(
+                texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| ChunkDraft {
+                        ordinal: u32::try_from(i).expect("few"),
+                        text: (*t).to_owned(),
+                        tokens: 3,
+                        page: None,
+                        start: 0,
+                        end: 10,
+                    })
+                    .collect(),
+            );
+            let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
+            let ingested = documents::Ingested {
+                pages: None,
+                chunks,
+            };
+            assert!(
+                p.jobs
+                    .complete(&claim, ingested, fixtures::T0)
+                    .await
+                    .expect("complete")
+            );
+            ids
+        }
+    };
+    let old = store_one("old", &["zebra zebra crossing", "a plain crossing"]).await;
+    migration::Migrator::up(&db, None)
+        .await
+        .expect("the postings migration");
+    let new = store_one("new", &["one zebra here"]).await;
+
+    let found = store
+        .search(tenant, None, "zebra", 10, None)
+        .await
+        .expect("search");
+    let ids: Vec<_> = found.iter().map(|c| c.chunk_id).collect();
+    assert_eq!(ids.len(), 2, "{found:?}");
+    assert_eq!(ids[0], old[0], "tf 2 ranks first: the backfill kept tf");
+    assert_eq!(ids[1], new[0], "a chunk stored after the migration");
+    let found = store
+        .search(tenant, None, "crossing", 10, None)
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|c| old.contains(&c.chunk_id)));
+}

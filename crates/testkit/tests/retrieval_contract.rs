@@ -64,16 +64,28 @@ on_every_adapter!(
     catalog_scan_pages,
 );
 
-/// SQLite leaves out of a keyword query the words in more than a tenth of all chunks when a
-/// rarer word remains (they barely rank, and ranking them scores every chunk they are in); a
-/// query of only common words still finds them.
+/// SQLite and PostgreSQL leave out of a keyword query the words in more than a tenth of the
+/// scope's chunks when a rarer word remains (they barely rank, and ranking them scores every
+/// chunk they are in); a query of only common words still finds them.
 #[tokio::test]
 async fn sqlite_keyword_search_leaves_out_words_in_most_chunks() {
+    let (store, _dir) = testkit::sqlite_store().await;
+    keyword_search_leaves_out_words_in_most_chunks(store).await;
+}
+
+#[tokio::test]
+async fn postgres_keyword_search_leaves_out_words_in_most_chunks() {
+    let Some((store, _guard)) = testkit::postgres_store().await else {
+        return;
+    };
+    keyword_search_leaves_out_words_in_most_chunks(store).await;
+}
+
+async fn keyword_search_leaves_out_words_in_most_chunks(store: store_sql::SqlStore) {
     use documents::{ChunkDraft, NewChunk};
     use retrieval::KeywordIndex as _;
     use testkit::contract::documents::{self as fixtures, DocumentPorts};
 
-    let (store, _dir) = testkit::sqlite_store().await;
     let p = DocumentPorts::of(store.clone());
     let (tenant, _) = fixtures::two_tenants(&p).await;
     fixtures::upload(&p, tenant, None, "many", fixtures::T0).await;
@@ -124,4 +136,13 @@ async fn sqlite_keyword_search_leaves_out_words_in_most_chunks() {
         .await
         .expect("search");
     assert_eq!(found.len(), 10, "all common: the rarest is kept");
+    // A word in no chunk is dropped, the other ranked.
+    let found = store
+        .search(tenant, None, "zebra absent", 10, None)
+        .await
+        .expect("search");
+    assert_eq!(
+        found.iter().map(|c| c.chunk_id).collect::<Vec<_>>(),
+        [zebra]
+    );
 }
