@@ -203,26 +203,34 @@ impl Retrieval {
         query_vectors: &mut QueryVectors,
     ) -> Result<Vec<Candidate>, RetrievalError> {
         let tenant = ctx.tenant_id();
-        let vector = if matches!(query.mode, SearchMode::Vector | SearchMode::Hybrid) {
-            self.vector_candidates(ctx, query, depth, allow, query_vectors)
-                .await?
-        } else {
-            Vec::new()
+        // Both legs of a hybrid search run concurrently (each waits on its own index).
+        let vector = async {
+            if matches!(query.mode, SearchMode::Vector | SearchMode::Hybrid) {
+                self.vector_candidates(ctx, query, depth, allow, query_vectors)
+                    .await
+            } else {
+                Ok(Vec::new())
+            }
         };
-        let keyword = if matches!(query.mode, SearchMode::Keyword | SearchMode::Hybrid) {
-            self.ports
-                .keywords
-                .search(
-                    tenant,
-                    query.collections.as_deref(),
-                    &query.text,
-                    depth,
-                    allow,
+        let keyword = async {
+            if matches!(query.mode, SearchMode::Keyword | SearchMode::Hybrid) {
+                Ok::<_, RetrievalError>(
+                    self.ports
+                        .keywords
+                        .search(
+                            tenant,
+                            query.collections.as_deref(),
+                            &query.text,
+                            depth,
+                            allow,
+                        )
+                        .await?,
                 )
-                .await?
-        } else {
-            Vec::new()
+            } else {
+                Ok(Vec::new())
+            }
         };
+        let (vector, keyword) = futures_util::future::try_join(vector, keyword).await?;
         Ok(match query.mode {
             SearchMode::Vector => vector,
             SearchMode::Keyword => keyword,
