@@ -279,14 +279,26 @@ impl SqlStore {
         collections: Option<&[CollectionId]>,
     ) -> Result<ScopeStats, IndexError> {
         let backend = self.db.get_database_backend();
-        let mut sql = "SELECT CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS n, \
-                       CAST(COALESCE(SUM(token_count), 0) AS BIGINT) AS tokens \
-                       FROM documents WHERE tenant_id = ?"
-            .to_owned();
+        // `?` on SQLite, `$n` on PostgreSQL.
+        let placeholder = |n: usize| match backend {
+            DbBackend::Postgres => format!("${n}"),
+            _ => "?".to_owned(),
+        };
+        let mut sql = format!(
+            "SELECT CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS n, \
+             CAST(COALESCE(SUM(token_count), 0) AS BIGINT) AS tokens \
+             FROM documents WHERE tenant_id = {}",
+            placeholder(1)
+        );
         let mut values: Vec<Value> = vec![tenant.as_uuid().into()];
         if let Some(collections) = collections {
             sql.push_str(" AND collection_id IN (");
-            sql.push_str(&vec!["?"; collections.len()].join(", "));
+            sql.push_str(
+                &(2..collections.len() + 2)
+                    .map(placeholder)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
             sql.push(')');
             values.extend(collections.iter().map(|c| Value::from(c.as_uuid())));
         }
