@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! cargo bench -p testkit --bench retrieval -- [--chunks 100000] [--dims 1536] [--queries 1000]
-//!     [--recall-queries 200] [--backend sqlite|pgvector|both]
+//!     [--recall-queries 200] [--backend sqlite|pgvector|both] [--ef <hnsw ef_search>]
 //! ```
+//! On pgvector the vectors are bulk-loaded before the space's HNSW index is built (an index
+//! instance whose threshold is never reached takes all but the last batch; the last batch,
+//! through the real threshold, starts the build), as a large first import would be.
 //! `pgvector` needs `QUIRE_TEST_PGVECTOR_URL` (`.ci/pgvector.sh` prints one). The data are
 //! synthetic and seeded (see docs/benchmarks.md for how they are made).
 
@@ -218,6 +221,8 @@ struct Args {
     queries: usize,
     recall_queries: usize,
     backend: String,
+    /// `HnswConfig::ef_search` of the embedded index (`None`: its default).
+    ef: Option<usize>,
 }
 
 fn args() -> Args {
@@ -227,6 +232,7 @@ fn args() -> Args {
         queries: 1_000,
         recall_queries: 200,
         backend: "both".to_owned(),
+        ef: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -238,6 +244,7 @@ fn args() -> Args {
             "--queries" => a.queries = value.parse().unwrap(),
             "--recall-queries" => a.recall_queries = value.parse().unwrap(),
             "--backend" => a.backend = value,
+            "--ef" => a.ef = Some(value.parse().unwrap()),
             _ => {
                 i += 1;
                 continue;
@@ -355,10 +362,14 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
         ))
         .await
         .unwrap();
+    let mut config = vector_hnsw::HnswConfig::default();
+    if let Some(ef) = a.ef {
+        config.ef_search = ef;
+    }
     let index = if backend == "sqlite" {
         Index::Hnsw(Arc::new(vector_hnsw::HnswIndex::new(
             Arc::new(store.clone()),
-            vector_hnsw::HnswConfig::default(),
+            config,
         )))
     } else {
         Index::Pg(Arc::new(
@@ -368,9 +379,20 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
                 .expect("the vector extension"),
         ))
     };
+    // pgvector: all but the last batch through an instance that never builds an index.
+    let bulk: Arc<dyn VectorIndex> = match &index {
+        Index::Hnsw(h) => h.clone(),
+        Index::Pg(_) => Arc::new(
+            store_sql::PgVectorIndex::try_new(&store, corpus.vectors.len() + 1)
+                .await
+                .unwrap()
+                .expect("the vector extension"),
+        ),
+    };
     let settle = || index.settle();
     let index = index.port();
     let started = Instant::now();
+    let batches = corpus.vectors.len().div_ceil(1_000);
     for (i, part) in corpus.vectors.chunks(1_000).enumerate() {
         let entries: Vec<VectorEntry> = part
             .iter()
@@ -381,7 +403,8 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
                 vector: v.clone(),
             })
             .collect();
-        index.upsert(&space, &entries).await.unwrap();
+        let through = if i + 1 == batches { &index } else { &bulk };
+        through.upsert(&space, &entries).await.unwrap();
     }
     let indexed = started.elapsed();
     let started = Instant::now();
