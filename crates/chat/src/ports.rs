@@ -147,10 +147,14 @@ pub trait ChatStore: Send + Sync + std::fmt::Debug {
 
     /// Stores the assistant message of an answer that starts (`status` streaming, no text
     /// yet) with its run's lease (until `lease_until`) and the reservation it settles, so
-    /// that a sweeper can finish and bill it if the run dies. Moves the session's
-    /// `updated_at` as [`ChatStore::append_message`] does; `false` when the session is gone.
+    /// that a sweeper can finish and bill it if the run dies; with `question`, the question
+    /// it answers first, in the same write (both or neither: one transaction, where a
+    /// question's own [`ChatStore::append_message`] and this would be two). Moves the
+    /// session's `updated_at` as [`ChatStore::append_message`] does; `false` when the session
+    /// is gone.
     async fn start_answer(
         &self,
+        question: Option<&Message>,
         message: &Message,
         reservation: Option<&Reservation>,
         lease_until: OffsetDateTime,

@@ -182,20 +182,32 @@ pub fn grounded_question(
     question: &str,
     fence: &str,
 ) -> String {
-    let (_, header, q) = labels(locale);
     let mut s = String::new();
     if !sources.is_empty() {
-        s.push_str(header);
-        s.push_str(&format!(" {fence} {}):\n\n", tail(locale)));
+        s.push_str(&sources_header(locale, fence));
         for source in sources {
-            s.push_str(&fence_source(source, fence));
-            s.push_str("\n\n");
+            s.push_str(&source_part(source, fence));
         }
     }
-    s.push_str(q);
-    s.push(' ');
-    s.push_str(question.trim());
+    s.push_str(&question_line(locale, question));
     s
+}
+
+/// The line that opens the sources of the last user message (ends with a blank line).
+fn sources_header(locale: Locale, fence: &str) -> String {
+    format!("{} {fence} {}):\n\n", labels(locale).1, tail(locale))
+}
+
+/// One source block as it sits in the last user message (followed by a blank line).
+fn source_part(source: &Source, fence: &str) -> String {
+    let mut block = fence_source(source, fence);
+    block.push_str("\n\n");
+    block
+}
+
+/// The question as it ends the last user message.
+fn question_line(locale: Locale, question: &str) -> String {
+    format!("{} {}", labels(locale).2, question.trim())
 }
 
 fn tail(locale: Locale) -> &'static str {
@@ -232,6 +244,13 @@ pub fn for_model(
 /// `count`): the system message and the question always; then sources, best first, while
 /// they fit in 70 % of what is left; then history, newest first, in what remains; then more
 /// sources if room is left. Sources are relabelled `S1…` in the order they appear.
+///
+/// Every part is counted once, as it is chosen, and [`Prompt::tokens`] is the sum of the
+/// parts: the last message is cut into its header, its source blocks and its question at
+/// blank lines, where tiktoken's pre-tokenizer always splits (a run of punctuation takes the
+/// line breaks after it, and the next part starts a new piece), so the sum is the count of
+/// the whole message. Only a block whose label changed when the sources were relabelled is
+/// counted again.
 pub fn assemble(
     input: PromptInput<'_>,
     fence: &str,
@@ -240,21 +259,23 @@ pub fn assemble(
 ) -> Prompt {
     const PER_MESSAGE: u32 = 4;
     let system = system_message(input.locale, input.instructions, input.system_prompt);
-    let bare_question = grounded_question(input.locale, &[], input.question, fence);
-    let fixed = count(&system) + count(&bare_question) + 3 * PER_MESSAGE + 64;
+    let system_tokens = count(&system);
+    let question_tokens = count(&question_line(input.locale, input.question));
+    let fixed = system_tokens + question_tokens + 3 * PER_MESSAGE + 64;
     let mut left = budget.saturating_sub(fixed);
 
-    let mut kept: Vec<Source> = Vec::new();
+    // Sources kept, with the count of their block and the label it was counted with.
+    let mut kept: Vec<(Source, u32)> = Vec::new();
     // Sources that did not fit the first share, with their cost (counted once).
     let mut rest: Vec<(Source, u32)> = Vec::new();
     let source_budget = left.saturating_mul(7) / 10;
     let mut used = 0u32;
     for (i, mut s) in input.sources.into_iter().enumerate() {
         s.label = format!("S{}", i + 1);
-        let cost = count(&fence_source(&s, fence)) + 2;
+        let cost = count(&source_part(&s, fence)) + 1;
         if used + cost <= source_budget {
             used += cost;
-            kept.push(s);
+            kept.push((s, cost - 1));
         } else {
             rest.push((s, cost));
         }
@@ -262,6 +283,7 @@ pub fn assemble(
     left = left.saturating_sub(used);
 
     let mut history: Vec<PromptMessage> = Vec::new();
+    let mut history_tokens = 0u32;
     for m in input.history.iter().rev() {
         if m.content.trim().is_empty() {
             continue;
@@ -278,18 +300,29 @@ pub fn assemble(
             break;
         }
         left -= cost;
+        history_tokens += cost;
         history.push(PromptMessage::new(role, content));
     }
     history.reverse();
     for (s, cost) in rest {
         if cost <= left {
             left -= cost;
-            kept.push(s);
+            kept.push((s, cost - 1));
         }
     }
-    // Labels follow the order of the blocks.
-    for (i, s) in kept.iter_mut().enumerate() {
-        s.label = format!("S{}", i + 1);
+    // Labels follow the order of the blocks; a block whose label changed is counted again.
+    let mut sources_tokens = 0u32;
+    for (i, (s, tokens)) in kept.iter_mut().enumerate() {
+        let label = format!("S{}", i + 1);
+        if s.label != label {
+            s.label = label;
+            *tokens = count(&source_part(s, fence));
+        }
+        sources_tokens += *tokens;
+    }
+    let kept: Vec<Source> = kept.into_iter().map(|(s, _)| s).collect();
+    if !kept.is_empty() {
+        sources_tokens += count(&sources_header(input.locale, fence));
     }
     let question = grounded_question(input.locale, &kept, input.question, fence);
     let history_kept = history.len();
@@ -297,10 +330,12 @@ pub fn assemble(
     messages.push(PromptMessage::new(PromptRole::System, system));
     messages.extend(history);
     messages.push(PromptMessage::new(PromptRole::User, question));
-    let tokens = messages
-        .iter()
-        .map(|m| count(&m.content) + PER_MESSAGE)
-        .sum::<u32>()
+    let tokens = system_tokens
+        + PER_MESSAGE
+        + history_tokens
+        + sources_tokens
+        + question_tokens
+        + PER_MESSAGE
         + 3;
     Prompt {
         messages,
@@ -471,6 +506,63 @@ mod tests {
         assert!(p.messages[0].content.contains("earlier answers"));
         // The question is the user's own and comes back as it was.
         assert_eq!(p.messages[1].content, "What does the memo say?");
+    }
+
+    /// The count of a whole prompt, as a provider's usage would count it.
+    fn counted_whole(p: &Prompt, count: &dyn Fn(&str) -> u32) -> u32 {
+        p.messages
+            .iter()
+            .map(|m| count(&m.content) + 4)
+            .sum::<u32>()
+            + 3
+    }
+
+    #[test]
+    fn the_tokens_of_a_prompt_are_the_count_of_the_whole_even_when_sources_are_relabelled() {
+        // Counts characters, so a relabelled block (`S12` → `S2`) changes its count.
+        let chars = |s: &str| u32::try_from(s.chars().count()).unwrap_or(u32::MAX);
+        let history = vec![
+            message(MessageRole::User, "What does the memo say?"),
+            message(MessageRole::Assistant, "It says rent is due monthly. [S1]"),
+        ];
+        // With the smaller budgets, a first source too big for the sources' share is left
+        // out and the others move up a label (`S10` → `S9`: one character less).
+        let mut sources = vec![source(&"long ".repeat(500))];
+        sources.extend((0..11).map(|i| source(&format!("fact {i} here"))));
+        for (locale, budget) in [
+            (Locale::En, 4_000),
+            (Locale::Fa, 4_000),
+            (Locale::En, 40_000),
+        ] {
+            let p = assemble(
+                PromptInput {
+                    locale,
+                    instructions: Some("Be brief."),
+                    system_prompt: None,
+                    history: &history,
+                    question: "When is rent due?",
+                    sources: sources.clone(),
+                },
+                "f00d",
+                budget,
+                &chars,
+            );
+            if budget > 10_000 {
+                assert_eq!(p.sources.len(), 12);
+            } else {
+                assert!(
+                    p.sources[0].text.starts_with("fact 0"),
+                    "the big source was left out and the others relabelled"
+                );
+            }
+            assert!(
+                p.sources
+                    .iter()
+                    .enumerate()
+                    .all(|(i, s)| s.label == format!("S{}", i + 1))
+            );
+            assert_eq!(p.tokens, counted_whole(&p, &chars), "{locale:?} {budget}");
+        }
     }
 
     #[test]

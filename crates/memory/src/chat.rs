@@ -242,34 +242,22 @@ impl ChatStore for InMemoryChatStore {
 
     async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {
         let mut t = self.lock()?;
-        if t.messages.contains_key(&message.id) {
-            return Err(duplicate("message"));
-        }
-        let created_at = utc_micros(message.created_at);
-        let Some(session) = t
-            .sessions
-            .get_mut(&message.session_id)
-            .filter(|s| s.tenant_id == message.tenant_id)
-        else {
-            return Ok(false);
-        };
-        session.updated_at = created_at;
-        let mut stored = message.clone();
-        stored.created_at = created_at;
-        t.messages.insert(stored.id, stored);
-        Ok(true)
+        append(&mut t, &[message])
     }
 
     async fn start_answer(
         &self,
+        question: Option<&Message>,
         message: &Message,
         reservation: Option<&Reservation>,
         lease_until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        if !self.append_message(message).await? {
+        let mut t = self.lock()?;
+        let messages: Vec<&Message> = question.into_iter().chain([message]).collect();
+        if !append(&mut t, &messages)? {
             return Ok(false);
         }
-        self.lock()?.runs.insert(
+        t.runs.insert(
             message.id,
             (utc_micros(lease_until), reservation.map(copy_reservation)),
         );
@@ -535,4 +523,29 @@ fn copy_reservation(r: &Reservation) -> Reservation {
         period: r.period.clone(),
         at: r.at,
     }
+}
+
+/// Appends `messages` (of one session, in order) and moves the session's `updated_at` to the
+/// last one's `created_at`: all of them, or none (`false`) when the session is gone.
+fn append(t: &mut Tables, messages: &[&Message]) -> Result<bool, StoreError> {
+    if messages.iter().any(|m| t.messages.contains_key(&m.id)) {
+        return Err(duplicate("message"));
+    }
+    let in_session = |m: &&Message| {
+        t.sessions
+            .get(&m.session_id)
+            .is_some_and(|s| s.tenant_id == m.tenant_id)
+    };
+    if !messages.iter().all(in_session) {
+        return Ok(false);
+    }
+    for m in messages {
+        if let Some(session) = t.sessions.get_mut(&m.session_id) {
+            session.updated_at = utc_micros(m.created_at);
+        }
+        let mut stored = (*m).clone();
+        stored.created_at = utc_micros(m.created_at);
+        t.messages.insert(stored.id, stored);
+    }
+    Ok(true)
 }

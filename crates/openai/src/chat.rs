@@ -865,6 +865,73 @@ mod tests {
         }
     }
 
+    /// The prompt's parts are counted once, as chosen; in tiktoken their sum is the count of
+    /// the whole prompt (the parts meet at blank lines after punctuation, where the
+    /// pre-tokenizer splits), in both tokenizers and both templates, with sources that move
+    /// up a label and text that ends in every kind of character.
+    #[test]
+    fn an_assembled_prompt_counts_as_its_whole_messages_in_tiktoken() {
+        use chat::prompt::{PromptInput, assemble};
+        use chat::{Locale, Message, MessageId, MessageRole, MessageStatus, Source};
+        let source = |name: &str, text: &str| Source {
+            label: String::new(),
+            chunk_id: documents::ChunkId::new(),
+            document_id: documents::DocumentId::new(),
+            document_name: name.to_owned(),
+            page: Some(3),
+            text: text.to_owned(),
+            score: 0.5,
+        };
+        let texts = [
+            "Receipts are filed within thirty days.\n\nSecond paragraph, ending in a number 42",
+            "Ends with punctuation!!! <<<end S1 | fence guess>>>",
+            "اجاره در اسفند تمام می‌شود.",
+            "   spaces around   \n",
+            "日本語のテキスト。句読点で終わる。",
+            "emoji 😀 and a tab\tend",
+        ];
+        let mut sources = vec![source("big.pdf", &"word ".repeat(3_000))];
+        for (i, t) in texts.iter().cycle().take(14).enumerate() {
+            sources.push(source(&format!("doc-{i}.txt"), t));
+        }
+        let history = vec![Message {
+            id: MessageId::new(),
+            tenant_id: kernel::TenantId::new(),
+            session_id: chat::ChatSessionId::new(),
+            role: MessageRole::Assistant,
+            content: "An earlier answer. [S1]".to_owned(),
+            citations: Vec::new(),
+            usage: None,
+            status: MessageStatus::Complete,
+            model: None,
+            error: None,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        }];
+        for model in ["gpt-4o-mini", "gpt-4"] {
+            let bpe = tokenizer(model);
+            let count = |s: &str| saturate(bpe.count_ordinary(s));
+            for locale in [Locale::En, Locale::Fa] {
+                for budget in [2_000, 6_000, 100_000] {
+                    let p = assemble(
+                        PromptInput {
+                            locale,
+                            instructions: Some("Be brief."),
+                            system_prompt: None,
+                            history: &history,
+                            question: "When is rent due?",
+                            sources: sources.clone(),
+                        },
+                        "0a1b2c3d4e5f",
+                        budget,
+                        &count,
+                    );
+                    let whole = count_usage(model, &p.messages, "").prompt_tokens;
+                    assert_eq!(p.tokens, whole, "{model} {locale:?} {budget}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn local_usage_counts_messages_and_priming() {
         let messages = vec![

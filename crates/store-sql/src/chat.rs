@@ -84,23 +84,29 @@ impl SqlChatStore {
 
     /// Inserts `row` (of `message`) after moving its session's `updated_at`, in one
     /// transaction; `false` when the session is gone.
-    async fn insert_message(
+    /// Appends `rows` (of `messages`, in order) to their session in one transaction, moving
+    /// its `updated_at` to the last one's `created_at`; `false` (nothing stored) when the
+    /// session is gone.
+    async fn insert_messages(
         &self,
-        message: &Message,
-        row: chat_message::ActiveModel,
+        messages: &[&Message],
+        rows: Vec<chat_message::ActiveModel>,
     ) -> Result<bool, StoreError> {
+        let Some(last) = messages.last() else {
+            return Ok(true);
+        };
         let txn = self
             .store
             .begin_write()
             .await
             .context("starting a message append")?;
         // First: it finds (and, on PostgreSQL, locks) the session, or there is none.
-        let touched = scope::update::<chat_session::Entity>(message.tenant_id)
+        let touched = scope::update::<chat_session::Entity>(last.tenant_id)
             .col_expr(
                 chat_session::Column::UpdatedAt,
-                Expr::value(at_value(txn.get_database_backend(), message.created_at)),
+                Expr::value(at_value(txn.get_database_backend(), last.created_at)),
             )
-            .filter(chat_session::Column::Id.eq(message.session_id.as_uuid()))
+            .filter(chat_session::Column::Id.eq(last.session_id.as_uuid()))
             .exec(&txn)
             .await
             .context("touching a chat session")?
@@ -109,9 +115,11 @@ impl SqlChatStore {
             txn.rollback().await.context("ending a message append")?;
             return Ok(false);
         }
-        execute_timed(&txn, &chat_message::Entity::insert(row))
-            .await
-            .context("storing a message")?;
+        for row in rows {
+            execute_timed(&txn, &chat_message::Entity::insert(row))
+                .await
+                .context("storing a message")?;
+        }
         txn.commit().await.context("committing a message append")?;
         Ok(true)
     }
@@ -550,19 +558,35 @@ impl ChatStore for SqlChatStore {
 
     async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {
         let row = message_row(message)?;
-        self.insert_message(message, row).await
+        self.insert_messages(&[message], vec![row]).await
     }
 
     async fn start_answer(
         &self,
+        question: Option<&Message>,
         message: &Message,
         reservation: Option<&Reservation>,
         lease_until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if question
+            .is_some_and(|q| q.tenant_id != message.tenant_id || q.session_id != message.session_id)
+        {
+            return Err(StoreError::Unknown(anyhow::anyhow!(
+                "a question and its answer must be of one session"
+            )));
+        }
         let mut row = message_row(message)?;
         row.lease_until = Set(Some(lease_until));
         row.reservation = Set(reservation.map(reservation_to_json));
-        self.insert_message(message, row).await
+        let mut messages = Vec::with_capacity(2);
+        let mut rows = Vec::with_capacity(2);
+        if let Some(q) = question {
+            messages.push(q);
+            rows.push(message_row(q)?);
+        }
+        messages.push(message);
+        rows.push(row);
+        self.insert_messages(&messages, rows).await
     }
 
     async fn checkpoint_answer(

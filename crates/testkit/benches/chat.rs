@@ -22,9 +22,25 @@
 //!   growth apart. The sockets are opened before any question: afterwards they would reuse
 //!   heap the answers freed and the resident set would understate them.
 //!
+//! - **Backends.** `--backend embedded` (the default: SQLite, the in-process cache) or
+//!   `--backend postgres`: PostgreSQL (`QUIRE_TEST_DATABASE_URL`, a schema of its own) and
+//!   Redis (`QUIRE_TEST_REDIS_URL`, a key prefix of its own), both removed when the bench ends;
+//!   nothing else in the shared database or Redis is touched.
+//! - **Against a gateway** (`--gateway`): no retrieval. `POST /api/v1/ai/chat/completions`
+//!   (streamed) with Quire's provider set to a running OpenAI-compatible provider
+//!   (`--provider`, default the Python fake of `../shared/bench-peers/fake-openai` on port
+//!   18080), beside the same request sent to that provider directly and through another
+//!   gateway in front of it (`--peer`, default the LiteLLM proxy of
+//!   `../shared/bench-peers/litellm` on port 14000). Time to the first content chunk, `c` at
+//!   once for each `--streams` level; what each gateway adds is its p50 (p99) less the
+//!   provider's own in the same rounds, and the ratio of the two.
+//!
 //! ```text
 //! cargo bench -p testkit --bench chat -- [--streams 1,50,200] [--rounds 5] [--min-samples 200]
 //!     [--hold-secs 4] [--open-rounds 4] [--sockets 1000] [--documents 20]
+//!     [--backend embedded|postgres]
+//! cargo bench -p testkit --bench chat -- --gateway [--streams 1,50] [--rounds 40]
+//!     [--provider http://127.0.0.1:18080/v1] [--peer http://127.0.0.1:14000/v1]
 //! ```
 //! `--streams none`, `--hold-secs 0` or `--sockets 0` leave a part out. See
 //! docs/benchmarks.md for results.
@@ -167,6 +183,16 @@ struct Args {
     hold_secs: f64,
     /// Questions each client asks in the open-streams part.
     open_rounds: usize,
+    /// PostgreSQL and Redis instead of SQLite and the in-process cache.
+    postgres: bool,
+    /// The gateway comparison instead of the rest.
+    gateway: bool,
+    /// With `gateway`: the provider's base URL (what Quire and the peer call).
+    provider: String,
+    /// With `gateway`: the peer gateway's base URL.
+    peer: String,
+    /// `--rounds` was given.
+    rounds_set: bool,
 }
 
 fn args() -> Args {
@@ -178,6 +204,11 @@ fn args() -> Args {
         documents: 20,
         hold_secs: 4.0,
         open_rounds: 4,
+        postgres: false,
+        gateway: false,
+        provider: "http://127.0.0.1:18080/v1".to_owned(),
+        peer: "http://127.0.0.1:14000/v1".to_owned(),
+        rounds_set: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -194,7 +225,24 @@ fn args() -> Args {
                         .collect()
                 };
             }
-            "--rounds" => a.rounds = value.parse().unwrap(),
+            "--rounds" => {
+                a.rounds = value.parse().unwrap();
+                a.rounds_set = true;
+            }
+            "--backend" => {
+                a.postgres = match value.as_str() {
+                    "embedded" => false,
+                    "postgres" => true,
+                    other => panic!("--backend is embedded or postgres, not {other:?}"),
+                };
+            }
+            "--provider" => a.provider = value.trim_end_matches('/').to_owned(),
+            "--peer" => a.peer = value.trim_end_matches('/').to_owned(),
+            "--gateway" => {
+                a.gateway = true;
+                i += 1;
+                continue;
+            }
             "--min-samples" => a.min_samples = value.parse().unwrap(),
             "--sockets" => a.sockets = value.parse().unwrap(),
             "--documents" => a.documents = value.parse().unwrap(),
@@ -235,12 +283,21 @@ fn bench_settings(s: &mut quire::Settings) {
     // Production's sizes, not the test harness's small ones.
     s.http.workers = defaults.http.workers;
     s.database.max_connections = defaults.database.max_connections;
+    s.cache.pool_size = defaults.cache.pool_size;
     s.provider.timeout_secs = defaults.provider.timeout_secs;
     s.documents.workers = defaults.documents.workers;
     // The sockets of the memory part stay open while it measures.
     s.chat.ws_idle_timeout_secs = 3_600;
     // All of them from one address (the child process).
     s.chat.ws_max_per_address = 1_000_000;
+    // One user asks hundreds of questions a minute from one address: no request budget, and
+    // a plan (still metered against a token limit) with room for every stream at once.
+    s.rate_limits.chat = billing::RateBudget::default();
+    s.rate_limits.embeddings = billing::RateBudget::default();
+    for plan in s.billing.plans.values_mut() {
+        plan.max_concurrent_streams = 10_000;
+        plan.monthly_token_limit = Some(1_000_000_000_000);
+    }
 }
 
 /// The bench's organization: a token, its id, and a collection of ready documents.
@@ -846,6 +903,149 @@ async fn ws_child(argv: &[String]) {
     }
 }
 
+/// One streamed completion: from sending it to reading the first chunk with content; `None`
+/// when it failed or had none.
+async fn first_content(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &[(&str, &str)],
+    question: &str,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut req = client.post(url).json(&json!({
+        "model": MODEL,
+        "stream": true,
+        "messages": [{"role": "user", "content": question}],
+    }));
+    for (k, v) in auth {
+        req = req.header(*k, *v);
+    }
+    let mut res = req.send().await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    let mut seen = String::new();
+    let mut first = None;
+    while let Ok(Some(bytes)) = res.chunk().await {
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+        while first.is_none()
+            && let Some(end) = seen.find("\n\n")
+        {
+            let event: String = seen.drain(..end + 2).collect();
+            let content = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                .any(|v| {
+                    v["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty())
+                });
+            if content {
+                first = Some(started.elapsed());
+            }
+        }
+    }
+    first
+}
+
+/// The gateway comparison (see the module docs): the provider directly, the peer gateway and
+/// Quire, `c` streamed completions at once per round, the three in turn each round.
+async fn gateway(app: &TestApp, a: &Args, backend: &str) {
+    let (token, tenant) = app.owner("gateway").await;
+    let client = testkit::http_client()
+        .http1_only()
+        .pool_max_idle_per_host(a.streams.iter().copied().max().unwrap_or(1) * 2)
+        .build()
+        .unwrap();
+    let quire = app.url("/api/v1/ai/chat/completions");
+    let targets = [
+        ("provider", format!("{}/chat/completions", a.provider), None),
+        ("peer", format!("{}/chat/completions", a.peer), None),
+        ("Quire", quire, Some((token, tenant))),
+    ];
+    println!(
+        "\nStreamed completions without retrieval, time to the first content chunk \
+         (Quire on {backend}; provider {}, peer {}):",
+        a.provider, a.peer
+    );
+    let rounds = if a.rounds_set { a.rounds } else { 40 };
+    let mut rows = Vec::new();
+    for &c in &a.streams {
+        // Warm-up, not counted: connections opened, first-use costs paid.
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+        let mut failed = vec![0usize; targets.len()];
+        for round in 0..=rounds {
+            for (t, (_, url, auth)) in targets.iter().enumerate() {
+                let asks: Vec<_> = (0..c)
+                    .map(|i| {
+                        let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+                        let question = format!("What is in the handbook, question {round}-{i}?");
+                        async move {
+                            let bearer;
+                            let tenant;
+                            let headers: Vec<(&str, &str)> = match &auth {
+                                Some((token, id)) => {
+                                    bearer = format!("Bearer {token}");
+                                    tenant = id.clone();
+                                    vec![
+                                        ("Authorization", bearer.as_str()),
+                                        ("X-Tenant-ID", tenant.as_str()),
+                                    ]
+                                }
+                                None => vec![("Authorization", "Bearer fake")],
+                            };
+                            first_content(&client, &url, &headers, &question).await
+                        }
+                    })
+                    .collect();
+                for took in all_at_once(asks).await {
+                    if round == 0 {
+                        continue;
+                    }
+                    match took {
+                        Some(d) => times[t].push(d),
+                        None => failed[t] += 1,
+                    }
+                }
+            }
+        }
+        for v in &mut times {
+            v.sort();
+        }
+        rows.push((c, times, failed));
+    }
+    println!(
+        "\n| at once | rounds | provider p50 / p99 | peer p50 / p99 | Quire p50 / p99 | peer adds p50 / p99 | Quire adds p50 / p99 | peer ÷ Quire (p50) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, times, failed) in &rows {
+        if times.iter().any(Vec::is_empty) {
+            println!("| {c} | {rounds} | failed: {failed:?} | | | | | |");
+            continue;
+        }
+        let p = |v: &[Duration], q: f64| ms(percentile(v, q));
+        let pair = |v: &[Duration]| format!("{:.2} / {:.2} ms", p(v, 0.5), p(v, 0.99));
+        let direct = times[0].as_slice();
+        let adds = |v: &[Duration]| (p(v, 0.5) - p(direct, 0.5), p(v, 0.99) - p(direct, 0.99));
+        let (peer50, peer99) = adds(times[1].as_slice());
+        let (quire50, quire99) = adds(times[2].as_slice());
+        println!(
+            "| {c} | {rounds} | {} | {} | {} | {peer50:+.2} / {peer99:+.2} ms | {quire50:+.2} / {quire99:+.2} ms | {:.1}× |",
+            pair(direct),
+            pair(times[1].as_slice()),
+            pair(times[2].as_slice()),
+            peer50 / quire50.max(0.01),
+        );
+        if failed.iter().any(|f| *f > 0) {
+            println!(
+                "  (failed: provider {}, peer {}, Quire {})",
+                failed[0], failed[1], failed[2]
+            );
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -855,6 +1055,28 @@ async fn main() {
     }
     let a = args();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let backends = TestOptions {
+        postgres: a.postgres,
+        redis: a.postgres,
+        ..TestOptions::default()
+    };
+    let backend = if a.postgres {
+        "PostgreSQL + Redis"
+    } else {
+        "SQLite + the in-process cache"
+    };
+    if a.gateway {
+        let app = spawn_app_with(
+            TestOptions {
+                provider: Some((a.provider.clone(), "text-embedding-3-small".to_owned())),
+                ..backends
+            }
+            .tweak(bench_settings),
+        )
+        .await;
+        gateway(&app, &a, backend).await;
+        return;
+    }
     let fake = FakeOpenAi::builder()
         .chat_models(&[MODEL])
         .reply(REPLY)
@@ -862,7 +1084,7 @@ async fn main() {
     let app = spawn_app_with(
         TestOptions {
             provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),
-            ..TestOptions::default()
+            ..backends
         }
         .tweak(bench_settings),
     )
@@ -870,7 +1092,7 @@ async fn main() {
     let started = Instant::now();
     let org = Arc::new(seed(&app, a.documents, &mut rng).await);
     println!(
-        "seeded {} documents of ~{} KB in {:.1} s (local embedder, SQLite, hybrid search)",
+        "seeded {} documents of ~{} KB in {:.1} s (local embedder, {backend}, hybrid search)",
         a.documents,
         DOCUMENT_BYTES / 1024,
         started.elapsed().as_secs_f64()

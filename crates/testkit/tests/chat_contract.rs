@@ -56,6 +56,7 @@ on_every_adapter!(
     messages_page_oldest_first_and_recent,
     append_needs_the_session_and_bumps_it,
     answer_runs_checkpoint_finish_and_sweep,
+    a_question_and_its_answer_start_together,
     delete_session_takes_messages_and_feedback,
     assistants_round_trip_and_pages,
     delete_assistant_detaches_sessions,

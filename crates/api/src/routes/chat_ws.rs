@@ -396,14 +396,14 @@ async fn serve(
             }
             () = tokio::time::sleep_until(expiry.unwrap_or(deadline)), if expiry.is_some() => {
                 if let Some(g) = &grant {
-                    break Some(access_ended_close(g, &mut session, &mut current).await);
+                    break Some(Box::pin(access_ended_close(g, &mut session, &mut current)).await);
                 }
             }
             _ = reauth.tick(), if grant.is_some() => {
                 if let Some(g) = grant.as_mut() {
-                    match check(&state, g).await {
+                    match Box::pin(check(&state, g)).await {
                         Check::Holds => {}
-                        Check::Ended => break Some(access_ended_close(g, &mut session, &mut current).await),
+                        Check::Ended => break Some(Box::pin(access_ended_close(g, &mut session, &mut current)).await),
                         Check::Fault(e) => tracing::warn!(
                             code = e.code(),
                             "re-checking a WebSocket's access failed; checked again at the next interval"
@@ -454,7 +454,7 @@ async fn serve(
                     }
                     Some(Ok(WsMessage::Close(_))) => break None,
                     Some(Ok(WsMessage::Text(text))) => {
-                        match on_frame(&state, &mut grant, &ip, &mut current, &mut session, &text).await {
+                        match Box::pin(on_frame(&state, &mut grant, &ip, &mut current, &mut session, &text)).await {
                             Ok(()) => {}
                             Err(reason) => break reason,
                         }

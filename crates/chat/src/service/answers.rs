@@ -30,8 +30,9 @@ use crate::prompt::{self, PromptInput};
 use crate::stream::{self, AnswerError, Run, StreamEvent, Subscription};
 
 impl Chat {
-    /// Asks a question in a session: stores it, retrieves, builds the prompt and starts the
-    /// answer, returning its first viewer. The answer is stored when it ends.
+    /// Asks a question in a session: retrieves, builds the prompt, stores the question with
+    /// the answer's start (one write) and starts the answer, returning its first viewer. The
+    /// answer is stored when it ends.
     ///
     /// Metered: a stream slot of the organization is taken first, and the prompt's tokens
     /// plus the answer's maximum are reserved before the question is stored; the answer
@@ -49,12 +50,17 @@ impl Chat {
         locale: Option<Locale>,
     ) -> Result<Subscription, ChatError> {
         validate_content(content)?;
-        let session = self.session(ctx, session_id).await?;
         let tenant = ctx.tenant_id();
+        // The whitelist is read beside the session (it does not depend on it).
+        let (session, allowed) =
+            futures_util::future::join(self.session(ctx, session_id), self.allowed_models(tenant))
+                .await;
+        let session = session?;
+        let allowed = allowed?;
         let slot = self.ports.meter.open_stream(tenant).await?;
         let mut held = Held::new(self.ports.meter.clone()).with_slot(slot);
         let prepared = match self
-            .prepare_answer(ctx, &session, content, locale, &mut held)
+            .prepare_answer(ctx, &session, allowed, content, locale, &mut held)
             .await
         {
             Ok(p) => p,
@@ -81,7 +87,12 @@ impl Chat {
         let begun = self
             .ports
             .store
-            .start_answer(&streaming, held.reservation(), lease_until)
+            .start_answer(
+                Some(&prepared.question),
+                &streaming,
+                held.reservation(),
+                lease_until,
+            )
             .await;
         if !matches!(begun, Ok(true)) {
             held.release().await;
@@ -119,11 +130,12 @@ impl Chat {
     }
 
     /// Everything before an answer starts: retrieval, the prompt, the reservation (put in
-    /// `held`) and the stored question.
+    /// `held`) and the question (stored with the answer's start, in one write).
     async fn prepare_answer(
         &self,
         ctx: &TenantContext,
         session: &Session,
+        allowed: Vec<String>,
         content: &str,
         locale: Option<Locale>,
         held: &mut Held,
@@ -138,7 +150,7 @@ impl Chat {
             .model
             .clone()
             .or_else(|| assistant.as_ref().and_then(|a| a.model.clone()));
-        let (model_name, model) = self.resolve_model(tenant, requested.as_deref()).await?;
+        let (model_name, model) = self.choose_model(allowed, requested.as_deref())?;
         if let Some(wait) = model.refusing() {
             return Err(ChatError::ProviderDown(wait));
         }
@@ -150,14 +162,15 @@ impl Chat {
                 .map(|a| a.collection_ids.clone())
                 .filter(|c| !c.is_empty())
         };
-        let sources = self
-            .search(ctx, content, collections, self.settings.top_k)
-            .await?;
-        let history = self
-            .ports
-            .store
-            .recent_messages(tenant, session_id, self.settings.history_messages)
-            .await?;
+        // Retrieval and the history read do not wait for each other.
+        let (sources, history) = futures_util::future::join(
+            self.search(ctx, content, collections, self.settings.top_k),
+            self.ports
+                .store
+                .recent_messages(tenant, session_id, self.settings.history_messages),
+        )
+        .await;
+        let (sources, history) = (sources?, history?);
         let locale = locale.unwrap_or_else(|| Locale::detect(content));
         let prompt = prompt::for_model(
             &*model,
@@ -199,9 +212,6 @@ impl Chat {
             error: None,
             created_at: now,
         };
-        if !self.ports.store.append_message(&question).await? {
-            return Err(ChatError::NotFound);
-        }
         let request = ChatRequest {
             model: model_name.clone(),
             messages: prompt.messages,
@@ -213,6 +223,7 @@ impl Chat {
             sources: prompt.sources,
         };
         Ok(PreparedAnswer {
+            question,
             message_id,
             model,
             model_name,
@@ -334,8 +345,9 @@ impl Chat {
     }
 }
 
-/// An answer ready to start: its tokens reserved, its question stored.
+/// An answer ready to start: its tokens reserved, its question to store with it.
 struct PreparedAnswer {
+    question: Message,
     message_id: MessageId,
     model: Arc<dyn ChatModel>,
     model_name: String,

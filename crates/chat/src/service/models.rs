@@ -86,6 +86,15 @@ impl Chat {
         requested: Option<&str>,
     ) -> Result<(String, Arc<dyn ChatModel>), ChatError> {
         let allowed = self.allowed_models(tenant).await?;
+        self.choose_model(allowed, requested)
+    }
+
+    /// [`Chat::resolve_model`] once the `allowed` models were read.
+    pub(crate) fn choose_model(
+        &self,
+        allowed: Vec<String>,
+        requested: Option<&str>,
+    ) -> Result<(String, Arc<dyn ChatModel>), ChatError> {
         let name = match requested {
             Some(m) => m.to_owned(),
             None if allowed.contains(&self.settings.default_model) => {

@@ -725,6 +725,60 @@ pub async fn append_needs_the_session_and_bumps_it(p: &ChatPorts) {
     );
 }
 
+/// A question and the answer that starts after it are stored in one write: both, in order,
+/// with the session moved to the answer's time; or, when the session is gone, neither.
+pub async fn a_question_and_its_answer_start_together(p: &ChatPorts) {
+    let w = world(p).await;
+    let s = stored_session(p, session(w.a, w.ann, "Asked", T0)).await;
+    let question = message(&s, MessageRole::User, "When is rent due?", at_ms(5_000));
+    let answer = Message {
+        status: MessageStatus::Streaming,
+        model: Some("gpt-4o-mini".to_owned()),
+        ..message(&s, MessageRole::Assistant, "", at_ms(5_001))
+    };
+    let held = reservation(w.a, w.ann, answer.id);
+    assert!(
+        p.chat
+            .start_answer(Some(&question), &answer, Some(&held), at_ms(30_000))
+            .await
+            .expect("start")
+    );
+    let recent = p.chat.recent_messages(w.a, s.id, 10).await.expect("recent");
+    assert_eq!(recent, vec![question.clone(), answer.clone()]);
+    let read = p
+        .chat
+        .find_session(w.a, s.id)
+        .await
+        .expect("find")
+        .expect("there");
+    assert_eq!(read.updated_at, answer.created_at);
+    // The answer is a run like any other: its lease and reservation are there to sweep.
+    let swept = p
+        .chat
+        .abandoned_answers(at_ms(1_000_000), 10)
+        .await
+        .expect("scan");
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].message.id, answer.id);
+    assert_eq!(swept[0].reservation.as_ref().map(|r| r.id), Some(held.id));
+
+    let never = session(w.a, w.ann, "never stored", T0);
+    let lost_question = message(&never, MessageRole::User, "into the void", at_ms(6_000));
+    let lost_answer = Message {
+        status: MessageStatus::Streaming,
+        ..message(&never, MessageRole::Assistant, "", at_ms(6_001))
+    };
+    assert!(
+        !p.chat
+            .start_answer(Some(&lost_question), &lost_answer, None, at_ms(30_000))
+            .await
+            .expect("start")
+    );
+    for id in [lost_question.id, lost_answer.id] {
+        assert_eq!(p.chat.find_message(w.a, id).await.expect("find"), None);
+    }
+}
+
 /// Deleting a session takes its messages and their feedback; other sessions keep theirs.
 pub async fn delete_session_takes_messages_and_feedback(p: &ChatPorts) {
     let w = world(p).await;
@@ -1265,7 +1319,7 @@ pub async fn answer_runs_checkpoint_finish_and_sweep(p: &ChatPorts) {
     let held = reservation(w.a, w.ann, m.id);
     assert!(
         p.chat
-            .start_answer(&m, Some(&held), at_ms(10_000))
+            .start_answer(None, &m, Some(&held), at_ms(10_000))
             .await
             .expect("start")
     );
@@ -1379,7 +1433,7 @@ pub async fn answer_runs_checkpoint_finish_and_sweep(p: &ChatPorts) {
     let n = streaming("", at_ms(2));
     assert!(
         p.chat
-            .start_answer(&n, None, at_ms(10_000))
+            .start_answer(None, &n, None, at_ms(10_000))
             .await
             .expect("start")
     );
@@ -1413,7 +1467,7 @@ pub async fn answer_runs_checkpoint_finish_and_sweep(p: &ChatPorts) {
     };
     assert!(
         !p.chat
-            .start_answer(&orphan, None, at_ms(10_000))
+            .start_answer(None, &orphan, None, at_ms(10_000))
             .await
             .expect("start"),
         "an answer needs its session"
