@@ -28,12 +28,13 @@ migrate:
     cargo run --release -- migrate
 
 # The benchmarks of docs/benchmarks.md: GET /health/ready under load (needs wrk: apt-get
-# install wrk), extraction against pypdf, and search at 100,000 chunks × 1,536 dimensions on the
+# install wrk), authenticated reads against the FastAPI peer (wrk, PostgreSQL, Redis), extraction against pypdf, and search at 100,000 chunks × 1,536 dimensions on the
 # embedded index and on pgvector (.ci/pgvector.sh starts the PostgreSQL it needs), and chat:
 # server-added time to first token and memory per open WebSocket, and the soak of issue 15
 # (22 min: the release server under a mixed load, then one fault a minute).
 bench:
     bash docs/bench/health-ready.sh
+    bash docs/bench/requests.sh
     bash docs/bench/extract-bench.sh
     QUIRE_TEST_PGVECTOR_URL="$(bash .ci/pgvector.sh | tail -n 1)" cargo bench -p testkit --bench retrieval
     cargo bench -p local-ai --bench embed
