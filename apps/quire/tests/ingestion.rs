@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::multipart::Form;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 mod common;
@@ -30,18 +29,10 @@ fn quire(data: &Path, env: &[(&str, &str)]) -> Command {
 
 /// Starts `quire serve` and reads the address it prints once bound.
 async fn serve(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = quire(data, env)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawns");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = common::listening_address(&mut lines).await;
-    // Keep reading: a closed pipe would fail the server's next line of output.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    let mut cmd = quire(data, env);
+    cmd.args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::null());
+    common::serving(cmd).await
 }
 
 struct Api {

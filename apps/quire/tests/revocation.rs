@@ -15,7 +15,6 @@ use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use tenancy::ports::MembershipRepository as _;
 use testkit::{TestApp, TestOptions, spawn_app_with};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 mod common;
 
@@ -42,8 +41,8 @@ impl ServerB {
             .map(|k| k.expose_secret().to_owned())
             .collect();
         let data = tempfile::tempdir().expect("dir");
-        let mut child = common::quire()
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = common::quire();
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .env("QUIRE_DATABASE__URL", secret(&s.database.url))
             .env(
@@ -63,14 +62,8 @@ impl ServerB {
             .env("QUIRE_HTTP__WORKERS", "1")
             .env("QUIRE_DOCUMENTS__WORKERS", "1")
             .env("QUIRE_LOG__FILTER", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawns");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = common::listening_address(&mut lines).await;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .stderr(Stdio::inherit());
+        let (child, url) = common::serving(cmd).await;
         quire::install_crypto_provider();
         Self {
             url,

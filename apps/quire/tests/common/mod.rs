@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, Lines};
-use tokio::process::Command;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, Command};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_quire");
@@ -33,4 +35,17 @@ pub async fn listening_address<R: AsyncBufRead + Unpin>(lines: &mut Lines<R>) ->
     .await
     .expect("the server starts within a minute")
     .expect("the server prints its address")
+}
+
+/// Spawns `cmd` (a `quire serve` command) with its output piped, waits for the address it
+/// prints once bound, and keeps reading its output (a closed pipe would fail the server's
+/// next line).
+#[allow(dead_code)] // `cli.rs` reads a server's output itself
+pub async fn serving(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = listening_address(&mut lines).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
 }
