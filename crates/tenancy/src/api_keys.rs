@@ -186,20 +186,19 @@ impl ApiKeys {
         }
         let hash = self.secrets.hash(secret);
         let now = self.clock.now();
-        if let Some(known) = self.recent.get(&hash, now) {
-            return Ok(known);
-        }
-        let ticket = self.recent.ticket(now);
-        let mut found = self.keys.find_by_hash(&hash).await?;
-        if let Some(key) = &mut found
-            && key
-                .last_used_at
-                .is_none_or(|t| now - t > time::Duration::minutes(1))
-        {
-            self.keys.touch(key.tenant_id, key.id, now).await?;
-            key.last_used_at = Some(now);
-        }
-        self.recent.put(hash, found.clone(), ticket);
-        Ok(found)
+        self.recent
+            .get_or_load(hash, now, || async {
+                let mut found = self.keys.find_by_hash(&hash).await?;
+                if let Some(key) = &mut found
+                    && key
+                        .last_used_at
+                        .is_none_or(|t| now - t > time::Duration::minutes(1))
+                {
+                    self.keys.touch(key.tenant_id, key.id, now).await?;
+                    key.last_used_at = Some(now);
+                }
+                Ok(found)
+            })
+            .await
     }
 }

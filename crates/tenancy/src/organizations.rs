@@ -257,14 +257,12 @@ impl Organizations {
         tenant: TenantId,
         user: UserId,
     ) -> Result<Option<Role>, TenancyError> {
-        let now = self.clock.now();
-        if let Some(role) = self.recent.roles.get(&(tenant, user), now) {
-            return Ok(role);
-        }
-        let ticket = self.recent.roles.ticket(now);
-        let role = self.shared_role_of(tenant, user).await?;
-        self.recent.roles.put((tenant, user), role, ticket);
-        Ok(role)
+        self.recent
+            .roles
+            .get_or_load((tenant, user), self.clock.now(), || {
+                self.shared_role_of(tenant, user)
+            })
+            .await
     }
 
     /// [`Organizations::role_of`] through the shared cache.
@@ -335,14 +333,12 @@ impl Organizations {
         &self,
         user: UserId,
     ) -> Result<Vec<(Organization, Role)>, TenancyError> {
-        let now = self.clock.now();
-        if let Some(all) = self.recent.mine.get(&user, now) {
-            return Ok(all);
-        }
-        let ticket = self.recent.mine.ticket(now);
-        let all = self.members.for_user(user).await?;
-        self.recent.mine.put(user, all.clone(), ticket);
-        Ok(all)
+        self.recent
+            .mine
+            .get_or_load(user, self.clock.now(), || async {
+                Ok(self.members.for_user(user).await?)
+            })
+            .await
     }
 
     /// Renames the organization (the extractor checked admin or more).
