@@ -202,7 +202,9 @@ pub fn document_ports(
         indexer,
         clock,
         audit: sql,
-    })
+        recent: documents::RecentLists::default(),
+    }
+    .with_recheck(Duration::from_millis(d.list_recheck_ms)))
 }
 
 /// What `/health/ready` checks: the database, the cache and, when one is configured, the
@@ -212,6 +214,7 @@ fn components(
     store: &SqlStore,
     cache: Arc<dyn HealthCheck>,
 ) -> Vec<Arc<dyn HealthCheck>> {
+    #[cfg_attr(not(feature = "openai"), allow(unused_mut))]
     let mut components: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(store.clone()), cache];
     #[cfg(feature = "openai")]
     {

@@ -7,15 +7,18 @@
 //! - [`collections`]: the collections use cases;
 //! - [`uploads`]: uploads, reads, deletes and reindexing of documents;
 //! - [`ingestion`]: the ingestion pipeline a worker runs;
+//! - [`recent`]: pages of documents reused for a short, bounded time;
 //! - [`error`]: what the use cases answer.
 //!
 //! Depends only on `kernel` (see docs/architecture.md).
 
 pub mod collections;
 pub mod error;
+mod forgetful;
 pub mod ingestion;
 pub mod model;
 pub mod ports;
+pub mod recent;
 pub mod uploads;
 
 pub use collections::{CollectionChange, Collections, NewCollection};
@@ -23,4 +26,5 @@ pub use error::DocumentsError;
 pub use ingestion::{IngestPolicy, Ingestion, RunOutcome};
 pub use model::*;
 pub use ports::*;
+pub use recent::RecentLists;
 pub use uploads::{DocumentLimits, Documents, JobSignal, NoSignal, Upload, Uploaded};

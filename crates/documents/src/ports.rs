@@ -13,6 +13,7 @@ use crate::model::{
     CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits, ExtractedText, Format,
     Job, JobId, JobStatus, NewChunk, Stage,
 };
+use crate::recent::RecentLists;
 
 /// Failures of the storage ports of this domain.
 #[derive(Debug, thiserror::Error)]
@@ -564,6 +565,9 @@ pub struct DocumentPorts {
     pub clock: Arc<dyn Clock>,
     /// Security events (deletions).
     pub audit: Arc<dyn AuditLog>,
+    /// Pages of documents read lately (`Default`: none kept; see
+    /// [`DocumentPorts::with_recheck`]).
+    pub recent: RecentLists,
 }
 
 impl DocumentPorts {
@@ -591,6 +595,7 @@ impl DocumentPorts {
             indexer: self.indexer.clone(),
             clock: self.clock.clone(),
             audit: self.audit.clone(),
+            recent: self.recent.clone(),
         }
     }
 
@@ -644,6 +649,8 @@ pub struct UploadPorts {
     pub clock: Arc<dyn Clock>,
     /// Security events (deletions).
     pub audit: Arc<dyn AuditLog>,
+    /// Pages of documents read lately.
+    pub recent: RecentLists,
 }
 
 /// The adapters the ingestion pipeline (`Ingestion`) uses.

@@ -474,7 +474,8 @@ impl Documents {
             .ok_or(DocumentsError::NotFound)
     }
 
-    /// The tenant's documents, newest first.
+    /// The tenant's documents, newest first (a page read less than the recheck time ago is
+    /// reused: `documents::recent`).
     ///
     /// # Errors
     /// On a foreign cursor or a storage failure.
@@ -484,10 +485,14 @@ impl Documents {
         filter: &DocumentFilter,
         page: &PageRequest,
     ) -> Result<Page<Document>, DocumentsError> {
+        let tenant = ctx.tenant_id();
+        let now = self.ports.clock.now();
         Ok(self
             .ports
-            .documents
-            .list(ctx.tenant_id(), filter, page)
+            .recent
+            .page(tenant, filter, page, now, || {
+                self.ports.documents.list(tenant, filter, page)
+            })
             .await?)
     }
 

@@ -17,7 +17,7 @@ const MAX_CURSOR_LEN: usize = 512;
 const CURSOR_VERSION: &str = "v1:";
 
 /// An opaque position in a list: the sort key of the last item already seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cursor(String);
 
 impl Cursor {
@@ -56,7 +56,7 @@ impl Cursor {
 }
 
 /// What a client asked for: how many, and after which cursor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     limit: u32,
     after: Option<Cursor>,

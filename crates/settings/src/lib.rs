@@ -250,6 +250,10 @@ pub struct DocumentSettings {
     pub retry_base_secs: u64,
     /// How often an idle worker looks for jobs queued by other processes, in milliseconds.
     pub poll_interval_ms: u64,
+    /// How long a server reuses a page of `GET /documents` before reading it again, in
+    /// milliseconds (0 to 1000; 0 = read on every request). A change made through another
+    /// process shows within this time; one made through this process, at once.
+    pub list_recheck_ms: u64,
     /// Ingestion jobs one organization may run at once, across every worker of every
     /// process, so that one organization's slow files never hold every worker. Default
     /// (unset): `workers - 1`, at least 1.
@@ -530,6 +534,7 @@ impl Default for Settings {
                 max_attempts: 5,
                 retry_base_secs: 5,
                 poll_interval_ms: 1_000,
+                list_recheck_ms: 500,
                 max_running_jobs_per_tenant: None,
             },
             retrieval: RetrievalSettings {
@@ -867,6 +872,13 @@ mod tests {
         }
         assert!(with(&[("auth.access_token_ttl_secs", "600")]).is_ok());
         assert!(with(&[("auth.signing_keys", "[\"k4.secret.abc\"]")]).is_ok());
+    }
+
+    #[test]
+    fn a_document_list_is_reused_for_at_most_a_second() {
+        assert!(with(&[("documents.list_recheck_ms", "1001")]).is_err());
+        assert!(with(&[("documents.list_recheck_ms", "1000")]).is_ok());
+        assert!(with(&[("documents.list_recheck_ms", "0")]).is_ok());
     }
 
     #[test]

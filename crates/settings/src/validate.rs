@@ -68,6 +68,11 @@ impl Settings {
                 "documents.extract_timeout_secs and max_concurrent_extractions must be positive",
             );
         }
+        if d.list_recheck_ms > 1_000 {
+            return bad(
+                "documents.list_recheck_ms must be at most 1000: a list must show a change within a second",
+            );
+        }
         if d.max_running_jobs_per_tenant == Some(0) {
             return bad("documents.max_running_jobs_per_tenant must be positive");
         }

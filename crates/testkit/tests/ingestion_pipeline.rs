@@ -169,6 +169,17 @@ impl Pipeline {
     }
 
     fn with(policy: IngestPolicy, limits: DocumentLimits, chunker: Arc<dyn Chunker>) -> Self {
+        Self::remembering(policy, limits, chunker, Duration::ZERO)
+    }
+
+    /// A pipeline whose document lists are reused for `recheck`
+    /// (`DocumentPorts::with_recheck`).
+    fn remembering(
+        policy: IngestPolicy,
+        limits: DocumentLimits,
+        chunker: Arc<dyn Chunker>,
+        recheck: Duration,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
         let store = Arc::new(InMemoryDocuments::new(clock.clone()));
         let blobs = InMemoryBlobs::new();
@@ -183,7 +194,9 @@ impl Pipeline {
             indexer: Arc::new(documents::NoIndexer),
             clock: clock.clone(),
             audit: Arc::new(InMemoryAudit::new()),
-        };
+            recent: documents::RecentLists::default(),
+        }
+        .with_recheck(recheck);
         Self {
             collections: Collections::new(ports.for_collections()),
             documents: Documents::new(ports.for_uploads(), limits, Arc::new(NoSignal)),
@@ -241,6 +254,22 @@ impl Pipeline {
 
     async fn run(&self) -> Option<RunOutcome> {
         self.ingestion.run_next().await.expect("the queue answers")
+    }
+
+    /// The first page of `ctx`'s documents through the use case: (id, status) each.
+    async fn listed(&self, ctx: &TenantContext) -> Vec<(DocumentId, DocumentStatus)> {
+        self.documents
+            .list(
+                ctx,
+                &DocumentFilter::default(),
+                &PageRequest::first(20).expect("page"),
+            )
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|d| (d.id, d.status))
+            .collect()
     }
 
     async fn chunk_count(&self, tenant: TenantId, id: DocumentId) -> usize {
@@ -870,4 +899,73 @@ async fn one_tenant_cannot_hold_every_extraction_slot() {
         .extract_only(&a, Some("after.txt"), b"after the first".to_vec())
         .await
         .expect("the share is free again");
+}
+
+/// With `documents.list_recheck_ms`, a page of documents is reused: a write made through these
+/// use cases (an upload, a worker's run, a delete) shows in the next list at once; a change made
+/// behind them (another process, here the store written directly) shows once the recheck time
+/// has passed since the page was read, and not a microsecond before. Another tenant asking for
+/// the same page never gets it.
+#[tokio::test]
+async fn a_listed_page_is_reused_until_a_write_here_or_the_recheck_time() {
+    let recheck = Duration::from_millis(500);
+    let p = Pipeline::remembering(
+        policy(5),
+        DocumentLimits::default(),
+        Arc::new(FixedChunker),
+        recheck,
+    );
+    let ctx = member();
+    let a = ctx.tenant_id();
+    assert_eq!(p.listed(&ctx).await, vec![], "nothing yet (and kept)");
+
+    let up = p.upload(&ctx, "notes.txt", "The quick brown fox.").await;
+    let id = up.document.id;
+    assert_eq!(
+        p.listed(&ctx).await,
+        vec![(id, DocumentStatus::Queued)],
+        "an upload here shows at once"
+    );
+    assert!(matches!(p.run().await, Some(RunOutcome::Ready { .. })));
+    assert_eq!(
+        p.listed(&ctx).await,
+        vec![(id, DocumentStatus::Ready)],
+        "a worker's run here shows at once"
+    );
+
+    let stranger = member();
+    assert_eq!(
+        p.listed(&stranger).await,
+        vec![],
+        "another tenant's same page is its own"
+    );
+
+    // Another process deletes it: the page read above is reused for the recheck time.
+    let read_at = p.now();
+    documents::DocumentRepository::delete(p.store.as_ref(), a, id, read_at)
+        .await
+        .expect("delete behind the use cases")
+        .expect("it existed");
+    assert_eq!(
+        p.listed(&ctx).await,
+        vec![(id, DocumentStatus::Ready)],
+        "reused within the recheck time"
+    );
+    p.clock.advance(recheck - MICRO);
+    assert_eq!(p.listed(&ctx).await, vec![(id, DocumentStatus::Ready)]);
+    p.clock.advance(MICRO);
+    assert_eq!(
+        p.listed(&ctx).await,
+        vec![],
+        "read again once it has passed"
+    );
+
+    // A delete through the use cases shows at once, whatever was kept.
+    let second = p.upload(&ctx, "more.txt", "Another fox.").await;
+    assert_eq!(p.listed(&ctx).await.len(), 1);
+    p.documents
+        .delete(&ctx, second.document.id, &ClientInfo::default())
+        .await
+        .expect("delete");
+    assert_eq!(p.listed(&ctx).await, vec![], "a delete here shows at once");
 }
