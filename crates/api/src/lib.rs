@@ -53,11 +53,16 @@ pub fn build_app(
 > {
     let limit = state.http.body_limit_bytes;
     let cors = middleware::cors(&state.http.cors_allowed_origins);
-    let docs = routes::docs(api.document);
     // The document and the reference page come first: the `/api/v1` scope would otherwise
     // claim `/api/v1/openapi.json`.
     let (app, _) = App::new()
-        .service(docs)
+        .service(
+            web::resource(routes::OPENAPI_PATH)
+                .guard(actix_web::guard::Get())
+                .app_data(web::Data::new(api.json))
+                .to(routes::openapi_json),
+        )
+        .service(routes::docs())
         .route("/docs", web::get().to(routes::docs_redirect))
         .into_utoipa_app()
         .configure(routes::configure)

@@ -68,23 +68,32 @@ pub fn document() -> OpenApiDoc {
     doc
 }
 
-/// The OpenAPI document and the route table read from it, built once by the composition root
-/// and shared by every worker.
+/// The OpenAPI document, serialized once, and the route table read from it: built once by the
+/// composition root and shared by every worker (each worker holds a reference, never a copy:
+/// the document as Rust values is a few megabytes).
 #[derive(Clone)]
 pub struct Documented {
-    /// The document, served at `/api/v1/openapi.json`.
-    pub document: OpenApiDoc,
+    /// The document as served at `/api/v1/openapi.json`.
+    pub json: actix_web::web::Bytes,
     /// Its paths and methods, for 405 answers.
     pub routes: actix_web::web::Data<RouteTable>,
 }
 
 impl Documented {
     /// The document of every registered route and its table.
+    ///
+    /// # Panics
+    /// Never in practice: the document is plain data, and serializing it cannot fail.
     #[must_use]
     pub fn build() -> Self {
         let document = document();
         let routes = actix_web::web::Data::new(RouteTable::from_openapi(&document));
-        Self { document, routes }
+        #[allow(clippy::expect_used)] // our own static document, not client input
+        let json = serde_json::to_vec(&document).expect("the OpenAPI document serializes");
+        Self {
+            json: json.into(),
+            routes,
+        }
     }
 }
 
@@ -92,6 +101,7 @@ impl std::fmt::Debug for Documented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Documented")
             .field("routes", &self.routes)
+            .field("json_bytes", &self.json.len())
             .finish_non_exhaustive()
     }
 }

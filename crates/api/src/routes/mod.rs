@@ -41,10 +41,21 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
     );
 }
 
-/// The API reference page at `/docs/`, with its assets compiled into the binary (no CDN), and
-/// the document at `/api/v1/openapi.json`.
-pub fn docs(doc: utoipa::openapi::OpenApi) -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", doc)
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The API reference page at `/docs/`, with its assets compiled into the binary (no CDN),
+/// reading the document at [`OPENAPI_PATH`] ([`openapi_json`]).
+pub fn docs() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::from(OPENAPI_PATH))
+}
+
+/// `GET /api/v1/openapi.json`: the document, serialized once at start-up
+/// ([`crate::Documented`]) and shared by every worker.
+pub async fn openapi_json(json: web::Data<web::Bytes>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(header::ContentType::json())
+        .body(json.get_ref().clone())
 }
 
 /// `/docs` → `/docs/`.
