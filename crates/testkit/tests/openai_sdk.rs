@@ -372,6 +372,13 @@ async fn the_surface(app: &TestApp, s: &Seeded) {
         );
         assert_eq!(answer.1["www-authenticate"], "Bearer");
     }
+    // The route as the router matches it decides, percent-encoding or not.
+    assert_openai(
+        &raw(app, Method::GET, "/api/v1/%61i/config", None, tenant, None).await,
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        "unauthenticated",
+    );
     assert_openai(
         &raw(app, Method::GET, &ai("models"), member, None, None).await,
         StatusCode::BAD_REQUEST,
@@ -487,6 +494,91 @@ async fn the_openai_surface_on_the_embedded_default() {
     let app = spawn_app().await;
     let seeded = seed(&app).await;
     the_surface(&app, &seeded).await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_openai_surface() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .get("/api/v1/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let schema_ref = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let openai_error = Some("#/components/schemas/OpenAiError".to_owned());
+    for (path, method) in [
+        ("/api/v1/ai/models", "get"),
+        ("/api/v1/ai/config", "get"),
+        ("/api/v1/ai/chat/completions", "post"),
+        ("/api/v1/ai/embeddings", "post"),
+        ("/api/v1/ai/summarize", "post"),
+    ] {
+        for status in ["401", "403", "404"] {
+            assert_eq!(
+                schema_ref(path, method, status),
+                openai_error,
+                "{method} {path} {status}"
+            );
+        }
+    }
+    assert_eq!(
+        schema_ref("/api/v1/ai/chat/completions", "post", "429"),
+        openai_error
+    );
+    assert!(
+        doc["paths"]["/api/v1/ai/chat/completions"]["post"]["responses"]["402"].is_null(),
+        "no 402 under /ai: a quota is a 429 there"
+    );
+    assert_eq!(
+        schema_ref("/api/v1/ai/config", "get", "200"),
+        Some("#/components/schemas/AiConfigDto".to_owned())
+    );
+    let schemas = &doc["components"]["schemas"];
+    for field in ["message", "type", "code", "param"] {
+        assert!(
+            schemas["OpenAiErrorBody"]["properties"][field]["description"].is_string(),
+            "OpenAiErrorBody.{field} is documented"
+        );
+    }
+    for (schema, fields) in [
+        ("AiConfigDto", &["models", "defaults", "limits"][..]),
+        ("ConfigModelDto", &["id", "kind", "dimensions", "price"][..]),
+        (
+            "ConfigDefaultsDto",
+            &["chat_model", "embedding_model", "max_completion_tokens"][..],
+        ),
+        (
+            "ConfigLimitsDto",
+            &[
+                "plan",
+                "monthly_token_limit",
+                "used",
+                "remaining",
+                "resets_at",
+                "max_concurrent_streams",
+                "rate_window_secs",
+                "rate_limits",
+                "request",
+            ][..],
+        ),
+    ] {
+        for field in fields {
+            assert!(
+                schemas[schema]["properties"][field]["description"].is_string()
+                    || schemas[schema]["properties"][field]["$ref"].is_string()
+                    || schemas[schema]["properties"][field]["allOf"].is_array()
+                    || schemas[schema]["properties"][field]["oneOf"].is_array(),
+                "{schema}.{field} is documented: {}",
+                schemas[schema]
+            );
+        }
+    }
 }
 
 #[tokio::test]
