@@ -727,6 +727,96 @@ mod tests {
     }
 
     #[test]
+    fn only_paths_under_ai_speak_openai() {
+        for path in [
+            "/api/v1/ai",
+            "/api/v1/ai/",
+            "/api/v1/ai/models",
+            "/api/v1/ai/x/y",
+        ] {
+            assert_eq!(ErrorDialect::of_path(path), ErrorDialect::OpenAi, "{path}");
+        }
+        for path in [
+            "/api/v1/aimodels",
+            "/api/v1/embeddings",
+            "/api/v1",
+            "/ai/models",
+            "/",
+        ] {
+            assert_eq!(ErrorDialect::of_path(path), ErrorDialect::Problem, "{path}");
+        }
+        assert_eq!(
+            ErrorDialect::current(),
+            ErrorDialect::Problem,
+            "outside any request"
+        );
+    }
+
+    fn body_of(res: HttpResponse) -> serde_json::Value {
+        let bytes =
+            actix_web::body::MessageBody::try_into_bytes(res.into_body()).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn the_openai_dialect_writes_openai_errors() {
+        let quota = ApiError::QuotaExceeded {
+            resets_at: time::macros::datetime!(2027-01-01 0:00 UTC),
+        };
+        let res = ErrorDialect::OpenAi
+            .scope(async { quota.error_response() })
+            .await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let header_of = |res: &HttpResponse, name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header_of(&res, "x-should-retry").as_deref(), Some("false"));
+        assert_eq!(
+            header_of(&res, "content-type").as_deref(),
+            Some("application/json")
+        );
+        let body = body_of(res);
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+        assert_eq!(body["error"]["code"], "quota_exceeded");
+        assert_eq!(body["error"]["resets_at"], "2027-01-01T00:00:00Z");
+        assert_eq!(body["error"]["param"], serde_json::Value::Null);
+
+        let invalid = ApiError::Validation(vec![
+            FieldError::new("model", "unknown"),
+            FieldError::new("input", "empty"),
+        ]);
+        let res = ErrorDialect::OpenAi
+            .scope(async { invalid.error_response() })
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = body_of(res);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "input", "the first field, sorted");
+        assert_eq!(
+            body["error"]["message"],
+            "one or more fields are invalid: input: empty; model: unknown"
+        );
+        assert_eq!(body["error"]["errors"][1]["field"], "model");
+
+        // The same error elsewhere: problem+json, 402.
+        let quota = ApiError::QuotaExceeded {
+            resets_at: time::macros::datetime!(2027-01-01 0:00 UTC),
+        };
+        let res = ErrorDialect::Problem
+            .scope(async { quota.error_response() })
+            .await;
+        assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            header_of(&res, "content-type").as_deref(),
+            Some(PROBLEM_JSON)
+        );
+        assert!(res.headers().get("x-should-retry").is_none());
+    }
+
+    #[test]
     fn chain_shows_every_cause() {
         let err = anyhow::anyhow!("root cause")
             .context("middle")

@@ -642,7 +642,7 @@ async fn run_sdk(app: &TestApp, python: String) {
         .expect("the SDK script ran");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
+    eprintln!("{stdout}");
     assert!(
         out.status.success(),
         "the OpenAI SDK script failed ({}):\n{stdout}\n{stderr}",
