@@ -3,9 +3,9 @@
 
 use actix_web::{get, web};
 use serde::Serialize;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::dto::usage::PlanDto;
 use crate::error::{ApiError, OpenAiError};
 use crate::state::AppState;
 use crate::tenant::{Tenant, Viewer};
@@ -125,24 +125,14 @@ pub struct RequestLimitsDto {
     embedding_characters: usize,
 }
 
-/// The organization's quota, rate limits and request limits.
+/// The organization's plan (its monthly token quota, this month's use, its streams and its
+/// storage: `GET /billing/plan`), rate limits and request limits.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConfigLimitsDto {
-    /// The plan's name.
-    plan: String,
-    /// Tokens a month, chat and embeddings together (an administrator's override, else the
-    /// plan's); `null`: no limit. Past it, calls answer 429 `insufficient_quota`.
-    monthly_token_limit: Option<u64>,
-    /// Tokens billed this month (UTC calendar month).
-    used: u64,
-    /// Tokens left this month; `null`: no limit.
-    remaining: Option<u64>,
-    /// When the month's quota starts again.
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    resets_at: OffsetDateTime,
-    /// Completions and answers that may stream at once.
-    max_concurrent_streams: u32,
+    /// The plan, as `GET /billing/plan` answers it. Past `monthly_token_limit`, calls here
+    /// answer 429 `insufficient_quota`.
+    #[serde(flatten)]
+    plan: PlanDto,
     /// The window every rate budget counts in, in seconds.
     rate_window_secs: u64,
     /// The request budgets of the routes here (past one: 429 `rate_limited` with
@@ -185,7 +175,10 @@ pub(super) async fn ai_config(
 ) -> Result<web::Json<AiConfigDto>, ApiError> {
     let tenant = access.ctx.tenant_id();
     let models = TenantModels::of(&state, tenant).await?;
-    let plan = state.billing.plan_status(tenant).await?;
+    let plan = PlanDto::new(
+        state.billing.plan_status(tenant).await?,
+        state.documents.storage(tenant).await?,
+    );
     let price = |name: &str| {
         let p = state.billing.prices().get(name).unwrap_or_default();
         PriceDto {
@@ -231,12 +224,7 @@ pub(super) async fn ai_config(
             max_completion_tokens: state.chat_max_answer_tokens,
         },
         limits: ConfigLimitsDto {
-            plan: plan.plan,
-            monthly_token_limit: plan.monthly_token_limit,
-            used: plan.used,
-            remaining: plan.remaining,
-            resets_at: plan.resets_at,
-            max_concurrent_streams: plan.max_concurrent_streams,
+            plan,
             rate_window_secs: rates.window.as_secs(),
             rate_limits,
             request: RequestLimitsDto {
