@@ -802,9 +802,6 @@ mod tests {
         assert_eq!(body["error"]["errors"][1]["field"], "model");
 
         // The same error elsewhere: problem+json, 402.
-        let quota = ApiError::QuotaExceeded {
-            resets_at: time::macros::datetime!(2027-01-01 0:00 UTC),
-        };
         let res = ErrorDialect::Problem
             .scope(async { quota.error_response() })
             .await;
