@@ -1,5 +1,9 @@
 //! One API error type, rendered as `application/problem+json` exactly as the API contract says:
-//! `{type, title, status, detail, code, request_id, errors?}`.
+//! `{type, title, status, detail, code, request_id, errors?}`; or, on the OpenAI-compatible
+//! routes under `/api/v1/ai`, as OpenAI's error object (`{"error": {message, type, code,
+//! param}}`), so that OpenAI's SDKs raise their typed exceptions. Which of the two a request
+//! gets is its [`ErrorDialect`], set once per request by the edge middleware; every error body
+//! of that request (a handler's, an extractor's, the router's, a middleware's) is written in it.
 //!
 //! 5xx bodies are opaque: the cause chain goes to the log (with the request id), never to the
 //! client.
@@ -21,6 +25,108 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[must_use]
 pub fn current_request_id() -> Option<String> {
     kernel::metering::request_id()
+}
+
+/// How the error bodies of a request are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDialect {
+    /// `application/problem+json` (the API contract's shape).
+    Problem,
+    /// OpenAI's error object ([`OpenAiError`]), with the status OpenAI's SDKs expect: a used-up
+    /// quota is 429 (`insufficient_quota`) instead of 402.
+    OpenAi,
+}
+
+tokio::task_local! {
+    static DIALECT: ErrorDialect;
+}
+
+/// The prefix of the routes that answer errors in OpenAI's shape.
+const OPENAI_PREFIX: &str = "/api/v1/ai";
+
+impl ErrorDialect {
+    /// The dialect of a request to `path` (as the router matches it, percent-decoded): OpenAI's
+    /// under `/api/v1/ai`, else problem+json.
+    #[must_use]
+    pub fn of_path(path: &str) -> Self {
+        match path.strip_prefix(OPENAI_PREFIX) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => ErrorDialect::OpenAi,
+            _ => ErrorDialect::Problem,
+        }
+    }
+
+    /// Runs `fut` (a request) with this dialect.
+    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
+        DIALECT.scope(self, fut).await
+    }
+
+    /// The dialect of the request this task serves (problem+json outside any).
+    #[must_use]
+    pub fn current() -> Self {
+        DIALECT.try_with(|d| *d).unwrap_or(ErrorDialect::Problem)
+    }
+}
+
+/// OpenAI's error body: `{"error": {message, type, code, param}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiError {
+    /// The error.
+    pub error: OpenAiErrorBody,
+}
+
+/// The error object of [`OpenAiError`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    /// What went wrong, for people (with every invalid field and why).
+    pub message: String,
+    /// OpenAI's error class, from the status: `invalid_request_error` (400, 405, 409, 413,
+    /// 415, 422), `authentication_error` (401), `permission_error` (403), `not_found_error`
+    /// (404), `rate_limit_error` or `insufficient_quota` (429), `server_error` (5xx, and an
+    /// error event that ends a stream).
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    /// Quire's stable machine code, the same as problem+json's `code` elsewhere
+    /// (`validation_failed`, `unauthenticated`, `quota_exceeded`, `provider_unavailable`, ...).
+    pub code: String,
+    /// The first invalid field (`model`, `messages[0].role`), else `null`.
+    pub param: Option<String>,
+    /// Every invalid field, for `validation_failed` (Quire's extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemField>>,
+    /// When the monthly quota starts again (RFC 3339), for `quota_exceeded` (Quire's
+    /// extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
+}
+
+impl OpenAiError {
+    /// An error of OpenAI's class `type_` with Quire's `code`.
+    #[must_use]
+    pub fn new(type_: &'static str, code: &str, message: String) -> Self {
+        Self {
+            error: OpenAiErrorBody {
+                message,
+                type_,
+                code: code.to_owned(),
+                param: None,
+                errors: None,
+                resets_at: None,
+            },
+        }
+    }
+
+    /// OpenAI's class for an error answered with `status` and Quire's `code`.
+    fn type_for(status: StatusCode, code: &str) -> &'static str {
+        match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            402 | 429 if code == "quota_exceeded" => "insufficient_quota",
+            429 => "rate_limit_error",
+            s if s >= 500 => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
 }
 
 /// A problem document (RFC 9457) with Quire's `code`, `request_id` and field `errors`.
@@ -440,6 +546,9 @@ fn problem_with(
     errors: Option<Vec<ProblemField>>,
     resets_at: Option<String>,
 ) -> HttpResponse {
+    if ErrorDialect::current() == ErrorDialect::OpenAi {
+        return openai_error(status, code, detail, errors, resets_at);
+    }
     let body = Problem {
         type_: format!("urn:quire:problem:{code}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -454,6 +563,51 @@ fn problem_with(
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)))
         .body(json)
+}
+
+/// The OpenAI-shaped answer of an error: `application/json` `{"error": {...}}`. A quota or
+/// storage limit (402 in problem+json) is a 429 `insufficient_quota` with `x-should-retry:
+/// false`, so that the SDKs raise `RateLimitError` at once instead of retrying.
+fn openai_error(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<Vec<ProblemField>>,
+    resets_at: Option<String>,
+) -> HttpResponse {
+    let status = if status == StatusCode::PAYMENT_REQUIRED {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        status
+    };
+    let message = match &errors {
+        Some(fields) if !fields.is_empty() => {
+            let list: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect();
+            format!("{detail}: {}", list.join("; "))
+        }
+        _ => detail,
+    };
+    let mut body = OpenAiError::new(OpenAiError::type_for(status, code), code, message);
+    body.error.param = errors
+        .as_ref()
+        .and_then(|f| f.first())
+        .map(|f| f.field.clone());
+    body.error.errors = errors;
+    let no_retry = body.error.type_ == "insufficient_quota";
+    body.error.resets_at = resets_at;
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = HttpResponse::build(status);
+    res.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
+    if no_retry {
+        res.insert_header(("x-should-retry", "false"));
+    }
+    res.body(json)
 }
 
 /// Formats an error with its whole `source()` chain, for the log.
@@ -570,6 +724,93 @@ mod tests {
         let err = ApiError::Internal(anyhow::anyhow!("SELECT * FROM secrets at /srv/x.rs"));
         assert_eq!(err.detail(), "an internal error occurred");
         assert_eq!(err.code(), "internal");
+    }
+
+    #[test]
+    fn only_paths_under_ai_speak_openai() {
+        for path in [
+            "/api/v1/ai",
+            "/api/v1/ai/",
+            "/api/v1/ai/models",
+            "/api/v1/ai/x/y",
+        ] {
+            assert_eq!(ErrorDialect::of_path(path), ErrorDialect::OpenAi, "{path}");
+        }
+        for path in [
+            "/api/v1/aimodels",
+            "/api/v1/embeddings",
+            "/api/v1",
+            "/ai/models",
+            "/",
+        ] {
+            assert_eq!(ErrorDialect::of_path(path), ErrorDialect::Problem, "{path}");
+        }
+        assert_eq!(
+            ErrorDialect::current(),
+            ErrorDialect::Problem,
+            "outside any request"
+        );
+    }
+
+    fn body_of(res: HttpResponse) -> serde_json::Value {
+        let bytes =
+            actix_web::body::MessageBody::try_into_bytes(res.into_body()).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn the_openai_dialect_writes_openai_errors() {
+        let quota = ApiError::QuotaExceeded {
+            resets_at: time::macros::datetime!(2027-01-01 0:00 UTC),
+        };
+        let res = ErrorDialect::OpenAi
+            .scope(async { quota.error_response() })
+            .await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let header_of = |res: &HttpResponse, name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header_of(&res, "x-should-retry").as_deref(), Some("false"));
+        assert_eq!(
+            header_of(&res, "content-type").as_deref(),
+            Some("application/json")
+        );
+        let body = body_of(res);
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+        assert_eq!(body["error"]["code"], "quota_exceeded");
+        assert_eq!(body["error"]["resets_at"], "2027-01-01T00:00:00Z");
+        assert_eq!(body["error"]["param"], serde_json::Value::Null);
+
+        let invalid = ApiError::Validation(vec![
+            FieldError::new("model", "unknown"),
+            FieldError::new("input", "empty"),
+        ]);
+        let res = ErrorDialect::OpenAi
+            .scope(async { invalid.error_response() })
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = body_of(res);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "input", "the first field, sorted");
+        assert_eq!(
+            body["error"]["message"],
+            "one or more fields are invalid: input: empty; model: unknown"
+        );
+        assert_eq!(body["error"]["errors"][1]["field"], "model");
+
+        // The same error elsewhere: problem+json, 402.
+        let res = ErrorDialect::Problem
+            .scope(async { quota.error_response() })
+            .await;
+        assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            header_of(&res, "content-type").as_deref(),
+            Some(PROBLEM_JSON)
+        );
+        assert!(res.headers().get("x-should-retry").is_none());
     }
 
     #[test]

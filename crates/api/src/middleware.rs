@@ -1,6 +1,7 @@
 //! The middleware stack, outermost first:
 //! 1. [`edge`]: request id (`X-Request-ID`), the request span and access log, problem+json for
-//!    every error response (also those made outside handlers), security headers (a
+//!    every error response (also those made outside handlers; OpenAI's error shape under
+//!    `/api/v1/ai`: [`crate::error::ErrorDialect`]), security headers (a
 //!    Content-Security-Policy on every response: [`DOCS_CSP`] on `/docs/`, else [`API_CSP`]),
 //!    and `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
@@ -153,15 +154,17 @@ impl ResponseError for Rendered {
     }
 }
 
-/// Renders an error that escaped the inner services as problem+json.
+/// Renders an error that escaped the inner services as problem+json (or in the request's
+/// [`error::ErrorDialect`]).
 fn render(e: &Error) -> Rendered {
     let res = e.error_response();
-    let status = res.status();
     let res = if is_deliberate_json(res.headers()) {
         res
     } else {
-        generic_problem(status, res.headers())
+        generic_problem(res.status(), res.headers())
     };
+    // The status of what is sent (an OpenAI-shaped quota error is 429, not 402).
+    let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().try_into_bytes().unwrap_or_default();
     Rendered {
@@ -195,13 +198,17 @@ pub async fn edge(
     // API answers carry tokens, codes, key secrets and tenant data: no cache (browser or
     // proxy) may keep one unless its handler says otherwise.
     let api = req.path().starts_with("/api/");
+    let dialect = error::ErrorDialect::of_path(req.match_info().as_str());
     let started = Instant::now();
-    let result = kernel::metering::with_request_id(request_id.clone(), async move {
-        match next.call(req).await {
-            Ok(res) => Ok(ensure_problem(res.map_into_boxed_body())),
-            Err(e) => Err(render(&e)),
-        }
-    })
+    let result = kernel::metering::with_request_id(
+        request_id.clone(),
+        dialect.scope(async move {
+            match next.call(req).await {
+                Ok(res) => Ok(ensure_problem(res.map_into_boxed_body())),
+                Err(e) => Err(render(&e)),
+            }
+        }),
+    )
     .instrument(span.clone())
     .await;
     let id_header = HeaderValue::from_str(&request_id).ok();

@@ -8,7 +8,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_actix_web::AppExt as _;
 
-use crate::error::{Problem, ProblemField};
+use crate::error::{OpenAiError, OpenAiErrorBody, Problem, ProblemField};
 use crate::route_table::RouteTable;
 
 #[derive(OpenApi)]
@@ -17,11 +17,13 @@ use crate::route_table::RouteTable;
         title = "Quire API",
         version = "1",
         description = "Chat with your documents: multi-tenant, streamed, cited. Errors are \
-                       `application/problem+json` with a stable `code` and the `request_id`. \
+                       `application/problem+json` with a stable `code` and the `request_id`, except under \
+                       `/api/v1/ai`, where they are OpenAI's error object (`OpenAiError`) with \
+                       the same `code`. \
                        Any API route may answer 503 `service_unavailable` (the database or \
                        the cache is down) with `Retry-After`."
     ),
-    components(schemas(Problem, ProblemField)),
+    components(schemas(Problem, ProblemField, OpenAiError, OpenAiErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "platform", description = "Health, metrics and documentation (no auth)"),

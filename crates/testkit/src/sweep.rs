@@ -100,6 +100,7 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/usage/estimate", Scope::TenantHeader),
     ("GET", "/api/v1/billing/plan", Scope::TenantHeader),
     ("GET", "/api/v1/ai/models", Scope::TenantHeader),
+    ("GET", "/api/v1/ai/config", Scope::TenantHeader),
     ("POST", "/api/v1/ai/embeddings", Scope::TenantHeader),
     ("POST", "/api/v1/ai/summarize", Scope::TenantHeader),
     ("POST", "/api/v1/ai/qa", Scope::TenantHeader),

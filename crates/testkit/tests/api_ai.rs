@@ -15,6 +15,8 @@ use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
 
 const LOCAL: &str = "quire-local-extractive";
 const FAKE_MODEL: &str = "gpt-4o-mini";
+/// The embedded default's embedding model.
+const EMBEDDER: &str = "quire-local-ngram-384";
 
 const LEASE: &str = "Lease agreement for the Harbor Street apartment.\n\n\
 The tenant pays a monthly rent of 1,200 euros to the landlord on the first day of each month. \
@@ -151,8 +153,24 @@ fn usage_adds_up(usage: &Value) {
     assert_eq!(p + c, t, "{usage}");
 }
 
-fn field_names(problem: &Value) -> BTreeSet<String> {
-    problem["errors"]
+/// The fields a validation error names: an OpenAI error object's `errors` under `/api/v1/ai`,
+/// a problem's `errors` elsewhere (the shape each path must answer in is checked).
+fn field_names(path: &str, body: &Value) -> BTreeSet<String> {
+    let errors = if path.starts_with("/api/v1/ai/") {
+        let error = openai_error(body);
+        let fields = &error["errors"];
+        let first = fields[0]["field"].as_str();
+        assert_eq!(
+            error["param"].as_str(),
+            first,
+            "param names the first field: {body}"
+        );
+        fields
+    } else {
+        assert_eq!(body["code"], "validation_failed", "a problem: {body}");
+        &body["errors"]
+    };
+    errors
         .as_array()
         .map(|l| {
             l.iter()
@@ -160,6 +178,27 @@ fn field_names(problem: &Value) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The error object of an OpenAI-shaped error body (`{"error": {message, type, code, param}}`),
+/// checked to hold exactly what OpenAI's SDKs read, and no problem+json field.
+fn openai_error(body: &Value) -> &Value {
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message: {body}"
+    );
+    assert!(error["type"].as_str().is_some(), "type: {body}");
+    assert!(error["code"].as_str().is_some(), "code: {body}");
+    assert!(
+        error["param"].is_null() || error["param"].is_string(),
+        "param: {body}"
+    );
+    assert!(
+        body.get("detail").is_none() && body.get("status").is_none(),
+        "no problem+json fields: {body}"
+    );
+    error
 }
 
 #[tokio::test]
@@ -317,9 +356,13 @@ async fn models_embeddings_and_unknown_models() {
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["object"], "list");
+    // The chat model, then the embedding model: a client discovers both.
     assert_eq!(
         list["data"],
-        json!([{"id": LOCAL, "object": "model", "created": 0, "owned_by": "quire"}])
+        json!([
+            {"id": LOCAL, "object": "model", "created": 0, "owned_by": "quire"},
+            {"id": EMBEDDER, "object": "model", "created": 0, "owned_by": "quire"},
+        ])
     );
 
     let (status, problem) = post(
@@ -331,8 +374,12 @@ async fn models_embeddings_and_unknown_models() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    assert_eq!(problem["code"], "validation_failed");
-    let detail = problem["detail"].as_str().expect("detail");
+    let error = openai_error(&problem);
+    assert_eq!(
+        (&error["type"], &error["code"]),
+        (&json!("invalid_request_error"), &json!("validation_failed"))
+    );
+    let detail = error["message"].as_str().expect("message");
     assert!(
         detail.contains("gpt-9") && detail.contains(LOCAL),
         "{detail}"
@@ -360,8 +407,14 @@ async fn models_embeddings_and_unknown_models() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(
-        field_names(&problem),
+        field_names("/api/v1/ai/embeddings", &problem),
         BTreeSet::from(["encoding_format".to_owned()])
+    );
+    assert!(
+        problem["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("encoding_format: must be float or base64")),
+        "{problem}"
     );
 
     // A viewer key lists models but may not call them.
@@ -388,6 +441,7 @@ async fn models_embeddings_and_unknown_models() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(openai_error(&problem)["type"], "permission_error");
 }
 
 #[tokio::test]
@@ -673,9 +727,12 @@ async fn bad_requests_name_their_fields() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{path} {body}: {problem}"
         );
-        assert_eq!(problem["code"], "validation_failed");
         let expected: BTreeSet<String> = fields.iter().map(|f| (*f).to_owned()).collect();
-        assert_eq!(field_names(&problem), expected, "{path} {body}: {problem}");
+        assert_eq!(
+            field_names(path, &problem),
+            expected,
+            "{path} {body}: {problem}"
+        );
     }
     // Another organization's document is not found, whatever the body.
     let (status, problem) = post(
@@ -727,7 +784,11 @@ async fn provider_usage_is_passed_through() {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert_eq!(ids, BTreeSet::from([FAKE_MODEL, LOCAL]), "{list}");
+    assert_eq!(
+        ids,
+        BTreeSet::from([FAKE_MODEL, LOCAL, EMBEDDER, "text-embedding-3-small"]),
+        "{list}"
+    );
 
     let request = json!({
         "model": FAKE_MODEL,
@@ -804,7 +865,11 @@ async fn a_stream_the_provider_breaks_ends_with_an_error_event() {
     assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
     let chunks = json_events(&events);
     let last = chunks.last().expect("events");
-    assert_eq!(last["error"]["type"], "provider_unavailable", "{events:?}");
+    assert_eq!(
+        (&last["error"]["type"], &last["error"]["code"]),
+        (&json!("server_error"), &json!("provider_unavailable")),
+        "{events:?}"
+    );
     assert!(
         last["error"]["message"]
             .as_str()
@@ -914,8 +979,12 @@ async fn a_mind_map_invalid_twice_is_a_502() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{problem}");
-    assert_eq!(problem["code"], "provider_unavailable");
-    let detail = problem["detail"].as_str().expect("detail");
+    let error = openai_error(&problem);
+    assert_eq!(
+        (&error["type"], &error["code"]),
+        (&json!("server_error"), &json!("provider_unavailable"))
+    );
+    let detail = error["message"].as_str().expect("message");
     assert!(
         detail.contains("mind map") && detail.contains("twice"),
         "{detail}"
@@ -945,10 +1014,14 @@ async fn the_whitelist_limits_models() {
         .call_in(&token, Method::GET, "/api/v1/ai/models", None, Some(&org))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        list["data"],
-        json!([{"id": FAKE_MODEL, "object": "model", "created": 0, "owned_by": "quire"}])
-    );
+    // The whitelist holds chat models only; embedding models are the deployment's.
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, [FAKE_MODEL, EMBEDDER, "text-embedding-3-small"]);
     let (status, problem) = post(
         &app,
         &token,
@@ -958,7 +1031,7 @@ async fn the_whitelist_limits_models() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    let detail = problem["detail"].as_str().expect("detail");
+    let detail = openai_error(&problem)["message"].as_str().expect("message");
     assert!(
         detail.ends_with(&format!("allowed: {FAKE_MODEL}")),
         "{detail}"

@@ -275,15 +275,17 @@ async fn fifty_at_once(production: bool) {
     });
     let answers = futures_util::future::join_all(calls).await;
     let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    // OpenAI's answer to a used-up quota (the route is under /ai): 429 `insufficient_quota`.
     let refused: Vec<&Value> = answers
         .iter()
-        .filter(|(s, _)| *s == StatusCode::PAYMENT_REQUIRED)
-        .map(|(_, b)| b)
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .map(|(_, b)| &b["error"])
         .collect();
     assert_eq!(ok, 10, "{answers:?}");
     assert_eq!(refused.len(), 40, "{answers:?}");
     for r in &refused {
         assert_eq!(r["code"], "quota_exceeded");
+        assert_eq!(r["type"], "insufficient_quota");
         let resets = r["resets_at"].as_str().expect("resets_at");
         assert!(resets.ends_with("-01T00:00:00Z"), "{r}");
     }
@@ -403,7 +405,8 @@ async fn rate_limits_send_their_headers_and_answer_429_when_spent() {
     assert_eq!(header(&r, "ratelimit-remaining"), Some(0));
     assert!(header(&r, "retry-after").is_some_and(|s| (1..=60).contains(&s)));
     let body: Value = r.json().await.expect("json");
-    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
     // Another class has its own budget; an unlimited route sends no headers.
     let (status, _) = app
         .call_in(
@@ -465,7 +468,7 @@ async fn streams_beyond_the_plan_cap_are_refused_until_one_ends() {
     assert_eq!(header("ratelimit-remaining"), Some(0));
     assert!(header("ratelimit-reset") >= Some(1));
     let refused: Value = refused.json().await.expect("json");
-    assert_eq!(refused["code"], "rate_limited");
+    assert_eq!(refused["error"]["code"], "rate_limited");
     drop(open);
     // The slot comes back when the stream ends: as soon as the server notices the client
     // left (at its next write, a keep-alive comment at the latest).

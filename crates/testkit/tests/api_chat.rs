@@ -883,7 +883,15 @@ async fn platform_admins_set_a_tenants_whitelist() {
         .as_array()
         .map(|d| d.iter().filter_map(|m| m["id"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(ids, ["gpt-4o-mini", "quire-local-extractive"]);
+    assert_eq!(
+        ids,
+        [
+            "gpt-4o-mini",
+            "quire-local-extractive",
+            "quire-local-ngram-384",
+            "text-embedding-3-small"
+        ]
+    );
     // Not a platform admin: 403.
     let (status, _) = app
         .call(

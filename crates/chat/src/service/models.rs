@@ -89,6 +89,17 @@ impl Chat {
         self.choose_model(allowed, requested)
     }
 
+    /// The model a request that names none gets, among the `allowed` ones: the configured
+    /// default when it is allowed, else the first allowed; `None` when nothing is allowed.
+    #[must_use]
+    pub fn default_among<'a>(&'a self, allowed: &'a [String]) -> Option<&'a str> {
+        if allowed.contains(&self.settings.default_model) {
+            Some(&self.settings.default_model)
+        } else {
+            allowed.first().map(String::as_str)
+        }
+    }
+
     /// [`Chat::resolve_model`] once the `allowed` models were read.
     pub(crate) fn choose_model(
         &self,
@@ -97,10 +108,7 @@ impl Chat {
     ) -> Result<(String, Arc<dyn ChatModel>), ChatError> {
         let name = match requested {
             Some(m) => m.to_owned(),
-            None if allowed.contains(&self.settings.default_model) => {
-                self.settings.default_model.clone()
-            }
-            None => allowed.first().cloned().unwrap_or_default(),
+            None => self.default_among(&allowed).unwrap_or_default().to_owned(),
         };
         match self.adapter(&name) {
             Some(adapter) if allowed.contains(&name) => Ok((name, adapter.clone())),

@@ -1,15 +1,17 @@
 //! The OpenAI-compatible endpoints: `/ai/chat/completions`, `/ai/models`, `/ai/embeddings`.
+//! Their errors are OpenAI's error object (`crate::error::ErrorDialect`).
 
 use actix_web::{HttpResponse, get, post, web};
 use chat::Completion;
 
+use super::config::TenantModels;
 use super::sse::sse_response;
 use super::wire::{
     AssistantMessageDto, ChoiceDto, ChunkMeta, CompletionRequest, CompletionResponse, ModelDto,
     ModelList, QuireResultDto,
 };
 use crate::dto::embeddings::{EmbeddingsRequest, EmbeddingsResponse, embed};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, OpenAiError};
 use crate::extract::{Body, ValidJson};
 use crate::limits::{ChatRate, EmbeddingsRate};
 use crate::state::AppState;
@@ -57,9 +59,10 @@ pub(super) async fn collected(
     responses(
         (status = 200, description = "`chat.completion`, or with `stream` an event stream of `chat.completion.chunk`",
             content((CompletionResponse = "application/json"), (String = "text/event-stream"))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
-        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 400, body = OpenAiError), (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
+        (status = 404, body = OpenAiError), (status = 422, body = OpenAiError), (status = 502, body = OpenAiError),
+        (status = 429, description = "rate limited (`rate_limit_error`, see Retry-After), or the monthly token quota is used up (`insufficient_quota`)", body = OpenAiError),
+        (status = 503, body = OpenAiError)
     )
 )]
 #[post(
@@ -82,23 +85,32 @@ pub(super) async fn completions(
     Ok(HttpResponse::Ok().json(response))
 }
 
-/// The models this organization may use (its whitelist), OpenAI-shaped.
+/// Every model this organization may use, OpenAI-shaped: its chat models (the whitelist),
+/// then the deployment's embedding models (the default first). `GET /ai/config` tells them
+/// apart and gives their prices.
 #[utoipa::path(
     tag = "ai",
     security(("bearer" = [])),
     params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
-    responses((status = 200, body = ModelList), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, body = ModelList),
+        (status = 400, description = "no `X-Tenant-ID`", body = OpenAiError),
+        (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
+        (status = 404, description = "not a member of this organization", body = OpenAiError),
+        (status = 503, body = OpenAiError)
+    )
 )]
 #[get("/ai/models")]
 pub(super) async fn models(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
 ) -> Result<web::Json<ModelList>, ApiError> {
-    let names = state.chat.allowed_models(access.ctx.tenant_id()).await?;
-    let data = names
+    let models = TenantModels::of(&state, access.ctx.tenant_id()).await?;
+    let data = models
+        .names()
         .into_iter()
         .map(|id| ModelDto {
-            id,
+            id: id.to_owned(),
             object: "model",
             created: 0,
             owned_by: "quire",
@@ -118,9 +130,10 @@ pub(super) async fn models(
     request_body = EmbeddingsRequest,
     responses(
         (status = 200, body = EmbeddingsResponse),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
-        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 400, body = OpenAiError), (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
+        (status = 404, body = OpenAiError), (status = 422, body = OpenAiError), (status = 502, body = OpenAiError),
+        (status = 429, description = "rate limited (`rate_limit_error`, see Retry-After), or the monthly token quota is used up (`insufficient_quota`)", body = OpenAiError),
+        (status = 503, body = OpenAiError)
     )
 )]
 #[post(

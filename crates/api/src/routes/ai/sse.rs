@@ -8,10 +8,7 @@ use serde::Serialize;
 use tracing::Instrument as _;
 
 use super::wire::{ChunkChoice, ChunkDto, ChunkMeta, Delivery, DeltaDto, QuireResultDto};
-use crate::error::ApiError;
-
-/// The `type` of the error event that ends a stream the model broke.
-const STREAM_ERROR_TYPE: &str = "provider_unavailable";
+use crate::error::{ApiError, OpenAiError};
 
 /// A streamed completion whose model is silent this long sends an SSE comment. actix notices
 /// that a client went away only when a write fails (actix-web#1313), so without it a stalled
@@ -29,11 +26,14 @@ fn sse_frame(value: &impl Serialize) -> web::Bytes {
     }
 }
 
-/// The event that ends a stream the model broke (the OpenAI client raises it as an error).
+/// The event that ends a stream the model broke: OpenAI's error object, as the error answers
+/// of these routes (the OpenAI client raises it as `APIError`).
 fn error_frame(message: &str) -> web::Bytes {
-    sse_frame(&serde_json::json!({
-        "error": {"message": message, "type": STREAM_ERROR_TYPE}
-    }))
+    sse_frame(&OpenAiError::new(
+        "server_error",
+        "provider_unavailable",
+        message.to_owned(),
+    ))
 }
 
 /// Where a streamed completion is.
@@ -193,7 +193,9 @@ mod tests {
         );
         let v: serde_json::Value =
             serde_json::from_str(text.trim_start_matches("data: ").trim()).expect("json");
-        assert_eq!(v["error"]["type"], "provider_unavailable");
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "provider_unavailable");
+        assert_eq!(v["error"]["param"], serde_json::Value::Null);
         assert_eq!(v["error"]["message"], "down");
     }
 }

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::collection_ids;
 use crate::dto::answers::{CitationDto, UsageDto};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, OpenAiError, Problem};
 use crate::extract::{Body, Id, PathId, ValidJson};
 use crate::limits::ChatRate;
 use crate::state::AppState;
@@ -98,9 +98,10 @@ pub struct SummaryResponse {
     request_body = SummarizeRequest,
     responses(
         (status = 200, body = SummaryResponse),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
-        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 400, body = OpenAiError), (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
+        (status = 404, body = OpenAiError), (status = 422, body = OpenAiError), (status = 502, body = OpenAiError),
+        (status = 429, description = "rate limited (`rate_limit_error`, see Retry-After), or the monthly token quota is used up (`insufficient_quota`)", body = OpenAiError),
+        (status = 503, body = OpenAiError)
     )
 )]
 #[post(
@@ -161,9 +162,10 @@ pub struct QaResponse {
     request_body = QaRequest,
     responses(
         (status = 200, body = QaResponse),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
-        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 400, body = OpenAiError), (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
+        (status = 404, body = OpenAiError), (status = 422, body = OpenAiError), (status = 502, body = OpenAiError),
+        (status = 429, description = "rate limited (`rate_limit_error`, see Retry-After), or the monthly token quota is used up (`insufficient_quota`)", body = OpenAiError),
+        (status = 503, body = OpenAiError)
     )
 )]
 #[post(
@@ -271,9 +273,10 @@ pub struct MindmapResponse {
     request_body = MindmapRequest,
     responses(
         (status = 200, body = MindmapResponse),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
-        (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem)
+        (status = 400, body = OpenAiError), (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
+        (status = 404, body = OpenAiError), (status = 422, body = OpenAiError), (status = 502, body = OpenAiError),
+        (status = 429, description = "rate limited (`rate_limit_error`, see Retry-After), or the monthly token quota is used up (`insufficient_quota`)", body = OpenAiError),
+        (status = 503, body = OpenAiError)
     )
 )]
 #[post(
