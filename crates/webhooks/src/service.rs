@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kernel::{
-    Clock, Event, Events, InvalidInput, Page, PageRequest, Role, TenantContext,
-};
+use kernel::{Clock, Event, Events, InvalidInput, Page, PageRequest, Role, TenantContext};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -335,7 +333,12 @@ impl Webhooks {
         let Some(endpoint) = endpoint else {
             let now = self.ports.clock.now();
             return Ok(
-                if self.ports.store.settle(claim, None, Next::Drop, now).await? {
+                if self
+                    .ports
+                    .store
+                    .settle(claim, None, Next::Drop, now)
+                    .await?
+                {
                     DeliveryOutcome::Dropped
                 } else {
                     DeliveryOutcome::LeaseLost
@@ -347,7 +350,12 @@ impl Webhooks {
             url: endpoint.url.clone(),
             id: d.message_id.clone(),
             timestamp,
-            signature: sign(&endpoint.secret, &d.message_id, timestamp, d.payload.as_bytes()),
+            signature: sign(
+                &endpoint.secret,
+                &d.message_id,
+                timestamp,
+                d.payload.as_bytes(),
+            ),
             body: d.payload.clone(),
         };
         let sent = self.ports.sender.send(request).await;
@@ -446,4 +454,3 @@ impl Events for Webhooks {
         });
     }
 }
-

@@ -57,7 +57,10 @@ mod tests {
     fn hmac_matches_rfc_4231() {
         // Test case 2 (a short key) and 6 (a key longer than the block).
         assert_eq!(
-            hex(&hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"])),
+            hex(&hmac_sha256(
+                b"Jefe",
+                &[b"what do ya want ", b"for nothing?"]
+            )),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(
