@@ -1,5 +1,6 @@
 //! Ingestion workers: tokio tasks that take jobs from the durable queue one at a time, and,
-//! when no job is due, re-embed a collection whose embedding model changed.
+//! when no job is due, re-embed a collection whose embedding model changed; webhook delivery
+//! workers ([`DeliveryPool`]), which take deliveries from their own queue.
 //!
 //! They run inside `quire serve` (`documents.workers`, default 2) and as separate
 //! `quire worker` processes for scale-out: the queue is in the database, so any number of
@@ -23,6 +24,82 @@ pub struct Wake(Notify);
 impl JobSignal for Wake {
     fn job_queued(&self) {
         self.0.notify_one();
+    }
+}
+
+impl webhooks::DeliverySignal for Wake {
+    fn queued(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Running webhook delivery workers: tokio tasks looping on `Webhooks::deliver_next`, woken
+/// at once by a delivery queued in this process and polling for those queued elsewhere. Apart
+/// from the ingestion workers, so that a delivery never waits behind a long ingestion.
+#[derive(Debug)]
+pub struct DeliveryPool {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DeliveryPool {
+    /// Starts `count` delivery workers on the current runtime.
+    #[must_use]
+    pub fn start(
+        webhooks: Arc<webhooks::Webhooks>,
+        wake: Arc<Wake>,
+        count: usize,
+        poll: Duration,
+    ) -> Self {
+        let (stop, rx) = watch::channel(false);
+        let tasks = (0..count)
+            .map(|n| tokio::spawn(deliver(n, webhooks.clone(), wake.clone(), poll, rx.clone())))
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops taking deliveries and waits up to `grace` for the attempts in hand; one still
+    /// running after that is taken over by another worker when its lease ends.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                "webhook workers did not finish in time; their deliveries will be retried"
+            );
+        }
+    }
+}
+
+async fn deliver(
+    n: usize,
+    webhooks: Arc<webhooks::Webhooks>,
+    wake: Arc<Wake>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let idle = match webhooks.deliver_next().await {
+            Ok(Some(outcome)) => {
+                tracing::debug!(worker = n, ?outcome, "webhook delivery attempt ended");
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(worker = n, error = ?e, "the webhook queue failed; backing off");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                () = wake.0.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => break,
+            }
+        }
     }
 }
 
