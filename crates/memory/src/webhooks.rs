@@ -105,10 +105,10 @@ impl WebhookStore for InMemoryWebhooks {
 
     async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<bool, StoreError> {
         let mut state = self.state();
-        if !state
+        if state
             .endpoints
             .get(&id)
-            .is_some_and(|e| e.tenant_id == tenant)
+            .is_none_or(|e| e.tenant_id != tenant)
         {
             return Ok(false);
         }
