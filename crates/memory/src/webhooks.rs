@@ -200,15 +200,11 @@ impl WebhookStore for InMemoryWebhooks {
             return Ok(false);
         }
         row.lease = None;
-        row.delivery.status = match next {
-            Next::Done => DeliveryStatus::Succeeded,
-            Next::RetryAt(at) => {
-                row.delivery.run_at = at;
-                DeliveryStatus::Queued
-            }
-            Next::GiveUp => DeliveryStatus::Failed,
-            Next::Drop => DeliveryStatus::Dropped,
-        };
+        let (status, run_at) = next.outcome();
+        row.delivery.status = status;
+        if let Some(at) = run_at {
+            row.delivery.run_at = at;
+        }
         if let Some(a) = attempt {
             state.attempts.insert(a.id, a.clone());
         }

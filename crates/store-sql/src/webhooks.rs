@@ -317,12 +317,7 @@ impl WebhookStore for SqlStore {
         let backend = self.db.get_database_backend();
         let stamp = at_value(backend, now);
         let d = &claim.delivery;
-        let (status, run_at) = match next {
-            Next::Done => (DeliveryStatus::Succeeded, None),
-            Next::RetryAt(at) => (DeliveryStatus::Queued, Some(at)),
-            Next::GiveUp => (DeliveryStatus::Failed, None),
-            Next::Drop => (DeliveryStatus::Dropped, None),
-        };
+        let (status, run_at) = next.outcome();
         let txn = self
             .begin_write()
             .await

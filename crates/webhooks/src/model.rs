@@ -347,6 +347,19 @@ pub enum Next {
     Drop,
 }
 
+impl Next {
+    /// The delivery's status after it, and its next `run_at` when it is retried.
+    #[must_use]
+    pub const fn outcome(self) -> (DeliveryStatus, Option<OffsetDateTime>) {
+        match self {
+            Self::Done => (DeliveryStatus::Succeeded, None),
+            Self::RetryAt(at) => (DeliveryStatus::Queued, Some(at)),
+            Self::GiveUp => (DeliveryStatus::Failed, None),
+            Self::Drop => (DeliveryStatus::Dropped, None),
+        }
+    }
+}
+
 /// `text` cut to [`MAX_ERROR_LEN`] characters.
 #[must_use]
 pub fn short_error(text: &str) -> String {
