@@ -335,7 +335,13 @@ mod tests {
         }
     }
 
+    /// The TLS provider reqwest needs when the build has TLS (see Cargo.toml).
+    fn provider() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+
     fn sender(allow_private: bool) -> HttpSender {
+        provider();
         HttpSender::new(SenderConfig {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
@@ -436,6 +442,7 @@ mod tests {
             let (_socket, _) = listener.accept().await.expect("accept");
             tokio::time::sleep(Duration::from_secs(10)).await;
         });
+        provider();
         let open = HttpSender::new(SenderConfig {
             timeout: Duration::from_millis(300),
             connect_timeout: Duration::from_millis(300),
