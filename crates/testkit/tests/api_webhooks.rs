@@ -487,3 +487,87 @@ async fn http_is_refused_by_default() {
     let app = spawn_app_with(TestOptions::default()).await;
     destinations_refused(&app, true).await;
 }
+
+/// The documented receiver (`docs/examples/webhook_receiver.py`, Python's standard library)
+/// verifies what Quire sends: it answers 204 only to a valid signature (401 otherwise) and
+/// prints the event. Skipped without `python3`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_python_receiver_verifies_deliveries() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("python3 not found: skipped");
+        return;
+    }
+    let app = spawn_app_with(TestOptions {
+        tweaks: vec![local_receivers],
+        ..TestOptions::default()
+    })
+    .await;
+    let (ann, _) = app.owner("ann").await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (s, created) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": format!("http://127.0.0.1:{port}/quire"), "events": ["document.ready"]})),
+            Some("ann"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let hook = created["id"].as_str().expect("id").to_owned();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/webhook_receiver.py"
+    );
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .env(
+            "WEBHOOK_SECRET",
+            created["secret"].as_str().expect("secret"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the receiver starts");
+    // Until it listens.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, up) = app
+        .upload(&ann, "ann", "py.txt", b"Checked by Python.", None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{up}");
+    let document = up["document"]["id"].as_str().expect("document").to_owned();
+    let log = logged(&app, &ann, "ann", &hook, 1).await;
+    assert_eq!(
+        log[0]["status_code"], 204,
+        "the receiver accepted the signature: {log:?}"
+    );
+    let mut out = tokio::io::BufReader::new(receiver.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .expect("a line in time")
+    .expect("read");
+    assert!(line.starts_with("document.ready "), "{line}");
+    assert!(line.contains(&document), "{line}");
+    let _ = receiver.kill().await;
+}
