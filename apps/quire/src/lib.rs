@@ -30,7 +30,7 @@ use secrecy::ExposeSecret;
 use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
-pub use worker::{Wake, Work, WorkerPool};
+pub use worker::{DeliveryPool, Wake, Work, WorkerPool};
 
 /// Installs the process-wide TLS crypto provider that the provider's HTTPS client needs before
 /// any client is built (see `openai::install_crypto_provider`); nothing to do without the
@@ -68,6 +68,7 @@ pub async fn services(
     retrieval: &RetrievalPorts,
     billing: Arc<billing::Billing>,
     wake: Arc<Wake>,
+    webhooks: Arc<webhooks::Webhooks>,
 ) -> anyhow::Result<api::Services> {
     let mailer = mailer_from_settings(settings, store)?;
     let recheck = Duration::from_millis(settings.auth.recheck_ms);
@@ -93,21 +94,24 @@ pub async fn services(
             ),
     );
     let retrieval = Arc::new(retrieval::Retrieval::new(retrieval.clone()));
-    let chat = Arc::new(chat::Chat::new(
-        chat::ChatPorts {
-            store: Arc::new(store_sql::SqlChatStore::new(store)),
-            models: chat_models(settings)?,
-            knowledge: Arc::new(knowledge::RetrievalKnowledge::new(
-                retrieval.clone(),
-                documents.clone(),
-                collections.clone(),
-            )),
-            clock: clock.clone(),
-            meter: billing.clone(),
-            cache: cache.clone(),
-        },
-        chat_settings(settings),
-    ));
+    let chat = Arc::new(
+        chat::Chat::new(
+            chat::ChatPorts {
+                store: Arc::new(store_sql::SqlChatStore::new(store)),
+                models: chat_models(settings)?,
+                knowledge: Arc::new(knowledge::RetrievalKnowledge::new(
+                    retrieval.clone(),
+                    documents.clone(),
+                    collections.clone(),
+                )),
+                clock: clock.clone(),
+                meter: billing.clone(),
+                cache: cache.clone(),
+            },
+            chat_settings(settings),
+        )
+        .with_events(webhooks.clone()),
+    );
     let c = &settings.chat;
     let estimates = Arc::new(billing::Estimates::new(
         Arc::new(estimates::ServedModels::new(
@@ -124,6 +128,7 @@ pub async fn services(
         chat,
         billing,
         estimates,
+        webhooks,
         chat_answer_timeout_secs: c.answer_timeout_secs,
         chat_max_answer_tokens: c.max_answer_tokens,
         ws: api::WsSettings {
@@ -412,6 +417,7 @@ pub fn billing_from_settings(
     store: &SqlStore,
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
+    events: Arc<dyn kernel::Events>,
 ) -> Arc<billing::Billing> {
     let b = &settings.billing;
     let r = &settings.rate_limits;
@@ -427,26 +433,69 @@ pub fn billing_from_settings(
             },
         ),
     ];
-    Arc::new(billing::Billing::new(
-        billing::BillingPorts {
-            ledger: Arc::new(store_sql::SqlUsageLedger::new(store)),
-            plans_of: Arc::new(billing::plans::OrganizationPlans(Arc::new(store.clone()))),
-            cache,
-            clock,
-        },
-        billing::BillingSettings {
-            prices: billing::Prices::with(b.prices.clone()),
-            plans: billing::Plans::new(b.plans.clone()),
-            fallback_plan: b.fallback_plan.clone(),
-            quota_counter_ttl: Duration::from_secs(b.quota_counter_secs),
-            stream_slot_ttl: Duration::from_secs(b.stream_slot_secs),
-            ledger_retry_for: Duration::from_secs(b.ledger_retry_secs),
-            rate_limits: billing::RateLimits {
-                window: Duration::from_secs(r.window_secs),
-                budgets: budgets.into_iter().collect(),
+    Arc::new(
+        billing::Billing::new(
+            billing::BillingPorts {
+                ledger: Arc::new(store_sql::SqlUsageLedger::new(store)),
+                plans_of: Arc::new(billing::plans::OrganizationPlans(Arc::new(store.clone()))),
+                cache,
+                clock,
             },
+            billing::BillingSettings {
+                prices: billing::Prices::with(b.prices.clone()),
+                plans: billing::Plans::new(b.plans.clone()),
+                fallback_plan: b.fallback_plan.clone(),
+                quota_counter_ttl: Duration::from_secs(b.quota_counter_secs),
+                stream_slot_ttl: Duration::from_secs(b.stream_slot_secs),
+                ledger_retry_for: Duration::from_secs(b.ledger_retry_secs),
+                rate_limits: billing::RateLimits {
+                    window: Duration::from_secs(r.window_secs),
+                    budgets: budgets.into_iter().collect(),
+                },
+            },
+        )
+        .with_events(events),
+    )
+}
+
+/// The webhooks use cases over the SQL store and the HTTP sender, from `webhooks.*`, and the
+/// signal that wakes this process's delivery workers.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn webhooks_from_settings(
+    settings: &Settings,
+    store: &SqlStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<webhooks::Webhooks>, Arc<Wake>)> {
+    // The client needs the process's TLS provider when the build has TLS.
+    install_crypto_provider();
+    let w = &settings.webhooks;
+    let timeout = Duration::from_secs(w.timeout_secs);
+    let sender = webhook_http::HttpSender::new(webhook_http::SenderConfig {
+        timeout,
+        connect_timeout: timeout.min(Duration::from_secs(5)),
+        allow_private: w.allow_private_destinations,
+    })
+    .context("building the webhook HTTP client")?;
+    let wake = Arc::new(Wake::default());
+    let webhooks = webhooks::Webhooks::new(
+        webhooks::WebhookPorts {
+            store: Arc::new(store.clone()),
+            sender: Arc::new(sender),
+            clock,
+            signal: wake.clone(),
         },
-    ))
+        webhooks::DeliveryPolicy {
+            max_attempts: w.max_attempts,
+            backoff_base: Duration::from_secs(w.backoff_base_secs),
+            backoff_max: Duration::from_secs(w.backoff_max_secs),
+            // Longer than an attempt can take, so a live attempt is never taken over.
+            lease: timeout * 2 + Duration::from_secs(30),
+            allow_http: w.allow_http,
+        },
+    );
+    Ok((Arc::new(webhooks), wake))
 }
 
 /// Everything a worker runs: ingestion and re-embedding, over ports from the settings.
@@ -458,12 +507,13 @@ pub async fn pipelines(
     store: &SqlStore,
     clock: Arc<dyn Clock>,
     meter: Arc<dyn kernel::Meter>,
+    events: Arc<dyn kernel::Events>,
 ) -> anyhow::Result<(DocumentPorts, RetrievalPorts, Work)> {
     let retrieval = retrieval_ports(settings, store, clock.clone(), meter).await?;
     let indexer = Arc::new(retrieval::Indexer::new(retrieval.clone()));
     let documents = document_ports(settings, store, clock, indexer)?;
     let work = Work {
-        ingestion: ingestion(settings, documents.clone()),
+        ingestion: ingestion(settings, documents.clone(), events),
         reembed: Arc::new(retrieval::Reembedder::new(
             retrieval.clone(),
             Duration::from_secs(settings.retrieval.reembed_lease_secs),
@@ -491,20 +541,27 @@ pub fn document_limits(settings: &Settings) -> documents::DocumentLimits {
 
 /// The ingestion pipeline from the settings.
 #[must_use]
-pub fn ingestion(settings: &Settings, ports: DocumentPorts) -> Arc<Ingestion> {
+pub fn ingestion(
+    settings: &Settings,
+    ports: DocumentPorts,
+    events: Arc<dyn kernel::Events>,
+) -> Arc<Ingestion> {
     let d = &settings.documents;
-    Arc::new(Ingestion::new(
-        ports.for_ingestion(),
-        document_limits(settings),
-        documents::IngestPolicy {
-            lease: Duration::from_secs(d.lease_secs),
-            max_attempts: d.max_attempts,
-            retry_base: Duration::from_secs(d.retry_base_secs),
-            retry_max: Duration::from_secs(3_600),
-            outage_retry_max: documents::IngestPolicy::default().outage_retry_max,
-            max_running_per_tenant: running_jobs_per_tenant(d),
-        },
-    ))
+    Arc::new(
+        Ingestion::new(
+            ports.for_ingestion(),
+            document_limits(settings),
+            documents::IngestPolicy {
+                lease: Duration::from_secs(d.lease_secs),
+                max_attempts: d.max_attempts,
+                retry_base: Duration::from_secs(d.retry_base_secs),
+                retry_max: Duration::from_secs(3_600),
+                outage_retry_max: documents::IngestPolicy::default().outage_retry_max,
+                max_running_per_tenant: running_jobs_per_tenant(d),
+            },
+        )
+        .with_events(events),
+    )
 }
 
 /// `documents.max_running_jobs_per_tenant`, or by default one less than the workers (at
@@ -650,6 +707,10 @@ pub struct Application {
     grace: Duration,
     chat: Arc<chat::Chat>,
     answer_sweep_every: Duration,
+    webhooks: Arc<webhooks::Webhooks>,
+    webhook_wake: Arc<Wake>,
+    webhook_workers: usize,
+    webhook_poll: Duration,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -718,9 +779,22 @@ impl Application {
             }
         }
         let (cache, cache_health) = cache_from_settings(&settings)?;
-        let billing = billing_from_settings(&settings, &store, cache.clone(), clock.clone());
-        let (ports, retrieval, work) =
-            pipelines(&settings, &store, clock.clone(), billing.clone()).await?;
+        let (webhooks, webhook_wake) = webhooks_from_settings(&settings, &store, clock.clone())?;
+        let billing = billing_from_settings(
+            &settings,
+            &store,
+            cache.clone(),
+            clock.clone(),
+            webhooks.clone(),
+        );
+        let (ports, retrieval, work) = pipelines(
+            &settings,
+            &store,
+            clock.clone(),
+            billing.clone(),
+            webhooks.clone(),
+        )
+        .await?;
         let wake = Arc::new(Wake::default());
         let services = services(
             &settings,
@@ -731,6 +805,7 @@ impl Application {
             &retrieval,
             billing,
             wake.clone(),
+            webhooks.clone(),
         )
         .await?;
         let chat = services.chat.clone();
@@ -785,6 +860,10 @@ impl Application {
             chat,
             // A third of the lease: an abandoned answer is ended within 1⅓ leases.
             answer_sweep_every: Duration::from_secs(settings.chat.answer_lease_secs) / 3,
+            webhooks,
+            webhook_wake,
+            webhook_workers: settings.webhooks.workers,
+            webhook_poll: Duration::from_millis(settings.webhooks.poll_interval_ms),
         })
     }
 
@@ -806,6 +885,12 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let pool = WorkerPool::start(self.work, self.wake, self.workers, self.poll);
+        let deliveries = DeliveryPool::start(
+            self.webhooks,
+            self.webhook_wake,
+            self.webhook_workers,
+            self.webhook_poll,
+        );
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let answers = worker::sweep_abandoned_answers(self.chat, self.answer_sweep_every);
         let served = self.server.await.context("serving");
@@ -813,6 +898,7 @@ impl Application {
         sweeper.abort();
         answers.abort();
         pool.shutdown(self.grace).await;
+        deliveries.shutdown(self.grace).await;
         served?;
         self.store.close().await
     }

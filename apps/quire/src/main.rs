@@ -223,8 +223,17 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         store.migrate().await?;
     }
     let (cache, _) = quire::cache_from_settings(&settings)?;
-    let billing = quire::billing_from_settings(&settings, &store, cache, clock.clone());
-    let (_, _, work) = quire::pipelines(&settings, &store, clock, billing).await?;
+    let (webhooks, webhook_wake) = quire::webhooks_from_settings(&settings, &store, clock.clone())?;
+    let billing =
+        quire::billing_from_settings(&settings, &store, cache, clock.clone(), webhooks.clone());
+    let (_, _, work) =
+        quire::pipelines(&settings, &store, clock, billing, webhooks.clone()).await?;
+    let deliveries = quire::DeliveryPool::start(
+        webhooks,
+        webhook_wake,
+        settings.webhooks.workers,
+        std::time::Duration::from_millis(settings.webhooks.poll_interval_ms),
+    );
     let count = workers.unwrap_or(settings.documents.workers).max(1);
     let pool = quire::WorkerPool::start(
         work,
@@ -241,10 +250,9 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     shutdown_signal().await;
     tracing::info!("stopping: finishing the jobs in hand");
     sweeper.abort();
-    pool.shutdown(std::time::Duration::from_secs(
-        settings.http.shutdown_timeout_secs,
-    ))
-    .await;
+    let grace = std::time::Duration::from_secs(settings.http.shutdown_timeout_secs);
+    pool.shutdown(grace).await;
+    deliveries.shutdown(grace).await;
     store.close().await
 }
 

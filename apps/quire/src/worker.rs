@@ -1,5 +1,6 @@
 //! Ingestion workers: tokio tasks that take jobs from the durable queue one at a time, and,
-//! when no job is due, re-embed a collection whose embedding model changed.
+//! when no job is due, re-embed a collection whose embedding model changed; webhook delivery
+//! workers ([`DeliveryPool`]), which take deliveries from their own queue.
 //!
 //! They run inside `quire serve` (`documents.workers`, default 2) and as separate
 //! `quire worker` processes for scale-out: the queue is in the database, so any number of
@@ -26,6 +27,102 @@ impl JobSignal for Wake {
     }
 }
 
+impl webhooks::DeliverySignal for Wake {
+    fn queued(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Tasks that each loop on one step, and wait, when the step found nothing to do, for a local
+/// wake-up, the poll interval or the stop; what [`WorkerPool`] and [`DeliveryPool`] run.
+#[derive(Debug)]
+struct Loops {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Loops {
+    /// Starts `count` tasks running `step(n)` (which answers whether it was idle).
+    fn start<S, F>(count: usize, wake: Arc<Wake>, poll: Duration, step: S) -> Self
+    where
+        S: Fn(usize) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = bool> + Send,
+    {
+        let (stop, rx) = watch::channel(false);
+        let tasks = (0..count)
+            .map(|n| {
+                let (step, wake, mut stop) = (step.clone(), wake.clone(), rx.clone());
+                tokio::spawn(async move {
+                    loop {
+                        if *stop.borrow() {
+                            break;
+                        }
+                        if step(n).await {
+                            tokio::select! {
+                                () = wake.0.notified() => {}
+                                () = tokio::time::sleep(poll) => {}
+                                _ = stop.changed() => break,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops taking work and waits up to `grace` for the work in hand; whether it all ended.
+    async fn stop(self, grace: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let all = futures_util::future::join_all(self.tasks);
+        tokio::time::timeout(grace, all).await.is_ok()
+    }
+}
+
+/// Running webhook delivery workers: tasks looping on `Webhooks::deliver_next`, woken at once
+/// by a delivery queued in this process and polling for those queued elsewhere. Apart from the
+/// ingestion workers, so that a delivery never waits behind a long ingestion.
+#[derive(Debug)]
+pub struct DeliveryPool(Loops);
+
+impl DeliveryPool {
+    /// Starts `count` delivery workers on the current runtime.
+    #[must_use]
+    pub fn start(
+        webhooks: Arc<webhooks::Webhooks>,
+        wake: Arc<Wake>,
+        count: usize,
+        poll: Duration,
+    ) -> Self {
+        Self(Loops::start(count, wake, poll, move |n| {
+            let webhooks = webhooks.clone();
+            async move {
+                match webhooks.deliver_next().await {
+                    Ok(Some(outcome)) => {
+                        tracing::debug!(worker = n, ?outcome, "webhook delivery attempt ended");
+                        false
+                    }
+                    Ok(None) => true,
+                    Err(e) => {
+                        tracing::warn!(worker = n, error = ?e, "the webhook queue failed; backing off");
+                        true
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Stops taking deliveries and waits up to `grace` for the attempts in hand; one still
+    /// running after that is taken over by another worker when its lease ends.
+    pub async fn shutdown(self, grace: Duration) {
+        if !self.0.stop(grace).await {
+            tracing::warn!(
+                "webhook workers did not finish in time; their deliveries will be retried"
+            );
+        }
+    }
+}
+
 /// What workers run.
 #[derive(Debug, Clone)]
 pub struct Work {
@@ -37,16 +134,12 @@ pub struct Work {
 
 /// Running workers.
 #[derive(Debug)]
-pub struct WorkerPool {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
+pub struct WorkerPool(Loops);
 
 impl WorkerPool {
     /// Starts `count` workers on the current runtime.
     #[must_use]
     pub fn start(work: Work, wake: Arc<Wake>, count: usize, poll: Duration) -> Self {
-        let (stop, rx) = watch::channel(false);
         if count > 0 {
             // Once per start: collections that follow the default model re-embed when it
             // changed, and spaces left retired by an interrupted cut-over are dropped.
@@ -65,67 +158,49 @@ impl WorkerPool {
                 }
             });
         }
-        let tasks = (0..count)
-            .map(|n| tokio::spawn(run(n, work.clone(), wake.clone(), poll, rx.clone())))
-            .collect();
         if count > 0 {
             tracing::info!(workers = count, "ingestion workers started");
         }
-        Self { stop, tasks }
+        Self(Loops::start(count, wake, poll, move |n| {
+            let work = work.clone();
+            async move { step(n, &work).await }
+        }))
     }
 
     /// Stops taking jobs and waits up to `grace` for the jobs in hand; a job still running
     /// after that is abandoned, and its lease expiry hands it to another worker.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.stop.send(true);
-        let all = futures_util::future::join_all(self.tasks);
-        if tokio::time::timeout(grace, all).await.is_err() {
+        if !self.0.stop(grace).await {
             tracing::warn!("ingestion workers did not finish in time; their jobs will be retried");
         }
     }
 }
 
-async fn run(
-    n: usize,
-    work: Work,
-    wake: Arc<Wake>,
-    poll: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        if *stop.borrow() {
-            break;
+/// One turn of an ingestion worker: the next job, or else a re-embedding run; whether it
+/// was idle.
+async fn step(n: usize, work: &Work) -> bool {
+    let idle = match work.ingestion.run_next().await {
+        Ok(Some(_)) => false,
+        Ok(None) => true,
+        Err(e) => {
+            tracing::error!(worker = n, error = ?e, "the job queue failed; backing off");
+            true
         }
-        let mut idle = match work.ingestion.run_next().await {
-            Ok(Some(_)) => false,
-            Ok(None) => true,
-            Err(e) => {
-                tracing::error!(worker = n, error = ?e, "the job queue failed; backing off");
-                true
-            }
-        };
-        if idle {
-            idle = match work.reembed.run_next().await {
-                Ok(Some(outcome)) => {
-                    tracing::info!(worker = n, ?outcome, "re-embedding run ended");
-                    false
-                }
-                Ok(None) => true,
-                Err(e) => {
-                    tracing::warn!(worker = n, error = ?e, "re-embedding failed; it resumes later");
-                    true
-                }
-            };
+    };
+    if !idle {
+        return false;
+    }
+    match work.reembed.run_next().await {
+        Ok(Some(outcome)) => {
+            tracing::info!(worker = n, ?outcome, "re-embedding run ended");
+            false
         }
-        if idle {
-            tokio::select! {
-                () = wake.0.notified() => {}
-                () = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => break,
-            }
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(worker = n, error = ?e, "re-embedding failed; it resumes later");
+            true
         }
     }
-    tracing::debug!(worker = n, "ingestion worker stopped");
 }
 
 /// How often the database is swept for the parts of uploads that never finished.

@@ -19,6 +19,7 @@ const DOMAIN: &[&str] = &[
     "retrieval",
     "chat",
     "billing",
+    "webhooks",
 ];
 
 fn forbidden(name: &str) -> bool {

@@ -457,6 +457,22 @@ impl From<tenancy::TenancyError> for ApiError {
     }
 }
 
+impl From<webhooks::WebhookError> for ApiError {
+    fn from(e: webhooks::WebhookError) -> Self {
+        use webhooks::WebhookError as W;
+        match e {
+            W::NotFound => ApiError::NotFound,
+            W::Forbidden => ApiError::Forbidden,
+            W::Invalid(i) => ApiError::Validation(i.0),
+            e @ W::TooMany(_) => ApiError::LimitReached {
+                code: "webhook_limit_reached",
+                detail: e.to_string(),
+            },
+            W::Store(e) => ApiError::unexpected(e),
+        }
+    }
+}
+
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> Self {
         ApiError::Validation(e.0)

@@ -35,7 +35,8 @@ use crate::route_table::RouteTable;
         (name = "retrieval", description = "Search (hybrid, vector, keyword), embeddings and plain-text ingestion"),
         (name = "chat", description = "Sessions, streamed cited answers (SSE and WebSocket), feedback and assistants"),
         (name = "ai", description = "OpenAI-compatible completions, models and embeddings; summaries, Q&A, mind maps, analysis"),
-        (name = "billing", description = "Usage (by kind, model and user), estimates and the plan with its monthly token quota")
+        (name = "billing", description = "Usage (by kind, model and user), estimates and the plan with its monthly token quota"),
+        (name = "webhooks", description = "Signed outbound webhooks: endpoints, their delivery log, redelivery")
     )
 )]
 struct ApiDoc;

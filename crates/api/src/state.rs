@@ -98,6 +98,8 @@ pub struct Services {
     pub billing: Arc<billing::Billing>,
     /// What a call would cost (`/usage/estimate`).
     pub estimates: Arc<billing::Estimates>,
+    /// Outbound webhooks.
+    pub webhooks: Arc<webhooks::Webhooks>,
     /// Seconds a non-streamed answer may take.
     pub chat_answer_timeout_secs: u64,
     /// Tokens an answer may take unless a request says.

@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 use kernel::cache::{Bounded, Cache, CacheError, CacheKey, Counter};
 use kernel::metering::{MeterError, SlotKeeper, Tokens};
 use kernel::retry::Backoff;
-use kernel::{Clock, InvalidInput, Principal, TenantId, UsageKind};
+use kernel::{
+    Clock, Event, EventKind, Events, InvalidInput, NoEvents, Principal, TenantId, UsageKind,
+};
 use time::{Date, Month, OffsetDateTime, Time};
 
 use crate::model::{
@@ -279,6 +281,10 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The shares (percent) of an organization's monthly token quota whose reaching publishes
+/// `usage.threshold`, once per period each.
+pub const USAGE_THRESHOLDS: [u64; 2] = [80, 100];
+
 fn non_negative(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -292,6 +298,8 @@ pub struct Billing {
     local: Mutex<HashMap<TenantId, (Instant, Limits)>>,
     /// This process has seen the cache's life marker (see [`new_stream_base`]).
     seen_cache: Arc<AtomicBool>,
+    /// Where `usage.threshold` events go.
+    events: Arc<dyn Events>,
 }
 
 impl Billing {
@@ -303,6 +311,77 @@ impl Billing {
             settings,
             local: Mutex::new(HashMap::new()),
             seen_cache: Arc::new(AtomicBool::new(false)),
+            events: Arc::new(NoEvents),
+        }
+    }
+
+    /// Publishes `usage.threshold` to `events` (see [`USAGE_THRESHOLDS`]).
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Publishes `usage.threshold` for each share of [`USAGE_THRESHOLDS`] that the settled
+    /// usage of `tenant`'s period `label` (the base of its quota counter `key`) has reached
+    /// out of `limit`, once per organization, period and share: the first settlement to see
+    /// it takes a flag in the cache, which every server shares. Failures are logged only.
+    async fn publish_thresholds(
+        &self,
+        tenant: TenantId,
+        key: &CacheKey,
+        label: &str,
+        limit: u64,
+        period_end: OffsetDateTime,
+    ) {
+        if limit == 0 {
+            return;
+        }
+        let used = match self.ports.cache.get(key).await {
+            Ok(Some(v)) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .map(non_negative),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, %tenant, "reading the quota for thresholds failed");
+                None
+            }
+        };
+        let Some(used) = used else {
+            return;
+        };
+        let ttl = (period_end - self.ports.clock.now())
+            .try_into()
+            .unwrap_or(Duration::ZERO)
+            + Duration::from_secs(86_400);
+        for percent in USAGE_THRESHOLDS {
+            if u128::from(used) * 100 < u128::from(limit) * u128::from(percent) {
+                break;
+            }
+            let flag = CacheKey::tenant(tenant, "usage-threshold", &[label, &percent.to_string()]);
+            match self.ports.cache.set_if_absent(&flag, b"1", ttl).await {
+                Ok(true) => {
+                    tracing::info!(%tenant, percent, used, limit, "usage threshold reached");
+                    self.events.publish(Event {
+                        tenant,
+                        kind: EventKind::UsageThreshold,
+                        data: serde_json::json!({
+                            "threshold_percent": percent,
+                            "used_tokens": used,
+                            "limit_tokens": limit,
+                            "period": label,
+                            "resets_at": period_end
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .unwrap_or_default(),
+                        }),
+                    });
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, %tenant, "flagging a usage threshold failed");
+                }
+            }
         }
     }
 

@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kernel::{Event, EventKind, Events, NoEvents};
+
 use tracing::Instrument as _;
 
 use crate::model::{ChunkingSettings, Claim, JobId, JobStatus, NewChunk, Stage};
@@ -120,6 +122,7 @@ pub struct Ingestion {
     ports: IngestionPorts,
     limits: DocumentLimits,
     policy: IngestPolicy,
+    events: Arc<dyn Events>,
 }
 
 impl Ingestion {
@@ -130,7 +133,46 @@ impl Ingestion {
             ports,
             limits,
             policy,
+            events: Arc::new(NoEvents),
         }
+    }
+
+    /// Publishes `document.ready` and `document.failed` to `events` when a run ends so.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Publishes the end of a run that settled its document: ready, or failed for good.
+    fn publish(&self, claim: &Claim, outcome: &RunOutcome, error: Option<&str>) {
+        let Some(document) = claim.job.document_id else {
+            return;
+        };
+        let (kind, data) = match outcome {
+            RunOutcome::Ready { chunks, .. } => (
+                EventKind::DocumentReady,
+                serde_json::json!({
+                    "document_id": document.to_string(),
+                    "job_id": claim.job.id.to_string(),
+                    "chunks": chunks,
+                }),
+            ),
+            RunOutcome::Failed { .. } => (
+                EventKind::DocumentFailed,
+                serde_json::json!({
+                    "document_id": document.to_string(),
+                    "job_id": claim.job.id.to_string(),
+                    "error": error,
+                }),
+            ),
+            _ => return,
+        };
+        self.events.publish(Event {
+            tenant: claim.job.tenant_id,
+            kind,
+            data,
+        });
     }
 
     /// The policy in force.
@@ -168,7 +210,10 @@ impl Ingestion {
     async fn settle(&self, claim: Claim) -> Result<RunOutcome, anyhow::Error> {
         let job = claim.job.id;
         let outcome = match self.run(&claim).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                self.publish(&claim, &outcome, None);
+                outcome
+            }
             Err(Step::Lost) => RunOutcome::LeaseLost { job },
             Err(Step::Canceled) => {
                 self.write_state("cancelling a job", || {
@@ -252,7 +297,9 @@ impl Ingestion {
             })
             .await?;
         Ok(if applied {
-            RunOutcome::Failed { job: claim.job.id }
+            let outcome = RunOutcome::Failed { job: claim.job.id };
+            self.publish(claim, &outcome, Some(error));
+            outcome
         } else {
             RunOutcome::LeaseLost { job: claim.job.id }
         })

@@ -11,6 +11,7 @@ mod documents;
 mod identity;
 mod organizations;
 mod retrieval;
+mod webhooks;
 
 pub use api_keys::InMemoryApiKeys;
 pub use audit::InMemoryAudit;
@@ -22,3 +23,4 @@ pub use documents::InMemoryDocuments;
 pub use identity::{InMemorySessions, InMemoryUsers};
 pub use organizations::InMemoryOrganizations;
 pub use retrieval::{InMemorySpaces, InMemoryVectorRows};
+pub use webhooks::InMemoryWebhooks;

@@ -50,6 +50,32 @@ pub struct Settings {
     pub billing: BillingSettings,
     /// Request budgets of the expensive routes.
     pub rate_limits: RateLimitSettings,
+    /// Outbound webhooks (docs/webhooks.md).
+    pub webhooks: WebhookSettings,
+}
+
+/// Outbound webhooks: delivery, retries and allowed destinations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Delivery workers inside `serve` and `worker` (0: none in this process).
+    pub workers: usize,
+    /// Attempts of one delivery before it fails for good (1 to 20).
+    pub max_attempts: u32,
+    /// The pause after the first failed attempt, doubling after each.
+    pub backoff_base_secs: u64,
+    /// The longest pause between attempts.
+    pub backoff_max_secs: u64,
+    /// The time one attempt has, connection included (1 to 60).
+    pub timeout_secs: u64,
+    /// How often a worker looks for due deliveries queued by other processes.
+    pub poll_interval_ms: u64,
+    /// Allow `http://` endpoints (https only otherwise). For tests and private deployments.
+    pub allow_http: bool,
+    /// Allow private, loopback, link-local and other non-public destinations. For tests and
+    /// private deployments: it lets an organization's admin make the server call its own
+    /// network.
+    pub allow_private_destinations: bool,
 }
 
 /// Plans, prices and quotas.
@@ -518,6 +544,16 @@ impl Default for Settings {
             },
             orgs: OrgSettings {
                 max_owned_per_account: 10,
+            },
+            webhooks: WebhookSettings {
+                workers: 1,
+                max_attempts: 8,
+                backoff_base_secs: 10,
+                backoff_max_secs: 6 * 3_600,
+                timeout_secs: 15,
+                poll_interval_ms: 1_000,
+                allow_http: false,
+                allow_private_destinations: false,
             },
             documents: DocumentSettings {
                 workers: 2,

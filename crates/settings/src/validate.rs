@@ -48,6 +48,22 @@ impl Settings {
                  (scheme and host, optional port, no path, no wildcard)"
             )));
         }
+        if !(1..=20).contains(&self.webhooks.max_attempts) {
+            return bad("webhooks.max_attempts must be from 1 to 20");
+        }
+        if !(1..=60).contains(&self.webhooks.timeout_secs) {
+            return bad("webhooks.timeout_secs must be from 1 to 60");
+        }
+        if self.webhooks.backoff_base_secs == 0
+            || self.webhooks.backoff_max_secs < self.webhooks.backoff_base_secs
+        {
+            return bad(
+                "webhooks.backoff_base_secs must be at least 1 and at most webhooks.backoff_max_secs",
+            );
+        }
+        if self.webhooks.poll_interval_ms == 0 {
+            return bad("webhooks.poll_interval_ms must be at least 1");
+        }
         if self.orgs.max_owned_per_account == 0 {
             return bad("orgs.max_owned_per_account must be at least 1");
         }

@@ -722,3 +722,103 @@ pub mod usage_limit {
         }
     }
 }
+
+pub mod webhook {
+    //! The `webhooks` table: an organization's endpoints (tenant data: queries go through
+    //! `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhooks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub url: String,
+        /// Space-separated event names.
+        pub events: String,
+        pub enabled: bool,
+        pub secret: Vec<u8>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod webhook_delivery {
+    //! The `webhook_deliveries` table: the queue of deliveries. Tenant data: every query goes
+    //! through `crate::scope`, except the claim's choice of the next due row (`webhooks`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub webhook_id: Uuid,
+        pub message_id: String,
+        pub event: String,
+        pub payload: String,
+        pub status: String,
+        pub attempts: i32,
+        pub run_at: TimeDateTimeWithTimeZone,
+        pub lease_token: Option<Uuid>,
+        pub lease_until: Option<TimeDateTimeWithTimeZone>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod webhook_attempt {
+    //! The `webhook_attempts` table: the log of every attempt (tenant data: queries go through
+    //! `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub webhook_id: Uuid,
+        pub delivery_id: Uuid,
+        pub event: String,
+        pub attempt: i32,
+        pub status_code: Option<i32>,
+        pub error: Option<String>,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}

@@ -38,6 +38,7 @@ mod spaces;
 mod stored;
 mod users;
 mod vector_rows;
+mod webhooks;
 
 pub use billing::SqlUsageLedger;
 pub use chat::SqlChatStore;

@@ -492,3 +492,84 @@ async fn a_ledger_outage_is_outlasted_and_one_reservation_settled_twice_counts_o
     })
     .await;
 }
+
+/// Events published, kept for the test to read.
+#[derive(Debug, Default)]
+struct Heard(std::sync::Mutex<Vec<kernel::Event>>);
+
+impl kernel::Events for Heard {
+    fn publish(&self, event: kernel::Event) {
+        self.0.lock().expect("lock").push(event);
+    }
+}
+
+#[tokio::test]
+async fn usage_thresholds_are_published_once_per_period_at_80_and_100_percent() {
+    on_both(|cache| async move {
+        let heard = Arc::new(Heard::default());
+        let ledger = Arc::new(InMemoryUsageLedger::new());
+        let billing = billing(cache, ledger, "free").with_events(heard.clone());
+        let tenant = TenantId::new();
+        let spend = |n: u64| {
+            let billing = &billing;
+            async move {
+                let r = billing.reserve(scope(tenant), n).await.expect("fits");
+                billing
+                    .settle(
+                        r,
+                        Tokens {
+                            prompt: n,
+                            completion: 0,
+                        },
+                    )
+                    .await;
+            }
+        };
+        let percents = |heard: &Heard| {
+            heard
+                .0
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|e| {
+                    assert_eq!(e.kind, kernel::EventKind::UsageThreshold);
+                    assert_eq!(e.tenant, tenant);
+                    e.data["threshold_percent"].as_u64().expect("percent")
+                })
+                .collect::<Vec<_>>()
+        };
+        spend(790).await;
+        assert!(percents(&heard).is_empty(), "79 %: nothing yet");
+        spend(10).await;
+        assert_eq!(percents(&heard), vec![80], "80 % reached");
+        let first = heard.0.lock().expect("lock")[0].data.clone();
+        assert_eq!(first["used_tokens"], 800);
+        assert_eq!(first["limit_tokens"], 1_000);
+        spend(100).await;
+        assert_eq!(percents(&heard), vec![80], "once per period");
+        spend(100).await;
+        assert_eq!(percents(&heard), vec![80, 100], "100 % reached");
+        // Another organization has its own thresholds: both at once when one call passes both.
+        let other = TenantId::new();
+        let r = billing.reserve(scope(other), 1_000).await.expect("fits");
+        billing
+            .settle(
+                r,
+                Tokens {
+                    prompt: 1_000,
+                    completion: 0,
+                },
+            )
+            .await;
+        let others: Vec<_> = heard
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| e.tenant == other)
+            .map(|e| e.data["threshold_percent"].as_u64())
+            .collect();
+        assert_eq!(others, vec![Some(80), Some(100)]);
+    })
+    .await;
+}

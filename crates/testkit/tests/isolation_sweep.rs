@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::sweep::{ROUTES, Scope};
-use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
+use testkit::{TestApp, TestOptions, spawn_app_with};
 
 struct Tenant {
     token: String,
@@ -62,6 +62,8 @@ fn valid_body(template: &str) -> Value {
         json!({"rating": "up"})
     } else if template.ends_with("/analyze") {
         json!({"tasks": ["summary"]})
+    } else if template.contains("/webhooks") {
+        json!({"enabled": true})
     } else {
         json!({"name": "b"})
     }
@@ -143,6 +145,20 @@ async fn sweep(app: &TestApp) {
         .expect("invitation id")
         .to_owned();
 
+    // A's webhook, which hears of A's document below (an attempt in its log).
+    let receiver = testkit::receiver::Receiver::start().await;
+    let (status, hook) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": receiver.url, "events": ["document.ready"]})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let a_webhook = hook["id"].as_str().expect("webhook id").to_owned();
+
     // Tenant A's documents: a collection, a document (ingested) and its job.
     let (status, coll) = app
         .call_in(
@@ -172,6 +188,32 @@ async fn sweep(app: &TestApp) {
     let a_job = up["job_id"].as_str().expect("job id").to_owned();
     let ready = app.settled(&a.token, &a.slug, &a_document).await;
     assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(
+        receiver
+            .wait_for(1, std::time::Duration::from_secs(20))
+            .await
+            .len(),
+        1,
+        "A's webhook heard of the document"
+    );
+    let mut a_attempt = String::new();
+    for _ in 0..200 {
+        let (_, log) = app
+            .call_in(
+                &a.token,
+                Method::GET,
+                &format!("/api/v1/webhooks/{a_webhook}/deliveries"),
+                None,
+                Some(&a.slug),
+            )
+            .await;
+        if let Some(id) = log["items"][0]["id"].as_str() {
+            a_attempt = id.to_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!a_attempt.is_empty(), "A's webhook logged its attempt");
     // A's conversation (with a cited answer) and assistant.
     let (status, s) = app
         .call_in(
@@ -224,7 +266,11 @@ async fn sweep(app: &TestApp) {
     assert!(usage.to_string().contains(a.user_id.as_str()), "{usage}");
     // The id of A's object that a route names: `{id}` means a different thing per route.
     let object = |template: &str| -> String {
-        if template.contains("/collections/") {
+        if template.contains("/webhooks/deliveries/") {
+            a_attempt.clone()
+        } else if template.contains("/webhooks/") {
+            a_webhook.clone()
+        } else if template.contains("/collections/") {
             a_collection.clone()
         } else if template.contains("/documents/") {
             a_document.clone()
@@ -257,6 +303,8 @@ async fn sweep(app: &TestApp) {
         a_answer.clone(),
         a_assistant.clone(),
         a.user_id.clone(),
+        a_webhook.clone(),
+        a_attempt.clone(),
     ];
 
     let mut checked = 0;
@@ -505,7 +553,21 @@ async fn sweep(app: &TestApp) {
 
 #[tokio::test]
 async fn tenant_b_never_reaches_tenant_a_on_sqlite() {
-    sweep(&spawn_app().await).await;
+    sweep(
+        &spawn_app_with(TestOptions {
+            tweaks: vec![local_webhooks],
+            ..TestOptions::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+/// A's webhook posts to a local receiver.
+fn local_webhooks(s: &mut settings::Settings) {
+    s.webhooks.allow_http = true;
+    s.webhooks.allow_private_destinations = true;
+    s.webhooks.poll_interval_ms = 50;
 }
 
 #[tokio::test]
@@ -513,5 +575,12 @@ async fn tenant_b_never_reaches_tenant_a_on_postgres_and_redis() {
     if testkit::services_skipped("PostgreSQL + Redis") {
         return;
     }
-    sweep(&spawn_app_with(TestOptions::production()).await).await;
+    sweep(
+        &spawn_app_with(TestOptions {
+            tweaks: vec![local_webhooks],
+            ..TestOptions::production()
+        })
+        .await,
+    )
+    .await;
 }

@@ -13,6 +13,7 @@ pub(crate) mod orgs;
 mod platform;
 mod retrieval;
 mod users;
+mod webhooks;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,7 +38,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(chat::configure)
             .configure(chat_ws::configure)
             .configure(ai::configure)
-            .configure(billing::configure),
+            .configure(billing::configure)
+            .configure(webhooks::configure),
     );
 }
 

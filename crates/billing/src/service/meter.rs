@@ -91,6 +91,7 @@ impl Meter for Billing {
         // What may be recorded: never more than was reserved, and, when the reservation's
         // lease was lost, never more than still fits.
         let mut allowed = reserved;
+        let mut quota = None;
         if let Some(key) = &key
             && used.total() > 0
         {
@@ -100,6 +101,7 @@ impl Meter for Billing {
                 .ok()
                 .flatten()
                 .and_then(|l| l.monthly_token_limit);
+            quota = limit;
             if let Some(limit) = limit {
                 let (start, _) = period_of(at);
                 match self
@@ -162,6 +164,14 @@ impl Meter for Billing {
         {
             tracing::warn!(error = %e, tenant = %scope.tenant, "ending a quota reservation failed; repairing the counter when the cache returns");
             self.repair_quota(key, lease);
+            return;
+        }
+        if let Some(limit) = quota
+            && counted > 0
+        {
+            let (_, end) = period_of(at);
+            self.publish_thresholds(scope.tenant, &key, &period, limit, end)
+                .await;
         }
     }
 

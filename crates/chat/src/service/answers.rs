@@ -124,6 +124,7 @@ impl Chat {
             started_at,
             lease: self.settings.answer_lease,
             store_retry_for: self.settings.store_retry_for,
+            events: self.events.clone(),
         };
         tokio::spawn(driver.drive());
         Ok(viewer)
@@ -380,6 +381,7 @@ struct Driver {
     started_at: time::OffsetDateTime,
     lease: Duration,
     store_retry_for: Duration,
+    events: Arc<dyn kernel::Events>,
 }
 
 /// The checkpoint being written, and what the last one wrote; the look for a remote cancel
@@ -529,6 +531,7 @@ impl Driver {
             model_name,
             started_at,
             store_retry_for,
+            events,
             ..
         } = self;
         drop(call);
@@ -551,7 +554,22 @@ impl Driver {
             created_at: started_at,
         };
         match store_end(&*store, &message, store_retry_for).await {
-            Ok(true) => {}
+            Ok(true) => events.publish(kernel::Event {
+                tenant: run.tenant_id,
+                kind: kernel::EventKind::AnswerCompleted,
+                // Ids, status and counts only: never the question or the answer.
+                data: serde_json::json!({
+                    "session_id": run.session_id.to_string(),
+                    "message_id": run.message_id.to_string(),
+                    "status": message.status.as_str(),
+                    "model": message.model,
+                    "error": message.error,
+                    "usage": {
+                        "prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                    },
+                }),
+            }),
             Ok(false) => {
                 failure.get_or_insert(AnswerError::SessionDeleted);
             }

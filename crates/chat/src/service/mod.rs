@@ -185,6 +185,8 @@ pub struct Chat {
     pub(crate) ports: ChatPorts,
     pub(crate) settings: ChatSettings,
     pub(crate) runs: Arc<Runs>,
+    /// Where `answer.completed` goes.
+    pub(crate) events: Arc<dyn kernel::Events>,
 }
 
 impl Chat {
@@ -200,7 +202,15 @@ impl Chat {
             ports,
             settings,
             runs,
+            events: Arc::new(kernel::NoEvents),
         }
+    }
+
+    /// Publishes `answer.completed` to `events` when an answer's end is stored.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn kernel::Events>) -> Self {
+        self.events = events;
+        self
     }
 }
 

@@ -14,6 +14,7 @@ pub mod retrieval;
 pub mod sessions;
 pub mod users;
 pub mod vectors;
+pub mod webhooks;
 
 use kernel::{Page, PageRequest, TenantId, UserId};
 use tenancy::ports::{OrgRepoError, OrganizationRepository};
