@@ -1,37 +1,25 @@
 //! The Standard Webhooks signature (v1, symmetric): `v1,` + base64 of HMAC-SHA256, keyed with
 //! the secret's bytes (the base64 after `whsec_`), over `{webhook-id}.{webhook-timestamp}.{body}`.
 //!
-//! HMAC (RFC 2104) is written out here over `sha2`, the hash the workspace already uses, rather
-//! than pulling a second `hmac`/`digest` generation into the build; the tests pin it to RFC
-//! 4231's vector and to the Standard Webhooks reference libraries' vector.
+//! HMAC-SHA256 comes from the `hmac` crate (RustCrypto); the tests pin it to RFC 4231's vectors
+//! and to the Standard Webhooks reference libraries' vector.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sha2::{Digest as _, Sha256};
+use hmac::{KeyInit as _, Mac as _};
 
 use crate::model::Secret;
-
-/// SHA-256's block size.
-const BLOCK: usize = 64;
 
 /// HMAC-SHA256 of `parts` (concatenated) under `key`.
 #[must_use]
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
+    // HMAC takes a key of any length (longer than a block, it is hashed first).
+    let mut mac = hmac::Hmac::<sha2_hmac::Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
     for part in parts {
-        inner.update(part);
+        mac.update(part);
     }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    mac.finalize().into_bytes().into()
 }
 
 /// The `webhook-signature` header value for one message: `v1,<base64>`.
