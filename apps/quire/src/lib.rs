@@ -5,6 +5,7 @@
 //! and [`Application::run_until_stopped`]. SIGTERM and SIGINT stop the server gracefully:
 //! it stops accepting, in-flight requests get `http.shutdown_timeout_secs` to finish.
 
+mod allocator;
 pub mod estimates;
 mod knowledge;
 pub mod telemetry;
@@ -893,7 +894,9 @@ impl Application {
         );
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let answers = worker::sweep_abandoned_answers(self.chat, self.answer_sweep_every);
+        let trim = allocator::release_after_start_up(Duration::from_secs(2));
         let served = self.server.await.context("serving");
+        trim.abort();
         tracing::info!("server stopped; stopping workers and closing connections");
         sweeper.abort();
         answers.abort();
