@@ -146,7 +146,15 @@ async fn a_postgres_outage_answers_503_at_once_and_ends_by_itself() {
     assert_eq!(status, StatusCode::OK);
 
     pg.stop();
-    // The first request meets the outage (at most the pool's acquire timeout, 5 s).
+    // The page read above may be served again for `documents.list_recheck_ms` (and the
+    // credential for `auth.recheck_ms`): past both, the first request meets the outage (at
+    // most the pool's acquire timeout, 5 s).
+    let reused = app
+        .settings
+        .documents
+        .list_recheck_ms
+        .max(app.settings.auth.recheck_ms);
+    tokio::time::sleep(Duration::from_millis(reused + 50)).await;
     let res = send(&app, Method::GET, documents, (&token, &org), None).await;
     assert_outage(res, "service_unavailable", "database").await;
     // The next ones are refused at once, whatever their route.
