@@ -16,8 +16,28 @@ use time::OffsetDateTime;
 
 use crate::model::{CollectionId, Document, DocumentFilter, DocumentStatus};
 
-/// How many pages one process keeps (a page of 20 documents is a few kilobytes).
-const CAPACITY: usize = 512;
+/// About how many pages one process keeps.
+const PAGES: usize = 256;
+/// The most memory the kept pages take in all, approximately: a page's documents can carry up
+/// to 16 KiB of metadata each, so pages are bounded by weight, not by count (a page heavier
+/// than a sixteenth of this, 512 KiB, is not kept at all).
+const TOTAL_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A page's approximate size in memory, in bytes.
+fn weight(page: &Page<Document>) -> u64 {
+    page.items
+        .iter()
+        .map(|d| {
+            // The metadata's JSON text, twice over for the map's own overhead.
+            let metadata = serde_json::to_vec(&d.metadata).map_or(0, |j| j.len() * 2);
+            let text = d.name.len()
+                + d.content_hash.len()
+                + d.error.as_ref().map_or(0, String::len)
+                + d.blob_key.as_str().len();
+            (std::mem::size_of::<Document>() + text + metadata) as u64
+        })
+        .sum()
+}
 
 /// A list request: the tenant, the filter and the page.
 type ListKey = (
@@ -59,7 +79,7 @@ impl RecentLists {
 
     /// A memo reusing each page for `ttl`.
     pub(crate) fn new(ttl: std::time::Duration) -> Self {
-        Self(Arc::new(Memo::new(ttl, CAPACITY)))
+        Self(Arc::new(Memo::weighed(ttl, PAGES, TOTAL_BYTES, weight)))
     }
 
     /// Forgets every kept page (after a write), passing `result` through.

@@ -11,8 +11,10 @@
 //! made it a change is immediate. Entries are stamped with the domain clock, so a manual clock
 //! moved ahead expires them as real time would; a clock that moved back expires them too.
 //!
-//! Bounded: at most `capacity` entries (the least useful are evicted first, by
-//! `quick_cache`'s S3-FIFO policy). A `ttl` of zero keeps nothing: every call reads.
+//! Bounded: at most `capacity` entries, or, for a memo of values whose sizes vary
+//! ([`Memo::weighed`]), at most a total weight (the least useful are evicted first, by
+//! `quick_cache`'s S3-FIFO policy; a value heavier than a sixteenth of the total is not kept).
+//! A `ttl` of zero keeps nothing: every call reads.
 
 use std::fmt;
 use std::hash::Hash;
@@ -24,14 +26,29 @@ use time::OffsetDateTime;
 #[derive(Clone)]
 struct Entry<V> {
     read_at: OffsetDateTime,
+    weight: u64,
     value: V,
+}
+
+/// An entry weighs what its value was weighed at when it was kept.
+#[derive(Clone, Copy)]
+struct EntryWeight;
+
+impl<K, V> quick_cache::Weighter<K, Entry<V>> for EntryWeight {
+    fn weight(&self, _: &K, entry: &Entry<V>) -> u64 {
+        entry.weight
+    }
 }
 
 /// A bounded, time-limited memo of values by key. See the module docs.
 pub struct Memo<K, V> {
-    entries: Option<quick_cache::sync::Cache<K, Entry<V>>>,
+    entries: Option<quick_cache::sync::Cache<K, Entry<V>, EntryWeight>>,
     ttl: time::Duration,
     generation: AtomicU64,
+    /// A value's weight (1 for every value unless [`Memo::weighed`]).
+    weigh: fn(&V) -> u64,
+    /// The heaviest value kept.
+    max_weight: u64,
 }
 
 impl<K, V> fmt::Debug for Memo<K, V> {
@@ -54,12 +71,27 @@ impl<K: Eq + Hash + Clone, V: Clone> Memo<K, V> {
     /// of zero (or a `capacity` of zero) keeps nothing.
     #[must_use]
     pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self::with(ttl, capacity, capacity as u64, |_| 1)
+    }
+
+    /// A memo reusing each read for `ttl`, holding values of at most `total` weight in all, as
+    /// `weigh` weighs them (say, their approximate size in bytes); a value heavier than a
+    /// sixteenth of `total` is never kept. `items` is the expected number of entries.
+    #[must_use]
+    pub fn weighed(ttl: Duration, items: usize, total: u64, weigh: fn(&V) -> u64) -> Self {
+        Self::with(ttl, items, total, weigh)
+    }
+
+    fn with(ttl: Duration, items: usize, total: u64, weigh: fn(&V) -> u64) -> Self {
         let ttl = time::Duration::try_from(ttl).unwrap_or(time::Duration::ZERO);
-        let keeps = ttl.is_positive() && capacity > 0;
+        let keeps = ttl.is_positive() && items > 0 && total > 0;
         Self {
-            entries: keeps.then(|| quick_cache::sync::Cache::new(capacity)),
+            entries: keeps
+                .then(|| quick_cache::sync::Cache::with_weighter(items, total, EntryWeight)),
             ttl,
             generation: AtomicU64::new(0),
+            weigh,
+            max_weight: (total / 16).max(1),
         }
     }
 
@@ -95,11 +127,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Memo<K, V> {
         let Some(entries) = &self.entries else {
             return;
         };
-        if self.generation.load(Ordering::Acquire) == ticket.generation {
+        let weight = (self.weigh)(&value).max(1);
+        if weight <= self.max_weight && self.generation.load(Ordering::Acquire) == ticket.generation
+        {
             entries.insert(
                 key,
                 Entry {
                     read_at: ticket.read_at,
+                    weight,
                     value,
                 },
             );
@@ -174,6 +209,29 @@ mod tests {
         );
         memo.put(2, "fresh", memo.ticket(at(0.3)));
         assert_eq!(memo.get(&2, at(0.4)), Some("fresh"));
+    }
+
+    #[test]
+    fn a_weighed_memo_keeps_at_most_its_total_and_never_a_value_too_heavy() {
+        let memo: Memo<u32, Vec<u8>> =
+            Memo::weighed(Duration::from_secs(5), 16, 16_000, |v| v.len() as u64);
+        memo.put(1, vec![0; 1_001], memo.ticket(at(0.0)));
+        assert_eq!(
+            memo.get(&1, at(0.1)),
+            None,
+            "heavier than a sixteenth: not kept"
+        );
+        memo.put(2, vec![0; 1_000], memo.ticket(at(0.0)));
+        assert!(memo.get(&2, at(0.1)).is_some());
+        for k in 10..200 {
+            memo.put(k, vec![0; 1_000], memo.ticket(at(0.0)));
+        }
+        let kept = (10..200).filter(|k| memo.get(k, at(0.1)).is_some()).count();
+        assert!(
+            kept <= 16,
+            "at most 16,000 bytes kept: {kept} values of 1,000"
+        );
+        assert!(kept > 0);
     }
 
     #[test]

@@ -969,3 +969,45 @@ async fn a_listed_page_is_reused_until_a_write_here_or_the_recheck_time() {
         .expect("delete");
     assert_eq!(p.listed(&ctx).await, vec![], "a delete here shows at once");
 }
+
+/// A page too heavy to keep (documents carrying large metadata) is read every time: what a
+/// tenant can make a server hold in its pages of documents is bounded by size, not by count
+/// (`documents::recent`: at most about 8 MB in all, no page above 512 KiB).
+#[tokio::test]
+async fn a_page_too_heavy_to_keep_is_read_every_time() {
+    let p = Pipeline::remembering(
+        policy(5),
+        DocumentLimits::default(),
+        Arc::new(FixedChunker),
+        Duration::from_millis(500),
+    );
+    let ctx = member();
+    let a = ctx.tenant_id();
+    // Just under the 16 KiB a document's metadata may take.
+    let metadata = format!("{{\"note\": \"{}\"}}", "x".repeat(16_000));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut upload = p.documents.begin_upload(&ctx).await.expect("begin");
+        upload.set_name(Some("heavy.txt"));
+        p.documents
+            .push(&mut upload, format!("heavy document {i}").as_bytes())
+            .await
+            .expect("push");
+        let up = p
+            .documents
+            .finish_upload(&ctx, upload, None, Some(&metadata))
+            .await
+            .expect("upload with metadata");
+        ids.push(up.document.id);
+    }
+    assert_eq!(p.listed(&ctx).await.len(), 20);
+    documents::DocumentRepository::delete(p.store.as_ref(), a, ids[0], p.now())
+        .await
+        .expect("delete behind the use cases")
+        .expect("it existed");
+    assert_eq!(
+        p.listed(&ctx).await.len(),
+        19,
+        "a page of 20 documents with 16 KB of metadata each (over 512 KiB) was not kept"
+    );
+}
