@@ -84,7 +84,6 @@ impl RecentLists {
 
     /// Forgets every kept page (after a write), passing `result` through.
     pub(crate) fn forget<T>(&self, result: T) -> T {
-        self.0.forget_all();
-        result
+        self.0.forget_all_after(result)
     }
 }

@@ -71,7 +71,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Memo<K, V> {
     /// of zero (or a `capacity` of zero) keeps nothing.
     #[must_use]
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self::with(ttl, capacity, capacity as u64, |_| 1)
+        Self::weighed(ttl, capacity, capacity as u64, |_| 1)
     }
 
     /// A memo reusing each read for `ttl`, holding values of at most `total` weight in all, as
@@ -79,10 +79,6 @@ impl<K: Eq + Hash + Clone, V: Clone> Memo<K, V> {
     /// sixteenth of `total` is never kept. `items` is the expected number of entries.
     #[must_use]
     pub fn weighed(ttl: Duration, items: usize, total: u64, weigh: fn(&V) -> u64) -> Self {
-        Self::with(ttl, items, total, weigh)
-    }
-
-    fn with(ttl: Duration, items: usize, total: u64, weigh: fn(&V) -> u64) -> Self {
         let ttl = time::Duration::try_from(ttl).unwrap_or(time::Duration::ZERO);
         let keeps = ttl.is_positive() && items > 0 && total > 0;
         Self {
@@ -139,6 +135,13 @@ impl<K: Eq + Hash + Clone, V: Clone> Memo<K, V> {
                 },
             );
         }
+    }
+
+    /// [`Memo::forget_all`] after a write, passing the write's `result` through (for port
+    /// wrappers: `self.recent.forget_all_after(self.inner.delete(…).await)`).
+    pub fn forget_all_after<T>(&self, result: T) -> T {
+        self.forget_all();
+        result
     }
 
     /// Forgets everything (after a change made through this process), including what reads

@@ -61,13 +61,6 @@ struct ForgetfulUsers {
     recent: Recent,
 }
 
-impl ForgetfulUsers {
-    fn changed<T>(&self, result: T) -> T {
-        self.recent.forget_all();
-        result
-    }
-}
-
 #[async_trait]
 impl UserRepository for ForgetfulUsers {
     async fn create(&self, new: NewUser, now: OffsetDateTime) -> Result<User, UserRepoError> {
@@ -80,7 +73,8 @@ impl UserRepository for ForgetfulUsers {
         self.inner.find_by_email(email).await
     }
     async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), UserRepoError> {
-        self.changed(self.inner.set_password_hash(id, phc).await)
+        self.recent
+            .forget_all_after(self.inner.set_password_hash(id, phc).await)
     }
     async fn update_profile(
         &self,
@@ -88,7 +82,8 @@ impl UserRepository for ForgetfulUsers {
         name: DisplayName,
         profile: Profile,
     ) -> Result<User, UserRepoError> {
-        self.changed(self.inner.update_profile(id, name, profile).await)
+        self.recent
+            .forget_all_after(self.inner.update_profile(id, name, profile).await)
     }
     async fn preferences(&self, id: UserId) -> Result<Option<String>, UserRepoError> {
         self.inner.preferences(id).await
@@ -97,7 +92,7 @@ impl UserRepository for ForgetfulUsers {
         self.inner.set_preferences(id, json).await
     }
     async fn delete(&self, id: UserId) -> Result<(), UserRepoError> {
-        self.changed(self.inner.delete(id).await)
+        self.recent.forget_all_after(self.inner.delete(id).await)
     }
     async fn search(
         &self,
@@ -111,10 +106,12 @@ impl UserRepository for ForgetfulUsers {
         id: UserId,
         at: Option<OffsetDateTime>,
     ) -> Result<(), UserRepoError> {
-        self.changed(self.inner.set_disabled(id, at).await)
+        self.recent
+            .forget_all_after(self.inner.set_disabled(id, at).await)
     }
     async fn set_platform_admin(&self, id: UserId, admin: bool) -> Result<(), UserRepoError> {
-        self.changed(self.inner.set_platform_admin(id, admin).await)
+        self.recent
+            .forget_all_after(self.inner.set_platform_admin(id, admin).await)
     }
     async fn verify_email(
         &self,
@@ -122,7 +119,8 @@ impl UserRepository for ForgetfulUsers {
         remove_password: bool,
         now: OffsetDateTime,
     ) -> Result<bool, UserRepoError> {
-        self.changed(self.inner.verify_email(id, remove_password, now).await)
+        self.recent
+            .forget_all_after(self.inner.verify_email(id, remove_password, now).await)
     }
 }
 
@@ -131,13 +129,6 @@ impl UserRepository for ForgetfulUsers {
 struct ForgetfulSessions {
     inner: Arc<dyn SessionRepository>,
     recent: Recent,
-}
-
-impl ForgetfulSessions {
-    fn changed<T>(&self, result: T) -> T {
-        self.recent.forget_all();
-        result
-    }
 }
 
 #[async_trait]
@@ -156,7 +147,7 @@ impl SessionRepository for ForgetfulSessions {
         if matches!(rotation, Ok(Rotation::Rotated { .. })) {
             rotation
         } else {
-            self.changed(rotation)
+            self.recent.forget_all_after(rotation)
         }
     }
     async fn revoke_by_token(
@@ -164,14 +155,16 @@ impl SessionRepository for ForgetfulSessions {
         token: &TokenHash,
         now: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
-        self.changed(self.inner.revoke_by_token(token, now).await)
+        self.recent
+            .forget_all_after(self.inner.revoke_by_token(token, now).await)
     }
     async fn revoke_all(
         &self,
         user_id: UserId,
         now: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
-        self.changed(self.inner.revoke_all(user_id, now).await)
+        self.recent
+            .forget_all_after(self.inner.revoke_all(user_id, now).await)
     }
     async fn revoke_others(
         &self,
@@ -179,7 +172,8 @@ impl SessionRepository for ForgetfulSessions {
         keep: SessionId,
         now: OffsetDateTime,
     ) -> Result<(), SessionRepoError> {
-        self.changed(self.inner.revoke_others(user_id, keep, now).await)
+        self.recent
+            .forget_all_after(self.inner.revoke_others(user_id, keep, now).await)
     }
     async fn is_active(
         &self,
