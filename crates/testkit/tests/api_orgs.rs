@@ -321,6 +321,13 @@ async fn scenario(app: &TestApp) {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    // Bob reads the organization's documents: the page is kept (`documents.list_recheck_ms`).
+    let documents = "/api/v1/documents?limit=20";
+    let (s, _) = app
+        .call_in(&bob.token, Method::GET, documents, None, Some("acme"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
     // Bob leaves; then he is a stranger.
     let (s, _) = app
         .call(
@@ -335,6 +342,18 @@ async fn scenario(app: &TestApp) {
         .call(&bob.token, Method::GET, "/api/v1/orgs/acme", None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "leaving takes effect at once");
+    let (s, _) = app
+        .call_in(&bob.token, Method::GET, documents, None, Some("acme"))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "a kept page of documents is never served to a former member"
+    );
+    let (s, _) = app
+        .call_in(&ann.token, Method::GET, documents, None, Some("acme"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "the owner still reads them");
 
     // The owner deletes the organization.
     let (s, _) = app
