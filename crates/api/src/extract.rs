@@ -42,7 +42,7 @@ fn body_limit(req: &HttpRequest) -> usize {
         .map_or(1024 * 1024, |s| s.http.body_limit_bytes)
 }
 
-fn payload_error(e: &PayloadError, limit: usize) -> ApiError {
+pub(crate) fn payload_error(e: &PayloadError, limit: usize) -> ApiError {
     match e {
         PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
         other => ApiError::BadRequest {
@@ -53,7 +53,7 @@ fn payload_error(e: &PayloadError, limit: usize) -> ApiError {
 }
 
 /// Turns a deserialization failure into 400 (not JSON) or 422 (JSON of the wrong shape).
-fn deserialize_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+pub(crate) fn deserialize_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     use serde_json::error::Category;
     let inner = e.inner();
     match inner.classify() {

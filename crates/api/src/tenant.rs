@@ -181,8 +181,31 @@ pub(crate) async fn resolve<R: MinRole, L: RateLimit>(
     token: Result<String, ApiError>,
     org: Result<String, ApiError>,
 ) -> Result<Access<R, L>, ApiError> {
-    let caller = caller(&state, token).await?;
-    let org = org?;
+    identify(&state, token, org.map(Some)).await?.narrow()
+}
+
+/// The caller of `token` in the organization `org` names (id or slug) with the role it holds
+/// there, before any route's rule: a bad or revoked credential → 401; not a member, or another
+/// organization's key → 404. `org` is `None` when the request named no organization: an API key
+/// then acts for its own, and a signed-in user gets 400 `tenant_required` (the route of
+/// [`crate::routes`] that allows this says so). [`Access::narrow`] applies a route's rule.
+pub(crate) async fn identify(
+    state: &AppState,
+    token: Result<String, ApiError>,
+    org: Result<Option<String>, ApiError>,
+) -> Result<Access<Viewer>, ApiError> {
+    let caller = caller(state, token).await?;
+    let org = match (org?, &caller) {
+        (Some(org), _) => org,
+        (None, Caller::ApiKey(key)) => key.tenant_id.to_string(),
+        (None, Caller::User(_)) => {
+            return Err(ApiError::BadRequest {
+                code: "tenant_required",
+                detail: "this route needs the X-Tenant-ID header (organization id or slug)"
+                    .to_owned(),
+            });
+        }
+    };
     let (org, role, principal) = match &caller {
         Caller::User(u) => {
             let (org, role) = state.orgs.resolve(&org, u.user.id).await?;
@@ -199,22 +222,50 @@ pub(crate) async fn resolve<R: MinRole, L: RateLimit>(
             (org, key.role, Principal::ApiKey(key.id))
         }
     };
-    if !role.satisfies(R::ROLE) {
-        return Err(ApiError::Forbidden);
-    }
-    if let Caller::ApiKey(key) = &caller
-        && !key.has_scope(key_scope::<R, L>())
-    {
-        return Err(ApiError::ForbiddenBecause(
-            "this API key's scopes do not allow this",
-        ));
-    }
     Ok(Access {
         ctx: TenantContext::new(org.id, principal, role),
         org,
         caller,
         _role: PhantomData,
     })
+}
+
+impl<R: MinRole, L: RateLimit> Access<R, L> {
+    /// The same caller and organization for a route that needs role `R2` (403 below it) and,
+    /// from an API key, the scope of `(R2, L2)` ([`key_scope`]; 403 without it). No second
+    /// look at the credential: [`identify`] made it, for this request.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] or [`ApiError::ForbiddenBecause`].
+    pub(crate) fn narrow<R2: MinRole, L2: RateLimit>(self) -> Result<Access<R2, L2>, ApiError> {
+        if !self.ctx.role().satisfies(R2::ROLE) {
+            return Err(ApiError::Forbidden);
+        }
+        if let Caller::ApiKey(key) = &self.caller
+            && !key.has_scope(key_scope::<R2, L2>())
+        {
+            return Err(ApiError::ForbiddenBecause(
+                "this API key's scopes do not allow this",
+            ));
+        }
+        Ok(Access {
+            ctx: self.ctx,
+            org: self.org,
+            caller: self.caller,
+            _role: PhantomData,
+        })
+    }
+}
+
+impl<R: MinRole, L: RateLimit> Clone for Access<R, L> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx,
+            org: self.org.clone(),
+            caller: self.caller.clone(),
+            _role: PhantomData,
+        }
+    }
 }
 
 fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {

@@ -119,6 +119,8 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/ai/embeddings", Scope::TenantHeader),
     ("POST", "/api/v1/ai/summarize", Scope::TenantHeader),
     ("POST", "/api/v1/ai/qa", Scope::TenantHeader),
+    // An API key alone names its own organization; with `X-Tenant-ID` it is checked as here.
+    ("POST", "/api/v1/mcp", Scope::TenantHeader),
     ("POST", "/api/v1/ai/mindmap", Scope::TenantHeader),
     (
         "POST",

@@ -9,6 +9,7 @@ mod chat;
 pub(crate) mod chat_ws;
 mod collections;
 mod documents;
+mod mcp;
 pub(crate) mod orgs;
 mod platform;
 mod retrieval;
@@ -39,7 +40,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(chat_ws::configure)
             .configure(ai::configure)
             .configure(billing::configure)
-            .configure(webhooks::configure),
+            .configure(webhooks::configure)
+            .configure(mcp::configure),
     );
 }
 

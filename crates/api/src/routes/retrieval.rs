@@ -44,7 +44,7 @@ pub struct SearchRequest {
 }
 
 impl SearchRequest {
-    fn into_domain(self) -> Result<SearchQuery, ApiError> {
+    pub(crate) fn into_domain(self) -> Result<SearchQuery, ApiError> {
         let mut errors = Vec::new();
         let mode = match self.mode.as_deref() {
             None => SearchMode::default(),
