@@ -163,7 +163,10 @@ fn http_request(
         *out.uri_mut() = uri;
     }
     let headers = out.headers_mut();
-    for (name, value) in req.headers() {
+    // The credentials were checked above; the protocol layer never holds them.
+    let secret =
+        |name: &header::HeaderName| name == header::AUTHORIZATION || name == header::COOKIE;
+    for (name, value) in req.headers().iter().filter(|(n, _)| !secret(n)) {
         if let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(name.as_str().as_bytes()),
             http::HeaderValue::from_bytes(value.as_bytes()),
@@ -191,7 +194,12 @@ async fn http_response(answer: http::Response<BoxBody<web::Bytes, Infallible>>) 
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        let detail: String = detail.trim().chars().take(MAX_DETAIL_CHARS).collect();
+        let mut detail: String = detail.trim().chars().take(MAX_DETAIL_CHARS).collect();
+        if status.is_server_error() {
+            // 5xx bodies are opaque; what the SDK said goes to the log with the request id.
+            tracing::error!(status = status.as_u16(), error = %detail, "the MCP transport failed");
+            detail = "an internal error occurred".to_owned();
+        }
         let code = match status {
             StatusCode::NOT_ACCEPTABLE => "not_acceptable",
             other => crate::error::code_for_status(other),
