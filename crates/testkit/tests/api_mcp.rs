@@ -574,6 +574,36 @@ async fn attacks(app: &TestApp, s: &Seeded) {
         "forbidden",
     );
 
+    // A key's scopes hold per tool: one limited to `chat` asks, and may not search or read
+    // (their routes need `read`); one limited to `read` reads and may not ask.
+    for (scopes, allowed, denied) in [
+        (json!(["chat"]), "ask", ["search", "read_document"]),
+        (json!(["read"]), "search", ["ask", "ask"]),
+    ] {
+        let (status, key) = app
+            .call(
+                &s.token,
+                Method::POST,
+                &format!("/api/v1/orgs/{}/api-keys", s.org),
+                Some(json!({"name": "scoped", "role": "member", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        let key = key["secret"].as_str().expect("secret");
+        let arguments = |tool: &str| match tool {
+            "ask" => json!({"question": "When does the lease end?"}),
+            "search" => json!({"query": "rent"}),
+            _ => json!({"document_id": s.lease}),
+        };
+        ok(&call(app, key, None, allowed, arguments(allowed)).await);
+        for tool in denied {
+            let answer = call(app, key, None, tool, arguments(tool)).await;
+            let error = refused(&answer, "forbidden");
+            assert_eq!(error["status"], 403, "{answer}");
+            assert!(!answer.to_string().contains("1,200"), "{answer}");
+        }
+    }
+
     // A used-up quota: the tool's error says so and when it resets; nothing answered.
     let answer = call(
         app,
