@@ -1,0 +1,619 @@
+//! `Workflows`: the use cases (trigger, list, get, cancel, schedules), `run_next` (what a
+//! workflow worker runs: claim a run, take its steps with a heartbeat between each, end it and
+//! publish `workflow.completed`) and `fire_due` (what the scheduler runs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::{
+    Clock, Event, EventKind, Events, InvalidInput, Page, PageRequest, Role, TenantContext,
+};
+use serde_json::{Value, json};
+
+use crate::cron::CronExpr;
+use crate::error::WorkflowError;
+use crate::model::{
+    Beat, Claim, Ending, Input, MAX_ATTEMPTS, MAX_DOCUMENTS, MAX_ERROR_CHARS, MAX_EXPORT_BYTES,
+    MAX_REINDEX, MAX_SCHEDULES, MAX_TEXT_CHARS, Run, RunFilter, RunId, Schedule, ScheduleId,
+    WorkflowKind, clip,
+};
+use crate::ports::{ActionError, Actions, RunSignal, WorkflowStore};
+
+/// How runs are leased and schedules fired.
+#[derive(Debug, Clone)]
+pub struct WorkflowPolicy {
+    /// How long a worker holds a run between heartbeats (one step must fit in it).
+    pub lease: Duration,
+    /// Schedules fired per scheduler pass at most.
+    pub schedule_batch: usize,
+}
+
+impl Default for WorkflowPolicy {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(300),
+            schedule_batch: 50,
+        }
+    }
+}
+
+/// The ports `Workflows` runs on.
+#[derive(Debug, Clone)]
+pub struct WorkflowPorts {
+    /// Storage.
+    pub store: Arc<dyn WorkflowStore>,
+    /// What runs do in the other domains.
+    pub actions: Arc<dyn Actions>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes a local worker.
+    pub signal: Arc<dyn RunSignal>,
+    /// Where `workflow.completed` goes.
+    pub events: Arc<dyn Events>,
+}
+
+/// What a worker's `run_next` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The run succeeded.
+    Succeeded,
+    /// It failed.
+    Failed,
+    /// It was cancelled.
+    Cancelled,
+    /// Another worker took it over, or it ended meanwhile: nothing written.
+    LeaseLost,
+}
+
+/// The workflows use cases.
+#[derive(Debug, Clone)]
+pub struct Workflows {
+    ports: WorkflowPorts,
+    policy: WorkflowPolicy,
+}
+
+/// Why a run stopped before its end.
+enum Halt {
+    Cancel,
+    Lost,
+    Failed(String),
+}
+
+impl From<ActionError> for Halt {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::NotFound(m) | ActionError::Refused(m) => Halt::Failed(m),
+            ActionError::Unknown(e) => {
+                tracing::error!(error = ?e, "a workflow step failed");
+                Halt::Failed("an internal error ended the run".to_owned())
+            }
+        }
+    }
+}
+
+fn require(ctx: &TenantContext, role: Role, what: &str) -> Result<(), WorkflowError> {
+    if ctx.role().satisfies(role) {
+        Ok(())
+    } else {
+        Err(WorkflowError::Forbidden(format!(
+            "{what} needs the {} role or above",
+            role.as_str()
+        )))
+    }
+}
+
+fn parse_kind(name: &str) -> Result<WorkflowKind, WorkflowError> {
+    WorkflowKind::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = WorkflowKind::ALL.iter().map(|k| k.as_str()).collect();
+        InvalidInput::field("workflow", format!("must be one of {}", names.join(", "))).into()
+    })
+}
+
+/// A claimed run's heartbeat between steps.
+struct Steps<'a> {
+    store: &'a dyn WorkflowStore,
+    clock: &'a dyn Clock,
+    lease: Duration,
+    claim: &'a Claim,
+}
+
+impl Steps<'_> {
+    /// Records `progress` and extends the lease; stops the run on a cancel or a lost lease.
+    async fn beat(&self, progress: f32) -> Result<(), Halt> {
+        let now = self.clock.now();
+        let until = now + self.lease;
+        match self
+            .store
+            .heartbeat(self.claim, progress.clamp(0.0, 1.0), until)
+            .await
+        {
+            Ok(Beat::Held) => Ok(()),
+            Ok(Beat::CancelRequested) => Err(Halt::Cancel),
+            Ok(Beat::Lost) => Err(Halt::Lost),
+            Err(e) => {
+                // The lease runs out and another worker takes the run over.
+                tracing::warn!(error = ?e, run = %self.claim.run.id, "a heartbeat failed; stopping the run");
+                Err(Halt::Lost)
+            }
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn share(done: usize, of: usize) -> f32 {
+    if of == 0 {
+        1.0
+    } else {
+        done as f32 / of as f32
+    }
+}
+
+impl Workflows {
+    /// The use cases over `ports`.
+    #[must_use]
+    pub fn new(ports: WorkflowPorts, policy: WorkflowPolicy) -> Self {
+        Self { ports, policy }
+    }
+
+    /// Checks that what the input names is the tenant's (at trigger time, so a typo is a 422
+    /// rather than a failed run).
+    async fn check(&self, ctx: &TenantContext, input: &Input) -> Result<(), WorkflowError> {
+        let actions = &self.ports.actions;
+        let missing = |field: String| InvalidInput::field(field, "no such item in this organization");
+        match input {
+            Input::SummarizeCollection { collection, .. }
+            | Input::ReindexCollection { collection } => {
+                match actions.collection_documents(ctx, *collection, true, 1).await {
+                    Ok(_) => Ok(()),
+                    Err(ActionError::NotFound(_)) => {
+                        Err(missing("input.collection_id".to_owned()).into())
+                    }
+                    Err(e) => Err(WorkflowError::Store(anyhow::anyhow!(e))),
+                }
+            }
+            Input::AnalyzeDocuments { documents } => {
+                for (i, id) in documents.iter().enumerate() {
+                    match actions.document(ctx, *id).await {
+                        Ok(_) => {}
+                        Err(ActionError::NotFound(_)) => {
+                            return Err(missing(format!("input.document_ids[{i}]")).into());
+                        }
+                        Err(e) => return Err(WorkflowError::Store(anyhow::anyhow!(e))),
+                    }
+                }
+                Ok(())
+            }
+            Input::ExportUsage { .. } => Ok(()),
+        }
+    }
+
+    /// Validates a workflow's name, its input and the caller's role.
+    async fn prepare(
+        &self,
+        ctx: &TenantContext,
+        workflow: &str,
+        input: &Value,
+    ) -> Result<Input, WorkflowError> {
+        let kind = parse_kind(workflow)?;
+        require(ctx, kind.min_role(), kind.as_str())?;
+        let input = Input::parse(kind, input)?;
+        self.check(ctx, &input).await?;
+        Ok(input)
+    }
+
+    /// Queues a run of `workflow` with `input`.
+    ///
+    /// # Errors
+    /// `Invalid` for an unknown workflow or a bad input, `Forbidden` below the workflow's role.
+    pub async fn trigger(
+        &self,
+        ctx: &TenantContext,
+        workflow: &str,
+        input: &Value,
+    ) -> Result<Run, WorkflowError> {
+        let input = self.prepare(ctx, workflow, input).await?;
+        let run = Run::queued(
+            ctx.tenant_id(),
+            &input,
+            ctx.principal(),
+            ctx.role(),
+            None,
+            self.ports.clock.now(),
+        );
+        self.ports.store.enqueue(&run).await?;
+        self.ports.signal.queued();
+        tracing::info!(tenant = %ctx.tenant_id(), run = %run.id, workflow = run.kind.as_str(), "workflow run queued");
+        Ok(run)
+    }
+
+    /// The organization's runs, newest first.
+    ///
+    /// # Errors
+    /// A foreign cursor; storage.
+    pub async fn runs(
+        &self,
+        ctx: &TenantContext,
+        filter: &RunFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Run>, WorkflowError> {
+        Ok(self.ports.store.list(ctx.tenant_id(), filter, page).await?)
+    }
+
+    /// One run.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn run(&self, ctx: &TenantContext, id: RunId) -> Result<Run, WorkflowError> {
+        self.ports
+            .store
+            .find(ctx.tenant_id(), id)
+            .await?
+            .ok_or(WorkflowError::NotFound)
+    }
+
+    /// An export's CSV (the role its kind needs).
+    ///
+    /// # Errors
+    /// `NotFound` (no such run, or one without a CSV), `Forbidden`, `Conflict` before it ends.
+    pub async fn download(&self, ctx: &TenantContext, id: RunId) -> Result<String, WorkflowError> {
+        let run = self.run(ctx, id).await?;
+        require(ctx, run.kind.min_role(), "reading this result")?;
+        if !run.status.is_final() {
+            return Err(WorkflowError::Conflict("the run has not ended yet".to_owned()));
+        }
+        run.artifact.ok_or(WorkflowError::NotFound)
+    }
+
+    /// Cancels a queued run, or asks a running one to stop at its next step.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden` below the workflow's role, `Conflict` when it already ended.
+    pub async fn cancel(&self, ctx: &TenantContext, id: RunId) -> Result<Run, WorkflowError> {
+        let run = self.run(ctx, id).await?;
+        require(ctx, run.kind.min_role(), "cancelling this workflow")?;
+        if run.status.is_final() {
+            return Err(WorkflowError::Conflict(format!(
+                "the run already ended ({})",
+                run.status.as_str()
+            )));
+        }
+        let now = self.ports.clock.now();
+        let after = self
+            .ports
+            .store
+            .cancel(ctx.tenant_id(), id, now)
+            .await?
+            .ok_or(WorkflowError::NotFound)?;
+        if after.status == crate::model::RunStatus::Cancelled {
+            self.publish(&after);
+        }
+        tracing::info!(tenant = %ctx.tenant_id(), run = %id, "workflow run cancel asked");
+        Ok(after)
+    }
+
+    /// Schedules `workflow` with `input` on `cron` (UTC) for the organization (admin+).
+    ///
+    /// # Errors
+    /// As [`Workflows::trigger`], `Invalid` for a bad expression (field `cron_field`),
+    /// `Forbidden` below admin, `TooMany` past [`MAX_SCHEDULES`].
+    pub async fn schedule(
+        &self,
+        ctx: &TenantContext,
+        workflow: &str,
+        input: &Value,
+        cron: &str,
+        cron_field: &str,
+    ) -> Result<Schedule, WorkflowError> {
+        require(ctx, Role::Admin, "scheduling a workflow")?;
+        let cron = CronExpr::parse(cron, cron_field)?;
+        let input = self.prepare(ctx, workflow, input).await?;
+        let tenant = ctx.tenant_id();
+        if self.ports.store.schedules(tenant).await?.len() >= MAX_SCHEDULES {
+            return Err(WorkflowError::TooMany(MAX_SCHEDULES));
+        }
+        let now = self.ports.clock.now();
+        let next = cron
+            .next_after(now)
+            .ok_or_else(|| InvalidInput::field(cron_field, "never matches a coming date"))?;
+        let schedule = Schedule {
+            id: ScheduleId::new(),
+            tenant_id: tenant,
+            kind: input.kind(),
+            input: input.to_json(),
+            cron,
+            next_run_at: next,
+            actor: ctx.principal(),
+            role: ctx.role(),
+            created_at: now,
+        };
+        self.ports.store.create_schedule(&schedule).await?;
+        tracing::info!(tenant = %tenant, schedule = %schedule.id, "workflow scheduled");
+        Ok(schedule)
+    }
+
+    /// The organization's schedules.
+    ///
+    /// # Errors
+    /// Storage.
+    pub async fn schedules(&self, ctx: &TenantContext) -> Result<Vec<Schedule>, WorkflowError> {
+        Ok(self.ports.store.schedules(ctx.tenant_id()).await?)
+    }
+
+    /// Deletes a schedule (admin+); its runs stay.
+    ///
+    /// # Errors
+    /// `Forbidden` below admin, `NotFound`.
+    pub async fn unschedule(&self, ctx: &TenantContext, id: ScheduleId) -> Result<(), WorkflowError> {
+        require(ctx, Role::Admin, "deleting a schedule")?;
+        if self.ports.store.delete_schedule(ctx.tenant_id(), id).await? {
+            Ok(())
+        } else {
+            Err(WorkflowError::NotFound)
+        }
+    }
+
+    /// Fires every due schedule once: its next occurrence moves to the first one after now
+    /// (occurrences missed while no server ran collapse into this one run), and the run is
+    /// queued in the same compare-and-set, so of several servers only one fires it. The
+    /// number of runs this call queued.
+    ///
+    /// # Errors
+    /// Storage.
+    pub async fn fire_due(&self) -> Result<usize, WorkflowError> {
+        let now = self.ports.clock.now();
+        let due = self
+            .ports
+            .store
+            .due_schedules(now, self.policy.schedule_batch)
+            .await?;
+        let mut fired = 0;
+        for schedule in due {
+            let next = schedule
+                .cron
+                .next_after(now)
+                // No occurrence in the next few years: park it far ahead.
+                .unwrap_or(now + time::Duration::days(3_650));
+            let input = match Input::parse(schedule.kind, &schedule.input) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::error!(schedule = %schedule.id, error = %e, "a stored schedule's input is invalid");
+                    continue;
+                }
+            };
+            let run = Run::queued(
+                schedule.tenant_id,
+                &input,
+                schedule.actor,
+                schedule.role,
+                Some(schedule.id),
+                now,
+            );
+            if self.ports.store.fire(&schedule, next, &run).await? {
+                fired += 1;
+                tracing::info!(tenant = %schedule.tenant_id, schedule = %schedule.id, run = %run.id, "schedule fired");
+            }
+        }
+        if fired > 0 {
+            self.ports.signal.queued();
+        }
+        Ok(fired)
+    }
+
+    /// Claims the next due run, takes its steps and ends it; `Ok(None)` when none is due.
+    ///
+    /// # Errors
+    /// Storage, on the claim or the end (a run left `running` is taken over when its lease
+    /// ends).
+    pub async fn run_next(&self) -> Result<Option<RunOutcome>, WorkflowError> {
+        let now = self.ports.clock.now();
+        let Some(claim) = self.ports.store.claim(now, self.policy.lease).await? else {
+            return Ok(None);
+        };
+        let run = &claim.run;
+        tracing::info!(tenant = %run.tenant_id, run = %run.id, workflow = run.kind.as_str(), attempt = run.attempts, "workflow run started");
+        let ending = if run.cancel_requested {
+            Ok(Ending::Cancelled)
+        } else if run.attempts > MAX_ATTEMPTS {
+            Ok(Ending::Failed(format!(
+                "the run was interrupted {MAX_ATTEMPTS} times (its workers stopped)"
+            )))
+        } else {
+            self.execute(&claim).await
+        };
+        let Ok(ending) = ending else {
+            return Ok(Some(RunOutcome::LeaseLost));
+        };
+        let ending = match ending {
+            Ending::Failed(e) => Ending::Failed(clip(&e, MAX_ERROR_CHARS)),
+            other => other,
+        };
+        let now = self.ports.clock.now();
+        if !self.ports.store.finish(&claim, &ending, now).await? {
+            return Ok(Some(RunOutcome::LeaseLost));
+        }
+        let mut ended = claim.run.clone();
+        ended.status = ending.status();
+        self.publish(&ended);
+        tracing::info!(tenant = %ended.tenant_id, run = %ended.id, status = ended.status.as_str(), "workflow run ended");
+        Ok(Some(match ending {
+            Ending::Succeeded { .. } => RunOutcome::Succeeded,
+            Ending::Failed(_) => RunOutcome::Failed,
+            Ending::Cancelled => RunOutcome::Cancelled,
+        }))
+    }
+
+    fn publish(&self, run: &Run) {
+        self.ports.events.publish(Event {
+            tenant: run.tenant_id,
+            kind: EventKind::WorkflowCompleted,
+            data: json!({
+                "run_id": run.id.to_string(),
+                "workflow": run.kind.as_str(),
+                "status": run.status.as_str(),
+                "schedule_id": run.schedule_id.map(|s| s.to_string()),
+            }),
+        });
+    }
+
+    /// Takes the run's steps; `Err(())` when the lease was lost (write nothing more).
+    async fn execute(&self, claim: &Claim) -> Result<Ending, ()> {
+        let run = &claim.run;
+        let Ok(input) = Input::parse(run.kind, &run.input) else {
+            return Ok(Ending::Failed("the stored input is no longer valid".to_owned()));
+        };
+        let ctx = TenantContext::new(run.tenant_id, run.actor, run.role);
+        let steps = Steps {
+            store: self.ports.store.as_ref(),
+            clock: self.ports.clock.as_ref(),
+            lease: self.policy.lease,
+            claim,
+        };
+        let done = match input {
+            Input::SummarizeCollection { collection, style } => {
+                self.summarize(&ctx, &steps, collection, style).await
+            }
+            Input::AnalyzeDocuments { documents } => self.analyze(&ctx, &steps, &documents).await,
+            Input::ReindexCollection { collection } => {
+                self.reindex(&ctx, &steps, collection).await
+            }
+            Input::ExportUsage { window } => {
+                match self.ports.actions.usage_csv(&ctx, window).await {
+                    Ok((csv, _)) if csv.len() > MAX_EXPORT_BYTES => Err(Halt::Failed(format!(
+                        "the export is larger than {MAX_EXPORT_BYTES} bytes"
+                    ))),
+                    Ok((csv, rows)) => Ok(Ending::Succeeded {
+                        result: json!({
+                            "window": window.as_str(),
+                            "rows": rows,
+                            "bytes": csv.len(),
+                            "content_type": "text/csv",
+                            "download": format!("/api/v1/workflows/runs/{}/download", run.id),
+                        }),
+                        artifact: Some(csv),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        };
+        match done {
+            Ok(e) => Ok(e),
+            Err(Halt::Cancel) => Ok(Ending::Cancelled),
+            Err(Halt::Failed(m)) => Ok(Ending::Failed(m)),
+            Err(Halt::Lost) => Err(()),
+        }
+    }
+
+    async fn summarize(
+        &self,
+        ctx: &TenantContext,
+        steps: &Steps<'_>,
+        collection: documents::CollectionId,
+        style: crate::model::Style,
+    ) -> Result<Ending, Halt> {
+        let actions = &self.ports.actions;
+        steps.beat(0.0).await?;
+        let docs = actions
+            .collection_documents(ctx, collection, true, MAX_DOCUMENTS)
+            .await?;
+        let total = docs.len() + 1;
+        let mut items = Vec::with_capacity(docs.len());
+        let mut joined = String::new();
+        for (i, d) in docs.iter().enumerate() {
+            let summary = clip(
+                &actions.summarize_document(ctx, d.id, style).await?,
+                MAX_TEXT_CHARS,
+            );
+            joined.push_str(&format!("{}:\n{}\n\n", d.name, summary));
+            items.push(json!({"document_id": d.id.to_string(), "name": d.name, "summary": summary}));
+            steps.beat(share(i + 1, total)).await?;
+        }
+        let overall = match docs.len() {
+            0 => String::new(),
+            1 => items[0]["summary"].as_str().unwrap_or_default().to_owned(),
+            _ => clip(&actions.summarize_text(ctx, joined, style).await?, MAX_TEXT_CHARS),
+        };
+        Ok(Ending::Succeeded {
+            result: json!({
+                "collection_id": collection.to_string(),
+                "documents": items,
+                "summary": overall,
+            }),
+            artifact: None,
+        })
+    }
+
+    async fn analyze(
+        &self,
+        ctx: &TenantContext,
+        steps: &Steps<'_>,
+        documents: &[documents::DocumentId],
+    ) -> Result<Ending, Halt> {
+        let actions = &self.ports.actions;
+        steps.beat(0.0).await?;
+        let mut items = Vec::with_capacity(documents.len());
+        for (i, id) in documents.iter().enumerate() {
+            let item = match actions.document(ctx, *id).await {
+                Ok(info) => {
+                    let analysis = if info.ready {
+                        actions.analyze_document(ctx, *id).await?
+                    } else {
+                        Value::Null
+                    };
+                    json!({
+                        "document_id": id.to_string(),
+                        "name": info.name,
+                        "ready": info.ready,
+                        "pages": info.pages,
+                        "chunks": info.chunks,
+                        "tokens": info.tokens,
+                        "analysis": analysis,
+                    })
+                }
+                // Deleted since the trigger: said, not fatal.
+                Err(ActionError::NotFound(_)) => {
+                    json!({"document_id": id.to_string(), "error": "not found"})
+                }
+                Err(e) => return Err(e.into()),
+            };
+            items.push(item);
+            steps.beat(share(i + 1, documents.len())).await?;
+        }
+        Ok(Ending::Succeeded {
+            result: json!({"documents": items}),
+            artifact: None,
+        })
+    }
+
+    async fn reindex(
+        &self,
+        ctx: &TenantContext,
+        steps: &Steps<'_>,
+        collection: documents::CollectionId,
+    ) -> Result<Ending, Halt> {
+        let actions = &self.ports.actions;
+        steps.beat(0.0).await?;
+        let docs = actions
+            .collection_documents(ctx, collection, false, MAX_REINDEX)
+            .await?;
+        let mut jobs = Vec::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            match actions.reindex_document(ctx, d.id).await {
+                Ok(job) => jobs.push(json!({"document_id": d.id.to_string(), "job_id": job})),
+                // Deleted meanwhile.
+                Err(ActionError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if (i + 1) % 10 == 0 {
+                steps.beat(share(i + 1, docs.len())).await?;
+            }
+        }
+        Ok(Ending::Succeeded {
+            result: json!({
+                "collection_id": collection.to_string(),
+                "documents": jobs.len(),
+                "jobs": jobs,
+            }),
+            artifact: None,
+        })
+    }
+}
