@@ -29,6 +29,7 @@ mod m20261206_000019_stored_times_rest;
 mod m20261206_000020_answer_runs;
 mod m20261206_000021_keyword_postings;
 mod m20261206_000022_webhooks;
+mod m20261206_000023_workflows;
 mod stored_times;
 
 /// Every migration, oldest first.
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_answer_runs::Migration),
             Box::new(m20261206_000021_keyword_postings::Migration),
             Box::new(m20261206_000022_webhooks::Migration),
+            Box::new(m20261206_000023_workflows::Migration),
         ]
     }
 }

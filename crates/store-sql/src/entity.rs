@@ -822,3 +822,77 @@ pub mod webhook_attempt {
         }
     }
 }
+
+pub mod workflow_run {
+    //! The `workflow_runs` table: the queue of workflow runs. Tenant data: every query goes
+    //! through `crate::scope`, except the claim's choice of the next due row (`workflows`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflow_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub kind: String,
+        pub input: String,
+        pub status: String,
+        pub progress: f32,
+        pub result: Option<String>,
+        pub artifact: Option<String>,
+        pub error: Option<String>,
+        pub actor: String,
+        pub role: String,
+        pub schedule_id: Option<Uuid>,
+        pub attempts: i32,
+        pub cancel_requested: bool,
+        pub lease_token: Option<Uuid>,
+        pub lease_until: Option<TimeDateTimeWithTimeZone>,
+        pub created_at: TimeDateTimeWithTimeZone,
+        pub updated_at: TimeDateTimeWithTimeZone,
+        pub finished_at: Option<TimeDateTimeWithTimeZone>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod workflow_schedule {
+    //! The `workflow_schedules` table. Tenant data: every query goes through `crate::scope`,
+    //! except the scheduler's look for due rows and its compare-and-set (`workflows`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workflow_schedules")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub kind: String,
+        pub input: String,
+        pub cron: String,
+        pub next_run_at: TimeDateTimeWithTimeZone,
+        pub actor: String,
+        pub role: String,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}

@@ -39,6 +39,7 @@ mod stored;
 mod users;
 mod vector_rows;
 mod webhooks;
+mod workflows;
 
 pub use billing::SqlUsageLedger;
 pub use chat::SqlChatStore;
