@@ -10,6 +10,7 @@ pub mod estimates;
 mod knowledge;
 pub mod telemetry;
 pub mod worker;
+mod workflow_actions;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use secrecy::ExposeSecret;
 use settings::CacheBackend;
 pub use settings::Settings;
 use store_sql::SqlStore;
-pub use worker::{DeliveryPool, Wake, Work, WorkerPool};
+pub use worker::{DeliveryPool, Wake, Work, WorkerPool, WorkflowPool};
 
 /// Installs the process-wide TLS crypto provider that the provider's HTTPS client needs before
 /// any client is built (see `openai::install_crypto_provider`); nothing to do without the
@@ -70,6 +71,7 @@ pub async fn services(
     billing: Arc<billing::Billing>,
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
+    workflow_wake: Arc<Wake>,
 ) -> anyhow::Result<api::Services> {
     let mailer = mailer_from_settings(settings, store)?;
     let recheck = Duration::from_millis(settings.auth.recheck_ms);
@@ -122,7 +124,26 @@ pub async fn services(
         billing.clone(),
         c.max_answer_tokens,
     ));
+    let workflows = Arc::new(workflows::Workflows::new(
+        workflows::WorkflowPorts {
+            store: sql(),
+            actions: Arc::new(workflow_actions::WorkflowActions {
+                documents: documents.clone(),
+                collections: collections.clone(),
+                chat: chat.clone(),
+                billing: billing.clone(),
+            }),
+            clock: clock.clone(),
+            signal: workflow_wake,
+            events: webhooks.clone(),
+        },
+        workflows::WorkflowPolicy {
+            lease: Duration::from_secs(settings.workflows.lease_secs),
+            ..workflows::WorkflowPolicy::default()
+        },
+    ));
     Ok(api::Services {
+        workflows,
         collections,
         documents,
         retrieval,
@@ -712,6 +733,10 @@ pub struct Application {
     webhook_wake: Arc<Wake>,
     webhook_workers: usize,
     webhook_poll: Duration,
+    workflows: Arc<workflows::Workflows>,
+    workflow_wake: Arc<Wake>,
+    workflow_workers: usize,
+    workflow_poll: Duration,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -797,6 +822,7 @@ impl Application {
         )
         .await?;
         let wake = Arc::new(Wake::default());
+        let workflow_wake = Arc::new(Wake::default());
         let services = services(
             &settings,
             &store,
@@ -807,9 +833,11 @@ impl Application {
             billing,
             wake.clone(),
             webhooks.clone(),
+            workflow_wake.clone(),
         )
         .await?;
         let chat = services.chat.clone();
+        let workflows = services.workflows.clone();
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
@@ -865,6 +893,10 @@ impl Application {
             webhook_wake,
             webhook_workers: settings.webhooks.workers,
             webhook_poll: Duration::from_millis(settings.webhooks.poll_interval_ms),
+            workflows,
+            workflow_wake,
+            workflow_workers: settings.workflows.workers,
+            workflow_poll: Duration::from_millis(settings.workflows.poll_interval_ms),
         })
     }
 
@@ -892,6 +924,12 @@ impl Application {
             self.webhook_workers,
             self.webhook_poll,
         );
+        let runs = WorkflowPool::start(
+            self.workflows,
+            self.workflow_wake,
+            self.workflow_workers,
+            self.workflow_poll,
+        );
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let answers = worker::sweep_abandoned_answers(self.chat, self.answer_sweep_every);
         let trim = allocator::release_after_start_up(Duration::from_secs(2));
@@ -902,6 +940,7 @@ impl Application {
         answers.abort();
         pool.shutdown(self.grace).await;
         deliveries.shutdown(self.grace).await;
+        runs.shutdown(self.grace).await;
         served?;
         self.store.close().await
     }

@@ -1,6 +1,7 @@
 //! Ingestion workers: tokio tasks that take jobs from the durable queue one at a time, and,
 //! when no job is due, re-embed a collection whose embedding model changed; webhook delivery
-//! workers ([`DeliveryPool`]), which take deliveries from their own queue.
+//! workers ([`DeliveryPool`]), which take deliveries from their own queue; workflow workers
+//! ([`WorkflowPool`]), which take workflow runs from theirs and fire due schedules.
 //!
 //! They run inside `quire serve` (`documents.workers`, default 2) and as separate
 //! `quire worker` processes for scale-out: the queue is in the database, so any number of
@@ -28,6 +29,12 @@ impl JobSignal for Wake {
 }
 
 impl webhooks::DeliverySignal for Wake {
+    fn queued(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl workflows::RunSignal for Wake {
     fn queued(&self) {
         self.0.notify_one();
     }
@@ -119,6 +126,54 @@ impl DeliveryPool {
             tracing::warn!(
                 "webhook workers did not finish in time; their deliveries will be retried"
             );
+        }
+    }
+}
+
+/// Running workflow workers: tasks looping on `Workflows::run_next`, woken at once by a run
+/// queued in this process and polling for those queued elsewhere. The first also fires due
+/// schedules (`Workflows::fire_due`) on each turn: every server may, since a firing is a
+/// compare-and-set in the database, so an occurrence runs once however many servers run.
+#[derive(Debug)]
+pub struct WorkflowPool(Loops);
+
+impl WorkflowPool {
+    /// Starts `count` workflow workers on the current runtime.
+    #[must_use]
+    pub fn start(
+        workflows: Arc<workflows::Workflows>,
+        wake: Arc<Wake>,
+        count: usize,
+        poll: Duration,
+    ) -> Self {
+        Self(Loops::start(count, wake, poll, move |n| {
+            let workflows = workflows.clone();
+            async move {
+                if n == 0 {
+                    if let Err(e) = workflows.fire_due().await {
+                        tracing::warn!(error = ?e, "firing due schedules failed; retrying later");
+                    }
+                }
+                match workflows.run_next().await {
+                    Ok(Some(outcome)) => {
+                        tracing::debug!(worker = n, ?outcome, "workflow run ended");
+                        false
+                    }
+                    Ok(None) => true,
+                    Err(e) => {
+                        tracing::warn!(worker = n, error = ?e, "the workflow queue failed; backing off");
+                        true
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Stops taking runs and waits up to `grace` for the runs in hand; one still running after
+    /// that is taken over by another worker when its lease ends.
+    pub async fn shutdown(self, grace: Duration) {
+        if !self.0.stop(grace).await {
+            tracing::warn!("workflow workers did not finish in time; their runs will be resumed");
         }
     }
 }

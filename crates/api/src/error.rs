@@ -473,6 +473,23 @@ impl From<webhooks::WebhookError> for ApiError {
     }
 }
 
+impl From<workflows::WorkflowError> for ApiError {
+    fn from(e: workflows::WorkflowError) -> Self {
+        use workflows::WorkflowError as W;
+        match e {
+            W::NotFound => ApiError::NotFound,
+            W::Forbidden(_) => ApiError::Forbidden,
+            W::Invalid(i) => ApiError::Validation(i.0),
+            W::Conflict(m) => ApiError::Conflict(m),
+            e @ W::TooMany(_) => ApiError::LimitReached {
+                code: "schedule_limit_reached",
+                detail: e.to_string(),
+            },
+            W::Store(e) => ApiError::unexpected(e),
+        }
+    }
+}
+
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> Self {
         ApiError::Validation(e.0)

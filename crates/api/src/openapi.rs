@@ -37,7 +37,8 @@ use crate::route_table::RouteTable;
         (name = "ai", description = "OpenAI-compatible completions, models and embeddings; summaries, Q&A, mind maps, analysis"),
         (name = "billing", description = "Usage (by kind, model and user), estimates and the plan with its monthly token quota"),
         (name = "webhooks", description = "Signed outbound webhooks: endpoints, their delivery log, redelivery"),
-        (name = "mcp", description = "The Model Context Protocol server (Streamable HTTP, JSON-RPC): tools search, ask, list_documents, read_document (docs/mcp.md)")
+        (name = "mcp", description = "The Model Context Protocol server (Streamable HTTP, JSON-RPC): tools search, ask, list_documents, read_document (docs/mcp.md)"),
+        (name = "workflows", description = "Background workflows: kinds, runs with progress, result and cancel, cron schedules")
     )
 )]
 struct ApiDoc;

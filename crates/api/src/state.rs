@@ -100,6 +100,8 @@ pub struct Services {
     pub estimates: Arc<billing::Estimates>,
     /// Outbound webhooks.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Workflow runs and schedules.
+    pub workflows: Arc<workflows::Workflows>,
     /// Seconds a non-streamed answer may take.
     pub chat_answer_timeout_secs: u64,
     /// Tokens an answer may take unless a request says.

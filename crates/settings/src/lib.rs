@@ -52,6 +52,22 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     /// Outbound webhooks (docs/webhooks.md).
     pub webhooks: WebhookSettings,
+    /// Workflow runs and schedules (docs/workflows.md).
+    pub workflows: WorkflowSettings,
+}
+
+/// Workflow workers and the scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSettings {
+    /// Workflow workers inside `serve` and `worker` (0: none in this process; the scheduler
+    /// runs with the first worker).
+    pub workers: usize,
+    /// How often a worker looks for runs queued by other processes and for due schedules.
+    pub poll_interval_ms: u64,
+    /// How long a worker holds a run between two steps before another may take it over
+    /// (one step, a model call, must fit in it).
+    pub lease_secs: u64,
 }
 
 /// Outbound webhooks: delivery, retries and allowed destinations.
@@ -554,6 +570,11 @@ impl Default for Settings {
                 poll_interval_ms: 1_000,
                 allow_http: false,
                 allow_private_destinations: false,
+            },
+            workflows: WorkflowSettings {
+                workers: 1,
+                poll_interval_ms: 1_000,
+                lease_secs: 300,
             },
             documents: DocumentSettings {
                 workers: 2,

@@ -64,6 +64,11 @@ impl Settings {
         if self.webhooks.poll_interval_ms == 0 {
             return bad("webhooks.poll_interval_ms must be at least 1");
         }
+        if self.workflows.poll_interval_ms == 0 || self.workflows.lease_secs < 10 {
+            return bad(
+                "workflows.poll_interval_ms must be at least 1 and workflows.lease_secs at least 10",
+            );
+        }
         if self.orgs.max_owned_per_account == 0 {
             return bad("orgs.max_owned_per_account must be at least 1");
         }

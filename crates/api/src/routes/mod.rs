@@ -15,6 +15,7 @@ mod platform;
 mod retrieval;
 mod users;
 mod webhooks;
+mod workflows;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -41,7 +42,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(ai::configure)
             .configure(billing::configure)
             .configure(webhooks::configure)
-            .configure(mcp::configure),
+            .configure(mcp::configure)
+            .configure(workflows::configure),
     );
 }
 
