@@ -117,6 +117,7 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
     s.documents.isolation = settings::Isolation::Thread;
     s.documents.workers = 1;
     s.documents.poll_interval_ms = 50;
+    s.workflows.poll_interval_ms = 50;
     s
 }
 
