@@ -12,6 +12,7 @@ mod identity;
 mod organizations;
 mod retrieval;
 mod webhooks;
+mod workflows;
 
 pub use api_keys::InMemoryApiKeys;
 pub use audit::InMemoryAudit;
@@ -24,3 +25,4 @@ pub use identity::{InMemorySessions, InMemoryUsers};
 pub use organizations::InMemoryOrganizations;
 pub use retrieval::{InMemorySpaces, InMemoryVectorRows};
 pub use webhooks::InMemoryWebhooks;
+pub use workflows::InMemoryWorkflows;

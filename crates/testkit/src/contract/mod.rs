@@ -15,6 +15,7 @@ pub mod sessions;
 pub mod users;
 pub mod vectors;
 pub mod webhooks;
+pub mod workflows;
 
 use kernel::{Page, PageRequest, TenantId, UserId};
 use tenancy::ports::{OrgRepoError, OrganizationRepository};

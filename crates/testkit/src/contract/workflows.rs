@@ -1,0 +1,526 @@
+//! The [`WorkflowStore`] contract: runs are scoped to their organization, listed newest first
+//! with filters and pages; a due run is claimed by one claimer only and counted as an attempt,
+//! a run whose lease ended (its worker died) is taken over, and the dead worker's heartbeat and
+//! end change nothing; a cancel ends a queued run at once and stops a running one at its next
+//! heartbeat. Schedules fire exactly once per due occurrence however many schedulers race,
+//! and occurrences missed while no scheduler ran collapse into one run (checked through
+//! [`Workflows::fire_due`] with a clock jumped past several). Deleting an organization takes
+//! its runs and schedules.
+//!
+//! Each case takes [`WorkflowPorts`] over one fresh store; times are explicit values.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use documents::{CollectionId, DocumentId};
+use kernel::{
+    Clock as _, ManualClock, NoEvents, PageRequest, Principal, Role, TenantContext, TenantId,
+    UserId,
+};
+use tenancy::{NewOrganization, OrgName, OrgSlug, OrganizationRepository};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use workflows::{
+    ActionError, Actions, Beat, DocumentInfo, Ending, Input, NoSignal, Run, RunFilter, RunStatus,
+    Style, UsageWindow, WorkflowKind, WorkflowPolicy, WorkflowPorts as Ports, WorkflowStore,
+    Workflows,
+};
+
+use super::CascadingOrganizations;
+use super::documents::at_ms;
+
+/// The ports of one store, as the cases need them.
+#[derive(Debug, Clone)]
+pub struct WorkflowPorts {
+    /// Organizations (the SQL rows reference them).
+    pub orgs: Arc<dyn OrganizationRepository>,
+    /// The store under test.
+    pub store: Arc<dyn WorkflowStore>,
+}
+
+impl WorkflowPorts {
+    /// The SQL store.
+    #[must_use]
+    pub fn sql(store: store_sql::SqlStore) -> Self {
+        Self {
+            orgs: Arc::new(store.clone()),
+            store: Arc::new(store),
+        }
+    }
+
+    /// The in-memory adapter, beside in-memory organizations whose delete cascades into it.
+    #[must_use]
+    pub fn in_memory() -> Self {
+        let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+        let store = Arc::new(memory::InMemoryWorkflows::new());
+        Self {
+            orgs: Arc::new(CascadingOrganizations::new(
+                memory::InMemoryOrganizations::new(clock),
+                Box::new({
+                    let store = store.clone();
+                    move |id| {
+                        store.remove_tenant(id);
+                        Ok(())
+                    }
+                }),
+            )),
+            store,
+        }
+    }
+}
+
+async fn organization(p: &WorkflowPorts, slug: &str) -> TenantId {
+    p.orgs
+        .create(NewOrganization {
+            name: OrgName::parse(slug).expect("name"),
+            slug: OrgSlug::parse(slug).expect("slug"),
+        })
+        .await
+        .expect("organization")
+        .id
+}
+
+async fn two(p: &WorkflowPorts) -> (TenantId, TenantId) {
+    (
+        organization(p, "flows-a").await,
+        organization(p, "flows-b").await,
+    )
+}
+
+fn actor() -> Principal {
+    Principal::User(UserId::new())
+}
+
+/// A queued run of `tenant` created at `at`.
+async fn queued(p: &WorkflowPorts, tenant: TenantId, input: &Input, at: OffsetDateTime) -> Run {
+    let run = Run::queued(tenant, input, actor(), Role::Admin, None, at);
+    p.store.enqueue(&run).await.expect("enqueue");
+    run
+}
+
+fn export() -> Input {
+    Input::ExportUsage {
+        window: UsageWindow::Week,
+    }
+}
+
+fn reindex() -> Input {
+    Input::ReindexCollection {
+        collection: CollectionId::new(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Runs round trip, are listed newest first with filters and pages, and another tenant's are
+/// not found, not listed, not cancelled.
+pub async fn runs_round_trip_and_stay_in_their_tenant(p: &WorkflowPorts) {
+    let (a, b) = two(p).await;
+    let first = queued(p, a, &export(), at_ms(1)).await;
+    let second = queued(p, a, &reindex(), at_ms(2)).await;
+    let third = queued(p, a, &export(), at_ms(3)).await;
+    let theirs = queued(p, b, &export(), at_ms(4)).await;
+    assert_eq!(p.store.find(a, first.id).await.expect("find"), Some(first.clone()));
+    assert_eq!(p.store.find(b, first.id).await.expect("find"), None);
+    assert_eq!(p.store.find(a, theirs.id).await.expect("find"), None);
+    assert_eq!(p.store.cancel(b, first.id, at_ms(5)).await.expect("cancel"), None);
+    assert_eq!(
+        p.store.find(a, first.id).await.expect("find").expect("run").status,
+        RunStatus::Queued,
+        "another tenant's cancel changed nothing"
+    );
+
+    let all = RunFilter::default();
+    let page = p
+        .store
+        .list(a, &all, &PageRequest::first(2).expect("page"))
+        .await
+        .expect("list");
+    let ids: Vec<_> = page.items.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [third.id, second.id], "newest first");
+    let cursor = page.next_cursor.expect("more");
+    let rest = p
+        .store
+        .list(
+            a,
+            &all,
+            &PageRequest::parse(Some(2), Some(&cursor.encode())).expect("page"),
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        rest.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [first.id]
+    );
+    assert!(rest.next_cursor.is_none());
+    let exports = p
+        .store
+        .list(
+            a,
+            &RunFilter {
+                kind: Some(WorkflowKind::ExportUsage),
+                status: Some(RunStatus::Queued),
+            },
+            &PageRequest::first(10).expect("page"),
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        exports.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [third.id, first.id]
+    );
+    let none = p
+        .store
+        .list(
+            a,
+            &RunFilter {
+                status: Some(RunStatus::Succeeded),
+                kind: None,
+            },
+            &PageRequest::first(10).expect("page"),
+        )
+        .await
+        .expect("list");
+    assert!(none.items.is_empty());
+}
+
+/// One claim per due run; the heartbeat holds the lease; once it ends, another claimer takes
+/// the run over (a second attempt), and the first claimer's writes change nothing.
+pub async fn claims_lease_once_and_a_dead_workers_run_is_taken_over(p: &WorkflowPorts) {
+    let (a, _) = two(p).await;
+    let run = queued(p, a, &export(), at_ms(1)).await;
+    let first = p
+        .store
+        .claim(at_ms(10), LEASE)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(first.run.id, run.id);
+    assert_eq!(first.run.status, RunStatus::Running);
+    assert_eq!(first.run.attempts, 1);
+    assert!(p.store.claim(at_ms(20), LEASE).await.expect("claim").is_none());
+    assert_eq!(
+        p.store
+            .heartbeat(&first, 0.5, at_ms(10) + LEASE)
+            .await
+            .expect("beat"),
+        Beat::Held
+    );
+    let read = p.store.find(a, run.id).await.expect("find").expect("run");
+    assert!((read.progress - 0.5).abs() < 1e-6);
+    // Still leased until 10 ms + 60 s.
+    assert!(
+        p.store
+            .claim(at_ms(30_000), LEASE)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    // The worker died: after its lease, another takes the run over.
+    let second = p
+        .store
+        .claim(at_ms(61_000), LEASE)
+        .await
+        .expect("claim")
+        .expect("taken over");
+    assert_eq!(second.run.id, run.id);
+    assert_eq!(second.run.attempts, 2);
+    assert_eq!(
+        p.store
+            .heartbeat(&first, 0.9, at_ms(62_000) + LEASE)
+            .await
+            .expect("beat"),
+        Beat::Lost
+    );
+    assert!(
+        !p.store
+            .finish(&first, &Ending::Failed("late".to_owned()), at_ms(62_000))
+            .await
+            .expect("finish")
+    );
+    let ending = Ending::Succeeded {
+        result: serde_json::json!({"rows": 3}),
+        artifact: Some("a,b\n".to_owned()),
+    };
+    assert!(p.store.finish(&second, &ending, at_ms(63_000)).await.expect("finish"));
+    assert!(
+        !p.store.finish(&second, &ending, at_ms(64_000)).await.expect("finish"),
+        "once"
+    );
+    let done = p.store.find(a, run.id).await.expect("find").expect("run");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.result, Some(serde_json::json!({"rows": 3})));
+    assert_eq!(done.artifact.as_deref(), Some("a,b\n"));
+    assert!((done.progress - 1.0).abs() < 1e-6);
+    assert_eq!(done.finished_at, Some(at_ms(63_000)));
+    assert!(p.store.claim(at_ms(999_000), LEASE).await.expect("claim").is_none());
+}
+
+/// A cancel ends a queued run at once (never claimed); a running run is asked to stop and
+/// hears it at its next heartbeat.
+pub async fn cancel_stops_queued_and_running_runs(p: &WorkflowPorts) {
+    let (a, _) = two(p).await;
+    let waiting = queued(p, a, &export(), at_ms(1)).await;
+    let cancelled = p
+        .store
+        .cancel(a, waiting.id, at_ms(2))
+        .await
+        .expect("cancel")
+        .expect("run");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.finished_at, Some(at_ms(2)));
+    assert!(p.store.claim(at_ms(3), LEASE).await.expect("claim").is_none());
+
+    let running = queued(p, a, &export(), at_ms(4)).await;
+    let claim = p
+        .store
+        .claim(at_ms(5), LEASE)
+        .await
+        .expect("claim")
+        .expect("due");
+    let asked = p
+        .store
+        .cancel(a, running.id, at_ms(6))
+        .await
+        .expect("cancel")
+        .expect("run");
+    assert_eq!(asked.status, RunStatus::Running);
+    assert!(asked.cancel_requested);
+    assert_eq!(
+        p.store
+            .heartbeat(&claim, 0.2, at_ms(7) + LEASE)
+            .await
+            .expect("beat"),
+        Beat::CancelRequested
+    );
+    assert!(p.store.finish(&claim, &Ending::Cancelled, at_ms(8)).await.expect("finish"));
+    let ended = p.store.find(a, running.id).await.expect("find").expect("run");
+    assert_eq!(ended.status, RunStatus::Cancelled);
+}
+
+/// Claims made at once hand each run to one claimer.
+pub async fn concurrent_claims_are_exclusive(p: &WorkflowPorts) {
+    let (a, b) = two(p).await;
+    let mut ids = HashSet::new();
+    for n in 0..12 {
+        let tenant = if n % 2 == 0 { a } else { b };
+        ids.insert(queued(p, tenant, &export(), at_ms(n)).await.id);
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = p.store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(c) = store.claim(at_ms(1_000), LEASE).await.expect("claim") {
+                    mine.push(c.run.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.expect("task") {
+            assert!(seen.insert(id), "claimed twice");
+        }
+    }
+    assert_eq!(seen, ids);
+}
+
+/// Actions that are never called (schedules of usage exports need none at trigger time).
+#[derive(Debug)]
+struct NoActions;
+
+#[async_trait]
+impl Actions for NoActions {
+    async fn collection_documents(
+        &self,
+        _: &TenantContext,
+        _: CollectionId,
+        _: bool,
+        _: usize,
+    ) -> Result<Vec<DocumentInfo>, ActionError> {
+        Err(ActionError::NotFound("collection".to_owned()))
+    }
+    async fn document(&self, _: &TenantContext, _: DocumentId) -> Result<DocumentInfo, ActionError> {
+        Err(ActionError::NotFound("document".to_owned()))
+    }
+    async fn summarize_document(
+        &self,
+        _: &TenantContext,
+        _: DocumentId,
+        _: Style,
+    ) -> Result<String, ActionError> {
+        Err(ActionError::Refused("unused".to_owned()))
+    }
+    async fn summarize_text(
+        &self,
+        _: &TenantContext,
+        _: String,
+        _: Style,
+    ) -> Result<String, ActionError> {
+        Err(ActionError::Refused("unused".to_owned()))
+    }
+    async fn analyze_document(
+        &self,
+        _: &TenantContext,
+        _: DocumentId,
+    ) -> Result<serde_json::Value, ActionError> {
+        Err(ActionError::Refused("unused".to_owned()))
+    }
+    async fn reindex_document(&self, _: &TenantContext, _: DocumentId) -> Result<String, ActionError> {
+        Err(ActionError::Refused("unused".to_owned()))
+    }
+    async fn usage_csv(
+        &self,
+        _: &TenantContext,
+        _: UsageWindow,
+    ) -> Result<(String, usize), ActionError> {
+        Ok(("dimension\n".to_owned(), 0))
+    }
+}
+
+/// A scheduler (one server's `Workflows`) over the store, on `clock`.
+fn scheduler(p: &WorkflowPorts, clock: Arc<ManualClock>) -> Workflows {
+    Workflows::new(
+        Ports {
+            store: p.store.clone(),
+            actions: Arc::new(NoActions),
+            clock,
+            signal: Arc::new(NoSignal),
+            events: Arc::new(NoEvents),
+        },
+        WorkflowPolicy::default(),
+    )
+}
+
+async fn runs_of(p: &WorkflowPorts, tenant: TenantId) -> Vec<Run> {
+    p.store
+        .list(tenant, &RunFilter::default(), &PageRequest::first(100).expect("page"))
+        .await
+        .expect("list")
+        .items
+}
+
+/// Eight schedulers race on a schedule whose server was down for several occurrences: one
+/// run is queued, and the next occurrence is the first after now; at that occurrence, one
+/// more. A scheduler holding a stale copy of the schedule fires nothing.
+pub async fn schedules_fire_once_under_a_race_and_after_downtime(p: &WorkflowPorts) {
+    let (a, b) = two(p).await;
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-22 10:00:00 UTC)));
+    let ctx = TenantContext::new(a, actor(), Role::Admin);
+    let one = scheduler(p, clock.clone());
+    let s = one
+        .schedule(
+            &ctx,
+            "export_usage",
+            &serde_json::json!({"window": "24h"}),
+            "0 * * * *",
+            "cron",
+        )
+        .await
+        .expect("schedule");
+    assert_eq!(s.next_run_at, datetime!(2026-11-22 11:00:00 UTC));
+    // Not due yet.
+    assert_eq!(one.fire_due().await.expect("fire"), 0);
+
+    // Every server was down from 10:00 to 15:30: five occurrences missed.
+    clock.advance(Duration::from_secs(5 * 3_600 + 30 * 60));
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let w = scheduler(p, clock.clone());
+            tokio::spawn(async move { w.fire_due().await.expect("fire") })
+        })
+        .collect();
+    let mut fired = 0;
+    for r in racers {
+        fired += r.await.expect("task");
+    }
+    assert_eq!(fired, 1, "one firing among eight schedulers");
+    let runs = runs_of(p, a).await;
+    assert_eq!(runs.len(), 1, "the missed occurrences run once");
+    assert_eq!(runs[0].schedule_id, Some(s.id));
+    assert_eq!(runs[0].kind, WorkflowKind::ExportUsage);
+    assert_eq!(runs[0].input["window"], "24h");
+    assert!(runs_of(p, b).await.is_empty());
+    let now_next = p.store.schedules(a).await.expect("schedules")[0].next_run_at;
+    assert_eq!(now_next, datetime!(2026-11-22 16:00:00 UTC));
+
+    // A scheduler that read the schedule before the firing cannot fire it again.
+    let stale_run = Run::queued(a, &export(), actor(), Role::Admin, Some(s.id), clock.now());
+    assert!(
+        !p.store
+            .fire(&s, datetime!(2026-11-22 16:00:00 UTC), &stale_run)
+            .await
+            .expect("fire")
+    );
+    assert_eq!(one.fire_due().await.expect("fire"), 0, "nothing due until 16:00");
+
+    // At the next occurrence exactly, once more.
+    clock.advance(Duration::from_secs(30 * 60));
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let w = scheduler(p, clock.clone());
+            tokio::spawn(async move { w.fire_due().await.expect("fire") })
+        })
+        .collect();
+    let mut fired = 0;
+    for r in racers {
+        fired += r.await.expect("task");
+    }
+    assert_eq!(fired, 1);
+    assert_eq!(runs_of(p, a).await.len(), 2);
+    assert_eq!(
+        p.store.schedules(a).await.expect("schedules")[0].next_run_at,
+        datetime!(2026-11-22 17:00:00 UTC)
+    );
+}
+
+/// Schedules are the tenant's: listed and deleted only there; deleting an organization takes
+/// its runs and schedules.
+pub async fn schedules_stay_in_their_tenant_and_deletes_cascade(p: &WorkflowPorts) {
+    let (a, b) = two(p).await;
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-22 10:00:00 UTC)));
+    let w = scheduler(p, clock);
+    let s = w
+        .schedule(
+            &TenantContext::new(b, actor(), Role::Owner),
+            "export_usage",
+            &serde_json::Value::Null,
+            "@daily",
+            "cron",
+        )
+        .await
+        .expect("schedule");
+    assert!(p.store.schedules(a).await.expect("list").is_empty());
+    assert!(!p.store.delete_schedule(a, s.id).await.expect("delete"));
+    assert_eq!(p.store.schedules(b).await.expect("list").len(), 1);
+    let run = queued(p, b, &export(), at_ms(1)).await;
+    p.orgs.delete(b).await.expect("delete org");
+    assert_eq!(p.store.find(b, run.id).await.expect("find"), None);
+    assert!(p.store.schedules(b).await.expect("list").is_empty());
+    assert!(
+        p.store
+            .due_schedules(datetime!(2030-01-01 00:00:00 UTC), 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    // A member cannot schedule; a bad expression is a 422 on the named field.
+    let member = TenantContext::new(a, actor(), Role::Member);
+    assert!(matches!(
+        w.schedule(&member, "export_usage", &serde_json::Value::Null, "@daily", "cron")
+            .await,
+        Err(workflows::WorkflowError::Forbidden(_))
+    ));
+    let admin = TenantContext::new(a, actor(), Role::Admin);
+    match w
+        .schedule(&admin, "export_usage", &serde_json::Value::Null, "* * *", "cron")
+        .await
+    {
+        Err(workflows::WorkflowError::Invalid(e)) => assert_eq!(e.0[0].field, "cron"),
+        other => panic!("{other:?}"),
+    }
+}
