@@ -178,6 +178,14 @@ impl JobQueue for ForgetfulJobs {
     async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
         self.inner.find(tenant, id).await
     }
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &crate::JobFilter,
+        page: &kernel::PageRequest,
+    ) -> Result<kernel::Page<Job>, StoreError> {
+        self.inner.list(tenant, filter, page).await
+    }
     async fn claim_within(
         &self,
         now: OffsetDateTime,

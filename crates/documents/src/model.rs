@@ -724,6 +724,17 @@ impl Job {
     }
 }
 
+/// Which jobs `GET /jobs` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this kind.
+    pub kind: Option<JobKind>,
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this document's.
+    pub document_id: Option<DocumentId>,
+}
+
 /// A job a worker holds: the lease token proves the hold on every later write, so a worker
 /// whose lease expired (and whose job another worker took over) can change nothing.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId, CollectionPatch,
     CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits, ExtractedText, Format,
-    Job, JobId, JobStatus, NewChunk, Stage,
+    Job, JobFilter, JobId, JobStatus, NewChunk, Stage,
 };
 use crate::recent::RecentLists;
 
@@ -202,6 +202,14 @@ pub enum Failure {
 pub trait JobQueue: Send + Sync + std::fmt::Debug {
     /// The job with this id.
     async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// The tenant's jobs, newest first.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &JobFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Job>, StoreError>;
 
     /// Leases the next due job until `now + lease`, with no cap per tenant; `Ok(None)` when
     /// none is due.

@@ -581,6 +581,19 @@ impl Documents {
         Ok(job_id)
     }
 
+    /// The tenant's jobs, newest first.
+    ///
+    /// # Errors
+    /// On a foreign cursor or a storage failure.
+    pub async fn jobs(
+        &self,
+        ctx: &TenantContext,
+        filter: &crate::JobFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Job>, DocumentsError> {
+        Ok(self.ports.jobs.list(ctx.tenant_id(), filter, page).await?)
+    }
+
     /// A job of the tenant.
     ///
     /// # Errors

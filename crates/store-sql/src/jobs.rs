@@ -35,10 +35,10 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use documents::{
-    Claim, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus, NewChunk, Stage,
-    StoreError,
+    Claim, DocumentStatus, Failure, Ingested, Job, JobFilter, JobId, JobQueue, JobStatus, NewChunk,
+    Stage, StoreError,
 };
-use kernel::TenantId;
+use kernel::{Page, PageRequest, TenantId};
 use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
@@ -333,6 +333,37 @@ impl JobQueue for SqlStore {
             .context("reading a job")?
             .map(to_domain)
             .transpose()
+    }
+
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &JobFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Job>, StoreError> {
+        let mut select = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
+        if let Some(k) = filter.kind {
+            select = select.filter(Column::Kind.eq(k.as_str()));
+        }
+        if let Some(s) = filter.status {
+            select = select.filter(Column::Status.eq(s.as_str()));
+        }
+        if let Some(d) = filter.document_id {
+            select = select.filter(Column::DocumentId.eq(d.as_uuid()));
+        }
+        if let Some(before) = page.after_uuid()? {
+            select = select.filter(Column::Id.lt(before));
+        }
+        let rows = select
+            .limit(u64::from(page.limit()) + 1)
+            .all(&self.db)
+            .await
+            .context("listing jobs")?;
+        let items = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page, |j| j.id.to_string()))
     }
 
     async fn claim_within(

@@ -210,6 +210,58 @@ async fn scenario(app: &TestApp) {
     assert_eq!(j["kind"], "reindex");
     app.settled(&ann, "ann", &doc).await;
 
+    // GET /jobs: the organization's ingestion jobs, filtered and paged; none of them bob's.
+    let (s, jobs) = app
+        .call_in(&ann, Method::GET, "/api/v1/jobs?kind=reindex", None, Some("ann"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{jobs}");
+    assert_eq!(jobs["items"][0]["id"], job, "{jobs}");
+    assert!(jobs["items"].as_array().expect("items").iter().all(|j| j["kind"] == "reindex"));
+    let (s, jobs) = app
+        .call_in(
+            &ann,
+            Method::GET,
+            &format!("/api/v1/jobs?document_id={doc}&limit=1"),
+            None,
+            Some("ann"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{jobs}");
+    assert_eq!(jobs["items"][0]["id"], job, "newest first: {jobs}");
+    let cursor = jobs["next_cursor"].as_str().expect("the ingest job is next");
+    let (_, older) = app
+        .call_in(
+            &ann,
+            Method::GET,
+            &format!("/api/v1/jobs?document_id={doc}&cursor={cursor}"),
+            None,
+            Some("ann"),
+        )
+        .await;
+    assert_eq!(older["items"][0]["kind"], "ingest", "{older}");
+    let (s, ingest) = app
+        .call_in(
+            &ann,
+            Method::GET,
+            "/api/v1/jobs?kind=ingest&status=succeeded",
+            None,
+            Some("ann"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!ingest["items"].as_array().expect("items").is_empty());
+    let (s, theirs) = app
+        .call_in(&bob, Method::GET, "/api/v1/jobs", None, Some("bob"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(theirs["items"], json!([]), "bob sees none of ann's jobs");
+    for bad in ["kind=workflow", "status=done", "document_id=x", "limit=500", "colour=red"] {
+        let (s, e) = app
+            .call_in(&ann, Method::GET, &format!("/api/v1/jobs?{bad}"), None, Some("ann"))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {e}");
+    }
+
     // Export usage: a CSV to download.
     let export = queued(
         app,

@@ -67,4 +67,5 @@ on_every_adapter!(
     jobs::cancelled_jobs_are_never_claimed,
     jobs::deleted_document_claim_cannot_complete,
     jobs::claims_respect_the_cap_per_tenant,
+    jobs::jobs_are_listed_per_tenant_with_filters,
 );

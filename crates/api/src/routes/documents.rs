@@ -5,7 +5,8 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use documents::{
-    Chunk, ChunkingSettings, CollectionId, Document, DocumentFilter, DocumentId, Format, Job, JobId,
+    Chunk, ChunkingSettings, CollectionId, Document, DocumentFilter, DocumentId, Format, Job, JobFilter, JobId, JobKind,
+    JobStatus,
 };
 use futures_util::StreamExt as _;
 use kernel::{FieldError, InvalidInput};
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(document_chunks)
         .service(delete_document)
         .service(reindex)
+        .service(list_jobs)
         .service(get_job);
 }
 
@@ -656,6 +658,94 @@ impl From<Job> for JobDto {
             finished_at: j.finished_at,
         }
     }
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// Page size, 1–100 (default 20).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only this kind: `ingest`, `reindex`.
+    kind: Option<String>,
+    /// Only this status: `queued`, `running`, `succeeded`, `failed`, `dead`, `canceled`.
+    status: Option<String>,
+    /// Only this document's jobs.
+    document_id: Option<String>,
+}
+
+/// The organization's ingestion jobs, newest first (workflow runs are at
+/// `GET /workflows/runs`).
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("X-Tenant-ID" = String, Header, description = "organization id or slug"), JobQuery),
+    responses(
+        (status = 200, body = PageDto<JobDto>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/jobs")]
+async fn list_jobs(
+    state: web::Data<AppState>,
+    access: Tenant<Viewer>,
+    query: web::Query<JobQuery>,
+) -> Result<web::Json<PageDto<JobDto>>, ApiError> {
+    let mut errors = Vec::new();
+    let kind = match query.kind.as_deref().map(str::parse::<JobKind>) {
+        Some(Err(_)) => {
+            errors.push(FieldError::new("kind", "must be ingest or reindex"));
+            None
+        }
+        Some(Ok(k)) => Some(k),
+        None => None,
+    };
+    let status = match query.status.as_deref().map(str::parse::<JobStatus>) {
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "status",
+                "must be queued, running, succeeded, failed, dead or canceled",
+            ));
+            None
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    let document_id = match query.document_id.as_deref().map(DocumentId::parse) {
+        Some(Err(_)) => {
+            errors.push(FieldError::new("document_id", "must be a document id"));
+            None
+        }
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .to_request()?;
+    let jobs = state
+        .documents
+        .jobs(
+            &access.ctx,
+            &JobFilter {
+                kind,
+                status,
+                document_id,
+            },
+            &page,
+        )
+        .await?;
+    Ok(web::Json(PageDto::from_page(jobs, JobDto::from)))
 }
 
 /// One job, with its progress.

@@ -172,6 +172,7 @@ pub struct ScheduleRequest {
 /// The filters of `GET /workflows/runs`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RunQuery {
     /// Only this status: `queued`, `running`, `succeeded`, `failed`, `cancelled`.
     status: Option<String>,

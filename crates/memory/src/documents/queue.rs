@@ -6,10 +6,10 @@
 
 use async_trait::async_trait;
 use documents::{
-    Chunk, Claim, DocumentStatus, Failure, Ingested, Job, JobId, JobQueue, JobStatus, NewChunk,
+    Chunk, Claim, DocumentStatus, Failure, Ingested, Job, JobFilter, JobId, JobQueue, JobStatus, NewChunk,
     Stage, StoreError,
 };
-use kernel::TenantId;
+use kernel::{Page, PageRequest, TenantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -24,6 +24,31 @@ impl JobQueue for InMemoryDocuments {
             .get(&id)
             .filter(|r| r.job.tenant_id == tenant)
             .map(|r| r.job.clone()))
+    }
+
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &JobFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Job>, StoreError> {
+        let before = page.after_uuid()?;
+        let limit = usize::try_from(page.limit()).unwrap_or(usize::MAX);
+        let items: Vec<Job> = self
+            .lock()?
+            .jobs
+            .values()
+            .rev()
+            .map(|r| &r.job)
+            .filter(|j| j.tenant_id == tenant)
+            .filter(|j| filter.kind.is_none_or(|k| j.kind == k))
+            .filter(|j| filter.status.is_none_or(|s| j.status == s))
+            .filter(|j| filter.document_id.is_none_or(|d| j.document_id == Some(d)))
+            .filter(|j| before.is_none_or(|b| j.id.as_uuid() < b))
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, page, |j| j.id.to_string()))
     }
 
     async fn claim_within(

@@ -833,3 +833,83 @@ pub async fn claims_respect_the_cap_per_tenant(p: &DocumentPorts) {
         .expect("leases ended: A is under its cap");
     assert_eq!(taken.job.tenant_id, a);
 }
+
+/// `list`: the tenant's jobs only, newest first, filtered by kind, status and document, in
+/// pages.
+pub async fn jobs_are_listed_per_tenant_with_filters(p: &DocumentPorts) {
+    use documents::{JobFilter, JobKind};
+    let (a, b) = two_tenants(p).await;
+    let d1 = upload(p, a, None, "one", T0).await;
+    let d2 = upload(p, a, None, "two", at_ms(1)).await;
+    upload(p, b, None, "theirs", at_ms(2)).await;
+    let claim = p
+        .jobs
+        .claim(at_ms(3), MINUTE)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(claim.job.document_id, Some(d1.id));
+    let all = JobFilter::default();
+    let page = p
+        .jobs
+        .list(a, &all, &PageRequest::first(1).expect("page"))
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].document_id, Some(d2.id), "newest first");
+    let cursor = page.next_cursor.expect("more");
+    let rest = p
+        .jobs
+        .list(
+            a,
+            &all,
+            &PageRequest::parse(Some(10), Some(&cursor.encode())).expect("page"),
+        )
+        .await
+        .expect("list");
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].document_id, Some(d1.id));
+    assert!(rest.next_cursor.is_none());
+    let running = JobFilter {
+        status: Some(JobStatus::Running),
+        ..JobFilter::default()
+    };
+    let got = p
+        .jobs
+        .list(a, &running, &PageRequest::first(10).expect("page"))
+        .await
+        .expect("list");
+    assert_eq!(got.items.len(), 1);
+    assert_eq!(got.items[0].id, claim.job.id);
+    let of_d2 = JobFilter {
+        document_id: Some(d2.id),
+        kind: Some(JobKind::Ingest),
+        ..JobFilter::default()
+    };
+    let got = p
+        .jobs
+        .list(a, &of_d2, &PageRequest::first(10).expect("page"))
+        .await
+        .expect("list");
+    assert_eq!(got.items.len(), 1);
+    let reindexes = JobFilter {
+        kind: Some(JobKind::Reindex),
+        ..JobFilter::default()
+    };
+    assert!(
+        p.jobs
+            .list(a, &reindexes, &PageRequest::first(10).expect("page"))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    // The other tenant sees its one job, and never a's.
+    let theirs = p
+        .jobs
+        .list(b, &all, &PageRequest::first(10).expect("page"))
+        .await
+        .expect("list");
+    assert_eq!(theirs.items.len(), 1);
+    assert!(theirs.items.iter().all(|j| j.tenant_id == b));
+}
