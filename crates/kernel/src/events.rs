@@ -17,7 +17,7 @@ pub enum EventKind {
     DocumentReady,
     /// A document's ingestion failed for good.
     DocumentFailed,
-    /// A workflow run ended (reserved: workflows do not publish yet).
+    /// A workflow run ended (succeeded, failed or cancelled).
     WorkflowCompleted,
     /// A chat answer ended and its usage was settled.
     AnswerCompleted,

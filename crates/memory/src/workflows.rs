@@ -115,7 +115,11 @@ impl WorkflowStore for InMemoryWorkflows {
         now: OffsetDateTime,
     ) -> Result<Option<Run>, StoreError> {
         let mut state = self.state();
-        let Some(row) = state.runs.get_mut(&id).filter(|r| r.run.tenant_id == tenant) else {
+        let Some(row) = state
+            .runs
+            .get_mut(&id)
+            .filter(|r| r.run.tenant_id == tenant)
+        else {
             return Ok(None);
         };
         match row.run.status {
@@ -203,9 +207,7 @@ impl WorkflowStore for InMemoryWorkflows {
     }
 
     async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
-        self.state()
-            .schedules
-            .insert(schedule.id, schedule.clone());
+        self.state().schedules.insert(schedule.id, schedule.clone());
         Ok(())
     }
 

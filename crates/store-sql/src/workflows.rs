@@ -47,7 +47,11 @@ fn run_of(m: workflow_run::Model) -> Result<Run, StoreError> {
         input: json_of("input", &m.input)?,
         status: stored("run status", &m.status, RunStatus::parse)?,
         progress: m.progress,
-        result: m.result.as_deref().map(|r| json_of("result", r)).transpose()?,
+        result: m
+            .result
+            .as_deref()
+            .map(|r| json_of("result", r))
+            .transpose()?,
         artifact: m.artifact,
         error: m.error,
         actor: stored("actor", &m.actor, parse_actor)?,
@@ -404,7 +408,10 @@ impl WorkflowStore for SqlStore {
         run: &Run,
     ) -> Result<bool, StoreError> {
         use workflow_schedule::{Column, Entity};
-        let txn = self.begin_write().await.context("starting to fire a schedule")?;
+        let txn = self
+            .begin_write()
+            .await
+            .context("starting to fire a schedule")?;
         let moved = scope::update::<Entity>(schedule.tenant_id)
             .col_expr(Column::NextRunAt, Expr::value(self.at(utc_micros(next))))
             .filter(Column::Id.eq(schedule.id.as_uuid()))

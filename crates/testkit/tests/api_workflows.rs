@@ -87,7 +87,10 @@ async fn ended(app: &TestApp, token: &str, org: &str, id: &str) -> Value {
         if ["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap_or("")) {
             return run;
         }
-        assert!(tokio::time::Instant::now() < deadline, "run {id} still {run}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {id} still {run}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -156,7 +159,10 @@ async fn scenario(app: &TestApp) {
     assert_eq!(done["input"]["style"], "concise", "defaults filled in");
     assert_eq!(done["result"]["documents"][0]["document_id"], doc.as_str());
     assert!(
-        !done["result"]["summary"].as_str().expect("summary").is_empty(),
+        !done["result"]["summary"]
+            .as_str()
+            .expect("summary")
+            .is_empty(),
         "{done}"
     );
     assert!(done["finished_at"].is_string());
@@ -204,7 +210,13 @@ async fn scenario(app: &TestApp) {
     assert_eq!(done["result"]["documents"], 1, "{done}");
     let job = done["result"]["jobs"][0]["job_id"].as_str().expect("job");
     let (s, j) = app
-        .call_in(&ann, Method::GET, &format!("/api/v1/jobs/{job}"), None, Some("ann"))
+        .call_in(
+            &ann,
+            Method::GET,
+            &format!("/api/v1/jobs/{job}"),
+            None,
+            Some("ann"),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{j}");
     assert_eq!(j["kind"], "reindex");
@@ -212,11 +224,23 @@ async fn scenario(app: &TestApp) {
 
     // GET /jobs: the organization's ingestion jobs, filtered and paged; none of them bob's.
     let (s, jobs) = app
-        .call_in(&ann, Method::GET, "/api/v1/jobs?kind=reindex", None, Some("ann"))
+        .call_in(
+            &ann,
+            Method::GET,
+            "/api/v1/jobs?kind=reindex",
+            None,
+            Some("ann"),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{jobs}");
     assert_eq!(jobs["items"][0]["id"], job, "{jobs}");
-    assert!(jobs["items"].as_array().expect("items").iter().all(|j| j["kind"] == "reindex"));
+    assert!(
+        jobs["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|j| j["kind"] == "reindex")
+    );
     let (s, jobs) = app
         .call_in(
             &ann,
@@ -228,7 +252,9 @@ async fn scenario(app: &TestApp) {
         .await;
     assert_eq!(s, StatusCode::OK, "{jobs}");
     assert_eq!(jobs["items"][0]["id"], job, "newest first: {jobs}");
-    let cursor = jobs["next_cursor"].as_str().expect("the ingest job is next");
+    let cursor = jobs["next_cursor"]
+        .as_str()
+        .expect("the ingest job is next");
     let (_, older) = app
         .call_in(
             &ann,
@@ -255,9 +281,21 @@ async fn scenario(app: &TestApp) {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(theirs["items"], json!([]), "bob sees none of ann's jobs");
-    for bad in ["kind=workflow", "status=done", "document_id=x", "limit=500", "colour=red"] {
+    for bad in [
+        "kind=workflow",
+        "status=done",
+        "document_id=x",
+        "limit=500",
+        "colour=red",
+    ] {
         let (s, e) = app
-            .call_in(&ann, Method::GET, &format!("/api/v1/jobs?{bad}"), None, Some("ann"))
+            .call_in(
+                &ann,
+                Method::GET,
+                &format!("/api/v1/jobs?{bad}"),
+                None,
+                Some("ann"),
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {e}");
     }
@@ -289,7 +327,10 @@ async fn scenario(app: &TestApp) {
     );
     let csv = res.text().await.expect("csv");
     assert!(csv.starts_with("dimension,key,events,"), "{csv}");
-    assert!(csv.contains("\nkind,chat,"), "the summaries are in it: {csv}");
+    assert!(
+        csv.contains("\nkind,chat,"),
+        "the summaries are in it: {csv}"
+    );
 
     // The list, filtered and paged.
     let (s, page) = app
@@ -389,15 +430,28 @@ async fn scenario(app: &TestApp) {
     for (method, path) in [
         (Method::GET, format!("/api/v1/workflows/runs/{run}")),
         (Method::POST, format!("/api/v1/workflows/runs/{run}/cancel")),
-        (Method::GET, format!("/api/v1/workflows/runs/{export}/download")),
+        (
+            Method::GET,
+            format!("/api/v1/workflows/runs/{export}/download"),
+        ),
     ] {
-        let (s, _) = app.call_in(&bob, method.clone(), &path, None, Some("bob")).await;
+        let (s, _) = app
+            .call_in(&bob, method.clone(), &path, None, Some("bob"))
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path} as bob in bob");
-        let (s, _) = app.call_in(&bob, method.clone(), &path, None, Some("ann")).await;
+        let (s, _) = app
+            .call_in(&bob, method.clone(), &path, None, Some("ann"))
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path} as bob in ann");
     }
     let (s, list) = app
-        .call_in(&bob, Method::GET, "/api/v1/workflows/runs", None, Some("bob"))
+        .call_in(
+            &bob,
+            Method::GET,
+            "/api/v1/workflows/runs",
+            None,
+            Some("bob"),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["items"], json!([]), "bob sees none of ann's runs");
@@ -477,10 +531,20 @@ async fn scenario(app: &TestApp) {
             "/api/v1/workflows/trigger".to_owned(),
             Some(json!({"workflow": "reindex_collection", "input": {"collection_id": coll}})),
         ),
-        (Method::POST, format!("/api/v1/workflows/runs/{carls}/cancel"), None),
+        (
+            Method::POST,
+            format!("/api/v1/workflows/runs/{carls}/cancel"),
+            None,
+        ),
     ] {
-        let (s, e) = app.call_in(&carl, method.clone(), &path, body, Some("ann")).await;
-        assert_eq!(s, StatusCode::NOT_FOUND, "removed carl: {method} {path}: {e}");
+        let (s, e) = app
+            .call_in(&carl, method.clone(), &path, body, Some("ann"))
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "removed carl: {method} {path}: {e}"
+        );
     }
 
     // Schedules: admins; listed, deleted; another tenant cannot delete one.
@@ -518,7 +582,13 @@ async fn scenario(app: &TestApp) {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
     let (s, list) = app
-        .call_in(&ann, Method::GET, "/api/v1/workflows/schedules", None, Some("ann"))
+        .call_in(
+            &ann,
+            Method::GET,
+            "/api/v1/workflows/schedules",
+            None,
+            Some("ann"),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["items"].as_array().expect("items").len(), 1);

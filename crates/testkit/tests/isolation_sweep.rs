@@ -196,6 +196,29 @@ async fn sweep(app: &TestApp) {
         1,
         "A's webhook heard of the document"
     );
+    // A's workflow run (an export of its usage, with a CSV) and schedule.
+    let (status, run) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/workflows/trigger",
+            Some(json!({"workflow": "export_usage"})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let a_run = run["run"]["id"].as_str().expect("run id").to_owned();
+    let (status, sched) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/workflows/schedules",
+            Some(json!({"workflow": "export_usage", "cron": "0 3 * * *"})),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sched}");
+    let a_schedule = sched["id"].as_str().expect("schedule id").to_owned();
     let mut a_attempt = String::new();
     for _ in 0..200 {
         let (_, log) = app
@@ -266,7 +289,11 @@ async fn sweep(app: &TestApp) {
     assert!(usage.to_string().contains(a.user_id.as_str()), "{usage}");
     // The id of A's object that a route names: `{id}` means a different thing per route.
     let object = |template: &str| -> String {
-        if template.contains("/webhooks/deliveries/") {
+        if template.contains("/workflows/runs/") {
+            a_run.clone()
+        } else if template.contains("/workflows/schedules/") {
+            a_schedule.clone()
+        } else if template.contains("/webhooks/deliveries/") {
             a_attempt.clone()
         } else if template.contains("/webhooks/") {
             a_webhook.clone()
@@ -305,6 +332,8 @@ async fn sweep(app: &TestApp) {
         a.user_id.clone(),
         a_webhook.clone(),
         a_attempt.clone(),
+        a_run.clone(),
+        a_schedule.clone(),
     ];
 
     let mut checked = 0;

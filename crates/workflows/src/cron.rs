@@ -99,10 +99,7 @@ mod tests {
         let on = datetime!(2026-12-06 11:00 UTC);
         assert_eq!(hourly.next_after(on), Some(datetime!(2026-12-06 12:00 UTC)));
         let mondays = CronExpr::parse("30 9 * * MON", "cron").expect("valid");
-        assert_eq!(
-            mondays.next_after(t),
-            Some(datetime!(2026-12-07 09:30 UTC))
-        );
+        assert_eq!(mondays.next_after(t), Some(datetime!(2026-12-07 09:30 UTC)));
         assert!(CronExpr::parse("@daily", "cron").is_ok());
     }
 

@@ -246,11 +246,7 @@ fn object(input: &Value) -> Result<&serde_json::Map<String, Value>, InvalidInput
     }
 }
 
-fn only(
-    map: &serde_json::Map<String, Value>,
-    allowed: &[&str],
-    errors: &mut Vec<FieldError>,
-) {
+fn only(map: &serde_json::Map<String, Value>, allowed: &[&str], errors: &mut Vec<FieldError>) {
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
             errors.push(FieldError::new(
@@ -277,7 +273,10 @@ fn id_field<T>(
             None
         }
         Some(_) => {
-            errors.push(FieldError::new(format!("input.{key}"), "must be a string id"));
+            errors.push(FieldError::new(
+                format!("input.{key}"),
+                "must be a string id",
+            ));
             None
         }
     }
@@ -715,7 +714,9 @@ mod tests {
             )
             .is_err()
         );
-        assert!(Input::parse(WorkflowKind::AnalyzeDocuments, &json!({"document_ids": []})).is_err());
+        assert!(
+            Input::parse(WorkflowKind::AnalyzeDocuments, &json!({"document_ids": []})).is_err()
+        );
         assert_eq!(
             Input::parse(WorkflowKind::ExportUsage, &Value::Null).expect("no input"),
             Input::ExportUsage {

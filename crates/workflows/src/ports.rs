@@ -61,8 +61,11 @@ pub trait WorkflowStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<Run>, StoreError>;
 
     /// Leases the oldest due run until `now + lease` (status `running`, one more attempt).
-    async fn claim(&self, now: OffsetDateTime, lease: Duration)
-    -> Result<Option<Claim>, StoreError>;
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<Claim>, StoreError>;
 
     /// Records progress and extends the lease to `until`.
     async fn heartbeat(

@@ -159,11 +159,15 @@ impl Workflows {
     /// rather than a failed run).
     async fn check(&self, ctx: &TenantContext, input: &Input) -> Result<(), WorkflowError> {
         let actions = &self.ports.actions;
-        let missing = |field: String| InvalidInput::field(field, "no such item in this organization");
+        let missing =
+            |field: String| InvalidInput::field(field, "no such item in this organization");
         match input {
             Input::SummarizeCollection { collection, .. }
             | Input::ReindexCollection { collection } => {
-                match actions.collection_documents(ctx, *collection, true, 1).await {
+                match actions
+                    .collection_documents(ctx, *collection, true, 1)
+                    .await
+                {
                     Ok(_) => Ok(()),
                     Err(ActionError::NotFound(_)) => {
                         Err(missing("input.collection_id".to_owned()).into())
@@ -259,7 +263,9 @@ impl Workflows {
         let run = self.run(ctx, id).await?;
         require(ctx, run.kind.min_role(), "reading this result")?;
         if !run.status.is_final() {
-            return Err(WorkflowError::Conflict("the run has not ended yet".to_owned()));
+            return Err(WorkflowError::Conflict(
+                "the run has not ended yet".to_owned(),
+            ));
         }
         run.artifact.ok_or(WorkflowError::NotFound)
     }
@@ -343,9 +349,18 @@ impl Workflows {
     ///
     /// # Errors
     /// `Forbidden` below admin, `NotFound`.
-    pub async fn unschedule(&self, ctx: &TenantContext, id: ScheduleId) -> Result<(), WorkflowError> {
+    pub async fn unschedule(
+        &self,
+        ctx: &TenantContext,
+        id: ScheduleId,
+    ) -> Result<(), WorkflowError> {
         require(ctx, Role::Admin, "deleting a schedule")?;
-        if self.ports.store.delete_schedule(ctx.tenant_id(), id).await? {
+        if self
+            .ports
+            .store
+            .delete_schedule(ctx.tenant_id(), id)
+            .await?
+        {
             Ok(())
         } else {
             Err(WorkflowError::NotFound)
@@ -459,7 +474,9 @@ impl Workflows {
     async fn execute(&self, claim: &Claim) -> Result<Ending, ()> {
         let run = &claim.run;
         let Ok(input) = Input::parse(run.kind, &run.input) else {
-            return Ok(Ending::Failed("the stored input is no longer valid".to_owned()));
+            return Ok(Ending::Failed(
+                "the stored input is no longer valid".to_owned(),
+            ));
         };
         let ctx = TenantContext::new(run.tenant_id, run.actor, run.role);
         let steps = Steps {
@@ -473,9 +490,7 @@ impl Workflows {
                 self.summarize(&ctx, &steps, collection, style).await
             }
             Input::AnalyzeDocuments { documents } => self.analyze(&ctx, &steps, &documents).await,
-            Input::ReindexCollection { collection } => {
-                self.reindex(&ctx, &steps, collection).await
-            }
+            Input::ReindexCollection { collection } => self.reindex(&ctx, &steps, collection).await,
             Input::ExportUsage { window } => {
                 match self.ports.actions.usage_csv(&ctx, window).await {
                     Ok((csv, _)) if csv.len() > MAX_EXPORT_BYTES => Err(Halt::Failed(format!(
@@ -524,13 +539,17 @@ impl Workflows {
                 MAX_TEXT_CHARS,
             );
             joined.push_str(&format!("{}:\n{}\n\n", d.name, summary));
-            items.push(json!({"document_id": d.id.to_string(), "name": d.name, "summary": summary}));
+            items
+                .push(json!({"document_id": d.id.to_string(), "name": d.name, "summary": summary}));
             steps.beat(share(i + 1, total)).await?;
         }
         let overall = match docs.len() {
             0 => String::new(),
             1 => items[0]["summary"].as_str().unwrap_or_default().to_owned(),
-            _ => clip(&actions.summarize_text(ctx, joined, style).await?, MAX_TEXT_CHARS),
+            _ => clip(
+                &actions.summarize_text(ctx, joined, style).await?,
+                MAX_TEXT_CHARS,
+            ),
         };
         Ok(Ending::Succeeded {
             result: json!({

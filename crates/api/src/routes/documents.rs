@@ -5,8 +5,8 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use documents::{
-    Chunk, ChunkingSettings, CollectionId, Document, DocumentFilter, DocumentId, Format, Job, JobFilter, JobId, JobKind,
-    JobStatus,
+    Chunk, ChunkingSettings, CollectionId, Document, DocumentFilter, DocumentId, Format, Job,
+    JobFilter, JobId, JobKind, JobStatus,
 };
 use futures_util::StreamExt as _;
 use kernel::{FieldError, InvalidInput};

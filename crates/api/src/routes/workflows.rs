@@ -298,7 +298,10 @@ async fn list_runs(
     });
     let kind = query.workflow.as_deref().and_then(|s| {
         WorkflowKind::parse(s).or_else(|| {
-            errors.push(FieldError::new("workflow", "must be a name of GET /workflows"));
+            errors.push(FieldError::new(
+                "workflow",
+                "must be a name of GET /workflows",
+            ));
             None
         })
     });
@@ -337,7 +340,9 @@ async fn get_run(
     id: Id<RunId>,
 ) -> Result<web::Json<RunDto>, ApiError> {
     let PathId(id) = id?;
-    Ok(web::Json(state.workflows.run(&access.ctx, id).await?.into()))
+    Ok(web::Json(
+        state.workflows.run(&access.ctx, id).await?.into(),
+    ))
 }
 
 /// An export's CSV (`text/csv`), once the run succeeded (the role of its workflow: admins).

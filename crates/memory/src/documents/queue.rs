@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use documents::{
-    Chunk, Claim, DocumentStatus, Failure, Ingested, Job, JobFilter, JobId, JobQueue, JobStatus, NewChunk,
-    Stage, StoreError,
+    Chunk, Claim, DocumentStatus, Failure, Ingested, Job, JobFilter, JobId, JobQueue, JobStatus,
+    NewChunk, Stage, StoreError,
 };
 use kernel::{Page, PageRequest, TenantId};
 use time::OffsetDateTime;

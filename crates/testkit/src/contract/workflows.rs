@@ -122,12 +122,23 @@ pub async fn runs_round_trip_and_stay_in_their_tenant(p: &WorkflowPorts) {
     let second = queued(p, a, &reindex(), at_ms(2)).await;
     let third = queued(p, a, &export(), at_ms(3)).await;
     let theirs = queued(p, b, &export(), at_ms(4)).await;
-    assert_eq!(p.store.find(a, first.id).await.expect("find"), Some(first.clone()));
+    assert_eq!(
+        p.store.find(a, first.id).await.expect("find"),
+        Some(first.clone())
+    );
     assert_eq!(p.store.find(b, first.id).await.expect("find"), None);
     assert_eq!(p.store.find(a, theirs.id).await.expect("find"), None);
-    assert_eq!(p.store.cancel(b, first.id, at_ms(5)).await.expect("cancel"), None);
     assert_eq!(
-        p.store.find(a, first.id).await.expect("find").expect("run").status,
+        p.store.cancel(b, first.id, at_ms(5)).await.expect("cancel"),
+        None
+    );
+    assert_eq!(
+        p.store
+            .find(a, first.id)
+            .await
+            .expect("find")
+            .expect("run")
+            .status,
         RunStatus::Queued,
         "another tenant's cancel changed nothing"
     );
@@ -200,7 +211,13 @@ pub async fn claims_lease_once_and_a_dead_workers_run_is_taken_over(p: &Workflow
     assert_eq!(first.run.id, run.id);
     assert_eq!(first.run.status, RunStatus::Running);
     assert_eq!(first.run.attempts, 1);
-    assert!(p.store.claim(at_ms(20), LEASE).await.expect("claim").is_none());
+    assert!(
+        p.store
+            .claim(at_ms(20), LEASE)
+            .await
+            .expect("claim")
+            .is_none()
+    );
     assert_eq!(
         p.store
             .heartbeat(&first, 0.5, at_ms(10) + LEASE)
@@ -244,9 +261,17 @@ pub async fn claims_lease_once_and_a_dead_workers_run_is_taken_over(p: &Workflow
         result: serde_json::json!({"rows": 3}),
         artifact: Some("a,b\n".to_owned()),
     };
-    assert!(p.store.finish(&second, &ending, at_ms(63_000)).await.expect("finish"));
     assert!(
-        !p.store.finish(&second, &ending, at_ms(64_000)).await.expect("finish"),
+        p.store
+            .finish(&second, &ending, at_ms(63_000))
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !p.store
+            .finish(&second, &ending, at_ms(64_000))
+            .await
+            .expect("finish"),
         "once"
     );
     let done = p.store.find(a, run.id).await.expect("find").expect("run");
@@ -255,7 +280,13 @@ pub async fn claims_lease_once_and_a_dead_workers_run_is_taken_over(p: &Workflow
     assert_eq!(done.artifact.as_deref(), Some("a,b\n"));
     assert!((done.progress - 1.0).abs() < 1e-6);
     assert_eq!(done.finished_at, Some(at_ms(63_000)));
-    assert!(p.store.claim(at_ms(999_000), LEASE).await.expect("claim").is_none());
+    assert!(
+        p.store
+            .claim(at_ms(999_000), LEASE)
+            .await
+            .expect("claim")
+            .is_none()
+    );
 }
 
 /// A cancel ends a queued run at once (never claimed); a running run is asked to stop and
@@ -271,7 +302,13 @@ pub async fn cancel_stops_queued_and_running_runs(p: &WorkflowPorts) {
         .expect("run");
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     assert_eq!(cancelled.finished_at, Some(at_ms(2)));
-    assert!(p.store.claim(at_ms(3), LEASE).await.expect("claim").is_none());
+    assert!(
+        p.store
+            .claim(at_ms(3), LEASE)
+            .await
+            .expect("claim")
+            .is_none()
+    );
 
     let running = queued(p, a, &export(), at_ms(4)).await;
     let claim = p
@@ -295,8 +332,18 @@ pub async fn cancel_stops_queued_and_running_runs(p: &WorkflowPorts) {
             .expect("beat"),
         Beat::CancelRequested
     );
-    assert!(p.store.finish(&claim, &Ending::Cancelled, at_ms(8)).await.expect("finish"));
-    let ended = p.store.find(a, running.id).await.expect("find").expect("run");
+    assert!(
+        p.store
+            .finish(&claim, &Ending::Cancelled, at_ms(8))
+            .await
+            .expect("finish")
+    );
+    let ended = p
+        .store
+        .find(a, running.id)
+        .await
+        .expect("find")
+        .expect("run");
     assert_eq!(ended.status, RunStatus::Cancelled);
 }
 
@@ -344,7 +391,11 @@ impl Actions for NoActions {
     ) -> Result<Vec<DocumentInfo>, ActionError> {
         Err(ActionError::NotFound("collection".to_owned()))
     }
-    async fn document(&self, _: &TenantContext, _: DocumentId) -> Result<DocumentInfo, ActionError> {
+    async fn document(
+        &self,
+        _: &TenantContext,
+        _: DocumentId,
+    ) -> Result<DocumentInfo, ActionError> {
         Err(ActionError::NotFound("document".to_owned()))
     }
     async fn summarize_document(
@@ -370,7 +421,11 @@ impl Actions for NoActions {
     ) -> Result<serde_json::Value, ActionError> {
         Err(ActionError::Refused("unused".to_owned()))
     }
-    async fn reindex_document(&self, _: &TenantContext, _: DocumentId) -> Result<String, ActionError> {
+    async fn reindex_document(
+        &self,
+        _: &TenantContext,
+        _: DocumentId,
+    ) -> Result<String, ActionError> {
         Err(ActionError::Refused("unused".to_owned()))
     }
     async fn usage_csv(
@@ -398,7 +453,11 @@ fn scheduler(p: &WorkflowPorts, clock: Arc<ManualClock>) -> Workflows {
 
 async fn runs_of(p: &WorkflowPorts, tenant: TenantId) -> Vec<Run> {
     p.store
-        .list(tenant, &RunFilter::default(), &PageRequest::first(100).expect("page"))
+        .list(
+            tenant,
+            &RunFilter::default(),
+            &PageRequest::first(100).expect("page"),
+        )
         .await
         .expect("list")
         .items
@@ -456,7 +515,11 @@ pub async fn schedules_fire_once_under_a_race_and_after_downtime(p: &WorkflowPor
             .await
             .expect("fire")
     );
-    assert_eq!(one.fire_due().await.expect("fire"), 0, "nothing due until 16:00");
+    assert_eq!(
+        one.fire_due().await.expect("fire"),
+        0,
+        "nothing due until 16:00"
+    );
 
     // At the next occurrence exactly, once more.
     clock.advance(Duration::from_secs(30 * 60));
@@ -511,13 +574,25 @@ pub async fn schedules_stay_in_their_tenant_and_deletes_cascade(p: &WorkflowPort
     // A member cannot schedule; a bad expression is a 422 on the named field.
     let member = TenantContext::new(a, actor(), Role::Member);
     assert!(matches!(
-        w.schedule(&member, "export_usage", &serde_json::Value::Null, "@daily", "cron")
-            .await,
+        w.schedule(
+            &member,
+            "export_usage",
+            &serde_json::Value::Null,
+            "@daily",
+            "cron"
+        )
+        .await,
         Err(workflows::WorkflowError::Forbidden(_))
     ));
     let admin = TenantContext::new(a, actor(), Role::Admin);
     match w
-        .schedule(&admin, "export_usage", &serde_json::Value::Null, "* * *", "cron")
+        .schedule(
+            &admin,
+            "export_usage",
+            &serde_json::Value::Null,
+            "* * *",
+            "cron",
+        )
         .await
     {
         Err(workflows::WorkflowError::Invalid(e)) => assert_eq!(e.0[0].field, "cron"),
