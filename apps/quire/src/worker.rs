@@ -149,10 +149,10 @@ impl WorkflowPool {
         Self(Loops::start(count, wake, poll, move |n| {
             let workflows = workflows.clone();
             async move {
-                if n == 0 {
-                    if let Err(e) = workflows.fire_due().await {
-                        tracing::warn!(error = ?e, "firing due schedules failed; retrying later");
-                    }
+                if n == 0
+                    && let Err(e) = workflows.fire_due().await
+                {
+                    tracing::warn!(error = ?e, "firing due schedules failed; retrying later");
                 }
                 match workflows.run_next().await {
                     Ok(Some(outcome)) => {
