@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The pure crates: the shared kernel and the six domains.
+/// The pure crates: the shared kernel and the domains.
 const DOMAIN: &[&str] = &[
     "kernel",
     "identity",
@@ -20,6 +20,7 @@ const DOMAIN: &[&str] = &[
     "chat",
     "billing",
     "webhooks",
+    "workflows",
 ];
 
 fn forbidden(name: &str) -> bool {
