@@ -124,6 +124,15 @@ pub async fn services(
         billing.clone(),
         c.max_answer_tokens,
     ));
+    let orgs = Arc::new(
+        tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
+            .with_max_owned(settings.orgs.max_owned_per_account)
+            .with_recheck(recheck),
+    );
+    let api_keys = Arc::new(
+        tenancy::ApiKeys::new(sql(), Arc::new(crypto::ApiKeySecrets), clock.clone(), sql())
+            .with_recheck(recheck),
+    );
     let workflows = Arc::new(workflows::Workflows::new(
         workflows::WorkflowPorts {
             store: sql(),
@@ -132,6 +141,8 @@ pub async fn services(
                 collections: collections.clone(),
                 chat: chat.clone(),
                 billing: billing.clone(),
+                orgs: orgs.clone(),
+                api_keys: api_keys.clone(),
             }),
             clock: clock.clone(),
             signal: workflow_wake,
@@ -162,16 +173,9 @@ pub async fn services(
             max_per_address: c.ws_max_per_address,
         },
         accounts,
-        orgs: Arc::new(
-            tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
-                .with_max_owned(settings.orgs.max_owned_per_account)
-                .with_recheck(recheck),
-        ),
+        orgs,
         audit: sql(),
-        api_keys: Arc::new(
-            tenancy::ApiKeys::new(sql(), Arc::new(crypto::ApiKeySecrets), clock.clone(), sql())
-                .with_recheck(recheck),
-        ),
+        api_keys,
         invitations: Arc::new(tenancy::Invitations::new(
             sql(),
             sql(),

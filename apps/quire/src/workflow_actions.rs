@@ -11,7 +11,7 @@ use documents::{
     CollectionId, Collections, Document, DocumentFilter, DocumentId, DocumentStatus, Documents,
     DocumentsError,
 };
-use kernel::{PageRequest, Principal, TenantContext};
+use kernel::{PageRequest, Principal, Role, TenantContext};
 use serde_json::json;
 use workflows::{ActionError, Actions, DocumentInfo, Style, UsageWindow};
 
@@ -26,6 +26,10 @@ pub struct WorkflowActions {
     pub chat: Arc<Chat>,
     /// Usage.
     pub billing: Arc<billing::Billing>,
+    /// Memberships.
+    pub orgs: Arc<tenancy::Organizations>,
+    /// API keys.
+    pub api_keys: Arc<tenancy::ApiKeys>,
 }
 
 fn info(d: &Document) -> DocumentInfo {
@@ -85,6 +89,33 @@ fn field(s: &str) -> String {
 
 #[async_trait]
 impl Actions for WorkflowActions {
+    async fn current_role(&self, ctx: &TenantContext) -> Result<Option<Role>, ActionError> {
+        let tenant = ctx.tenant_id();
+        let unknown = |e: tenancy::TenancyError| ActionError::Unknown(anyhow::Error::new(e));
+        match ctx.principal() {
+            Principal::User(user) => self.orgs.role_of(tenant, user).await.map_err(unknown),
+            Principal::ApiKey(id) => {
+                // The organization's live keys, paged (a revoked key is not among them).
+                let mut page =
+                    PageRequest::first(100).map_err(|e| ActionError::Unknown(e.into()))?;
+                loop {
+                    let keys = self.api_keys.list(ctx, &page).await.map_err(unknown)?;
+                    if let Some(key) = keys.items.iter().find(|k| k.id == id) {
+                        let creator = match key.created_by {
+                            Some(u) => self.orgs.role_of(tenant, u).await.map_err(unknown)?,
+                            None => None,
+                        };
+                        return Ok(key.acting_role(creator));
+                    }
+                    match keys.next_cursor {
+                        Some(c) => page = page.next(c),
+                        None => return Ok(None),
+                    }
+                }
+            }
+        }
+    }
+
     async fn collection_documents(
         &self,
         ctx: &TenantContext,

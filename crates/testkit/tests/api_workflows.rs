@@ -3,7 +3,8 @@
 //! analyzed, a collection re-indexed, usage exported as a CSV download), the `workflow.completed`
 //! webhook, and the attacker's moves: another tenant's run ids (read, cancel, download), a
 //! removed member, a viewer's and a member's keys, bad names and inputs, a bad cron expression.
-//! Then a queued run cancelled, and a run whose worker died taken over by another server.
+//! Then a queued run cancelled, a run whose worker died taken over by another server, and the
+//! run of a member removed before it started refused by the worker.
 
 use std::time::Duration;
 
@@ -631,7 +632,7 @@ async fn workflows_on_postgres_and_redis() {
 /// run claimed by a worker that then dies is taken over, once its lease ends, by another
 /// server's worker, and completed.
 async fn takeover(app: &TestApp) {
-    let (ann, _) = app.owner("ann").await;
+    let (ann, ann_org) = app.owner("ann").await;
     let coll = app.collection(&ann, "ann", "Handbook").await;
     app.ready_document(&ann, "ann", "a.txt", "Some text to re-index.", &coll)
         .await;
@@ -662,7 +663,48 @@ async fn takeover(app: &TestApp) {
     let (_, running) = get_run(app, &ann, "ann", &run).await;
     assert_eq!(running["status"], "running");
 
+    // A member queues a run and is removed before any worker takes it: the run must not act
+    // for them.
+    let (carl, _) = app.owner("carl").await;
+    let (_, me) = app.call(&carl, Method::GET, "/api/v1/auth/me", None).await;
+    let carl_id = UserId::parse(me["user"]["id"].as_str().expect("id")).expect("uuid");
+    store
+        .add(
+            TenantId::parse(&ann_org).expect("org"),
+            carl_id,
+            Role::Member,
+            SystemClock.now(),
+        )
+        .await
+        .expect("membership");
+    let carls = queued(
+        app,
+        &carl,
+        "ann",
+        json!({"workflow": "reindex_collection", "input": {"collection_id": coll}}),
+    )
+    .await;
+    let (s, _) = app
+        .call_in(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/orgs/{ann_org}/members/{carl_id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
     let other = app.sibling(Some(one_workflow_worker)).await;
+    let refused = ended(app, &ann, "ann", &carls).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .expect("error")
+            .contains("no longer holds the role"),
+        "{refused}"
+    );
     let done = ended(app, &ann, "ann", &run).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "claimed twice: {done}");

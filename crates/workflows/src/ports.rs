@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use documents::{CollectionId, DocumentId};
-use kernel::{InvalidInput, Page, PageRequest, TenantContext, TenantId};
+use kernel::{InvalidInput, Page, PageRequest, Role, TenantContext, TenantId};
 use time::OffsetDateTime;
 
 use crate::model::{
@@ -145,6 +145,13 @@ pub enum ActionError {
 /// metered against the organization's plan, as chat is.
 #[async_trait]
 pub trait Actions: Send + Sync + fmt::Debug {
+    /// The role the principal of `ctx` holds in its tenant now (an API key: its role capped by
+    /// its creator's, `None` once revoked); `None` when it is no longer a member.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn current_role(&self, ctx: &TenantContext) -> Result<Option<Role>, ActionError>;
+
     /// The collection's documents (only the ready ones if `ready_only`), oldest first, at most
     /// `limit`.
     ///

@@ -478,7 +478,23 @@ impl Workflows {
                 "the stored input is no longer valid".to_owned(),
             ));
         };
-        let ctx = TenantContext::new(run.tenant_id, run.actor, run.role);
+        // The run acts for whoever started it, never above the role they hold now: a member
+        // removed (or a key revoked) since, or demoted below the workflow's role, stops it.
+        let started = TenantContext::new(run.tenant_id, run.actor, run.role);
+        let role = match self.ports.actions.current_role(&started).await {
+            Ok(now) => now.map(|now| now.min(run.role)),
+            Err(e) => {
+                tracing::warn!(error = ?e, run = %run.id, "checking the run's role failed; it is retried");
+                return Err(());
+            }
+        };
+        let Some(role) = role.filter(|r| r.satisfies(run.kind.min_role())) else {
+            return Ok(Ending::Failed(
+                "whoever started this run no longer holds the role it needs in the organization"
+                    .to_owned(),
+            ));
+        };
+        let ctx = TenantContext::new(run.tenant_id, run.actor, role);
         let steps = Steps {
             store: self.ports.store.as_ref(),
             clock: self.ports.clock.as_ref(),

@@ -382,6 +382,9 @@ struct NoActions;
 
 #[async_trait]
 impl Actions for NoActions {
+    async fn current_role(&self, ctx: &TenantContext) -> Result<Option<Role>, ActionError> {
+        Ok(Some(ctx.role()))
+    }
     async fn collection_documents(
         &self,
         _: &TenantContext,
