@@ -4,7 +4,8 @@
 //! webhook, and the attacker's moves: another tenant's run ids (read, cancel, download), a
 //! removed member, a viewer's and a member's keys, bad names and inputs, a bad cron expression.
 //! Then a queued run cancelled, a run whose worker died taken over by another server, and the
-//! run of a member removed before it started refused by the worker.
+//! run of a member removed before it started refused by the worker; triggering rate limited as
+//! the AI tasks; a run past the monthly quota failing without spending.
 
 use std::time::Duration;
 
@@ -744,4 +745,103 @@ async fn a_dead_workers_run_is_taken_over_on_postgres_and_redis() {
     })
     .await;
     takeover(&app).await;
+}
+
+fn two_triggers_per_user(s: &mut settings::Settings) {
+    s.rate_limits.chat.per_user = 2;
+    s.rate_limits.chat.per_ip = 0;
+}
+
+/// Triggering counts against the AI tasks' budget: the third in the window is 429 with
+/// `Retry-After`, and the limit headers are on every answer; reading runs is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggering_is_rate_limited() {
+    let app = spawn_app_with(TestOptions {
+        tweaks: vec![two_triggers_per_user],
+        ..TestOptions::default()
+    })
+    .await;
+    let (ann, _) = app.owner("ann").await;
+    let send = || {
+        app.client
+            .post(app.url("/api/v1/workflows/trigger"))
+            .bearer_auth(&ann)
+            .header("X-Tenant-ID", "ann")
+            .json(&json!({"workflow": "export_usage"}))
+            .send()
+    };
+    for remaining in ["1", "0"] {
+        let res = send().await.expect("sent");
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert_eq!(res.headers()["ratelimit-remaining"], remaining);
+    }
+    let res = send().await.expect("sent");
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let problem: Value = res.json().await.expect("json");
+    assert_eq!(problem["code"], "rate_limited");
+    for _ in 0..3 {
+        let (s, _) = app
+            .call_in(
+                &ann,
+                Method::GET,
+                "/api/v1/workflows/runs",
+                None,
+                Some("ann"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}
+
+/// The model calls of a run are reserved against the organization's monthly quota, as chat's
+/// are: with the quota spent, a summary run fails saying so, and the ledger gains nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_the_quota_fails_and_says_so() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    let (ann, ann_org) = app.owner("ann").await;
+    let coll = app.collection(&ann, "ann", "Handbook").await;
+    app.ready_document(
+        &ann,
+        "ann",
+        "a.txt",
+        "Leave is booked two weeks ahead.",
+        &coll,
+    )
+    .await;
+    let (root, _) = app.owner("root").await;
+    let (_, me) = app.call(&root, Method::GET, "/api/v1/auth/me", None).await;
+    app.make_platform_admin(UserId::parse(me["user"]["id"].as_str().expect("id")).expect("uuid"))
+        .await;
+    let (s, plan) = app
+        .call_in(&ann, Method::GET, "/api/v1/billing/plan", None, Some("ann"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let used = plan["used"].as_u64().expect("used");
+    let (s, patched) = app
+        .call(
+            &root,
+            Method::PATCH,
+            &format!("/api/v1/admin/orgs/{ann_org}"),
+            Some(json!({"monthly_token_limit": used + 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{patched}");
+    let run = queued(
+        &app,
+        &ann,
+        "ann",
+        json!({"workflow": "summarize_collection", "input": {"collection_id": coll}}),
+    )
+    .await;
+    let done = ended(&app, &ann, "ann", &run).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().expect("error").contains("quota"),
+        "{done}"
+    );
+    let (_, after) = app
+        .call_in(&ann, Method::GET, "/api/v1/billing/plan", None, Some("ann"))
+        .await;
+    assert_eq!(after["used"], used, "nothing was spent");
 }
