@@ -49,4 +49,5 @@ on_every_adapter!(
     concurrent_claims_are_exclusive,
     schedules_fire_once_under_a_race_and_after_downtime,
     schedules_stay_in_their_tenant_and_deletes_cascade,
+    a_running_run_stops_at_its_next_step_when_cancelled,
 );

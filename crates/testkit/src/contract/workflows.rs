@@ -4,8 +4,9 @@
 //! end change nothing; a cancel ends a queued run at once and stops a running one at its next
 //! heartbeat. Schedules fire exactly once per due occurrence however many schedulers race,
 //! and occurrences missed while no scheduler ran collapse into one run (checked through
-//! [`Workflows::fire_due`] with a clock jumped past several). Deleting an organization takes
-//! its runs and schedules.
+//! [`Workflows::fire_due`] with a clock jumped past several). A cancel asked mid-run stops
+//! [`Workflows::run_next`] at its next step. Deleting an organization takes its runs and
+//! schedules.
 //!
 //! Each case takes [`WorkflowPorts`] over one fresh store; times are explicit values.
 
@@ -601,4 +602,168 @@ pub async fn schedules_stay_in_their_tenant_and_deletes_cascade(p: &WorkflowPort
         Err(workflows::WorkflowError::Invalid(e)) => assert_eq!(e.0[0].field, "cron"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Actions whose analysis asks, the first time, for the running runs of its tenant to stop
+/// (as a client's cancel would, mid-run), and counts its calls.
+#[derive(Debug)]
+struct CancellingActions {
+    store: Arc<dyn WorkflowStore>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Actions for CancellingActions {
+    async fn current_role(&self, ctx: &TenantContext) -> Result<Option<Role>, ActionError> {
+        Ok(Some(ctx.role()))
+    }
+    async fn collection_documents(
+        &self,
+        _: &TenantContext,
+        _: CollectionId,
+        _: bool,
+        _: usize,
+    ) -> Result<Vec<DocumentInfo>, ActionError> {
+        Ok(Vec::new())
+    }
+    async fn document(
+        &self,
+        _: &TenantContext,
+        id: DocumentId,
+    ) -> Result<DocumentInfo, ActionError> {
+        Ok(DocumentInfo {
+            id,
+            name: "doc".to_owned(),
+            ready: true,
+            pages: None,
+            chunks: 1,
+            tokens: 10,
+        })
+    }
+    async fn summarize_document(
+        &self,
+        _: &TenantContext,
+        _: DocumentId,
+        _: Style,
+    ) -> Result<String, ActionError> {
+        Ok(String::new())
+    }
+    async fn summarize_text(
+        &self,
+        _: &TenantContext,
+        _: String,
+        _: Style,
+    ) -> Result<String, ActionError> {
+        Ok(String::new())
+    }
+    async fn analyze_document(
+        &self,
+        ctx: &TenantContext,
+        _: DocumentId,
+    ) -> Result<serde_json::Value, ActionError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            let running = RunFilter {
+                status: Some(RunStatus::Running),
+                kind: None,
+            };
+            let page = PageRequest::first(10).expect("page");
+            for run in self
+                .store
+                .list(ctx.tenant_id(), &running, &page)
+                .await
+                .expect("list")
+                .items
+            {
+                self.store
+                    .cancel(ctx.tenant_id(), run.id, at_ms(50))
+                    .await
+                    .expect("cancel");
+            }
+        }
+        Ok(serde_json::json!({"summary": "s"}))
+    }
+    async fn reindex_document(
+        &self,
+        _: &TenantContext,
+        _: DocumentId,
+    ) -> Result<String, ActionError> {
+        Ok(String::new())
+    }
+    async fn usage_csv(
+        &self,
+        _: &TenantContext,
+        _: UsageWindow,
+    ) -> Result<(String, usize), ActionError> {
+        Ok((String::new(), 0))
+    }
+}
+
+/// What was published.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<kernel::Event>>);
+
+impl kernel::Events for Recorded {
+    fn publish(&self, event: kernel::Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+}
+
+/// A cancel asked while a run runs stops it at its next step: the steps after it are not
+/// taken, the run ends `cancelled`, and `workflow.completed` says so.
+pub async fn a_running_run_stops_at_its_next_step_when_cancelled(p: &WorkflowPorts) {
+    let (a, _) = two(p).await;
+    let actions = Arc::new(CancellingActions {
+        store: p.store.clone(),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let events = Arc::new(Recorded::default());
+    let w = Workflows::new(
+        Ports {
+            store: p.store.clone(),
+            actions: actions.clone(),
+            clock: Arc::new(ManualClock::new(at_ms(0))),
+            signal: Arc::new(NoSignal),
+            events: events.clone(),
+        },
+        WorkflowPolicy::default(),
+    );
+    let ctx = TenantContext::new(a, actor(), Role::Member);
+    let ids: Vec<String> = (0..3).map(|_| DocumentId::new().to_string()).collect();
+    let run = w
+        .trigger(
+            &ctx,
+            "analyze_documents",
+            &serde_json::json!({ "document_ids": ids }),
+        )
+        .await
+        .expect("trigger");
+    assert_eq!(
+        w.run_next().await.expect("run"),
+        Some(workflows::RunOutcome::Cancelled)
+    );
+    assert_eq!(
+        actions.calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no step after the cancel"
+    );
+    let ended = w.run(&ctx, run.id).await.expect("run");
+    assert_eq!(ended.status, RunStatus::Cancelled);
+    assert!(ended.progress < 1.0);
+    assert!(ended.result.is_none());
+    let published = events
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].kind, kernel::EventKind::WorkflowCompleted);
+    assert_eq!(published[0].data["status"], "cancelled");
+    assert_eq!(published[0].data["run_id"], run.id.to_string());
+    assert!(matches!(
+        w.cancel(&ctx, run.id).await,
+        Err(workflows::WorkflowError::Conflict(_))
+    ));
 }
