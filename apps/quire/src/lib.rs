@@ -56,12 +56,34 @@ fn not_built(setting: &str, feature: &str) -> anyhow::Error {
     )
 }
 
-/// Every domain use case over the SQL store, the cache and the crypto adapters.
+/// The use cases a worker process needs as well as a server: documents, search, chat and the
+/// workflows that act through them, with the organizations and API keys a run re-checks its
+/// starter's role against. No signing key, mailer or account: `quire worker` builds this alone.
+#[derive(Debug)]
+pub struct Domain {
+    /// Collections.
+    pub collections: Arc<documents::Collections>,
+    /// Documents and uploads.
+    pub documents: Arc<documents::Documents>,
+    /// Search and embeddings.
+    pub retrieval: Arc<retrieval::Retrieval>,
+    /// Chat, completions and AI tasks.
+    pub chat: Arc<chat::Chat>,
+    /// Organizations and memberships.
+    pub orgs: Arc<tenancy::Organizations>,
+    /// Organization API keys.
+    pub api_keys: Arc<tenancy::ApiKeys>,
+    /// Workflow runs and schedules.
+    pub workflows: Arc<workflows::Workflows>,
+}
+
+/// [`Domain`] over the SQL store and the cache. `wake` is the ingestion workers' signal (an
+/// upload or a workflow's re-index wakes them), `workflow_wake` the workflow workers'.
 ///
 /// # Errors
-/// As [`accounts_from_settings`].
+/// When the chat models cannot be built from the settings.
 #[allow(clippy::too_many_arguments)]
-pub async fn services(
+pub fn domain(
     settings: &Settings,
     store: &SqlStore,
     cache: Arc<dyn Cache>,
@@ -72,17 +94,8 @@ pub async fn services(
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
-) -> anyhow::Result<api::Services> {
-    let mailer = mailer_from_settings(settings, store)?;
+) -> anyhow::Result<Domain> {
     let recheck = Duration::from_millis(settings.auth.recheck_ms);
-    let accounts = accounts_from_settings(
-        settings,
-        store,
-        cache.clone(),
-        mailer.clone(),
-        clock.clone(),
-    )
-    .await?;
     let sql = || Arc::new(store.clone());
     let limits = document_limits(settings);
     let collections = Arc::new(documents::Collections::new(documents.for_collections()));
@@ -115,15 +128,6 @@ pub async fn services(
         )
         .with_events(webhooks.clone()),
     );
-    let c = &settings.chat;
-    let estimates = Arc::new(billing::Estimates::new(
-        Arc::new(estimates::ServedModels::new(
-            chat.clone(),
-            retrieval.clone(),
-        )),
-        billing.clone(),
-        c.max_answer_tokens,
-    ));
     let orgs = Arc::new(
         tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
             .with_max_owned(settings.orgs.max_owned_per_account)
@@ -152,6 +156,68 @@ pub async fn services(
             lease: Duration::from_secs(settings.workflows.lease_secs),
             ..workflows::WorkflowPolicy::default()
         },
+    ));
+    Ok(Domain {
+        collections,
+        documents,
+        retrieval,
+        chat,
+        orgs,
+        api_keys,
+        workflows,
+    })
+}
+
+/// Every use case a server serves: the [`Domain`], accounts over the crypto adapters, the
+/// mailer, invitations and estimates.
+///
+/// # Errors
+/// As [`domain`] and [`accounts_from_settings`].
+#[allow(clippy::too_many_arguments)]
+pub async fn services(
+    settings: &Settings,
+    store: &SqlStore,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+    documents: &DocumentPorts,
+    retrieval: &RetrievalPorts,
+    billing: Arc<billing::Billing>,
+    wake: Arc<Wake>,
+    webhooks: Arc<webhooks::Webhooks>,
+    workflow_wake: Arc<Wake>,
+) -> anyhow::Result<api::Services> {
+    let Domain {
+        collections,
+        documents,
+        retrieval,
+        chat,
+        orgs,
+        api_keys,
+        workflows,
+    } = domain(
+        settings,
+        store,
+        cache.clone(),
+        clock.clone(),
+        documents,
+        retrieval,
+        billing.clone(),
+        wake,
+        webhooks.clone(),
+        workflow_wake,
+    )?;
+    let mailer = mailer_from_settings(settings, store)?;
+    let accounts =
+        accounts_from_settings(settings, store, cache, mailer.clone(), clock.clone()).await?;
+    let sql = || Arc::new(store.clone());
+    let c = &settings.chat;
+    let estimates = Arc::new(billing::Estimates::new(
+        Arc::new(estimates::ServedModels::new(
+            chat.clone(),
+            retrieval.clone(),
+        )),
+        billing.clone(),
+        c.max_answer_tokens,
     ));
     Ok(api::Services {
         workflows,

@@ -64,8 +64,9 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Run ingestion workers only (no HTTP): scale-out processes sharing the database, the
-    /// cache and the blob folder with the servers.
+    /// Run workers only (no HTTP): ingestion, webhook deliveries, workflow runs and their
+    /// schedules, in scale-out processes sharing the database, the cache and the blob folder
+    /// with the servers.
     Worker {
         /// Workers in this process [default: documents.workers, at least 1].
         #[arg(long)]
@@ -215,7 +216,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// Runs ingestion workers until SIGTERM or SIGINT, then lets the jobs in hand finish.
+/// Runs ingestion, webhook-delivery and workflow workers until SIGTERM or SIGINT, then lets
+/// the jobs in hand finish.
 async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()> {
     let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
     let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
@@ -224,10 +226,37 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     }
     let (cache, _) = quire::cache_from_settings(&settings)?;
     let (webhooks, webhook_wake) = quire::webhooks_from_settings(&settings, &store, clock.clone())?;
-    let billing =
-        quire::billing_from_settings(&settings, &store, cache, clock.clone(), webhooks.clone());
-    let (_, _, work) =
-        quire::pipelines(&settings, &store, clock, billing, webhooks.clone()).await?;
+    let billing = quire::billing_from_settings(
+        &settings,
+        &store,
+        cache.clone(),
+        clock.clone(),
+        webhooks.clone(),
+    );
+    let (ports, retrieval, work) = quire::pipelines(
+        &settings,
+        &store,
+        clock.clone(),
+        billing.clone(),
+        webhooks.clone(),
+    )
+    .await?;
+    let wake = Arc::new(quire::Wake::default());
+    let workflow_wake = Arc::new(quire::Wake::default());
+    // Workflow runs and schedules are taken here too: a worker-only process acts through the
+    // same use cases as a server (no signing key needed, see `quire::domain`).
+    let domain = quire::domain(
+        &settings,
+        &store,
+        cache,
+        clock,
+        &ports,
+        &retrieval,
+        billing,
+        wake.clone(),
+        webhooks.clone(),
+        workflow_wake.clone(),
+    )?;
     let deliveries = quire::DeliveryPool::start(
         webhooks,
         webhook_wake,
@@ -237,9 +266,15 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     let count = workers.unwrap_or(settings.documents.workers).max(1);
     let pool = quire::WorkerPool::start(
         work,
-        Arc::new(quire::Wake::default()),
+        wake,
         count,
         std::time::Duration::from_millis(settings.documents.poll_interval_ms),
+    );
+    let runs = quire::WorkflowPool::start(
+        domain.workflows,
+        workflow_wake,
+        settings.workflows.workers,
+        std::time::Duration::from_millis(settings.workflows.poll_interval_ms),
     );
     tracing::info!(
         workers = count,
@@ -253,6 +288,7 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     let grace = std::time::Duration::from_secs(settings.http.shutdown_timeout_secs);
     pool.shutdown(grace).await;
     deliveries.shutdown(grace).await;
+    runs.shutdown(grace).await;
     store.close().await
 }
 

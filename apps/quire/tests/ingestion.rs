@@ -1,6 +1,7 @@
 //! Ingestion through the real `quire` binary: extraction isolated in child processes (a
 //! hostile file kills only its child), and a worker killed with SIGKILL in the middle of a
-//! job whose job another worker takes over and finishes once the lease expires.
+//! job whose job another worker takes over and finishes once the lease expires; a workflow
+//! run taken by a `quire worker` process when no server runs workflows.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -104,6 +105,20 @@ impl Api {
             .expect("sent");
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         res.json().await.expect("json")
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .post(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("x-tenant-id", &self.org)
+            .json(body)
+            .send()
+            .await
+            .expect("sent");
+        let status = res.status();
+        (status, res.json().await.expect("json"))
     }
 
     /// Polls `path` until `done` holds, for at most `limit`.
@@ -229,4 +244,68 @@ async fn a_job_survives_kill_9_of_its_worker() {
     let doc = api.get(&format!("/documents/{doc_id}")).await;
     assert_eq!(doc["status"], "ready", "{doc}");
     assert!(doc["chunks"].as_u64().expect("chunks") > 100, "{doc}");
+}
+
+#[tokio::test]
+async fn a_worker_process_runs_workflows_when_no_server_does() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The server runs no ingestion and no workflow worker: without a `quire worker` process,
+    // nothing below would ever leave `queued`.
+    let quiet = [
+        ("QUIRE_DOCUMENTS__WORKERS", "0"),
+        ("QUIRE_WORKFLOWS__WORKERS", "0"),
+    ];
+    let (_server, url) = serve(dir.path(), &quiet).await;
+    let api = Api::sign_up(&url).await;
+    let up = api
+        .upload(
+            "notes.txt",
+            b"Quire keeps the minutes of every board meeting in one place.",
+        )
+        .await;
+    let doc_id = up["document"]["id"].as_str().expect("id").to_owned();
+    let (status, triggered) = api
+        .post(
+            "/workflows/trigger",
+            &json!({"workflow": "analyze_documents", "input": {"document_ids": [doc_id]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{triggered}");
+    let run = triggered["run"]["id"].as_str().expect("run id").to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = api.get(&format!("/workflows/runs/{run}")).await;
+    assert_eq!(waiting["status"], "queued", "no server takes it: {waiting}");
+
+    let fast = [
+        ("QUIRE_DOCUMENTS__POLL_INTERVAL_MS", "50"),
+        ("QUIRE_WORKFLOWS__POLL_INTERVAL_MS", "50"),
+    ];
+    let mut worker = quire(dir.path(), &fast)
+        .args(["worker", "--workers", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawns a worker");
+    let doc = api
+        .until(
+            &format!("/documents/{doc_id}"),
+            Duration::from_secs(60),
+            |d| d["status"] == "ready" || d["status"] == "failed",
+        )
+        .await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    let done = api
+        .until(
+            &format!("/workflows/runs/{run}"),
+            Duration::from_secs(60),
+            |r| r["status"] != "queued" && r["status"] != "running",
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["result"]["documents"][0]["document_id"], doc_id,
+        "the worker analyzed the document: {done}"
+    );
+    worker.kill().await.expect("stopped");
 }
