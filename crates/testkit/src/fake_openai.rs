@@ -1419,7 +1419,13 @@ mod tests {
             json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": 6,
                    "total_tokens": usage.prompt_tokens + 6})
         );
-        assert_eq!(fake.open_streams(), 0);
+        // The server drops its stream just after the client has read the last bytes: wait
+        // for it rather than race it (under load this read 1).
+        assert!(
+            fake.until(Duration::from_secs(5), |f| f.open_streams() == 0)
+                .await,
+            "the finished stream was closed"
+        );
         assert_eq!(fake.abandoned_streams(), 0);
 
         // No usage asked: no usage chunk.
