@@ -43,8 +43,18 @@ pub struct EmbeddingDto {
     /// The input's position.
     index: usize,
     /// The vector (floats), or base64 of little-endian f32 with `encoding_format: base64`.
-    #[schema(value_type = Object)]
-    embedding: serde_json::Value,
+    embedding: EmbeddingVector,
+}
+
+/// An embedding as `encoding_format` asked: the floats, or base64 of their little-endian f32
+/// bytes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    /// `encoding_format: float` (the default).
+    Float(Vec<f32>),
+    /// `encoding_format: base64`.
+    Base64(String),
 }
 
 /// Tokens counted.
@@ -106,9 +116,9 @@ pub(crate) async fn embed(
             index,
             embedding: if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-                serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                serde_json::Value::from(v)
+                EmbeddingVector::Float(v)
             },
         })
         .collect();

@@ -44,7 +44,7 @@ pub struct ActorUsageDto {
 
 /// A usage report.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UsageDto {
+pub struct UsageReportDto {
     /// `24h`, `7d` or `30d`.
     window: String,
     /// The window's start.
@@ -65,7 +65,7 @@ pub struct UsageDto {
     by_user: Vec<ActorUsageDto>,
 }
 
-impl From<&UsageReport> for UsageDto {
+impl From<&UsageReport> for UsageReportDto {
     fn from(r: &UsageReport) -> Self {
         Self {
             window: r.window.as_str().to_owned(),
@@ -114,7 +114,7 @@ impl From<&UsageReport> for UsageDto {
     security(("bearer" = [])),
     params(WindowQuery, ("X-Tenant-ID" = String, Header, description = "organization id or slug")),
     responses(
-        (status = 200, body = UsageDto),
+        (status = 200, body = UsageReportDto),
         (status = 403, body = Problem),
         (status = 422, body = Problem)
     )
@@ -124,13 +124,13 @@ async fn usage(
     state: web::Data<AppState>,
     access: Tenant<Admin>,
     query: web::Query<WindowQuery>,
-) -> Result<web::Json<UsageDto>, ApiError> {
+) -> Result<web::Json<UsageReportDto>, ApiError> {
     let window = query.window()?;
     let report = state
         .billing
         .usage(access.ctx.tenant_id(), window, None)
         .await?;
-    Ok(web::Json(UsageDto::from(&report)))
+    Ok(web::Json(UsageReportDto::from(&report)))
 }
 
 /// The caller's own usage in the organization (any member, or an API key its own).
@@ -138,20 +138,20 @@ async fn usage(
     tag = "billing",
     security(("bearer" = [])),
     params(WindowQuery, ("X-Tenant-ID" = String, Header, description = "organization id or slug")),
-    responses((status = 200, body = UsageDto), (status = 422, body = Problem))
+    responses((status = 200, body = UsageReportDto), (status = 422, body = Problem))
 )]
 #[get("/usage/me")]
 async fn my_usage(
     state: web::Data<AppState>,
     access: Tenant<Viewer>,
     query: web::Query<WindowQuery>,
-) -> Result<web::Json<UsageDto>, ApiError> {
+) -> Result<web::Json<UsageReportDto>, ApiError> {
     let window = query.window()?;
     let report = state
         .billing
         .usage(access.ctx.tenant_id(), window, Some(access.ctx.principal()))
         .await?;
-    Ok(web::Json(UsageDto::from(&report)))
+    Ok(web::Json(UsageReportDto::from(&report)))
 }
 
 /// One message of an estimate.

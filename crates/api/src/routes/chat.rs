@@ -352,12 +352,30 @@ fn answer_error_code(e: &AnswerError) -> &'static str {
     }
 }
 
+/// One server-sent event of an answer stream (`text/event-stream`); `: keep-alive` comments
+/// between events carry nothing.
+#[derive(Debug, ToSchema)]
+pub struct AnswerEvent {
+    /// `<message id>:<position>`: send it back as `Last-Event-ID` to resume after it.
+    id: String,
+    /// What `data` holds: `delta` (`{"text"}`), `citations` (`{"citations"}`), `done`
+    /// (`{"message_id", "usage"}`) or `error` (`{"code", "detail"}`); the last event is
+    /// `done` or `error`.
+    #[schema(pattern = "^(delta|citations|done|error)$")]
+    event: &'static str,
+    /// The event's JSON.
+    data: String,
+}
+
 fn sse_frame(e: &Sequenced) -> web::Bytes {
+    let event = AnswerEvent {
+        id: e.id.to_string(),
+        event: e.event.name(),
+        data: event_payload(&e.event).to_string(),
+    };
     web::Bytes::from(format!(
         "id: {}\nevent: {}\ndata: {}\n\n",
-        e.id,
-        e.event.name(),
-        event_payload(&e.event)
+        event.id, event.event, event.data
     ))
 }
 
@@ -413,7 +431,8 @@ fn last_event_id(req: &HttpRequest) -> Option<String> {
     ),
     request_body = PostMessage,
     responses(
-        (status = 200, body = MessageResponse, description = "the answer, or text/event-stream"),
+        (status = 200, description = "the answer; with `stream`, an event stream of `delta`, `citations`, `done` (or `error`) events",
+            content((MessageResponse = "application/json"), (AnswerEvent = "text/event-stream"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem),
         (status = 402, description = "the monthly token quota is used up", body = Problem), (status = 429, description = "rate limited: see Retry-After", body = Problem),
@@ -466,7 +485,8 @@ async fn post_message(
         ("Last-Event-ID" = String, Header, description = "the last event received")
     ),
     responses(
-        (status = 200, description = "text/event-stream"), (status = 401, body = Problem),
+        (status = 200, description = "the answer's events after `Last-Event-ID`", content_type = "text/event-stream", body = AnswerEvent),
+        (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem)
     )
 )]

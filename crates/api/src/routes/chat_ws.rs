@@ -196,9 +196,11 @@ fn protocol_token(req: &HttpRequest) -> Option<String> {
 /// Chat over a WebSocket (see the module docs for the protocol).
 #[utoipa::path(
     tag = "chat",
+    security((), ("bearer" = [])),
     params(
-        ("Sec-WebSocket-Protocol" = Option<String>, Header, description = "`bearer, <token>`"),
-        ("X-Tenant-ID" = Option<String>, Header, description = "organization id or slug (or `?tenant=`)")
+        ("Sec-WebSocket-Protocol" = Option<String>, Header, description = "`bearer, <token>` (browsers), or `Authorization: Bearer`; or sign in with the first message"),
+        ("X-Tenant-ID" = Option<String>, Header, description = "organization id or slug (or `?tenant=`)"),
+        ("tenant" = Option<String>, Query, description = "organization id or slug, for clients that cannot set headers")
     ),
     responses(
         (status = 101, description = "switching to the WebSocket protocol"),

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, get, post, web};
 use chat::Completion;
 
 use super::config::TenantModels;
-use super::sse::sse_response;
+use super::sse::{CompletionEvent, sse_response};
 use super::wire::{
     AssistantMessageDto, ChoiceDto, ChunkMeta, CompletionRequest, CompletionResponse, ModelDto,
     ModelList, QuireResultDto,
@@ -58,7 +58,7 @@ pub(super) async fn collected(
     request_body = CompletionRequest,
     responses(
         (status = 200, description = "`chat.completion`, or with `stream` an event stream of `chat.completion.chunk`",
-            content((CompletionResponse = "application/json"), (String = "text/event-stream"))),
+            content((CompletionResponse = "application/json"), (CompletionEvent = "text/event-stream"))),
         (status = 400, body = OpenAiError), (status = 401, body = OpenAiError), (status = 403, body = OpenAiError),
         (status = 404, body = OpenAiError), (status = 422, body = OpenAiError), (status = 502, body = OpenAiError),
         (status = 429, description = "rate limited (`rate_limit_error`, see Retry-After), or the monthly token quota is used up (`insufficient_quota`)", body = OpenAiError),

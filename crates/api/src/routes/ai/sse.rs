@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use chat::{Answer, CallEvent, Completion, ModelCall};
 use serde::Serialize;
+use utoipa::ToSchema;
 use tracing::Instrument as _;
 
 use super::wire::{ChunkChoice, ChunkDto, ChunkMeta, Delivery, DeltaDto, QuireResultDto};
@@ -15,10 +16,23 @@ use crate::error::{ApiError, OpenAiError};
 /// model would keep its upstream call open for a client long gone.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
+/// One server-sent event of a streamed completion (`text/event-stream`), as OpenAI sends them:
+/// a `data` line alone (no `event` or `id`); `: keep-alive` comments between events carry
+/// nothing.
+#[derive(Debug, ToSchema)]
+pub struct CompletionEvent {
+    /// A `chat.completion.chunk` (JSON), OpenAI's error object (JSON) when the model broke
+    /// the stream, or `[DONE]`, the last event.
+    data: String,
+}
+
 /// `data: <json>` and a blank line.
 fn sse_frame(value: &impl Serialize) -> web::Bytes {
     match serde_json::to_string(value) {
-        Ok(json) => web::Bytes::from(format!("data: {json}\n\n")),
+        Ok(data) => {
+            let event = CompletionEvent { data };
+            web::Bytes::from(format!("data: {}\n\n", event.data))
+        }
         Err(e) => {
             tracing::error!(error = %e, "a stream event could not be serialized");
             error_frame("an event could not be encoded")
