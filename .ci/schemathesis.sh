@@ -7,11 +7,11 @@
 #   ST_QUIRE_BIN=target/release/quire bash .ci/schemathesis.sh
 #
 # It starts the embedded default (SQLite in a temporary folder, the in-process cache) on a free
-# loopback port, registers an account with an organization, and runs schemathesis with the four
-# checks, authenticated with that account's token and organization. It exits non-zero on any
+# loopback port, registers an account with an organization and a platform administrator, and
+# runs schemathesis with the four checks, authenticated as each. It exits non-zero on any
 # failure. Environment: SCHEMATHESIS_PYTHON (an interpreter with schemathesis; else a venv with
 # the pinned version is made under the target folder), ST_MAX_EXAMPLES (per operation, default
-# 25), ST_SEED (default: a fixed seed, so that a run can be replayed).
+# 100), ST_SEED (default: a fixed seed, so that a run can be replayed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,6 +95,8 @@ for _ in range(240):
         time.sleep(0.5)
 else:
     sys.exit("the server did not start")
+call("POST", "/api/v1/auth/register",
+     {"email": "admin@example.com", "password": "correct horse battery", "name": "Administrator"})
 reg = call("POST", "/api/v1/auth/register",
            {"email": "schemathesis@example.com", "password": "correct horse battery", "name": "Schemathesis"})
 token = reg["tokens"]["access_token"]
@@ -105,6 +107,17 @@ PY
 # shellcheck disable=SC1091
 . "$work/env"
 export ST_TOKEN ST_ORG
+"$bin" create-admin admin@example.com --data-dir "$work/data" >/dev/null
+ST_ADMIN_TOKEN="$("$SCHEMATHESIS_PYTHON" - "$base" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/v1/auth/login", method="POST",
+    data=json.dumps({"email": "admin@example.com", "password": "correct horse battery"}).encode(),
+    headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=30) as res:
+    print(json.load(res)["access_token"])
+PY
+)"
+export ST_ADMIN_TOKEN
 
 # The organization and the tenant header are pinned to the account's own, so that the checks
 # reach past the 404 of a random organization; every other input is generated.
@@ -117,25 +130,38 @@ headers = { Authorization = "Bearer ${ST_TOKEN}", "X-Tenant-ID" = "${ST_ORG}" }
 "path.org" = "${ST_ORG}"
 "header.X-Tenant-ID" = "${ST_ORG}"
 TOML
+cat >"$work/schemathesis-admin.toml" <<'TOML'
+cache = { enabled = false }
+headers = { Authorization = "Bearer ${ST_ADMIN_TOKEN}" }
+TOML
 
 started=$(date +%s)
 status=0
-# Operations left out, each because it would end the run's own identity, not because of what it
-# answers: logging out revokes the token every later request uses; deleting the account or the
-# organization removes what every later request names; changing the password or requesting a
-# reset is harmless but confirming one (`/auth/password/reset`) with a generated token is not
-# reachable. The WebSocket upgrade (`/chat/ws`) is not HTTP request/response.
-SCHEMATHESIS_HOOKS="$PWD/.ci/schemathesis_hooks.py" \
-  "$st" --config-file "$work/schemathesis.toml" run "$base/api/v1/openapi.json" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "${ST_MAX_EXAMPLES:-25}" \
-  --seed "${ST_SEED:-19}" \
-  --workers 2 \
-  --request-timeout 30 \
-  --generation-database none \
+run() {
+  SCHEMATHESIS_HOOKS="$PWD/.ci/schemathesis_hooks.py" \
+    "$st" --config-file "$1" run "$base/api/v1/openapi.json" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-examples "${ST_MAX_EXAMPLES:-100}" \
+    --seed "${ST_SEED:-19}" \
+    --workers 2 \
+    --request-timeout 30 \
+    --generation-database none \
+    --no-color "${@:2}" || status=$?
+}
+# As the organization's owner: every operation but the platform administration (below) and
+# three that would end the run's own identity, not for what they answer: logging out revokes
+# the token every later request sends, and deleting the account or the organization removes
+# what every later request names. (Their answers are checked by tests/openapi_contract.rs and
+# the suites of their routes.)
+echo "==> as an organization owner"
+run "$work/schemathesis.toml" \
+  --exclude-path-regex '^/api/v1/admin/' \
   --exclude-path /api/v1/auth/logout \
   --exclude-path /api/v1/users/me \
-  --exclude-name 'DELETE /api/v1/orgs/{org}' \
-  --no-color || status=$?
+  --exclude-name 'DELETE /api/v1/orgs/{org}'
+# As a platform administrator (another account, promoted by `quire create-admin`): the
+# administration routes, which answer anyone else 403.
+echo "==> as a platform administrator"
+run "$work/schemathesis-admin.toml" --include-path-regex '^/api/v1/admin/'
 echo "schemathesis took $(( $(date +%s) - started ))s"
 exit "$status"

@@ -93,8 +93,9 @@ pub fn document() -> OpenApiDoc {
 /// - a request body: 400 (not JSON, unreadable), 413 (over `http.body_limit_bytes`, or the
 ///   upload limit), 415 (another media type), 422 (a field fails validation).
 ///
-/// The statuses only one route answers (409, 402, 429, 502, ...) stay in its annotation. Every
-/// error answer's body is then made the one the server sends: `application/problem+json`
+/// The statuses only one route answers (409, 402, 429, 502, ...) stay in its annotation. An
+/// answer without a description gets its status's (OpenAPI 3.1 requires one). Every error
+/// answer's body is then made the one the server sends: `application/problem+json`
 /// ([`Problem`]), or under `/api/v1/ai` OpenAI's error object as `application/json`
 /// ([`OpenAiError`], [`crate::error::ErrorDialect`]). An answer an annotation gives a body of
 /// its own (the readiness report of `/health/ready`'s 503) keeps it.
@@ -126,7 +127,11 @@ impl utoipa::Modify for ErrorAnswers {
                     let RefOr::T(response) = response else {
                         continue;
                     };
-                    if status.starts_with('4') || status.starts_with('5') {
+                    let code = status.parse().unwrap_or(0);
+                    if response.description.is_empty() {
+                        response.description = describe(code).to_owned();
+                    }
+                    if (400..600).contains(&code) {
                         set_error_body(response, dialect);
                     }
                 }
@@ -167,7 +172,8 @@ fn implied_errors(op: &Operation, api: bool) -> Vec<u16> {
     out
 }
 
-/// What a status the document adds means, in general terms (an annotation says more).
+/// What a status means, in general terms, for an answer its annotation does not describe
+/// (OpenAPI 3.1 requires a description; an annotation says more).
 fn describe(status: u16) -> &'static str {
     match status {
         400 => {
@@ -191,7 +197,10 @@ fn describe(status: u16) -> &'static str {
             "A backing service is down or busy (`service_unavailable`, with `Retry-After`), or \
              the request took too long (`timeout`)"
         }
-        _ => "An error",
+        _ => actix_web::http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("An answer"),
     }
 }
 

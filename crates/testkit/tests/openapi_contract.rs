@@ -42,6 +42,11 @@ fn problems_of(path: &str, method: &str, op: &Value) -> Vec<String> {
         ("application/problem+json", PROBLEM)
     };
     for (status, response) in responses {
+        if response["description"].as_str().is_none_or(str::is_empty) {
+            out.push(format!(
+                "{method} {path} {status}: no description (OpenAPI 3.1 requires one)"
+            ));
+        }
         if !(status.starts_with('4') || status.starts_with('5')) {
             continue;
         }
@@ -144,12 +149,13 @@ fn the_document_check_can_fail() {
         "parameters": [{"name": "X-Tenant-ID", "in": "header"}, {"name": "id", "in": "path"}],
         "requestBody": {"content": {"application/json": {}}},
         "responses": {
-            "200": {"description": "ok"},
+            "200": {},
             "404": {"description": "gone", "content": {"application/json": {"schema": {"$ref": PROBLEM}}}}
         }
     });
     let problems = problems_of("/api/v1/things/{id}", "post", &op);
     for expected in [
+        "200: no description",
         "404: the body is [\"application/json\"]",
         "401 is not documented",
         "400 is not documented",

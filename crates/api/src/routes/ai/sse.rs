@@ -5,8 +5,8 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use chat::{Answer, CallEvent, Completion, ModelCall};
 use serde::Serialize;
-use utoipa::ToSchema;
 use tracing::Instrument as _;
+use utoipa::ToSchema;
 
 use super::wire::{ChunkChoice, ChunkDto, ChunkMeta, Delivery, DeltaDto, QuireResultDto};
 use crate::error::{ApiError, OpenAiError};
