@@ -34,7 +34,7 @@ st="$(dirname "$SCHEMATHESIS_PYTHON")/st"
 echo "schemathesis $("$SCHEMATHESIS_PYTHON" -c 'import importlib.metadata as m; print(m.version("schemathesis"))')"
 
 bin="${ST_QUIRE_BIN:-}"
-if [ -z "$bin" ]; then
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then
   cargo build --quiet -p quire
   bin="$target/debug/quire"
 fi

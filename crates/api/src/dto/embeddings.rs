@@ -51,8 +51,9 @@ pub struct EmbeddingDto {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingVector {
-    /// `encoding_format: float` (the default).
-    Float(Vec<f32>),
+    /// `encoding_format: float` (the default): each f32 written as the f64 it equals, so that
+    /// the floats and the base64 bytes decode to the same numbers.
+    Float(Vec<f64>),
     /// `encoding_format: base64`.
     Base64(String),
 }
@@ -118,7 +119,7 @@ pub(crate) async fn embed(
                 let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
                 EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                EmbeddingVector::Float(v)
+                EmbeddingVector::Float(v.into_iter().map(f64::from).collect())
             },
         })
         .collect();
