@@ -16,17 +16,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
+# Hypothesis generates the inputs: pinned too, so that a seed replays the same run.
+HYPOTHESIS_VERSION=6.170.27
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 
 if [ -z "${SCHEMATHESIS_PYTHON:-}" ]; then
   venv="$target/schemathesis-venv"
-  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or m.version('hypothesis') != '$HYPOTHESIS_VERSION')" 2>/dev/null; then
     if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
       apt-get update -qq && apt-get install -y --no-install-recommends python3 python3-venv
     fi
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"
   fi
   SCHEMATHESIS_PYTHON="$venv/bin/python"
 fi
