@@ -187,8 +187,8 @@ pub(crate) async fn resolve<R: MinRole, L: RateLimit>(
 /// The caller of `token` in the organization `org` names (id or slug) with the role it holds
 /// there, before any route's rule: a bad or revoked credential → 401; not a member, or another
 /// organization's key → 404. `org` is `None` when the request named no organization: an API key
-/// then acts for its own, and a signed-in user gets 400 `tenant_required` (the route of
-/// [`crate::routes`] that allows this says so). [`Access::narrow`] applies a route's rule.
+/// then acts for its own, and a signed-in user gets 400 `tenant_required` (a route that
+/// allows this says so: the MCP endpoint). [`Access::narrow`] applies a route's rule.
 pub(crate) async fn identify(
     state: &AppState,
     token: Result<String, ApiError>,
