@@ -1,0 +1,308 @@
+//! Erasing an organization leaves nothing behind (docs/security.md, "Erasure"): after
+//! `DELETE /orgs/{org}` no table (enumerated from the catalog, so a table added later is
+//! covered), no blob file, no search hit and no cache key holds the erased tenant's id, but
+//! for the signed `organization.erased` tombstone in the audit log; its API keys and tokens
+//! are refused at once; the other tenant is intact.
+
+use reqwest::{Method, StatusCode};
+use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use testkit::{TestApp, TestOptions, spawn_app_with};
+
+const NOTES: &str = "Zebra migration.\n\nThe zebras cross the river in spring, followed by \
+wildebeest. Rangers count them from the northern ridge every morning.";
+
+/// Everything a tenant makes through the API: a collection, a ready document (blob, chunks,
+/// vectors, keyword postings), an API key, a chat session, a webhook, a workflow schedule and
+/// run, searches (usage, cache). Returns the owner's token, the org id and the key's secret.
+async fn populate(app: &TestApp, who: &str) -> (String, String, String) {
+    let (token, org) = app.owner(who).await;
+    let coll = app.collection(&token, &org, "Field notes").await;
+    app.ready_document(&token, &org, "zebras.txt", NOTES, &coll)
+        .await;
+    let (s, key) = app
+        .call(
+            &token,
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(json!({"name": "ci", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{key}");
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    let calls = [
+        ("/api/v1/chat/sessions", json!({"title": "zebras"})),
+        (
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["document.ready"]}),
+        ),
+        (
+            "/api/v1/workflows/schedules",
+            json!({"workflow": "export_usage", "cron": "0 3 * * MON"}),
+        ),
+        (
+            "/api/v1/workflows/trigger",
+            json!({"workflow": "reindex_collection", "input": {"collection_id": coll}}),
+        ),
+    ];
+    for (path, body) in calls {
+        let (s, b) = app
+            .call_in(&token, Method::POST, path, Some(body), Some(&org))
+            .await;
+        assert!(s.is_success(), "{path}: {s} {b}");
+    }
+    for t in [&token, &secret] {
+        let found = search(app, t, &org).await;
+        assert_eq!(found.0, StatusCode::OK, "{}", found.1);
+        assert_eq!(found.1["results"][0]["document_name"], "zebras.txt");
+    }
+    (token, org, secret)
+}
+
+async fn search(app: &TestApp, token: &str, org: &str) -> (StatusCode, Value) {
+    app.call_in(
+        token,
+        Method::POST,
+        "/api/v1/search",
+        Some(json!({"query": "zebras crossing the river", "mode": "hybrid"})),
+        Some(org),
+    )
+    .await
+}
+
+/// The forms an id takes in storage: hyphenated, simple hex (text, hex-encoded bytes, `bytea`).
+fn forms(id: &str) -> [String; 2] {
+    let id = id.to_lowercase();
+    let simple = id.replace('-', "");
+    [id, simple]
+}
+
+/// `table.column` holding `id` in any form, with the row count, over every table of the
+/// catalog (the tombstone row of the audit log excepted).
+async fn scan_tables(db: &DatabaseConnection, postgres: bool, schema: &str, id: &str) -> Vec<String> {
+    let backend = db.get_database_backend();
+    let columns: Vec<(String, String)> = if postgres {
+        db.query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
+             WHERE table_schema = $1 ORDER BY 1, 2",
+            [schema.into()],
+        ))
+        .await
+        .expect("catalog")
+        .iter()
+        .map(|r| (r.try_get("", "t").expect("t"), r.try_get("", "c").expect("c")))
+        .collect()
+    } else {
+        db.query_all_raw(Statement::from_string(
+            backend,
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' ORDER BY 1, 2",
+        ))
+        .await
+        .expect("catalog")
+        .iter()
+        .map(|r| (r.try_get("", "t").expect("t"), r.try_get("", "c").expect("c")))
+        .collect()
+    };
+    assert!(columns.len() > 50, "the catalog lists the tables: {columns:?}");
+    let [hyphenated, simple] = forms(id);
+    let mut found = Vec::new();
+    for (table, column) in columns {
+        let text = if postgres {
+            format!("lower(\"{column}\"::text)")
+        } else {
+            format!("lower(CAST(\"{column}\" AS TEXT))")
+        };
+        let hex = if postgres {
+            text.clone()
+        } else {
+            format!("lower(hex(\"{column}\"))")
+        };
+        let except = if table == "audit_log" {
+            " AND action <> 'organization.erased'"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT count(*) AS n FROM \"{table}\" WHERE ({text} LIKE '%{hyphenated}%' \
+             OR {text} LIKE '%{simple}%' OR {hex} LIKE '%{simple}%'){except}"
+        );
+        let row = db
+            .query_one_raw(Statement::from_string(backend, sql.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .expect("a count");
+        let n: i64 = row.try_get("", "n").expect("n");
+        if n > 0 {
+            found.push(format!("{table}.{column} ({n} rows)"));
+        }
+    }
+    found
+}
+
+/// Files and folders under `dir` whose path names `id`.
+fn scan_files(dir: &std::path::Path, id: &str) -> Vec<String> {
+    let [hyphenated, simple] = forms(id);
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let s = p.to_string_lossy().to_lowercase();
+            if s.contains(&hyphenated) || s.contains(&simple) {
+                found.push(p.display().to_string());
+            }
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Redis keys under the app's prefix naming `id`.
+async fn scan_redis(app: &TestApp, id: &str) -> Vec<String> {
+    let url = testkit::redis_url();
+    let client = deadpool_redis::redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let pattern = format!("{}:*", app.settings.cache.key_prefix);
+    let mut cursor: u64 = 0;
+    let mut found = Vec::new();
+    let [hyphenated, simple] = forms(id);
+    loop {
+        let (next, keys): (u64, Vec<String>) = deadpool_redis::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .expect("scan");
+        found.extend(
+            keys.into_iter()
+                .filter(|k| k.to_lowercase().contains(&hyphenated) || k.contains(&simple)),
+        );
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
+async fn scenario(app: &TestApp, redis: bool) {
+    let (ta, a, key_a) = populate(app, "erasa").await;
+    let (tb, b, key_b) = populate(app, "erasb").await;
+    // Let the queued workflow runs and ingestion settle so they are rows, not in-flight.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Nobody but the owner erases: another tenant's owner, a member's key.
+    let (s, _) = app
+        .call(&tb, Method::DELETE, &format!("/api/v1/orgs/{a}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant");
+    let (s, _) = app
+        .call(&key_a, Method::DELETE, &format!("/api/v1/orgs/{a}"), None)
+        .await;
+    assert!(
+        s == StatusCode::FORBIDDEN || s == StatusCode::NOT_FOUND,
+        "a key: {s}"
+    );
+
+    let (s, e) = app
+        .call(&ta, Method::DELETE, &format!("/api/v1/orgs/{a}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{e}");
+
+    // Its key and tokens are refused at once; its id is gone.
+    let (s, _) = search(app, &key_a, &a).await;
+    assert!(s == StatusCode::UNAUTHORIZED || s == StatusCode::NOT_FOUND, "{s}");
+    let (s, _) = search(app, &ta, &a).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(&ta, Method::GET, &format!("/api/v1/orgs/{a}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(&ta, Method::DELETE, &format!("/api/v1/orgs/{a}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "erasing twice");
+
+    // Let any worker that held a job of A finish it (it must not bring anything back).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let postgres = app.settings.is_postgres();
+    let url = secrecy::ExposeSecret::expose_secret(&app.settings.database_url()).to_owned();
+    let schema = app.settings.database.schema.clone().unwrap_or_default();
+    let mut opts = sea_orm::ConnectOptions::new(url);
+    if postgres {
+        opts.set_schema_search_path(schema.clone());
+    }
+    let db = Database::connect(opts).await.expect("the app's database");
+    let mut left = scan_tables(&db, postgres, &schema, &a).await;
+    left.extend(scan_files(&app.settings.data_dir, &a));
+    if redis {
+        left.extend(scan_redis(app, &a).await);
+    }
+    assert!(left.is_empty(), "the erased tenant {a} is still in: {left:#?}");
+
+    // The tombstone is there, once, and names what was removed.
+    let tomb = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT target FROM audit_log WHERE action = 'organization.erased'",
+        ))
+        .await
+        .expect("audit");
+    assert_eq!(tomb.len(), 1, "one tombstone");
+
+    // B is intact: its search still finds its document, with its token and its key.
+    for t in [&tb, &key_b] {
+        let (s, found) = search(app, t, &b).await;
+        assert_eq!(s, StatusCode::OK, "{found}");
+        assert_eq!(found["results"][0]["document_name"], "zebras.txt", "{found}");
+    }
+    assert!(!scan_tables(&db, postgres, &schema, &b).await.is_empty());
+    assert!(!scan_files(&app.settings.data_dir, &b).is_empty() || postgres);
+}
+
+/// Webhooks to a closed local port (deliveries fail and stay queued for retry).
+fn local_hooks(s: &mut quire::Settings) {
+    s.webhooks.allow_http = true;
+    s.webhooks.allow_private_destinations = true;
+}
+
+#[tokio::test]
+async fn erasure_on_sqlite_with_files_and_hnsw() {
+    let app = spawn_app_with(TestOptions::default().tweak(local_hooks)).await;
+    scenario(&app, false).await;
+}
+
+#[tokio::test]
+async fn erasure_on_postgres_and_redis() {
+    if testkit::services_skipped("erasure on PostgreSQL + Redis") {
+        return;
+    }
+    let app = spawn_app_with(TestOptions::production().tweak(local_hooks)).await;
+    scenario(&app, true).await;
+}
+
+#[tokio::test]
+async fn erasure_on_pgvector() {
+    if testkit::services_skipped("erasure on pgvector") || testkit::pgvector_url().is_none() {
+        return;
+    }
+    let app = spawn_app_with(TestOptions {
+        pgvector: true,
+        ..TestOptions::production().tweak(local_hooks)
+    })
+    .await;
+    scenario(&app, true).await;
+}
