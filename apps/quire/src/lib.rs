@@ -131,7 +131,16 @@ pub fn domain(
     let orgs = Arc::new(
         tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
             .with_max_owned(settings.orgs.max_owned_per_account)
-            .with_recheck(recheck),
+            .with_recheck(recheck)
+            .with_erasure(
+                vec![documents.clone(), retrieval.clone()],
+                Arc::new(crypto::HmacSealer::from_secret(
+                    signing_keys(settings, false)?
+                        .first()
+                        .context("no token signing key")?
+                        .as_bytes(),
+                )),
+            ),
     );
     let api_keys = Arc::new(
         tenancy::ApiKeys::new(sql(), Arc::new(crypto::ApiKeySecrets), clock.clone(), sql())
@@ -708,6 +717,38 @@ pub fn mailer_from_settings(
     })
 }
 
+/// The token signing keys: `auth.signing_keys`, or on SQLite the key file in the data folder
+/// (created on first use; `warn` logs that production should configure them).
+///
+/// # Errors
+/// When none are configured on PostgreSQL, or the key file cannot be read or created.
+pub fn signing_keys(settings: &Settings, warn: bool) -> anyhow::Result<Vec<String>> {
+    let auth = &settings.auth;
+    Ok(if auth.signing_keys.is_empty() {
+        anyhow::ensure!(
+            !settings.is_postgres(),
+            "auth.signing_keys (QUIRE_AUTH__SIGNING_KEYS) must be set on PostgreSQL: every \
+             server must sign with the same keys (make one with `quire keygen`)"
+        );
+        let path = settings.data_dir.join("keys").join("signing.keys");
+        let (keys, created) = crypto::load_or_create_key_file(&path)?;
+        if warn {
+            tracing::warn!(
+                path = %path.display(),
+                created,
+                "access tokens are signed with a key kept in the data folder; set \
+                 auth.signing_keys in production"
+            );
+        }
+        keys
+    } else {
+        auth.signing_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect()
+    })
+}
+
 /// The account use cases over the configured adapters.
 ///
 /// # Errors
@@ -721,27 +762,7 @@ pub async fn accounts_from_settings(
 ) -> anyhow::Result<Arc<identity::Accounts>> {
     use crypto::{Argon2Hasher, Argon2Settings, OpaqueTokens, PasetoTokens};
     let auth = &settings.auth;
-    let keys: Vec<String> = if auth.signing_keys.is_empty() {
-        anyhow::ensure!(
-            !settings.is_postgres(),
-            "auth.signing_keys (QUIRE_AUTH__SIGNING_KEYS) must be set on PostgreSQL: every \
-             server must sign with the same keys (make one with `quire keygen`)"
-        );
-        let path = settings.data_dir.join("keys").join("signing.keys");
-        let (keys, created) = crypto::load_or_create_key_file(&path)?;
-        tracing::warn!(
-            path = %path.display(),
-            created,
-            "access tokens are signed with a key kept in the data folder; set \
-             auth.signing_keys in production"
-        );
-        keys
-    } else {
-        auth.signing_keys
-            .iter()
-            .map(|k| k.expose_secret().to_owned())
-            .collect()
-    };
+    let keys = signing_keys(settings, true)?;
     let access = PasetoTokens::new(
         &keys,
         &auth.issuer,

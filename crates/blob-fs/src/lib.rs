@@ -141,6 +141,37 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn delete_tenant(&self, tenant: kernel::TenantId) -> Result<u64, BlobError> {
+        let prefix = BlobKey::tenant_prefix(tenant);
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let mut removed = 0u64;
+        let mut entries = match fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(BlobError::Unknown(
+                    anyhow::Error::new(e).context(format!("listing {}", dir.display())),
+                ));
+            }
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .with_context(|| format!("listing {}", dir.display()))?
+        {
+            if entry.file_type().await.is_ok_and(|t| t.is_file()) {
+                removed += 1;
+            }
+        }
+        match fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(removed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(removed),
+            Err(e) => Err(BlobError::Unknown(
+                anyhow::Error::new(e).context(format!("removing {}", dir.display())),
+            )),
+        }
+    }
+
     fn backend(&self) -> &'static str {
         "filesystem"
     }

@@ -253,8 +253,14 @@ impl RedisCache {
     /// # Errors
     /// When Redis fails.
     pub async fn purge_prefix(&self) -> Result<u64, CacheError> {
+        self.purge_matching(&format!("{}:*", glob_escape(&self.prefix)))
+            .await
+    }
+
+    /// Deletes every key matching the glob `pattern` (SCAN, then DEL in batches).
+    async fn purge_matching(&self, pattern: &str) -> Result<u64, CacheError> {
         let mut conn = self.conn().await?;
-        let pattern = format!("{}:*", glob_escape(&self.prefix));
+        let pattern = pattern.to_owned();
         let keys: Vec<String> = self
             .run("scan", async {
                 let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(&pattern).await?;
@@ -323,6 +329,15 @@ impl Cache for RedisCache {
         let mut conn = self.conn().await?;
         let n: u64 = self.run("del", conn.del(self.key(key))).await?;
         Ok(n > 0)
+    }
+
+    async fn purge_tenant(&self, tenant: kernel::TenantId) -> Result<u64, CacheError> {
+        self.purge_matching(&format!(
+            "{}:{}*",
+            glob_escape(&self.prefix),
+            glob_escape(&CacheKey::tenant_prefix(tenant))
+        ))
+        .await
     }
 
     async fn increment(

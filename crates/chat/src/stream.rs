@@ -794,6 +794,9 @@ mod tests {
             }
             Ok(self.map().get(key.as_str()).cloned())
         }
+        async fn purge_tenant(&self, _: kernel::TenantId) -> Result<u64, CacheError> {
+            Err(unused())
+        }
         async fn set(&self, key: &CacheKey, value: &[u8], _: Duration) -> Result<(), CacheError> {
             self.map().insert(key.as_str().to_owned(), value.to_vec());
             Ok(())

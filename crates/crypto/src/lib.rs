@@ -15,8 +15,10 @@ mod access;
 mod keyfile;
 mod password;
 mod refresh;
+mod seal;
 
 pub use access::{MAX_TOKEN_LEN, PasetoTokens};
 pub use keyfile::load_or_create_key_file;
 pub use password::{Argon2Hasher, Argon2Settings};
 pub use refresh::{ApiKeySecrets, OpaqueTokens};
+pub use seal::HmacSealer;

@@ -385,6 +385,12 @@ impl BlobKey {
         Self(format!("{tenant}/{document}"))
     }
 
+    /// What the key of every blob of `tenant` starts with (`{tenant}/`).
+    #[must_use]
+    pub fn tenant_prefix(tenant: TenantId) -> String {
+        format!("{tenant}/")
+    }
+
     /// Wraps a stored key.
     #[must_use]
     pub fn from_stored(s: String) -> Self {

@@ -288,6 +288,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Removes the blob; removing a missing blob succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
 
+    /// Removes every blob of `tenant` (keys under [`BlobKey::tenant_prefix`]), erasing an
+    /// organization; returns how many. Removing none succeeds.
+    async fn delete_tenant(&self, tenant: TenantId) -> Result<u64, BlobError>;
+
     /// Short name of the backend (`filesystem`).
     fn backend(&self) -> &'static str;
 }

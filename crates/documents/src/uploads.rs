@@ -662,3 +662,16 @@ mod tests {
         assert_eq!(hex(&[0, 15, 255]), "000fff");
     }
 }
+
+/// Erasing an organization: its original files leave the blob store (rows go with the
+/// organization's row; files on disk would not).
+#[async_trait::async_trait]
+impl kernel::erasure::TenantData for Documents {
+    fn kind(&self) -> &'static str {
+        "blobs"
+    }
+
+    async fn erase_tenant(&self, tenant: kernel::TenantId) -> anyhow::Result<u64> {
+        Ok(self.ports.blobs.delete_tenant(tenant).await?)
+    }
+}

@@ -26,6 +26,7 @@ pub const ACTIONS: &[&str] = &[
     "org.created",
     "org.renamed",
     "org.deleted",
+    "organization.erased",
     "org.member.role_changed",
     "org.member.removed",
     "org.invitation.created",
@@ -105,7 +106,11 @@ pub struct AuditQuery {
 #[error(transparent)]
 pub struct AuditError(#[from] pub anyhow::Error);
 
-/// Appends and reads security events. Append-only: nothing edits or deletes an event.
+/// The action of an erased organization's tombstone: the one event of it that erasure keeps.
+pub const ERASED: &str = "organization.erased";
+
+/// Appends and reads security events. Append-only: nothing edits an event, and only the
+/// erasure of an organization deletes its events ([`AuditLog::erase_tenant`]).
 ///
 /// # Errors
 /// [`AuditError`] when storage fails.
@@ -119,6 +124,9 @@ pub trait AuditLog: Send + Sync + fmt::Debug {
         query: &AuditQuery,
         page: &PageRequest,
     ) -> Result<Page<AuditRecord>, AuditError>;
+    /// Deletes every event of `tenant` but its [`ERASED`] tombstones (erasing an
+    /// organization); returns how many. Deleting none succeeds.
+    async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError>;
 }
 
 /// Records an event, logging (never propagating) a failure: a broken audit store must not
@@ -147,6 +155,9 @@ mod tests {
             _: &AuditQuery,
             _: &PageRequest,
         ) -> Result<Page<AuditRecord>, AuditError> {
+            Err(AuditError(anyhow::anyhow!("disk full")))
+        }
+        async fn erase_tenant(&self, _: TenantId) -> Result<u64, AuditError> {
             Err(AuditError(anyhow::anyhow!("disk full")))
         }
     }

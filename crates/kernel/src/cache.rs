@@ -64,6 +64,12 @@ impl CacheKey {
         Self(key)
     }
 
+    /// What every key of `tenant` starts with (without the deployment prefix).
+    #[must_use]
+    pub fn tenant_prefix(tenant: TenantId) -> String {
+        format!("t:{tenant}:")
+    }
+
     /// The key as a string (without the deployment prefix).
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -150,6 +156,10 @@ pub trait Cache: Send + Sync + fmt::Debug {
 
     /// Removes `key`; `true` when something was removed.
     async fn delete(&self, key: &CacheKey) -> Result<bool, CacheError>;
+
+    /// Removes every key of `tenant` ([`CacheKey::tenant`]), counters and leases included
+    /// (erasing an organization); returns how many.
+    async fn purge_tenant(&self, tenant: TenantId) -> Result<u64, CacheError>;
 
     /// Adds `by` to the counter under `key`, atomically. A missing counter starts at 0 and
     /// expires after `ttl`; later increments do not extend it (a fixed window).

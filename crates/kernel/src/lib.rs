@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod cache;
 pub mod clock;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod health;

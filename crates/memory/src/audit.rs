@@ -57,4 +57,12 @@ impl AuditLog for InMemoryAudit {
             .collect();
         Ok(Page::from_overfetch(rows, page, |r| r.id.to_string()))
     }
+
+    async fn erase_tenant(&self, tenant: kernel::TenantId) -> Result<u64, AuditError> {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = events.len();
+        events
+            .retain(|r| r.event.tenant != Some(tenant) || r.event.action == kernel::audit::ERASED);
+        Ok((before - events.len()) as u64)
+    }
 }

@@ -85,6 +85,14 @@ impl BlobStore for InMemoryBlobs {
         Ok(())
     }
 
+    async fn delete_tenant(&self, tenant: kernel::TenantId) -> Result<u64, BlobError> {
+        let prefix = BlobKey::tenant_prefix(tenant);
+        let mut blobs = self.shared.blobs();
+        let before = blobs.len();
+        blobs.retain(|k, _| !k.starts_with(&prefix));
+        Ok((before - blobs.len()) as u64)
+    }
+
     fn backend(&self) -> &'static str {
         "memory"
     }

@@ -210,6 +210,15 @@ impl Cache for InProcessCache {
             .is_some_and(|e| e.expires_at > now))
     }
 
+    async fn purge_tenant(&self, tenant: kernel::TenantId) -> Result<u64, CacheError> {
+        let prefix = CacheKey::tenant_prefix(tenant);
+        let mut inner = self.lock();
+        let before = inner.map.len() + inner.leases.len();
+        inner.map.retain(|k, _| !k.starts_with(&prefix));
+        inner.leases.retain(|k, _| !k.starts_with(&prefix));
+        Ok((before - inner.map.len() - inner.leases.len()) as u64)
+    }
+
     async fn increment(
         &self,
         key: &CacheKey,

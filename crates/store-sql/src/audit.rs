@@ -90,4 +90,15 @@ impl AuditLog for SqlStore {
             r.id.to_string()
         }))
     }
+
+    async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {
+        let removed = Entity::delete_many()
+            .filter(Column::TenantId.eq(tenant.as_uuid()))
+            .filter(Column::Action.ne(kernel::audit::ERASED))
+            .exec(&self.db)
+            .await
+            .context("erasing an organization's audit events")?
+            .rows_affected;
+        Ok(removed)
+    }
 }

@@ -269,6 +269,17 @@ impl BlobStore for SqlStore {
         Ok(())
     }
 
+    async fn delete_tenant(&self, tenant: kernel::TenantId) -> Result<u64, BlobError> {
+        // A tenant id is hex digits and hyphens: nothing LIKE reads as a wildcard.
+        let removed = blob::Entity::delete_many()
+            .filter(blob::Column::Key.starts_with(BlobKey::tenant_prefix(tenant)))
+            .exec(&self.db)
+            .await
+            .context("deleting an organization's blobs")?
+            .rows_affected;
+        Ok(removed)
+    }
+
     fn backend(&self) -> &'static str {
         "database"
     }

@@ -19,8 +19,8 @@ pub use invitations::Invitations;
 pub use model::{
     ApiKey, Invitation, Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope,
 };
-pub use organizations::{AccountExit, OrgRef, Organizations};
+pub use organizations::{AccountExit, Erased, OrgRef, Organizations, tombstone_message};
 pub use ports::{
     ApiKeyRepoError, ApiKeyRepository, InvitationRepository, KeyHash, KeySecrets, MemberRepoError,
-    MembershipRepository, OrgRepoError, OrganizationRepository,
+    MembershipRepository, OrgRepoError, OrganizationRepository, Sealer,
 };

@@ -15,7 +15,9 @@ use kernel::{
 use crate::error::TenancyError;
 use crate::events::{actor_of, tenant_event};
 use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
-use crate::ports::{MembershipRepository, OrgRepoError, OrganizationRepository};
+use crate::ports::{MembershipRepository, OrgRepoError, OrganizationRepository, Sealer};
+use kernel::audit::{AuditEvent, ERASED};
+use kernel::erasure::TenantData;
 
 /// The plans every deployment has (billing's configuration may add more; the HTTP layer checks
 /// a plan name against billing before it is set).
@@ -58,6 +60,57 @@ pub struct Organizations {
     audit: Arc<dyn AuditLog>,
     max_owned: u32,
     recent: Arc<Recent>,
+    erasure: Arc<Erasure>,
+}
+
+/// What erasing an organization reaches beyond its rows, and the tombstone's sealer.
+#[derive(Debug, Default)]
+struct Erasure {
+    data: Vec<Arc<dyn TenantData>>,
+    sealer: Option<Arc<dyn Sealer>>,
+}
+
+/// What an erasure removed, by kind (`blobs`, `vector_spaces`, `cache_keys`, `audit_events`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Counts by kind, in the order they were erased.
+    pub counts: Vec<(&'static str, u64)>,
+}
+
+impl Erased {
+    fn add(&mut self, kind: &'static str, n: u64) {
+        match self.counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, c)) => *c += n,
+            None => self.counts.push((kind, n)),
+        }
+    }
+
+    fn summary(&self) -> String {
+        self.counts
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The bytes an erasure tombstone's seal covers: the action, the tenant, the actor, the
+/// time (whole seconds, as stored) and the counts (the target before ` seal=`).
+#[must_use]
+pub fn tombstone_message(event: &AuditEvent) -> Vec<u8> {
+    let counts = event
+        .target
+        .as_deref()
+        .and_then(|t| t.split(" seal=").next())
+        .unwrap_or_default();
+    format!(
+        "{}|{}|{}|{}|{counts}",
+        event.action,
+        event.tenant.map(|t| t.to_string()).unwrap_or_default(),
+        event.actor.map(|a| a.to_string()).unwrap_or_default(),
+        event.at.unix_timestamp(),
+    )
+    .into_bytes()
 }
 
 /// What the per-request lookups reuse ([`Organizations::with_recheck`]; off by default): each
@@ -124,7 +177,109 @@ impl Organizations {
             audit,
             max_owned: DEFAULT_MAX_OWNED,
             recent: Arc::new(Recent::new(Duration::ZERO)),
+            erasure: Arc::new(Erasure::default()),
         }
+    }
+
+    /// These use cases erasing, with an organization, what `data` holds of it (files,
+    /// vector indexes), and sealing the erasure's tombstone with `sealer`.
+    #[must_use]
+    pub fn with_erasure(mut self, data: Vec<Arc<dyn TenantData>>, sealer: Arc<dyn Sealer>) -> Self {
+        self.erasure = Arc::new(Erasure {
+            data,
+            sealer: Some(sealer),
+        });
+        self
+    }
+
+    /// True when `event` is an erasure tombstone whose seal matches (no sealer: false).
+    #[must_use]
+    pub fn tombstone_intact(&self, event: &AuditEvent) -> bool {
+        let (Some(sealer), Some(seal)) = (
+            self.erasure.sealer.as_ref(),
+            event
+                .target
+                .as_deref()
+                .and_then(|t| t.split(" seal=").nth(1)),
+        ) else {
+            return false;
+        };
+        event.action == ERASED && sealer.verify(&tombstone_message(event), seal)
+    }
+
+    /// Erases what [`TenantData`] and the cache hold of `tenant`; one pass.
+    async fn erase_outside(
+        &self,
+        tenant: TenantId,
+        erased: &mut Erased,
+    ) -> Result<(), TenancyError> {
+        for data in &self.erasure.data {
+            let n = data.erase_tenant(tenant).await.map_err(|e| {
+                e.context(format!("erasing the {} of an organization", data.kind()))
+            })?;
+            erased.add(data.kind(), n);
+        }
+        let n = self
+            .cache
+            .purge_tenant(tenant)
+            .await
+            .map_err(|e| anyhow::anyhow!("purging an organization's cache keys: {e}"))?;
+        erased.add("cache_keys", n);
+        Ok(())
+    }
+
+    /// Erases the organization `tenant` (docs/security.md, "Erasure"), in this order:
+    /// 1. what lies outside its rows (files, vector indexes, cache keys): a failure here
+    ///    stops the erasure with the organization still there, and repeating it finishes;
+    /// 2. its row, and with it every row of it (`ON DELETE CASCADE`): from then on no
+    ///    lookup finds it, so no request or worker of it can write again (an insert fails
+    ///    its foreign key);
+    /// 3. step 1 again, for what a request in flight wrote between 1 and 2, and its audit
+    ///    events: failures here are logged with the tenant id (nothing of it can come back);
+    /// 4. a sealed `organization.erased` tombstone: the id, who, when, the counts.
+    ///
+    /// `false` when there was no such organization.
+    async fn erase(
+        &self,
+        tenant: TenantId,
+        actor: Option<UserId>,
+        client: &ClientInfo,
+    ) -> Result<bool, TenancyError> {
+        let mut erased = Erased::default();
+        self.erase_outside(tenant, &mut erased).await?;
+        let deleted = self.orgs.delete(tenant).await?;
+        self.recent.forget_all();
+        if !deleted {
+            return Ok(false);
+        }
+        if let Err(e) = self.erase_outside(tenant, &mut erased).await {
+            tracing::error!(%tenant, error = %e, "the second pass of an erasure failed");
+        }
+        match self.audit.erase_tenant(tenant).await {
+            Ok(n) => erased.add("audit_events", n),
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "erasing an organization's audit events failed")
+            }
+        }
+        let mut event = AuditEvent {
+            at: self
+                .clock
+                .now()
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| self.clock.now()),
+            action: ERASED,
+            actor,
+            tenant: Some(tenant),
+            target: Some(erased.summary()),
+            client: client.clone(),
+        };
+        if let Some(sealer) = &self.erasure.sealer {
+            let seal = sealer.seal(&tombstone_message(&event));
+            event.target = Some(format!("{} seal={seal}", erased.summary()));
+        }
+        kernel::audit::record(self.audit.as_ref(), event).await;
+        tracing::info!(%tenant, erased = %erased.summary(), "organization erased");
+        Ok(true)
     }
 
     /// These use cases reusing what an organization, membership or `/auth/me` lookup found
@@ -285,6 +440,10 @@ impl Organizations {
             }
         }
         let role = self.members.role_of(tenant, user).await?;
+        if role.is_none() && self.orgs.find_by_id(tenant).await?.is_none() {
+            // No such organization (or an erased one): nothing is cached under its id.
+            return Ok(None);
+        }
         let value = role.map_or("-", Role::as_str);
         if let Err(e) = self.cache.set(&key, value.as_bytes(), MEMBERSHIP_TTL).await {
             tracing::warn!(error = %e, "caching a membership failed");
@@ -363,23 +522,22 @@ impl Organizations {
         Ok(org)
     }
 
-    /// Deletes the organization and everything in it (the extractor checked owner).
+    /// Erases the organization and everything of it, leaving a sealed tombstone (the
+    /// extractor checked owner; see `erase`).
     ///
     /// # Errors
-    /// `NotFound`.
+    /// `NotFound`; `Unknown` when a store fails before the organization is gone (repeating
+    /// the call finishes the erasure).
     pub async fn delete(
         &self,
         ctx: &TenantContext,
         client: &ClientInfo,
     ) -> Result<(), TenancyError> {
-        let deleted = self.orgs.delete(ctx.tenant_id()).await?;
-        self.recent.forget_all();
-        if !deleted {
-            return Err(TenancyError::NotFound);
+        if self.erase(ctx.tenant_id(), actor_of(ctx), client).await? {
+            Ok(())
+        } else {
+            Err(TenancyError::NotFound)
         }
-        self.audit("org.deleted", actor_of(ctx), ctx.tenant_id(), None, client)
-            .await;
-        Ok(())
     }
 
     /// The members, a page at a time.
@@ -523,7 +681,8 @@ impl Organizations {
             self.forget(*tenant, user).await;
         }
         for tenant in &exit.orphans {
-            self.orgs.delete(*tenant).await?;
+            self.erase(*tenant, Some(user), &ClientInfo::default())
+                .await?;
         }
         self.recent.forget_all();
         Ok(())

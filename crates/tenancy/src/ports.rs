@@ -245,3 +245,13 @@ pub trait InvitationRepository: Send + Sync + std::fmt::Debug {
     /// Revokes (deletes) a pending invitation of the tenant; `false` when there is none.
     async fn revoke(&self, tenant: TenantId, id: uuid::Uuid) -> Result<bool, ApiKeyRepoError>;
 }
+
+/// Seals a record so that a change to it is detectable (the erasure tombstone): a keyed MAC
+/// under a server secret.
+pub trait Sealer: Send + Sync + std::fmt::Debug {
+    /// The seal of `message` (printable, at most 80 characters).
+    fn seal(&self, message: &[u8]) -> String;
+
+    /// True when `seal` is the seal of `message` (compared in constant time).
+    fn verify(&self, message: &[u8], seal: &str) -> bool;
+}

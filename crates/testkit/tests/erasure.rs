@@ -79,10 +79,16 @@ fn forms(id: &str) -> [String; 2] {
 
 /// `table.column` holding `id` in any form, with the row count, over every table of the
 /// catalog (the tombstone row of the audit log excepted).
-async fn scan_tables(db: &DatabaseConnection, postgres: bool, schema: &str, id: &str) -> Vec<String> {
+async fn scan_tables(
+    db: &DatabaseConnection,
+    postgres: bool,
+    schema: &str,
+    id: &str,
+) -> Vec<String> {
     let backend = db.get_database_backend();
-    let columns: Vec<(String, String)> = if postgres {
-        db.query_all_raw(Statement::from_sql_and_values(
+    let columns: Vec<(String, String)> =
+        if postgres {
+            db.query_all_raw(Statement::from_sql_and_values(
             backend,
             "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
              WHERE table_schema = $1 ORDER BY 1, 2",
@@ -93,19 +99,27 @@ async fn scan_tables(db: &DatabaseConnection, postgres: bool, schema: &str, id: 
         .iter()
         .map(|r| (r.try_get("", "t").expect("t"), r.try_get("", "c").expect("c")))
         .collect()
-    } else {
-        db.query_all_raw(Statement::from_string(
-            backend,
-            "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
+        } else {
+            db.query_all_raw(Statement::from_string(
+                backend,
+                "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
              WHERE m.type = 'table' ORDER BY 1, 2",
-        ))
-        .await
-        .expect("catalog")
-        .iter()
-        .map(|r| (r.try_get("", "t").expect("t"), r.try_get("", "c").expect("c")))
-        .collect()
-    };
-    assert!(columns.len() > 50, "the catalog lists the tables: {columns:?}");
+            ))
+            .await
+            .expect("catalog")
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "t").expect("t"),
+                    r.try_get("", "c").expect("c"),
+                )
+            })
+            .collect()
+        };
+    assert!(
+        columns.len() > 50,
+        "the catalog lists the tables: {columns:?}"
+    );
     let [hyphenated, simple] = forms(id);
     let mut found = Vec::new();
     for (table, column) in columns {
@@ -223,7 +237,10 @@ async fn scenario(app: &TestApp, redis: bool) {
 
     // Its key and tokens are refused at once; its id is gone.
     let (s, _) = search(app, &key_a, &a).await;
-    assert!(s == StatusCode::UNAUTHORIZED || s == StatusCode::NOT_FOUND, "{s}");
+    assert!(
+        s == StatusCode::UNAUTHORIZED || s == StatusCode::NOT_FOUND,
+        "{s}"
+    );
     let (s, _) = search(app, &ta, &a).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = app
@@ -251,7 +268,10 @@ async fn scenario(app: &TestApp, redis: bool) {
     if redis {
         left.extend(scan_redis(app, &a).await);
     }
-    assert!(left.is_empty(), "the erased tenant {a} is still in: {left:#?}");
+    assert!(
+        left.is_empty(),
+        "the erased tenant {a} is still in: {left:#?}"
+    );
 
     // The tombstone is there, once, and names what was removed.
     let tomb = db
@@ -262,12 +282,16 @@ async fn scenario(app: &TestApp, redis: bool) {
         .await
         .expect("audit");
     assert_eq!(tomb.len(), 1, "one tombstone");
+    tombstone_is_sealed(app, &ta, &tb, &a).await;
 
     // B is intact: its search still finds its document, with its token and its key.
     for t in [&tb, &key_b] {
         let (s, found) = search(app, t, &b).await;
         assert_eq!(s, StatusCode::OK, "{found}");
-        assert_eq!(found["results"][0]["document_name"], "zebras.txt", "{found}");
+        assert_eq!(
+            found["results"][0]["document_name"], "zebras.txt",
+            "{found}"
+        );
     }
     assert!(!scan_tables(&db, postgres, &schema, &b).await.is_empty());
     assert!(!scan_files(&app.settings.data_dir, &b).is_empty() || postgres);
@@ -277,6 +301,69 @@ async fn scenario(app: &TestApp, redis: bool) {
 fn local_hooks(s: &mut quire::Settings) {
     s.webhooks.allow_http = true;
     s.webhooks.allow_private_destinations = true;
+}
+
+/// The tombstone reads through the admin audit route (platform admins only), carries the
+/// counts and a seal that verifies under the server's key and breaks when anything changes.
+async fn tombstone_is_sealed(app: &TestApp, ta: &str, tb: &str, a: &str) {
+    use tenancy::Sealer as _;
+    let path = format!("/api/v1/admin/audit-log?action=organization.erased&tenant={a}");
+    let (s, _) = app.call(ta, Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "not a platform admin");
+    let (_, me) = app.call(tb, Method::GET, "/api/v1/auth/me", None).await;
+    let admin = kernel::UserId::parse(me["user"]["id"].as_str().expect("id")).expect("uuid");
+    app.make_platform_admin(admin).await;
+    let (s, page) = app.call(tb, Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{page}");
+    let target = items[0]["target"].as_str().expect("target");
+    assert!(
+        target.contains("blobs=1")
+            && target.contains("vector_spaces=")
+            && target.contains(" seal=hmac-sha256:"),
+        "{target}"
+    );
+
+    let store = app.store().await;
+    let query = kernel::audit::AuditQuery {
+        action: Some("organization.erased".to_owned()),
+        ..Default::default()
+    };
+    let records = kernel::audit::AuditLog::query(
+        &store,
+        &query,
+        &kernel::PageRequest::first(10).expect("page"),
+    )
+    .await
+    .expect("audit");
+    let event = records.items[0].event.clone();
+    let keys = quire::signing_keys(&app.settings, false).expect("keys");
+    let sealer = crypto::HmacSealer::from_secret(keys[0].as_bytes());
+    let seal = |e: &kernel::AuditEvent| {
+        let t = e.target.as_deref().expect("target");
+        let seal = t.split(" seal=").nth(1).expect("seal").to_owned();
+        sealer.verify(&tenancy::tombstone_message(e), &seal)
+    };
+    assert!(seal(&event), "the seal verifies");
+    let mut changed = event.clone();
+    changed.target = event
+        .target
+        .as_ref()
+        .map(|t| t.replace("blobs=1", "blobs=0"));
+    assert!(!seal(&changed), "changed counts");
+    let mut changed = event.clone();
+    changed.actor = None;
+    assert!(!seal(&changed), "changed actor");
+    let mut changed = event.clone();
+    changed.at += time::Duration::seconds(1);
+    assert!(!seal(&changed), "changed time");
+    let other = crypto::HmacSealer::from_secret(b"another deployment");
+    let t = event.target.as_deref().expect("target");
+    assert!(!other.verify(
+        &tenancy::tombstone_message(&event),
+        t.split(" seal=").nth(1).expect("seal")
+    ));
 }
 
 #[tokio::test]
