@@ -639,6 +639,19 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Erasing an organization: its original files leave the blob store (rows go with the
+/// organization's row; files on disk would not).
+#[async_trait::async_trait]
+impl kernel::erasure::TenantData for Documents {
+    fn kind(&self) -> &'static str {
+        "blobs"
+    }
+
+    async fn erase_tenant(&self, tenant: kernel::TenantId) -> anyhow::Result<u64> {
+        Ok(self.ports.blobs.delete_tenant(tenant).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,15 +676,3 @@ mod tests {
     }
 }
 
-/// Erasing an organization: its original files leave the blob store (rows go with the
-/// organization's row; files on disk would not).
-#[async_trait::async_trait]
-impl kernel::erasure::TenantData for Documents {
-    fn kind(&self) -> &'static str {
-        "blobs"
-    }
-
-    async fn erase_tenant(&self, tenant: kernel::TenantId) -> anyhow::Result<u64> {
-        Ok(self.ports.blobs.delete_tenant(tenant).await?)
-    }
-}

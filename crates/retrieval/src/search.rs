@@ -359,6 +359,23 @@ pub fn fuse(lists: &[&[Candidate]]) -> Vec<Candidate> {
     fused
 }
 
+/// Erasing an organization: the vectors of every space of the tenant are dropped from the
+/// index (the rows, and the in-process HNSW graphs or pgvector indexes built over them).
+#[async_trait::async_trait]
+impl kernel::erasure::TenantData for Retrieval {
+    fn kind(&self) -> &'static str {
+        "vector_spaces"
+    }
+
+    async fn erase_tenant(&self, tenant: TenantId) -> anyhow::Result<u64> {
+        let spaces = self.ports.spaces.list(tenant, None).await?;
+        for space in &spaces {
+            self.ports.vectors.drop_space(space).await?;
+        }
+        Ok(spaces.len() as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,19 +417,3 @@ mod tests {
     }
 }
 
-/// Erasing an organization: the vectors of every space of the tenant are dropped from the
-/// index (the rows, and the in-process HNSW graphs or pgvector indexes built over them).
-#[async_trait::async_trait]
-impl kernel::erasure::TenantData for Retrieval {
-    fn kind(&self) -> &'static str {
-        "vector_spaces"
-    }
-
-    async fn erase_tenant(&self, tenant: TenantId) -> anyhow::Result<u64> {
-        let spaces = self.ports.spaces.list(tenant, None).await?;
-        for space in &spaces {
-            self.ports.vectors.drop_space(space).await?;
-        }
-        Ok(spaces.len() as u64)
-    }
-}
