@@ -675,4 +675,3 @@ mod tests {
         assert_eq!(hex(&[0, 15, 255]), "000fff");
     }
 }
-
