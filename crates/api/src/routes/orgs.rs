@@ -167,13 +167,15 @@ async fn rename(
     Ok(web::Json(OrgDto::new(&org, access.ctx.role())))
 }
 
-/// Deletes an organization and everything in it (owner).
+/// Erases an organization (owner): every row, file, vector, cache key, queued job and audit
+/// event of it, leaving a sealed `organization.erased` tombstone in the platform audit log. A
+/// failure before the organization is gone answers 500 and repeating the call finishes it.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "organization id or slug")),
     responses(
-        (status = 204, description = "deleted"),
+        (status = 204, description = "erased; its tokens, keys and ids are refused from now on"),
         (status = 403, body = Problem),
         (status = 404, body = Problem)
     )
