@@ -80,6 +80,7 @@ on_every_adapter!(
     empty_blobs_round_trip,
     tenant_keys_are_distinct,
     concurrent_commits_leave_one_whole_file,
+    delete_tenant_removes_only_its_blobs,
 );
 
 /// A whole second: on SQLite a time without a fraction is where text comparison would go

@@ -108,4 +108,29 @@ pub async fn run(log: &dyn AuditLog) {
         .await,
         2
     );
+
+    // Erasing a tenant deletes its events but its tombstones, and nobody else's.
+    log.record(AuditEvent {
+        at: start + Duration::from_secs(9),
+        action: kernel::audit::ERASED,
+        actor: Some(ann),
+        tenant: Some(acme),
+        target: Some("blobs=0".into()),
+        client: client.clone(),
+    })
+    .await
+    .expect("record");
+    assert_eq!(log.erase_tenant(acme).await.expect("erase"), 2);
+    let of_acme = AuditQuery {
+        tenant: Some(acme),
+        ..AuditQuery::default()
+    };
+    let left = log
+        .query(&of_acme, &PageRequest::first(10).expect("page"))
+        .await
+        .expect("query");
+    assert_eq!(left.items.len(), 1);
+    assert_eq!(left.items[0].event.action, kernel::audit::ERASED);
+    assert_eq!(count(AuditQuery::default()).await, 4, "the others' stay");
+    assert_eq!(log.erase_tenant(acme).await.expect("again"), 0);
 }

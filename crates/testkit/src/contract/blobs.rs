@@ -246,3 +246,29 @@ pub async fn concurrent_commits_leave_one_whole_file(store: &Arc<dyn BlobStore>)
         got.len()
     );
 }
+
+/// Erasing a tenant removes every blob of it, and only its: another tenant's blobs stay;
+/// erasing again, or a tenant with no blob, succeeds with 0.
+pub async fn delete_tenant_removes_only_its_blobs(store: &Arc<dyn BlobStore>) {
+    let (t1, t2) = (kernel::TenantId::new(), kernel::TenantId::new());
+    let a: Vec<BlobKey> = (0..3).map(|i| key(&format!("{t1}/d{i}"))).collect();
+    let b = key(&format!("{t2}/d0"));
+    for (i, k) in a.iter().enumerate() {
+        put(&**store, k, &content(10 + i, 20), &[3]).await;
+    }
+    let kept = content(1_500_000, 21);
+    put(&**store, &b, &kept, &PARTS).await;
+    assert_eq!(store.delete_tenant(t1).await.expect("erase"), 3);
+    for k in &a {
+        assert_missing(&**store, k, "an erased tenant's blob").await;
+    }
+    assert_holds(&**store, &b, &kept, "the other tenant's blob").await;
+    assert_eq!(store.delete_tenant(t1).await.expect("erase again"), 0);
+    assert_eq!(
+        store
+            .delete_tenant(kernel::TenantId::new())
+            .await
+            .expect("a tenant with none"),
+        0
+    );
+}

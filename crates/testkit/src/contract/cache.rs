@@ -27,6 +27,63 @@ pub async fn run(cache: Arc<dyn Cache>) {
     leases_count_until_they_end_or_expire(&*cache).await;
     leases_outlive_their_base(&*cache).await;
     concurrent_leases_let_exactly_what_fits(&cache).await;
+    purge_tenant_removes_only_its_keys(&*cache).await;
+}
+
+/// Erasing a tenant removes its values, counters and leased counters (the leases too: a
+/// counter seeded again starts with none), and nothing of another tenant or global.
+async fn purge_tenant_removes_only_its_keys(cache: &dyn Cache) {
+    let (t1, t2) = (kernel::TenantId::new(), kernel::TenantId::new());
+    let value = CacheKey::tenant(t1, "erase", &["value"]);
+    let counter = CacheKey::tenant(t1, "erase", &["counter"]);
+    let leased = CacheKey::tenant(t1, "erase", &["leased"]);
+    let other = CacheKey::tenant(t2, "erase", &["value"]);
+    let global = CacheKey::global("erase", &[&t1.to_string()]);
+    cache.set(&value, b"v", MINUTE).await.expect("set");
+    cache.increment(&counter, 2, MINUTE).await.expect("count");
+    assert!(
+        cache
+            .set_if_absent(&leased, b"0", MINUTE)
+            .await
+            .expect("seed")
+    );
+    assert!(matches!(
+        cache
+            .lease_within(&leased, "a", 5, 10, MINUTE)
+            .await
+            .expect("lease"),
+        Bounded::Added(_)
+    ));
+    cache.set(&other, b"o", MINUTE).await.expect("set");
+    cache.set(&global, b"g", MINUTE).await.expect("set");
+
+    assert!(cache.purge_tenant(t1).await.expect("purge") >= 3);
+    assert_eq!(cache.get(&value).await.expect("get"), None);
+    assert_eq!(cache.get(&counter).await.expect("get"), None);
+    assert_eq!(cache.get(&leased).await.expect("get"), None);
+    assert!(
+        cache
+            .set_if_absent(&leased, b"0", MINUTE)
+            .await
+            .expect("seed again")
+    );
+    assert!(
+        matches!(
+            cache.lease_within(&leased, "b", 10, 10, MINUTE).await.expect("lease"),
+            Bounded::Added(c) if c.value == 10
+        ),
+        "the erased tenant's lease is gone"
+    );
+    assert_eq!(cache.get(&other).await.expect("get"), Some(b"o".to_vec()));
+    assert_eq!(cache.get(&global).await.expect("get"), Some(b"g".to_vec()));
+    cache.purge_tenant(t1).await.expect("purge again");
+    assert_eq!(
+        cache
+            .purge_tenant(kernel::TenantId::new())
+            .await
+            .expect("none"),
+        0
+    );
 }
 
 async fn get_set_delete(cache: &dyn Cache) {
