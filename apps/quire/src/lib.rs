@@ -134,12 +134,7 @@ pub fn domain(
             .with_recheck(recheck)
             .with_erasure(
                 vec![documents.clone(), retrieval.clone()],
-                Arc::new(crypto::HmacSealer::from_secret(
-                    signing_keys(settings, false)?
-                        .first()
-                        .context("no token signing key")?
-                        .as_bytes(),
-                )),
+                erasure_sealer(settings),
             ),
     );
     let api_keys = Arc::new(
@@ -747,6 +742,15 @@ pub fn signing_keys(settings: &Settings, warn: bool) -> anyhow::Result<Vec<Strin
             .map(|k| k.expose_secret().to_owned())
             .collect()
     })
+}
+
+/// What seals erasure tombstones: HMAC under a key derived from the first token signing key.
+/// None when there is no signing key (`quire worker` on PostgreSQL without
+/// `auth.signing_keys`: it erases no organization).
+fn erasure_sealer(settings: &Settings) -> Option<Arc<dyn tenancy::Sealer>> {
+    let keys = signing_keys(settings, false).ok()?;
+    let first = keys.first()?;
+    Some(Arc::new(crypto::HmacSealer::from_secret(first.as_bytes())))
 }
 
 /// The account use cases over the configured adapters.

@@ -182,13 +182,15 @@ impl Organizations {
     }
 
     /// These use cases erasing, with an organization, what `data` holds of it (files,
-    /// vector indexes), and sealing the erasure's tombstone with `sealer`.
+    /// vector indexes), and sealing the erasure's tombstone with `sealer` (without one, the
+    /// tombstone carries no seal: `quire worker`, which erases nothing, has no signing key).
     #[must_use]
-    pub fn with_erasure(mut self, data: Vec<Arc<dyn TenantData>>, sealer: Arc<dyn Sealer>) -> Self {
-        self.erasure = Arc::new(Erasure {
-            data,
-            sealer: Some(sealer),
-        });
+    pub fn with_erasure(
+        mut self,
+        data: Vec<Arc<dyn TenantData>>,
+        sealer: Option<Arc<dyn Sealer>>,
+    ) -> Self {
+        self.erasure = Arc::new(Erasure { data, sealer });
         self
     }
 

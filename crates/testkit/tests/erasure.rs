@@ -419,3 +419,96 @@ async fn erasure_on_pgvector() {
     .await;
     scenario(&app, true).await;
 }
+
+/// Something holding tenant data whose first erase fails (a disk error, an outage).
+#[derive(Debug, Default)]
+struct Flaky {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl kernel::erasure::TenantData for Flaky {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+
+    async fn erase_tenant(&self, _: kernel::TenantId) -> anyhow::Result<u64> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            anyhow::bail!("disk unavailable");
+        }
+        Ok(1)
+    }
+}
+
+/// An erasure that fails before the organization is gone leaves it in place and answers an
+/// error; repeating it finishes, with one tombstone whose seal verifies.
+#[tokio::test]
+async fn a_failed_erasure_is_finished_by_repeating_it() {
+    use std::sync::Arc;
+    let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+    let store = Arc::new(memory::InMemoryOrganizations::new(clock.clone()));
+    let audit = Arc::new(memory::InMemoryAudit::new());
+    let flaky = Arc::new(Flaky::default());
+    let orgs = tenancy::Organizations::new(
+        store.clone(),
+        store,
+        Arc::new(memory::InProcessCache::new(1_000)),
+        clock,
+        audit.clone(),
+    )
+    .with_erasure(
+        vec![flaky.clone()],
+        Some(Arc::new(crypto::HmacSealer::from_secret(b"key"))),
+    );
+    let owner = kernel::UserId::new();
+    let client = kernel::ClientInfo::default();
+    let org = orgs
+        .create(owner, "Acme", "acme", &client)
+        .await
+        .expect("org");
+    let ctx =
+        kernel::TenantContext::new(org.id, kernel::Principal::User(owner), kernel::Role::Owner);
+
+    let first = orgs.delete(&ctx, &client).await;
+    assert!(
+        matches!(first, Err(tenancy::TenancyError::Unknown(_))),
+        "{first:?}"
+    );
+    assert!(
+        orgs.find("acme").await.expect("find").is_some(),
+        "still there"
+    );
+
+    orgs.delete(&ctx, &client)
+        .await
+        .expect("the repeat finishes");
+    assert!(orgs.find("acme").await.expect("find").is_none());
+    assert!(matches!(
+        orgs.delete(&ctx, &client).await,
+        Err(tenancy::TenancyError::NotFound)
+    ));
+    let page = kernel::audit::AuditLog::query(
+        audit.as_ref(),
+        &kernel::audit::AuditQuery {
+            tenant: Some(org.id),
+            ..Default::default()
+        },
+        &kernel::PageRequest::first(10).expect("page"),
+    )
+    .await
+    .expect("audit");
+    assert_eq!(page.items.len(), 1, "only the tombstone: {page:?}");
+    let tomb = &page.items[0].event;
+    assert_eq!(tomb.action, "organization.erased");
+    assert_eq!(tomb.actor, Some(owner));
+    assert!(
+        tomb.target
+            .as_deref()
+            .is_some_and(|t| t.starts_with("files=2 cache_keys=")),
+        "{tomb:?}"
+    );
+    assert!(orgs.tombstone_intact(tomb));
+    let mut forged = tomb.clone();
+    forged.tenant = Some(kernel::TenantId::new());
+    assert!(!orgs.tombstone_intact(&forged), "moved to another tenant");
+}
