@@ -51,7 +51,7 @@ use uuid::Uuid;
 use crate::entity::job::{Column, Entity, Model};
 use crate::entity::{chunk, document};
 use crate::job_rows::{QUEUED, RUNNING, to_domain};
-use crate::stored::{at_value, fit, null_time, utc_micros};
+use crate::stored::{at_value, fit, lease_window, null_time, utc_micros};
 use crate::{SqlStore, scope};
 
 /// Rounds of a claim before it answers "nothing due" (PostgreSQL: every candidate's due jobs
@@ -373,11 +373,7 @@ impl JobQueue for SqlStore {
         per_tenant: u32,
     ) -> Result<Option<Claim>, StoreError> {
         let backend = self.db.get_database_backend();
-        let now = utc_micros(now);
-        let until = time::Duration::try_from(lease)
-            .ok()
-            .and_then(|l| now.checked_add(l))
-            .context("the lease is too long")?;
+        let (now, until) = lease_window(now, lease).context("the lease is too long")?;
         let (now_value, until) = (at_value(backend, now), at_value(backend, until));
         let token = Uuid::now_v7();
         // A read first: when nothing is due, no transaction is begun (on SQLite, no write lock

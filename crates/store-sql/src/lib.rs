@@ -55,10 +55,12 @@ use async_trait::async_trait;
 use kernel::Clock;
 use kernel::health::{HealthCheck, Outage, PoolStats};
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, EntityTrait, QuerySelect, Select, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use secrecy::ExposeSecret;
 use settings::Settings;
@@ -258,6 +260,31 @@ impl SqlStore {
                 ..TransactionOptions::default()
             })
             .await
+    }
+
+    /// The first row of `select` in a write transaction begun for a claim ([`Self::begin_write`]:
+    /// on SQLite one writer at a time), on PostgreSQL locked with `FOR UPDATE SKIP LOCKED` so
+    /// that concurrent claimers take different rows. The caller leases the row in that
+    /// transaction, with an update that checks it is still due, and commits. Nothing found:
+    /// the transaction is ended and `None` returned. The queues of workflow runs, webhook
+    /// deliveries and vector-space builds claim through this.
+    async fn lock_first<E: EntityTrait>(
+        &self,
+        select: Select<E>,
+    ) -> Result<Option<(DatabaseTransaction, E::Model)>, DbErr> {
+        let txn = self.begin_write().await?;
+        let select = if txn.get_database_backend() == DbBackend::Postgres {
+            select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        } else {
+            select
+        };
+        match select.one(&txn).await? {
+            Some(row) => Ok(Some((txn, row))),
+            None => {
+                txn.rollback().await?;
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use documents::CollectionId;
 use kernel::TenantId;
 use retrieval::{EmbeddingModel, IndexError, Space, SpaceId, SpaceRepository, SpaceStatus};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, OnConflict, Query};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Value,
@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::entity::collection;
 use crate::entity::embedding_space::{Column, Entity, Model};
-use crate::stored::{at_value, fit, null_time, utc_micros};
+use crate::stored::{at_value, fit, lease_window, null_time, utc_micros};
 use crate::{SqlStore, scope};
 
 /// Rounds of `ensure` before it gives up (each round that loses a race sees the winner).
@@ -281,15 +281,10 @@ impl SpaceRepository for SqlStore {
         lease: std::time::Duration,
     ) -> Result<Option<(Space, Uuid)>, IndexError> {
         let backend = self.db.get_database_backend();
-        let now = utc_micros(now);
-        let until = time::Duration::try_from(lease)
-            .ok()
-            .and_then(|l| now.checked_add(l))
-            .context("the lease is too long")?;
+        let (now, until) = lease_window(now, lease).context("the lease is too long")?;
         let now = at_value(backend, now);
         let token = Uuid::now_v7();
-        let txn = self.begin_write().await.context("starting a space claim")?;
-        let mut select = Entity::find()
+        let building = Entity::find()
             .filter(Column::Status.eq(BUILDING))
             .filter(
                 Condition::any()
@@ -298,15 +293,11 @@ impl SpaceRepository for SqlStore {
             )
             .order_by_asc(Column::Id)
             .limit(1);
-        if backend == DbBackend::Postgres {
-            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let Some(row) = select
-            .one(&txn)
+        let Some((txn, row)) = self
+            .lock_first(building)
             .await
             .context("choosing a space to build")?
         else {
-            txn.rollback().await.context("ending a space claim")?;
             return Ok(None);
         };
         let tenant = TenantId::from_uuid(row.tenant_id);

@@ -34,6 +34,17 @@ pub(crate) fn utc_micros(t: OffsetDateTime) -> OffsetDateTime {
         .unwrap_or(t)
 }
 
+/// A lease taken at `now` for `lease`: `now` as stored (UTC, microseconds) and when the lease
+/// ends; `None` when that end is past the representable times.
+pub(crate) fn lease_window(
+    now: OffsetDateTime,
+    lease: std::time::Duration,
+) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let now = utc_micros(now);
+    let until = now.checked_add(time::Duration::try_from(lease).ok()?)?;
+    Some((now, until))
+}
+
 /// `t` as a stored time on `backend`: UTC, microseconds; on SQLite fixed-width text
 /// (`2026-11-22T10:00:00.000000Z`), so that text order is time order.
 pub(crate) fn at_value(backend: DbBackend, t: OffsetDateTime) -> Value {

@@ -11,10 +11,8 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::{EventKind, Page, PageRequest, TenantId};
-use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
-use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
-};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use webhooks::{
@@ -23,7 +21,7 @@ use webhooks::{
 };
 
 use crate::entity::{webhook, webhook_attempt, webhook_delivery};
-use crate::stored::{at_value, execute_timed, fit, null_time, utc_micros};
+use crate::stored::{at_value, execute_timed, fit, lease_window, null_time, utc_micros};
 use crate::{SqlStore, scope};
 
 fn kind_of(name: &str) -> Result<EventKind, StoreError> {
@@ -248,11 +246,7 @@ impl WebhookStore for SqlStore {
     ) -> Result<Option<Claim>, StoreError> {
         use webhook_delivery::{Column, Entity};
         let backend = self.db.get_database_backend();
-        let now = utc_micros(now);
-        let until = time::Duration::try_from(lease)
-            .ok()
-            .and_then(|l| now.checked_add(l))
-            .context("the lease is too long")?;
+        let (now, until) = lease_window(now, lease).context("the lease is too long")?;
         let now_value = at_value(backend, now);
         // Across tenants by design: the queue choosing what to send next. The row is then
         // leased through `scope`.
@@ -271,13 +265,11 @@ impl WebhookStore for SqlStore {
         {
             return Ok(None);
         }
-        let txn = self.begin_write().await.context("starting a claim")?;
-        let mut select = oldest();
-        if backend == DbBackend::Postgres {
-            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let Some(row) = select.one(&txn).await.context("choosing a due delivery")? else {
-            txn.rollback().await.context("ending a claim")?;
+        let Some((txn, row)) = self
+            .lock_first(oldest())
+            .await
+            .context("choosing a due delivery")?
+        else {
             return Ok(None);
         };
         let token = Uuid::now_v7();

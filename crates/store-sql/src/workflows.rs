@@ -15,10 +15,8 @@
 use anyhow::Context as _;
 use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
-use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
-};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use workflows::model::{actor_column, parse_actor};
@@ -28,7 +26,7 @@ use workflows::{
 };
 
 use crate::entity::{workflow_run, workflow_schedule};
-use crate::stored::{at_value, execute_timed, fit, null_time, utc_micros};
+use crate::stored::{at_value, execute_timed, fit, lease_window, null_time, utc_micros};
 use crate::{SqlStore, scope};
 
 fn stored<T>(what: &str, value: &str, parse: impl FnOnce(&str) -> Option<T>) -> anyhow::Result<T> {
@@ -219,11 +217,7 @@ impl WorkflowStore for SqlStore {
     ) -> Result<Option<Claim>, StoreError> {
         use workflow_run::{Column, Entity};
         let backend = self.db.get_database_backend();
-        let now = utc_micros(now);
-        let until = time::Duration::try_from(lease)
-            .ok()
-            .and_then(|l| now.checked_add(l))
-            .context("the lease is too long")?;
+        let (now, until) = lease_window(now, lease).context("the lease is too long")?;
         let now_value = at_value(backend, now);
         // Across tenants by design: the queue choosing what to run next. The row is then
         // leased through `scope`.
@@ -241,13 +235,11 @@ impl WorkflowStore for SqlStore {
         {
             return Ok(None);
         }
-        let txn = self.begin_write().await.context("starting a claim")?;
-        let mut select = oldest();
-        if backend == DbBackend::Postgres {
-            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let Some(row) = select.one(&txn).await.context("choosing a due run")? else {
-            txn.rollback().await.context("ending a claim")?;
+        let Some((txn, row)) = self
+            .lock_first(oldest())
+            .await
+            .context("choosing a due workflow run")?
+        else {
             return Ok(None);
         };
         let token = Uuid::now_v7();
