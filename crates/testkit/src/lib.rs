@@ -15,6 +15,7 @@ pub mod contract;
 pub mod fake_openai;
 pub mod faults;
 pub mod multipart;
+pub mod python;
 pub mod receiver;
 mod routes;
 mod sql_db;

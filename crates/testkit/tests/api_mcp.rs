@@ -808,29 +808,6 @@ async fn a_tool_is_rate_limited_as_its_route_on_postgres_and_redis() {
     rate_limited(&spawn_app_with(TestOptions::production().tweak(one_answer_a_minute)).await).await;
 }
 
-/// The interpreter that has the `mcp` package: `MCP_SDK_PYTHON`, else `python3`. `None` (with a
-/// line saying so) when it cannot import it; a panic when `CI` is set.
-fn sdk_python(test: &str) -> Option<String> {
-    let python = std::env::var("MCP_SDK_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import mcp.client.streamable_http"])
-        .output();
-    let why = match probe {
-        Ok(out) if out.status.success() => return Some(python),
-        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: {python} cannot import mcp ({why}); CI must run the MCP SDK test \
-         (.ci/run makes a venv with it and sets MCP_SDK_PYTHON)"
-    );
-    eprintln!(
-        "SKIPPED ({test}): {python} cannot import mcp; `pip install mcp` or set MCP_SDK_PYTHON"
-    );
-    None
-}
-
 /// Runs the SDK script against `app`, seeded; fails with its output unless every check passed.
 async fn run_sdk(app: &TestApp, python: String) {
     let s = seed(app).await;
@@ -849,25 +826,16 @@ async fn run_sdk(app: &TestApp, python: String) {
         .env("SDK_QUOTA_TENANT", &s.quota_org)
         .env("SDK_QUOTA_KEY", &s.quota_key)
         .env("NO_PROXY", "127.0.0.1,localhost");
-    // The server runs on this test's runtime: wait for the script off it.
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("joined")
-        .expect("the SDK script ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the MCP SDK script failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    testkit::python::run_checks("MCP SDK", cmd).await;
 }
 
 #[tokio::test]
 async fn the_official_mcp_python_sdk_on_the_embedded_default() {
-    let Some(python) = sdk_python("the_official_mcp_python_sdk_on_the_embedded_default") else {
+    let Some(python) = testkit::python::interpreter(
+        "the_official_mcp_python_sdk_on_the_embedded_default",
+        "MCP_SDK_PYTHON",
+        "mcp.client.streamable_http",
+    ) else {
         return;
     };
     run_sdk(&spawn_app().await, python).await;
@@ -878,7 +846,11 @@ async fn the_official_mcp_python_sdk_on_postgres_and_redis() {
     if testkit::services_skipped("PostgreSQL + Redis") {
         return;
     }
-    let Some(python) = sdk_python("the_official_mcp_python_sdk_on_postgres_and_redis") else {
+    let Some(python) = testkit::python::interpreter(
+        "the_official_mcp_python_sdk_on_postgres_and_redis",
+        "MCP_SDK_PYTHON",
+        "mcp.client.streamable_http",
+    ) else {
         return;
     };
     run_sdk(&spawn_app_with(TestOptions::production()).await, python).await;

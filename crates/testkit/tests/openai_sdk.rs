@@ -598,29 +598,6 @@ async fn the_openai_surface_on_postgres_and_redis() {
     the_surface(&app, &seeded).await;
 }
 
-/// The interpreter that has the `openai` package: `OPENAI_SDK_PYTHON`, else `python3`. `None`
-/// (with a line saying so) when it cannot import it; a panic when `CI` is set.
-fn sdk_python(test: &str) -> Option<String> {
-    let python = std::env::var("OPENAI_SDK_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import openai"])
-        .output();
-    let why = match probe {
-        Ok(out) if out.status.success() => return Some(python),
-        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: {python} cannot import openai ({why}); CI must run the OpenAI SDK test \
-         (.ci/run makes a venv with it and sets OPENAI_SDK_PYTHON)"
-    );
-    eprintln!(
-        "SKIPPED ({test}): {python} cannot import openai; `pip install openai` or set OPENAI_SDK_PYTHON"
-    );
-    None
-}
-
 /// Runs the SDK script against `app`, seeded; fails with its output unless every check passed.
 async fn run_sdk(app: &TestApp, python: String) {
     let s = seed(app).await;
@@ -642,25 +619,16 @@ async fn run_sdk(app: &TestApp, python: String) {
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env("NO_PROXY", "127.0.0.1,localhost");
-    // The server runs on this test's runtime: wait for the script off it.
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("joined")
-        .expect("the SDK script ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the OpenAI SDK script failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    testkit::python::run_checks("OpenAI SDK", cmd).await;
 }
 
 #[tokio::test]
 async fn the_official_python_sdk_on_the_embedded_default() {
-    let Some(python) = sdk_python("the_official_python_sdk_on_the_embedded_default") else {
+    let Some(python) = testkit::python::interpreter(
+        "the_official_python_sdk_on_the_embedded_default",
+        "OPENAI_SDK_PYTHON",
+        "openai",
+    ) else {
         return;
     };
     run_sdk(&spawn_app().await, python).await;
@@ -671,7 +639,11 @@ async fn the_official_python_sdk_on_postgres_and_redis() {
     if testkit::services_skipped("PostgreSQL + Redis") {
         return;
     }
-    let Some(python) = sdk_python("the_official_python_sdk_on_postgres_and_redis") else {
+    let Some(python) = testkit::python::interpreter(
+        "the_official_python_sdk_on_postgres_and_redis",
+        "OPENAI_SDK_PYTHON",
+        "openai",
+    ) else {
         return;
     };
     run_sdk(&spawn_app_with(TestOptions::production()).await, python).await;
