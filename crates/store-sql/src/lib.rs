@@ -265,13 +265,16 @@ impl SqlStore {
     /// The first row of `select` in a write transaction begun for a claim ([`Self::begin_write`]:
     /// on SQLite one writer at a time), on PostgreSQL locked with `FOR UPDATE SKIP LOCKED` so
     /// that concurrent claimers take different rows. The caller leases the row in that
-    /// transaction, with an update that checks it is still due, and commits. Nothing found:
-    /// the transaction is ended and `None` returned. The queues of workflow runs, webhook
-    /// deliveries and vector-space builds claim through this.
+    /// transaction, with an update that checks it is still due, and commits. A plain read
+    /// first: an idle queue costs no write transaction. Nothing found: `None`. The queues of
+    /// workflow runs, webhook deliveries and vector-space builds claim through this.
     async fn lock_first<E: EntityTrait>(
         &self,
         select: Select<E>,
     ) -> Result<Option<(DatabaseTransaction, E::Model)>, DbErr> {
+        if select.clone().one(&self.db).await?.is_none() {
+            return Ok(None);
+        }
         let txn = self.begin_write().await?;
         let select = if txn.get_database_backend() == DbBackend::Postgres {
             select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)

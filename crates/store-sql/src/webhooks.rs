@@ -250,23 +250,13 @@ impl WebhookStore for SqlStore {
         let now_value = at_value(backend, now);
         // Across tenants by design: the queue choosing what to send next. The row is then
         // leased through `scope`.
-        let oldest = || {
-            Entity::find()
-                .filter(due(&now_value))
-                .order_by_asc(Column::RunAt)
-                .order_by_asc(Column::Id)
-                .limit(1)
-        };
-        if oldest()
-            .one(&self.db)
-            .await
-            .context("looking for a due delivery")?
-            .is_none()
-        {
-            return Ok(None);
-        }
+        let oldest = Entity::find()
+            .filter(due(&now_value))
+            .order_by_asc(Column::RunAt)
+            .order_by_asc(Column::Id)
+            .limit(1);
         let Some((txn, row)) = self
-            .lock_first(oldest())
+            .lock_first(oldest)
             .await
             .context("choosing a due delivery")?
         else {

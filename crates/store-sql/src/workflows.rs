@@ -221,22 +221,12 @@ impl WorkflowStore for SqlStore {
         let now_value = at_value(backend, now);
         // Across tenants by design: the queue choosing what to run next. The row is then
         // leased through `scope`.
-        let oldest = || {
-            Entity::find()
-                .filter(due(&now_value))
-                .order_by_asc(Column::Id)
-                .limit(1)
-        };
-        if oldest()
-            .one(&self.db)
-            .await
-            .context("looking for a due workflow run")?
-            .is_none()
-        {
-            return Ok(None);
-        }
+        let oldest = Entity::find()
+            .filter(due(&now_value))
+            .order_by_asc(Column::Id)
+            .limit(1);
         let Some((txn, row)) = self
-            .lock_first(oldest())
+            .lock_first(oldest)
             .await
             .context("choosing a due workflow run")?
         else {
