@@ -64,6 +64,7 @@ pub fn build_app(
         )
         .service(routes::docs())
         .route("/docs", web::get().to(routes::docs_redirect))
+        .route("/console", web::get().to(routes::console_redirect))
         .into_utoipa_app()
         .configure(routes::configure)
         .split_for_parts();

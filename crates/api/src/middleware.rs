@@ -2,7 +2,8 @@
 //! 1. [`edge`]: request id (`X-Request-ID`), the request span and access log, problem+json for
 //!    every error response (also those made outside handlers; OpenAI's error shape under
 //!    `/api/v1/ai`: [`crate::error::ErrorDialect`]), security headers (a
-//!    Content-Security-Policy on every response: [`DOCS_CSP`] on `/docs/`, else [`API_CSP`]),
+//!    Content-Security-Policy on every response: [`DOCS_CSP`] on `/docs/`, [`CONSOLE_CSP`] on
+//!    the web console, else [`API_CSP`]),
 //!    and `Cache-Control: no-store` on every `/api/` answer that sets no `Cache-Control` itself;
 //! 2. [`metrics`]: count, latency by route template and status, in-flight gauge;
 //! 3. [`outages`]: each request runs in the server's [`crate::outage::Outages`]
@@ -96,13 +97,48 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
      img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
+/// The Content-Security-Policy of the web console (`/` and `/console/*`): its own scripts,
+/// style sheet and icon only, no inline script or style (not even an attribute), requests to
+/// this origin only (the API), never framed, forms posted nowhere but here, no `<base>`.
+pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
 /// The Content-Security-Policy of every other response (JSON, problem+json, streams): a
 /// browser that opens one runs and loads nothing.
 pub const API_CSP: &str =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-fn set_security_headers(headers: &mut HeaderMap, hsts: Option<&HeaderValue>, docs: bool) {
-    let csp = HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP });
+/// Which Content-Security-Policy a path's answers carry.
+#[derive(Debug, Clone, Copy)]
+enum Page {
+    Docs,
+    Console,
+    Api,
+}
+
+impl Page {
+    fn of(path: &str) -> Self {
+        if path == "/docs" || path.starts_with("/docs/") {
+            Self::Docs
+        } else if path == "/" || path == "/console" || path.starts_with("/console/") {
+            Self::Console
+        } else {
+            Self::Api
+        }
+    }
+
+    const fn csp(self) -> &'static str {
+        match self {
+            Self::Docs => DOCS_CSP,
+            Self::Console => CONSOLE_CSP,
+            Self::Api => API_CSP,
+        }
+    }
+}
+
+fn set_security_headers(headers: &mut HeaderMap, hsts: Option<&HeaderValue>, page: Page) {
+    let csp = HeaderValue::from_static(page.csp());
     let defaults = [
         (header::CONTENT_SECURITY_POLICY, csp),
         (
@@ -187,7 +223,7 @@ pub async fn edge(
     let hsts = req
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.hsts_header.clone());
-    let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
+    let page = Page::of(req.path());
     // Never the raw path or query: they may hold tokens. The route template is recorded below.
     let span = tracing::info_span!(
         "http",
@@ -214,7 +250,7 @@ pub async fn edge(
     let id_header = HeaderValue::from_str(&request_id).ok();
     let (status, route, result) = match result {
         Ok(mut res) => {
-            set_security_headers(res.headers_mut(), hsts.as_ref(), docs);
+            set_security_headers(res.headers_mut(), hsts.as_ref(), page);
             if api && !res.headers().contains_key(header::CACHE_CONTROL) {
                 res.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -225,7 +261,7 @@ pub async fn edge(
             (res.status(), res.request().match_pattern(), Ok(res))
         }
         Err(mut rendered) => {
-            set_security_headers(&mut rendered.headers, hsts.as_ref(), docs);
+            set_security_headers(&mut rendered.headers, hsts.as_ref(), page);
             if api && !rendered.headers.contains_key(header::CACHE_CONTROL) {
                 rendered
                     .headers

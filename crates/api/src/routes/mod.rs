@@ -8,6 +8,7 @@ mod billing;
 mod chat;
 pub(crate) mod chat_ws;
 mod collections;
+mod console;
 mod documents;
 mod mcp;
 pub(crate) mod orgs;
@@ -28,6 +29,7 @@ use crate::route_table::RouteTable;
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig<'_>) {
     platform::configure(cfg);
+    console::configure(cfg);
     cfg.service(
         utoipa_actix_web::scope("/api/v1")
             .configure(auth::configure)
@@ -68,6 +70,13 @@ pub async fn openapi_json(json: web::Data<web::Bytes>) -> HttpResponse {
 pub async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// `/console` → `/` (the console's page; its files are under `/console/`).
+pub async fn console_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/"))
         .finish()
 }
 
