@@ -209,6 +209,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         out,
+        "console: http://{}:{}/ (open it in a browser)",
+        settings.addr.ip(),
+        app.port()
+    );
+    let _ = writeln!(
+        out,
         "API reference: http://{}:{}/docs/",
         settings.addr.ip(),
         app.port()

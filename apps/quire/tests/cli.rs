@@ -1,4 +1,5 @@
-//! The `quire` binary: `config`, `migrate`, and `serve` stopped by SIGTERM.
+//! The `quire` binary: `config`, `migrate`, and `serve` (printing where the console is) stopped
+//! by SIGTERM.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -258,6 +259,9 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
     let mut lines = BufReader::new(stdout).lines();
 
     let url = common::listening_address(&mut lines).await;
+    // The next line tells the person where to open the console (README's first command).
+    let console = lines.next_line().await.expect("reads").unwrap_or_default();
+    assert_eq!(console, format!("console: {url}/ (open it in a browser)"));
     assert!(
         dir.path().join("quire.db").is_file(),
         "the embedded default keeps its SQLite file in the data folder"
@@ -268,6 +272,12 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
         .await
         .expect("request");
     assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let page =
+        reqwest::get(&console["console: ".len()..console.len() - " (open it in a browser)".len()])
+            .await
+            .expect("request");
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(page.text().await.expect("page").contains("/console/app.js"));
 
     let pid = child.id().expect("pid").to_string();
     let kill = std::process::Command::new("kill")
