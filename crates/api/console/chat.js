@@ -3,7 +3,7 @@
 // quoted passage, feedback; and the assistants.
 
 import * as api from './api.js';
-import { h, field, replace, select } from './dom.js';
+import { h, field, plain, replace, select } from './dom.js';
 import { atLeast, fail, go, notify, onLeave } from './app.js';
 import { form } from './auth.js';
 
@@ -24,7 +24,7 @@ function openCitation(dialog, c) {
   replace(dialog,
     h('h2', { id: 'citation-title' }, c.document_name),
     h('p', { class: 'muted' }, c.page ? `Page ${c.page}` : 'No page number', ` · score ${Number(c.score).toFixed(2)}`),
-    h('blockquote', { class: 'quote', id: 'citation-quote' }, c.quote),
+    h('blockquote', { class: 'quote', id: 'citation-quote' }, plain(c.quote)),
     h('p', {}, h('a', { href: `#/documents/${c.document_id}` }, 'Open the document')),
     h('form', { method: 'dialog' }, h('button', { type: 'submit' }, 'Close')));
   dialog.showModal();
@@ -46,7 +46,7 @@ function feedback(message) {
 
 /** One message's element; an assistant's has its text, sources and feedback parts. */
 function bubble(message, dialog) {
-  const text = h('div', { class: 'text' }, message.content);
+  const text = h('div', { class: 'text' }, plain(message.content));
   const el = h('li', { class: `message ${message.role}`, dataset: { id: message.id || '', status: message.status || '' } },
     h('div', { class: 'who' }, message.role === 'user' ? 'You' : 'Quire'), text);
   if (message.role === 'assistant') {
@@ -128,7 +128,7 @@ export async function view(sessionId) {
           if (ev.event === 'delta') {
             if (first) { content = ''; first = false; }
             content += ev.data.text;
-            text.textContent = content;
+            text.textContent = plain(content);
           } else if (ev.event === 'citations') {
             citations = ev.data.citations;
           } else if (ev.event === 'done') {

@@ -77,6 +77,15 @@ export function values(form) {
   return out;
 }
 
+/**
+ * A model's answer or a quote as the words it says: the server escapes markup in them
+ * (`<` becomes `&lt;`) for Markdown renderers; shown as a text node, the entities are turned
+ * back into the characters (never parsed as HTML either way).
+ */
+export function plain(s) {
+  return String(s ?? '').replace(/&(lt|gt|amp|quot|#39);/g, (_, e) => ({ lt: '<', gt: '>', amp: '&', quot: '"', '#39': "'" })[e]);
+}
+
 /** A date as local text. */
 export function when(iso) {
   if (!iso) return '';

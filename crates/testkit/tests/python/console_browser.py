@@ -424,7 +424,7 @@ def _():
     text = last_answer().find_element(By.CSS_SELECTOR, ".text").text
     check("the whole answer arrived", "three months of notice" in text, text)
     check("the stop button shows only while an answer streams", not finds("#stop")[0].is_displayed())
-    check("markup in the answer is shown as text", "<img" in text or "&lt;img" in text, text)
+    check("markup in the answer is shown as text", "<img src=x onerror=" in text, text)
     no_injection("answer")
     chips = last_answer().find_elements(By.CSS_SELECTOR, ".chip")
     check("the answer has citation chips", len(chips) >= 1)
