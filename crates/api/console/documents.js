@@ -40,6 +40,15 @@ export async function list() {
         const s = await api.get(`/collections/${current}/stats`);
         replace(stats, `${s.documents} documents, ${s.chunks} chunks, ${s.tokens} tokens, ${bytes(s.bytes)}`);
       }
+      // Each upload's line follows its document to the end of its indexing.
+      for (const li of uploads.querySelectorAll('li[data-document]')) {
+        const doc = page.items.find((d) => d.id === li.dataset.document);
+        const state = li.querySelector('.state');
+        if (doc && state) {
+          state.textContent = doc.status === 'ready' ? 'ready' : doc.status === 'failed' ? `failed: ${doc.error || ''}` : `indexing (${Math.round(doc.progress * 100)}%)`;
+          state.className = `state ${doc.status === 'failed' ? 'error-text' : 'ok'}`;
+        }
+      }
       if (page.items.some((d) => d.status === 'queued' || d.status === 'processing')) {
         timer = setTimeout(refresh, 700);
       }
@@ -67,18 +76,19 @@ export async function list() {
   function send(files) {
     for (const file of files) {
       const bar = h('progress', { max: 100, value: 0, 'aria-label': `Uploading ${file.name}` });
-      const state = h('span', { class: 'muted' }, 'uploading');
+      const state = h('span', { class: 'state muted' }, 'uploading');
       uploads.append(h('li', { dataset: { name: file.name } }, h('span', {}, file.name), bar, state));
       api.upload(file, current, (f) => { bar.value = Math.round(f * 100); })
         .then((res) => {
           bar.value = 100;
           state.textContent = res.duplicate ? 'already uploaded' : 'uploaded: indexing';
-          state.className = 'ok';
+          state.className = 'state ok';
+          state.parentElement.dataset.document = res.document.id;
           refresh();
         })
         .catch((err) => {
           state.textContent = err.message;
-          state.className = 'error-text';
+          state.className = 'state error-text';
           fail(new Error(`${file.name}: ${err.message}`));
         });
     }
@@ -158,6 +168,19 @@ export async function detail(id) {
   }
   more.addEventListener('click', load);
   load();
+  if (doc.status === 'queued' || doc.status === 'processing') {
+    // Still indexing: show it again once it has settled.
+    const timer = setInterval(async () => {
+      try {
+        const now = await api.get(`/documents/${id}`);
+        if (now.status !== doc.status || now.status === 'ready' || now.status === 'failed') {
+          clearInterval(timer);
+          go(`#/documents/${id}`);
+        }
+      } catch (err) { clearInterval(timer); fail(err); }
+    }, 1000);
+    onLeave(() => clearInterval(timer));
+  }
   return h('div', {},
     h('p', {}, h('a', { href: '#/documents' }, '← Documents')),
     h('h1', { class: 'doc-title' }, doc.name),

@@ -334,14 +334,14 @@ def _():
     driver.find_element(By.ID, "file-input").send_keys("\n".join(
         [os.path.join(FILES, "lease.pdf"), notes, hostile, exe]))
     wait(lambda: len(finds("#uploads li")) == 4, 10, "four uploads")
-    wait(lambda: all(li.find_element(By.CSS_SELECTOR, "span:last-child").text != "uploading"
+    wait(lambda: all(li.find_element(By.CSS_SELECTOR, ".state").text != "uploading"
                      for li in finds("#uploads li")), 20, "the uploads to end")
     rows = {li.get_attribute("data-name"): li for li in finds("#uploads li")}
     for name in ("lease.pdf", "notes.txt", HOSTILE_NAME):
         li = rows.get(name)
         check(f"{name}: its progress bar reached 100%", li is not None
               and li.find_element(By.TAG_NAME, "progress").get_attribute("value") == "100")
-    exe_state = rows["tool.exe"].find_element(By.CSS_SELECTOR, "span:last-child").text
+    exe_state = rows["tool.exe"].find_element(By.CSS_SELECTOR, ".state").text
     check("an unsupported file is refused in words", "not accepted" in exe_state or "not supported" in exe_state, exe_state)
     # Drag and drop: a file dropped on the zone.
     js("""const dt = new DataTransfer();
@@ -349,13 +349,16 @@ def _():
         const zone = document.getElementById('dropzone');
         zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
         zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));""")
-    wait(lambda: any(li.get_attribute("data-name") == "dropped.md" and "uploaded" in li.text
+    wait(lambda: any(li.get_attribute("data-name") == "dropped.md" and li.get_attribute("data-document")
                      for li in finds("#uploads li")), 15, "the dropped file")
     check("a dropped file is uploaded", True)
     wait(lambda: len(finds("#documents-body tr[data-status]")) == 4
          and all(r.get_attribute("data-status") == "ready" for r in finds("#documents-body tr[data-status]")),
          60, "every document ready")
     check("the status of every document went live to ready", True)
+    wait(lambda: js("""return [...document.querySelectorAll('#uploads li[data-document] .state')]
+        .map(e => e.textContent)""") == ["ready"] * 4, 10, "every upload's line to say ready")
+    check("each upload's line follows its document to ready", True)
     shot("documents")
     names = [a.text for a in finds("#documents-body .doc-name")]
     check("a hostile document name is shown as text", HOSTILE_NAME in names, names)
