@@ -7,6 +7,7 @@
 
 mod allocator;
 pub mod estimates;
+pub mod export;
 mod knowledge;
 pub mod telemetry;
 pub mod worker;
@@ -97,6 +98,7 @@ pub fn domain(
 ) -> anyhow::Result<Domain> {
     let recheck = Duration::from_millis(settings.auth.recheck_ms);
     let sql = || Arc::new(store.clone());
+    let documents_ports = documents;
     let limits = document_limits(settings);
     let collections = Arc::new(documents::Collections::new(documents.for_collections()));
     let documents = Arc::new(
@@ -151,6 +153,14 @@ pub fn domain(
                 billing: billing.clone(),
                 orgs: orgs.clone(),
                 api_keys: api_keys.clone(),
+                exporter: Arc::new(export::Exporter {
+                    store: store.clone(),
+                    blobs: documents_ports.blobs.clone(),
+                    audit: sql(),
+                    clock: clock.clone(),
+                    ttl: Duration::from_secs(settings.workflows.export_ttl_secs),
+                    scratch: settings.data_dir.join("exports"),
+                }),
             }),
             clock: clock.clone(),
             signal: workflow_wake,
@@ -258,6 +268,21 @@ pub async fn services(
     })
 }
 
+/// Where original files (and export archives) are kept: the database, or the blob folder.
+///
+/// # Errors
+/// When the blob folder cannot be created.
+pub fn blob_store(
+    settings: &Settings,
+    store: &SqlStore,
+) -> anyhow::Result<Arc<dyn documents::BlobStore>> {
+    Ok(if settings.blobs_in_database() {
+        Arc::new(store.clone())
+    } else {
+        Arc::new(blob_fs::FsBlobStore::new(settings.blob_dir())?)
+    })
+}
+
 /// The adapters of the documents domain: the SQL store, original files under
 /// `documents.blob_dir`, the extractor (a child process per file, or a thread) and the
 /// tokenizer-based chunker.
@@ -288,11 +313,7 @@ pub fn document_ports(
         }
     };
     let sql = Arc::new(store.clone());
-    let blobs: Arc<dyn documents::BlobStore> = if settings.blobs_in_database() {
-        sql.clone()
-    } else {
-        Arc::new(blob_fs::FsBlobStore::new(settings.blob_dir())?)
-    };
+    let blobs = blob_store(settings, store)?;
     Ok(DocumentPorts {
         collections: sql.clone(),
         documents: sql.clone(),

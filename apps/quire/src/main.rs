@@ -74,6 +74,15 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Load an organization's export archive (from `GET /orgs/{org}/exports/{id}/download`)
+    /// into this deployment: checks every checksum first, refuses an organization that
+    /// exists here, maps members by email (see docs/exports.md).
+    Import {
+        /// The archive (a `.zip` file).
+        archive: std::path::PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Extract one file read from stdin (used by the server's isolated extraction).
     #[command(name = quire::EXTRACT_CHILD_COMMAND, hide = true)]
     ExtractChild,
@@ -167,6 +176,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = settings(&cli, None, Some(common))?;
             telemetry::init(&settings.log)?;
             worker(settings, *workers).await
+        }
+        Some(Command::Import { archive, common }) => {
+            let settings = settings(&cli, None, Some(common))?;
+            telemetry::init(&settings.log)?;
+            let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+            let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
+            store.migrate().await?;
+            let done = quire::export::import(&settings, &store, clock, archive).await;
+            store.close().await?;
+            let done = done?;
+            println!(
+                "imported the organization {} ({}): {} files, vectors rebuilding in {} spaces",
+                done.slug, done.id, done.files, done.spaces
+            );
+            for (table, n) in &done.rows {
+                println!("  {table}: {n} rows");
+            }
+            for email in &done.new_accounts {
+                println!(
+                    "  new account without a password (sign in with a code or reset): {email}"
+                );
+            }
+            Ok(())
         }
         // Handled in `main` before the runtime starts.
         Some(Command::ExtractChild) => Ok(()),

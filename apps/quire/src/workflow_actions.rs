@@ -30,6 +30,8 @@ pub struct WorkflowActions {
     pub orgs: Arc<tenancy::Organizations>,
     /// API keys.
     pub api_keys: Arc<tenancy::ApiKeys>,
+    /// The organization's export archives.
+    pub exporter: Arc<crate::export::Exporter>,
 }
 
 fn info(d: &Document) -> DocumentInfo {
@@ -278,6 +280,45 @@ impl Actions for WorkflowActions {
             line("actor", &key, t);
         }
         Ok((csv, rows))
+    }
+
+    async fn export_organization(
+        &self,
+        ctx: &TenantContext,
+        run: workflows::RunId,
+    ) -> Result<serde_json::Value, ActionError> {
+        self.exporter
+            .build(ctx.tenant_id(), ctx.principal(), run)
+            .await
+            .map_err(ActionError::Unknown)
+    }
+
+    async fn read_export(
+        &self,
+        ctx: &TenantContext,
+        run: workflows::RunId,
+    ) -> Result<Vec<u8>, ActionError> {
+        let key = crate::export::archive_key(ctx.tenant_id(), run);
+        match self.exporter.blobs.read(&key).await {
+            Ok(bytes) => Ok(bytes),
+            Err(documents::BlobError::NotFound) => {
+                Err(ActionError::NotFound("export not found".to_owned()))
+            }
+            Err(e) => Err(ActionError::Unknown(anyhow::Error::new(e))),
+        }
+    }
+
+    async fn delete_export(
+        &self,
+        ctx: &TenantContext,
+        run: workflows::RunId,
+    ) -> Result<(), ActionError> {
+        let key = crate::export::archive_key(ctx.tenant_id(), run);
+        self.exporter
+            .blobs
+            .delete(&key)
+            .await
+            .map_err(|e| ActionError::Unknown(anyhow::Error::new(e)))
     }
 }
 

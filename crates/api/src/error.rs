@@ -213,6 +213,9 @@ pub enum ApiError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 410: it existed, its time is up.
+    #[error("{0}")]
+    Gone(String),
     /// 413.
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -481,6 +484,7 @@ impl From<workflows::WorkflowError> for ApiError {
             W::Forbidden(_) => ApiError::Forbidden,
             W::Invalid(i) => ApiError::Validation(i.0),
             W::Conflict(m) => ApiError::Conflict(m),
+            W::Gone(m) => ApiError::Gone(m),
             e @ W::TooMany(_) => ApiError::LimitReached {
                 code: "schedule_limit_reached",
                 detail: e.to_string(),
@@ -510,6 +514,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Gone(_) => "gone",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -672,6 +677,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

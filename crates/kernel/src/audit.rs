@@ -37,6 +37,9 @@ pub const ACTIONS: &[&str] = &[
     "admin.org.updated",
     "documents.collection.deleted",
     "documents.document.deleted",
+    "export.requested",
+    "export.completed",
+    "export.downloaded",
 ];
 
 /// Where a request came from.

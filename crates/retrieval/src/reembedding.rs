@@ -70,6 +70,41 @@ impl Reembedder {
         Ok(started)
     }
 
+    /// Starts building the vectors of `scopes` of `tenant` from their stored chunks (an
+    /// imported organization: its rows arrive without vectors): a `building` space per scope
+    /// under the model it should use, which [`Reembedder::run_next`] fills and activates.
+    /// Answers how many began.
+    ///
+    /// # Errors
+    /// When storage fails.
+    pub async fn rebuild(
+        &self,
+        tenant: kernel::TenantId,
+        scopes: &[Option<documents::CollectionId>],
+    ) -> Result<usize, anyhow::Error> {
+        let mut started = 0;
+        for scope in scopes {
+            let Some(model) = self.ports.desired_model(tenant, *scope).await? else {
+                continue;
+            };
+            let space = self
+                .ports
+                .spaces
+                .ensure(Space::new(
+                    tenant,
+                    *scope,
+                    model,
+                    SpaceStatus::Building,
+                    self.ports.clock.now(),
+                ))
+                .await?;
+            if space.status == SpaceStatus::Building {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
     /// Drops the vectors of retired spaces; answers how many were dropped.
     ///
     /// # Errors

@@ -68,6 +68,9 @@ pub struct WorkflowSettings {
     /// How long a worker holds a run between two steps before another may take it over
     /// (one step, a model call, must fit in it).
     pub lease_secs: u64,
+    /// How long an organization's export archive stays downloadable, in seconds; after it the
+    /// download answers 410 and the archive is deleted.
+    pub export_ttl_secs: u64,
 }
 
 /// Outbound webhooks: delivery, retries and allowed destinations.
@@ -575,6 +578,7 @@ impl Default for Settings {
                 workers: 1,
                 poll_interval_ms: 1_000,
                 lease_secs: 300,
+                export_ttl_secs: 86_400,
             },
             documents: DocumentSettings {
                 workers: 2,

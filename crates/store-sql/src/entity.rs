@@ -4,7 +4,9 @@ pub mod organization {
     //! The `organizations` table.
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "organizations")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -78,7 +80,9 @@ pub mod membership {
     //! The `memberships` table (tenant data: every query goes through `crate::scoped`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "memberships")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -105,7 +109,9 @@ pub mod audit {
     //! The `audit_log` table (append-only).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "audit_log")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -130,7 +136,9 @@ pub mod api_key {
     //! lookup by secret hash, which is how a key finds its tenant).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "api_keys")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -238,7 +246,9 @@ pub mod collection {
     //! The `collections` table (tenant data: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "collections")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -270,7 +280,7 @@ pub mod document {
     //! The `documents` table (tenant data: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
     #[sea_orm(table_name = "documents")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -311,7 +321,9 @@ pub mod chunk {
     //! The `chunks` table (tenant data: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "chunks")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -491,7 +503,7 @@ pub mod assistant {
     //! The `assistants` table (tenant data: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
     #[sea_orm(table_name = "assistants")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -526,7 +538,9 @@ pub mod chat_session {
     //! The `chat_sessions` table (tenant data: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "chat_sessions")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -562,7 +576,9 @@ pub mod chat_message {
     //! The `chat_messages` table (tenant data: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "chat_messages")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -604,7 +620,9 @@ pub mod message_feedback {
     //! every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "message_feedback")]
     pub struct Model {
         pub tenant_id: Uuid,
@@ -635,7 +653,9 @@ pub mod tenant_model {
     //! query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "tenant_models")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -663,7 +683,9 @@ pub mod usage_event {
     //! `billing` module). `at` is written by `crate::stored::at_value`.
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "usage_events")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -702,7 +724,9 @@ pub mod usage_limit {
     //! tenant: every query goes through `crate::scope`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "usage_limits")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -870,7 +894,9 @@ pub mod workflow_schedule {
     //! except the scheduler's look for due rows and its compare-and-set (`workflows`).
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "workflow_schedules")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]

@@ -36,6 +36,7 @@ mod scope;
 mod sessions;
 mod spaces;
 mod stored;
+mod tenant_export;
 mod users;
 mod vector_rows;
 mod webhooks;
@@ -46,6 +47,7 @@ pub use chat::SqlChatStore;
 pub use mail::OutboxMail;
 #[cfg(feature = "postgres")]
 pub use pgvector::PgVectorIndex;
+pub use tenant_export::{EXPORTED, ExportedMember, LEFT_OUT, PAGE_ROWS};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -19,6 +19,9 @@ pub enum WorkflowError {
     /// The run already ended.
     #[error("{0}")]
     Conflict(String),
+    /// What was asked for existed but its time is up (an expired export).
+    #[error("{0}")]
+    Gone(String),
     /// The organization has as many schedules as it may.
     #[error("an organization has at most {0} schedules")]
     TooMany(usize),

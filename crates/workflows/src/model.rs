@@ -44,6 +44,9 @@ pub enum WorkflowKind {
     ReindexCollection,
     /// Exports the organization's usage as CSV.
     ExportUsage,
+    /// Exports the whole organization as an archive (owners, through `POST /orgs/{org}/exports`
+    /// only: never triggered or scheduled through `/workflows`).
+    ExportOrganization,
 }
 
 impl WorkflowKind {
@@ -55,6 +58,16 @@ impl WorkflowKind {
         Self::ExportUsage,
     ];
 
+    /// Every kind a run may have: [`Self::ALL`] and the organization's export, which has
+    /// routes of its own.
+    pub const STORED: [Self; 5] = [
+        Self::SummarizeCollection,
+        Self::AnalyzeDocuments,
+        Self::ReindexCollection,
+        Self::ExportUsage,
+        Self::ExportOrganization,
+    ];
+
     /// The wire name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -63,13 +76,21 @@ impl WorkflowKind {
             Self::AnalyzeDocuments => "analyze_documents",
             Self::ReindexCollection => "reindex_collection",
             Self::ExportUsage => "export_usage",
+            Self::ExportOrganization => "export_organization",
         }
     }
 
-    /// The kind with this wire name.
+    /// The kind with this wire name (any stored kind; [`Self::triggerable`] says whether
+    /// `/workflows` may start it).
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
+        Self::STORED.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether `POST /workflows/trigger` and the schedules may start it.
+    #[must_use]
+    pub const fn triggerable(self) -> bool {
+        !matches!(self, Self::ExportOrganization)
     }
 
     /// One sentence for `GET /workflows`.
@@ -92,6 +113,9 @@ impl WorkflowKind {
                 "Exports the organization's usage over a window as CSV, downloadable from \
                  GET /workflows/runs/{id}/download. Admins and owners."
             }
+            Self::ExportOrganization => {
+                "Exports the whole organization as an archive (POST /orgs/{org}/exports). Owners."
+            }
         }
     }
 
@@ -101,6 +125,8 @@ impl WorkflowKind {
         match self {
             // Usage is for admins (`GET /usage`).
             Self::ExportUsage => Role::Admin,
+            // Everything the organization holds.
+            Self::ExportOrganization => Role::Owner,
             // As the AI tasks and `POST /documents/{id}/reindex`.
             _ => Role::Member,
         }
@@ -146,6 +172,11 @@ impl WorkflowKind {
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {"window": {"type": "string", "enum": ["24h", "7d", "30d"]}}
+            }),
+            Self::ExportOrganization => json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {}
             }),
         }
     }
@@ -236,6 +267,8 @@ pub enum Input {
         /// The window.
         window: UsageWindow,
     },
+    /// See [`WorkflowKind::ExportOrganization`].
+    ExportOrganization,
 }
 
 fn object(input: &Value) -> Result<&serde_json::Map<String, Value>, InvalidInput> {
@@ -311,7 +344,7 @@ impl Input {
         let empty = serde_json::Map::new();
         let map = match (kind, input) {
             // The export's one field is optional: no input at all is fine.
-            (WorkflowKind::ExportUsage, Value::Null) => &empty,
+            (WorkflowKind::ExportUsage | WorkflowKind::ExportOrganization, Value::Null) => &empty,
             _ => object(input)?,
         };
         let mut errors = Vec::new();
@@ -382,6 +415,10 @@ impl Input {
                 .unwrap_or_default();
                 Some(Self::ExportUsage { window })
             }
+            WorkflowKind::ExportOrganization => {
+                only(map, &[], &mut errors);
+                Some(Self::ExportOrganization)
+            }
         };
         match parsed {
             Some(p) if errors.is_empty() => Ok(p),
@@ -397,6 +434,7 @@ impl Input {
             Self::AnalyzeDocuments { .. } => WorkflowKind::AnalyzeDocuments,
             Self::ReindexCollection { .. } => WorkflowKind::ReindexCollection,
             Self::ExportUsage { .. } => WorkflowKind::ExportUsage,
+            Self::ExportOrganization => WorkflowKind::ExportOrganization,
         }
     }
 
@@ -414,6 +452,7 @@ impl Input {
                 json!({"collection_id": collection.to_string()})
             }
             Self::ExportUsage { window } => json!({"window": window.as_str()}),
+            Self::ExportOrganization => json!({}),
         }
     }
 }

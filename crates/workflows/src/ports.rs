@@ -226,6 +226,38 @@ pub trait Actions: Send + Sync + fmt::Debug {
         ctx: &TenantContext,
         window: UsageWindow,
     ) -> Result<(String, usize), ActionError>;
+
+    /// Builds the organization's export archive for run `run` and stores it where
+    /// `GET /orgs/{org}/exports/{run}/download` finds it; what it holds (bytes, checksum,
+    /// counts, expiry) as a JSON object, the run's result.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn export_organization(
+        &self,
+        ctx: &TenantContext,
+        run: crate::model::RunId,
+    ) -> Result<serde_json::Value, ActionError>;
+
+    /// The archive of the organization's export `run` (`NotFound` once deleted).
+    ///
+    /// # Errors
+    /// `NotFound`; storage failures.
+    async fn read_export(
+        &self,
+        ctx: &TenantContext,
+        run: crate::model::RunId,
+    ) -> Result<Vec<u8>, ActionError>;
+
+    /// Deletes the archive of export `run` (its time is up); deleting a missing one succeeds.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn delete_export(
+        &self,
+        ctx: &TenantContext,
+        run: crate::model::RunId,
+    ) -> Result<(), ActionError>;
 }
 
 /// Wakes a local workflow worker when a run is queued.

@@ -103,10 +103,13 @@ fn require(ctx: &TenantContext, role: Role, what: &str) -> Result<(), WorkflowEr
 }
 
 fn parse_kind(name: &str) -> Result<WorkflowKind, WorkflowError> {
-    WorkflowKind::parse(name).ok_or_else(|| {
-        let names: Vec<&str> = WorkflowKind::ALL.iter().map(|k| k.as_str()).collect();
-        InvalidInput::field("workflow", format!("must be one of {}", names.join(", "))).into()
-    })
+    // The organization's export has routes of its own (owners, audited): not through here.
+    WorkflowKind::parse(name)
+        .filter(|k| k.triggerable())
+        .ok_or_else(|| {
+            let names: Vec<&str> = WorkflowKind::ALL.iter().map(|k| k.as_str()).collect();
+            InvalidInput::field("workflow", format!("must be one of {}", names.join(", "))).into()
+        })
 }
 
 /// A claimed run's heartbeat between steps.
@@ -136,6 +139,14 @@ impl Steps<'_> {
                 Err(Halt::Lost)
             }
         }
+    }
+}
+
+/// An organization's export is its owners' business: below owner, its run shows without its
+/// result (what it holds and where to download it).
+fn hide_from(ctx: &TenantContext, run: &mut Run) {
+    if run.kind == WorkflowKind::ExportOrganization && !ctx.role().satisfies(Role::Owner) {
+        run.result = None;
     }
 }
 
@@ -187,7 +198,7 @@ impl Workflows {
                 }
                 Ok(())
             }
-            Input::ExportUsage { .. } => Ok(()),
+            Input::ExportUsage { .. } | Input::ExportOrganization => Ok(()),
         }
     }
 
@@ -230,6 +241,83 @@ impl Workflows {
         Ok(run)
     }
 
+    /// Queues an export of the whole organization (owners only; `POST /orgs/{org}/exports`).
+    ///
+    /// # Errors
+    /// `Forbidden` below owner; storage.
+    pub async fn export_organization(&self, ctx: &TenantContext) -> Result<Run, WorkflowError> {
+        let kind = WorkflowKind::ExportOrganization;
+        require(ctx, kind.min_role(), "exporting the organization")?;
+        let run = Run::queued(
+            ctx.tenant_id(),
+            &Input::ExportOrganization,
+            ctx.principal(),
+            ctx.role(),
+            None,
+            self.ports.clock.now(),
+        );
+        self.ports.store.enqueue(&run).await?;
+        self.ports.signal.queued();
+        tracing::info!(tenant = %ctx.tenant_id(), run = %run.id, "organization export queued");
+        Ok(run)
+    }
+
+    /// One export of the organization (owners only): `NotFound` for a run of another kind.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden` below owner.
+    pub async fn export_run(&self, ctx: &TenantContext, id: RunId) -> Result<Run, WorkflowError> {
+        require(ctx, Role::Owner, "reading an export")?;
+        let run = self.run(ctx, id).await?;
+        if run.kind == WorkflowKind::ExportOrganization {
+            Ok(run)
+        } else {
+            Err(WorkflowError::NotFound)
+        }
+    }
+
+    /// The archive of an export (owners only) while its time lasts; an expired archive is
+    /// deleted here if the sweep has not yet.
+    ///
+    /// # Errors
+    /// `NotFound` (no such export, or one that failed), `Forbidden` below owner, `Conflict`
+    /// before it ends, `Gone` once expired.
+    pub async fn download_export(
+        &self,
+        ctx: &TenantContext,
+        id: RunId,
+    ) -> Result<Vec<u8>, WorkflowError> {
+        let run = self.export_run(ctx, id).await?;
+        if !run.status.is_final() {
+            return Err(WorkflowError::Conflict(
+                "the export has not ended yet".to_owned(),
+            ));
+        }
+        let result = run.result.as_ref().ok_or(WorkflowError::NotFound)?;
+        let expires = result
+            .get("expires_at")
+            .and_then(Value::as_str)
+            .and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .ok_or(WorkflowError::NotFound)?;
+        if self.ports.clock.now() >= expires {
+            if let Err(e) = self.ports.actions.delete_export(ctx, id).await {
+                tracing::warn!(error = ?e, run = %id, "deleting an expired export failed");
+            }
+            return Err(WorkflowError::Gone(
+                "the export expired; start a new one".to_owned(),
+            ));
+        }
+        match self.ports.actions.read_export(ctx, id).await {
+            Ok(bytes) => Ok(bytes),
+            Err(ActionError::NotFound(_)) => Err(WorkflowError::Gone(
+                "the export's archive was deleted; start a new one".to_owned(),
+            )),
+            Err(e) => Err(WorkflowError::Store(anyhow::anyhow!(e))),
+        }
+    }
+
     /// The organization's runs, newest first.
     ///
     /// # Errors
@@ -240,7 +328,11 @@ impl Workflows {
         filter: &RunFilter,
         page: &PageRequest,
     ) -> Result<Page<Run>, WorkflowError> {
-        Ok(self.ports.store.list(ctx.tenant_id(), filter, page).await?)
+        let mut page = self.ports.store.list(ctx.tenant_id(), filter, page).await?;
+        for run in &mut page.items {
+            hide_from(ctx, run);
+        }
+        Ok(page)
     }
 
     /// One run.
@@ -248,11 +340,14 @@ impl Workflows {
     /// # Errors
     /// `NotFound`.
     pub async fn run(&self, ctx: &TenantContext, id: RunId) -> Result<Run, WorkflowError> {
-        self.ports
+        let mut run = self
+            .ports
             .store
             .find(ctx.tenant_id(), id)
             .await?
-            .ok_or(WorkflowError::NotFound)
+            .ok_or(WorkflowError::NotFound)?;
+        hide_from(ctx, &mut run);
+        Ok(run)
     }
 
     /// An export's CSV (the role its kind needs).
@@ -507,6 +602,16 @@ impl Workflows {
             }
             Input::AnalyzeDocuments { documents } => self.analyze(&ctx, &steps, &documents).await,
             Input::ReindexCollection { collection } => self.reindex(&ctx, &steps, collection).await,
+            Input::ExportOrganization => match steps.beat(0.0).await {
+                Ok(()) => match self.ports.actions.export_organization(&ctx, run.id).await {
+                    Ok(result) => Ok(Ending::Succeeded {
+                        result,
+                        artifact: None,
+                    }),
+                    Err(e) => Err(e.into()),
+                },
+                Err(h) => Err(h),
+            },
             Input::ExportUsage { window } => {
                 match self.ports.actions.usage_csv(&ctx, window).await {
                     Ok((csv, _)) if csv.len() > MAX_EXPORT_BYTES => Err(Halt::Failed(format!(

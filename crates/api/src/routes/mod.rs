@@ -10,13 +10,14 @@ pub(crate) mod chat_ws;
 mod collections;
 mod console;
 mod documents;
+mod exports;
 mod mcp;
 pub(crate) mod orgs;
 mod platform;
 mod retrieval;
 mod users;
 mod webhooks;
-mod workflows;
+pub(crate) mod workflows;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         utoipa_actix_web::scope("/api/v1")
             .configure(auth::configure)
             .configure(orgs::configure)
+            .configure(exports::configure)
             .configure(users::configure)
             .configure(admin::configure)
             .configure(collections::configure)

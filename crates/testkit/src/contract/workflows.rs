@@ -439,6 +439,27 @@ impl Actions for NoActions {
     ) -> Result<(String, usize), ActionError> {
         Ok(("dimension\n".to_owned(), 0))
     }
+    async fn export_organization(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<serde_json::Value, ActionError> {
+        Ok(serde_json::json!({}))
+    }
+    async fn read_export(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<Vec<u8>, ActionError> {
+        Err(ActionError::NotFound("unused".to_owned()))
+    }
+    async fn delete_export(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<(), ActionError> {
+        Ok(())
+    }
 }
 
 /// A scheduler (one server's `Workflows`) over the store, on `clock`.
@@ -695,6 +716,27 @@ impl Actions for CancellingActions {
         _: UsageWindow,
     ) -> Result<(String, usize), ActionError> {
         Ok((String::new(), 0))
+    }
+    async fn export_organization(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<serde_json::Value, ActionError> {
+        Ok(serde_json::json!({}))
+    }
+    async fn read_export(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<Vec<u8>, ActionError> {
+        Err(ActionError::NotFound("unused".to_owned()))
+    }
+    async fn delete_export(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<(), ActionError> {
+        Ok(())
     }
 }
 
