@@ -65,6 +65,13 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/invitations/{token}/accept", Scope::User),
     ("GET", "/api/v1/orgs/{org}/api-keys", Scope::OrgPath),
     ("DELETE", "/api/v1/orgs/{org}/api-keys/{id}", Scope::OrgPath),
+    ("POST", "/api/v1/orgs/{org}/exports", Scope::OrgPath),
+    ("GET", "/api/v1/orgs/{org}/exports/{id}", Scope::OrgPath),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/exports/{id}/download",
+        Scope::OrgPath,
+    ),
     ("GET", "/api/v1/admin/users", Scope::Admin),
     ("GET", "/api/v1/admin/users/{id}", Scope::Admin),
     ("PATCH", "/api/v1/admin/users/{id}", Scope::Admin),
