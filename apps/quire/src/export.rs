@@ -1,7 +1,7 @@
 //! An organization's export archive (docs/exports.md): built by the `export_organization`
 //! workflow into a temporary file (one page of rows or one original file in memory at a
 //! time), stored through the `BlobStore` port under the organization's prefix (so erasing the
-//! organization removes it), and read back by `quire import`.
+//! organization removes it: `{org}/export-{run}.zip`), and read back by `quire import`.
 //!
 //! The archive is a zip file: `manifest.json` (format, organization, time, counts, and the
 //! SHA-256 and size of every other entry), `members.ndjson`, one `<table>.ndjson` per table of
@@ -43,10 +43,7 @@ pub struct Exporter {
 /// Where the archive of export `run` is kept: under the organization's prefix.
 #[must_use]
 pub fn archive_key(tenant: TenantId, run: workflows::RunId) -> BlobKey {
-    BlobKey::from_stored(format!(
-        "{}exports/{run}.zip",
-        BlobKey::tenant_prefix(tenant)
-    ))
+    BlobKey::for_export(tenant, run)
 }
 
 /// A zip writer that hashes each entry as it is written.

@@ -374,6 +374,9 @@ wire_names!(DocumentStatus {
     Failed => "failed",
 });
 
+/// What the file name of an export archive's key starts with ([`BlobKey::for_export`]).
+pub const EXPORT_PREFIX: &str = "export-";
+
 /// Where an original file is kept in the blob store: `{tenant}/{document}`, never a client name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobKey(String);
@@ -383,6 +386,13 @@ impl BlobKey {
     #[must_use]
     pub fn for_document(tenant: TenantId, document: DocumentId) -> Self {
         Self(format!("{tenant}/{document}"))
+    }
+
+    /// The key of an organization's export archive: `{tenant}/export-{export}.zip`, under the
+    /// organization's prefix (erased with it) and never a document's (those are bare ids).
+    #[must_use]
+    pub fn for_export(tenant: TenantId, export: impl std::fmt::Display) -> Self {
+        Self(format!("{tenant}/{EXPORT_PREFIX}{export}.zip"))
     }
 
     /// What the key of every blob of `tenant` starts with (`{tenant}/`).

@@ -135,7 +135,9 @@ impl SqlStore {
 
     /// Removes committed blobs older than `now - older_than` that no document names any more:
     /// those of an organization that was deleted (its rows go by cascade, its files stay
-    /// behind), or of a delete whose blob removal failed. Returns how many. The age keeps it
+    /// behind), or of a delete whose blob removal failed. Export archives
+    /// (`documents::BlobKey::for_export`) are named by no document and are kept: their
+    /// expiry is their own. Returns how many. The age keeps it
     /// off the moment between an upload's commit and its document's insert.
     ///
     /// # Errors
@@ -151,8 +153,12 @@ impl SqlStore {
         let statement = sea_orm::Statement::from_sql_and_values(
             backend,
             "DELETE FROM blobs WHERE key IS NOT NULL AND created_at < $1 \
+             AND key NOT LIKE $2 \
              AND NOT EXISTS (SELECT 1 FROM documents AS d WHERE d.blob_key = blobs.key)",
-            [at_value(backend, cutoff)],
+            [
+                at_value(backend, cutoff),
+                format!("%/{}%", documents::EXPORT_PREFIX).into(),
+            ],
         );
         Ok(self
             .db

@@ -14,7 +14,7 @@ wildebeest. Rangers count them from the northern ridge every morning.";
 
 /// Everything a tenant makes through the API: a collection, a ready document (blob, chunks,
 /// vectors, keyword postings), an API key, a chat session, a webhook, a workflow schedule and
-/// run, searches (usage, cache). Returns the owner's token, the org id and the key's secret.
+/// run, an export (its archive), searches (usage, cache). Returns the owner's token, the org id and the key's secret.
 async fn populate(app: &TestApp, who: &str) -> (String, String, String) {
     let (token, org) = app.owner(who).await;
     let coll = app.collection(&token, &org, "Field notes").await;
@@ -50,6 +50,33 @@ async fn populate(app: &TestApp, who: &str) -> (String, String, String) {
             .call_in(&token, Method::POST, path, Some(body), Some(&org))
             .await;
         assert!(s.is_success(), "{path}: {s} {b}");
+    }
+    // An export: its archive is a blob of the organization, erased with it.
+    let (s, run) = app
+        .call(
+            &token,
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/exports"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let run = run["id"].as_str().expect("run").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, r) = app
+            .call(
+                &token,
+                Method::GET,
+                &format!("/api/v1/orgs/{org}/exports/{run}"),
+                None,
+            )
+            .await;
+        if r["status"] == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the export: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     for t in [&token, &secret] {
         let found = search(app, t, &org).await;
@@ -345,7 +372,7 @@ async fn tombstone_is_sealed(app: &TestApp, ta: &str, tb: &str, a: &str) {
     assert_eq!(items.len(), 1, "{page}");
     let target = items[0]["target"].as_str().expect("target");
     assert!(
-        target.contains("blobs=2")
+        target.contains("blobs=3")
             && target.contains("vector_spaces=")
             && target.contains(" seal=hmac-sha256:"),
         "{target}"
@@ -376,7 +403,7 @@ async fn tombstone_is_sealed(app: &TestApp, ta: &str, tb: &str, a: &str) {
     changed.target = event
         .target
         .as_ref()
-        .map(|t| t.replace("blobs=2", "blobs=0"));
+        .map(|t| t.replace("blobs=3", "blobs=0"));
     assert!(!seal(&changed), "changed counts");
     let mut changed = event.clone();
     changed.actor = None;
