@@ -296,7 +296,11 @@ async fn orphan_blobs_are_swept(db: Db) {
     // An export archive is named by no document and is not an orphan.
     let archive = documents::BlobKey::for_export(a, "run");
     put(db.blobs(), &archive, b"zip", &[3]).await;
-    assert_eq!(sweep(far).await, 0, "both files are named by a document, the archive is an export");
+    assert_eq!(
+        sweep(far).await,
+        0,
+        "both files are named by a document, the archive is an export"
+    );
     assert_eq!(db.blobs().read(&archive).await.expect("kept"), b"zip");
     assert!(ports.orgs.delete(b).await.expect("delete the organization"));
     assert_eq!(
