@@ -30,7 +30,10 @@ mod m20261206_000020_answer_runs;
 mod m20261206_000021_keyword_postings;
 mod m20261206_000022_webhooks;
 mod m20261206_000023_workflows;
+mod m20261207_000024_row_level_security;
 mod stored_times;
+
+pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -63,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_keyword_postings::Migration),
             Box::new(m20261206_000022_webhooks::Migration),
             Box::new(m20261206_000023_workflows::Migration),
+            Box::new(m20261207_000024_row_level_security::Migration),
         ]
     }
 }

@@ -31,7 +31,7 @@ fn to_domain(m: Model) -> Result<ApiKey, ApiKeyRepoError> {
 
 #[async_trait]
 impl ApiKeyRepository for SqlStore {
-    async fn create(&self, key: ApiKey, hash: KeyHash) -> Result<ApiKey, ApiKeyRepoError> {
+    async fn create(&self, key: ApiKey, hash: KeyHash) -> Result<ApiKey, ApiKeyRepoError> {crate::rls::tenant(key.tenant_id, async {
         let row = Model {
             id: key.id.as_uuid(),
             tenant_id: key.tenant_id.as_uuid(),
@@ -49,13 +49,14 @@ impl ApiKeyRepository for SqlStore {
             .await
             .context("storing an API key")?;
         to_domain(row)
-    }
+    }).await
+}
 
     async fn list(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<ApiKey>, ApiKeyRepoError> {
+    ) -> Result<Page<ApiKey>, ApiKeyRepoError> {crate::rls::tenant(tenant, async {
         let mut select = scope::select::<Entity>(tenant)
             .filter(Column::RevokedAt.is_null())
             .order_by_asc(Column::Id);
@@ -72,14 +73,15 @@ impl ApiKeyRepository for SqlStore {
             .map(to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(keys, page, |k| k.id.to_string()))
-    }
+    }).await
+}
 
     async fn revoke(
         &self,
         tenant: TenantId,
         id: ApiKeyId,
         now: OffsetDateTime,
-    ) -> Result<bool, ApiKeyRepoError> {
+    ) -> Result<bool, ApiKeyRepoError> {crate::rls::tenant(tenant, async {
         let changed = scope::update::<Entity>(tenant)
             .col_expr(Column::RevokedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()))
@@ -89,9 +91,10 @@ impl ApiKeyRepository for SqlStore {
             .context("revoking an API key")?
             .rows_affected;
         Ok(changed > 0)
-    }
+    }).await
+}
 
-    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, ApiKeyRepoError> {
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, ApiKeyRepoError> {crate::rls::platform(async {
         // The one lookup not scoped by tenant: the secret is what names the tenant.
         Entity::find()
             .filter(Column::KeyHash.eq(hash.0.to_vec()))
@@ -101,14 +104,15 @@ impl ApiKeyRepository for SqlStore {
             .context("reading an API key")?
             .map(to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn touch(
         &self,
         tenant: TenantId,
         id: ApiKeyId,
         now: OffsetDateTime,
-    ) -> Result<(), ApiKeyRepoError> {
+    ) -> Result<(), ApiKeyRepoError> {crate::rls::tenant(tenant, async {
         scope::update::<Entity>(tenant)
             .col_expr(Column::LastUsedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()))
@@ -116,5 +120,6 @@ impl ApiKeyRepository for SqlStore {
             .await
             .context("recording an API key's use")?;
         Ok(())
-    }
+    }).await
+}
 }

@@ -39,7 +39,7 @@ fn to_record(m: Model) -> AuditRecord {
 
 #[async_trait]
 impl AuditLog for SqlStore {
-    async fn record(&self, e: AuditEvent) -> Result<(), AuditError> {
+    async fn record(&self, e: AuditEvent) -> Result<(), AuditError> {crate::rls::maybe_tenant(e.tenant, async {
         let row = ActiveModel {
             id: Set(Uuid::now_v7()),
             at: Set(e.at),
@@ -54,13 +54,14 @@ impl AuditLog for SqlStore {
             .await
             .context("appending an audit event")?;
         Ok(())
-    }
+    }).await
+}
 
     async fn query(
         &self,
         q: &AuditQuery,
         page: &PageRequest,
-    ) -> Result<Page<AuditRecord>, AuditError> {
+    ) -> Result<Page<AuditRecord>, AuditError> {crate::rls::maybe_tenant(q.tenant, async {
         let mut select = Entity::find().order_by_desc(Column::Id);
         if let Some(actor) = q.actor {
             select = select.filter(Column::Actor.eq(actor.as_uuid()));
@@ -89,9 +90,10 @@ impl AuditLog for SqlStore {
         Ok(Page::from_overfetch(records, page, |r: &AuditRecord| {
             r.id.to_string()
         }))
-    }
+    }).await
+}
 
-    async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {
+    async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {crate::rls::tenant(tenant, async {
         let removed = Entity::delete_many()
             .filter(Column::TenantId.eq(tenant.as_uuid()))
             .filter(Column::Action.ne(kernel::audit::ERASED))
@@ -100,5 +102,6 @@ impl AuditLog for SqlStore {
             .context("erasing an organization's audit events")?
             .rows_affected;
         Ok(removed)
-    }
+    }).await
+}
 }

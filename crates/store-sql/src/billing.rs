@@ -121,7 +121,7 @@ fn grouped_sums(
 
 #[async_trait]
 impl UsageLedger for SqlUsageLedger {
-    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {
+    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {crate::rls::tenant(event.tenant, async {
         let (user_id, api_key_id) = actor_columns(event.actor);
         let values: [Value; 12] = [
             event.id.into(),
@@ -169,13 +169,14 @@ impl UsageLedger for SqlUsageLedger {
             .with_context(|| format!("appending usage event {}", event.id))?
             .rows_affected();
         Ok(inserted == 1)
-    }
+    }).await
+}
 
     async fn tokens_since(
         &self,
         tenant: TenantId,
         since: OffsetDateTime,
-    ) -> Result<u64, LedgerError> {
+    ) -> Result<u64, LedgerError> {crate::rls::tenant(tenant, async {
         let (prompt, completion): (i64, i64) = scope::select::<usage_event::Entity>(tenant)
             .select_only()
             .expr(Expr::cust(SUMS[0]))
@@ -189,14 +190,15 @@ impl UsageLedger for SqlUsageLedger {
         let prompt: u64 = fit(prompt, "summed prompt tokens")?;
         let completion: u64 = fit(completion, "summed completion tokens")?;
         Ok(prompt.saturating_add(completion))
-    }
+    }).await
+}
 
     async fn totals(
         &self,
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
-    ) -> Result<Vec<UsageRow>, LedgerError> {
+    ) -> Result<Vec<UsageRow>, LedgerError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<usage_event::Entity>(tenant)
             .filter(usage_event::Column::At.gte(self.at(since)));
         query = match actor {
@@ -242,12 +244,13 @@ impl UsageLedger for SqlUsageLedger {
             )
             .collect::<anyhow::Result<_>>()?;
         Ok(rows)
-    }
+    }).await
+}
 
     async fn totals_by_tenant(
         &self,
         since: OffsetDateTime,
-    ) -> Result<Vec<TenantUsageRow>, LedgerError> {
+    ) -> Result<Vec<TenantUsageRow>, LedgerError> {crate::rls::platform(async {
         // Every tenant's: the platform administrators' report, the one unscoped read.
         let query = usage_event::Entity::find().filter(usage_event::Column::At.gte(self.at(since)));
         let rows: Vec<(Uuid, String, String, i64, i64, i64, i64)> = grouped_sums(
@@ -274,9 +277,10 @@ impl UsageLedger for SqlUsageLedger {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(rows)
-    }
+    }).await
+}
 
-    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError> {
+    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError> {crate::rls::tenant(tenant, async {
         let limit = scope::select::<usage_limit::Entity>(tenant)
             .one(&self.store.db)
             .await
@@ -284,13 +288,14 @@ impl UsageLedger for SqlUsageLedger {
             .map(|m| fit(m.monthly_token_limit, "stored monthly token limit"))
             .transpose()?;
         Ok(limit)
-    }
+    }).await
+}
 
     async fn set_limit_override(
         &self,
         tenant: TenantId,
         limit: Option<u64>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<(), LedgerError> {crate::rls::tenant(tenant, async {
         let Some(limit) = limit else {
             scope::delete::<usage_limit::Entity>(tenant)
                 .exec(&self.store.db)
@@ -315,7 +320,8 @@ impl UsageLedger for SqlUsageLedger {
             .await
             .context("storing a limit override")?;
         Ok(())
-    }
+    }).await
+}
 }
 
 #[cfg(test)]

@@ -147,25 +147,59 @@ impl SqlStore {
         now: OffsetDateTime,
         older_than: Duration,
     ) -> anyhow::Result<u64> {
-        let backend = self.db.get_database_backend();
-        let cutoff = cutoff(now, older_than)?;
-        // Parts go with their row (foreign key, on delete cascade).
-        let statement = sea_orm::Statement::from_sql_and_values(
-            backend,
-            "DELETE FROM blobs WHERE key IS NOT NULL AND created_at < $1 \
+        const ORPHANS: &str = "DELETE FROM blobs WHERE key IS NOT NULL AND created_at < $1 \
              AND key NOT LIKE $2 \
-             AND NOT EXISTS (SELECT 1 FROM documents AS d WHERE d.blob_key = blobs.key)",
-            [
-                at_value(backend, cutoff),
-                format!("%/{}%", documents::EXPORT_PREFIX).into(),
-            ],
-        );
-        Ok(self
+             AND NOT EXISTS (SELECT 1 FROM documents AS d WHERE d.blob_key = blobs.key)";
+        let backend = self.db.get_database_backend();
+        let cutoff = at_value(backend, cutoff(now, older_than)?);
+        // Parts go with their row (foreign key, on delete cascade).
+        // Export archives have no document and are kept (their own expiry removes them).
+        let exports: sea_orm::Value = format!("%/{}%", documents::EXPORT_PREFIX).into();
+        if backend != DbBackend::Postgres {
+            let statement =
+                sea_orm::Statement::from_sql_and_values(backend, ORPHANS, [cutoff, exports]);
+            return Ok(self
+                .db
+                .execute_raw(statement)
+                .await
+                .context("removing orphan blobs")?
+                .rows_affected());
+        }
+        // Under row-level security a connection sees the documents of its tenant only, and a
+        // blob whose document it cannot see would look orphaned: the sweep goes tenant by
+        // tenant (a document's blob key starts with its tenant's id), each in its tenant.
+        let tenants = self
             .db
-            .execute_raw(statement)
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                "SELECT DISTINCT split_part(key, '/', 1) AS t FROM blobs \
+                 WHERE key IS NOT NULL AND created_at < $1",
+                [cutoff.clone()],
+            ))
             .await
-            .context("removing orphan blobs")?
-            .rows_affected())
+            .context("listing the tenants of old blobs")?;
+        let mut removed = 0;
+        for row in tenants {
+            let prefix: String = row.try_get("", "t").context("reading a blob's tenant")?;
+            let Ok(tenant) = prefix.parse::<uuid::Uuid>() else {
+                continue;
+            };
+            let tenant = kernel::TenantId::from_uuid(tenant);
+            let statement = sea_orm::Statement::from_sql_and_values(
+                backend,
+                format!("{ORPHANS} AND starts_with(key, $3)"),
+                [
+                    cutoff.clone(),
+                    exports.clone(),
+                    BlobKey::tenant_prefix(tenant).into(),
+                ],
+            );
+            removed += crate::rls::tenant(tenant, self.db.execute_raw(statement))
+                .await
+                .context("removing orphan blobs")?
+                .rows_affected();
+        }
+        Ok(removed)
     }
 }
 

@@ -108,7 +108,7 @@ impl ChunkCatalog for SqlStore {
         &self,
         tenant: TenantId,
         ids: &[ChunkId],
-    ) -> Result<Vec<ChunkRecord>, IndexError> {
+    ) -> Result<Vec<ChunkRecord>, IndexError> {crate::rls::tenant(tenant, async {
         let mut seen = HashSet::new();
         let ids: Vec<Uuid> = ids
             .iter()
@@ -148,7 +148,8 @@ impl ChunkCatalog for SqlStore {
             }
         }
         Ok(records)
-    }
+    }).await
+}
 
     async fn matching_documents(
         &self,
@@ -156,7 +157,7 @@ impl ChunkCatalog for SqlStore {
         collections: Option<&[CollectionId]>,
         filter: &MetadataFilter,
         limit: usize,
-    ) -> Result<Vec<DocumentId>, IndexError> {
+    ) -> Result<Vec<DocumentId>, IndexError> {crate::rls::tenant(tenant, async {
         if limit == 0 || collections.is_some_and(<[_]>::is_empty) {
             return Ok(Vec::new());
         }
@@ -180,7 +181,8 @@ impl ChunkCatalog for SqlStore {
             .await
             .context("filtering documents by metadata")?;
         Ok(ids.into_iter().map(DocumentId::from_uuid).collect())
-    }
+    }).await
+}
 
     async fn scan(
         &self,
@@ -188,7 +190,7 @@ impl ChunkCatalog for SqlStore {
         collection: Option<CollectionId>,
         after: Option<ChunkId>,
         limit: usize,
-    ) -> Result<Vec<ChunkText>, IndexError> {
+    ) -> Result<Vec<ChunkText>, IndexError> {crate::rls::tenant(tenant, async {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -219,5 +221,6 @@ impl ChunkCatalog for SqlStore {
                 text,
             })
             .collect())
-    }
+    }).await
+}
 }

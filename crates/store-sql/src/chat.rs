@@ -71,6 +71,7 @@ impl SqlChatStore {
         tenant: TenantId,
         message: MessageId,
     ) -> Result<Vec<Feedback>, StoreError> {
+        crate::rls::tenant(tenant, async {
         scope::select::<message_feedback::Entity>(tenant)
             .filter(message_feedback::Column::MessageId.eq(message.as_uuid()))
             .order_by_asc(message_feedback::Column::PrincipalKey)
@@ -80,6 +81,7 @@ impl SqlChatStore {
             .into_iter()
             .map(feedback_to_domain)
             .collect()
+        }).await
     }
 
     /// Inserts `row` (of `message`) after moving its session's `updated_at`, in one
@@ -422,7 +424,7 @@ fn feedback_to_domain(m: message_feedback::Model) -> Result<Feedback, StoreError
 
 #[async_trait]
 impl ChatStore for SqlChatStore {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {crate::rls::tenant(session.tenant_id, async {
         let (owner_user_id, owner_api_key_id) = owner_columns(session.owner);
         let collection_ids = ids_to_json(&session.collection_ids)?;
         let txn = self
@@ -453,13 +455,14 @@ impl ChatStore for SqlChatStore {
             .await
             .context("committing a chat session insert")?;
         Ok(())
-    }
+    }).await
+}
 
     async fn find_session(
         &self,
         tenant: TenantId,
         id: ChatSessionId,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<chat_session::Entity>(tenant)
             .filter(chat_session::Column::Id.eq(id.as_uuid()))
             .one(&self.store.db)
@@ -467,14 +470,15 @@ impl ChatStore for SqlChatStore {
             .context("reading a chat session")?
             .map(session_to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn list_sessions(
         &self,
         tenant: TenantId,
         owner: Principal,
         page: &PageRequest,
-    ) -> Result<Page<Session>, StoreError> {
+    ) -> Result<Page<Session>, StoreError> {crate::rls::tenant(tenant, async {
         let mut query =
             scope::select::<chat_session::Entity>(tenant).order_by_desc(chat_session::Column::Id);
         query = match owner {
@@ -496,9 +500,10 @@ impl ChatStore for SqlChatStore {
             .map(session_to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(sessions, page, |s| s.id.to_string()))
-    }
+    }).await
+}
 
-    async fn update_session(&self, session: &Session) -> Result<bool, StoreError> {
+    async fn update_session(&self, session: &Session) -> Result<bool, StoreError> {crate::rls::tenant(session.tenant_id, async {
         let collection_ids = ids_to_json(&session.collection_ids)?;
         let txn = self
             .store
@@ -539,13 +544,14 @@ impl ChatStore for SqlChatStore {
             .await
             .context("committing a chat session update")?;
         Ok(changed > 0)
-    }
+    }).await
+}
 
     async fn delete_session(
         &self,
         tenant: TenantId,
         id: ChatSessionId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
         // Its messages and their feedback go by foreign-key cascade.
         let deleted = scope::delete::<chat_session::Entity>(tenant)
             .filter(chat_session::Column::Id.eq(id.as_uuid()))
@@ -554,12 +560,14 @@ impl ChatStore for SqlChatStore {
             .context("deleting a chat session")?
             .rows_affected;
         Ok(deleted > 0)
-    }
+    }).await
+}
 
-    async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {
+    async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {crate::rls::tenant(message.tenant_id, async {
         let row = message_row(message)?;
         self.insert_messages(&[message], vec![row]).await
-    }
+    }).await
+}
 
     async fn start_answer(
         &self,
@@ -567,7 +575,7 @@ impl ChatStore for SqlChatStore {
         message: &Message,
         reservation: Option<&Reservation>,
         lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(message.tenant_id, async {
         if question
             .is_some_and(|q| q.tenant_id != message.tenant_id || q.session_id != message.session_id)
         {
@@ -587,7 +595,8 @@ impl ChatStore for SqlChatStore {
         messages.push(message);
         rows.push(row);
         self.insert_messages(&messages, rows).await
-    }
+    }).await
+}
 
     async fn checkpoint_answer(
         &self,
@@ -596,7 +605,7 @@ impl ChatStore for SqlChatStore {
         content: &str,
         usage: Usage,
         lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
         let backend = self.store.db.get_database_backend();
         let updated = scope::update::<chat_message::Entity>(tenant)
             .col_expr(chat_message::Column::Content, Expr::value(content))
@@ -619,9 +628,10 @@ impl ChatStore for SqlChatStore {
             .context("checkpointing an answer")?
             .rows_affected;
         Ok(updated > 0)
-    }
+    }).await
+}
 
-    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError> {
+    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError> {crate::rls::tenant(message.tenant_id, async {
         let updated = scope::update::<chat_message::Entity>(message.tenant_id)
             .col_expr(
                 chat_message::Column::Content,
@@ -658,13 +668,14 @@ impl ChatStore for SqlChatStore {
             .context("finishing an answer")?
             .rows_affected;
         Ok(updated > 0)
-    }
+    }).await
+}
 
     async fn abandoned_answers(
         &self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<AbandonedAnswer>, StoreError> {
+    ) -> Result<Vec<AbandonedAnswer>, StoreError> {crate::rls::platform(async {
         let backend = self.store.db.get_database_backend();
         // The one scan across tenants (the sweeper's); each row names its tenant.
         let rows = chat_message::Entity::find()
@@ -688,7 +699,8 @@ impl ChatStore for SqlChatStore {
                 })
             })
             .collect()
-    }
+    }).await
+}
 
     async fn close_abandoned(
         &self,
@@ -696,7 +708,7 @@ impl ChatStore for SqlChatStore {
         id: MessageId,
         now: OffsetDateTime,
         error: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
         let backend = self.store.db.get_database_backend();
         let updated = scope::update::<chat_message::Entity>(tenant)
             .col_expr(
@@ -717,13 +729,14 @@ impl ChatStore for SqlChatStore {
             .context("closing an abandoned answer")?
             .rows_affected;
         Ok(updated > 0)
-    }
+    }).await
+}
 
     async fn find_message(
         &self,
         tenant: TenantId,
         id: MessageId,
-    ) -> Result<Option<Message>, StoreError> {
+    ) -> Result<Option<Message>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<chat_message::Entity>(tenant)
             .filter(chat_message::Column::Id.eq(id.as_uuid()))
             .one(&self.store.db)
@@ -731,14 +744,15 @@ impl ChatStore for SqlChatStore {
             .context("reading a message")?
             .map(message_to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn list_messages(
         &self,
         tenant: TenantId,
         session: ChatSessionId,
         page: &PageRequest,
-    ) -> Result<Page<Message>, StoreError> {
+    ) -> Result<Page<Message>, StoreError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<chat_message::Entity>(tenant)
             .filter(chat_message::Column::SessionId.eq(session.as_uuid()))
             .order_by_asc(chat_message::Column::Id);
@@ -755,14 +769,15 @@ impl ChatStore for SqlChatStore {
             .map(message_to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(messages, page, |m| m.id.to_string()))
-    }
+    }).await
+}
 
     async fn recent_messages(
         &self,
         tenant: TenantId,
         session: ChatSessionId,
         limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<Vec<Message>, StoreError> {crate::rls::tenant(tenant, async {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -775,9 +790,10 @@ impl ChatStore for SqlChatStore {
             .context("reading recent messages")?;
         // Newest first from the database: oldest first for the caller.
         rows.into_iter().rev().map(message_to_domain).collect()
-    }
+    }).await
+}
 
-    async fn create_assistant(&self, a: &Assistant) -> Result<(), StoreError> {
+    async fn create_assistant(&self, a: &Assistant) -> Result<(), StoreError> {crate::rls::tenant(a.tenant_id, async {
         let row = assistant::ActiveModel {
             id: Set(a.id.as_uuid()),
             tenant_id: Set(a.tenant_id.as_uuid()),
@@ -795,13 +811,14 @@ impl ChatStore for SqlChatStore {
             .await
             .context("storing an assistant")?;
         Ok(())
-    }
+    }).await
+}
 
     async fn find_assistant(
         &self,
         tenant: TenantId,
         id: AssistantId,
-    ) -> Result<Option<Assistant>, StoreError> {
+    ) -> Result<Option<Assistant>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<assistant::Entity>(tenant)
             .filter(assistant::Column::Id.eq(id.as_uuid()))
             .one(&self.store.db)
@@ -809,13 +826,14 @@ impl ChatStore for SqlChatStore {
             .context("reading an assistant")?
             .map(assistant_to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn list_assistants(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Assistant>, StoreError> {
+    ) -> Result<Page<Assistant>, StoreError> {crate::rls::tenant(tenant, async {
         let mut query =
             scope::select::<assistant::Entity>(tenant).order_by_asc(assistant::Column::Id);
         if let Some(after) = page.after_uuid()? {
@@ -831,9 +849,10 @@ impl ChatStore for SqlChatStore {
             .map(assistant_to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(assistants, page, |a| a.id.to_string()))
-    }
+    }).await
+}
 
-    async fn update_assistant(&self, a: &Assistant) -> Result<bool, StoreError> {
+    async fn update_assistant(&self, a: &Assistant) -> Result<bool, StoreError> {crate::rls::tenant(a.tenant_id, async {
         let changed = scope::update::<assistant::Entity>(a.tenant_id)
             .col_expr(assistant::Column::Name, Expr::value(a.name.clone()))
             .col_expr(
@@ -856,13 +875,14 @@ impl ChatStore for SqlChatStore {
             .context("updating an assistant")?
             .rows_affected;
         Ok(changed > 0)
-    }
+    }).await
+}
 
     async fn delete_assistant(
         &self,
         tenant: TenantId,
         id: AssistantId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
         // Its sessions keep going without it: ON DELETE SET NULL.
         let deleted = scope::delete::<assistant::Entity>(tenant)
             .filter(assistant::Column::Id.eq(id.as_uuid()))
@@ -871,9 +891,10 @@ impl ChatStore for SqlChatStore {
             .context("deleting an assistant")?
             .rows_affected;
         Ok(deleted > 0)
-    }
+    }).await
+}
 
-    async fn put_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+    async fn put_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {crate::rls::tenant(feedback.tenant_id, async {
         let tenant = feedback.tenant_id;
         let txn = self
             .store
@@ -922,22 +943,24 @@ impl ChatStore for SqlChatStore {
             .context("storing feedback")?;
         txn.commit().await.context("committing a feedback upsert")?;
         Ok(())
-    }
+    }).await
+}
 
-    async fn allowed_models(&self, tenant: TenantId) -> Result<Option<Vec<String>>, StoreError> {
+    async fn allowed_models(&self, tenant: TenantId) -> Result<Option<Vec<String>>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<tenant_model::Entity>(tenant)
             .one(&self.store.db)
             .await
             .context("reading a model whitelist")?
             .map(|m| models_from_json(&m.models))
             .transpose()
-    }
+    }).await
+}
 
     async fn set_allowed_models(
         &self,
         tenant: TenantId,
         models: Option<&[String]>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StoreError> {crate::rls::tenant(tenant, async {
         let Some(models) = models else {
             scope::delete::<tenant_model::Entity>(tenant)
                 .exec(&self.store.db)
@@ -962,7 +985,8 @@ impl ChatStore for SqlChatStore {
             .await
             .context("storing a model whitelist")?;
         Ok(())
-    }
+    }).await
+}
 }
 
 #[cfg(test)]

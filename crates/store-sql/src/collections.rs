@@ -49,7 +49,7 @@ fn to_domain(m: Model) -> Result<Collection, StoreError> {
 
 #[async_trait]
 impl CollectionRepository for SqlStore {
-    async fn create(&self, c: Collection) -> Result<Collection, StoreError> {
+    async fn create(&self, c: Collection) -> Result<Collection, StoreError> {crate::rls::tenant(c.tenant_id, async {
         let row = Model {
             id: c.id.as_uuid(),
             tenant_id: c.tenant_id.as_uuid(),
@@ -66,13 +66,14 @@ impl CollectionRepository for SqlStore {
             .await
             .context("storing a collection")?;
         to_domain(row)
-    }
+    }).await
+}
 
     async fn find(
         &self,
         tenant: TenantId,
         id: CollectionId,
-    ) -> Result<Option<Collection>, StoreError> {
+    ) -> Result<Option<Collection>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<Entity>(tenant)
             .filter(Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -80,13 +81,14 @@ impl CollectionRepository for SqlStore {
             .context("reading a collection")?
             .map(to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn list(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Collection>, StoreError> {
+    ) -> Result<Page<Collection>, StoreError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<Entity>(tenant).order_by_asc(Column::Id);
         if let Some(after) = page.after_uuid()? {
             query = query.filter(Column::Id.gt(after));
@@ -103,7 +105,8 @@ impl CollectionRepository for SqlStore {
         Ok(Page::from_overfetch(collections, page, |c| {
             c.id.to_string()
         }))
-    }
+    }).await
+}
 
     async fn update(
         &self,
@@ -111,7 +114,7 @@ impl CollectionRepository for SqlStore {
         id: CollectionId,
         patch: CollectionPatch,
         now: OffsetDateTime,
-    ) -> Result<Option<Collection>, StoreError> {
+    ) -> Result<Option<Collection>, StoreError> {crate::rls::tenant(tenant, async {
         let mut update = scope::update::<Entity>(tenant)
             .col_expr(Column::UpdatedAt, Expr::value(self.at(now)))
             .filter(Column::Id.eq(id.as_uuid()));
@@ -144,14 +147,15 @@ impl CollectionRepository for SqlStore {
             return Ok(None);
         }
         self.find(tenant, id).await
-    }
+    }).await
+}
 
     async fn delete(
         &self,
         tenant: TenantId,
         id: CollectionId,
         now: OffsetDateTime,
-    ) -> Result<Option<Vec<BlobKey>>, StoreError> {
+    ) -> Result<Option<Vec<BlobKey>>, StoreError> {crate::rls::tenant(tenant, async {
         let txn = self
             .begin_write()
             .await
@@ -209,13 +213,14 @@ impl CollectionRepository for SqlStore {
             .await
             .context("committing a collection delete")?;
         Ok(Some(keys.into_iter().map(BlobKey::from_stored).collect()))
-    }
+    }).await
+}
 
     async fn stats(
         &self,
         tenant: TenantId,
         id: CollectionId,
-    ) -> Result<CollectionStats, StoreError> {
+    ) -> Result<CollectionStats, StoreError> {crate::rls::tenant(tenant, async {
         // Sums are cast: PostgreSQL sums a BIGINT column as NUMERIC.
         let (documents, chunks, tokens, bytes): (i64, i64, i64, i64) =
             scope::select::<document::Entity>(tenant)
@@ -236,5 +241,6 @@ impl CollectionRepository for SqlStore {
             tokens: fit(tokens, "token count")?,
             bytes: fit(bytes, "byte count")?,
         })
-    }
+    }).await
+}
 }

@@ -138,7 +138,7 @@ impl DocumentRepository for SqlStore {
         document: Document,
         first_job: Job,
         storage_limit: Option<u64>,
-    ) -> Result<Stored, StoreError> {
+    ) -> Result<Stored, StoreError> {crate::rls::tenant(document.tenant_id, async {
         let tenant = document.tenant_id;
         let bytes = document.bytes;
         let row = new_row(document)?;
@@ -175,13 +175,15 @@ impl DocumentRepository for SqlStore {
         job_rows::insert(&txn, first_job).await?;
         txn.commit().await.context("committing a document upload")?;
         Ok(Stored::Created)
-    }
+    }).await
+}
 
-    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError> {
+    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError> {crate::rls::tenant(tenant, async {
         storage_used_on(&self.db, tenant).await
-    }
+    }).await
+}
 
-    async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError> {
+    async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<Entity>(tenant)
             .filter(Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -189,14 +191,15 @@ impl DocumentRepository for SqlStore {
             .context("reading a document")?
             .map(to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn find_duplicate(
         &self,
         tenant: TenantId,
         collection: Option<CollectionId>,
         content_hash: &str,
-    ) -> Result<Option<Document>, StoreError> {
+    ) -> Result<Option<Document>, StoreError> {crate::rls::tenant(tenant, async {
         let in_collection = match collection {
             Some(c) => Column::CollectionId.eq(c.as_uuid()),
             None => Column::CollectionId.is_null(),
@@ -211,14 +214,15 @@ impl DocumentRepository for SqlStore {
             .context("looking for a duplicate document")?
             .map(to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn list(
         &self,
         tenant: TenantId,
         filter: &DocumentFilter,
         page: &PageRequest,
-    ) -> Result<Page<Document>, StoreError> {
+    ) -> Result<Page<Document>, StoreError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
         if let Some(collection) = filter.collection_id {
             query = query.filter(Column::CollectionId.eq(collection.as_uuid()));
@@ -239,14 +243,15 @@ impl DocumentRepository for SqlStore {
             .map(to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(documents, page, |d| d.id.to_string()))
-    }
+    }).await
+}
 
     async fn chunks(
         &self,
         tenant: TenantId,
         id: DocumentId,
         page: &PageRequest,
-    ) -> Result<Page<Chunk>, StoreError> {
+    ) -> Result<Page<Chunk>, StoreError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<chunk::Entity>(tenant)
             .filter(chunk::Column::DocumentId.eq(id.as_uuid()))
             .order_by_asc(chunk::Column::Ordinal);
@@ -265,14 +270,15 @@ impl DocumentRepository for SqlStore {
         Ok(Page::from_overfetch(chunks, page, |c| {
             c.ordinal.to_string()
         }))
-    }
+    }).await
+}
 
     async fn delete(
         &self,
         tenant: TenantId,
         id: DocumentId,
         now: OffsetDateTime,
-    ) -> Result<Option<BlobKey>, StoreError> {
+    ) -> Result<Option<BlobKey>, StoreError> {crate::rls::tenant(tenant, async {
         let txn = self
             .begin_write()
             .await
@@ -295,14 +301,15 @@ impl DocumentRepository for SqlStore {
             .context("deleting a document")?;
         txn.commit().await.context("committing a document delete")?;
         Ok(Some(BlobKey::from_stored(row.blob_key)))
-    }
+    }).await
+}
 
     async fn reindex(
         &self,
         tenant: TenantId,
         id: DocumentId,
         new_job: Job,
-    ) -> Result<Option<Document>, StoreError> {
+    ) -> Result<Option<Document>, StoreError> {crate::rls::tenant(tenant, async {
         if new_job.tenant_id != tenant || new_job.document_id != Some(id) {
             return Err(anyhow::anyhow!("a reindex job must name its tenant and document").into());
         }
@@ -332,7 +339,8 @@ impl DocumentRepository for SqlStore {
             .context("the reindexed document")?;
         txn.commit().await.context("committing a reindex")?;
         to_domain(row).map(Some)
-    }
+    }).await
+}
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ fn to_domain(m: Model) -> Result<Invitation, ApiKeyRepoError> {
 
 #[async_trait]
 impl InvitationRepository for SqlStore {
-    async fn create(&self, i: Invitation, hash: KeyHash) -> Result<(), ApiKeyRepoError> {
+    async fn create(&self, i: Invitation, hash: KeyHash) -> Result<(), ApiKeyRepoError> {crate::rls::tenant(i.tenant_id, async {
         let row = ActiveModel {
             id: Set(i.id),
             tenant_id: Set(i.tenant_id.as_uuid()),
@@ -46,13 +46,14 @@ impl InvitationRepository for SqlStore {
             .await
             .context("storing an invitation")?;
         Ok(())
-    }
+    }).await
+}
 
     async fn find(
         &self,
         hash: &KeyHash,
         now: OffsetDateTime,
-    ) -> Result<Option<Invitation>, ApiKeyRepoError> {
+    ) -> Result<Option<Invitation>, ApiKeyRepoError> {crate::rls::platform(async {
         Entity::find()
             .filter(Column::TokenHash.eq(hash.0.to_vec()))
             .filter(Column::AcceptedAt.is_null())
@@ -62,9 +63,10 @@ impl InvitationRepository for SqlStore {
             .context("reading an invitation")?
             .map(to_domain)
             .transpose()
-    }
+    }).await
+}
 
-    async fn accept(&self, hash: &KeyHash, now: OffsetDateTime) -> Result<bool, ApiKeyRepoError> {
+    async fn accept(&self, hash: &KeyHash, now: OffsetDateTime) -> Result<bool, ApiKeyRepoError> {crate::rls::platform(async {
         let changed = Entity::update_many()
             .col_expr(Column::AcceptedAt, Expr::value(self.at(now)))
             .filter(Column::TokenHash.eq(hash.0.to_vec()))
@@ -75,14 +77,15 @@ impl InvitationRepository for SqlStore {
             .context("accepting an invitation")?
             .rows_affected;
         Ok(changed == 1)
-    }
+    }).await
+}
 
     async fn pending(
         &self,
         tenant: TenantId,
         now: OffsetDateTime,
         page: &PageRequest,
-    ) -> Result<Page<Invitation>, ApiKeyRepoError> {
+    ) -> Result<Page<Invitation>, ApiKeyRepoError> {crate::rls::tenant(tenant, async {
         let mut select = scope::select::<Entity>(tenant)
             .filter(Column::AcceptedAt.is_null())
             .filter(Column::ExpiresAt.gt(self.at(now)))
@@ -100,9 +103,10 @@ impl InvitationRepository for SqlStore {
             .map(to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page, |i| i.id.to_string()))
-    }
+    }).await
+}
 
-    async fn revoke(&self, tenant: TenantId, id: uuid::Uuid) -> Result<bool, ApiKeyRepoError> {
+    async fn revoke(&self, tenant: TenantId, id: uuid::Uuid) -> Result<bool, ApiKeyRepoError> {crate::rls::tenant(tenant, async {
         // Only a pending one: an accepted invitation stays as the record of who joined how.
         let removed = scope::delete::<Entity>(tenant)
             .filter(Column::Id.eq(id))
@@ -112,5 +116,6 @@ impl InvitationRepository for SqlStore {
             .context("revoking an invitation")?
             .rows_affected;
         Ok(removed > 0)
-    }
+    }).await
+}
 }

@@ -325,7 +325,7 @@ fn end_lease(update: UpdateMany<Entity>, status: JobStatus, now: &Value) -> Upda
 
 #[async_trait]
 impl JobQueue for SqlStore {
-    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<Entity>(tenant)
             .filter(Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -333,14 +333,15 @@ impl JobQueue for SqlStore {
             .context("reading a job")?
             .map(to_domain)
             .transpose()
-    }
+    }).await
+}
 
     async fn list(
         &self,
         tenant: TenantId,
         filter: &JobFilter,
         page: &PageRequest,
-    ) -> Result<Page<Job>, StoreError> {
+    ) -> Result<Page<Job>, StoreError> {crate::rls::tenant(tenant, async {
         let mut select = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
         if let Some(k) = filter.kind {
             select = select.filter(Column::Kind.eq(k.as_str()));
@@ -364,14 +365,15 @@ impl JobQueue for SqlStore {
             .map(to_domain)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page, |j| j.id.to_string()))
-    }
+    }).await
+}
 
     async fn claim_within(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
         per_tenant: u32,
-    ) -> Result<Option<Claim>, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {crate::rls::platform(async {
         let backend = self.db.get_database_backend();
         let (now, until) = lease_window(now, lease).context("the lease is too long")?;
         let (now_value, until) = (at_value(backend, now), at_value(backend, until));
@@ -408,6 +410,9 @@ impl JobQueue for SqlStore {
                     continue;
                 };
                 let job = to_domain(row)?;
+                crate::rls::narrow(&txn, job.tenant_id)
+                    .await
+                    .context("narrowing a claim to its tenant")?;
                 Self::set_document(&txn, &job, DocumentStatus::Processing, None, None, now).await?;
                 txn.commit().await.context("committing a claim")?;
                 return Ok(Some(Claim { job, lease: token }));
@@ -415,7 +420,8 @@ impl JobQueue for SqlStore {
         }
         txn.rollback().await.context("ending a claim")?;
         Ok(None)
-    }
+    }).await
+}
 
     async fn progress(
         &self,
@@ -423,7 +429,7 @@ impl JobQueue for SqlStore {
         stage: Stage,
         progress: f32,
         lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
         let backend = self.db.get_database_backend();
         let now = utc_micros(self.now());
         let progress = clamp_progress(progress);
@@ -458,14 +464,15 @@ impl JobQueue for SqlStore {
         .await?;
         txn.commit().await.context("committing a heartbeat")?;
         Ok(true)
-    }
+    }).await
+}
 
     async fn complete(
         &self,
         claim: &Claim,
         result: Ingested,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
         let now = utc_micros(now);
         let stamp = at_value(self.db.get_database_backend(), now);
         let tenant = claim.job.tenant_id;
@@ -549,7 +556,8 @@ impl JobQueue for SqlStore {
             .context("marking a document ready")?;
         txn.commit().await.context("committing a completion")?;
         Ok(true)
-    }
+    }).await
+}
 
     async fn fail(
         &self,
@@ -557,7 +565,7 @@ impl JobQueue for SqlStore {
         error: &str,
         failure: Failure,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
         if let Failure::Final(status) = failure
             && !matches!(status, JobStatus::Failed | JobStatus::Dead)
         {
@@ -603,9 +611,10 @@ impl JobQueue for SqlStore {
         Self::set_document(&txn, &claim.job, status, Some(0.0), Some(error), now).await?;
         txn.commit().await.context("committing a failure")?;
         Ok(true)
-    }
+    }).await
+}
 
-    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError> {
+    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
         let stamp = at_value(self.db.get_database_backend(), now);
         let txn = self.begin_write().await.context("starting a cancel")?;
         let held = Self::write_held(
@@ -624,7 +633,8 @@ impl JobQueue for SqlStore {
             txn.rollback().await.context("ending a cancel")?;
         }
         Ok(held)
-    }
+    }).await
+}
 }
 
 #[cfg(test)]

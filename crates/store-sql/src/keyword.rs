@@ -615,7 +615,7 @@ impl KeywordIndex for SqlStore {
         query: &str,
         k: usize,
         allow: Option<&[DocumentId]>,
-    ) -> Result<Vec<Candidate>, IndexError> {
+    ) -> Result<Vec<Candidate>, IndexError> {crate::rls::tenant(tenant, async {
         let words = query_words(query);
         if words.is_empty()
             || k == 0
@@ -655,7 +655,8 @@ impl KeywordIndex for SqlStore {
         sort_best_first(&mut found);
         found.truncate(k);
         Ok(found)
-    }
+    }).await
+}
 }
 
 /// Best score first, then chunk id: a total order, so merged batches rank exactly.

@@ -32,6 +32,7 @@ mod memberships;
 mod organizations;
 #[cfg(feature = "postgres")]
 mod pgvector;
+mod rls;
 mod scope;
 mod sessions;
 mod spaces;
@@ -152,14 +153,25 @@ impl SqlStore {
             .acquire_timeout(Duration::from_secs(db_settings.acquire_timeout_secs))
             .connect_timeout(Duration::from_secs(db_settings.acquire_timeout_secs))
             .sqlx_logging(false);
-        // A pooled connection is pinged before it is handed out only when it sat idle (a
-        // server, proxy or firewall may have dropped it meanwhile); a connection in steady use
-        // goes straight to its query, so a query costs one round trip fewer. A SQLite
-        // connection cannot be dropped by anyone: never pinged on checkout.
+        // A SQLite connection cannot be dropped by anyone: never pinged on checkout. A
+        // PostgreSQL connection is not pinged either: every checkout, of an idle connection or
+        // a new one, first sets its role and tenant (`rls`, one round trip), and that query
+        // fails on a connection a server, proxy or firewall dropped, which the pool then
+        // replaces.
+        opts.test_before_acquire(false);
+        #[cfg(feature = "postgres")]
         if settings.is_postgres() {
-            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
-        } else {
-            opts.test_before_acquire(false);
+            let schema = db_settings.schema.clone();
+            opts.map_sqlx_postgres_opts(move |o| match &schema {
+                // The name was validated to [a-z0-9_]{1,63} in settings.
+                Some(schema) => o.options([("search_path", schema.as_str())]),
+                None => o,
+            });
+            opts.map_sqlx_postgres_before_acquire(|conn, _| {
+                let set = rls::set_scope(conn);
+                Box::pin(async move { set.await.map(|()| true) })
+            });
+            opts.map_sqlx_postgres_pool_opts(|o| o.after_connect(|conn, _| rls::set_scope(conn)));
         }
         opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
@@ -168,9 +180,6 @@ impl SqlStore {
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
-        if let Some(schema) = &db_settings.schema {
-            opts.set_schema_search_path(schema.clone());
-        }
         let db = Database::connect(opts)
             .await
             .context("connecting to the database")?;
@@ -189,6 +198,10 @@ impl SqlStore {
     /// # Errors
     /// When a migration fails; nothing of that migration is kept on PostgreSQL.
     pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        rls::owner(self.migrate_as_owner()).await
+    }
+
+    async fn migrate_as_owner(&self) -> anyhow::Result<Vec<String>> {
         Ok(match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let txn = self.db.begin().await.context("starting the migration")?;
@@ -226,7 +239,32 @@ impl SqlStore {
     /// # Errors
     /// When the database cannot be read (on PostgreSQL: also before the schema exists).
     pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
-        pending_names(&self.db).await
+        rls::owner(pending_names(&self.db)).await
+    }
+
+    /// The role a pooled connection runs as outside any tenant scope, and whether row-level
+    /// security is active for it (`on`/`off`; on SQLite `("sqlite", "off")`): on PostgreSQL
+    /// `quire_app` and `on` (`rls`).
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn session_role(&self) -> anyhow::Result<(String, String)> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(("sqlite".to_owned(), "off".to_owned()));
+        }
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_user::text AS r, current_setting('row_security') AS s",
+            ))
+            .await
+            .context("reading the session's role")?
+            .context("no row")?;
+        Ok((
+            row.try_get("", "r").context("role")?,
+            row.try_get("", "s").context("row_security")?,
+        ))
     }
 
     /// `sqlite` or `postgres`.

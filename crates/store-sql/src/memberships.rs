@@ -87,7 +87,7 @@ impl MembershipRepository for SqlStore {
         &self,
         tenant: TenantId,
         user: UserId,
-    ) -> Result<Option<Role>, MemberRepoError> {
+    ) -> Result<Option<Role>, MemberRepoError> {crate::rls::tenant(tenant, async {
         scope::select::<Entity>(tenant)
             .filter(Column::UserId.eq(user.as_uuid()))
             .one(&self.db)
@@ -95,7 +95,8 @@ impl MembershipRepository for SqlStore {
             .context("reading a membership")?
             .map(|m| to_domain(m).map(|m| m.role))
             .transpose()
-    }
+    }).await
+}
 
     async fn add(
         &self,
@@ -103,7 +104,7 @@ impl MembershipRepository for SqlStore {
         user: UserId,
         role: Role,
         now: OffsetDateTime,
-    ) -> Result<Membership, MemberRepoError> {
+    ) -> Result<Membership, MemberRepoError> {crate::rls::tenant(tenant, async {
         if let Some(existing) = scope::select::<Entity>(tenant)
             .filter(Column::UserId.eq(user.as_uuid()))
             .one(&self.db)
@@ -122,13 +123,14 @@ impl MembershipRepository for SqlStore {
             .await
             .context("adding a member")?;
         to_domain(row)
-    }
+    }).await
+}
 
     async fn list(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Membership>, MemberRepoError> {
+    ) -> Result<Page<Membership>, MemberRepoError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<Entity>(tenant).order_by_asc(Column::UserId);
         if let Some(after) = page.after_uuid()? {
             query = query.filter(Column::UserId.gt(after));
@@ -145,14 +147,15 @@ impl MembershipRepository for SqlStore {
         Ok(Page::from_overfetch(members, page, |m| {
             m.user_id.to_string()
         }))
-    }
+    }).await
+}
 
     async fn set_role(
         &self,
         tenant: TenantId,
         user: UserId,
         role: Role,
-    ) -> Result<Membership, MemberRepoError> {
+    ) -> Result<Membership, MemberRepoError> {crate::rls::tenant(tenant, async {
         let value = role.as_str().to_owned();
         self.change_keeping_an_owner(tenant, move |txn| {
             Box::pin(async move {
@@ -172,9 +175,10 @@ impl MembershipRepository for SqlStore {
             .context("reading a membership")?
             .ok_or(MemberRepoError::NotFound)?;
         to_domain(row)
-    }
+    }).await
+}
 
-    async fn remove(&self, tenant: TenantId, user: UserId) -> Result<(), MemberRepoError> {
+    async fn remove(&self, tenant: TenantId, user: UserId) -> Result<(), MemberRepoError> {crate::rls::tenant(tenant, async {
         self.change_keeping_an_owner(tenant, move |txn| {
             Box::pin(async move {
                 Ok(scope::delete::<Entity>(tenant)
@@ -185,9 +189,10 @@ impl MembershipRepository for SqlStore {
             })
         })
         .await
-    }
+    }).await
+}
 
-    async fn for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, MemberRepoError> {
+    async fn for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, MemberRepoError> {crate::rls::platform(async {
         // Across tenants by design: the caller's own memberships, for `/auth/me` and `/orgs`.
         let memberships = Entity::find()
             .filter(Column::UserId.eq(user.as_uuid()))
@@ -214,5 +219,6 @@ impl MembershipRepository for SqlStore {
             }
         }
         Ok(out)
-    }
+    }).await
+}
 }

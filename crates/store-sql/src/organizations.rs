@@ -57,7 +57,8 @@ impl OrganizationRepository for SqlStore {
         owner: UserId,
         max_owned: u32,
     ) -> Result<Organization, OrgRepoError> {
-        use crate::entity::membership;
+// Across tenants: an account's owned organizations are counted in all of them.
+        crate::rls::platform(async {        use crate::entity::membership;
         let now = self.now();
         // The cap holds under concurrency: on SQLite the transaction takes the one write lock
         // first (`BEGIN IMMEDIATE`); on PostgreSQL the owner's account row is locked
@@ -97,6 +98,7 @@ impl OrganizationRepository for SqlStore {
             .context("adding the owner")?;
         txn.commit().await.context("committing an organization")?;
         to_domain(org)
+        }).await
     }
 
     async fn rename(
@@ -137,7 +139,7 @@ impl OrganizationRepository for SqlStore {
         self.find_by_id(id).await
     }
 
-    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
+    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {crate::rls::tenant(id, async {
         // Memberships (and later every tenant table) go with it: ON DELETE CASCADE.
         let removed = Entity::delete_by_id(id.as_uuid())
             .exec(&self.db)
@@ -145,7 +147,8 @@ impl OrganizationRepository for SqlStore {
             .context("deleting an organization")?
             .rows_affected;
         Ok(removed > 0)
-    }
+    }).await
+}
 
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
         let row = new_row(&new, self.now());

@@ -164,7 +164,7 @@ impl PgVectorIndex {
     ///
     /// # Errors
     /// When the database fails otherwise (unreachable, the table cannot be created).
-    pub async fn try_new(store: &SqlStore, threshold: usize) -> anyhow::Result<Option<Self>> {
+    pub async fn try_new(store: &SqlStore, threshold: usize) -> anyhow::Result<Option<Self>> {crate::rls::owner(async {
         let db = store.db.clone();
         if db.get_database_backend() != DbBackend::Postgres {
             return Ok(None);
@@ -202,6 +202,21 @@ impl PgVectorIndex {
         )
         .await
         .context("indexing chunk_embeddings")?;
+        // Row-level security, as on every tenant table (docs/security.md).
+        let protected = txn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT 1 AS p FROM pg_policies WHERE schemaname = current_schema() \
+                 AND tablename = 'chunk_embeddings' AND policyname = 'quire_tenant'",
+            ))
+            .await
+            .context("reading chunk_embeddings' policies")?
+            .is_some();
+        if !protected {
+            txn.execute_unprepared(&migration::protect("chunk_embeddings", true))
+                .await
+                .context("protecting chunk_embeddings")?;
+        }
         txn.commit()
             .await
             .context("committing the pgvector set-up")?;
@@ -213,7 +228,8 @@ impl PgVectorIndex {
             building: Arc::new(Mutex::new(HashSet::new())),
             builds: Arc::new(watch::Sender::new(0)),
         }))
-    }
+    }).await
+}
 
     /// Waits until no index build of this instance runs (tests and benchmarks).
     pub async fn settle(&self) {
@@ -255,7 +271,8 @@ impl PgVectorIndex {
         let dim = space.model.dimensions();
         drop(tokio::spawn(async move {
             let started = std::time::Instant::now();
-            match build_index(&db, &ext, id, dim).await {
+            // DDL: as the owner of the schema (a spawned task starts outside any scope).
+            match crate::rls::owner(build_index(&db, &ext, id, dim)).await {
                 Ok(built) => {
                     lock(&ready).insert(id);
                     if built {
@@ -540,7 +557,7 @@ async fn build_index(
 
 #[async_trait]
 impl VectorIndex for PgVectorIndex {
-    async fn upsert(&self, space: &Space, entries: &[VectorEntry]) -> Result<(), IndexError> {
+    async fn upsert(&self, space: &Space, entries: &[VectorEntry]) -> Result<(), IndexError> {crate::rls::tenant(space.tenant_id, async {
         let dim = space.model.dimensions();
         if let Some(bad) = entries.iter().find(|e| e.vector.len() != dim as usize) {
             return Err(IndexError::Dimension {
@@ -613,7 +630,8 @@ impl VectorIndex for PgVectorIndex {
             self.start_build(space);
         }
         Ok(())
-    }
+    }).await
+}
 
     async fn search(
         &self,
@@ -621,7 +639,7 @@ impl VectorIndex for PgVectorIndex {
         query: &[f32],
         k: usize,
         allow: Option<&[DocumentId]>,
-    ) -> Result<Vec<Candidate>, IndexError> {
+    ) -> Result<Vec<Candidate>, IndexError> {crate::rls::tenant(space.tenant_id, async {
         let dim = space.model.dimensions();
         if query.len() != dim as usize {
             return Err(IndexError::Dimension {
@@ -642,9 +660,10 @@ impl VectorIndex for PgVectorIndex {
             return self.exact(space.id, &text, k, None).await;
         }
         Ok(found)
-    }
+    }).await
+}
 
-    async fn missing(&self, space: &Space, chunks: &[ChunkId]) -> Result<Vec<ChunkId>, IndexError> {
+    async fn missing(&self, space: &Space, chunks: &[ChunkId]) -> Result<Vec<ChunkId>, IndexError> {crate::rls::tenant(space.tenant_id, async {
         let mut present: HashSet<Uuid> = HashSet::new();
         for batch in chunks.chunks(IN_BATCH) {
             let found: Vec<Uuid> = scope::select::<row::Entity>(space.tenant_id)
@@ -664,14 +683,15 @@ impl VectorIndex for PgVectorIndex {
             .copied()
             .filter(|c| !present.contains(&c.as_uuid()) && seen.insert(*c))
             .collect())
-    }
+    }).await
+}
 
     async fn retain(
         &self,
         tenant: TenantId,
         document: DocumentId,
         keep: &[ChunkId],
-    ) -> Result<(), IndexError> {
+    ) -> Result<(), IndexError> {crate::rls::tenant(tenant, async {
         let mut delete = scope::delete::<row::Entity>(tenant)
             .filter(row::Column::DocumentId.eq(document.as_uuid()));
         if !keep.is_empty() {
@@ -686,24 +706,25 @@ impl VectorIndex for PgVectorIndex {
             .await
             .context("deleting a document's vectors")?;
         Ok(())
-    }
+    }).await
+}
 
-    async fn drop_space(&self, space: &Space) -> Result<(), IndexError> {
+    async fn drop_space(&self, space: &Space) -> Result<(), IndexError> {crate::rls::tenant(space.tenant_id, async {
         scope::delete::<row::Entity>(space.tenant_id)
             .filter(row::Column::SpaceId.eq(space.id.as_uuid()))
             .exec(&self.db)
             .await
             .context("dropping a space's vectors")?;
         lock(&self.ready).remove(&space.id);
-        self.db
-            .execute_unprepared(&format!(
-                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                index_name(space.id)
-            ))
-            .await
+        crate::rls::owner(self.db.execute_unprepared(&format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            index_name(space.id)
+        )))
+        .await
             .context("dropping a space's index")?;
         Ok(())
-    }
+    }).await
+}
 
     fn backend(&self) -> &'static str {
         "pgvector"

@@ -165,7 +165,7 @@ impl SpaceRepository for SqlStore {
         &self,
         tenant: TenantId,
         scopes: Option<&[Option<CollectionId>]>,
-    ) -> Result<Vec<Space>, IndexError> {
+    ) -> Result<Vec<Space>, IndexError> {crate::rls::tenant(tenant, async {
         let mut query = scope::select::<Entity>(tenant)
             .filter(live())
             .order_by_asc(Column::Id);
@@ -177,9 +177,10 @@ impl SpaceRepository for SqlStore {
         }
         let rows = query.all(&self.db).await.context("listing spaces")?;
         all_to_domain(rows)
-    }
+    }).await
+}
 
-    async fn ensure(&self, space: Space) -> Result<Space, IndexError> {
+    async fn ensure(&self, space: Space) -> Result<Space, IndexError> {crate::rls::tenant(space.tenant_id, async {
         if space.status == SpaceStatus::Retired {
             return Err(
                 anyhow::anyhow!("a space is created building or active, not retired").into(),
@@ -235,9 +236,10 @@ impl SpaceRepository for SqlStore {
             txn.rollback().await.context("ending a space ensure")?;
         }
         Err(anyhow::anyhow!("the spaces of a scope kept changing during ensure").into())
-    }
+    }).await
+}
 
-    async fn activate(&self, id: SpaceId) -> Result<bool, IndexError> {
+    async fn activate(&self, id: SpaceId) -> Result<bool, IndexError> {crate::rls::platform(async {
         let backend = self.db.get_database_backend();
         let now = at_value(backend, utc_micros(self.now()));
         let txn = self.begin_write().await.context("starting an activation")?;
@@ -273,13 +275,14 @@ impl SpaceRepository for SqlStore {
             .context("activating a space")?;
         txn.commit().await.context("committing an activation")?;
         Ok(true)
-    }
+    }).await
+}
 
     async fn claim_building(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
-    ) -> Result<Option<(Space, Uuid)>, IndexError> {
+    ) -> Result<Option<(Space, Uuid)>, IndexError> {crate::rls::platform(async {
         let backend = self.db.get_database_backend();
         let (now, until) = lease_window(now, lease).context("the lease is too long")?;
         let now = at_value(backend, now);
@@ -317,14 +320,15 @@ impl SpaceRepository for SqlStore {
         }
         txn.commit().await.context("committing a space claim")?;
         Ok(Some((to_domain(row)?, token)))
-    }
+    }).await
+}
 
     async fn renew(
         &self,
         id: SpaceId,
         lease: Uuid,
         until: OffsetDateTime,
-    ) -> Result<bool, IndexError> {
+    ) -> Result<bool, IndexError> {crate::rls::platform(async {
         let backend = self.db.get_database_backend();
         let changed = Entity::update_many()
             .col_expr(
@@ -343,9 +347,10 @@ impl SpaceRepository for SqlStore {
             .context("renewing a space lease")?
             .rows_affected;
         Ok(changed == 1)
-    }
+    }).await
+}
 
-    async fn retired(&self, limit: usize) -> Result<Vec<Space>, IndexError> {
+    async fn retired(&self, limit: usize) -> Result<Vec<Space>, IndexError> {crate::rls::platform(async {
         let rows = Entity::find()
             .filter(Column::Status.eq(RETIRED))
             .order_by_asc(Column::Id)
@@ -354,21 +359,23 @@ impl SpaceRepository for SqlStore {
             .await
             .context("listing retired spaces")?;
         all_to_domain(rows)
-    }
+    }).await
+}
 
-    async fn delete(&self, id: SpaceId) -> Result<(), IndexError> {
+    async fn delete(&self, id: SpaceId) -> Result<(), IndexError> {crate::rls::platform(async {
         Entity::delete_by_id(id.as_uuid())
             .exec(&self.db)
             .await
             .context("deleting a space")?;
         Ok(())
-    }
+    }).await
+}
 
     async fn active_not_on(
         &self,
         model: &EmbeddingModel,
         limit: usize,
-    ) -> Result<Vec<Space>, IndexError> {
+    ) -> Result<Vec<Space>, IndexError> {crate::rls::platform(async {
         let dimensions: i32 = fit(model.dimensions(), "dimensions")?;
         let following_default = Query::select()
             .column(collection::Column::Id)
@@ -393,5 +400,6 @@ impl SpaceRepository for SqlStore {
             .await
             .context("listing spaces of another model")?;
         all_to_domain(rows)
-    }
+    }).await
+}
 }

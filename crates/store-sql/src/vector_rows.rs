@@ -77,7 +77,7 @@ fn to_row(m: Model) -> Result<VectorRow, IndexError> {
 
 #[async_trait]
 impl VectorRows for SqlStore {
-    async fn upsert(&self, space: &Space, entries: &[VectorEntry]) -> Result<i64, IndexError> {
+    async fn upsert(&self, space: &Space, entries: &[VectorEntry]) -> Result<i64, IndexError> {crate::rls::tenant(space.tenant_id, async {
         check_dimensions(space.model.dimensions(), entries)?;
         if entries.is_empty() {
             return self.version(space.id).await;
@@ -156,9 +156,10 @@ impl VectorRows for SqlStore {
         }
         txn.commit().await.context("committing vectors")?;
         Ok(seq)
-    }
+    }).await
+}
 
-    async fn version(&self, space: SpaceId) -> Result<i64, IndexError> {
+    async fn version(&self, space: SpaceId) -> Result<i64, IndexError> {crate::rls::platform(async {
         let version: Option<i64> = embedding_space::Entity::find_by_id(space.as_uuid())
             .select_only()
             .column(embedding_space::Column::Version)
@@ -167,7 +168,8 @@ impl VectorRows for SqlStore {
             .await
             .context("reading a space's version")?;
         Ok(version.unwrap_or(0))
-    }
+    }).await
+}
 
     async fn load(
         &self,
@@ -175,7 +177,7 @@ impl VectorRows for SqlStore {
         after: i64,
         cursor: Option<(i64, ChunkId)>,
         limit: usize,
-    ) -> Result<Vec<VectorRow>, IndexError> {
+    ) -> Result<Vec<VectorRow>, IndexError> {crate::rls::platform(async {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -201,13 +203,14 @@ impl VectorRows for SqlStore {
             .into_iter()
             .map(to_row)
             .collect()
-    }
+    }).await
+}
 
     async fn missing(
         &self,
         space: SpaceId,
         chunks: &[ChunkId],
-    ) -> Result<Vec<ChunkId>, IndexError> {
+    ) -> Result<Vec<ChunkId>, IndexError> {crate::rls::platform(async {
         let mut present: HashSet<Uuid> = HashSet::new();
         for batch in chunks.chunks(IN_BATCH) {
             let found: Vec<Uuid> = Entity::find()
@@ -227,14 +230,15 @@ impl VectorRows for SqlStore {
             .copied()
             .filter(|c| !present.contains(&c.as_uuid()) && seen.insert(*c))
             .collect())
-    }
+    }).await
+}
 
     async fn retain(
         &self,
         tenant: TenantId,
         document: DocumentId,
         keep: &[ChunkId],
-    ) -> Result<Vec<(SpaceId, ChunkId)>, IndexError> {
+    ) -> Result<Vec<(SpaceId, ChunkId)>, IndexError> {crate::rls::tenant(tenant, async {
         let keep: HashSet<Uuid> = keep.iter().map(ChunkId::as_uuid).collect();
         let txn = self
             .begin_write()
@@ -273,9 +277,10 @@ impl VectorRows for SqlStore {
         }
         txn.commit().await.context("committing a vector cleanup")?;
         Ok(deleted)
-    }
+    }).await
+}
 
-    async fn drop_space(&self, space: SpaceId) -> Result<(), IndexError> {
+    async fn drop_space(&self, space: SpaceId) -> Result<(), IndexError> {crate::rls::platform(async {
         loop {
             let some = Query::select()
                 .column(Column::ChunkId)
@@ -294,7 +299,8 @@ impl VectorRows for SqlStore {
                 return Ok(());
             }
         }
-    }
+    }).await
+}
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ fn due(now: &Value) -> Condition {
 
 #[async_trait]
 impl WebhookStore for SqlStore {
-    async fn create(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+    async fn create(&self, endpoint: &Endpoint) -> Result<(), StoreError> {crate::rls::tenant(endpoint.tenant_id, async {
         let row = webhook::Model {
             id: endpoint.id.as_uuid(),
             tenant_id: endpoint.tenant_id.as_uuid(),
@@ -120,9 +120,10 @@ impl WebhookStore for SqlStore {
         .await
         .context("storing a webhook")?;
         Ok(())
-    }
+    }).await
+}
 
-    async fn list(&self, tenant: TenantId) -> Result<Vec<Endpoint>, StoreError> {
+    async fn list(&self, tenant: TenantId) -> Result<Vec<Endpoint>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<webhook::Entity>(tenant)
             .order_by_asc(webhook::Column::Id)
             .all(&self.db)
@@ -131,9 +132,10 @@ impl WebhookStore for SqlStore {
             .into_iter()
             .map(endpoint_of)
             .collect()
-    }
+    }).await
+}
 
-    async fn find(&self, tenant: TenantId, id: WebhookId) -> Result<Option<Endpoint>, StoreError> {
+    async fn find(&self, tenant: TenantId, id: WebhookId) -> Result<Option<Endpoint>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<webhook::Entity>(tenant)
             .filter(webhook::Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -141,9 +143,10 @@ impl WebhookStore for SqlStore {
             .context("reading a webhook")?
             .map(endpoint_of)
             .transpose()
-    }
+    }).await
+}
 
-    async fn update(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
+    async fn update(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {crate::rls::tenant(endpoint.tenant_id, async {
         let changed = scope::update::<webhook::Entity>(endpoint.tenant_id)
             .col_expr(webhook::Column::Url, Expr::value(endpoint.url.clone()))
             .col_expr(
@@ -161,9 +164,10 @@ impl WebhookStore for SqlStore {
             .context("changing a webhook")?
             .rows_affected;
         Ok(changed == 1)
-    }
+    }).await
+}
 
-    async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<bool, StoreError> {
+    async fn delete(&self, tenant: TenantId, id: WebhookId) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
         // The foreign keys cascade to deliveries and attempts; deleted explicitly as well so
         // that a SQLite connection without `foreign_keys` keeps the contract.
         let txn = self
@@ -188,19 +192,21 @@ impl WebhookStore for SqlStore {
             .rows_affected;
         txn.commit().await.context("committing a webhook delete")?;
         Ok(gone == 1)
-    }
+    }).await
+}
 
     async fn subscribers(
         &self,
         tenant: TenantId,
         kind: EventKind,
-    ) -> Result<Vec<Endpoint>, StoreError> {
+    ) -> Result<Vec<Endpoint>, StoreError> {crate::rls::tenant(tenant, async {
         // At most `MAX_ENDPOINTS` rows: the event filter is applied here, not in SQL.
         let all = self.list(tenant).await?;
         Ok(all.into_iter().filter(|e| e.wants(kind)).collect())
-    }
+    }).await
+}
 
-    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {crate::rls::tenant(delivery.tenant_id, async {
         let row = webhook_delivery::Model {
             id: delivery.id.as_uuid(),
             tenant_id: delivery.tenant_id.as_uuid(),
@@ -223,13 +229,14 @@ impl WebhookStore for SqlStore {
         .await
         .context("queuing a webhook delivery")?;
         Ok(())
-    }
+    }).await
+}
 
     async fn find_delivery(
         &self,
         tenant: TenantId,
         id: DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
+    ) -> Result<Option<Delivery>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<webhook_delivery::Entity>(tenant)
             .filter(webhook_delivery::Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -237,13 +244,14 @@ impl WebhookStore for SqlStore {
             .context("reading a webhook delivery")?
             .map(delivery_of)
             .transpose()
-    }
+    }).await
+}
 
     async fn claim(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
-    ) -> Result<Option<Claim>, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {crate::rls::platform(async {
         use webhook_delivery::{Column, Entity};
         let backend = self.db.get_database_backend();
         let (now, until) = lease_window(now, lease).context("the lease is too long")?;
@@ -286,7 +294,8 @@ impl WebhookStore for SqlStore {
             delivery: delivery_of(row)?,
             lease: token,
         }))
-    }
+    }).await
+}
 
     async fn settle(
         &self,
@@ -294,7 +303,7 @@ impl WebhookStore for SqlStore {
         attempt: Option<&Attempt>,
         next: Next,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.delivery.tenant_id, async {
         use webhook_delivery::{Column, Entity};
         let backend = self.db.get_database_backend();
         let stamp = at_value(backend, now);
@@ -346,14 +355,15 @@ impl WebhookStore for SqlStore {
         }
         txn.commit().await.context("committing a settle")?;
         Ok(true)
-    }
+    }).await
+}
 
     async fn attempts(
         &self,
         tenant: TenantId,
         webhook: WebhookId,
         page: &PageRequest,
-    ) -> Result<Page<Attempt>, StoreError> {
+    ) -> Result<Page<Attempt>, StoreError> {crate::rls::tenant(tenant, async {
         use webhook_attempt::{Column, Entity};
         let mut select = scope::select::<Entity>(tenant)
             .filter(Column::WebhookId.eq(webhook.as_uuid()))
@@ -371,13 +381,14 @@ impl WebhookStore for SqlStore {
             .map(attempt_of)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page, |a| a.id.to_string()))
-    }
+    }).await
+}
 
     async fn find_attempt(
         &self,
         tenant: TenantId,
         id: AttemptId,
-    ) -> Result<Option<Attempt>, StoreError> {
+    ) -> Result<Option<Attempt>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<webhook_attempt::Entity>(tenant)
             .filter(webhook_attempt::Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -385,5 +396,6 @@ impl WebhookStore for SqlStore {
             .context("reading a webhook attempt")?
             .map(attempt_of)
             .transpose()
-    }
+    }).await
+}
 }

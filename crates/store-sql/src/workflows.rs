@@ -131,11 +131,12 @@ impl SqlStore {
 
 #[async_trait]
 impl WorkflowStore for SqlStore {
-    async fn enqueue(&self, run: &Run) -> Result<(), StoreError> {
+    async fn enqueue(&self, run: &Run) -> Result<(), StoreError> {crate::rls::tenant(run.tenant_id, async {
         self.insert_run(&self.db, run).await
-    }
+    }).await
+}
 
-    async fn find(&self, tenant: TenantId, id: RunId) -> Result<Option<Run>, StoreError> {
+    async fn find(&self, tenant: TenantId, id: RunId) -> Result<Option<Run>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<workflow_run::Entity>(tenant)
             .filter(workflow_run::Column::Id.eq(id.as_uuid()))
             .one(&self.db)
@@ -143,14 +144,15 @@ impl WorkflowStore for SqlStore {
             .context("reading a workflow run")?
             .map(run_of)
             .transpose()
-    }
+    }).await
+}
 
     async fn list(
         &self,
         tenant: TenantId,
         filter: &RunFilter,
         page: &PageRequest,
-    ) -> Result<Page<Run>, StoreError> {
+    ) -> Result<Page<Run>, StoreError> {crate::rls::tenant(tenant, async {
         use workflow_run::{Column, Entity};
         let mut select = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
         if let Some(s) = filter.status {
@@ -172,14 +174,15 @@ impl WorkflowStore for SqlStore {
             .map(run_of)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, page, |r| r.id.to_string()))
-    }
+    }).await
+}
 
     async fn cancel(
         &self,
         tenant: TenantId,
         id: RunId,
         now: OffsetDateTime,
-    ) -> Result<Option<Run>, StoreError> {
+    ) -> Result<Option<Run>, StoreError> {crate::rls::tenant(tenant, async {
         use workflow_run::{Column, Entity};
         let stamp = self.at(now);
         let txn = self.begin_write().await.context("starting a cancel")?;
@@ -208,13 +211,14 @@ impl WorkflowStore for SqlStore {
             .context("reading a cancelled run")?;
         txn.commit().await.context("committing a cancel")?;
         row.map(run_of).transpose()
-    }
+    }).await
+}
 
     async fn claim(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
-    ) -> Result<Option<Claim>, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {crate::rls::platform(async {
         use workflow_run::{Column, Entity};
         let backend = self.db.get_database_backend();
         let (now, until) = lease_window(now, lease).context("the lease is too long")?;
@@ -256,14 +260,15 @@ impl WorkflowStore for SqlStore {
             run: run_of(row)?,
             lease: token,
         }))
-    }
+    }).await
+}
 
     async fn heartbeat(
         &self,
         claim: &Claim,
         progress: f32,
         until: OffsetDateTime,
-    ) -> Result<Beat, StoreError> {
+    ) -> Result<Beat, StoreError> {crate::rls::tenant(claim.run.tenant_id, async {
         use workflow_run::{Column, Entity};
         let r = &claim.run;
         let mut rows = scope::update::<Entity>(r.tenant_id)
@@ -281,14 +286,15 @@ impl WorkflowStore for SqlStore {
             Some(row) if row.cancel_requested => Beat::CancelRequested,
             Some(_) => Beat::Held,
         })
-    }
+    }).await
+}
 
     async fn finish(
         &self,
         claim: &Claim,
         ending: &Ending,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.run.tenant_id, async {
         use workflow_run::{Column, Entity};
         let r = &claim.run;
         let stamp = self.at(now);
@@ -319,9 +325,10 @@ impl WorkflowStore for SqlStore {
             .context("ending a workflow run")?
             .rows_affected;
         Ok(changed == 1)
-    }
+    }).await
+}
 
-    async fn create_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
+    async fn create_schedule(&self, s: &Schedule) -> Result<(), StoreError> {crate::rls::tenant(s.tenant_id, async {
         let row = workflow_schedule::Model {
             id: s.id.as_uuid(),
             tenant_id: s.tenant_id.as_uuid(),
@@ -340,9 +347,10 @@ impl WorkflowStore for SqlStore {
         .await
         .context("storing a schedule")?;
         Ok(())
-    }
+    }).await
+}
 
-    async fn schedules(&self, tenant: TenantId) -> Result<Vec<Schedule>, StoreError> {
+    async fn schedules(&self, tenant: TenantId) -> Result<Vec<Schedule>, StoreError> {crate::rls::tenant(tenant, async {
         scope::select::<workflow_schedule::Entity>(tenant)
             .order_by_asc(workflow_schedule::Column::Id)
             .all(&self.db)
@@ -351,9 +359,10 @@ impl WorkflowStore for SqlStore {
             .into_iter()
             .map(schedule_of)
             .collect()
-    }
+    }).await
+}
 
-    async fn delete_schedule(&self, tenant: TenantId, id: ScheduleId) -> Result<bool, StoreError> {
+    async fn delete_schedule(&self, tenant: TenantId, id: ScheduleId) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
         let gone = scope::delete::<workflow_schedule::Entity>(tenant)
             .filter(workflow_schedule::Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
@@ -361,13 +370,14 @@ impl WorkflowStore for SqlStore {
             .context("deleting a schedule")?
             .rows_affected;
         Ok(gone == 1)
-    }
+    }).await
+}
 
     async fn due_schedules(
         &self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<Schedule>, StoreError> {
+    ) -> Result<Vec<Schedule>, StoreError> {crate::rls::platform(async {
         use workflow_schedule::{Column, Entity};
         // Across tenants by design: the scheduler's look for due rows.
         Entity::find()
@@ -381,14 +391,15 @@ impl WorkflowStore for SqlStore {
             .into_iter()
             .map(schedule_of)
             .collect()
-    }
+    }).await
+}
 
     async fn fire(
         &self,
         schedule: &Schedule,
         next: OffsetDateTime,
         run: &Run,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StoreError> {crate::rls::tenant(schedule.tenant_id, async {
         use workflow_schedule::{Column, Entity};
         let txn = self
             .begin_write()
@@ -409,5 +420,6 @@ impl WorkflowStore for SqlStore {
         self.insert_run(&txn, run).await?;
         txn.commit().await.context("committing a firing")?;
         Ok(true)
-    }
+    }).await
+}
 }

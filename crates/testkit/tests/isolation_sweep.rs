@@ -1,7 +1,7 @@
 //! The two-tenant isolation sweep: a member of tenant B, with valid credentials, calls every
 //! route scoped to an organization with tenant A's id and slug, and gets 404 with none of A's
 //! data. The route list comes from the OpenAPI document, so a new route that nobody classified
-//! in `testkit::sweep::ROUTES` fails this test.
+//! in `testkit::sweep::ROUTES` fails this test. On PostgreSQL it runs under row-level security.
 
 use std::collections::BTreeSet;
 
@@ -604,12 +604,14 @@ async fn tenant_b_never_reaches_tenant_a_on_postgres_and_redis() {
     if testkit::services_skipped("PostgreSQL + Redis") {
         return;
     }
-    sweep(
-        &spawn_app_with(TestOptions {
-            tweaks: vec![local_webhooks],
-            ..TestOptions::production()
-        })
-        .await,
-    )
+    let app = spawn_app_with(TestOptions {
+        tweaks: vec![local_webhooks],
+        ..TestOptions::production()
+    })
     .await;
+    // With row-level security on: the app's connections run as `quire_app`, which the
+    // tenant policies bind (docs/security.md, "Row-level security"; row_level_security.rs).
+    let (role, row_security) = app.store().await.session_role().await.expect("role");
+    assert_eq!((role.as_str(), row_security.as_str()), ("quire_app", "on"));
+    sweep(&app).await;
 }
