@@ -3,7 +3,9 @@
 //!
 //! Rules for new migrations: portable column types only (no backend-specific SQL unless
 //! guarded by `manager.get_database_backend()`), every tenant table has a `tenant_id` column
-//! and an index that starts with it, and migrations are never edited once they have landed.
+//! and an index that starts with it and, on PostgreSQL, row-level security ([`protect`]; the
+//! test `row_level_security.rs` finds a tenant table without it), and migrations are never
+//! edited once they have landed.
 
 pub use sea_orm_migration::prelude::*;
 

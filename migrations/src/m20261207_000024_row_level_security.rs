@@ -34,6 +34,7 @@ pub const PLATFORM_TABLES: &[&str] = &[
     "chat_messages",
     "chunk_vectors",
     "chunk_embeddings",
+    "collections",
     "memberships",
     "api_keys",
     "invitations",

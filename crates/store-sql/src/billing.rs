@@ -121,207 +121,222 @@ fn grouped_sums(
 
 #[async_trait]
 impl UsageLedger for SqlUsageLedger {
-    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {crate::rls::tenant(event.tenant, async {
-        let (user_id, api_key_id) = actor_columns(event.actor);
-        let values: [Value; 12] = [
-            event.id.into(),
-            event.tenant.as_uuid().into(),
-            user_id.into(),
-            api_key_id.into(),
-            event.model.clone().into(),
-            event.kind.as_str().into(),
-            event.reference.clone().into(),
-            event.request_id.clone().into(),
-            fit::<u64, i64>(event.prompt_tokens, "prompt tokens")?.into(),
-            fit::<u64, i64>(event.completion_tokens, "completion tokens")?.into(),
-            event.cost_micros.into(),
-            self.at(event.at),
-        ];
-        let insert = Query::insert()
-            .into_table(usage_event::Entity)
-            .columns([
-                usage_event::Column::Id,
-                usage_event::Column::TenantId,
-                usage_event::Column::UserId,
-                usage_event::Column::ApiKeyId,
-                usage_event::Column::Model,
-                usage_event::Column::Kind,
-                usage_event::Column::Reference,
-                usage_event::Column::RequestId,
-                usage_event::Column::PromptTokens,
-                usage_event::Column::CompletionTokens,
-                usage_event::Column::CostMicros,
-                usage_event::Column::At,
-            ])
-            .values(values.map(Expr::value))
-            .context("building a usage event insert")?
-            .on_conflict(
-                OnConflict::column(usage_event::Column::Id)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .to_owned();
-        let inserted = self
-            .store
-            .db
-            .execute(&insert)
-            .await
-            .with_context(|| format!("appending usage event {}", event.id))?
-            .rows_affected();
-        Ok(inserted == 1)
-    }).await
-}
+    async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {
+        crate::rls::tenant(event.tenant, async {
+            let (user_id, api_key_id) = actor_columns(event.actor);
+            let values: [Value; 12] = [
+                event.id.into(),
+                event.tenant.as_uuid().into(),
+                user_id.into(),
+                api_key_id.into(),
+                event.model.clone().into(),
+                event.kind.as_str().into(),
+                event.reference.clone().into(),
+                event.request_id.clone().into(),
+                fit::<u64, i64>(event.prompt_tokens, "prompt tokens")?.into(),
+                fit::<u64, i64>(event.completion_tokens, "completion tokens")?.into(),
+                event.cost_micros.into(),
+                self.at(event.at),
+            ];
+            let insert = Query::insert()
+                .into_table(usage_event::Entity)
+                .columns([
+                    usage_event::Column::Id,
+                    usage_event::Column::TenantId,
+                    usage_event::Column::UserId,
+                    usage_event::Column::ApiKeyId,
+                    usage_event::Column::Model,
+                    usage_event::Column::Kind,
+                    usage_event::Column::Reference,
+                    usage_event::Column::RequestId,
+                    usage_event::Column::PromptTokens,
+                    usage_event::Column::CompletionTokens,
+                    usage_event::Column::CostMicros,
+                    usage_event::Column::At,
+                ])
+                .values(values.map(Expr::value))
+                .context("building a usage event insert")?
+                .on_conflict(
+                    OnConflict::column(usage_event::Column::Id)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .to_owned();
+            let inserted = self
+                .store
+                .db
+                .execute(&insert)
+                .await
+                .with_context(|| format!("appending usage event {}", event.id))?
+                .rows_affected();
+            Ok(inserted == 1)
+        })
+        .await
+    }
 
     async fn tokens_since(
         &self,
         tenant: TenantId,
         since: OffsetDateTime,
-    ) -> Result<u64, LedgerError> {crate::rls::tenant(tenant, async {
-        let (prompt, completion): (i64, i64) = scope::select::<usage_event::Entity>(tenant)
-            .select_only()
-            .expr(Expr::cust(SUMS[0]))
-            .expr(Expr::cust(SUMS[1]))
-            .filter(usage_event::Column::At.gte(self.at(since)))
-            .into_tuple()
-            .one(&self.store.db)
-            .await
-            .context("summing a tenant's tokens")?
-            .unwrap_or_default();
-        let prompt: u64 = fit(prompt, "summed prompt tokens")?;
-        let completion: u64 = fit(completion, "summed completion tokens")?;
-        Ok(prompt.saturating_add(completion))
-    }).await
-}
+    ) -> Result<u64, LedgerError> {
+        crate::rls::tenant(tenant, async {
+            let (prompt, completion): (i64, i64) = scope::select::<usage_event::Entity>(tenant)
+                .select_only()
+                .expr(Expr::cust(SUMS[0]))
+                .expr(Expr::cust(SUMS[1]))
+                .filter(usage_event::Column::At.gte(self.at(since)))
+                .into_tuple()
+                .one(&self.store.db)
+                .await
+                .context("summing a tenant's tokens")?
+                .unwrap_or_default();
+            let prompt: u64 = fit(prompt, "summed prompt tokens")?;
+            let completion: u64 = fit(completion, "summed completion tokens")?;
+            Ok(prompt.saturating_add(completion))
+        })
+        .await
+    }
 
     async fn totals(
         &self,
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
-    ) -> Result<Vec<UsageRow>, LedgerError> {crate::rls::tenant(tenant, async {
-        let mut query = scope::select::<usage_event::Entity>(tenant)
-            .filter(usage_event::Column::At.gte(self.at(since)));
-        query = match actor {
-            Some(Principal::User(u)) => query.filter(usage_event::Column::UserId.eq(u.as_uuid())),
-            Some(Principal::ApiKey(k)) => {
-                query.filter(usage_event::Column::ApiKeyId.eq(k.as_uuid()))
-            }
-            None => query,
-        };
-        let rows: Vec<(
-            String,
-            String,
-            Option<Uuid>,
-            Option<Uuid>,
-            i64,
-            i64,
-            i64,
-            i64,
-        )> = grouped_sums(
-            query,
-            &[
-                usage_event::Column::Kind,
-                usage_event::Column::Model,
-                usage_event::Column::UserId,
-                usage_event::Column::ApiKeyId,
-            ],
-        )
-        .into_tuple()
-        .all(&self.store.db)
-        .await
-        .context("summing a tenant's usage")?;
-        let rows = rows
-            .into_iter()
-            .map(
-                |(kind, model, user, key, prompt, completion, cost, events)| {
-                    Ok(UsageRow {
-                        kind: kind_from_column(&kind)?,
-                        model,
-                        actor: actor_from_columns(user, key)?,
-                        totals: totals(prompt, completion, cost, events)?,
-                    })
-                },
+    ) -> Result<Vec<UsageRow>, LedgerError> {
+        crate::rls::tenant(tenant, async {
+            let mut query = scope::select::<usage_event::Entity>(tenant)
+                .filter(usage_event::Column::At.gte(self.at(since)));
+            query = match actor {
+                Some(Principal::User(u)) => {
+                    query.filter(usage_event::Column::UserId.eq(u.as_uuid()))
+                }
+                Some(Principal::ApiKey(k)) => {
+                    query.filter(usage_event::Column::ApiKeyId.eq(k.as_uuid()))
+                }
+                None => query,
+            };
+            let rows: Vec<(
+                String,
+                String,
+                Option<Uuid>,
+                Option<Uuid>,
+                i64,
+                i64,
+                i64,
+                i64,
+            )> = grouped_sums(
+                query,
+                &[
+                    usage_event::Column::Kind,
+                    usage_event::Column::Model,
+                    usage_event::Column::UserId,
+                    usage_event::Column::ApiKeyId,
+                ],
             )
-            .collect::<anyhow::Result<_>>()?;
-        Ok(rows)
-    }).await
-}
+            .into_tuple()
+            .all(&self.store.db)
+            .await
+            .context("summing a tenant's usage")?;
+            let rows = rows
+                .into_iter()
+                .map(
+                    |(kind, model, user, key, prompt, completion, cost, events)| {
+                        Ok(UsageRow {
+                            kind: kind_from_column(&kind)?,
+                            model,
+                            actor: actor_from_columns(user, key)?,
+                            totals: totals(prompt, completion, cost, events)?,
+                        })
+                    },
+                )
+                .collect::<anyhow::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
 
     async fn totals_by_tenant(
         &self,
         since: OffsetDateTime,
-    ) -> Result<Vec<TenantUsageRow>, LedgerError> {crate::rls::platform(async {
-        // Every tenant's: the platform administrators' report, the one unscoped read.
-        let query = usage_event::Entity::find().filter(usage_event::Column::At.gte(self.at(since)));
-        let rows: Vec<(Uuid, String, String, i64, i64, i64, i64)> = grouped_sums(
-            query,
-            &[
-                usage_event::Column::TenantId,
-                usage_event::Column::Kind,
-                usage_event::Column::Model,
-            ],
-        )
-        .into_tuple()
-        .all(&self.store.db)
-        .await
-        .context("summing every tenant's usage")?;
-        let rows = rows
-            .into_iter()
-            .map(|(tenant, kind, model, prompt, completion, cost, events)| {
-                Ok(TenantUsageRow {
-                    tenant: TenantId::from_uuid(tenant),
-                    kind: kind_from_column(&kind)?,
-                    model,
-                    totals: totals(prompt, completion, cost, events)?,
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(rows)
-    }).await
-}
-
-    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError> {crate::rls::tenant(tenant, async {
-        let limit = scope::select::<usage_limit::Entity>(tenant)
-            .one(&self.store.db)
+    ) -> Result<Vec<TenantUsageRow>, LedgerError> {
+        crate::rls::platform(async {
+            // Every tenant's: the platform administrators' report, the one unscoped read.
+            let query =
+                usage_event::Entity::find().filter(usage_event::Column::At.gte(self.at(since)));
+            let rows: Vec<(Uuid, String, String, i64, i64, i64, i64)> = grouped_sums(
+                query,
+                &[
+                    usage_event::Column::TenantId,
+                    usage_event::Column::Kind,
+                    usage_event::Column::Model,
+                ],
+            )
+            .into_tuple()
+            .all(&self.store.db)
             .await
-            .context("reading a limit override")?
-            .map(|m| fit(m.monthly_token_limit, "stored monthly token limit"))
-            .transpose()?;
-        Ok(limit)
-    }).await
-}
+            .context("summing every tenant's usage")?;
+            let rows = rows
+                .into_iter()
+                .map(|(tenant, kind, model, prompt, completion, cost, events)| {
+                    Ok(TenantUsageRow {
+                        tenant: TenantId::from_uuid(tenant),
+                        kind: kind_from_column(&kind)?,
+                        model,
+                        totals: totals(prompt, completion, cost, events)?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn limit_override(&self, tenant: TenantId) -> Result<Option<u64>, LedgerError> {
+        crate::rls::tenant(tenant, async {
+            let limit = scope::select::<usage_limit::Entity>(tenant)
+                .one(&self.store.db)
+                .await
+                .context("reading a limit override")?
+                .map(|m| fit(m.monthly_token_limit, "stored monthly token limit"))
+                .transpose()?;
+            Ok(limit)
+        })
+        .await
+    }
 
     async fn set_limit_override(
         &self,
         tenant: TenantId,
         limit: Option<u64>,
-    ) -> Result<(), LedgerError> {crate::rls::tenant(tenant, async {
-        let Some(limit) = limit else {
-            scope::delete::<usage_limit::Entity>(tenant)
-                .exec(&self.store.db)
+    ) -> Result<(), LedgerError> {
+        crate::rls::tenant(tenant, async {
+            let Some(limit) = limit else {
+                scope::delete::<usage_limit::Entity>(tenant)
+                    .exec(&self.store.db)
+                    .await
+                    .context("removing a limit override")?;
+                return Ok(());
+            };
+            let upsert = usage_limit::Entity::insert(usage_limit::ActiveModel {
+                tenant_id: Set(tenant.as_uuid()),
+                monthly_token_limit: Set(fit(limit, "monthly token limit")?),
+                updated_at: Set(self.store.now()),
+            })
+            .on_conflict(
+                OnConflict::column(usage_limit::Column::TenantId)
+                    .update_columns([
+                        usage_limit::Column::MonthlyTokenLimit,
+                        usage_limit::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            );
+            execute_timed(&self.store.db, &upsert)
                 .await
-                .context("removing a limit override")?;
-            return Ok(());
-        };
-        let upsert = usage_limit::Entity::insert(usage_limit::ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            monthly_token_limit: Set(fit(limit, "monthly token limit")?),
-            updated_at: Set(self.store.now()),
+                .context("storing a limit override")?;
+            Ok(())
         })
-        .on_conflict(
-            OnConflict::column(usage_limit::Column::TenantId)
-                .update_columns([
-                    usage_limit::Column::MonthlyTokenLimit,
-                    usage_limit::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        );
-        execute_timed(&self.store.db, &upsert)
-            .await
-            .context("storing a limit override")?;
-        Ok(())
-    }).await
-}
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -108,48 +108,50 @@ impl ChunkCatalog for SqlStore {
         &self,
         tenant: TenantId,
         ids: &[ChunkId],
-    ) -> Result<Vec<ChunkRecord>, IndexError> {crate::rls::tenant(tenant, async {
-        let mut seen = HashSet::new();
-        let ids: Vec<Uuid> = ids
-            .iter()
-            .map(ChunkId::as_uuid)
-            .filter(|id| seen.insert(*id))
-            .collect();
-        let mut records = Vec::with_capacity(ids.len());
-        for batch in ids.chunks(IN_BATCH) {
-            let rows = scope::select::<chunk::Entity>(tenant)
-                .select_only()
-                .column(chunk::Column::Id)
-                .column(chunk::Column::DocumentId)
-                .column(chunk::Column::CollectionId)
-                .column(chunk::Column::Ordinal)
-                .column(chunk::Column::Page)
-                .column(chunk::Column::Text)
-                .column(chunk::Column::TokenCount)
-                .column_as(document::Column::Name, "document_name")
-                .join(JoinType::InnerJoin, chunk_document())
-                .filter(document::Column::TenantId.eq(tenant.as_uuid()))
-                .filter(chunk::Column::Id.is_in(batch.iter().copied()))
-                .into_model::<RecordRow>()
-                .all(&self.db)
-                .await
-                .context("reading chunks for search")?;
-            for r in rows {
-                records.push(ChunkRecord {
-                    chunk_id: ChunkId::from_uuid(r.id),
-                    document_id: DocumentId::from_uuid(r.document_id),
-                    document_name: r.document_name,
-                    collection_id: r.collection_id.map(CollectionId::from_uuid),
-                    ordinal: fit(r.ordinal, "ordinal")?,
-                    page: r.page.map(|p| fit(p, "page")).transpose()?,
-                    text: r.text,
-                    tokens: fit(r.token_count, "token_count")?,
-                });
+    ) -> Result<Vec<ChunkRecord>, IndexError> {
+        crate::rls::tenant(tenant, async {
+            let mut seen = HashSet::new();
+            let ids: Vec<Uuid> = ids
+                .iter()
+                .map(ChunkId::as_uuid)
+                .filter(|id| seen.insert(*id))
+                .collect();
+            let mut records = Vec::with_capacity(ids.len());
+            for batch in ids.chunks(IN_BATCH) {
+                let rows = scope::select::<chunk::Entity>(tenant)
+                    .select_only()
+                    .column(chunk::Column::Id)
+                    .column(chunk::Column::DocumentId)
+                    .column(chunk::Column::CollectionId)
+                    .column(chunk::Column::Ordinal)
+                    .column(chunk::Column::Page)
+                    .column(chunk::Column::Text)
+                    .column(chunk::Column::TokenCount)
+                    .column_as(document::Column::Name, "document_name")
+                    .join(JoinType::InnerJoin, chunk_document())
+                    .filter(document::Column::TenantId.eq(tenant.as_uuid()))
+                    .filter(chunk::Column::Id.is_in(batch.iter().copied()))
+                    .into_model::<RecordRow>()
+                    .all(&self.db)
+                    .await
+                    .context("reading chunks for search")?;
+                for r in rows {
+                    records.push(ChunkRecord {
+                        chunk_id: ChunkId::from_uuid(r.id),
+                        document_id: DocumentId::from_uuid(r.document_id),
+                        document_name: r.document_name,
+                        collection_id: r.collection_id.map(CollectionId::from_uuid),
+                        ordinal: fit(r.ordinal, "ordinal")?,
+                        page: r.page.map(|p| fit(p, "page")).transpose()?,
+                        text: r.text,
+                        tokens: fit(r.token_count, "token_count")?,
+                    });
+                }
             }
-        }
-        Ok(records)
-    }).await
-}
+            Ok(records)
+        })
+        .await
+    }
 
     async fn matching_documents(
         &self,
@@ -157,32 +159,35 @@ impl ChunkCatalog for SqlStore {
         collections: Option<&[CollectionId]>,
         filter: &MetadataFilter,
         limit: usize,
-    ) -> Result<Vec<DocumentId>, IndexError> {crate::rls::tenant(tenant, async {
-        if limit == 0 || collections.is_some_and(<[_]>::is_empty) {
-            return Ok(Vec::new());
-        }
-        let backend = self.db.get_database_backend();
-        let mut query = scope::select::<document::Entity>(tenant)
-            .select_only()
-            .column(document::Column::Id)
-            .order_by_asc(document::Column::Id)
-            .limit(limit_of(limit));
-        if let Some(collections) = collections {
-            query = query.filter(
-                document::Column::CollectionId.is_in(collections.iter().map(CollectionId::as_uuid)),
-            );
-        }
-        for (key, value) in filter.pairs() {
-            query = query.filter(metadata_has(backend, key, value)?);
-        }
-        let ids: Vec<Uuid> = query
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .context("filtering documents by metadata")?;
-        Ok(ids.into_iter().map(DocumentId::from_uuid).collect())
-    }).await
-}
+    ) -> Result<Vec<DocumentId>, IndexError> {
+        crate::rls::tenant(tenant, async {
+            if limit == 0 || collections.is_some_and(<[_]>::is_empty) {
+                return Ok(Vec::new());
+            }
+            let backend = self.db.get_database_backend();
+            let mut query = scope::select::<document::Entity>(tenant)
+                .select_only()
+                .column(document::Column::Id)
+                .order_by_asc(document::Column::Id)
+                .limit(limit_of(limit));
+            if let Some(collections) = collections {
+                query = query.filter(
+                    document::Column::CollectionId
+                        .is_in(collections.iter().map(CollectionId::as_uuid)),
+                );
+            }
+            for (key, value) in filter.pairs() {
+                query = query.filter(metadata_has(backend, key, value)?);
+            }
+            let ids: Vec<Uuid> = query
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .context("filtering documents by metadata")?;
+            Ok(ids.into_iter().map(DocumentId::from_uuid).collect())
+        })
+        .await
+    }
 
     async fn scan(
         &self,
@@ -190,37 +195,39 @@ impl ChunkCatalog for SqlStore {
         collection: Option<CollectionId>,
         after: Option<ChunkId>,
         limit: usize,
-    ) -> Result<Vec<ChunkText>, IndexError> {crate::rls::tenant(tenant, async {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut query = scope::select::<chunk::Entity>(tenant)
-            .select_only()
-            .column(chunk::Column::Id)
-            .column(chunk::Column::DocumentId)
-            .column(chunk::Column::Text)
-            .filter(match collection {
-                Some(c) => chunk::Column::CollectionId.eq(c.as_uuid()),
-                None => chunk::Column::CollectionId.is_null(),
-            })
-            .order_by_asc(chunk::Column::Id)
-            .limit(limit_of(limit));
-        if let Some(after) = after {
-            query = query.filter(chunk::Column::Id.gt(after.as_uuid()));
-        }
-        let rows: Vec<(Uuid, Uuid, String)> = query
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .context("scanning a scope's chunks")?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, document, text)| ChunkText {
-                chunk_id: ChunkId::from_uuid(id),
-                document_id: DocumentId::from_uuid(document),
-                text,
-            })
-            .collect())
-    }).await
-}
+    ) -> Result<Vec<ChunkText>, IndexError> {
+        crate::rls::tenant(tenant, async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut query = scope::select::<chunk::Entity>(tenant)
+                .select_only()
+                .column(chunk::Column::Id)
+                .column(chunk::Column::DocumentId)
+                .column(chunk::Column::Text)
+                .filter(match collection {
+                    Some(c) => chunk::Column::CollectionId.eq(c.as_uuid()),
+                    None => chunk::Column::CollectionId.is_null(),
+                })
+                .order_by_asc(chunk::Column::Id)
+                .limit(limit_of(limit));
+            if let Some(after) = after {
+                query = query.filter(chunk::Column::Id.gt(after.as_uuid()));
+            }
+            let rows: Vec<(Uuid, Uuid, String)> = query
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .context("scanning a scope's chunks")?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, document, text)| ChunkText {
+                    chunk_id: ChunkId::from_uuid(id),
+                    document_id: DocumentId::from_uuid(document),
+                    text,
+                })
+                .collect())
+        })
+        .await
+    }
 }

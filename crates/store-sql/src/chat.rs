@@ -72,16 +72,17 @@ impl SqlChatStore {
         message: MessageId,
     ) -> Result<Vec<Feedback>, StoreError> {
         crate::rls::tenant(tenant, async {
-        scope::select::<message_feedback::Entity>(tenant)
-            .filter(message_feedback::Column::MessageId.eq(message.as_uuid()))
-            .order_by_asc(message_feedback::Column::PrincipalKey)
-            .all(&self.store.db)
-            .await
-            .context("reading a message's feedback")?
-            .into_iter()
-            .map(feedback_to_domain)
-            .collect()
-        }).await
+            scope::select::<message_feedback::Entity>(tenant)
+                .filter(message_feedback::Column::MessageId.eq(message.as_uuid()))
+                .order_by_asc(message_feedback::Column::PrincipalKey)
+                .all(&self.store.db)
+                .await
+                .context("reading a message's feedback")?
+                .into_iter()
+                .map(feedback_to_domain)
+                .collect()
+        })
+        .await
     }
 
     /// Inserts `row` (of `message`) after moving its session's `updated_at`, in one
@@ -424,150 +425,164 @@ fn feedback_to_domain(m: message_feedback::Model) -> Result<Feedback, StoreError
 
 #[async_trait]
 impl ChatStore for SqlChatStore {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {crate::rls::tenant(session.tenant_id, async {
-        let (owner_user_id, owner_api_key_id) = owner_columns(session.owner);
-        let collection_ids = ids_to_json(&session.collection_ids)?;
-        let txn = self
-            .store
-            .begin_write()
-            .await
-            .context("starting a chat session insert")?;
-        let assistant_id = self
-            .own_assistant(&txn, session.tenant_id, session.assistant_id)
-            .await?;
-        let row = chat_session::ActiveModel {
-            id: Set(session.id.as_uuid()),
-            tenant_id: Set(session.tenant_id.as_uuid()),
-            owner_user_id: Set(owner_user_id),
-            owner_api_key_id: Set(owner_api_key_id),
-            title: Set(session.title.clone()),
-            collection_ids: Set(collection_ids),
-            model: Set(session.model.clone()),
-            system_prompt: Set(session.system_prompt.clone()),
-            assistant_id: Set(assistant_id),
-            created_at: Set(session.created_at),
-            updated_at: Set(session.updated_at),
-        };
-        execute_timed(&txn, &chat_session::Entity::insert(row))
-            .await
-            .context("storing a chat session")?;
-        txn.commit()
-            .await
-            .context("committing a chat session insert")?;
-        Ok(())
-    }).await
-}
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        crate::rls::tenant(session.tenant_id, async {
+            let (owner_user_id, owner_api_key_id) = owner_columns(session.owner);
+            let collection_ids = ids_to_json(&session.collection_ids)?;
+            let txn = self
+                .store
+                .begin_write()
+                .await
+                .context("starting a chat session insert")?;
+            let assistant_id = self
+                .own_assistant(&txn, session.tenant_id, session.assistant_id)
+                .await?;
+            let row = chat_session::ActiveModel {
+                id: Set(session.id.as_uuid()),
+                tenant_id: Set(session.tenant_id.as_uuid()),
+                owner_user_id: Set(owner_user_id),
+                owner_api_key_id: Set(owner_api_key_id),
+                title: Set(session.title.clone()),
+                collection_ids: Set(collection_ids),
+                model: Set(session.model.clone()),
+                system_prompt: Set(session.system_prompt.clone()),
+                assistant_id: Set(assistant_id),
+                created_at: Set(session.created_at),
+                updated_at: Set(session.updated_at),
+            };
+            execute_timed(&txn, &chat_session::Entity::insert(row))
+                .await
+                .context("storing a chat session")?;
+            txn.commit()
+                .await
+                .context("committing a chat session insert")?;
+            Ok(())
+        })
+        .await
+    }
 
     async fn find_session(
         &self,
         tenant: TenantId,
         id: ChatSessionId,
-    ) -> Result<Option<Session>, StoreError> {crate::rls::tenant(tenant, async {
-        scope::select::<chat_session::Entity>(tenant)
-            .filter(chat_session::Column::Id.eq(id.as_uuid()))
-            .one(&self.store.db)
-            .await
-            .context("reading a chat session")?
-            .map(session_to_domain)
-            .transpose()
-    }).await
-}
+    ) -> Result<Option<Session>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<chat_session::Entity>(tenant)
+                .filter(chat_session::Column::Id.eq(id.as_uuid()))
+                .one(&self.store.db)
+                .await
+                .context("reading a chat session")?
+                .map(session_to_domain)
+                .transpose()
+        })
+        .await
+    }
 
     async fn list_sessions(
         &self,
         tenant: TenantId,
         owner: Principal,
         page: &PageRequest,
-    ) -> Result<Page<Session>, StoreError> {crate::rls::tenant(tenant, async {
-        let mut query =
-            scope::select::<chat_session::Entity>(tenant).order_by_desc(chat_session::Column::Id);
-        query = match owner {
-            Principal::User(u) => query.filter(chat_session::Column::OwnerUserId.eq(u.as_uuid())),
-            Principal::ApiKey(k) => {
-                query.filter(chat_session::Column::OwnerApiKeyId.eq(k.as_uuid()))
+    ) -> Result<Page<Session>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let mut query = scope::select::<chat_session::Entity>(tenant)
+                .order_by_desc(chat_session::Column::Id);
+            query = match owner {
+                Principal::User(u) => {
+                    query.filter(chat_session::Column::OwnerUserId.eq(u.as_uuid()))
+                }
+                Principal::ApiKey(k) => {
+                    query.filter(chat_session::Column::OwnerApiKeyId.eq(k.as_uuid()))
+                }
+            };
+            if let Some(after) = page.after_uuid()? {
+                query = query.filter(chat_session::Column::Id.lt(after));
             }
-        };
-        if let Some(after) = page.after_uuid()? {
-            query = query.filter(chat_session::Column::Id.lt(after));
-        }
-        let rows = query
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.store.db)
-            .await
-            .context("listing chat sessions")?;
-        let sessions = rows
-            .into_iter()
-            .map(session_to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(sessions, page, |s| s.id.to_string()))
-    }).await
-}
+            let rows = query
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.store.db)
+                .await
+                .context("listing chat sessions")?;
+            let sessions = rows
+                .into_iter()
+                .map(session_to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(sessions, page, |s| s.id.to_string()))
+        })
+        .await
+    }
 
-    async fn update_session(&self, session: &Session) -> Result<bool, StoreError> {crate::rls::tenant(session.tenant_id, async {
-        let collection_ids = ids_to_json(&session.collection_ids)?;
-        let txn = self
-            .store
-            .begin_write()
-            .await
-            .context("starting a chat session update")?;
-        let assistant_id = self
-            .own_assistant(&txn, session.tenant_id, session.assistant_id)
-            .await?;
-        let changed = scope::update::<chat_session::Entity>(session.tenant_id)
-            .col_expr(
-                chat_session::Column::Title,
-                Expr::value(session.title.clone()),
-            )
-            .col_expr(
-                chat_session::Column::CollectionIds,
-                Expr::value(collection_ids),
-            )
-            .col_expr(
-                chat_session::Column::Model,
-                Expr::value(session.model.clone()),
-            )
-            .col_expr(
-                chat_session::Column::SystemPrompt,
-                Expr::value(session.system_prompt.clone()),
-            )
-            .col_expr(chat_session::Column::AssistantId, Expr::value(assistant_id))
-            .col_expr(
-                chat_session::Column::UpdatedAt,
-                Expr::value(at_value(txn.get_database_backend(), session.updated_at)),
-            )
-            .filter(chat_session::Column::Id.eq(session.id.as_uuid()))
-            .exec(&txn)
-            .await
-            .context("updating a chat session")?
-            .rows_affected;
-        txn.commit()
-            .await
-            .context("committing a chat session update")?;
-        Ok(changed > 0)
-    }).await
-}
+    async fn update_session(&self, session: &Session) -> Result<bool, StoreError> {
+        crate::rls::tenant(session.tenant_id, async {
+            let collection_ids = ids_to_json(&session.collection_ids)?;
+            let txn = self
+                .store
+                .begin_write()
+                .await
+                .context("starting a chat session update")?;
+            let assistant_id = self
+                .own_assistant(&txn, session.tenant_id, session.assistant_id)
+                .await?;
+            let changed = scope::update::<chat_session::Entity>(session.tenant_id)
+                .col_expr(
+                    chat_session::Column::Title,
+                    Expr::value(session.title.clone()),
+                )
+                .col_expr(
+                    chat_session::Column::CollectionIds,
+                    Expr::value(collection_ids),
+                )
+                .col_expr(
+                    chat_session::Column::Model,
+                    Expr::value(session.model.clone()),
+                )
+                .col_expr(
+                    chat_session::Column::SystemPrompt,
+                    Expr::value(session.system_prompt.clone()),
+                )
+                .col_expr(chat_session::Column::AssistantId, Expr::value(assistant_id))
+                .col_expr(
+                    chat_session::Column::UpdatedAt,
+                    Expr::value(at_value(txn.get_database_backend(), session.updated_at)),
+                )
+                .filter(chat_session::Column::Id.eq(session.id.as_uuid()))
+                .exec(&txn)
+                .await
+                .context("updating a chat session")?
+                .rows_affected;
+            txn.commit()
+                .await
+                .context("committing a chat session update")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
 
     async fn delete_session(
         &self,
         tenant: TenantId,
         id: ChatSessionId,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
-        // Its messages and their feedback go by foreign-key cascade.
-        let deleted = scope::delete::<chat_session::Entity>(tenant)
-            .filter(chat_session::Column::Id.eq(id.as_uuid()))
-            .exec(&self.store.db)
-            .await
-            .context("deleting a chat session")?
-            .rows_affected;
-        Ok(deleted > 0)
-    }).await
-}
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(tenant, async {
+            // Its messages and their feedback go by foreign-key cascade.
+            let deleted = scope::delete::<chat_session::Entity>(tenant)
+                .filter(chat_session::Column::Id.eq(id.as_uuid()))
+                .exec(&self.store.db)
+                .await
+                .context("deleting a chat session")?
+                .rows_affected;
+            Ok(deleted > 0)
+        })
+        .await
+    }
 
-    async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {crate::rls::tenant(message.tenant_id, async {
-        let row = message_row(message)?;
-        self.insert_messages(&[message], vec![row]).await
-    }).await
-}
+    async fn append_message(&self, message: &Message) -> Result<bool, StoreError> {
+        crate::rls::tenant(message.tenant_id, async {
+            let row = message_row(message)?;
+            self.insert_messages(&[message], vec![row]).await
+        })
+        .await
+    }
 
     async fn start_answer(
         &self,
@@ -575,28 +590,30 @@ impl ChatStore for SqlChatStore {
         message: &Message,
         reservation: Option<&Reservation>,
         lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(message.tenant_id, async {
-        if question
-            .is_some_and(|q| q.tenant_id != message.tenant_id || q.session_id != message.session_id)
-        {
-            return Err(StoreError::Unknown(anyhow::anyhow!(
-                "a question and its answer must be of one session"
-            )));
-        }
-        let mut row = message_row(message)?;
-        row.lease_until = Set(Some(lease_until));
-        row.reservation = Set(reservation.map(reservation_to_json));
-        let mut messages = Vec::with_capacity(2);
-        let mut rows = Vec::with_capacity(2);
-        if let Some(q) = question {
-            messages.push(q);
-            rows.push(message_row(q)?);
-        }
-        messages.push(message);
-        rows.push(row);
-        self.insert_messages(&messages, rows).await
-    }).await
-}
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(message.tenant_id, async {
+            if question.is_some_and(|q| {
+                q.tenant_id != message.tenant_id || q.session_id != message.session_id
+            }) {
+                return Err(StoreError::Unknown(anyhow::anyhow!(
+                    "a question and its answer must be of one session"
+                )));
+            }
+            let mut row = message_row(message)?;
+            row.lease_until = Set(Some(lease_until));
+            row.reservation = Set(reservation.map(reservation_to_json));
+            let mut messages = Vec::with_capacity(2);
+            let mut rows = Vec::with_capacity(2);
+            if let Some(q) = question {
+                messages.push(q);
+                rows.push(message_row(q)?);
+            }
+            messages.push(message);
+            rows.push(row);
+            self.insert_messages(&messages, rows).await
+        })
+        .await
+    }
 
     async fn checkpoint_answer(
         &self,
@@ -605,102 +622,108 @@ impl ChatStore for SqlChatStore {
         content: &str,
         usage: Usage,
         lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
-        let backend = self.store.db.get_database_backend();
-        let updated = scope::update::<chat_message::Entity>(tenant)
-            .col_expr(chat_message::Column::Content, Expr::value(content))
-            .col_expr(
-                chat_message::Column::PromptTokens,
-                Expr::value(i64::from(usage.prompt_tokens)),
-            )
-            .col_expr(
-                chat_message::Column::CompletionTokens,
-                Expr::value(i64::from(usage.completion_tokens)),
-            )
-            .col_expr(
-                chat_message::Column::LeaseUntil,
-                Expr::value(at_value(backend, lease_until)),
-            )
-            .filter(chat_message::Column::Id.eq(id.as_uuid()))
-            .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
-            .exec(&self.store.db)
-            .await
-            .context("checkpointing an answer")?
-            .rows_affected;
-        Ok(updated > 0)
-    }).await
-}
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let backend = self.store.db.get_database_backend();
+            let updated = scope::update::<chat_message::Entity>(tenant)
+                .col_expr(chat_message::Column::Content, Expr::value(content))
+                .col_expr(
+                    chat_message::Column::PromptTokens,
+                    Expr::value(i64::from(usage.prompt_tokens)),
+                )
+                .col_expr(
+                    chat_message::Column::CompletionTokens,
+                    Expr::value(i64::from(usage.completion_tokens)),
+                )
+                .col_expr(
+                    chat_message::Column::LeaseUntil,
+                    Expr::value(at_value(backend, lease_until)),
+                )
+                .filter(chat_message::Column::Id.eq(id.as_uuid()))
+                .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
+                .exec(&self.store.db)
+                .await
+                .context("checkpointing an answer")?
+                .rows_affected;
+            Ok(updated > 0)
+        })
+        .await
+    }
 
-    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError> {crate::rls::tenant(message.tenant_id, async {
-        let updated = scope::update::<chat_message::Entity>(message.tenant_id)
-            .col_expr(
-                chat_message::Column::Content,
-                Expr::value(message.content.clone()),
-            )
-            .col_expr(
-                chat_message::Column::Citations,
-                Expr::value(citations_to_json(&message.citations)?),
-            )
-            .col_expr(
-                chat_message::Column::PromptTokens,
-                Expr::value(message.usage.map(|u| i64::from(u.prompt_tokens))),
-            )
-            .col_expr(
-                chat_message::Column::CompletionTokens,
-                Expr::value(message.usage.map(|u| i64::from(u.completion_tokens))),
-            )
-            .col_expr(
-                chat_message::Column::Status,
-                Expr::value(message.status.as_str()),
-            )
-            .col_expr(
-                chat_message::Column::Error,
-                Expr::value(message.error.clone()),
-            )
-            .col_expr(chat_message::Column::LeaseUntil, Expr::value(null_time()))
-            .col_expr(
-                chat_message::Column::Reservation,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(chat_message::Column::Id.eq(message.id.as_uuid()))
-            .exec(&self.store.db)
-            .await
-            .context("finishing an answer")?
-            .rows_affected;
-        Ok(updated > 0)
-    }).await
-}
+    async fn finish_answer(&self, message: &Message) -> Result<bool, StoreError> {
+        crate::rls::tenant(message.tenant_id, async {
+            let updated = scope::update::<chat_message::Entity>(message.tenant_id)
+                .col_expr(
+                    chat_message::Column::Content,
+                    Expr::value(message.content.clone()),
+                )
+                .col_expr(
+                    chat_message::Column::Citations,
+                    Expr::value(citations_to_json(&message.citations)?),
+                )
+                .col_expr(
+                    chat_message::Column::PromptTokens,
+                    Expr::value(message.usage.map(|u| i64::from(u.prompt_tokens))),
+                )
+                .col_expr(
+                    chat_message::Column::CompletionTokens,
+                    Expr::value(message.usage.map(|u| i64::from(u.completion_tokens))),
+                )
+                .col_expr(
+                    chat_message::Column::Status,
+                    Expr::value(message.status.as_str()),
+                )
+                .col_expr(
+                    chat_message::Column::Error,
+                    Expr::value(message.error.clone()),
+                )
+                .col_expr(chat_message::Column::LeaseUntil, Expr::value(null_time()))
+                .col_expr(
+                    chat_message::Column::Reservation,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(chat_message::Column::Id.eq(message.id.as_uuid()))
+                .exec(&self.store.db)
+                .await
+                .context("finishing an answer")?
+                .rows_affected;
+            Ok(updated > 0)
+        })
+        .await
+    }
 
     async fn abandoned_answers(
         &self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<AbandonedAnswer>, StoreError> {crate::rls::platform(async {
-        let backend = self.store.db.get_database_backend();
-        // The one scan across tenants (the sweeper's); each row names its tenant.
-        let rows = chat_message::Entity::find()
-            .filter(chat_message::Column::LeaseUntil.lt(at_value(backend, now)))
-            .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
-            .order_by_asc(chat_message::Column::LeaseUntil)
-            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
-            .all(&self.store.db)
-            .await
-            .context("listing abandoned answers")?;
-        rows.into_iter()
-            .map(|mut row| {
-                let reservation = row
-                    .reservation
-                    .take()
-                    .map(|r| reservation_from_json(&r))
-                    .transpose()?;
-                Ok(AbandonedAnswer {
-                    message: message_to_domain(row)?,
-                    reservation,
+    ) -> Result<Vec<AbandonedAnswer>, StoreError> {
+        crate::rls::platform(async {
+            let backend = self.store.db.get_database_backend();
+            // The one scan across tenants (the sweeper's); each row names its tenant.
+            let rows = chat_message::Entity::find()
+                .filter(chat_message::Column::LeaseUntil.lt(at_value(backend, now)))
+                .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
+                .order_by_asc(chat_message::Column::LeaseUntil)
+                .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+                .all(&self.store.db)
+                .await
+                .context("listing abandoned answers")?;
+            rows.into_iter()
+                .map(|mut row| {
+                    let reservation = row
+                        .reservation
+                        .take()
+                        .map(|r| reservation_from_json(&r))
+                        .transpose()?;
+                    Ok(AbandonedAnswer {
+                        message: message_to_domain(row)?,
+                        reservation,
+                    })
                 })
-            })
-            .collect()
-    }).await
-}
+                .collect()
+        })
+        .await
+    }
 
     async fn close_abandoned(
         &self,
@@ -708,285 +731,309 @@ impl ChatStore for SqlChatStore {
         id: MessageId,
         now: OffsetDateTime,
         error: &str,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
-        let backend = self.store.db.get_database_backend();
-        let updated = scope::update::<chat_message::Entity>(tenant)
-            .col_expr(
-                chat_message::Column::Status,
-                Expr::value(MessageStatus::Incomplete.as_str()),
-            )
-            .col_expr(chat_message::Column::Error, Expr::value(error))
-            .col_expr(chat_message::Column::LeaseUntil, Expr::value(null_time()))
-            .col_expr(
-                chat_message::Column::Reservation,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(chat_message::Column::Id.eq(id.as_uuid()))
-            .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
-            .filter(chat_message::Column::LeaseUntil.lt(at_value(backend, now)))
-            .exec(&self.store.db)
-            .await
-            .context("closing an abandoned answer")?
-            .rows_affected;
-        Ok(updated > 0)
-    }).await
-}
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let backend = self.store.db.get_database_backend();
+            let updated = scope::update::<chat_message::Entity>(tenant)
+                .col_expr(
+                    chat_message::Column::Status,
+                    Expr::value(MessageStatus::Incomplete.as_str()),
+                )
+                .col_expr(chat_message::Column::Error, Expr::value(error))
+                .col_expr(chat_message::Column::LeaseUntil, Expr::value(null_time()))
+                .col_expr(
+                    chat_message::Column::Reservation,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(chat_message::Column::Id.eq(id.as_uuid()))
+                .filter(chat_message::Column::Status.eq(MessageStatus::Streaming.as_str()))
+                .filter(chat_message::Column::LeaseUntil.lt(at_value(backend, now)))
+                .exec(&self.store.db)
+                .await
+                .context("closing an abandoned answer")?
+                .rows_affected;
+            Ok(updated > 0)
+        })
+        .await
+    }
 
     async fn find_message(
         &self,
         tenant: TenantId,
         id: MessageId,
-    ) -> Result<Option<Message>, StoreError> {crate::rls::tenant(tenant, async {
-        scope::select::<chat_message::Entity>(tenant)
-            .filter(chat_message::Column::Id.eq(id.as_uuid()))
-            .one(&self.store.db)
-            .await
-            .context("reading a message")?
-            .map(message_to_domain)
-            .transpose()
-    }).await
-}
+    ) -> Result<Option<Message>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<chat_message::Entity>(tenant)
+                .filter(chat_message::Column::Id.eq(id.as_uuid()))
+                .one(&self.store.db)
+                .await
+                .context("reading a message")?
+                .map(message_to_domain)
+                .transpose()
+        })
+        .await
+    }
 
     async fn list_messages(
         &self,
         tenant: TenantId,
         session: ChatSessionId,
         page: &PageRequest,
-    ) -> Result<Page<Message>, StoreError> {crate::rls::tenant(tenant, async {
-        let mut query = scope::select::<chat_message::Entity>(tenant)
-            .filter(chat_message::Column::SessionId.eq(session.as_uuid()))
-            .order_by_asc(chat_message::Column::Id);
-        if let Some(after) = page.after_uuid()? {
-            query = query.filter(chat_message::Column::Id.gt(after));
-        }
-        let rows = query
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.store.db)
-            .await
-            .context("listing messages")?;
-        let messages = rows
-            .into_iter()
-            .map(message_to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(messages, page, |m| m.id.to_string()))
-    }).await
-}
+    ) -> Result<Page<Message>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let mut query = scope::select::<chat_message::Entity>(tenant)
+                .filter(chat_message::Column::SessionId.eq(session.as_uuid()))
+                .order_by_asc(chat_message::Column::Id);
+            if let Some(after) = page.after_uuid()? {
+                query = query.filter(chat_message::Column::Id.gt(after));
+            }
+            let rows = query
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.store.db)
+                .await
+                .context("listing messages")?;
+            let messages = rows
+                .into_iter()
+                .map(message_to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(messages, page, |m| m.id.to_string()))
+        })
+        .await
+    }
 
     async fn recent_messages(
         &self,
         tenant: TenantId,
         session: ChatSessionId,
         limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {crate::rls::tenant(tenant, async {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let rows = scope::select::<chat_message::Entity>(tenant)
-            .filter(chat_message::Column::SessionId.eq(session.as_uuid()))
-            .order_by_desc(chat_message::Column::Id)
-            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
-            .all(&self.store.db)
-            .await
-            .context("reading recent messages")?;
-        // Newest first from the database: oldest first for the caller.
-        rows.into_iter().rev().map(message_to_domain).collect()
-    }).await
-}
+    ) -> Result<Vec<Message>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let rows = scope::select::<chat_message::Entity>(tenant)
+                .filter(chat_message::Column::SessionId.eq(session.as_uuid()))
+                .order_by_desc(chat_message::Column::Id)
+                .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+                .all(&self.store.db)
+                .await
+                .context("reading recent messages")?;
+            // Newest first from the database: oldest first for the caller.
+            rows.into_iter().rev().map(message_to_domain).collect()
+        })
+        .await
+    }
 
-    async fn create_assistant(&self, a: &Assistant) -> Result<(), StoreError> {crate::rls::tenant(a.tenant_id, async {
-        let row = assistant::ActiveModel {
-            id: Set(a.id.as_uuid()),
-            tenant_id: Set(a.tenant_id.as_uuid()),
-            name: Set(a.name.clone()),
-            instructions: Set(a.instructions.clone()),
-            model: Set(a.model.clone()),
-            collection_ids: Set(ids_to_json(&a.collection_ids)?),
-            temperature: Set(a.temperature),
-            created_at: Set(a.created_at),
-            updated_at: Set(a.updated_at),
-            created_by_user_id: Set(a.created_by.and_then(|p| owner_columns(p).0)),
-            created_by_api_key_id: Set(a.created_by.and_then(|p| owner_columns(p).1)),
-        };
-        execute_timed(&self.store.db, &assistant::Entity::insert(row))
-            .await
-            .context("storing an assistant")?;
-        Ok(())
-    }).await
-}
+    async fn create_assistant(&self, a: &Assistant) -> Result<(), StoreError> {
+        crate::rls::tenant(a.tenant_id, async {
+            let row = assistant::ActiveModel {
+                id: Set(a.id.as_uuid()),
+                tenant_id: Set(a.tenant_id.as_uuid()),
+                name: Set(a.name.clone()),
+                instructions: Set(a.instructions.clone()),
+                model: Set(a.model.clone()),
+                collection_ids: Set(ids_to_json(&a.collection_ids)?),
+                temperature: Set(a.temperature),
+                created_at: Set(a.created_at),
+                updated_at: Set(a.updated_at),
+                created_by_user_id: Set(a.created_by.and_then(|p| owner_columns(p).0)),
+                created_by_api_key_id: Set(a.created_by.and_then(|p| owner_columns(p).1)),
+            };
+            execute_timed(&self.store.db, &assistant::Entity::insert(row))
+                .await
+                .context("storing an assistant")?;
+            Ok(())
+        })
+        .await
+    }
 
     async fn find_assistant(
         &self,
         tenant: TenantId,
         id: AssistantId,
-    ) -> Result<Option<Assistant>, StoreError> {crate::rls::tenant(tenant, async {
-        scope::select::<assistant::Entity>(tenant)
-            .filter(assistant::Column::Id.eq(id.as_uuid()))
-            .one(&self.store.db)
-            .await
-            .context("reading an assistant")?
-            .map(assistant_to_domain)
-            .transpose()
-    }).await
-}
+    ) -> Result<Option<Assistant>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<assistant::Entity>(tenant)
+                .filter(assistant::Column::Id.eq(id.as_uuid()))
+                .one(&self.store.db)
+                .await
+                .context("reading an assistant")?
+                .map(assistant_to_domain)
+                .transpose()
+        })
+        .await
+    }
 
     async fn list_assistants(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Assistant>, StoreError> {crate::rls::tenant(tenant, async {
-        let mut query =
-            scope::select::<assistant::Entity>(tenant).order_by_asc(assistant::Column::Id);
-        if let Some(after) = page.after_uuid()? {
-            query = query.filter(assistant::Column::Id.gt(after));
-        }
-        let rows = query
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.store.db)
-            .await
-            .context("listing assistants")?;
-        let assistants = rows
-            .into_iter()
-            .map(assistant_to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(assistants, page, |a| a.id.to_string()))
-    }).await
-}
+    ) -> Result<Page<Assistant>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let mut query =
+                scope::select::<assistant::Entity>(tenant).order_by_asc(assistant::Column::Id);
+            if let Some(after) = page.after_uuid()? {
+                query = query.filter(assistant::Column::Id.gt(after));
+            }
+            let rows = query
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.store.db)
+                .await
+                .context("listing assistants")?;
+            let assistants = rows
+                .into_iter()
+                .map(assistant_to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(assistants, page, |a| a.id.to_string()))
+        })
+        .await
+    }
 
-    async fn update_assistant(&self, a: &Assistant) -> Result<bool, StoreError> {crate::rls::tenant(a.tenant_id, async {
-        let changed = scope::update::<assistant::Entity>(a.tenant_id)
-            .col_expr(assistant::Column::Name, Expr::value(a.name.clone()))
-            .col_expr(
-                assistant::Column::Instructions,
-                Expr::value(a.instructions.clone()),
-            )
-            .col_expr(assistant::Column::Model, Expr::value(a.model.clone()))
-            .col_expr(
-                assistant::Column::CollectionIds,
-                Expr::value(ids_to_json(&a.collection_ids)?),
-            )
-            .col_expr(assistant::Column::Temperature, Expr::value(a.temperature))
-            .col_expr(
-                assistant::Column::UpdatedAt,
-                Expr::value(at_value(self.store.db.get_database_backend(), a.updated_at)),
-            )
-            .filter(assistant::Column::Id.eq(a.id.as_uuid()))
-            .exec(&self.store.db)
-            .await
-            .context("updating an assistant")?
-            .rows_affected;
-        Ok(changed > 0)
-    }).await
-}
+    async fn update_assistant(&self, a: &Assistant) -> Result<bool, StoreError> {
+        crate::rls::tenant(a.tenant_id, async {
+            let changed = scope::update::<assistant::Entity>(a.tenant_id)
+                .col_expr(assistant::Column::Name, Expr::value(a.name.clone()))
+                .col_expr(
+                    assistant::Column::Instructions,
+                    Expr::value(a.instructions.clone()),
+                )
+                .col_expr(assistant::Column::Model, Expr::value(a.model.clone()))
+                .col_expr(
+                    assistant::Column::CollectionIds,
+                    Expr::value(ids_to_json(&a.collection_ids)?),
+                )
+                .col_expr(assistant::Column::Temperature, Expr::value(a.temperature))
+                .col_expr(
+                    assistant::Column::UpdatedAt,
+                    Expr::value(at_value(self.store.db.get_database_backend(), a.updated_at)),
+                )
+                .filter(assistant::Column::Id.eq(a.id.as_uuid()))
+                .exec(&self.store.db)
+                .await
+                .context("updating an assistant")?
+                .rows_affected;
+            Ok(changed > 0)
+        })
+        .await
+    }
 
     async fn delete_assistant(
         &self,
         tenant: TenantId,
         id: AssistantId,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(tenant, async {
-        // Its sessions keep going without it: ON DELETE SET NULL.
-        let deleted = scope::delete::<assistant::Entity>(tenant)
-            .filter(assistant::Column::Id.eq(id.as_uuid()))
-            .exec(&self.store.db)
-            .await
-            .context("deleting an assistant")?
-            .rows_affected;
-        Ok(deleted > 0)
-    }).await
-}
-
-    async fn put_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {crate::rls::tenant(feedback.tenant_id, async {
-        let tenant = feedback.tenant_id;
-        let txn = self
-            .store
-            .begin_write()
-            .await
-            .context("starting a feedback upsert")?;
-        let mut lookup = scope::select::<chat_message::Entity>(tenant)
-            .select_only()
-            .column(chat_message::Column::Id)
-            .filter(chat_message::Column::Id.eq(feedback.message_id.as_uuid()));
-        if self.is_postgres() {
-            // Held until commit: the message cannot be deleted under the rating.
-            lookup = lookup.lock_shared();
-        }
-        let found: Option<Uuid> = lookup
-            .into_tuple()
-            .one(&txn)
-            .await
-            .context("checking a rated message")?;
-        if found.is_none() {
-            txn.rollback().await.context("ending a feedback upsert")?;
-            return Ok(());
-        }
-        let upsert = message_feedback::Entity::insert(message_feedback::ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            message_id: Set(feedback.message_id.as_uuid()),
-            principal_key: Set(principal_key(feedback.principal)),
-            rating: Set(feedback.rating.as_str().to_owned()),
-            comment: Set(feedback.comment.clone()),
-            created_at: Set(feedback.created_at),
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(tenant, async {
+            // Its sessions keep going without it: ON DELETE SET NULL.
+            let deleted = scope::delete::<assistant::Entity>(tenant)
+                .filter(assistant::Column::Id.eq(id.as_uuid()))
+                .exec(&self.store.db)
+                .await
+                .context("deleting an assistant")?
+                .rows_affected;
+            Ok(deleted > 0)
         })
-        .on_conflict(
-            OnConflict::columns([
-                message_feedback::Column::MessageId,
-                message_feedback::Column::PrincipalKey,
-            ])
-            .update_columns([
-                message_feedback::Column::Rating,
-                message_feedback::Column::Comment,
-                message_feedback::Column::CreatedAt,
-            ])
-            .to_owned(),
-        );
-        execute_timed(&txn, &upsert)
-            .await
-            .context("storing feedback")?;
-        txn.commit().await.context("committing a feedback upsert")?;
-        Ok(())
-    }).await
-}
+        .await
+    }
 
-    async fn allowed_models(&self, tenant: TenantId) -> Result<Option<Vec<String>>, StoreError> {crate::rls::tenant(tenant, async {
-        scope::select::<tenant_model::Entity>(tenant)
-            .one(&self.store.db)
-            .await
-            .context("reading a model whitelist")?
-            .map(|m| models_from_json(&m.models))
-            .transpose()
-    }).await
-}
+    async fn put_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+        crate::rls::tenant(feedback.tenant_id, async {
+            let tenant = feedback.tenant_id;
+            let txn = self
+                .store
+                .begin_write()
+                .await
+                .context("starting a feedback upsert")?;
+            let mut lookup = scope::select::<chat_message::Entity>(tenant)
+                .select_only()
+                .column(chat_message::Column::Id)
+                .filter(chat_message::Column::Id.eq(feedback.message_id.as_uuid()));
+            if self.is_postgres() {
+                // Held until commit: the message cannot be deleted under the rating.
+                lookup = lookup.lock_shared();
+            }
+            let found: Option<Uuid> = lookup
+                .into_tuple()
+                .one(&txn)
+                .await
+                .context("checking a rated message")?;
+            if found.is_none() {
+                txn.rollback().await.context("ending a feedback upsert")?;
+                return Ok(());
+            }
+            let upsert = message_feedback::Entity::insert(message_feedback::ActiveModel {
+                tenant_id: Set(tenant.as_uuid()),
+                message_id: Set(feedback.message_id.as_uuid()),
+                principal_key: Set(principal_key(feedback.principal)),
+                rating: Set(feedback.rating.as_str().to_owned()),
+                comment: Set(feedback.comment.clone()),
+                created_at: Set(feedback.created_at),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    message_feedback::Column::MessageId,
+                    message_feedback::Column::PrincipalKey,
+                ])
+                .update_columns([
+                    message_feedback::Column::Rating,
+                    message_feedback::Column::Comment,
+                    message_feedback::Column::CreatedAt,
+                ])
+                .to_owned(),
+            );
+            execute_timed(&txn, &upsert)
+                .await
+                .context("storing feedback")?;
+            txn.commit().await.context("committing a feedback upsert")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn allowed_models(&self, tenant: TenantId) -> Result<Option<Vec<String>>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<tenant_model::Entity>(tenant)
+                .one(&self.store.db)
+                .await
+                .context("reading a model whitelist")?
+                .map(|m| models_from_json(&m.models))
+                .transpose()
+        })
+        .await
+    }
 
     async fn set_allowed_models(
         &self,
         tenant: TenantId,
         models: Option<&[String]>,
-    ) -> Result<(), StoreError> {crate::rls::tenant(tenant, async {
-        let Some(models) = models else {
-            scope::delete::<tenant_model::Entity>(tenant)
-                .exec(&self.store.db)
+    ) -> Result<(), StoreError> {
+        crate::rls::tenant(tenant, async {
+            let Some(models) = models else {
+                scope::delete::<tenant_model::Entity>(tenant)
+                    .exec(&self.store.db)
+                    .await
+                    .context("clearing a model whitelist")?;
+                return Ok(());
+            };
+            let upsert = tenant_model::Entity::insert(tenant_model::ActiveModel {
+                tenant_id: Set(tenant.as_uuid()),
+                models: Set(models_to_json(models)?),
+                updated_at: Set(self.store.now()),
+            })
+            .on_conflict(
+                OnConflict::column(tenant_model::Column::TenantId)
+                    .update_columns([
+                        tenant_model::Column::Models,
+                        tenant_model::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            );
+            execute_timed(&self.store.db, &upsert)
                 .await
-                .context("clearing a model whitelist")?;
-            return Ok(());
-        };
-        let upsert = tenant_model::Entity::insert(tenant_model::ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            models: Set(models_to_json(models)?),
-            updated_at: Set(self.store.now()),
+                .context("storing a model whitelist")?;
+            Ok(())
         })
-        .on_conflict(
-            OnConflict::column(tenant_model::Column::TenantId)
-                .update_columns([
-                    tenant_model::Column::Models,
-                    tenant_model::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        );
-        execute_timed(&self.store.db, &upsert)
-            .await
-            .context("storing a model whitelist")?;
-        Ok(())
-    }).await
-}
+        .await
+    }
 }
 
 #[cfg(test)]

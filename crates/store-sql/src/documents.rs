@@ -138,209 +138,234 @@ impl DocumentRepository for SqlStore {
         document: Document,
         first_job: Job,
         storage_limit: Option<u64>,
-    ) -> Result<Stored, StoreError> {crate::rls::tenant(document.tenant_id, async {
-        let tenant = document.tenant_id;
-        let bytes = document.bytes;
-        let row = new_row(document)?;
-        // SQLite: the write lock, held from here to the commit, serializes every check.
-        let txn = self
-            .begin_write()
-            .await
-            .context("starting a document upload")?;
-        if let Some(limit) = storage_limit {
-            let backend = txn.get_database_backend();
-            if backend == DbBackend::Postgres {
-                // Read committed: the sum below, read after the lock, sees every upload of
-                // the tenant that committed before it.
-                txn.execute_raw(Statement::from_sql_and_values(
-                    backend,
-                    STORAGE_LOCK_SQL,
-                    [
-                        Value::from(STORAGE_LOCK_CLASS),
-                        Value::from(tenant.as_uuid().to_string()),
-                    ],
-                ))
+    ) -> Result<Stored, StoreError> {
+        crate::rls::tenant(document.tenant_id, async {
+            let tenant = document.tenant_id;
+            let bytes = document.bytes;
+            let row = new_row(document)?;
+            // SQLite: the write lock, held from here to the commit, serializes every check.
+            let txn = self
+                .begin_write()
                 .await
-                .context("locking a tenant's storage")?;
+                .context("starting a document upload")?;
+            if let Some(limit) = storage_limit {
+                let backend = txn.get_database_backend();
+                if backend == DbBackend::Postgres {
+                    // Read committed: the sum below, read after the lock, sees every upload of
+                    // the tenant that committed before it.
+                    txn.execute_raw(Statement::from_sql_and_values(
+                        backend,
+                        STORAGE_LOCK_SQL,
+                        [
+                            Value::from(STORAGE_LOCK_CLASS),
+                            Value::from(tenant.as_uuid().to_string()),
+                        ],
+                    ))
+                    .await
+                    .context("locking a tenant's storage")?;
+                }
+                let used = storage_used_on(&txn, tenant).await?;
+                if used.saturating_add(bytes) > limit {
+                    txn.rollback().await.context("ending a document upload")?;
+                    return Ok(Stored::OverLimit { used });
+                }
             }
-            let used = storage_used_on(&txn, tenant).await?;
-            if used.saturating_add(bytes) > limit {
-                txn.rollback().await.context("ending a document upload")?;
-                return Ok(Stored::OverLimit { used });
-            }
-        }
-        execute_timed(&txn, &Entity::insert(row))
-            .await
-            .context("storing a document")?;
-        job_rows::insert(&txn, first_job).await?;
-        txn.commit().await.context("committing a document upload")?;
-        Ok(Stored::Created)
-    }).await
-}
+            execute_timed(&txn, &Entity::insert(row))
+                .await
+                .context("storing a document")?;
+            job_rows::insert(&txn, first_job).await?;
+            txn.commit().await.context("committing a document upload")?;
+            Ok(Stored::Created)
+        })
+        .await
+    }
 
-    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError> {crate::rls::tenant(tenant, async {
-        storage_used_on(&self.db, tenant).await
-    }).await
-}
+    async fn storage_used(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        crate::rls::tenant(tenant, async { storage_used_on(&self.db, tenant).await }).await
+    }
 
-    async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError> {crate::rls::tenant(tenant, async {
-        scope::select::<Entity>(tenant)
-            .filter(Column::Id.eq(id.as_uuid()))
-            .one(&self.db)
-            .await
-            .context("reading a document")?
-            .map(to_domain)
-            .transpose()
-    }).await
-}
+    async fn find(&self, tenant: TenantId, id: DocumentId) -> Result<Option<Document>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<Entity>(tenant)
+                .filter(Column::Id.eq(id.as_uuid()))
+                .one(&self.db)
+                .await
+                .context("reading a document")?
+                .map(to_domain)
+                .transpose()
+        })
+        .await
+    }
 
     async fn find_duplicate(
         &self,
         tenant: TenantId,
         collection: Option<CollectionId>,
         content_hash: &str,
-    ) -> Result<Option<Document>, StoreError> {crate::rls::tenant(tenant, async {
-        let in_collection = match collection {
-            Some(c) => Column::CollectionId.eq(c.as_uuid()),
-            None => Column::CollectionId.is_null(),
-        };
-        scope::select::<Entity>(tenant)
-            .filter(in_collection)
-            .filter(Column::ContentHash.eq(content_hash))
-            .filter(Column::Status.ne(DocumentStatus::Failed.as_str()))
-            .order_by_desc(Column::Id)
-            .one(&self.db)
-            .await
-            .context("looking for a duplicate document")?
-            .map(to_domain)
-            .transpose()
-    }).await
-}
+    ) -> Result<Option<Document>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let in_collection = match collection {
+                Some(c) => Column::CollectionId.eq(c.as_uuid()),
+                None => Column::CollectionId.is_null(),
+            };
+            scope::select::<Entity>(tenant)
+                .filter(in_collection)
+                .filter(Column::ContentHash.eq(content_hash))
+                .filter(Column::Status.ne(DocumentStatus::Failed.as_str()))
+                .order_by_desc(Column::Id)
+                .one(&self.db)
+                .await
+                .context("looking for a duplicate document")?
+                .map(to_domain)
+                .transpose()
+        })
+        .await
+    }
 
     async fn list(
         &self,
         tenant: TenantId,
         filter: &DocumentFilter,
         page: &PageRequest,
-    ) -> Result<Page<Document>, StoreError> {crate::rls::tenant(tenant, async {
-        let mut query = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
-        if let Some(collection) = filter.collection_id {
-            query = query.filter(Column::CollectionId.eq(collection.as_uuid()));
-        }
-        if let Some(status) = filter.status {
-            query = query.filter(Column::Status.eq(status.as_str()));
-        }
-        if let Some(after) = page.after_uuid()? {
-            query = query.filter(Column::Id.lt(after));
-        }
-        let rows = query
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.db)
-            .await
-            .context("listing documents")?;
-        let documents = rows
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(documents, page, |d| d.id.to_string()))
-    }).await
-}
+    ) -> Result<Page<Document>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let mut query = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
+            if let Some(collection) = filter.collection_id {
+                query = query.filter(Column::CollectionId.eq(collection.as_uuid()));
+            }
+            if let Some(status) = filter.status {
+                query = query.filter(Column::Status.eq(status.as_str()));
+            }
+            if let Some(after) = page.after_uuid()? {
+                query = query.filter(Column::Id.lt(after));
+            }
+            let rows = query
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.db)
+                .await
+                .context("listing documents")?;
+            let documents = rows
+                .into_iter()
+                .map(to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(documents, page, |d| d.id.to_string()))
+        })
+        .await
+    }
 
     async fn chunks(
         &self,
         tenant: TenantId,
         id: DocumentId,
         page: &PageRequest,
-    ) -> Result<Page<Chunk>, StoreError> {crate::rls::tenant(tenant, async {
-        let mut query = scope::select::<chunk::Entity>(tenant)
-            .filter(chunk::Column::DocumentId.eq(id.as_uuid()))
-            .order_by_asc(chunk::Column::Ordinal);
-        if let Some(after) = after_ordinal(page)? {
-            query = query.filter(chunk::Column::Ordinal.gt(after));
-        }
-        let rows = query
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.db)
-            .await
-            .context("listing chunks")?;
-        let chunks = rows
-            .into_iter()
-            .map(chunk_to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(chunks, page, |c| {
-            c.ordinal.to_string()
-        }))
-    }).await
-}
+    ) -> Result<Page<Chunk>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let mut query = scope::select::<chunk::Entity>(tenant)
+                .filter(chunk::Column::DocumentId.eq(id.as_uuid()))
+                .order_by_asc(chunk::Column::Ordinal);
+            if let Some(after) = after_ordinal(page)? {
+                query = query.filter(chunk::Column::Ordinal.gt(after));
+            }
+            let rows = query
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.db)
+                .await
+                .context("listing chunks")?;
+            let chunks = rows
+                .into_iter()
+                .map(chunk_to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(chunks, page, |c| {
+                c.ordinal.to_string()
+            }))
+        })
+        .await
+    }
 
     async fn delete(
         &self,
         tenant: TenantId,
         id: DocumentId,
         now: OffsetDateTime,
-    ) -> Result<Option<BlobKey>, StoreError> {crate::rls::tenant(tenant, async {
-        let txn = self
-            .begin_write()
-            .await
-            .context("starting a document delete")?;
-        let Some(row) = find_in(&txn, tenant, id).await? else {
-            txn.rollback().await.context("ending a document delete")?;
-            return Ok(None);
-        };
-        job_rows::cancel_unfinished(&txn, tenant, job::Column::DocumentId.eq(id.as_uuid()), now)
+    ) -> Result<Option<BlobKey>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let txn = self
+                .begin_write()
+                .await
+                .context("starting a document delete")?;
+            let Some(row) = find_in(&txn, tenant, id).await? else {
+                txn.rollback().await.context("ending a document delete")?;
+                return Ok(None);
+            };
+            job_rows::cancel_unfinished(
+                &txn,
+                tenant,
+                job::Column::DocumentId.eq(id.as_uuid()),
+                now,
+            )
             .await?;
-        scope::delete::<chunk::Entity>(tenant)
-            .filter(chunk::Column::DocumentId.eq(id.as_uuid()))
-            .exec(&txn)
-            .await
-            .context("deleting a document's chunks")?;
-        scope::delete::<Entity>(tenant)
-            .filter(Column::Id.eq(id.as_uuid()))
-            .exec(&txn)
-            .await
-            .context("deleting a document")?;
-        txn.commit().await.context("committing a document delete")?;
-        Ok(Some(BlobKey::from_stored(row.blob_key)))
-    }).await
-}
+            scope::delete::<chunk::Entity>(tenant)
+                .filter(chunk::Column::DocumentId.eq(id.as_uuid()))
+                .exec(&txn)
+                .await
+                .context("deleting a document's chunks")?;
+            scope::delete::<Entity>(tenant)
+                .filter(Column::Id.eq(id.as_uuid()))
+                .exec(&txn)
+                .await
+                .context("deleting a document")?;
+            txn.commit().await.context("committing a document delete")?;
+            Ok(Some(BlobKey::from_stored(row.blob_key)))
+        })
+        .await
+    }
 
     async fn reindex(
         &self,
         tenant: TenantId,
         id: DocumentId,
         new_job: Job,
-    ) -> Result<Option<Document>, StoreError> {crate::rls::tenant(tenant, async {
-        if new_job.tenant_id != tenant || new_job.document_id != Some(id) {
-            return Err(anyhow::anyhow!("a reindex job must name its tenant and document").into());
-        }
-        // The job's creation is the moment of the change.
-        let now = new_job.created_at;
-        let job_id = new_job.id;
-        let txn = self.begin_write().await.context("starting a reindex")?;
-        if find_in(&txn, tenant, id).await?.is_none() {
-            txn.rollback().await.context("ending a reindex")?;
-            return Ok(None);
-        }
-        job_rows::cancel_unfinished(&txn, tenant, job::Column::DocumentId.eq(id.as_uuid()), now)
+    ) -> Result<Option<Document>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            if new_job.tenant_id != tenant || new_job.document_id != Some(id) {
+                return Err(
+                    anyhow::anyhow!("a reindex job must name its tenant and document").into(),
+                );
+            }
+            // The job's creation is the moment of the change.
+            let now = new_job.created_at;
+            let job_id = new_job.id;
+            let txn = self.begin_write().await.context("starting a reindex")?;
+            if find_in(&txn, tenant, id).await?.is_none() {
+                txn.rollback().await.context("ending a reindex")?;
+                return Ok(None);
+            }
+            job_rows::cancel_unfinished(
+                &txn,
+                tenant,
+                job::Column::DocumentId.eq(id.as_uuid()),
+                now,
+            )
             .await?;
-        job_rows::insert(&txn, new_job).await?;
-        scope::update::<Entity>(tenant)
-            .col_expr(Column::Status, Expr::value(DocumentStatus::Queued.as_str()))
-            .col_expr(Column::Progress, Expr::value(0.0_f32))
-            .col_expr(Column::Error, Expr::value(Option::<String>::None))
-            .col_expr(Column::JobId, Expr::value(job_id.as_uuid()))
-            .col_expr(Column::UpdatedAt, Expr::value(self.at(now)))
-            .filter(Column::Id.eq(id.as_uuid()))
-            .exec(&txn)
-            .await
-            .context("queueing a document again")?;
-        let row = find_in(&txn, tenant, id)
-            .await?
-            .context("the reindexed document")?;
-        txn.commit().await.context("committing a reindex")?;
-        to_domain(row).map(Some)
-    }).await
-}
+            job_rows::insert(&txn, new_job).await?;
+            scope::update::<Entity>(tenant)
+                .col_expr(Column::Status, Expr::value(DocumentStatus::Queued.as_str()))
+                .col_expr(Column::Progress, Expr::value(0.0_f32))
+                .col_expr(Column::Error, Expr::value(Option::<String>::None))
+                .col_expr(Column::JobId, Expr::value(job_id.as_uuid()))
+                .col_expr(Column::UpdatedAt, Expr::value(self.at(now)))
+                .filter(Column::Id.eq(id.as_uuid()))
+                .exec(&txn)
+                .await
+                .context("queueing a document again")?;
+            let row = find_in(&txn, tenant, id)
+                .await?
+                .context("the reindexed document")?;
+            txn.commit().await.context("committing a reindex")?;
+            to_domain(row).map(Some)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -325,103 +325,111 @@ fn end_lease(update: UpdateMany<Entity>, status: JobStatus, now: &Value) -> Upda
 
 #[async_trait]
 impl JobQueue for SqlStore {
-    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {crate::rls::tenant(tenant, async {
-        scope::select::<Entity>(tenant)
-            .filter(Column::Id.eq(id.as_uuid()))
-            .one(&self.db)
-            .await
-            .context("reading a job")?
-            .map(to_domain)
-            .transpose()
-    }).await
-}
+    async fn find(&self, tenant: TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<Entity>(tenant)
+                .filter(Column::Id.eq(id.as_uuid()))
+                .one(&self.db)
+                .await
+                .context("reading a job")?
+                .map(to_domain)
+                .transpose()
+        })
+        .await
+    }
 
     async fn list(
         &self,
         tenant: TenantId,
         filter: &JobFilter,
         page: &PageRequest,
-    ) -> Result<Page<Job>, StoreError> {crate::rls::tenant(tenant, async {
-        let mut select = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
-        if let Some(k) = filter.kind {
-            select = select.filter(Column::Kind.eq(k.as_str()));
-        }
-        if let Some(s) = filter.status {
-            select = select.filter(Column::Status.eq(s.as_str()));
-        }
-        if let Some(d) = filter.document_id {
-            select = select.filter(Column::DocumentId.eq(d.as_uuid()));
-        }
-        if let Some(before) = page.after_uuid()? {
-            select = select.filter(Column::Id.lt(before));
-        }
-        let rows = select
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.db)
-            .await
-            .context("listing jobs")?;
-        let items = rows
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, page, |j| j.id.to_string()))
-    }).await
-}
+    ) -> Result<Page<Job>, StoreError> {
+        crate::rls::tenant(tenant, async {
+            let mut select = scope::select::<Entity>(tenant).order_by_desc(Column::Id);
+            if let Some(k) = filter.kind {
+                select = select.filter(Column::Kind.eq(k.as_str()));
+            }
+            if let Some(s) = filter.status {
+                select = select.filter(Column::Status.eq(s.as_str()));
+            }
+            if let Some(d) = filter.document_id {
+                select = select.filter(Column::DocumentId.eq(d.as_uuid()));
+            }
+            if let Some(before) = page.after_uuid()? {
+                select = select.filter(Column::Id.lt(before));
+            }
+            let rows = select
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.db)
+                .await
+                .context("listing jobs")?;
+            let items = rows
+                .into_iter()
+                .map(to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(items, page, |j| j.id.to_string()))
+        })
+        .await
+    }
 
     async fn claim_within(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
         per_tenant: u32,
-    ) -> Result<Option<Claim>, StoreError> {crate::rls::platform(async {
-        let backend = self.db.get_database_backend();
-        let (now, until) = lease_window(now, lease).context("the lease is too long")?;
-        let (now_value, until) = (at_value(backend, now), at_value(backend, until));
-        let token = Uuid::now_v7();
-        // A read first: when nothing is due, no transaction is begun (on SQLite, no write lock
-        // is taken), which is what an idle worker's every poll finds.
-        let first = candidate_tenants(&self.db, &now_value).await?;
-        if first.is_empty() {
-            return Ok(None);
-        }
-        let txn = self.begin_write().await.context("starting a claim")?;
-        // Under its write lock SQLite reads again and gets an exact answer. On PostgreSQL,
-        // claims committing concurrently can change the answer at any moment anyway, so the
-        // first read serves the first round.
-        let mut reuse = (backend == DbBackend::Postgres).then_some(first);
-        for _ in 0..CLAIM_ROUNDS {
-            let tenants = match reuse.take() {
-                Some(tenants) => tenants,
-                None => candidate_tenants(&txn, &now_value).await?,
-            };
-            if tenants.is_empty() {
-                break;
+    ) -> Result<Option<Claim>, StoreError> {
+        crate::rls::platform(async {
+            let backend = self.db.get_database_backend();
+            let (now, until) = lease_window(now, lease).context("the lease is too long")?;
+            let (now_value, until) = (at_value(backend, now), at_value(backend, until));
+            let token = Uuid::now_v7();
+            // A read first: when nothing is due, no transaction is begun (on SQLite, no write lock
+            // is taken), which is what an idle worker's every poll finds.
+            let first = candidate_tenants(&self.db, &now_value).await?;
+            if first.is_empty() {
+                return Ok(None);
             }
-            for (tenant, running) in tenants {
-                if running >= i64::from(per_tenant)
-                    || (per_tenant != u32::MAX
-                        && !Self::under_cap(&txn, tenant, &now_value, per_tenant).await?)
-                {
-                    continue;
-                }
-                let Some(row) =
-                    Self::lease_oldest_due(&txn, tenant, &now_value, token, until.clone()).await?
-                else {
-                    continue;
+            let txn = self.begin_write().await.context("starting a claim")?;
+            // Under its write lock SQLite reads again and gets an exact answer. On PostgreSQL,
+            // claims committing concurrently can change the answer at any moment anyway, so the
+            // first read serves the first round.
+            let mut reuse = (backend == DbBackend::Postgres).then_some(first);
+            for _ in 0..CLAIM_ROUNDS {
+                let tenants = match reuse.take() {
+                    Some(tenants) => tenants,
+                    None => candidate_tenants(&txn, &now_value).await?,
                 };
-                let job = to_domain(row)?;
-                crate::rls::narrow(&txn, job.tenant_id)
-                    .await
-                    .context("narrowing a claim to its tenant")?;
-                Self::set_document(&txn, &job, DocumentStatus::Processing, None, None, now).await?;
-                txn.commit().await.context("committing a claim")?;
-                return Ok(Some(Claim { job, lease: token }));
+                if tenants.is_empty() {
+                    break;
+                }
+                for (tenant, running) in tenants {
+                    if running >= i64::from(per_tenant)
+                        || (per_tenant != u32::MAX
+                            && !Self::under_cap(&txn, tenant, &now_value, per_tenant).await?)
+                    {
+                        continue;
+                    }
+                    let Some(row) =
+                        Self::lease_oldest_due(&txn, tenant, &now_value, token, until.clone())
+                            .await?
+                    else {
+                        continue;
+                    };
+                    let job = to_domain(row)?;
+                    crate::rls::narrow(&txn, job.tenant_id)
+                        .await
+                        .context("narrowing a claim to its tenant")?;
+                    Self::set_document(&txn, &job, DocumentStatus::Processing, None, None, now)
+                        .await?;
+                    txn.commit().await.context("committing a claim")?;
+                    return Ok(Some(Claim { job, lease: token }));
+                }
             }
-        }
-        txn.rollback().await.context("ending a claim")?;
-        Ok(None)
-    }).await
-}
+            txn.rollback().await.context("ending a claim")?;
+            Ok(None)
+        })
+        .await
+    }
 
     async fn progress(
         &self,
@@ -429,135 +437,140 @@ impl JobQueue for SqlStore {
         stage: Stage,
         progress: f32,
         lease_until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
-        let backend = self.db.get_database_backend();
-        let now = utc_micros(self.now());
-        let progress = clamp_progress(progress);
-        let txn = self.begin_write().await.context("starting a heartbeat")?;
-        let held = Self::write_held(
-            &txn,
-            claim,
-            |u| {
-                u.col_expr(Column::Stage, Expr::value(stage.as_str()))
-                    .col_expr(Column::Progress, Expr::value(progress))
-                    .col_expr(
-                        Column::LeaseUntil,
-                        Expr::value(at_value(backend, lease_until)),
-                    )
-                    .col_expr(Column::UpdatedAt, Expr::value(at_value(backend, now)))
-            },
-            "recording a job's progress",
-        )
-        .await?;
-        if !held {
-            txn.rollback().await.context("ending a heartbeat")?;
-            return Ok(false);
-        }
-        Self::set_document(
-            &txn,
-            &claim.job,
-            DocumentStatus::Processing,
-            Some(progress),
-            None,
-            now,
-        )
-        .await?;
-        txn.commit().await.context("committing a heartbeat")?;
-        Ok(true)
-    }).await
-}
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(claim.job.tenant_id, async {
+            let backend = self.db.get_database_backend();
+            let now = utc_micros(self.now());
+            let progress = clamp_progress(progress);
+            let txn = self.begin_write().await.context("starting a heartbeat")?;
+            let held = Self::write_held(
+                &txn,
+                claim,
+                |u| {
+                    u.col_expr(Column::Stage, Expr::value(stage.as_str()))
+                        .col_expr(Column::Progress, Expr::value(progress))
+                        .col_expr(
+                            Column::LeaseUntil,
+                            Expr::value(at_value(backend, lease_until)),
+                        )
+                        .col_expr(Column::UpdatedAt, Expr::value(at_value(backend, now)))
+                },
+                "recording a job's progress",
+            )
+            .await?;
+            if !held {
+                txn.rollback().await.context("ending a heartbeat")?;
+                return Ok(false);
+            }
+            Self::set_document(
+                &txn,
+                &claim.job,
+                DocumentStatus::Processing,
+                Some(progress),
+                None,
+                now,
+            )
+            .await?;
+            txn.commit().await.context("committing a heartbeat")?;
+            Ok(true)
+        })
+        .await
+    }
 
     async fn complete(
         &self,
         claim: &Claim,
         result: Ingested,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
-        let now = utc_micros(now);
-        let stamp = at_value(self.db.get_database_backend(), now);
-        let tenant = claim.job.tenant_id;
-        let chunk_count: i32 = fit(result.chunks.len(), "chunk count")?;
-        let token_count: i64 = fit(
-            result
-                .chunks
-                .iter()
-                .map(|c| u64::from(c.draft.tokens))
-                .sum::<u64>(),
-            "token count",
-        )?;
-        let pages: Option<i32> = result.pages.map(|p| fit(p, "pages")).transpose()?;
-        let txn = self.begin_write().await.context("starting a completion")?;
-        let held = Self::write_held(
-            &txn,
-            claim,
-            |u| {
-                end_lease(u, JobStatus::Succeeded, &stamp)
-                    .col_expr(Column::Progress, Expr::value(1.0_f32))
-                    .col_expr(Column::FinishedAt, Expr::value(stamp.clone()))
-            },
-            "completing a job",
-        )
-        .await?;
-        if !held {
-            txn.rollback().await.context("ending a completion")?;
-            return Ok(false);
-        }
-        let Some(document_id) = claim.job.document_id else {
-            txn.commit().await.context("committing a completion")?;
-            return Ok(true);
-        };
-        let Some(document) = crate::document_rows::find_in(&txn, tenant, document_id).await? else {
-            // The document is gone: nothing to store, and the job stays as it was.
-            txn.rollback().await.context("ending a completion")?;
-            return Ok(false);
-        };
-        scope::delete::<chunk::Entity>(tenant)
-            .filter(chunk::Column::DocumentId.eq(document.id))
-            .exec(&txn)
-            .await
-            .context("replacing a document's chunks")?;
-        for batch in result.chunks.chunks(CHUNK_BATCH) {
-            let rows = batch
-                .iter()
-                .map(|NewChunk { id, draft: c }| {
-                    Ok(chunk::ActiveModel {
-                        id: Set(id.as_uuid()),
-                        tenant_id: Set(document.tenant_id),
-                        document_id: Set(document.id),
-                        collection_id: Set(document.collection_id),
-                        ordinal: Set(fit(c.ordinal, "ordinal")?),
-                        text: Set(c.text.clone()),
-                        token_count: Set(fit(c.tokens, "chunk tokens")?),
-                        page: Set(c.page.map(|p| fit(p, "page")).transpose()?),
-                        start_char: Set(fit(c.start, "chunk start")?),
-                        end_char: Set(fit(c.end, "chunk end")?),
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            chunk::Entity::insert_many(rows)
-                .exec_without_returning(&txn)
-                .await
-                .context("storing chunks")?;
-        }
-        scope::update::<document::Entity>(tenant)
-            .col_expr(
-                document::Column::Status,
-                Expr::value(DocumentStatus::Ready.as_str()),
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(claim.job.tenant_id, async {
+            let now = utc_micros(now);
+            let stamp = at_value(self.db.get_database_backend(), now);
+            let tenant = claim.job.tenant_id;
+            let chunk_count: i32 = fit(result.chunks.len(), "chunk count")?;
+            let token_count: i64 = fit(
+                result
+                    .chunks
+                    .iter()
+                    .map(|c| u64::from(c.draft.tokens))
+                    .sum::<u64>(),
+                "token count",
+            )?;
+            let pages: Option<i32> = result.pages.map(|p| fit(p, "pages")).transpose()?;
+            let txn = self.begin_write().await.context("starting a completion")?;
+            let held = Self::write_held(
+                &txn,
+                claim,
+                |u| {
+                    end_lease(u, JobStatus::Succeeded, &stamp)
+                        .col_expr(Column::Progress, Expr::value(1.0_f32))
+                        .col_expr(Column::FinishedAt, Expr::value(stamp.clone()))
+                },
+                "completing a job",
             )
-            .col_expr(document::Column::Progress, Expr::value(1.0_f32))
-            .col_expr(document::Column::Pages, Expr::value(pages))
-            .col_expr(document::Column::ChunkCount, Expr::value(chunk_count))
-            .col_expr(document::Column::TokenCount, Expr::value(token_count))
-            .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
-            .col_expr(document::Column::UpdatedAt, Expr::value(stamp))
-            .filter(document::Column::Id.eq(document.id))
-            .exec(&txn)
-            .await
-            .context("marking a document ready")?;
-        txn.commit().await.context("committing a completion")?;
-        Ok(true)
-    }).await
-}
+            .await?;
+            if !held {
+                txn.rollback().await.context("ending a completion")?;
+                return Ok(false);
+            }
+            let Some(document_id) = claim.job.document_id else {
+                txn.commit().await.context("committing a completion")?;
+                return Ok(true);
+            };
+            let Some(document) = crate::document_rows::find_in(&txn, tenant, document_id).await?
+            else {
+                // The document is gone: nothing to store, and the job stays as it was.
+                txn.rollback().await.context("ending a completion")?;
+                return Ok(false);
+            };
+            scope::delete::<chunk::Entity>(tenant)
+                .filter(chunk::Column::DocumentId.eq(document.id))
+                .exec(&txn)
+                .await
+                .context("replacing a document's chunks")?;
+            for batch in result.chunks.chunks(CHUNK_BATCH) {
+                let rows = batch
+                    .iter()
+                    .map(|NewChunk { id, draft: c }| {
+                        Ok(chunk::ActiveModel {
+                            id: Set(id.as_uuid()),
+                            tenant_id: Set(document.tenant_id),
+                            document_id: Set(document.id),
+                            collection_id: Set(document.collection_id),
+                            ordinal: Set(fit(c.ordinal, "ordinal")?),
+                            text: Set(c.text.clone()),
+                            token_count: Set(fit(c.tokens, "chunk tokens")?),
+                            page: Set(c.page.map(|p| fit(p, "page")).transpose()?),
+                            start_char: Set(fit(c.start, "chunk start")?),
+                            end_char: Set(fit(c.end, "chunk end")?),
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                chunk::Entity::insert_many(rows)
+                    .exec_without_returning(&txn)
+                    .await
+                    .context("storing chunks")?;
+            }
+            scope::update::<document::Entity>(tenant)
+                .col_expr(
+                    document::Column::Status,
+                    Expr::value(DocumentStatus::Ready.as_str()),
+                )
+                .col_expr(document::Column::Progress, Expr::value(1.0_f32))
+                .col_expr(document::Column::Pages, Expr::value(pages))
+                .col_expr(document::Column::ChunkCount, Expr::value(chunk_count))
+                .col_expr(document::Column::TokenCount, Expr::value(token_count))
+                .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
+                .col_expr(document::Column::UpdatedAt, Expr::value(stamp))
+                .filter(document::Column::Id.eq(document.id))
+                .exec(&txn)
+                .await
+                .context("marking a document ready")?;
+            txn.commit().await.context("committing a completion")?;
+            Ok(true)
+        })
+        .await
+    }
 
     async fn fail(
         &self,
@@ -565,76 +578,80 @@ impl JobQueue for SqlStore {
         error: &str,
         failure: Failure,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
-        if let Failure::Final(status) = failure
-            && !matches!(status, JobStatus::Failed | JobStatus::Dead)
-        {
-            return Err(anyhow::anyhow!(
-                "a job fails for good as failed or dead, not {}",
-                status.as_str()
+    ) -> Result<bool, StoreError> {
+        crate::rls::tenant(claim.job.tenant_id, async {
+            if let Failure::Final(status) = failure
+                && !matches!(status, JobStatus::Failed | JobStatus::Dead)
+            {
+                return Err(anyhow::anyhow!(
+                    "a job fails for good as failed or dead, not {}",
+                    status.as_str()
+                )
+                .into());
+            }
+            let backend = self.db.get_database_backend();
+            let now = utc_micros(now);
+            let stamp = at_value(backend, now);
+            let uncounted: i32 = fit(claim.job.attempts.saturating_sub(1), "attempts")?;
+            let txn = self.begin_write().await.context("starting a failure")?;
+            let held = Self::write_held(
+                &txn,
+                claim,
+                |u| {
+                    let u = u.col_expr(Column::Error, Expr::value(error.to_owned()));
+                    match failure {
+                        Failure::RetryAt(at) => end_lease(u, JobStatus::Queued, &stamp)
+                            .col_expr(Column::RunAt, Expr::value(at_value(backend, at))),
+                        // The claim counted this run; an outage gives it back.
+                        Failure::Release(at) => end_lease(u, JobStatus::Queued, &stamp)
+                            .col_expr(Column::RunAt, Expr::value(at_value(backend, at)))
+                            .col_expr(Column::Attempts, Expr::value(uncounted)),
+                        Failure::Final(status) => end_lease(u, status, &stamp)
+                            .col_expr(Column::FinishedAt, Expr::value(stamp.clone())),
+                    }
+                },
+                "recording a job's failure",
             )
-            .into());
-        }
-        let backend = self.db.get_database_backend();
-        let now = utc_micros(now);
-        let stamp = at_value(backend, now);
-        let uncounted: i32 = fit(claim.job.attempts.saturating_sub(1), "attempts")?;
-        let txn = self.begin_write().await.context("starting a failure")?;
-        let held = Self::write_held(
-            &txn,
-            claim,
-            |u| {
-                let u = u.col_expr(Column::Error, Expr::value(error.to_owned()));
-                match failure {
-                    Failure::RetryAt(at) => end_lease(u, JobStatus::Queued, &stamp)
-                        .col_expr(Column::RunAt, Expr::value(at_value(backend, at))),
-                    // The claim counted this run; an outage gives it back.
-                    Failure::Release(at) => end_lease(u, JobStatus::Queued, &stamp)
-                        .col_expr(Column::RunAt, Expr::value(at_value(backend, at)))
-                        .col_expr(Column::Attempts, Expr::value(uncounted)),
-                    Failure::Final(status) => end_lease(u, status, &stamp)
-                        .col_expr(Column::FinishedAt, Expr::value(stamp.clone())),
-                }
-            },
-            "recording a job's failure",
-        )
-        .await?;
-        if !held {
-            txn.rollback().await.context("ending a failure")?;
-            return Ok(false);
-        }
-        let (status, error) = match failure {
-            // Retrying: the document waits again, with no error to show.
-            Failure::RetryAt(_) | Failure::Release(_) => (DocumentStatus::Queued, None),
-            Failure::Final(_) => (DocumentStatus::Failed, Some(error)),
-        };
-        Self::set_document(&txn, &claim.job, status, Some(0.0), Some(error), now).await?;
-        txn.commit().await.context("committing a failure")?;
-        Ok(true)
-    }).await
-}
+            .await?;
+            if !held {
+                txn.rollback().await.context("ending a failure")?;
+                return Ok(false);
+            }
+            let (status, error) = match failure {
+                // Retrying: the document waits again, with no error to show.
+                Failure::RetryAt(_) | Failure::Release(_) => (DocumentStatus::Queued, None),
+                Failure::Final(_) => (DocumentStatus::Failed, Some(error)),
+            };
+            Self::set_document(&txn, &claim.job, status, Some(0.0), Some(error), now).await?;
+            txn.commit().await.context("committing a failure")?;
+            Ok(true)
+        })
+        .await
+    }
 
-    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError> {crate::rls::tenant(claim.job.tenant_id, async {
-        let stamp = at_value(self.db.get_database_backend(), now);
-        let txn = self.begin_write().await.context("starting a cancel")?;
-        let held = Self::write_held(
-            &txn,
-            claim,
-            |u| {
-                end_lease(u, JobStatus::Canceled, &stamp)
-                    .col_expr(Column::FinishedAt, Expr::value(stamp.clone()))
-            },
-            "cancelling a job",
-        )
-        .await?;
-        if held {
-            txn.commit().await.context("committing a cancel")?;
-        } else {
-            txn.rollback().await.context("ending a cancel")?;
-        }
-        Ok(held)
-    }).await
-}
+    async fn cancel(&self, claim: &Claim, now: OffsetDateTime) -> Result<bool, StoreError> {
+        crate::rls::tenant(claim.job.tenant_id, async {
+            let stamp = at_value(self.db.get_database_backend(), now);
+            let txn = self.begin_write().await.context("starting a cancel")?;
+            let held = Self::write_held(
+                &txn,
+                claim,
+                |u| {
+                    end_lease(u, JobStatus::Canceled, &stamp)
+                        .col_expr(Column::FinishedAt, Expr::value(stamp.clone()))
+                },
+                "cancelling a job",
+            )
+            .await?;
+            if held {
+                txn.commit().await.context("committing a cancel")?;
+            } else {
+                txn.rollback().await.context("ending a cancel")?;
+            }
+            Ok(held)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -615,48 +615,50 @@ impl KeywordIndex for SqlStore {
         query: &str,
         k: usize,
         allow: Option<&[DocumentId]>,
-    ) -> Result<Vec<Candidate>, IndexError> {crate::rls::tenant(tenant, async {
-        let words = query_words(query);
-        if words.is_empty()
-            || k == 0
-            || collections.is_some_and(<[_]>::is_empty)
-            || allow.is_some_and(<[_]>::is_empty)
-        {
-            return Ok(Vec::new());
-        }
-        // Deduplicated: a repeated id would only lengthen the query.
-        let collections: Option<Vec<CollectionId>> = collections.map(|c| {
-            let mut seen = HashSet::new();
-            c.iter().copied().filter(|c| seen.insert(*c)).collect()
-        });
-        let allow: Option<Vec<DocumentId>> = allow.map(|a| {
-            let mut seen = HashSet::new();
-            a.iter().copied().filter(|d| seen.insert(*d)).collect()
-        });
-        let collections = collections.as_deref();
-        let allow = allow.as_deref();
-        let stats = self.scope_stats(tenant, collections).await?;
-        let kept = self.kept_terms(&words, tenant, collections, stats).await?;
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        let bm25 = Bm25::from(stats);
-        let mut found = match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                let limit = i64::try_from(k).unwrap_or(i64::MAX);
-                self.search_postgres(kept, bm25, tenant, collections, limit, allow)
-                    .await?
+    ) -> Result<Vec<Candidate>, IndexError> {
+        crate::rls::tenant(tenant, async {
+            let words = query_words(query);
+            if words.is_empty()
+                || k == 0
+                || collections.is_some_and(<[_]>::is_empty)
+                || allow.is_some_and(<[_]>::is_empty)
+            {
+                return Ok(Vec::new());
             }
-            _ => {
-                self.search_sqlite(kept, bm25, tenant, collections, k, allow)
-                    .await?
+            // Deduplicated: a repeated id would only lengthen the query.
+            let collections: Option<Vec<CollectionId>> = collections.map(|c| {
+                let mut seen = HashSet::new();
+                c.iter().copied().filter(|c| seen.insert(*c)).collect()
+            });
+            let allow: Option<Vec<DocumentId>> = allow.map(|a| {
+                let mut seen = HashSet::new();
+                a.iter().copied().filter(|d| seen.insert(*d)).collect()
+            });
+            let collections = collections.as_deref();
+            let allow = allow.as_deref();
+            let stats = self.scope_stats(tenant, collections).await?;
+            let kept = self.kept_terms(&words, tenant, collections, stats).await?;
+            if kept.is_empty() {
+                return Ok(Vec::new());
             }
-        };
-        sort_best_first(&mut found);
-        found.truncate(k);
-        Ok(found)
-    }).await
-}
+            let bm25 = Bm25::from(stats);
+            let mut found = match self.db.get_database_backend() {
+                DbBackend::Postgres => {
+                    let limit = i64::try_from(k).unwrap_or(i64::MAX);
+                    self.search_postgres(kept, bm25, tenant, collections, limit, allow)
+                        .await?
+                }
+                _ => {
+                    self.search_sqlite(kept, bm25, tenant, collections, k, allow)
+                        .await?
+                }
+            };
+            sort_best_first(&mut found);
+            found.truncate(k);
+            Ok(found)
+        })
+        .await
+    }
 }
 
 /// Best score first, then chunk id: a total order, so merged batches rank exactly.

@@ -87,16 +87,18 @@ impl MembershipRepository for SqlStore {
         &self,
         tenant: TenantId,
         user: UserId,
-    ) -> Result<Option<Role>, MemberRepoError> {crate::rls::tenant(tenant, async {
-        scope::select::<Entity>(tenant)
-            .filter(Column::UserId.eq(user.as_uuid()))
-            .one(&self.db)
-            .await
-            .context("reading a membership")?
-            .map(|m| to_domain(m).map(|m| m.role))
-            .transpose()
-    }).await
-}
+    ) -> Result<Option<Role>, MemberRepoError> {
+        crate::rls::tenant(tenant, async {
+            scope::select::<Entity>(tenant)
+                .filter(Column::UserId.eq(user.as_uuid()))
+                .one(&self.db)
+                .await
+                .context("reading a membership")?
+                .map(|m| to_domain(m).map(|m| m.role))
+                .transpose()
+        })
+        .await
+    }
 
     async fn add(
         &self,
@@ -104,121 +106,131 @@ impl MembershipRepository for SqlStore {
         user: UserId,
         role: Role,
         now: OffsetDateTime,
-    ) -> Result<Membership, MemberRepoError> {crate::rls::tenant(tenant, async {
-        if let Some(existing) = scope::select::<Entity>(tenant)
-            .filter(Column::UserId.eq(user.as_uuid()))
-            .one(&self.db)
-            .await
-            .context("reading a membership")?
-        {
-            return to_domain(existing);
-        }
-        let row = Model {
-            tenant_id: tenant.as_uuid(),
-            user_id: user.as_uuid(),
-            role: role.as_str().to_owned(),
-            created_at: utc_micros(now),
-        };
-        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
-            .await
-            .context("adding a member")?;
-        to_domain(row)
-    }).await
-}
+    ) -> Result<Membership, MemberRepoError> {
+        crate::rls::tenant(tenant, async {
+            if let Some(existing) = scope::select::<Entity>(tenant)
+                .filter(Column::UserId.eq(user.as_uuid()))
+                .one(&self.db)
+                .await
+                .context("reading a membership")?
+            {
+                return to_domain(existing);
+            }
+            let row = Model {
+                tenant_id: tenant.as_uuid(),
+                user_id: user.as_uuid(),
+                role: role.as_str().to_owned(),
+                created_at: utc_micros(now),
+            };
+            execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
+                .await
+                .context("adding a member")?;
+            to_domain(row)
+        })
+        .await
+    }
 
     async fn list(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Membership>, MemberRepoError> {crate::rls::tenant(tenant, async {
-        let mut query = scope::select::<Entity>(tenant).order_by_asc(Column::UserId);
-        if let Some(after) = page.after_uuid()? {
-            query = query.filter(Column::UserId.gt(after));
-        }
-        let rows = query
-            .limit(u64::from(page.limit()) + 1)
-            .all(&self.db)
-            .await
-            .context("listing members")?;
-        let members = rows
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(members, page, |m| {
-            m.user_id.to_string()
-        }))
-    }).await
-}
+    ) -> Result<Page<Membership>, MemberRepoError> {
+        crate::rls::tenant(tenant, async {
+            let mut query = scope::select::<Entity>(tenant).order_by_asc(Column::UserId);
+            if let Some(after) = page.after_uuid()? {
+                query = query.filter(Column::UserId.gt(after));
+            }
+            let rows = query
+                .limit(u64::from(page.limit()) + 1)
+                .all(&self.db)
+                .await
+                .context("listing members")?;
+            let members = rows
+                .into_iter()
+                .map(to_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_overfetch(members, page, |m| {
+                m.user_id.to_string()
+            }))
+        })
+        .await
+    }
 
     async fn set_role(
         &self,
         tenant: TenantId,
         user: UserId,
         role: Role,
-    ) -> Result<Membership, MemberRepoError> {crate::rls::tenant(tenant, async {
-        let value = role.as_str().to_owned();
-        self.change_keeping_an_owner(tenant, move |txn| {
-            Box::pin(async move {
-                Ok(scope::update::<Entity>(tenant)
-                    .col_expr(Column::Role, Expr::value(value))
-                    .filter(Column::UserId.eq(user.as_uuid()))
-                    .exec(txn)
-                    .await?
-                    .rows_affected)
+    ) -> Result<Membership, MemberRepoError> {
+        crate::rls::tenant(tenant, async {
+            let value = role.as_str().to_owned();
+            self.change_keeping_an_owner(tenant, move |txn| {
+                Box::pin(async move {
+                    Ok(scope::update::<Entity>(tenant)
+                        .col_expr(Column::Role, Expr::value(value))
+                        .filter(Column::UserId.eq(user.as_uuid()))
+                        .exec(txn)
+                        .await?
+                        .rows_affected)
+                })
             })
-        })
-        .await?;
-        let row = scope::select::<Entity>(tenant)
-            .filter(Column::UserId.eq(user.as_uuid()))
-            .one(&self.db)
-            .await
-            .context("reading a membership")?
-            .ok_or(MemberRepoError::NotFound)?;
-        to_domain(row)
-    }).await
-}
-
-    async fn remove(&self, tenant: TenantId, user: UserId) -> Result<(), MemberRepoError> {crate::rls::tenant(tenant, async {
-        self.change_keeping_an_owner(tenant, move |txn| {
-            Box::pin(async move {
-                Ok(scope::delete::<Entity>(tenant)
-                    .filter(Column::UserId.eq(user.as_uuid()))
-                    .exec(txn)
-                    .await?
-                    .rows_affected)
-            })
+            .await?;
+            let row = scope::select::<Entity>(tenant)
+                .filter(Column::UserId.eq(user.as_uuid()))
+                .one(&self.db)
+                .await
+                .context("reading a membership")?
+                .ok_or(MemberRepoError::NotFound)?;
+            to_domain(row)
         })
         .await
-    }).await
-}
+    }
 
-    async fn for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, MemberRepoError> {crate::rls::platform(async {
-        // Across tenants by design: the caller's own memberships, for `/auth/me` and `/orgs`.
-        let memberships = Entity::find()
-            .filter(Column::UserId.eq(user.as_uuid()))
-            .order_by_asc(Column::CreatedAt)
-            .all(&self.db)
+    async fn remove(&self, tenant: TenantId, user: UserId) -> Result<(), MemberRepoError> {
+        crate::rls::tenant(tenant, async {
+            self.change_keeping_an_owner(tenant, move |txn| {
+                Box::pin(async move {
+                    Ok(scope::delete::<Entity>(tenant)
+                        .filter(Column::UserId.eq(user.as_uuid()))
+                        .exec(txn)
+                        .await?
+                        .rows_affected)
+                })
+            })
             .await
-            .context("listing a user's memberships")?;
-        let ids: Vec<Uuid> = memberships.iter().map(|m| m.tenant_id).collect();
-        let orgs: HashMap<Uuid, crate::entity::organization::Model> =
-            crate::entity::organization::Entity::find()
-                .filter(crate::entity::organization::Column::Id.is_in(ids))
+        })
+        .await
+    }
+
+    async fn for_user(&self, user: UserId) -> Result<Vec<(Organization, Role)>, MemberRepoError> {
+        crate::rls::platform(async {
+            // Across tenants by design: the caller's own memberships, for `/auth/me` and `/orgs`.
+            let memberships = Entity::find()
+                .filter(Column::UserId.eq(user.as_uuid()))
+                .order_by_asc(Column::CreatedAt)
                 .all(&self.db)
                 .await
-                .context("reading a user's organizations")?
-                .into_iter()
-                .map(|o| (o.id, o))
-                .collect();
-        let mut out = Vec::with_capacity(memberships.len());
-        for m in memberships {
-            if let Some(org) = orgs.get(&m.tenant_id) {
-                let org = crate::organizations::to_domain(org.clone())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                out.push((org, to_domain(m)?.role));
+                .context("listing a user's memberships")?;
+            let ids: Vec<Uuid> = memberships.iter().map(|m| m.tenant_id).collect();
+            let orgs: HashMap<Uuid, crate::entity::organization::Model> =
+                crate::entity::organization::Entity::find()
+                    .filter(crate::entity::organization::Column::Id.is_in(ids))
+                    .all(&self.db)
+                    .await
+                    .context("reading a user's organizations")?
+                    .into_iter()
+                    .map(|o| (o.id, o))
+                    .collect();
+            let mut out = Vec::with_capacity(memberships.len());
+            for m in memberships {
+                if let Some(org) = orgs.get(&m.tenant_id) {
+                    let org = crate::organizations::to_domain(org.clone())
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    out.push((org, to_domain(m)?.role));
+                }
             }
-        }
-        Ok(out)
-    }).await
-}
+            Ok(out)
+        })
+        .await
+    }
 }

@@ -57,48 +57,50 @@ impl OrganizationRepository for SqlStore {
         owner: UserId,
         max_owned: u32,
     ) -> Result<Organization, OrgRepoError> {
-// Across tenants: an account's owned organizations are counted in all of them.
-        crate::rls::platform(async {        use crate::entity::membership;
-        let now = self.now();
-        // The cap holds under concurrency: on SQLite the transaction takes the one write lock
-        // first (`BEGIN IMMEDIATE`); on PostgreSQL the owner's account row is locked
-        // (`FOR UPDATE`), so one account's creations count and insert one at a time.
-        let txn = self
-            .begin_write()
-            .await
-            .context("starting an organization")?;
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            crate::entity::user::Entity::find_by_id(owner.as_uuid())
-                .lock_exclusive()
-                .one(&txn)
+        // Across tenants: an account's owned organizations are counted in all of them.
+        crate::rls::platform(async {
+            use crate::entity::membership;
+            let now = self.now();
+            // The cap holds under concurrency: on SQLite the transaction takes the one write lock
+            // first (`BEGIN IMMEDIATE`); on PostgreSQL the owner's account row is locked
+            // (`FOR UPDATE`), so one account's creations count and insert one at a time.
+            let txn = self
+                .begin_write()
                 .await
-                .context("locking the owner's account")?;
-        }
-        let owned = membership::Entity::find()
-            .filter(membership::Column::UserId.eq(owner.as_uuid()))
-            .filter(membership::Column::Role.eq(Role::Owner.as_str()))
-            .count(&txn)
-            .await
-            .context("counting owned organizations")?;
-        if owned >= u64::from(max_owned) {
-            return Err(OrgRepoError::TooManyOwned);
-        }
-        let org = new_row(&new, now);
-        execute_timed(&txn, &Entity::insert(ActiveModel::from(org.clone())))
-            .await
-            .map_err(|e| slug_taken(e, "inserting an organization"))?;
-        let owner_row = membership::ActiveModel {
-            tenant_id: Set(org.id),
-            user_id: Set(owner.as_uuid()),
-            role: Set(Role::Owner.as_str().to_owned()),
-            created_at: Set(now),
-        };
-        execute_timed(&txn, &membership::Entity::insert(owner_row))
-            .await
-            .context("adding the owner")?;
-        txn.commit().await.context("committing an organization")?;
-        to_domain(org)
-        }).await
+                .context("starting an organization")?;
+            if self.db.get_database_backend() == DbBackend::Postgres {
+                crate::entity::user::Entity::find_by_id(owner.as_uuid())
+                    .lock_exclusive()
+                    .one(&txn)
+                    .await
+                    .context("locking the owner's account")?;
+            }
+            let owned = membership::Entity::find()
+                .filter(membership::Column::UserId.eq(owner.as_uuid()))
+                .filter(membership::Column::Role.eq(Role::Owner.as_str()))
+                .count(&txn)
+                .await
+                .context("counting owned organizations")?;
+            if owned >= u64::from(max_owned) {
+                return Err(OrgRepoError::TooManyOwned);
+            }
+            let org = new_row(&new, now);
+            execute_timed(&txn, &Entity::insert(ActiveModel::from(org.clone())))
+                .await
+                .map_err(|e| slug_taken(e, "inserting an organization"))?;
+            let owner_row = membership::ActiveModel {
+                tenant_id: Set(org.id),
+                user_id: Set(owner.as_uuid()),
+                role: Set(Role::Owner.as_str().to_owned()),
+                created_at: Set(now),
+            };
+            execute_timed(&txn, &membership::Entity::insert(owner_row))
+                .await
+                .context("adding the owner")?;
+            txn.commit().await.context("committing an organization")?;
+            to_domain(org)
+        })
+        .await
     }
 
     async fn rename(
@@ -139,16 +141,18 @@ impl OrganizationRepository for SqlStore {
         self.find_by_id(id).await
     }
 
-    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {crate::rls::tenant(id, async {
-        // Memberships (and later every tenant table) go with it: ON DELETE CASCADE.
-        let removed = Entity::delete_by_id(id.as_uuid())
-            .exec(&self.db)
-            .await
-            .context("deleting an organization")?
-            .rows_affected;
-        Ok(removed > 0)
-    }).await
-}
+    async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
+        crate::rls::tenant(id, async {
+            // Memberships (and later every tenant table) go with it: ON DELETE CASCADE.
+            let removed = Entity::delete_by_id(id.as_uuid())
+                .exec(&self.db)
+                .await
+                .context("deleting an organization")?
+                .rows_affected;
+            Ok(removed > 0)
+        })
+        .await
+    }
 
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
         let row = new_row(&new, self.now());

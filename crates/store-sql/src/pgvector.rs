@@ -164,72 +164,74 @@ impl PgVectorIndex {
     ///
     /// # Errors
     /// When the database fails otherwise (unreachable, the table cannot be created).
-    pub async fn try_new(store: &SqlStore, threshold: usize) -> anyhow::Result<Option<Self>> {crate::rls::owner(async {
-        let db = store.db.clone();
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(None);
-        }
-        let Some(ext) = ensure_extension(&db).await? else {
-            return Ok(None);
-        };
-        let ty = format!("{ext}.vector");
-        let txn = db.begin().await.context("starting the pgvector set-up")?;
-        txn.execute_unprepared(&format!(
-            "SELECT pg_advisory_xact_lock({SETUP_LOCK_CLASS}, 0)"
-        ))
-        .await
-        .context("taking the pgvector set-up lock")?;
-        txn.execute_unprepared(&format!(
-            "CREATE TABLE IF NOT EXISTS chunk_embeddings ( \
+    pub async fn try_new(store: &SqlStore, threshold: usize) -> anyhow::Result<Option<Self>> {
+        crate::rls::owner(async {
+            let db = store.db.clone();
+            if db.get_database_backend() != DbBackend::Postgres {
+                return Ok(None);
+            }
+            let Some(ext) = ensure_extension(&db).await? else {
+                return Ok(None);
+            };
+            let ty = format!("{ext}.vector");
+            let txn = db.begin().await.context("starting the pgvector set-up")?;
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({SETUP_LOCK_CLASS}, 0)"
+            ))
+            .await
+            .context("taking the pgvector set-up lock")?;
+            txn.execute_unprepared(&format!(
+                "CREATE TABLE IF NOT EXISTS chunk_embeddings ( \
                 space_id uuid NOT NULL REFERENCES embedding_spaces (id) ON DELETE CASCADE, \
                 chunk_id uuid NOT NULL, \
                 tenant_id uuid NOT NULL, \
                 document_id uuid NOT NULL REFERENCES documents (id) ON DELETE CASCADE, \
                 embedding {ty} NOT NULL, \
                 PRIMARY KEY (space_id, chunk_id))"
-        ))
-        .await
-        .context("creating chunk_embeddings")?;
-        txn.execute_unprepared(
-            "CREATE INDEX IF NOT EXISTS ix_chunk_embeddings_tenant_document \
-             ON chunk_embeddings (tenant_id, document_id)",
-        )
-        .await
-        .context("indexing chunk_embeddings")?;
-        txn.execute_unprepared(
-            "CREATE INDEX IF NOT EXISTS ix_chunk_embeddings_document \
-             ON chunk_embeddings (document_id)",
-        )
-        .await
-        .context("indexing chunk_embeddings")?;
-        // Row-level security, as on every tenant table (docs/security.md).
-        let protected = txn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT 1 AS p FROM pg_policies WHERE schemaname = current_schema() \
-                 AND tablename = 'chunk_embeddings' AND policyname = 'quire_tenant'",
             ))
             .await
-            .context("reading chunk_embeddings' policies")?
-            .is_some();
-        if !protected {
-            txn.execute_unprepared(&migration::protect("chunk_embeddings", true))
-                .await
-                .context("protecting chunk_embeddings")?;
-        }
-        txn.commit()
+            .context("creating chunk_embeddings")?;
+            txn.execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS ix_chunk_embeddings_tenant_document \
+             ON chunk_embeddings (tenant_id, document_id)",
+            )
             .await
-            .context("committing the pgvector set-up")?;
-        Ok(Some(Self {
-            db,
-            ext,
-            threshold: threshold.max(1),
-            ready: Arc::new(Mutex::new(HashSet::new())),
-            building: Arc::new(Mutex::new(HashSet::new())),
-            builds: Arc::new(watch::Sender::new(0)),
-        }))
-    }).await
-}
+            .context("indexing chunk_embeddings")?;
+            txn.execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS ix_chunk_embeddings_document \
+             ON chunk_embeddings (document_id)",
+            )
+            .await
+            .context("indexing chunk_embeddings")?;
+            // Row-level security, as on every tenant table (docs/security.md).
+            let protected = txn
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT 1 AS p FROM pg_policies WHERE schemaname = current_schema() \
+                 AND tablename = 'chunk_embeddings' AND policyname = 'quire_tenant'",
+                ))
+                .await
+                .context("reading chunk_embeddings' policies")?
+                .is_some();
+            if !protected {
+                txn.execute_unprepared(&migration::protect("chunk_embeddings", true))
+                    .await
+                    .context("protecting chunk_embeddings")?;
+            }
+            txn.commit()
+                .await
+                .context("committing the pgvector set-up")?;
+            Ok(Some(Self {
+                db,
+                ext,
+                threshold: threshold.max(1),
+                ready: Arc::new(Mutex::new(HashSet::new())),
+                building: Arc::new(Mutex::new(HashSet::new())),
+                builds: Arc::new(watch::Sender::new(0)),
+            }))
+        })
+        .await
+    }
 
     /// Waits until no index build of this instance runs (tests and benchmarks).
     pub async fn settle(&self) {
@@ -557,7 +559,8 @@ async fn build_index(
 
 #[async_trait]
 impl VectorIndex for PgVectorIndex {
-    async fn upsert(&self, space: &Space, entries: &[VectorEntry]) -> Result<(), IndexError> {crate::rls::tenant(space.tenant_id, async {
+    async fn upsert(&self, space: &Space, entries: &[VectorEntry]) -> Result<(), IndexError> {
+        crate::rls::tenant(space.tenant_id, async {
         let dim = space.model.dimensions();
         if let Some(bad) = entries.iter().find(|e| e.vector.len() != dim as usize) {
             return Err(IndexError::Dimension {
@@ -631,7 +634,7 @@ impl VectorIndex for PgVectorIndex {
         }
         Ok(())
     }).await
-}
+    }
 
     async fn search(
         &self,
@@ -639,92 +642,100 @@ impl VectorIndex for PgVectorIndex {
         query: &[f32],
         k: usize,
         allow: Option<&[DocumentId]>,
-    ) -> Result<Vec<Candidate>, IndexError> {crate::rls::tenant(space.tenant_id, async {
-        let dim = space.model.dimensions();
-        if query.len() != dim as usize {
-            return Err(IndexError::Dimension {
-                expected: dim,
-                got: query.len(),
-            });
-        }
-        if k == 0 || allow.is_some_and(<[DocumentId]>::is_empty) {
-            return Ok(Vec::new());
-        }
-        let text = vector_text(query);
-        if allow.is_some() || !self.ann_ready(space.id).await? {
-            return self.exact(space.id, &text, k, allow).await;
-        }
-        let found = self.approximate(space, &text, k).await?;
-        if found.len() < k && self.count_upto(space.id, k).await? > found.len() {
-            tracing::debug!(got = found.len(), k, "HNSW search came back short; exact");
-            return self.exact(space.id, &text, k, None).await;
-        }
-        Ok(found)
-    }).await
-}
+    ) -> Result<Vec<Candidate>, IndexError> {
+        crate::rls::tenant(space.tenant_id, async {
+            let dim = space.model.dimensions();
+            if query.len() != dim as usize {
+                return Err(IndexError::Dimension {
+                    expected: dim,
+                    got: query.len(),
+                });
+            }
+            if k == 0 || allow.is_some_and(<[DocumentId]>::is_empty) {
+                return Ok(Vec::new());
+            }
+            let text = vector_text(query);
+            if allow.is_some() || !self.ann_ready(space.id).await? {
+                return self.exact(space.id, &text, k, allow).await;
+            }
+            let found = self.approximate(space, &text, k).await?;
+            if found.len() < k && self.count_upto(space.id, k).await? > found.len() {
+                tracing::debug!(got = found.len(), k, "HNSW search came back short; exact");
+                return self.exact(space.id, &text, k, None).await;
+            }
+            Ok(found)
+        })
+        .await
+    }
 
-    async fn missing(&self, space: &Space, chunks: &[ChunkId]) -> Result<Vec<ChunkId>, IndexError> {crate::rls::tenant(space.tenant_id, async {
-        let mut present: HashSet<Uuid> = HashSet::new();
-        for batch in chunks.chunks(IN_BATCH) {
-            let found: Vec<Uuid> = scope::select::<row::Entity>(space.tenant_id)
-                .select_only()
-                .column(row::Column::ChunkId)
-                .filter(row::Column::SpaceId.eq(space.id.as_uuid()))
-                .filter(row::Column::ChunkId.is_in(batch.iter().map(ChunkId::as_uuid)))
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .context("looking for vectors")?;
-            present.extend(found);
-        }
-        let mut seen = HashSet::new();
-        Ok(chunks
-            .iter()
-            .copied()
-            .filter(|c| !present.contains(&c.as_uuid()) && seen.insert(*c))
-            .collect())
-    }).await
-}
+    async fn missing(&self, space: &Space, chunks: &[ChunkId]) -> Result<Vec<ChunkId>, IndexError> {
+        crate::rls::tenant(space.tenant_id, async {
+            let mut present: HashSet<Uuid> = HashSet::new();
+            for batch in chunks.chunks(IN_BATCH) {
+                let found: Vec<Uuid> = scope::select::<row::Entity>(space.tenant_id)
+                    .select_only()
+                    .column(row::Column::ChunkId)
+                    .filter(row::Column::SpaceId.eq(space.id.as_uuid()))
+                    .filter(row::Column::ChunkId.is_in(batch.iter().map(ChunkId::as_uuid)))
+                    .into_tuple()
+                    .all(&self.db)
+                    .await
+                    .context("looking for vectors")?;
+                present.extend(found);
+            }
+            let mut seen = HashSet::new();
+            Ok(chunks
+                .iter()
+                .copied()
+                .filter(|c| !present.contains(&c.as_uuid()) && seen.insert(*c))
+                .collect())
+        })
+        .await
+    }
 
     async fn retain(
         &self,
         tenant: TenantId,
         document: DocumentId,
         keep: &[ChunkId],
-    ) -> Result<(), IndexError> {crate::rls::tenant(tenant, async {
-        let mut delete = scope::delete::<row::Entity>(tenant)
-            .filter(row::Column::DocumentId.eq(document.as_uuid()));
-        if !keep.is_empty() {
-            // One bound array, however many chunks are kept.
-            delete = delete.filter(sea_orm::sea_query::Expr::cust_with_values(
-                "NOT (chunk_id = ANY($1::text::uuid[]))",
-                [uuid_array(keep.iter().map(ChunkId::as_uuid))],
-            ));
-        }
-        delete
-            .exec(&self.db)
-            .await
-            .context("deleting a document's vectors")?;
-        Ok(())
-    }).await
-}
-
-    async fn drop_space(&self, space: &Space) -> Result<(), IndexError> {crate::rls::tenant(space.tenant_id, async {
-        scope::delete::<row::Entity>(space.tenant_id)
-            .filter(row::Column::SpaceId.eq(space.id.as_uuid()))
-            .exec(&self.db)
-            .await
-            .context("dropping a space's vectors")?;
-        lock(&self.ready).remove(&space.id);
-        crate::rls::owner(self.db.execute_unprepared(&format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            index_name(space.id)
-        )))
+    ) -> Result<(), IndexError> {
+        crate::rls::tenant(tenant, async {
+            let mut delete = scope::delete::<row::Entity>(tenant)
+                .filter(row::Column::DocumentId.eq(document.as_uuid()));
+            if !keep.is_empty() {
+                // One bound array, however many chunks are kept.
+                delete = delete.filter(sea_orm::sea_query::Expr::cust_with_values(
+                    "NOT (chunk_id = ANY($1::text::uuid[]))",
+                    [uuid_array(keep.iter().map(ChunkId::as_uuid))],
+                ));
+            }
+            delete
+                .exec(&self.db)
+                .await
+                .context("deleting a document's vectors")?;
+            Ok(())
+        })
         .await
+    }
+
+    async fn drop_space(&self, space: &Space) -> Result<(), IndexError> {
+        crate::rls::tenant(space.tenant_id, async {
+            scope::delete::<row::Entity>(space.tenant_id)
+                .filter(row::Column::SpaceId.eq(space.id.as_uuid()))
+                .exec(&self.db)
+                .await
+                .context("dropping a space's vectors")?;
+            lock(&self.ready).remove(&space.id);
+            crate::rls::owner(self.db.execute_unprepared(&format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                index_name(space.id)
+            )))
+            .await
             .context("dropping a space's index")?;
-        Ok(())
-    }).await
-}
+            Ok(())
+        })
+        .await
+    }
 
     fn backend(&self) -> &'static str {
         "pgvector"

@@ -52,12 +52,16 @@ async fn superuser(app: &TestApp) -> (DatabaseConnection, String) {
 }
 
 async fn strings(txn: &DatabaseTransaction, sql: &str, values: Vec<sea_orm::Value>) -> Vec<String> {
-    txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.try_get_by_index::<String>(0).expect("text"))
-        .collect()
+    txn.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    .iter()
+    .map(|r| r.try_get_by_index::<String>(0).expect("text"))
+    .collect()
 }
 
 async fn count(txn: &DatabaseTransaction, sql: &str) -> i64 {
@@ -87,7 +91,10 @@ async fn tenant_tables(txn: &DatabaseTransaction, schema: &str) -> Vec<String> {
 async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -> Vec<String> {
     let mut found = Vec::new();
     let tables = tenant_tables(txn, schema).await;
-    assert!(tables.len() >= 20, "the catalog lists the tenant tables: {tables:?}");
+    assert!(
+        tables.len() >= 20,
+        "the catalog lists the tenant tables: {tables:?}"
+    );
     for t in &tables {
         let protected = strings(
             txn,
@@ -111,10 +118,14 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
         }
     }
     let tenanted = |tenant: &str| {
-        format!("SELECT set_config('role', 'quire_app', true), set_config('quire.tenant', '{tenant}', true)")
+        format!(
+            "SELECT set_config('role', 'quire_app', true), set_config('quire.tenant', '{tenant}', true)"
+        )
     };
     // No tenant: no row of any tenant table.
-    txn.execute_unprepared(&tenanted("")).await.expect("as the app");
+    txn.execute_unprepared(&tenanted(""))
+        .await
+        .expect("as the app");
     for t in &tables {
         let n = count(txn, &format!("SELECT count(*) FROM \"{t}\"")).await;
         if n > 0 {
@@ -122,20 +133,34 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
         }
     }
     // Tenant A: A's rows only, and there are some.
-    txn.execute_unprepared(&tenanted(a)).await.expect("as tenant A");
+    txn.execute_unprepared(&tenanted(a))
+        .await
+        .expect("as tenant A");
     let mut seen_a = 0;
     for t in &tables {
-        seen_a += count(txn, &format!("SELECT count(*) FROM \"{t}\" WHERE tenant_id = '{a}'")).await;
-        let other = count(txn, &format!("SELECT count(*) FROM \"{t}\" WHERE tenant_id <> '{a}'")).await;
+        seen_a += count(
+            txn,
+            &format!("SELECT count(*) FROM \"{t}\" WHERE tenant_id = '{a}'"),
+        )
+        .await;
+        let other = count(
+            txn,
+            &format!("SELECT count(*) FROM \"{t}\" WHERE tenant_id <> '{a}'"),
+        )
+        .await;
         if other > 0 {
-            found.push(format!("{t}: {other} rows of another tenant visible under tenant A"));
+            found.push(format!(
+                "{t}: {other} rows of another tenant visible under tenant A"
+            ));
         }
     }
     if seen_a < 5 {
         found.push(format!("tenant A sees only {seen_a} of its rows"));
     }
     // Tenant A writing B's row: refused.
-    txn.execute_unprepared("SAVEPOINT write_b").await.expect("savepoint");
+    txn.execute_unprepared("SAVEPOINT write_b")
+        .await
+        .expect("savepoint");
     let write = txn
         .execute_unprepared(&format!(
             "INSERT INTO collections SELECT (jsonb_populate_record(c, jsonb_build_object(\
@@ -143,17 +168,23 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
              FROM collections c LIMIT 1"
         ))
         .await;
-    txn.execute_unprepared("ROLLBACK TO SAVEPOINT write_b").await.expect("rollback to");
+    txn.execute_unprepared("ROLLBACK TO SAVEPOINT write_b")
+        .await
+        .expect("rollback to");
     match write {
         Err(e) if e.to_string().contains("row-level security") => {}
         other => found.push(format!("writing B's collection under A: {other:?}")),
     }
     // Tenant A moving its own row to B: refused.
-    txn.execute_unprepared("SAVEPOINT move_b").await.expect("savepoint");
+    txn.execute_unprepared("SAVEPOINT move_b")
+        .await
+        .expect("savepoint");
     let moved = txn
         .execute_unprepared(&format!("UPDATE collections SET tenant_id = '{b}'"))
         .await;
-    txn.execute_unprepared("ROLLBACK TO SAVEPOINT move_b").await.expect("rollback to");
+    txn.execute_unprepared("ROLLBACK TO SAVEPOINT move_b")
+        .await
+        .expect("rollback to");
     match moved {
         Err(e) if e.to_string().contains("row-level security") => {}
         other => found.push(format!("moving A's collection to B: {other:?}")),
@@ -166,9 +197,11 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
     .expect("as the platform");
     let tenants = count(txn, "SELECT count(DISTINCT tenant_id) FROM memberships").await;
     if tenants < 2 {
-        found.push(format!("the platform role sees {tenants} tenants' memberships"));
+        found.push(format!(
+            "the platform role sees {tenants} tenants' memberships"
+        ));
     }
-    for t in ["documents", "chunks", "collections", "chat_sessions"] {
+    for t in ["documents", "chunks", "chat_sessions", "keyword_postings"] {
         let n = count(txn, &format!("SELECT count(*) FROM \"{t}\"")).await;
         if n > 0 {
             found.push(format!("{t}: {n} rows visible to the platform role"));
@@ -180,7 +213,13 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
     found
 }
 
-async fn check(db: &DatabaseConnection, schema: &str, a: &str, b: &str, sabotage: Option<&str>) -> Vec<String> {
+async fn check(
+    db: &DatabaseConnection,
+    schema: &str,
+    a: &str,
+    b: &str,
+    sabotage: Option<&str>,
+) -> Vec<String> {
     let txn = db.begin().await.expect("begin");
     if let Some(sql) = sabotage {
         txn.execute_unprepared(sql).await.expect("sabotage");
@@ -205,7 +244,10 @@ async fn postgres_refuses_other_tenants_rows_by_itself() {
 
     // The checks fail when the rule is taken away.
     for (sabotage, expect) in [
-        ("DROP POLICY quire_tenant ON chunks", "chunks: no tenant policy"),
+        (
+            "DROP POLICY quire_tenant ON chunks",
+            "chunks: no tenant policy",
+        ),
         (
             "ALTER TABLE documents DISABLE ROW LEVEL SECURITY",
             "documents: row-level security not enabled",
