@@ -30,10 +30,13 @@ pub const PLATFORM_ROLE: &str = "quire_platform";
 
 /// What every checked-out PostgreSQL connection runs first: its role and its tenant
 /// (empty: none).
-/// Before the migration that creates the roles has run (a new database, about to migrate)
-/// there is no role to switch to, and no policy either: the connection stays the login user's.
+/// Before the migration that creates the roles and grants them the schema has run there (a
+/// new database, or one about to be upgraded, whose migration runs as the owner anyway), the
+/// schema has no policy either: the connection then stays the login user's.
 pub(crate) const SET_SCOPE: &str = "SELECT set_config('role', \
-     CASE WHEN to_regrole($1) IS NULL THEN 'none' ELSE $1 END, false), \
+     CASE WHEN to_regrole($1) IS NOT NULL \
+       AND coalesce(has_schema_privilege($1, current_schema(), 'USAGE'), false) \
+     THEN $1 ELSE 'none' END, false), \
      set_config('quire.tenant', $2, false)";
 
 #[derive(Debug, Clone, Copy)]
