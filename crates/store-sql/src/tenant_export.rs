@@ -144,124 +144,127 @@ impl crate::SqlStore {
         table: &str,
         page: u64,
     ) -> anyhow::Result<Vec<Value>> {
-        let t = tenant.as_uuid();
-        let db = &self.db;
-        use entity::*;
-        let rows = match table {
-            "organizations" => page_of!(
-                db,
-                organization,
-                organization::Column::Id.eq(t),
-                organization::Column::Id,
-                page
-            ),
-            "memberships" => page_of!(
-                db,
-                membership,
-                membership::Column::TenantId.eq(t),
-                membership::Column::UserId,
-                page
-            ),
-            "api_keys" => {
-                let mut rows = page_of!(
+        crate::rls::tenant(tenant, async {
+            let t = tenant.as_uuid();
+            let db = &self.db;
+            use entity::*;
+            let rows = match table {
+                "organizations" => page_of!(
                     db,
-                    api_key,
-                    api_key::Column::TenantId.eq(t),
-                    api_key::Column::Id,
+                    organization,
+                    organization::Column::Id.eq(t),
+                    organization::Column::Id,
                     page
-                );
-                for r in &mut rows {
-                    r["key_hash"] = Value::Array(Vec::new());
+                ),
+                "memberships" => page_of!(
+                    db,
+                    membership,
+                    membership::Column::TenantId.eq(t),
+                    membership::Column::UserId,
+                    page
+                ),
+                "api_keys" => {
+                    let mut rows = page_of!(
+                        db,
+                        api_key,
+                        api_key::Column::TenantId.eq(t),
+                        api_key::Column::Id,
+                        page
+                    );
+                    for r in &mut rows {
+                        r["key_hash"] = Value::Array(Vec::new());
+                    }
+                    rows
                 }
-                rows
-            }
-            "collections" => page_of!(
-                db,
-                collection,
-                collection::Column::TenantId.eq(t),
-                collection::Column::Id,
-                page
-            ),
-            "documents" => page_of!(
-                db,
-                document,
-                document::Column::TenantId.eq(t),
-                document::Column::Id,
-                page
-            ),
-            "chunks" => page_of!(
-                db,
-                chunk,
-                chunk::Column::TenantId.eq(t),
-                chunk::Column::Id,
-                page
-            ),
-            "assistants" => page_of!(
-                db,
-                assistant,
-                assistant::Column::TenantId.eq(t),
-                assistant::Column::Id,
-                page
-            ),
-            "chat_sessions" => page_of!(
-                db,
-                chat_session,
-                chat_session::Column::TenantId.eq(t),
-                chat_session::Column::Id,
-                page
-            ),
-            "chat_messages" => page_of!(
-                db,
-                chat_message,
-                chat_message::Column::TenantId.eq(t),
-                chat_message::Column::Id,
-                page
-            ),
-            "message_feedback" => page_of!(
-                db,
-                message_feedback,
-                message_feedback::Column::TenantId.eq(t),
-                message_feedback::Column::MessageId,
-                page
-            ),
-            "tenant_models" => page_of!(
-                db,
-                tenant_model,
-                tenant_model::Column::TenantId.eq(t),
-                tenant_model::Column::TenantId,
-                page
-            ),
-            "usage_events" => page_of!(
-                db,
-                usage_event,
-                usage_event::Column::TenantId.eq(t),
-                usage_event::Column::Id,
-                page
-            ),
-            "usage_limits" => page_of!(
-                db,
-                usage_limit,
-                usage_limit::Column::TenantId.eq(t),
-                usage_limit::Column::TenantId,
-                page
-            ),
-            "workflow_schedules" => page_of!(
-                db,
-                workflow_schedule,
-                workflow_schedule::Column::TenantId.eq(t),
-                workflow_schedule::Column::Id,
-                page
-            ),
-            "audit_log" => page_of!(
-                db,
-                audit,
-                audit::Column::TenantId.eq(t),
-                audit::Column::Id,
-                page
-            ),
-            other => anyhow::bail!("{other} is not an exported table"),
-        };
-        Ok(rows)
+                "collections" => page_of!(
+                    db,
+                    collection,
+                    collection::Column::TenantId.eq(t),
+                    collection::Column::Id,
+                    page
+                ),
+                "documents" => page_of!(
+                    db,
+                    document,
+                    document::Column::TenantId.eq(t),
+                    document::Column::Id,
+                    page
+                ),
+                "chunks" => page_of!(
+                    db,
+                    chunk,
+                    chunk::Column::TenantId.eq(t),
+                    chunk::Column::Id,
+                    page
+                ),
+                "assistants" => page_of!(
+                    db,
+                    assistant,
+                    assistant::Column::TenantId.eq(t),
+                    assistant::Column::Id,
+                    page
+                ),
+                "chat_sessions" => page_of!(
+                    db,
+                    chat_session,
+                    chat_session::Column::TenantId.eq(t),
+                    chat_session::Column::Id,
+                    page
+                ),
+                "chat_messages" => page_of!(
+                    db,
+                    chat_message,
+                    chat_message::Column::TenantId.eq(t),
+                    chat_message::Column::Id,
+                    page
+                ),
+                "message_feedback" => page_of!(
+                    db,
+                    message_feedback,
+                    message_feedback::Column::TenantId.eq(t),
+                    message_feedback::Column::MessageId,
+                    page
+                ),
+                "tenant_models" => page_of!(
+                    db,
+                    tenant_model,
+                    tenant_model::Column::TenantId.eq(t),
+                    tenant_model::Column::TenantId,
+                    page
+                ),
+                "usage_events" => page_of!(
+                    db,
+                    usage_event,
+                    usage_event::Column::TenantId.eq(t),
+                    usage_event::Column::Id,
+                    page
+                ),
+                "usage_limits" => page_of!(
+                    db,
+                    usage_limit,
+                    usage_limit::Column::TenantId.eq(t),
+                    usage_limit::Column::TenantId,
+                    page
+                ),
+                "workflow_schedules" => page_of!(
+                    db,
+                    workflow_schedule,
+                    workflow_schedule::Column::TenantId.eq(t),
+                    workflow_schedule::Column::Id,
+                    page
+                ),
+                "audit_log" => page_of!(
+                    db,
+                    audit,
+                    audit::Column::TenantId.eq(t),
+                    audit::Column::Id,
+                    page
+                ),
+                other => anyhow::bail!("{other} is not an exported table"),
+            };
+            Ok(rows)
+        })
+        .await
     }
 
     /// The organization's members with their accounts' email and name, oldest first.
@@ -269,31 +272,34 @@ impl crate::SqlStore {
     /// # Errors
     /// Storage.
     pub async fn exported_members(&self, tenant: TenantId) -> anyhow::Result<Vec<ExportedMember>> {
-        let members = entity::membership::Entity::find()
-            .filter(entity::membership::Column::TenantId.eq(tenant.as_uuid()))
-            .order_by_asc(entity::membership::Column::CreatedAt)
-            .all(&self.db)
-            .await
-            .context("reading members for an export")?;
-        let ids: Vec<uuid::Uuid> = members.iter().map(|m| m.user_id).collect();
-        let users = entity::user::Entity::find()
-            .filter(entity::user::Column::Id.is_in(ids))
-            .all(&self.db)
-            .await
-            .context("reading members' accounts for an export")?;
-        Ok(members
-            .into_iter()
-            .filter_map(|m| {
-                let u = users.iter().find(|u| u.id == m.user_id)?;
-                Some(ExportedMember {
-                    user_id: m.user_id,
-                    email: u.email.clone(),
-                    name: u.name.clone(),
-                    role: m.role,
-                    joined_at: m.created_at,
+        crate::rls::tenant(tenant, async {
+            let members = entity::membership::Entity::find()
+                .filter(entity::membership::Column::TenantId.eq(tenant.as_uuid()))
+                .order_by_asc(entity::membership::Column::CreatedAt)
+                .all(&self.db)
+                .await
+                .context("reading members for an export")?;
+            let ids: Vec<uuid::Uuid> = members.iter().map(|m| m.user_id).collect();
+            let users = entity::user::Entity::find()
+                .filter(entity::user::Column::Id.is_in(ids))
+                .all(&self.db)
+                .await
+                .context("reading members' accounts for an export")?;
+            Ok(members
+                .into_iter()
+                .filter_map(|m| {
+                    let u = users.iter().find(|u| u.id == m.user_id)?;
+                    Some(ExportedMember {
+                        user_id: m.user_id,
+                        email: u.email.clone(),
+                        name: u.name.clone(),
+                        role: m.role,
+                        joined_at: m.created_at,
+                    })
                 })
-            })
-            .collect())
+                .collect())
+        })
+        .await
     }
 
     /// Loads an archive's rows, table by table in [`EXPORTED`]'s order, in one transaction:
@@ -304,6 +310,23 @@ impl crate::SqlStore {
     /// A table not in [`EXPORTED`], a row that does not fit its table, a conflict (an id that
     /// exists: the organization was imported already); storage.
     pub async fn import_rows(
+        &self,
+        tables: Vec<(String, Vec<Value>)>,
+    ) -> anyhow::Result<Vec<(String, u64)>> {
+        // One organization's rows: under row-level security (PostgreSQL) they are written
+        // inside its tenant, which the archive's organization row names.
+        let tenant = tables
+            .iter()
+            .filter(|(t, _)| t == "organizations")
+            .flat_map(|(_, rows)| rows)
+            .find_map(|r| r.get("id").and_then(Value::as_str).map(str::to_owned))
+            .context("the archive has no organization row")?
+            .parse::<uuid::Uuid>()
+            .context("the organization's id")?;
+        crate::rls::tenant(TenantId::from_uuid(tenant), self.import_tenant_rows(tables)).await
+    }
+
+    async fn import_tenant_rows(
         &self,
         tables: Vec<(String, Vec<Value>)>,
     ) -> anyhow::Result<Vec<(String, u64)>> {
