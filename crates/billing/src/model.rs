@@ -78,6 +78,25 @@ impl Window {
             Window::Month => time::Duration::days(30),
         }
     }
+
+    /// The length of one bucket of its series: an hour over `24h`, a day over `7d` and `30d`.
+    #[must_use]
+    pub const fn step(self) -> time::Duration {
+        match self {
+            Window::Day => time::Duration::hours(1),
+            Window::Week | Window::Month => time::Duration::days(1),
+        }
+    }
+
+    /// How many buckets its series has (24, 7 or 30): `length / step`.
+    #[must_use]
+    pub const fn buckets(self) -> u32 {
+        match self {
+            Window::Day => 24,
+            Window::Week => 7,
+            Window::Month => 30,
+        }
+    }
 }
 
 /// Sums over ledger events.
@@ -120,6 +139,9 @@ pub struct UsageRow {
     pub model: String,
     /// Who asked (`None`: background work).
     pub actor: Option<Principal>,
+    /// With a bucket length (`step`), the bucket the events fall in: `⌊(at − since) / step⌋`;
+    /// `None` without one.
+    pub bucket: Option<u32>,
     /// The sums.
     pub totals: Totals,
 }
@@ -154,6 +176,9 @@ pub struct UsageReport {
     pub by_model: Vec<(String, Totals)>,
     /// By user or API key (`None`: background work), most tokens first.
     pub by_actor: Vec<(Option<Principal>, Totals)>,
+    /// Over time: one bucket per [`Window::step`] from `since` ([`Window::buckets`] of them,
+    /// empty ones included), each with its start; the buckets' sums add up to `totals`.
+    pub series: Vec<(OffsetDateTime, Totals)>,
 }
 
 /// Usage of every organization over a window (platform administrators).

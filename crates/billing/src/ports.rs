@@ -29,7 +29,9 @@ pub enum LedgerError {
 /// - `append` stores an event once: a second event with the same id is ignored and answers
 ///   `false`; events are never updated or deleted (an organization's deletion cascades);
 /// - the sums count events with `at >= since`, of the given tenant only;
-/// - `totals` groups by (kind, model, actor); with `actor`, only that actor's events.
+/// - `totals` groups by (kind, model, actor); with `actor`, only that actor's events; with
+///   `step`, also by bucket `⌊(at − since) / step⌋` (exact to the microsecond), in the same
+///   one query.
 #[async_trait]
 pub trait UsageLedger: Send + Sync + fmt::Debug {
     /// Appends `event`; `false` when an event with its id is already there.
@@ -43,12 +45,13 @@ pub trait UsageLedger: Send + Sync + fmt::Debug {
     ) -> Result<u64, LedgerError>;
 
     /// Sums of `tenant`'s events since `since` by kind, model and actor; only `actor`'s when
-    /// given.
+    /// given; with `step` (positive), by bucket of that length from `since` as well.
     async fn totals(
         &self,
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
+        step: Option<time::Duration>,
     ) -> Result<Vec<UsageRow>, LedgerError>;
 
     /// Sums of every tenant's events since `since` by tenant, kind and model.

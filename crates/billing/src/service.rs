@@ -762,7 +762,16 @@ impl Billing {
     ) -> Result<UsageReport, BillingError> {
         let until = self.ports.clock.now();
         let since = until - window.length();
-        let rows = self.ports.ledger.totals(tenant, since, actor).await?;
+        // One query: the groups by kind, model and actor, split by bucket of the series.
+        let rows = self
+            .ports
+            .ledger
+            .totals(tenant, since, actor, Some(window.step()))
+            .await?;
+        let buckets = window.buckets();
+        let mut series: Vec<(OffsetDateTime, Totals)> = (0..buckets)
+            .map(|i| (since + window.step() * i, Totals::default()))
+            .collect();
         let mut totals = Totals::default();
         let mut by_kind: HashMap<UsageKind, Totals> = HashMap::new();
         let mut by_model: HashMap<String, Totals> = HashMap::new();
@@ -775,6 +784,11 @@ impl Billing {
                 .or_default()
                 .add(&row.totals);
             by_actor.entry(row.actor).or_default().add(&row.totals);
+            // An event stamped after `until` (a clock ahead of this one) counts in the last.
+            let bucket = row.bucket.unwrap_or(0).min(buckets.saturating_sub(1));
+            if let Some((_, sums)) = series.get_mut(bucket as usize) {
+                sums.add(&row.totals);
+            }
         }
         Ok(UsageReport {
             window,
@@ -788,6 +802,7 @@ impl Billing {
                 Some(Principal::ApiKey(k)) => format!("k{k}"),
                 None => String::new(),
             }),
+            series,
         })
     }
 

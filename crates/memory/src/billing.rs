@@ -140,19 +140,39 @@ impl UsageLedger for InMemoryUsageLedger {
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
+        step: Option<time::Duration>,
     ) -> Result<Vec<UsageRow>, LedgerError> {
+        let step_us = match step {
+            Some(step) if step.whole_microseconds() > 0 => Some(step.whole_microseconds()),
+            Some(step) => {
+                return Err(anyhow::anyhow!("a series step must be positive: {step}").into());
+            }
+            None => None,
+        };
+        let start = utc_micros(since);
         let t = self.lock()?;
-        let mut groups: BTreeMap<(&str, &str, (u8, uuid::Uuid)), UsageRow> = BTreeMap::new();
+        let mut groups: BTreeMap<(&str, &str, (u8, uuid::Uuid), Option<u32>), UsageRow> =
+            BTreeMap::new();
         for e in t
             .since(tenant, since)
             .filter(|e| actor.is_none() || e.actor == actor)
         {
+            // As SQL: whole microseconds from the window's start over the step, saturating.
+            let bucket = step_us.map(|step| {
+                u32::try_from((e.at - start).whole_microseconds() / step).unwrap_or(u32::MAX)
+            });
             groups
-                .entry((e.kind.as_str(), e.model.as_str(), actor_key(e.actor)))
+                .entry((
+                    e.kind.as_str(),
+                    e.model.as_str(),
+                    actor_key(e.actor),
+                    bucket,
+                ))
                 .or_insert_with(|| UsageRow {
                     kind: e.kind,
                     model: e.model.clone(),
                     actor: e.actor,
+                    bucket,
                     totals: Totals::default(),
                 })
                 .totals

@@ -23,14 +23,14 @@ use billing::ports::{LedgerError, UsageLedger};
 use kernel::{ApiKeyId, Principal, TenantId, UsageKind, UserId};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
-    Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Set, Value,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::{usage_event, usage_limit};
-use crate::stored::{at_value, execute_timed, fit};
+use crate::stored::{at_value, execute_timed, fit, utc_micros};
 use crate::{SqlStore, scope};
 
 /// The sums a grouped read selects after its group columns, in this order: prompt tokens,
@@ -115,6 +115,32 @@ fn grouped_sums(
         query = query.group_by(*column).order_by_asc(*column);
     }
     query
+}
+
+/// The SQL of an event's bucket: `⌊(at − since) / step⌋`, from `at` in whole microseconds
+/// since the epoch (exact on both backends: SQLite reads the seconds and the fixed-width
+/// fraction of the stored text, PostgreSQL's `EXTRACT(EPOCH …)` is `NUMERIC`). `since` and
+/// `step` are the server's own numbers, written into the SQL as integer literals (so that
+/// PostgreSQL sees the selected and the grouped expression as the same); never client input.
+fn bucket_expr(
+    backend: DbBackend,
+    since: OffsetDateTime,
+    step: time::Duration,
+) -> anyhow::Result<String> {
+    let since_us = i64::try_from(utc_micros(since).unix_timestamp_nanos() / 1_000)
+        .context("the window's start out of range")?;
+    let step_us = i64::try_from(step.whole_microseconds())
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| anyhow::anyhow!("a series step must be positive: {step}"))?;
+    let at_us = if backend == DbBackend::Postgres {
+        "CAST(EXTRACT(EPOCH FROM \"at\") * 1000000 AS BIGINT)"
+    } else {
+        "(CAST(strftime('%s', \"at\") AS INTEGER) * 1000000 + CAST(substr(\"at\", 21, 6) AS INTEGER))"
+    };
+    Ok(format!(
+        "CAST(({at_us} - {since_us}) / {step_us} AS BIGINT)"
+    ))
 }
 
 // --- the port -------------------------------------------------------------------------------
@@ -202,7 +228,11 @@ impl UsageLedger for SqlUsageLedger {
         tenant: TenantId,
         since: OffsetDateTime,
         actor: Option<Principal>,
+        step: Option<time::Duration>,
     ) -> Result<Vec<UsageRow>, LedgerError> {
+        let bucket = step
+            .map(|step| bucket_expr(self.store.db.get_database_backend(), since, step))
+            .transpose()?;
         crate::rls::tenant(tenant, async {
             let mut query = scope::select::<usage_event::Entity>(tenant)
                 .filter(usage_event::Column::At.gte(self.at(since)));
@@ -215,6 +245,22 @@ impl UsageLedger for SqlUsageLedger {
                 }
                 None => query,
             };
+            let mut query = grouped_sums(
+                query,
+                &[
+                    usage_event::Column::Kind,
+                    usage_event::Column::Model,
+                    usage_event::Column::UserId,
+                    usage_event::Column::ApiKeyId,
+                ],
+            );
+            // The bucket (or a constant 0 without a step) comes last, after the sums.
+            query = match &bucket {
+                Some(expr) => query
+                    .expr(Expr::cust(expr.clone()))
+                    .group_by(Expr::cust(expr.clone())),
+                None => query.expr(Expr::cust("CAST(0 AS BIGINT)")),
+            };
             let rows: Vec<(
                 String,
                 String,
@@ -224,27 +270,24 @@ impl UsageLedger for SqlUsageLedger {
                 i64,
                 i64,
                 i64,
-            )> = grouped_sums(
-                query,
-                &[
-                    usage_event::Column::Kind,
-                    usage_event::Column::Model,
-                    usage_event::Column::UserId,
-                    usage_event::Column::ApiKeyId,
-                ],
-            )
-            .into_tuple()
-            .all(&self.store.db)
-            .await
-            .context("summing a tenant's usage")?;
+                i64,
+            )> = query
+                .into_tuple()
+                .all(&self.store.db)
+                .await
+                .context("summing a tenant's usage")?;
             let rows = rows
                 .into_iter()
                 .map(
-                    |(kind, model, user, key, prompt, completion, cost, events)| {
+                    |(kind, model, user, key, prompt, completion, cost, events, index)| {
                         Ok(UsageRow {
                             kind: kind_from_column(&kind)?,
                             model,
                             actor: actor_from_columns(user, key)?,
+                            // Far-future events (a skewed clock) saturate; the report clamps.
+                            bucket: bucket
+                                .is_some()
+                                .then(|| u32::try_from(index.max(0)).unwrap_or(u32::MAX)),
                             totals: totals(prompt, completion, cost, events)?,
                         })
                     },

@@ -657,3 +657,91 @@ async fn estimates_plans_and_admin_changes() {
         assert!(u["user_id"].is_string(), "only the caller: {me}");
     }
 }
+
+/// `/usage`'s series: 24 hourly, 7 and 30 daily buckets from `since`, oldest first, empty ones
+/// included; their sums add up to the totals; another organization's calls never appear in
+/// it (its series stays all zeros), nor in the caller's own `/usage/me`.
+async fn series_over_the_window(production: bool) {
+    let fake = FakeOpenAi::builder().reply("One two three.").start();
+    let app = with_fake(&fake, production, fake_chat).await;
+    let (token, org) = app.owner("sam").await;
+    let (other, other_org) = app.owner("oda").await;
+    let ask = json!({"model": FAKE_MODEL, "max_tokens": 16,
+                     "messages": [{"role": "user", "content": "Count to three."}]});
+    for _ in 0..3 {
+        let (status, body) = app
+            .call_in(
+                &token,
+                Method::POST,
+                "/api/v1/ai/chat/completions",
+                Some(ask.clone()),
+                Some(&org),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let field = |v: &Value, k: &str| v[k].as_u64().expect(k);
+    for (window, buckets, step) in [
+        ("24h", 24, time::Duration::hours(1)),
+        ("7d", 7, time::Duration::days(1)),
+        ("30d", 30, time::Duration::days(1)),
+    ] {
+        for (who, tenant, path) in [
+            (&token, &org, "/api/v1/usage"),
+            (&token, &org, "/api/v1/usage/me"),
+            (&other, &other_org, "/api/v1/usage"),
+        ] {
+            let report = usage(&app, who, tenant, &format!("{path}?window={window}")).await;
+            let series = report["series"].as_array().expect("series");
+            assert_eq!(series.len(), buckets, "{window}: {report}");
+            let since = time::OffsetDateTime::parse(
+                report["since"].as_str().expect("since"),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("since");
+            for (i, point) in series.iter().enumerate() {
+                let start = time::OffsetDateTime::parse(
+                    point["start"].as_str().expect("start"),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .expect("start");
+                assert_eq!(
+                    start,
+                    since + step * i32::try_from(i).expect("few"),
+                    "{point}"
+                );
+            }
+            for k in [
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "cost",
+                "requests",
+            ] {
+                let sum: u64 = series.iter().map(|p| field(p, k)).sum();
+                assert_eq!(sum, field(&report["totals"], k), "{window} {k}: {report}");
+            }
+            let requests = field(&report["totals"], "requests");
+            if tenant == &other_org {
+                assert_eq!(requests, 0, "another organization's calls: {report}");
+            } else {
+                assert_eq!(requests, 3, "{report}");
+                // Just made: all in the last bucket.
+                assert_eq!(field(&series[buckets - 1], "requests"), 3, "{report}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_series_on_the_embedded_default() {
+    series_over_the_window(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_series_on_postgres_and_redis() {
+    if testkit::services_skipped("PostgreSQL and Redis") {
+        return;
+    }
+    series_over_the_window(true).await;
+}

@@ -50,6 +50,7 @@ on_every_adapter!(
     append_is_idempotent_by_id,
     tokens_since_counts_the_tenants_events_from_since,
     totals_group_by_kind_model_and_actor,
+    totals_split_by_bucket,
     tenants_never_see_each_others_rows,
     totals_by_tenant_covers_every_tenant,
     limit_overrides_set_replace_remove,

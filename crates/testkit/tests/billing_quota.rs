@@ -149,7 +149,7 @@ async fn fifty_concurrent_calls_against_a_quota_for_ten_let_exactly_ten_through(
         assert_eq!(status.used, 1_000);
         assert_eq!(status.remaining, Some(0));
         let rows = ledger
-            .totals(tenant, status.period_start, None)
+            .totals(tenant, status.period_start, None, None)
             .await
             .expect("totals");
         assert_eq!(rows.iter().map(|r| r.totals.events).sum::<u64>(), 10);
@@ -186,7 +186,7 @@ async fn settling_moves_the_counter_to_what_was_used_and_a_release_records_nothi
         let status = billing.plan_status(tenant).await.expect("status");
         assert_eq!(status.used, 100, "the release wrote nothing");
         let rows = ledger
-            .totals(tenant, status.period_start, None)
+            .totals(tenant, status.period_start, None, None)
             .await
             .expect("totals");
         assert_eq!(rows.len(), 1);
@@ -407,8 +407,9 @@ impl UsageLedger for FlakyLedger {
         tenant: TenantId,
         since: time::OffsetDateTime,
         actor: Option<Principal>,
+        step: Option<time::Duration>,
     ) -> Result<Vec<billing::UsageRow>, billing::ports::LedgerError> {
-        self.inner.totals(tenant, since, actor).await
+        self.inner.totals(tenant, since, actor, step).await
     }
 
     async fn totals_by_tenant(
@@ -481,7 +482,7 @@ async fn a_ledger_outage_is_outlasted_and_one_reservation_settled_twice_counts_o
         let status = billing.plan_status(tenant).await.expect("status");
         assert_eq!(status.used, 100, "the second settlement changes nothing");
         let rows = ledger
-            .totals(tenant, status.period_start, None)
+            .totals(tenant, status.period_start, None, None)
             .await
             .expect("totals");
         assert_eq!(rows.len(), 1);

@@ -42,6 +42,18 @@ pub struct ActorUsageDto {
     totals: TotalsDto,
 }
 
+/// One bucket of a report's series: an hour over `24h`, a day over `7d` and `30d`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesPointDto {
+    /// The bucket's start (`since` plus a whole number of buckets); it ends where the next
+    /// starts, the last at `until`.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    start: OffsetDateTime,
+    #[serde(flatten)]
+    totals: TotalsDto,
+}
+
 /// A usage report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageReportDto {
@@ -63,6 +75,9 @@ pub struct UsageReportDto {
     by_model: Vec<ModelUsageDto>,
     /// By user or API key.
     by_user: Vec<ActorUsageDto>,
+    /// Over time, oldest first: 24 hourly buckets over `24h`, 7 or 30 daily ones over `7d`
+    /// and `30d`, counted from `since`, empty ones included; their sums add up to `totals`.
+    series: Vec<SeriesPointDto>,
 }
 
 impl From<&UsageReport> for UsageReportDto {
@@ -101,6 +116,14 @@ impl From<&UsageReport> for UsageReportDto {
                         Some(Principal::ApiKey(k)) => Some(k.to_string()),
                         _ => None,
                     },
+                    totals: t.into(),
+                })
+                .collect(),
+            series: r
+                .series
+                .iter()
+                .map(|(start, t)| SeriesPointDto {
+                    start: *start,
                     totals: t.into(),
                 })
                 .collect(),

@@ -162,6 +162,7 @@ pub fn row(kind: UsageKind, model: &str, actor: Option<Principal>, totals: Total
         kind,
         model: model.to_owned(),
         actor,
+        bucket: None,
         totals,
     }
 }
@@ -227,7 +228,12 @@ async fn totals(
     since: OffsetDateTime,
     actor: Option<Principal>,
 ) -> Vec<UsageRow> {
-    sorted(p.ledger.totals(tenant, since, actor).await.expect("totals"))
+    sorted(
+        p.ledger
+            .totals(tenant, since, actor, None)
+            .await
+            .expect("totals"),
+    )
 }
 
 async fn tokens(p: &BillingPorts, tenant: TenantId, since: OffsetDateTime) -> u64 {
@@ -739,4 +745,79 @@ pub async fn organization_delete_takes_its_ledger(p: &BillingPorts) {
         p.ledger.limit_override(w.b).await.expect("read"),
         Some(1_000)
     );
+}
+
+/// With a step, `totals` also splits by bucket `⌊(at − since) / step⌋`, exact to the
+/// microsecond at both edges of a bucket (also from a `since` with a fraction of a second);
+/// the buckets' sums add up to the unsplit totals; another tenant's events never appear.
+pub async fn totals_split_by_bucket(p: &BillingPorts) {
+    let w = world(p).await;
+    let micro = Duration::from_micros(1);
+    let hour = Duration::from_secs(3_600);
+    let since = T0 + Duration::from_micros(700_123);
+    appended(
+        p,
+        &[
+            counted(event(w.a, Some(w.ann), since), 1, 1, 1),
+            counted(event(w.a, Some(w.ann), since + hour - micro), 2, 2, 2),
+            counted(event(w.a, Some(w.ann), since + hour), 4, 4, 4),
+            counted(event(w.a, Some(w.key), since + hour + micro), 8, 8, 8),
+            counted(
+                event(w.a, Some(w.ann), since + hour * 3 + micro * 500_000),
+                16,
+                16,
+                16,
+            ),
+            // Before the window.
+            counted(event(w.a, Some(w.ann), since - micro), 32, 32, 32),
+            // Another tenant's, in the same buckets.
+            counted(event(w.b, Some(w.ann), since), 64, 64, 64),
+            counted(event(w.b, Some(w.ann), since + hour), 64, 64, 64),
+        ],
+    )
+    .await;
+    let step = Some(time::Duration::hours(1));
+    let split = |bucket: u32, actor: Principal, t: Totals| UsageRow {
+        bucket: Some(bucket),
+        ..row(UsageKind::Chat, "gpt-4o", Some(actor), t)
+    };
+    let mut expected = vec![
+        split(0, w.ann, sums(3, 3, 3, 2)),
+        split(1, w.ann, sums(4, 4, 4, 1)),
+        split(1, w.key, sums(8, 8, 8, 1)),
+        split(3, w.ann, sums(16, 16, 16, 1)),
+    ];
+    let mut got = p
+        .ledger
+        .totals(w.a, since, None, step)
+        .await
+        .expect("totals by bucket");
+    let order = |r: &UsageRow| (r.bucket, format!("{:?}", r.actor));
+    got.sort_by_key(order);
+    expected.sort_by_key(order);
+    assert_eq!(got, expected, "each event in its bucket, only tenant A's");
+    let mut summed = Totals::default();
+    for r in &got {
+        summed.add(&r.totals);
+    }
+    let unsplit = totals(p, w.a, since, None).await;
+    assert_eq!(unsplit.len(), 2, "Ann's and the key's rows");
+    let mut whole = Totals::default();
+    for r in &unsplit {
+        whole.add(&r.totals);
+    }
+    assert_eq!(summed, whole, "the buckets add up to the totals");
+    let key_only = p
+        .ledger
+        .totals(w.a, since, Some(w.key), step)
+        .await
+        .expect("one actor's buckets");
+    assert_eq!(key_only, vec![split(1, w.key, sums(8, 8, 8, 1))]);
+    let b = p
+        .ledger
+        .totals(w.b, since, None, step)
+        .await
+        .expect("tenant B's buckets");
+    assert_eq!(b.len(), 2, "tenant B sees its own two buckets only");
+    assert!(b.iter().all(|r| r.totals == sums(64, 64, 64, 1)));
 }
