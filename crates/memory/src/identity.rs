@@ -25,6 +25,17 @@ impl InMemoryUsers {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The email and name of account `id`, if it exists (what the members list shows).
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn account_of(&self, id: UserId) -> anyhow::Result<Option<(String, String)>> {
+        let rows = self.rows.read().map_err(|_| poisoned())?;
+        Ok(rows
+            .get(&id)
+            .map(|u| (u.email.as_str().to_owned(), u.name.as_str().to_owned())))
+    }
 }
 
 fn poisoned() -> anyhow::Error {

@@ -7,10 +7,12 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use kernel::{Clock, Page, PageRequest, Role, TenantId, UserId};
 use tenancy::{
-    MemberRepoError, Membership, MembershipRepository, NewOrganization, OrgName, OrgRepoError,
-    OrgSlug, Organization, OrganizationRepository,
+    Member, MemberRepoError, Membership, MembershipRepository, NewOrganization, OrgName,
+    OrgRepoError, OrgSlug, Organization, OrganizationRepository,
 };
 use time::OffsetDateTime;
+
+use crate::identity::InMemoryUsers;
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -23,16 +25,27 @@ struct Tables {
 pub struct InMemoryOrganizations {
     rows: RwLock<Tables>,
     clock: Arc<dyn Clock>,
+    users: Option<Arc<InMemoryUsers>>,
 }
 
 impl InMemoryOrganizations {
-    /// An empty repository.
+    /// An empty repository; its members list shows empty emails and names until
+    /// [`InMemoryOrganizations::with_users`] says where the accounts are.
     #[must_use]
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             rows: RwLock::new(Tables::default()),
             clock,
+            users: None,
         }
+    }
+
+    /// The members list reads the email and name of each member from `users` (and, as SQL's
+    /// join, leaves out a member whose account is not there).
+    #[must_use]
+    pub fn with_users(mut self, users: Arc<InMemoryUsers>) -> Self {
+        self.users = Some(users);
+        self
     }
 }
 
@@ -219,17 +232,34 @@ impl MembershipRepository for InMemoryOrganizations {
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Membership>, MemberRepoError> {
+    ) -> Result<Page<Member>, MemberRepoError> {
         let t = self.rows.read().map_err(|_| poisoned())?;
         let after = page.after_uuid()?.map(UserId::from_uuid);
-        let items: Vec<Membership> = t
+        let mut items: Vec<Member> = Vec::new();
+        for m in t
             .members
             .values()
             .filter(|m| m.tenant_id == tenant && after.is_none_or(|a| m.user_id > a))
-            .take(page.limit() as usize + 1)
-            .cloned()
-            .collect();
-        Ok(Page::from_overfetch(items, page, |m| m.user_id.to_string()))
+        {
+            if items.len() > page.limit() as usize {
+                break;
+            }
+            let (email, name) = match &self.users {
+                None => (String::new(), String::new()),
+                Some(users) => match users.account_of(m.user_id)? {
+                    Some(account) => account,
+                    None => continue,
+                },
+            };
+            items.push(Member {
+                membership: m.clone(),
+                email,
+                name,
+            });
+        }
+        Ok(Page::from_overfetch(items, page, |m| {
+            m.membership.user_id.to_string()
+        }))
     }
 
     async fn set_role(

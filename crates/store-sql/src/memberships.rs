@@ -11,14 +11,15 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, JoinType, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use tenancy::{MemberRepoError, Membership, MembershipRepository, Organization};
+use tenancy::{Member, MemberRepoError, Membership, MembershipRepository, Organization};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::membership::{ActiveModel, Column, Entity, Model};
+use crate::entity::user;
 use crate::stored::{execute_timed, utc_micros};
 use crate::{SqlStore, scope};
 
@@ -134,23 +135,52 @@ impl MembershipRepository for SqlStore {
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Membership>, MemberRepoError> {
+    ) -> Result<Page<Member>, MemberRepoError> {
+        // One query: the tenant's memberships (through the scoping helper) joined to their
+        // accounts for the email and name.
+        let account = Entity::belongs_to(user::Entity)
+            .from(Column::UserId)
+            .to(user::Column::Id)
+            .into();
         crate::rls::tenant(tenant, async {
-            let mut query = scope::select::<Entity>(tenant).order_by_asc(Column::UserId);
+            let mut query = scope::select::<Entity>(tenant)
+                .select_only()
+                .columns([
+                    Column::TenantId,
+                    Column::UserId,
+                    Column::Role,
+                    Column::CreatedAt,
+                ])
+                .column(user::Column::Email)
+                .column(user::Column::Name)
+                .join(JoinType::InnerJoin, account)
+                .order_by_asc(Column::UserId);
             if let Some(after) = page.after_uuid()? {
                 query = query.filter(Column::UserId.gt(after));
             }
-            let rows = query
+            let rows: Vec<(Uuid, Uuid, String, OffsetDateTime, String, String)> = query
                 .limit(u64::from(page.limit()) + 1)
+                .into_tuple()
                 .all(&self.db)
                 .await
                 .context("listing members")?;
             let members = rows
                 .into_iter()
-                .map(to_domain)
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|(tenant_id, user_id, role, created_at, email, name)| {
+                    Ok(Member {
+                        membership: to_domain(Model {
+                            tenant_id,
+                            user_id,
+                            role,
+                            created_at,
+                        })?,
+                        email,
+                        name,
+                    })
+                })
+                .collect::<Result<Vec<_>, MemberRepoError>>()?;
             Ok(Page::from_overfetch(members, page, |m| {
-                m.user_id.to_string()
+                m.membership.user_id.to_string()
             }))
         })
         .await

@@ -17,7 +17,7 @@ pub use api_keys::ApiKeys;
 pub use error::TenancyError;
 pub use invitations::Invitations;
 pub use model::{
-    ApiKey, Invitation, Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope,
+    ApiKey, Invitation, Member, Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope,
 };
 pub use organizations::{AccountExit, Erased, OrgRef, Organizations, tombstone_message};
 pub use ports::{

@@ -222,6 +222,17 @@ pub struct Membership {
     pub created_at: OffsetDateTime,
 }
 
+/// A member as the members list shows them: the membership with the account's email and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The membership.
+    pub membership: Membership,
+    /// The account's email address.
+    pub email: String,
+    /// The account's display name.
+    pub name: String,
+}
+
 /// An organization API key (`qk_…`). Only the hash of the secret is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {

@@ -14,7 +14,7 @@ use kernel::{
 
 use crate::error::TenancyError;
 use crate::events::{actor_of, tenant_event};
-use crate::model::{Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{Member, Membership, NewOrganization, OrgName, OrgSlug, Organization};
 use crate::ports::{MembershipRepository, OrgRepoError, OrganizationRepository, Sealer};
 use kernel::audit::{AuditEvent, ERASED};
 use kernel::erasure::TenantData;
@@ -550,7 +550,7 @@ impl Organizations {
         &self,
         ctx: &TenantContext,
         page: &PageRequest,
-    ) -> Result<Page<Membership>, TenancyError> {
+    ) -> Result<Page<Member>, TenancyError> {
         Ok(self.members.list(ctx.tenant_id(), page).await?)
     }
 
@@ -645,7 +645,12 @@ impl Organizations {
             let mut page = PageRequest::first(100)?;
             loop {
                 let members = self.members.list(org.id, &page).await?;
-                for m in members.items.iter().filter(|m| m.user_id != user) {
+                for m in members
+                    .items
+                    .iter()
+                    .map(|m| &m.membership)
+                    .filter(|m| m.user_id != user)
+                {
                     others += 1;
                     if m.role == Role::Owner {
                         owners += 1;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use time::OffsetDateTime;
 
-use crate::model::{ApiKey, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{ApiKey, Member, Membership, NewOrganization, OrgName, OrgSlug, Organization};
 
 /// Failures of [`OrganizationRepository`].
 #[derive(Debug, thiserror::Error)]
@@ -120,12 +120,13 @@ pub trait MembershipRepository: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Membership, MemberRepoError>;
 
-    /// The members of `tenant`, in user-id order (so roughly by account age, ids being v7).
+    /// The members of `tenant` with their accounts' email and name (read together, in one
+    /// query on SQL), in user-id order (so roughly by account age, ids being v7).
     async fn list(
         &self,
         tenant: TenantId,
         page: &PageRequest,
-    ) -> Result<Page<Membership>, MemberRepoError>;
+    ) -> Result<Page<Member>, MemberRepoError>;
 
     /// Changes a member's role.
     async fn set_role(

@@ -401,3 +401,94 @@ async fn org_routes_need_a_signed_in_user() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
 }
+
+/// The members list names each member (email, name) of this organization only: never a
+/// member of another organization, not a removed member; a viewer reads it (the existing
+/// rule: any member), a stranger gets 404.
+async fn members_list_names_its_own_members(app: &TestApp) {
+    let ann = person(app, "ann").await;
+    let vic = person(app, "vic").await;
+    let bob = person(app, "bob").await;
+    let eve = person(app, "eve").await;
+    let mut ids = Vec::new();
+    for (who, slug) in [(&ann, "acme"), (&eve, "evil")] {
+        let (s, org) = app
+            .call(
+                &who.token,
+                Method::POST,
+                "/api/v1/orgs",
+                Some(json!({"name": slug, "slug": slug})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{org}");
+        ids.push(org["id"].as_str().expect("id").to_owned());
+    }
+    join(app, &ids[0], &vic, Role::Viewer).await;
+    join(app, &ids[0], &bob, Role::Member).await;
+    let list = |who: &str, org: &str| {
+        let path = format!("/api/v1/orgs/{org}/members?limit=100");
+        let token = who.to_owned();
+        async move { app.call(&token, Method::GET, &path, None).await }
+    };
+    let emails = |page: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|m| {
+                (
+                    m["email"].as_str().expect("email").to_owned(),
+                    m["name"].as_str().expect("name").to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let pair = |n: &str| (format!("{n}@example.com"), n.to_owned());
+    let (s, page) = list(&vic.token, "acme").await;
+    assert_eq!(s, StatusCode::OK, "a viewer reads the members: {page}");
+    assert_eq!(emails(&page), vec![pair("ann"), pair("bob"), pair("vic")]);
+    let (s, page) = list(&eve.token, "evil").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(emails(&page), vec![pair("eve")], "only its own member");
+    let (s, page) = list(&eve.token, "acme").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a stranger: {page}");
+    let (s, page) = list(&eve.token, &ids[0]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a stranger, by id: {page}");
+    let (s, _) = app
+        .call(
+            &ann.token,
+            Method::DELETE,
+            &format!("/api/v1/orgs/acme/members/{}", bob.id),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, page) = list(&ann.token, "acme").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(
+        emails(&page),
+        vec![pair("ann"), pair("vic")],
+        "removed: gone"
+    );
+    let (s, page) = list(&bob.token, "acme").await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "a removed member reads no list: {page}"
+    );
+}
+
+#[tokio::test]
+async fn members_list_on_sqlite() {
+    members_list_names_its_own_members(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn members_list_on_postgres_and_redis() {
+    if testkit::services_skipped("PostgreSQL + Redis") {
+        return;
+    }
+    members_list_names_its_own_members(&spawn_app_with(TestOptions::production()).await).await;
+}

@@ -30,8 +30,9 @@ async fn three_users(users: &dyn UserRepository) -> [UserId; 3] {
 
 #[tokio::test]
 async fn in_memory_meets_the_contract() {
-    let store = Arc::new(InMemoryOrganizations::new(Arc::new(SystemClock)));
-    let users = [UserId::new(), UserId::new(), UserId::new()];
+    let accounts = Arc::new(memory::InMemoryUsers::new());
+    let users = three_users(&*accounts).await;
+    let store = Arc::new(InMemoryOrganizations::new(Arc::new(SystemClock)).with_users(accounts));
     let members: Arc<dyn MembershipRepository> = store.clone();
     testkit::contract::memberships::run(&*store, members, users).await;
 }

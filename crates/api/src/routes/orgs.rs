@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use kernel::{Role, UserId};
 use serde::{Deserialize, Serialize};
-use tenancy::{Membership, Organization};
+use tenancy::{Member, Membership, Organization};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -198,6 +198,12 @@ pub struct MemberDto {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     joined_at: OffsetDateTime,
+    /// The account's email (in the members list; absent from a role change's answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// The account's display name (in the members list; absent from a role change's answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 impl From<Membership> for MemberDto {
@@ -206,11 +212,23 @@ impl From<Membership> for MemberDto {
             user_id: m.user_id.to_string(),
             role: m.role.as_str().to_owned(),
             joined_at: m.created_at,
+            email: None,
+            name: None,
         }
     }
 }
 
-/// The members (any member may see them).
+impl From<Member> for MemberDto {
+    fn from(m: Member) -> Self {
+        Self {
+            email: Some(m.email),
+            name: Some(m.name),
+            ..Self::from(m.membership)
+        }
+    }
+}
+
+/// The members with their email and name (any member may see them).
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),

@@ -102,7 +102,35 @@ pub async fn run(
         .list(acme.id, &PageRequest::first(1).expect("page").next(cursor))
         .await
         .expect("list");
-    let mut seen = vec![page.items[0].user_id, rest.items[0].user_id];
+    // Each member with the account's email and name (the accounts are `ann`, `bob` and `cy`
+    // at example.com); never another tenant's member.
+    for m in page.items.iter().chain(&rest.items) {
+        let who = if m.membership.user_id == ann {
+            "ann"
+        } else {
+            "bob"
+        };
+        assert_eq!(m.email, format!("{who}@example.com"), "{m:?}");
+        assert_eq!(m.name, who, "{m:?}");
+        assert_eq!(m.membership.tenant_id, acme.id);
+    }
+    let others = members
+        .list(other.id, &PageRequest::first(10).expect("page"))
+        .await
+        .expect("list");
+    assert_eq!(
+        others
+            .items
+            .iter()
+            .map(|m| (m.membership.user_id, m.email.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(cy, "cy@example.com")],
+        "the other organization lists its own member only"
+    );
+    let mut seen = vec![
+        page.items[0].membership.user_id,
+        rest.items[0].membership.user_id,
+    ];
     seen.sort();
     let mut expected = vec![ann, bob];
     expected.sort();
