@@ -41,9 +41,10 @@ export async function members() {
   const page = await api.get(`${base}/members?limit=100`);
   const me = ctx.me.user.id;
   const rows = page.items.map((m) => h('tr', { dataset: { user: m.user_id } },
-    h('td', {}, m.user_id === me ? `${m.user_id} (you)` : m.user_id),
+    h('td', {}, h('span', { class: 'member-name' }, m.name || m.user_id), m.user_id === me ? ' (you)' : '',
+      m.email ? [h('br'), h('span', { class: 'member-email muted' }, m.email)] : null),
     h('td', {}, admin ? (() => {
-      const s = select(`Role of ${m.user_id}`, 'role', ROLES, m.role);
+      const s = select(`Role of ${m.email || m.user_id}`, 'role', ROLES, m.role);
       s.querySelector('label').className = 'visually-hidden';
       s.querySelector('select').addEventListener('change', async (e) => {
         try { await api.patch(`${base}/members/${m.user_id}`, { role: e.target.value }); notify('Role changed.'); } catch (err) { fail(err); go('#/members'); }

@@ -1,5 +1,5 @@
-// Usage: the plan with used and remaining tokens, a chart over the windows (inline SVG), and
-// the window's tokens per model and per member.
+// Usage: the plan with used and remaining tokens, the window's tokens over time (the report's
+// series, one column per hour or day, inline SVG), and its tokens per model and per member.
 
 import * as api from './api.js';
 import { h, svg, when } from './dom.js';
@@ -19,6 +19,36 @@ function bars(title, rows) {
   return h('figure', {}, h('figcaption', {}, title), chart);
 }
 
+/** A time of a series bucket: the hour over 24 h, the day otherwise. */
+function bucketLabel(start, hourly) {
+  const d = new Date(start);
+  return hourly ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+}
+
+/** A column chart of the report's series (one column per bucket, oldest left), inline SVG. */
+function overTime(report) {
+  const series = report.series || [];
+  const hourly = report.window === '24h';
+  const max = Math.max(1, ...series.map((p) => p.total_tokens));
+  const width = 600; const top = 16; const height = 140; const base = top + height;
+  const step = width / Math.max(1, series.length);
+  const title = `Tokens per ${hourly ? 'hour' : 'day'} over the last ${report.window}`;
+  const chart = svg('svg', { viewBox: `0 0 ${width} ${base + 22}`, role: 'img', 'aria-label': title, class: 'chart series' },
+    svg('line', { x1: 0, y1: base, x2: width, y2: base, class: 'axis' }),
+    svg('text', { x: 0, y: 11, class: 'label' }, `${max} tokens`),
+    series.map((p, i) => {
+      const h = Math.round((p.total_tokens / max) * height);
+      return svg('rect', { x: Math.round(i * step + 1), y: base - h, width: Math.max(1, Math.round(step - 2)), height: Math.max(h, p.total_tokens ? 1 : 0), class: 'bar point', 'data-start': p.start },
+        svg('title', {}, `${bucketLabel(p.start, hourly)}: ${p.total_tokens} tokens (${p.prompt_tokens} prompt, ${p.completion_tokens} completion) in ${p.requests} requests`));
+    }),
+    series.length ? [
+      svg('text', { x: 0, y: base + 16, class: 'label' }, bucketLabel(series[0].start, hourly)),
+      svg('text', { x: width, y: base + 16, class: 'label', 'text-anchor': 'end' }, bucketLabel(series[series.length - 1].start, hourly)),
+    ] : []);
+  return h('figure', {}, h('figcaption', {}, title), chart);
+}
+
 function table(caption, head, rows) {
   return h('table', {}, h('caption', {}, caption),
     h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col' }, t)))),
@@ -27,11 +57,10 @@ function table(caption, head, rows) {
 }
 
 export async function view(window = sessionStorage.getItem('quire.window') || '30d') {
-  const [plan, ...reports] = await Promise.all([
+  const [plan, report] = await Promise.all([
     api.get('/billing/plan'),
-    ...WINDOWS.map((w) => api.get(`/usage?window=${w}`)),
+    api.get(`/usage?window=${WINDOWS.includes(window) ? window : '30d'}`),
   ]);
-  const report = reports[WINDOWS.indexOf(window)] || reports[2];
   const limit = plan.monthly_token_limit;
   const meter = limit ? h('meter', { min: 0, max: limit, value: plan.used, 'aria-label': 'Tokens used this month' }) : null;
   const windowPicker = h('div', { class: 'row', role: 'group', 'aria-label': 'Window' }, WINDOWS.map((w) =>
@@ -46,11 +75,9 @@ export async function view(window = sessionStorage.getItem('quire.window') || '3
       h('p', {}, `${plan.used} tokens used`, limit ? ` of ${limit}; ${plan.remaining} remaining` : ' (no monthly limit)',
         `; resets ${when(plan.resets_at)}.`),
       meter),
-    h('section', { class: 'card' }, h('h2', {}, 'Tokens over the windows'),
-      bars('Total tokens used in the last 24 hours, 7 days and 30 days',
-        reports.map((r, i) => [WINDOWS[i], r.totals.total_tokens]))),
     h('section', { class: 'card' }, h('h2', {}, `The last ${report.window}`), windowPicker,
       h('p', {}, `${report.totals.total_tokens} tokens in ${report.totals.requests} requests.`),
+      overTime(report),
       bars('Tokens per model', report.by_model.map((m) => [m.model, m.total_tokens])),
       h('div', { class: 'scroll' }, table('Per model', ['Model', 'Kind', 'Prompt', 'Completion', 'Total'],
         report.by_model.map((m) => [m.model, m.kind || '', m.prompt_tokens, m.completion_tokens, m.total_tokens]))),

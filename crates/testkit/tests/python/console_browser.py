@@ -489,7 +489,9 @@ invitation_link = {}
 def _():
     go("#/members")
     wait(lambda: len(finds("#members tbody tr")) == 1, 10, "the members")
-    check("the owner is the one member", "(you)" in find("#members tbody tr").text)
+    row = find("#members tbody tr").text
+    check("the owner is the one member", "(you)" in row, row)
+    check("a member is shown by name and email", "Alice" in row and ALICE in row, row)
     submit("#invite-form", email=BOB)
     link = find("#invitation-link").get_attribute("value")
     check("an invitation gives a link to accept", link.startswith(BASE + "/#/accept/qi_"), link)
@@ -563,9 +565,23 @@ def _():
     plan = find("#plan").text
     check("the plan is shown with its tokens", "Plan:" in plan and "tokens used" in plan, plan)
     check("the chart is drawn (inline SVG bars)", len(finds("svg.chart rect")) >= 3)
+    for window, buckets in (("24h", 24), ("7d", 7), ("30d", 30)):
+        driver.find_element(By.XPATH, f"//div[@aria-label='Window']/button[text()='{window}']").click()
+        wait(lambda: find("div[aria-label='Window'] button[aria-pressed='true']").text == window, 10, f"the {window} window")
+        points = finds("svg.chart.series rect.point")
+        check(f"the {window} chart has one column per bucket ({buckets})", len(points) == buckets, len(points))
+        used = [p for p in points if float(p.get_attribute("height")) > 0]
+        check(f"the {window} chart shows the usage (in the latest bucket)", used and used[-1] == points[-1], len(used))
+        titles = [t.get_attribute("textContent") for t in finds("svg.chart.series rect.point title")]
+        check(f"each {window} column names its tokens", len(titles) == buckets and "tokens" in titles[-1], titles[-1:])
     tables = find("main").text
     check("usage per model lists the chat model", "gpt-4o-mini" in tables, tables[:400])
     shot("usage")
+    go("#/members")
+    wait(lambda: len(finds("#members tbody tr")) == 2, 10, "two members")
+    members = find("#members").text
+    check("the members page shows names and emails", all(x in members for x in ("Alice", ALICE, "Bob", BOB)), members)
+    check("no member is shown by id alone", "@" in members and all("@" in r.text for r in finds("#members tbody tr")), members)
     sign_out()
 
 
