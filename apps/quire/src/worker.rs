@@ -132,8 +132,10 @@ impl DeliveryPool {
 
 /// Running workflow workers: tasks looping on `Workflows::run_next`, woken at once by a run
 /// queued in this process and polling for those queued elsewhere. The first also fires due
-/// schedules (`Workflows::fire_due`) on each turn: every server may, since a firing is a
-/// compare-and-set in the database, so an occurrence runs once however many servers run.
+/// schedules (`Workflows::fire_due`) and deletes expired export archives
+/// (`Workflows::sweep_expired_exports`) on each turn: every server may, since a firing is a
+/// compare-and-set in the database, so an occurrence runs once however many servers run, and
+/// deleting an archive and marking it deleted are idempotent.
 #[derive(Debug)]
 pub struct WorkflowPool(Loops);
 
@@ -149,10 +151,13 @@ impl WorkflowPool {
         Self(Loops::start(count, wake, poll, move |n| {
             let workflows = workflows.clone();
             async move {
-                if n == 0
-                    && let Err(e) = workflows.fire_due().await
-                {
-                    tracing::warn!(error = ?e, "firing due schedules failed; retrying later");
+                if n == 0 {
+                    if let Err(e) = workflows.fire_due().await {
+                        tracing::warn!(error = ?e, "firing due schedules failed; retrying later");
+                    }
+                    if let Err(e) = workflows.sweep_expired_exports().await {
+                        tracing::warn!(error = ?e, "sweeping expired exports failed; retrying later");
+                    }
                 }
                 match workflows.run_next().await {
                     Ok(Some(outcome)) => {

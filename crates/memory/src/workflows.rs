@@ -17,6 +17,8 @@ use workflows::{
 struct Leased {
     run: Run,
     lease: Option<(Uuid, OffsetDateTime)>,
+    /// When an export's archive expires; `None` once deleted.
+    archive_expires_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +72,7 @@ impl WorkflowStore for InMemoryWorkflows {
             Leased {
                 run: run.clone(),
                 lease: None,
+                archive_expires_at: None,
             },
         );
         Ok(())
@@ -195,7 +198,12 @@ impl WorkflowStore for InMemoryWorkflows {
         row.run.finished_at = Some(now);
         row.lease = None;
         match ending {
-            Ending::Succeeded { result, artifact } => {
+            Ending::Succeeded {
+                result,
+                artifact,
+                archive_expires_at,
+            } => {
+                row.archive_expires_at = *archive_expires_at;
                 row.run.progress = 1.0;
                 row.run.result = Some(result.clone());
                 row.run.artifact.clone_from(artifact);
@@ -204,6 +212,39 @@ impl WorkflowStore for InMemoryWorkflows {
             Ending::Cancelled => {}
         }
         Ok(true)
+    }
+
+    async fn expired_archives(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        let state = self.state();
+        let mut due: Vec<_> = state
+            .runs
+            .values()
+            .filter_map(|r| {
+                r.archive_expires_at
+                    .filter(|at| *at <= now)
+                    .map(|at| (at, r))
+            })
+            .collect();
+        due.sort_by_key(|(at, r)| (*at, r.run.id));
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|(_, r)| r.run.clone())
+            .collect())
+    }
+
+    async fn archive_deleted(&self, tenant: TenantId, id: RunId) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        Ok(state
+            .runs
+            .get_mut(&id)
+            .filter(|r| r.run.tenant_id == tenant)
+            .and_then(|r| r.archive_expires_at.take())
+            .is_some())
     }
 
     async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
@@ -271,6 +312,7 @@ impl WorkflowStore for InMemoryWorkflows {
             Leased {
                 run: run.clone(),
                 lease: None,
+                archive_expires_at: None,
             },
         );
         Ok(true)

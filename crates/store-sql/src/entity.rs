@@ -875,6 +875,7 @@ pub mod workflow_run {
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
         pub finished_at: Option<TimeDateTimeWithTimeZone>,
+        pub archive_expires_at: Option<TimeDateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -95,6 +95,7 @@ fn run_row(run: &Run) -> Result<workflow_run::Model, StoreError> {
         cancel_requested: run.cancel_requested,
         lease_token: None,
         lease_until: None,
+        archive_expires_at: None,
         created_at: utc_micros(run.created_at),
         updated_at: utc_micros(run.created_at),
         finished_at: run.finished_at.map(utc_micros),
@@ -321,8 +322,15 @@ impl WorkflowStore for SqlStore {
                 .filter(Column::LeaseToken.eq(claim.lease))
                 .filter(Column::Status.eq(RunStatus::Running.as_str()));
             match ending {
-                Ending::Succeeded { result, artifact } => {
+                Ending::Succeeded {
+                    result,
+                    artifact,
+                    archive_expires_at,
+                } => {
+                    let expires =
+                        archive_expires_at.map_or_else(null_time, |at| self.at(utc_micros(at)));
                     update = update
+                        .col_expr(Column::ArchiveExpiresAt, Expr::value(expires))
                         .col_expr(Column::Progress, Expr::value(1.0_f32))
                         .col_expr(Column::Result, Expr::value(Some(result.to_string())))
                         .col_expr(Column::Artifact, Expr::value(artifact.clone()));
@@ -412,6 +420,46 @@ impl WorkflowStore for SqlStore {
                 .into_iter()
                 .map(schedule_of)
                 .collect()
+        })
+        .await
+    }
+
+    async fn expired_archives(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        // CROSS-TENANT by design (the expired-archive sweep): reads every organization's
+        // runs, so it runs as the platform role under row-level security.
+        crate::rls::platform(async {
+            use workflow_run::{Column, Entity};
+            Entity::find()
+                .filter(Column::ArchiveExpiresAt.lte(self.at(utc_micros(now))))
+                .order_by_asc(Column::ArchiveExpiresAt)
+                .order_by_asc(Column::Id)
+                .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+                .all(&self.db)
+                .await
+                .context("looking for expired export archives")?
+                .into_iter()
+                .map(run_of)
+                .collect()
+        })
+        .await
+    }
+
+    async fn archive_deleted(&self, tenant: TenantId, id: RunId) -> Result<bool, StoreError> {
+        crate::rls::tenant(tenant, async {
+            use workflow_run::{Column, Entity};
+            let changed = scope::update::<Entity>(tenant)
+                .col_expr(Column::ArchiveExpiresAt, Expr::value(null_time()))
+                .filter(Column::Id.eq(id.as_uuid()))
+                .filter(Column::ArchiveExpiresAt.is_not_null())
+                .exec(&self.db)
+                .await
+                .context("marking an export archive deleted")?
+                .rows_affected;
+            Ok(changed == 1)
         })
         .await
     }

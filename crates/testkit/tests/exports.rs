@@ -450,27 +450,115 @@ fn expire_at_once(s: &mut quire::Settings) {
     s.workflows.export_ttl_secs = 0;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_expired_export_is_gone() {
-    let app = spawn_app_with(TestOptions::default().tweak(expire_at_once)).await;
-    let (token, org) = app.owner("expgone").await;
-    let (s, run) = start(&app, &token, &org).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
-    let id = run["id"].as_str().expect("id").to_owned();
-    let run = ended(&app, &token, &org, &id).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
-    let (s, _) = download(&app, &token, &org, &id).await;
-    assert_eq!(s, StatusCode::GONE);
-    // And its archive is deleted.
+/// The archive of export `id` of `org` from the app's blob store.
+async fn archive(app: &TestApp, org: &str, id: &str) -> Result<Vec<u8>, documents::BlobError> {
     let blobs = quire::blob_store(&app.settings, &app.store().await).expect("blobs");
     let key = quire::export::archive_key(
-        TenantId::parse(&org).expect("org"),
-        workflows::RunId::parse(&id).expect("run"),
+        TenantId::parse(org).expect("org"),
+        workflows::RunId::parse(id).expect("run"),
     );
-    assert!(matches!(
-        blobs.read(&key).await,
-        Err(documents::BlobError::NotFound)
-    ));
+    blobs.read(&key).await
+}
+
+/// Waits until the archive of export `id` is deleted (by the workers' periodic sweep).
+async fn swept(app: &TestApp, org: &str, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match archive(app, org, id).await {
+            Err(documents::BlobError::NotFound) => return,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the expired archive was never swept"
+            ),
+            Err(e) => panic!("reading the archive: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A succeeded export of a new owner's organization: (token, org, run id).
+async fn exported(app: &TestApp, who: &str) -> (String, String, String) {
+    let (token, org) = app.owner(who).await;
+    let (s, run) = start(app, &token, &org).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let run = ended(app, &token, &org, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    (token, org, id)
+}
+
+/// With a TTL of 0, the workers' sweep deletes the archive without any download; the
+/// download then answers 410.
+async fn expired_scenario(app: &TestApp) {
+    let (token, org, id) = exported(app, "expgone").await;
+    swept(app, &org, &id).await;
+    let (s, _) = download(app, &token, &org, &id).await;
+    assert_eq!(s, StatusCode::GONE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_export_is_swept_on_sqlite() {
+    let app = spawn_app_with(TestOptions::default().tweak(expire_at_once)).await;
+    expired_scenario(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_export_is_swept_on_postgres_and_redis() {
+    if testkit::services_skipped("export sweep on PostgreSQL + Redis") {
+        return;
+    }
+    let app = spawn_app_with(TestOptions::production().tweak(expire_at_once)).await;
+    expired_scenario(&app).await;
+}
+
+/// Sets the stored expiry of export `id` in the past (what its TTL does in time).
+async fn expire(db: &DatabaseConnection, id: &str) {
+    let backend = db.get_database_backend();
+    let at = "2000-01-01T00:00:00.000000Z";
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        format!("UPDATE workflow_runs SET archive_expires_at = '{at}' WHERE id::text = '{id}'")
+    } else {
+        format!(
+            "UPDATE workflow_runs SET archive_expires_at = '{at}' \
+             WHERE lower(CAST(id AS TEXT)) = '{id}' OR lower(hex(id)) = '{}'",
+            id.replace('-', "")
+        )
+    };
+    let done = db
+        .execute_raw(Statement::from_string(backend, sql))
+        .await
+        .expect("expire");
+    assert_eq!(done.rows_affected(), 1);
+}
+
+/// Two organizations' exports; one expires: the sweep deletes its archive only, and the other
+/// organization's unexpired archive stays downloadable.
+async fn sweep_scenario(app: &TestApp) {
+    let (_, org_a, run_a) = exported(app, "sweepa").await;
+    let (token_b, org_b, run_b) = exported(app, "sweepb").await;
+    let db = connect(app).await;
+    expire(&db, &run_a).await;
+    swept(app, &org_a, &run_a).await;
+    // Several sweeps later, the unexpired archive is still there.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(archive(app, &org_b, &run_b).await.is_ok(), "untouched");
+    let (s, _) = download(app, &token_b, &org_b, &run_b).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_keeps_unexpired_archives_on_sqlite() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    sweep_scenario(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_keeps_unexpired_archives_on_postgres_and_redis() {
+    if testkit::services_skipped("export sweep on PostgreSQL + Redis") {
+        return;
+    }
+    let app = spawn_app_with(TestOptions::production()).await;
+    sweep_scenario(&app).await;
 }
 
 /// Exported from SQLite, imported into PostgreSQL: the owner (with an account there already)

@@ -45,6 +45,7 @@ macro_rules! on_every_adapter {
 on_every_adapter!(
     runs_round_trip_and_stay_in_their_tenant,
     claims_lease_once_and_a_dead_workers_run_is_taken_over,
+    expired_archives_are_listed_until_marked_deleted,
     cancel_stops_queued_and_running_runs,
     concurrent_claims_are_exclusive,
     schedules_fire_once_under_a_race_and_after_downtime,

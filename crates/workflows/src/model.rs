@@ -614,6 +614,8 @@ pub enum Ending {
         result: Value,
         /// The CSV.
         artifact: Option<String>,
+        /// When an export's archive expires (the sweep deletes it after).
+        archive_expires_at: Option<OffsetDateTime>,
     },
     /// With an error.
     Failed(String),

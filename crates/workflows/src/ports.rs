@@ -28,7 +28,7 @@ pub enum StoreError {
 /// schedules.
 ///
 /// Contract (checked on every adapter by `testkit::contract::workflows`): every method but
-/// `claim` and `due_schedules` is scoped to `tenant`, and another tenant's run or schedule is
+/// `claim`, `due_schedules` and `expired_archives` is scoped to `tenant`, and another tenant's run or schedule is
 /// "not found". `claim` leases one due run (`queued`, or `running` with an ended lease: its
 /// worker died) to one caller at a time across every process, counting an attempt;
 /// `heartbeat` and `finish` change nothing unless the claim's lease still holds. `fire` moves a
@@ -99,6 +99,18 @@ pub trait WorkflowStore: Send + Sync + fmt::Debug {
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Up to `limit` succeeded exports whose archive expired at `now` and is not yet
+    /// deleted, earliest expiry first, across tenants (the sweep's look).
+    async fn expired_archives(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError>;
+
+    /// Marks the export's archive deleted (`expired_archives` no longer lists it); whether
+    /// this call marked it.
+    async fn archive_deleted(&self, tenant: TenantId, id: RunId) -> Result<bool, StoreError>;
 
     /// The compare-and-set of a firing (see the trait's contract); whether this call fired.
     async fn fire(

@@ -294,16 +294,18 @@ impl Workflows {
             ));
         }
         let result = run.result.as_ref().ok_or(WorkflowError::NotFound)?;
-        let expires = result
-            .get("expires_at")
-            .and_then(Value::as_str)
-            .and_then(|s| {
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .ok_or(WorkflowError::NotFound)?;
+        let expires = expires_at(result).ok_or(WorkflowError::NotFound)?;
         if self.ports.clock.now() >= expires {
-            if let Err(e) = self.ports.actions.delete_export(ctx, id).await {
-                tracing::warn!(error = ?e, run = %id, "deleting an expired export failed");
+            match self.ports.actions.delete_export(ctx, id).await {
+                Ok(()) => {
+                    self.ports
+                        .store
+                        .archive_deleted(ctx.tenant_id(), id)
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, run = %id, "deleting an expired export failed");
+                }
             }
             return Err(WorkflowError::Gone(
                 "the export expired; start a new one".to_owned(),
@@ -462,6 +464,44 @@ impl Workflows {
         }
     }
 
+    /// Deletes the archives of exports whose `expires_at` has passed, up to
+    /// `schedule_batch` per call, and marks each run swept so it is not looked at again;
+    /// the number deleted. Every server's scheduler may call it: deleting a deleted archive
+    /// and marking a marked run change nothing, so several processes do not fight.
+    ///
+    /// # Errors
+    /// Storage (an archive whose deletion failed stays unmarked and is retried next time).
+    pub async fn sweep_expired_exports(&self) -> Result<usize, WorkflowError> {
+        let now = self.ports.clock.now();
+        let expired = self
+            .ports
+            .store
+            .expired_archives(now, self.policy.schedule_batch)
+            .await?;
+        let mut deleted = 0;
+        for run in expired {
+            // Acts for the organization of the run only: its archive key is under its prefix.
+            let ctx = TenantContext::new(run.tenant_id, run.actor, run.role);
+            match self.ports.actions.delete_export(&ctx, run.id).await {
+                Ok(()) => {
+                    if self
+                        .ports
+                        .store
+                        .archive_deleted(run.tenant_id, run.id)
+                        .await?
+                    {
+                        deleted += 1;
+                        tracing::info!(tenant = %run.tenant_id, run = %run.id, "expired export archive deleted");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, run = %run.id, "deleting an expired export failed; retried later");
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Fires every due schedule once: its next occurrence moves to the first one after now
     /// (occurrences missed while no server ran collapse into this one run), and the run is
     /// queued in the same compare-and-set, so of several servers only one fires it. The
@@ -605,6 +645,7 @@ impl Workflows {
             Input::ExportOrganization => match steps.beat(0.0).await {
                 Ok(()) => match self.ports.actions.export_organization(&ctx, run.id).await {
                     Ok(result) => Ok(Ending::Succeeded {
+                        archive_expires_at: expires_at(&result),
                         result,
                         artifact: None,
                     }),
@@ -626,6 +667,7 @@ impl Workflows {
                             "download": format!("/api/v1/workflows/runs/{}/download", run.id),
                         }),
                         artifact: Some(csv),
+                        archive_expires_at: None,
                     }),
                     Err(e) => Err(e.into()),
                 }
@@ -679,6 +721,7 @@ impl Workflows {
                 "summary": overall,
             }),
             artifact: None,
+            archive_expires_at: None,
         })
     }
 
@@ -721,6 +764,7 @@ impl Workflows {
         Ok(Ending::Succeeded {
             result: json!({"documents": items}),
             artifact: None,
+            archive_expires_at: None,
         })
     }
 
@@ -754,6 +798,17 @@ impl Workflows {
                 "jobs": jobs,
             }),
             artifact: None,
+            archive_expires_at: None,
         })
     }
+}
+
+/// An export result's `expires_at`.
+fn expires_at(result: &Value) -> Option<time::OffsetDateTime> {
+    result
+        .get("expires_at")
+        .and_then(Value::as_str)
+        .and_then(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+        })
 }

@@ -261,6 +261,7 @@ pub async fn claims_lease_once_and_a_dead_workers_run_is_taken_over(p: &Workflow
     let ending = Ending::Succeeded {
         result: serde_json::json!({"rows": 3}),
         artifact: Some("a,b\n".to_owned()),
+        archive_expires_at: None,
     };
     assert!(
         p.store
@@ -808,4 +809,67 @@ pub async fn a_running_run_stops_at_its_next_step_when_cancelled(p: &WorkflowPor
         w.cancel(&ctx, run.id).await,
         Err(workflows::WorkflowError::Conflict(_))
     ));
+}
+
+/// Ends a claimed run of `tenant` as a succeeded export whose archive expires at `expires`.
+async fn exported(
+    p: &WorkflowPorts,
+    tenant: TenantId,
+    at: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> Run {
+    let run = queued(p, tenant, &Input::ExportOrganization, at).await;
+    let claim = p.store.claim(at, LEASE).await.expect("claim").expect("due");
+    assert_eq!(claim.run.id, run.id);
+    let ending = Ending::Succeeded {
+        result: serde_json::json!({"bytes": 1}),
+        artifact: None,
+        archive_expires_at: Some(expires),
+    };
+    assert!(p.store.finish(&claim, &ending, at).await.expect("finish"));
+    run
+}
+
+/// The sweep's look: exports whose archive expired, across tenants, earliest first; an
+/// unexpired one is not listed; marking one deleted takes it off the list once, and only in
+/// its own tenant.
+pub async fn expired_archives_are_listed_until_marked_deleted(p: &WorkflowPorts) {
+    let (a, b) = two(p).await;
+    let old_b = exported(p, b, at_ms(1_000), at_ms(5_000)).await;
+    let old_a = exported(p, a, at_ms(2_000), at_ms(6_000)).await;
+    let fresh = exported(p, a, at_ms(3_000), at_ms(90_000)).await;
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let expired = p
+        .store
+        .expired_archives(at_ms(10_000), 10)
+        .await
+        .expect("expired");
+    assert_eq!(ids(expired.clone()), vec![old_b.id, old_a.id]);
+    assert_eq!(expired[0].tenant_id, b);
+    assert!(!ids(expired).contains(&fresh.id), "not expired yet");
+    assert_eq!(
+        ids(p
+            .store
+            .expired_archives(at_ms(10_000), 1)
+            .await
+            .expect("expired")),
+        vec![old_b.id]
+    );
+
+    // Another tenant cannot mark b's run.
+    assert!(!p.store.archive_deleted(a, old_b.id).await.expect("mark"));
+    assert!(p.store.archive_deleted(b, old_b.id).await.expect("mark"));
+    assert!(
+        !p.store.archive_deleted(b, old_b.id).await.expect("mark"),
+        "once"
+    );
+    assert_eq!(
+        ids(p
+            .store
+            .expired_archives(at_ms(10_000), 10)
+            .await
+            .expect("expired")),
+        vec![old_a.id]
+    );
 }
