@@ -10,9 +10,9 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use documents::{BlobError, BlobKey, BlobStore, BlobWriter};
+use documents::{BLOB_PART_SIZE, BlobError, BlobKey, BlobReader, BlobStore, BlobWriter};
 use tokio::fs;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Temporary files older than this are leftovers of a crash.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3_600);
@@ -128,6 +128,30 @@ impl BlobStore for FsBlobStore {
                 anyhow::Error::new(e).context(format!("reading {}", path.display())),
             )),
         }
+    }
+
+    async fn open(&self, key: &BlobKey) -> Result<Box<dyn BlobReader>, BlobError> {
+        let path = self.path(key)?;
+        let file = match fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => {
+                return Err(BlobError::Unknown(
+                    anyhow::Error::new(e).context(format!("opening {}", path.display())),
+                ));
+            }
+        };
+        let size = file
+            .metadata()
+            .await
+            .with_context(|| format!("the size of {}", path.display()))?
+            .len();
+        Ok(Box::new(FsBlobReader {
+            file,
+            size,
+            read: 0,
+            path,
+        }))
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
@@ -306,5 +330,39 @@ mod tests {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+}
+
+/// A file read 1 MiB at a time. A file is replaced by a rename, never rewritten in place, so
+/// the open handle reads the blob as it was opened even if it is replaced or removed meanwhile.
+#[derive(Debug)]
+struct FsBlobReader {
+    file: fs::File,
+    size: u64,
+    read: u64,
+    path: PathBuf,
+}
+
+#[async_trait]
+impl BlobReader for FsBlobReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn next_part(&mut self) -> Result<Option<Vec<u8>>, BlobError> {
+        let left = self.size.saturating_sub(self.read);
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(BLOB_PART_SIZE);
+        let mut part = vec![0_u8; want];
+        self.file
+            .read_exact(&mut part)
+            .await
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        self.read += want as u64;
+        Ok(Some(part))
     }
 }

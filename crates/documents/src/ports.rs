@@ -285,6 +285,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// The whole blob.
     async fn read(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError>;
 
+    /// The blob part by part (at most [`BLOB_PART_SIZE`] bytes in memory at a time), for
+    /// what is streamed out: a download. A blob deleted while it is read ends in an error.
+    async fn open(&self, key: &BlobKey) -> Result<Box<dyn BlobReader>, BlobError>;
+
     /// Removes the blob; removing a missing blob succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
 
@@ -294,6 +298,19 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// Short name of the backend (`filesystem`).
     fn backend(&self) -> &'static str;
+}
+
+/// The most bytes a [`BlobReader`] returns in one part: 1 MiB.
+pub const BLOB_PART_SIZE: usize = 1 << 20;
+
+/// One blob being read, part by part.
+#[async_trait]
+pub trait BlobReader: Send + std::fmt::Debug {
+    /// The blob's size in bytes (what the parts add up to).
+    fn size(&self) -> u64;
+
+    /// The next part (1 to [`BLOB_PART_SIZE`] bytes), `None` after the last.
+    async fn next_part(&mut self) -> Result<Option<Vec<u8>>, BlobError>;
 }
 
 /// One blob being written. Dropped without `commit`, it leaves nothing behind.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use documents::{BlobError, BlobKey, BlobStore, BlobWriter};
+use documents::{BLOB_PART_SIZE, BlobError, BlobKey, BlobReader, BlobStore, BlobWriter};
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -78,6 +78,16 @@ impl BlobStore for InMemoryBlobs {
             .get(key.as_str())
             .map(|b| b.as_ref().clone())
             .ok_or(BlobError::NotFound)
+    }
+
+    async fn open(&self, key: &BlobKey) -> Result<Box<dyn BlobReader>, BlobError> {
+        let blob = self
+            .shared
+            .blobs()
+            .get(key.as_str())
+            .cloned()
+            .ok_or(BlobError::NotFound)?;
+        Ok(Box::new(MemoryReader { blob, at: 0 }))
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
@@ -187,5 +197,29 @@ mod tests {
         assert_eq!(store.read(&k).await.unwrap(), b"new, longer");
         assert_eq!(store.len(), 1);
         assert_eq!(store.backend(), "memory");
+    }
+}
+
+/// A committed blob read in parts (the map's copy is shared, not copied).
+#[derive(Debug)]
+struct MemoryReader {
+    blob: Arc<Vec<u8>>,
+    at: usize,
+}
+
+#[async_trait]
+impl BlobReader for MemoryReader {
+    fn size(&self) -> u64 {
+        self.blob.len() as u64
+    }
+
+    async fn next_part(&mut self) -> Result<Option<Vec<u8>>, BlobError> {
+        let end = (self.at + BLOB_PART_SIZE).min(self.blob.len());
+        if self.at >= end {
+            return Ok(None);
+        }
+        let part = self.blob[self.at..end].to_vec();
+        self.at = end;
+        Ok(Some(part))
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use documents::{BlobError, BlobKey, BlobStore, BlobWriter};
+use documents::{BlobError, BlobKey, BlobReader, BlobStore, BlobWriter};
 use futures_util::TryStreamExt as _;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
@@ -299,6 +299,23 @@ impl BlobStore for SqlStore {
         Ok(out)
     }
 
+    async fn open(&self, key: &BlobKey) -> Result<Box<dyn BlobReader>, BlobError> {
+        let row = blob::Entity::find()
+            .filter(blob::Column::Key.eq(key.as_str()))
+            .one(&self.db)
+            .await
+            .context("opening a blob")?
+            .ok_or(BlobError::NotFound)?;
+        let size: u64 = fit(row.bytes.context("a blob row without a size")?, "blob size")?;
+        Ok(Box::new(SqlBlobReader {
+            db: self.db.clone(),
+            upload: row.upload,
+            size,
+            read: 0,
+            seq: 0,
+        }))
+    }
+
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
         // Its parts go with it (ON DELETE CASCADE).
         blob::Entity::delete_many()
@@ -501,5 +518,51 @@ impl BlobWriter for SqlBlobWriter {
                 Err(e)
             }
         }
+    }
+}
+
+/// A committed blob read one `blob_parts` row at a time (an upload's parts never change once
+/// committed; a blob deleted meanwhile ends the read with an error).
+struct SqlBlobReader {
+    db: sea_orm::DatabaseConnection,
+    upload: Uuid,
+    size: u64,
+    read: u64,
+    seq: i32,
+}
+
+impl std::fmt::Debug for SqlBlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlBlobReader")
+            .field("upload", &self.upload)
+            .field("size", &self.size)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl BlobReader for SqlBlobReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn next_part(&mut self) -> Result<Option<Vec<u8>>, BlobError> {
+        if self.read >= self.size {
+            return Ok(None);
+        }
+        let part = blob_part::Entity::find_by_id((self.upload, self.seq))
+            .one(&self.db)
+            .await
+            .context("reading a blob part")?
+            .with_context(|| {
+                format!("blob part {} is missing (was the blob deleted?)", self.seq)
+            })?;
+        self.seq += 1;
+        self.read += part.data.len() as u64;
+        if part.data.is_empty() || self.read > self.size {
+            return Err(anyhow::anyhow!("a blob's parts do not add up to its size").into());
+        }
+        Ok(Some(part.data))
     }
 }

@@ -1,6 +1,7 @@
 //! The [`BlobStore`] contract: a write is invisible until its commit, which makes the whole
 //! file visible at once (replacing any blob of the key); an abandoned write leaves nothing
-//! readable; delete is idempotent; keys of different tenants are different blobs.
+//! readable; delete is idempotent; keys of different tenants are different blobs. Every
+//! check of a blob's bytes reads it whole and part by part (`open`).
 //!
 //! Each case takes one fresh store. The files are larger than one part of the database store
 //! (1 MiB) and written in parts of odd sizes that straddle its part boundaries; their bytes
@@ -68,6 +69,11 @@ async fn assert_missing(store: &dyn BlobStore, k: &BlobKey, when: &str) {
         ),
         Err(e) => panic!("{when}: {e:#}"),
     }
+    match store.open(k).await {
+        Err(BlobError::NotFound) => {}
+        Ok(r) => panic!("{when}: {} bytes are open under {}", r.size(), k.as_str()),
+        Err(e) => panic!("{when}: {e:#}"),
+    }
 }
 
 async fn assert_holds(store: &dyn BlobStore, k: &BlobKey, expected: &[u8], when: &str) {
@@ -80,6 +86,32 @@ async fn assert_holds(store: &dyn BlobStore, k: &BlobKey, expected: &[u8], when:
         "{when}: {} holds {} bytes, not the {} expected (or not those bytes)",
         k.as_str(),
         got.len(),
+        expected.len()
+    );
+    // Part by part: the size first, then parts of 1 to 1 MiB that add up to the same bytes.
+    let mut reader = store
+        .open(k)
+        .await
+        .unwrap_or_else(|e| panic!("{when}: opening {}: {e:#}", k.as_str()));
+    assert_eq!(reader.size(), expected.len() as u64, "{when}: the size");
+    let mut parts = Vec::new();
+    while let Some(part) = reader
+        .next_part()
+        .await
+        .unwrap_or_else(|e| panic!("{when}: a part of {}: {e:#}", k.as_str()))
+    {
+        assert!(
+            (1..=documents::BLOB_PART_SIZE).contains(&part.len()),
+            "{when}: a part of {} bytes",
+            part.len()
+        );
+        parts.extend_from_slice(&part);
+    }
+    assert!(
+        parts == expected,
+        "{when}: {} read in parts holds {} bytes, not the {} expected (or not those bytes)",
+        k.as_str(),
+        parts.len(),
         expected.len()
     );
 }
