@@ -297,9 +297,9 @@ impl Actions for WorkflowActions {
         &self,
         ctx: &TenantContext,
         run: workflows::RunId,
-    ) -> Result<Vec<u8>, ActionError> {
+    ) -> Result<Box<dyn documents::BlobReader>, ActionError> {
         let key = crate::export::archive_key(ctx.tenant_id(), run);
-        match self.exporter.blobs.read(&key).await {
+        match self.exporter.blobs.open(&key).await {
             Ok(bytes) => Ok(bytes),
             Err(documents::BlobError::NotFound) => {
                 Err(ActionError::NotFound("export not found".to_owned()))

@@ -145,8 +145,35 @@ async fn export(app: &TestApp, t: &Tenant) -> (Value, Vec<u8>) {
     let id = run["id"].as_str().expect("run id").to_owned();
     let run = ended(app, &t.token, &t.org, &id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let (s, bytes) = download(app, &t.token, &t.org, &id).await;
-    assert_eq!(s, StatusCode::OK);
+    // Streamed with its length and checksum: the bytes are the manifest's.
+    let res = reqwest::Client::new()
+        .get(app.url(&format!("/api/v1/orgs/{}/exports/{id}/download", t.org)))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let length = header("content-length");
+    let checksum = header("x-checksum-sha256");
+    let bytes = res.bytes().await.expect("body").to_vec();
+    let sha256 = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    assert_eq!(
+        run["result"]["sha256"],
+        sha256.as_str(),
+        "the bytes are the run's"
+    );
+    assert_eq!(checksum.as_deref(), Some(sha256.as_str()));
+    assert_eq!(run["result"]["bytes"], json!(bytes.len()));
+    assert_eq!(length, Some(bytes.len().to_string()));
     (run, bytes)
 }
 

@@ -24,4 +24,4 @@ pub use model::{
 pub use ports::{
     ActionError, Actions, DocumentInfo, NoSignal, RunSignal, StoreError, WorkflowStore,
 };
-pub use service::{RunOutcome, WorkflowPolicy, WorkflowPorts, Workflows};
+pub use service::{ExportArchive, RunOutcome, WorkflowPolicy, WorkflowPorts, Workflows};

@@ -251,7 +251,8 @@ pub trait Actions: Send + Sync + fmt::Debug {
         run: crate::model::RunId,
     ) -> Result<serde_json::Value, ActionError>;
 
-    /// The archive of the organization's export `run` (`NotFound` once deleted).
+    /// The archive of the organization's export `run`, opened to be read part by part
+    /// (`NotFound` once deleted).
     ///
     /// # Errors
     /// `NotFound`; storage failures.
@@ -259,7 +260,7 @@ pub trait Actions: Send + Sync + fmt::Debug {
         &self,
         ctx: &TenantContext,
         run: crate::model::RunId,
-    ) -> Result<Vec<u8>, ActionError>;
+    ) -> Result<Box<dyn documents::BlobReader>, ActionError>;
 
     /// Deletes the archive of export `run` (its time is up); deleting a missing one succeeds.
     ///

@@ -286,7 +286,7 @@ impl Workflows {
         &self,
         ctx: &TenantContext,
         id: RunId,
-    ) -> Result<Vec<u8>, WorkflowError> {
+    ) -> Result<ExportArchive, WorkflowError> {
         let run = self.export_run(ctx, id).await?;
         if !run.status.is_final() {
             return Err(WorkflowError::Conflict(
@@ -311,8 +311,12 @@ impl Workflows {
                 "the export expired; start a new one".to_owned(),
             ));
         }
+        let sha256 = result
+            .get("sha256")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         match self.ports.actions.read_export(ctx, id).await {
-            Ok(bytes) => Ok(bytes),
+            Ok(reader) => Ok(ExportArchive { reader, sha256 }),
             Err(ActionError::NotFound(_)) => Err(WorkflowError::Gone(
                 "the export's archive was deleted; start a new one".to_owned(),
             )),
@@ -801,6 +805,15 @@ impl Workflows {
             archive_expires_at: None,
         })
     }
+}
+
+/// An export's archive, to be streamed part by part.
+#[derive(Debug)]
+pub struct ExportArchive {
+    /// The archive (its size, then its parts).
+    pub reader: Box<dyn documents::BlobReader>,
+    /// Its SHA-256 (hex) as the run's result records it.
+    pub sha256: Option<String>,
 }
 
 /// An export result's `expires_at`.

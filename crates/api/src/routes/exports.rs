@@ -108,13 +108,18 @@ async fn get_export(
 }
 
 /// The export's archive (`application/zip`: a manifest with the SHA-256 of every entry, the
-/// rows as NDJSON, the original files), until it expires.
+/// rows as NDJSON, the original files), until it expires. Streamed part by part (at most
+/// 1 MiB of it in memory), with its `Content-Length` and its SHA-256 in
+/// `X-Checksum-Sha256`.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "organization id or slug"), ("id" = String, Path)),
     responses(
-        (status = 200, body = Vec<u8>, content_type = "application/zip"),
+        (status = 200, body = Vec<u8>, content_type = "application/zip", headers(
+            ("Content-Length" = u64, description = "the archive's size in bytes"),
+            ("X-Checksum-Sha256" = String, description = "the archive's SHA-256, hex (the run's `result.sha256`)")
+        )),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such export, or one that failed", body = Problem, content_type = "application/problem+json"),
@@ -131,7 +136,7 @@ async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let actor = owner_in_person(&access)?;
     let PathId(id) = id?;
-    let bytes = state.workflows.download_export(&access.ctx, id).await?;
+    let archive = state.workflows.download_export(&access.ctx, id).await?;
     audit(
         &state,
         "export.downloaded",
@@ -141,11 +146,33 @@ async fn download(
         client,
     )
     .await;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/zip"))
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CONTENT_TYPE, "application/zip"))
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"export-{id}.zip\""),
-        ))
-        .body(bytes))
+        ));
+    if let Some(sha256) = archive.sha256 {
+        res.insert_header(("X-Checksum-Sha256", sha256));
+    }
+    let size = archive.reader.size();
+    // One part in memory at a time; a failure mid-way ends the connection short of the
+    // Content-Length, so the client sees an incomplete download.
+    let parts = futures_util::stream::unfold(Some(archive.reader), move |reader| async move {
+        let mut reader = reader?;
+        match reader.next_part().await {
+            Ok(Some(part)) => Some((Ok(web::Bytes::from(part)), Some(reader))),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = ?e, run = %id, "reading an export archive failed mid-download");
+                Some((
+                    Err(actix_web::error::ErrorInternalServerError(
+                        "reading the archive failed",
+                    )),
+                    None,
+                ))
+            }
+        }
+    });
+    Ok(res.no_chunking(size).streaming(parts))
 }

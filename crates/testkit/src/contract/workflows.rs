@@ -451,7 +451,7 @@ impl Actions for NoActions {
         &self,
         _: &TenantContext,
         _: workflows::RunId,
-    ) -> Result<Vec<u8>, ActionError> {
+    ) -> Result<Box<dyn documents::BlobReader>, ActionError> {
         Err(ActionError::NotFound("unused".to_owned()))
     }
     async fn delete_export(
@@ -729,7 +729,7 @@ impl Actions for CancellingActions {
         &self,
         _: &TenantContext,
         _: workflows::RunId,
-    ) -> Result<Vec<u8>, ActionError> {
+    ) -> Result<Box<dyn documents::BlobReader>, ActionError> {
         Err(ActionError::NotFound("unused".to_owned()))
     }
     async fn delete_export(
