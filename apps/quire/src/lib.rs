@@ -95,6 +95,7 @@ pub fn domain(
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
+    trail: Arc<dyn kernel::AccessTrail>,
 ) -> anyhow::Result<Domain> {
     let recheck = Duration::from_millis(settings.auth.recheck_ms);
     let sql = || Arc::new(store.clone());
@@ -128,7 +129,8 @@ pub fn domain(
             },
             chat_settings(settings),
         )
-        .with_events(webhooks.clone()),
+        .with_events(webhooks.clone())
+        .with_trail(trail),
     );
     let orgs = Arc::new(
         tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
@@ -199,6 +201,7 @@ pub async fn services(
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
+    trail: Arc<kernel::trail::BufferedTrail>,
 ) -> anyhow::Result<api::Services> {
     let Domain {
         collections,
@@ -219,6 +222,7 @@ pub async fn services(
         wake,
         webhooks.clone(),
         workflow_wake,
+        trail.clone(),
     )?;
     let mailer = mailer_from_settings(settings, store)?;
     let accounts =
@@ -234,6 +238,7 @@ pub async fn services(
         c.max_answer_tokens,
     ));
     Ok(api::Services {
+        trail,
         workflows,
         collections,
         documents,
@@ -853,6 +858,7 @@ pub struct Application {
     workflow_wake: Arc<Wake>,
     workflow_workers: usize,
     workflow_poll: Duration,
+    trail_writer: kernel::trail::TrailWriter,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -939,6 +945,8 @@ impl Application {
         .await?;
         let wake = Arc::new(Wake::default());
         let workflow_wake = Arc::new(Wake::default());
+        let (trail, trail_writer) =
+            kernel::trail::BufferedTrail::start(Arc::new(store.clone()), kernel::trail::CAPACITY);
         let services = services(
             &settings,
             &store,
@@ -950,6 +958,7 @@ impl Application {
             wake.clone(),
             webhooks.clone(),
             workflow_wake.clone(),
+            trail,
         )
         .await?;
         let chat = services.chat.clone();
@@ -1013,6 +1022,7 @@ impl Application {
             workflow_wake,
             workflow_workers: settings.workflows.workers,
             workflow_poll: Duration::from_millis(settings.workflows.poll_interval_ms),
+            trail_writer,
         })
     }
 
@@ -1057,6 +1067,8 @@ impl Application {
         pool.shutdown(self.grace).await;
         deliveries.shutdown(self.grace).await;
         runs.shutdown(self.grace).await;
+        // After every request and run ended: what they queued on the access trail is written.
+        self.trail_writer.stop().await;
         served?;
         self.store.close().await
     }

@@ -283,6 +283,8 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     let workflow_wake = Arc::new(quire::Wake::default());
     // Workflow runs and schedules are taken here too: a worker-only process acts through the
     // same use cases as a server (no signing key needed, see `quire::domain`).
+    let (trail, trail_writer) =
+        kernel::trail::BufferedTrail::start(Arc::new(store.clone()), kernel::trail::CAPACITY);
     let domain = quire::domain(
         &settings,
         &store,
@@ -294,6 +296,7 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         wake.clone(),
         webhooks.clone(),
         workflow_wake.clone(),
+        trail,
     )?;
     let deliveries = quire::DeliveryPool::start(
         webhooks,
@@ -327,6 +330,7 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     pool.shutdown(grace).await;
     deliveries.shutdown(grace).await;
     runs.shutdown(grace).await;
+    trail_writer.stop().await;
     store.close().await
 }
 

@@ -35,6 +35,7 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram>,
     in_flight: Gauge<i64, AtomicI64>,
     pool: Family<PoolLabels, Gauge<i64, AtomicI64>>,
+    trail_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -75,12 +76,19 @@ impl Metrics {
             "Connection pools: open, idle and maximum connections by component",
             pool.clone(),
         );
+        let trail_dropped = Counter::default();
+        registry.register(
+            "audit_trail_dropped",
+            "Document-access events lost: the trail's queue was full, or the audit log kept failing",
+            trail_dropped.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             in_flight,
             pool,
+            trail_dropped,
         }
     }
 
@@ -107,7 +115,15 @@ impl Metrics {
     ///
     /// # Errors
     /// Only if formatting fails.
-    pub fn render(&self, components: &[Arc<dyn HealthCheck>]) -> Result<String, std::fmt::Error> {
+    pub fn render(
+        &self,
+        components: &[Arc<dyn HealthCheck>],
+        trail_dropped: u64,
+    ) -> Result<String, std::fmt::Error> {
+        let seen = self.trail_dropped.get();
+        if trail_dropped > seen {
+            self.trail_dropped.inc_by(trail_dropped - seen);
+        }
         for c in components {
             if let Some(stats) = c.pool_stats() {
                 for (state, value) in [

@@ -550,6 +550,7 @@ impl Documents {
                 tenant: Some(ctx.tenant_id()),
                 target: Some(id.to_string()),
                 client: client.clone(),
+                access: None,
             },
         )
         .await;

@@ -54,6 +54,7 @@ fn new_org(
         slug: new.slug,
         plan: "free".to_owned(),
         created_at: now,
+        settings: tenancy::OrgSettings::default(),
     })
 }
 
@@ -105,6 +106,18 @@ impl OrganizationRepository for InMemoryOrganizations {
         let mut t = self.rows.write().map_err(|_| poisoned())?;
         Ok(t.orgs.get_mut(&id).map(|o| {
             o.name = name;
+            o.clone()
+        }))
+    }
+
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: tenancy::OrgSettings,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let mut t = self.rows.write().map_err(|_| poisoned())?;
+        Ok(t.orgs.get_mut(&id).map(|o| {
+            o.settings = settings;
             o.clone()
         }))
     }

@@ -2,9 +2,13 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::audit::{AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo};
-use kernel::{Page, PageRequest, TenantId, UserId};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use kernel::audit::{
+    AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo, DocumentAccess,
+};
+use kernel::{ApiKeyId, Page, PageRequest, TenantId, UserId};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -33,25 +37,56 @@ fn to_record(m: Model) -> AuditRecord {
                 ip: m.ip,
                 user_agent: m.user_agent,
             },
+            access: (m.actor_key.is_some() || m.documents.is_some() || m.request_id.is_some())
+                .then(|| DocumentAccess {
+                    key: m.actor_key.map(ApiKeyId::from_uuid),
+                    request_id: m.request_id,
+                    documents: m
+                        .documents
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_ascii_whitespace()
+                        .filter_map(|d| Uuid::try_parse(d).ok())
+                        .collect(),
+                    text: m.detail,
+                }),
         },
+    }
+}
+
+fn to_row(e: AuditEvent) -> ActiveModel {
+    let access = e.access.unwrap_or_default();
+    let documents = (!access.documents.is_empty()).then(|| {
+        access
+            .documents
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    ActiveModel {
+        id: Set(Uuid::now_v7()),
+        at: Set(e.at),
+        action: Set(e.action.to_owned()),
+        actor: Set(e.actor.map(|a| a.as_uuid())),
+        tenant_id: Set(e.tenant.map(|t| t.as_uuid())),
+        target: Set(e.target.map(|t| kernel::text::head(&t, 255).to_owned())),
+        ip: Set(kernel::text::head(&e.client.ip, 64).to_owned()),
+        user_agent: Set(e.client.user_agent),
+        actor_key: Set(access.key.map(|k| k.as_uuid())),
+        request_id: Set(access
+            .request_id
+            .map(|r| kernel::text::head(&r, 128).to_owned())),
+        documents: Set(documents),
+        detail: Set(access.text),
     }
 }
 
 #[async_trait]
 impl AuditLog for SqlStore {
     async fn record(&self, e: AuditEvent) -> Result<(), AuditError> {
-        crate::rls::maybe_tenant(e.tenant, async {
-            let row = ActiveModel {
-                id: Set(Uuid::now_v7()),
-                at: Set(e.at),
-                action: Set(e.action.to_owned()),
-                actor: Set(e.actor.map(|a| a.as_uuid())),
-                tenant_id: Set(e.tenant.map(|t| t.as_uuid())),
-                target: Set(e.target.map(|t| kernel::text::head(&t, 255).to_owned())),
-                ip: Set(kernel::text::head(&e.client.ip, 64).to_owned()),
-                user_agent: Set(e.client.user_agent),
-            };
-            execute_timed(&self.db, &Entity::insert(row))
+        crate::rls::maybe_tenant(e.tenant, async move {
+            execute_timed(&self.db, &Entity::insert(to_row(e)))
                 .await
                 .context("appending an audit event")?;
             Ok(())
@@ -75,6 +110,14 @@ impl AuditLog for SqlStore {
             if let Some(action) = &q.action {
                 select = select.filter(Column::Action.eq(action.as_str()));
             }
+            if let Some(key) = q.key {
+                select = select.filter(Column::ActorKey.eq(key.as_uuid()));
+            }
+            if let Some(document) = q.document {
+                // Ids are fixed-width, so a substring match is exact (scanned within the other
+                // filters, the organization's index first).
+                select = select.filter(Column::Documents.contains(document.to_string()));
+            }
             if let Some(from) = q.from {
                 select = select.filter(Column::At.gte(self.at(from)));
             }
@@ -95,6 +138,60 @@ impl AuditLog for SqlStore {
             }))
         })
         .await
+    }
+
+    async fn record_access(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // An access event queued just before its organization was erased must not bring the
+        // organization's id back: events of organizations that no longer exist are left out.
+        let mut tenants: Vec<Uuid> = events
+            .iter()
+            .filter_map(|e| e.tenant.map(|t| t.as_uuid()))
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let txn = self.db.begin().await.context("beginning an audit batch")?;
+        // Each live organization of the batch, with the time of its opt-in.
+        let live: std::collections::HashMap<Uuid, Option<time::OffsetDateTime>> =
+            if tenants.is_empty() {
+                std::collections::HashMap::new()
+            } else {
+                use crate::entity::organization;
+                organization::Entity::find()
+                    .select_only()
+                    .column(organization::Column::Id)
+                    .column(organization::Column::AuditQuestionTextSince)
+                    .filter(organization::Column::Id.is_in(tenants))
+                    .into_tuple::<(Uuid, Option<time::OffsetDateTime>)>()
+                    .all(&txn)
+                    .await
+                    .context("reading the organizations of an audit batch")?
+                    .into_iter()
+                    .collect()
+            };
+        let rows: Vec<ActiveModel> = events
+            .into_iter()
+            .filter_map(|mut e| {
+                let keep_text = match e.tenant {
+                    Some(t) => live.get(&t.as_uuid())?.is_some_and(|since| e.at >= since),
+                    None => false,
+                };
+                if !keep_text && let Some(a) = e.access.as_mut() {
+                    a.text = None;
+                }
+                Some(to_row(e))
+            })
+            .collect();
+        // A few hundred rows per statement keeps every backend under its bind-parameter limit.
+        for chunk in rows.chunks(200) {
+            execute_timed(&txn, &Entity::insert_many(chunk.to_vec()))
+                .await
+                .context("appending audit events")?;
+        }
+        txn.commit().await.context("committing an audit batch")?;
+        Ok(())
     }
 
     async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {

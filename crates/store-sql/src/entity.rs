@@ -16,6 +16,7 @@ pub mod organization {
         pub plan: String,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
+        pub audit_question_text_since: Option<TimeDateTimeWithTimeZone>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -123,6 +124,10 @@ pub mod audit {
         pub target: Option<String>,
         pub ip: String,
         pub user_agent: Option<String>,
+        pub actor_key: Option<Uuid>,
+        pub request_id: Option<String>,
+        pub documents: Option<String>,
+        pub detail: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,7 +9,8 @@ use sea_orm::{
     SqlErr,
 };
 use tenancy::{
-    NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
+    NewOrganization, OrgName, OrgRepoError, OrgSettings, OrgSlug, Organization,
+    OrganizationRepository,
 };
 
 use crate::SqlStore;
@@ -25,7 +26,16 @@ fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> Model {
         plan: "free".to_owned(),
         created_at: now,
         updated_at: now,
+        audit_question_text_since: None,
     }
+}
+
+/// The insert of a new organization: the columns creation sets; the settings keep their
+/// column defaults (so an insert works on every schema version since the table's first).
+fn insert_row(m: &Model) -> ActiveModel {
+    let mut row = ActiveModel::from(m.clone());
+    row.audit_question_text_since = sea_orm::ActiveValue::NotSet;
+    row
 }
 
 pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
@@ -38,6 +48,9 @@ pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
         slug,
         plan: m.plan,
         created_at: m.created_at,
+        settings: OrgSettings {
+            audit_question_text_since: m.audit_question_text_since,
+        },
     })
 }
 
@@ -85,7 +98,7 @@ impl OrganizationRepository for SqlStore {
                 return Err(OrgRepoError::TooManyOwned);
             }
             let org = new_row(&new, now);
-            execute_timed(&txn, &Entity::insert(ActiveModel::from(org.clone())))
+            execute_timed(&txn, &Entity::insert(insert_row(&org)))
                 .await
                 .map_err(|e| slug_taken(e, "inserting an organization"))?;
             let owner_row = membership::ActiveModel {
@@ -115,6 +128,31 @@ impl OrganizationRepository for SqlStore {
             .exec(&self.db)
             .await
             .context("renaming an organization")?
+            .rows_affected;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.find_by_id(id).await
+    }
+
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: OrgSettings,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(
+                Column::AuditQuestionTextSince,
+                Expr::value(match settings.audit_question_text_since {
+                    Some(t) => self.at(t),
+                    None => sea_orm::Value::TimeDateTimeWithTimeZone(None),
+                }),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("changing an organization's settings")?
             .rows_affected;
         if changed == 0 {
             return Ok(None);
@@ -156,7 +194,7 @@ impl OrganizationRepository for SqlStore {
 
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
         let row = new_row(&new, self.now());
-        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
+        execute_timed(&self.db, &Entity::insert(insert_row(&row)))
             .await
             .map_err(|e| slug_taken(e, "inserting an organization"))?;
         to_domain(row)

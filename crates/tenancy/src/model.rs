@@ -120,6 +120,53 @@ pub struct Organization {
     pub plan: String,
     /// When it was created.
     pub created_at: OffsetDateTime,
+    /// What its admins set.
+    pub settings: OrgSettings,
+}
+
+/// An organization's settings (`PATCH /orgs/{org}`, admin+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OrgSettings {
+    /// Since when the document-access trail keeps the search query or question of an
+    /// event (`None`, the default: the trail keeps ids only).
+    pub audit_question_text_since: Option<OffsetDateTime>,
+}
+
+impl OrgSettings {
+    /// Whether the trail keeps questions now.
+    #[must_use]
+    pub const fn audit_question_text(&self) -> bool {
+        self.audit_question_text_since.is_some()
+    }
+}
+
+/// A change of some settings: `None` keeps the current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsChange {
+    /// See [`OrgSettings::audit_question_text`].
+    pub audit_question_text: Option<bool>,
+}
+
+impl SettingsChange {
+    /// `current` with this change applied at `now` (turning the opt-in on again keeps its
+    /// first time).
+    #[must_use]
+    pub fn apply(self, mut current: OrgSettings, now: OffsetDateTime) -> OrgSettings {
+        match self.audit_question_text {
+            Some(true) => {
+                current.audit_question_text_since.get_or_insert(now);
+            }
+            Some(false) => current.audit_question_text_since = None,
+            None => {}
+        }
+        current
+    }
+
+    /// Whether it changes nothing.
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self == Self::default()
+    }
 }
 
 #[cfg(test)]

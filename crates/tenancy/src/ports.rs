@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use time::OffsetDateTime;
 
-use crate::model::{ApiKey, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{
+    ApiKey, Membership, NewOrganization, OrgName, OrgSettings, OrgSlug, Organization,
+};
 
 /// Failures of [`OrganizationRepository`].
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,13 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
         &self,
         id: TenantId,
         name: OrgName,
+    ) -> Result<Option<Organization>, OrgRepoError>;
+
+    /// Replaces an organization's settings; `Ok(None)` when it does not exist.
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: OrgSettings,
     ) -> Result<Option<Organization>, OrgRepoError>;
 
     /// Changes an organization's plan; `Ok(None)` when it does not exist.
