@@ -219,7 +219,7 @@ pub trait AuditLog: Send + Sync + fmt::Debug {
 }
 
 /// Where document-access events go: `record` returns at once and cannot fail, like
-/// [`crate::Events::publish`]; the adapter ([`crate::trail::BufferedTrail`]) writes them to the
+/// [`crate::Events::publish`]; the adapter (`kernel::trail::BufferedTrail`) writes them to the
 /// [`AuditLog`] in batches.
 pub trait AccessTrail: Send + Sync + fmt::Debug {
     /// Hands `event` over.
