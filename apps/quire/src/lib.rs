@@ -9,6 +9,7 @@ mod allocator;
 pub mod estimates;
 pub mod export;
 mod knowledge;
+pub mod retention;
 pub mod telemetry;
 pub mod worker;
 mod workflow_actions;
@@ -859,6 +860,9 @@ pub struct Application {
     workflow_workers: usize,
     workflow_poll: Duration,
     trail_writer: kernel::trail::TrailWriter,
+    retention: retention::Retention,
+    cache: Arc<dyn Cache>,
+    retention_every: Duration,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -963,13 +967,14 @@ impl Application {
         .await?;
         let chat = services.chat.clone();
         let workflows = services.workflows.clone();
+        let retention = retention::Retention::over(&store, services.documents.clone());
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
         }
         let state = web::Data::new(AppState::new(
             settings.http.clone(),
-            cache,
+            cache.clone(),
             services,
             components(&settings, &store, cache_health),
         ));
@@ -1023,6 +1028,9 @@ impl Application {
             workflow_workers: settings.workflows.workers,
             workflow_poll: Duration::from_millis(settings.workflows.poll_interval_ms),
             trail_writer,
+            retention,
+            cache,
+            retention_every: Duration::from_secs(settings.orgs.retention_sweep_secs),
         })
     }
 
@@ -1058,12 +1066,14 @@ impl Application {
         );
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let answers = worker::sweep_abandoned_answers(self.chat, self.answer_sweep_every);
+        let retention = worker::sweep_retention(self.retention, self.cache, self.retention_every);
         let trim = allocator::release_after_start_up(Duration::from_secs(2));
         let served = self.server.await.context("serving");
         trim.abort();
         tracing::info!("server stopped; stopping workers and closing connections");
         sweeper.abort();
         answers.abort();
+        retention.abort();
         pool.shutdown(self.grace).await;
         deliveries.shutdown(self.grace).await;
         runs.shutdown(self.grace).await;

@@ -288,7 +288,7 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     let domain = quire::domain(
         &settings,
         &store,
-        cache,
+        cache.clone(),
         clock,
         &ports,
         &retrieval,
@@ -323,9 +323,15 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         "worker running"
     );
     let sweeper = quire::worker::sweep_abandoned_uploads(store.clone());
+    let retention = quire::worker::sweep_retention(
+        quire::retention::Retention::over(&store, domain.documents.clone()),
+        cache,
+        std::time::Duration::from_secs(settings.orgs.retention_sweep_secs),
+    );
     shutdown_signal().await;
     tracing::info!("stopping: finishing the jobs in hand");
     sweeper.abort();
+    retention.abort();
     let grace = std::time::Duration::from_secs(settings.http.shutdown_timeout_secs);
     pool.shutdown(grace).await;
     deliveries.shutdown(grace).await;

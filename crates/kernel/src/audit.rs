@@ -216,6 +216,13 @@ pub trait AuditLog: Send + Sync + fmt::Debug {
     /// and events of an organization that no longer exists (erased while they waited) are
     /// left out.
     async fn record_access(&self, events: Vec<AuditEvent>) -> Result<(), AuditError>;
+    /// Retention: deletes `tenant`'s document-access events ([`ACCESS_ACTIONS`]) before
+    /// `before`; returns how many. Security events are never deleted this way.
+    async fn delete_access_before(
+        &self,
+        tenant: TenantId,
+        before: OffsetDateTime,
+    ) -> Result<u64, AuditError>;
 }
 
 /// Where document-access events go: `record` returns at once and cannot fail, like
@@ -266,6 +273,13 @@ mod tests {
             Err(AuditError(anyhow::anyhow!("disk full")))
         }
         async fn record_access(&self, _: Vec<AuditEvent>) -> Result<(), AuditError> {
+            Err(AuditError(anyhow::anyhow!("disk full")))
+        }
+        async fn delete_access_before(
+            &self,
+            _: TenantId,
+            _: OffsetDateTime,
+        ) -> Result<u64, AuditError> {
             Err(AuditError(anyhow::anyhow!("disk full")))
         }
     }

@@ -198,6 +198,13 @@ mod tests {
         async fn erase_tenant(&self, _: TenantId) -> Result<u64, AuditError> {
             unreachable!()
         }
+        async fn delete_access_before(
+            &self,
+            _: TenantId,
+            _: OffsetDateTime,
+        ) -> Result<u64, AuditError> {
+            unreachable!()
+        }
         async fn record_access(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
             let permit = self
                 .gate

@@ -81,6 +81,21 @@ impl AuditLog for InMemoryAudit {
         Ok(())
     }
 
+    async fn delete_access_before(
+        &self,
+        tenant: kernel::TenantId,
+        before: time::OffsetDateTime,
+    ) -> Result<u64, AuditError> {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = events.len();
+        events.retain(|r| {
+            r.event.tenant != Some(tenant)
+                || !kernel::audit::ACCESS_ACTIONS.contains(&r.event.action)
+                || r.event.at >= before
+        });
+        Ok((len - events.len()) as u64)
+    }
+
     async fn erase_tenant(&self, tenant: kernel::TenantId) -> Result<u64, AuditError> {
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         let before = events.len();

@@ -110,6 +110,20 @@ impl OrganizationRepository for InMemoryOrganizations {
         }))
     }
 
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError> {
+        let t = self.rows.read().map_err(|_| poisoned())?;
+        Ok(t.orgs
+            .values()
+            .filter(|o| {
+                let s = &o.settings;
+                s.chat_retention_days.is_some()
+                    || s.failed_documents_retention_days.is_some()
+                    || s.access_trail_retention_days.is_some()
+            })
+            .cloned()
+            .collect())
+    }
+
     async fn set_settings(
         &self,
         id: TenantId,

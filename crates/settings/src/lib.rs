@@ -401,6 +401,9 @@ pub struct AuthSettings {
 pub struct OrgSettings {
     /// The most organizations one account may own (at least 1): each has its own free quota.
     pub max_owned_per_account: u32,
+    /// How often the retention sweep runs (chat history, failed documents and access events
+    /// past each organization's windows); one process of the deployment runs each round.
+    pub retention_sweep_secs: u64,
 }
 
 /// Log output.
@@ -563,6 +566,7 @@ impl Default for Settings {
             },
             orgs: OrgSettings {
                 max_owned_per_account: 10,
+                retention_sweep_secs: 3600,
             },
             webhooks: WebhookSettings {
                 workers: 1,

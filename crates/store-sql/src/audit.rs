@@ -194,6 +194,22 @@ impl AuditLog for SqlStore {
         Ok(())
     }
 
+    async fn delete_access_before(
+        &self,
+        tenant: TenantId,
+        before: time::OffsetDateTime,
+    ) -> Result<u64, AuditError> {
+        let removed = Entity::delete_many()
+            .filter(Column::TenantId.eq(tenant.as_uuid()))
+            .filter(Column::Action.is_in(kernel::audit::ACCESS_ACTIONS.iter().copied()))
+            .filter(Column::At.lt(self.at(before)))
+            .exec(&self.db)
+            .await
+            .context("deleting expired access events")?
+            .rows_affected;
+        Ok(removed)
+    }
+
     async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {
         crate::rls::tenant(tenant, async {
             let removed = Entity::delete_many()

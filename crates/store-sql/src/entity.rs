@@ -17,6 +17,9 @@ pub mod organization {
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
         pub audit_question_text_since: Option<TimeDateTimeWithTimeZone>,
+        pub chat_retention_days: Option<i32>,
+        pub failed_documents_retention_days: Option<i32>,
+        pub access_trail_retention_days: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -27,6 +27,9 @@ fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> Model {
         created_at: now,
         updated_at: now,
         audit_question_text_since: None,
+        chat_retention_days: None,
+        failed_documents_retention_days: None,
+        access_trail_retention_days: None,
     }
 }
 
@@ -35,7 +38,18 @@ fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> Model {
 fn insert_row(m: &Model) -> ActiveModel {
     let mut row = ActiveModel::from(m.clone());
     row.audit_question_text_since = sea_orm::ActiveValue::NotSet;
+    row.chat_retention_days = sea_orm::ActiveValue::NotSet;
+    row.failed_documents_retention_days = sea_orm::ActiveValue::NotSet;
+    row.access_trail_retention_days = sea_orm::ActiveValue::NotSet;
     row
+}
+
+fn days(stored: Option<i32>) -> Option<u32> {
+    stored.and_then(|d| u32::try_from(d).ok())
+}
+
+fn stored_days(days: Option<u32>) -> Option<i32> {
+    days.and_then(|d| i32::try_from(d).ok())
 }
 
 pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
@@ -50,6 +64,9 @@ pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
         created_at: m.created_at,
         settings: OrgSettings {
             audit_question_text_since: m.audit_question_text_since,
+            chat_retention_days: days(m.chat_retention_days),
+            failed_documents_retention_days: days(m.failed_documents_retention_days),
+            access_trail_retention_days: days(m.access_trail_retention_days),
         },
     })
 }
@@ -135,6 +152,21 @@ impl OrganizationRepository for SqlStore {
         self.find_by_id(id).await
     }
 
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError> {
+        let rows = Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(Column::ChatRetentionDays.is_not_null())
+                    .add(Column::FailedDocumentsRetentionDays.is_not_null())
+                    .add(Column::AccessTrailRetentionDays.is_not_null()),
+            )
+            .order_by_asc(Column::Id)
+            .all(&self.db)
+            .await
+            .context("listing organizations with retention")?;
+        rows.into_iter().map(to_domain).collect()
+    }
+
     async fn set_settings(
         &self,
         id: TenantId,
@@ -147,6 +179,18 @@ impl OrganizationRepository for SqlStore {
                     Some(t) => self.at(t),
                     None => sea_orm::Value::TimeDateTimeWithTimeZone(None),
                 }),
+            )
+            .col_expr(
+                Column::ChatRetentionDays,
+                Expr::value(stored_days(settings.chat_retention_days)),
+            )
+            .col_expr(
+                Column::FailedDocumentsRetentionDays,
+                Expr::value(stored_days(settings.failed_documents_retention_days)),
+            )
+            .col_expr(
+                Column::AccessTrailRetentionDays,
+                Expr::value(stored_days(settings.access_trail_retention_days)),
             )
             .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
             .filter(Column::Id.eq(id.as_uuid()))

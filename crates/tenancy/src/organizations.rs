@@ -543,6 +543,7 @@ impl Organizations {
             .find_by_id(ctx.tenant_id())
             .await?
             .ok_or(TenancyError::NotFound)?;
+        change.validate()?;
         if change.is_empty() {
             return Ok(current);
         }
@@ -789,5 +790,12 @@ impl Organizations {
 
 /// What the audit log says of new settings (values only, never free text).
 fn settings_summary(s: &OrgSettings) -> String {
-    format!("audit_question_text={}", s.audit_question_text())
+    let days = |d: Option<u32>| d.map_or_else(|| "forever".to_owned(), |d| d.to_string());
+    format!(
+        "audit_question_text={} chat_retention_days={} failed_documents_retention_days={} access_trail_retention_days={}",
+        s.audit_question_text(),
+        days(s.chat_retention_days),
+        days(s.failed_documents_retention_days),
+        days(s.access_trail_retention_days),
+    )
 }

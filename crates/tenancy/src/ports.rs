@@ -81,6 +81,9 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
     /// The organization with this slug.
     async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError>;
 
+    /// The organizations with a retention window set (the retention sweep; every tenant).
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError>;
+
     /// All organizations, oldest first (platform admin).
     async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError>;
 }

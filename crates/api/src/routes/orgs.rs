@@ -58,6 +58,12 @@ pub struct OrgDto {
 pub struct OrgSettingsDto {
     /// The document-access trail keeps search queries and questions (off: ids only).
     audit_question_text: bool,
+    /// Days chat history is kept (`null`: forever).
+    chat_retention_days: Option<u32>,
+    /// Days a failed document is kept (`null`: forever).
+    failed_documents_retention_days: Option<u32>,
+    /// Days document-access events are kept (`null`: forever).
+    access_trail_retention_days: Option<u32>,
 }
 
 impl OrgDto {
@@ -71,6 +77,9 @@ impl OrgDto {
             created_at: o.created_at,
             settings: OrgSettingsDto {
                 audit_question_text: o.settings.audit_question_text(),
+                chat_retention_days: o.settings.chat_retention_days,
+                failed_documents_retention_days: o.settings.failed_documents_retention_days,
+                access_trail_retention_days: o.settings.access_trail_retention_days,
             },
         }
     }
@@ -155,6 +164,23 @@ pub struct RenameOrg {
     name: Option<String>,
     /// Keep search queries and questions in the document-access trail (off by default).
     audit_question_text: Option<bool>,
+    /// Days chat history is kept, 1 to 3650; `null`: forever (the default).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    chat_retention_days: Option<Option<u32>>,
+    /// Days a failed document is kept, 1 to 3650; `null`: forever (the default).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    failed_documents_retention_days: Option<Option<u32>>,
+    /// Days document-access events are kept, 1 to 3650; `null`: forever (the default).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    access_trail_retention_days: Option<Option<u32>>,
+}
+
+/// A field that is present, `null` included (`Some(None)`); absent is `None` (`default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
 }
 
 /// Renames an organization or changes its settings (admin or owner); at least one field.
@@ -181,6 +207,9 @@ async fn rename(
     let ValidJson(body) = body?;
     let change = tenancy::SettingsChange {
         audit_question_text: body.audit_question_text,
+        chat_retention_days: body.chat_retention_days,
+        failed_documents_retention_days: body.failed_documents_retention_days,
+        access_trail_retention_days: body.access_trail_retention_days,
     };
     let Some(name) = body.name.as_deref() else {
         if change.is_empty() {

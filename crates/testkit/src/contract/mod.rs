@@ -76,6 +76,10 @@ impl OrganizationRepository for CascadingOrganizations {
         self.orgs.set_plan(id, plan).await
     }
 
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError> {
+        self.orgs.with_retention().await
+    }
+
     async fn set_settings(
         &self,
         id: TenantId,
