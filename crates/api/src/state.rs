@@ -139,6 +139,7 @@ impl AppState {
         services: Services,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
+        let top_tenants = http.metrics_top_tenants;
         let hsts_header = http
             .hsts
             .then(|| format!("max-age={}; includeSubDomains", http.hsts_max_age_secs))
@@ -149,7 +150,7 @@ impl AppState {
             cache,
             ws_open: Arc::default(),
             outages: Arc::new(Outages::new(components)),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(top_tenants)),
             started_at: Instant::now(),
             hsts_header,
         }

@@ -503,6 +503,9 @@ pub struct HttpSettings {
     /// proxy in front of Quire saw. Only behind exactly one proxy that appends to the header;
     /// otherwise clients could choose their address for rate limits.
     pub trust_forwarded_for: bool,
+    /// Organizations with their own label on the per-tenant metrics (`quire_tenant_*`): the
+    /// most active ones; the others share `org="other"`. 0: no per-tenant series.
+    pub metrics_top_tenants: usize,
 }
 
 impl Default for Settings {
@@ -541,6 +544,7 @@ impl Default for Settings {
                 hsts: false,
                 hsts_max_age_secs: 31_536_000,
                 trust_forwarded_for: false,
+                metrics_top_tenants: 10,
             },
             auth: AuthSettings {
                 signing_keys: Vec::new(),
