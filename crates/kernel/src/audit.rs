@@ -213,8 +213,8 @@ pub trait AuditLog: Send + Sync + fmt::Debug {
     /// Appends the access trail's events (a batch of [`AccessTrail`]'s), all or none. The
     /// organization's opt-in is enforced here, the one place every access event passes:
     /// `access.text` is kept only for an organization whose settings keep question text,
-    /// and events of an organization that no longer exists (erased while they waited) are
-    /// left out.
+    /// and events of an organization that no longer exists (erased while they waited), or
+    /// that name none, are left out.
     async fn record_access(&self, events: Vec<AuditEvent>) -> Result<(), AuditError>;
     /// Retention: deletes `tenant`'s document-access events ([`ACCESS_ACTIONS`]) before
     /// `before`; returns how many. Security events are never deleted this way.

@@ -141,54 +141,26 @@ impl AuditLog for SqlStore {
     }
 
     async fn record_access(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
-        if events.is_empty() {
+        // The batch mixes organizations and is written all or none, in one transaction that
+        // starts with no tenant (row-level security on PostgreSQL: no tenant row in reach) and
+        // is narrowed to each organization in turn before its share is written. An event that
+        // names no organization is not an access event of anyone's: left out.
+        let mut by_tenant: std::collections::BTreeMap<TenantId, Vec<AuditEvent>> =
+            std::collections::BTreeMap::new();
+        for e in events {
+            if let Some(t) = e.tenant {
+                by_tenant.entry(t).or_default().push(e);
+            }
+        }
+        if by_tenant.is_empty() {
             return Ok(());
         }
-        // An access event queued just before its organization was erased must not bring the
-        // organization's id back: events of organizations that no longer exist are left out.
-        let mut tenants: Vec<Uuid> = events
-            .iter()
-            .filter_map(|e| e.tenant.map(|t| t.as_uuid()))
-            .collect();
-        tenants.sort_unstable();
-        tenants.dedup();
         let txn = self.db.begin().await.context("beginning an audit batch")?;
-        // Each live organization of the batch, with the time of its opt-in.
-        let live: std::collections::HashMap<Uuid, Option<time::OffsetDateTime>> =
-            if tenants.is_empty() {
-                std::collections::HashMap::new()
-            } else {
-                use crate::entity::organization;
-                organization::Entity::find()
-                    .select_only()
-                    .column(organization::Column::Id)
-                    .column(organization::Column::AuditQuestionTextSince)
-                    .filter(organization::Column::Id.is_in(tenants))
-                    .into_tuple::<(Uuid, Option<time::OffsetDateTime>)>()
-                    .all(&txn)
-                    .await
-                    .context("reading the organizations of an audit batch")?
-                    .into_iter()
-                    .collect()
-            };
-        let rows: Vec<ActiveModel> = events
-            .into_iter()
-            .filter_map(|mut e| {
-                let keep_text = match e.tenant {
-                    Some(t) => live.get(&t.as_uuid())?.is_some_and(|since| e.at >= since),
-                    None => false,
-                };
-                if !keep_text && let Some(a) = e.access.as_mut() {
-                    a.text = None;
-                }
-                Some(to_row(e))
-            })
-            .collect();
-        // A few hundred rows per statement keeps every backend under its bind-parameter limit.
-        for chunk in rows.chunks(200) {
-            execute_timed(&txn, &Entity::insert_many(chunk.to_vec()))
+        for (tenant, events) in by_tenant {
+            crate::rls::narrow(&txn, tenant)
                 .await
-                .context("appending audit events")?;
+                .context("scoping an audit batch to its organization")?;
+            record_access_of(&txn, tenant, events).await?;
         }
         txn.commit().await.context("committing an audit batch")?;
         Ok(())
@@ -199,15 +171,18 @@ impl AuditLog for SqlStore {
         tenant: TenantId,
         before: time::OffsetDateTime,
     ) -> Result<u64, AuditError> {
-        let removed = Entity::delete_many()
-            .filter(Column::TenantId.eq(tenant.as_uuid()))
-            .filter(Column::Action.is_in(kernel::audit::ACCESS_ACTIONS.iter().copied()))
-            .filter(Column::At.lt(self.at(before)))
-            .exec(&self.db)
-            .await
-            .context("deleting expired access events")?
-            .rows_affected;
-        Ok(removed)
+        crate::rls::tenant(tenant, async {
+            let removed = Entity::delete_many()
+                .filter(Column::TenantId.eq(tenant.as_uuid()))
+                .filter(Column::Action.is_in(kernel::audit::ACCESS_ACTIONS.iter().copied()))
+                .filter(Column::At.lt(self.at(before)))
+                .exec(&self.db)
+                .await
+                .context("deleting expired access events")?
+                .rows_affected;
+            Ok(removed)
+        })
+        .await
     }
 
     async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {
@@ -223,4 +198,45 @@ impl AuditLog for SqlStore {
         })
         .await
     }
+}
+
+/// One organization's share of an access batch, in `txn` narrowed to it. An access event
+/// queued just before its organization was erased must not bring the organization's id back:
+/// the events of an organization that no longer exists are left out; the question text is kept
+/// only from the organization's opt-in on.
+async fn record_access_of(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: TenantId,
+    events: Vec<AuditEvent>,
+) -> Result<(), AuditError> {
+    use crate::entity::organization;
+    // `organizations` is not a tenant table: readable whatever the tenant.
+    let Some(since) = organization::Entity::find_by_id(tenant.as_uuid())
+        .select_only()
+        .column(organization::Column::AuditQuestionTextSince)
+        .into_tuple::<Option<time::OffsetDateTime>>()
+        .one(txn)
+        .await
+        .context("reading the organization of an audit batch")?
+    else {
+        return Ok(());
+    };
+    let rows: Vec<ActiveModel> = events
+        .into_iter()
+        .map(|mut e| {
+            if since.is_none_or(|since| e.at < since)
+                && let Some(a) = e.access.as_mut()
+            {
+                a.text = None;
+            }
+            to_row(e)
+        })
+        .collect();
+    // A few hundred rows per statement keeps every backend under its bind-parameter limit.
+    for chunk in rows.chunks(200) {
+        execute_timed(txn, &Entity::insert_many(chunk.to_vec()))
+            .await
+            .context("appending audit events")?;
+    }
+    Ok(())
 }
