@@ -6,9 +6,7 @@ use kernel::audit::{
     AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo, DocumentAccess,
 };
 use kernel::{ApiKeyId, Page, PageRequest, TenantId, UserId};
-use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -155,7 +153,12 @@ impl AuditLog for SqlStore {
         if by_tenant.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin().await.context("beginning an audit batch")?;
+        // A write transaction from its start (SQLite: `BEGIN IMMEDIATE`), since it reads before it
+        // writes: a deferred one would fail at once, not wait, when another writer holds the lock.
+        let txn = self
+            .begin_write()
+            .await
+            .context("beginning an audit batch")?;
         for (tenant, events) in by_tenant {
             crate::rls::narrow(&txn, tenant)
                 .await
