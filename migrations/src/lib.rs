@@ -34,6 +34,8 @@ mod m20261206_000022_webhooks;
 mod m20261206_000023_workflows;
 mod m20261207_000024_row_level_security;
 mod m20261207_000025_export_expiry;
+mod m20261207_000026_access_trail;
+mod m20261207_000027_retention;
 mod stored_times;
 
 pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
@@ -71,6 +73,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000023_workflows::Migration),
             Box::new(m20261207_000024_row_level_security::Migration),
             Box::new(m20261207_000025_export_expiry::Migration),
+            Box::new(m20261207_000026_access_trail::Migration),
+            Box::new(m20261207_000027_retention::Migration),
         ]
     }
 }

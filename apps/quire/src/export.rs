@@ -140,6 +140,7 @@ impl Exporter {
                 tenant: Some(tenant),
                 target: Some(format!("run={run} bytes={}", result["bytes"])),
                 client: ClientInfo::default(),
+                access: None,
             },
         )
         .await;

@@ -9,6 +9,7 @@ mod allocator;
 pub mod estimates;
 pub mod export;
 mod knowledge;
+pub mod retention;
 pub mod telemetry;
 pub mod worker;
 mod workflow_actions;
@@ -95,6 +96,7 @@ pub fn domain(
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
+    trail: Arc<dyn kernel::AccessTrail>,
 ) -> anyhow::Result<Domain> {
     let recheck = Duration::from_millis(settings.auth.recheck_ms);
     let sql = || Arc::new(store.clone());
@@ -128,7 +130,8 @@ pub fn domain(
             },
             chat_settings(settings),
         )
-        .with_events(webhooks.clone()),
+        .with_events(webhooks.clone())
+        .with_trail(trail),
     );
     let orgs = Arc::new(
         tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
@@ -199,6 +202,7 @@ pub async fn services(
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
+    trail: Arc<kernel::trail::BufferedTrail>,
 ) -> anyhow::Result<api::Services> {
     let Domain {
         collections,
@@ -219,6 +223,7 @@ pub async fn services(
         wake,
         webhooks.clone(),
         workflow_wake,
+        trail.clone(),
     )?;
     let mailer = mailer_from_settings(settings, store)?;
     let accounts =
@@ -234,6 +239,7 @@ pub async fn services(
         c.max_answer_tokens,
     ));
     Ok(api::Services {
+        trail,
         workflows,
         collections,
         documents,
@@ -853,6 +859,10 @@ pub struct Application {
     workflow_wake: Arc<Wake>,
     workflow_workers: usize,
     workflow_poll: Duration,
+    trail_writer: kernel::trail::TrailWriter,
+    retention: retention::Retention,
+    cache: Arc<dyn Cache>,
+    retention_every: Duration,
 }
 
 /// The cache adapter the settings ask for, with its health check.
@@ -939,6 +949,8 @@ impl Application {
         .await?;
         let wake = Arc::new(Wake::default());
         let workflow_wake = Arc::new(Wake::default());
+        let (trail, trail_writer) =
+            kernel::trail::BufferedTrail::start(Arc::new(store.clone()), kernel::trail::CAPACITY);
         let services = services(
             &settings,
             &store,
@@ -950,17 +962,19 @@ impl Application {
             wake.clone(),
             webhooks.clone(),
             workflow_wake.clone(),
+            trail,
         )
         .await?;
         let chat = services.chat.clone();
         let workflows = services.workflows.clone();
+        let retention = retention::Retention::over(&store, services.documents.clone());
         if let Err(e) = cache.ping().await {
             // Not fatal: readiness reports it until the cache answers.
             tracing::warn!(error = %e, "the cache does not answer yet");
         }
         let state = web::Data::new(AppState::new(
             settings.http.clone(),
-            cache,
+            cache.clone(),
             services,
             components(&settings, &store, cache_health),
         ));
@@ -1013,6 +1027,10 @@ impl Application {
             workflow_wake,
             workflow_workers: settings.workflows.workers,
             workflow_poll: Duration::from_millis(settings.workflows.poll_interval_ms),
+            trail_writer,
+            retention,
+            cache,
+            retention_every: Duration::from_secs(settings.orgs.retention_sweep_secs),
         })
     }
 
@@ -1048,15 +1066,19 @@ impl Application {
         );
         let sweeper = worker::sweep_abandoned_uploads(self.store.clone());
         let answers = worker::sweep_abandoned_answers(self.chat, self.answer_sweep_every);
+        let retention = worker::sweep_retention(self.retention, self.cache, self.retention_every);
         let trim = allocator::release_after_start_up(Duration::from_secs(2));
         let served = self.server.await.context("serving");
         trim.abort();
         tracing::info!("server stopped; stopping workers and closing connections");
         sweeper.abort();
         answers.abort();
+        retention.abort();
         pool.shutdown(self.grace).await;
         deliveries.shutdown(self.grace).await;
         runs.shutdown(self.grace).await;
+        // After every request and run ended: what they queued on the access trail is written.
+        self.trail_writer.stop().await;
         served?;
         self.store.close().await
     }

@@ -283,10 +283,12 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
     let workflow_wake = Arc::new(quire::Wake::default());
     // Workflow runs and schedules are taken here too: a worker-only process acts through the
     // same use cases as a server (no signing key needed, see `quire::domain`).
+    let (trail, trail_writer) =
+        kernel::trail::BufferedTrail::start(Arc::new(store.clone()), kernel::trail::CAPACITY);
     let domain = quire::domain(
         &settings,
         &store,
-        cache,
+        cache.clone(),
         clock,
         &ports,
         &retrieval,
@@ -294,6 +296,7 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         wake.clone(),
         webhooks.clone(),
         workflow_wake.clone(),
+        trail,
     )?;
     let deliveries = quire::DeliveryPool::start(
         webhooks,
@@ -320,13 +323,20 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         "worker running"
     );
     let sweeper = quire::worker::sweep_abandoned_uploads(store.clone());
+    let retention = quire::worker::sweep_retention(
+        quire::retention::Retention::over(&store, domain.documents.clone()),
+        cache,
+        std::time::Duration::from_secs(settings.orgs.retention_sweep_secs),
+    );
     shutdown_signal().await;
     tracing::info!("stopping: finishing the jobs in hand");
     sweeper.abort();
+    retention.abort();
     let grace = std::time::Duration::from_secs(settings.http.shutdown_timeout_secs);
     pool.shutdown(grace).await;
     deliveries.shutdown(grace).await;
     runs.shutdown(grace).await;
+    trail_writer.stop().await;
     store.close().await
 }
 

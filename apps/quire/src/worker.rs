@@ -312,3 +312,43 @@ pub fn sweep_abandoned_uploads(store: SqlStore) -> JoinHandle<()> {
         }
     })
 }
+
+/// Runs the retention sweep every `every`: each round, the process that takes the round's
+/// lease in the cache (`retention:sweep`, held for `every`) sweeps; the others skip it. A
+/// cache that fails skips the round (the sweep is idempotent; the next round catches up).
+pub fn sweep_retention(
+    retention: crate::retention::Retention,
+    cache: Arc<dyn kernel::cache::Cache>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        let key = kernel::cache::CacheKey::global("retention", &["sweep"]);
+        loop {
+            ticks.tick().await;
+            match cache.set_if_absent(&key, b"1", every).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "the retention sweep skipped a round: the cache failed");
+                    continue;
+                }
+            }
+            match retention.sweep(SystemClock.now()).await {
+                Ok(s)
+                    if s == crate::retention::Swept {
+                        organizations: s.organizations,
+                        ..Default::default()
+                    } => {}
+                Ok(s) => tracing::info!(
+                    messages = s.messages,
+                    sessions = s.sessions,
+                    documents = s.documents,
+                    access_events = s.access_events,
+                    "retention sweep"
+                ),
+                Err(e) => tracing::warn!(error = ?e, "the retention sweep failed"),
+            }
+        }
+    })
+}

@@ -182,6 +182,7 @@ pub async fn by_address<L: RateLimit>(
                     tenant: None,
                     target: Some("address limit".to_owned()),
                     client: kernel::ClientInfo::new(ip, ua.as_deref()),
+                    access: None,
                 },
             )
             .await;

@@ -22,6 +22,96 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantRequestLabels {
+    /// An organization id, or `other`.
+    org: String,
+    /// `2xx`, `3xx`, `4xx` or `5xx`.
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    org: String,
+}
+
+/// The label of every organization outside the top N.
+pub const OTHER: &str = "other";
+
+/// Which organizations have their own label: the top `n` by requests counted here, ranked by
+/// a space-saving counter over at most `8 n` (at least 64) organizations, so its memory is
+/// bounded whatever the number of tenants. A request is labelled with its organization when
+/// it is in the top `n` at that moment, else `other`. When an organization enters a full top
+/// `n`, the least active member leaves it: that member's request counts are added to
+/// `other`'s and its series are removed (its latency histogram is removed, not folded), so
+/// the sum over all series never counts a request twice or loses one, and at most `n + 1`
+/// organization label values exist at any time.
+#[derive(Debug)]
+struct Ranking {
+    n: usize,
+    capacity: usize,
+    counts: std::collections::HashMap<kernel::TenantId, u64>,
+    top: Vec<kernel::TenantId>,
+}
+
+impl Ranking {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            capacity: (8 * n).max(64),
+            counts: std::collections::HashMap::new(),
+            top: Vec::new(),
+        }
+    }
+
+    /// Counts one request of `tenant`; returns its label and the organization that left the
+    /// top `n` to make room, if one did.
+    fn count(&mut self, tenant: kernel::TenantId) -> (String, Option<kernel::TenantId>) {
+        if self.n == 0 {
+            return (OTHER.to_owned(), None);
+        }
+        let count = if let Some(c) = self.counts.get_mut(&tenant) {
+            *c += 1;
+            *c
+        } else {
+            // Space-saving: a new organization replaces the least counted one (not in the top)
+            // and inherits its count, an upper bound of its own.
+            let mut inherited = 0;
+            if self.counts.len() >= self.capacity
+                && let Some((&victim, &c)) = self
+                    .counts
+                    .iter()
+                    .filter(|(t, _)| !self.top.contains(t))
+                    .min_by_key(|(_, c)| **c)
+            {
+                self.counts.remove(&victim);
+                inherited = c;
+            }
+            self.counts.insert(tenant, inherited + 1);
+            inherited + 1
+        };
+        if self.top.contains(&tenant) {
+            return (tenant.to_string(), None);
+        }
+        if self.top.len() < self.n {
+            self.top.push(tenant);
+            return (tenant.to_string(), None);
+        }
+        let weakest = self
+            .top
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| self.counts.get(t).copied().unwrap_or(0));
+        match weakest {
+            Some((i, &w)) if self.counts.get(&w).copied().unwrap_or(0) < count => {
+                self.top[i] = tenant;
+                (tenant.to_string(), Some(w))
+            }
+            _ => (OTHER.to_owned(), None),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     component: String,
     state: &'static str,
@@ -35,18 +125,23 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram>,
     in_flight: Gauge<i64, AtomicI64>,
     pool: Family<PoolLabels, Gauge<i64, AtomicI64>>,
+    trail_dropped: Counter,
+    tenant_requests: Family<TenantRequestLabels, Counter>,
+    tenant_latency: Family<TenantLabels, Histogram>,
+    ranking: std::sync::Mutex<Ranking>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(10)
     }
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
+    /// A fresh registry with every metric registered; `top_tenants` organizations get their
+    /// own label on the per-tenant series.
     #[must_use]
-    pub fn new() -> Self {
+    pub fn new(top_tenants: usize) -> Self {
         let mut registry = Registry::with_prefix("quire");
         let requests = Family::<RequestLabels, Counter>::default();
         // 0.25 ms … ~8 s.
@@ -75,12 +170,36 @@ impl Metrics {
             "Connection pools: open, idle and maximum connections by component",
             pool.clone(),
         );
+        let trail_dropped = Counter::default();
+        registry.register(
+            "audit_trail_dropped",
+            "Document-access events lost: the trail's queue was full, or the audit log kept failing",
+            trail_dropped.clone(),
+        );
+        let tenant_requests = Family::<TenantRequestLabels, Counter>::default();
+        let tenant_latency = Family::<TenantLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+        });
+        registry.register(
+            "tenant_requests",
+            "Requests of an organization's members and keys, by organization id (the most active, else `other`) and status class",
+            tenant_requests.clone(),
+        );
+        registry.register(
+            "tenant_request_duration_seconds",
+            "Time to the response head of an organization's requests, by organization id (the most active, else `other`)",
+            tenant_latency.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             in_flight,
             pool,
+            trail_dropped,
+            tenant_requests,
+            tenant_latency,
+            ranking: std::sync::Mutex::new(Ranking::new(top_tenants)),
         }
     }
 
@@ -96,6 +215,51 @@ impl Metrics {
         self.latency.get_or_create(&labels).observe(seconds);
     }
 
+    /// Counts one finished request of `tenant` (a member's or key's, after the tenant
+    /// extractor admitted it) on the per-tenant series.
+    pub fn observe_tenant(&self, tenant: kernel::TenantId, status: u16, seconds: f64) {
+        let class = match status {
+            500.. => "5xx",
+            400..=499 => "4xx",
+            300..=399 => "3xx",
+            _ => "2xx",
+        };
+        let (org, left) = self
+            .ranking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(tenant);
+        if let Some(left) = left {
+            let gone = left.to_string();
+            for class in ["2xx", "3xx", "4xx", "5xx"] {
+                let labels = TenantRequestLabels {
+                    org: gone.clone(),
+                    class,
+                };
+                let n = self.tenant_requests.get_or_create(&labels).get();
+                self.tenant_requests.remove(&labels);
+                if n > 0 {
+                    self.tenant_requests
+                        .get_or_create(&TenantRequestLabels {
+                            org: OTHER.to_owned(),
+                            class,
+                        })
+                        .inc_by(n);
+                }
+            }
+            self.tenant_latency.remove(&TenantLabels { org: gone });
+        }
+        self.tenant_requests
+            .get_or_create(&TenantRequestLabels {
+                org: org.clone(),
+                class,
+            })
+            .inc();
+        self.tenant_latency
+            .get_or_create(&TenantLabels { org })
+            .observe(seconds);
+    }
+
     /// Marks a request as started; the guard marks it finished when dropped.
     #[must_use]
     pub fn start_request(self: &Arc<Self>) -> InFlight {
@@ -107,7 +271,15 @@ impl Metrics {
     ///
     /// # Errors
     /// Only if formatting fails.
-    pub fn render(&self, components: &[Arc<dyn HealthCheck>]) -> Result<String, std::fmt::Error> {
+    pub fn render(
+        &self,
+        components: &[Arc<dyn HealthCheck>],
+        trail_dropped: u64,
+    ) -> Result<String, std::fmt::Error> {
+        let seen = self.trail_dropped.get();
+        if trail_dropped > seen {
+            self.trail_dropped.inc_by(trail_dropped - seen);
+        }
         for c in components {
             if let Some(stats) = c.pool_stats() {
                 for (state, value) in [
@@ -137,5 +309,53 @@ pub struct InFlight(Arc<Metrics>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_n_organizations_plus_other_and_nothing_counted_twice() {
+        let m = Metrics::new(2);
+        let orgs: Vec<kernel::TenantId> = (0..5).map(|_| kernel::TenantId::new()).collect();
+        // Activity shifts: the first two lead, then the last three overtake them.
+        for (i, t) in orgs.iter().enumerate() {
+            for _ in 0..(10 * (i + 1)) {
+                m.observe_tenant(*t, 200, 0.001);
+            }
+        }
+        let text = m.render(&[], 0).expect("render");
+        let mut labels: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("quire_tenant_requests_total{"))
+            .filter_map(|l| l.split("org=\"").nth(1)?.split('"').next())
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert!(labels.len() <= 3, "{labels:?}");
+        assert!(labels.contains(&OTHER), "{labels:?}");
+        let total: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("quire_tenant_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(total, 10 + 20 + 30 + 40 + 50, "{text}");
+        // The two most active have their own label.
+        for t in &orgs[3..] {
+            assert!(labels.contains(&t.to_string().as_str()), "{labels:?}");
+        }
+    }
+
+    #[test]
+    fn zero_means_every_request_is_other() {
+        let m = Metrics::new(0);
+        m.observe_tenant(kernel::TenantId::new(), 500, 0.1);
+        let text = m.render(&[], 0).expect("render");
+        assert!(
+            text.contains("quire_tenant_requests_total{org=\"other\",class=\"5xx\"} 1"),
+            "{text}"
+        );
     }
 }

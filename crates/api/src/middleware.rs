@@ -304,16 +304,28 @@ pub async fn metrics(
         .call(req)
         .await
         .map(ServiceResponse::map_into_boxed_body);
-    let (route, status) = match &res {
-        Ok(r) => (r.request().match_pattern(), r.status()),
-        Err(e) => (None, e.as_response_error().status_code()),
+    let (route, status, tenant) = match &res {
+        Ok(r) => (
+            r.request().match_pattern(),
+            r.status(),
+            actix_web::HttpMessage::extensions(r.request())
+                .get::<crate::tenant::Metered>()
+                .map(|m| m.0),
+        ),
+        Err(e) => (None, e.as_response_error().status_code(), None),
     };
+    let seconds = started.elapsed().as_secs_f64();
     state.metrics.observe(
         &method,
         route.as_deref().unwrap_or("unmatched"),
         status.as_u16(),
-        started.elapsed().as_secs_f64(),
+        seconds,
     );
+    if let Some(tenant) = tenant {
+        state
+            .metrics
+            .observe_tenant(tenant, status.as_u16(), seconds);
+    }
     res
 }
 

@@ -102,6 +102,8 @@ pub struct Services {
     pub webhooks: Arc<webhooks::Webhooks>,
     /// Workflow runs and schedules.
     pub workflows: Arc<workflows::Workflows>,
+    /// The document-access trail (reads, searches; chat records its answers' citations).
+    pub trail: Arc<kernel::trail::BufferedTrail>,
     /// Seconds a non-streamed answer may take.
     pub chat_answer_timeout_secs: u64,
     /// Tokens an answer may take unless a request says.
@@ -111,6 +113,24 @@ pub struct Services {
 }
 
 impl AppState {
+    /// Hands a document-access event of `ctx`'s principal to the trail (never waits).
+    pub fn trail_access(
+        &self,
+        ctx: &kernel::TenantContext,
+        action: &'static str,
+        documents: impl IntoIterator<Item = uuid::Uuid>,
+        text: Option<&str>,
+    ) {
+        use kernel::AccessTrail as _;
+        self.services.trail.record(kernel::AuditEvent::access(
+            time::OffsetDateTime::now_utc(),
+            ctx,
+            action,
+            documents,
+            text,
+        ));
+    }
+
     /// The state for a server with these adapters and use cases.
     #[must_use]
     pub fn new(
@@ -119,6 +139,7 @@ impl AppState {
         services: Services,
         components: Vec<Arc<dyn HealthCheck>>,
     ) -> Self {
+        let top_tenants = http.metrics_top_tenants;
         let hsts_header = http
             .hsts
             .then(|| format!("max-age={}; includeSubDomains", http.hsts_max_age_secs))
@@ -129,7 +150,7 @@ impl AppState {
             cache,
             ws_open: Arc::default(),
             outages: Arc::new(Outages::new(components)),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(top_tenants)),
             started_at: Instant::now(),
             hsts_header,
         }

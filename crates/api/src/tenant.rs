@@ -274,6 +274,12 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))
 }
 
+/// The organization a request was admitted to (set by the tenant extractors; the per-tenant
+/// metrics read it). Only a member's or key's admitted request carries one, so nobody can
+/// charge requests to an organization they are not in.
+#[derive(Debug, Clone, Copy)]
+pub struct Metered(pub kernel::TenantId);
+
 impl<R: MinRole, L: RateLimit> FromRequest for Access<R, L> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -302,6 +308,7 @@ impl<R: MinRole, L: RateLimit> FromRequest for Access<R, L> {
         Box::pin(async move {
             let state = state?;
             let access: Access<R, L> = resolve(state.clone(), token, org).await?;
+            actix_web::HttpMessage::extensions_mut(&req).insert(Metered(access.ctx.tenant_id()));
             crate::limits::check::<L>(&req, &state, Some(&access.ctx)).await?;
             Ok(access)
         })
@@ -320,6 +327,11 @@ impl<R: MinRole> FromRequest for OrgAccess<R> {
             .map(str::to_owned)
             .ok_or(ApiError::NotFound);
         let state = state_of(req);
-        Box::pin(async move { resolve(state?, token, org).await.map(OrgAccess) })
+        let req = req.clone();
+        Box::pin(async move {
+            let access: Access<R> = resolve(state?, token, org).await?;
+            actix_web::HttpMessage::extensions_mut(&req).insert(Metered(access.ctx.tenant_id()));
+            Ok(OrgAccess(access))
+        })
     }
 }

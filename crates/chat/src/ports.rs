@@ -141,6 +141,15 @@ pub trait ChatStore: Send + Sync + std::fmt::Debug {
     async fn delete_session(&self, tenant: TenantId, id: ChatSessionId)
     -> Result<bool, StoreError>;
 
+    /// Retention: deletes `tenant`'s messages created before `before` (not an answer still
+    /// streaming) with their feedback, then its sessions with no activity since `before`
+    /// (`updated_at`) and no message left; returns how many messages and sessions.
+    async fn delete_history_before(
+        &self,
+        tenant: TenantId,
+        before: time::OffsetDateTime,
+    ) -> Result<(u64, u64), StoreError>;
+
     /// Appends a message to its session (which must exist) and sets the session's
     /// `updated_at` to the message's `created_at`. `false` when the session is gone.
     async fn append_message(&self, message: &Message) -> Result<bool, StoreError>;

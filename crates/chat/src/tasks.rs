@@ -312,6 +312,13 @@ impl Chat {
         let (text, usage) = self.read_all(ctx, &adapter, request, p.tokens).await?;
         // Verified against what the model wrote; the answer returned is neutralized.
         let (citations, _) = citations::verify(&text, &p.sources);
+        self.trail.record(kernel::AuditEvent::access(
+            self.ports.clock.now(),
+            ctx,
+            kernel::audit::ANSWER_CITED,
+            citations.iter().map(|c| c.document_id.as_uuid()),
+            Some(question),
+        ));
         Ok(TextAnswer {
             text: neutralize(&text),
             citations,

@@ -222,6 +222,7 @@ impl Collections {
                 tenant: Some(ctx.tenant_id()),
                 target: Some(format!("{id} ({} documents)", keys.len())),
                 client: client.clone(),
+                access: None,
             },
         )
         .await;

@@ -525,20 +525,71 @@ impl Documents {
         id: DocumentId,
         client: &ClientInfo,
     ) -> Result<(), DocumentsError> {
+        self.remove(ctx.tenant_id(), id, actor(ctx), client).await
+    }
+
+    /// Retention: deletes `tenant`'s failed documents not updated since `before` (each through
+    /// the one delete path: rows, file, vectors, an audit event without an actor); returns how
+    /// many.
+    ///
+    /// # Errors
+    /// When storage fails (what was deleted before stays deleted; the next sweep goes on).
+    pub async fn delete_failed_before(
+        &self,
+        tenant: kernel::TenantId,
+        before: time::OffsetDateTime,
+    ) -> Result<u64, DocumentsError> {
+        let filter = crate::model::DocumentFilter {
+            collection_id: None,
+            status: Some(DocumentStatus::Failed),
+        };
+        let mut expired = Vec::new();
+        let mut page = kernel::PageRequest::first(100).map_err(DocumentsError::Invalid)?;
+        loop {
+            let found = self.ports.documents.list(tenant, &filter, &page).await?;
+            expired.extend(
+                found
+                    .items
+                    .iter()
+                    .filter(|d| d.updated_at < before)
+                    .map(|d| d.id),
+            );
+            match found.next_cursor {
+                Some(c) => {
+                    page = kernel::PageRequest::parse(Some(100), Some(&c.encode()))
+                        .map_err(DocumentsError::Invalid)?;
+                }
+                None => break,
+            }
+        }
+        let mut deleted = 0;
+        let system = ClientInfo::new("retention", None);
+        for id in expired {
+            match self.remove(tenant, id, None, &system).await {
+                Ok(()) => deleted += 1,
+                Err(DocumentsError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn remove(
+        &self,
+        tenant: kernel::TenantId,
+        id: DocumentId,
+        actor: Option<kernel::UserId>,
+        client: &ClientInfo,
+    ) -> Result<(), DocumentsError> {
         let now = self.ports.clock.now();
         let key = self
             .ports
             .documents
-            .delete(ctx.tenant_id(), id, now)
+            .delete(tenant, id, now)
             .await?
             .ok_or(DocumentsError::NotFound)?;
         remove_blob(self.ports.blobs.as_ref(), &key).await;
-        if let Err(e) = self
-            .ports
-            .indexer
-            .remove_document(ctx.tenant_id(), id)
-            .await
-        {
+        if let Err(e) = self.ports.indexer.remove_document(tenant, id).await {
             tracing::error!(error = ?e, document = %id, "could not remove a document's vectors");
         }
         audit::record(
@@ -546,10 +597,11 @@ impl Documents {
             AuditEvent {
                 at: now,
                 action: "documents.document.deleted",
-                actor: actor(ctx),
-                tenant: Some(ctx.tenant_id()),
+                actor,
+                tenant: Some(tenant),
                 target: Some(id.to_string()),
                 client: client.clone(),
+                access: None,
             },
         )
         .await;

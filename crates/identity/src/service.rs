@@ -452,6 +452,7 @@ impl Accounts {
                 tenant: None,
                 target,
                 client: client.clone(),
+                access: None,
             },
         )
         .await;

@@ -25,8 +25,9 @@ pub mod page;
 pub mod retry;
 pub mod tenant;
 pub mod text;
+pub mod trail;
 
-pub use audit::{AuditEvent, AuditLog, ClientInfo};
+pub use audit::{AccessTrail, AuditEvent, AuditLog, ClientInfo, NoTrail};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, InvalidInput};
 pub use events::{Event, EventKind, Events, NoEvents};

@@ -221,6 +221,43 @@ impl ChatStore for InMemoryChatStore {
         Ok(true)
     }
 
+    async fn delete_history_before(
+        &self,
+        tenant: TenantId,
+        before: time::OffsetDateTime,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut t = self.lock()?;
+        let gone: Vec<MessageId> = t
+            .messages
+            .values()
+            .filter(|m| {
+                m.tenant_id == tenant
+                    && m.created_at < before
+                    && m.status != chat::MessageStatus::Streaming
+            })
+            .map(|m| m.id)
+            .collect();
+        for m in &gone {
+            t.messages.remove(m);
+            t.runs.remove(m);
+        }
+        t.feedback.retain(|(m, _), _| !gone.contains(m));
+        let idle: Vec<ChatSessionId> = t
+            .sessions
+            .values()
+            .filter(|s| s.tenant_id == tenant && s.updated_at < before)
+            .map(|s| s.id)
+            .collect();
+        let mut sessions = 0;
+        for id in idle {
+            if t.messages_of(tenant, id).next().is_none() {
+                t.sessions.remove(&id);
+                sessions += 1;
+            }
+        }
+        Ok((gone.len() as u64, sessions))
+    }
+
     async fn delete_session(
         &self,
         tenant: TenantId,

@@ -67,6 +67,7 @@ fn new_org(
         slug: new.slug,
         plan: "free".to_owned(),
         created_at: now,
+        settings: tenancy::OrgSettings::default(),
     })
 }
 
@@ -118,6 +119,32 @@ impl OrganizationRepository for InMemoryOrganizations {
         let mut t = self.rows.write().map_err(|_| poisoned())?;
         Ok(t.orgs.get_mut(&id).map(|o| {
             o.name = name;
+            o.clone()
+        }))
+    }
+
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError> {
+        let t = self.rows.read().map_err(|_| poisoned())?;
+        Ok(t.orgs
+            .values()
+            .filter(|o| {
+                let s = &o.settings;
+                s.chat_retention_days.is_some()
+                    || s.failed_documents_retention_days.is_some()
+                    || s.access_trail_retention_days.is_some()
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: tenancy::OrgSettings,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let mut t = self.rows.write().map_err(|_| poisoned())?;
+        Ok(t.orgs.get_mut(&id).map(|o| {
+            o.settings = settings;
             o.clone()
         }))
     }

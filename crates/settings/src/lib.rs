@@ -401,6 +401,9 @@ pub struct AuthSettings {
 pub struct OrgSettings {
     /// The most organizations one account may own (at least 1): each has its own free quota.
     pub max_owned_per_account: u32,
+    /// How often the retention sweep runs (chat history, failed documents and access events
+    /// past each organization's windows); one process of the deployment runs each round.
+    pub retention_sweep_secs: u64,
 }
 
 /// Log output.
@@ -500,6 +503,9 @@ pub struct HttpSettings {
     /// proxy in front of Quire saw. Only behind exactly one proxy that appends to the header;
     /// otherwise clients could choose their address for rate limits.
     pub trust_forwarded_for: bool,
+    /// Organizations with their own label on the per-tenant metrics (`quire_tenant_*`): the
+    /// most active ones; the others share `org="other"`. 0: no per-tenant series.
+    pub metrics_top_tenants: usize,
 }
 
 impl Default for Settings {
@@ -538,6 +544,7 @@ impl Default for Settings {
                 hsts: false,
                 hsts_max_age_secs: 31_536_000,
                 trust_forwarded_for: false,
+                metrics_top_tenants: 10,
             },
             auth: AuthSettings {
                 signing_keys: Vec::new(),
@@ -563,6 +570,7 @@ impl Default for Settings {
             },
             orgs: OrgSettings {
                 max_owned_per_account: 10,
+                retention_sweep_secs: 3600,
             },
             webhooks: WebhookSettings {
                 workers: 1,

@@ -69,6 +69,9 @@ impl Settings {
                 "workflows.poll_interval_ms must be at least 1 and workflows.lease_secs at least 10",
             );
         }
+        if self.orgs.retention_sweep_secs == 0 {
+            return bad("orgs.retention_sweep_secs must be at least 1");
+        }
         if self.orgs.max_owned_per_account == 0 {
             return bad("orgs.max_owned_per_account must be at least 1");
         }

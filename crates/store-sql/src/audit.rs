@@ -2,8 +2,10 @@
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kernel::audit::{AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo};
-use kernel::{Page, PageRequest, TenantId, UserId};
+use kernel::audit::{
+    AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, ClientInfo, DocumentAccess,
+};
+use kernel::{ApiKeyId, Page, PageRequest, TenantId, UserId};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
@@ -33,25 +35,56 @@ fn to_record(m: Model) -> AuditRecord {
                 ip: m.ip,
                 user_agent: m.user_agent,
             },
+            access: (m.actor_key.is_some() || m.documents.is_some() || m.request_id.is_some())
+                .then(|| DocumentAccess {
+                    key: m.actor_key.map(ApiKeyId::from_uuid),
+                    request_id: m.request_id,
+                    documents: m
+                        .documents
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_ascii_whitespace()
+                        .filter_map(|d| Uuid::try_parse(d).ok())
+                        .collect(),
+                    text: m.detail,
+                }),
         },
+    }
+}
+
+fn to_row(e: AuditEvent) -> ActiveModel {
+    let access = e.access.unwrap_or_default();
+    let documents = (!access.documents.is_empty()).then(|| {
+        access
+            .documents
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    ActiveModel {
+        id: Set(Uuid::now_v7()),
+        at: Set(e.at),
+        action: Set(e.action.to_owned()),
+        actor: Set(e.actor.map(|a| a.as_uuid())),
+        tenant_id: Set(e.tenant.map(|t| t.as_uuid())),
+        target: Set(e.target.map(|t| kernel::text::head(&t, 255).to_owned())),
+        ip: Set(kernel::text::head(&e.client.ip, 64).to_owned()),
+        user_agent: Set(e.client.user_agent),
+        actor_key: Set(access.key.map(|k| k.as_uuid())),
+        request_id: Set(access
+            .request_id
+            .map(|r| kernel::text::head(&r, 128).to_owned())),
+        documents: Set(documents),
+        detail: Set(access.text),
     }
 }
 
 #[async_trait]
 impl AuditLog for SqlStore {
     async fn record(&self, e: AuditEvent) -> Result<(), AuditError> {
-        crate::rls::maybe_tenant(e.tenant, async {
-            let row = ActiveModel {
-                id: Set(Uuid::now_v7()),
-                at: Set(e.at),
-                action: Set(e.action.to_owned()),
-                actor: Set(e.actor.map(|a| a.as_uuid())),
-                tenant_id: Set(e.tenant.map(|t| t.as_uuid())),
-                target: Set(e.target.map(|t| kernel::text::head(&t, 255).to_owned())),
-                ip: Set(kernel::text::head(&e.client.ip, 64).to_owned()),
-                user_agent: Set(e.client.user_agent),
-            };
-            execute_timed(&self.db, &Entity::insert(row))
+        crate::rls::maybe_tenant(e.tenant, async move {
+            execute_timed(&self.db, &Entity::insert(to_row(e)))
                 .await
                 .context("appending an audit event")?;
             Ok(())
@@ -75,6 +108,14 @@ impl AuditLog for SqlStore {
             if let Some(action) = &q.action {
                 select = select.filter(Column::Action.eq(action.as_str()));
             }
+            if let Some(key) = q.key {
+                select = select.filter(Column::ActorKey.eq(key.as_uuid()));
+            }
+            if let Some(document) = q.document {
+                // Ids are fixed-width, so a substring match is exact (scanned within the other
+                // filters, the organization's index first).
+                select = select.filter(Column::Documents.contains(document.to_string()));
+            }
             if let Some(from) = q.from {
                 select = select.filter(Column::At.gte(self.at(from)));
             }
@@ -97,6 +138,56 @@ impl AuditLog for SqlStore {
         .await
     }
 
+    async fn record_access(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        // The batch mixes organizations and is written all or none, in one transaction that
+        // starts with no tenant (row-level security on PostgreSQL: no tenant row in reach) and
+        // is narrowed to each organization in turn before its share is written. An event that
+        // names no organization is not an access event of anyone's: left out.
+        let mut by_tenant: std::collections::BTreeMap<TenantId, Vec<AuditEvent>> =
+            std::collections::BTreeMap::new();
+        for e in events {
+            if let Some(t) = e.tenant {
+                by_tenant.entry(t).or_default().push(e);
+            }
+        }
+        if by_tenant.is_empty() {
+            return Ok(());
+        }
+        // A write transaction from its start (SQLite: `BEGIN IMMEDIATE`), since it reads before it
+        // writes: a deferred one would fail at once, not wait, when another writer holds the lock.
+        let txn = self
+            .begin_write()
+            .await
+            .context("beginning an audit batch")?;
+        for (tenant, events) in by_tenant {
+            crate::rls::narrow(&txn, tenant)
+                .await
+                .context("scoping an audit batch to its organization")?;
+            record_access_of(&txn, tenant, events).await?;
+        }
+        txn.commit().await.context("committing an audit batch")?;
+        Ok(())
+    }
+
+    async fn delete_access_before(
+        &self,
+        tenant: TenantId,
+        before: time::OffsetDateTime,
+    ) -> Result<u64, AuditError> {
+        crate::rls::tenant(tenant, async {
+            let removed = Entity::delete_many()
+                .filter(Column::TenantId.eq(tenant.as_uuid()))
+                .filter(Column::Action.is_in(kernel::audit::ACCESS_ACTIONS.iter().copied()))
+                .filter(Column::At.lt(self.at(before)))
+                .exec(&self.db)
+                .await
+                .context("deleting expired access events")?
+                .rows_affected;
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn erase_tenant(&self, tenant: TenantId) -> Result<u64, AuditError> {
         crate::rls::tenant(tenant, async {
             let removed = Entity::delete_many()
@@ -110,4 +201,45 @@ impl AuditLog for SqlStore {
         })
         .await
     }
+}
+
+/// One organization's share of an access batch, in `txn` narrowed to it. An access event
+/// queued just before its organization was erased must not bring the organization's id back:
+/// the events of an organization that no longer exists are left out; the question text is kept
+/// only from the organization's opt-in on.
+async fn record_access_of(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: TenantId,
+    events: Vec<AuditEvent>,
+) -> Result<(), AuditError> {
+    use crate::entity::organization;
+    // `organizations` is not a tenant table: readable whatever the tenant.
+    let Some(since) = organization::Entity::find_by_id(tenant.as_uuid())
+        .select_only()
+        .column(organization::Column::AuditQuestionTextSince)
+        .into_tuple::<Option<time::OffsetDateTime>>()
+        .one(txn)
+        .await
+        .context("reading the organization of an audit batch")?
+    else {
+        return Ok(());
+    };
+    let rows: Vec<ActiveModel> = events
+        .into_iter()
+        .map(|mut e| {
+            if since.is_none_or(|since| e.at < since)
+                && let Some(a) = e.access.as_mut()
+            {
+                a.text = None;
+            }
+            to_row(e)
+        })
+        .collect();
+    // A few hundred rows per statement keeps every backend under its bind-parameter limit.
+    for chunk in rows.chunks(200) {
+        execute_timed(txn, &Entity::insert_many(chunk.to_vec()))
+            .await
+            .context("appending audit events")?;
+    }
+    Ok(())
 }

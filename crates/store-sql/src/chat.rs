@@ -558,6 +558,42 @@ impl ChatStore for SqlChatStore {
         .await
     }
 
+    async fn delete_history_before(
+        &self,
+        tenant: TenantId,
+        before: OffsetDateTime,
+    ) -> Result<(u64, u64), StoreError> {
+        crate::rls::tenant(tenant, async {
+            let db = &self.store.db;
+            let cutoff = at_value(db.get_database_backend(), before);
+            // Feedback goes with its message by foreign-key cascade.
+            let messages = scope::delete::<chat_message::Entity>(tenant)
+                .filter(chat_message::Column::CreatedAt.lt(cutoff.clone()))
+                .filter(chat_message::Column::Status.ne(chat::MessageStatus::Streaming.as_str()))
+                .exec(db)
+                .await
+                .context("deleting old chat messages")?
+                .rows_affected;
+            let sessions = scope::delete::<chat_session::Entity>(tenant)
+                .filter(chat_session::Column::UpdatedAt.lt(cutoff))
+                .filter(
+                    chat_session::Column::Id.not_in_subquery(
+                        sea_orm::sea_query::Query::select()
+                            .column(chat_message::Column::SessionId)
+                            .from(chat_message::Entity)
+                            .and_where(chat_message::Column::TenantId.eq(tenant.as_uuid()))
+                            .to_owned(),
+                    ),
+                )
+                .exec(db)
+                .await
+                .context("deleting idle chat sessions")?
+                .rows_affected;
+            Ok((messages, sessions))
+        })
+        .await
+    }
+
     async fn delete_session(
         &self,
         tenant: TenantId,

@@ -16,6 +16,10 @@ pub mod organization {
         pub plan: String,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
+        pub audit_question_text_since: Option<TimeDateTimeWithTimeZone>,
+        pub chat_retention_days: Option<i32>,
+        pub failed_documents_retention_days: Option<i32>,
+        pub access_trail_retention_days: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -123,6 +127,10 @@ pub mod audit {
         pub target: Option<String>,
         pub ip: String,
         pub user_agent: Option<String>,
+        pub actor_key: Option<Uuid>,
+        pub request_id: Option<String>,
+        pub documents: Option<String>,
+        pub detail: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

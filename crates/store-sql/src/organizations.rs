@@ -9,7 +9,8 @@ use sea_orm::{
     SqlErr,
 };
 use tenancy::{
-    NewOrganization, OrgName, OrgRepoError, OrgSlug, Organization, OrganizationRepository,
+    NewOrganization, OrgName, OrgRepoError, OrgSettings, OrgSlug, Organization,
+    OrganizationRepository,
 };
 
 use crate::SqlStore;
@@ -25,7 +26,30 @@ fn new_row(new: &NewOrganization, now: time::OffsetDateTime) -> Model {
         plan: "free".to_owned(),
         created_at: now,
         updated_at: now,
+        audit_question_text_since: None,
+        chat_retention_days: None,
+        failed_documents_retention_days: None,
+        access_trail_retention_days: None,
     }
+}
+
+/// The insert of a new organization: the columns creation sets; the settings keep their
+/// column defaults (so an insert works on every schema version since the table's first).
+fn insert_row(m: &Model) -> ActiveModel {
+    let mut row = ActiveModel::from(m.clone());
+    row.audit_question_text_since = sea_orm::ActiveValue::NotSet;
+    row.chat_retention_days = sea_orm::ActiveValue::NotSet;
+    row.failed_documents_retention_days = sea_orm::ActiveValue::NotSet;
+    row.access_trail_retention_days = sea_orm::ActiveValue::NotSet;
+    row
+}
+
+fn days(stored: Option<i32>) -> Option<u32> {
+    stored.and_then(|d| u32::try_from(d).ok())
+}
+
+fn stored_days(days: Option<u32>) -> Option<i32> {
+    days.and_then(|d| i32::try_from(d).ok())
 }
 
 pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
@@ -38,6 +62,12 @@ pub(crate) fn to_domain(m: Model) -> Result<Organization, OrgRepoError> {
         slug,
         plan: m.plan,
         created_at: m.created_at,
+        settings: OrgSettings {
+            audit_question_text_since: m.audit_question_text_since,
+            chat_retention_days: days(m.chat_retention_days),
+            failed_documents_retention_days: days(m.failed_documents_retention_days),
+            access_trail_retention_days: days(m.access_trail_retention_days),
+        },
     })
 }
 
@@ -85,7 +115,7 @@ impl OrganizationRepository for SqlStore {
                 return Err(OrgRepoError::TooManyOwned);
             }
             let org = new_row(&new, now);
-            execute_timed(&txn, &Entity::insert(ActiveModel::from(org.clone())))
+            execute_timed(&txn, &Entity::insert(insert_row(&org)))
                 .await
                 .map_err(|e| slug_taken(e, "inserting an organization"))?;
             let owner_row = membership::ActiveModel {
@@ -115,6 +145,58 @@ impl OrganizationRepository for SqlStore {
             .exec(&self.db)
             .await
             .context("renaming an organization")?
+            .rows_affected;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.find_by_id(id).await
+    }
+
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError> {
+        let rows = Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(Column::ChatRetentionDays.is_not_null())
+                    .add(Column::FailedDocumentsRetentionDays.is_not_null())
+                    .add(Column::AccessTrailRetentionDays.is_not_null()),
+            )
+            .order_by_asc(Column::Id)
+            .all(&self.db)
+            .await
+            .context("listing organizations with retention")?;
+        rows.into_iter().map(to_domain).collect()
+    }
+
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: OrgSettings,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        let changed = Entity::update_many()
+            .col_expr(
+                Column::AuditQuestionTextSince,
+                Expr::value(match settings.audit_question_text_since {
+                    Some(t) => self.at(t),
+                    None => sea_orm::Value::TimeDateTimeWithTimeZone(None),
+                }),
+            )
+            .col_expr(
+                Column::ChatRetentionDays,
+                Expr::value(stored_days(settings.chat_retention_days)),
+            )
+            .col_expr(
+                Column::FailedDocumentsRetentionDays,
+                Expr::value(stored_days(settings.failed_documents_retention_days)),
+            )
+            .col_expr(
+                Column::AccessTrailRetentionDays,
+                Expr::value(stored_days(settings.access_trail_retention_days)),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(self.at_now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .context("changing an organization's settings")?
             .rows_affected;
         if changed == 0 {
             return Ok(None);
@@ -156,7 +238,7 @@ impl OrganizationRepository for SqlStore {
 
     async fn create(&self, new: NewOrganization) -> Result<Organization, OrgRepoError> {
         let row = new_row(&new, self.now());
-        execute_timed(&self.db, &Entity::insert(ActiveModel::from(row.clone())))
+        execute_timed(&self.db, &Entity::insert(insert_row(&row)))
             .await
             .map_err(|e| slug_taken(e, "inserting an organization"))?;
         to_domain(row)

@@ -22,6 +22,7 @@ pub(crate) async fn tenant_event(
             tenant: Some(tenant),
             target,
             client: client.clone(),
+            access: None,
         },
     )
     .await;

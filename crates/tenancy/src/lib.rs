@@ -17,7 +17,8 @@ pub use api_keys::ApiKeys;
 pub use error::TenancyError;
 pub use invitations::Invitations;
 pub use model::{
-    ApiKey, Invitation, Member, Membership, NewOrganization, OrgName, OrgSlug, Organization, Scope,
+    ApiKey, Invitation, Member, Membership, NewOrganization, OrgName, OrgSettings, OrgSlug,
+    Organization, Scope, SettingsChange,
 };
 pub use organizations::{AccountExit, Erased, OrgRef, Organizations, tombstone_message};
 pub use ports::{

@@ -120,6 +120,114 @@ pub struct Organization {
     pub plan: String,
     /// When it was created.
     pub created_at: OffsetDateTime,
+    /// What its admins set.
+    pub settings: OrgSettings,
+}
+
+/// An organization's settings (`PATCH /orgs/{org}`, admin+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OrgSettings {
+    /// Since when the document-access trail keeps the search query or question of an
+    /// event (`None`, the default: the trail keeps ids only).
+    pub audit_question_text_since: Option<OffsetDateTime>,
+    /// Days chat history is kept (`None`: forever).
+    pub chat_retention_days: Option<u32>,
+    /// Days a failed document is kept (`None`: forever).
+    pub failed_documents_retention_days: Option<u32>,
+    /// Days document-access events are kept (`None`: forever).
+    pub access_trail_retention_days: Option<u32>,
+}
+
+/// The longest retention window one may set, in days (about ten years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+impl OrgSettings {
+    /// Whether the trail keeps questions now.
+    #[must_use]
+    pub const fn audit_question_text(&self) -> bool {
+        self.audit_question_text_since.is_some()
+    }
+}
+
+/// A change of some settings: `None` keeps the current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsChange {
+    /// See [`OrgSettings::audit_question_text`].
+    pub audit_question_text: Option<bool>,
+    /// `Some(None)`: keep chat history forever.
+    pub chat_retention_days: Option<Option<u32>>,
+    /// `Some(None)`: keep failed documents forever.
+    pub failed_documents_retention_days: Option<Option<u32>>,
+    /// `Some(None)`: keep access events forever.
+    pub access_trail_retention_days: Option<Option<u32>>,
+}
+
+impl SettingsChange {
+    /// `current` with this change applied at `now` (turning the opt-in on again keeps its
+    /// first time).
+    #[must_use]
+    pub fn apply(self, mut current: OrgSettings, now: OffsetDateTime) -> OrgSettings {
+        match self.audit_question_text {
+            Some(true) => {
+                current.audit_question_text_since.get_or_insert(now);
+            }
+            Some(false) => current.audit_question_text_since = None,
+            None => {}
+        }
+        for (change, value) in [
+            (self.chat_retention_days, &mut current.chat_retention_days),
+            (
+                self.failed_documents_retention_days,
+                &mut current.failed_documents_retention_days,
+            ),
+            (
+                self.access_trail_retention_days,
+                &mut current.access_trail_retention_days,
+            ),
+        ] {
+            if let Some(days) = change {
+                *value = days;
+            }
+        }
+        current
+    }
+
+    /// Every retention window it sets is 1 to [`MAX_RETENTION_DAYS`] days.
+    ///
+    /// # Errors
+    /// Each field out of range.
+    pub fn validate(&self) -> Result<(), kernel::InvalidInput> {
+        let mut errors = Vec::new();
+        for (field, days) in [
+            ("chat_retention_days", self.chat_retention_days),
+            (
+                "failed_documents_retention_days",
+                self.failed_documents_retention_days,
+            ),
+            (
+                "access_trail_retention_days",
+                self.access_trail_retention_days,
+            ),
+        ] {
+            if let Some(Some(d)) = days
+                && !(1..=MAX_RETENTION_DAYS).contains(&d)
+            {
+                errors.push(kernel::FieldError::new(
+                    field,
+                    format!(
+                        "must be between 1 and {MAX_RETENTION_DAYS} days, or null to keep forever"
+                    ),
+                ));
+            }
+        }
+        kernel::InvalidInput::check(errors)
+    }
+
+    /// Whether it changes nothing.
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self == Self::default()
+    }
 }
 
 #[cfg(test)]

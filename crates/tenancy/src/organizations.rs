@@ -14,7 +14,10 @@ use kernel::{
 
 use crate::error::TenancyError;
 use crate::events::{actor_of, tenant_event};
-use crate::model::{Member, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{
+    Member, Membership, NewOrganization, OrgName, OrgSettings, OrgSlug, Organization,
+    SettingsChange,
+};
 use crate::ports::{MembershipRepository, OrgRepoError, OrganizationRepository, Sealer};
 use kernel::audit::{AuditEvent, ERASED};
 use kernel::erasure::TenantData;
@@ -274,6 +277,7 @@ impl Organizations {
             tenant: Some(tenant),
             target: Some(erased.summary()),
             client: client.clone(),
+            access: None,
         };
         if let Some(sealer) = &self.erasure.sealer {
             let seal = sealer.seal(&tombstone_message(&event));
@@ -524,6 +528,44 @@ impl Organizations {
         Ok(org)
     }
 
+    /// Changes the organization's settings (the extractor checked admin or more); an empty
+    /// change returns the organization as it is.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn update_settings(
+        &self,
+        ctx: &TenantContext,
+        change: SettingsChange,
+        client: &ClientInfo,
+    ) -> Result<Organization, TenancyError> {
+        let current = self
+            .orgs
+            .find_by_id(ctx.tenant_id())
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        change.validate()?;
+        if change.is_empty() {
+            return Ok(current);
+        }
+        let settings = change.apply(current.settings, self.clock.now());
+        let org = self
+            .orgs
+            .set_settings(ctx.tenant_id(), settings)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        self.recent.forget_all();
+        self.audit(
+            "org.settings_changed",
+            actor_of(ctx),
+            org.id,
+            Some(settings_summary(&settings)),
+            client,
+        )
+        .await;
+        Ok(org)
+    }
+
     /// Erases the organization and everything of it, leaving a sealed tombstone (the
     /// extractor checked owner; see `erase`).
     ///
@@ -750,4 +792,16 @@ impl Organizations {
     pub fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
     }
+}
+
+/// What the audit log says of new settings (values only, never free text).
+fn settings_summary(s: &OrgSettings) -> String {
+    let days = |d: Option<u32>| d.map_or_else(|| "forever".to_owned(), |d| d.to_string());
+    format!(
+        "audit_question_text={} chat_retention_days={} failed_documents_retention_days={} access_trail_retention_days={}",
+        s.audit_question_text(),
+        days(s.chat_retention_days),
+        days(s.failed_documents_retention_days),
+        days(s.access_trail_retention_days),
+    )
 }

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use kernel::{Page, PageRequest, Role, TenantId, UserId};
 use time::OffsetDateTime;
 
-use crate::model::{ApiKey, Member, Membership, NewOrganization, OrgName, OrgSlug, Organization};
+use crate::model::{
+    ApiKey, Member, Membership, NewOrganization, OrgName, OrgSettings, OrgSlug, Organization,
+};
 
 /// Failures of [`OrganizationRepository`].
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,13 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
         name: OrgName,
     ) -> Result<Option<Organization>, OrgRepoError>;
 
+    /// Replaces an organization's settings; `Ok(None)` when it does not exist.
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: OrgSettings,
+    ) -> Result<Option<Organization>, OrgRepoError>;
+
     /// Changes an organization's plan; `Ok(None)` when it does not exist.
     async fn set_plan(
         &self,
@@ -71,6 +80,9 @@ pub trait OrganizationRepository: Send + Sync + std::fmt::Debug {
 
     /// The organization with this slug.
     async fn find_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organization>, OrgRepoError>;
+
+    /// The organizations with a retention window set (the retention sweep; every tenant).
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError>;
 
     /// All organizations, oldest first (platform admin).
     async fn list(&self, page: &PageRequest) -> Result<Page<Organization>, OrgRepoError>;

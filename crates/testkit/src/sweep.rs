@@ -43,6 +43,7 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("GET", "/api/v1/orgs/{org}", Scope::OrgPath),
     ("PATCH", "/api/v1/orgs/{org}", Scope::OrgPath),
     ("DELETE", "/api/v1/orgs/{org}", Scope::OrgPath),
+    ("GET", "/api/v1/orgs/{org}/audit-log", Scope::OrgPath),
     ("GET", "/api/v1/orgs/{org}/members", Scope::OrgPath),
     (
         "PATCH",

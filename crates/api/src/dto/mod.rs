@@ -2,6 +2,7 @@
 //! citations and tokens, embeddings.
 
 pub(crate) mod answers;
+pub(crate) mod audit;
 pub(crate) mod chunking;
 pub(crate) mod embeddings;
 pub(crate) mod usage;

@@ -1,7 +1,6 @@
 //! `/api/v1/admin`: platform administration (users, organizations, the audit log).
 
 use actix_web::{get, patch, put, web};
-use kernel::audit::{AuditQuery, AuditRecord};
 use kernel::{FieldError, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -10,6 +9,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::{Client, PlatformAdmin};
 use crate::dto::PageDto;
+use crate::dto::audit::{AuditDto, AuditFilter};
 use crate::dto::usage::{ModelUsageDto, PlanDto, TotalsDto, WindowQuery};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Id, PageQuery, PathId, ValidJson};
@@ -273,6 +273,7 @@ async fn update_org(
                     None => "monthly_token_limit=plan".to_owned(),
                 }),
                 client: client.clone(),
+                access: None,
             },
         )
         .await;
@@ -435,94 +436,7 @@ async fn put_org_models(
     Ok(web::Json(OrgModelsDto { models, custom }))
 }
 
-/// Audit-log filters.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct AuditFilter {
-    /// Only events by this user id.
-    actor: Option<String>,
-    /// Only events of this organization id.
-    tenant: Option<String>,
-    /// Only this action (`auth.login.failed`, …).
-    action: Option<String>,
-    /// Not before this time (RFC 3339).
-    from: Option<String>,
-    /// Before this time (RFC 3339).
-    until: Option<String>,
-    /// Page size, 1–100 (default 20).
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-/// One audit event.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditDto {
-    id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    at: OffsetDateTime,
-    action: String,
-    actor: Option<String>,
-    tenant: Option<String>,
-    target: Option<String>,
-    ip: String,
-    user_agent: Option<String>,
-}
-
-impl From<AuditRecord> for AuditDto {
-    fn from(r: AuditRecord) -> Self {
-        Self {
-            id: r.id.to_string(),
-            at: r.event.at,
-            action: r.event.action.to_owned(),
-            actor: r.event.actor.map(|a| a.to_string()),
-            tenant: r.event.tenant.map(|t| t.to_string()),
-            target: r.event.target,
-            ip: r.event.client.ip,
-            user_agent: r.event.client.user_agent,
-        }
-    }
-}
-
-fn parse_filter(f: &AuditFilter) -> Result<AuditQuery, ApiError> {
-    let mut errors = Vec::new();
-    let mut time = |field: &str, v: &Option<String>| {
-        v.as_deref().and_then(|s| {
-            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| errors.push(FieldError::new(field, "must be an RFC 3339 time")))
-                .ok()
-        })
-    };
-    let from = time("from", &f.from);
-    let until = time("until", &f.until);
-    let actor = f.actor.as_deref().and_then(|s| {
-        UserId::parse(s)
-            .map_err(|_| errors.push(FieldError::new("actor", "must be a user id")))
-            .ok()
-    });
-    let tenant = f.tenant.as_deref().and_then(|s| {
-        TenantId::parse(s)
-            .map_err(|_| errors.push(FieldError::new("tenant", "must be an organization id")))
-            .ok()
-    });
-    if let Some(a) = f.action.as_deref()
-        && !kernel::audit::ACTIONS.contains(&a)
-    {
-        errors.push(FieldError::new("action", "is not a known action"));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    Ok(AuditQuery {
-        actor,
-        tenant,
-        action: f.action.clone(),
-        from,
-        until,
-    })
-}
-
-/// Security events, newest first, with filters.
+/// Security and document-access events of every organization, newest first, with filters.
 #[utoipa::path(
     tag = "admin",
     security(("bearer" = [])),
@@ -539,24 +453,5 @@ async fn audit_log(
     _admin: PlatformAdmin,
     query: web::Query<AuditFilter>,
 ) -> Result<web::Json<PageDto<AuditDto>>, ApiError> {
-    let filter = parse_filter(&query)?;
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor.clone(),
-    }
-    .to_request()?;
-    if let Some(c) = page.after()
-        && uuid::Uuid::try_parse(c.key()).is_err()
-    {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "cursor",
-            "is not a valid cursor",
-        )]));
-    }
-    let records = state
-        .audit
-        .query(&filter, &page)
-        .await
-        .map_err(|e| ApiError::unexpected(e.0))?;
-    Ok(web::Json(PageDto::from_page(records, AuditDto::from)))
+    Ok(web::Json(query.read(&state, None).await?))
 }

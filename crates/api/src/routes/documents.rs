@@ -514,6 +514,12 @@ async fn get_document(
 ) -> Result<web::Json<DocumentDto>, ApiError> {
     let PathId(id) = id?;
     let d = state.documents.get(&access.ctx, id).await?;
+    state.trail_access(
+        &access.ctx,
+        kernel::audit::DOCUMENT_READ,
+        [id.as_uuid()],
+        None,
+    );
     Ok(web::Json(d.into()))
 }
 
@@ -565,6 +571,12 @@ async fn document_chunks(
         .documents
         .chunks(&access.ctx, id, &query.to_request()?)
         .await?;
+    state.trail_access(
+        &access.ctx,
+        kernel::audit::DOCUMENT_READ,
+        [id.as_uuid()],
+        None,
+    );
     Ok(web::Json(PageDto::from_page(page, ChunkDto::from)))
 }
 

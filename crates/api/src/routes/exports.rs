@@ -43,6 +43,7 @@ async fn audit(
             tenant: Some(tenant),
             target: Some(format!("run={run}")),
             client,
+            access: None,
         },
     )
     .await;

@@ -385,6 +385,12 @@ impl Quire {
         let access = self.access::<Viewer, EmbeddingsRate>().await?;
         let query = arguments::<SearchRequest>(args)?.into_domain()?;
         let hits = self.state.retrieval.search(&access.ctx, &query).await?;
+        self.state.trail_access(
+            &access.ctx,
+            kernel::audit::DOCUMENTS_SEARCHED,
+            hits.iter().map(|h| h.chunk.document_id.as_uuid()),
+            Some(&query.text),
+        );
         let mut text = String::new();
         for (i, hit) in hits.iter().enumerate() {
             let page = hit
@@ -538,6 +544,12 @@ impl Quire {
         let docs = &self.state.documents;
         let document = docs.get(&access.ctx, id).await?;
         let chunks = docs.chunks(&access.ctx, id, &page).await?;
+        self.state.trail_access(
+            &access.ctx,
+            kernel::audit::DOCUMENT_READ,
+            [id.as_uuid()],
+            None,
+        );
         let mut text = format!(
             "{} ({}, {}, {} chunks)\n\n",
             document.name,

@@ -10,6 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::{Client, CurrentUser};
 use crate::dto::PageDto;
+use crate::dto::audit::{AuditDto, OrgAuditFilter};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Id, PageQuery, PathId, ValidJson};
 use crate::state::AppState;
@@ -33,7 +34,8 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
         .service(invite)
         .service(list_invitations)
         .service(revoke_invitation)
-        .service(accept_invitation);
+        .service(accept_invitation)
+        .service(audit_log);
 }
 
 /// An organization, with the caller's role in it.
@@ -48,6 +50,20 @@ pub struct OrgDto {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
+    settings: OrgSettingsDto,
+}
+
+/// What the organization's admins set (`PATCH /orgs/{org}`); every member sees them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgSettingsDto {
+    /// The document-access trail keeps search queries and questions (off: ids only).
+    audit_question_text: bool,
+    /// Days chat history is kept (`null`: forever).
+    chat_retention_days: Option<u32>,
+    /// Days a failed document is kept (`null`: forever).
+    failed_documents_retention_days: Option<u32>,
+    /// Days document-access events are kept (`null`: forever).
+    access_trail_retention_days: Option<u32>,
 }
 
 impl OrgDto {
@@ -59,6 +75,12 @@ impl OrgDto {
             plan: o.plan.clone(),
             role: role.as_str().to_owned(),
             created_at: o.created_at,
+            settings: OrgSettingsDto {
+                audit_question_text: o.settings.audit_question_text(),
+                chat_retention_days: o.settings.chat_retention_days,
+                failed_documents_retention_days: o.settings.failed_documents_retention_days,
+                access_trail_retention_days: o.settings.access_trail_retention_days,
+            },
         }
     }
 }
@@ -138,11 +160,31 @@ async fn get_org(OrgAccess(access): OrgAccess<Viewer>) -> web::Json<OrgDto> {
 /// `PATCH /orgs/{org}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RenameOrg {
-    /// 1 to 120 characters.
-    name: String,
+    /// A new name, 1 to 120 characters.
+    name: Option<String>,
+    /// Keep search queries and questions in the document-access trail (off by default).
+    audit_question_text: Option<bool>,
+    /// Days chat history is kept, 1 to 3650; `null`: forever (the default).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    chat_retention_days: Option<Option<u32>>,
+    /// Days a failed document is kept, 1 to 3650; `null`: forever (the default).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    failed_documents_retention_days: Option<Option<u32>>,
+    /// Days document-access events are kept, 1 to 3650; `null`: forever (the default).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    access_trail_retention_days: Option<Option<u32>>,
 }
 
-/// Renames an organization (admin or owner). The slug never changes.
+/// A field that is present, `null` included (`Some(None)`); absent is `None` (`default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+/// Renames an organization or changes its settings (admin or owner); at least one field.
+/// The slug never changes.
 #[utoipa::path(
     tag = "orgs",
     security(("bearer" = [])),
@@ -163,7 +205,33 @@ async fn rename(
     body: Body<RenameOrg>,
 ) -> Result<web::Json<OrgDto>, ApiError> {
     let ValidJson(body) = body?;
-    let org = state.orgs.rename(&access.ctx, &body.name, &client).await?;
+    let change = tenancy::SettingsChange {
+        audit_question_text: body.audit_question_text,
+        chat_retention_days: body.chat_retention_days,
+        failed_documents_retention_days: body.failed_documents_retention_days,
+        access_trail_retention_days: body.access_trail_retention_days,
+    };
+    let Some(name) = body.name.as_deref() else {
+        if change.is_empty() {
+            return Err(kernel::InvalidInput::field(
+                "name",
+                "is required unless a setting changes",
+            )
+            .into());
+        }
+        let org = state
+            .orgs
+            .update_settings(&access.ctx, change, &client)
+            .await?;
+        return Ok(web::Json(OrgDto::new(&org, access.ctx.role())));
+    };
+    let mut org = state.orgs.rename(&access.ctx, name, &client).await?;
+    if !change.is_empty() {
+        org = state
+            .orgs
+            .update_settings(&access.ctx, change, &client)
+            .await?;
+    }
     Ok(web::Json(OrgDto::new(&org, access.ctx.role())))
 }
 
@@ -697,4 +765,31 @@ async fn accept_invitation(
     let (org, role) = state.invitations.accept(&user.user, &path, &client).await?;
     state.orgs.member_added(org.id, user.user.id).await;
     Ok(web::Json(OrgDto::new(&org, role)))
+}
+
+/// The organization's security and document-access events (admin or owner), newest first,
+/// with filters: who read which document, searched, or received which documents in an
+/// answer's citations, by user or API key, with the request id. Ids only; search queries and
+/// questions only when the organization keeps them (`audit_question_text`).
+#[utoipa::path(
+    tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = String, Path, description = "organization id or slug"), OrgAuditFilter),
+    responses(
+        (status = 200, body = PageDto<AuditDto>),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+#[get("/orgs/{org}/audit-log")]
+async fn audit_log(
+    state: web::Data<AppState>,
+    OrgAccess(access): OrgAccess<Admin>,
+    query: web::Query<OrgAuditFilter>,
+) -> Result<web::Json<PageDto<AuditDto>>, ApiError> {
+    let filter = crate::dto::audit::AuditFilter::from(query.into_inner());
+    Ok(web::Json(
+        filter.read(&state, Some(access.ctx.tenant_id())).await?,
+    ))
 }

@@ -141,7 +141,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let text = state
         .metrics
-        .render(state.outages.components())
+        .render(state.outages.components(), state.trail.dropped())
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("rendering metrics")))?;
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -144,6 +144,12 @@ async fn search(
     let ValidJson(body) = body?;
     let query = body.into_domain()?;
     let hits = state.retrieval.search(&access.ctx, &query).await?;
+    state.trail_access(
+        &access.ctx,
+        kernel::audit::DOCUMENTS_SEARCHED,
+        hits.iter().map(|h| h.chunk.document_id.as_uuid()),
+        Some(&query.text),
+    );
     tracing::info!(mode = query.mode.as_str(), results = hits.len(), "search");
     Ok(web::Json(SearchResponse {
         results: hits.into_iter().map(SearchResultDto::from).collect(),

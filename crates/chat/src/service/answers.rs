@@ -125,6 +125,16 @@ impl Chat {
             lease: self.settings.answer_lease,
             store_retry_for: self.settings.store_retry_for,
             events: self.events.clone(),
+            trail: self.trail.clone(),
+            // Made here, in the request (its id is a task-local of the request's task); the
+            // documents and the time are filled in when the answer ends.
+            cited: kernel::AuditEvent::access(
+                started_at,
+                ctx,
+                kernel::audit::ANSWER_CITED,
+                [],
+                Some(content),
+            ),
         };
         tokio::spawn(driver.drive());
         Ok(viewer)
@@ -382,6 +392,9 @@ struct Driver {
     lease: Duration,
     store_retry_for: Duration,
     events: Arc<dyn kernel::Events>,
+    trail: Arc<dyn kernel::AccessTrail>,
+    /// The access-trail event of the answer's citations, but its documents and time.
+    cited: kernel::AuditEvent,
 }
 
 /// The checkpoint being written, and what the last one wrote; the look for a remote cancel
@@ -532,6 +545,9 @@ impl Driver {
             started_at,
             store_retry_for,
             events,
+            trail,
+            mut cited,
+            clock,
             ..
         } = self;
         drop(call);
@@ -553,7 +569,23 @@ impl Driver {
             error: failure.as_ref().map(ToString::to_string),
             created_at: started_at,
         };
-        match store_end(&*store, &message, store_retry_for).await {
+        let stored = store_end(&*store, &message, store_retry_for).await;
+        if matches!(stored, Ok(true)) {
+            // The trail records what the asker received: the documents the stored answer cites.
+            cited.at = clock.now();
+            if let Some(a) = cited.access.as_mut() {
+                let mut seen = std::collections::HashSet::new();
+                a.documents = message
+                    .citations
+                    .iter()
+                    .map(|c| c.document_id.as_uuid())
+                    .filter(|d| seen.insert(*d))
+                    .take(kernel::audit::MAX_DOCUMENTS)
+                    .collect();
+            }
+            trail.record(cited);
+        }
+        match stored {
             Ok(true) => events.publish(kernel::Event {
                 tenant: run.tenant_id,
                 kind: kernel::EventKind::AnswerCompleted,

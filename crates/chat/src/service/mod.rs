@@ -187,6 +187,7 @@ pub struct Chat {
     pub(crate) runs: Arc<Runs>,
     /// Where `answer.completed` goes.
     pub(crate) events: Arc<dyn kernel::Events>,
+    pub(crate) trail: Arc<dyn kernel::AccessTrail>,
 }
 
 impl Chat {
@@ -203,6 +204,7 @@ impl Chat {
             settings,
             runs,
             events: Arc::new(kernel::NoEvents),
+            trail: Arc::new(kernel::NoTrail),
         }
     }
 
@@ -210,6 +212,13 @@ impl Chat {
     #[must_use]
     pub fn with_events(mut self, events: Arc<dyn kernel::Events>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// Records each stored answer's cited documents (`answer.cited`) on `trail`.
+    #[must_use]
+    pub fn with_trail(mut self, trail: Arc<dyn kernel::AccessTrail>) -> Self {
+        self.trail = trail;
         self
     }
 }

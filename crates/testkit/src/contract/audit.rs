@@ -31,6 +31,7 @@ pub async fn run(log: &dyn AuditLog) {
             tenant: *tenant,
             target: Some(format!("event {i}")),
             client: client.clone(),
+            access: None,
         })
         .await
         .expect("record");
@@ -117,6 +118,7 @@ pub async fn run(log: &dyn AuditLog) {
         tenant: Some(acme),
         target: Some("blobs=0".into()),
         client: client.clone(),
+        access: None,
     })
     .await
     .expect("record");

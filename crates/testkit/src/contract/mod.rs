@@ -76,6 +76,18 @@ impl OrganizationRepository for CascadingOrganizations {
         self.orgs.set_plan(id, plan).await
     }
 
+    async fn with_retention(&self) -> Result<Vec<Organization>, OrgRepoError> {
+        self.orgs.with_retention().await
+    }
+
+    async fn set_settings(
+        &self,
+        id: TenantId,
+        settings: tenancy::OrgSettings,
+    ) -> Result<Option<Organization>, OrgRepoError> {
+        self.orgs.set_settings(id, settings).await
+    }
+
     async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
         let deleted = self.orgs.delete(id).await?;
         if deleted {

@@ -408,6 +408,12 @@ pub(super) async fn analyze(
         .chat
         .analyze(&access.ctx, id, tasks, body.model.as_deref())
         .await?;
+    state.trail_access(
+        &access.ctx,
+        kernel::audit::DOCUMENT_READ,
+        [id.as_uuid()],
+        None,
+    );
     tracing::info!(%model, "document analyzed");
     Ok(web::Json(AnalyzeResponse {
         document_id: id.to_string(),

@@ -1,0 +1,471 @@
+//! The document-access trail (docs/audit.md): who read a document, searched, or received which
+//! documents in an answer's citations, by user or API key, with the request id; read by the
+//! organization's admins (`GET /orgs/{org}/audit-log`) and platform admins; ids only, the
+//! question text only when the organization opted in. Each scenario on SQLite with the
+//! in-process cache and on PostgreSQL with Redis.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(&super::spawn_app().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres_and_redis() {
+                if testkit::services_skipped("PostgreSQL + Redis") {
+                    return;
+                }
+                super::$name(&super::spawn_app_with(super::TestOptions::production()).await)
+                    .await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    trail_records_ids_and_only_admins_read_it,
+    opt_in_keeps_the_question
+);
+
+const NOTES: &str = "Zebra migration.\n\nThe zebras cross the river in spring, followed by \
+wildebeest. Rangers count them from the northern ridge every morning.";
+const QUERY: &str = "where do zebras cross the river";
+const QUESTION: &str = "When do the zebras cross the river?";
+
+/// The first run of exactly six digits in `text`.
+fn six_digits(text: &str) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .map(str::to_owned)
+}
+
+/// Signs `who@example.com` in with a mailed code; returns the token and the user id.
+async fn by_code(app: &TestApp, who: &str) -> (String, String) {
+    let email = format!("{who}@example.com");
+    let res = app
+        .post_json("/api/v1/auth/code/request", &json!({"email": email}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mails = app.store().await.outbox(50).await.expect("outbox");
+    let code = mails
+        .iter()
+        .filter(|m| m.to == email)
+        .find_map(|m| six_digits(&m.body))
+        .expect("a code mail");
+    let res = app
+        .post_json(
+            "/api/v1/auth/code/verify",
+            &json!({"email": email, "code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let tokens: Value = res.json().await.expect("json");
+    let token = tokens["access_token"].as_str().expect("token").to_owned();
+    (token.clone(), me(app, &token).await)
+}
+
+async fn me(app: &TestApp, token: &str) -> String {
+    let (_, me) = app.call(token, Method::GET, "/api/v1/auth/me", None).await;
+    me["user"]["id"].as_str().expect("user id").to_owned()
+}
+
+/// `who` joins `org` (owned by `owner`) as `role`; returns the token and the user id.
+async fn join(app: &TestApp, owner: &str, org: &str, who: &str, role: &str) -> (String, String) {
+    let (token, id) = by_code(app, who).await;
+    let (s, inv) = app
+        .call(
+            owner,
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/invitations"),
+            Some(json!({"email": format!("{who}@example.com"), "role": role})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{inv}");
+    let t = inv["token"].as_str().expect("invitation token");
+    let (s, joined) = app
+        .call(
+            &token,
+            Method::POST,
+            &format!("/api/v1/invitations/{t}/accept"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{joined}");
+    (token, id)
+}
+
+async fn search(app: &TestApp, token: &str, org: &str, query: &str) -> Value {
+    let (s, found) = app
+        .call_in(
+            token,
+            Method::POST,
+            "/api/v1/search",
+            Some(json!({"query": query, "mode": "hybrid"})),
+            Some(org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    found
+}
+
+async fn trail(app: &TestApp, token: &str, org: &str, query: &str) -> (StatusCode, Value) {
+    app.call(
+        token,
+        Method::GET,
+        &format!("/api/v1/orgs/{org}/audit-log?limit=100{query}"),
+        None,
+    )
+    .await
+}
+
+/// The org's log filtered by `query`, polled until `want` says it holds what the test waits
+/// for (the trail is written off the request path, within moments).
+async fn trail_until(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+    query: &str,
+    want: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, page) = trail(app, token, org, query).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if want(&items) {
+            return items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the trail never showed what was expected for {query}: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn names(items: &[Value], doc: &str) -> bool {
+    items.iter().any(|e| {
+        e["documents"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!(doc)))
+    })
+}
+
+/// Every stored audit row, as text, for scanning.
+async fn stored_rows(app: &TestApp) -> String {
+    use kernel::audit::AuditLog as _;
+    let store = app.store().await;
+    let mut all = String::new();
+    let mut page = kernel::PageRequest::first(100).expect("page");
+    loop {
+        let p = store
+            .query(&kernel::audit::AuditQuery::default(), &page)
+            .await
+            .expect("audit rows");
+        for r in &p.items {
+            all.push_str(&format!("{r:?}\n"));
+        }
+        match p.next_cursor {
+            Some(c) => {
+                page = kernel::PageRequest::parse(Some(100), Some(&c.encode())).expect("page");
+            }
+            None => return all,
+        }
+    }
+}
+
+async fn trail_records_ids_and_only_admins_read_it(app: &TestApp) {
+    let (ann, org) = app.owner("ann").await;
+    let ann_id = me(app, &ann).await;
+    let coll = app.collection(&ann, &org, "Field notes").await;
+    let doc = app
+        .ready_document(&ann, &org, "zebras.txt", NOTES, &coll)
+        .await;
+    let (mel, mel_id) = join(app, &ann, &org, "mel", "member").await;
+    let (vic, _) = join(app, &ann, &org, "vic", "viewer").await;
+    let (s, key) = app
+        .call(
+            &ann,
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(json!({"name": "ci", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{key}");
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    let key_id = key["api_key"]["id"].as_str().expect("key id").to_owned();
+    // Bob's organization, with its own document and searches.
+    let (bob, bob_org) = app.owner("bob").await;
+    let bob_coll = app.collection(&bob, &bob_org, "Bob's").await;
+    let bob_doc = app
+        .ready_document(&bob, &bob_org, "zebras.txt", NOTES, &bob_coll)
+        .await;
+    search(app, &bob, &bob_org, QUERY).await;
+
+    // Reads, searches and an answer's citations.
+    for path in [
+        format!("/api/v1/documents/{doc}"),
+        format!("/api/v1/documents/{doc}/chunks"),
+    ] {
+        let (s, b) = app
+            .call_in(&ann, Method::GET, &path, None, Some(&org))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let found = search(app, &mel, &org, QUERY).await;
+    assert_eq!(found["results"][0]["document_id"], json!(doc), "{found}");
+    search(app, &secret, &org, QUERY).await;
+    let (s, qa) = app
+        .call_in(
+            &mel,
+            Method::POST,
+            "/api/v1/ai/qa",
+            Some(json!({"question": QUESTION})),
+            Some(&org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{qa}");
+    let cited = qa["sources"].as_array().is_some_and(|s| !s.is_empty());
+
+    // The owner reads it, with every filter.
+    let reads = trail_until(app, &ann, &org, "&action=document.read", |i| i.len() >= 2).await;
+    for e in &reads {
+        assert_eq!(e["actor"], json!(ann_id), "{e}");
+        assert_eq!(e["tenant"], json!(org), "{e}");
+        assert_eq!(e["documents"], json!([doc]), "{e}");
+        assert!(
+            e["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+            "{e}"
+        );
+        assert_eq!(e["text"], Value::Null, "{e}");
+    }
+    let by_key = trail_until(app, &ann, &org, &format!("&key={key_id}"), |i| {
+        names(i, &doc)
+    })
+    .await;
+    assert!(
+        by_key.iter().all(|e| e["actor_key"] == json!(key_id)
+            && e["actor"].is_null()
+            && e["action"] == "document.searched"),
+        "{by_key:?}"
+    );
+    let mels = trail_until(app, &ann, &org, &format!("&actor={mel_id}"), |i| {
+        i.iter().any(|e| e["action"] == "document.searched")
+            && (!cited || i.iter().any(|e| e["action"] == "answer.cited"))
+    })
+    .await;
+    assert!(mels.iter().all(|e| e["actor"] == json!(mel_id)), "{mels:?}");
+    if cited {
+        let answer = mels
+            .iter()
+            .find(|e| e["action"] == "answer.cited")
+            .expect("answer.cited");
+        assert_eq!(answer["documents"], json!([doc]), "{answer}");
+    }
+    let of_doc = trail_until(app, &ann, &org, &format!("&document={doc}"), |i| {
+        i.len() >= 4
+    })
+    .await;
+    assert!(
+        of_doc.iter().all(|e| names(&[e.clone()], &doc)),
+        "{of_doc:?}"
+    );
+    // A time range that ends before everything selects nothing.
+    let (s, none) = trail(app, &ann, &org, "&until=2000-01-01T00:00:00Z").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(none["items"], json!([]), "{none}");
+    // The org's security events are in its trail too.
+    let security = trail_until(app, &ann, &org, "&action=org.invitation.accepted", |i| {
+        i.len() == 2
+    })
+    .await;
+    assert_eq!(security.len(), 2);
+    // Cursor pagination: pages of 2 walk the whole log without repeats.
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let (s, page) = app
+            .call(
+                &ann,
+                Method::GET,
+                &format!("/api/v1/orgs/{org}/audit-log?limit=2{cursor}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        for e in page["items"].as_array().expect("items") {
+            let id = e["id"].as_str().expect("id").to_owned();
+            assert!(!seen.contains(&id), "{id} twice");
+            seen.push(id);
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(seen.len() >= 8, "{}", seen.len());
+    // Bad filters are 422s naming the field.
+    for (q, field) in [
+        ("&actor=nope", "actor"),
+        ("&document=nope", "document"),
+        ("&action=document.eaten", "action"),
+        ("&from=yesterday", "from"),
+        ("&cursor=%%%", "cursor"),
+    ] {
+        let (s, p) = trail(app, &ann, &org, q).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{q}: {p}");
+        assert!(p.to_string().contains(field), "{q}: {p}");
+    }
+
+    // Members, viewers and keys below admin are refused; another org's admin sees nothing.
+    for token in [&mel, &vic, &secret] {
+        let (s, p) = trail(app, token, &org, "").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
+    }
+    let (s, p) = trail(app, &bob, &org, "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    // Bob's log holds bob's events only; ann's holds none of bob's.
+    let bobs = trail_until(app, &bob, &bob_org, "&action=document.searched", |i| {
+        !i.is_empty()
+    })
+    .await;
+    assert!(
+        bobs.iter().all(|e| e["tenant"] == json!(bob_org)),
+        "{bobs:?}"
+    );
+    let (_, all_anns) = trail(app, &ann, &org, "").await;
+    let text = all_anns.to_string();
+    assert!(
+        !text.contains(&bob_org) && !text.contains(&bob_doc),
+        "{text}"
+    );
+
+    // A removed member's events stay; they can no longer read anything.
+    let (s, _) = app
+        .call(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/members/{mel_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = trail(app, &mel, &org, "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let kept = trail_until(app, &ann, &org, &format!("&actor={mel_id}"), |i| {
+        i.len() >= mels.len()
+    })
+    .await;
+    assert!(kept.iter().any(|e| e["action"] == "document.searched"));
+
+    // The platform's log has both organizations' access events.
+    let (pat, pat_id) = by_code(app, "pat").await;
+    app.make_platform_admin(kernel::UserId::parse(&pat_id).expect("uuid"))
+        .await;
+    let (s, all) = app
+        .call(
+            &pat,
+            Method::GET,
+            "/api/v1/admin/audit-log?action=document.searched&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let tenants: Vec<&Value> = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| &e["tenant"])
+        .collect();
+    assert!(tenants.contains(&&json!(org)) && tenants.contains(&&json!(bob_org)));
+
+    // Never the document's text or the question: not in any stored row.
+    let rows = stored_rows(app).await;
+    for needle in ["zebras cross", "Rangers count", QUERY, QUESTION] {
+        assert!(
+            !rows.contains(needle),
+            "{needle} is stored in the audit log"
+        );
+    }
+}
+
+async fn opt_in_keeps_the_question(app: &TestApp) {
+    let (ann, org) = app.owner("ann").await;
+    let coll = app.collection(&ann, &org, "Field notes").await;
+    let doc = app
+        .ready_document(&ann, &org, "zebras.txt", NOTES, &coll)
+        .await;
+    let (mel, _) = join(app, &ann, &org, "mel", "member").await;
+    // Off by default; only an admin turns it on.
+    let (s, o) = app
+        .call(&ann, Method::GET, &format!("/api/v1/orgs/{org}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(o["settings"]["audit_question_text"], false, "{o}");
+    let (s, _) = app
+        .call(
+            &mel,
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}"),
+            Some(json!({"audit_question_text": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    search(app, &ann, &org, "before the opt in zebras").await;
+    let (s, o) = app
+        .call(
+            &ann,
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}"),
+            Some(json!({"audit_question_text": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["settings"]["audit_question_text"], true, "{o}");
+    assert_eq!(o["name"], "ann", "a settings change keeps the name");
+    let (s, p) = app
+        .call(
+            &ann,
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    search(app, &mel, &org, QUERY).await;
+    let found = trail_until(app, &ann, &org, "&action=document.searched", |i| {
+        i.iter().any(|e| e["text"] == json!(QUERY))
+    })
+    .await;
+    // The search before the opt-in kept no text.
+    assert!(
+        found
+            .iter()
+            .any(|e| e["text"].is_null() && names(&[e.clone()], &doc)),
+        "{found:?}"
+    );
+    let rows = stored_rows(app).await;
+    assert!(
+        !rows.contains("before the opt in"),
+        "text before the opt-in"
+    );
+    assert!(
+        !rows.contains("Rangers count"),
+        "document text is never kept"
+    );
+    let (s, _) = trail_until(app, &ann, &org, "&action=org.settings_changed", |i| {
+        !i.is_empty()
+    })
+    .await
+    .first()
+    .map(|e| (StatusCode::OK, e.clone()))
+    .expect("the change is audited");
+    assert_eq!(s, StatusCode::OK);
+}
