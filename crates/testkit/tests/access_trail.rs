@@ -275,7 +275,7 @@ async fn trail_records_ids_and_only_admins_read_it(app: &TestApp) {
     })
     .await;
     assert!(
-        of_doc.iter().all(|e| names(&[e.clone()], &doc)),
+        of_doc.iter().all(|e| names(std::slice::from_ref(e), &doc)),
         "{of_doc:?}"
     );
     // A time range that ends before everything selects nothing.
@@ -448,7 +448,7 @@ async fn opt_in_keeps_the_question(app: &TestApp) {
     assert!(
         found
             .iter()
-            .any(|e| e["text"].is_null() && names(&[e.clone()], &doc)),
+            .any(|e| e["text"].is_null() && names(std::slice::from_ref(e), &doc)),
         "{found:?}"
     );
     let rows = stored_rows(app).await;
