@@ -79,6 +79,20 @@ fn slug_taken(e: sea_orm::DbErr, what: &'static str) -> OrgRepoError {
     }
 }
 
+/// How many times an organization's deletion is tried when it loses a deadlock.
+const DELETE_ATTEMPTS: u64 = 5;
+
+/// PostgreSQL rolled the statement's transaction back as a deadlock's victim (SQLSTATE
+/// 40P01): nothing of it stayed, so running it again is safe.
+fn is_deadlock(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err))) = e
+    else {
+        return false;
+    };
+    matches!(&**err, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
+}
+
 #[async_trait]
 impl OrganizationRepository for SqlStore {
     async fn create_with_owner(
@@ -225,13 +239,30 @@ impl OrganizationRepository for SqlStore {
 
     async fn delete(&self, id: TenantId) -> Result<bool, OrgRepoError> {
         crate::rls::tenant(id, async {
-            // Memberships (and later every tenant table) go with it: ON DELETE CASCADE.
-            let removed = Entity::delete_by_id(id.as_uuid())
-                .exec(&self.db)
-                .await
-                .context("deleting an organization")?
-                .rows_affected;
-            Ok(removed > 0)
+            // Every row of the organization goes with it (ON DELETE CASCADE), across tables its
+            // workers may be writing at that moment in another order (an ingestion step
+            // updates its job, then its document): PostgreSQL may choose this statement as a
+            // deadlock's victim, rolled back whole, so it is run again.
+            let mut attempt = 1;
+            loop {
+                match Entity::delete_by_id(id.as_uuid()).exec(&self.db).await {
+                    Ok(done) => return Ok(done.rows_affected > 0),
+                    Err(e) if attempt < DELETE_ATTEMPTS && is_deadlock(&e) => {
+                        tracing::warn!(
+                            tenant = %id,
+                            attempt,
+                            "deleting an organization lost a deadlock; trying again"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context("deleting an organization")
+                            .into());
+                    }
+                }
+            }
         })
         .await
     }

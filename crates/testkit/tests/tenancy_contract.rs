@@ -93,3 +93,78 @@ async fn sqlite_memberships_list_oldest_first_within_a_second() {
         .collect();
     assert_eq!(listed, [joined[1], joined[0]], "oldest membership first");
 }
+
+/// Deleting an organization cascades through tables its workers write in another order, and
+/// PostgreSQL may make the deletion a deadlock's victim (it did, under an ingestion step,
+/// in the erasure test): the deletion is tried again and succeeds. Here the deadlock is made on
+/// purpose: a transaction holds the organization's membership row, the deletion locks the
+/// organization row and waits for that membership, then the transaction asks for the
+/// organization row. The deletion, waiting first, is the one PostgreSQL's detector cancels.
+#[tokio::test]
+async fn postgres_deletion_is_tried_again_after_losing_a_deadlock() {
+    use sea_orm::{ConnectionTrait as _, Statement, TransactionTrait as _};
+    use tenancy::OrganizationRepository as _;
+    if testkit::services_skipped("PostgreSQL") {
+        return;
+    }
+    let schema = testkit::unique_name();
+    let store = Arc::new(testkit::postgres_store_in(&schema).await);
+    let _guard = testkit::schema_guard_at(&testkit::postgres_url(), &schema);
+    store.migrate().await.expect("migrate");
+    let [ann, _, _] = three_users(&*store).await;
+    let org = store
+        .create_with_owner(
+            tenancy::NewOrganization {
+                name: tenancy::OrgName::parse("Deadlock").expect("name"),
+                slug: tenancy::OrgSlug::parse("deadlock").expect("slug"),
+            },
+            ann,
+            10,
+        )
+        .await
+        .expect("organization");
+
+    // The other party: the login user (a superuser: no row-level security) in the schema.
+    let raw = sea_orm::Database::connect(testkit::postgres_url())
+        .await
+        .expect("a raw connection");
+    let txn = raw.begin().await.expect("begin");
+    let run = |sql: String| Statement::from_string(sea_orm::DbBackend::Postgres, sql);
+    txn.execute_raw(run(format!("SET LOCAL search_path TO \"{schema}\"")))
+        .await
+        .expect("search path");
+    txn.execute_raw(run(format!(
+        "SELECT 1 FROM memberships WHERE tenant_id = '{}' FOR UPDATE",
+        org.id.as_uuid()
+    )))
+    .await
+    .expect("lock the membership");
+
+    let deleting = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { tenancy::OrganizationRepository::delete(&*store, org.id).await }
+    });
+    // The deletion now holds the organization row and waits for the membership.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !deleting.is_finished(),
+        "the deletion waits for the membership"
+    );
+    txn.execute_raw(run(format!(
+        "SELECT 1 FROM organizations WHERE id = '{}' FOR UPDATE",
+        org.id.as_uuid()
+    )))
+    .await
+    .expect("this side is not the deadlock's victim: the deletion, waiting longer, is");
+    txn.commit().await.expect("commit");
+
+    let deleted = deleting.await.expect("the deletion's task");
+    assert!(
+        matches!(deleted, Ok(true)),
+        "the deletion lost the deadlock, was tried again and removed the organization: {deleted:?}"
+    );
+    let left = tenancy::OrganizationRepository::find_by_id(&*store, org.id)
+        .await
+        .expect("read");
+    assert_eq!(left, None);
+}
