@@ -31,6 +31,35 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     out
 }
 
+/// Every operation id the document gives more than one operation, with the operations. A
+/// client generator names one method per id, and a link (schemathesis infers them from the
+/// URLs an answer holds) finds its operation by id: a shared id sends it to the wrong route.
+fn shared_operation_ids(ops: &[(String, String, Value)]) -> Vec<String> {
+    let mut by_id: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (method, path, op) in ops {
+        match op["operationId"].as_str() {
+            Some(id) => by_id
+                .entry(id)
+                .or_default()
+                .push(format!("{method} {path}")),
+            None => by_id
+                .entry("")
+                .or_default()
+                .push(format!("{method} {path} (no operationId)")),
+        }
+    }
+    by_id
+        .into_iter()
+        .filter(|(id, ops)| id.is_empty() || ops.len() > 1)
+        .map(|(id, ops)| {
+            format!(
+                "operationId {id:?} is shared or missing: {}",
+                ops.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// The problems of one operation's document, empty when it is complete.
 fn problems_of(path: &str, method: &str, op: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -113,9 +142,10 @@ async fn every_operation_documents_its_error_answers_and_security() {
         .json()
         .await
         .expect("json");
-    let mut problems = Vec::new();
-    for (method, path, op) in operations(&doc) {
-        problems.extend(problems_of(&path, &method, &op));
+    let ops = operations(&doc);
+    let mut problems = shared_operation_ids(&ops);
+    for (method, path, op) in &ops {
+        problems.extend(problems_of(path, method, op));
     }
     // Security, from the isolation sweep's table of who may call what (which
     // `isolation_sweep.rs` keeps equal to the document's routes).
@@ -170,6 +200,29 @@ fn the_document_check_can_fail() {
             "{expected:?} not found in {problems:#?}"
         );
     }
+    let shared = shared_operation_ids(&[
+        (
+            "get".into(),
+            "/api/v1/a/{id}/download".into(),
+            serde_json::json!({"operationId": "download"}),
+        ),
+        (
+            "get".into(),
+            "/api/v1/b/{id}/download".into(),
+            serde_json::json!({"operationId": "download"}),
+        ),
+        (
+            "get".into(),
+            "/api/v1/c".into(),
+            serde_json::json!({"operationId": "c"}),
+        ),
+    ]);
+    assert_eq!(
+        shared,
+        [
+            "operationId \"download\" is shared or missing: get /api/v1/a/{id}/download, get /api/v1/b/{id}/download"
+        ]
+    );
     let problems = problems_of("/api/v1/ai/things", "post", &op);
     assert!(
         problems

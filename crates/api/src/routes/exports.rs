@@ -113,6 +113,7 @@ async fn get_export(
 /// 1 MiB of it in memory), with its `Content-Length` and its SHA-256 in
 /// `X-Checksum-Sha256`.
 #[utoipa::path(
+    operation_id = "download_export",
     tag = "orgs",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "organization id or slug"), ("id" = String, Path)),

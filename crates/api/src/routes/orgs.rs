@@ -772,6 +772,7 @@ async fn accept_invitation(
 /// answer's citations, by user or API key, with the request id. Ids only; search queries and
 /// questions only when the organization keeps them (`audit_question_text`).
 #[utoipa::path(
+    operation_id = "org_audit_log",
     tag = "orgs",
     security(("bearer" = [])),
     params(("org" = String, Path, description = "organization id or slug"), OrgAuditFilter),

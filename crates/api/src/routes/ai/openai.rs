@@ -124,6 +124,7 @@ pub(super) async fn models(
 
 /// Embeds text: the same as `POST /embeddings`, where an OpenAI client looks for it.
 #[utoipa::path(
+    operation_id = "ai_embeddings",
     tag = "ai",
     security(("bearer" = [])),
     params(("X-Tenant-ID" = String, Header, description = "organization id or slug")),
