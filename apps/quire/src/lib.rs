@@ -11,6 +11,7 @@ pub mod export;
 mod knowledge;
 pub mod retention;
 pub mod telemetry;
+pub mod tenant_metrics;
 pub mod worker;
 mod workflow_actions;
 
@@ -93,6 +94,7 @@ pub fn domain(
     documents: &DocumentPorts,
     retrieval: &RetrievalPorts,
     billing: Arc<billing::Billing>,
+    meter: Arc<dyn kernel::Meter>,
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
@@ -125,7 +127,7 @@ pub fn domain(
                     collections.clone(),
                 )),
                 clock: clock.clone(),
-                meter: billing.clone(),
+                meter,
                 cache: cache.clone(),
             },
             chat_settings(settings),
@@ -199,6 +201,7 @@ pub async fn services(
     documents: &DocumentPorts,
     retrieval: &RetrievalPorts,
     billing: Arc<billing::Billing>,
+    meter: Arc<dyn kernel::Meter>,
     wake: Arc<Wake>,
     webhooks: Arc<webhooks::Webhooks>,
     workflow_wake: Arc<Wake>,
@@ -220,6 +223,7 @@ pub async fn services(
         documents,
         retrieval,
         billing.clone(),
+        meter,
         wake,
         webhooks.clone(),
         workflow_wake,
@@ -939,12 +943,22 @@ impl Application {
             clock.clone(),
             webhooks.clone(),
         );
+        // The per-tenant token and ingestion series are observed at the meter and at the
+        // ingestion's events (tenant_metrics.rs).
+        let metrics = Arc::new(api::Metrics::new(settings.http.metrics_top_tenants));
+        let meter: Arc<dyn kernel::Meter> = Arc::new(tenant_metrics::ObservedMeter::new(
+            billing.clone(),
+            metrics.clone(),
+        ));
         let (ports, retrieval, work) = pipelines(
             &settings,
             &store,
             clock.clone(),
-            billing.clone(),
-            webhooks.clone(),
+            meter.clone(),
+            Arc::new(tenant_metrics::ObservedIngestion::new(
+                webhooks.clone(),
+                metrics.clone(),
+            )),
         )
         .await?;
         let wake = Arc::new(Wake::default());
@@ -959,6 +973,7 @@ impl Application {
             &ports,
             &retrieval,
             billing,
+            meter,
             wake.clone(),
             webhooks.clone(),
             workflow_wake.clone(),
@@ -977,6 +992,7 @@ impl Application {
             cache.clone(),
             services,
             components(&settings, &store, cache_health),
+            metrics,
         ));
 
         let listener = TcpListener::bind(settings.addr)

@@ -292,6 +292,7 @@ async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()
         clock,
         &ports,
         &retrieval,
+        billing.clone(),
         billing,
         wake.clone(),
         webhooks.clone(),

@@ -34,6 +34,34 @@ struct TenantLabels {
     org: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantTokenLabels {
+    /// An organization id, or `other`.
+    org: String,
+    /// `chat` or `embedding`.
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantDocumentLabels {
+    /// An organization id, or `other`.
+    org: String,
+    /// `ready` or `failed`.
+    outcome: &'static str,
+}
+
+/// Moves a counter's count from `from`'s series to `to`'s and removes `from`'s.
+fn fold<L>(family: &Family<L, Counter>, from: &L, to: &L)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let n = family.get_or_create(from).get();
+    family.remove(from);
+    if n > 0 {
+        family.get_or_create(to).inc_by(n);
+    }
+}
+
 /// The label of every organization outside the top N.
 pub const OTHER: &str = "other";
 
@@ -111,6 +139,17 @@ impl Ranking {
     }
 }
 
+impl Ranking {
+    /// `tenant`'s label now, without counting anything: its id in the top `n`, else `other`.
+    fn label(&self, tenant: kernel::TenantId) -> String {
+        if self.top.contains(&tenant) {
+            tenant.to_string()
+        } else {
+            OTHER.to_owned()
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     component: String,
@@ -128,6 +167,8 @@ pub struct Metrics {
     trail_dropped: Counter,
     tenant_requests: Family<TenantRequestLabels, Counter>,
     tenant_latency: Family<TenantLabels, Histogram>,
+    tenant_tokens: Family<TenantTokenLabels, Counter>,
+    tenant_documents: Family<TenantDocumentLabels, Counter>,
     ranking: std::sync::Mutex<Ranking>,
 }
 
@@ -190,6 +231,18 @@ impl Metrics {
             "Time to the response head of an organization's requests, by organization id (the most active, else `other`)",
             tenant_latency.clone(),
         );
+        let tenant_tokens = Family::<TenantTokenLabels, Counter>::default();
+        registry.register(
+            "tenant_tokens",
+            "Model tokens an organization was billed (prompt and completion, as settled in the ledger), by organization id (the most active by requests, else `other`) and kind",
+            tenant_tokens.clone(),
+        );
+        let tenant_documents = Family::<TenantDocumentLabels, Counter>::default();
+        registry.register(
+            "tenant_documents",
+            "Documents whose ingestion ended on this server, by organization id (the most active by requests, else `other`) and outcome (`ready`, or `failed` for good)",
+            tenant_documents.clone(),
+        );
         Self {
             registry,
             requests,
@@ -199,6 +252,8 @@ impl Metrics {
             trail_dropped,
             tenant_requests,
             tenant_latency,
+            tenant_tokens,
+            tenant_documents,
             ranking: std::sync::Mutex::new(Ranking::new(top_tenants)),
         }
     }
@@ -224,31 +279,17 @@ impl Metrics {
             300..=399 => "3xx",
             _ => "2xx",
         };
-        let (org, left) = self
+        let mut ranking = self
             .ranking
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .count(tenant);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (org, left) = ranking.count(tenant);
         if let Some(left) = left {
-            let gone = left.to_string();
-            for class in ["2xx", "3xx", "4xx", "5xx"] {
-                let labels = TenantRequestLabels {
-                    org: gone.clone(),
-                    class,
-                };
-                let n = self.tenant_requests.get_or_create(&labels).get();
-                self.tenant_requests.remove(&labels);
-                if n > 0 {
-                    self.tenant_requests
-                        .get_or_create(&TenantRequestLabels {
-                            org: OTHER.to_owned(),
-                            class,
-                        })
-                        .inc_by(n);
-                }
-            }
-            self.tenant_latency.remove(&TenantLabels { org: gone });
+            // Under the ranking's lock, so that no token or document is counted on the
+            // series of an organization that has just left.
+            self.fold_into_other(&left.to_string());
         }
+        drop(ranking);
         self.tenant_requests
             .get_or_create(&TenantRequestLabels {
                 org: org.clone(),
@@ -258,6 +299,90 @@ impl Metrics {
         self.tenant_latency
             .get_or_create(&TenantLabels { org })
             .observe(seconds);
+    }
+
+    /// Every per-tenant counter of `gone` (which left the top N) added to `other`'s, and its
+    /// series removed; its latency histogram is removed, not folded.
+    fn fold_into_other(&self, gone: &str) {
+        let org = |o: &str| o.to_owned();
+        for class in ["2xx", "3xx", "4xx", "5xx"] {
+            fold(
+                &self.tenant_requests,
+                &TenantRequestLabels {
+                    org: org(gone),
+                    class,
+                },
+                &TenantRequestLabels {
+                    org: org(OTHER),
+                    class,
+                },
+            );
+        }
+        for kind in [kernel::UsageKind::Chat, kernel::UsageKind::Embedding] {
+            let kind = kind.as_str();
+            fold(
+                &self.tenant_tokens,
+                &TenantTokenLabels {
+                    org: org(gone),
+                    kind,
+                },
+                &TenantTokenLabels {
+                    org: org(OTHER),
+                    kind,
+                },
+            );
+        }
+        for outcome in ["ready", "failed"] {
+            fold(
+                &self.tenant_documents,
+                &TenantDocumentLabels {
+                    org: org(gone),
+                    outcome,
+                },
+                &TenantDocumentLabels {
+                    org: org(OTHER),
+                    outcome,
+                },
+            );
+        }
+        self.tenant_latency.remove(&TenantLabels { org: org(gone) });
+    }
+
+    /// Counts `tokens` model tokens of `kind` billed to `tenant`, on its series if it is among
+    /// the most active organizations (by requests), else on `other`'s.
+    pub fn observe_tenant_tokens(
+        &self,
+        tenant: kernel::TenantId,
+        kind: kernel::UsageKind,
+        tokens: u64,
+    ) {
+        if tokens == 0 {
+            return;
+        }
+        let ranking = self
+            .ranking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.tenant_tokens
+            .get_or_create(&TenantTokenLabels {
+                org: ranking.label(tenant),
+                kind: kind.as_str(),
+            })
+            .inc_by(tokens);
+    }
+
+    /// Counts one document of `tenant` whose ingestion ended: `ready`, or failed for good.
+    pub fn observe_tenant_document(&self, tenant: kernel::TenantId, ready: bool) {
+        let ranking = self
+            .ranking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.tenant_documents
+            .get_or_create(&TenantDocumentLabels {
+                org: ranking.label(tenant),
+                outcome: if ready { "ready" } else { "failed" },
+            })
+            .inc();
     }
 
     /// Marks a request as started; the guard marks it finished when dropped.
@@ -346,6 +471,40 @@ mod tests {
         for t in &orgs[3..] {
             assert!(labels.contains(&t.to_string().as_str()), "{labels:?}");
         }
+    }
+
+    #[test]
+    fn tokens_and_documents_follow_the_ranking_and_are_folded_when_it_leaves() {
+        let m = Metrics::new(1);
+        let (first, second) = (kernel::TenantId::new(), kernel::TenantId::new());
+        let series = |text: &str, org: &str, label: &str| -> u64 {
+            let head = format!("{org}\",{label}}} ");
+            text.lines()
+                .filter_map(|l| l.split("{org=\"").nth(1))
+                .find_map(|l| l.strip_prefix(&head))
+                .map_or(0, |v| v.trim().parse().expect("a count"))
+        };
+        // Before any request, an organization has no label of its own.
+        m.observe_tenant_tokens(first, kernel::UsageKind::Chat, 5);
+        m.observe_tenant(first, 200, 0.001);
+        m.observe_tenant_tokens(first, kernel::UsageKind::Chat, 7);
+        m.observe_tenant_document(first, true);
+        let text = m.render(&[], 0).expect("render");
+        let (a, other) = (first.to_string(), OTHER.to_owned());
+        assert_eq!(series(&text, &a, "kind=\"chat\""), 7, "{text}");
+        assert_eq!(series(&text, &other, "kind=\"chat\""), 5, "{text}");
+        assert_eq!(series(&text, &a, "outcome=\"ready\""), 1, "{text}");
+        // `second` overtakes `first`, which leaves the top 1: its counts move to `other`.
+        for _ in 0..3 {
+            m.observe_tenant(second, 200, 0.001);
+        }
+        m.observe_tenant_tokens(second, kernel::UsageKind::Embedding, 3);
+        let text = m.render(&[], 0).expect("render");
+        assert!(!text.contains(&a), "{text}");
+        assert_eq!(series(&text, &other, "kind=\"chat\""), 12, "{text}");
+        assert_eq!(series(&text, &other, "outcome=\"ready\""), 1, "{text}");
+        let b = second.to_string();
+        assert_eq!(series(&text, &b, "kind=\"embedding\""), 3, "{text}");
     }
 
     #[test]

@@ -131,15 +131,16 @@ impl AppState {
         ));
     }
 
-    /// The state for a server with these adapters and use cases.
+    /// The state for a server with these adapters and use cases, counting into `metrics`
+    /// (made beforehand, so that the meter and the ingestion's events can count into it too).
     #[must_use]
     pub fn new(
         http: HttpSettings,
         cache: Arc<dyn Cache>,
         services: Services,
         components: Vec<Arc<dyn HealthCheck>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        let top_tenants = http.metrics_top_tenants;
         let hsts_header = http
             .hsts
             .then(|| format!("max-age={}; includeSubDomains", http.hsts_max_age_secs))
@@ -150,7 +151,7 @@ impl AppState {
             cache,
             ws_open: Arc::default(),
             outages: Arc::new(Outages::new(components)),
-            metrics: Arc::new(Metrics::new(top_tenants)),
+            metrics,
             started_at: Instant::now(),
             hsts_header,
         }

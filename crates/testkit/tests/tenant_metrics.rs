@@ -1,17 +1,135 @@
 //! Per-tenant metrics (docs/configuration.md, `http.metrics_top_tenants`): with N = 2 and five
 //! active organizations `/metrics` shows at most three organization label values, each an
 //! organization id or `other` (never a name or an email); `/metrics` answers as before; every
-//! metric the Grafana dashboard (`deploy/grafana/quire-tenants.json`) queries exists.
+//! metric the Grafana dashboard (`deploy/grafana/quire-tenants.json`) queries exists. The
+//! token series of an organization equal its ledger (`GET /usage`), kind by kind, and its
+//! document series count its ingestions that ended, on both backends; another
+//! organization's activity never lands on its series.
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
-use testkit::{TestOptions, spawn_app_with};
+use serde_json::{Value, json};
+use testkit::{TestApp, TestOptions, spawn_app_with};
+
+mod tokens_and_documents {
+    #[tokio::test]
+    async fn sqlite() {
+        super::tokens_and_documents(&super::spawn_app_with(super::TestOptions::default()).await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_and_redis() {
+        if testkit::services_skipped("PostgreSQL + Redis") {
+            return;
+        }
+        super::tokens_and_documents(&super::spawn_app_with(super::TestOptions::production()).await)
+            .await;
+    }
+}
+
+/// The value of the `name` series of `org` whose other label is `label` (0 when absent).
+fn series(text: &str, name: &str, org: &str, label: &str) -> u64 {
+    let head = format!("{name}{{org=\"{org}\",{label}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+/// `org`'s prompt plus completion tokens of `kind` in its ledger over the last 24 hours.
+async fn ledger(app: &TestApp, token: &str, org: &str, kind: &str) -> u64 {
+    let (status, report) = app
+        .call_in(
+            token,
+            Method::GET,
+            "/api/v1/usage?window=24h",
+            None,
+            Some(org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    report["by_kind"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["kind"] == kind)
+        .map_or(0, |k| {
+            k["prompt_tokens"].as_u64().unwrap_or_default()
+                + k["completion_tokens"].as_u64().unwrap_or_default()
+        })
+}
+
+async fn tokens_and_documents(app: &TestApp) {
+    let (ann, a) = app.owner("ann").await;
+    let (bob, b) = app.owner("bob").await;
+    // Ann's organization: a document indexed (embedding tokens) and a question answered
+    // (chat tokens).
+    let notes = app.collection(&ann, &a, "notes").await;
+    app.ready_document(
+        &ann,
+        &a,
+        "zebras.txt",
+        "The zebras cross the river in spring, when the grass on the far bank is green.",
+        &notes,
+    )
+    .await;
+    let (status, session) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/chat/sessions",
+            Some(json!({})),
+            Some(&a),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let session = session["id"].as_str().expect("a session id");
+    let (status, answer) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            &format!("/api/v1/chat/sessions/{session}/messages"),
+            Some(json!({"content": "When do the zebras cross the river?", "stream": false})),
+            Some(&a),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Bob's organization: one document that fails, and nothing billed.
+    let (status, up) = app.upload(&bob, &b, "blank.txt", b"  \n\t ", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{up}");
+    let id = up["document"]["id"].as_str().expect("a document id");
+    assert_eq!(app.settled(&bob, &b, id).await["status"], "failed");
+
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    for kind in ["chat", "embedding"] {
+        let billed = ledger(app, &ann, &a, kind).await;
+        assert!(billed > 0, "no {kind} tokens in the ledger");
+        let label = format!("kind=\"{kind}\"");
+        assert_eq!(
+            series(&text, "quire_tenant_tokens_total", &a, &label),
+            billed,
+            "{kind}: the series is not the ledger\n{text}"
+        );
+        assert_eq!(ledger(app, &bob, &b, kind).await, 0);
+        assert_eq!(series(&text, "quire_tenant_tokens_total", &b, &label), 0);
+    }
+    let documents = |org: &str, outcome: &str| {
+        series(
+            &text,
+            "quire_tenant_documents_total",
+            org,
+            &format!("outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!((documents(&a, "ready"), documents(&a, "failed")), (1, 0));
+    assert_eq!((documents(&b, "ready"), documents(&b, "failed")), (0, 1));
+}
 
 #[tokio::test]
 async fn top_n_organizations_plus_other() {
     let app =
         spawn_app_with(TestOptions::default().tweak(|s| s.http.metrics_top_tenants = 2)).await;
     let mut orgs = Vec::new();
+    let mut busiest = String::new();
     for (i, who) in ["ann", "bob", "cat", "dan", "eve"].iter().enumerate() {
         let (token, org) = app.owner(who).await;
         for _ in 0..(3 * (i + 1)) {
@@ -21,7 +139,14 @@ async fn top_n_organizations_plus_other() {
             assert_eq!(s, StatusCode::OK);
         }
         orgs.push(org);
+        busiest = token;
     }
+    // The busiest indexes a document, so that the token and document series have a value
+    // (an empty family is not served) and the dashboard check below reaches them.
+    let eve = &orgs[4];
+    let notes = app.collection(&busiest, eve, "notes").await;
+    app.ready_document(&busiest, eve, "notes.txt", "Zebras cross rivers.", &notes)
+        .await;
     let res = app.get("/metrics").await;
     assert_eq!(res.status(), StatusCode::OK);
     let text = res.text().await.expect("metrics");
