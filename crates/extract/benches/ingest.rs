@@ -205,7 +205,7 @@ fn measure_process(files: &[(String, Vec<u8>)]) -> Run {
                 let bytes = bytes.clone();
                 tokio::spawn(async move {
                     extractor
-                        .extract(Format::Pdf, bytes, ExtractLimits::default())
+                        .extract(Format::Pdf, bytes, ExtractLimits::default(), None)
                         .await
                 })
             })

@@ -344,6 +344,7 @@ async fn postgres_keyword_postings_are_backfilled() {
                         page: None,
                         start: 0,
                         end: 10,
+                        ocr: false,
                     })
                     .collect(),
             );
@@ -351,6 +352,7 @@ async fn postgres_keyword_postings_are_backfilled() {
             let ingested = documents::Ingested {
                 pages: None,
                 chunks,
+                ocr_pages: 0,
             };
             assert!(
                 p.jobs
