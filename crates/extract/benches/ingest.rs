@@ -236,6 +236,8 @@ fn text_of(s: &str) -> ExtractedText {
         text: s.to_owned(),
         page_starts: Vec::new(),
         title: None,
+        ocr_pages: Vec::new(),
+        tables: Vec::new(),
     }
 }
 

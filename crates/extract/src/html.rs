@@ -221,7 +221,7 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
     let mut skip_depth = 0usize;
     let mut cells_in_row: Vec<usize> = Vec::new();
     // Per open table: whether its header row (the first) has ended.
-    let mut tables: Vec<bool> = Vec::new();
+    let mut open_tables: Vec<bool> = Vec::new();
     for edge in root.traverse() {
         match edge {
             Edge::Open(node) => match node.value() {
@@ -254,7 +254,7 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
                     block(&mut out, name);
                     if name == "table" {
                         out.mark(tables::START);
-                        tables.push(false);
+                        open_tables.push(false);
                     }
                 }
                 Node::Text(t) if skip_depth == 0 => out.text(t),
@@ -271,7 +271,7 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
                         "pre" | "textarea" => out.pre_depth = out.pre_depth.saturating_sub(1),
                         "tr" => {
                             cells_in_row.pop();
-                            if let Some(header_done) = tables.last_mut()
+                            if let Some(header_done) = open_tables.last_mut()
                                 && !*header_done
                             {
                                 out.mark(tables::HEADER_END);
@@ -279,9 +279,9 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
                             }
                         }
                         "table" => {
-                            if tables.pop().is_some() {
-                                out.mark(tables::END);
-                            }
+                            // Every table opened (not skipped) is closed here.
+                            open_tables.pop();
+                            out.mark(tables::END);
                         }
                         _ => {}
                     }
