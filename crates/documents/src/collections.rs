@@ -8,7 +8,7 @@ use kernel::{ClientInfo, InvalidInput, Page, PageRequest, TenantContext};
 use crate::error::DocumentsError;
 use crate::model::{
     ChunkingChange, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
-    CollectionStats, parse_description,
+    CollectionStats, OcrLanguages, parse_description,
 };
 use crate::ports::{CollectionPorts, actor, remove_blob};
 
@@ -29,6 +29,8 @@ pub struct NewCollection {
     pub chunking: Option<ChunkingSettings>,
     /// Embedding model; the configured default when absent.
     pub embedding_model: Option<String>,
+    /// OCR languages (Tesseract codes); the configured default when absent.
+    pub ocr_languages: Option<Vec<String>>,
 }
 
 /// Changes to a collection, as a client asks for them: absent fields stay.
@@ -42,6 +44,8 @@ pub struct CollectionChange {
     pub chunking: Option<ChunkingChange>,
     /// New embedding model (`Some(None)`: back to the default).
     pub embedding_model: Option<Option<String>>,
+    /// New OCR languages (`Some(None)`: back to the default).
+    pub ocr_languages: Option<Option<Vec<String>>>,
 }
 
 impl Collections {
@@ -66,11 +70,16 @@ impl Collections {
             Some(m) => self.ports.indexer.check_model(m),
             None => Ok(()),
         };
-        let (name, description) = match (name, description, model) {
-            (Ok(n), Ok(d), Ok(())) => (n, d),
-            (n, d, m) => {
+        let ocr_languages = new
+            .ocr_languages
+            .as_deref()
+            .map(OcrLanguages::new)
+            .transpose();
+        let (name, description, ocr_languages) = match (name, description, model, ocr_languages) {
+            (Ok(n), Ok(d), Ok(()), Ok(o)) => (n, d, o),
+            (n, d, m, o) => {
                 let mut errors = Vec::new();
-                for e in [n.err(), d.err(), m.err()].into_iter().flatten() {
+                for e in [n.err(), d.err(), m.err(), o.err()].into_iter().flatten() {
                     errors.extend(e.0);
                 }
                 return Err(InvalidInput(errors).into());
@@ -87,6 +96,7 @@ impl Collections {
                 description,
                 chunking: new.chunking.unwrap_or_default(),
                 embedding_model: new.embedding_model,
+                ocr_languages,
                 created_at: now,
                 updated_at: now,
             })
@@ -152,6 +162,17 @@ impl Collections {
             },
             None => None,
         };
+        let ocr_languages = match change.ocr_languages {
+            Some(Some(codes)) => match OcrLanguages::new(&codes) {
+                Ok(o) => Some(Some(o)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+            Some(None) => Some(None),
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(InvalidInput(errors).into());
         }
@@ -164,6 +185,7 @@ impl Collections {
             description,
             chunking,
             embedding_model: change.embedding_model,
+            ocr_languages,
         };
         if let Some(Some(model)) = &patch.embedding_model {
             self.ports.indexer.check_model(model)?;

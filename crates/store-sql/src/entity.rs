@@ -268,6 +268,9 @@ pub mod collection {
         pub chunk_overlap: i32,
         pub tokenizer: String,
         pub embedding_model: Option<String>,
+        /// Tesseract's form (`eng+deu`); `NULL`: the configured default.
+        #[serde(default)]
+        pub ocr_languages: Option<String>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
     }
@@ -300,6 +303,8 @@ pub mod document {
         pub bytes: i64,
         pub content_hash: String,
         pub pages: Option<i32>,
+        #[serde(default)]
+        pub ocr_pages: i32,
         pub status: String,
         pub progress: f32,
         pub chunk_count: i32,
@@ -345,6 +350,8 @@ pub mod chunk {
         pub page: Option<i32>,
         pub start_char: i64,
         pub end_char: i64,
+        #[serde(default)]
+        pub ocr: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

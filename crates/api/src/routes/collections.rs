@@ -34,6 +34,9 @@ pub struct CollectionDto {
     chunking: ChunkingDto,
     /// The embedding model of its vectors; `null`: the deployment's default.
     embedding_model: Option<String>,
+    /// The languages OCR reads its scanned PDF pages in (Tesseract codes such as `eng`,
+    /// `deu`); `null`: the deployment's default (`documents.ocr.languages`).
+    ocr_languages: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -50,6 +53,7 @@ impl From<Collection> for CollectionDto {
             description: c.description,
             chunking: ChunkingDto::from_domain(c.chunking),
             embedding_model: c.embedding_model,
+            ocr_languages: c.ocr_languages.map(|l| l.codes().to_vec()),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -68,6 +72,9 @@ pub struct CreateCollection {
     chunking: Option<ChunkingDto>,
     /// An embedding model of this deployment; default: the deployment's default.
     embedding_model: Option<String>,
+    /// 1 to 8 Tesseract language codes (`eng`, `deu`, `chi_sim`...) for OCR of scanned
+    /// pages; default: the deployment's default.
+    ocr_languages: Option<Vec<String>>,
 }
 
 /// Creates a collection (admin).
@@ -103,6 +110,7 @@ async fn create_collection(
                 description: body.description,
                 chunking,
                 embedding_model: body.embedding_model,
+                ocr_languages: body.ocr_languages,
             },
         )
         .await?;
@@ -164,6 +172,11 @@ pub struct PatchCollection {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     embedding_model: Option<Option<String>>,
+    /// New OCR languages (`null`: back to the default); they apply to documents ingested or
+    /// reindexed afterwards.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    ocr_languages: Option<Option<Vec<String>>>,
 }
 
 /// Changes a collection (admin).
@@ -197,6 +210,7 @@ async fn update_collection(
                 description: body.description,
                 chunking: body.chunking.map(ChunkingDto::into_domain),
                 embedding_model: body.embedding_model,
+                ocr_languages: body.ocr_languages,
             },
         )
         .await?;

@@ -109,6 +109,7 @@ pub fn collection(tenant: TenantId, name: &str, at: OffsetDateTime) -> Collectio
         description: Some(format!("about {name}")),
         chunking: ChunkingSettings::default(),
         embedding_model: None,
+        ocr_languages: None,
         created_at: at,
         updated_at: at,
     }
@@ -136,6 +137,7 @@ pub fn document(
         bytes: 1_000,
         content_hash: hash.to_owned(),
         pages: None,
+        ocr_pages: 0,
         status: DocumentStatus::Queued,
         progress: 0.0,
         chunks: 0,
@@ -178,6 +180,7 @@ pub fn drafts(n: u32, tokens: u32) -> Vec<NewChunk> {
                 page: Some(i / 10 + 1),
                 start: u64::from(i) * 100,
                 end: u64::from(i) * 100 + 90,
+                ocr: false,
             })
             .collect(),
     )
@@ -244,6 +247,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
                 description: Some(None),
                 chunking: Some(chunking),
                 embedding_model: None,
+                ocr_languages: None,
             },
             later,
         )
@@ -397,6 +401,7 @@ pub async fn collection_delete_takes_documents(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(3, 5),
+                    ocr_pages: 0,
                 },
                 at_ms(20),
             )
@@ -724,6 +729,7 @@ pub async fn chunks_page_by_ordinal(p: &DocumentPorts) {
                 Ingested {
                     pages: Some(25),
                     chunks: drafts(250, 7),
+                    ocr_pages: 0,
                 },
                 at_ms(2),
             )
@@ -808,6 +814,7 @@ pub async fn document_delete(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(4, 3),
+                    ocr_pages: 0,
                 },
                 at_ms(2),
             )
@@ -987,6 +994,7 @@ pub async fn organization_delete_takes_everything(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(3, 2),
+                    ocr_pages: 0,
                 },
                 at_ms(4),
             )
