@@ -364,6 +364,25 @@ pub fn ligature_pdf() -> Vec<u8> {
     b.finish(false)
 }
 
+/// A PDF whose font renames codes with `/Differences` to code-point glyph names
+/// (`/uni0048 /uni0069`: "H", "i"), leaving the others to the standard encoding: "Hi there".
+#[must_use]
+pub fn code_point_names_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let font = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Helvetica",
+        "Encoding" => dictionary! {
+            "Type" => "Encoding",
+            "Differences" => vec![1.into(), Object::Name(b"uni0048".to_vec()), Object::Name(b"uni0069".to_vec())],
+        },
+    });
+    b.extra_fonts.set("F2", font);
+    b.page(b"BT /F2 12 Tf 72 720 Td <0102> Tj ( there) Tj ET".to_vec(), None);
+    b.finish(false)
+}
+
 /// A PDF whose page content inflates to 1 GiB of spaces (about 1 MB on disk): reading it
 /// needs the memory, so a memory limit stops it.
 #[must_use]

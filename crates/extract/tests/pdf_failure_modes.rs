@@ -57,6 +57,11 @@ fn ligature_glyphs_are_spelled_out() {
     assert_eq!(pages(&fixtures::ligature_pdf()), ["final flow"]);
 }
 
+#[test]
+fn code_point_glyph_names_give_their_characters() {
+    assert_eq!(pages(&fixtures::code_point_names_pdf()), ["Hi there"]);
+}
+
 /// Every file of `tests/fixtures/real-pdfs` that pypdf 7.1 reads text from (see the table in
 /// that folder's README) gives text here too.
 #[test]

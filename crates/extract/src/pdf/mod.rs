@@ -11,6 +11,7 @@ use lopdf::{Document, Object, ObjectId};
 mod fallback;
 mod filters;
 mod mend;
+mod names;
 mod quotes;
 
 /// The pages and title of a PDF, each page's text cleaned and trimmed.
@@ -24,6 +25,7 @@ pub(crate) struct PdfText {
 pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfText, ExtractError> {
     let (mut doc, mended) = load(bytes)?;
     filters::normalize(&mut doc);
+    names::map_code_point_names(&mut doc);
     quotes::spell_out(&mut doc, limits.max_pages);
     let text = read_pages(&doc, limits)?;
     if mended || text.pages.iter().any(|p| !p.is_empty()) {
@@ -36,6 +38,7 @@ pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfTex
         && !again.is_encrypted()
     {
         filters::normalize(&mut again);
+        names::map_code_point_names(&mut again);
         quotes::spell_out(&mut again, limits.max_pages);
         if let Ok(second) = read_pages(&again, limits)
             && second.pages.iter().any(|p| !p.is_empty())
