@@ -93,14 +93,14 @@ def rtl(path):
 
 
 def big(path, rng, pages):
-    """`pages` pages of prose, each with an incompressible 42 KiB image (about 25 MiB)."""
+    """`pages` pages of prose, each with an incompressible 32 KiB image (about 22 MiB)."""
     from reportlab.lib.utils import ImageReader  # noqa: F401 - reportlab needs PIL for images
     from PIL import Image
 
     c = canvas.Canvas(path, pagesize=A4)
     c.setPageCompression(1)
     for p in range(pages):
-        img = Image.frombytes("RGB", (120, 120), os.urandom(120 * 120 * 3))
+        img = Image.frombytes("RGB", (104, 104), os.urandom(104 * 104 * 3))
         c.drawInlineImage(img, 400, 700, 128, 128) if False else c.drawImage(
             ImageReader(img), 400, 700, 128, 128
         )

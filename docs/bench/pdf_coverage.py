@@ -36,6 +36,12 @@ def garbled(text):
         signs.append("run-together")
     if sum(1 for c in text if 0xE000 <= ord(c) <= 0xF8FF) > 0:
         signs.append("private-use")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 20 and sum(len(line.strip()) == 1 for line in lines) > len(lines) // 3:
+        signs.append("char-per-line")
+    # Hebrew final letters begin no word: one at a word's start means the line came out reversed.
+    if re.search(r"(?:^|\s)[\u05da\u05dd\u05df\u05e3\u05e5][\u05d0-\u05ea]", text):
+        signs.append("reversed-rtl")
     return ",".join(signs) or "-"
 
 
