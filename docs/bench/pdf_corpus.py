@@ -94,16 +94,14 @@ def rtl(path):
 
 def big(path, rng, pages):
     """`pages` pages of prose, each with an incompressible 32 KiB image (about 22 MiB)."""
-    from reportlab.lib.utils import ImageReader  # noqa: F401 - reportlab needs PIL for images
-    from PIL import Image
+    from PIL import Image  # reportlab's own dependency
+    from reportlab.lib.utils import ImageReader
 
     c = canvas.Canvas(path, pagesize=A4)
     c.setPageCompression(1)
     for p in range(pages):
         img = Image.frombytes("RGB", (104, 104), os.urandom(104 * 104 * 3))
-        c.drawInlineImage(img, 400, 700, 128, 128) if False else c.drawImage(
-            ImageReader(img), 400, 700, 128, 128
-        )
+        c.drawImage(ImageReader(img), 400, 700, 128, 128)
         c.setFont("Helvetica", 10)
         text = prose(rng, 420).split()
         for line in range(60):

@@ -379,7 +379,10 @@ pub fn code_point_names_pdf() -> Vec<u8> {
         },
     });
     b.extra_fonts.set("F2", font);
-    b.page(b"BT /F2 12 Tf 72 720 Td <0102> Tj ( there) Tj ET".to_vec(), None);
+    b.page(
+        b"BT /F2 12 Tf 72 720 Td <0102> Tj ( there) Tj ET".to_vec(),
+        None,
+    );
     b.finish(false)
 }
 

@@ -96,7 +96,9 @@ fn code_point_name(name: &[u8]) -> Option<char> {
     let base = name.split('.').next()?;
     let hex = match base.strip_prefix("uni") {
         Some(hex) if hex.len() == 4 => hex,
-        _ => base.strip_prefix('u').filter(|h| (4..=6).contains(&h.len()))?,
+        _ => base
+            .strip_prefix('u')
+            .filter(|h| (4..=6).contains(&h.len()))?,
     };
     if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;

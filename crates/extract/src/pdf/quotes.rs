@@ -1,22 +1,37 @@
 //! pdf-extract ignores the text-showing operators `'` (next line, show) and `"` (set word and
 //! character spacing, next line, show): text a producer writes with them was lost. Pages whose
 //! content uses them are rewritten with the equivalent `T*`, `Tw`, `Tc` and `Tj` beforehand.
+//! (What lopdf cannot inflate it hands over raw, here as to pdf-extract.)
 
 use lopdf::content::{Content, Operation};
 use lopdf::{Document, Object, ObjectId, Stream, dictionary};
 
+/// Most bytes of decompressed page content kept in place of the compressed streams.
+const MAX_KEPT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Rewrites every page whose content shows text with `'` or `"` (nothing when the document
-/// has more than `max_pages` pages: it is refused later).
+/// has more than `max_pages` pages: it is refused later). Reading a page's content here
+/// decompresses it; a page drawn by one compressed stream keeps it decompressed (up to
+/// [`MAX_KEPT_BYTES`] in all), so that pdf-extract does not inflate it a second time.
 pub(super) fn spell_out(doc: &mut Document, max_pages: u32) {
     let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
     if u32::try_from(pages.len()).map_or(true, |n| n > max_pages) {
         return;
     }
+    let mut kept = 0usize;
     for page_id in pages {
         let Ok(content) = doc.get_page_content(page_id) else {
             continue;
         };
         if !has_quote_operator(&content) {
+            if let [only] = doc.get_page_contents(page_id).as_slice()
+                && kept + content.len() <= MAX_KEPT_BYTES
+                && let Ok(Object::Stream(stream)) = doc.get_object_mut(*only)
+                && stream.dict.has(b"Filter")
+            {
+                kept += content.len();
+                stream.set_plain_content(content);
+            }
             continue;
         }
         let Ok(decoded) = Content::decode(&content) else {
