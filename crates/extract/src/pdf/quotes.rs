@@ -15,7 +15,7 @@ const MAX_KEPT_BYTES: usize = 64 * 1024 * 1024;
 /// [`MAX_KEPT_BYTES`] in all), so that pdf-extract does not inflate it a second time.
 pub(super) fn spell_out(doc: &mut Document, max_pages: u32) {
     let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
-    if u32::try_from(pages.len()).map_or(true, |n| n > max_pages) {
+    if pages.len() > usize::try_from(max_pages).unwrap_or(usize::MAX) {
         return;
     }
     let mut kept = 0usize;
