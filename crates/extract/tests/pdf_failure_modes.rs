@@ -7,11 +7,11 @@ use documents::{ExtractLimits, Format};
 use extract::fixtures;
 
 fn pages(bytes: &[u8]) -> Vec<String> {
-    let out = extract::extract(Format::Pdf, bytes, &ExtractLimits::default()).unwrap();
+    let out = extract::extract(Format::Pdf, bytes, &ExtractLimits::default()).expect("text");
     let starts: Vec<usize> = out
         .page_starts
         .iter()
-        .map(|&s| usize::try_from(s).unwrap())
+        .map(|&s| usize::try_from(s).expect("an offset"))
         .collect();
     let chars: Vec<char> = out.text.chars().collect();
     starts
