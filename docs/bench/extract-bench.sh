@@ -3,9 +3,13 @@
 # the very same PDFs (20 generated documents of 10 to 50 pages of prose, from a fixed seed,
 # and the 24 real files of crates/extract/tests/fixtures/real-pdfs).
 #
-#   docs/bench/extract-bench.sh [DIR]        (needs: pip install pypdf tiktoken)
+#   docs/bench/extract-bench.sh [DIR]        (needs: pip install pypdf tiktoken reportlab)
 #
-# Prints pages per second for each side and the ratio. Figures: docs/benchmarks.md.
+# Prints pages per second for each side and the ratio, on the generated and on the real files,
+# then the per-file coverage of both sides (text or not, signs of garbling) on the real files
+# and on a corpus docs/bench/pdf_corpus.py writes (CJK, TrueType subsets, justified text,
+# glyph-by-glyph placement, right-to-left, a 500-page file), with the peak RSS of extracting
+# the 500-page file. Figures: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -44,3 +48,24 @@ for pair in "generated_single|Quire extract + chunk, 1 thread" \
     r="$(rate "$DIR/rust.txt" "$label")"
     row "${pair#*|}" "$r" "$(awk -v r="$r" -v p="$py" 'BEGIN { printf "%.1f", r / p }')"
 done
+
+real_py="$(rate "$DIR/python.txt" real_single)"
+real_rs="$(rate "$DIR/rust.txt" real_single)"
+echo "== pages per second on the real files (pages of files that gave text)"
+row "pypdf + tiktoken count, 1 core" "$real_py" "1.0"
+row "Quire extract + chunk, 1 thread" "$real_rs" "$(awk -v r="$real_rs" -v p="$real_py" 'BEGIN { printf "%.1f", r / p }')"
+
+echo "== coverage per file (cargo run --release -p extract --example pdf-coverage)"
+cargo build -q --release -p extract --example pdf-coverage
+bin="${CARGO_TARGET_DIR:-target}/release/examples/pdf-coverage"
+real=(crates/extract/tests/fixtures/real-pdfs/*.pdf)
+"$bin" "${real[@]}" > "$DIR/coverage-real.jsonl"
+python3 docs/bench/pdf_coverage.py "$DIR/coverage-real.jsonl" "${real[@]}" || true
+python3 docs/bench/pdf_corpus.py "$DIR/corpus"
+made=()
+for f in "$DIR"/corpus/*.pdf; do [ "$(basename "$f")" = big-500.pdf ] || made+=("$f"); done
+"$bin" "${made[@]}" > "$DIR/coverage-made.jsonl"
+python3 docs/bench/pdf_coverage.py "$DIR/coverage-made.jsonl" "${made[@]}" || true
+echo "== the 500-page file ($(du -m "$DIR/corpus/big-500.pdf" | cut -f1) MB), in process"
+/usr/bin/time -f "peak RSS %M KiB, %e s" "$bin" "$DIR/corpus/big-500.pdf" \
+    | python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["status"], r["pages"], "pages,", r["chars"], "chars,", round(r["seconds"], 2), "s extracting")'

@@ -3,7 +3,7 @@
 //! workers ([`DeliveryPool`]), which take deliveries from their own queue; workflow workers
 //! ([`WorkflowPool`]), which take workflow runs from theirs and fire due schedules.
 //!
-//! They run inside `quire serve` (`documents.workers`, default 2) and as separate
+//! They run inside `quire serve` (`documents.workers`, default the cores + 1) and as separate
 //! `quire worker` processes for scale-out: the queue is in the database, so any number of
 //! processes share it. A job queued in this process wakes a local worker at once; jobs queued
 //! by other processes are found by polling (`documents.poll_interval_ms`).

@@ -277,6 +277,115 @@ pub fn panicking_pdf() -> Vec<u8> {
     b.finish(false)
 }
 
+/// A PDF of three pages whose second makes pdf-extract panic (the `90ms-RKSJ-H` font of
+/// [`panicking_pdf`]): "First page", "日本語テスト", "Third page".
+#[must_use]
+pub fn one_page_panics_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let descendant = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "CIDFontType2",
+        "BaseFont" => "HeiseiMin-W3",
+        "CIDSystemInfo" => dictionary! {
+            "Registry" => Object::string_literal("Adobe"),
+            "Ordering" => Object::string_literal("Japan1"),
+            "Supplement" => 2,
+        },
+    });
+    let japanese = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type0",
+        "BaseFont" => "HeiseiMin-W3",
+        "Encoding" => "90ms-RKSJ-H",
+        "DescendantFonts" => vec![descendant.into()],
+    });
+    b.extra_fonts.set("F2", japanese);
+    b.page(text_content("First page"), None);
+    b.page(
+        b"BT /F2 14 Tf 72 720 Td <93FA967B8CEA836583588367> Tj ET".to_vec(),
+        None,
+    );
+    b.page(text_content("Third page"), None);
+    b.finish(true)
+}
+
+/// A PDF whose page shows its lines with the `'` and `"` operators (pdf-extract ignores
+/// both): "Quoted lines", "shown with", "both operators".
+#[must_use]
+pub fn quote_operators_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    b.page(
+        b"BT /F1 12 Tf 14 TL 72 720 Td (Quoted lines) Tj (shown with) ' 1 0 (both operators) \" ET"
+            .to_vec(),
+        None,
+    );
+    b.finish(true)
+}
+
+/// A PDF of two pages: the first reads cleanly; the second has stray tokens before its text
+/// and an unterminated inline image after it, so that its content does not parse as a
+/// whole: "Clean first page", "Readable despite garbage".
+#[must_use]
+pub fn partly_parsing_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    b.page(text_content("Clean first page"), None);
+    b.page(
+        b"q ]] >> } BT /F1 12 Tf 72 700 Td (Readable despite garbage) Tj ET BI /W 4 /H 4 /BPC 8 /CS /G ID \x00\xff\x12( "
+            .to_vec(),
+        None,
+    );
+    b.finish(false)
+}
+
+/// A PDF whose font maps codes to the Unicode ligatures `ﬁ` and `ﬂ` (as TeX and InDesign
+/// output does): "ﬁnal ﬂow" on the page, "final flow" once extracted.
+#[must_use]
+pub fn ligature_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let cmap = b.doc.add_object(Stream::new(
+        Dictionary::new(),
+        b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /L def \
+1 begincodespacerange <00> <FF> endcodespacerange 7 beginbfchar <41> <FB01> <42> <FB02> \
+<43> <006E> <44> <0061> <45> <006C> <46> <006F> <47> <0077> endbfchar \
+1 beginbfchar <20> <0020> endbfchar endcmap CMapName currentdict /CMap defineresource pop end end"
+            .to_vec(),
+    ));
+    let font = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Ligatures",
+        "FirstChar" => 32,
+        "LastChar" => 71,
+        "Widths" => vec![250.into(); 40],
+        "ToUnicode" => cmap,
+    });
+    b.extra_fonts.set("F2", font);
+    b.page(b"BT /F2 12 Tf 72 720 Td (ACDE BFG) Tj ET".to_vec(), None);
+    b.finish(false)
+}
+
+/// A PDF whose font renames codes with `/Differences` to code-point glyph names
+/// (`/uni0048 /uni0069`: "H", "i"), leaving the others to the standard encoding: "Hi there".
+#[must_use]
+pub fn code_point_names_pdf() -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let font = b.doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Helvetica",
+        "Encoding" => dictionary! {
+            "Type" => "Encoding",
+            "Differences" => vec![1.into(), Object::Name(b"uni0048".to_vec()), Object::Name(b"uni0069".to_vec())],
+        },
+    });
+    b.extra_fonts.set("F2", font);
+    b.page(
+        b"BT /F2 12 Tf 72 720 Td <0102> Tj ( there) Tj ET".to_vec(),
+        None,
+    );
+    b.finish(false)
+}
+
 /// A PDF whose page content inflates to 1 GiB of spaces (about 1 MB on disk): reading it
 /// needs the memory, so a memory limit stops it.
 #[must_use]

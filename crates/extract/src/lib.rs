@@ -171,10 +171,11 @@ pub(crate) fn clean(s: &str) -> String {
     out
 }
 
-/// [`clean`], then: trailing spaces cut from each line, at most one blank line in a row, and
-/// no blank lines at either end.
+/// [`clean`], then: ligature glyphs spelled out (`ﬁ` as `fi`, so that "ﬁnal" is found by
+/// "final"), trailing spaces cut from each line, at most one blank line in a row, and no blank
+/// lines at either end.
 pub(crate) fn clean_pdf_page(s: &str) -> String {
-    let cleaned = clean(s);
+    let cleaned = unligate(&clean(s));
     let mut out = String::with_capacity(cleaned.len());
     let mut blank_run = 0;
     for line in cleaned.split('\n') {
@@ -192,6 +193,26 @@ pub(crate) fn clean_pdf_page(s: &str) -> String {
     out
 }
 
+/// The Latin ligatures of Unicode's Alphabetic Presentation Forms (U+FB00–FB06), spelled out.
+fn unligate(s: &str) -> String {
+    if !s.chars().any(|c| ('\u{fb00}'..='\u{fb06}').contains(&c)) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\u{fb00}' => out.push_str("ff"),
+            '\u{fb01}' => out.push_str("fi"),
+            '\u{fb02}' => out.push_str("fl"),
+            '\u{fb03}' => out.push_str("ffi"),
+            '\u{fb04}' => out.push_str("ffl"),
+            '\u{fb05}' | '\u{fb06}' => out.push_str("st"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +223,14 @@ mod tests {
         assert_eq!(
             clean_pdf_page("\n\n  a  \n\n\n\nb\n c \n\n"),
             "  a\n\nb\n c"
+        );
+    }
+
+    #[test]
+    fn pdf_ligatures_are_spelled_out() {
+        assert_eq!(
+            clean_pdf_page("\u{fb01}nal e\u{fb00}ort \u{fb03}ce \u{fb02}u \u{fb04} \u{fb06}"),
+            "final effort ffice flu ffl st"
         );
     }
 

@@ -261,11 +261,18 @@ pub struct ProviderSettings {
     pub down_for_ms: u64,
 }
 
+/// The cores this process may use (1 when unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Uploads, extraction and the ingestion workers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentSettings {
     /// Ingestion workers inside `serve` (0: none; run `quire worker` processes instead).
+    /// Default: the cores plus one, so that one organization (capped at `workers - 1` by
+    /// default) keeps every core busy.
     pub workers: usize,
     /// Largest upload, in bytes (25 MiB).
     pub max_file_bytes: u64,
@@ -285,7 +292,7 @@ pub struct DocumentSettings {
     pub extract_timeout_secs: u64,
     /// Address-space limit of an extraction process, in MiB.
     pub extract_memory_mib: u64,
-    /// Extractions at once per process.
+    /// Extractions at once per process. Default: the cores, at least 2.
     pub max_concurrent_extractions: usize,
     /// How long a worker holds a job between heartbeats, in seconds.
     pub lease_secs: u64,
@@ -620,7 +627,7 @@ impl Default for Settings {
                 export_ttl_secs: 86_400,
             },
             documents: DocumentSettings {
-                workers: 2,
+                workers: cores() + 1,
                 max_file_bytes: 25 * 1024 * 1024,
                 max_pages: 500,
                 max_text_chars: 20_000_000,
@@ -629,7 +636,7 @@ impl Default for Settings {
                 isolation: Isolation::Process,
                 extract_timeout_secs: 60,
                 extract_memory_mib: 1_024,
-                max_concurrent_extractions: 2,
+                max_concurrent_extractions: cores().max(2),
                 lease_secs: 120,
                 max_attempts: 5,
                 retry_base_secs: 5,

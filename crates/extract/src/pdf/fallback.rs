@@ -375,7 +375,8 @@ impl<'a> Fallback<'a> {
 }
 
 /// The operations of a content stream. A stream with one bad token fails to parse as a
-/// whole; then what parses is taken, line by line.
+/// whole; then what parses is taken, line by line, and of a line that does not parse, each
+/// text object (`BT` … `ET`) that does.
 fn parse(data: &[u8], walk: &mut Walk) -> Rc<[Operation]> {
     walk.content_bytes += data.len();
     if walk.content_bytes > MAX_CONTENT_BYTES {
@@ -385,10 +386,38 @@ fn parse(data: &[u8], walk: &mut Walk) -> Rc<[Operation]> {
         Ok(content) => content.operations.into(),
         Err(_) => data
             .split(|b| matches!(b, b'\n' | b'\r'))
-            .filter_map(|line| Content::decode(line).ok())
-            .flat_map(|c| c.operations)
+            .flat_map(|line| match Content::decode_strict(line) {
+                Ok(content) => content.operations,
+                Err(_) => text_objects(line)
+                    .filter_map(|object| Content::decode_strict(object).ok())
+                    .flat_map(|c| c.operations)
+                    .collect(),
+            })
             .collect(),
     }
+}
+
+/// The `BT` … `ET` spans of `data`, found by their operator tokens.
+fn text_objects(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let begin = from + token(&data[from..], b"BT")?;
+        let end = begin + 2 + token(&data[begin + 2..], b"ET")? + 2;
+        from = end;
+        Some(&data[begin..end])
+    })
+}
+
+/// Where the two-letter operator `op` first stands alone in `data`.
+fn token(data: &[u8], op: &[u8; 2]) -> Option<usize> {
+    let delimiter =
+        |b: Option<&u8>| b.is_none_or(|b| b.is_ascii_whitespace() || b"()<>[]{}/%".contains(b));
+    data.windows(2).enumerate().find_map(|(i, w)| {
+        (w == op
+            && delimiter(i.checked_sub(1).and_then(|j| data.get(j)))
+            && delimiter(data.get(i + 2)))
+        .then_some(i)
+    })
 }
 
 /// The text of a page as it is shown, line by line.
@@ -460,6 +489,19 @@ mod tests {
         });
         let text = Fallback::new(&doc).page_text(page);
         assert!(text.starts_with("deep"), "{text:?}");
+    }
+
+    #[test]
+    fn text_objects_of_a_line_that_does_not_parse_are_read() {
+        let mut walk = Walk::default();
+        let ops = parse(
+            b"q ]] >> } BT /F1 12 Tf (Hello) Tj ET BI /W 4 ID \x00\xff( BT (world) Tj ET (",
+            &mut walk,
+        );
+        let shown: Vec<&str> = ops.iter().map(|o| o.operator.as_str()).collect();
+        assert_eq!(shown, ["BT", "Tf", "Tj", "ET", "BT", "Tj", "ET"]);
+        assert_eq!(token(b"BTX BT", b"BT"), Some(4));
+        assert_eq!(token(b"(ABT) ET", b"ET"), Some(6));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! PDF: lopdf loads the file (mending a broken cross-reference table), checks encryption and
-//! the page count; pdf-extract reads each page, and a page it fails or panics on is read again
-//! by the lopdf-based [`fallback`].
+//! the page count; pdf-extract reads each page (after [`quotes`] spelled out the operators it
+//! ignores), and a page it fails, panics or finds no text on is read again by the lopdf-based
+//! [`fallback`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -10,6 +11,8 @@ use lopdf::{Document, Object, ObjectId};
 mod fallback;
 mod filters;
 mod mend;
+mod names;
+mod quotes;
 
 /// The pages and title of a PDF, each page's text cleaned and trimmed.
 #[derive(Debug)]
@@ -22,6 +25,8 @@ pub(crate) struct PdfText {
 pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfText, ExtractError> {
     let (mut doc, mended) = load(bytes)?;
     filters::normalize(&mut doc);
+    names::map_code_point_names(&mut doc);
+    quotes::spell_out(&mut doc, limits.max_pages);
     let text = read_pages(&doc, limits)?;
     if mended || text.pages.iter().any(|p| !p.is_empty()) {
         return Ok(text);
@@ -33,6 +38,8 @@ pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfTex
         && !again.is_encrypted()
     {
         filters::normalize(&mut again);
+        names::map_code_point_names(&mut again);
+        quotes::spell_out(&mut again, limits.max_pages);
         if let Ok(second) = read_pages(&again, limits)
             && second.pages.iter().any(|p| !p.is_empty())
         {
@@ -42,8 +49,9 @@ pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfTex
     Ok(text)
 }
 
-/// The text of every page: pdf-extract first, the fallback for what it fails or panics on,
-/// and the fallback again on every page when pdf-extract found no text at all.
+/// The text of every page: pdf-extract first, the fallback for a page it fails, panics or
+/// finds no text on (a content stream lopdf parses only in part gives pdf-extract nothing,
+/// and the fallback still reads what parses).
 fn read_pages(doc: &Document, limits: &ExtractLimits) -> Result<PdfText, ExtractError> {
     let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
     let count = u32::try_from(pages.len()).unwrap_or(u32::MAX);
@@ -59,30 +67,18 @@ fn read_pages(doc: &Document, limits: &ExtractLimits) -> Result<PdfText, Extract
 
     let mut fallback = fallback::Fallback::new(doc);
     let mut texts = Vec::with_capacity(pages.len());
-    let mut read_by_fallback = vec![false; pages.len()];
     let mut chars: u64 = 0;
     for (i, &page_id) in pages.iter().enumerate() {
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let text = match primary(doc, number) {
-            Some(text) => text,
-            None => {
-                read_by_fallback[i] = true;
-                fallback.page_text(page_id)
-            }
+        let text = match primary(doc, number).map(|t| crate::clean_pdf_page(&t)) {
+            Some(text) if !text.is_empty() => text,
+            _ => crate::clean_pdf_page(&fallback.page_text(page_id)),
         };
-        let text = crate::clean_pdf_page(&text);
         chars += u64::try_from(text.chars().count()).unwrap_or(u64::MAX) + 2;
         if chars > limits.max_chars.saturating_add(2) {
             return Err(crate::too_many_chars(limits));
         }
         texts.push(text);
-    }
-    if texts.iter().all(String::is_empty) {
-        for (i, &page_id) in pages.iter().enumerate() {
-            if !read_by_fallback[i] {
-                texts[i] = crate::clean_pdf_page(&fallback.page_text(page_id));
-            }
-        }
     }
     Ok(PdfText {
         title: info_title(doc),
