@@ -29,6 +29,8 @@ pub struct NewCollection {
     pub chunking: Option<ChunkingSettings>,
     /// Embedding model; the configured default when absent.
     pub embedding_model: Option<String>,
+    /// Results to rerank; `None`: off.
+    pub rerank_top_n: Option<u32>,
 }
 
 /// Changes to a collection, as a client asks for them: absent fields stay.
@@ -42,6 +44,8 @@ pub struct CollectionChange {
     pub chunking: Option<ChunkingChange>,
     /// New embedding model (`Some(None)`: back to the default).
     pub embedding_model: Option<Option<String>>,
+    /// New reranking (`Some(None)`: off).
+    pub rerank_top_n: Option<Option<u32>>,
 }
 
 impl Collections {
@@ -66,11 +70,12 @@ impl Collections {
             Some(m) => self.ports.indexer.check_model(m),
             None => Ok(()),
         };
-        let (name, description) = match (name, description, model) {
-            (Ok(n), Ok(d), Ok(())) => (n, d),
-            (n, d, m) => {
+        let rerank = crate::model::check_rerank_top_n(new.rerank_top_n);
+        let (name, description) = match (name, description, model, rerank) {
+            (Ok(n), Ok(d), Ok(()), Ok(())) => (n, d),
+            (n, d, m, r) => {
                 let mut errors = Vec::new();
-                for e in [n.err(), d.err(), m.err()].into_iter().flatten() {
+                for e in [n.err(), d.err(), m.err(), r.err()].into_iter().flatten() {
                     errors.extend(e.0);
                 }
                 return Err(InvalidInput(errors).into());
@@ -87,6 +92,7 @@ impl Collections {
                 description,
                 chunking: new.chunking.unwrap_or_default(),
                 embedding_model: new.embedding_model,
+                rerank_top_n: new.rerank_top_n,
                 created_at: now,
                 updated_at: now,
             })
@@ -152,6 +158,9 @@ impl Collections {
             },
             None => None,
         };
+        if let Some(Err(e)) = change.rerank_top_n.map(crate::model::check_rerank_top_n) {
+            errors.extend(e.0);
+        }
         if !errors.is_empty() {
             return Err(InvalidInput(errors).into());
         }
@@ -164,6 +173,7 @@ impl Collections {
             description,
             chunking,
             embedding_model: change.embedding_model,
+            rerank_top_n: change.rerank_top_n,
         };
         if let Some(Some(model)) = &patch.embedding_model {
             self.ports.indexer.check_model(model)?;

@@ -42,6 +42,7 @@ fn to_domain(m: Model) -> Result<Collection, StoreError> {
         description: m.description,
         chunking,
         embedding_model: m.embedding_model,
+        rerank_top_n: m.rerank_top_n.map(|n| fit(n, "rerank_top_n")).transpose()?,
         created_at: m.created_at,
         updated_at: m.updated_at,
     })
@@ -60,6 +61,7 @@ impl CollectionRepository for SqlStore {
                 chunk_overlap: fit(c.chunking.overlap(), "chunk_overlap")?,
                 tokenizer: c.chunking.tokenizer().as_str().to_owned(),
                 embedding_model: c.embedding_model,
+                rerank_top_n: c.rerank_top_n.map(|n| fit(n, "rerank_top_n")).transpose()?,
                 created_at: utc_micros(c.created_at),
                 updated_at: utc_micros(c.updated_at),
             };
@@ -144,6 +146,10 @@ impl CollectionRepository for SqlStore {
             }
             if let Some(model) = patch.embedding_model {
                 update = update.col_expr(Column::EmbeddingModel, Expr::value(model));
+            }
+            if let Some(n) = patch.rerank_top_n {
+                let n: Option<i32> = n.map(|n| fit(n, "rerank_top_n")).transpose()?;
+                update = update.col_expr(Column::RerankTopN, Expr::value(n));
             }
             let changed = update
                 .exec(&self.db)

@@ -596,6 +596,7 @@ async fn an_upload_becomes_ready_and_its_copy_is_a_duplicate() {
                 description: None,
                 chunking: Some(small),
                 embedding_model: None,
+                rerank_top_n: None,
             },
         )
         .await

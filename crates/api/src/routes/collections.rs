@@ -34,6 +34,8 @@ pub struct CollectionDto {
     chunking: ChunkingDto,
     /// The embedding model of its vectors; `null`: the deployment's default.
     embedding_model: Option<String>,
+    /// How many of a search's first results are reranked; `null`: no reranking.
+    rerank_top_n: Option<u32>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -50,6 +52,7 @@ impl From<Collection> for CollectionDto {
             description: c.description,
             chunking: ChunkingDto::from_domain(c.chunking),
             embedding_model: c.embedding_model,
+            rerank_top_n: c.rerank_top_n,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -68,6 +71,9 @@ pub struct CreateCollection {
     chunking: Option<ChunkingDto>,
     /// An embedding model of this deployment; default: the deployment's default.
     embedding_model: Option<String>,
+    /// Rerank the first N results of its searches (1 to 150; needs `rerank.base_url`);
+    /// default `null`: off.
+    rerank_top_n: Option<u32>,
 }
 
 /// Creates a collection (admin).
@@ -103,6 +109,7 @@ async fn create_collection(
                 description: body.description,
                 chunking,
                 embedding_model: body.embedding_model,
+                rerank_top_n: body.rerank_top_n,
             },
         )
         .await?;
@@ -164,6 +171,10 @@ pub struct PatchCollection {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     embedding_model: Option<Option<String>>,
+    /// Rerank the first N results of its searches (1 to 150); `null` turns reranking off.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    rerank_top_n: Option<Option<u32>>,
 }
 
 /// Changes a collection (admin).
@@ -197,6 +208,7 @@ async fn update_collection(
                 description: body.description,
                 chunking: body.chunking.map(ChunkingDto::into_domain),
                 embedding_model: body.embedding_model,
+                rerank_top_n: body.rerank_top_n,
             },
         )
         .await?;

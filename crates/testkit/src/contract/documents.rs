@@ -109,6 +109,7 @@ pub fn collection(tenant: TenantId, name: &str, at: OffsetDateTime) -> Collectio
         description: Some(format!("about {name}")),
         chunking: ChunkingSettings::default(),
         embedding_model: None,
+        rerank_top_n: None,
         created_at: at,
         updated_at: at,
     }
@@ -244,6 +245,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
                 description: Some(None),
                 chunking: Some(chunking),
                 embedding_model: None,
+                rerank_top_n: Some(Some(20)),
             },
             later,
         )
@@ -253,6 +255,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
     assert_eq!(updated.name.as_str(), "Staff handbook");
     assert_eq!(updated.description, None, "Some(None) clears");
     assert_eq!(updated.chunking, chunking);
+    assert_eq!(updated.rerank_top_n, Some(20));
     assert_eq!(updated.updated_at, later);
     assert_eq!(updated.created_at, made[0].created_at);
     assert_eq!(
