@@ -12,6 +12,9 @@ use crate::model::Candidate;
 pub const RRF_K: f32 = 60.0;
 /// Largest weight of a leg.
 pub const MAX_FUSION_WEIGHT: f32 = 100.0;
+/// `minmax`'s lowest score: a chunk found by a leg scores above 0 even when it is last in every
+/// list it is in (the sum is mapped onto `FLOOR..=1`, which keeps its order).
+const MINMAX_FLOOR: f32 = 0.01;
 
 /// How the two rankings are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,7 +23,8 @@ pub enum FusionMethod {
     #[default]
     Rrf,
     /// Weighted sum of each list's scores scaled to 0..1 by that list's minimum and maximum
-    /// (a chunk absent from a list gets 0 from it).
+    /// (a chunk absent from a list gets 0 from it), mapped onto 0.01..1 so that every result
+    /// scores above 0.
     MinMax,
 }
 
@@ -150,7 +154,10 @@ impl Fusion {
             .into_iter()
             .map(|(chunk_id, s)| Candidate {
                 chunk_id,
-                score: s / best,
+                score: match self.method {
+                    FusionMethod::Rrf => s / best,
+                    FusionMethod::MinMax => MINMAX_FLOOR + (1.0 - MINMAX_FLOOR) * s / best,
+                },
             })
             .collect();
         crate::search::sort_candidates(&mut fused);
@@ -239,6 +246,17 @@ mod tests {
                 "{method:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_minmax_score_is_in_0_to_1_and_above_0() {
+        let (a, b, d) = (c(0.9), c(0.5), c(0.1));
+        let fused = Fusion::new(FusionMethod::MinMax, 1.5, 1.0, "f")
+            .expect("valid")
+            .fuse(&[a, b, d], &[Candidate { score: 7.0, ..a }, Candidate { score: 2.0, ..d }]);
+        assert_eq!(fused[0].chunk_id, a.chunk_id);
+        assert!((fused[0].score - 1.0).abs() < 1e-6, "first in both: 1.0");
+        assert!(fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0), "{fused:?}");
     }
 
     #[test]
