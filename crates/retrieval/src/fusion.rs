@@ -253,10 +253,16 @@ mod tests {
         let (a, b, d) = (c(0.9), c(0.5), c(0.1));
         let fused = Fusion::new(FusionMethod::MinMax, 1.5, 1.0, "f")
             .expect("valid")
-            .fuse(&[a, b, d], &[Candidate { score: 7.0, ..a }, Candidate { score: 2.0, ..d }]);
+            .fuse(
+                &[a, b, d],
+                &[Candidate { score: 7.0, ..a }, Candidate { score: 2.0, ..d }],
+            );
         assert_eq!(fused[0].chunk_id, a.chunk_id);
         assert!((fused[0].score - 1.0).abs() < 1e-6, "first in both: 1.0");
-        assert!(fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0), "{fused:?}");
+        assert!(
+            fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0),
+            "{fused:?}"
+        );
     }
 
     #[test]
