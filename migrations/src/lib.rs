@@ -36,7 +36,7 @@ mod m20261207_000024_row_level_security;
 mod m20261207_000025_export_expiry;
 mod m20261207_000026_access_trail;
 mod m20261207_000027_retention;
-mod m20261207_000028_evaluations;
+mod m20261207_000029_evaluations;
 mod stored_times;
 
 pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
@@ -76,7 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000025_export_expiry::Migration),
             Box::new(m20261207_000026_access_trail::Migration),
             Box::new(m20261207_000027_retention::Migration),
-            Box::new(m20261207_000028_evaluations::Migration),
+            Box::new(m20261207_000029_evaluations::Migration),
         ]
     }
 }

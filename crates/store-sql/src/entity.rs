@@ -268,7 +268,7 @@ pub mod collection {
         pub chunk_overlap: i32,
         pub tokenizer: String,
         pub embedding_model: Option<String>,
-        /// Added by migration 28; archives from before it have none.
+        /// Added by migration 29; archives from before it have none.
         #[serde(default)]
         pub rerank_top_n: Option<i32>,
         pub created_at: TimeDateTimeWithTimeZone,
