@@ -339,6 +339,19 @@ pub fn document_ports(
         timeout: Duration::from_secs(d.extract_timeout_secs),
         memory_limit_bytes: d.extract_memory_mib * 1024 * 1024,
         max_concurrent: d.max_concurrent_extractions,
+        ocr: d.ocr.enabled.then(|| {
+            extract::OcrConfig {
+                pdftoppm: d.ocr.pdftoppm.clone(),
+                tesseract: d.ocr.tesseract.clone(),
+                tessdata: d.ocr.tessdata.clone(),
+                languages: d.ocr.languages.clone(),
+                page_timeout_secs: d.ocr.page_timeout_secs,
+                max_pages: d.ocr.max_pages,
+                dpi: d.ocr.dpi,
+                max_side_px: d.ocr.max_side_px,
+            }
+            .resolved()
+        }),
     };
     let extractor: Arc<dyn documents::Extractor> = match d.isolation {
         settings::Isolation::Thread => Arc::new(extract::ThreadExtractor::new(config)),

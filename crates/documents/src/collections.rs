@@ -8,7 +8,7 @@ use kernel::{ClientInfo, InvalidInput, Page, PageRequest, TenantContext};
 use crate::error::DocumentsError;
 use crate::model::{
     ChunkingChange, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
-    CollectionStats, parse_description,
+    CollectionStats, OcrLanguages, parse_description,
 };
 use crate::ports::{CollectionPorts, actor, remove_blob};
 
@@ -29,6 +29,8 @@ pub struct NewCollection {
     pub chunking: Option<ChunkingSettings>,
     /// Embedding model; the configured default when absent.
     pub embedding_model: Option<String>,
+    /// OCR languages (Tesseract codes); the configured default when absent.
+    pub ocr_languages: Option<Vec<String>>,
     /// Results to rerank; `None`: off.
     pub rerank_top_n: Option<u32>,
 }
@@ -44,6 +46,8 @@ pub struct CollectionChange {
     pub chunking: Option<ChunkingChange>,
     /// New embedding model (`Some(None)`: back to the default).
     pub embedding_model: Option<Option<String>>,
+    /// New OCR languages (`Some(None)`: back to the default).
+    pub ocr_languages: Option<Option<Vec<String>>>,
     /// New reranking (`Some(None)`: off).
     pub rerank_top_n: Option<Option<u32>>,
 }
@@ -71,16 +75,25 @@ impl Collections {
             None => Ok(()),
         };
         let rerank = crate::model::check_rerank_top_n(new.rerank_top_n);
-        let (name, description) = match (name, description, model, rerank) {
-            (Ok(n), Ok(d), Ok(()), Ok(())) => (n, d),
-            (n, d, m, r) => {
-                let mut errors = Vec::new();
-                for e in [n.err(), d.err(), m.err(), r.err()].into_iter().flatten() {
-                    errors.extend(e.0);
+        let ocr_languages = new
+            .ocr_languages
+            .as_deref()
+            .map(OcrLanguages::new)
+            .transpose();
+        let (name, description, ocr_languages) =
+            match (name, description, model, rerank, ocr_languages) {
+                (Ok(n), Ok(d), Ok(()), Ok(()), Ok(o)) => (n, d, o),
+                (n, d, m, r, o) => {
+                    let mut errors = Vec::new();
+                    for e in [n.err(), d.err(), m.err(), r.err(), o.err()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        errors.extend(e.0);
+                    }
+                    return Err(InvalidInput(errors).into());
                 }
-                return Err(InvalidInput(errors).into());
-            }
-        };
+            };
         let now = self.ports.clock.now();
         Ok(self
             .ports
@@ -92,6 +105,7 @@ impl Collections {
                 description,
                 chunking: new.chunking.unwrap_or_default(),
                 embedding_model: new.embedding_model,
+                ocr_languages,
                 rerank_top_n: new.rerank_top_n,
                 created_at: now,
                 updated_at: now,
@@ -158,6 +172,17 @@ impl Collections {
             },
             None => None,
         };
+        let ocr_languages = match change.ocr_languages {
+            Some(Some(codes)) => match OcrLanguages::new(&codes) {
+                Ok(o) => Some(Some(o)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+            Some(None) => Some(None),
+            None => None,
+        };
         if let Some(Err(e)) = change.rerank_top_n.map(crate::model::check_rerank_top_n) {
             errors.extend(e.0);
         }
@@ -173,6 +198,7 @@ impl Collections {
             description,
             chunking,
             embedding_model: change.embedding_model,
+            ocr_languages,
             rerank_top_n: change.rerank_top_n,
         };
         if let Some(Some(model)) = &patch.embedding_model {

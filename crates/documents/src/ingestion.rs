@@ -386,10 +386,22 @@ impl Ingestion {
                 )));
             }
         };
+        let collection = match document.collection_id {
+            Some(c) => Some(
+                self.ports
+                    .collections
+                    .find(job.tenant_id, c)
+                    .await
+                    .map_err(|e| Step::storage(&e))?
+                    .ok_or(Step::Canceled)?,
+            ),
+            None => None,
+        };
+        let ocr_languages = collection.as_ref().and_then(|c| c.ocr_languages.clone());
         let text = match self
             .ports
             .extractor
-            .extract(document.format, bytes, self.limits.extract)
+            .extract(document.format, bytes, self.limits.extract, ocr_languages)
             .await
         {
             Ok(t) => t,
@@ -407,19 +419,9 @@ impl Ingestion {
             }
         };
         self.heartbeat(claim, Stage::Chunking, 0.0).await?;
-        let settings = match document.collection_id {
-            Some(c) => {
-                self.ports
-                    .collections
-                    .find(job.tenant_id, c)
-                    .await
-                    .map_err(|e| Step::storage(&e))?
-                    .ok_or(Step::Canceled)?
-                    .chunking
-            }
-            None => ChunkingSettings::default(),
-        };
+        let settings = collection.map_or_else(ChunkingSettings::default, |c| c.chunking);
         let pages = text.pages();
+        let ocr_pages = u32::try_from(text.ocr_pages.len()).unwrap_or(u32::MAX);
         let chunks = self
             .ports
             .chunker
@@ -457,6 +459,7 @@ impl Ingestion {
                     claim,
                     Ingested {
                         pages,
+                        ocr_pages,
                         chunks: chunks.clone(),
                     },
                     self.ports.clock.now(),

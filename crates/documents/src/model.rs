@@ -306,6 +306,80 @@ pub fn parse_description(s: Option<&str>) -> Result<Option<String>, InvalidInput
     }
 }
 
+/// The languages OCR reads scanned pages in: 1 to 8 Tesseract language codes (`eng`, `deu`,
+/// `chi_sim`, `srp_latn`...), each 3 lower-case letters followed by at most two `_` parts of
+/// 3 to 4 lower-case letters. Nothing else passes, so a value can never be read as an option or
+/// a path by the OCR tool (which is never started through a shell anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OcrLanguages(Vec<String>);
+
+impl OcrLanguages {
+    /// Most languages at once.
+    pub const MAX: usize = 8;
+
+    /// Validated languages, in the order given, duplicates removed.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] naming `ocr_languages`.
+    pub fn new<S: AsRef<str>>(codes: &[S]) -> Result<Self, InvalidInput> {
+        let bad = |m: String| InvalidInput::field("ocr_languages", m);
+        if codes.is_empty() {
+            return Err(bad("must name at least one language".into()));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(codes.len());
+        for code in codes {
+            let code = code.as_ref();
+            if !Self::is_code(code) {
+                return Err(bad(format!(
+                    "{:?} is not a language code (three lower-case letters such as eng, deu or chi_sim)",
+                    code.chars().take(32).collect::<String>()
+                )));
+            }
+            if !out.iter().any(|c| c == code) {
+                out.push(code.to_owned());
+            }
+        }
+        if out.len() > Self::MAX {
+            return Err(bad(format!("must name at most {} languages", Self::MAX)));
+        }
+        Ok(Self(out))
+    }
+
+    /// Parses Tesseract's form, `eng+deu` (as stored).
+    ///
+    /// # Errors
+    /// [`InvalidInput`] when a code is not valid.
+    pub fn parse_joined(s: &str) -> Result<Self, InvalidInput> {
+        Self::new(&s.split('+').collect::<Vec<_>>())
+    }
+
+    /// Whether `code` is one language code of the allowed shape.
+    #[must_use]
+    pub fn is_code(code: &str) -> bool {
+        let mut parts = code.split('_');
+        let lower = |p: &str, min: usize, max: usize| {
+            (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase())
+        };
+        let Some(first) = parts.next() else {
+            return false;
+        };
+        let rest: Vec<&str> = parts.collect();
+        lower(first, 3, 3) && rest.len() <= 2 && rest.iter().all(|p| lower(p, 3, 4))
+    }
+
+    /// The codes.
+    #[must_use]
+    pub fn codes(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Tesseract's form: the codes joined with `+`.
+    #[must_use]
+    pub fn joined(&self) -> String {
+        self.0.join("+")
+    }
+}
+
 /// A knowledge base: a named set of documents with its chunking settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collection {
@@ -321,6 +395,8 @@ pub struct Collection {
     pub chunking: ChunkingSettings,
     /// The embedding model of its vectors; `None`: the configured default.
     pub embedding_model: Option<String>,
+    /// The languages OCR reads its scanned pages in; `None`: the configured default.
+    pub ocr_languages: Option<OcrLanguages>,
     /// How many of a search's first results are reranked (1 to [`MAX_RERANK_TOP_N`]);
     /// `None`: no reranking.
     pub rerank_top_n: Option<u32>,
@@ -359,6 +435,9 @@ pub struct CollectionPatch {
     /// New embedding model (`Some(None)`: back to the default); the collection re-embeds in
     /// the background and search cuts over when it is done.
     pub embedding_model: Option<Option<String>>,
+    /// New OCR languages (`Some(None)`: back to the default); apply to documents ingested or
+    /// reindexed afterwards.
+    pub ocr_languages: Option<Option<OcrLanguages>>,
     /// New reranking (`Some(None)`: off).
     pub rerank_top_n: Option<Option<u32>>,
 }
@@ -478,6 +557,8 @@ pub struct Document {
     pub content_hash: String,
     /// Pages (PDF), once extracted.
     pub pages: Option<u32>,
+    /// Pages read by OCR (scanned pages without a text layer), once extracted.
+    pub ocr_pages: u32,
     /// Where it is in its life.
     pub status: DocumentStatus,
     /// 0..1 through the current job's stages.
@@ -528,6 +609,8 @@ pub struct Chunk {
     pub start: u64,
     /// End (exclusive), in characters of the extracted text.
     pub end: u64,
+    /// Some of its text was read by OCR from a scanned page.
+    pub ocr: bool,
 }
 
 /// A chunk as the chunker makes it, before it is stored.
@@ -535,7 +618,8 @@ pub struct Chunk {
 pub struct ChunkDraft {
     /// Position in the document, from 0.
     pub ordinal: u32,
-    /// The text (exactly `text[start..end]` of the extracted text, in characters).
+    /// The text: the characters `text[start..end]` of the extracted text, preceded, when the
+    /// span continues a table past its header row, by that header row and a line break.
     pub text: String,
     /// Tokens.
     pub tokens: u32,
@@ -545,6 +629,8 @@ pub struct ChunkDraft {
     pub start: u64,
     /// End (exclusive), in characters.
     pub end: u64,
+    /// Some of its span lies on a page read by OCR.
+    pub ocr: bool,
 }
 
 /// A chunk with the id it is stored (and indexed) under.
@@ -580,6 +666,23 @@ pub struct ExtractedText {
     pub page_starts: Vec<u64>,
     /// The document's title, when the format has one (HTML `<title>`, DOCX core properties).
     pub title: Option<String>,
+    /// The pages (from 1, ascending) whose text was read by OCR.
+    pub ocr_pages: Vec<u32>,
+    /// The tables in `text`, in order, not overlapping.
+    pub tables: Vec<TableSpan>,
+}
+
+/// Where a table is in the extracted text (characters): its header row is
+/// `text[start..header_end]` (one line), its rows follow up to `end`. The chunker repeats the
+/// header at the top of every chunk that starts inside the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpan {
+    /// First character of the header row.
+    pub start: u64,
+    /// End (exclusive) of the header row.
+    pub header_end: u64,
+    /// End (exclusive) of the last row.
+    pub end: u64,
 }
 
 impl ExtractedText {
@@ -588,6 +691,18 @@ impl ExtractedText {
     pub fn pages(&self) -> Option<u32> {
         (!self.page_starts.is_empty())
             .then(|| u32::try_from(self.page_starts.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Whether any of the characters `start..end` lies on a page read by OCR.
+    #[must_use]
+    pub fn ocr_within(&self, start: u64, end: u64) -> bool {
+        if self.ocr_pages.is_empty() || end <= start {
+            return false;
+        }
+        let (Some(first), Some(last)) = (self.page_at(start), self.page_at(end - 1)) else {
+            return false;
+        };
+        self.ocr_pages.iter().any(|p| (first..=last).contains(p))
     }
 
     /// The page (from 1) holding character offset `at`, for paged formats.
@@ -858,6 +973,8 @@ mod tests {
             text: "aaa\n\nbbb\n\nccc".into(),
             page_starts: vec![0, 5, 10],
             title: None,
+            ocr_pages: Vec::new(),
+            tables: Vec::new(),
         };
         assert_eq!(t.pages(), Some(3));
         assert_eq!(t.page_at(0), Some(1));
@@ -891,5 +1008,59 @@ mod tests {
         for &s in DocumentStatus::ALL {
             assert_eq!(s.as_str().parse::<DocumentStatus>(), Ok(s));
         }
+    }
+    #[test]
+    fn ocr_languages_are_tesseract_codes_only() {
+        let ok = OcrLanguages::new(&["eng", "deu", "chi_sim", "srp_latn", "chi_sim_vert", "eng"])
+            .expect("valid");
+        assert_eq!(ok.joined(), "eng+deu+chi_sim+srp_latn+chi_sim_vert");
+        assert_eq!(
+            OcrLanguages::parse_joined("eng+deu")
+                .expect("valid")
+                .codes(),
+            ["eng", "deu"]
+        );
+        for bad in [
+            "eng;rm -rf /",
+            "eng deu",
+            "eng+deu",
+            "$(id)",
+            "-l",
+            "--psm",
+            "../eng",
+            "/usr/share/x",
+            "ENG",
+            "en",
+            "engl",
+            "eng_",
+            "eng_s",
+            "eng_abc_def_ghi",
+            "",
+            "e\u{301}ng",
+        ] {
+            let e = OcrLanguages::new(&[bad]).expect_err(bad);
+            assert_eq!(e.0[0].field, "ocr_languages", "{bad}");
+        }
+        assert!(OcrLanguages::new::<&str>(&[]).is_err());
+        let nine = [
+            "aaa", "bbb", "ccc", "ddd", "eee", "fff", "ggg", "hhh", "iii",
+        ];
+        assert!(OcrLanguages::new(&nine).is_err());
+        assert!(OcrLanguages::new(&nine[..8]).is_ok());
+    }
+
+    #[test]
+    fn ocr_marks_follow_pages() {
+        let t = ExtractedText {
+            text: "aaa\n\nbbb\n\nccc".into(),
+            page_starts: vec![0, 5, 10],
+            ocr_pages: vec![2],
+            ..ExtractedText::default()
+        };
+        assert!(!t.ocr_within(0, 3));
+        assert!(t.ocr_within(0, 6));
+        assert!(t.ocr_within(5, 8));
+        assert!(!t.ocr_within(10, 13));
+        assert!(!t.ocr_within(6, 6));
     }
 }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId, CollectionPatch,
     CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits, ExtractedText, Format,
-    Job, JobFilter, JobId, JobStatus, NewChunk, Stage,
+    Job, JobFilter, JobId, JobStatus, NewChunk, OcrLanguages, Stage,
 };
 use crate::recent::RecentLists;
 
@@ -169,6 +169,8 @@ pub trait DocumentRepository: Send + Sync + std::fmt::Debug {
 pub struct Ingested {
     /// Pages (PDF).
     pub pages: Option<u32>,
+    /// Pages read by OCR.
+    pub ocr_pages: u32,
     /// The chunks, in order, with the ids they are stored under.
     pub chunks: Vec<NewChunk>,
 }
@@ -363,6 +365,10 @@ pub enum ExtractError {
     /// The file holds no extractable text (a scanned PDF, an empty file).
     #[error("the file contains no extractable text")]
     NoText,
+    /// The file holds no text layer, and OCR could not read it (the tool is missing, a
+    /// language is not installed, time ran out); the reason names which.
+    #[error("the file contains no extractable text, and OCR could not read it: {0}")]
+    OcrFailed(String),
     /// The file is damaged or not what it claims to be.
     #[error("the file could not be read: {0}")]
     Corrupt(String),
@@ -408,6 +414,8 @@ pub trait Extractor: Send + Sync + std::fmt::Debug {
     fn detect(&self, name: Option<&str>, head: &[u8]) -> Result<Format, DetectError>;
 
     /// Extracts the text of `bytes`, isolated so that no file can take the process down.
+    /// Scanned pages are read by OCR in `ocr_languages` (`None`: the extractor's default)
+    /// when the extractor has OCR.
     ///
     /// # Errors
     /// [`ExtractError`] naming why.
@@ -416,6 +424,7 @@ pub trait Extractor: Send + Sync + std::fmt::Debug {
         format: Format,
         bytes: Vec<u8>,
         limits: ExtractLimits,
+        ocr_languages: Option<OcrLanguages>,
     ) -> Result<ExtractedText, ExtractError>;
 
     /// How extraction is isolated (`process` or `thread`), for `GET /documents/formats`.

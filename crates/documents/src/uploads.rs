@@ -384,6 +384,7 @@ impl Documents {
             bytes: upload.bytes,
             content_hash: hash,
             pages: None,
+            ocr_pages: 0,
             status: DocumentStatus::Queued,
             progress: 0.0,
             chunks: 0,
@@ -453,7 +454,7 @@ impl Documents {
         let text = self
             .ports
             .extractor
-            .extract(format, bytes, self.limits.extract)
+            .extract(format, bytes, self.limits.extract, None)
             .await?;
         Ok((format, text))
     }

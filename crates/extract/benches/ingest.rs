@@ -205,7 +205,7 @@ fn measure_process(files: &[(String, Vec<u8>)]) -> Run {
                 let bytes = bytes.clone();
                 tokio::spawn(async move {
                     extractor
-                        .extract(Format::Pdf, bytes, ExtractLimits::default())
+                        .extract(Format::Pdf, bytes, ExtractLimits::default(), None)
                         .await
                 })
             })
@@ -236,6 +236,8 @@ fn text_of(s: &str) -> ExtractedText {
         text: s.to_owned(),
         page_starts: Vec::new(),
         title: None,
+        ocr_pages: Vec::new(),
+        tables: Vec::new(),
     }
 }
 

@@ -94,9 +94,12 @@ fn tokenizer(which: Tokenizer) -> Tiktoken {
 
 /// Cuts `text` into windows of at most `settings.max_tokens()` tokens overlapping by about
 /// `settings.overlap()` tokens, preferring (in order) paragraph, line, sentence and word
-/// boundaries. Each draft's `text` is exactly the characters `start..end` of `text.text`,
-/// without whitespace at either end; whitespace-only spans make no draft. `tokens` is the
-/// count of the draft's text; `page` is where it starts (PDF).
+/// boundaries. Each draft's `text` is the characters `start..end` of `text.text`, without
+/// whitespace at either end; whitespace-only spans make no draft. A draft whose span starts
+/// inside the rows of one of `text.tables` begins with that table's header row and a line
+/// break (when the header takes at most a quarter of a window), so that every row is found
+/// with its column names. `tokens` is the count of the draft's text; `page` is where it
+/// starts (PDF); `ocr` whether any of it lies on a page read by OCR.
 #[must_use]
 pub fn chunk(text: &ExtractedText, settings: &ChunkingSettings) -> Vec<ChunkDraft> {
     chunk_with(text, settings, &tokenizer(settings.tokenizer()))
@@ -119,6 +122,59 @@ struct Cut {
     broken: bool,
 }
 
+/// A table whose header is repeated: byte offsets into the text, and the header row with its
+/// line break as a chunk's prefix (and its tokens).
+struct Header {
+    header_end: usize,
+    end: usize,
+    prefix: String,
+    tokens: u64,
+}
+
+/// The tables of `extracted` whose header row is worth repeating: at most a quarter of a
+/// window, without a run longer than [`MAX_RUN`].
+fn headers(extracted: &ExtractedText, max: u64, bpe: &dyn Bpe) -> Vec<Header> {
+    if extracted.tables.is_empty() {
+        return Vec::new();
+    }
+    let text = extracted.text.as_str();
+    let mut cursor = ByteCursor::default();
+    let mut out = Vec::new();
+    for t in &extracted.tables {
+        let (Some(start), Some(header_end), Some(end)) = (
+            cursor.byte_at(text, t.start),
+            cursor.byte_at(text, t.header_end),
+            cursor.byte_at(text, t.end),
+        ) else {
+            break;
+        };
+        if !(start < header_end && header_end <= end) {
+            continue;
+        }
+        let header = text[start..header_end].trim();
+        if header.is_empty() || header.contains('\n') || longest_run(header) > MAX_RUN {
+            continue;
+        }
+        let prefix = format!("{header}\n");
+        let tokens = bpe.encode(&prefix).len() as u64;
+        if tokens <= max / 4 {
+            out.push(Header {
+                header_end,
+                end,
+                prefix,
+                tokens,
+            });
+        }
+    }
+    out
+}
+
+/// The table whose rows hold byte `at`.
+fn header_at(headers: &[Header], at: usize) -> Option<&Header> {
+    let i = headers.partition_point(|h| h.end <= at);
+    headers.get(i).filter(|h| h.header_end <= at && at < h.end)
+}
+
 pub(crate) fn chunk_with(
     extracted: &ExtractedText,
     settings: &ChunkingSettings,
@@ -127,6 +183,7 @@ pub(crate) fn chunk_with(
     let text = extracted.text.as_str();
     let max = u64::from(settings.max_tokens());
     let overlap = u64::from(settings.overlap());
+    let headers = headers(extracted, max, bpe);
     // Planning granularity: a segment is at most two runs of this many bytes, so it holds at
     // most `max_tokens` tokens (a token is at least one byte).
     let run_cap = usize::try_from(max / 2)
@@ -141,12 +198,16 @@ pub(crate) fn chunk_with(
     let mut emitted_end = 0usize;
     let mut a = 0usize;
     while a < last {
-        let limit = cuts[a].tok + max;
+        // A window that starts inside a table's rows carries the table's header: it has
+        // that much less room.
+        let planned_prefix = header_at(&headers, cuts[a].byte).map_or(0, |h| h.tokens);
+        let budget = max - planned_prefix;
+        let limit = cuts[a].tok + budget;
         let b = (cuts.partition_point(|c| c.tok <= limit) - 1).clamp(a + 1, last);
         let mut e = if b == last {
             last
         } else {
-            best_end(&cuts, a, b, max)
+            best_end(&cuts, a, b, budget)
         };
         // Count the window's text for real; shrink it while the plan was short.
         let span = loop {
@@ -154,27 +215,41 @@ pub(crate) fn chunk_with(
                 break None;
             };
             let tokens = count_span(text, &cuts[a..=e], start, end, bpe);
-            if tokens <= max || e == a + 1 {
-                debug_assert!(tokens <= max, "a single segment holds at most max_tokens");
-                break Some((start, end, tokens));
+            let header = header_at(&headers, start);
+            let prefix = header.map_or(0, |h| h.tokens);
+            if tokens + prefix <= max {
+                break Some((start, end, tokens, header));
             }
-            let over = tokens - max;
+            if e == a + 1 {
+                // One segment that leaves no room for the header: it goes without.
+                debug_assert!(tokens <= max, "a single segment holds at most max_tokens");
+                break Some((start, end, tokens, None));
+            }
+            let over = tokens + prefix - max;
             let target = cuts[e].tok.saturating_sub(over);
             let shorter = cuts[a + 1..e].partition_point(|c| c.tok <= target) + a;
             e = shorter.clamp(a + 1, e - 1);
         };
-        if let Some((start, end, tokens)) = span
+        if let Some((start, end, tokens, header)) = span
             && end > emitted_end
         {
             let start_chars = cursor.chars_at(text, start);
             let end_chars = cursor.chars_at(text, end);
+            let (text, tokens) = match header {
+                Some(h) => (
+                    format!("{}{}", h.prefix, &text[start..end]),
+                    tokens + h.tokens,
+                ),
+                None => (text[start..end].to_owned(), tokens),
+            };
             drafts.push(ChunkDraft {
                 ordinal: u32::try_from(drafts.len()).unwrap_or(u32::MAX),
-                text: text[start..end].to_owned(),
+                text,
                 tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
                 page: extracted.page_at(start_chars),
                 start: start_chars,
                 end: end_chars,
+                ocr: extracted.ocr_within(start_chars, end_chars),
             });
             emitted_end = end;
         }
@@ -466,6 +541,28 @@ pub(crate) fn longest_run(s: &str) -> usize {
     longest
 }
 
+/// Converts ascending character offsets to byte offsets; `None` past the end.
+#[derive(Debug, Default)]
+struct ByteCursor {
+    byte: usize,
+    chars: u64,
+}
+
+impl ByteCursor {
+    fn byte_at(&mut self, text: &str, chars: u64) -> Option<usize> {
+        if chars < self.chars {
+            return None;
+        }
+        let mut it = text[self.byte..].char_indices();
+        while self.chars < chars {
+            let (_, c) = it.next()?;
+            self.byte += c.len_utf8();
+            self.chars += 1;
+        }
+        Some(self.byte)
+    }
+}
+
 /// Converts byte offsets to character offsets, moving from the last position asked.
 #[derive(Debug, Default)]
 struct CharCursor {
@@ -563,8 +660,7 @@ mod tests {
     fn text(s: &str) -> ExtractedText {
         ExtractedText {
             text: s.to_owned(),
-            page_starts: Vec::new(),
-            title: None,
+            ..ExtractedText::default()
         }
     }
 
@@ -576,7 +672,23 @@ mod tests {
             assert_eq!(d.ordinal as usize, i);
             let start = usize::try_from(d.start).unwrap();
             let len = usize::try_from(d.end - d.start).unwrap();
-            let expected: String = input.text.chars().skip(start).take(len).collect();
+            let span: String = input.text.chars().skip(start).take(len).collect();
+            let table = input
+                .tables
+                .iter()
+                .find(|t| t.header_end <= d.start && d.start < t.end);
+            let expected = match table {
+                Some(t) if d.text != span => {
+                    let header: String = input
+                        .text
+                        .chars()
+                        .skip(usize::try_from(t.start).unwrap())
+                        .take(usize::try_from(t.header_end - t.start).unwrap())
+                        .collect();
+                    format!("{}\n{span}", header.trim())
+                }
+                _ => span,
+            };
             assert_eq!(d.text, expected, "draft {i} is not its span");
             assert!(!d.text.trim().is_empty());
             assert_eq!(d.text, d.text.trim());
@@ -681,7 +793,7 @@ mod tests {
         let input = ExtractedText {
             text: t,
             page_starts: vec![0, second, third],
-            title: None,
+            ..ExtractedText::default()
         };
         let s = settings(60, 10);
         let drafts = chunk(&input, &s);
@@ -769,7 +881,7 @@ mod tests {
             let input = ExtractedText {
                 text: s,
                 page_starts,
-                title: None,
+                ..ExtractedText::default()
             };
             let drafts = chunk(&input, &s_settings);
             check(&input, &s_settings, &drafts);
@@ -858,6 +970,104 @@ mod tests {
         let s = settings(64, 8);
         let drafts = chunk(&input, &s);
         check(&input, &s, &drafts);
+    }
+
+    #[test]
+    fn chunks_inside_a_table_start_with_its_header() {
+        let mut csv = String::from("id,city,population\n");
+        for i in 0..2_000 {
+            csv.push_str(&format!("{i},Town {i},{}\n", i * 37));
+        }
+        let input = crate::extract(
+            documents::Format::Csv,
+            csv.as_bytes(),
+            &documents::ExtractLimits::default(),
+        )
+        .unwrap();
+        let s = settings(100, 10);
+        let drafts = chunk(&input, &s);
+        check(&input, &s, &drafts);
+        assert!(drafts.len() > 50, "{} chunks", drafts.len());
+        for d in &drafts {
+            assert!(
+                d.text.starts_with("id | city | population\n"),
+                "{:?}",
+                d.text
+            );
+            assert!(d.tokens <= 100);
+            assert!(!d.ocr);
+        }
+        // The header is not doubled in the first chunk, which holds it already.
+        assert_eq!(drafts[0].start, 0);
+        assert_eq!(drafts[0].text.matches("id | city").count(), 1);
+        // Text around a table keeps its own chunks, without the header.
+        let mixed = ExtractedText {
+            text: format!("{} and then\n\n{}", "Prose before. ".repeat(40), input.text),
+            tables: vec![documents::TableSpan {
+                start: input.tables[0].start + 14 * 40 + 11,
+                header_end: input.tables[0].header_end + 14 * 40 + 11,
+                end: input.tables[0].end + 14 * 40 + 11,
+            }],
+            ..ExtractedText::default()
+        };
+        let drafts = chunk(&mixed, &s);
+        check(&mixed, &s, &drafts);
+        assert!(!drafts[0].text.starts_with("id |"));
+        assert!(
+            drafts
+                .last()
+                .unwrap()
+                .text
+                .starts_with("id | city | population\n")
+        );
+    }
+
+    #[test]
+    fn a_header_too_long_to_repeat_is_not() {
+        let header: Vec<String> = (0..200).map(|i| format!("column{i}")).collect();
+        let mut csv = header.join(",");
+        csv.push('\n');
+        for r in 0..50 {
+            csv.push_str(
+                &(0..200)
+                    .map(|i| (i * r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            csv.push('\n');
+        }
+        let input = crate::extract(
+            documents::Format::Csv,
+            csv.as_bytes(),
+            &documents::ExtractLimits::default(),
+        )
+        .unwrap();
+        let s = settings(200, 0);
+        let drafts = chunk(&input, &s);
+        check(&input, &s, &drafts);
+        assert!(
+            drafts
+                .iter()
+                .skip(1)
+                .all(|d| !d.text.starts_with("column0"))
+        );
+    }
+
+    #[test]
+    fn chunks_on_ocr_pages_say_so() {
+        let page = "Words on a page. ".repeat(30);
+        let t = format!("{page}\n\n{page}");
+        let second = u64::try_from(page.chars().count() + 2).unwrap();
+        let input = ExtractedText {
+            text: t,
+            page_starts: vec![0, second],
+            ocr_pages: vec![2],
+            ..ExtractedText::default()
+        };
+        let drafts = chunk(&input, &settings(60, 0));
+        assert!(!drafts.first().unwrap().ocr);
+        assert!(drafts.last().unwrap().ocr);
+        assert!(drafts.iter().all(|d| d.ocr == (d.end > second)));
     }
 
     #[tokio::test]

@@ -183,6 +183,8 @@ fn core_title(xml: &[u8]) -> Option<String> {
 struct Out {
     buf: String,
     pending: usize,
+    /// Whether `buf` holds text (not only table marks).
+    has_text: bool,
 }
 
 impl Out {
@@ -190,13 +192,24 @@ impl Out {
         if s.is_empty() {
             return;
         }
-        if !self.buf.is_empty() {
+        if s.chars().any(crate::tables::is_mark) {
+            let s: String = s.chars().filter(|c| !crate::tables::is_mark(*c)).collect();
+            self.push(&s);
+            return;
+        }
+        if self.has_text {
             for _ in 0..self.pending {
                 self.buf.push('\n');
             }
         }
         self.pending = 0;
         self.buf.push_str(s);
+        self.has_text = true;
+    }
+
+    /// A table mark, where the text stands (pending breaks come after it).
+    fn mark(&mut self, c: char) {
+        self.buf.push(c);
     }
 
     fn brk(&mut self, newlines: usize) {
@@ -296,6 +309,8 @@ fn run_children(s: &mut String, children: &[RunChild]) {
 /// A row per line, cells separated by ` | `; the text of a cell on one line.
 fn table(out: &mut Out, t: &Table) {
     out.brk(2);
+    out.mark(crate::tables::START);
+    let mut header_done = false;
     for docx_rs::TableChild::TableRow(row) in &t.rows {
         let cells: Vec<String> = row
             .cells
@@ -309,9 +324,14 @@ fn table(out: &mut Out, t: &Table) {
         if cells.iter().any(|c| !c.is_empty()) {
             out.brk(1);
             out.push(&cells.join(" | "));
+            if !header_done {
+                out.mark(crate::tables::HEADER_END);
+                header_done = true;
+            }
             out.brk(1);
         }
     }
+    out.mark(crate::tables::END);
     out.brk(2);
 }
 
@@ -389,10 +409,19 @@ mod tests {
             .pack(&mut bytes)
             .unwrap();
         let (_, text) = docx_to_text(bytes.get_ref(), &ExtractLimits::default()).unwrap();
+        let (text, tables) = crate::tables::take_marks(&text);
         assert_eq!(
             text,
             "Title & Heading\n\nSee the site now.\n\nName | Age\nAda | 36\n\nAfter\ttab"
         );
+        assert_eq!(tables.len(), 1);
+        let header: String = text
+            .chars()
+            .skip(usize::try_from(tables[0].start).unwrap())
+            .take(usize::try_from(tables[0].header_end - tables[0].start).unwrap())
+            .collect();
+        assert_eq!(header, "Name | Age");
+        assert_eq!(tables[0].end, 55);
     }
 
     #[test]

@@ -57,6 +57,151 @@ pub fn image_only_pdf() -> Vec<u8> {
     b.finish(false)
 }
 
+/// A scanned PDF: each page of [`pdf`]`(pages)` rendered by `pdftoppm` (poppler-utils, at
+/// `pdftoppm`) to a grey image at 150 dpi, and that image, deflated, as the only content of its
+/// page: no text layer, as a scanner makes it. Nothing binary is committed for it.
+///
+/// # Errors
+/// When `pdftoppm` cannot be run or its output is not a binary PGM image.
+pub fn scanned_pdf(pages: &[&str], pdftoppm: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let source = pdf(pages);
+    let dir = std::env::temp_dir().join(format!(
+        "quire-fixture-scan-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("text.pdf");
+    std::fs::write(&file, &source)?;
+    let mut images = Vec::with_capacity(pages.len());
+    let mut failure = None;
+    for i in 1..=pages.len() {
+        let page = i.to_string();
+        let out = std::process::Command::new(pdftoppm)
+            .args([
+                "-f",
+                &page,
+                "-l",
+                &page,
+                "-r",
+                "150",
+                "-gray",
+                "-singlefile",
+            ])
+            .arg(&file)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => match pgm(&out.stdout) {
+                Some(image) => images.push(image),
+                None => failure = Some("pdftoppm did not write a PGM image"),
+            },
+            Ok(_) => failure = Some("pdftoppm failed"),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(f) = failure {
+        return Err(std::io::Error::other(f));
+    }
+    let mut b = PdfBuilder::new();
+    for (width, height, pixels) in images {
+        let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        deflated.write_all(&pixels)?;
+        let image = b.doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject",
+                "Subtype" => "Image",
+                "Width" => i64::from(width),
+                "Height" => i64::from(height),
+                "ColorSpace" => "DeviceGray",
+                "BitsPerComponent" => 8,
+                "Filter" => "FlateDecode",
+            },
+            deflated.finish()?,
+        ));
+        b.page(
+            b"q 595 0 0 842 0 0 cm /Im1 Do Q".to_vec(),
+            Some(dictionary! { "Im1" => image }),
+        );
+    }
+    Ok(b.finish(false))
+}
+
+/// Width, height and 8-bit pixels of a binary PGM (`P5`, maxval 255).
+fn pgm(bytes: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
+    let mut fields = Vec::new();
+    let mut at = 2;
+    if !bytes.starts_with(b"P5") {
+        return None;
+    }
+    while fields.len() < 3 {
+        while bytes.get(at)?.is_ascii_whitespace() {
+            at += 1;
+        }
+        if bytes[at] == b'#' {
+            while *bytes.get(at)? != b'\n' {
+                at += 1;
+            }
+            continue;
+        }
+        let start = at;
+        while bytes.get(at)?.is_ascii_digit() {
+            at += 1;
+        }
+        fields.push(
+            std::str::from_utf8(&bytes[start..at])
+                .ok()?
+                .parse::<u32>()
+                .ok()?,
+        );
+    }
+    let (w, h) = (fields[0], fields[1]);
+    let pixels = bytes.get(at + 1..)?;
+    let len = usize::try_from(u64::from(w) * u64::from(h)).ok()?;
+    (fields[2] == 255 && pixels.len() >= len).then(|| (w, h, pixels[..len].to_vec()))
+}
+
+/// `n` scanned-looking pages (a small image each, no text), each `width` by `height`
+/// points: with huge pages and many of them, the hostile input of OCR.
+#[must_use]
+pub fn image_only_pages_pdf(n: usize, width: i64, height: i64) -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    for _ in 0..n {
+        let image = b.doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject",
+                "Subtype" => "Image",
+                "Width" => 2,
+                "Height" => 2,
+                "ColorSpace" => "DeviceGray",
+                "BitsPerComponent" => 8,
+            },
+            vec![0, 255, 255, 0],
+        ));
+        b.page(
+            format!("q {width} 0 0 {height} 0 0 cm /Im1 Do Q").into_bytes(),
+            Some(dictionary! { "Im1" => image }),
+        );
+    }
+    let mut doc = b.into_document();
+    let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
+    for id in pages {
+        if let Ok(Object::Dictionary(page)) = doc.get_object_mut(id) {
+            page.set(
+                "MediaBox",
+                vec![0.into(), 0.into(), width.into(), height.into()],
+            );
+        }
+    }
+    save(&mut doc)
+}
+
 /// A PDF encrypted with a user password (RC4, 128 bits): it cannot be read without it.
 #[must_use]
 pub fn encrypted_pdf() -> Vec<u8> {

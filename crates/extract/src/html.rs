@@ -5,6 +5,8 @@ use documents::ExtractError;
 use ego_tree::iter::Edge;
 use scraper::{Html, Node};
 
+use crate::tables;
+
 /// Elements whose content is never text a reader sees.
 const SKIPPED: &[&str] = &[
     "script", "style", "noscript", "template", "svg", "head", "iframe", "object", "embed",
@@ -218,6 +220,8 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
     let mut out = Writer::default();
     let mut skip_depth = 0usize;
     let mut cells_in_row: Vec<usize> = Vec::new();
+    // Per open table: whether its header row (the first) has ended.
+    let mut open_tables: Vec<bool> = Vec::new();
     for edge in root.traverse() {
         match edge {
             Edge::Open(node) => match node.value() {
@@ -248,6 +252,10 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
                         _ => {}
                     }
                     block(&mut out, name);
+                    if name == "table" {
+                        out.mark(tables::START);
+                        open_tables.push(false);
+                    }
                 }
                 Node::Text(t) if skip_depth == 0 => out.text(t),
                 _ => {}
@@ -263,6 +271,17 @@ fn render(root: ego_tree::NodeRef<'_, Node>) -> String {
                         "pre" | "textarea" => out.pre_depth = out.pre_depth.saturating_sub(1),
                         "tr" => {
                             cells_in_row.pop();
+                            if let Some(header_done) = open_tables.last_mut()
+                                && !*header_done
+                            {
+                                out.mark(tables::HEADER_END);
+                                *header_done = true;
+                            }
+                        }
+                        "table" => {
+                            // Every table opened (not skipped) is closed here.
+                            open_tables.pop();
+                            out.mark(tables::END);
                         }
                         _ => {}
                     }
@@ -298,11 +317,16 @@ struct Writer {
     buf: String,
     pending: Break,
     pre_depth: usize,
+    /// Whether `buf` holds text (not only table marks).
+    has_text: bool,
 }
 
 impl Writer {
     fn text(&mut self, s: &str) {
         for c in s.chars() {
+            if tables::is_mark(c) {
+                continue;
+            }
             if self.pre_depth == 0 && c.is_whitespace() {
                 self.pending = self.pending.max(Break::Space);
             } else {
@@ -311,8 +335,14 @@ impl Writer {
                     continue;
                 }
                 self.buf.push(c);
+                self.has_text = true;
             }
         }
+    }
+
+    /// A table mark, where the text stands (pending breaks come after it).
+    fn mark(&mut self, c: char) {
+        self.buf.push(c);
     }
 
     fn brk(&mut self, b: Break) {
@@ -324,7 +354,7 @@ impl Writer {
     }
 
     fn flush(&mut self) {
-        if !self.buf.is_empty() {
+        if self.has_text {
             match self.pending {
                 Break::None => {}
                 Break::Space => self.buf.push(' '),
@@ -381,7 +411,13 @@ mod tests {
              <ul><li>one</li><li>two</li></ul><pre>a  b\n  c</pre>",
         )
         .unwrap();
+        let (text, spans) = tables::take_marks(&text);
         assert_eq!(text, "Name | Age\nAda | 36\n\none\ntwo\n\na  b\n  c");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            (spans[0].start, spans[0].header_end, spans[0].end),
+            (0, 10, 19)
+        );
     }
 
     #[test]

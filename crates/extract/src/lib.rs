@@ -8,7 +8,9 @@
 //!   a crash kills only the child) or on a dedicated thread;
 //! - [`child_main`]: the child's side, for the binary's hidden `extract-child` command;
 //! - [`chunk()`] and [`TokenChunker`]: token windows over the extracted text;
-//! - [`fixtures`]: generated PDFs and DOCX files, benign and hostile, for tests.
+//! - [`fixtures`]: generated PDFs and DOCX files, benign and hostile, for tests;
+//! - `ocr`: scanned PDF pages read by `pdftoppm` and `tesseract` ([`OcrConfig`]);
+//! - `tables`: the tables of CSV, HTML and DOCX text, whose header the chunker repeats.
 
 mod chunk;
 mod detect;
@@ -16,15 +18,19 @@ mod docx;
 pub mod fixtures;
 mod html;
 mod isolate;
+mod ocr;
 mod pdf;
+mod tables;
 mod text;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
 pub use chunk::{TokenChunker, chunk};
 pub use detect::detect;
 use documents::{ExtractError, ExtractLimits, ExtractedText, Format};
 pub use isolate::{ExtractorConfig, ProcessExtractor, ThreadExtractor, child_main};
+pub use ocr::OcrConfig;
 
 /// Extracts the text of `bytes`, read as `format`.
 ///
@@ -41,8 +47,20 @@ pub fn extract(
     bytes: &[u8],
     limits: &ExtractLimits,
 ) -> Result<ExtractedText, ExtractError> {
+    extract_with(format, bytes, limits, None, Instant::now())
+}
+
+/// [`extract`], reading PDF pages without text by OCR when `ocr` is given (the extraction
+/// began at `started`: OCR starts no page past its budget).
+pub(crate) fn extract_with(
+    format: Format,
+    bytes: &[u8],
+    limits: &ExtractLimits,
+    ocr: Option<&ocr::OcrJob>,
+    started: Instant,
+) -> Result<ExtractedText, ExtractError> {
     match catch_unwind(AssertUnwindSafe(|| {
-        extract_unguarded(format, bytes, limits)
+        extract_unguarded(format, bytes, limits, ocr, started)
     })) {
         Ok(result) => result,
         Err(_) => Err(ExtractError::Crashed("panic".into())),
@@ -53,10 +71,19 @@ fn extract_unguarded(
     format: Format,
     bytes: &[u8],
     limits: &ExtractLimits,
+    ocr: Option<&ocr::OcrJob>,
+    started: Instant,
 ) -> Result<ExtractedText, ExtractError> {
+    let mut ocr_outcome = ocr::OcrOutcome::default();
     let extracted = match format {
         Format::Pdf => {
-            let pdf = pdf::pdf_to_text(bytes, limits)?;
+            let mut pdf = pdf::pdf_to_text(bytes, limits)?;
+            // Scanned pages: the text layer's hook into OCR.
+            if let Some(job) = ocr
+                && pdf.pages.iter().any(String::is_empty)
+            {
+                ocr_outcome = ocr::read_empty_pages(bytes, &mut pdf.pages, job, started);
+            }
             let mut text = String::new();
             let mut page_starts = Vec::with_capacity(pdf.pages.len());
             let mut at: u64 = 0;
@@ -73,25 +100,30 @@ fn extract_unguarded(
                 text,
                 page_starts,
                 title: pdf.title,
+                ocr_pages: std::mem::take(&mut ocr_outcome.pages),
+                tables: Vec::new(),
             }
         }
         Format::Docx => {
             let (title, text) = docx::docx_to_text(bytes, limits)?;
-            unpaged(clean(&text), title)
+            unpaged(&clean(&text), title)
         }
         Format::Html => {
             let source = text::decode_html(bytes, limits)?;
             let (title, body) = html::html_to_text(&source)?;
-            unpaged(clean(&body), title.map(|t| clean(&t)))
+            unpaged(&clean(&body), title.map(|t| clean(&t)))
         }
-        Format::Markdown | Format::Text => unpaged(clean(&text::decode(bytes, limits)?), None),
+        Format::Markdown | Format::Text => ExtractedText {
+            text: clean(&text::decode(bytes, limits)?),
+            ..ExtractedText::default()
+        },
         Format::Csv => {
             let decoded = text::decode(bytes, limits)?;
-            unpaged(clean(&text::csv_to_text(&decoded)), None)
+            unpaged(&clean(&text::csv_to_text(&decoded)), None)
         }
     };
     if extracted.text.trim().is_empty() {
-        return Err(ExtractError::NoText);
+        return Err(ocr::no_text(&ocr_outcome));
     }
     let chars = u64::try_from(extracted.text.chars().count()).unwrap_or(u64::MAX);
     if chars > limits.max_chars {
@@ -100,11 +132,15 @@ fn extract_unguarded(
     Ok(extracted)
 }
 
-fn unpaged(text: String, title: Option<String>) -> ExtractedText {
+/// Unpaged text; its table marks ([`tables`]) become table spans.
+fn unpaged(marked: &str, title: Option<String>) -> ExtractedText {
+    let (text, tables) = tables::take_marks(marked);
     ExtractedText {
         text,
         page_starts: Vec::new(),
         title: title.filter(|t| !t.trim().is_empty()),
+        ocr_pages: Vec::new(),
+        tables,
     }
 }
 
@@ -236,7 +272,8 @@ mod tests {
             Err(ExtractError::NoText)
         ));
         let csv = extract(Format::Csv, b"name,age\r\nAda,36\r\n", &limits).unwrap();
-        assert_eq!(csv.text, "name: Ada; age: 36\n");
+        assert_eq!(csv.text, "name | age\nAda | 36");
+        assert_eq!(csv.tables.len(), 1);
         let html = extract(Format::Html, b"<title>T</title><p>Body", &limits).unwrap();
         assert_eq!(
             (html.title.as_deref(), html.text.as_str()),

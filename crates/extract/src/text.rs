@@ -53,19 +53,23 @@ fn declared_charset(head: &[u8]) -> Option<&'static encoding_rs::Encoding> {
     encoding_rs::Encoding::for_label(&label).map(encoding_rs::Encoding::output_encoding)
 }
 
-/// CSV as text: each data row becomes one line `header: value; header: value`, empty cells
-/// left out. Rows longer than the header name their extra cells `column N`; shorter rows are
-/// fine. The delimiter is `,`, or `;` or a tab when the first line has more of those.
+/// CSV as a table: the header row on the first line, then one line per data row, cells
+/// separated by ` | ` (whitespace inside a cell collapsed, so a row is one line), wrapped in
+/// the table marks of [`crate::tables`] so that the chunker repeats the header in every
+/// chunk. Rows without any value are left out. The delimiter is `,`, or `;` or a tab when the
+/// first line has more of those.
 pub(crate) fn csv_to_text(text: &str) -> String {
+    use crate::tables::{END, HEADER_END, START};
     let delimiter = sniff_delimiter(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
         .from_reader(text.as_bytes());
-    let mut out = String::with_capacity(text.len() + text.len() / 2);
-    let mut header: Option<Vec<String>> = None;
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut has_header = false;
     let mut record = csv::StringRecord::new();
+    let mut cells: Vec<String> = Vec::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(true) => {}
@@ -74,45 +78,40 @@ pub(crate) fn csv_to_text(text: &str) -> String {
             // problem the flexible reader cannot recover from: keep what was read.
             Err(_) => break,
         }
-        let Some(names) = &header else {
-            let names: Vec<String> = record.iter().map(|h| h.trim().to_owned()).collect();
-            if names.iter().all(String::is_empty) {
-                continue;
-            }
-            header = Some(names);
+        cells.clear();
+        cells.extend(record.iter().map(cell));
+        if cells.iter().all(String::is_empty) {
             continue;
-        };
-        let mut first = true;
-        for (i, value) in record.iter().enumerate() {
-            let value = value.trim();
-            if value.is_empty() {
-                continue;
-            }
-            if !first {
-                out.push_str("; ");
-            }
-            first = false;
-            match names.get(i).filter(|n| !n.is_empty()) {
-                Some(name) => out.push_str(name),
-                None => {
-                    out.push_str("column ");
-                    out.push_str(&(i + 1).to_string());
-                }
-            }
-            out.push_str(": ");
-            out.push_str(value);
         }
-        if !first {
+        while cells.last().is_some_and(String::is_empty) {
+            cells.pop();
+        }
+        if has_header {
             out.push('\n');
+        } else {
+            out.push(START);
+        }
+        out.push_str(&cells.join(" | "));
+        if !has_header {
+            out.push(HEADER_END);
+            has_header = true;
         }
     }
-    // A header without rows is still the file's text.
-    if out.is_empty()
-        && let Some(names) = header
-    {
-        return names.join("; ");
+    if has_header {
+        out.push(END);
     }
     out
+}
+
+/// A cell on one line: cleaned, whitespace collapsed, no table marks.
+fn cell(value: &str) -> String {
+    crate::clean(value)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !crate::tables::is_mark(*c))
+        .collect()
 }
 
 fn sniff_delimiter(text: &str) -> u8 {
@@ -172,24 +171,34 @@ mod tests {
         ));
     }
 
+    fn plain(text: &str) -> String {
+        crate::tables::take_marks(text).0
+    }
+
     #[test]
-    fn csv_rows_carry_their_header() {
-        let text = "name,age,city\nAda,36,London\nAlan,,\"Wilmslow, UK\"\n";
+    fn csv_is_a_table_with_its_header() {
+        let text = "name,age,city\nAda,36,London\nAlan,,\"Wilmslow,\n UK\"\n,,\n";
+        let marked = csv_to_text(text);
+        let (plain, tables) = crate::tables::take_marks(&marked);
         assert_eq!(
-            csv_to_text(text),
-            "name: Ada; age: 36; city: London\nname: Alan; city: Wilmslow, UK\n"
+            plain,
+            "name | age | city\nAda | 36 | London\nAlan |  | Wilmslow, UK"
         );
+        assert_eq!(tables.len(), 1);
+        assert_eq!((tables[0].start, tables[0].header_end), (0, 17));
+        assert_eq!(tables[0].end, plain.chars().count() as u64);
     }
 
     #[test]
     fn csv_tolerates_ragged_rows_and_other_delimiters() {
         assert_eq!(
-            csv_to_text("a,b\n1\n1,2,3\n"),
-            "a: 1\na: 1; b: 2; column 3: 3\n"
+            plain(&csv_to_text("a,b\n1\n1,2,3\n")),
+            "a | b\n1\n1 | 2 | 3"
         );
-        assert_eq!(csv_to_text("a;b\n1;2\n"), "a: 1; b: 2\n");
-        assert_eq!(csv_to_text("a\tb\n1\t2\n"), "a: 1; b: 2\n");
-        assert_eq!(csv_to_text("only,header\n"), "only; header");
-        assert_eq!(csv_to_text(""), "");
+        assert_eq!(plain(&csv_to_text("a;b\n1;2\n")), "a | b\n1 | 2");
+        assert_eq!(plain(&csv_to_text("a\tb\n1\t2\n")), "a | b\n1 | 2");
+        assert_eq!(plain(&csv_to_text("only,header\n")), "only | header");
+        assert_eq!(plain(&csv_to_text("")), "");
+        assert_eq!(plain(&csv_to_text("a,b\n\u{f8f1}x,y\n")), "a | b\nx | y");
     }
 }

@@ -11,6 +11,7 @@ fn config() -> ExtractorConfig {
         timeout: Duration::from_secs(60),
         memory_limit_bytes: 1024 * 1024 * 1024,
         max_concurrent: 4,
+        ocr: None,
     }
 }
 
@@ -20,7 +21,7 @@ fn child(config: ExtractorConfig) -> ProcessExtractor {
 
 async fn run(format: Format, bytes: Vec<u8>) -> Result<ExtractedText, ExtractError> {
     child(config())
-        .extract(format, bytes, ExtractLimits::default())
+        .extract(format, bytes, ExtractLimits::default(), None)
         .await
 }
 
@@ -47,7 +48,12 @@ async fn the_memory_limit_stops_a_pdf_bomb() {
         ..config()
     };
     let outcome = child(small)
-        .extract(Format::Pdf, fixtures::pdf_bomb(), ExtractLimits::default())
+        .extract(
+            Format::Pdf,
+            fixtures::pdf_bomb(),
+            ExtractLimits::default(),
+            None,
+        )
         .await;
     match outcome {
         Err(ExtractError::Crashed(reason)) => assert!(reason.contains("memory limit"), "{reason}"),
@@ -98,7 +104,7 @@ async fn pdf_refusals() {
     };
     assert!(matches!(
         child(config())
-            .extract(Format::Pdf, fixtures::many_pages_pdf(11), limits)
+            .extract(Format::Pdf, fixtures::many_pages_pdf(11), limits, None)
             .await,
         Err(ExtractError::TooManyPages {
             pages: 11,
@@ -144,9 +150,16 @@ async fn text_formats_come_through() {
     );
 
     let csv = b"name,age\nAda,36\nAlan,41\n".to_vec();
+    let table = run(Format::Csv, csv).await.unwrap();
+    assert_eq!(table.text, "name | age\nAda | 36\nAlan | 41");
+    // The table's place crosses the process boundary.
     assert_eq!(
-        run(Format::Csv, csv).await.unwrap().text,
-        "name: Ada; age: 36\nname: Alan; age: 41\n"
+        table.tables,
+        [documents::TableSpan {
+            start: 0,
+            header_end: 10,
+            end: 29
+        }]
     );
 
     let html = b"<html><head><title>Doc</title><style>p{}</style></head>\
@@ -176,7 +189,12 @@ async fn a_child_past_its_time_is_killed() {
         },
     );
     let outcome = hung
-        .extract(Format::Text, b"hello".to_vec(), ExtractLimits::default())
+        .extract(
+            Format::Text,
+            b"hello".to_vec(),
+            ExtractLimits::default(),
+            None,
+        )
         .await;
     assert!(
         matches!(outcome, Err(ExtractError::TimedOut(1))),
@@ -196,7 +214,12 @@ async fn what_a_dead_or_confused_child_means() {
     ];
     for (script, reason) in cases {
         let outcome = sh(script)
-            .extract(Format::Text, b"hello".to_vec(), ExtractLimits::default())
+            .extract(
+                Format::Text,
+                b"hello".to_vec(),
+                ExtractLimits::default(),
+                None,
+            )
             .await;
         match outcome {
             Err(ExtractError::Crashed(r)) => assert_eq!(r, reason, "{script}"),
@@ -205,7 +228,12 @@ async fn what_a_dead_or_confused_child_means() {
     }
     let missing = ProcessExtractor::new("/nonexistent/quire", Vec::new(), config());
     let outcome = missing
-        .extract(Format::Text, b"hello".to_vec(), ExtractLimits::default())
+        .extract(
+            Format::Text,
+            b"hello".to_vec(),
+            ExtractLimits::default(),
+            None,
+        )
         .await;
     assert!(matches!(&outcome, Err(e @ ExtractError::Unavailable(_)) if e.is_transient()));
     assert_eq!(missing.isolation(), "process");
@@ -228,6 +256,7 @@ async fn children_beyond_the_limit_wait_their_turn() {
                     Format::Pdf,
                     fixtures::pdf(&[&page]),
                     ExtractLimits::default(),
+                    None,
                 )
                 .await
                 .map(|t| t.text)

@@ -16,6 +16,7 @@ async fn every_real_pdf_ends_cleanly() {
             timeout: Duration::from_secs(60),
             memory_limit_bytes: 1024 * 1024 * 1024,
             max_concurrent: 2,
+            ocr: None,
         },
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-pdfs");
@@ -37,7 +38,7 @@ async fn every_real_pdf_ends_cleanly() {
             "{name}"
         );
         let outcome = extractor
-            .extract(Format::Pdf, bytes, ExtractLimits::default())
+            .extract(Format::Pdf, bytes, ExtractLimits::default(), None)
             .await;
         let summary = match &outcome {
             Ok(t) => {

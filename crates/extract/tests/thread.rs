@@ -11,6 +11,7 @@ fn config() -> ExtractorConfig {
         timeout: Duration::from_secs(60),
         memory_limit_bytes: 0,
         max_concurrent: 2,
+        ocr: None,
     }
 }
 
@@ -27,6 +28,7 @@ async fn extracts_on_a_thread() {
             Format::Pdf,
             fixtures::pdf(&["On a thread"]),
             ExtractLimits::default(),
+            None,
         )
         .await
         .unwrap();
@@ -37,6 +39,7 @@ async fn extracts_on_a_thread() {
             Format::Pdf,
             fixtures::panicking_pdf(),
             ExtractLimits::default(),
+            None,
         )
         .await
         .unwrap();
@@ -46,7 +49,8 @@ async fn extracts_on_a_thread() {
             .extract(
                 Format::Docx,
                 fixtures::zip_bomb_docx(),
-                ExtractLimits::default()
+                ExtractLimits::default(),
+                None,
             )
             .await,
         Err(ExtractError::TooLarge(_))
@@ -67,6 +71,7 @@ async fn the_caller_stops_waiting_and_the_slot_comes_back() {
             Format::Pdf,
             fixtures::many_pages_pdf(400),
             ExtractLimits::default(),
+            None,
         )
         .await;
     assert!(
@@ -80,7 +85,12 @@ async fn the_caller_stops_waiting_and_the_slot_comes_back() {
     let next = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             match extractor
-                .extract(Format::Text, b"next".to_vec(), ExtractLimits::default())
+                .extract(
+                    Format::Text,
+                    b"next".to_vec(),
+                    ExtractLimits::default(),
+                    None,
+                )
                 .await
             {
                 Err(ExtractError::TimedOut(_)) => continue,

@@ -414,6 +414,9 @@ impl CollectionRepository for InMemoryDocuments {
         if let Some(chunking) = patch.chunking {
             c.chunking = chunking;
         }
+        if let Some(languages) = patch.ocr_languages {
+            c.ocr_languages = languages;
+        }
         if let Some(model) = patch.embedding_model {
             c.embedding_model = model;
         }

@@ -357,6 +357,37 @@ pub struct DocumentSettings {
     /// (unset): `workers - 1`, at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_running_jobs_per_tenant: Option<u32>,
+    /// OCR of scanned PDF pages (pages without a text layer).
+    pub ocr: OcrSettings,
+}
+
+/// OCR of scanned PDF pages: poppler's `pdftoppm` renders a page without text and `tesseract`
+/// reads it, both started by the extraction (inside its isolation and limits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcrSettings {
+    /// Whether pages without text are read by OCR. When on and a tool is missing, a file
+    /// without any text fails naming the missing tool.
+    pub enabled: bool,
+    /// The `pdftoppm` executable (Debian `poppler-utils`): a path, or a name looked up in
+    /// `PATH` at start-up.
+    pub pdftoppm: PathBuf,
+    /// The `tesseract` executable (Debian `tesseract-ocr`): a path or a name.
+    pub tesseract: PathBuf,
+    /// Tesseract's language data folder (`TESSDATA_PREFIX`); unset: Tesseract's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tessdata: Option<PathBuf>,
+    /// Languages when a collection names none, Tesseract's form: codes joined by `+`
+    /// (`eng`, `eng+deu`). Each needs its language pack (`tesseract-ocr-deu`).
+    pub languages: String,
+    /// Longest OCR of one page, in seconds (rendering and reading).
+    pub page_timeout_secs: u64,
+    /// Most pages of one file read by OCR; later pages without text stay empty.
+    pub max_pages: u32,
+    /// Resolution pages are rendered at (lowered for pages larger than `max_side_px`).
+    pub dpi: u32,
+    /// Longest side of a rendered page, in pixels (bounds memory on huge pages).
+    pub max_side_px: u32,
 }
 
 /// Where original files are kept.
@@ -658,6 +689,17 @@ impl Default for Settings {
                 poll_interval_ms: 1_000,
                 list_recheck_ms: 500,
                 max_running_jobs_per_tenant: None,
+                ocr: OcrSettings {
+                    enabled: true,
+                    pdftoppm: PathBuf::from("pdftoppm"),
+                    tesseract: PathBuf::from("tesseract"),
+                    tessdata: None,
+                    languages: "eng".to_owned(),
+                    page_timeout_secs: 30,
+                    max_pages: 50,
+                    dpi: 300,
+                    max_side_px: 5_000,
+                },
             },
             retrieval: RetrievalSettings {
                 embedder: EmbedderKind::Local,
@@ -942,6 +984,25 @@ mod tests {
         assert!(with(&[("mail.backend", "\"smtp\"")]).is_err());
         assert!(with(&[("mail.from", "\"nobody\"")]).is_err());
         assert!(with(&[("database.schema", "\"t_ok_1\"")]).is_ok());
+    }
+
+    #[test]
+    fn ocr_settings_are_checked() {
+        assert!(with(&[("documents.ocr.languages", "\"eng+deu+chi_sim\"")]).is_ok());
+        for bad in [
+            "\"eng;rm -rf /\"",
+            "\"-l\"",
+            "\"\"",
+            "\"eng+\"",
+            "\"../eng\"",
+        ] {
+            assert!(with(&[("documents.ocr.languages", bad)]).is_err(), "{bad}");
+        }
+        assert!(with(&[("documents.ocr.max_pages", "0")]).is_err());
+        assert!(with(&[("documents.ocr.page_timeout_secs", "0")]).is_err());
+        assert!(with(&[("documents.ocr.dpi", "5000")]).is_err());
+        assert!(with(&[("documents.ocr.max_side_px", "100000")]).is_err());
+        assert!(with(&[("documents.ocr.enabled", "false")]).is_ok());
     }
 
     #[test]

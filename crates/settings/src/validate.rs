@@ -114,6 +114,20 @@ impl Settings {
                 "documents.max_attempts, retry_base_secs and poll_interval_ms must be positive",
             );
         }
+        let o = &d.ocr;
+        if o.page_timeout_secs == 0 || o.max_pages == 0 {
+            return bad("documents.ocr.page_timeout_secs and max_pages must be positive");
+        }
+        if !(36..=1_200).contains(&o.dpi) || !(500..=20_000).contains(&o.max_side_px) {
+            return bad(
+                "documents.ocr.dpi must be between 36 and 1200, max_side_px between 500 and 20000",
+            );
+        }
+        if !ocr_languages_valid(&o.languages) {
+            return bad(
+                "documents.ocr.languages must be 1 to 8 Tesseract codes joined by + (eng, eng+deu, chi_sim)",
+            );
+        }
         Ok(())
     }
 
@@ -296,4 +310,20 @@ pub(crate) fn is_origin(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'))
         && port
             .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Tesseract's `-l` form: 1 to 8 codes joined by `+`, each three lower-case letters and at
+/// most two `_` parts of 3 or 4 (the rule of `documents::OcrLanguages`).
+fn ocr_languages_valid(s: &str) -> bool {
+    let lower = |p: &str, min: usize, max: usize| {
+        (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase())
+    };
+    let codes: Vec<&str> = s.split('+').collect();
+    codes.len() <= 8
+        && codes.iter().all(|code| {
+            let mut parts = code.split('_');
+            let first = parts.next().unwrap_or_default();
+            let rest: Vec<&str> = parts.collect();
+            lower(first, 3, 3) && rest.len() <= 2 && rest.iter().all(|p| lower(p, 3, 4))
+        })
 }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use documents::{
     BlobKey, ChunkingSettings, Collection, CollectionId, CollectionName, CollectionPatch,
-    CollectionRepository, CollectionStats, StoreError, Tokenizer,
+    CollectionRepository, CollectionStats, OcrLanguages, StoreError, Tokenizer,
 };
 use kernel::{Page, PageRequest, TenantId};
 use sea_orm::sea_query::Expr;
@@ -42,6 +42,12 @@ fn to_domain(m: Model) -> Result<Collection, StoreError> {
         description: m.description,
         chunking,
         embedding_model: m.embedding_model,
+        ocr_languages: m
+            .ocr_languages
+            .as_deref()
+            .map(OcrLanguages::parse_joined)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("stored OCR languages: {e}"))?,
         rerank_top_n: m.rerank_top_n.map(|n| fit(n, "rerank_top_n")).transpose()?,
         created_at: m.created_at,
         updated_at: m.updated_at,
@@ -61,6 +67,7 @@ impl CollectionRepository for SqlStore {
                 chunk_overlap: fit(c.chunking.overlap(), "chunk_overlap")?,
                 tokenizer: c.chunking.tokenizer().as_str().to_owned(),
                 embedding_model: c.embedding_model,
+                ocr_languages: c.ocr_languages.as_ref().map(OcrLanguages::joined),
                 rerank_top_n: c.rerank_top_n.map(|n| fit(n, "rerank_top_n")).transpose()?,
                 created_at: utc_micros(c.created_at),
                 updated_at: utc_micros(c.updated_at),
@@ -146,6 +153,12 @@ impl CollectionRepository for SqlStore {
             }
             if let Some(model) = patch.embedding_model {
                 update = update.col_expr(Column::EmbeddingModel, Expr::value(model));
+            }
+            if let Some(languages) = patch.ocr_languages {
+                update = update.col_expr(
+                    Column::OcrLanguages,
+                    Expr::value(languages.as_ref().map(OcrLanguages::joined)),
+                );
             }
             if let Some(n) = patch.rerank_top_n {
                 let n: Option<i32> = n.map(|n| fit(n, "rerank_top_n")).transpose()?;

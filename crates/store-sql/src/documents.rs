@@ -42,6 +42,7 @@ pub(crate) fn to_domain(m: Model) -> Result<Document, StoreError> {
         bytes: fit(m.bytes, "bytes")?,
         content_hash: m.content_hash,
         pages: m.pages.map(|p| fit(p, "pages")).transpose()?,
+        ocr_pages: fit(m.ocr_pages, "ocr_pages")?,
         status: m
             .status
             .parse()
@@ -70,6 +71,7 @@ fn new_row(d: Document) -> Result<ActiveModel, StoreError> {
         bytes: Set(fit(d.bytes, "bytes")?),
         content_hash: Set(d.content_hash),
         pages: Set(d.pages.map(|p| fit(p, "pages")).transpose()?),
+        ocr_pages: Set(fit(d.ocr_pages, "ocr_pages")?),
         status: Set(d.status.as_str().to_owned()),
         progress: Set(d.progress),
         chunk_count: Set(fit(d.chunks, "chunk_count")?),
@@ -93,6 +95,7 @@ fn chunk_to_domain(m: chunk::Model) -> Result<Chunk, StoreError> {
         page: m.page.map(|p| fit(p, "page")).transpose()?,
         start: fit(m.start_char, "start_char")?,
         end: fit(m.end_char, "end_char")?,
+        ocr: m.ocr,
     })
 }
 
@@ -399,6 +402,7 @@ mod tests {
             bytes: 3,
             content_hash: "00".into(),
             pages: None,
+            ocr_pages: 0,
             status: "queued".into(),
             progress: 0.0,
             chunk_count: 0,

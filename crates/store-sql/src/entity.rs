@@ -268,6 +268,9 @@ pub mod collection {
         pub chunk_overlap: i32,
         pub tokenizer: String,
         pub embedding_model: Option<String>,
+        /// Tesseract's form (`eng+deu`); `NULL`: the configured default.
+        #[serde(default)]
+        pub ocr_languages: Option<String>,
         /// Added by migration 29; archives from before it have none.
         #[serde(default)]
         pub rerank_top_n: Option<i32>,
@@ -303,6 +306,8 @@ pub mod document {
         pub bytes: i64,
         pub content_hash: String,
         pub pages: Option<i32>,
+        #[serde(default)]
+        pub ocr_pages: i32,
         pub status: String,
         pub progress: f32,
         pub chunk_count: i32,
@@ -348,6 +353,8 @@ pub mod chunk {
         pub page: Option<i32>,
         pub start_char: i64,
         pub end_char: i64,
+        #[serde(default)]
+        pub ocr: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -497,6 +497,7 @@ impl JobQueue for SqlStore {
                 "token count",
             )?;
             let pages: Option<i32> = result.pages.map(|p| fit(p, "pages")).transpose()?;
+            let ocr_pages: i32 = fit(result.ocr_pages, "ocr pages")?;
             let txn = self.begin_write().await.context("starting a completion")?;
             let held = Self::write_held(
                 &txn,
@@ -543,6 +544,7 @@ impl JobQueue for SqlStore {
                             page: Set(c.page.map(|p| fit(p, "page")).transpose()?),
                             start_char: Set(fit(c.start, "chunk start")?),
                             end_char: Set(fit(c.end, "chunk end")?),
+                            ocr: Set(c.ocr),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -558,6 +560,7 @@ impl JobQueue for SqlStore {
                 )
                 .col_expr(document::Column::Progress, Expr::value(1.0_f32))
                 .col_expr(document::Column::Pages, Expr::value(pages))
+                .col_expr(document::Column::OcrPages, Expr::value(ocr_pages))
                 .col_expr(document::Column::ChunkCount, Expr::value(chunk_count))
                 .col_expr(document::Column::TokenCount, Expr::value(token_count))
                 .col_expr(document::Column::Error, Expr::value(Option::<String>::None))

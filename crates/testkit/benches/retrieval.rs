@@ -328,6 +328,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
                     page: None,
                     start: 0,
                     end: t.chars().count() as u64,
+                    ocr: false,
                 })
                 .collect(),
         );
@@ -342,6 +343,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
                 documents::Ingested {
                     pages: None,
                     chunks,
+                    ocr_pages: 0,
                 },
                 fixtures::T0,
             )

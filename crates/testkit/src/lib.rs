@@ -288,6 +288,30 @@ pub struct TestApp {
     _cleanup: Cleanup,
 }
 
+/// Runs each scenario `async fn name(app: &TestApp)` of the calling test file on both
+/// backends, as the tests `name::sqlite` (the embedded default) and `name::postgres_and_redis`
+/// (skipped only where [`services_skipped`] allows it: never under `CI`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(&$crate::spawn_app().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres_and_redis() {
+                if $crate::services_skipped("PostgreSQL + Redis") {
+                    return;
+                }
+                super::$name(&$crate::spawn_app_with($crate::TestOptions::production()).await)
+                    .await;
+            }
+        }
+    )*};
+}
+
 /// A server on SQLite and the in-process cache (the embedded default).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await

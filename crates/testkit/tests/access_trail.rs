@@ -8,29 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
+use testkit::TestApp;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(&super::spawn_app().await).await;
-            }
-
-            #[tokio::test]
-            async fn postgres_and_redis() {
-                if testkit::services_skipped("PostgreSQL + Redis") {
-                    return;
-                }
-                super::$name(&super::spawn_app_with(super::TestOptions::production()).await)
-                    .await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+testkit::on_both_backends!(
     trail_records_ids_and_only_admins_read_it,
     opt_in_keeps_the_question
 );

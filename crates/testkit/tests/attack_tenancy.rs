@@ -8,31 +8,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
+use testkit::{TestApp, TestOptions, spawn_app_with};
 
-/// Runs each scenario on both backends, as `<threat>::sqlite` and
-/// `<threat>::postgres_and_redis`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(&super::spawn_app().await).await;
-            }
-
-            #[tokio::test]
-            async fn postgres_and_redis() {
-                if testkit::services_skipped("PostgreSQL + Redis") {
-                    return;
-                }
-                super::$name(&super::spawn_app_with(super::TestOptions::production()).await)
-                    .await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+testkit::on_both_backends!(
     removed_admins_invitation_no_longer_admits,
     demoted_admins_invitation_no_longer_admits,
     deleted_inviters_invitation_no_longer_admits,

@@ -78,6 +78,8 @@ fn as_text(bytes: &[u8]) -> ExtractedText {
         text: String::from_utf8_lossy(bytes).into_owned(),
         page_starts: Vec::new(),
         title: None,
+        ocr_pages: Vec::new(),
+        tables: Vec::new(),
     }
 }
 
@@ -92,6 +94,7 @@ impl Extractor for ScriptedExtractor {
         _format: Format,
         bytes: Vec<u8>,
         _limits: ExtractLimits,
+        _ocr_languages: Option<documents::OcrLanguages>,
     ) -> Result<ExtractedText, ExtractError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let step = self
@@ -146,6 +149,7 @@ impl Chunker for FixedChunker {
                     start,
                     end: start + u64::try_from(window.len()).expect("fits"),
                     text: piece,
+                    ocr: false,
                 }
             })
             .collect())
@@ -596,6 +600,7 @@ async fn an_upload_becomes_ready_and_its_copy_is_a_duplicate() {
                 description: None,
                 chunking: Some(small),
                 embedding_model: None,
+                ocr_languages: None,
                 rerank_top_n: None,
             },
         )

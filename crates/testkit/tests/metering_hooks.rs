@@ -754,6 +754,7 @@ async fn indexing_bills_the_documents_tenant_and_a_used_up_quota_fails_it_for_go
         page: None,
         start: 0,
         end: 200,
+        ocr: false,
     }]);
     let indexer = Indexer::new(f.ports.clone());
 

@@ -320,6 +320,20 @@ async fn postgres_keyword_postings_are_backfilled() {
     migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
         .await
         .expect("the schema as it was before");
+    // Today's store writes the columns of later migrations (OCR, 28; reranking, 29): lend
+    // them to the old schema while it writes the old rows, and take them back before
+    // migrating on.
+    const LATER_COLUMNS: [(&str, &str, &str); 4] = [
+        ("collections", "ocr_languages", "varchar(200) NULL"),
+        ("collections", "rerank_top_n", "integer NULL"),
+        ("documents", "ocr_pages", "integer NOT NULL DEFAULT 0"),
+        ("chunks", "ocr", "boolean NOT NULL DEFAULT false"),
+    ];
+    for (table, column, kind) in LATER_COLUMNS {
+        db.execute_unprepared(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+            .await
+            .expect("a later column");
+    }
 
     let p = DocumentPorts::of(store.clone());
     let (tenant, _) = fixtures::two_tenants(&p).await;
@@ -344,6 +358,7 @@ async fn postgres_keyword_postings_are_backfilled() {
                         page: None,
                         start: 0,
                         end: 10,
+                        ocr: false,
                     })
                     .collect(),
             );
@@ -351,6 +366,7 @@ async fn postgres_keyword_postings_are_backfilled() {
             let ingested = documents::Ingested {
                 pages: None,
                 chunks,
+                ocr_pages: 0,
             };
             assert!(
                 p.jobs
@@ -362,6 +378,11 @@ async fn postgres_keyword_postings_are_backfilled() {
         }
     };
     let old = store_one("old", &["zebra zebra crossing", "a plain crossing"]).await;
+    for (table, column, _) in LATER_COLUMNS {
+        db.execute_unprepared(&format!("ALTER TABLE {table} DROP COLUMN {column}"))
+            .await
+            .expect("a later column taken back");
+    }
     migration::Migrator::up(&db, None)
         .await
         .expect("the postings migration");

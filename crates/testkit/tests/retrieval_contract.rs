@@ -110,6 +110,7 @@ async fn keyword_search_leaves_out_words_in_most_chunks(store: store_sql::SqlSto
                     tokens: 4,
                     page: None,
                     start: 0,
+                    ocr: false,
                 }
             })
             .collect(),
@@ -118,6 +119,7 @@ async fn keyword_search_leaves_out_words_in_most_chunks(store: store_sql::SqlSto
     let ingested = documents::Ingested {
         pages: None,
         chunks,
+        ocr_pages: 0,
     };
     assert!(
         p.jobs

@@ -278,6 +278,7 @@ async fn every_writer_stores_time_in_order(db: &SqlDb, clock: &ManualClock) {
     let ingested = Ingested {
         pages: None,
         chunks: drafts(1, 5),
+        ocr_pages: 0,
     };
     assert!(
         p.jobs

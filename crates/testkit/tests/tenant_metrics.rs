@@ -10,22 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestOptions, spawn_app_with};
 
-mod tokens_and_documents {
-    #[tokio::test]
-    async fn sqlite() {
-        super::tokens_and_documents(&super::spawn_app_with(super::TestOptions::default()).await)
-            .await;
-    }
-
-    #[tokio::test]
-    async fn postgres_and_redis() {
-        if testkit::services_skipped("PostgreSQL + Redis") {
-            return;
-        }
-        super::tokens_and_documents(&super::spawn_app_with(super::TestOptions::production()).await)
-            .await;
-    }
-}
+testkit::on_both_backends!(tokens_and_documents);
 
 /// The value of the `name` series of `org` whose other label is `label` (0 when absent).
 fn series(text: &str, name: &str, org: &str, label: &str) -> u64 {

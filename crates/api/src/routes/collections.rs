@@ -34,6 +34,9 @@ pub struct CollectionDto {
     chunking: ChunkingDto,
     /// The embedding model of its vectors; `null`: the deployment's default.
     embedding_model: Option<String>,
+    /// The languages OCR reads its scanned PDF pages in (Tesseract codes such as `eng`,
+    /// `deu`); `null`: the deployment's default (`documents.ocr.languages`).
+    ocr_languages: Option<Vec<String>>,
     /// How many of a search's first results are reranked; `null`: no reranking.
     rerank_top_n: Option<u32>,
     #[serde(with = "time::serde::rfc3339")]
@@ -52,6 +55,7 @@ impl From<Collection> for CollectionDto {
             description: c.description,
             chunking: ChunkingDto::from_domain(c.chunking),
             embedding_model: c.embedding_model,
+            ocr_languages: c.ocr_languages.map(|l| l.codes().to_vec()),
             rerank_top_n: c.rerank_top_n,
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -71,6 +75,9 @@ pub struct CreateCollection {
     chunking: Option<ChunkingDto>,
     /// An embedding model of this deployment; default: the deployment's default.
     embedding_model: Option<String>,
+    /// 1 to 8 Tesseract language codes (`eng`, `deu`, `chi_sim`...) for OCR of scanned
+    /// pages; default: the deployment's default.
+    ocr_languages: Option<Vec<String>>,
     /// Rerank the first N results of its searches (1 to 150; needs `rerank.base_url`);
     /// default `null`: off.
     rerank_top_n: Option<u32>,
@@ -109,6 +116,7 @@ async fn create_collection(
                 description: body.description,
                 chunking,
                 embedding_model: body.embedding_model,
+                ocr_languages: body.ocr_languages,
                 rerank_top_n: body.rerank_top_n,
             },
         )
@@ -171,6 +179,11 @@ pub struct PatchCollection {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     embedding_model: Option<Option<String>>,
+    /// New OCR languages (`null`: back to the default); they apply to documents ingested or
+    /// reindexed afterwards.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    ocr_languages: Option<Option<Vec<String>>>,
     /// Rerank the first N results of its searches (1 to 150); `null` turns reranking off.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
@@ -208,6 +221,7 @@ async fn update_collection(
                 description: body.description,
                 chunking: body.chunking.map(ChunkingDto::into_domain),
                 embedding_model: body.embedding_model,
+                ocr_languages: body.ocr_languages,
                 rerank_top_n: body.rerank_top_n,
             },
         )

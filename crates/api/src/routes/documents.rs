@@ -115,6 +115,8 @@ pub struct DocumentDto {
     format: &'static str,
     bytes: u64,
     pages: Option<u32>,
+    /// Pages read by OCR (scanned pages without a text layer); their chunks say `ocr: true`.
+    ocr_pages: u32,
     /// `queued`, `processing`, `ready` or `failed`.
     status: &'static str,
     /// 0..1 through the stages of the current job.
@@ -147,6 +149,7 @@ impl From<Document> for DocumentDto {
             format: d.format.as_str(),
             bytes: d.bytes,
             pages: d.pages,
+            ocr_pages: d.ocr_pages,
             status: d.status.as_str(),
             progress: d.progress,
             chunks: d.chunks,
@@ -353,6 +356,8 @@ pub struct ExtractDto {
     format: &'static str,
     /// Pages (PDF), else null.
     pages: Option<u32>,
+    /// Pages read by OCR (scanned pages without a text layer).
+    ocr_pages: u32,
     /// The document's title, when the format has one.
     title: Option<String>,
     text: String,
@@ -425,6 +430,7 @@ async fn extract(
     Ok(web::Json(ExtractDto {
         format: format.as_str(),
         pages: text.pages(),
+        ocr_pages: u32::try_from(text.ocr_pages.len()).unwrap_or(u32::MAX),
         title: text.title,
         text: text.text,
     }))
@@ -536,6 +542,8 @@ pub struct ChunkDto {
     start: u64,
     /// End (exclusive), in characters.
     end: u64,
+    /// Some of its text was read by OCR from a scanned page (it may hold recognition errors).
+    ocr: bool,
 }
 
 impl From<Chunk> for ChunkDto {
@@ -548,6 +556,7 @@ impl From<Chunk> for ChunkDto {
             page: c.page,
             start: c.start,
             end: c.end,
+            ocr: c.ocr,
         }
     }
 }

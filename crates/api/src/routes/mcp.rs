@@ -762,6 +762,7 @@ mod tests {
             page: None,
             start,
             end,
+            ocr: false,
         }
     }
 

@@ -29,6 +29,7 @@ pub fn child_main() -> i32 {
     std::panic::set_hook(Box::new(|_| {}));
     let stdin = io::stdin();
     let mut input = stdin.lock();
+    let started = std::time::Instant::now();
     let Ok(header) = wire::read_header(&mut input) else {
         return EXIT_BAD_REQUEST;
     };
@@ -43,13 +44,14 @@ pub fn child_main() -> i32 {
         return EXIT_BAD_REQUEST;
     };
     let limits = header.limits();
+    let ocr = header.ocr;
     let stack = usize::try_from(header.stack_bytes)
         .unwrap_or(STACK_BYTES)
         .clamp(1024 * 1024, 1024 * 1024 * 1024);
     let worker = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .stack_size(stack)
-        .spawn(move || crate::extract(format, &body, &limits));
+        .spawn(move || crate::extract_with(format, &body, &limits, ocr.as_ref(), started));
     let result = match worker {
         Ok(handle) => handle
             .join()

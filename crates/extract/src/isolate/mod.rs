@@ -28,7 +28,7 @@ pub(crate) const STACK_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) const THREAD_NAME: &str = "quire-extract";
 
 /// How extraction is bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtractorConfig {
     /// How long the caller waits for one extraction.
     pub timeout: Duration,
@@ -38,20 +38,50 @@ pub struct ExtractorConfig {
     pub memory_limit_bytes: u64,
     /// Most extractions at once (threads or child processes).
     pub max_concurrent: usize,
+    /// OCR of PDF pages without text, `None` for off.
+    pub ocr: Option<crate::OcrConfig>,
 }
 
 impl Default for ExtractorConfig {
-    /// Two minutes, 1 GiB, two at once.
+    /// Two minutes, 1 GiB, two at once, no OCR.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(120),
             memory_limit_bytes: 1024 * 1024 * 1024,
             max_concurrent: 2,
+            ocr: None,
         }
     }
 }
 
 impl ExtractorConfig {
+    /// The OCR of one extraction of `format`: its scratch folder (owned by the caller, who
+    /// removes it when the extraction is over, however it ended) and the job. `None` when OCR
+    /// is off, the format has no scanned pages, or no scratch folder could be made (then
+    /// scanned pages stay unread and the log says why).
+    pub(crate) fn ocr_job(
+        &self,
+        format: documents::Format,
+        languages: Option<&documents::OcrLanguages>,
+    ) -> Option<(crate::ocr::Scratch, crate::ocr::OcrJob)> {
+        let config = self.ocr.as_ref()?;
+        if format != documents::Format::Pdf {
+            return None;
+        }
+        let scratch = match crate::ocr::Scratch::new() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "OCR is off for this file: no scratch folder");
+                return None;
+            }
+        };
+        // Leave a tenth of the time (at least a second) to finish after the last page.
+        let margin = (self.timeout / 10).max(Duration::from_secs(1));
+        let budget = self.timeout.saturating_sub(margin);
+        let job = crate::ocr::OcrJob::new(config, languages, &scratch, budget);
+        Some((scratch, job))
+    }
+
     fn timed_out(&self) -> ExtractError {
         ExtractError::TimedOut(kernel::clock::whole_secs_up(self.timeout))
     }

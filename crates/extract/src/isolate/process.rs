@@ -5,13 +5,16 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use documents::{DetectError, ExtractError, ExtractLimits, ExtractedText, Extractor, Format};
+use documents::{
+    DetectError, ExtractError, ExtractLimits, ExtractedText, Extractor, Format, OcrLanguages,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
 use super::wire::{self, Header};
 use super::{ExtractorConfig, STACK_BYTES};
+use crate::ocr::OcrJob;
 
 /// Most bytes of the child's stderr kept (to tell a stack overflow from a memory failure).
 const STDERR_KEPT: u64 = 16 * 1024;
@@ -39,15 +42,16 @@ impl ProcessExtractor {
     /// `["extract-child"]`).
     #[must_use]
     pub fn new(program: impl Into<PathBuf>, args: Vec<String>, config: ExtractorConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
         Self {
             program: program.into(),
             args,
             config,
-            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            permits,
         }
     }
 
-    fn header(&self, format: Format, limits: &ExtractLimits) -> Header {
+    fn header(&self, format: Format, limits: &ExtractLimits, ocr: Option<OcrJob>) -> Header {
         let timeout = self.config.timeout;
         Header {
             format: format.as_str().to_owned(),
@@ -58,6 +62,7 @@ impl ProcessExtractor {
             memory_limit_bytes: self.config.memory_limit_bytes,
             cpu_seconds: kernel::clock::whole_secs_up(timeout) + 1,
             stack_bytes: STACK_BYTES as u64,
+            ocr,
         }
     }
 }
@@ -73,14 +78,21 @@ impl Extractor for ProcessExtractor {
         format: Format,
         bytes: Vec<u8>,
         limits: ExtractLimits,
+        ocr_languages: Option<OcrLanguages>,
     ) -> Result<ExtractedText, ExtractError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| ExtractError::Unavailable(anyhow::Error::new(e)))?;
+        // Removed when this call returns, after the child (and what it started) is done or
+        // killed.
+        let (_scratch, ocr) = self
+            .config
+            .ocr_job(format, ocr_languages.as_ref())
+            .map_or((None, None), |(s, j)| (Some(s), Some(j)));
         let mut request = Vec::new();
-        wire::write_request(&mut request, &self.header(format, &limits), &bytes)
+        wire::write_request(&mut request, &self.header(format, &limits, ocr), &bytes)
             .map_err(|e| ExtractError::Unavailable(anyhow::Error::new(e)))?;
         drop(bytes);
 
@@ -104,11 +116,13 @@ impl Extractor for ProcessExtractor {
                 "the extraction process has no pipes"
             )));
         };
-        // The longest well-formed answer: the text, its page offsets and a title.
+        // The longest well-formed answer: the text, its page offsets (and OCR'd pages), a
+        // title and the tables.
         let max_out = limits
             .max_chars
             .saturating_mul(4)
-            .saturating_add(u64::from(limits.max_pages).saturating_mul(24))
+            .saturating_add(u64::from(limits.max_pages).saturating_mul(40))
+            .saturating_add(crate::tables::MAX_TABLES as u64 * 72)
             .saturating_add(1024 * 1024);
 
         let run = async {

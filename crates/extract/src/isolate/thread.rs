@@ -4,7 +4,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use documents::{DetectError, ExtractError, ExtractLimits, ExtractedText, Extractor, Format};
+use documents::{
+    DetectError, ExtractError, ExtractLimits, ExtractedText, Extractor, Format, OcrLanguages,
+};
 use tokio::sync::Semaphore;
 
 use super::{ExtractorConfig, STACK_BYTES, THREAD_NAME, quiet_extraction_panics};
@@ -32,10 +34,8 @@ impl ThreadExtractor {
     #[must_use]
     pub fn new(config: ExtractorConfig) -> Self {
         quiet_extraction_panics();
-        Self {
-            config,
-            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
-        }
+        let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
+        Self { config, permits }
     }
 }
 
@@ -50,7 +50,9 @@ impl Extractor for ThreadExtractor {
         format: Format,
         bytes: Vec<u8>,
         limits: ExtractLimits,
+        ocr_languages: Option<OcrLanguages>,
     ) -> Result<ExtractedText, ExtractError> {
+        let ocr = self.config.ocr_job(format, ocr_languages.as_ref());
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -61,9 +63,13 @@ impl Extractor for ThreadExtractor {
             .stack_size(STACK_BYTES)
             .spawn(move || {
                 let _permit = permit;
-                let result =
-                    catch_unwind(AssertUnwindSafe(|| crate::extract(format, &bytes, &limits)))
-                        .unwrap_or_else(|_| Err(ExtractError::Crashed("panic".into())));
+                // The scratch folder goes when the thread ends (it may outlive the wait).
+                let (_scratch, job) = ocr.map_or((None, None), |(s, j)| (Some(s), Some(j)));
+                let started = std::time::Instant::now();
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    crate::extract_with(format, &bytes, &limits, job.as_ref(), started)
+                }))
+                .unwrap_or_else(|_| Err(ExtractError::Crashed("panic".into())));
                 // The caller may have stopped waiting.
                 let _ = tx.send(result);
             })

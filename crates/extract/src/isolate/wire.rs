@@ -6,8 +6,10 @@
 
 use std::io::{self, Read, Write};
 
-use documents::{ExtractError, ExtractLimits, ExtractedText};
+use documents::{ExtractError, ExtractLimits, ExtractedText, TableSpan};
 use serde::{Deserialize, Serialize};
+
+use crate::ocr::OcrJob;
 
 const REQUEST_MAGIC: &[u8; 4] = b"QXRQ";
 const RESPONSE_MAGIC: &[u8; 4] = b"QXRS";
@@ -28,6 +30,9 @@ pub(crate) struct Header {
     pub(crate) cpu_seconds: u64,
     /// Stack of the extraction thread.
     pub(crate) stack_bytes: u64,
+    /// OCR of scanned pages, when on.
+    #[serde(default)]
+    pub(crate) ocr: Option<OcrJob>,
 }
 
 impl Header {
@@ -48,6 +53,11 @@ pub(crate) enum Response {
     Ok {
         page_starts: Vec<u64>,
         title: Option<String>,
+        #[serde(default)]
+        ocr_pages: Vec<u32>,
+        /// `[start, header_end, end]` of each table.
+        #[serde(default)]
+        tables: Vec<[u64; 3]>,
     },
     Encrypted,
     TooManyPages {
@@ -58,6 +68,9 @@ pub(crate) enum Response {
         detail: String,
     },
     NoText,
+    OcrFailed {
+        detail: String,
+    },
     Corrupt {
         detail: String,
     },
@@ -115,6 +128,12 @@ pub(crate) fn write_response(
             Response::Ok {
                 page_starts: t.page_starts.clone(),
                 title: t.title.clone(),
+                ocr_pages: t.ocr_pages.clone(),
+                tables: t
+                    .tables
+                    .iter()
+                    .map(|s| [s.start, s.header_end, s.end])
+                    .collect(),
             },
             t.text.as_str(),
         ),
@@ -129,6 +148,9 @@ pub(crate) fn write_response(
                     detail: detail.clone(),
                 },
                 ExtractError::NoText => Response::NoText,
+                ExtractError::OcrFailed(detail) => Response::OcrFailed {
+                    detail: detail.clone(),
+                },
                 ExtractError::Corrupt(detail) => Response::Corrupt {
                     detail: detail.clone(),
                 },
@@ -165,15 +187,30 @@ pub(crate) fn parse_response(bytes: &[u8]) -> Option<Result<ExtractedText, Extra
     }
     let text = std::str::from_utf8(input).ok()?;
     Some(match response {
-        Response::Ok { page_starts, title } => Ok(ExtractedText {
+        Response::Ok {
+            page_starts,
+            title,
+            ocr_pages,
+            tables,
+        } => Ok(ExtractedText {
             text: text.to_owned(),
             page_starts,
             title,
+            ocr_pages,
+            tables: tables
+                .into_iter()
+                .map(|[start, header_end, end]| TableSpan {
+                    start,
+                    header_end,
+                    end,
+                })
+                .collect(),
         }),
         Response::Encrypted => Err(ExtractError::Encrypted),
         Response::TooManyPages { pages, limit } => Err(ExtractError::TooManyPages { pages, limit }),
         Response::TooLarge { detail } => Err(ExtractError::TooLarge(detail)),
         Response::NoText => Err(ExtractError::NoText),
+        Response::OcrFailed { detail } => Err(ExtractError::OcrFailed(detail)),
         Response::Corrupt { detail } => Err(ExtractError::Corrupt(detail)),
         Response::Crashed { detail } => Err(ExtractError::Crashed(detail)),
     })
@@ -212,6 +249,7 @@ mod tests {
             memory_limit_bytes: 5,
             cpu_seconds: 6,
             stack_bytes: 7,
+            ocr: None,
         };
         let mut buf = Vec::new();
         write_request(&mut buf, &header, b"body").unwrap();
@@ -229,6 +267,12 @@ mod tests {
             text: "héllo\n\nworld".into(),
             page_starts: vec![0, 7],
             title: Some("T".into()),
+            ocr_pages: vec![2],
+            tables: vec![TableSpan {
+                start: 1,
+                header_end: 2,
+                end: 3,
+            }],
         };
         let mut buf = Vec::new();
         write_response(&mut buf, &Ok(text.clone())).unwrap();

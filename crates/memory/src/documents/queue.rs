@@ -151,6 +151,7 @@ impl JobQueue for InMemoryDocuments {
                     page: c.page,
                     start: c.start,
                     end: c.end,
+                    ocr: c.ocr,
                 })
                 .collect();
             chunks.sort_by_key(|c| c.ordinal);
@@ -159,6 +160,7 @@ impl JobQueue for InMemoryDocuments {
                 d.status = DocumentStatus::Ready;
                 d.progress = 1.0;
                 d.pages = result.pages;
+                d.ocr_pages = result.ocr_pages;
                 d.chunks = chunk_count;
                 d.tokens = token_count;
                 d.error = None;

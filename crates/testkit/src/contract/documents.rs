@@ -109,6 +109,7 @@ pub fn collection(tenant: TenantId, name: &str, at: OffsetDateTime) -> Collectio
         description: Some(format!("about {name}")),
         chunking: ChunkingSettings::default(),
         embedding_model: None,
+        ocr_languages: None,
         rerank_top_n: None,
         created_at: at,
         updated_at: at,
@@ -137,6 +138,7 @@ pub fn document(
         bytes: 1_000,
         content_hash: hash.to_owned(),
         pages: None,
+        ocr_pages: 0,
         status: DocumentStatus::Queued,
         progress: 0.0,
         chunks: 0,
@@ -179,6 +181,7 @@ pub fn drafts(n: u32, tokens: u32) -> Vec<NewChunk> {
                 page: Some(i / 10 + 1),
                 start: u64::from(i) * 100,
                 end: u64::from(i) * 100 + 90,
+                ocr: false,
             })
             .collect(),
     )
@@ -245,6 +248,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
                 description: Some(None),
                 chunking: Some(chunking),
                 embedding_model: None,
+                ocr_languages: None,
                 rerank_top_n: Some(Some(20)),
             },
             later,
@@ -400,6 +404,7 @@ pub async fn collection_delete_takes_documents(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(3, 5),
+                    ocr_pages: 0,
                 },
                 at_ms(20),
             )
@@ -727,6 +732,7 @@ pub async fn chunks_page_by_ordinal(p: &DocumentPorts) {
                 Ingested {
                     pages: Some(25),
                     chunks: drafts(250, 7),
+                    ocr_pages: 0,
                 },
                 at_ms(2),
             )
@@ -811,6 +817,7 @@ pub async fn document_delete(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(4, 3),
+                    ocr_pages: 0,
                 },
                 at_ms(2),
             )
@@ -990,6 +997,7 @@ pub async fn organization_delete_takes_everything(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(3, 2),
+                    ocr_pages: 0,
                 },
                 at_ms(4),
             )

@@ -115,6 +115,7 @@ pub async fn claims_are_fair_across_tenants(p: &DocumentPorts) {
                     Ingested {
                         pages: None,
                         chunks: drafts(1, 1),
+                        ocr_pages: 0,
                     },
                     now,
                 )
@@ -160,6 +161,7 @@ pub async fn claims_take_turns_between_tenants(p: &DocumentPorts) {
                     Ingested {
                         pages: None,
                         chunks: drafts(1, 1),
+                        ocr_pages: 0,
                     },
                     now,
                 )
@@ -381,6 +383,7 @@ pub async fn expired_leases_are_taken_over(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(3, 1),
+                    ocr_pages: 0,
                 },
                 later,
             )
@@ -464,6 +467,7 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
                 Ingested {
                     pages: Some(3),
                     chunks: drafts(5, 11),
+                    ocr_pages: 0,
                 },
                 at_ms(2),
             )
@@ -494,6 +498,7 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(1, 1),
+                    ocr_pages: 0,
                 },
                 at_ms(3),
             )
@@ -524,6 +529,7 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: fewer,
+                    ocr_pages: 0,
                 },
                 at_ms(12),
             )
@@ -561,6 +567,7 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: Vec::new(),
+                    ocr_pages: 0,
                 },
                 at_ms(22),
             )
@@ -717,6 +724,7 @@ pub async fn deleted_document_claim_cannot_complete(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(3, 1),
+                    ocr_pages: 0,
                 },
                 at_ms(3),
             )
@@ -810,6 +818,7 @@ pub async fn claims_respect_the_cap_per_tenant(p: &DocumentPorts) {
                 Ingested {
                     pages: None,
                     chunks: drafts(1, 1),
+                    ocr_pages: 0,
                 },
                 now,
             )

@@ -195,6 +195,7 @@ async fn complete_with(
                 page: Some(u32::try_from(i / 2 + 1).expect("page")),
                 start,
                 end: start + len,
+                ocr: false,
             };
             start += len;
             draft
@@ -210,6 +211,7 @@ async fn complete_with(
                 Ingested {
                     pages: None,
                     chunks,
+                    ocr_pages: 0,
                 },
                 at + Duration::from_millis(2),
             )
