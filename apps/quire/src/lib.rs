@@ -115,7 +115,12 @@ pub fn domain(
                     .saturating_sub(1),
             ),
     );
-    let retrieval = Arc::new(retrieval::Retrieval::new(retrieval.clone()));
+    let mut search =
+        retrieval::Retrieval::new(retrieval.clone()).with_fusion(fusion_settings(settings));
+    if let Some(reranking) = reranking(settings)? {
+        search = search.with_reranking(reranking);
+    }
+    let retrieval = Arc::new(search);
     let chat = Arc::new(
         chat::Chat::new(
             chat::ChatPorts {
@@ -187,6 +192,24 @@ pub fn domain(
     })
 }
 
+/// `retrieval.fusion` as the retrieval domain reads it (the settings were validated).
+#[must_use]
+pub fn fusion_settings(settings: &Settings) -> retrieval::FusionSettings {
+    let leg = |method: &str, keyword: f32, vector: f32| retrieval::Fusion {
+        method: retrieval::FusionMethod::parse(method).unwrap_or_default(),
+        keyword,
+        vector,
+    };
+    let f = &settings.retrieval.fusion;
+    retrieval::FusionSettings::new(
+        leg(&f.method, f.keyword, f.vector),
+        f.models
+            .iter()
+            .map(|(name, l)| (name.clone(), leg(&l.method, l.keyword, l.vector)))
+            .collect(),
+    )
+}
+
 /// Every use case a server serves: the [`Domain`], accounts over the crypto adapters, the
 /// mailer, invitations and estimates.
 ///
@@ -229,6 +252,11 @@ pub async fn services(
         workflow_wake,
         trail.clone(),
     )?;
+    let evaluations = Arc::new(retrieval::evaluation::Evaluations::new(
+        retrieval.clone(),
+        Arc::new(store.clone()),
+        clock.clone(),
+    ));
     let mailer = mailer_from_settings(settings, store)?;
     let accounts =
         accounts_from_settings(settings, store, cache, mailer.clone(), clock.clone()).await?;
@@ -248,6 +276,7 @@ pub async fn services(
         collections,
         documents,
         retrieval,
+        evaluations,
         chat,
         billing,
         estimates,
@@ -471,6 +500,31 @@ pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
         (settings::EmbedderKind::Provider, Some(p)) => Embedders::new(p, vec![local]),
         (_, p) => Embedders::new(local, p.into_iter().collect()),
     })
+}
+
+/// The reranking stage of `retrieval.rerank`, when it names an endpoint.
+///
+/// # Errors
+/// When the endpoint is set in a build without the `openai` feature, or its client cannot be
+/// built.
+pub fn reranking(settings: &Settings) -> anyhow::Result<Option<retrieval::Reranking>> {
+    let r = &settings.retrieval.rerank;
+    match &r.base_url {
+        None => Ok(None),
+        #[cfg(not(feature = "openai"))]
+        Some(_) => Err(not_built("retrieval.rerank.base_url", "openai")),
+        #[cfg(feature = "openai")]
+        Some(url) => {
+            let reranker = openai::HttpReranker::new(openai::RerankConfig {
+                base_url: url.clone(),
+                api_key: r.api_key.clone(),
+                model: r.model.clone(),
+                timeout: Duration::from_millis(r.timeout_ms),
+            })
+            .context("the reranker (retrieval.rerank)")?;
+            Ok(Some(retrieval::Reranking::new(Arc::new(reranker))))
+        }
+    }
 }
 
 /// The vector index of the settings: pgvector on PostgreSQL when the extension can be

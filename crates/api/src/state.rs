@@ -92,6 +92,8 @@ pub struct Services {
     pub documents: Arc<documents::Documents>,
     /// Search and embeddings.
     pub retrieval: Arc<retrieval::Retrieval>,
+    /// Golden-set evaluations of search.
+    pub evaluations: Arc<retrieval::evaluation::Evaluations>,
     /// Chat, completions and AI tasks.
     pub chat: Arc<chat::Chat>,
     /// Usage, plans, quotas and rate limits.

@@ -31,6 +31,8 @@ pub struct NewCollection {
     pub embedding_model: Option<String>,
     /// OCR languages (Tesseract codes); the configured default when absent.
     pub ocr_languages: Option<Vec<String>>,
+    /// Results to rerank; `None`: off.
+    pub rerank_top_n: Option<u32>,
 }
 
 /// Changes to a collection, as a client asks for them: absent fields stay.
@@ -46,6 +48,8 @@ pub struct CollectionChange {
     pub embedding_model: Option<Option<String>>,
     /// New OCR languages (`Some(None)`: back to the default).
     pub ocr_languages: Option<Option<Vec<String>>>,
+    /// New reranking (`Some(None)`: off).
+    pub rerank_top_n: Option<Option<u32>>,
 }
 
 impl Collections {
@@ -70,21 +74,26 @@ impl Collections {
             Some(m) => self.ports.indexer.check_model(m),
             None => Ok(()),
         };
+        let rerank = crate::model::check_rerank_top_n(new.rerank_top_n);
         let ocr_languages = new
             .ocr_languages
             .as_deref()
             .map(OcrLanguages::new)
             .transpose();
-        let (name, description, ocr_languages) = match (name, description, model, ocr_languages) {
-            (Ok(n), Ok(d), Ok(()), Ok(o)) => (n, d, o),
-            (n, d, m, o) => {
-                let mut errors = Vec::new();
-                for e in [n.err(), d.err(), m.err(), o.err()].into_iter().flatten() {
-                    errors.extend(e.0);
+        let (name, description, ocr_languages) =
+            match (name, description, model, rerank, ocr_languages) {
+                (Ok(n), Ok(d), Ok(()), Ok(()), Ok(o)) => (n, d, o),
+                (n, d, m, r, o) => {
+                    let mut errors = Vec::new();
+                    for e in [n.err(), d.err(), m.err(), r.err(), o.err()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        errors.extend(e.0);
+                    }
+                    return Err(InvalidInput(errors).into());
                 }
-                return Err(InvalidInput(errors).into());
-            }
-        };
+            };
         let now = self.ports.clock.now();
         Ok(self
             .ports
@@ -97,6 +106,7 @@ impl Collections {
                 chunking: new.chunking.unwrap_or_default(),
                 embedding_model: new.embedding_model,
                 ocr_languages,
+                rerank_top_n: new.rerank_top_n,
                 created_at: now,
                 updated_at: now,
             })
@@ -173,6 +183,9 @@ impl Collections {
             Some(None) => Some(None),
             None => None,
         };
+        if let Some(Err(e)) = change.rerank_top_n.map(crate::model::check_rerank_top_n) {
+            errors.extend(e.0);
+        }
         if !errors.is_empty() {
             return Err(InvalidInput(errors).into());
         }
@@ -186,6 +199,7 @@ impl Collections {
             chunking,
             embedding_model: change.embedding_model,
             ocr_languages,
+            rerank_top_n: change.rerank_top_n,
         };
         if let Some(Some(model)) = &patch.embedding_model {
             self.ports.indexer.check_model(model)?;

@@ -397,10 +397,30 @@ pub struct Collection {
     pub embedding_model: Option<String>,
     /// The languages OCR reads its scanned pages in; `None`: the configured default.
     pub ocr_languages: Option<OcrLanguages>,
+    /// How many of a search's first results are reranked (1 to [`MAX_RERANK_TOP_N`]);
+    /// `None`: no reranking.
+    pub rerank_top_n: Option<u32>,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
     pub updated_at: OffsetDateTime,
+}
+
+/// Most results of a search a collection may have reranked.
+pub const MAX_RERANK_TOP_N: u32 = 150;
+
+/// Checks a collection's `rerank_top_n`.
+///
+/// # Errors
+/// [`InvalidInput`] on `rerank_top_n` outside 1 to [`MAX_RERANK_TOP_N`].
+pub fn check_rerank_top_n(n: Option<u32>) -> Result<(), InvalidInput> {
+    match n {
+        Some(n) if !(1..=MAX_RERANK_TOP_N).contains(&n) => Err(InvalidInput::field(
+            "rerank_top_n",
+            format!("must be between 1 and {MAX_RERANK_TOP_N}, or null (off)"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Changes to a collection (absent fields stay).
@@ -418,6 +438,8 @@ pub struct CollectionPatch {
     /// New OCR languages (`Some(None)`: back to the default); apply to documents ingested or
     /// reindexed afterwards.
     pub ocr_languages: Option<Option<OcrLanguages>>,
+    /// New reranking (`Some(None)`: off).
+    pub rerank_top_n: Option<Option<u32>>,
 }
 
 /// Totals of a collection.

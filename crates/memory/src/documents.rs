@@ -420,6 +420,9 @@ impl CollectionRepository for InMemoryDocuments {
         if let Some(model) = patch.embedding_model {
             c.embedding_model = model;
         }
+        if let Some(n) = patch.rerank_top_n {
+            c.rerank_top_n = n;
+        }
         Ok(Some(c.clone()))
     }
 

@@ -7,6 +7,8 @@
 //! - [`embeddings`]: [`OpenAiEmbedder`], a [`retrieval::Embedder`] on `POST /embeddings`;
 //! - [`chat`]: [`OpenAiChat`], a [`chat::ChatModel`] on streamed `POST /chat/completions`
 //!   (with [`SseParser`], the server-sent events parser it reads the stream with);
+//! - [`rerank`]: [`HttpReranker`], a [`retrieval::Reranker`] on Cohere/Jina-style
+//!   `POST /rerank`;
 //! - [`health`]: [`ProviderHealth`], the provider's readiness check and the circuit breaker
 //!   its calls go through.
 //!
@@ -21,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod embeddings;
 pub mod health;
+pub mod rerank;
 
 pub use chat::{ChatConfig, OpenAiChat, SseEvent, SseParser, SseTooLong};
 pub use client::{ConfigError, MAX_RETRY_AFTER, Pause, TokioPause};
@@ -29,3 +32,4 @@ pub use embeddings::{EmbeddingConfig, OpenAiEmbedder, known_dimensions};
 /// The future a [`Pause`] answers.
 pub use futures_util::future::BoxFuture;
 pub use health::ProviderHealth;
+pub use rerank::{HttpReranker, RerankConfig};

@@ -5,6 +5,10 @@
 //!   SQL), the keyword index, the chunk catalog and the embedding spaces;
 //! - [`embedding`]: the models there are, the adapters, and the metered embedding call;
 //! - [`search`]: search and `POST /embeddings`;
+//! - [`rerank`]: the reranking stage after fusion (the `Reranker` port);
+//! - [`fusion`]: how `hybrid` fuses its two rankings (a method and a weight per leg, per model);
+//! - [`evaluation`]: golden sets, their metrics (recall@k, MRR, nDCG) and the use case that
+//!   runs them per mode;
 //! - [`indexer`]: the indexing side of the ingestion pipeline (it implements
 //!   `documents::ChunkIndexer`);
 //! - [`reembedding`]: the background re-embedding of a collection whose model changed;
@@ -14,19 +18,24 @@
 
 pub mod embedding;
 pub mod error;
+pub mod evaluation;
+pub mod fusion;
 pub mod indexer;
 pub mod model;
 pub mod ports;
 pub mod reembedding;
+pub mod rerank;
 pub mod search;
 
 pub use embedding::{Embedders, RetrievalPorts, embedding_token_bound};
 pub use error::RetrievalError;
+pub use fusion::{Fusion, FusionMethod, FusionSettings, RRF_K};
 pub use indexer::Indexer;
 pub use model::*;
 pub use ports::*;
 pub use reembedding::{ReembedOutcome, Reembedder};
+pub use rerank::{RerankError, Reranked, Reranker, Reranking};
 pub use search::{
-    MAX_EMBED_INPUT_CHARS, MAX_EMBED_INPUTS, MAX_EMBED_TOTAL_CHARS, MAX_FILTERED_DOCUMENTS, RRF_K,
-    Retrieval, fuse,
+    MAX_EMBED_INPUT_CHARS, MAX_EMBED_INPUTS, MAX_EMBED_TOTAL_CHARS, MAX_FILTERED_DOCUMENTS,
+    Retrieval,
 };

@@ -343,6 +343,11 @@ pub struct SearchQuery {
     pub mode: SearchMode,
     /// Metadata the documents must have.
     pub filter: MetadataFilter,
+    /// `hybrid`'s fusion instead of the configured one (evaluations try weights with it).
+    pub fusion: Option<crate::fusion::Fusion>,
+    /// Rerank when a named collection asks for it (default); evaluations turn it off to
+    /// measure without it.
+    pub rerank: bool,
 }
 
 impl SearchQuery {
@@ -406,6 +411,8 @@ impl SearchQuery {
             min_score,
             mode,
             filter,
+            fusion: None,
+            rerank: true,
         })
     }
 }

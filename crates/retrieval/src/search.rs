@@ -7,9 +7,11 @@ use kernel::{FieldError, InvalidInput, TenantContext, TenantId};
 
 use crate::embedding::{Embedders, RetrievalPorts};
 use crate::error::RetrievalError;
+use crate::fusion::{Fusion, FusionSettings};
 use crate::model::{
     Candidate, EmbeddingModel, Embeddings, Hit, SearchMode, SearchQuery, SpaceStatus,
 };
+use crate::rerank::Reranking;
 
 /// Most inputs of one `POST /embeddings`.
 pub const MAX_EMBED_INPUTS: usize = 2_048;
@@ -19,20 +21,56 @@ pub const MAX_EMBED_INPUT_CHARS: usize = 32_768;
 pub const MAX_EMBED_TOTAL_CHARS: usize = 2_000_000;
 /// Most documents a metadata filter may select (beyond, narrow it with collections).
 pub const MAX_FILTERED_DOCUMENTS: usize = 10_000;
-/// Reciprocal rank fusion's constant (Cormack et al. 2009).
-pub const RRF_K: f32 = 60.0;
 
 /// Search and `POST /embeddings`.
 #[derive(Debug, Clone)]
 pub struct Retrieval {
     ports: RetrievalPorts,
+    fusion: FusionSettings,
+    reranking: Option<Reranking>,
 }
 
 impl Retrieval {
     /// The use cases over these ports.
     #[must_use]
     pub fn new(ports: RetrievalPorts) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            fusion: FusionSettings::default(),
+            reranking: None,
+        }
+    }
+
+    /// The same, reranking the searches of collections that turn it on.
+    #[must_use]
+    pub fn with_reranking(mut self, reranking: Reranking) -> Self {
+        self.reranking = Some(reranking);
+        self
+    }
+
+    /// The reranking stage, when this deployment has one.
+    #[must_use]
+    pub fn reranking(&self) -> Option<&Reranking> {
+        self.reranking.as_ref()
+    }
+
+    /// The same, with this fusion of `hybrid`'s rankings (`retrieval.fusion`).
+    #[must_use]
+    pub fn with_fusion(mut self, fusion: FusionSettings) -> Self {
+        self.fusion = fusion;
+        self
+    }
+
+    /// How `hybrid` fuses its rankings for vectors of `model`.
+    #[must_use]
+    pub fn fusion_for(&self, model: Option<&str>) -> Fusion {
+        self.fusion.for_model(model)
+    }
+
+    /// The adapters.
+    #[must_use]
+    pub fn ports(&self) -> &RetrievalPorts {
+        &self.ports
     }
 
     /// The embedding models there are.
@@ -131,20 +169,27 @@ impl Retrieval {
         query: &SearchQuery,
     ) -> Result<Vec<Hit>, RetrievalError> {
         let tenant = ctx.tenant_id();
+        // How many results to rerank: the largest `rerank_top_n` of the named collections
+        // (a search without collections is not reranked).
+        let mut rerank_top_n: Option<u32> = None;
         if let Some(collections) = &query.collections {
             for c in collections {
-                if self
+                let Some(found) = self
                     .ports
                     .collections
                     .find(tenant, *c)
                     .await
                     .map_err(anyhow::Error::new)?
-                    .is_none()
-                {
+                else {
                     return Err(RetrievalError::NotFound);
-                }
+                };
+                rerank_top_n = rerank_top_n.max(found.rerank_top_n);
             }
         }
+        let rerank = self
+            .reranking
+            .as_ref()
+            .zip(rerank_top_n.filter(|_| query.rerank));
         let allow = if query.filter.is_empty() {
             None
         } else {
@@ -186,9 +231,22 @@ impl Retrieval {
                 .rank(ctx, query, depth, allow.as_deref(), &mut query_vectors)
                 .await?;
             let exhausted = ranked.len() < depth;
-            let hits = self.hydrate(tenant, &ranked, query).await?;
+            let mut hits = self.hydrate(tenant, &ranked, query).await?;
             if hits.len() >= k || exhausted || depth >= 1_000 {
-                return Ok(hits.into_iter().take(k).collect());
+                if let Some((reranking, top_n)) = rerank {
+                    reranking
+                        .apply(
+                            &self.ports.meter,
+                            tenant,
+                            Some(ctx.principal()),
+                            &query.text,
+                            &mut hits,
+                            top_n as usize,
+                        )
+                        .await;
+                }
+                hits.truncate(k);
+                return Ok(hits);
             }
             depth *= 4;
         }
@@ -234,7 +292,17 @@ impl Retrieval {
         Ok(match query.mode {
             SearchMode::Vector => vector,
             SearchMode::Keyword => keyword,
-            SearchMode::Hybrid => fuse(&[&vector, &keyword]),
+            SearchMode::Hybrid => {
+                let fusion = query.fusion.unwrap_or_else(|| {
+                    // The model's own weights when the vector leg searched one model.
+                    let mut models = query_vectors.by_model.keys();
+                    match (models.next(), models.next()) {
+                        (Some(m), None) => self.fusion.for_model(Some(m.name())),
+                        _ => self.fusion.for_model(None),
+                    }
+                });
+                fusion.fuse(&vector, &keyword)
+            }
         })
     }
 
@@ -326,37 +394,12 @@ struct QueryVectors {
 }
 
 /// Best first; ties by chunk id, so equal scores come out in a stable order.
-fn sort_candidates(list: &mut [Candidate]) {
+pub(crate) fn sort_candidates(list: &mut [Candidate]) {
     list.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then_with(|| a.chunk_id.cmp(&b.chunk_id))
     });
-}
-
-/// Reciprocal rank fusion: each list gives a chunk `1 / (60 + rank)`; the sum is scaled so
-/// that a chunk first in every list scores 1.0.
-#[must_use]
-pub fn fuse(lists: &[&[Candidate]]) -> Vec<Candidate> {
-    let mut scores: HashMap<ChunkId, f32> = HashMap::new();
-    for list in lists {
-        for (rank, c) in list.iter().enumerate() {
-            #[allow(clippy::cast_precision_loss)] // ranks are small
-            let add = 1.0 / (RRF_K + 1.0 + rank as f32);
-            *scores.entry(c.chunk_id).or_default() += add;
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let best = lists.len().max(1) as f32 / (RRF_K + 1.0);
-    let mut fused: Vec<Candidate> = scores
-        .into_iter()
-        .map(|(chunk_id, s)| Candidate {
-            chunk_id,
-            score: s / best,
-        })
-        .collect();
-    sort_candidates(&mut fused);
-    fused
 }
 
 /// Erasing an organization: the vectors of every space of the tenant are dropped from the
@@ -373,46 +416,5 @@ impl kernel::erasure::TenantData for Retrieval {
             self.ports.vectors.drop_space(space).await?;
         }
         Ok(spaces.len() as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn c(score: f32) -> Candidate {
-        Candidate {
-            chunk_id: ChunkId::new(),
-            score,
-        }
-    }
-
-    #[test]
-    fn fusion_rewards_agreement_and_scales_to_one() {
-        let a = c(0.9);
-        let b = c(0.8);
-        let d = c(0.7);
-        let vector = [a, b, d];
-        let keyword = [
-            Candidate { score: 12.0, ..b },
-            Candidate { score: 3.0, ..a },
-        ];
-        let fused = fuse(&[&vector, &keyword]);
-        // a: 1/61 + 1/62; b: 1/62 + 1/61 — equal; d only in one list comes last.
-        assert_eq!(fused.len(), 3);
-        assert_eq!(fused[2].chunk_id, d.chunk_id);
-        assert!((fused[0].score - fused[1].score).abs() < 1e-6);
-        let first_in_both = fuse(&[&[a], &[a]]);
-        assert!((first_in_both[0].score - 1.0).abs() < 1e-6);
-        assert!(fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0));
-    }
-
-    #[test]
-    fn fusion_of_one_list_keeps_its_order() {
-        let list = [c(0.9), c(0.5), c(0.1)];
-        let fused = fuse(&[&list]);
-        let ids: Vec<ChunkId> = fused.iter().map(|f| f.chunk_id).collect();
-        let want: Vec<ChunkId> = list.iter().map(|f| f.chunk_id).collect();
-        assert_eq!(ids, want);
     }
 }

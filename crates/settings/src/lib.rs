@@ -205,6 +205,59 @@ pub struct RetrievalSettings {
     pub hnsw_ef_search: usize,
     /// How long a worker holds a collection it re-embeds between heartbeats, in seconds.
     pub reembed_lease_secs: u64,
+    /// How `hybrid` search fuses its keyword and vector rankings: the default and overrides
+    /// per embedding model.
+    pub fusion: FusionConfig,
+    /// The reranker that collections with `rerank_top_n` use.
+    pub rerank: RerankSettings,
+}
+
+/// `retrieval.rerank`: a Cohere/Jina-style `POST /rerank` endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerankSettings {
+    /// The API root (`https://api.cohere.com/v2`); requests go to `{base_url}/rerank`. Unset:
+    /// no reranking (collections' `rerank_top_n` is then ignored).
+    pub base_url: Option<String>,
+    /// The API key (a secret), if it needs one.
+    #[serde(serialize_with = "redact_opt")]
+    pub api_key: Option<SecretString>,
+    /// The rerank model (`rerank-v3.5`).
+    pub model: String,
+    /// How long a search waits for the reranker, in milliseconds, before it keeps the fused
+    /// order.
+    pub timeout_ms: u64,
+}
+
+/// `retrieval.fusion`: the fusion of models without their own, and each model's own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FusionConfig {
+    /// `rrf` (weighted reciprocal rank) or `minmax` (weighted sum of min-max scaled scores).
+    pub method: String,
+    /// The keyword (BM25) leg's weight (0 to 100).
+    pub keyword: f32,
+    /// The vector leg's weight (0 to 100; not both 0).
+    pub vector: f32,
+    /// Per embedding model name: its own method and weights.
+    pub models: BTreeMap<String, FusionLeg>,
+}
+
+/// One model's fusion (`retrieval.fusion.models.<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FusionLeg {
+    /// `rrf` or `minmax`.
+    #[serde(default = "rrf")]
+    pub method: String,
+    /// The keyword leg's weight.
+    pub keyword: f32,
+    /// The vector leg's weight.
+    pub vector: f32,
+}
+
+fn rrf() -> String {
+    "rrf".to_owned()
 }
 
 /// Which embedder is the default.
@@ -664,6 +717,27 @@ impl Default for Settings {
                 hnsw_ef_construction: 128,
                 hnsw_ef_search: 200,
                 reembed_lease_secs: 120,
+                fusion: FusionConfig {
+                    method: rrf(),
+                    keyword: 1.0,
+                    vector: 1.0,
+                    // Measured on the golden set of crates/testkit/data/eval (docs/retrieval.md):
+                    // the hashed n-gram vectors get a smaller vote, on scaled scores.
+                    models: BTreeMap::from([(
+                        "quire-local-ngram-384".to_owned(),
+                        FusionLeg {
+                            method: "minmax".to_owned(),
+                            keyword: 1.5,
+                            vector: 1.0,
+                        },
+                    )]),
+                },
+                rerank: RerankSettings {
+                    base_url: None,
+                    api_key: None,
+                    model: "rerank-v3.5".to_owned(),
+                    timeout_ms: 2_000,
+                },
             },
             provider: ProviderSettings {
                 base_url: "https://api.openai.com/v1".to_owned(),

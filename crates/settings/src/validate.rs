@@ -152,6 +152,39 @@ impl Settings {
         if r.reembed_lease_secs == 0 {
             return bad("retrieval.reembed_lease_secs must be positive");
         }
+        if let Some(url) = &r.rerank.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad("retrieval.rerank.base_url must be an http(s) URL");
+        }
+        if r.rerank.timeout_ms == 0 || r.rerank.model.trim().is_empty() {
+            return bad("retrieval.rerank needs a model and a positive timeout_ms");
+        }
+        let legs = std::iter::once((
+            "retrieval.fusion".to_owned(),
+            r.fusion.method.as_str(),
+            r.fusion.keyword,
+            r.fusion.vector,
+        ))
+        .chain(r.fusion.models.iter().map(|(name, l)| {
+            (
+                format!("retrieval.fusion.models.{name:?}"),
+                l.method.as_str(),
+                l.keyword,
+                l.vector,
+            )
+        }));
+        for (at, method, keyword, vector) in legs {
+            if method != "rrf" && method != "minmax" {
+                return bad(&format!("{at}.method must be \"rrf\" or \"minmax\""));
+            }
+            let ok = |w: f32| w.is_finite() && (0.0..=100.0).contains(&w);
+            if !ok(keyword) || !ok(vector) || keyword + vector <= 0.0 {
+                return bad(&format!(
+                    "{at}: keyword and vector weights must be between 0 and 100, not both 0"
+                ));
+            }
+        }
         let p = &self.provider;
         if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
             return bad("provider.base_url must be an http(s) URL");

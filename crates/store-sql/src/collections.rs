@@ -48,6 +48,7 @@ fn to_domain(m: Model) -> Result<Collection, StoreError> {
             .map(OcrLanguages::parse_joined)
             .transpose()
             .map_err(|e| anyhow::anyhow!("stored OCR languages: {e}"))?,
+        rerank_top_n: m.rerank_top_n.map(|n| fit(n, "rerank_top_n")).transpose()?,
         created_at: m.created_at,
         updated_at: m.updated_at,
     })
@@ -67,6 +68,7 @@ impl CollectionRepository for SqlStore {
                 tokenizer: c.chunking.tokenizer().as_str().to_owned(),
                 embedding_model: c.embedding_model,
                 ocr_languages: c.ocr_languages.as_ref().map(OcrLanguages::joined),
+                rerank_top_n: c.rerank_top_n.map(|n| fit(n, "rerank_top_n")).transpose()?,
                 created_at: utc_micros(c.created_at),
                 updated_at: utc_micros(c.updated_at),
             };
@@ -157,6 +159,10 @@ impl CollectionRepository for SqlStore {
                     Column::OcrLanguages,
                     Expr::value(languages.as_ref().map(OcrLanguages::joined)),
                 );
+            }
+            if let Some(n) = patch.rerank_top_n {
+                let n: Option<i32> = n.map(|n| fit(n, "rerank_top_n")).transpose()?;
+                update = update.col_expr(Column::RerankTopN, Expr::value(n));
             }
             let changed = update
                 .exec(&self.db)

@@ -271,6 +271,9 @@ pub mod collection {
         /// Tesseract's form (`eng+deu`); `NULL`: the configured default.
         #[serde(default)]
         pub ocr_languages: Option<String>,
+        /// Added by migration 29; archives from before it have none.
+        #[serde(default)]
+        pub rerank_top_n: Option<i32>,
         pub created_at: TimeDateTimeWithTimeZone,
         pub updated_at: TimeDateTimeWithTimeZone,
     }
@@ -924,6 +927,43 @@ pub mod workflow_schedule {
         pub next_run_at: TimeDateTimeWithTimeZone,
         pub actor: String,
         pub role: String,
+        pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crate::scope::TenantScoped for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
+}
+
+pub mod evaluation {
+    //! The `evaluations` table: runs of golden sets (tenant data: queries go through
+    //! `crate::scope`).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "evaluations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        /// Space-separated collection ids; NULL: the whole organization.
+        pub collection_ids: Option<String>,
+        pub created_by: Option<Uuid>,
+        pub created_by_key: Option<Uuid>,
+        pub k: i32,
+        pub embedding_model: Option<String>,
+        pub rerank: bool,
+        /// The golden set, JSON.
+        pub items: String,
+        /// The figures of each mode, JSON.
+        pub results: String,
         pub created_at: TimeDateTimeWithTimeZone,
     }
 

@@ -23,6 +23,7 @@ mod collections;
 mod document_rows;
 mod documents;
 mod entity;
+mod evaluations;
 mod invitations;
 mod job_rows;
 mod jobs;

@@ -75,6 +75,10 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ),
     ("blob_parts", "as blobs"),
     (
+        "evaluations",
+        "figures of this deployment's indexes and models; a golden set is run again after an import",
+    ),
+    (
         "keyword_postings",
         "the keyword index, rebuilt from chunks by triggers",
     ),

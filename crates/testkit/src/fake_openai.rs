@@ -23,6 +23,10 @@
 //!   Usage: [`prompt_tokens`] of the request, one completion token per piece; the last is
 //!   kept for tests ([`FakeOpenAi::last_usage`]).
 //! - `GET /v1/models` lists the chat models.
+//! - `POST /v1/rerank` answers Cohere/Jina's shape: `{results: [{index, relevance_score}],
+//!   usage: {total_tokens}}`, ranking the documents in *reverse* order (the last first), so a
+//!   test sees at once that a reranker's order was applied; `top_n` of them; 10 tokens per
+//!   document.
 //! - With an API key configured, a request without `Authorization: Bearer <key>` gets 401.
 //! - Faults ([`Fault`]) are consumed one per request, in the order they were pushed, before
 //!   the request is answered.
@@ -695,7 +699,8 @@ fn route(state: &State, request: &Request) -> Reply {
         ("POST", "/v1/embeddings") => embeddings(state, request),
         ("POST", "/v1/chat/completions") => chat_completions(state, request),
         ("GET", "/v1/models") => models(state),
-        (_, "/v1/embeddings" | "/v1/chat/completions" | "/v1/models") => {
+        ("POST", "/v1/rerank") => rerank(request),
+        (_, "/v1/embeddings" | "/v1/chat/completions" | "/v1/models" | "/v1/rerank") => {
             Reply::error(405, "invalid_request_error", "Method not allowed.")
         }
         (method, path) => Reply::error(
@@ -767,6 +772,39 @@ fn embeddings(state: &State, request: &Request) -> Reply {
         answer["usage"] = json!({"prompt_tokens": out.tokens, "total_tokens": out.tokens});
     }
     Reply::json(200, &answer)
+}
+
+/// `POST /v1/rerank`: the documents in reverse order, the best `top_n`.
+fn rerank(request: &Request) -> Reply {
+    let invalid = |message: &str| Reply::error(400, "invalid_request_error", message);
+    let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+        return invalid("We could not parse the JSON body of your request.");
+    };
+    if body.get("model").and_then(Value::as_str).is_none()
+        || body.get("query").and_then(Value::as_str).is_none()
+    {
+        return invalid("model and query are required.");
+    }
+    let Some(documents) = body.get("documents").and_then(Value::as_array) else {
+        return invalid("documents must be an array.");
+    };
+    let n = documents.len();
+    let top_n = body
+        .get("top_n")
+        .and_then(Value::as_u64)
+        .and_then(|t| usize::try_from(t).ok())
+        .unwrap_or(n)
+        .min(n);
+    #[allow(clippy::cast_precision_loss)] // small counts
+    let results: Vec<Value> = (0..n)
+        .rev()
+        .take(top_n)
+        .map(|index| json!({"index": index, "relevance_score": (index + 1) as f64 / n as f64}))
+        .collect();
+    Reply::json(
+        200,
+        &json!({"results": results, "usage": {"total_tokens": 10 * n}}),
+    )
 }
 
 /// `GET /v1/models`.

@@ -139,6 +139,8 @@ pub struct TestOptions {
     pub database_url: Option<String>,
     /// With `redis`: this Redis (a [`faults::PrivateRedis`]) instead of the shared one.
     pub redis_url: Option<String>,
+    /// A reranker's base URL (a `fake_openai::FakeOpenAi`'s `/v1`): `retrieval.rerank`.
+    pub reranker: Option<String>,
     /// Applied to the settings last, in order.
     pub tweaks: Vec<fn(&mut Settings)>,
 }
@@ -359,6 +361,11 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         settings.provider.timeout_secs = 5;
         // Tests follow a failed call with another; `faults_outages` turns the breaker on.
         settings.provider.down_for_ms = 0;
+    }
+    if let Some(base_url) = &opts.reranker {
+        settings.retrieval.rerank.base_url = Some(base_url.clone());
+        settings.retrieval.rerank.api_key = Some(SecretString::from("sk-test-fake"));
+        settings.retrieval.rerank.timeout_ms = 1_000;
     }
     for tweak in &opts.tweaks {
         tweak(&mut settings);

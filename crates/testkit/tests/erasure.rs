@@ -13,13 +13,25 @@ const NOTES: &str = "Zebra migration.\n\nThe zebras cross the river in spring, f
 wildebeest. Rangers count them from the northern ridge every morning.";
 
 /// Everything a tenant makes through the API: a collection, a ready document (blob, chunks,
-/// vectors, keyword postings), an API key, a chat session, a webhook, a workflow schedule and
-/// run, an export (its archive), searches (usage, cache). Returns the owner's token, the org id and the key's secret.
+/// vectors, keyword postings), an evaluation, an API key, a chat session, a webhook, a workflow
+/// schedule and run, an export (its archive), searches (usage, cache). Returns the owner's token, the org id and the key's secret.
 async fn populate(app: &TestApp, who: &str) -> (String, String, String) {
     let (token, org) = app.owner(who).await;
     let coll = app.collection(&token, &org, "Field notes").await;
-    app.ready_document(&token, &org, "zebras.txt", NOTES, &coll)
+    let doc = app
+        .ready_document(&token, &org, "zebras.txt", NOTES, &coll)
         .await;
+    let (s, evaluation) = app
+        .call_in(
+            &token,
+            Method::POST,
+            "/api/v1/evaluations",
+            Some(json!({"collection_ids": [coll],
+                        "cases": [{"question": "zebras", "expected_document_ids": [doc]}]})),
+            Some(&org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{evaluation}");
     let (s, key) = app
         .call(
             &token,

@@ -601,6 +601,7 @@ async fn an_upload_becomes_ready_and_its_copy_is_a_duplicate() {
                 chunking: Some(small),
                 embedding_model: None,
                 ocr_languages: None,
+                rerank_top_n: None,
             },
         )
         .await

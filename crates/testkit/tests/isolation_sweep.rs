@@ -287,9 +287,26 @@ async fn sweep(app: &TestApp) {
     assert_eq!(status, StatusCode::OK, "{usage}");
     assert!(usage["totals"]["requests"].as_u64() > Some(1), "{usage}");
     assert!(usage.to_string().contains(a.user_id.as_str()), "{usage}");
+    // A's evaluation of its collection.
+    let (status, evaluation) = app
+        .call_in(
+            &a.token,
+            Method::POST,
+            "/api/v1/evaluations",
+            Some(json!({
+                "collection_ids": [a_collection],
+                "cases": [{"question": "launch date", "expected_document_ids": [a_document]}],
+            })),
+            Some(&a.slug),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{evaluation}");
+    let a_evaluation = evaluation["id"].as_str().expect("evaluation id").to_owned();
     // The id of A's object that a route names: `{id}` means a different thing per route.
     let object = |template: &str| -> String {
-        if template.contains("/workflows/runs/") {
+        if template.contains("/evaluations/") {
+            a_evaluation.clone()
+        } else if template.contains("/workflows/runs/") {
             a_run.clone()
         } else if template.contains("/workflows/schedules/") {
             a_schedule.clone()
@@ -334,6 +351,7 @@ async fn sweep(app: &TestApp) {
         a_attempt.clone(),
         a_run.clone(),
         a_schedule.clone(),
+        a_evaluation.clone(),
     ];
 
     let mut checked = 0;
@@ -423,14 +441,21 @@ async fn sweep(app: &TestApp) {
                 .request(method.clone(), app.url(&path))
                 .bearer_auth(b_credential)
                 .header("x-tenant-id", b.slug.as_str());
-            if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+            let names_a_collection = template.ends_with("/evaluations") && method == Method::POST;
+            if names_a_collection {
+                // A's collection in B's tenant: not found.
+                req = req.json(&json!({
+                    "collection_ids": [a_collection],
+                    "cases": [{"question": "launch date", "expected_answer": "ninth"}],
+                }));
+            } else if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
                 // A valid body: only the object lookup can refuse.
                 req = req.json(&valid_body(template));
             }
             let res = req.send().await.expect("sent");
             let status = res.status();
             let text = res.text().await.expect("body");
-            if template.contains("{id}") {
+            if template.contains("{id}") || names_a_collection {
                 assert_eq!(
                     status,
                     StatusCode::NOT_FOUND,

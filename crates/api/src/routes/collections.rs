@@ -37,6 +37,8 @@ pub struct CollectionDto {
     /// The languages OCR reads its scanned PDF pages in (Tesseract codes such as `eng`,
     /// `deu`); `null`: the deployment's default (`documents.ocr.languages`).
     ocr_languages: Option<Vec<String>>,
+    /// How many of a search's first results are reranked; `null`: no reranking.
+    rerank_top_n: Option<u32>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -54,6 +56,7 @@ impl From<Collection> for CollectionDto {
             chunking: ChunkingDto::from_domain(c.chunking),
             embedding_model: c.embedding_model,
             ocr_languages: c.ocr_languages.map(|l| l.codes().to_vec()),
+            rerank_top_n: c.rerank_top_n,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -75,6 +78,9 @@ pub struct CreateCollection {
     /// 1 to 8 Tesseract language codes (`eng`, `deu`, `chi_sim`...) for OCR of scanned
     /// pages; default: the deployment's default.
     ocr_languages: Option<Vec<String>>,
+    /// Rerank the first N results of its searches (1 to 150; needs `rerank.base_url`);
+    /// default `null`: off.
+    rerank_top_n: Option<u32>,
 }
 
 /// Creates a collection (admin).
@@ -111,6 +117,7 @@ async fn create_collection(
                 chunking,
                 embedding_model: body.embedding_model,
                 ocr_languages: body.ocr_languages,
+                rerank_top_n: body.rerank_top_n,
             },
         )
         .await?;
@@ -177,6 +184,10 @@ pub struct PatchCollection {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<String>>)]
     ocr_languages: Option<Option<Vec<String>>>,
+    /// Rerank the first N results of its searches (1 to 150); `null` turns reranking off.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    rerank_top_n: Option<Option<u32>>,
 }
 
 /// Changes a collection (admin).
@@ -211,6 +222,7 @@ async fn update_collection(
                 chunking: body.chunking.map(ChunkingDto::into_domain),
                 embedding_model: body.embedding_model,
                 ocr_languages: body.ocr_languages,
+                rerank_top_n: body.rerank_top_n,
             },
         )
         .await?;

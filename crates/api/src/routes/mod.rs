@@ -10,6 +10,7 @@ pub(crate) mod chat_ws;
 mod collections;
 mod console;
 mod documents;
+mod evaluations;
 mod exports;
 mod mcp;
 pub(crate) mod orgs;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut ServiceConfig<'_>) {
             .configure(collections::configure)
             .configure(documents::configure)
             .configure(retrieval::configure)
+            .configure(evaluations::configure)
             .configure(chat::configure)
             .configure(chat_ws::configure)
             .configure(ai::configure)

@@ -110,6 +110,7 @@ pub fn collection(tenant: TenantId, name: &str, at: OffsetDateTime) -> Collectio
         chunking: ChunkingSettings::default(),
         embedding_model: None,
         ocr_languages: None,
+        rerank_top_n: None,
         created_at: at,
         updated_at: at,
     }
@@ -248,6 +249,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
                 chunking: Some(chunking),
                 embedding_model: None,
                 ocr_languages: None,
+                rerank_top_n: Some(Some(20)),
             },
             later,
         )
@@ -257,6 +259,7 @@ pub async fn collections_crud_and_pagination(p: &DocumentPorts) {
     assert_eq!(updated.name.as_str(), "Staff handbook");
     assert_eq!(updated.description, None, "Some(None) clears");
     assert_eq!(updated.chunking, chunking);
+    assert_eq!(updated.rerank_top_n, Some(20));
     assert_eq!(updated.updated_at, later);
     assert_eq!(updated.created_at, made[0].created_at);
     assert_eq!(

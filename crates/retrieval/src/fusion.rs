@@ -1,0 +1,297 @@
+//! How `hybrid` search fuses its keyword and vector rankings: a method and a weight per leg,
+//! configured per embedding model (`retrieval.fusion`), and the fusion itself.
+
+use std::collections::HashMap;
+
+use documents::ChunkId;
+use kernel::{FieldError, InvalidInput};
+
+use crate::model::Candidate;
+
+/// Reciprocal rank fusion's constant (Cormack et al. 2009).
+pub const RRF_K: f32 = 60.0;
+/// Largest weight of a leg.
+pub const MAX_FUSION_WEIGHT: f32 = 100.0;
+/// `minmax`'s lowest score: a chunk found by a leg scores above 0 even when it is last in every
+/// list it is in (the sum is mapped onto `FLOOR..=1`, which keeps its order).
+const MINMAX_FLOOR: f32 = 0.01;
+
+/// How the two rankings are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FusionMethod {
+    /// Weighted reciprocal rank: a chunk scores Σ weight / (60 + rank) over the lists it is in.
+    #[default]
+    Rrf,
+    /// Weighted sum of each list's scores scaled to 0..1 by that list's minimum and maximum
+    /// (a chunk absent from a list gets 0 from it), mapped onto 0.01..1 so that every result
+    /// scores above 0.
+    MinMax,
+}
+
+impl FusionMethod {
+    /// `rrf` or `minmax`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Rrf => "rrf",
+            Self::MinMax => "minmax",
+        }
+    }
+
+    /// Parses [`FusionMethod::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rrf" => Some(Self::Rrf),
+            "minmax" => Some(Self::MinMax),
+            _ => None,
+        }
+    }
+}
+
+/// A fusion: its method and the weight of each leg (0 to 100, not both 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fusion {
+    /// How the rankings are combined.
+    pub method: FusionMethod,
+    /// The keyword (BM25) leg's weight.
+    pub keyword: f32,
+    /// The vector leg's weight.
+    pub vector: f32,
+}
+
+impl Default for Fusion {
+    /// Reciprocal rank with equal weights (what `hybrid` did before weights).
+    fn default() -> Self {
+        Self {
+            method: FusionMethod::Rrf,
+            keyword: 1.0,
+            vector: 1.0,
+        }
+    }
+}
+
+impl Fusion {
+    /// A fusion with these weights.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `field.keyword` / `field.vector` when a weight is not finite, is
+    /// negative or above [`MAX_FUSION_WEIGHT`], or when both are 0.
+    pub fn new(
+        method: FusionMethod,
+        keyword: f32,
+        vector: f32,
+        field: &str,
+    ) -> Result<Self, InvalidInput> {
+        let mut errors = Vec::new();
+        for (name, w) in [("keyword", keyword), ("vector", vector)] {
+            if !w.is_finite() || !(0.0..=MAX_FUSION_WEIGHT).contains(&w) {
+                errors.push(FieldError::new(
+                    format!("{field}.{name}"),
+                    format!("must be between 0 and {MAX_FUSION_WEIGHT}"),
+                ));
+            }
+        }
+        if errors.is_empty() && keyword + vector <= 0.0 {
+            errors.push(FieldError::new(
+                field,
+                "at least one weight must be positive",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                method,
+                keyword,
+                vector,
+            })
+        } else {
+            Err(InvalidInput(errors))
+        }
+    }
+
+    /// Fuses the vector and keyword rankings (each best first) into one, best first, scored
+    /// 0..1 (1.0: first in every list of positive weight, or the top score of each).
+    #[must_use]
+    pub fn fuse(&self, vector: &[Candidate], keyword: &[Candidate]) -> Vec<Candidate> {
+        let lists = [(vector, self.vector), (keyword, self.keyword)];
+        let total: f32 = lists.iter().map(|(_, w)| *w).sum::<f32>().max(f32::EPSILON);
+        let mut scores: HashMap<ChunkId, f32> = HashMap::new();
+        for (list, weight) in lists {
+            if weight <= 0.0 {
+                continue;
+            }
+            match self.method {
+                FusionMethod::Rrf => {
+                    for (rank, c) in list.iter().enumerate() {
+                        #[allow(clippy::cast_precision_loss)] // ranks are small
+                        let add = weight / (RRF_K + 1.0 + rank as f32);
+                        *scores.entry(c.chunk_id).or_default() += add;
+                    }
+                }
+                FusionMethod::MinMax => {
+                    let (lo, hi) = list
+                        .iter()
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |a, c| {
+                            (a.0.min(c.score), a.1.max(c.score))
+                        });
+                    let span = hi - lo;
+                    for c in list {
+                        let norm = if span > f32::EPSILON {
+                            (c.score - lo) / span
+                        } else {
+                            1.0
+                        };
+                        *scores.entry(c.chunk_id).or_default() += weight * norm;
+                    }
+                }
+            }
+        }
+        let best = match self.method {
+            FusionMethod::Rrf => total / (RRF_K + 1.0),
+            FusionMethod::MinMax => total,
+        };
+        let mut fused: Vec<Candidate> = scores
+            .into_iter()
+            .map(|(chunk_id, s)| Candidate {
+                chunk_id,
+                score: match self.method {
+                    FusionMethod::Rrf => s / best,
+                    FusionMethod::MinMax => MINMAX_FLOOR + (1.0 - MINMAX_FLOOR) * s / best,
+                },
+            })
+            .collect();
+        crate::search::sort_candidates(&mut fused);
+        fused
+    }
+}
+
+/// The fusion of each embedding model: `retrieval.fusion` (the default) and its `models`
+/// overrides, so a model whose vectors are better gets a larger vote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FusionSettings {
+    default: Fusion,
+    by_model: HashMap<String, Fusion>,
+}
+
+impl FusionSettings {
+    /// The default fusion and the overrides per model name.
+    #[must_use]
+    pub fn new(default: Fusion, by_model: HashMap<String, Fusion>) -> Self {
+        Self { default, by_model }
+    }
+
+    /// The fusion of `model` (the default when it has none, or when the vector leg searched
+    /// spaces of several models: `None`).
+    #[must_use]
+    pub fn for_model(&self, model: Option<&str>) -> Fusion {
+        model
+            .and_then(|m| self.by_model.get(m))
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(score: f32) -> Candidate {
+        Candidate {
+            chunk_id: ChunkId::new(),
+            score,
+        }
+    }
+
+    fn ids(list: &[Candidate]) -> Vec<ChunkId> {
+        list.iter().map(|c| c.chunk_id).collect()
+    }
+
+    #[test]
+    fn equal_rrf_rewards_agreement_and_scales_to_one() {
+        let a = c(0.9);
+        let b = c(0.8);
+        let d = c(0.7);
+        let vector = [a, b, d];
+        let keyword = [
+            Candidate { score: 12.0, ..b },
+            Candidate { score: 3.0, ..a },
+        ];
+        let fused = Fusion::default().fuse(&vector, &keyword);
+        // a: 1/61 + 1/62; b: 1/62 + 1/61 — equal; d only in one list comes last.
+        assert_eq!(fused.len(), 3);
+        assert_eq!(fused[2].chunk_id, d.chunk_id);
+        assert!((fused[0].score - fused[1].score).abs() < 1e-6);
+        let first_in_both = Fusion::default().fuse(&[a], &[a]);
+        assert!((first_in_both[0].score - 1.0).abs() < 1e-6);
+        assert!(fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0));
+    }
+
+    #[test]
+    fn a_heavier_leg_wins_a_disagreement() {
+        let a = c(0.9);
+        let b = c(5.0);
+        let vector = [a, Candidate { score: 0.1, ..b }];
+        let keyword = [b, Candidate { score: 1.0, ..a }];
+        for method in [FusionMethod::Rrf, FusionMethod::MinMax] {
+            let keyword_first = Fusion::new(method, 2.0, 1.0, "f").expect("valid");
+            assert_eq!(
+                ids(&keyword_first.fuse(&vector, &keyword)),
+                vec![b.chunk_id, a.chunk_id],
+                "{method:?}"
+            );
+            let vector_first = Fusion::new(method, 1.0, 2.0, "f").expect("valid");
+            assert_eq!(
+                ids(&vector_first.fuse(&vector, &keyword)),
+                vec![a.chunk_id, b.chunk_id],
+                "{method:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_minmax_score_is_in_0_to_1_and_above_0() {
+        let (a, b, d) = (c(0.9), c(0.5), c(0.1));
+        let fused = Fusion::new(FusionMethod::MinMax, 1.5, 1.0, "f")
+            .expect("valid")
+            .fuse(
+                &[a, b, d],
+                &[Candidate { score: 7.0, ..a }, Candidate { score: 2.0, ..d }],
+            );
+        assert_eq!(fused[0].chunk_id, a.chunk_id);
+        assert!((fused[0].score - 1.0).abs() < 1e-6, "first in both: 1.0");
+        assert!(
+            fused.iter().all(|f| f.score > 0.0 && f.score <= 1.0),
+            "{fused:?}"
+        );
+    }
+
+    #[test]
+    fn a_zero_weight_leg_keeps_the_other_order() {
+        let list = [c(0.9), c(0.5), c(0.1)];
+        let other = [c(3.0), list[2], c(1.0)];
+        for method in [FusionMethod::Rrf, FusionMethod::MinMax] {
+            let fused = Fusion::new(method, 0.0, 1.0, "f")
+                .expect("valid")
+                .fuse(&list, &other);
+            assert_eq!(ids(&fused), ids(&list), "{method:?}");
+        }
+    }
+
+    #[test]
+    fn weights_are_checked() {
+        assert!(Fusion::new(FusionMethod::Rrf, 0.0, 0.0, "f").is_err());
+        assert!(Fusion::new(FusionMethod::Rrf, -1.0, 1.0, "f").is_err());
+        assert!(Fusion::new(FusionMethod::Rrf, f32::NAN, 1.0, "f").is_err());
+        assert!(Fusion::new(FusionMethod::Rrf, 101.0, 1.0, "f").is_err());
+        let per_model = FusionSettings::new(
+            Fusion::default(),
+            HashMap::from([(
+                "m".to_owned(),
+                Fusion::new(FusionMethod::MinMax, 3.0, 1.0, "f").expect("valid"),
+            )]),
+        );
+        assert_eq!(per_model.for_model(Some("m")).method, FusionMethod::MinMax);
+        assert_eq!(per_model.for_model(Some("other")), Fusion::default());
+        assert_eq!(per_model.for_model(None), Fusion::default());
+    }
+}
