@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::error::RetrievalError;
-use crate::fusion::{Fusion, FusionMethod};
+use crate::model::{Fusion, FusionMethod};
 use crate::model::{Hit, MAX_QUERY_CHARS, MetadataFilter, SearchMode, SearchQuery, SpaceStatus};
 use crate::search::Retrieval;
 

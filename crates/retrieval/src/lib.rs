@@ -29,7 +29,7 @@ pub mod search;
 
 pub use embedding::{Embedders, RetrievalPorts, embedding_token_bound};
 pub use error::RetrievalError;
-pub use fusion::{Fusion, FusionMethod, FusionSettings, RRF_K};
+pub use fusion::{FusionSettings, RRF_K};
 pub use indexer::Indexer;
 pub use model::*;
 pub use ports::*;

@@ -222,6 +222,111 @@ pub struct Candidate {
     pub score: f32,
 }
 
+/// Best first; ties by chunk id, so equal scores come out in a stable order.
+pub(crate) fn sort_candidates(list: &mut [Candidate]) {
+    list.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.chunk_id.cmp(&b.chunk_id))
+    });
+}
+
+/// Largest weight of a leg.
+pub const MAX_FUSION_WEIGHT: f32 = 100.0;
+/// How the two rankings are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FusionMethod {
+    /// Weighted reciprocal rank: a chunk scores Σ weight / (60 + rank) over the lists it is in.
+    #[default]
+    Rrf,
+    /// Weighted sum of each list's scores scaled to 0..1 by that list's minimum and maximum
+    /// (a chunk absent from a list gets 0 from it), mapped onto 0.01..1 so that every result
+    /// scores above 0.
+    MinMax,
+}
+
+impl FusionMethod {
+    /// `rrf` or `minmax`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Rrf => "rrf",
+            Self::MinMax => "minmax",
+        }
+    }
+
+    /// Parses [`FusionMethod::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rrf" => Some(Self::Rrf),
+            "minmax" => Some(Self::MinMax),
+            _ => None,
+        }
+    }
+}
+
+/// A fusion: its method and the weight of each leg (0 to 100, not both 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fusion {
+    /// How the rankings are combined.
+    pub method: FusionMethod,
+    /// The keyword (BM25) leg's weight.
+    pub keyword: f32,
+    /// The vector leg's weight.
+    pub vector: f32,
+}
+
+impl Default for Fusion {
+    /// Reciprocal rank with equal weights (what `hybrid` did before weights).
+    fn default() -> Self {
+        Self {
+            method: FusionMethod::Rrf,
+            keyword: 1.0,
+            vector: 1.0,
+        }
+    }
+}
+
+impl Fusion {
+    /// A fusion with these weights.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] on `field.keyword` / `field.vector` when a weight is not finite, is
+    /// negative or above [`MAX_FUSION_WEIGHT`], or when both are 0.
+    pub fn new(
+        method: FusionMethod,
+        keyword: f32,
+        vector: f32,
+        field: &str,
+    ) -> Result<Self, InvalidInput> {
+        let mut errors = Vec::new();
+        for (name, w) in [("keyword", keyword), ("vector", vector)] {
+            if !w.is_finite() || !(0.0..=MAX_FUSION_WEIGHT).contains(&w) {
+                errors.push(FieldError::new(
+                    format!("{field}.{name}"),
+                    format!("must be between 0 and {MAX_FUSION_WEIGHT}"),
+                ));
+            }
+        }
+        if errors.is_empty() && keyword + vector <= 0.0 {
+            errors.push(FieldError::new(
+                field,
+                "at least one weight must be positive",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                method,
+                keyword,
+                vector,
+            })
+        } else {
+            Err(InvalidInput(errors))
+        }
+    }
+}
+
 /// Vectors for a list of inputs.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Embeddings {
@@ -344,7 +449,7 @@ pub struct SearchQuery {
     /// Metadata the documents must have.
     pub filter: MetadataFilter,
     /// `hybrid`'s fusion instead of the configured one (evaluations try weights with it).
-    pub fusion: Option<crate::fusion::Fusion>,
+    pub fusion: Option<Fusion>,
     /// Rerank when a named collection asks for it (default); evaluations turn it off to
     /// measure without it.
     pub rerank: bool,

@@ -7,9 +7,10 @@ use kernel::{FieldError, InvalidInput, TenantContext, TenantId};
 
 use crate::embedding::{Embedders, RetrievalPorts};
 use crate::error::RetrievalError;
-use crate::fusion::{Fusion, FusionSettings};
+use crate::fusion::FusionSettings;
 use crate::model::{
-    Candidate, EmbeddingModel, Embeddings, Hit, SearchMode, SearchQuery, SpaceStatus,
+    Candidate, EmbeddingModel, Embeddings, Fusion, Hit, SearchMode, SearchQuery, SpaceStatus,
+    sort_candidates,
 };
 use crate::rerank::Reranking;
 
@@ -391,15 +392,6 @@ impl Retrieval {
 struct QueryVectors {
     reference: String,
     by_model: HashMap<EmbeddingModel, Vec<f32>>,
-}
-
-/// Best first; ties by chunk id, so equal scores come out in a stable order.
-pub(crate) fn sort_candidates(list: &mut [Candidate]) {
-    list.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.chunk_id.cmp(&b.chunk_id))
-    });
 }
 
 /// Erasing an organization: the vectors of every space of the tenant are dropped from the
