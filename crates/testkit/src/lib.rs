@@ -312,6 +312,12 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// The first run of exactly six digits in a mail's body: its sign-in code.
+fn six_digit_code(body: &str) -> Option<&str> {
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+}
+
 /// A server on SQLite and the in-process cache (the embedded default).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
@@ -522,11 +528,44 @@ impl TestApp {
             .iter()
             .find(|m| m.to == to)
             .unwrap_or_else(|| panic!("no mail to {to}"));
-        mail.body
-            .split(|c: char| !c.is_ascii_digit())
-            .find(|run| run.len() == 6)
+        six_digit_code(&mail.body)
             .unwrap_or_else(|| panic!("no code in the mail to {to}"))
             .to_owned()
+    }
+
+    /// Signs `who@example.com` in with a mailed code (creating the account, which proves the
+    /// address): the code of the newest mail to it that has one. Returns the access token and
+    /// the user id.
+    pub async fn sign_in_by_code(&self, who: &str) -> (String, String) {
+        let email = format!("{who}@example.com");
+        let res = self
+            .post_json(
+                "/api/v1/auth/code/request",
+                &serde_json::json!({"email": email}),
+            )
+            .await;
+        assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
+        let mails = self.store().await.outbox(50).await.expect("outbox");
+        let code = mails
+            .iter()
+            .filter(|m| m.to == email)
+            .find_map(|m| six_digit_code(&m.body))
+            .expect("a code mail")
+            .to_owned();
+        let res = self
+            .post_json(
+                "/api/v1/auth/code/verify",
+                &serde_json::json!({"email": email, "code": code}),
+            )
+            .await;
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        let tokens: serde_json::Value = res.json().await.expect("json");
+        let token = tokens["access_token"].as_str().expect("token").to_owned();
+        let (_, me) = self
+            .call(&token, reqwest::Method::GET, "/api/v1/auth/me", None)
+            .await;
+        let id = me["user"]["id"].as_str().expect("user id").to_owned();
+        (token, id)
     }
 
     /// Confirms the email of the signed-in account of `token` (address `email`) through the

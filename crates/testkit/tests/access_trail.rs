@@ -20,38 +20,6 @@ wildebeest. Rangers count them from the northern ridge every morning.";
 const QUERY: &str = "where do zebras cross the river";
 const QUESTION: &str = "When do the zebras cross the river?";
 
-/// The first run of exactly six digits in `text`.
-fn six_digits(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|run| run.len() == 6)
-        .map(str::to_owned)
-}
-
-/// Signs `who@example.com` in with a mailed code; returns the token and the user id.
-async fn by_code(app: &TestApp, who: &str) -> (String, String) {
-    let email = format!("{who}@example.com");
-    let res = app
-        .post_json("/api/v1/auth/code/request", &json!({"email": email}))
-        .await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let mails = app.store().await.outbox(50).await.expect("outbox");
-    let code = mails
-        .iter()
-        .filter(|m| m.to == email)
-        .find_map(|m| six_digits(&m.body))
-        .expect("a code mail");
-    let res = app
-        .post_json(
-            "/api/v1/auth/code/verify",
-            &json!({"email": email, "code": code}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let tokens: Value = res.json().await.expect("json");
-    let token = tokens["access_token"].as_str().expect("token").to_owned();
-    (token.clone(), me(app, &token).await)
-}
-
 async fn me(app: &TestApp, token: &str) -> String {
     let (_, me) = app.call(token, Method::GET, "/api/v1/auth/me", None).await;
     me["user"]["id"].as_str().expect("user id").to_owned()
@@ -59,7 +27,7 @@ async fn me(app: &TestApp, token: &str) -> String {
 
 /// `who` joins `org` (owned by `owner`) as `role`; returns the token and the user id.
 async fn join(app: &TestApp, owner: &str, org: &str, who: &str, role: &str) -> (String, String) {
-    let (token, id) = by_code(app, who).await;
+    let (token, id) = app.sign_in_by_code(who).await;
     let (s, inv) = app
         .call(
             owner,
@@ -346,7 +314,7 @@ async fn trail_records_ids_and_only_admins_read_it(app: &TestApp) {
     assert!(kept.iter().any(|e| e["action"] == "document.searched"));
 
     // The platform's log has both organizations' access events.
-    let (pat, pat_id) = by_code(app, "pat").await;
+    let (pat, pat_id) = app.sign_in_by_code("pat").await;
     app.make_platform_admin(kernel::UserId::parse(&pat_id).expect("uuid"))
         .await;
     let (s, all) = app

@@ -25,50 +25,6 @@ testkit::on_both_backends!(
     key_dies_with_its_creators_account,
 );
 
-/// The first run of exactly six digits in `text`.
-fn six_digits(text: &str) -> Option<String> {
-    let mut run = String::new();
-    for c in text.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            if run.len() == 6 {
-                return Some(run);
-            }
-            run.clear();
-        }
-    }
-    None
-}
-
-/// Signs `who@example.com` in with a mailed code (creating the account, which proves the
-/// address); returns the access token and the user id.
-async fn by_code(app: &TestApp, who: &str) -> (String, String) {
-    let email = format!("{who}@example.com");
-    let res = app
-        .post_json("/api/v1/auth/code/request", &json!({"email": email}))
-        .await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let mails = app.store().await.outbox(50).await.expect("outbox");
-    let code = mails
-        .iter()
-        .filter(|m| m.to == email)
-        .find_map(|m| six_digits(&m.body))
-        .expect("a code mail");
-    let res = app
-        .post_json(
-            "/api/v1/auth/code/verify",
-            &json!({"email": email, "code": code}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let tokens: Value = res.json().await.expect("json");
-    let token = tokens["access_token"].as_str().expect("token").to_owned();
-    let (_, me) = app.call(&token, Method::GET, "/api/v1/auth/me", None).await;
-    let id = me["user"]["id"].as_str().expect("user id").to_owned();
-    (token, id)
-}
-
 async fn invite(app: &TestApp, token: &str, email: &str, role: &str) -> (StatusCode, Value) {
     app.call(
         token,
@@ -146,7 +102,7 @@ struct Team {
 /// `ann` owns `ann`; `adam` is its admin.
 async fn team(app: &TestApp) -> Team {
     let (ann, _) = app.owner("ann").await;
-    let (adam, adam_id) = by_code(app, "adam").await;
+    let (adam, adam_id) = app.sign_in_by_code("adam").await;
     let (s, inv) = invite(app, &ann, "adam@example.com", "admin").await;
     assert_eq!(s, StatusCode::CREATED, "{inv}");
     let (s, joined) = accept(app, &adam, &inv).await;
@@ -164,7 +120,7 @@ async fn removed_admins_invitation_no_longer_admits(app: &TestApp) {
         StatusCode::NO_CONTENT
     );
 
-    let (vic, _) = by_code(app, "vic").await;
+    let (vic, _) = app.sign_in_by_code("vic").await;
     let (s, p) = accept(app, &vic, &inv).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
     assert_eq!(acting_role(app, &vic).await, Err(StatusCode::NOT_FOUND));
@@ -179,7 +135,7 @@ async fn demoted_admins_invitation_no_longer_admits(app: &TestApp) {
         StatusCode::OK
     );
 
-    let (vic, _) = by_code(app, "vic").await;
+    let (vic, _) = app.sign_in_by_code("vic").await;
     let (s, p) = accept(app, &vic, &inv).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
     assert_eq!(acting_role(app, &vic).await, Err(StatusCode::NOT_FOUND));
@@ -205,7 +161,7 @@ async fn deleted_inviters_invitation_no_longer_admits(app: &TestApp) {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{p}");
 
-    let (vic, _) = by_code(app, "vic").await;
+    let (vic, _) = app.sign_in_by_code("vic").await;
     let (s, p) = accept(app, &vic, &inv).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
     assert_eq!(acting_role(app, &vic).await, Err(StatusCode::NOT_FOUND));
@@ -228,7 +184,7 @@ async fn invitation_never_gives_more_than_its_inviters_current_role(app: &TestAp
         StatusCode::OK
     );
 
-    let (vic, _) = by_code(app, "vic").await;
+    let (vic, _) = app.sign_in_by_code("vic").await;
     let (s, p) = accept(app, &vic, &inv).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
     assert_eq!(acting_role(app, &vic).await, Err(StatusCode::NOT_FOUND));
@@ -311,7 +267,7 @@ async fn invitations_are_listed_without_tokens_and_revoked_at_once(app: &TestApp
         .call(&t.ann, Method::GET, "/api/v1/orgs/ann/invitations", None)
         .await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
-    let (vic, _) = by_code(app, "vic").await;
+    let (vic, _) = app.sign_in_by_code("vic").await;
     let (s, _) = accept(app, &vic, &first).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(acting_role(app, &vic).await, Err(StatusCode::NOT_FOUND));
@@ -615,7 +571,7 @@ async fn one_account_cannot_create_organizations_without_limit(app: &TestApp) {
 }
 
 async fn parallel_creations_cannot_pass_the_org_cap(app: &TestApp) {
-    let (eve, _) = by_code(app, "eve").await;
+    let (eve, _) = app.sign_in_by_code("eve").await;
     let slugs: Vec<String> = (0..8).map(|i| format!("eve-org-{i}")).collect();
     let results =
         futures_util::future::join_all(slugs.iter().map(|slug| create_org(app, &eve, slug))).await;
