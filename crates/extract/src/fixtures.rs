@@ -799,6 +799,36 @@ fn adler32_of_repeated(byte: u8, n: u64) -> u32 {
     u32::try_from((b << 16) | a).unwrap_or(0)
 }
 
+/// The OCR tools for tests: `pdftoppm` and `tesseract` resolved in `PATH`, when both are
+/// installed with English. Under `CI` a missing tool panics (`.ci/run` installs them, so an
+/// OCR test never skips there); elsewhere it prints that the test skips and gives `None`.
+#[must_use]
+pub fn installed_ocr_tools() -> Option<crate::OcrConfig> {
+    let config = crate::OcrConfig {
+        pdftoppm: "pdftoppm".into(),
+        tesseract: "tesseract".into(),
+        ..crate::OcrConfig::default()
+    }
+    .resolved();
+    let english = std::process::Command::new(&config.tesseract)
+        .arg("--list-langs")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == "eng")
+        });
+    if config.pdftoppm.is_absolute() && english {
+        return Some(config);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the OCR tests: .ci/run installs tesseract-ocr, tesseract-ocr-eng and poppler-utils"
+    );
+    eprintln!("SKIPPED (OCR): pdftoppm or tesseract with English is not installed");
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

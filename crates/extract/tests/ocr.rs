@@ -11,33 +11,6 @@ use std::time::{Duration, Instant};
 use documents::{ExtractError, ExtractLimits, Extractor, Format, OcrLanguages};
 use extract::{ExtractorConfig, OcrConfig, ProcessExtractor, ThreadExtractor, fixtures};
 
-/// The tools, resolved in `PATH`, when installed with English.
-fn tools() -> Option<OcrConfig> {
-    let config = OcrConfig {
-        pdftoppm: "pdftoppm".into(),
-        tesseract: "tesseract".into(),
-        ..OcrConfig::default()
-    }
-    .resolved();
-    let english = std::process::Command::new(&config.tesseract)
-        .arg("--list-langs")
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l == "eng")
-        });
-    if config.pdftoppm.is_absolute() && english {
-        return Some(config);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the OCR tests: .ci/run installs tesseract-ocr, tesseract-ocr-eng and poppler-utils"
-    );
-    eprintln!("SKIPPED (OCR): pdftoppm or tesseract with English is not installed");
-    None
-}
-
 fn config(ocr: Option<OcrConfig>) -> ExtractorConfig {
     ExtractorConfig {
         timeout: Duration::from_secs(60),
@@ -60,7 +33,9 @@ fn words(text: &str) -> String {
 
 #[tokio::test]
 async fn a_scanned_pdf_is_read_by_ocr_in_the_child_process() {
-    let Some(ocr) = tools() else { return };
+    let Some(ocr) = fixtures::installed_ocr_tools() else {
+        return;
+    };
     let scan = fixtures::scanned_pdf(&[FIRST, SECOND], &ocr.pdftoppm).expect("a scan");
     // Without OCR, the scan has no text (as before).
     assert!(matches!(
@@ -91,7 +66,9 @@ async fn a_scanned_pdf_is_read_by_ocr_in_the_child_process() {
 
 #[tokio::test]
 async fn a_scanned_pdf_is_read_by_ocr_on_a_thread() {
-    let Some(ocr) = tools() else { return };
+    let Some(ocr) = fixtures::installed_ocr_tools() else {
+        return;
+    };
     let scan = fixtures::scanned_pdf(&[SECOND], &ocr.pdftoppm).expect("a scan");
     let text = ThreadExtractor::new(config(Some(ocr)))
         .extract(Format::Pdf, scan, ExtractLimits::default(), None)
@@ -148,7 +125,9 @@ async fn a_missing_tool_or_language_fails_with_its_reason() {
     .expect("text");
     assert!(text.ocr_pages.is_empty());
 
-    let Some(ocr) = tools() else { return };
+    let Some(ocr) = fixtures::installed_ocr_tools() else {
+        return;
+    };
     let scan = fixtures::scanned_pdf(&[FIRST], &ocr.pdftoppm).expect("a scan");
     let not_installed = OcrLanguages::new(&["zzz"]).expect("a well-formed code");
     match child(config(Some(ocr)))
@@ -172,7 +151,9 @@ async fn a_missing_tool_or_language_fails_with_its_reason() {
 
 #[tokio::test]
 async fn hostile_scans_stay_within_their_bounds() {
-    let Some(ocr) = tools() else { return };
+    let Some(ocr) = fixtures::installed_ocr_tools() else {
+        return;
+    };
     let bounded = OcrConfig {
         max_pages: 3,
         page_timeout_secs: 20,
@@ -197,7 +178,9 @@ async fn hostile_scans_stay_within_their_bounds() {
     assert!(took < Duration::from_secs(45), "took {took:?}");
 
     // A page budget shorter than a page: the page's tools are killed, the file fails in time.
-    let Some(ocr) = tools() else { return };
+    let Some(ocr) = fixtures::installed_ocr_tools() else {
+        return;
+    };
     let hurried = ExtractorConfig {
         timeout: Duration::from_secs(3),
         ..config(Some(OcrConfig {

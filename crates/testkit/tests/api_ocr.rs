@@ -9,37 +9,10 @@
 //! (`.ci/run` installs them): under `CI` a missing tool fails the test; elsewhere it skips
 //! with a printed reason.
 
-use extract::{OcrConfig, fixtures};
+use extract::fixtures;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use testkit::{TestApp, TestOptions, spawn_app, spawn_app_with};
-
-/// `pdftoppm`, when the OCR tools are installed with English.
-fn ocr_tools() -> Option<std::path::PathBuf> {
-    let config = OcrConfig {
-        pdftoppm: "pdftoppm".into(),
-        tesseract: "tesseract".into(),
-        ..OcrConfig::default()
-    }
-    .resolved();
-    let english = std::process::Command::new(&config.tesseract)
-        .arg("--list-langs")
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l == "eng")
-        });
-    if config.pdftoppm.is_absolute() && english {
-        return Some(config.pdftoppm);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the OCR tests: .ci/run installs tesseract-ocr, tesseract-ocr-eng and poppler-utils"
-    );
-    eprintln!("SKIPPED (OCR): pdftoppm or tesseract with English is not installed");
-    None
-}
 
 async fn call(
     app: &TestApp,
@@ -280,7 +253,7 @@ async fn scans_languages_and_tables_on_sqlite() {
     let app = spawn_app().await;
     languages_are_validated(&app).await;
     table_scenario(&app).await;
-    if let Some(pdftoppm) = ocr_tools() {
+    if let Some(pdftoppm) = fixtures::installed_ocr_tools().map(|t| t.pdftoppm) {
         ocr_scenario(&app, &pdftoppm).await;
     }
 }
@@ -293,7 +266,7 @@ async fn scans_languages_and_tables_on_postgres_and_redis() {
     let app = spawn_app_with(TestOptions::production()).await;
     languages_are_validated(&app).await;
     table_scenario(&app).await;
-    if let Some(pdftoppm) = ocr_tools() {
+    if let Some(pdftoppm) = fixtures::installed_ocr_tools().map(|t| t.pdftoppm) {
         ocr_scenario(&app, &pdftoppm).await;
     }
 }
