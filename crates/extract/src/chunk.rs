@@ -138,7 +138,7 @@ fn headers(extracted: &ExtractedText, max: u64, bpe: &dyn Bpe) -> Vec<Header> {
         return Vec::new();
     }
     let text = extracted.text.as_str();
-    let mut cursor = ByteCursor::default();
+    let mut cursor = CharCursor::default();
     let mut out = Vec::new();
     for t in &extracted.tables {
         let (Some(start), Some(header_end), Some(end)) = (
@@ -541,14 +541,17 @@ pub(crate) fn longest_run(s: &str) -> usize {
     longest
 }
 
-/// Converts ascending character offsets to byte offsets; `None` past the end.
+/// Converts between byte and character offsets of one text, moving from the last position
+/// asked.
 #[derive(Debug, Default)]
-struct ByteCursor {
+struct CharCursor {
     byte: usize,
     chars: u64,
 }
 
-impl ByteCursor {
+impl CharCursor {
+    /// The byte offset of character offset `chars`, asked in ascending order; `None` past
+    /// the end or behind the last position.
     fn byte_at(&mut self, text: &str, chars: u64) -> Option<usize> {
         if chars < self.chars {
             return None;
@@ -561,16 +564,8 @@ impl ByteCursor {
         }
         Some(self.byte)
     }
-}
 
-/// Converts byte offsets to character offsets, moving from the last position asked.
-#[derive(Debug, Default)]
-struct CharCursor {
-    byte: usize,
-    chars: u64,
-}
-
-impl CharCursor {
+    /// The character offset of byte offset `byte` (a char boundary), in either direction.
     fn chars_at(&mut self, text: &str, byte: usize) -> u64 {
         if byte >= self.byte {
             self.chars += text[self.byte..byte].chars().count() as u64;
