@@ -12,15 +12,23 @@
 //! [`WRITE_RETRY_FOR`]; then it is dropped and counted the same way. A clean shutdown
 //! ([`TrailWriter::stop`]) refuses new events and writes everything queued before it
 //! returns; only a crash loses the queue (at most `capacity` events).
+//!
+//! Repeated reads are coalesced ([`Coalesce`]): a `document.read` of one document by the same
+//! user or key in the same organization within the read window of the last one recorded is not
+//! queued, so a client polling `GET /documents/{id}` leaves one event per window, not one per
+//! poll. Per process: behind K servers a poller leaves at most K events per window.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::{AccessTrail, AuditEvent, AuditLog};
+use crate::audit::{AccessTrail, AuditEvent, AuditLog, DOCUMENT_READ};
 use crate::retry::Backoff;
+use crate::{ApiKeyId, TenantId, UserId};
 
 /// The queue's bound of a server or worker process: 10,000 events (a few MB at most).
 pub const CAPACITY: usize = 10_000;
@@ -29,12 +37,77 @@ pub const MAX_BATCH: usize = 500;
 /// How long a failing batch is retried before it is dropped.
 pub const WRITE_RETRY_FOR: Duration = Duration::from_secs(30);
 
+/// Reads the coalescing remembers at most (a few hundred KB); past it, the entries older than
+/// the window are forgotten, and if none is, all of them (a read may then be recorded twice
+/// within a window: the trail errs on the side of recording).
+pub const COALESCE_ENTRIES: usize = 10_000;
+
 /// The producer side: cheap to share, never blocks.
 #[derive(Debug)]
 pub struct BufferedTrail {
     tx: mpsc::Sender<AuditEvent>,
     capacity: usize,
     dropped: Arc<AtomicU64>,
+    reads: Coalesce,
+}
+
+/// Who read which document: the key of a coalesced read.
+type ReadKey = (TenantId, Option<UserId>, Option<ApiKeyId>, uuid::Uuid);
+
+/// The coalescing of repeated reads: for each (organization, user or key, document), when its
+/// last `document.read` was recorded. A read within `window` of that is left out; one after
+/// it is recorded and restarts the window (so a steady poller leaves one event per window).
+/// Events are compared by their own time (`AuditEvent::at`). A zero window records every read.
+#[derive(Debug)]
+pub struct Coalesce {
+    window: time::Duration,
+    last: Mutex<HashMap<ReadKey, OffsetDateTime>>,
+}
+
+impl Coalesce {
+    /// Coalescing reads within `window` (zero: none).
+    #[must_use]
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window: time::Duration::try_from(window).unwrap_or(time::Duration::MAX),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when `event` repeats a read recorded within the window (leave it out); else
+    /// remembers it as recorded now and answers false. Only single-document `document.read`
+    /// events coalesce.
+    pub fn repeats(&self, event: &AuditEvent) -> bool {
+        if self.window.is_zero() || event.action != DOCUMENT_READ {
+            return false;
+        }
+        let (Some(tenant), Some(access)) = (event.tenant, event.access.as_ref()) else {
+            return false;
+        };
+        let [document] = access.documents.as_slice() else {
+            return false;
+        };
+        let key = (tenant, event.actor, access.key, *document);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = last.get(&key)
+            && event.at >= *at
+            && event.at - *at < self.window
+        {
+            return true;
+        }
+        if last.len() >= COALESCE_ENTRIES && !last.contains_key(&key) {
+            let window = self.window;
+            last.retain(|_, at| event.at - *at < window);
+            if last.len() >= COALESCE_ENTRIES {
+                last.clear();
+            }
+        }
+        last.insert(key, event.at);
+        false
+    }
 }
 
 /// The writer task; [`TrailWriter::stop`] flushes it.
@@ -45,9 +118,14 @@ pub struct TrailWriter {
 }
 
 impl BufferedTrail {
-    /// Starts the writer over `log` with room for `capacity` waiting events (at least 1).
+    /// Starts the writer over `log` with room for `capacity` waiting events (at least 1),
+    /// coalescing repeated reads within `read_window` ([`Coalesce`]; zero: none).
     #[must_use]
-    pub fn start(log: Arc<dyn AuditLog>, capacity: usize) -> (Arc<Self>, TrailWriter) {
+    pub fn start(
+        log: Arc<dyn AuditLog>,
+        capacity: usize,
+        read_window: Duration,
+    ) -> (Arc<Self>, TrailWriter) {
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stopped) = oneshot::channel();
@@ -58,6 +136,7 @@ impl BufferedTrail {
                 tx,
                 capacity,
                 dropped,
+                reads: Coalesce::new(read_window),
             }),
             TrailWriter { stop, task },
         )
@@ -78,6 +157,9 @@ impl BufferedTrail {
 
 impl AccessTrail for BufferedTrail {
     fn record(&self, event: AuditEvent) {
+        if self.reads.repeats(&event) {
+            return;
+        }
         if let Err(e) = self.tx.try_send(event) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Logged at the first and then every 1000th, so a flood does not flood the log.
@@ -235,7 +317,7 @@ mod tests {
             gate: Semaphore::new(0),
             written: Mutex::default(),
         });
-        let (trail, writer) = BufferedTrail::start(log.clone(), 100);
+        let (trail, writer) = BufferedTrail::start(log.clone(), 100, Duration::ZERO);
         for n in 0..50 {
             trail.record(event(n));
         }
@@ -249,13 +331,65 @@ mod tests {
         assert_eq!(trail.dropped(), 1);
     }
 
+    fn read(at: i64, tenant: TenantId, actor: Option<UserId>, doc: uuid::Uuid) -> AuditEvent {
+        AuditEvent {
+            at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(at),
+            action: DOCUMENT_READ,
+            actor,
+            tenant: Some(tenant),
+            target: None,
+            client: ClientInfo::default(),
+            access: Some(crate::audit::DocumentAccess {
+                documents: vec![doc],
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn repeated_reads_within_the_window_are_one_event() {
+        let reads = Coalesce::new(Duration::from_secs(60));
+        let (org, other_org) = (TenantId::new(), TenantId::new());
+        let (ann, bob) = (Some(UserId::new()), Some(UserId::new()));
+        let (doc, other_doc) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        // Ten polls in the window: the first is recorded.
+        let kept = (0..10)
+            .filter(|i| !reads.repeats(&read(i * 5, org, ann, doc)))
+            .count();
+        assert_eq!(kept, 1);
+        // Another actor, document or organization: its own event.
+        assert!(!reads.repeats(&read(10, org, bob, doc)));
+        assert!(!reads.repeats(&read(10, org, ann, other_doc)));
+        assert!(!reads.repeats(&read(10, other_org, ann, doc)));
+        // After the window (from the recorded read at 0): a second event, restarting it.
+        assert!(!reads.repeats(&read(60, org, ann, doc)));
+        assert!(reads.repeats(&read(119, org, ann, doc)));
+        assert!(!reads.repeats(&read(120, org, ann, doc)));
+        // A search is never coalesced; a zero window coalesces nothing.
+        let mut search = read(120, org, ann, doc);
+        search.action = crate::audit::DOCUMENTS_SEARCHED;
+        assert!(!reads.repeats(&search));
+        let off = Coalesce::new(Duration::ZERO);
+        assert!(!off.repeats(&read(0, org, ann, doc)) && !off.repeats(&read(0, org, ann, doc)));
+    }
+
+    #[test]
+    fn the_coalescing_memory_is_bounded() {
+        let reads = Coalesce::new(Duration::from_secs(60));
+        let org = TenantId::new();
+        for _ in 0..(COALESCE_ENTRIES + 10) {
+            assert!(!reads.repeats(&read(0, org, None, uuid::Uuid::now_v7())));
+        }
+        assert!(reads.last.lock().expect("lock").len() <= COALESCE_ENTRIES);
+    }
+
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_blocking() {
         let log = Arc::new(Gated {
             gate: Semaphore::new(0),
             written: Mutex::default(),
         });
-        let (trail, writer) = BufferedTrail::start(log.clone(), 4);
+        let (trail, writer) = BufferedTrail::start(log.clone(), 4, Duration::ZERO);
         for n in 0..20 {
             trail.record(event(n));
         }

@@ -54,6 +54,17 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Workflow runs and schedules (docs/workflows.md).
     pub workflows: WorkflowSettings,
+    /// What a process exposes for monitoring beyond a server's `/metrics`.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Monitoring.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Where a `quire worker` process serves `GET /metrics` (its ingestion, tokens, pools);
+    /// unset (the default): it serves nothing. A server's metrics are on its own `/metrics`.
+    pub worker_metrics_addr: Option<SocketAddr>,
 }
 
 /// Workflow workers and the scheduler.
@@ -495,6 +506,10 @@ pub struct OrgSettings {
     /// How often the retention sweep runs (chat history, failed documents and access events
     /// past each organization's windows); one process of the deployment runs each round.
     pub retention_sweep_secs: u64,
+    /// Repeated `document.read` access events of one document by the same user or key within
+    /// this many seconds are one event (a client polling `GET /documents/{id}`); 0 records
+    /// every read (docs/audit.md, "Coalesced reads").
+    pub trail_read_window_secs: u64,
 }
 
 /// Log output.
@@ -662,6 +677,7 @@ impl Default for Settings {
             orgs: OrgSettings {
                 max_owned_per_account: 10,
                 retention_sweep_secs: 3600,
+                trail_read_window_secs: 60,
             },
             webhooks: WebhookSettings {
                 workers: 1,
@@ -679,6 +695,7 @@ impl Default for Settings {
                 lease_secs: 300,
                 export_ttl_secs: 86_400,
             },
+            telemetry: TelemetrySettings::default(),
             documents: DocumentSettings {
                 workers: cores() + 1,
                 max_file_bytes: 25 * 1024 * 1024,

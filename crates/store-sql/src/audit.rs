@@ -207,6 +207,13 @@ impl AuditLog for SqlStore {
 /// queued just before its organization was erased must not bring the organization's id back:
 /// the events of an organization that no longer exists are left out; the question text is kept
 /// only from the organization's opt-in on.
+///
+/// The organization's row is read with a key-share lock (PostgreSQL; SQLite's one write lock
+/// already serializes the batch with the erasure), held to the batch's commit: an erasure
+/// deleting the row waits for the batch, whose rows its later audit pass then deletes, and a
+/// batch that comes after the deletion (committed or not yet) finds no row and writes nothing.
+/// Without the lock a batch that read the row just before the deletion could commit after the
+/// erasure's audit pass and leave the erased id behind.
 async fn record_access_of(
     txn: &sea_orm::DatabaseTransaction,
     tenant: TenantId,
@@ -217,6 +224,7 @@ async fn record_access_of(
     let Some(since) = organization::Entity::find_by_id(tenant.as_uuid())
         .select_only()
         .column(organization::Column::AuditQuestionTextSince)
+        .lock(sea_orm::sea_query::LockType::KeyShare)
         .into_tuple::<Option<time::OffsetDateTime>>()
         .one(txn)
         .await
