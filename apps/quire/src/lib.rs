@@ -13,6 +13,7 @@ pub mod retention;
 pub mod telemetry;
 pub mod tenant_metrics;
 pub mod worker;
+pub mod worker_process;
 mod workflow_actions;
 
 use std::net::TcpListener;
@@ -1030,8 +1031,11 @@ impl Application {
         .await?;
         let wake = Arc::new(Wake::default());
         let workflow_wake = Arc::new(Wake::default());
-        let (trail, trail_writer) =
-            kernel::trail::BufferedTrail::start(Arc::new(store.clone()), kernel::trail::CAPACITY);
+        let (trail, trail_writer) = kernel::trail::BufferedTrail::start(
+            Arc::new(store.clone()),
+            kernel::trail::CAPACITY,
+            Duration::from_secs(settings.orgs.trail_read_window_secs),
+        );
         let services = services(
             &settings,
             &store,

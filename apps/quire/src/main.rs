@@ -257,88 +257,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Runs ingestion, webhook-delivery and workflow workers until SIGTERM or SIGINT, then lets
 /// the jobs in hand finish.
 async fn worker(settings: Settings, workers: Option<usize>) -> anyhow::Result<()> {
-    let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
-    let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
-    if settings.database.migrate_on_start {
-        store.migrate().await?;
-    }
-    let (cache, _) = quire::cache_from_settings(&settings)?;
-    let (webhooks, webhook_wake) = quire::webhooks_from_settings(&settings, &store, clock.clone())?;
-    let billing = quire::billing_from_settings(
-        &settings,
-        &store,
-        cache.clone(),
-        clock.clone(),
-        webhooks.clone(),
-    );
-    let (ports, retrieval, work) = quire::pipelines(
-        &settings,
-        &store,
-        clock.clone(),
-        billing.clone(),
-        webhooks.clone(),
-    )
-    .await?;
-    let wake = Arc::new(quire::Wake::default());
-    let workflow_wake = Arc::new(quire::Wake::default());
-    // Workflow runs and schedules are taken here too: a worker-only process acts through the
-    // same use cases as a server (no signing key needed, see `quire::domain`).
-    let (trail, trail_writer) =
-        kernel::trail::BufferedTrail::start(Arc::new(store.clone()), kernel::trail::CAPACITY);
-    let domain = quire::domain(
-        &settings,
-        &store,
-        cache.clone(),
-        clock,
-        &ports,
-        &retrieval,
-        billing.clone(),
-        billing,
-        wake.clone(),
-        webhooks.clone(),
-        workflow_wake.clone(),
-        trail,
-    )?;
-    let deliveries = quire::DeliveryPool::start(
-        webhooks,
-        webhook_wake,
-        settings.webhooks.workers,
-        std::time::Duration::from_millis(settings.webhooks.poll_interval_ms),
-    );
-    let count = workers.unwrap_or(settings.documents.workers).max(1);
-    let pool = quire::WorkerPool::start(
-        work,
-        wake,
-        count,
-        std::time::Duration::from_millis(settings.documents.poll_interval_ms),
-    );
-    let runs = quire::WorkflowPool::start(
-        domain.workflows,
-        workflow_wake,
-        settings.workflows.workers,
-        std::time::Duration::from_millis(settings.workflows.poll_interval_ms),
-    );
-    tracing::info!(
-        workers = count,
-        database = store.backend_name(),
-        "worker running"
-    );
-    let sweeper = quire::worker::sweep_abandoned_uploads(store.clone());
-    let retention = quire::worker::sweep_retention(
-        quire::retention::Retention::over(&store, domain.documents.clone()),
-        cache,
-        std::time::Duration::from_secs(settings.orgs.retention_sweep_secs),
-    );
-    shutdown_signal().await;
-    tracing::info!("stopping: finishing the jobs in hand");
-    sweeper.abort();
-    retention.abort();
-    let grace = std::time::Duration::from_secs(settings.http.shutdown_timeout_secs);
-    pool.shutdown(grace).await;
-    deliveries.shutdown(grace).await;
-    runs.shutdown(grace).await;
-    trail_writer.stop().await;
-    store.close().await
+    quire::worker_process::WorkerProcess::build(settings, workers)
+        .await?
+        .run_until(shutdown_signal())
+        .await
 }
 
 async fn shutdown_signal() {

@@ -170,6 +170,9 @@ pub struct Metrics {
     tenant_tokens: Family<TenantTokenLabels, Counter>,
     tenant_documents: Family<TenantDocumentLabels, Counter>,
     ranking: std::sync::Mutex<Ranking>,
+    /// Tokens and documents rank their organization too (a `quire worker` process, which
+    /// serves no requests to rank by).
+    ranked_by_work: bool,
 }
 
 impl Default for Metrics {
@@ -255,7 +258,32 @@ impl Metrics {
             tenant_tokens,
             tenant_documents,
             ranking: std::sync::Mutex::new(Ranking::new(top_tenants)),
+            ranked_by_work: false,
         }
+    }
+
+    /// [`Metrics::new`] for a process that serves no requests (`quire worker`): each
+    /// settlement and each ingestion that ended counts as one unit of its organization's
+    /// activity in the ranking, so the busiest organizations of its work get their own label.
+    #[must_use]
+    pub fn ranked_by_work(top_tenants: usize) -> Self {
+        Self {
+            ranked_by_work: true,
+            ..Self::new(top_tenants)
+        }
+    }
+
+    /// `tenant`'s label now: counted as one unit of activity when this registry ranks by work
+    /// (folding the series of an organization that leaves the top N), else as it stands.
+    fn label_of_work(&self, ranking: &mut Ranking, tenant: kernel::TenantId) -> String {
+        if !self.ranked_by_work {
+            return ranking.label(tenant);
+        }
+        let (org, left) = ranking.count(tenant);
+        if let Some(left) = left {
+            self.fold_into_other(&left.to_string());
+        }
+        org
     }
 
     /// Counts one finished request. `route` is the route template (`/api/v1/jobs/{id}`), never
@@ -359,13 +387,14 @@ impl Metrics {
         if tokens == 0 {
             return;
         }
-        let ranking = self
+        let mut ranking = self
             .ranking
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let org = self.label_of_work(&mut ranking, tenant);
         self.tenant_tokens
             .get_or_create(&TenantTokenLabels {
-                org: ranking.label(tenant),
+                org,
                 kind: kind.as_str(),
             })
             .inc_by(tokens);
@@ -373,13 +402,14 @@ impl Metrics {
 
     /// Counts one document of `tenant` whose ingestion ended: `ready`, or failed for good.
     pub fn observe_tenant_document(&self, tenant: kernel::TenantId, ready: bool) {
-        let ranking = self
+        let mut ranking = self
             .ranking
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let org = self.label_of_work(&mut ranking, tenant);
         self.tenant_documents
             .get_or_create(&TenantDocumentLabels {
-                org: ranking.label(tenant),
+                org,
                 outcome: if ready { "ready" } else { "failed" },
             })
             .inc();

@@ -12,6 +12,131 @@ use testkit::{TestApp, TestOptions, spawn_app_with};
 
 testkit::on_both_backends!(tokens_and_documents);
 
+/// A server that ingests nothing: `quire worker` processes do.
+fn no_ingestion(s: &mut quire::Settings) {
+    s.documents.workers = 0;
+}
+
+#[tokio::test]
+async fn a_worker_serves_its_metrics_on_sqlite() {
+    a_worker_serves_its_metrics(&spawn_app_with(TestOptions::default().tweak(no_ingestion)).await)
+        .await;
+}
+
+#[tokio::test]
+async fn a_worker_serves_its_metrics_on_postgres_and_redis() {
+    if testkit::services_skipped("PostgreSQL + Redis") {
+        return;
+    }
+    a_worker_serves_its_metrics(
+        &spawn_app_with(TestOptions::production().tweak(no_ingestion)).await,
+    )
+    .await;
+}
+
+/// A `quire worker` with `telemetry.worker_metrics_addr` serves `GET /metrics`: the documents
+/// it ingested and the embedding tokens it billed, on the organization's own series and equal
+/// to the ledger; the server, which ingested nothing, counts none of them; another
+/// organization's series stay empty. Without the setting the worker binds nothing.
+/// (Checked to fail when the worker's meter is not observed: its tokens are on no series.)
+async fn a_worker_serves_its_metrics(app: &TestApp) {
+    use quire::worker_process::WorkerProcess;
+    let mut settings = app.settings.clone();
+    settings.database.migrate_on_start = false;
+    let silent = WorkerProcess::build(settings.clone(), Some(1))
+        .await
+        .expect("a worker without metrics");
+    assert_eq!(silent.metrics_port(), None);
+    drop(silent);
+    settings.telemetry.worker_metrics_addr = Some(([127, 0, 0, 1], 0).into());
+    let worker = WorkerProcess::build(settings, Some(1))
+        .await
+        .expect("a worker with metrics");
+    let port = worker.metrics_port().expect("a metrics port");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let (ann, a) = app.owner("ann").await;
+    let (bob, b) = app.owner("bob").await;
+    let notes = app.collection(&ann, &a, "notes").await;
+    // Ingested by the worker (the server has no ingestion workers).
+    app.ready_document(
+        &ann,
+        &a,
+        "zebras.txt",
+        "The zebras cross the river in spring, when the grass on the far bank is green.",
+        &notes,
+    )
+    .await;
+    // The document's event is counted just after its status is stored: polled until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = app
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("the worker's metrics")
+            .error_for_status()
+            .expect("200")
+            .text()
+            .await
+            .expect("text");
+        if series(
+            &text,
+            "quire_tenant_documents_total",
+            &a,
+            "outcome=\"ready\"",
+        ) > 0
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let billed = ledger(app, &ann, &a, "embedding").await;
+    assert!(billed > 0, "no embedding tokens in the ledger");
+    assert_eq!(
+        series(&text, "quire_tenant_tokens_total", &a, "kind=\"embedding\""),
+        billed,
+        "the worker's series is not the ledger\n{text}"
+    );
+    assert_eq!(
+        series(
+            &text,
+            "quire_tenant_documents_total",
+            &a,
+            "outcome=\"ready\""
+        ),
+        1,
+        "{text}"
+    );
+    assert_eq!(ledger(app, &bob, &b, "embedding").await, 0);
+    assert_eq!(
+        series(&text, "quire_tenant_tokens_total", &b, "kind=\"embedding\""),
+        0
+    );
+    assert!(text.contains("# TYPE quire_pool_connections "), "{text}");
+    // The server ingested nothing, so it counts nothing twice.
+    let served = app.get("/metrics").await.text().await.expect("metrics");
+    assert_eq!(
+        series(
+            &served,
+            "quire_tenant_documents_total",
+            &a,
+            "outcome=\"ready\""
+        ),
+        0
+    );
+    let _ = stop.send(());
+    running
+        .await
+        .expect("the worker task")
+        .expect("the worker stops");
+}
+
 /// The value of the `name` series of `org` whose other label is `label` (0 when absent).
 fn series(text: &str, name: &str, org: &str, label: &str) -> u64 {
     let head = format!("{name}{{org=\"{org}\",{label}}} ");
