@@ -38,6 +38,7 @@ mod m20261207_000026_access_trail;
 mod m20261207_000027_retention;
 mod m20261207_000028_ocr_languages;
 mod m20261207_000029_evaluations;
+mod m20261207_000030_blob_tenants;
 mod stored_times;
 
 pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
@@ -79,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000027_retention::Migration),
             Box::new(m20261207_000028_ocr_languages::Migration),
             Box::new(m20261207_000029_evaluations::Migration),
+            Box::new(m20261207_000030_blob_tenants::Migration),
         ]
     }
 }

@@ -502,6 +502,14 @@ impl BlobKey {
         format!("{tenant}/")
     }
 
+    /// The organization the key belongs to: its prefix (`None` for a key that does not start
+    /// with a tenant id, which no constructor makes).
+    #[must_use]
+    pub fn tenant(&self) -> Option<TenantId> {
+        let (prefix, _) = self.0.split_once('/')?;
+        TenantId::parse(prefix).ok()
+    }
+
     /// Wraps a stored key.
     #[must_use]
     pub fn from_stored(s: String) -> Self {

@@ -24,6 +24,14 @@
 //!
 //! Times: `created_at` is written by the one time encoder ([`at_value`]: fixed-width text
 //! on SQLite), so the sweep's comparison is exact on both backends.
+//!
+//! Tenancy: every row and part carries the `tenant_id` of its key's prefix
+//! (`BlobKey::tenant`), every statement filters by it and runs inside that tenant
+//! (`crate::rls::tenant`), so on PostgreSQL row-level security refuses another tenant's file
+//! whatever a key says. A key without a tenant prefix is refused. The sweeps span tenants: they
+//! list the tenants that have old blobs as the platform role, which may read only
+//! `blobs.tenant_id` and `created_at` (migration `m20261207_000030_blob_tenants`), then work
+//! inside each tenant.
 
 use std::time::Duration;
 
@@ -60,14 +68,20 @@ const SWEEP_BATCH: u64 = 100;
 /// blob of 0 bytes has no parts: one row with a NULL `seq`.
 const READ_SQL: &str = "\
 SELECT b.bytes, p.seq, p.data \
-FROM blobs AS b LEFT JOIN blob_parts AS p ON p.upload = b.upload \
-WHERE b.\"key\" = $1 \
+FROM blobs AS b LEFT JOIN blob_parts AS p ON p.upload = b.upload AND p.tenant_id = b.tenant_id \
+WHERE b.\"key\" = $1 AND b.tenant_id = $2 \
 ORDER BY p.seq";
 
 /// How many parts an upload has stored, and their total size.
 const PARTS_SQL: &str = "\
 SELECT COUNT(*) AS parts, COALESCE(SUM(LENGTH(data)), 0) AS bytes \
-FROM blob_parts WHERE upload = $1";
+FROM blob_parts WHERE upload = $1 AND tenant_id = $2";
+
+/// The tenant of a blob key, which every statement on it is scoped to.
+fn tenant_of(key: &BlobKey) -> Result<kernel::TenantId, BlobError> {
+    key.tenant()
+        .ok_or_else(|| anyhow::anyhow!("a blob key without a tenant prefix").into())
+}
 
 impl SqlStore {
     /// The age after which an upload that never committed is surely abandoned: no upload
@@ -91,14 +105,53 @@ impl SqlStore {
         older_than: Duration,
     ) -> anyhow::Result<u64> {
         let backend = self.db.get_database_backend();
-        let cutoff = cutoff(now, older_than)?;
-        let cutoff = at_value(backend, cutoff);
+        let cutoff = at_value(backend, cutoff(now, older_than)?);
+        let mut removed = 0;
+        for tenant in self.blob_tenants(cutoff.clone()).await? {
+            removed +=
+                crate::rls::tenant(tenant, self.sweep_uploads_of(tenant, cutoff.clone())).await?;
+        }
+        Ok(removed)
+    }
+
+    /// The tenants that have blobs or uploads created before `cutoff`, read as the platform
+    /// role (which sees only `blobs.tenant_id` and `created_at`).
+    async fn blob_tenants(&self, cutoff: Value) -> anyhow::Result<Vec<kernel::TenantId>> {
+        let tenants: Vec<Uuid> = crate::rls::platform(
+            blob::Entity::find()
+                .select_only()
+                .column(blob::Column::TenantId)
+                .distinct()
+                .filter(blob::Column::TenantId.is_not_null())
+                .filter(blob::Column::CreatedAt.lt(cutoff))
+                .into_tuple::<Option<Uuid>>()
+                .all(&self.db),
+        )
+        .await
+        .context("listing the tenants of old blobs")?
+        .into_iter()
+        .flatten()
+        .collect();
+        Ok(tenants
+            .into_iter()
+            .map(kernel::TenantId::from_uuid)
+            .collect())
+    }
+
+    /// [`SqlStore::sweep_blob_parts`] within one tenant (inside its scope).
+    async fn sweep_uploads_of(
+        &self,
+        tenant: kernel::TenantId,
+        cutoff: Value,
+    ) -> anyhow::Result<u64> {
+        let backend = self.db.get_database_backend();
         let mut removed = 0;
         loop {
             let txn = self.begin_write().await.context("starting a blob sweep")?;
             let mut abandoned = blob::Entity::find()
                 .select_only()
                 .column(blob::Column::Upload)
+                .filter(blob::Column::TenantId.eq(tenant.as_uuid()))
                 .filter(blob::Column::Key.is_null())
                 .filter(blob::Column::CreatedAt.lt(cutoff.clone()))
                 .order_by_asc(blob::Column::CreatedAt)
@@ -117,12 +170,14 @@ impl SqlStore {
                 return Ok(removed);
             }
             let parts = blob_part::Entity::delete_many()
+                .filter(blob_part::Column::TenantId.eq(tenant.as_uuid()))
                 .filter(blob_part::Column::Upload.is_in(uploads.iter().copied()))
                 .exec(&txn)
                 .await
                 .context("removing abandoned parts")?
                 .rows_affected;
             blob::Entity::delete_many()
+                .filter(blob::Column::TenantId.eq(tenant.as_uuid()))
                 .filter(blob::Column::Upload.is_in(uploads.iter().copied()))
                 .filter(blob::Column::Key.is_null())
                 .exec(&txn)
@@ -147,52 +202,23 @@ impl SqlStore {
         now: OffsetDateTime,
         older_than: Duration,
     ) -> anyhow::Result<u64> {
-        const ORPHANS: &str = "DELETE FROM blobs WHERE key IS NOT NULL AND created_at < $1 \
-             AND key NOT LIKE $2 \
-             AND NOT EXISTS (SELECT 1 FROM documents AS d WHERE d.blob_key = blobs.key)";
+        const ORPHANS: &str = "DELETE FROM blobs WHERE tenant_id = $1 AND key IS NOT NULL \
+             AND created_at < $2 AND key NOT LIKE $3 \
+             AND NOT EXISTS (SELECT 1 FROM documents AS d \
+                             WHERE d.tenant_id = blobs.tenant_id AND d.blob_key = blobs.key)";
         let backend = self.db.get_database_backend();
         let cutoff = at_value(backend, cutoff(now, older_than)?);
-        // Parts go with their row (foreign key, on delete cascade).
         // Export archives have no document and are kept (their own expiry removes them).
         let exports: sea_orm::Value = format!("%/{}%", documents::EXPORT_PREFIX).into();
-        if backend != DbBackend::Postgres {
-            let statement =
-                sea_orm::Statement::from_sql_and_values(backend, ORPHANS, [cutoff, exports]);
-            return Ok(self
-                .db
-                .execute_raw(statement)
-                .await
-                .context("removing orphan blobs")?
-                .rows_affected());
-        }
         // Under row-level security a connection sees the documents of its tenant only, and a
         // blob whose document it cannot see would look orphaned: the sweep goes tenant by
-        // tenant (a document's blob key starts with its tenant's id), each in its tenant.
-        let tenants = self
-            .db
-            .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                backend,
-                "SELECT DISTINCT split_part(key, '/', 1) AS t FROM blobs \
-                 WHERE key IS NOT NULL AND created_at < $1",
-                [cutoff.clone()],
-            ))
-            .await
-            .context("listing the tenants of old blobs")?;
+        // tenant, each in its tenant. Parts go with their row (foreign key, on delete cascade).
         let mut removed = 0;
-        for row in tenants {
-            let prefix: String = row.try_get("", "t").context("reading a blob's tenant")?;
-            let Ok(tenant) = prefix.parse::<uuid::Uuid>() else {
-                continue;
-            };
-            let tenant = kernel::TenantId::from_uuid(tenant);
+        for tenant in self.blob_tenants(cutoff.clone()).await? {
             let statement = sea_orm::Statement::from_sql_and_values(
                 backend,
-                format!("{ORPHANS} AND starts_with(key, $3)"),
-                [
-                    cutoff.clone(),
-                    exports.clone(),
-                    BlobKey::tenant_prefix(tenant).into(),
-                ],
+                ORPHANS,
+                [tenant.as_uuid().into(), cutoff.clone(), exports.clone()],
             );
             removed += crate::rls::tenant(tenant, self.db.execute_raw(statement))
                 .await
@@ -214,9 +240,11 @@ fn cutoff(now: OffsetDateTime, older_than: Duration) -> anyhow::Result<OffsetDat
 #[async_trait]
 impl BlobStore for SqlStore {
     async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let tenant = tenant_of(key)?;
         let upload = Uuid::now_v7();
-        let values: [Value; 4] = [
+        let values: [Value; 5] = [
             upload.into(),
+            tenant.as_uuid().into(),
             Option::<String>::None.into(),
             Option::<i64>::None.into(),
             at_value(self.db.get_database_backend(), self.now()),
@@ -225,6 +253,7 @@ impl BlobStore for SqlStore {
             .into_table(blob::Entity)
             .columns([
                 blob::Column::Upload,
+                blob::Column::TenantId,
                 blob::Column::Key,
                 blob::Column::Bytes,
                 blob::Column::CreatedAt,
@@ -232,12 +261,12 @@ impl BlobStore for SqlStore {
             .values(values.map(Expr::value))
             .context("building a blob upload")?
             .to_owned();
-        self.db
-            .execute(&insert)
+        crate::rls::tenant(tenant, self.db.execute(&insert))
             .await
             .context("starting a blob upload")?;
         Ok(Box::new(SqlBlobWriter {
             store: self.clone(),
+            tenant,
             key: key.as_str().to_owned(),
             upload,
             buffer: Vec::new(),
@@ -248,11 +277,75 @@ impl BlobStore for SqlStore {
     }
 
     async fn read(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
+        let tenant = tenant_of(key)?;
+        crate::rls::tenant(tenant, self.read_in(tenant, key)).await
+    }
+
+    async fn open(&self, key: &BlobKey) -> Result<Box<dyn BlobReader>, BlobError> {
+        let tenant = tenant_of(key)?;
+        let row = crate::rls::tenant(
+            tenant,
+            blob::Entity::find()
+                .filter(blob::Column::TenantId.eq(tenant.as_uuid()))
+                .filter(blob::Column::Key.eq(key.as_str()))
+                .one(&self.db),
+        )
+        .await
+        .context("opening a blob")?
+        .ok_or(BlobError::NotFound)?;
+        let size: u64 = fit(row.bytes.context("a blob row without a size")?, "blob size")?;
+        Ok(Box::new(SqlBlobReader {
+            db: self.db.clone(),
+            tenant,
+            upload: row.upload,
+            size,
+            read: 0,
+            seq: 0,
+        }))
+    }
+
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        let tenant = tenant_of(key)?;
+        // Its parts go with it (ON DELETE CASCADE).
+        crate::rls::tenant(
+            tenant,
+            blob::Entity::delete_many()
+                .filter(blob::Column::TenantId.eq(tenant.as_uuid()))
+                .filter(blob::Column::Key.eq(key.as_str()))
+                .exec(&self.db),
+        )
+        .await
+        .context("deleting a blob")?;
+        Ok(())
+    }
+
+    async fn delete_tenant(&self, tenant: kernel::TenantId) -> Result<u64, BlobError> {
+        // Committed blobs and uploads in progress alike; their parts go with them.
+        let removed = crate::rls::tenant(
+            tenant,
+            blob::Entity::delete_many()
+                .filter(blob::Column::TenantId.eq(tenant.as_uuid()))
+                .exec(&self.db),
+        )
+        .await
+        .context("deleting an organization's blobs")?
+        .rows_affected;
+        Ok(removed)
+    }
+
+    fn backend(&self) -> &'static str {
+        "database"
+    }
+}
+
+impl SqlStore {
+    /// [`BlobStore::read`] inside `tenant`'s scope.
+    async fn read_in(&self, tenant: kernel::TenantId, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
         use sea_orm::StreamTrait as _;
         let statement = Statement::from_sql_and_values(
             self.db.get_database_backend(),
             READ_SQL,
-            [Value::from(key.as_str())],
+            [Value::from(key.as_str()), tenant.as_uuid().into()],
         );
         let mut rows = self
             .db
@@ -298,53 +391,12 @@ impl BlobStore for SqlStore {
         }
         Ok(out)
     }
-
-    async fn open(&self, key: &BlobKey) -> Result<Box<dyn BlobReader>, BlobError> {
-        let row = blob::Entity::find()
-            .filter(blob::Column::Key.eq(key.as_str()))
-            .one(&self.db)
-            .await
-            .context("opening a blob")?
-            .ok_or(BlobError::NotFound)?;
-        let size: u64 = fit(row.bytes.context("a blob row without a size")?, "blob size")?;
-        Ok(Box::new(SqlBlobReader {
-            db: self.db.clone(),
-            upload: row.upload,
-            size,
-            read: 0,
-            seq: 0,
-        }))
-    }
-
-    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
-        // Its parts go with it (ON DELETE CASCADE).
-        blob::Entity::delete_many()
-            .filter(blob::Column::Key.eq(key.as_str()))
-            .exec(&self.db)
-            .await
-            .context("deleting a blob")?;
-        Ok(())
-    }
-
-    async fn delete_tenant(&self, tenant: kernel::TenantId) -> Result<u64, BlobError> {
-        // A tenant id is hex digits and hyphens: nothing LIKE reads as a wildcard.
-        let removed = blob::Entity::delete_many()
-            .filter(blob::Column::Key.starts_with(BlobKey::tenant_prefix(tenant)))
-            .exec(&self.db)
-            .await
-            .context("deleting an organization's blobs")?
-            .rows_affected;
-        Ok(removed)
-    }
-
-    fn backend(&self) -> &'static str {
-        "database"
-    }
 }
 
 /// One upload being written: at most one part in memory, the full ones in `blob_parts`.
 struct SqlBlobWriter {
     store: SqlStore,
+    tenant: kernel::TenantId,
     key: String,
     upload: Uuid,
     /// Bytes not stored yet (less than a part).
@@ -360,6 +412,7 @@ struct SqlBlobWriter {
 impl std::fmt::Debug for SqlBlobWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlBlobWriter")
+            .field("tenant", &self.tenant)
             .field("key", &self.key)
             .field("upload", &self.upload)
             .field("buffered", &self.buffer.len())
@@ -383,11 +436,14 @@ impl SqlBlobWriter {
         let part = blob_part::ActiveModel {
             upload: Set(self.upload),
             seq: Set(self.parts),
+            tenant_id: Set(Some(self.tenant.as_uuid())),
             data: Set(std::mem::take(&mut self.buffer)),
         };
-        let stored = blob_part::Entity::insert(part)
-            .exec_without_returning(&self.store.db)
-            .await;
+        let stored = crate::rls::tenant(
+            self.tenant,
+            blob_part::Entity::insert(part).exec_without_returning(&self.store.db),
+        )
+        .await;
         if let Err(e) = stored {
             self.failed = true;
             return Err(anyhow::Error::new(e)
@@ -403,6 +459,12 @@ impl SqlBlobWriter {
     /// replaces the earlier) instead of colliding on `ux_blobs_key`; the lock comes before
     /// the upload's row, so a commit never holds its row while it waits.
     async fn publish(&self, bytes: i64) -> anyhow::Result<()> {
+        crate::rls::tenant(self.tenant, self.publish_in(bytes)).await
+    }
+
+    /// [`SqlBlobWriter::publish`] inside the tenant's scope.
+    async fn publish_in(&self, bytes: i64) -> anyhow::Result<()> {
+        let tenant = self.tenant.as_uuid();
         let txn = self
             .store
             .begin_write()
@@ -423,6 +485,7 @@ impl SqlBlobWriter {
         }
         let claimed = blob::Entity::update_many()
             .col_expr(blob::Column::Bytes, Expr::value(bytes))
+            .filter(blob::Column::TenantId.eq(tenant))
             .filter(blob::Column::Upload.eq(self.upload))
             .filter(blob::Column::Key.is_null())
             .exec(&txn)
@@ -436,7 +499,7 @@ impl SqlBlobWriter {
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
                 PARTS_SQL,
-                [Value::from(self.upload)],
+                [Value::from(self.upload), tenant.into()],
             ))
             .await
             .context("counting a blob's parts")?
@@ -456,12 +519,14 @@ impl SqlBlobWriter {
         }
         // The blob the key named before, if any, goes with its parts.
         blob::Entity::delete_many()
+            .filter(blob::Column::TenantId.eq(tenant))
             .filter(blob::Column::Key.eq(self.key.as_str()))
             .exec(&txn)
             .await
             .context("replacing a blob")?;
         blob::Entity::update_many()
             .col_expr(blob::Column::Key, Expr::value(self.key.as_str()))
+            .filter(blob::Column::TenantId.eq(tenant))
             .filter(blob::Column::Upload.eq(self.upload))
             .exec(&txn)
             .await
@@ -472,11 +537,15 @@ impl SqlBlobWriter {
     /// Best effort, after a failed commit: remove the upload now rather than at the next
     /// sweep. Only while it has no key, so a committed blob is never touched.
     async fn discard(&self) {
-        let removed = blob::Entity::delete_many()
-            .filter(blob::Column::Upload.eq(self.upload))
-            .filter(blob::Column::Key.is_null())
-            .exec(&self.store.db)
-            .await;
+        let removed = crate::rls::tenant(
+            self.tenant,
+            blob::Entity::delete_many()
+                .filter(blob::Column::TenantId.eq(self.tenant.as_uuid()))
+                .filter(blob::Column::Upload.eq(self.upload))
+                .filter(blob::Column::Key.is_null())
+                .exec(&self.store.db),
+        )
+        .await;
         if let Err(e) = removed {
             tracing::warn!(error = %e, upload = %self.upload, "a failed upload awaits the sweep");
         }
@@ -525,6 +594,7 @@ impl BlobWriter for SqlBlobWriter {
 /// committed; a blob deleted meanwhile ends the read with an error).
 struct SqlBlobReader {
     db: sea_orm::DatabaseConnection,
+    tenant: kernel::TenantId,
     upload: Uuid,
     size: u64,
     read: u64,
@@ -551,13 +621,15 @@ impl BlobReader for SqlBlobReader {
         if self.read >= self.size {
             return Ok(None);
         }
-        let part = blob_part::Entity::find_by_id((self.upload, self.seq))
-            .one(&self.db)
-            .await
-            .context("reading a blob part")?
-            .with_context(|| {
-                format!("blob part {} is missing (was the blob deleted?)", self.seq)
-            })?;
+        let part = crate::rls::tenant(
+            self.tenant,
+            blob_part::Entity::find_by_id((self.upload, self.seq))
+                .filter(blob_part::Column::TenantId.eq(self.tenant.as_uuid()))
+                .one(&self.db),
+        )
+        .await
+        .context("reading a blob part")?
+        .with_context(|| format!("blob part {} is missing (was the blob deleted?)", self.seq))?;
         self.seq += 1;
         self.read += part.data.len() as u64;
         if part.data.is_empty() || self.read > self.size {

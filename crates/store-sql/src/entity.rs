@@ -410,7 +410,8 @@ pub mod job {
 
 pub mod blob {
     //! The `blobs` table: one row per upload of an original file; `key` is NULL until the
-    //! upload commits (see the `blobs` module). Keyed by `BlobKey`, which starts with the tenant.
+    //! upload commits (see the `blobs` module). Keyed by `BlobKey`, which starts with the
+    //! tenant; `tenant_id` is that tenant (row-level security on PostgreSQL).
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -418,6 +419,7 @@ pub mod blob {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub upload: Uuid,
+        pub tenant_id: Option<Uuid>,
         pub key: Option<String>,
         pub bytes: Option<i64>,
         pub created_at: TimeDateTimeWithTimeZone,
@@ -440,6 +442,7 @@ pub mod blob_part {
         pub upload: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub seq: i32,
+        pub tenant_id: Option<Uuid>,
         pub data: Vec<u8>,
     }
 

@@ -95,6 +95,13 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
         tables.len() >= 20,
         "the catalog lists the tenant tables: {tables:?}"
     );
+    // The database blob store's file bytes are tenant rows too.
+    for t in ["blobs", "blob_parts"] {
+        assert!(
+            tables.iter().any(|x| x == t),
+            "{t} has no tenant_id: {tables:?}"
+        );
+    }
     for t in &tables {
         let protected = strings(
             txn,
@@ -201,11 +208,49 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
             "the platform role sees {tenants} tenants' memberships"
         ));
     }
-    for t in ["documents", "chunks", "chat_sessions", "keyword_postings"] {
-        let n = count(txn, &format!("SELECT count(*) FROM \"{t}\"")).await;
-        if n > 0 {
-            found.push(format!("{t}: {n} rows visible to the platform role"));
+    for t in [
+        "documents",
+        "chunks",
+        "chat_sessions",
+        "keyword_postings",
+        "blob_parts",
+    ] {
+        txn.execute_unprepared("SAVEPOINT platform_read")
+            .await
+            .expect("savepoint");
+        let n = txn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT count(*) FROM \"{t}\""),
+            ))
+            .await;
+        txn.execute_unprepared("ROLLBACK TO SAVEPOINT platform_read")
+            .await
+            .expect("rollback to");
+        // No grant (`blob_parts`) or no row.
+        if let Ok(Some(row)) = n {
+            let n: i64 = row.try_get_by_index(0).expect("a count");
+            if n > 0 {
+                found.push(format!("{t}: {n} rows visible to the platform role"));
+            }
         }
+    }
+    // The blob sweeps' listing: which tenants have blobs, and nothing else of them.
+    let blob_tenants = count(txn, "SELECT count(DISTINCT tenant_id) FROM blobs").await;
+    if blob_tenants < 2 {
+        found.push(format!(
+            "the platform role sees {blob_tenants} tenants' blobs"
+        ));
+    }
+    txn.execute_unprepared("SAVEPOINT blob_keys")
+        .await
+        .expect("savepoint");
+    let keys = txn.execute_unprepared("SELECT key, bytes FROM blobs").await;
+    txn.execute_unprepared("ROLLBACK TO SAVEPOINT blob_keys")
+        .await
+        .expect("rollback to");
+    if keys.is_ok() {
+        found.push("blobs: the platform role reads keys".to_owned());
     }
     txn.execute_unprepared("SELECT set_config('role', 'none', true)")
         .await
@@ -267,6 +312,23 @@ async fn postgres_refuses_other_tenants_rows_by_itself() {
         (
             "CREATE POLICY leak ON chunks TO quire_platform USING (true)",
             "rows visible to the platform role",
+        ),
+        (
+            "ALTER TABLE blob_parts DISABLE ROW LEVEL SECURITY",
+            "blob_parts: row-level security not enabled",
+        ),
+        (
+            "DROP POLICY quire_tenant ON blobs",
+            "blobs: no tenant policy",
+        ),
+        (
+            "GRANT SELECT ON blobs TO quire_platform",
+            "blobs: the platform role reads keys",
+        ),
+        (
+            "GRANT SELECT ON blob_parts TO quire_platform; \
+             CREATE POLICY leak ON blob_parts TO quire_platform USING (true)",
+            "blob_parts: 2 rows visible to the platform role",
         ),
     ] {
         let found = check(&db, &schema, &a, &b, Some(sabotage)).await;

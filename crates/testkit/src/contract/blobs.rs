@@ -15,10 +15,22 @@ use documents::{BlobError, BlobKey, BlobStore};
 /// 1 MiB boundary.
 const PARTS: [usize; 6] = [1, 65_537, 1_048_575, 2, 1_048_577, 458_748];
 
-/// A key.
+/// The tenants the cases' keys name as `t1` and `t2`: a key starts with its tenant's id (the
+/// database store scopes every statement to it).
+pub const TENANTS: [&str; 2] = [
+    "0193a000-0000-7000-8000-000000000001",
+    "0193a000-0000-7000-8000-000000000002",
+];
+
+/// A key: `t1/…` and `t2/…` under the tenants of [`TENANTS`].
 #[must_use]
 pub fn key(s: &str) -> BlobKey {
-    BlobKey::from_stored(s.to_owned())
+    let stored = match s.split_once('/') {
+        Some(("t1", rest)) => format!("{}/{rest}", TENANTS[0]),
+        Some(("t2", rest)) => format!("{}/{rest}", TENANTS[1]),
+        _ => s.to_owned(),
+    };
+    BlobKey::from_stored(stored)
 }
 
 /// `len` bytes that depend on `seed` and on their position (a linear congruential sequence).
