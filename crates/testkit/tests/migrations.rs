@@ -403,3 +403,149 @@ async fn postgres_keyword_postings_are_backfilled() {
     assert_eq!(found.len(), 2);
     assert!(found.iter().all(|c| old.contains(&c.chunk_id)));
 }
+
+/// The rows `m20261207_000030_blob_tenants` finds: a committed blob of `tenant` in two parts,
+/// an upload in progress (no key) with a part, and a blob whose key has no tenant prefix.
+fn old_blob_rows(backend: DbBackend, tenant: &str) -> Vec<String> {
+    let uuid_of = |hex: &str| match backend {
+        DbBackend::Postgres => format!("'{hex}'::uuid"),
+        _ => format!("x'{}'", hex.replace('-', "")),
+    };
+    let data = |hex: &str| match backend {
+        DbBackend::Postgres => format!("'\\x{hex}'::bytea"),
+        _ => format!("x'{hex}'"),
+    };
+    let at = match backend {
+        DbBackend::Postgres => "'2026-12-01T10:00:00Z'::timestamptz",
+        _ => "'2026-12-01T10:00:00.000000Z'",
+    };
+    let (kept, open, stray) = (
+        "0193b000-0000-7000-8000-000000000001",
+        "0193b000-0000-7000-8000-000000000002",
+        "0193b000-0000-7000-8000-000000000003",
+    );
+    vec![
+        format!(
+            "INSERT INTO blobs (upload, key, bytes, created_at) VALUES \
+             ({}, '{tenant}/0193b000-0000-7000-8000-0000000000d1', 6, {at}), \
+             ({}, NULL, NULL, {at}), ({}, 'no-tenant/d', 3, {at})",
+            uuid_of(kept),
+            uuid_of(open),
+            uuid_of(stray)
+        ),
+        format!(
+            "INSERT INTO blob_parts (upload, seq, data) VALUES \
+             ({}, 0, {}), ({}, 1, {}), ({}, 0, {}), ({}, 0, {})",
+            uuid_of(kept),
+            data("616263"),
+            uuid_of(kept),
+            data("646566"),
+            uuid_of(open),
+            data("787878"),
+            uuid_of(stray),
+            data("797979"),
+        ),
+    ]
+}
+
+/// Per upload (in order: the committed blob, the stray one), the stored tenant of its row and
+/// of its parts, as hex without hyphens (empty: NULL); and how many rows and parts there are.
+async fn blob_tenants(db: &DatabaseConnection) -> (Vec<String>, Vec<String>, i64, i64) {
+    let hex = match db.get_database_backend() {
+        DbBackend::Postgres => "coalesce(replace(tenant_id::text, '-', ''), '')",
+        _ => "coalesce(lower(hex(tenant_id)), '')",
+    };
+    let texts = |sql: String| async move {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect("reads")
+            .iter()
+            .map(|row| row.try_get::<String>("", "t").expect("text"))
+            .collect::<Vec<_>>()
+    };
+    let count = |sql: &'static str| async move {
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect("a count")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("a number")
+    };
+    (
+        texts(format!("SELECT {hex} AS t FROM blobs ORDER BY upload")).await,
+        texts(format!(
+            "SELECT DISTINCT {hex} AS t FROM blob_parts ORDER BY 1"
+        ))
+        .await,
+        count("SELECT COUNT(*) AS n FROM blobs").await,
+        count("SELECT COUNT(*) AS n FROM blob_parts").await,
+    )
+}
+
+/// `m20261207_000030_blob_tenants` gives every committed blob and its parts the tenant of its
+/// key, removes uploads in progress (no key: no known tenant) with their parts, and leaves a
+/// key without a tenant prefix without one; the blob then reads through the store (on
+/// PostgreSQL under row-level security).
+async fn blobs_get_their_tenant(db: &DatabaseConnection, store: &store_sql::SqlStore) {
+    use documents::BlobStore as _;
+    let tenant = "0193b000-0000-7000-8000-0000000000aa";
+    let before = migration::Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261207_000030_blob_tenants")
+        .expect("the migration is listed");
+    migration::Migrator::up(db, Some(u32::try_from(before).expect("few migrations")))
+        .await
+        .expect("the schema as it was before");
+    for sql in old_blob_rows(db.get_database_backend(), tenant) {
+        db.execute_unprepared(&sql).await.expect("an old row");
+    }
+    migration::Migrator::up(db, None).await.expect("migrates");
+    let plain = tenant.replace('-', "");
+    let (rows, parts, n_rows, n_parts) = blob_tenants(db).await;
+    assert_eq!(rows, [plain.clone(), String::new()], "the blobs' tenants");
+    assert_eq!(parts, [String::new(), plain], "the parts' tenants");
+    assert_eq!((n_rows, n_parts), (2, 3), "the upload in progress is gone");
+    let key = documents::BlobKey::from_stored(format!(
+        "{tenant}/0193b000-0000-7000-8000-0000000000d1"
+    ));
+    assert_eq!(store.read(&key).await.expect("the blob reads"), b"abcdef");
+}
+
+#[tokio::test]
+async fn sqlite_blobs_get_their_tenant() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("quire.db").display());
+    let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
+        .await
+        .expect("SQLite opens");
+    db.execute_unprepared("PRAGMA foreign_keys = OFF")
+        .await
+        .expect("pragma");
+    let settings = testkit::test_settings(dir.path());
+    let store = store_sql::SqlStore::connect(&settings, std::sync::Arc::new(kernel::SystemClock))
+        .await
+        .expect("the store");
+    blobs_get_their_tenant(&db, &store).await;
+}
+
+#[tokio::test]
+async fn postgres_blobs_get_their_tenant() {
+    if testkit::services_skipped("PostgreSQL") {
+        return;
+    }
+    let schema = testkit::unique_name();
+    let _guard = testkit::schema_guard(&schema);
+    let store = testkit::postgres_store_in(&schema).await;
+    let db = Database::connect(
+        ConnectOptions::new(testkit::postgres_url())
+            .set_schema_search_path(schema.clone())
+            .max_connections(1)
+            .to_owned(),
+    )
+    .await
+    .expect("PostgreSQL connects");
+    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await
+        .expect("schema");
+    blobs_get_their_tenant(&db, &store).await;
+}
