@@ -38,7 +38,35 @@ async fn populate(app: &TestApp, who: &str) -> String {
         )
         .await;
     assert!(s.is_success(), "{s} {b}");
+    // An answered question: finished chat messages (the platform must not read them).
+    let session = b["id"].as_str().expect("a session id");
+    let (s, b) = app
+        .call_in(
+            &token,
+            Method::POST,
+            &format!("/api/v1/chat/sessions/{session}/messages"),
+            Some(serde_json::json!({"content": "When do the zebras cross?", "stream": false})),
+            Some(&org),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
     org
+}
+
+/// True when `sql` fails in `txn` (permission or policy), which goes on after it.
+async fn refused(txn: &DatabaseTransaction, sql: &str) -> bool {
+    txn.execute_unprepared("SAVEPOINT try_it")
+        .await
+        .expect("savepoint");
+    let result = txn.execute_unprepared(sql).await;
+    txn.execute_unprepared("ROLLBACK TO SAVEPOINT try_it")
+        .await
+        .expect("rollback to");
+    match result {
+        Err(_) => true,
+        // An UPDATE or DELETE no policy lets through touches nothing.
+        Ok(r) => r.rows_affected() == 0 && !sql.starts_with("SELECT"),
+    }
 }
 
 /// A superuser connection to the app's schema (superusers bypass row-level security; each
@@ -235,6 +263,59 @@ async fn violations(txn: &DatabaseTransaction, schema: &str, a: &str, b: &str) -
             }
         }
     }
+    // The four paths narrowed by migration 31: only what each reads.
+    let finished = count(txn, "SELECT count(*) FROM chat_messages").await;
+    if finished > 0 {
+        found.push(format!(
+            "chat_messages: {finished} finished messages visible to the platform role"
+        ));
+    }
+    let usage = count(txn, "SELECT count(DISTINCT tenant_id) FROM usage_events").await;
+    if usage < 2 {
+        found.push(format!("the platform role sums {usage} tenants' usage"));
+    }
+    for (sql, what) in [
+        (
+            "SELECT user_id, reference, request_id FROM usage_events",
+            "usage_events: the platform role reads who called",
+        ),
+        (
+            "DELETE FROM usage_events",
+            "usage_events: the platform role deletes",
+        ),
+        (
+            "SELECT name FROM collections",
+            "collections: the platform role reads names",
+        ),
+        (
+            "UPDATE chat_messages SET content = 'x'",
+            "chat_messages: the platform role writes",
+        ),
+        (
+            "UPDATE audit_log SET target = 'x'",
+            "audit_log: the platform role edits events",
+        ),
+    ] {
+        if !refused(txn, sql).await {
+            found.push(what.to_owned());
+        }
+    }
+    let smuggled = format!(
+        "INSERT INTO audit_log (id, at, action, tenant_id, ip) \
+         VALUES (gen_random_uuid(), now(), 'org.created', '{a}', '')"
+    );
+    if !refused(txn, &smuggled).await {
+        found.push("audit_log: the platform role writes a tenant's event".to_owned());
+    }
+    if refused(
+        txn,
+        "INSERT INTO audit_log (id, at, action, tenant_id, ip) \
+         VALUES (gen_random_uuid(), now(), 'platform.test', NULL, '')",
+    )
+    .await
+    {
+        found.push("audit_log: the platform role cannot write a platform event".to_owned());
+    }
     // The blob sweeps' listing: which tenants have blobs, and nothing else of them.
     let blob_tenants = count(txn, "SELECT count(DISTINCT tenant_id) FROM blobs").await;
     if blob_tenants < 2 {
@@ -316,6 +397,23 @@ async fn postgres_refuses_other_tenants_rows_by_itself() {
         (
             "ALTER TABLE blob_parts DISABLE ROW LEVEL SECURITY",
             "blob_parts: row-level security not enabled",
+        ),
+        (
+            "CREATE POLICY leak ON chat_messages TO quire_platform USING (true)",
+            "finished messages visible to the platform role",
+        ),
+        (
+            "GRANT SELECT ON usage_events TO quire_platform",
+            "usage_events: the platform role reads who called",
+        ),
+        (
+            "GRANT SELECT ON collections TO quire_platform; \
+             CREATE POLICY leak ON collections TO quire_platform USING (true)",
+            "collections: the platform role reads names",
+        ),
+        (
+            "CREATE POLICY leak ON audit_log FOR INSERT TO quire_platform WITH CHECK (true)",
+            "audit_log: the platform role writes a tenant's event",
         ),
         (
             "DROP POLICY quire_tenant ON blobs",
