@@ -357,19 +357,106 @@ impl Checked {
         Ok(out)
     }
 
-    /// An NDJSON entry's rows.
+    /// An NDJSON entry's rows, all of them (the members: one line per member).
     ///
     /// # Errors
     /// Missing; a line that is not JSON.
     pub fn rows(&mut self, name: &str) -> anyhow::Result<Vec<Value>> {
-        let bytes = self.read(name)?;
-        bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).with_context(|| format!("a line of {name}")))
-            .collect()
+        let mut lines = self.lines(name)?;
+        let mut rows = Vec::new();
+        while let Some(line) = lines.next_line()? {
+            rows.push(serde_json::from_str(&line).with_context(|| format!("a line of {name}"))?);
+        }
+        Ok(rows)
+    }
+
+    /// An NDJSON entry read line by line: one line in memory at a time.
+    ///
+    /// # Errors
+    /// Missing.
+    pub fn lines(&mut self, name: &str) -> anyhow::Result<Lines<'_>> {
+        let entry = self
+            .archive
+            .by_name(name)
+            .with_context(|| format!("{name} is missing"))?;
+        Ok(Lines {
+            name: name.to_owned(),
+            reader: std::io::BufReader::new(entry),
+        })
+    }
+
+    /// An entry read one part of at most 1 MiB at a time (an original file, never whole in
+    /// memory).
+    ///
+    /// # Errors
+    /// Missing; unreadable.
+    pub fn parts(&mut self, name: &str) -> anyhow::Result<Parts<'_>> {
+        let entry = self
+            .archive
+            .by_name(name)
+            .with_context(|| format!("{name} is missing"))?;
+        Ok(Parts {
+            name: name.to_owned(),
+            entry,
+        })
     }
 }
+
+/// The lines of an NDJSON entry ([`Checked::lines`]).
+#[allow(missing_debug_implementations)]
+pub struct Lines<'a> {
+    name: String,
+    reader: std::io::BufReader<zip::read::ZipFile<'a, std::fs::File>>,
+}
+
+impl Lines<'_> {
+    /// The next non-empty line, without its end.
+    ///
+    /// # Errors
+    /// Unreadable, not UTF-8.
+    pub fn next_line(&mut self) -> anyhow::Result<Option<String>> {
+        use std::io::BufRead as _;
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .with_context(|| format!("reading a line of {}", self.name))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            if !line.is_empty() {
+                return Ok(Some(line.to_owned()));
+            }
+        }
+    }
+}
+
+/// An entry read in parts ([`Checked::parts`]).
+#[allow(missing_debug_implementations)]
+pub struct Parts<'a> {
+    name: String,
+    entry: zip::read::ZipFile<'a, std::fs::File>,
+}
+
+impl Parts<'_> {
+    /// The next part, at most 1 MiB; `None` at the end.
+    ///
+    /// # Errors
+    /// Unreadable.
+    pub fn next_part(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut part = Vec::with_capacity(1 << 20);
+        (&mut self.entry)
+            .take(1 << 20)
+            .read_to_end(&mut part)
+            .with_context(|| format!("reading {}", self.name))?;
+        Ok((!part.is_empty()).then_some(part))
+    }
+}
+
+/// Rows an import loads per statement batch (and holds in memory at most).
+const IMPORT_BATCH: usize = 500;
 
 /// What `quire import` did.
 #[derive(Debug, Clone)]
@@ -465,73 +552,45 @@ pub async fn import(
         }
     }
 
-    // The rows, with the members' ids of this deployment.
-    let mut tables = Vec::new();
-    for table in store_sql::EXPORTED {
-        let rows = archive.rows(&format!("{table}.ndjson"))?;
-        let rows = if remap.is_empty() {
-            rows
-        } else {
-            rows.into_iter()
-                .map(|row| {
-                    let mut text = row.to_string();
-                    for (from, to) in &remap {
-                        text = text.replace(from, to);
-                        text = text.replace(&from.replace('-', ""), &to.replace('-', ""));
-                    }
-                    serde_json::from_str(&text).context("a row with its members remapped")
-                })
-                .collect::<anyhow::Result<Vec<Value>>>()?
-        };
-        tables.push(((*table).to_owned(), rows));
-    }
-
-    // The files first: a failure after leaves no rows pointing at missing files.
+    // The files first, streamed part by part: a failure after leaves no rows pointing at
+    // missing files.
     let blobs = crate::blob_store(settings, store)?;
+    let file_names: Vec<String> = archive.manifest["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str())
+        .filter(|n| n.starts_with("files/"))
+        .map(str::to_owned)
+        .collect();
     let mut files = 0_u64;
-    let mut scopes: Vec<Option<documents::CollectionId>> = Vec::new();
     let stored = async {
-        for (table, rows) in &mut tables {
-            if table != "documents" {
-                continue;
+        for name in &file_names {
+            let doc = name
+                .strip_prefix("files/")
+                .and_then(|d| documents::DocumentId::parse(d).ok())
+                .with_context(|| format!("{name} names no document"))?;
+            let mut w = blobs.writer(&BlobKey::for_document(tenant, doc)).await?;
+            let mut parts = archive.parts(name)?;
+            while let Some(part) = parts.next_part()? {
+                w.write(&part).await?;
             }
-            for row in rows.iter_mut() {
-                let doc = row["id"]
-                    .as_str()
-                    .and_then(|s| documents::DocumentId::parse(s).ok())
-                    .context("a document without an id")?;
-                let scope = row["collection_id"]
-                    .as_str()
-                    .and_then(|s| documents::CollectionId::parse(s).ok());
-                if !scopes.contains(&scope) {
-                    scopes.push(scope);
-                }
-                let key = BlobKey::for_document(tenant, doc);
-                row["blob_key"] = Value::from(key.as_str());
-                let name = format!("files/{doc}");
-                if !archive.manifest["entries"]
-                    .as_array()
-                    .is_some_and(|e| e.iter().any(|e| e["name"] == name.as_str()))
-                {
-                    continue;
-                }
-                let bytes = archive.read(&name)?;
-                let mut w = blobs.writer(&key).await?;
-                for part in bytes.chunks(1 << 20) {
-                    w.write(part).await?;
-                }
-                w.commit().await?;
-                files += 1;
-            }
+            w.commit().await?;
+            files += 1;
         }
         anyhow::Ok(())
     }
     .await;
-    let rows = match stored {
-        Ok(()) => store.import_rows(tables).await,
+
+    // Then the rows, table by table and line by line, in one transaction: at most one batch
+    // of rows in memory, with the members' ids of this deployment and the documents' files
+    // under this deployment's keys.
+    let mut scopes: Vec<Option<documents::CollectionId>> = Vec::new();
+    let loaded = match stored {
+        Ok(()) => load_rows(store, &mut archive, tenant, &remap, &mut scopes).await,
         Err(e) => Err(e),
     };
-    let rows = match rows {
+    let rows = match loaded {
         Ok(rows) => rows,
         Err(e) => {
             if let Err(d) = blobs.delete_tenant(tenant).await {
@@ -560,4 +619,58 @@ pub async fn import(
         new_accounts,
         spaces,
     })
+}
+
+/// Loads every exported table's rows of `archive` into `tenant`, in one transaction, one
+/// batch of [`IMPORT_BATCH`] rows at a time; collects the documents' collections (the vector
+/// spaces to rebuild) into `scopes`. Returns the rows per table.
+async fn load_rows(
+    store: &SqlStore,
+    archive: &mut Checked,
+    tenant: TenantId,
+    remap: &[(String, String)],
+    scopes: &mut Vec<Option<documents::CollectionId>>,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let import = store.begin_import(tenant).await?;
+    let mut counts = Vec::new();
+    for table in store_sql::EXPORTED {
+        let name = format!("{table}.ndjson");
+        let mut lines = archive.lines(&name)?;
+        let mut n = 0_u64;
+        loop {
+            let mut batch = Vec::with_capacity(IMPORT_BATCH);
+            while batch.len() < IMPORT_BATCH {
+                let Some(mut line) = lines.next_line()? else {
+                    break;
+                };
+                for (from, to) in remap {
+                    line = line.replace(from, to);
+                    line = line.replace(&from.replace('-', ""), &to.replace('-', ""));
+                }
+                let mut row: Value = serde_json::from_str(&line)
+                    .with_context(|| format!("a line of {name}"))?;
+                if *table == "documents" {
+                    let doc = row["id"]
+                        .as_str()
+                        .and_then(|s| documents::DocumentId::parse(s).ok())
+                        .context("a document without an id")?;
+                    let scope = row["collection_id"]
+                        .as_str()
+                        .and_then(|s| documents::CollectionId::parse(s).ok());
+                    if !scopes.contains(&scope) {
+                        scopes.push(scope);
+                    }
+                    row["blob_key"] = Value::from(BlobKey::for_document(tenant, doc).as_str());
+                }
+                batch.push(row);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            n += import.load(table, batch).await?;
+        }
+        counts.push(((*table).to_owned(), n));
+    }
+    import.commit().await?;
+    Ok(counts)
 }

@@ -49,7 +49,7 @@ pub use chat::SqlChatStore;
 pub use mail::OutboxMail;
 #[cfg(feature = "postgres")]
 pub use pgvector::PgVectorIndex;
-pub use tenant_export::{EXPORTED, ExportedMember, LEFT_OUT, PAGE_ROWS};
+pub use tenant_export::{EXPORTED, ExportedMember, Import, LEFT_OUT, PAGE_ROWS};
 
 use std::sync::Arc;
 use std::time::Duration;

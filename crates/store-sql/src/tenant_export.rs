@@ -306,76 +306,22 @@ impl crate::SqlStore {
         .await
     }
 
-    /// Loads an archive's rows, table by table in [`EXPORTED`]'s order, in one transaction:
-    /// all of them or none. API keys arrive revoked, with a random hash (their secrets stayed
-    /// behind). Returns the rows loaded per table.
+    /// Begins loading an archive's rows into the organization `tenant` (the archive's
+    /// organization row names it): one transaction, inside that tenant (row-level security on
+    /// PostgreSQL), fed batch by batch ([`Import::load`]) so that an import holds one batch of
+    /// rows in memory, not the archive, and committed at the end: all of them or none.
     ///
     /// # Errors
-    /// A table not in [`EXPORTED`], a row that does not fit its table, a conflict (an id that
-    /// exists: the organization was imported already); storage.
-    pub async fn import_rows(
-        &self,
-        tables: Vec<(String, Vec<Value>)>,
-    ) -> anyhow::Result<Vec<(String, u64)>> {
-        // One organization's rows: under row-level security (PostgreSQL) they are written
-        // inside its tenant, which the archive's organization row names.
-        let tenant = tables
-            .iter()
-            .filter(|(t, _)| t == "organizations")
-            .flat_map(|(_, rows)| rows)
-            .find_map(|r| r.get("id").and_then(Value::as_str).map(str::to_owned))
-            .context("the archive has no organization row")?
-            .parse::<uuid::Uuid>()
-            .context("the organization's id")?;
-        crate::rls::tenant(TenantId::from_uuid(tenant), self.import_tenant_rows(tables)).await
-    }
-
-    async fn import_tenant_rows(
-        &self,
-        tables: Vec<(String, Vec<Value>)>,
-    ) -> anyhow::Result<Vec<(String, u64)>> {
-        let txn = self.db.begin().await.context("starting an import")?;
-        let mut counts = Vec::new();
-        let now = self.now();
-        for (table, mut rows) in tables {
-            let txn = &txn;
-            let n = match table.as_str() {
-                "organizations" => insert_rows!(txn, organization, rows),
-                "memberships" => insert_rows!(txn, membership, rows),
-                "api_keys" => {
-                    let revoked = serde_json::to_value(now).context("a time as JSON")?;
-                    for r in &mut rows {
-                        let random: Vec<Value> = uuid::Uuid::now_v7()
-                            .as_bytes()
-                            .iter()
-                            .chain(uuid::Uuid::now_v7().as_bytes())
-                            .map(|b| Value::from(*b))
-                            .collect();
-                        r["key_hash"] = Value::Array(random);
-                        if r.get("revoked_at").is_none_or(Value::is_null) {
-                            r["revoked_at"] = revoked.clone();
-                        }
-                    }
-                    insert_rows!(txn, api_key, rows)
-                }
-                "collections" => insert_rows!(txn, collection, rows),
-                "documents" => insert_rows!(txn, document, rows),
-                "chunks" => insert_rows!(txn, chunk, rows),
-                "assistants" => insert_rows!(txn, assistant, rows),
-                "chat_sessions" => insert_rows!(txn, chat_session, rows),
-                "chat_messages" => insert_rows!(txn, chat_message, rows),
-                "message_feedback" => insert_rows!(txn, message_feedback, rows),
-                "tenant_models" => insert_rows!(txn, tenant_model, rows),
-                "usage_events" => insert_rows!(txn, usage_event, rows),
-                "usage_limits" => insert_rows!(txn, usage_limit, rows),
-                "workflow_schedules" => insert_rows!(txn, workflow_schedule, rows),
-                "audit_log" => insert_rows!(txn, audit, rows),
-                other => anyhow::bail!("{other} is not an exported table"),
-            };
-            counts.push((table, n));
-        }
-        txn.commit().await.context("committing an import")?;
-        Ok(counts)
+    /// Storage.
+    pub async fn begin_import(&self, tenant: TenantId) -> anyhow::Result<Import> {
+        // The transaction keeps the connection checked out here, with this tenant, to its end.
+        let txn = crate::rls::tenant(tenant, self.db.begin())
+            .await
+            .context("starting an import")?;
+        Ok(Import {
+            txn,
+            now: self.now(),
+        })
     }
 
     /// Whether an organization with this id or slug exists.
@@ -393,5 +339,67 @@ impl crate::SqlStore {
             .await
             .context("looking for an organization")?;
         Ok(n > 0)
+    }
+}
+
+/// An import in progress ([`SqlStore::begin_import`]): its transaction, dropped (rolled back)
+/// unless [`Import::commit`] ends it.
+#[allow(missing_debug_implementations)]
+pub struct Import {
+    txn: sea_orm::DatabaseTransaction,
+    now: time::OffsetDateTime,
+}
+
+impl Import {
+    /// Loads a batch of `table`'s rows (tables in [`EXPORTED`]'s order, the organization
+    /// first). API keys arrive revoked, with a random hash (their secrets stayed behind).
+    /// Returns the rows loaded.
+    ///
+    /// # Errors
+    /// A table not in [`EXPORTED`], a row that does not fit its table, a conflict (an id that
+    /// exists: the organization was imported already); storage.
+    pub async fn load(&self, table: &str, mut rows: Vec<Value>) -> anyhow::Result<u64> {
+        let txn = &self.txn;
+        Ok(match table {
+            "organizations" => insert_rows!(txn, organization, rows),
+            "memberships" => insert_rows!(txn, membership, rows),
+            "api_keys" => {
+                let revoked = serde_json::to_value(self.now).context("a time as JSON")?;
+                for r in &mut rows {
+                    let random: Vec<Value> = uuid::Uuid::now_v7()
+                        .as_bytes()
+                        .iter()
+                        .chain(uuid::Uuid::now_v7().as_bytes())
+                        .map(|b| Value::from(*b))
+                        .collect();
+                    r["key_hash"] = Value::Array(random);
+                    if r.get("revoked_at").is_none_or(Value::is_null) {
+                        r["revoked_at"] = revoked.clone();
+                    }
+                }
+                insert_rows!(txn, api_key, rows)
+            }
+            "collections" => insert_rows!(txn, collection, rows),
+            "documents" => insert_rows!(txn, document, rows),
+            "chunks" => insert_rows!(txn, chunk, rows),
+            "assistants" => insert_rows!(txn, assistant, rows),
+            "chat_sessions" => insert_rows!(txn, chat_session, rows),
+            "chat_messages" => insert_rows!(txn, chat_message, rows),
+            "message_feedback" => insert_rows!(txn, message_feedback, rows),
+            "tenant_models" => insert_rows!(txn, tenant_model, rows),
+            "usage_events" => insert_rows!(txn, usage_event, rows),
+            "usage_limits" => insert_rows!(txn, usage_limit, rows),
+            "workflow_schedules" => insert_rows!(txn, workflow_schedule, rows),
+            "audit_log" => insert_rows!(txn, audit, rows),
+            other => anyhow::bail!("{other} is not an exported table"),
+        })
+    }
+
+    /// Commits every batch loaded.
+    ///
+    /// # Errors
+    /// Storage (nothing of the import stays).
+    pub async fn commit(self) -> anyhow::Result<()> {
+        self.txn.commit().await.context("committing an import")
     }
 }

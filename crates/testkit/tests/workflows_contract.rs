@@ -51,4 +51,5 @@ on_every_adapter!(
     schedules_fire_once_under_a_race_and_after_downtime,
     schedules_stay_in_their_tenant_and_deletes_cascade,
     a_running_run_stops_at_its_next_step_when_cancelled,
+    a_long_export_keeps_its_lease,
 );

@@ -140,6 +140,21 @@ impl Steps<'_> {
             }
         }
     }
+
+    /// Runs one long step `work` (an organization's export), beating every third of the lease
+    /// while it runs, so that a step longer than the lease keeps its run. A cancel or a lost
+    /// lease drops `work` (stops it at its next await) and halts the run.
+    async fn beating<F: std::future::Future>(&self, progress: f32, work: F) -> Result<F::Output, Halt> {
+        let every = (self.lease / 3).max(Duration::from_millis(10));
+        let work = std::pin::pin!(work);
+        let mut work = work;
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                () = tokio::time::sleep(every) => self.beat(progress).await?,
+            }
+        }
+    }
 }
 
 /// An organization's export is its owners' business: below owner, its run shows without its
@@ -646,14 +661,19 @@ impl Workflows {
             }
             Input::AnalyzeDocuments { documents } => self.analyze(&ctx, &steps, &documents).await,
             Input::ReindexCollection { collection } => self.reindex(&ctx, &steps, collection).await,
+            // One step that may outlast the lease: it beats while it builds.
             Input::ExportOrganization => match steps.beat(0.0).await {
-                Ok(()) => match self.ports.actions.export_organization(&ctx, run.id).await {
-                    Ok(result) => Ok(Ending::Succeeded {
+                Ok(()) => match steps
+                    .beating(0.0, self.ports.actions.export_organization(&ctx, run.id))
+                    .await
+                {
+                    Ok(Ok(result)) => Ok(Ending::Succeeded {
                         archive_expires_at: expires_at(&result),
                         result,
                         artifact: None,
                     }),
-                    Err(e) => Err(e.into()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(h) => Err(h),
                 },
                 Err(h) => Err(h),
             },

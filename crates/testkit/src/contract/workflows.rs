@@ -873,3 +873,151 @@ pub async fn expired_archives_are_listed_until_marked_deleted(p: &WorkflowPorts)
         vec![old_a.id]
     );
 }
+
+/// An export whose single step takes three leases (of the manual clock) to build; at its end
+/// it tries to take its own run over as another worker would, as soon as the run's lease has
+/// run out.
+#[derive(Debug)]
+struct SlowExport {
+    store: Arc<dyn WorkflowStore>,
+    clock: Arc<ManualClock>,
+    lease: Duration,
+    taken_over: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Actions for SlowExport {
+    async fn current_role(&self, ctx: &TenantContext) -> Result<Option<Role>, ActionError> {
+        NoActions.current_role(ctx).await
+    }
+    async fn collection_documents(
+        &self,
+        ctx: &TenantContext,
+        c: CollectionId,
+        ready: bool,
+        max: usize,
+    ) -> Result<Vec<DocumentInfo>, ActionError> {
+        NoActions.collection_documents(ctx, c, ready, max).await
+    }
+    async fn document(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+    ) -> Result<DocumentInfo, ActionError> {
+        NoActions.document(ctx, id).await
+    }
+    async fn summarize_document(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+        style: Style,
+    ) -> Result<String, ActionError> {
+        NoActions.summarize_document(ctx, id, style).await
+    }
+    async fn summarize_text(
+        &self,
+        ctx: &TenantContext,
+        text: String,
+        style: Style,
+    ) -> Result<String, ActionError> {
+        NoActions.summarize_text(ctx, text, style).await
+    }
+    async fn analyze_document(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+    ) -> Result<serde_json::Value, ActionError> {
+        NoActions.analyze_document(ctx, id).await
+    }
+    async fn reindex_document(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+    ) -> Result<String, ActionError> {
+        NoActions.reindex_document(ctx, id).await
+    }
+    async fn usage_csv(
+        &self,
+        ctx: &TenantContext,
+        window: UsageWindow,
+    ) -> Result<(String, usize), ActionError> {
+        NoActions.usage_csv(ctx, window).await
+    }
+    async fn export_organization(
+        &self,
+        _: &TenantContext,
+        _: workflows::RunId,
+    ) -> Result<serde_json::Value, ActionError> {
+        // Twelve slices of a quarter lease each: three leases of work. Each slice is real time
+        // too (a quarter lease), so the worker's timer beats in between.
+        for _ in 0..12 {
+            self.clock.advance(self.lease / 4);
+            tokio::time::sleep(self.lease / 4).await;
+        }
+        // Another worker's claim, now: it finds the run only if its lease ran out.
+        let rival = self
+            .store
+            .claim(self.clock.now(), self.lease)
+            .await
+            .map_err(|e| ActionError::Unknown(anyhow::anyhow!("{e}")))?;
+        self.taken_over
+            .store(rival.is_some(), std::sync::atomic::Ordering::SeqCst);
+        Ok(serde_json::json!({"bytes": 1}))
+    }
+    async fn read_export(
+        &self,
+        ctx: &TenantContext,
+        run: workflows::RunId,
+    ) -> Result<Box<dyn documents::BlobReader>, ActionError> {
+        NoActions.read_export(ctx, run).await
+    }
+    async fn delete_export(
+        &self,
+        ctx: &TenantContext,
+        run: workflows::RunId,
+    ) -> Result<(), ActionError> {
+        NoActions.delete_export(ctx, run).await
+    }
+}
+
+/// An organization's export is one step that may take longer than the lease (a large
+/// organization): the worker beats while it builds, so no other worker takes the run over and
+/// it succeeds on its first attempt. (Checked to fail without the beats: the rival claims the
+/// run, and the first worker's result is refused.)
+pub async fn a_long_export_keeps_its_lease(p: &WorkflowPorts) {
+    let (a, _) = two(p).await;
+    let lease = Duration::from_millis(400);
+    let clock = Arc::new(ManualClock::new(at_ms(0)));
+    let actions = Arc::new(SlowExport {
+        store: p.store.clone(),
+        clock: clock.clone(),
+        lease,
+        taken_over: std::sync::atomic::AtomicBool::new(false),
+    });
+    let w = Workflows::new(
+        Ports {
+            store: p.store.clone(),
+            actions: actions.clone(),
+            clock,
+            signal: Arc::new(NoSignal),
+            events: Arc::new(NoEvents),
+        },
+        WorkflowPolicy {
+            lease,
+            ..WorkflowPolicy::default()
+        },
+    );
+    let owner = TenantContext::new(a, actor(), Role::Owner);
+    let run = w.export_organization(&owner).await.expect("an export");
+    assert_eq!(
+        w.run_next().await.expect("run"),
+        Some(workflows::RunOutcome::Succeeded)
+    );
+    assert!(
+        !actions.taken_over.load(std::sync::atomic::Ordering::SeqCst),
+        "another worker took the export over while it was being built"
+    );
+    let ended = w.run(&owner, run.id).await.expect("the run");
+    assert_eq!(ended.status, RunStatus::Succeeded);
+    assert_eq!(ended.attempts, 1);
+}
