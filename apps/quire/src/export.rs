@@ -647,8 +647,8 @@ async fn load_rows(
                     line = line.replace(from, to);
                     line = line.replace(&from.replace('-', ""), &to.replace('-', ""));
                 }
-                let mut row: Value = serde_json::from_str(&line)
-                    .with_context(|| format!("a line of {name}"))?;
+                let mut row: Value =
+                    serde_json::from_str(&line).with_context(|| format!("a line of {name}"))?;
                 if *table == "documents" {
                     let doc = row["id"]
                         .as_str()

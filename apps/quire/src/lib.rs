@@ -647,6 +647,7 @@ pub fn billing_from_settings(
                     window: Duration::from_secs(r.window_secs),
                     budgets: budgets.into_iter().collect(),
                 },
+                export_micros_per_gib: b.export_micros_per_gib,
             },
         )
         .with_events(events),

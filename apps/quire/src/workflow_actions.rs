@@ -248,20 +248,21 @@ impl Actions for WorkflowActions {
             .await
             .map_err(|e| ActionError::Unknown(anyhow::Error::new(e)))?;
         let mut csv = String::from(
-            "dimension,key,events,prompt_tokens,completion_tokens,total_tokens,cost_micros\n",
+            "dimension,key,events,prompt_tokens,completion_tokens,total_tokens,cost_micros,bytes\n",
         );
         let mut rows = 0;
         let mut line = |dimension: &str, key: &str, t: &billing::Totals| {
             rows += 1;
             let _ = writeln!(
                 csv,
-                "{dimension},{},{},{},{},{},{}",
+                "{dimension},{},{},{},{},{},{},{}",
                 field(key),
                 t.events,
                 t.prompt_tokens,
                 t.completion_tokens,
                 t.total_tokens(),
-                t.cost_micros
+                t.cost_micros,
+                t.bytes
             );
         };
         line("total", "all", &report.totals);
@@ -287,10 +288,17 @@ impl Actions for WorkflowActions {
         ctx: &TenantContext,
         run: workflows::RunId,
     ) -> Result<serde_json::Value, ActionError> {
-        self.exporter
+        let result = self
+            .exporter
             .build(ctx.tenant_id(), ctx.principal(), run)
             .await
-            .map_err(ActionError::Unknown)
+            .map_err(ActionError::Unknown)?;
+        // Metered once built (docs/billing.md, "Exports"): its bytes, no tokens.
+        let bytes = result["bytes"].as_u64().unwrap_or_default();
+        self.billing
+            .record_export(ctx.tenant_id(), Some(ctx.principal()), run.as_uuid(), bytes)
+            .await;
+        Ok(result)
     }
 
     async fn read_export(

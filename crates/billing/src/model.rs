@@ -31,6 +31,8 @@ pub struct UsageEvent {
     pub completion_tokens: u64,
     /// What it cost, in micro-units of the currency.
     pub cost_micros: i64,
+    /// Bytes it carried out (an export's archive; 0 for model calls).
+    pub bytes: u64,
     /// When it was settled.
     pub at: OffsetDateTime,
 }
@@ -110,6 +112,8 @@ pub struct Totals {
     pub cost_micros: i64,
     /// Calls.
     pub events: u64,
+    /// Bytes exported.
+    pub bytes: u64,
 }
 
 impl Totals {
@@ -127,6 +131,7 @@ impl Totals {
             .saturating_add(other.completion_tokens);
         self.cost_micros = self.cost_micros.saturating_add(other.cost_micros);
         self.events = self.events.saturating_add(other.events);
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }
 

@@ -119,6 +119,9 @@ pub struct BillingSettings {
     pub ledger_retry_for: Duration,
     /// Rate-limit budgets.
     pub rate_limits: RateLimits,
+    /// What an organization's export costs per GiB of its archive, in micro-units (0: metered,
+    /// not charged). The same for every plan.
+    pub export_micros_per_gib: i64,
 }
 
 impl Default for BillingSettings {
@@ -131,6 +134,7 @@ impl Default for BillingSettings {
             stream_slot_ttl: Duration::from_secs(60),
             ledger_retry_for: Duration::from_secs(60),
             rate_limits: RateLimits::default(),
+            export_micros_per_gib: 0,
         }
     }
 }
@@ -915,6 +919,37 @@ impl Billing {
             }
             RateSubject::Tenant(t) => CacheKey::tenant(*t, "ratelimit", &[class.as_str()]),
         }
+    }
+
+    /// Meters an organization's export `run` (docs/billing.md, "Exports"): one ledger entry of
+    /// kind `export` with the archive's `bytes`, no tokens (an export calls no model and spends
+    /// none of the monthly token quota), costing `export_micros_per_gib` per GiB, rounded up to
+    /// a whole micro-unit. The run's id is the entry's: a run that builds its archive again
+    /// (taken over after a crash) is metered once.
+    pub async fn record_export(
+        &self,
+        tenant: TenantId,
+        actor: Option<kernel::Principal>,
+        run: uuid::Uuid,
+        bytes: u64,
+    ) {
+        let per_gib = i128::from(self.settings.export_micros_per_gib.max(0));
+        let cost = (i128::from(bytes) * per_gib + (1 << 30) - 1) >> 30;
+        let event = UsageEvent {
+            id: run,
+            tenant,
+            actor,
+            model: "export".to_owned(),
+            kind: kernel::metering::UsageKind::Export,
+            reference: format!("export:{run}"),
+            request_id: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: i64::try_from(cost).unwrap_or(i64::MAX),
+            bytes,
+            at: self.ports.clock.now(),
+        };
+        self.record(&event).await;
     }
 
     /// Writes `event` to the ledger, trying again with a doubling pause while it fails, for

@@ -40,15 +40,18 @@ pub enum UsageKind {
     Chat,
     /// An embedding call (search queries, `/embeddings`, ingestion): prompt tokens only.
     Embedding,
+    /// An organization's export archive: bytes, no tokens (docs/billing.md, "Exports").
+    Export,
 }
 
 impl UsageKind {
-    /// The wire name (`chat`, `embedding`).
+    /// The wire name (`chat`, `embedding`, `export`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             UsageKind::Chat => "chat",
             UsageKind::Embedding => "embedding",
+            UsageKind::Export => "export",
         }
     }
 
@@ -58,6 +61,7 @@ impl UsageKind {
         match s {
             "chat" => Some(UsageKind::Chat),
             "embedding" => Some(UsageKind::Embedding),
+            "export" => Some(UsageKind::Export),
             _ => None,
         }
     }

@@ -90,6 +90,7 @@ fn totals_of(e: &UsageEvent) -> Totals {
         completion_tokens: e.completion_tokens,
         cost_micros: e.cost_micros,
         events: 1,
+        bytes: e.bytes,
     }
 }
 

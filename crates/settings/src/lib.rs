@@ -122,6 +122,9 @@ pub struct BillingSettings {
     pub prices: BTreeMap<String, billing::Price>,
     /// Seconds a quota counter lives in the cache before it is rebuilt from the ledger.
     pub quota_counter_secs: u64,
+    /// What an organization's export costs per GiB of its archive, in micro-units of the
+    /// currency (0: metered in the ledger, not charged); docs/billing.md, "Exports".
+    pub export_micros_per_gib: i64,
     /// Seconds a stream slot's lease lives without renewal (renewed every third of it while
     /// its stream runs).
     pub stream_slot_secs: u64,
@@ -805,6 +808,7 @@ impl Default for BillingSettings {
             fallback_plan: "free".to_owned(),
             prices: BTreeMap::new(),
             quota_counter_secs: 3_600,
+            export_micros_per_gib: 0,
             stream_slot_secs: 60,
             ledger_retry_secs: 60,
         }

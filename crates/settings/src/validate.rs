@@ -230,6 +230,9 @@ impl Settings {
         if b.quota_counter_secs == 0 || b.stream_slot_secs == 0 {
             return bad("billing.quota_counter_secs and stream_slot_secs must be positive");
         }
+        if b.export_micros_per_gib < 0 {
+            return bad("billing.export_micros_per_gib must not be negative");
+        }
         if self.rate_limits.window_secs == 0 {
             return bad("rate_limits.window_secs must be positive");
         }

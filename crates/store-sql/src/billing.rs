@@ -35,11 +35,12 @@ use crate::{SqlStore, scope};
 
 /// The sums a grouped read selects after its group columns, in this order: prompt tokens,
 /// completion tokens, cost, events.
-const SUMS: [&str; 4] = [
+const SUMS: [&str; 5] = [
     "CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT)",
     "CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT)",
     "CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT)",
     "CAST(COUNT(*) AS BIGINT)",
+    "CAST(COALESCE(SUM(bytes), 0) AS BIGINT)",
 ];
 
 /// The usage ledger on the SQL store's pool.
@@ -90,12 +91,19 @@ fn kind_from_column(kind: &str) -> anyhow::Result<UsageKind> {
 }
 
 /// The sums of [`SUMS`] as the domain's totals.
-fn totals(prompt: i64, completion: i64, cost: i64, events: i64) -> anyhow::Result<Totals> {
+fn totals(
+    prompt: i64,
+    completion: i64,
+    cost: i64,
+    events: i64,
+    bytes: i64,
+) -> anyhow::Result<Totals> {
     Ok(Totals {
         prompt_tokens: fit(prompt, "summed prompt tokens")?,
         completion_tokens: fit(completion, "summed completion tokens")?,
         cost_micros: cost,
         events: fit(events, "event count")?,
+        bytes: fit(bytes, "summed bytes")?,
     })
 }
 
@@ -150,7 +158,7 @@ impl UsageLedger for SqlUsageLedger {
     async fn append(&self, event: &UsageEvent) -> Result<bool, LedgerError> {
         crate::rls::tenant(event.tenant, async {
             let (user_id, api_key_id) = actor_columns(event.actor);
-            let values: [Value; 12] = [
+            let values: [Value; 13] = [
                 event.id.into(),
                 event.tenant.as_uuid().into(),
                 user_id.into(),
@@ -162,6 +170,7 @@ impl UsageLedger for SqlUsageLedger {
                 fit::<u64, i64>(event.prompt_tokens, "prompt tokens")?.into(),
                 fit::<u64, i64>(event.completion_tokens, "completion tokens")?.into(),
                 event.cost_micros.into(),
+                fit::<u64, i64>(event.bytes, "bytes")?.into(),
                 self.at(event.at),
             ];
             let insert = Query::insert()
@@ -178,6 +187,7 @@ impl UsageLedger for SqlUsageLedger {
                     usage_event::Column::PromptTokens,
                     usage_event::Column::CompletionTokens,
                     usage_event::Column::CostMicros,
+                    usage_event::Column::Bytes,
                     usage_event::Column::At,
                 ])
                 .values(values.map(Expr::value))
@@ -271,6 +281,7 @@ impl UsageLedger for SqlUsageLedger {
                 i64,
                 i64,
                 i64,
+                i64,
             )> = query
                 .into_tuple()
                 .all(&self.store.db)
@@ -279,7 +290,7 @@ impl UsageLedger for SqlUsageLedger {
             let rows = rows
                 .into_iter()
                 .map(
-                    |(kind, model, user, key, prompt, completion, cost, events, index)| {
+                    |(kind, model, user, key, prompt, completion, cost, events, bytes, index)| {
                         Ok(UsageRow {
                             kind: kind_from_column(&kind)?,
                             model,
@@ -288,7 +299,7 @@ impl UsageLedger for SqlUsageLedger {
                             bucket: bucket
                                 .is_some()
                                 .then(|| u32::try_from(index.max(0)).unwrap_or(u32::MAX)),
-                            totals: totals(prompt, completion, cost, events)?,
+                            totals: totals(prompt, completion, cost, events, bytes)?,
                         })
                     },
                 )
@@ -306,7 +317,7 @@ impl UsageLedger for SqlUsageLedger {
             // Every tenant's: the platform administrators' report, the one unscoped read.
             let query =
                 usage_event::Entity::find().filter(usage_event::Column::At.gte(self.at(since)));
-            let rows: Vec<(Uuid, String, String, i64, i64, i64, i64)> = grouped_sums(
+            let rows: Vec<(Uuid, String, String, i64, i64, i64, i64, i64)> = grouped_sums(
                 query,
                 &[
                     usage_event::Column::TenantId,
@@ -320,14 +331,16 @@ impl UsageLedger for SqlUsageLedger {
             .context("summing every tenant's usage")?;
             let rows = rows
                 .into_iter()
-                .map(|(tenant, kind, model, prompt, completion, cost, events)| {
-                    Ok(TenantUsageRow {
-                        tenant: TenantId::from_uuid(tenant),
-                        kind: kind_from_column(&kind)?,
-                        model,
-                        totals: totals(prompt, completion, cost, events)?,
-                    })
-                })
+                .map(
+                    |(tenant, kind, model, prompt, completion, cost, events, bytes)| {
+                        Ok(TenantUsageRow {
+                            tenant: TenantId::from_uuid(tenant),
+                            kind: kind_from_column(&kind)?,
+                            model,
+                            totals: totals(prompt, completion, cost, events, bytes)?,
+                        })
+                    },
+                )
                 .collect::<anyhow::Result<_>>()?;
             Ok(rows)
         })
@@ -402,16 +415,17 @@ mod tests {
     #[test]
     fn sums_out_of_range_are_errors() {
         assert_eq!(
-            totals(1, 2, 3, 4).ok(),
+            totals(1, 2, 3, 4, 5).ok(),
             Some(Totals {
                 prompt_tokens: 1,
                 completion_tokens: 2,
                 cost_micros: 3,
                 events: 4,
+                bytes: 5,
             })
         );
-        assert!(totals(-1, 0, 0, 1).is_err());
-        assert!(totals(0, -1, 0, 1).is_err());
+        assert!(totals(-1, 0, 0, 1, 0).is_err());
+        assert!(totals(0, -1, 0, 1, 0).is_err());
         assert!(kind_from_column("image").is_err());
     }
 }

@@ -718,13 +718,17 @@ pub mod usage_event {
         /// The caller when an API key (no foreign key either).
         pub api_key_id: Option<Uuid>,
         pub model: String,
-        /// `chat` or `embedding`.
+        /// `chat`, `embedding` or `export`.
         pub kind: String,
         pub reference: String,
         pub request_id: Option<String>,
         pub prompt_tokens: i64,
         pub completion_tokens: i64,
         pub cost_micros: i64,
+        /// Bytes an export carried out (0 for model calls); archives made before the column
+        /// have none.
+        #[serde(default)]
+        pub bytes: i64,
         pub at: TimeDateTimeWithTimeZone,
     }
 

@@ -505,16 +505,18 @@ async fn blobs_get_their_tenant(db: &DatabaseConnection, store: &store_sql::SqlS
     assert_eq!(rows, [plain.clone(), String::new()], "the blobs' tenants");
     assert_eq!(parts, [String::new(), plain], "the parts' tenants");
     assert_eq!((n_rows, n_parts), (2, 3), "the upload in progress is gone");
-    let key = documents::BlobKey::from_stored(format!(
-        "{tenant}/0193b000-0000-7000-8000-0000000000d1"
-    ));
+    let key =
+        documents::BlobKey::from_stored(format!("{tenant}/0193b000-0000-7000-8000-0000000000d1"));
     assert_eq!(store.read(&key).await.expect("the blob reads"), b"abcdef");
 }
 
 #[tokio::test]
 async fn sqlite_blobs_get_their_tenant() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("quire.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("quire.db").display()
+    );
     let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
         .await
         .expect("SQLite opens");

@@ -144,7 +144,11 @@ impl Steps<'_> {
     /// Runs one long step `work` (an organization's export), beating every third of the lease
     /// while it runs, so that a step longer than the lease keeps its run. A cancel or a lost
     /// lease drops `work` (stops it at its next await) and halts the run.
-    async fn beating<F: std::future::Future>(&self, progress: f32, work: F) -> Result<F::Output, Halt> {
+    async fn beating<F: std::future::Future>(
+        &self,
+        progress: f32,
+        work: F,
+    ) -> Result<F::Output, Halt> {
         let every = (self.lease / 3).max(Duration::from_millis(10));
         let work = std::pin::pin!(work);
         let mut work = work;

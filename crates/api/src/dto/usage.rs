@@ -38,6 +38,8 @@ pub struct TotalsDto {
     cost: i64,
     /// Billable calls.
     requests: u64,
+    /// Bytes exported (kind `export`: an organization's export archives).
+    bytes: u64,
 }
 
 impl From<&Totals> for TotalsDto {
@@ -48,6 +50,7 @@ impl From<&Totals> for TotalsDto {
             total_tokens: t.total_tokens(),
             cost: t.cost_micros,
             requests: t.events,
+            bytes: t.bytes,
         }
     }
 }

@@ -144,6 +144,7 @@ impl Meter for Billing {
                 request_id,
                 prompt_tokens: recorded.prompt,
                 completion_tokens: recorded.completion,
+                bytes: 0,
                 at: self.ports.clock.now(),
             };
             if self.record(&event).await == Recorded::Duplicate {

@@ -116,6 +116,7 @@ pub fn event(tenant: TenantId, actor: Option<Principal>, at: OffsetDateTime) -> 
         prompt_tokens: 100,
         completion_tokens: 20,
         cost_micros: 7,
+        bytes: 0,
         at,
     }
 }
@@ -152,6 +153,7 @@ pub const fn sums(prompt: u64, completion: u64, cost: i64, events: u64) -> Total
         completion_tokens: completion,
         cost_micros: cost,
         events,
+        bytes: 0,
     }
 }
 
