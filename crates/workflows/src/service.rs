@@ -150,8 +150,7 @@ impl Steps<'_> {
         work: F,
     ) -> Result<F::Output, Halt> {
         let every = (self.lease / 3).max(Duration::from_millis(10));
-        let work = std::pin::pin!(work);
-        let mut work = work;
+        let mut work = std::pin::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return Ok(out),
