@@ -139,7 +139,7 @@ async fn a_sentence_transformers_folder_loads_and_finds_paraphrases() {
 
 /// A copy of the model folder (symlinks to the large files) with `edit` applied.
 fn broken(dir: &Path, edit: impl FnOnce(&Path)) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("the test folder");
     for f in [
         "config.json",
         "tokenizer.json",
@@ -147,14 +147,14 @@ fn broken(dir: &Path, edit: impl FnOnce(&Path)) -> tempfile::TempDir {
         "modules.json",
         "sentence_bert_config.json",
     ] {
-        std::os::unix::fs::symlink(dir.join(f), tmp.path().join(f)).unwrap();
+        std::os::unix::fs::symlink(dir.join(f), tmp.path().join(f)).expect("the test folder");
     }
-    std::fs::create_dir(tmp.path().join("1_Pooling")).unwrap();
+    std::fs::create_dir(tmp.path().join("1_Pooling")).expect("the test folder");
     std::fs::copy(
         dir.join("1_Pooling/config.json"),
         tmp.path().join("1_Pooling/config.json"),
     )
-    .unwrap();
+    .expect("the test folder");
     edit(tmp.path());
     tmp
 }
@@ -167,10 +167,10 @@ fn load_error(dir: &Path) -> String {
 }
 
 fn rewrite(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = std::fs::read_to_string(path).expect("the test folder");
     assert!(text.contains(from), "{} has no {from}", path.display());
-    std::fs::remove_file(path).unwrap();
-    std::fs::write(path, text.replace(from, to)).unwrap();
+    std::fs::remove_file(path).expect("the test folder");
+    std::fs::write(path, text.replace(from, to)).expect("the test folder");
 }
 
 #[test]
