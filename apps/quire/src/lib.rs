@@ -7,6 +7,7 @@
 
 mod allocator;
 pub mod estimates;
+pub mod eval;
 pub mod export;
 mod knowledge;
 pub mod retention;
@@ -470,15 +471,29 @@ pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
     }
 }
 
-/// The embedding models of the settings: the local embedder always, the provider's model
-/// when `provider.embedding_model` is set; the default is `retrieval.embedder`.
+/// The embedding models of the settings: the local n-gram embedder and the bundled semantic
+/// `quire-local-minilm` always, each folder of `retrieval.local_models` (loaded and checked
+/// here, so a bad folder fails the start), and the provider's model when
+/// `provider.embedding_model` is set; the default is `retrieval.embedder`.
 ///
 /// # Errors
-/// When the provider's model is unknown and has no `provider.embedding_dimensions`.
+/// When the provider's model is unknown and has no `provider.embedding_dimensions`; when a
+/// local model's folder does not load.
 pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
-    let local: Arc<dyn Embedder> = Arc::new(local_ai::LocalEmbedder::new(
-        settings.retrieval.local_dimensions,
-    ));
+    let r = &settings.retrieval;
+    let ngram: Arc<dyn Embedder> = Arc::new(local_ai::LocalEmbedder::new(r.local_dimensions));
+    // The bundled model's weights are expanded on first use, unless it is the default.
+    let minilm = local_ai::MiniLmEmbedder::new();
+    if r.embedder == settings::EmbedderKind::Minilm {
+        minilm.warm()?;
+    }
+    let minilm: Arc<dyn Embedder> = Arc::new(minilm);
+    let mut folders: Vec<(String, Arc<dyn Embedder>)> = Vec::new();
+    for (name, m) in &r.local_models {
+        let embedder = local_ai::SentenceEmbedder::load(name, &m.path)
+            .with_context(|| format!("retrieval.local_models.{name}.path"))?;
+        folders.push((name.clone(), Arc::new(embedder)));
+    }
     let p = &settings.provider;
     let provider: Option<Arc<dyn Embedder>> = match &p.embedding_model {
         None => None,
@@ -497,10 +512,24 @@ pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
             .context("the provider's embedding model")?,
         )),
     };
-    Ok(match (settings.retrieval.embedder, provider) {
-        (settings::EmbedderKind::Provider, Some(p)) => Embedders::new(p, vec![local]),
-        (_, p) => Embedders::new(local, p.into_iter().collect()),
-    })
+    let default = match &r.embedder {
+        settings::EmbedderKind::Local => ngram.clone(),
+        settings::EmbedderKind::Minilm => minilm.clone(),
+        settings::EmbedderKind::Provider => provider
+            .clone()
+            .context("retrieval.embedder = \"provider\" needs provider.embedding_model")?,
+        settings::EmbedderKind::Named(name) => folders
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+            .with_context(|| format!("retrieval.embedder names no local model {name:?}"))?,
+    };
+    let others = [ngram, minilm]
+        .into_iter()
+        .chain(folders.into_iter().map(|(_, e)| e))
+        .chain(provider)
+        .collect();
+    Ok(Embedders::new(default, others))
 }
 
 /// The reranking stage of `retrieval.rerank`, when it names an endpoint.

@@ -83,6 +83,30 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Run a golden set FILE (the format of crates/testkit/data/eval/*.json) against this
+    /// deployment's indexes in each search mode, as `POST /evaluations` does, store it, and
+    /// print recall@k, MRR and nDCG (docs/retrieval.md, "Evaluation").
+    Eval {
+        /// The golden set file.
+        file: std::path::PathBuf,
+        /// The organization (slug or id).
+        #[arg(long)]
+        org: String,
+        /// The admin or owner of the organization it runs as (recorded with it).
+        #[arg(long = "as", value_name = "EMAIL")]
+        run_as: String,
+        /// A collection to search (repeat for several) [default: every document].
+        #[arg(long = "collection", value_name = "ID")]
+        collections: Vec<String>,
+        /// A mode: keyword, vector or hybrid (repeat for several) [default: all three].
+        #[arg(long = "mode", value_name = "MODE")]
+        modes: Vec<String>,
+        /// recall@k's cut-off and each search's depth, 10 to 50 [default: 10].
+        #[arg(long)]
+        k: Option<u32>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Extract one file read from stdin (used by the server's isolated extraction).
     #[command(name = quire::EXTRACT_CHILD_COMMAND, hide = true)]
     ExtractChild,
@@ -198,6 +222,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "  new account without a password (sign in with a code or reset): {email}"
                 );
             }
+            Ok(())
+        }
+        Some(Command::Eval {
+            file,
+            org,
+            run_as,
+            collections,
+            modes,
+            k,
+            common,
+        }) => {
+            let settings = settings(&cli, None, Some(common))?;
+            telemetry::init(&settings.log)?;
+            let args = quire::eval::EvalArgs {
+                file: file.clone(),
+                org: org.clone(),
+                run_as: run_as.clone(),
+                collections: collections
+                    .iter()
+                    .map(|c| {
+                        documents::CollectionId::parse(c)
+                            .map_err(|_| anyhow::anyhow!("--collection {c:?} is not an id"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                modes: modes
+                    .iter()
+                    .map(|m| {
+                        retrieval::SearchMode::parse(m).ok_or_else(|| {
+                            anyhow::anyhow!("--mode {m:?} is none of keyword, vector, hybrid")
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                k: *k,
+            };
+            let clock: Arc<dyn kernel::Clock> = Arc::new(kernel::SystemClock);
+            let store = store_sql::SqlStore::connect(&settings, clock.clone()).await?;
+            let done = quire::eval::evaluate_file(&settings, &store, clock, &args).await;
+            store.close().await?;
+            print!("{}", quire::eval::table(&done?));
             Ok(())
         }
         // Handled in `main` before the runtime starts.

@@ -1,14 +1,18 @@
-//! Throughput of the local embedder on one thread: `cargo bench -p local-ai`.
+//! Throughput of the local embedders on one thread:
+//! `RAYON_NUM_THREADS=1 cargo bench -p local-ai --bench embed` (candle's matrix products run on
+//! rayon's pool: one thread measures one core).
 //!
-//! Embeds about 2 MB of ~400-token chunks (English prose with some numbers and names) and
-//! prints chunks/s and MB/s, for the vectors alone and with the `cl100k_base` token count that
-//! `Embedder::embed` adds.
+//! Embeds about 2 MB of ~400-token chunks (English prose with some numbers and names) with the
+//! n-gram model and prints chunks/s and MB/s, for the vectors alone and with the `cl100k_base`
+//! token count that `Embedder::embed` adds; then 200 of the chunks with the bundled
+//! `quire-local-minilm` (128 word pieces of each are read) and, when `QUIRE_TEST_MINILM_PATH`
+//! names a sentence-transformers folder, with that model (256 word pieces).
 
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
 
-use local_ai::LocalEmbedder;
+use local_ai::{LocalEmbedder, MiniLmEmbedder, SentenceEmbedder};
 
 const WORDS: &[&str] = &[
     "the",
@@ -116,6 +120,44 @@ fn main() {
         bytes,
     );
     println!("(checksum {checksum:.4}, {} tokens)", out.tokens);
+
+    let some = &chunks[..200];
+    let some_bytes: usize = some.iter().map(String::len).sum();
+    let minilm = MiniLmEmbedder::new();
+    let start = Instant::now();
+    minilm.warm().expect("the bundled model loads");
+    println!(
+        "quire-local-minilm: weights expanded in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let _ = minilm.embed_now(&some[..16]).expect("embeds");
+    let start = Instant::now();
+    let _ = minilm.embed_now(some).expect("embeds");
+    report(
+        "quire-local-minilm",
+        start.elapsed().as_secs_f64(),
+        some.len(),
+        some_bytes,
+    );
+
+    if let Some(dir) = std::env::var_os("QUIRE_TEST_MINILM_PATH") {
+        let start = Instant::now();
+        let folder = SentenceEmbedder::load("all-minilm-l6-v2", std::path::Path::new(&dir))
+            .expect("the folder loads");
+        println!(
+            "all-minilm-l6-v2 (folder): loaded in {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        let _ = folder.embed_now(&some[..16]).expect("embeds");
+        let start = Instant::now();
+        let _ = folder.embed_now(some).expect("embeds");
+        report(
+            "all-minilm-l6-v2 folder",
+            start.elapsed().as_secs_f64(),
+            some.len(),
+            some_bytes,
+        );
+    }
 }
 
 fn report(what: &str, secs: f64, chunks: usize, bytes: usize) {

@@ -11,7 +11,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use kernel::{
     Clock, FieldError, InvalidInput, Page, PageRequest, Principal, TenantContext, TenantId,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::error::RetrievalError;
@@ -60,16 +61,20 @@ pub struct GoldenItem {
 }
 
 /// The questions of a golden set, as a client sends them (ids as text, checked by
-/// [`GoldenSet::new`]).
-#[derive(Debug, Clone, Default)]
+/// [`GoldenSet::new`]); also the stored form of a question, `{question, documents?, chunks?,
+/// answer?}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GoldenItemInput {
     /// The question.
     pub question: String,
     /// Expected document ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documents: Option<Vec<String>>,
     /// Expected chunk ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<Vec<String>>,
     /// Expected answer string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
 }
 
@@ -183,34 +188,27 @@ impl GoldenSet {
         &self.0
     }
 
-    /// The stored form: a JSON array of `{question, documents?, chunks?, answer?}`.
+    /// The stored form: a JSON array of `{question, documents?, chunks?, answer?}`
+    /// ([`GoldenItemInput`]; an empty list is left out).
     #[must_use]
     pub fn to_json(&self) -> Value {
-        Value::Array(
-            self.0
-                .iter()
-                .map(|i| {
-                    let e = &i.expected;
-                    let mut v = json!({"question": i.question});
-                    if !e.documents.is_empty() {
-                        v["documents"] = json!(
-                            e.documents
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                        );
-                    }
-                    if !e.chunks.is_empty() {
-                        v["chunks"] =
-                            json!(e.chunks.iter().map(ToString::to_string).collect::<Vec<_>>());
-                    }
-                    if let Some(a) = &e.answer {
-                        v["answer"] = json!(a);
-                    }
-                    v
-                })
-                .collect(),
-        )
+        let ids = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        let stored: Vec<GoldenItemInput> = self
+            .0
+            .iter()
+            .map(|i| GoldenItemInput {
+                question: i.question.clone(),
+                documents: ids(i
+                    .expected
+                    .documents
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()),
+                chunks: ids(i.expected.chunks.iter().map(ToString::to_string).collect()),
+                answer: i.expected.answer.clone(),
+            })
+            .collect();
+        serde_json::to_value(stored).unwrap_or_else(|e| unreachable!("strings serialize: {e}"))
     }
 
     /// Reads [`GoldenSet::to_json`] back.
@@ -218,30 +216,8 @@ impl GoldenSet {
     /// # Errors
     /// When the value is not a valid golden set.
     pub fn from_json(value: &Value) -> anyhow::Result<Self> {
-        let items = value
-            .as_array()
-            .ok_or_else(|| anyhow::anyhow!("a golden set is not an array"))?
-            .iter()
-            .map(|v| {
-                let strings = |key: &str| {
-                    v.get(key).and_then(Value::as_array).map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_owned))
-                            .collect::<Vec<_>>()
-                    })
-                };
-                GoldenItemInput {
-                    question: v
-                        .get("question")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    documents: strings("documents"),
-                    chunks: strings("chunks"),
-                    answer: v.get("answer").and_then(Value::as_str).map(str::to_owned),
-                }
-            })
-            .collect();
+        let items: Vec<GoldenItemInput> = serde_json::from_value(value.clone())
+            .map_err(|e| anyhow::anyhow!("stored golden set: {e}"))?;
         Self::new(items, "items").map_err(|e| anyhow::anyhow!("stored golden set: {e:?}"))
     }
 }
@@ -383,32 +359,55 @@ pub struct Evaluation {
     pub created_at: OffsetDateTime,
 }
 
+/// The stored form of one mode's figures: `{mode, fusion: {method, keyword, vector} | null,
+/// recall_at_1, recall_at_5, recall_at_10, recall_at_k, mrr_at_10, ndcg_at_10}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredResult {
+    mode: String,
+    #[serde(default)]
+    fusion: Option<StoredFusion>,
+    recall_at_1: f64,
+    recall_at_5: f64,
+    recall_at_10: f64,
+    recall_at_k: f64,
+    mrr_at_10: f64,
+    ndcg_at_10: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredFusion {
+    method: String,
+    keyword: f32,
+    vector: f32,
+}
+
 impl Evaluation {
-    /// The stored form of [`Evaluation::results`].
+    /// The stored form of [`Evaluation::results`] (an array of `StoredResult`).
     #[must_use]
     pub fn results_json(&self) -> Value {
-        Value::Array(
-            self.results
-                .iter()
-                .map(|r| {
-                    let m = &r.metrics;
-                    json!({
-                        "mode": r.mode.as_str(),
-                        "fusion": r.fusion.map(|f| json!({
-                            "method": f.method.as_str(),
-                            "keyword": f.keyword,
-                            "vector": f.vector,
-                        })),
-                        "recall_at_1": m.recall_at_1,
-                        "recall_at_5": m.recall_at_5,
-                        "recall_at_10": m.recall_at_10,
-                        "recall_at_k": m.recall_at_k,
-                        "mrr_at_10": m.mrr_at_10,
-                        "ndcg_at_10": m.ndcg_at_10,
-                    })
-                })
-                .collect(),
-        )
+        let stored: Vec<StoredResult> = self
+            .results
+            .iter()
+            .map(|r| {
+                let m = &r.metrics;
+                StoredResult {
+                    mode: r.mode.as_str().to_owned(),
+                    fusion: r.fusion.map(|f| StoredFusion {
+                        method: f.method.as_str().to_owned(),
+                        keyword: f.keyword,
+                        vector: f.vector,
+                    }),
+                    recall_at_1: m.recall_at_1,
+                    recall_at_5: m.recall_at_5,
+                    recall_at_10: m.recall_at_10,
+                    recall_at_k: m.recall_at_k,
+                    mrr_at_10: m.mrr_at_10,
+                    ndcg_at_10: m.ndcg_at_10,
+                }
+            })
+            .collect();
+        // Figures are finite means of 0..1 values: serializing them cannot fail.
+        serde_json::to_value(stored).unwrap_or_else(|e| unreachable!("figures serialize: {e}"))
     }
 
     /// Reads [`Evaluation::results_json`] back.
@@ -416,51 +415,32 @@ impl Evaluation {
     /// # Errors
     /// When the value is not results.
     pub fn results_from_json(value: &Value) -> anyhow::Result<Vec<ModeResult>> {
-        let f = |v: &Value, key: &str| {
-            v.get(key)
-                .and_then(Value::as_f64)
-                .ok_or_else(|| anyhow::anyhow!("stored evaluation results lack {key}"))
-        };
-        value
-            .as_array()
-            .ok_or_else(|| anyhow::anyhow!("stored evaluation results are not an array"))?
-            .iter()
-            .map(|v| {
-                let mode = v
-                    .get("mode")
-                    .and_then(Value::as_str)
-                    .and_then(SearchMode::parse)
-                    .ok_or_else(|| anyhow::anyhow!("stored evaluation mode"))?;
-                let fusion = match v.get("fusion") {
-                    Some(fv) if !fv.is_null() => {
-                        let method = fv
-                            .get("method")
-                            .and_then(Value::as_str)
-                            .and_then(FusionMethod::parse)
+        let stored: Vec<StoredResult> = serde_json::from_value(value.clone())
+            .map_err(|e| anyhow::anyhow!("stored evaluation results: {e}"))?;
+        stored
+            .into_iter()
+            .map(|r| {
+                let mode = SearchMode::parse(&r.mode)
+                    .ok_or_else(|| anyhow::anyhow!("stored evaluation mode {:?}", r.mode))?;
+                let fusion = r
+                    .fusion
+                    .map(|f| {
+                        let method = FusionMethod::parse(&f.method)
                             .ok_or_else(|| anyhow::anyhow!("stored fusion method"))?;
-                        #[allow(clippy::cast_possible_truncation)] // stored from an f32
-                        Some(
-                            Fusion::new(
-                                method,
-                                f(fv, "keyword")? as f32,
-                                f(fv, "vector")? as f32,
-                                "fusion",
-                            )
-                            .map_err(|e| anyhow::anyhow!("stored fusion: {e:?}"))?,
-                        )
-                    }
-                    _ => None,
-                };
+                        Fusion::new(method, f.keyword, f.vector, "fusion")
+                            .map_err(|e| anyhow::anyhow!("stored fusion: {e:?}"))
+                    })
+                    .transpose()?;
                 Ok(ModeResult {
                     mode,
                     fusion,
                     metrics: Metrics {
-                        recall_at_1: f(v, "recall_at_1")?,
-                        recall_at_5: f(v, "recall_at_5")?,
-                        recall_at_10: f(v, "recall_at_10")?,
-                        recall_at_k: f(v, "recall_at_k")?,
-                        mrr_at_10: f(v, "mrr_at_10")?,
-                        ndcg_at_10: f(v, "ndcg_at_10")?,
+                        recall_at_1: r.recall_at_1,
+                        recall_at_5: r.recall_at_5,
+                        recall_at_10: r.recall_at_10,
+                        recall_at_k: r.recall_at_k,
+                        mrr_at_10: r.mrr_at_10,
+                        ndcg_at_10: r.ndcg_at_10,
                     },
                 })
             })
@@ -635,16 +615,13 @@ impl Evaluations {
         models.sort_unstable();
         models.dedup();
         let embedding_model = (!models.is_empty()).then(|| models.join(","));
-        let one_model = (models.len() == 1).then(|| models[0].to_owned());
+        let scope_fusion = self.retrieval.fusion_for_spaces(&spaces);
         let k = request.k;
         let depth = k.min(crate::model::MAX_TOP_K);
         let mut results = Vec::with_capacity(request.modes.len());
         for mode in request.modes {
-            let fusion = (mode == SearchMode::Hybrid).then(|| {
-                request
-                    .fusion
-                    .unwrap_or_else(|| self.retrieval.fusion_for(one_model.as_deref()))
-            });
+            let fusion =
+                (mode == SearchMode::Hybrid).then(|| request.fusion.unwrap_or(scope_fusion));
             let scores: Vec<Metrics> = futures_util::stream::iter(items.items().iter())
                 .map(|item| {
                     let query = SearchQuery::new(
@@ -865,5 +842,60 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(GoldenSet::from_json(&ok.to_json()).expect("reads"), ok);
+    }
+
+    /// Rows written before the stored forms were serde types (by hand, with `json!`) read
+    /// back, and are written again in the same shape.
+    #[test]
+    fn the_stored_shapes_written_by_hand_still_read() {
+        let doc = DocumentId::new();
+        let chunk = ChunkId::new();
+        let items = serde_json::json!([
+            {"question": "q1", "documents": [doc.to_string()]},
+            {"question": "q2", "chunks": [chunk.to_string()], "answer": "a b"},
+        ]);
+        let set = GoldenSet::from_json(&items).expect("old items read");
+        assert_eq!(set.items()[0].expected.documents, [doc]);
+        assert_eq!(set.items()[1].expected.chunks, [chunk]);
+        assert_eq!(set.items()[1].expected.answer.as_deref(), Some("a b"));
+        assert_eq!(set.to_json(), items);
+        // The old writer's results: `fusion` null outside hybrid, f32 weights as f64.
+        let results = serde_json::json!([
+            {"mode": "keyword", "fusion": null, "recall_at_1": 0.5, "recall_at_5": 0.75,
+             "recall_at_10": 1.0, "recall_at_k": 1.0, "mrr_at_10": 0.625, "ndcg_at_10": 0.7},
+            {"mode": "hybrid", "fusion": {"method": "minmax", "keyword": 1.5, "vector": 1.0},
+             "recall_at_1": 0.25, "recall_at_5": 0.5, "recall_at_10": 0.5, "recall_at_k": 0.5,
+             "mrr_at_10": 0.375, "ndcg_at_10": 0.4},
+        ]);
+        let read = Evaluation::results_from_json(&results).expect("old results read");
+        assert_eq!(read[0].mode, SearchMode::Keyword);
+        assert_eq!(read[0].fusion, None);
+        assert!((read[0].metrics.mrr_at_10 - 0.625).abs() < f64::EPSILON);
+        assert_eq!(read[1].mode, SearchMode::Hybrid);
+        assert_eq!(
+            read[1].fusion,
+            Some(Fusion::new(FusionMethod::MinMax, 1.5, 1.0, "fusion").expect("valid"))
+        );
+        let evaluation = Evaluation {
+            id: EvaluationId::new(),
+            tenant_id: TenantId::new(),
+            collection_ids: None,
+            principal: None,
+            items: set,
+            k: 10,
+            embedding_model: None,
+            rerank: false,
+            results: read,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert_eq!(evaluation.results_json(), results);
+        assert!(Evaluation::results_from_json(&serde_json::json!([{"mode": "keyword"}])).is_err());
+        assert!(
+            Evaluation::results_from_json(&serde_json::json!([
+                {"mode": "sideways", "fusion": null, "recall_at_1": 0.5, "recall_at_5": 0.75,
+                 "recall_at_10": 1.0, "recall_at_k": 1.0, "mrr_at_10": 0.625, "ndcg_at_10": 0.7}
+            ]))
+            .is_err()
+        );
     }
 }

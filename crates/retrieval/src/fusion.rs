@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use documents::ChunkId;
 
-use crate::model::{Candidate, Fusion, FusionMethod, sort_candidates};
+use crate::model::{Candidate, Fusion, FusionMethod, Space, SpaceStatus, sort_candidates};
 
 /// Reciprocal rank fusion's constant (Cormack et al. 2009).
 pub const RRF_K: f32 = 60.0;
@@ -94,6 +94,23 @@ impl FusionSettings {
             .and_then(|m| self.by_model.get(m))
             .copied()
             .unwrap_or(self.default)
+    }
+
+    /// The one rule of `hybrid`'s fusion, for search and evaluation alike: the fusion of the
+    /// model of the scope's active spaces when they are all of one model, else the default
+    /// (no vectors yet, or spaces of several models).
+    #[must_use]
+    pub fn for_spaces(&self, spaces: &[Space]) -> Fusion {
+        let mut models = spaces
+            .iter()
+            .filter(|s| s.status == SpaceStatus::Active)
+            .map(|s| s.model.name());
+        let first = models.next();
+        if models.all(|m| Some(m) == first) {
+            self.for_model(first)
+        } else {
+            self.for_model(None)
+        }
     }
 }
 
@@ -199,5 +216,55 @@ mod tests {
         assert_eq!(per_model.for_model(Some("m")).method, FusionMethod::MinMax);
         assert_eq!(per_model.for_model(Some("other")), Fusion::default());
         assert_eq!(per_model.for_model(None), Fusion::default());
+    }
+
+    #[test]
+    fn one_rule_picks_the_fusion_of_the_scopes_one_active_model() {
+        let ngram = Fusion::new(FusionMethod::MinMax, 1.5, 1.0, "fusion").unwrap();
+        let minilm = Fusion::new(FusionMethod::Rrf, 1.0, 2.0, "fusion").unwrap();
+        let settings = FusionSettings::new(
+            Fusion::default(),
+            HashMap::from([("ngram".to_owned(), ngram), ("minilm".to_owned(), minilm)]),
+        );
+        let tenant = kernel::TenantId::new();
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let space = |model: &str, status| {
+            Space::new(
+                tenant,
+                None,
+                crate::model::EmbeddingModel::new(model, 8).unwrap(),
+                status,
+                now,
+            )
+        };
+        assert_eq!(settings.for_spaces(&[]), Fusion::default());
+        assert_eq!(
+            settings.for_spaces(&[space("ngram", SpaceStatus::Active)]),
+            ngram
+        );
+        // Two collections of one model: still its fusion; a building or retired space of
+        // another model is not searched, so it does not count.
+        assert_eq!(
+            settings.for_spaces(&[
+                space("minilm", SpaceStatus::Active),
+                space("minilm", SpaceStatus::Active),
+                space("ngram", SpaceStatus::Building),
+                space("ngram", SpaceStatus::Retired),
+            ]),
+            minilm
+        );
+        // Two models searched: the default.
+        assert_eq!(
+            settings.for_spaces(&[
+                space("minilm", SpaceStatus::Active),
+                space("ngram", SpaceStatus::Active),
+            ]),
+            Fusion::default()
+        );
+        // A model without its own: the default.
+        assert_eq!(
+            settings.for_spaces(&[space("other", SpaceStatus::Active)]),
+            Fusion::default()
+        );
     }
 }

@@ -9,8 +9,8 @@ use crate::embedding::{Embedders, RetrievalPorts};
 use crate::error::RetrievalError;
 use crate::fusion::FusionSettings;
 use crate::model::{
-    Candidate, EmbeddingModel, Embeddings, Fusion, Hit, SearchMode, SearchQuery, SpaceStatus,
-    sort_candidates,
+    Candidate, EmbeddingModel, Embeddings, Fusion, Hit, SearchMode, SearchQuery, Space,
+    SpaceStatus, sort_candidates,
 };
 use crate::rerank::Reranking;
 
@@ -62,10 +62,11 @@ impl Retrieval {
         self
     }
 
-    /// How `hybrid` fuses its rankings for vectors of `model`.
+    /// How `hybrid` fuses its rankings over these spaces of the searched scope (the one rule
+    /// of [`FusionSettings::for_spaces`]; a search and an evaluation both use it).
     #[must_use]
-    pub fn fusion_for(&self, model: Option<&str>) -> Fusion {
-        self.fusion.for_model(model)
+    pub fn fusion_for_spaces(&self, spaces: &[Space]) -> Fusion {
+        self.fusion.for_spaces(spaces)
     }
 
     /// The adapters.
@@ -226,6 +227,7 @@ impl Retrieval {
         let mut query_vectors = QueryVectors {
             reference: format!("search:{}", uuid::Uuid::now_v7()),
             by_model: HashMap::new(),
+            fusion: self.fusion.for_spaces(&[]),
         };
         loop {
             let ranked = self
@@ -294,14 +296,8 @@ impl Retrieval {
             SearchMode::Vector => vector,
             SearchMode::Keyword => keyword,
             SearchMode::Hybrid => {
-                let fusion = query.fusion.unwrap_or_else(|| {
-                    // The model's own weights when the vector leg searched one model.
-                    let mut models = query_vectors.by_model.keys();
-                    match (models.next(), models.next()) {
-                        (Some(m), None) => self.fusion.for_model(Some(m.name())),
-                        _ => self.fusion.for_model(None),
-                    }
-                });
+                // The model's own weights when the vector leg searched one model.
+                let fusion = query.fusion.unwrap_or(query_vectors.fusion);
                 fusion.fuse(&vector, &keyword)
             }
         })
@@ -316,12 +312,13 @@ impl Retrieval {
         vectors: &mut QueryVectors,
     ) -> Result<Vec<Candidate>, RetrievalError> {
         let tenant = ctx.tenant_id();
-        let by_model = &mut vectors.by_model;
         let scopes: Option<Vec<Option<CollectionId>>> = query
             .collections
             .as_ref()
             .map(|c| c.iter().copied().map(Some).collect());
         let spaces = self.ports.spaces.list(tenant, scopes.as_deref()).await?;
+        vectors.fusion = self.fusion.for_spaces(&spaces);
+        let by_model = &mut vectors.by_model;
         let mut all = Vec::new();
         for space in spaces.iter().filter(|s| s.status == SpaceStatus::Active) {
             if !by_model.contains_key(&space.model) {
@@ -392,6 +389,8 @@ impl Retrieval {
 struct QueryVectors {
     reference: String,
     by_model: HashMap<EmbeddingModel, Vec<f32>>,
+    /// `hybrid`'s fusion for the spaces the vector leg searched.
+    fusion: Fusion,
 }
 
 /// Erasing an organization: the vectors of every space of the tenant are dropped from the

@@ -201,11 +201,16 @@ pub struct ChatSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrievalSettings {
-    /// The default embedding model: `local` (the built-in `quire-local-ngram-<dims>`, no key)
-    /// or `provider` (`provider.embedding_model`). Collections may name any model there is.
+    /// The default embedding model: `local` (the built-in `quire-local-ngram-<dims>`, no key),
+    /// `minilm` (the built-in semantic `quire-local-minilm`), `provider`
+    /// (`provider.embedding_model`) or the name of one of `local_models`. Collections may name
+    /// any model there is.
     pub embedder: EmbedderKind,
     /// Dimensions of the local embedder.
     pub local_dimensions: u32,
+    /// Sentence-transformers folders (BERT family) run in process, by model name
+    /// (`retrieval.local_models.<name>.path`); each is loaded and checked at start.
+    pub local_models: BTreeMap<String, LocalModelSettings>,
     /// `auto` (pgvector on PostgreSQL when the extension can be created, else embedded),
     /// `embedded` (the in-process HNSW index over vectors kept in SQL) or `pgvector`.
     pub vector_index: VectorIndexKind,
@@ -274,14 +279,49 @@ fn rrf() -> String {
     "rrf".to_owned()
 }
 
+/// One folder of `retrieval.local_models`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalModelSettings {
+    /// The folder: `config.json`, `tokenizer.json`, `model.safetensors` and the
+    /// sentence-transformers files (`modules.json`, `1_Pooling/config.json`).
+    pub path: PathBuf,
+}
+
 /// Which embedder is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum EmbedderKind {
-    /// The built-in local embedder.
+    /// The built-in n-gram embedder (`local`).
     Local,
-    /// The OpenAI-compatible provider.
+    /// The built-in semantic model, `quire-local-minilm` (`minilm`).
+    Minilm,
+    /// The OpenAI-compatible provider (`provider`).
     Provider,
+    /// A model of `retrieval.local_models`, by its name.
+    Named(String),
+}
+
+impl From<String> for EmbedderKind {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "local" => Self::Local,
+            "minilm" => Self::Minilm,
+            "provider" => Self::Provider,
+            _ => Self::Named(s),
+        }
+    }
+}
+
+impl From<EmbedderKind> for String {
+    fn from(k: EmbedderKind) -> Self {
+        match k {
+            EmbedderKind::Local => "local".to_owned(),
+            EmbedderKind::Minilm => "minilm".to_owned(),
+            EmbedderKind::Provider => "provider".to_owned(),
+            EmbedderKind::Named(n) => n,
+        }
+    }
 }
 
 /// Which vector index.
@@ -731,6 +771,7 @@ impl Default for Settings {
             retrieval: RetrievalSettings {
                 embedder: EmbedderKind::Local,
                 local_dimensions: 384,
+                local_models: BTreeMap::new(),
                 vector_index: VectorIndexKind::Auto,
                 exact_threshold: 4_096,
                 hnsw_m: 16,
@@ -743,14 +784,25 @@ impl Default for Settings {
                     vector: 1.0,
                     // Measured on the golden set of crates/testkit/data/eval (docs/retrieval.md):
                     // the hashed n-gram vectors get a smaller vote, on scaled scores.
-                    models: BTreeMap::from([(
-                        "quire-local-ngram-384".to_owned(),
-                        FusionLeg {
-                            method: "minmax".to_owned(),
-                            keyword: 1.5,
-                            vector: 1.0,
-                        },
-                    )]),
+                    // The semantic model's vectors get the larger vote.
+                    models: BTreeMap::from([
+                        (
+                            "quire-local-ngram-384".to_owned(),
+                            FusionLeg {
+                                method: "minmax".to_owned(),
+                                keyword: 1.5,
+                                vector: 1.0,
+                            },
+                        ),
+                        (
+                            "quire-local-minilm".to_owned(),
+                            FusionLeg {
+                                method: "minmax".to_owned(),
+                                keyword: 1.0,
+                                vector: 1.5,
+                            },
+                        ),
+                    ]),
                 },
                 rerank: RerankSettings {
                     base_url: None,

@@ -140,6 +140,30 @@ impl Settings {
                  (QUIRE_PROVIDER__EMBEDDING_MODEL)",
             );
         }
+        for name in r.local_models.keys() {
+            let ok = !name.is_empty()
+                && name.len() <= 100
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
+            if !ok
+                || name.starts_with("quire-local-")
+                || ["local", "minilm", "provider"].contains(&name.as_str())
+            {
+                return Err(SettingsError::Inconsistent(format!(
+                    "retrieval.local_models: {name:?} must be 1 to 100 of letters, digits and \
+                     . _ - : /, not local, minilm, provider nor starting with quire-local-"
+                )));
+            }
+        }
+        if let EmbedderKind::Named(name) = &r.embedder
+            && !r.local_models.contains_key(name)
+        {
+            return Err(SettingsError::Inconsistent(format!(
+                "retrieval.embedder = {name:?} is none of local, minilm, provider or a name of \
+                 retrieval.local_models"
+            )));
+        }
         if r.local_dimensions == 0 || r.local_dimensions > 2_000 {
             return bad("retrieval.local_dimensions must be between 1 and 2000");
         }
