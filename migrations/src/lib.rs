@@ -40,6 +40,7 @@ mod m20261207_000028_ocr_languages;
 mod m20261207_000029_evaluations;
 mod m20261207_000030_blob_tenants;
 mod m20261207_000031_platform_and_export_bytes;
+mod m20261207_000033_ingest_progress;
 mod stored_times;
 
 pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000029_evaluations::Migration),
             Box::new(m20261207_000030_blob_tenants::Migration),
             Box::new(m20261207_000031_platform_and_export_bytes::Migration),
+            Box::new(m20261207_000033_ingest_progress::Migration),
         ]
     }
 }

@@ -783,6 +783,7 @@ pub fn ingestion(
                 retry_max: Duration::from_secs(3_600),
                 outage_retry_max: documents::IngestPolicy::default().outage_retry_max,
                 max_running_per_tenant: running_jobs_per_tenant(d),
+                progress_every: documents::IngestPolicy::default().progress_every,
             },
         )
         .with_events(events),

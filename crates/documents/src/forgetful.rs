@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::model::{
     BlobKey, Chunk, Claim, Collection, CollectionId, CollectionPatch, CollectionStats, Document,
-    DocumentFilter, DocumentId, Job, JobId, Stage,
+    DocumentFilter, DocumentId, Job, JobId, Progress,
 };
 use crate::ports::{
     CollectionRepository, DocumentPorts, DocumentRepository, Failure, Ingested, JobQueue,
@@ -202,15 +202,11 @@ impl JobQueue for ForgetfulJobs {
     async fn progress(
         &self,
         claim: &Claim,
-        stage: Stage,
-        progress: f32,
+        progress: Progress,
         lease_until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        self.recent.forget(
-            self.inner
-                .progress(claim, stage, progress, lease_until)
-                .await,
-        )
+        self.recent
+            .forget(self.inner.progress(claim, progress, lease_until).await)
     }
     async fn complete(
         &self,

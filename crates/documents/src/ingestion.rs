@@ -9,14 +9,17 @@
 //! for a while, so that a database blip does not leave the job orphaned until its lease ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kernel::{Event, EventKind, Events, NoEvents};
 
 use tracing::Instrument as _;
 
-use crate::model::{ChunkingSettings, Claim, JobId, JobStatus, NewChunk, Stage};
-use crate::ports::{BlobError, ExtractError, Failure, IndexFailure, Ingested, IngestionPorts};
+use crate::model::{ChunkingSettings, Claim, JobId, JobStatus, NewChunk, Progress, Stage};
+use crate::ports::{
+    BlobError, ExtractError, ExtractProgress, Failure, IndexFailure, Ingested, IngestionPorts,
+};
 use crate::uploads::DocumentLimits;
 
 /// How the ingestion pipeline retries and leases.
@@ -35,6 +38,9 @@ pub struct IngestPolicy {
     /// Jobs one tenant may run at once across every worker (claims skip a tenant at its
     /// cap), so that one tenant's slow files never hold every worker.
     pub max_running_per_tenant: u32,
+    /// How often the pages a running extraction has read are written to its job (when they
+    /// changed).
+    pub progress_every: Duration,
 }
 
 impl Default for IngestPolicy {
@@ -46,6 +52,7 @@ impl Default for IngestPolicy {
             retry_max: Duration::from_secs(3_600),
             outage_retry_max: Duration::from_secs(30),
             max_running_per_tenant: u32::MAX,
+            progress_every: Duration::from_secs(1),
         }
     }
 }
@@ -71,6 +78,28 @@ impl IngestPolicy {
     #[must_use]
     pub fn write_retry_for(&self) -> Duration {
         self.lease / 2
+    }
+}
+
+/// The pages an extraction has read of how many, as it tells them (from its own thread).
+#[derive(Debug, Default)]
+struct PagesRead(AtomicU64);
+
+impl PagesRead {
+    /// (done, total).
+    fn get(&self) -> (u32, u32) {
+        let v = self.0.load(Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation)] // two halves of one u64
+        ((v & u64::from(u32::MAX)) as u32, (v >> 32) as u32)
+    }
+}
+
+impl ExtractProgress for PagesRead {
+    fn pages(&self, done: u32, total: u32) {
+        self.0.store(
+            (u64::from(total) << 32) | u64::from(done),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -332,14 +361,11 @@ impl Ingestion {
         }
     }
 
-    async fn heartbeat(&self, claim: &Claim, stage: Stage, fraction: f32) -> Result<(), Step> {
-        let progress = stage.progress(fraction);
+    async fn heartbeat(&self, claim: &Claim, progress: Progress) -> Result<(), Step> {
         let held = self
             .write_state("recording a job's progress", || {
                 let lease_until = self.ports.clock.now() + self.policy.lease;
-                self.ports
-                    .jobs
-                    .progress(claim, stage, progress, lease_until)
+                self.ports.jobs.progress(claim, progress, lease_until)
             })
             .await;
         match held {
@@ -349,6 +375,32 @@ impl Ingestion {
                 shown: STORAGE_DOWN.to_owned(),
                 logged: format!("{e:#}"),
             })),
+        }
+    }
+
+    /// Awaits `extraction`, writing the pages it has read to the job every
+    /// [`IngestPolicy::progress_every`] when they changed (which extends the lease too). A lost
+    /// lease stops the extraction.
+    async fn showing_pages<T>(
+        &self,
+        claim: &Claim,
+        extraction: impl Future<Output = T>,
+        pages: &PagesRead,
+    ) -> Result<T, Step> {
+        tokio::pin!(extraction);
+        let mut shown = (0, 0);
+        loop {
+            tokio::select! {
+                out = &mut extraction => return Ok(out),
+                () = tokio::time::sleep(self.policy.progress_every) => {
+                    let now = pages.get();
+                    if now != shown {
+                        shown = now;
+                        self.heartbeat(claim, Progress::of(Stage::Extracting, now.0, now.1))
+                            .await?;
+                    }
+                }
+            }
         }
     }
 
@@ -369,7 +421,8 @@ impl Ingestion {
             .await
             .map_err(|e| Step::storage(&e))?
             .ok_or(Step::Canceled)?;
-        self.heartbeat(claim, Stage::Extracting, 0.0).await?;
+        self.heartbeat(claim, Progress::of(Stage::Extracting, 0, 0))
+            .await?;
         let bytes = match self.ports.blobs.read(&document.blob_key).await {
             Ok(b) => b,
             Err(BlobError::NotFound) => {
@@ -398,12 +451,15 @@ impl Ingestion {
             None => None,
         };
         let ocr_languages = collection.as_ref().and_then(|c| c.ocr_languages.clone());
-        let text = match self
-            .ports
-            .extractor
-            .extract(document.format, bytes, self.limits.extract, ocr_languages)
-            .await
-        {
+        let pages_read = Arc::new(PagesRead::default());
+        let extraction = self.ports.extractor.extract_reporting(
+            document.format,
+            bytes,
+            self.limits.extract,
+            ocr_languages,
+            pages_read.clone(),
+        );
+        let text = match self.showing_pages(claim, extraction, &pages_read).await? {
             Ok(t) => t,
             Err(e) if e.is_transient() => {
                 return Err(Step::Transient(Why::internal(
@@ -418,9 +474,10 @@ impl Ingestion {
                 }));
             }
         };
-        self.heartbeat(claim, Stage::Chunking, 0.0).await?;
-        let settings = collection.map_or_else(ChunkingSettings::default, |c| c.chunking);
         let pages = text.pages();
+        self.heartbeat(claim, Progress::of(Stage::Chunking, 0, 0))
+            .await?;
+        let settings = collection.map_or_else(ChunkingSettings::default, |c| c.chunking);
         let ocr_pages = u32::try_from(text.ocr_pages.len()).unwrap_or(u32::MAX);
         let chunks = self
             .ports
@@ -440,10 +497,11 @@ impl Ingestion {
         }
         let chunks = NewChunk::assign(chunks);
         let count = chunks.len();
+        let total = u32::try_from(count).unwrap_or(u32::MAX);
         let batch = self.ports.indexer.batch_size().max(1);
-        #[allow(clippy::cast_precision_loss)] // progress only
         for (i, part) in chunks.chunks(batch).enumerate() {
-            self.heartbeat(claim, Stage::Embedding, (i * batch) as f32 / count as f32)
+            let done = u32::try_from(i * batch).unwrap_or(u32::MAX);
+            self.heartbeat(claim, Progress::of(Stage::Embedding, done, total))
                 .await?;
             self.ports
                 .indexer
@@ -451,7 +509,8 @@ impl Ingestion {
                 .await
                 .map_err(Step::from)?;
         }
-        self.heartbeat(claim, Stage::Indexing, 0.0).await?;
+        self.heartbeat(claim, Progress::of(Stage::Indexing, 0, total))
+            .await?;
         // Tried again through a blip: a run that fails here would embed (and bill) again.
         let stored = self
             .write_state("completing a job", || {

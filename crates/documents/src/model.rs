@@ -571,6 +571,12 @@ pub struct Document {
     pub status: DocumentStatus,
     /// 0..1 through the current job's stages.
     pub progress: f32,
+    /// The current job's stage, while `processing`.
+    pub stage: Option<Stage>,
+    /// Units of that stage ([`Stage::unit`]) done, while `processing`.
+    pub done: u32,
+    /// Units of that stage in all, while `processing` (0: not known yet).
+    pub total: u32,
     /// Chunks stored.
     pub chunks: u32,
     /// Tokens over all chunks.
@@ -828,6 +834,50 @@ impl Stage {
         };
         from + (to - from) * fraction.clamp(0.0, 1.0)
     }
+
+    /// What the stage counts: `pages` while extracting, `chunks` after.
+    #[must_use]
+    pub const fn unit(self) -> &'static str {
+        match self {
+            Stage::Extracting => "pages",
+            Stage::Chunking | Stage::Embedding | Stage::Indexing => "chunks",
+        }
+    }
+}
+
+/// How far a running job is: its stage, the fraction through every stage, and how many units
+/// of the stage ([`Stage::unit`]) are done of how many.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// The stage it is in.
+    pub stage: Stage,
+    /// 0..1 through every stage ([`Stage::progress`]).
+    pub fraction: f32,
+    /// Units of the stage done.
+    pub done: u32,
+    /// Units of the stage in all; 0 while not known.
+    pub total: u32,
+}
+
+impl Progress {
+    /// `done` of `total` units of `stage` (0 of 0: the stage began, its size not known yet);
+    /// the fraction follows from them.
+    #[must_use]
+    pub fn of(stage: Stage, done: u32, total: u32) -> Self {
+        let done = done.min(total);
+        #[allow(clippy::cast_precision_loss)] // a fraction for people
+        let within = if total == 0 {
+            0.0
+        } else {
+            done as f32 / total as f32
+        };
+        Self {
+            stage,
+            fraction: stage.progress(within),
+            done,
+            total,
+        }
+    }
 }
 
 /// A background job.
@@ -847,6 +897,10 @@ pub struct Job {
     pub stage: Option<Stage>,
     /// 0..1.
     pub progress: f32,
+    /// Units of the stage ([`Stage::unit`]) done, while running.
+    pub done: u32,
+    /// Units of the stage in all, while running (0: not known yet).
+    pub total: u32,
     /// Runs started so far (claims).
     pub attempts: u32,
     /// The last error.
@@ -876,6 +930,8 @@ impl Job {
             status: JobStatus::Queued,
             stage: None,
             progress: 0.0,
+            done: 0,
+            total: 0,
             attempts: 0,
             error: None,
             run_at: now,
@@ -1003,6 +1059,19 @@ mod tests {
             }
         }
         assert!((Stage::Indexing.progress(1.0) - 1.0).abs() < f32::EPSILON);
+    }
+
+    #[test]
+    fn progress_counts_units_of_its_stage() {
+        let p = Progress::of(Stage::Embedding, 32, 128);
+        assert_eq!((p.done, p.total), (32, 128));
+        assert!((p.fraction - Stage::Embedding.progress(0.25)).abs() < 1e-6);
+        let unknown = Progress::of(Stage::Extracting, 0, 0);
+        assert!(unknown.fraction.abs() < f32::EPSILON);
+        let over = Progress::of(Stage::Indexing, 9, 4);
+        assert_eq!(over.done, 4, "never more done than there is");
+        assert_eq!(Stage::Extracting.unit(), "pages");
+        assert_eq!(Stage::Embedding.unit(), "chunks");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobKey, Chunk, ChunkDraft, ChunkingSettings, Claim, Collection, CollectionId, CollectionPatch,
     CollectionStats, Document, DocumentFilter, DocumentId, ExtractLimits, ExtractedText, Format,
-    Job, JobFilter, JobId, JobStatus, NewChunk, OcrLanguages, Stage,
+    Job, JobFilter, JobId, JobStatus, NewChunk, OcrLanguages, Progress,
 };
 use crate::recent::RecentLists;
 
@@ -234,12 +234,11 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Claim>, StoreError>;
 
     /// Records progress and extends the lease (the heartbeat); the document shows
-    /// `processing` with the same progress.
+    /// `processing` with the same progress (stage, fraction, units done of total).
     async fn progress(
         &self,
         claim: &Claim,
-        stage: Stage,
-        progress: f32,
+        progress: Progress,
         lease_until: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
@@ -403,6 +402,21 @@ impl ExtractError {
     }
 }
 
+/// Where an extraction tells how far it is, as it goes. Called from the extraction's own
+/// thread: it must be quick and never block.
+pub trait ExtractProgress: Send + Sync {
+    /// `done` of the file's `total` pages are read.
+    fn pages(&self, done: u32, total: u32);
+}
+
+/// Progress nobody watches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl ExtractProgress for NoProgress {
+    fn pages(&self, _done: u32, _total: u32) {}
+}
+
 /// Reads text out of files.
 #[async_trait]
 pub trait Extractor: Send + Sync + std::fmt::Debug {
@@ -425,6 +439,23 @@ pub trait Extractor: Send + Sync + std::fmt::Debug {
         bytes: Vec<u8>,
         limits: ExtractLimits,
         ocr_languages: Option<OcrLanguages>,
+    ) -> Result<ExtractedText, ExtractError> {
+        self.extract_reporting(format, bytes, limits, ocr_languages, Arc::new(NoProgress))
+            .await
+    }
+
+    /// [`Extractor::extract`], telling `progress` the pages read as it goes (PDF; the other
+    /// formats are unpaged and report nothing).
+    ///
+    /// # Errors
+    /// [`ExtractError`] naming why.
+    async fn extract_reporting(
+        &self,
+        format: Format,
+        bytes: Vec<u8>,
+        limits: ExtractLimits,
+        ocr_languages: Option<OcrLanguages>,
+        progress: Arc<dyn ExtractProgress>,
     ) -> Result<ExtractedText, ExtractError>;
 
     /// How extraction is isolated (`process` or `thread`), for `GET /documents/formats`.

@@ -47,20 +47,29 @@ pub fn extract(
     bytes: &[u8],
     limits: &ExtractLimits,
 ) -> Result<ExtractedText, ExtractError> {
-    extract_with(format, bytes, limits, None, Instant::now())
+    extract_with(
+        format,
+        bytes,
+        limits,
+        None,
+        Instant::now(),
+        &documents::NoProgress,
+    )
 }
 
 /// [`extract`], reading PDF pages without text by OCR when `ocr` is given (the extraction
-/// began at `started`: OCR starts no page past its budget).
+/// began at `started`: OCR starts no page past its budget), telling `progress` each PDF page
+/// read.
 pub(crate) fn extract_with(
     format: Format,
     bytes: &[u8],
     limits: &ExtractLimits,
     ocr: Option<&ocr::OcrJob>,
     started: Instant,
+    progress: &dyn documents::ExtractProgress,
 ) -> Result<ExtractedText, ExtractError> {
     match catch_unwind(AssertUnwindSafe(|| {
-        extract_unguarded(format, bytes, limits, ocr, started)
+        extract_unguarded(format, bytes, limits, ocr, started, progress)
     })) {
         Ok(result) => result,
         Err(_) => Err(ExtractError::Crashed("panic".into())),
@@ -73,11 +82,12 @@ fn extract_unguarded(
     limits: &ExtractLimits,
     ocr: Option<&ocr::OcrJob>,
     started: Instant,
+    progress: &dyn documents::ExtractProgress,
 ) -> Result<ExtractedText, ExtractError> {
     let mut ocr_outcome = ocr::OcrOutcome::default();
     let extracted = match format {
         Format::Pdf => {
-            let mut pdf = pdf::pdf_to_text(bytes, limits)?;
+            let mut pdf = pdf::pdf_to_text(bytes, limits, progress)?;
             // Scanned pages: the text layer's hook into OCR.
             if let Some(job) = ocr
                 && pdf.pages.iter().any(String::is_empty)

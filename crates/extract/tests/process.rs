@@ -266,3 +266,40 @@ async fn children_beyond_the_limit_wait_their_turn() {
         assert_eq!(task.await.unwrap().unwrap(), format!("Document {i}"));
     }
 }
+
+/// Records every page count the extraction tells.
+#[derive(Debug, Default)]
+struct Seen(std::sync::Mutex<Vec<(u32, u32)>>);
+
+impl documents::ExtractProgress for Seen {
+    fn pages(&self, done: u32, total: u32) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((done, total));
+    }
+}
+
+/// The child tells the parent each page it has read, through its stderr, as it goes; the
+/// lines are not mistaken for a crash, and the text is the same as without watching.
+#[tokio::test]
+async fn the_child_tells_each_page_it_reads() {
+    let seen = std::sync::Arc::new(Seen::default());
+    let text = child(config())
+        .extract_reporting(
+            Format::Pdf,
+            fixtures::many_pages_pdf(7),
+            ExtractLimits::default(),
+            None,
+            seen.clone(),
+        )
+        .await
+        .expect("text");
+    assert_eq!(text.pages(), Some(7));
+    let seen = seen.0.lock().expect("lock").clone();
+    assert_eq!(seen, (1..=7).map(|n| (n, 7)).collect::<Vec<_>>());
+    let unwatched = run(Format::Pdf, fixtures::many_pages_pdf(7))
+        .await
+        .expect("text");
+    assert_eq!(unwatched.text, text.text);
+}

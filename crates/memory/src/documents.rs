@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use documents::{
     BlobKey, Chunk, ChunkDraft, Claim, Collection, CollectionId, CollectionPatch,
     CollectionRepository, CollectionStats, Document, DocumentFilter, DocumentId,
-    DocumentRepository, DocumentStatus, Job, JobId, JobStatus, StoreError, Stored,
+    DocumentRepository, DocumentStatus, Job, JobId, JobStatus, Progress, StoreError, Stored,
 };
 use kernel::{Clock, InvalidInput, Page, PageRequest, TenantId};
 use time::{OffsetDateTime, UtcOffset};
@@ -65,6 +65,8 @@ impl JobRow {
     fn end_lease(&mut self, status: JobStatus) {
         self.job.status = status;
         self.job.stage = None;
+        self.job.done = 0;
+        self.job.total = 0;
         self.lease_token = None;
         self.lease_until = None;
     }
@@ -172,12 +174,13 @@ impl Tables {
     }
 
     /// Sets the job's document, if it has one and it still exists, to `status` (and
-    /// `progress`, `error`).
+    /// `progress`, `error`), and its stage and units to `running`'s (none: cleared).
     fn set_document(
         &mut self,
         job: &Job,
         status: DocumentStatus,
         progress: Option<f32>,
+        running: Option<&Progress>,
         error: Option<Option<&str>>,
         now: OffsetDateTime,
     ) {
@@ -187,6 +190,9 @@ impl Tables {
         if let Some(d) = self.document_mut(job.tenant_id, id) {
             d.status = status;
             d.updated_at = now;
+            d.stage = running.map(|p| p.stage);
+            d.done = running.map_or(0, |p| p.done);
+            d.total = running.map_or(0, |p| p.total);
             if let Some(p) = progress {
                 d.progress = p;
             }
@@ -615,6 +621,9 @@ impl DocumentRepository for InMemoryDocuments {
         };
         d.status = DocumentStatus::Queued;
         d.progress = 0.0;
+        d.stage = None;
+        d.done = 0;
+        d.total = 0;
         d.error = None;
         d.job_id = Some(job_id);
         d.updated_at = now;

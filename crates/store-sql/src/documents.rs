@@ -48,6 +48,9 @@ pub(crate) fn to_domain(m: Model) -> Result<Document, StoreError> {
             .parse()
             .map_err(|_| anyhow::anyhow!("stored document status {:?}", m.status))?,
         progress: m.progress,
+        stage: job_rows::stage_of(m.stage)?,
+        done: fit(m.done_units, "done_units")?,
+        total: fit(m.total_units, "total_units")?,
         chunks: fit(m.chunk_count, "chunk_count")?,
         tokens: fit(m.token_count, "token_count")?,
         error: m.error,
@@ -74,6 +77,9 @@ fn new_row(d: Document) -> Result<ActiveModel, StoreError> {
         ocr_pages: Set(fit(d.ocr_pages, "ocr_pages")?),
         status: Set(d.status.as_str().to_owned()),
         progress: Set(d.progress),
+        stage: Set(d.stage.map(|s| s.as_str().to_owned())),
+        done_units: Set(fit(d.done, "done units")?),
+        total_units: Set(fit(d.total, "total units")?),
         chunk_count: Set(fit(d.chunks, "chunk_count")?),
         token_count: Set(fit(d.tokens, "token_count")?),
         error: Set(d.error),
@@ -354,6 +360,9 @@ impl DocumentRepository for SqlStore {
             scope::update::<Entity>(tenant)
                 .col_expr(Column::Status, Expr::value(DocumentStatus::Queued.as_str()))
                 .col_expr(Column::Progress, Expr::value(0.0_f32))
+                .col_expr(Column::Stage, Expr::value(Option::<String>::None))
+                .col_expr(Column::DoneUnits, Expr::value(0))
+                .col_expr(Column::TotalUnits, Expr::value(0))
                 .col_expr(Column::Error, Expr::value(Option::<String>::None))
                 .col_expr(Column::JobId, Expr::value(job_id.as_uuid()))
                 .col_expr(Column::UpdatedAt, Expr::value(self.at(now)))

@@ -31,20 +31,26 @@ pub(crate) fn to_domain(m: Model) -> Result<Job, StoreError> {
             .status
             .parse()
             .map_err(|_| anyhow::anyhow!("stored job status {:?}", m.status))?,
-        stage: m
-            .stage
-            .map(|s| {
-                s.parse::<Stage>()
-                    .map_err(|_| anyhow::anyhow!("stored job stage {s:?}"))
-            })
-            .transpose()?,
+        stage: stage_of(m.stage)?,
         progress: m.progress,
+        done: fit(m.done_units, "done units")?,
+        total: fit(m.total_units, "total units")?,
         attempts: fit(m.attempts, "attempts")?,
         error: m.error,
         run_at: m.run_at,
         created_at: m.created_at,
         finished_at: m.finished_at,
     })
+}
+
+/// A stored stage (of a job or, while it is processed, of a document).
+pub(crate) fn stage_of(stored: Option<String>) -> Result<Option<Stage>, StoreError> {
+    Ok(stored
+        .map(|s| {
+            s.parse::<Stage>()
+                .map_err(|_| anyhow::anyhow!("stored stage {s:?}"))
+        })
+        .transpose()?)
 }
 
 /// Stores a new job inside `txn`, its times written by [`at_value`].

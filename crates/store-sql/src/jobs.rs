@@ -36,7 +36,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use documents::{
     Claim, DocumentStatus, Failure, Ingested, Job, JobFilter, JobId, JobQueue, JobStatus, NewChunk,
-    Stage, StoreError,
+    Progress, StoreError,
 };
 use kernel::{Page, PageRequest, TenantId};
 use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
@@ -257,6 +257,8 @@ impl SqlStore {
             .col_expr(Column::LeaseUntil, Expr::value(until))
             .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
             .col_expr(Column::Stage, Expr::value(Option::<String>::None))
+            .col_expr(Column::DoneUnits, Expr::value(0))
+            .col_expr(Column::TotalUnits, Expr::value(0))
             .col_expr(Column::ClaimedAt, Expr::value(now.clone()))
             .col_expr(Column::UpdatedAt, Expr::value(now.clone()))
             .filter(Column::Id.eq(job.id))
@@ -267,21 +269,29 @@ impl SqlStore {
         Ok(leased.pop())
     }
 
-    /// Sets the document of a job, if it has one, to `status` (and `progress`, `error`),
-    /// inside `txn`.
+    /// Sets the document of a job, if it has one, to `status` (and `progress`, `error`), and
+    /// its stage and units to `running`'s (none: cleared), inside `txn`.
     async fn set_document(
         txn: &DatabaseTransaction,
         job: &Job,
         status: DocumentStatus,
         progress: Option<f32>,
+        running: Option<&Progress>,
         error: Option<Option<&str>>,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let Some(document) = job.document_id else {
             return Ok(());
         };
+        let (done, total) = units(running)?;
         let mut update = scope::update::<document::Entity>(job.tenant_id)
             .col_expr(document::Column::Status, Expr::value(status.as_str()))
+            .col_expr(
+                document::Column::Stage,
+                Expr::value(running.map(|p| p.stage.as_str())),
+            )
+            .col_expr(document::Column::DoneUnits, Expr::value(done))
+            .col_expr(document::Column::TotalUnits, Expr::value(total))
             .col_expr(
                 document::Column::UpdatedAt,
                 Expr::value(at_value(txn.get_database_backend(), now)),
@@ -314,10 +324,20 @@ impl SqlStore {
 }
 
 /// Ends a job's lease and sets its status (the last write under a claim).
+/// The units done and in all of a running stage, as stored (0 and 0 without one).
+fn units(running: Option<&Progress>) -> Result<(i32, i32), StoreError> {
+    Ok(match running {
+        Some(p) => (fit(p.done, "done units")?, fit(p.total, "total units")?),
+        None => (0, 0),
+    })
+}
+
 fn end_lease(update: UpdateMany<Entity>, status: JobStatus, now: &Value) -> UpdateMany<Entity> {
     update
         .col_expr(Column::Status, Expr::value(status.as_str()))
         .col_expr(Column::Stage, Expr::value(Option::<String>::None))
+        .col_expr(Column::DoneUnits, Expr::value(0))
+        .col_expr(Column::TotalUnits, Expr::value(0))
         .col_expr(Column::LeaseToken, Expr::value(Option::<Uuid>::None))
         .col_expr(Column::LeaseUntil, Expr::value(null_time()))
         .col_expr(Column::UpdatedAt, Expr::value(now.clone()))
@@ -419,8 +439,16 @@ impl JobQueue for SqlStore {
                     crate::rls::narrow(&txn, job.tenant_id)
                         .await
                         .context("narrowing a claim to its tenant")?;
-                    Self::set_document(&txn, &job, DocumentStatus::Processing, None, None, now)
-                        .await?;
+                    Self::set_document(
+                        &txn,
+                        &job,
+                        DocumentStatus::Processing,
+                        None,
+                        None,
+                        None,
+                        now,
+                    )
+                    .await?;
                     txn.commit().await.context("committing a claim")?;
                     return Ok(Some(Claim { job, lease: token }));
                 }
@@ -434,21 +462,26 @@ impl JobQueue for SqlStore {
     async fn progress(
         &self,
         claim: &Claim,
-        stage: Stage,
-        progress: f32,
+        progress: Progress,
         lease_until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         crate::rls::tenant(claim.job.tenant_id, async {
             let backend = self.db.get_database_backend();
             let now = utc_micros(self.now());
-            let progress = clamp_progress(progress);
+            let progress = Progress {
+                fraction: clamp_progress(progress.fraction),
+                ..progress
+            };
+            let (done, total) = units(Some(&progress))?;
             let txn = self.begin_write().await.context("starting a heartbeat")?;
             let held = Self::write_held(
                 &txn,
                 claim,
                 |u| {
-                    u.col_expr(Column::Stage, Expr::value(stage.as_str()))
-                        .col_expr(Column::Progress, Expr::value(progress))
+                    u.col_expr(Column::Stage, Expr::value(progress.stage.as_str()))
+                        .col_expr(Column::Progress, Expr::value(progress.fraction))
+                        .col_expr(Column::DoneUnits, Expr::value(done))
+                        .col_expr(Column::TotalUnits, Expr::value(total))
                         .col_expr(
                             Column::LeaseUntil,
                             Expr::value(at_value(backend, lease_until)),
@@ -466,7 +499,8 @@ impl JobQueue for SqlStore {
                 &txn,
                 &claim.job,
                 DocumentStatus::Processing,
-                Some(progress),
+                Some(progress.fraction),
+                Some(&progress),
                 None,
                 now,
             )
@@ -559,6 +593,9 @@ impl JobQueue for SqlStore {
                     Expr::value(DocumentStatus::Ready.as_str()),
                 )
                 .col_expr(document::Column::Progress, Expr::value(1.0_f32))
+                .col_expr(document::Column::Stage, Expr::value(Option::<String>::None))
+                .col_expr(document::Column::DoneUnits, Expr::value(0))
+                .col_expr(document::Column::TotalUnits, Expr::value(0))
                 .col_expr(document::Column::Pages, Expr::value(pages))
                 .col_expr(document::Column::OcrPages, Expr::value(ocr_pages))
                 .col_expr(document::Column::ChunkCount, Expr::value(chunk_count))
@@ -625,7 +662,7 @@ impl JobQueue for SqlStore {
                 Failure::RetryAt(_) | Failure::Release(_) => (DocumentStatus::Queued, None),
                 Failure::Final(_) => (DocumentStatus::Failed, Some(error)),
             };
-            Self::set_document(&txn, &claim.job, status, Some(0.0), Some(error), now).await?;
+            Self::set_document(&txn, &claim.job, status, Some(0.0), None, Some(error), now).await?;
             txn.commit().await.context("committing a failure")?;
             Ok(true)
         })

@@ -270,6 +270,39 @@ async fn collections_crud_stats_and_validation() {
     }
 }
 
+/// A settled document and its job show no stage and no units (`GET /documents/{id}` and
+/// `GET /jobs/{id}` carry them while the job runs: `stage`, `done` of `total` `unit`s).
+async fn ended_without_stage(app: &TestApp, token: &str, org: &str, doc: &Value) {
+    let id = doc["id"].as_str().expect("id");
+    let (status, read) = app
+        .call_in(
+            token,
+            Method::GET,
+            &format!("/api/v1/documents/{id}"),
+            None,
+            Some(org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    let job = doc["job_id"].as_str().expect("job id");
+    let (status, job) = app
+        .call_in(
+            token,
+            Method::GET,
+            &format!("/api/v1/jobs/{job}"),
+            None,
+            Some(org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    for shown in [&read, &job] {
+        assert_eq!(shown["done"], 0, "{shown}");
+        assert_eq!(shown["total"], 0, "{shown}");
+        assert_eq!(shown["unit"], Value::Null, "{shown}");
+        assert_eq!(shown["stage"], Value::Null, "{shown}");
+    }
+}
+
 #[tokio::test]
 async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
     let app = spawn_app().await;
@@ -285,6 +318,7 @@ async fn every_format_reaches_ready_with_chunks_that_point_at_the_text() {
             "{doc}"
         );
         assert_eq!(doc["error"], Value::Null);
+        ended_without_stage(&app, &token, &org, &doc).await;
         let id = doc["id"].as_str().expect("id");
         let list = chunks(&app, &token, &org, id).await;
         assert_eq!(
@@ -901,6 +935,7 @@ async fn upload_to_ready_on_postgres_and_redis() {
         assert_eq!(doc["status"], "ready", "{name}: {doc}");
         assert_eq!(doc["format"], format);
         assert!(doc["chunks"].as_u64().expect("chunks") > 0, "{doc}");
+        ended_without_stage(&app, &token, &org, &doc).await;
     }
     let doc = uploaded(&app, &token, &org, "locked.pdf", &fixtures::encrypted_pdf()).await;
     assert_eq!(doc["status"], "failed");

@@ -41,6 +41,14 @@ enum Step {
         started: oneshot::Sender<()>,
         go: oneshot::Receiver<()>,
     },
+    /// Tells `done` of `total` pages read, says it started, waits for the go, then reads the
+    /// bytes as text.
+    Pages {
+        done: u32,
+        total: u32,
+        started: oneshot::Sender<()>,
+        go: oneshot::Receiver<()>,
+    },
     /// Says it started, waits for the go, then fails as unavailable.
     PauseThenUnavailable {
         started: oneshot::Sender<()>,
@@ -89,12 +97,13 @@ impl Extractor for ScriptedExtractor {
         extract::detect(name, head)
     }
 
-    async fn extract(
+    async fn extract_reporting(
         &self,
         _format: Format,
         bytes: Vec<u8>,
         _limits: ExtractLimits,
         _ocr_languages: Option<documents::OcrLanguages>,
+        progress: Arc<dyn documents::ExtractProgress>,
     ) -> Result<ExtractedText, ExtractError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let step = self
@@ -107,6 +116,17 @@ impl Extractor for ScriptedExtractor {
             Some(Step::Unavailable) => Err(unavailable()),
             Some(Step::Encrypted) => Err(ExtractError::Encrypted),
             Some(Step::Pause { started, go }) => {
+                let _ = started.send(());
+                let _ = go.await;
+                Ok(as_text(&bytes))
+            }
+            Some(Step::Pages {
+                done,
+                total,
+                started,
+                go,
+            }) => {
+                progress.pages(done, total);
                 let _ = started.send(());
                 let _ = go.await;
                 Ok(as_text(&bytes))
@@ -491,6 +511,77 @@ async fn jobs_whose_workers_keep_dying_end_dead() {
         0,
         "the poison file was not opened again"
     );
+}
+
+/// A long extraction shows on its job and its document the pages it has read, as it goes
+/// (stage `extracting`, `done` of `total` pages, a fraction within the stage's share); once
+/// ready, neither shows a stage or units.
+#[tokio::test]
+async fn the_pages_read_show_while_extracting() {
+    let p = Arc::new(Pipeline::new(IngestPolicy {
+        progress_every: Duration::from_millis(10),
+        ..policy(5)
+    }));
+    let (started_tx, started) = oneshot::channel();
+    let (go, go_rx) = oneshot::channel();
+    p.extractor.then(Step::Pages {
+        done: 120,
+        total: 500,
+        started: started_tx,
+        go: go_rx,
+    });
+    let ctx = member();
+    let a = ctx.tenant_id();
+    let up = p
+        .upload(&ctx, "long.txt", "A long file, read page by page.")
+        .await;
+    let job = job_of(&up);
+    let worker = tokio::spawn({
+        let p = p.clone();
+        async move { p.run().await }
+    });
+    started.await.expect("the worker is extracting");
+    // The worker writes the pages every 10 ms (real time) while the extraction waits.
+    for _ in 0..500 {
+        if p.job(a, job).await.done > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let running = p.job(a, job).await;
+    assert_eq!(running.status, JobStatus::Running);
+    assert_eq!(
+        (running.stage, running.done, running.total),
+        (Some(documents::Stage::Extracting), 120, 500)
+    );
+    let expected = documents::Stage::Extracting.progress(120.0 / 500.0);
+    assert!(
+        (running.progress - expected).abs() < 1e-6,
+        "{}",
+        running.progress
+    );
+    let doc = p.document(a, up.document.id).await;
+    assert_eq!(doc.status, DocumentStatus::Processing);
+    assert_eq!(
+        (doc.stage, doc.done, doc.total),
+        (Some(documents::Stage::Extracting), 120, 500)
+    );
+    assert!((doc.progress - expected).abs() < 1e-6);
+
+    go.send(()).expect("the worker waits");
+    let outcome = worker.await.expect("worker task");
+    assert!(
+        matches!(outcome, Some(RunOutcome::Ready { .. })),
+        "{outcome:?}"
+    );
+    let finished = p.job(a, job).await;
+    assert_eq!(
+        (finished.stage, finished.done, finished.total),
+        (None, 0, 0)
+    );
+    let doc = p.document(a, up.document.id).await;
+    assert_eq!((doc.stage, doc.done, doc.total), (None, 0, 0));
 }
 
 /// A document deleted while its job runs: the delete cancels the job, the worker's next

@@ -320,14 +320,19 @@ async fn postgres_keyword_postings_are_backfilled() {
     migration::Migrator::up(&db, Some(u32::try_from(before).expect("few migrations")))
         .await
         .expect("the schema as it was before");
-    // Today's store writes the columns of later migrations (OCR, 28; reranking, 29): lend
-    // them to the old schema while it writes the old rows, and take them back before
-    // migrating on.
-    const LATER_COLUMNS: [(&str, &str, &str); 4] = [
+    // Today's store writes the columns of later migrations (OCR, 28; reranking, 29; progress
+    // units, 33): lend them to the old schema while it writes the old rows, and take them back
+    // before migrating on.
+    const LATER_COLUMNS: [(&str, &str, &str); 9] = [
         ("collections", "ocr_languages", "varchar(200) NULL"),
         ("collections", "rerank_top_n", "integer NULL"),
         ("documents", "ocr_pages", "integer NOT NULL DEFAULT 0"),
         ("chunks", "ocr", "boolean NOT NULL DEFAULT false"),
+        ("documents", "stage", "varchar(20) NULL"),
+        ("documents", "done_units", "integer NOT NULL DEFAULT 0"),
+        ("documents", "total_units", "integer NOT NULL DEFAULT 0"),
+        ("jobs", "done_units", "integer NOT NULL DEFAULT 0"),
+        ("jobs", "total_units", "integer NOT NULL DEFAULT 0"),
     ];
     for (table, column, kind) in LATER_COLUMNS {
         db.execute_unprepared(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))

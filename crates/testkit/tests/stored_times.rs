@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use documents::{CollectionPatch, Failure, Ingested, Job, JobKind, JobStatus, Stage};
+use documents::{CollectionPatch, Failure, Ingested, Job, JobKind, JobStatus, Progress, Stage};
 use identity::model::{DisplayName, EmailAddress, NewUser, Profile};
 use identity::ports::UserRepository;
 use kernel::{ApiKeyId, ManualClock, Role, TenantId, UserId};
@@ -270,7 +270,7 @@ async fn every_writer_stores_time_in_order(db: &SqlDb, clock: &ManualClock) {
     fixed_width(db, "jobs.claim").await;
     assert!(
         p.jobs
-            .progress(&claim, Stage::Chunking, 0.5, at_ms(60_000))
+            .progress(&claim, Progress::of(Stage::Chunking, 0, 0), at_ms(60_000),)
             .await
             .expect("heartbeat")
     );

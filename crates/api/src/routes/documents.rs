@@ -121,6 +121,14 @@ pub struct DocumentDto {
     status: &'static str,
     /// 0..1 through the stages of the current job.
     progress: f32,
+    /// While `processing`: `extracting`, `chunking`, `embedding` or `indexing`.
+    stage: Option<&'static str>,
+    /// While `processing`: units of the stage done (see `unit`); 0 while not known.
+    done: u32,
+    /// While `processing`: units of the stage in all; 0 while not known.
+    total: u32,
+    /// While `processing`: what `done` and `total` count, `pages` (extracting) or `chunks`.
+    unit: Option<&'static str>,
     chunks: u32,
     tokens: u64,
     /// Why it failed, for people (`the PDF is encrypted; upload an unprotected copy`); never
@@ -152,6 +160,10 @@ impl From<Document> for DocumentDto {
             ocr_pages: d.ocr_pages,
             status: d.status.as_str(),
             progress: d.progress,
+            stage: d.stage.map(documents::Stage::as_str),
+            done: d.done,
+            total: d.total,
+            unit: d.stage.map(documents::Stage::unit),
             chunks: d.chunks,
             tokens: d.tokens,
             error: d.error,
@@ -650,6 +662,12 @@ pub struct JobDto {
     stage: Option<&'static str>,
     /// 0..1.
     progress: f32,
+    /// While running: units of the stage done (see `unit`); 0 while not known.
+    done: u32,
+    /// While running: units of the stage in all; 0 while not known.
+    total: u32,
+    /// While running: what `done` and `total` count, `pages` (extracting) or `chunks`.
+    unit: Option<&'static str>,
     /// Runs started.
     attempts: u32,
     /// The last error, for people; never an internal cause chain (that goes to the server log
@@ -672,6 +690,9 @@ impl From<Job> for JobDto {
             status: j.status.as_str(),
             stage: j.stage.map(documents::Stage::as_str),
             progress: j.progress,
+            done: j.done,
+            total: j.total,
+            unit: j.stage.map(documents::Stage::unit),
             attempts: j.attempts,
             error: j.error,
             document_id: j.document_id.map(|d| d.to_string()),

@@ -51,7 +51,16 @@ pub fn child_main() -> i32 {
     let worker = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .stack_size(stack)
-        .spawn(move || crate::extract_with(format, &body, &limits, ocr.as_ref(), started));
+        .spawn(move || {
+            crate::extract_with(
+                format,
+                &body,
+                &limits,
+                ocr.as_ref(),
+                started,
+                &StderrProgress,
+            )
+        });
     let result = match worker {
         Ok(handle) => handle
             .join()
@@ -63,6 +72,18 @@ pub fn child_main() -> i32 {
     match wire::write_response(&mut out, &result).and_then(|()| out.flush()) {
         Ok(()) => 0,
         Err(_) => EXIT_WRITE,
+    }
+}
+
+/// Tells the parent each page read, a line on stderr ([`wire::progress_line`]).
+struct StderrProgress;
+
+impl documents::ExtractProgress for StderrProgress {
+    fn pages(&self, done: u32, total: u32) {
+        // The parent may be gone or not listening: the extraction goes on regardless.
+        let _ = io::stderr()
+            .lock()
+            .write_all(wire::progress_line(done, total).as_bytes());
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use documents::{
-    DetectError, ExtractError, ExtractLimits, ExtractedText, Extractor, Format, OcrLanguages,
+    DetectError, ExtractError, ExtractLimits, ExtractProgress, ExtractedText, Extractor, Format,
+    OcrLanguages,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -18,6 +19,8 @@ use crate::ocr::OcrJob;
 
 /// Most bytes of the child's stderr kept (to tell a stack overflow from a memory failure).
 const STDERR_KEPT: u64 = 16 * 1024;
+/// Most bytes of one line of the child's stderr looked at.
+const STDERR_LINE: usize = 1024;
 
 /// Runs each extraction in a child process: `program args…`, which must call
 /// [`child_main`](crate::child_main) (the `quire` binary's hidden `extract-child` command).
@@ -73,12 +76,13 @@ impl Extractor for ProcessExtractor {
         crate::detect(name, head)
     }
 
-    async fn extract(
+    async fn extract_reporting(
         &self,
         format: Format,
         bytes: Vec<u8>,
         limits: ExtractLimits,
         ocr_languages: Option<OcrLanguages>,
+        progress: Arc<dyn ExtractProgress>,
     ) -> Result<ExtractedText, ExtractError> {
         let _permit = self
             .permits
@@ -139,11 +143,7 @@ impl Extractor for ProcessExtractor {
                     .await;
                 out
             };
-            let read_err = async move {
-                let mut err = Vec::new();
-                let _ = stderr.take(STDERR_KEPT).read_to_end(&mut err).await;
-                err
-            };
+            let read_err = read_stderr(stderr, progress.as_ref());
             let ((), out, err) = tokio::join!(write, read_out, read_err);
             let status = child.wait().await;
             (status, out, err)
@@ -179,6 +179,47 @@ impl Extractor for ProcessExtractor {
     fn isolation(&self) -> &'static str {
         "process"
     }
+}
+
+/// Reads the child's stderr to its end: progress lines go to `progress`, the rest is kept
+/// (at most [`STDERR_KEPT`] bytes, lines cut at [`STDERR_LINE`]) to tell why it died.
+async fn read_stderr(
+    mut stderr: tokio::process::ChildStderr,
+    progress: &dyn ExtractProgress,
+) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    let keep = |kept: &mut Vec<u8>, line: &[u8]| {
+        let room = usize::try_from(STDERR_KEPT)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(kept.len());
+        kept.extend_from_slice(&line[..line.len().min(room)]);
+    };
+    loop {
+        let n = match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                if line.len() < STDERR_LINE {
+                    line.push(b);
+                }
+                continue;
+            }
+            match wire::parse_progress(&line) {
+                Some((done, total)) => progress.pages(done, total),
+                None => {
+                    keep(&mut kept, &line);
+                    keep(&mut kept, b"\n");
+                }
+            }
+            line.clear();
+        }
+    }
+    keep(&mut kept, &line);
+    kept
 }
 
 /// Why the child died, in a few words (its stderr is only searched, never quoted).

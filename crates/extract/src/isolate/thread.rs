@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use documents::{
-    DetectError, ExtractError, ExtractLimits, ExtractedText, Extractor, Format, OcrLanguages,
+    DetectError, ExtractError, ExtractLimits, ExtractProgress, ExtractedText, Extractor, Format,
+    OcrLanguages,
 };
 use tokio::sync::Semaphore;
 
@@ -45,12 +46,13 @@ impl Extractor for ThreadExtractor {
         crate::detect(name, head)
     }
 
-    async fn extract(
+    async fn extract_reporting(
         &self,
         format: Format,
         bytes: Vec<u8>,
         limits: ExtractLimits,
         ocr_languages: Option<OcrLanguages>,
+        progress: Arc<dyn ExtractProgress>,
     ) -> Result<ExtractedText, ExtractError> {
         let ocr = self.config.ocr_job(format, ocr_languages.as_ref());
         let permit = Arc::clone(&self.permits)
@@ -67,7 +69,14 @@ impl Extractor for ThreadExtractor {
                 let (_scratch, job) = ocr.map_or((None, None), |(s, j)| (Some(s), Some(j)));
                 let started = std::time::Instant::now();
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    crate::extract_with(format, &bytes, &limits, job.as_ref(), started)
+                    crate::extract_with(
+                        format,
+                        &bytes,
+                        &limits,
+                        job.as_ref(),
+                        started,
+                        progress.as_ref(),
+                    )
                 }))
                 .unwrap_or_else(|_| Err(ExtractError::Crashed("panic".into())));
                 // The caller may have stopped waiting.

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::ocr::OcrJob;
 
 const REQUEST_MAGIC: &[u8; 4] = b"QXRQ";
+/// What a progress line on the child's stderr starts with: `QXPG <done> <total>`.
+const PROGRESS_TAG: &str = "QXPG";
 const RESPONSE_MAGIC: &[u8; 4] = b"QXRS";
 /// Largest JSON header either side accepts.
 const MAX_HEADER: u32 = 1024 * 1024;
@@ -234,9 +236,43 @@ fn read_frame(input: &mut impl Read, magic: &[u8; 4]) -> io::Result<Vec<u8>> {
     Ok(json)
 }
 
+/// The child's line telling the parent that `done` of `total` pages are read.
+pub(crate) fn progress_line(done: u32, total: u32) -> String {
+    format!("{PROGRESS_TAG} {done} {total}\n")
+}
+
+/// The pages of a progress line of the child's stderr (without its newline), or `None` when
+/// the line is something else.
+pub(crate) fn parse_progress(line: &[u8]) -> Option<(u32, u32)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line
+        .strip_prefix(PROGRESS_TAG)?
+        .strip_prefix(' ')?
+        .split(' ');
+    let done = words.next()?.parse().ok()?;
+    let total = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((done, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_round_trip_and_nothing_else_parses() {
+        let line = progress_line(3, 500);
+        assert_eq!(parse_progress(line.trim_end().as_bytes()), Some((3, 500)));
+        for other in [
+            &b"QXPG 3"[..],
+            b"QXPG 3 4 5",
+            b"QXPG -1 4",
+            b"QXPG3 4",
+            b"thread 'x' has overflowed its stack",
+            b"QXPG \xff 4",
+        ] {
+            assert_eq!(parse_progress(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn request_round_trip() {

@@ -5,7 +5,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use documents::{ExtractError, ExtractLimits};
+use documents::{ExtractError, ExtractLimits, ExtractProgress};
 use lopdf::{Document, Object, ObjectId};
 
 mod fallback;
@@ -21,13 +21,17 @@ pub(crate) struct PdfText {
     pub(crate) pages: Vec<String>,
 }
 
-/// Reads a PDF page by page.
-pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfText, ExtractError> {
+/// Reads a PDF page by page, telling `progress` each page read.
+pub(crate) fn pdf_to_text(
+    bytes: &[u8],
+    limits: &ExtractLimits,
+    progress: &dyn ExtractProgress,
+) -> Result<PdfText, ExtractError> {
     let (mut doc, mended) = load(bytes)?;
     filters::normalize(&mut doc);
     names::map_code_point_names(&mut doc);
     quotes::spell_out(&mut doc, limits.max_pages);
-    let text = read_pages(&doc, limits)?;
+    let text = read_pages(&doc, limits, progress)?;
     if mended || text.pages.iter().any(|p| !p.is_empty()) {
         return Ok(text);
     }
@@ -40,7 +44,7 @@ pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfTex
         filters::normalize(&mut again);
         names::map_code_point_names(&mut again);
         quotes::spell_out(&mut again, limits.max_pages);
-        if let Ok(second) = read_pages(&again, limits)
+        if let Ok(second) = read_pages(&again, limits, progress)
             && second.pages.iter().any(|p| !p.is_empty())
         {
             return Ok(second);
@@ -52,7 +56,11 @@ pub(crate) fn pdf_to_text(bytes: &[u8], limits: &ExtractLimits) -> Result<PdfTex
 /// The text of every page: pdf-extract first, the fallback for a page it fails, panics or
 /// finds no text on (a content stream lopdf parses only in part gives pdf-extract nothing,
 /// and the fallback still reads what parses).
-fn read_pages(doc: &Document, limits: &ExtractLimits) -> Result<PdfText, ExtractError> {
+fn read_pages(
+    doc: &Document,
+    limits: &ExtractLimits,
+    progress: &dyn ExtractProgress,
+) -> Result<PdfText, ExtractError> {
     let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
     let count = u32::try_from(pages.len()).unwrap_or(u32::MAX);
     if count > limits.max_pages {
@@ -79,6 +87,7 @@ fn read_pages(doc: &Document, limits: &ExtractLimits) -> Result<PdfText, Extract
             return Err(crate::too_many_chars(limits));
         }
         texts.push(text);
+        progress.pages(number, count);
     }
     Ok(PdfText {
         title: info_title(doc),

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use documents::{
     Chunk, Claim, DocumentStatus, Failure, Ingested, Job, JobFilter, JobId, JobQueue, JobStatus,
-    NewChunk, Stage, StoreError,
+    NewChunk, Progress, StoreError,
 };
 use kernel::{Page, PageRequest, TenantId};
 use time::OffsetDateTime;
@@ -78,35 +78,42 @@ impl JobQueue for InMemoryDocuments {
         };
         row.job.status = JobStatus::Running;
         row.job.stage = None;
+        row.job.done = 0;
+        row.job.total = 0;
         row.job.attempts = row.job.attempts.saturating_add(1);
         row.lease_token = Some(token);
         row.lease_until = Some(until);
         row.claimed_at = Some(now);
         let job = row.job.clone();
-        t.set_document(&job, DocumentStatus::Processing, None, None, now);
+        t.set_document(&job, DocumentStatus::Processing, None, None, None, now);
         Ok(Some(Claim { job, lease: token }))
     }
 
     async fn progress(
         &self,
         claim: &Claim,
-        stage: Stage,
-        progress: f32,
+        progress: Progress,
         lease_until: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let now = utc_micros(self.clock.now());
-        let progress = clamp_progress(progress);
+        let progress = Progress {
+            fraction: clamp_progress(progress.fraction),
+            ..progress
+        };
         let mut t = self.lock()?;
         let Some(row) = t.held_mut(claim) else {
             return Ok(false);
         };
-        row.job.stage = Some(stage);
-        row.job.progress = progress;
+        row.job.stage = Some(progress.stage);
+        row.job.progress = progress.fraction;
+        row.job.done = progress.done;
+        row.job.total = progress.total;
         row.lease_until = Some(utc_micros(lease_until));
         t.set_document(
             &claim.job,
             DocumentStatus::Processing,
-            Some(progress),
+            Some(progress.fraction),
+            Some(&progress),
             None,
             now,
         );
@@ -158,6 +165,9 @@ impl JobQueue for InMemoryDocuments {
             t.chunks.insert((tenant, document_id), chunks);
             if let Some(d) = t.document_mut(tenant, document_id) {
                 d.status = DocumentStatus::Ready;
+                d.stage = None;
+                d.done = 0;
+                d.total = 0;
                 d.progress = 1.0;
                 d.pages = result.pages;
                 d.ocr_pages = result.ocr_pages;
@@ -217,7 +227,7 @@ impl JobQueue for InMemoryDocuments {
                 (DocumentStatus::Failed, Some(error))
             }
         };
-        t.set_document(&claim.job, status, Some(0.0), Some(error), now);
+        t.set_document(&claim.job, status, Some(0.0), None, Some(error), now);
         Ok(true)
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use documents::{DocumentStatus, Failure, Ingested, JobStatus, Stage};
+use documents::{DocumentStatus, Failure, Ingested, JobStatus, Progress, Stage};
 use kernel::PageRequest;
 
 use super::documents::{DocumentPorts, T0, at_ms, document, drafts, two_tenants, upload};
@@ -293,7 +293,7 @@ pub async fn retries_wait_for_their_time(p: &DocumentPorts) {
     }
     assert!(
         !p.jobs
-            .progress(&first, Stage::Extracting, 0.1, at_ms(90_000))
+            .progress(&first, beat(Stage::Extracting, 0.1), at_ms(90_000))
             .await
             .expect("progress"),
         "the old claim's lease ended with the failure"
@@ -337,7 +337,7 @@ pub async fn retries_wait_for_their_time(p: &DocumentPorts) {
 
 /// A job whose lease ended is taken over; the first worker's claim then changes nothing.
 pub async fn expired_leases_are_taken_over(p: &DocumentPorts) {
-    let (a, _) = two_tenants(p).await;
+    let (a, b) = two_tenants(p).await;
     let d = upload(p, a, None, "slow", T0).await;
     let lease = Duration::from_secs(30);
     let old = p.jobs.claim(T0, lease).await.expect("claim").expect("due");
@@ -345,7 +345,7 @@ pub async fn expired_leases_are_taken_over(p: &DocumentPorts) {
     assert_eq!(old.job.stage, None);
     assert!(
         p.jobs
-            .progress(&old, Stage::Extracting, 0.2, T0 + lease)
+            .progress(&old, beat(Stage::Extracting, 0.2), T0 + lease)
             .await
             .expect("progress"),
         "a live claim heartbeats"
@@ -372,7 +372,7 @@ pub async fn expired_leases_are_taken_over(p: &DocumentPorts) {
     let later = T0 + Duration::from_secs(45);
     assert!(
         !p.jobs
-            .progress(&old, Stage::Chunking, 0.5, later + lease)
+            .progress(&old, beat(Stage::Chunking, 0.5), later + lease)
             .await
             .expect("progress")
     );
@@ -423,7 +423,16 @@ pub async fn expired_leases_are_taken_over(p: &DocumentPorts) {
     let beat_until = T0 + Duration::from_secs(120);
     assert!(
         p.jobs
-            .progress(&new, Stage::Embedding, 0.6, beat_until)
+            .progress(
+                &new,
+                Progress {
+                    stage: Stage::Embedding,
+                    fraction: 0.6,
+                    done: 64,
+                    total: 200,
+                },
+                beat_until,
+            )
             .await
             .expect("progress")
     );
@@ -443,11 +452,35 @@ pub async fn expired_leases_are_taken_over(p: &DocumentPorts) {
         .expect("job");
     assert_eq!(job.stage, Some(Stage::Embedding));
     assert!((job.progress - 0.6).abs() < 1e-6);
+    assert_eq!(
+        (job.done, job.total),
+        (64, 200),
+        "the job counts its stage's units"
+    );
     let doc = p.documents.find(a, d.id).await.expect("find").expect("doc");
     assert!(
         (doc.progress - 0.6).abs() < 1e-6,
         "the document shows the progress"
     );
+    assert_eq!(
+        (doc.stage, doc.done, doc.total),
+        (Some(Stage::Embedding), 64, 200),
+        "the document shows the stage and its units"
+    );
+
+    // Another tenant's document and job show nothing of it.
+    let other = p.jobs.find(b, new.job.id).await.expect("find");
+    assert!(other.is_none(), "another tenant does not see the job");
+}
+
+/// The stage and units of a progress are the running job's: none once it ended.
+fn beat(stage: Stage, fraction: f32) -> Progress {
+    Progress {
+        stage,
+        fraction,
+        done: 0,
+        total: 0,
+    }
 }
 
 /// Completing stores the chunks (replacing earlier ones) and the document's totals.
@@ -460,6 +493,18 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
         .await
         .expect("claim")
         .expect("due");
+    let counted = Progress {
+        stage: Stage::Indexing,
+        fraction: 0.9,
+        done: 0,
+        total: 5,
+    };
+    assert!(
+        p.jobs
+            .progress(&claim, counted, at_ms(60_000))
+            .await
+            .expect("progress")
+    );
     assert!(
         p.jobs
             .complete(
@@ -482,6 +527,11 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
     assert_eq!(doc.tokens, 55);
     assert_eq!(doc.error, None);
     assert_eq!(doc.updated_at, at_ms(2));
+    assert_eq!(
+        (doc.stage, doc.done, doc.total),
+        (None, 0, 0),
+        "a ready document shows no stage"
+    );
     let job = p
         .jobs
         .find(a, claim.job.id)
@@ -491,6 +541,7 @@ pub async fn complete_replaces_chunks(p: &DocumentPorts) {
     assert_eq!(job.status, JobStatus::Succeeded);
     assert_eq!(job.finished_at, Some(at_ms(2)));
     assert!((job.progress - 1.0).abs() < f32::EPSILON);
+    assert_eq!((job.stage, job.done, job.total), (None, 0, 0));
     assert!(
         !p.jobs
             .complete(
@@ -595,7 +646,7 @@ pub async fn final_failures_fail_the_document(p: &DocumentPorts) {
         assert_eq!(claim.job.document_id, Some(d.id));
         assert!(
             p.jobs
-                .progress(&claim, Stage::Extracting, 0.3, at_ms(60_000))
+                .progress(&claim, beat(Stage::Extracting, 0.3), at_ms(60_000))
                 .await
                 .expect("progress")
         );
@@ -621,7 +672,7 @@ pub async fn final_failures_fail_the_document(p: &DocumentPorts) {
         assert_eq!(job.finished_at, Some(at_ms(2)));
         assert!(
             !p.jobs
-                .progress(&claim, Stage::Chunking, 0.5, at_ms(60_000))
+                .progress(&claim, beat(Stage::Chunking, 0.5), at_ms(60_000))
                 .await
                 .expect("progress"),
             "the lease ended"
@@ -733,7 +784,7 @@ pub async fn deleted_document_claim_cannot_complete(p: &DocumentPorts) {
     );
     assert!(
         !p.jobs
-            .progress(&claim, Stage::Indexing, 0.95, at_ms(60_000))
+            .progress(&claim, beat(Stage::Indexing, 0.95), at_ms(60_000))
             .await
             .expect("progress")
     );
