@@ -52,7 +52,7 @@ impl Default for IngestPolicy {
             retry_max: Duration::from_secs(3_600),
             outage_retry_max: Duration::from_secs(30),
             max_running_per_tenant: u32::MAX,
-            progress_every: Duration::from_secs(1),
+            progress_every: Duration::from_millis(250),
         }
     }
 }
