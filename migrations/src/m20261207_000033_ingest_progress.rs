@@ -41,7 +41,7 @@ impl MigrationTrait for Migration {
                 .alter_table(
                     Table::alter()
                         .table(Jobs::Table)
-                        .add_column(&mut count(column))
+                        .add_column(count(column))
                         .to_owned(),
                 )
                 .await?;
@@ -59,7 +59,7 @@ impl MigrationTrait for Migration {
                 .alter_table(
                     Table::alter()
                         .table(Documents::Table)
-                        .add_column(&mut count(column))
+                        .add_column(count(column))
                         .to_owned(),
                 )
                 .await?;

@@ -414,6 +414,9 @@ mod tests {
             ocr_pages: 0,
             status: "queued".into(),
             progress: 0.0,
+            stage: None,
+            done_units: 0,
+            total_units: 0,
             chunk_count: 0,
             token_count: 0,
             error: None,
@@ -423,6 +426,22 @@ mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    #[test]
+    fn a_stored_stage_must_be_one_there_is() {
+        let mut running = row("{}");
+        running.stage = Some("embedding".into());
+        running.done_units = 64;
+        running.total_units = 200;
+        let doc = to_domain(running).expect("a known stage");
+        assert_eq!(
+            (doc.stage, doc.done, doc.total),
+            (Some(documents::Stage::Embedding), 64, 200)
+        );
+        let mut odd = row("{}");
+        odd.stage = Some("dreaming".into());
+        assert!(to_domain(odd).is_err());
     }
 
     #[test]
