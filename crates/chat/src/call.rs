@@ -23,8 +23,13 @@ use crate::citations;
 use crate::metered::{self, Held, Settlement};
 use crate::model::{ChatRequest, Citation, Source, Usage};
 use crate::neutralize::Neutralizer;
-use crate::ports::{ChatModel, ModelEvent, ModelStream};
+use crate::ports::{ChatModel, ModelError, ModelEvent, ModelStream};
 use crate::stream::AnswerError;
+
+/// A model call's request on its way: resolves to the model's stream (at its first token) or
+/// its failure.
+pub(crate) type Opening =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ModelStream, ModelError>> + Send>>;
 
 /// A call's answer, once the model is done.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -123,10 +128,29 @@ impl ModelCall {
     /// Sends the request; resolves at the model's first token. `false` when the model
     /// failed before it: the failure is then the call's end.
     pub(crate) async fn start(&mut self) -> bool {
-        let Some(request) = self.request.take() else {
-            return !self.concluded;
-        };
-        match self.model.stream(request).await {
+        match self.opening() {
+            Some(opening) => self.opened(opening.await),
+            None => !self.concluded,
+        }
+    }
+
+    /// The request to the model, to send apart from the call (on a task of its own, while
+    /// the caller does something else); its result goes to [`ModelCall::opened`]. `None`
+    /// once the request was taken. The call still holds its reservation: dropped, it is
+    /// released.
+    pub(crate) fn opening(&mut self) -> Option<Opening> {
+        let request = self.request.take()?;
+        let model = Arc::clone(&self.model);
+        Some(Box::pin(async move { model.stream(request).await }))
+    }
+
+    /// What the model answered to the request of [`ModelCall::opening`]: `false` when it
+    /// failed before its first token (the failure is then the call's end).
+    pub(crate) fn opened(&mut self, opened: Result<ModelStream, ModelError>) -> bool {
+        if self.concluded {
+            return false;
+        }
+        match opened {
             Ok(stream) => {
                 self.stream = Some(stream);
                 true
@@ -135,6 +159,21 @@ impl ModelCall {
                 self.conclude(Some(e.into()));
                 false
             }
+        }
+    }
+
+    /// The reservation the call settles when it ends.
+    pub(crate) fn reservation(&self) -> Option<&kernel::Reservation> {
+        self.held.as_ref().and_then(Held::reservation)
+    }
+
+    /// Gives back what the call holds, unused, before anything of it was shown (the call
+    /// is not to go on); its model stream, if open, is dropped unread.
+    pub(crate) async fn abandon(mut self) {
+        self.request = None;
+        self.stream = None;
+        if let Some(held) = self.held.take() {
+            held.release().await;
         }
     }
 

@@ -30,6 +30,10 @@ pub fn embedding_token_bound(texts: &[String]) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// The settlement of a metered embedding call, to await (see
+/// [`RetrievalPorts::embed_unsettled`]).
+pub(crate) type Settlement = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Why a metered embedding call failed.
 #[derive(Debug)]
 pub(crate) enum MeteredEmbedError {
@@ -168,6 +172,25 @@ impl RetrievalPorts {
         actor: Option<Principal>,
         reference: String,
     ) -> Result<Embeddings, MeteredEmbedError> {
+        let (embedded, settlement) = self
+            .embed_unsettled(embedder, texts, tenant, actor, reference)
+            .await?;
+        settlement.await;
+        Ok(embedded)
+    }
+
+    /// [`RetrievalPorts::embed_metered`], answering as soon as the vectors are there, with
+    /// the settlement (the ledger write) still to await: the caller runs it beside what it
+    /// does next and must await it before it answers (a settlement dropped unawaited leaves
+    /// the reservation counted until its lease expires, and the call out of the ledger).
+    pub(crate) async fn embed_unsettled(
+        &self,
+        embedder: &dyn Embedder,
+        texts: &[String],
+        tenant: TenantId,
+        actor: Option<Principal>,
+        reference: String,
+    ) -> Result<(Embeddings, Settlement), MeteredEmbedError> {
         let scope = MeterScope {
             tenant,
             actor,
@@ -186,8 +209,10 @@ impl RetrievalPorts {
                     prompt: embedded.tokens,
                     completion: 0,
                 };
-                self.meter.settle(reservation, used).await;
-                Ok(embedded)
+                let meter = Arc::clone(&self.meter);
+                let settlement: Settlement =
+                    Box::pin(async move { meter.settle(reservation, used).await });
+                Ok((embedded, settlement))
             }
             Err(e) => {
                 self.meter.release(reservation).await;

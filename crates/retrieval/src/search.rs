@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use documents::{ChunkId, CollectionId, DocumentId};
 use kernel::{FieldError, InvalidInput, TenantContext, TenantId};
 
-use crate::embedding::{Embedders, RetrievalPorts};
+use crate::embedding::{Embedders, RetrievalPorts, Settlement};
 use crate::error::RetrievalError;
 use crate::fusion::FusionSettings;
 use crate::model::{
@@ -171,27 +171,81 @@ impl Retrieval {
         query: &SearchQuery,
     ) -> Result<Vec<Hit>, RetrievalError> {
         let tenant = ctx.tenant_id();
+        // The query's vector per model, kept across rounds: a deeper round embeds nothing again.
+        let mut query_vectors = QueryVectors {
+            reference: format!("search:{}", uuid::Uuid::now_v7()),
+            by_model: HashMap::new(),
+            fusion: self.fusion.for_spaces(&[]),
+            settlements: Vec::new(),
+        };
+        // The named collections are checked beside the search (which finds nothing outside
+        // the tenant's own scopes: every index is searched by tenant); a missing one fails
+        // the search once both are done, whatever the search found.
+        let (checked, hits) = futures_util::future::join(
+            self.rerank_depth(tenant, query),
+            self.rounds(ctx, query, &mut query_vectors),
+        )
+        .await;
+        // Settlements a failed round left (each is awaited: the ledger has every call).
+        futures_util::future::join_all(query_vectors.settlements.drain(..)).await;
+        let rerank_top_n = checked?;
+        let mut hits = hits?;
         // How many results to rerank: the largest `rerank_top_n` of the named collections
         // (a search without collections is not reranked).
-        let mut rerank_top_n: Option<u32> = None;
-        if let Some(collections) = &query.collections {
-            for c in collections {
-                let Some(found) = self
-                    .ports
-                    .collections
-                    .find(tenant, *c)
-                    .await
-                    .map_err(anyhow::Error::new)?
-                else {
-                    return Err(RetrievalError::NotFound);
-                };
-                rerank_top_n = rerank_top_n.max(found.rerank_top_n);
-            }
-        }
         let rerank = self
             .reranking
             .as_ref()
             .zip(rerank_top_n.filter(|_| query.rerank));
+        if let Some((reranking, top_n)) = rerank {
+            reranking
+                .apply(
+                    &self.ports.meter,
+                    tenant,
+                    Some(ctx.principal()),
+                    &query.text,
+                    &mut hits,
+                    top_n as usize,
+                )
+                .await;
+        }
+        hits.truncate(query.top_k as usize);
+        Ok(hits)
+    }
+
+    /// Checks that every named collection is the tenant's: the largest `rerank_top_n` among
+    /// them; [`RetrievalError::NotFound`] for one that is not.
+    async fn rerank_depth(
+        &self,
+        tenant: TenantId,
+        query: &SearchQuery,
+    ) -> Result<Option<u32>, RetrievalError> {
+        let mut rerank_top_n: Option<u32> = None;
+        for c in query.collections.iter().flatten() {
+            let Some(found) = self
+                .ports
+                .collections
+                .find(tenant, *c)
+                .await
+                .map_err(anyhow::Error::new)?
+            else {
+                return Err(RetrievalError::NotFound);
+            };
+            rerank_top_n = rerank_top_n.max(found.rerank_top_n);
+        }
+        Ok(rerank_top_n)
+    }
+
+    /// The ranked hits, at least k of them when there are (before reranking and the cut to
+    /// k): a round ranks both legs to a depth and reads the hits back; one more, deeper
+    /// round when deleted chunks (not yet gone from an index cache) or `min_score` leave
+    /// fewer than k.
+    async fn rounds(
+        &self,
+        ctx: &TenantContext,
+        query: &SearchQuery,
+        query_vectors: &mut QueryVectors,
+    ) -> Result<Vec<Hit>, RetrievalError> {
+        let tenant = ctx.tenant_id();
         let allow = if query.filter.is_empty() {
             None
         } else {
@@ -220,35 +274,22 @@ impl Retrieval {
             Some(docs)
         };
         let k = query.top_k as usize;
-        // Deeper lists for fusion; one more, deeper round when deleted chunks (not yet gone
-        // from an index cache) or `min_score` leave fewer than k.
+        // Deeper lists for fusion.
         let mut depth = (k * 3).clamp(30, 150);
-        // The query's vector per model, kept across rounds: a deeper round embeds nothing again.
-        let mut query_vectors = QueryVectors {
-            reference: format!("search:{}", uuid::Uuid::now_v7()),
-            by_model: HashMap::new(),
-            fusion: self.fusion.for_spaces(&[]),
-        };
         loop {
             let ranked = self
-                .rank(ctx, query, depth, allow.as_deref(), &mut query_vectors)
+                .rank(ctx, query, depth, allow.as_deref(), query_vectors)
                 .await?;
             let exhausted = ranked.len() < depth;
-            let mut hits = self.hydrate(tenant, &ranked, query).await?;
+            // The query embedding's ledger write goes on while the hits are read back.
+            let settlements = query_vectors.settlements.drain(..).collect::<Vec<_>>();
+            let (hits, _) = futures_util::future::join(
+                self.hydrate(tenant, &ranked, query),
+                futures_util::future::join_all(settlements),
+            )
+            .await;
+            let hits = hits?;
             if hits.len() >= k || exhausted || depth >= 1_000 {
-                if let Some((reranking, top_n)) = rerank {
-                    reranking
-                        .apply(
-                            &self.ports.meter,
-                            tenant,
-                            Some(ctx.principal()),
-                            &query.text,
-                            &mut hits,
-                            top_n as usize,
-                        )
-                        .await;
-                }
-                hits.truncate(k);
                 return Ok(hits);
             }
             depth *= 4;
@@ -318,14 +359,13 @@ impl Retrieval {
             .map(|c| c.iter().copied().map(Some).collect());
         let spaces = self.ports.spaces.list(tenant, scopes.as_deref()).await?;
         vectors.fusion = self.fusion.for_spaces(&spaces);
-        let by_model = &mut vectors.by_model;
         let mut all = Vec::new();
         for space in spaces.iter().filter(|s| s.status == SpaceStatus::Active) {
-            if !by_model.contains_key(&space.model) {
+            if !vectors.by_model.contains_key(&space.model) {
                 let embedder = self.ports.embedder(&space.model)?;
-                let mut embedded = self
+                let (mut embedded, settlement) = self
                     .ports
-                    .embed_metered(
+                    .embed_unsettled(
                         embedder.as_ref(),
                         std::slice::from_ref(&query.text),
                         tenant,
@@ -333,12 +373,13 @@ impl Retrieval {
                         vectors.reference.clone(),
                     )
                     .await?;
+                vectors.settlements.push(settlement);
                 let vector = embedded.vectors.pop().ok_or_else(|| {
                     RetrievalError::Unknown(anyhow::anyhow!("the embedder answered no vector"))
                 })?;
-                by_model.insert(space.model.clone(), vector);
+                vectors.by_model.insert(space.model.clone(), vector);
             }
-            let Some(vector) = by_model.get(&space.model) else {
+            let Some(vector) = vectors.by_model.get(&space.model) else {
                 continue;
             };
             all.extend(
@@ -384,13 +425,14 @@ impl Retrieval {
     }
 }
 
-/// The query's vector per model, kept across the rounds of one search, and the ledger
-/// reference its embedding calls share.
+/// The query's vector per model, kept across the rounds of one search, the ledger
+/// reference its embedding calls share, and their settlements still to await.
 struct QueryVectors {
     reference: String,
     by_model: HashMap<EmbeddingModel, Vec<f32>>,
     /// `hybrid`'s fusion for the spaces the vector leg searched.
     fusion: Fusion,
+    settlements: Vec<Settlement>,
 }
 
 /// Erasing an organization: the vectors of every space of the tenant are dropped from the

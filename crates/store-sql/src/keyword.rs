@@ -134,31 +134,26 @@ fn fold_into(word: &str, out: &mut String) {
 }
 
 /// How often each of `words` (folded) occurs in `text`, by the tokenizer's rule (runs of
-/// letters and digits). ASCII text (most text) is searched for each word with the standard
-/// library's substring search and a word-boundary check, without splitting it into words.
+/// letters and digits). ASCII text (most text) is read once, run by run, each run compared
+/// with the words of its length without case (one pass whatever the number of words, and no
+/// lowercase copy of the text).
 fn term_frequencies(text: &str, words: &[String]) -> Vec<u32> {
     if !text.is_ascii() {
         return term_frequencies_by_word(text, words);
     }
-    let lower = text.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
-    let boundary = |i: Option<usize>| {
-        i.and_then(|i| bytes.get(i))
-            .is_none_or(|b| !b.is_ascii_alphanumeric())
-    };
-    words
-        .iter()
-        .map(|w| {
-            if w.is_empty() || !w.is_ascii() {
-                return 0;
+    let mut tf = vec![0_u32; words.len()];
+    for run in text
+        .as_bytes()
+        .split(|b| !b.is_ascii_alphanumeric())
+        .filter(|r| !r.is_empty())
+    {
+        for (count, word) in tf.iter_mut().zip(words) {
+            if word.len() == run.len() && word.as_bytes().eq_ignore_ascii_case(run) {
+                *count = count.saturating_add(1);
             }
-            let n = lower
-                .match_indices(w.as_str())
-                .filter(|(i, _)| boundary(i.checked_sub(1)) && boundary(Some(i + w.len())))
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
-        })
-        .collect()
+        }
+    }
+    tf
 }
 
 /// [`term_frequencies`] for any text: each run of letters and digits, folded when not ASCII.
@@ -262,6 +257,15 @@ fn candidates(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<Candidate>, IndexEr
 const COMMON_SHARE: f64 = 0.1;
 /// Below this many chunks in the scope every word is kept.
 const PRUNE_FROM_ROWS: i64 = 1_000;
+
+/// The cap of the first count of each word's chunks in a scope of these statistics: one
+/// past [`COMMON_SHARE`] of its chunks when words may be left out (two words or more, at
+/// least [`PRUNE_FROM_ROWS`] chunks), else none.
+fn prune_cap(stats: ScopeStats, prune_words: bool) -> Option<i64> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
+    (prune_words && stats.chunks >= PRUNE_FROM_ROWS).then_some(common + 1)
+}
 
 /// A scope's BM25 statistics: its chunk count and their total length in tokens.
 #[derive(Debug, Clone, Copy)]
@@ -439,20 +443,33 @@ impl SqlStore {
     /// (counting stops one past the threshold, so a common word costs no more than a rare
     /// one); when every word is common, the rarest alone (ties: the first in byte order),
     /// with its exact count. Words in no chunk are dropped. The same rule on every backend.
+    ///
+    /// Answers the scope's statistics too: on SQLite both come from one statement (the cap
+    /// computed in SQL from the statistics), on PostgreSQL from two.
     async fn kept_terms(
         &self,
         words: &[String],
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
-        stats: ScopeStats,
-    ) -> Result<Vec<(String, i64)>, IndexError> {
+    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
+        let prune_words = words.len() >= 2;
+        let (stats, df) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let stats = self.scope_stats(tenant, collections).await?;
+                let cap = prune_cap(stats, prune_words);
+                let df = self
+                    .postgres_frequencies(words, tenant, collections, cap)
+                    .await?;
+                (stats, df)
+            }
+            _ => {
+                self.sqlite_stats_and_frequencies(words, tenant, collections, prune_words)
+                    .await?
+            }
+        };
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
         let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
-        let prune = words.len() >= 2 && stats.chunks >= PRUNE_FROM_ROWS;
-        let cap = prune.then_some(common + 1);
-        let df = self
-            .scope_frequencies(words, tenant, collections, cap)
-            .await?;
+        let prune = prune_cap(stats, prune_words).is_some();
         let mut kept: Vec<(String, i64)> = df
             .iter()
             .filter(|(_, d)| !prune || *d <= common)
@@ -469,7 +486,75 @@ impl SqlStore {
                 .collect();
         }
         kept.retain(|(_, d)| *d > 0);
-        Ok(kept)
+        Ok((stats, kept))
+    }
+
+    /// SQLite: the scope's statistics ([`SqlStore::scope_stats`]) and each word's count of
+    /// FTS5 matches ([`SqlStore::sqlite_frequencies`]), capped by [`prune_cap`] of those
+    /// statistics, in one statement: one round trip to the database instead of two.
+    async fn sqlite_stats_and_frequencies(
+        &self,
+        words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        prune_words: bool,
+    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
+        let mut values: Vec<Value> = vec![tenant.as_uuid().into()];
+        let mut scope = String::new();
+        if let Some(collections) = collections {
+            scope = format!(
+                " AND collection_id IN ({})",
+                vec!["?"; collections.len()].join(", ")
+            );
+            values.extend(collections.iter().map(|c| Value::from(c.as_uuid())));
+        }
+        values.push(prune_words.into());
+        // The statistics once (materialized), the cap from them as `prune_cap` computes it
+        // (-1: no limit), then one count per word.
+        let mut sql = format!(
+            "WITH s AS MATERIALIZED (SELECT CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS n, \
+             CAST(COALESCE(SUM(token_count), 0) AS BIGINT) AS tokens \
+             FROM documents WHERE tenant_id = ?{scope}), \
+             cap AS (SELECT CASE WHEN ? AND n >= {PRUNE_FROM_ROWS} \
+             THEN CAST(n * {COMMON_SHARE:?} AS INTEGER) + 1 ELSE -1 END AS c FROM s) \
+             SELECT -1 AS i, n, tokens FROM s"
+        );
+        for (i, word) in words.iter().enumerate() {
+            sql.push_str(&format!(
+                " UNION ALL SELECT {i} AS i, COUNT(*) AS n, 0 AS tokens FROM \
+                 (SELECT rowid FROM chunk_fts WHERE chunk_fts MATCH ? LIMIT (SELECT c FROM cap))"
+            ));
+            values.push(fts_query(std::slice::from_ref(word), tenant, collections, None).into());
+        }
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                &sql,
+                values,
+            ))
+            .await
+            .context("reading the scope's statistics and its chunks per word")?;
+        let mut stats = ScopeStats {
+            chunks: 0,
+            tokens: 0,
+        };
+        let mut df = vec![0_i64; words.len()];
+        for row in rows {
+            let i: i64 = row.try_get("", "i").context("reading a word index")?;
+            let n: i64 = row.try_get("", "n").context("reading a count")?;
+            if i < 0 {
+                stats = ScopeStats {
+                    chunks: n,
+                    tokens: row
+                        .try_get("", "tokens")
+                        .context("reading the token count")?,
+                };
+            } else if let Some(slot) = usize::try_from(i).ok().and_then(|i| df.get_mut(i)) {
+                *slot = n;
+            }
+        }
+        Ok((stats, words.iter().cloned().zip(df).collect()))
     }
 
     /// SQLite: FTS5 finds the scope's chunks that hold a kept word; BM25 is computed here with
@@ -636,8 +721,7 @@ impl KeywordIndex for SqlStore {
             });
             let collections = collections.as_deref();
             let allow = allow.as_deref();
-            let stats = self.scope_stats(tenant, collections).await?;
-            let kept = self.kept_terms(&words, tenant, collections, stats).await?;
+            let (stats, kept) = self.kept_terms(&words, tenant, collections).await?;
             if kept.is_empty() {
                 return Ok(Vec::new());
             }

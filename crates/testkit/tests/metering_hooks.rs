@@ -318,6 +318,109 @@ async fn a_refused_answer_stores_nothing_calls_no_model_and_frees_its_slot() {
     assert_eq!(f.meter.open_slots(), 0, "the slot was given back");
 }
 
+/// Deletes the session it is told of while the question is being prepared (as another
+/// request of its owner can), then grounds the question in the lease.
+#[derive(Debug)]
+struct DeletingKnowledge {
+    store: Arc<InMemoryChatStore>,
+    session: Mutex<Option<(TenantId, chat::ChatSessionId)>>,
+}
+
+#[async_trait]
+impl Knowledge for DeletingKnowledge {
+    async fn search(
+        &self,
+        ctx: &TenantContext,
+        question: &str,
+        collections: Option<&[CollectionId]>,
+        top_k: usize,
+    ) -> Result<Vec<Source>, KnowledgeError> {
+        let target = *self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((tenant, id)) = target {
+            chat::ChatStore::delete_session(&*self.store, tenant, id)
+                .await
+                .expect("deleted");
+        }
+        LeaseKnowledge
+            .search(ctx, question, collections, top_k)
+            .await
+    }
+
+    async fn document(
+        &self,
+        ctx: &TenantContext,
+        id: DocumentId,
+        max_chars: usize,
+    ) -> Result<(String, Vec<Source>), KnowledgeError> {
+        LeaseKnowledge.document(ctx, id, max_chars).await
+    }
+
+    async fn check_collections(
+        &self,
+        _ctx: &TenantContext,
+        _ids: &[CollectionId],
+    ) -> Result<(), KnowledgeError> {
+        Ok(())
+    }
+}
+
+/// The provider is asked while the question is stored (issue 16): when that write finds the
+/// session gone, the request fails 404 with the reservation already given back unused and
+/// the slot closed (before `send` returns, not in the background), nothing stored, and no
+/// answer running.
+#[tokio::test]
+async fn a_question_whose_session_is_deleted_meanwhile_is_billed_nothing() {
+    let meter = Arc::new(RecordingMeter::default());
+    let model = Arc::new(SpyModel::default());
+    let store = Arc::new(InMemoryChatStore::new());
+    let knowledge = Arc::new(DeletingKnowledge {
+        store: store.clone(),
+        session: Mutex::new(None),
+    });
+    let chat = Chat::new(
+        ChatPorts {
+            store: store.clone(),
+            models: vec![model.clone()],
+            knowledge: knowledge.clone(),
+            clock: Arc::new(SystemClock),
+            meter: meter.clone(),
+            cache: Arc::new(memory::InProcessCache::new(1_000)),
+        },
+        ChatSettings::default(),
+    );
+    let ctx = TenantContext::new(
+        TenantId::new(),
+        Principal::User(UserId::new()),
+        Role::Member,
+    );
+    let session = chat
+        .create_session(&ctx, SessionFields::default())
+        .await
+        .expect("session");
+    *knowledge
+        .session
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some((ctx.tenant_id(), session.id));
+
+    let err = chat
+        .send(&ctx, session.id, "How much is the rent?", None)
+        .await
+        .expect_err("the session is gone");
+
+    assert!(matches!(err, ChatError::NotFound), "{err:?}");
+    // Checked at once: the release is part of the refusal, not a background task.
+    let settled = meter.settled();
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    assert_eq!(settled[0].scope.kind, UsageKind::Chat);
+    assert_eq!(settled[0].used, Tokens::default(), "billed nothing");
+    assert_eq!(meter.slots_opened(), 1);
+    assert_eq!(meter.open_slots(), 0, "the slot was given back");
+    let stored = chat::ChatStore::recent_messages(&*store, ctx.tenant_id(), session.id, 10)
+        .await
+        .expect("messages");
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+}
+
 #[tokio::test]
 async fn a_completed_answer_settles_once_with_its_stored_usage_and_frees_its_slot() {
     let f = chat_fixture();

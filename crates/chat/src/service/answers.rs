@@ -25,14 +25,14 @@ use crate::model::{
     ChatRequest, ChatSessionId, Locale, Message, MessageId, MessageRole, MessageStatus, Session,
     Source, Task, validate_content,
 };
-use crate::ports::{ChatModel, ChatStore, KnowledgeError};
+use crate::ports::{ChatModel, ChatStore, KnowledgeError, ModelError, ModelStream};
 use crate::prompt::{self, PromptInput};
 use crate::stream::{self, AnswerError, Run, StreamEvent, Subscription};
 
 impl Chat {
     /// Asks a question in a session: retrieves, builds the prompt, stores the question with
-    /// the answer's start (one write) and starts the answer, returning its first viewer. The
-    /// answer is stored when it ends.
+    /// the answer's start (one write, while the model's request is already on its way) and
+    /// starts the answer, returning its first viewer. The answer is stored when it ends.
     ///
     /// Metered: a stream slot of the organization is taken first, and the prompt's tokens
     /// plus the answer's maximum are reserved before the question is stored; the answer
@@ -51,14 +51,28 @@ impl Chat {
     ) -> Result<Subscription, ChatError> {
         validate_content(content)?;
         let tenant = ctx.tenant_id();
-        // The whitelist is read beside the session (it does not depend on it).
-        let (session, allowed) =
-            futures_util::future::join(self.session(ctx, session_id), self.allowed_models(tenant))
-                .await;
-        let session = session?;
-        let allowed = allowed?;
-        let slot = self.ports.meter.open_stream(tenant).await?;
-        let mut held = Held::new(self.ports.meter.clone()).with_slot(slot);
+        // The whitelist and the stream slot are taken beside the session (none depends on
+        // another); a slot taken for a question refused here is given back at once.
+        let (session, allowed, slot) = futures_util::future::join3(
+            self.session(ctx, session_id),
+            self.allowed_models(tenant),
+            self.ports.meter.open_stream(tenant),
+        )
+        .await;
+        let mut held = Held::new(self.ports.meter.clone());
+        match slot {
+            Ok(slot) => held = held.with_slot(slot),
+            // The session's and the whitelist's refusals come first, as they did.
+            Err(e) if session.is_ok() && allowed.is_ok() => return Err(e.into()),
+            Err(_) => {}
+        }
+        let (session, allowed) = match (session, allowed) {
+            (Ok(s), Ok(a)) => (s, a),
+            (Err(e), _) | (_, Err(e)) => {
+                held.release().await;
+                return Err(e);
+            }
+        };
         let prepared = match self
             .prepare_answer(ctx, &session, allowed, content, locale, &mut held)
             .await
@@ -84,18 +98,31 @@ impl Chat {
             created_at: started_at,
         };
         let lease_until = started_at + self.settings.answer_lease;
+        let sources = prepared.request.sources.len();
+        let mut call = ModelCall::new(
+            prepared.model,
+            prepared.request,
+            prepared.prompt_tokens,
+            held,
+        );
+        // The provider is asked while the question is stored (its first token, which takes
+        // longer than the write, is shown only once both are stored); when the write fails
+        // the request is dropped and the reservation released: the organization is billed
+        // nothing for an answer nobody saw (docs/billing.md, "Answers").
+        let opening = call.opening().map(|o| OpeningTask(tokio::spawn(o)));
         let begun = self
             .ports
             .store
             .start_answer(
                 Some(&prepared.question),
                 &streaming,
-                held.reservation(),
+                call.reservation(),
                 lease_until,
             )
             .await;
         if !matches!(begun, Ok(true)) {
-            held.release().await;
+            drop(opening);
+            call.abandon().await;
             return Err(begun.map_or_else(Into::into, |_| ChatError::NotFound));
         }
         let run = self.runs.start(prepared.message_id, tenant, session_id);
@@ -104,19 +131,15 @@ impl Chat {
             session = %session_id,
             message = %run.message_id,
             model = %prepared.model_name,
-            sources = prepared.request.sources.len(),
+            sources,
             history = prepared.history_kept,
             prompt_tokens = prepared.prompt_tokens,
             "answer started"
         );
         let driver = Driver {
             run,
-            call: ModelCall::new(
-                prepared.model,
-                prepared.request,
-                prepared.prompt_tokens,
-                held,
-            ),
+            call,
+            opening,
             store: self.ports.store.clone(),
             cache: self.ports.cache.clone(),
             clock: self.ports.clock.clone(),
@@ -384,6 +407,8 @@ const STORE_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
 struct Driver {
     run: Arc<Run>,
     call: ModelCall,
+    /// The call's request, sent while the question was stored.
+    opening: Option<OpeningTask>,
     store: Arc<dyn ChatStore>,
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
@@ -395,6 +420,16 @@ struct Driver {
     trail: Arc<dyn kernel::AccessTrail>,
     /// The access-trail event of the answer's citations, but its documents and time.
     cited: kernel::AuditEvent,
+}
+
+/// A model call's request on a task of its own ([`ModelCall::opening`]), stopped when dropped
+/// (the question's write failed, the answer was cancelled first, the request went away).
+struct OpeningTask(tokio::task::JoinHandle<Result<ModelStream, ModelError>>);
+
+impl Drop for OpeningTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The checkpoint being written, and what the last one wrote; the look for a remote cancel
@@ -411,10 +446,20 @@ struct Checkpoints {
 impl Driver {
     async fn drive(mut self) {
         let run = self.run.clone();
-        let started = tokio::select! {
-            biased;
-            () = run.cancelled() => false,
-            started = self.call.start() => started,
+        let started = match self.opening.take() {
+            Some(mut opening) => tokio::select! {
+                biased;
+                // Dropped: the request with it.
+                () = run.cancelled() => false,
+                opened = &mut opening.0 => self.call.opened(opened.unwrap_or_else(|e| {
+                    Err(ModelError::Unknown(anyhow::anyhow!("the model call's task ended: {e}")))
+                })),
+            },
+            None => tokio::select! {
+                biased;
+                () = run.cancelled() => false,
+                started = self.call.start() => started,
+            },
         };
         if !started {
             // Cancelled before the first token (nothing when the start failed: its failure
