@@ -17,6 +17,8 @@ const LOCAL: &str = "quire-local-extractive";
 const FAKE_MODEL: &str = "gpt-4o-mini";
 /// The embedded default's embedding model.
 const EMBEDDER: &str = "quire-local-ngram-384";
+/// The bundled semantic embedding model every deployment offers (docs/retrieval.md).
+const SEMANTIC: &str = "quire-local-minilm";
 
 const LEASE: &str = "Lease agreement for the Harbor Street apartment.\n\n\
 The tenant pays a monthly rent of 1,200 euros to the landlord on the first day of each month. \
@@ -362,6 +364,7 @@ async fn models_embeddings_and_unknown_models() {
         json!([
             {"id": LOCAL, "object": "model", "created": 0, "owned_by": "quire"},
             {"id": EMBEDDER, "object": "model", "created": 0, "owned_by": "quire"},
+            {"id": SEMANTIC, "object": "model", "created": 0, "owned_by": "quire"},
         ])
     );
 
@@ -786,7 +789,7 @@ async fn provider_usage_is_passed_through() {
         .collect();
     assert_eq!(
         ids,
-        BTreeSet::from([FAKE_MODEL, LOCAL, EMBEDDER, "text-embedding-3-small"]),
+        BTreeSet::from([FAKE_MODEL, LOCAL, EMBEDDER, SEMANTIC, "text-embedding-3-small"]),
         "{list}"
     );
 
@@ -1021,7 +1024,7 @@ async fn the_whitelist_limits_models() {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert_eq!(ids, [FAKE_MODEL, EMBEDDER, "text-embedding-3-small"]);
+    assert_eq!(ids, [FAKE_MODEL, EMBEDDER, SEMANTIC, "text-embedding-3-small"]);
     let (status, problem) = post(
         &app,
         &token,
