@@ -889,6 +889,7 @@ async fn platform_admins_set_a_tenants_whitelist() {
             "gpt-4o-mini",
             "quire-local-extractive",
             "quire-local-ngram-384",
+            "quire-local-minilm",
             "text-embedding-3-small"
         ]
     );
