@@ -789,7 +789,13 @@ async fn provider_usage_is_passed_through() {
         .collect();
     assert_eq!(
         ids,
-        BTreeSet::from([FAKE_MODEL, LOCAL, EMBEDDER, SEMANTIC, "text-embedding-3-small"]),
+        BTreeSet::from([
+            FAKE_MODEL,
+            LOCAL,
+            EMBEDDER,
+            SEMANTIC,
+            "text-embedding-3-small"
+        ]),
         "{list}"
     );
 
@@ -1024,7 +1030,10 @@ async fn the_whitelist_limits_models() {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert_eq!(ids, [FAKE_MODEL, EMBEDDER, SEMANTIC, "text-embedding-3-small"]);
+    assert_eq!(
+        ids,
+        [FAKE_MODEL, EMBEDDER, SEMANTIC, "text-embedding-3-small"]
+    );
     let (status, problem) = post(
         &app,
         &token,

@@ -217,7 +217,7 @@ async fn the_surface(app: &TestApp, s: &Seeded) {
     let member = Some(s.member_key.as_str());
     let tenant = Some(s.org.as_str());
 
-    // The list holds the chat model and the embedding model, and the listed embedding model
+    // The list holds the chat model and the embedding models, and the listed embedding model
     // embeds: float and base64 give the same vectors.
     let (status, _, list) = raw(app, Method::GET, &ai("models"), member, tenant, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
@@ -227,7 +227,8 @@ async fn the_surface(app: &TestApp, s: &Seeded) {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert_eq!(ids, [LOCAL, EMBEDDER]);
+    // The bundled semantic model is offered by every deployment too (docs/retrieval.md).
+    assert_eq!(ids, [LOCAL, EMBEDDER, "quire-local-minilm"]);
     let input = json!(["monthly rent", "security deposit"]);
     let mut answers = Vec::new();
     for format in ["float", "base64"] {
@@ -286,6 +287,8 @@ async fn the_surface(app: &TestApp, s: &Seeded) {
         json!([
             {"id": LOCAL, "kind": "chat", "price": {"prompt": 0, "completion": 0}},
             {"id": EMBEDDER, "kind": "embedding", "dimensions": 384,
+             "price": {"prompt": 0, "completion": 0}},
+            {"id": "quire-local-minilm", "kind": "embedding", "dimensions": 384,
              "price": {"prompt": 0, "completion": 0}},
         ])
     );
