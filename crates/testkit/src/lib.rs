@@ -43,6 +43,18 @@ pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The PostgreSQL URL tests use.
 #[must_use]
+/// The line of `kind` in a usage report's `by_kind` (`GET /usage`), if it has one.
+pub fn usage_of_kind<'a>(
+    report: &'a serde_json::Value,
+    kind: &str,
+) -> Option<&'a serde_json::Value> {
+    report["by_kind"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["kind"] == kind)
+}
+
 pub fn postgres_url() -> String {
     std::env::var("QUIRE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())

@@ -41,18 +41,13 @@ async fn usage(app: &TestApp, token: &str, org: &str, path: &str) -> Value {
 
 /// The totals of `kind` in a usage report (zeros when absent).
 fn kind_totals(report: &Value, kind: &str) -> (u64, u64, u64) {
-    report["by_kind"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|k| k["kind"] == kind)
-        .map_or((0, 0, 0), |k| {
-            (
-                k["prompt_tokens"].as_u64().unwrap_or_default(),
-                k["completion_tokens"].as_u64().unwrap_or_default(),
-                k["requests"].as_u64().unwrap_or_default(),
-            )
-        })
+    testkit::usage_of_kind(report, kind).map_or((0, 0, 0), |k| {
+        (
+            k["prompt_tokens"].as_u64().unwrap_or_default(),
+            k["completion_tokens"].as_u64().unwrap_or_default(),
+            k["requests"].as_u64().unwrap_or_default(),
+        )
+    })
 }
 
 /// `POST /ai/chat/completions`, for reading the raw response (headers, a stream).

@@ -190,11 +190,7 @@ async fn exported_usage(app: &TestApp, token: &str, org: &str) -> Value {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{report}");
-    report["by_kind"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|k| k["kind"] == "export")
+    testkit::usage_of_kind(&report, "export")
         .cloned()
         .unwrap_or(Value::Null)
 }

@@ -125,18 +125,13 @@ async fn chat_usage(app: &TestApp, token: &str, org: &str) -> (u64, u64, u64) {
         .call_in(token, Method::GET, "/api/v1/usage", None, Some(org))
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
-    report["by_kind"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|k| k["kind"] == "chat")
-        .map_or((0, 0, 0), |k| {
-            (
-                k["prompt_tokens"].as_u64().unwrap_or_default(),
-                k["completion_tokens"].as_u64().unwrap_or_default(),
-                k["requests"].as_u64().unwrap_or_default(),
-            )
-        })
+    testkit::usage_of_kind(&report, "chat").map_or((0, 0, 0), |k| {
+        (
+            k["prompt_tokens"].as_u64().unwrap_or_default(),
+            k["completion_tokens"].as_u64().unwrap_or_default(),
+            k["requests"].as_u64().unwrap_or_default(),
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

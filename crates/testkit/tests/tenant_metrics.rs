@@ -157,15 +157,10 @@ async fn ledger(app: &TestApp, token: &str, org: &str, kind: &str) -> u64 {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
-    report["by_kind"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|k| k["kind"] == kind)
-        .map_or(0, |k| {
-            k["prompt_tokens"].as_u64().unwrap_or_default()
-                + k["completion_tokens"].as_u64().unwrap_or_default()
-        })
+    testkit::usage_of_kind(&report, kind).map_or(0, |k| {
+        k["prompt_tokens"].as_u64().unwrap_or_default()
+            + k["completion_tokens"].as_u64().unwrap_or_default()
+    })
 }
 
 async fn tokens_and_documents(app: &TestApp) {
