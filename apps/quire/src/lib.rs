@@ -471,8 +471,8 @@ pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
     }
 }
 
-/// The embedding models of the settings: the local n-gram embedder and the bundled semantic
-/// `quire-local-minilm` always, each folder of `retrieval.local_models` (loaded and checked
+/// The embedding models of the settings: the local n-gram embedder, the bundled semantic
+/// `quire-local-minilm` and the static `quire-local-static` distilled from it always, each folder of `retrieval.local_models` (loaded and checked
 /// here, so a bad folder fails the start), and the provider's model when
 /// `provider.embedding_model` is set; the default is `retrieval.embedder`.
 ///
@@ -482,12 +482,17 @@ pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
 pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
     let r = &settings.retrieval;
     let ngram: Arc<dyn Embedder> = Arc::new(local_ai::LocalEmbedder::new(r.local_dimensions));
-    // The bundled model's weights are expanded on first use, unless it is the default.
+    // The bundled model's weights are expanded on first use, unless it (or the static model
+    // distilled from it) is the default.
     let minilm = local_ai::MiniLmEmbedder::new();
-    if r.embedder == settings::EmbedderKind::Minilm {
+    if matches!(
+        r.embedder,
+        settings::EmbedderKind::Minilm | settings::EmbedderKind::Static
+    ) {
         minilm.warm()?;
     }
     let minilm: Arc<dyn Embedder> = Arc::new(minilm);
+    let fixed: Arc<dyn Embedder> = Arc::new(local_ai::StaticEmbedder::new());
     let mut folders: Vec<(String, Arc<dyn Embedder>)> = Vec::new();
     for (name, m) in &r.local_models {
         let embedder = local_ai::SentenceEmbedder::load(name, &m.path)
@@ -515,6 +520,7 @@ pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
     let default = match &r.embedder {
         settings::EmbedderKind::Local => ngram.clone(),
         settings::EmbedderKind::Minilm => minilm.clone(),
+        settings::EmbedderKind::Static => fixed.clone(),
         settings::EmbedderKind::Provider => provider
             .clone()
             .context("retrieval.embedder = \"provider\" needs provider.embedding_model")?,
@@ -524,7 +530,7 @@ pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
             .map(|(_, e)| e.clone())
             .with_context(|| format!("retrieval.embedder names no local model {name:?}"))?,
     };
-    let others = [ngram, minilm]
+    let others = [ngram, minilm, fixed]
         .into_iter()
         .chain(folders.into_iter().map(|(_, e)| e))
         .chain(provider)

@@ -6,13 +6,16 @@
 //! n-gram model and prints chunks/s and MB/s, for the vectors alone and with the `cl100k_base`
 //! token count that `Embedder::embed` adds; then 200 of the chunks with the bundled
 //! `quire-local-minilm` (128 word pieces of each are read) and, when `QUIRE_TEST_MINILM_PATH`
-//! names a sentence-transformers folder, with that model (256 word pieces).
+//! names a sentence-transformers folder, with that model (256 word pieces). The static
+//! `quire-local-static` is measured cold (every word new to it: the 38 passages of the golden
+//! set `founding-texts.json`, about 2,600 words of which 700 distinct) and warm (the same
+//! 1,000 chunks as the n-gram model, once their words are known).
 
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
 
-use local_ai::{LocalEmbedder, MiniLmEmbedder, SentenceEmbedder};
+use local_ai::{LocalEmbedder, MiniLmEmbedder, SentenceEmbedder, StaticEmbedder};
 
 const WORDS: &[&str] = &[
     "the",
@@ -138,6 +141,50 @@ fn main() {
         start.elapsed().as_secs_f64(),
         some.len(),
         some_bytes,
+    );
+
+    let fixed = StaticEmbedder::new();
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("../../testkit/data/eval/founding-texts.json"))
+            .expect("the golden set parses");
+    let passages: Vec<String> = golden["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .filter_map(|d| d["text"].as_str().map(str::to_owned))
+        .collect();
+    let passage_bytes: usize = passages.iter().map(String::len).sum();
+    let words: usize = passages.iter().map(|p| p.split_whitespace().count()).sum();
+    let _ = minilm.embed_now(&some[..1]).expect("embeds");
+    let start = Instant::now();
+    let _ = fixed.embed_now(&passages).expect("embeds");
+    report(
+        "static, cold passages",
+        start.elapsed().as_secs_f64(),
+        passages.len(),
+        passage_bytes,
+    );
+    println!(
+        "({} passages, {words} words, {} distinct words learnt)",
+        passages.len(),
+        StaticEmbedder::known_words()
+    );
+    let start = Instant::now();
+    let _ = fixed.embed_now(&passages).expect("embeds");
+    report(
+        "static, warm passages",
+        start.elapsed().as_secs_f64(),
+        passages.len(),
+        passage_bytes,
+    );
+    let _ = fixed.embed_now(&chunks[..50]).expect("embeds");
+    let start = Instant::now();
+    let _ = fixed.embed_now(&chunks).expect("embeds");
+    report(
+        "static, warm + count",
+        start.elapsed().as_secs_f64(),
+        chunks.len(),
+        bytes,
     );
 
     if let Some(dir) = std::env::var_os("QUIRE_TEST_MINILM_PATH") {

@@ -381,7 +381,7 @@ struct Scratch {
     bounds: Vec<usize>,
 }
 
-fn is_stop_word(word: &str) -> bool {
+pub(crate) fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.binary_search(&word).is_ok()
 }
 

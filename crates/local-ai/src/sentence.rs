@@ -389,7 +389,7 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// Runs `work` on the blocking pool (inference holds a core for milliseconds per text).
-async fn off_runtime<F>(work: F) -> Result<Embeddings, EmbedError>
+pub(crate) async fn off_runtime<F>(work: F) -> Result<Embeddings, EmbedError>
 where
     F: FnOnce() -> anyhow::Result<Embeddings> + Send + 'static,
 {
@@ -490,12 +490,12 @@ impl MiniLmEmbedder {
 }
 
 /// pocket-encoder's process-wide encoder (its weights are expanded once).
-fn encoder() -> anyhow::Result<pocket_encoder::Encoder> {
+pub(crate) fn encoder() -> anyhow::Result<pocket_encoder::Encoder> {
     pocket_encoder::Encoder::new().map_err(|e| anyhow!("the bundled model {MINILM_MODEL}: {e}"))
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -202,7 +202,8 @@ pub struct ChatSettings {
 #[serde(deny_unknown_fields)]
 pub struct RetrievalSettings {
     /// The default embedding model: `local` (the built-in `quire-local-ngram-<dims>`, no key),
-    /// `minilm` (the built-in semantic `quire-local-minilm`), `provider`
+    /// `minilm` (the built-in semantic `quire-local-minilm`), `static` (the built-in
+    /// `quire-local-static`, word vectors distilled from it), `provider`
     /// (`provider.embedding_model`) or the name of one of `local_models`. Collections may name
     /// any model there is.
     pub embedder: EmbedderKind,
@@ -296,6 +297,8 @@ pub enum EmbedderKind {
     Local,
     /// The built-in semantic model, `quire-local-minilm` (`minilm`).
     Minilm,
+    /// The built-in static model distilled from it, `quire-local-static` (`static`).
+    Static,
     /// The OpenAI-compatible provider (`provider`).
     Provider,
     /// A model of `retrieval.local_models`, by its name.
@@ -307,6 +310,7 @@ impl From<String> for EmbedderKind {
         match s.as_str() {
             "local" => Self::Local,
             "minilm" => Self::Minilm,
+            "static" => Self::Static,
             "provider" => Self::Provider,
             _ => Self::Named(s),
         }
@@ -318,6 +322,7 @@ impl From<EmbedderKind> for String {
         match k {
             EmbedderKind::Local => "local".to_owned(),
             EmbedderKind::Minilm => "minilm".to_owned(),
+            EmbedderKind::Static => "static".to_owned(),
             EmbedderKind::Provider => "provider".to_owned(),
             EmbedderKind::Named(n) => n,
         }

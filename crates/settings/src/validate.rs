@@ -148,11 +148,12 @@ impl Settings {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
             if !ok
                 || name.starts_with("quire-local-")
-                || ["local", "minilm", "provider"].contains(&name.as_str())
+                || ["local", "minilm", "static", "provider"].contains(&name.as_str())
             {
                 return Err(SettingsError::Inconsistent(format!(
                     "retrieval.local_models: {name:?} must be 1 to 100 of letters, digits and \
-                     . _ - : /, not local, minilm, provider nor starting with quire-local-"
+                     . _ - : /, not local, minilm, static, provider nor starting with \
+                     quire-local-"
                 )));
             }
         }
@@ -160,7 +161,7 @@ impl Settings {
             && !r.local_models.contains_key(name)
         {
             return Err(SettingsError::Inconsistent(format!(
-                "retrieval.embedder = {name:?} is none of local, minilm, provider or a name of \
+                "retrieval.embedder = {name:?} is none of local, minilm, static, provider or a name of \
                  retrieval.local_models"
             )));
         }

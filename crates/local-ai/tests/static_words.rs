@@ -1,0 +1,77 @@
+//! `quire-local-static`: word vectors distilled from the bundled model, at the n-gram model's
+//! speed once its words are known.
+
+use local_ai::{STATIC_MODEL, StaticEmbedder};
+use retrieval::Embedder;
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn strings(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| (*t).to_owned()).collect()
+}
+
+const DOCS: &[&str] = &[
+    "The committee approved the annual budget after a long debate about spending.",
+    "Our cat sleeps on the windowsill every afternoon in the sun.",
+    "Heavy rain and strong winds are expected along the coast tomorrow.",
+    "The new vaccine reduced hospital admissions among older patients.",
+    "She repaired the bicycle's flat tyre with a patch kit.",
+];
+
+/// Paraphrases that share (almost) no word with their document.
+const QUERIES: &[(&str, usize)] = &[
+    ("council passes yearly financial plan", 0),
+    ("where does the kitty nap", 1),
+    ("storm forecast for the seaside", 2),
+    ("immunisation keeps elderly people out of hospitals", 3),
+    ("fixing a punctured bike wheel", 4),
+];
+
+#[tokio::test]
+async fn the_static_model_finds_paraphrases_and_is_deterministic() {
+    let e = StaticEmbedder::new();
+    assert_eq!(e.model().name(), STATIC_MODEL);
+    assert_eq!(e.model().dimensions(), 384);
+    let docs = e.embed_now(&strings(DOCS)).unwrap().vectors;
+    for (query, expected) in QUERIES {
+        let q = &e.embed_now(&strings(&[query])).unwrap().vectors[0];
+        let mut scored: Vec<(usize, f32)> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i, dot(q, d)))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(scored[0].0, *expected, "{query:?}: {scored:?}");
+    }
+    let out = e
+        .embed(&strings(&[
+            "hello world",
+            "  ",
+            "running shoes",
+            "to be or not to be",
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(out.vectors.len(), 4);
+    assert!(
+        out.vectors[1].iter().all(|x| *x == 0.0),
+        "a blank text is the zero vector"
+    );
+    for i in [0, 2, 3] {
+        let norm = dot(&out.vectors[i], &out.vectors[i]).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{i}: {norm}");
+    }
+    // cl100k_base tokens, as the n-gram model counts: 2 + 1 (the blank) + 2 + 6.
+    assert_eq!(out.tokens, 11);
+    // The same text gives the same vector alone, in a batch, and whatever was learnt since.
+    let alone = e.embed_now(&strings(&["running shoes"])).unwrap().vectors;
+    assert_eq!(alone[0], out.vectors[2]);
+    let _ = e
+        .embed_now(&strings(&["zebra quantum marmalade xylophone"]))
+        .unwrap();
+    let again = e.embed_now(&strings(&["running shoes"])).unwrap().vectors;
+    assert_eq!(again[0], out.vectors[2]);
+    assert!(StaticEmbedder::known_words() >= 10);
+}
