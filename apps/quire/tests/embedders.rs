@@ -1,5 +1,6 @@
 //! The embedding models a deployment offers (`quire::embedders`): the n-gram model, the bundled
-//! semantic `quire-local-minilm`, and sentence-transformers folders of
+//! semantic `quire-local-minilm`, the static `quire-local-static` distilled from it, and
+//! sentence-transformers folders of
 //! `retrieval.local_models`, loaded and checked at start; `retrieval.embedder` picks the
 //! default.
 
@@ -15,10 +16,17 @@ fn names(settings: &Settings) -> (String, Vec<String>) {
 }
 
 #[test]
-fn the_ngram_model_is_the_default_and_minilm_is_always_offered() {
+fn the_ngram_model_is_the_default_and_the_bundled_models_are_always_offered() {
     let (default, all) = names(&Settings::default());
     assert_eq!(default, "quire-local-ngram-384");
-    assert_eq!(all, ["quire-local-ngram-384", "quire-local-minilm"]);
+    assert_eq!(
+        all,
+        [
+            "quire-local-ngram-384",
+            "quire-local-minilm",
+            "quire-local-static"
+        ]
+    );
 }
 
 #[test]
@@ -28,6 +36,26 @@ fn retrieval_embedder_minilm_makes_the_bundled_model_the_default() {
     let (default, all) = names(&s);
     assert_eq!(default, "quire-local-minilm");
     assert!(all.contains(&"quire-local-ngram-384".to_owned()), "{all:?}");
+}
+
+#[test]
+fn retrieval_embedder_static_makes_the_distilled_model_the_default() {
+    let mut s = Settings::default();
+    s.retrieval.embedder = EmbedderKind::Static;
+    let (default, all) = names(&s);
+    assert_eq!(default, "quire-local-static");
+    assert!(all.contains(&"quire-local-minilm".to_owned()), "{all:?}");
+    // The setting's spelling, and a local model may not take it as its name.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("quire.toml");
+    std::fs::write(&file, "[retrieval]\nembedder = \"static\"\n").expect("written");
+    let loaded = Settings::load(Some(&file)).expect("loads");
+    assert_eq!(loaded.retrieval.embedder, EmbedderKind::Static);
+    std::fs::write(&file, "[retrieval.local_models.static]\npath = \"/x\"\n").expect("written");
+    let err = Settings::load(Some(&file))
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("static"), "{err}");
 }
 
 #[test]
@@ -84,7 +112,8 @@ fn a_folder_model_can_be_the_default() {
         [
             "all-minilm-l6-v2",
             "quire-local-ngram-384",
-            "quire-local-minilm"
+            "quire-local-minilm",
+            "quire-local-static"
         ]
     );
 }

@@ -19,6 +19,8 @@ const FAKE_MODEL: &str = "gpt-4o-mini";
 const EMBEDDER: &str = "quire-local-ngram-384";
 /// The bundled semantic embedding model every deployment offers (docs/retrieval.md).
 const SEMANTIC: &str = "quire-local-minilm";
+/// The static model distilled from it.
+const STATIC: &str = "quire-local-static";
 
 const LEASE: &str = "Lease agreement for the Harbor Street apartment.\n\n\
 The tenant pays a monthly rent of 1,200 euros to the landlord on the first day of each month. \
@@ -365,6 +367,7 @@ async fn models_embeddings_and_unknown_models() {
             {"id": LOCAL, "object": "model", "created": 0, "owned_by": "quire"},
             {"id": EMBEDDER, "object": "model", "created": 0, "owned_by": "quire"},
             {"id": SEMANTIC, "object": "model", "created": 0, "owned_by": "quire"},
+            {"id": STATIC, "object": "model", "created": 0, "owned_by": "quire"},
         ])
     );
 
@@ -794,6 +797,7 @@ async fn provider_usage_is_passed_through() {
             LOCAL,
             EMBEDDER,
             SEMANTIC,
+            STATIC,
             "text-embedding-3-small"
         ]),
         "{list}"
@@ -1032,7 +1036,13 @@ async fn the_whitelist_limits_models() {
         .collect();
     assert_eq!(
         ids,
-        [FAKE_MODEL, EMBEDDER, SEMANTIC, "text-embedding-3-small"]
+        [
+            FAKE_MODEL,
+            EMBEDDER,
+            SEMANTIC,
+            STATIC,
+            "text-embedding-3-small"
+        ]
     );
     let (status, problem) = post(
         &app,

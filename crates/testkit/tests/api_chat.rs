@@ -890,6 +890,7 @@ async fn platform_admins_set_a_tenants_whitelist() {
             "quire-local-extractive",
             "quire-local-ngram-384",
             "quire-local-minilm",
+            "quire-local-static",
             "text-embedding-3-small"
         ]
     );

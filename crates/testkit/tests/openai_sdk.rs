@@ -227,8 +227,12 @@ async fn the_surface(app: &TestApp, s: &Seeded) {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    // The bundled semantic model is offered by every deployment too (docs/retrieval.md).
-    assert_eq!(ids, [LOCAL, EMBEDDER, "quire-local-minilm"]);
+    // The bundled semantic model and the static one distilled from it are offered by every
+    // deployment too (docs/retrieval.md).
+    assert_eq!(
+        ids,
+        [LOCAL, EMBEDDER, "quire-local-minilm", "quire-local-static"]
+    );
     let input = json!(["monthly rent", "security deposit"]);
     let mut answers = Vec::new();
     for format in ["float", "base64"] {
@@ -289,6 +293,8 @@ async fn the_surface(app: &TestApp, s: &Seeded) {
             {"id": EMBEDDER, "kind": "embedding", "dimensions": 384,
              "price": {"prompt": 0, "completion": 0}},
             {"id": "quire-local-minilm", "kind": "embedding", "dimensions": 384,
+             "price": {"prompt": 0, "completion": 0}},
+            {"id": "quire-local-static", "kind": "embedding", "dimensions": 384,
              "price": {"prompt": 0, "completion": 0}},
         ])
     );
