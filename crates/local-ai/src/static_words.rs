@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail};
 use async_trait::async_trait;
 use retrieval::{EmbedError, Embedder, EmbeddingModel, Embeddings};
 
-use crate::features::is_stop_word;
+use crate::features::{STOP_WORDS, is_stop_word};
 use crate::sentence::{encoder, off_runtime, prefix};
 
 /// The name of the static model.
@@ -115,17 +115,11 @@ impl StaticEmbedder {
         if missing.is_empty() {
             return Ok(());
         }
-        let encoder = encoder()?;
+        let common = common()?;
         let mut learnt = Vec::with_capacity(missing.len());
         for part in missing.chunks(256) {
-            let out = encoder
-                .embed(part)
-                .map_err(|e| anyhow!("{STATIC_MODEL}: {e}"))?;
-            for (w, v) in part.iter().zip(out) {
-                if v.len() != DIMS {
-                    bail!("{STATIC_MODEL}: a word vector of {} dimensions", v.len());
-                }
-                learnt.push(((*w).to_owned(), Arc::<[f32]>::from(v)));
+            for (w, v) in part.iter().zip(raw_vectors(part)?) {
+                learnt.push(((*w).to_owned(), Arc::<[f32]>::from(without(v, common))));
             }
         }
         let mut t = table()
@@ -170,21 +164,54 @@ impl StaticEmbedder {
                 }
             }
             // Words the table dropped meanwhile (it was full): computed again.
-            if !missing.is_empty() {
-                let encoder = encoder()?;
-                for (w, n) in &missing {
-                    let v = encoder
-                        .embed(&[w.as_str()])
-                        .map_err(|e| anyhow!("{STATIC_MODEL}: {e}"))?;
-                    if let Some(v) = v.first() {
-                        add(&mut sum, v, weight(*n));
-                    }
+            for (w, n) in &missing {
+                if let Some(v) = raw_vectors(&[w.as_str()])?.pop() {
+                    add(&mut sum, &without(v, common()?), weight(*n));
                 }
             }
             vectors.push(normalized(sum));
         }
         Ok(Embeddings { vectors, tokens })
     }
+}
+
+/// The bundled model's vectors of `words`, each alone.
+fn raw_vectors(words: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let out = encoder()?
+        .embed(words)
+        .map_err(|e| anyhow!("{STATIC_MODEL}: {e}"))?;
+    if out.iter().any(|v| v.len() != DIMS) {
+        bail!("{STATIC_MODEL}: a word vector of another dimension than {DIMS}");
+    }
+    Ok(out)
+}
+
+/// The direction every word vector shares (the model's vector of a lone word carries its
+/// `[CLS]` and `[SEP]` and what any word has): the normalized mean of the function words'
+/// vectors, computed once. Removing it from each word (as SIF removes the first principal
+/// component) leaves what tells words apart.
+fn common() -> anyhow::Result<&'static [f32]> {
+    static COMMON: OnceLock<Result<Vec<f32>, String>> = OnceLock::new();
+    COMMON
+        .get_or_init(|| {
+            let vectors = raw_vectors(STOP_WORDS).map_err(|e| format!("{e:#}"))?;
+            let mut mean = vec![0.0f32; DIMS];
+            for v in &vectors {
+                add(&mut mean, v, 1.0);
+            }
+            Ok(normalized(mean))
+        })
+        .as_deref()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+/// `v` without its component along the unit vector `c`.
+fn without(mut v: Vec<f32>, c: &[f32]) -> Vec<f32> {
+    let along: f32 = v.iter().zip(c).map(|(x, y)| x * y).sum();
+    for (x, y) in v.iter_mut().zip(c) {
+        *x -= along * y;
+    }
+    v
 }
 
 /// A word's weight for `n` occurrences: sublinear, as the n-gram model's.
