@@ -807,6 +807,15 @@ impl Default for Settings {
                                 vector: 1.5,
                             },
                         ),
+                        // The static model distilled from it: the same on the tuning set.
+                        (
+                            "quire-local-static".to_owned(),
+                            FusionLeg {
+                                method: "minmax".to_owned(),
+                                keyword: 1.0,
+                                vector: 1.5,
+                            },
+                        ),
                     ]),
                 },
                 rerank: RerankSettings {

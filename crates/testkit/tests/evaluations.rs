@@ -427,13 +427,23 @@ async fn evaluations_on_postgres_and_redis() {
 /// The bundled semantic model.
 const MINILM: &str = "quire-local-minilm";
 
-/// A collection that names the bundled semantic model (the deployment's default stays the
-/// n-gram model): its vectors are the semantic model's, `hybrid` uses that model's fusion and
-/// is at least as good as its best leg, and a paraphrase that shares no word with its passage
-/// is found by the vector leg, the same way ten times over.
-async fn semantic_scenario(app: &TestApp) {
+/// The static model distilled from it.
+const STATIC: &str = "quire-local-static";
+
+/// A collection that names a bundled semantic model, `model` (the deployment's default stays
+/// the n-gram model): its vectors are that model's, `hybrid` uses that model's fusion and
+/// is at least as good as its best leg, the vector leg is better than the n-gram model's
+/// (R@1 0.675 on this set) with at least `recall_at_10`, and a paraphrase that shares no word
+/// with its passage (`paraphrase`: the question and the passage's name) is found first by the
+/// vector leg, the same way ten times over.
+async fn semantic_scenario(
+    app: &TestApp,
+    model: &str,
+    recall_at_10: f64,
+    paraphrase: (&str, &str),
+) {
     let (token, org) = app.owner("sem").await;
-    let (collection, items) = ingested_with(app, &token, &org, GOLDEN, Some(MINILM)).await;
+    let (collection, items) = ingested_with(app, &token, &org, GOLDEN, Some(model)).await;
     let (status, e) = run(
         app,
         &token,
@@ -442,16 +452,16 @@ async fn semantic_scenario(app: &TestApp) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{e}");
-    assert_eq!(e["embedding_model"], MINILM, "{e}");
+    assert_eq!(e["embedding_model"], model, "{e}");
     // The fusion measured for this model (docs/retrieval.md), not the default.
     assert_eq!(
         e["results"]["hybrid"]["fusion"],
         json!({"method": "minmax", "keyword": 1.0, "vector": 1.5}),
         "{e}"
     );
-    // Better vectors than the n-gram model's (R@1 0.675, R@10 0.974 on this set).
+    // Better vectors than the n-gram model's (R@1 0.675 on this set).
     assert!(figure(&e, "vector", "recall_at_1") >= 0.7, "{e}");
-    assert!(figure(&e, "vector", "recall_at_10") >= 0.99, "{e}");
+    assert!(figure(&e, "vector", "recall_at_10") >= recall_at_10, "{e}");
     for metric in ["recall_at_1", "recall_at_5", "mrr_at_10"] {
         let best = figure(&e, "keyword", metric).max(figure(&e, "vector", metric));
         assert!(
@@ -459,8 +469,8 @@ async fn semantic_scenario(app: &TestApp) {
             "hybrid's {metric} is below its best leg: {e}"
         );
     }
-    // No word of the question is in the Second Amendment ("keep and bear arms").
-    let body = json!({"query": "May citizens own guns?", "collection_ids": [collection],
+    let (question, passage) = paraphrase;
+    let body = json!({"query": question, "collection_ids": [collection],
                       "mode": "vector", "top_k": 3});
     let mut first: Option<Value> = None;
     for _ in 0..10 {
@@ -474,10 +484,7 @@ async fn semantic_scenario(app: &TestApp) {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{found}");
-        assert_eq!(
-            found["results"][0]["document_name"], "amendment-02.txt",
-            "{found}"
-        );
+        assert_eq!(found["results"][0]["document_name"], passage, "{found}");
         let ranked: Value = found["results"]
             .as_array()
             .expect("results")
@@ -491,16 +498,35 @@ async fn semantic_scenario(app: &TestApp) {
     }
 }
 
+/// No word of the question is in the Second Amendment ("keep and bear arms").
+const GUNS: (&str, &str) = ("May citizens own guns?", "amendment-02.txt");
+
+/// Nor in the Third ("No Soldier shall ... be quartered in any house"). The static model
+/// misses the first (it ranks the Eleventh's "Citizens" first): it reads words, not phrases.
+const TROOPS: (&str, &str) = ("lodging troops in private homes", "amendment-03.txt");
+
 #[tokio::test]
 async fn semantic_model_on_sqlite() {
     let app = spawn_app().await;
-    semantic_scenario(&app).await;
+    semantic_scenario(&app, MINILM, 0.99, GUNS).await;
 }
 
 #[tokio::test]
 async fn semantic_model_on_postgres_and_redis() {
     let app = spawn_app_with(TestOptions::production()).await;
-    semantic_scenario(&app).await;
+    semantic_scenario(&app, MINILM, 0.99, GUNS).await;
+}
+
+#[tokio::test]
+async fn static_model_on_sqlite() {
+    let app = spawn_app().await;
+    semantic_scenario(&app, STATIC, 0.96, TROOPS).await;
+}
+
+#[tokio::test]
+async fn static_model_on_postgres_and_redis() {
+    let app = spawn_app_with(TestOptions::production()).await;
+    semantic_scenario(&app, STATIC, 0.96, TROOPS).await;
 }
 
 /// The name `retrieval.local_models` gives the sentence-transformers folder of the tests.
@@ -520,7 +546,8 @@ fn with_folder_model(s: &mut settings::Settings) {
 /// The fusion table of docs/retrieval.md: every candidate fusion on a golden set.
 /// `cargo test -p testkit --test evaluations -- --ignored --nocapture tune`; the model of the
 /// collection is `QUIRE_TUNE_MODEL` (default: the deployment's, the n-gram model;
-/// `quire-local-minilm`, or `all-minilm-l6-v2` with `QUIRE_TEST_MINILM_PATH`), the golden set
+/// `quire-local-minilm`, `quire-local-static`, or `all-minilm-l6-v2` with
+/// `QUIRE_TEST_MINILM_PATH`), the golden set
 /// the file `QUIRE_TUNE_SET` (default: founding-texts.json).
 #[tokio::test]
 #[ignore = "prints the fusion table; run by hand"]
