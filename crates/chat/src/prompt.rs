@@ -205,6 +205,32 @@ fn source_part(source: &Source, fence: &str) -> String {
     block
 }
 
+/// The tokens of [`source_part`], counted as three pieces: its opening marker line, its
+/// text with the line break after it, and its closing marker line with the blank line. The
+/// text is the same in every prompt (the fence and the label are only in the markers), so a
+/// model that remembers counts of long texts counts a popular chunk once. The pieces meet
+/// where tiktoken's pre-tokenizer always splits (after the `>>>` and its line break; after
+/// the text's line break, before `<<<`), so the sum is the count of the whole block; where
+/// that could fail (an empty text; a text opening with `/`, which `o200k_base` joins to the
+/// `>>>` and line break before it) the whole block is counted.
+fn source_tokens(source: &Source, fence: &str, count: &dyn Fn(&str) -> u32) -> u32 {
+    let block = source_part(source, fence);
+    let text = defang(source.text.trim(), fence);
+    // The block is `{open}\n{text}\n{close}\n\n`, `open` and `close` the marker lines.
+    let pieces = block.find(">>>\n").and_then(|at| {
+        let (open, rest) = block.split_at_checked(at + 4)?;
+        let (body, close) = rest.split_at_checked(text.len() + 1)?;
+        let safe = !text.is_empty()
+            && !text.starts_with('/')
+            && body.strip_suffix('\n') == Some(text.as_str());
+        safe.then_some([open, body, close])
+    });
+    match pieces {
+        Some(pieces) => pieces.into_iter().map(count).sum(),
+        None => count(&block),
+    }
+}
+
 /// The question as it ends the last user message.
 fn question_line(locale: Locale, question: &str) -> String {
     format!("{} {}", labels(locale).2, question.trim())
@@ -272,7 +298,7 @@ pub fn assemble(
     let mut used = 0u32;
     for (i, mut s) in input.sources.into_iter().enumerate() {
         s.label = format!("S{}", i + 1);
-        let cost = count(&source_part(&s, fence)) + 1;
+        let cost = source_tokens(&s, fence, count) + 1;
         if used + cost <= source_budget {
             used += cost;
             kept.push((s, cost - 1));
@@ -316,7 +342,7 @@ pub fn assemble(
         let label = format!("S{}", i + 1);
         if s.label != label {
             s.label = label;
-            *tokens = count(&source_part(s, fence));
+            *tokens = source_tokens(s, fence, count);
         }
         sources_tokens += *tokens;
     }
