@@ -284,7 +284,7 @@ impl Retrieval {
             // The query embedding's ledger write goes on while the hits are read back.
             let settlements = query_vectors.settlements.drain(..).collect::<Vec<_>>();
             let (hits, _) = futures_util::future::join(
-                self.hydrate(tenant, &ranked, query),
+                self.hydrate(tenant, &ranked, query, self.may_rerank(query)),
                 futures_util::future::join_all(settlements),
             )
             .await;
@@ -394,16 +394,46 @@ impl Retrieval {
         Ok(all)
     }
 
+    /// Whether this search may be reranked (then every ranked candidate is read back: the
+    /// reranker may lift any of them into the top k).
+    fn may_rerank(&self, query: &SearchQuery) -> bool {
+        self.reranking.is_some() && query.rerank && query.collections.is_some()
+    }
+
+    /// The ranked candidates' chunks, best first (a chunk gone meanwhile is skipped). Without
+    /// reranking only the top k are read at first, and the rest only when some of those are
+    /// gone: a search that shows k hits does not read the texts of the 30 to 150 candidates
+    /// fusion ranked.
     async fn hydrate(
         &self,
         tenant: TenantId,
         ranked: &[Candidate],
         query: &SearchQuery,
+        all: bool,
     ) -> Result<Vec<Hit>, RetrievalError> {
         let ranked: Vec<&Candidate> = ranked
             .iter()
             .filter(|c| query.min_score.is_none_or(|m| c.score >= m))
             .collect();
+        let k = if all {
+            ranked.len()
+        } else {
+            (query.top_k as usize).min(ranked.len())
+        };
+        let (first, rest) = ranked.split_at(k);
+        let mut hits = self.read_back(tenant, first).await?;
+        if hits.len() < k && !rest.is_empty() {
+            hits.extend(self.read_back(tenant, rest).await?);
+        }
+        Ok(hits)
+    }
+
+    /// The chunks of `ranked`, in its order, without those gone.
+    async fn read_back(
+        &self,
+        tenant: TenantId,
+        ranked: &[&Candidate],
+    ) -> Result<Vec<Hit>, RetrievalError> {
         let ids: Vec<ChunkId> = ranked.iter().map(|c| c.chunk_id).collect();
         let mut records: HashMap<ChunkId, _> = self
             .ports
@@ -414,7 +444,7 @@ impl Retrieval {
             .map(|r| (r.chunk_id, r))
             .collect();
         Ok(ranked
-            .into_iter()
+            .iter()
             .filter_map(|c| {
                 records.remove(&c.chunk_id).map(|chunk| Hit {
                     chunk,

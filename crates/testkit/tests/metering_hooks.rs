@@ -890,3 +890,125 @@ async fn indexing_bills_the_documents_tenant_and_a_used_up_quota_fails_it_for_go
         "not called again"
     );
 }
+
+/// A chunk catalog that records how many chunks each read asked for, and hides the chunks
+/// marked gone (deleted after an index ranked them).
+#[derive(Debug)]
+struct WatchedCatalog {
+    inner: Arc<dyn retrieval::ChunkCatalog>,
+    asked: Mutex<Vec<usize>>,
+    gone: Mutex<Vec<ChunkId>>,
+}
+
+impl WatchedCatalog {
+    fn asked(&self) -> Vec<usize> {
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl retrieval::ChunkCatalog for WatchedCatalog {
+    async fn records(
+        &self,
+        tenant: TenantId,
+        ids: &[ChunkId],
+    ) -> Result<Vec<retrieval::ChunkRecord>, IndexError> {
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ids.len());
+        let gone = self
+            .gone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut records = self.inner.records(tenant, ids).await?;
+        records.retain(|r| !gone.contains(&r.chunk_id));
+        Ok(records)
+    }
+
+    async fn matching_documents(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        filter: &MetadataFilter,
+        limit: usize,
+    ) -> Result<Vec<DocumentId>, IndexError> {
+        self.inner
+            .matching_documents(tenant, collections, filter, limit)
+            .await
+    }
+
+    async fn scan(
+        &self,
+        tenant: TenantId,
+        collection: Option<CollectionId>,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<retrieval::ChunkText>, IndexError> {
+        self.inner.scan(tenant, collection, after, limit).await
+    }
+}
+
+/// A search reads back the chunks of its top k only (not the 30 or more candidates fusion
+/// ranked), and the next ones when some of those are gone, so it still shows k hits.
+#[tokio::test]
+async fn a_search_reads_back_its_top_k_and_more_only_for_chunks_gone() {
+    use testkit::contract::retrieval as contract;
+    let p = contract::RetrievalPorts::in_memory();
+    let (tenant, _) = testkit::contract::documents::two_tenants(&p.docs).await;
+    let texts: Vec<String> = (0..12)
+        .map(|i| format!("the rent of flat {i} is due on the first of the month"))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    contract::store_document(&p, tenant, None, &refs, testkit::contract::documents::T0).await;
+    let watched = Arc::new(WatchedCatalog {
+        inner: p.catalog.clone(),
+        asked: Mutex::new(Vec::new()),
+        gone: Mutex::new(Vec::new()),
+    });
+    let mut ports = retrieval_fixture(false).ports;
+    ports.keywords = p.keyword.clone();
+    ports.catalog = watched.clone();
+    let retrieval = Retrieval::new(ports);
+    let ctx = TenantContext::new(tenant, Principal::User(UserId::new()), Role::Member);
+    let query = SearchQuery::new(
+        "rent due month",
+        None,
+        Some(3),
+        None,
+        SearchMode::Keyword,
+        MetadataFilter::default(),
+    )
+    .expect("a query");
+
+    let hits = retrieval.search(&ctx, &query).await.expect("searched");
+    assert_eq!(hits.len(), 3);
+    assert_eq!(watched.asked(), [3], "only the top 3 read back");
+
+    let gone: Vec<ChunkId> = hits[..2].iter().map(|h| h.chunk.chunk_id).collect();
+    watched
+        .gone
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone_from(&gone);
+    let again = retrieval.search(&ctx, &query).await.expect("searched");
+    assert_eq!(
+        again.len(),
+        3,
+        "k hits while enough chunks remain: {again:?}"
+    );
+    assert!(again.iter().all(|h| !gone.contains(&h.chunk.chunk_id)));
+    assert_eq!(
+        again[0].chunk.chunk_id, hits[2].chunk.chunk_id,
+        "in rank order"
+    );
+    assert_eq!(
+        watched.asked(),
+        [3, 3, 9],
+        "the rest read when two were gone"
+    );
+}
