@@ -3,7 +3,9 @@
 //!
 //! - **Time to first token.** The real server runs in this process (SQLite, the in-process
 //!   cache, one HTTP worker per core) with the fake OpenAI-compatible provider of
-//!   `testkit::fake_openai` as its chat model; the fake answers at once. One organization holds
+//!   `testkit::fake_openai` as its chat model; the fake answers at once and keeps each
+//!   connection for the next request, as a provider does (`--provider-closes`: it closes each
+//!   one, so every question opens a new connection). One organization holds
 //!   a collection of generated documents, embedded by the local embedder, so every question
 //!   runs the real retrieval (query embedding, hybrid search). Every question is streamed
 //!   (`POST /chat/sessions/{id}/messages`, `stream: true`) in a fresh session of its own.
@@ -38,7 +40,7 @@
 //! ```text
 //! cargo bench -p testkit --bench chat -- [--streams 1,50,200] [--rounds 5] [--min-samples 200]
 //!     [--hold-secs 4] [--open-rounds 4] [--sockets 1000] [--documents 20]
-//!     [--backend embedded|postgres]
+//!     [--backend embedded|postgres] [--provider-closes]
 //! cargo bench -p testkit --bench chat -- --gateway [--streams 1,50] [--rounds 40]
 //!     [--provider http://127.0.0.1:18080/v1] [--peer http://127.0.0.1:14000/v1]
 //! ```
@@ -193,6 +195,9 @@ struct Args {
     peer: String,
     /// `--rounds` was given.
     rounds_set: bool,
+    /// The fake provider closes every connection after its answer (as it did before
+    /// `--provider-closes` existed), instead of keeping it for the next request.
+    provider_closes: bool,
 }
 
 fn args() -> Args {
@@ -209,6 +214,7 @@ fn args() -> Args {
         provider: "http://127.0.0.1:18080/v1".to_owned(),
         peer: "http://127.0.0.1:14000/v1".to_owned(),
         rounds_set: false,
+        provider_closes: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -240,6 +246,11 @@ fn args() -> Args {
             "--peer" => a.peer = value.trim_end_matches('/').to_owned(),
             "--gateway" => {
                 a.gateway = true;
+                i += 1;
+                continue;
+            }
+            "--provider-closes" => {
+                a.provider_closes = true;
                 i += 1;
                 continue;
             }
@@ -1077,10 +1088,15 @@ async fn main() {
         gateway(&app, &a, backend).await;
         return;
     }
-    let fake = FakeOpenAi::builder()
-        .chat_models(&[MODEL])
-        .reply(REPLY)
-        .start();
+    let fake = FakeOpenAi::builder().chat_models(&[MODEL]).reply(REPLY);
+    // A provider keeps its connections for the next request (the server's client pools
+    // them); `--provider-closes` measures a new connection per question instead.
+    let fake = if a.provider_closes {
+        fake
+    } else {
+        fake.keep_alive()
+    }
+    .start();
     let app = spawn_app_with(
         TestOptions {
             provider: Some((fake.base_url(), "text-embedding-3-small".to_owned())),

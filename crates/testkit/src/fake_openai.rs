@@ -42,7 +42,10 @@
 //! [`FakeOpenAiBuilder::start`] returns and stops when the [`FakeOpenAi`] is dropped. Every
 //! connection is served by its own task, so streams run concurrently and a client that goes
 //! away ends only its own task. Each connection serves one request and is closed
-//! (`Connection: close`), so a client never reuses a connection the fake dropped.
+//! (`Connection: close`), so a client never reuses a connection the fake dropped; with
+//! [`FakeOpenAiBuilder::keep_alive`] a connection whose answer ended whole serves
+//! the client's next request, as a provider's does (a benchmark then measures no connection
+//! set-up per request).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -248,6 +251,7 @@ pub struct FakeOpenAiBuilder {
     reversed: bool,
     reply: ReplyText,
     chat_models: Vec<String>,
+    keep_alive: bool,
 }
 
 impl Default for FakeOpenAiBuilder {
@@ -259,6 +263,7 @@ impl Default for FakeOpenAiBuilder {
             reversed: false,
             reply: ReplyText::Echo,
             chat_models: vec!["gpt-4o-mini".to_owned()],
+            keep_alive: false,
         }
     }
 }
@@ -313,6 +318,15 @@ impl FakeOpenAiBuilder {
     #[must_use]
     pub fn chat_models(mut self, models: &[&str]) -> Self {
         self.chat_models = models.iter().map(|m| (*m).to_owned()).collect();
+        self
+    }
+
+    /// Keeps a connection open after an answer that ended whole (no fault, or one that only
+    /// delays: [`Fault::FirstTokenDelay`], [`Fault::StallAfter`], [`Fault::Paced`]), for the client's
+    /// next request (HTTP/1.1's default, and what providers do), instead of closing each one.
+    #[must_use]
+    pub fn keep_alive(mut self) -> Self {
+        self.keep_alive = true;
         self
     }
 
@@ -616,9 +630,16 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     // Every chunk leaves at once (no Nagle delay behind an unacknowledged one), as from a
     // provider that answers at once.
     let _ = stream.set_nodelay(true);
-    let Some(request) = read_request(&mut stream).await else {
-        return;
-    };
+    while let Some(request) = read_request(&mut stream).await {
+        if !serve_request(&mut stream, &state, &request).await {
+            break;
+        }
+    }
+}
+
+/// Answers one request; `true` when the connection stays open for another
+/// ([`FakeOpenAiBuilder::keep_alive`], and the answer ended whole).
+async fn serve_request(stream: &mut TcpStream, state: &State, request: &Request) -> bool {
     let received_at = Instant::now();
     let index = {
         let mut requests = lock(&state.requests);
@@ -636,13 +657,19 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
         first_content_at: None,
     };
     let fault = lock(&state.faults).pop_front();
+    // Faults that only slow a stream down end it whole: its connection may serve again.
+    let keep_alive = state.config.keep_alive
+        && matches!(
+            fault,
+            None | Some(Fault::FirstTokenDelay(_) | Fault::StallAfter(..) | Fault::Paced(_))
+        );
     let mut plan = None;
     let reply = match fault {
         // Dropping the stream closes the connection.
-        Some(Fault::Drop) => return,
+        Some(Fault::Drop) => return false,
         Some(Fault::Hang) => {
-            until_gone(&mut stream).await;
-            return;
+            until_gone(stream).await;
+            return false;
         }
         Some(Fault::Malformed) => Reply {
             status: 200,
@@ -666,7 +693,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
         }
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
-            route(&state, &request)
+            route(state, request)
         }
         Some(
             f @ (Fault::FirstTokenDelay(_)
@@ -676,11 +703,11 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             | Fault::Paced(_)),
         ) => {
             plan = Some(f);
-            route(&state, &request)
+            route(state, request)
         }
-        None => route(&state, &request),
+        None => route(state, request),
     };
-    write_reply(&mut stream, &state, reply, plan, timing).await;
+    write_reply(stream, state, reply, plan, timing, keep_alive).await
 }
 
 /// Answers a request that no fault intercepted.
@@ -1094,22 +1121,25 @@ async fn send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     stream.flush().await
 }
 
-/// Writes the answer (applying a stream fault of `plan`) and closes the connection (errors
-/// mean the client left: a whole answer ignores them, a stream counts them). A stream's
-/// `timing` is recorded when it ends.
+/// Writes the answer (applying a stream fault of `plan`) and closes the connection unless
+/// `keep_alive` (errors mean the client left: a whole answer ignores them, a stream counts
+/// them); `true` when the connection stays open. A stream's `timing` is recorded when it
+/// ends.
 async fn write_reply(
     stream: &mut TcpStream,
     state: &State,
     reply: Reply,
     plan: Option<Fault>,
     mut timing: StreamTiming,
-) {
+    keep_alive: bool,
+) -> bool {
     let reason = reqwest::StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Unknown");
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut head = format!(
-        "HTTP/1.1 {} {reason}\r\nconnection: close\r\n",
+        "HTTP/1.1 {} {reason}\r\nconnection: {connection}\r\n",
         reply.status
     );
     for (name, value) in &reply.headers {
@@ -1126,9 +1156,11 @@ async fn write_reply(
             if let Some(d) = first_token_delay
                 && !wait_or_gone(stream, d).await
             {
-                return;
+                return false;
             }
-            let _ = stream.write_all(&body).await;
+            if stream.write_all(&body).await.is_err() {
+                return false;
+            }
         }
         Body::Events(frames) => {
             head.push_str("transfer-encoding: chunked\r\n\r\n");
@@ -1138,12 +1170,16 @@ async fn write_reply(
             lock(&state.stream_timings).push(timing);
             if !whole {
                 open.abandoned();
-                return;
+                return false;
             }
         }
     }
+    if keep_alive {
+        return stream.flush().await.is_ok();
+    }
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
+    false
 }
 
 /// Writes a stream's head and frames as HTTP chunks, applying `plan`, and notes in
@@ -1226,6 +1262,57 @@ mod tests {
         let status = res.status().as_u16();
         let text = res.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// With `keep_alive`, one connection serves one request after another; without it, the
+    /// fake closes the connection after its answer.
+    #[tokio::test]
+    async fn a_kept_alive_connection_serves_the_next_request() {
+        let body = r#"{"model":"text-embedding-3-small","input":"hello"}"#;
+        let request = format!(
+            "POST /v1/embeddings HTTP/1.1\r\nhost: fake\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        for keep_alive in [true, false] {
+            let builder = FakeOpenAi::builder();
+            let fake = if keep_alive {
+                builder.keep_alive()
+            } else {
+                builder
+            }
+            .start();
+            let mut conn = TcpStream::connect(fake.addr()).await.expect("connected");
+            let mut served = 0;
+            for _ in 0..2 {
+                if conn.write_all(request.as_bytes()).await.is_err() {
+                    break;
+                }
+                let mut buf = Vec::new();
+                let head_end = loop {
+                    if let Some(i) = find(&buf, b"\r\n\r\n") {
+                        break Some(i);
+                    }
+                    if !read_more(&mut conn, &mut buf).await {
+                        break None;
+                    }
+                };
+                let Some(head_end) = head_end else { break };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a content length");
+                while buf.len() < head_end + 4 + len {
+                    assert!(read_more(&mut conn, &mut buf).await, "the whole body");
+                }
+                served += 1;
+            }
+            assert_eq!(served, if keep_alive { 2 } else { 1 }, "{keep_alive}");
+            assert_eq!(fake.request_count(), served);
+        }
     }
 
     #[tokio::test]
