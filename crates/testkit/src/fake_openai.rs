@@ -1673,6 +1673,10 @@ mod tests {
         let (_, _, raw) = chat(&fake, question("none", true, false)).await;
         assert!(raw.is_err());
 
+        // The cut stream's timing is recorded as its task ends, which may be after the client
+        // saw the connection close.
+        fake.until(Duration::from_secs(5), |f| f.stream_timings().len() >= 3)
+            .await;
         let timings = fake.stream_timings();
         assert_eq!(timings.len(), 3);
         let requests = fake.requests();
