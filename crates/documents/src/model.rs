@@ -637,6 +637,11 @@ pub struct ChunkDraft {
     pub text: String,
     /// Tokens.
     pub tokens: u32,
+    /// The tokenizer `tokens` is the exact count of `text` by, when it is (the chunker's
+    /// drafts, but for a window holding a run it counted in parts): an embedder that bills
+    /// that tokenizer's count takes it instead of counting again. `None` (a chunk read back,
+    /// a count by parts) makes the embedder count.
+    pub tokens_by: Option<Tokenizer>,
     /// The page it starts on (PDF), from 1.
     pub page: Option<u32>,
     /// Start, in characters of the extracted text.
@@ -645,6 +650,26 @@ pub struct ChunkDraft {
     pub end: u64,
     /// Some of its span lies on a page read by OCR.
     pub ocr: bool,
+}
+
+impl ChunkDraft {
+    /// The tokens of `drafts` by one tokenizer, when each draft's count is exact by that
+    /// tokenizer (`tokens_by`); `None` when one is not, or they differ, or there are none.
+    #[must_use]
+    pub fn counted<'a>(
+        drafts: impl IntoIterator<Item = &'a ChunkDraft>,
+    ) -> Option<(Tokenizer, u64)> {
+        let mut by = None;
+        let mut total = 0u64;
+        for d in drafts {
+            let t = d.tokens_by?;
+            if *by.get_or_insert(t) != t {
+                return None;
+            }
+            total += u64::from(d.tokens);
+        }
+        by.map(|t| (t, total))
+    }
 }
 
 /// A chunk with the id it is stored (and indexed) under.

@@ -242,10 +242,13 @@ pub(crate) fn chunk_with(
                 ),
                 None => (text[start..end].to_owned(), tokens),
             };
+            // Exact unless a long run was counted in parts (see `count_span`).
+            let tokens_by = (longest_run(&text) <= MAX_RUN).then_some(settings.tokenizer());
             drafts.push(ChunkDraft {
                 ordinal: u32::try_from(drafts.len()).unwrap_or(u32::MAX),
                 text,
                 tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+                tokens_by,
                 page: extracted.page_at(start_chars),
                 start: start_chars,
                 end: end_chars,
@@ -692,7 +695,13 @@ mod tests {
                 "draft {i}: {} tokens",
                 d.tokens
             );
-            if longest_run(&d.text) <= MAX_RUN {
+            assert_eq!(
+                d.tokens_by.is_some(),
+                longest_run(&d.text) <= MAX_RUN,
+                "draft {i}: an exact count says its tokenizer"
+            );
+            if let Some(by) = d.tokens_by {
+                assert_eq!(by, settings.tokenizer());
                 assert_eq!(
                     d.tokens as usize,
                     bpe.encode(&d.text).len(),

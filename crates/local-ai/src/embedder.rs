@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use kernel::InvalidInput;
-use retrieval::{EmbedError, Embedder, EmbeddingModel, Embeddings};
+use retrieval::{EmbedError, Embedder, EmbeddingModel, Embeddings, Tokenizer};
 
 use crate::features;
 
@@ -106,15 +106,52 @@ impl Embedder for LocalEmbedder {
     }
 
     async fn embed(&self, inputs: &[String]) -> Result<Embeddings, EmbedError> {
+        self.embed_off_thread(inputs, None).await
+    }
+
+    /// Bills `cl100k_base` counts (the meter's number for this model).
+    fn billed_tokenizer(&self) -> Option<Tokenizer> {
+        Some(Tokenizer::Cl100kBase)
+    }
+
+    /// The vectors, with `tokens` (the chunker's `cl100k_base` count) for the count.
+    async fn embed_counted(
+        &self,
+        inputs: &[String],
+        tokens: u64,
+    ) -> Result<Embeddings, EmbedError> {
+        self.embed_off_thread(inputs, Some(tokens)).await
+    }
+}
+
+impl LocalEmbedder {
+    /// The vectors of `inputs` and their `cl100k_base` count (`tokens` when known), on the
+    /// blocking pool for a large batch.
+    async fn embed_off_thread(
+        &self,
+        inputs: &[String],
+        tokens: Option<u64>,
+    ) -> Result<Embeddings, EmbedError> {
         let bytes: usize = inputs.iter().map(String::len).sum();
         if bytes <= BLOCKING_THRESHOLD {
-            return Ok(self.embed_now(inputs));
+            return Ok(self.embed_known(inputs, tokens));
         }
         let this = self.clone();
         let inputs = inputs.to_vec();
-        tokio::task::spawn_blocking(move || this.embed_now(&inputs))
+        tokio::task::spawn_blocking(move || this.embed_known(&inputs, tokens))
             .await
             .map_err(|e| EmbedError::Unknown(anyhow::Error::new(e).context("local embedding")))
+    }
+
+    /// [`LocalEmbedder::embed_now`], counting only when `tokens` is `None`.
+    fn embed_known(&self, inputs: &[String], tokens: Option<u64>) -> Embeddings {
+        match tokens {
+            None => self.embed_now(inputs),
+            Some(tokens) => Embeddings {
+                vectors: inputs.iter().map(|text| self.vector(text)).collect(),
+                tokens,
+            },
+        }
     }
 }
 

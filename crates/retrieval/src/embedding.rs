@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use documents::{ChunkId, CollectionId, CollectionRepository, DocumentId, IndexFailure};
+use documents::{ChunkId, CollectionId, CollectionRepository, DocumentId, IndexFailure, Tokenizer};
 use kernel::{
     Clock, InvalidInput, Meter, MeterError, MeterScope, Principal, TenantId, Tokens, UsageKind,
 };
@@ -173,7 +173,7 @@ impl RetrievalPorts {
         reference: String,
     ) -> Result<Embeddings, MeteredEmbedError> {
         let (embedded, settlement) = self
-            .embed_unsettled(embedder, texts, tenant, actor, reference)
+            .embed_unsettled(embedder, texts, None, tenant, actor, reference)
             .await?;
         settlement.await;
         Ok(embedded)
@@ -183,10 +183,14 @@ impl RetrievalPorts {
     /// the settlement (the ledger write) still to await: the caller runs it beside what it
     /// does next and must await it before it answers (a settlement dropped unawaited leaves
     /// the reservation counted until its lease expires, and the call out of the ledger).
+    ///
+    /// `counted`: the texts' tokens by a tokenizer, when known; taken for the embedder's own
+    /// count when it bills that tokenizer's ([`Embedder::billed_tokenizer`]).
     pub(crate) async fn embed_unsettled(
         &self,
         embedder: &dyn Embedder,
         texts: &[String],
+        counted: Option<(Tokenizer, u64)>,
         tenant: TenantId,
         actor: Option<Principal>,
         reference: String,
@@ -203,7 +207,14 @@ impl RetrievalPorts {
             .reserve(scope, embedding_token_bound(texts))
             .await
             .map_err(MeteredEmbedError::Metering)?;
-        match embedder.embed(texts).await {
+        let known = counted
+            .filter(|(by, _)| embedder.billed_tokenizer() == Some(*by))
+            .map(|(_, tokens)| tokens);
+        let embedded = match known {
+            Some(tokens) => embedder.embed_counted(texts, tokens).await,
+            None => embedder.embed(texts).await,
+        };
+        match embedded {
             Ok(embedded) => {
                 let used = Tokens {
                     prompt: embedded.tokens,
@@ -222,11 +233,14 @@ impl RetrievalPorts {
     }
 
     /// Embeds chunks into `space` (background work billed to the space's tenant, with
-    /// `reference` in the usage ledger); answers the tokens the provider counted.
+    /// `reference` in the usage ledger); answers the tokens the provider counted. `counted`:
+    /// the chunks' tokens by a tokenizer, when the chunker knew them (see
+    /// [`RetrievalPorts::embed_unsettled`]).
     pub(crate) async fn embed_into(
         &self,
         space: &Space,
         chunks: &[(ChunkId, DocumentId, &str)],
+        counted: Option<(Tokenizer, u64)>,
         reference: String,
     ) -> Result<u64, IndexFailure> {
         if chunks.is_empty() {
@@ -234,13 +248,21 @@ impl RetrievalPorts {
         }
         let embedder = self.embedder(&space.model).map_err(index_failure)?;
         let texts: Vec<String> = chunks.iter().map(|(_, _, t)| (*t).to_owned()).collect();
-        let embedded = self
-            .embed_metered(embedder.as_ref(), &texts, space.tenant_id, None, reference)
+        let (embedded, settlement) = self
+            .embed_unsettled(
+                embedder.as_ref(),
+                &texts,
+                counted,
+                space.tenant_id,
+                None,
+                reference,
+            )
             .await
             .map_err(|e| match e {
                 MeteredEmbedError::Metering(e) => metering_failure(e),
                 MeteredEmbedError::Embed(e) => index_failure(e),
             })?;
+        settlement.await;
         if embedded.vectors.len() != chunks.len() {
             return Err(IndexFailure::Transient(format!(
                 "the embedder answered {} vectors for {} inputs",

@@ -2,7 +2,8 @@
 //! document's chunks into every space of its scope.
 
 use documents::{
-    ChunkId, ChunkIndexer, Collection, CollectionId, Document, DocumentId, IndexFailure, NewChunk,
+    ChunkDraft, ChunkId, ChunkIndexer, Collection, CollectionId, Document, DocumentId,
+    IndexFailure, NewChunk,
 };
 use kernel::{InvalidInput, TenantId};
 
@@ -95,9 +96,10 @@ impl ChunkIndexer for Indexer {
             .iter()
             .map(|c| (c.id, document.id, c.draft.text.as_str()))
             .collect();
+        let counted = ChunkDraft::counted(chunks.iter().map(|c| &c.draft));
         for space in &spaces {
             self.ports
-                .embed_into(space, &items, format!("document:{}", document.id))
+                .embed_into(space, &items, counted, format!("document:{}", document.id))
                 .await?;
         }
         Ok(())
@@ -118,14 +120,16 @@ impl ChunkIndexer for Indexer {
             if missing.is_empty() {
                 continue;
             }
-            let items: Vec<(ChunkId, DocumentId, &str)> = chunks
-                .iter()
-                .filter(|c| missing.contains(&c.id))
-                .map(|c| (c.id, document.id, c.draft.text.as_str()))
-                .collect();
-            for part in items.chunks(self.batch.max(1)) {
+            let missed: Vec<&NewChunk> =
+                chunks.iter().filter(|c| missing.contains(&c.id)).collect();
+            for part in missed.chunks(self.batch.max(1)) {
+                let items: Vec<(ChunkId, DocumentId, &str)> = part
+                    .iter()
+                    .map(|c| (c.id, document.id, c.draft.text.as_str()))
+                    .collect();
+                let counted = ChunkDraft::counted(part.iter().map(|c| &c.draft));
                 self.ports
-                    .embed_into(space, part, format!("document:{}", document.id))
+                    .embed_into(space, &items, counted, format!("document:{}", document.id))
                     .await?;
             }
         }

@@ -2,6 +2,8 @@
 //! in-process index keeps in SQL), the keyword index and the chunk catalog.
 
 use async_trait::async_trait;
+/// The tokenizer [`Embedder::billed_tokenizer`] names (chunking's).
+pub use documents::Tokenizer;
 use documents::{ChunkId, CollectionId, DocumentId};
 use kernel::TenantId;
 use time::OffsetDateTime;
@@ -42,6 +44,28 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`EmbedError`] naming why.
     async fn embed(&self, inputs: &[String]) -> Result<Embeddings, EmbedError>;
+
+    /// The tokenizer whose count of the inputs is what this embedder bills, when it is one
+    /// chunking counts with: chunks counted by it need not be counted again (see
+    /// [`Embedder::embed_counted`]). `None` (the default): the embedder counts its own way.
+    fn billed_tokenizer(&self) -> Option<Tokenizer> {
+        None
+    }
+
+    /// [`Embedder::embed`] of inputs whose billed count is already known: `tokens`, their
+    /// count by [`Embedder::billed_tokenizer`] (the caller checked it is that tokenizer's).
+    /// The default ignores it and counts.
+    ///
+    /// # Errors
+    /// [`EmbedError`] naming why.
+    async fn embed_counted(
+        &self,
+        inputs: &[String],
+        tokens: u64,
+    ) -> Result<Embeddings, EmbedError> {
+        let _ = tokens;
+        self.embed(inputs).await
+    }
 }
 
 /// Failures of the storage ports of retrieval.

@@ -153,7 +153,7 @@ impl Reembedder {
                 .collect();
             for part in items.chunks(self.batch.max(1)) {
                 self.ports
-                    .embed_into(&space, part, format!("reembed:{}", space.id))
+                    .embed_into(&space, part, None, format!("reembed:{}", space.id))
                     .await
                     .map_err(|e| anyhow::anyhow!("re-embedding: {e}"))?;
                 embedded += part.len();

@@ -368,6 +368,7 @@ impl Retrieval {
                     .embed_unsettled(
                         embedder.as_ref(),
                         std::slice::from_ref(&query.text),
+                        None,
                         tenant,
                         Some(ctx.principal()),
                         vectors.reference.clone(),

@@ -325,6 +325,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
                     ordinal: i as u32,
                     text: t.clone(),
                     tokens: WORDS_PER_CHUNK as u32,
+                    tokens_by: None,
                     page: None,
                     start: 0,
                     end: t.chars().count() as u64,

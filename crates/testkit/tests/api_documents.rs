@@ -950,3 +950,81 @@ async fn upload_to_ready_on_postgres_and_redis() {
         .await;
     assert_eq!(stats["documents"], 6);
 }
+
+/// The embedding ledger records, for a document's chunks, what the local embedder's own
+/// `cl100k_base` count of each chunk's text gives (the number it billed before the chunker's
+/// counts were taken for it): prose, a CSV whose chunks repeat its header, and a text with a
+/// run too long for the chunker to count whole (that chunk is counted by the embedder).
+async fn ledger_counts_each_chunk_as_the_embedder_would(app: &TestApp) {
+    let (token, org) = app.owner("lee").await;
+    let prose: String = (0..400)
+        .map(|i| format!("Sentence {i} tells of harbours, ledgers and the tide. "))
+        .collect();
+    let csv: String = std::iter::once("name,city,amount\n".to_owned())
+        .chain((0..600).map(|i| format!("person {i},Town {},{}\n", i % 17, i * 3)))
+        .collect();
+    // Runs of 3,000 bytes without whitespace: counted in parts by the chunker.
+    let long_run = format!(
+        "Before the run. {} after the run, {} and the end.",
+        "ab1-".repeat(750),
+        "xy:9".repeat(750)
+    );
+    let mut expected = 0u64;
+    let mut inexact = 0;
+    for (name, bytes) in [
+        ("prose.txt", prose.as_bytes()),
+        ("table.csv", csv.as_bytes()),
+        ("run.txt", long_run.as_bytes()),
+    ] {
+        let doc = uploaded(app, &token, &org, name, bytes).await;
+        assert_eq!(doc["status"], "ready", "{name}: {doc}");
+        let id = doc["id"].as_str().expect("id");
+        let all = chunks(app, &token, &org, id).await;
+        assert_eq!(all.len() as u64, doc["chunks"].as_u64().expect("chunks"));
+        for c in &all {
+            let text = c["text"].as_str().expect("text").to_owned();
+            let own = local_ai::LocalEmbedder::default()
+                .embed_now(std::slice::from_ref(&text))
+                .tokens;
+            if c["tokens"].as_u64() != Some(own) {
+                inexact += 1;
+            }
+            expected += own;
+        }
+    }
+    assert!(
+        inexact > 0,
+        "the long runs' chunks are counted in parts by the chunker"
+    );
+    let (status, report) = app
+        .call_in(
+            &token,
+            Method::GET,
+            "/api/v1/usage?window=24h",
+            None,
+            Some(&org),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let embedding = testkit::usage_of_kind(&report, "embedding").expect("embedding usage");
+    assert_eq!(
+        embedding["prompt_tokens"].as_u64(),
+        Some(expected),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn the_ledger_counts_chunks_as_the_embedder_would_on_sqlite() {
+    let app = spawn_app().await;
+    ledger_counts_each_chunk_as_the_embedder_would(&app).await;
+}
+
+#[tokio::test]
+async fn the_ledger_counts_chunks_as_the_embedder_would_on_postgres_and_redis() {
+    if testkit::services_skipped("PostgreSQL + Redis") {
+        return;
+    }
+    let app = spawn_app_with(TestOptions::production()).await;
+    ledger_counts_each_chunk_as_the_embedder_would(&app).await;
+}

@@ -165,6 +165,7 @@ impl Chunker for FixedChunker {
                 documents::ChunkDraft {
                     ordinal: u32::try_from(i).expect("fits"),
                     tokens: u32::try_from(piece.split_whitespace().count()).expect("fits"),
+                    tokens_by: None,
                     page: None,
                     start,
                     end: start + u64::try_from(window.len()).expect("fits"),

@@ -854,6 +854,7 @@ async fn indexing_bills_the_documents_tenant_and_a_used_up_quota_fails_it_for_go
         ordinal: 0,
         text: LEASE.to_owned(),
         tokens: 60,
+        tokens_by: None,
         page: None,
         start: 0,
         end: 200,

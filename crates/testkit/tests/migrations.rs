@@ -360,6 +360,7 @@ async fn postgres_keyword_postings_are_backfilled() {
                         ordinal: u32::try_from(i).expect("few"),
                         text: (*t).to_owned(),
                         tokens: 3,
+                        tokens_by: None,
                         page: None,
                         start: 0,
                         end: 10,

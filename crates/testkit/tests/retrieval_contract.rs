@@ -108,6 +108,7 @@ async fn keyword_search_leaves_out_words_in_most_chunks(store: store_sql::SqlSto
                     end: u64::try_from(text.len()).expect("small"),
                     text,
                     tokens: 4,
+                    tokens_by: None,
                     page: None,
                     start: 0,
                     ocr: false,

@@ -181,6 +181,7 @@ pub fn drafts(n: u32, tokens: u32) -> Vec<NewChunk> {
                 ordinal: i,
                 text: format!("chunk {i}"),
                 tokens,
+                tokens_by: None,
                 page: Some(i / 10 + 1),
                 start: u64::from(i) * 100,
                 end: u64::from(i) * 100 + 90,

@@ -192,6 +192,7 @@ async fn complete_with(
                 ordinal: u32::try_from(i).expect("ordinal"),
                 text: (*text).to_owned(),
                 tokens: tokens_of(text),
+                tokens_by: None,
                 page: Some(u32::try_from(i / 2 + 1).expect("page")),
                 start,
                 end: start + len,
