@@ -341,6 +341,7 @@ pub fn document_ports(
         timeout: Duration::from_secs(d.extract_timeout_secs),
         memory_limit_bytes: d.extract_memory_mib * 1024 * 1024,
         max_concurrent: d.max_concurrent_extractions,
+        files_per_child: d.extract_files_per_child,
         ocr: d.ocr.enabled.then(|| {
             extract::OcrConfig {
                 pdftoppm: d.ocr.pdftoppm.clone(),

@@ -458,6 +458,27 @@ pub trait Extractor: Send + Sync + std::fmt::Debug {
         progress: Arc<dyn ExtractProgress>,
     ) -> Result<ExtractedText, ExtractError>;
 
+    /// [`Extractor::extract_reporting`] of a file of `tenant`. An extractor that reuses its
+    /// isolated workers across files may give this file one that has read earlier files of
+    /// `tenant`, never one that has read another tenant's. The default is
+    /// [`Extractor::extract_reporting`].
+    ///
+    /// # Errors
+    /// [`ExtractError`] naming why.
+    async fn extract_for(
+        &self,
+        tenant: TenantId,
+        format: Format,
+        bytes: Vec<u8>,
+        limits: ExtractLimits,
+        ocr_languages: Option<OcrLanguages>,
+        progress: Arc<dyn ExtractProgress>,
+    ) -> Result<ExtractedText, ExtractError> {
+        let _ = tenant;
+        self.extract_reporting(format, bytes, limits, ocr_languages, progress)
+            .await
+    }
+
     /// How extraction is isolated (`process` or `thread`), for `GET /documents/formats`.
     fn isolation(&self) -> &'static str;
 }

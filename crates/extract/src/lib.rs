@@ -29,7 +29,10 @@ use std::time::Instant;
 pub use chunk::{TokenChunker, chunk};
 pub use detect::detect;
 use documents::{ExtractError, ExtractLimits, ExtractedText, Format};
-pub use isolate::{ExtractorConfig, ProcessExtractor, ThreadExtractor, child_main};
+pub use isolate::{
+    ChildCounts, DEFAULT_FILES_PER_CHILD, ExtractorConfig, ProcessExtractor, ThreadExtractor,
+    child_main,
+};
 pub use ocr::OcrConfig;
 
 /// Extracts the text of `bytes`, read as `format`.

@@ -17,6 +17,7 @@ fn config(ocr: Option<OcrConfig>) -> ExtractorConfig {
         memory_limit_bytes: 1024 * 1024 * 1024,
         max_concurrent: 2,
         ocr,
+        files_per_child: extract::DEFAULT_FILES_PER_CHILD,
     }
 }
 

@@ -12,6 +12,7 @@ fn config() -> ExtractorConfig {
         memory_limit_bytes: 1024 * 1024 * 1024,
         max_concurrent: 4,
         ocr: None,
+        files_per_child: extract::DEFAULT_FILES_PER_CHILD,
     }
 }
 
@@ -302,4 +303,193 @@ async fn the_child_tells_each_page_it_reads() {
         .await
         .expect("text");
     assert_eq!(unwatched.text, text.text);
+}
+
+/// One file of `tenant` through `extractor`'s warm children.
+async fn for_tenant(
+    extractor: &ProcessExtractor,
+    tenant: kernel::TenantId,
+    format: Format,
+    bytes: Vec<u8>,
+) -> Result<ExtractedText, ExtractError> {
+    extractor
+        .extract_for(
+            tenant,
+            format,
+            bytes,
+            ExtractLimits::default(),
+            None,
+            std::sync::Arc::new(documents::NoProgress),
+        )
+        .await
+}
+
+/// A warm child takes the next files of its tenant, and never a file of another tenant: a
+/// second tenant gets a child of its own, and each keeps reading its own tenant's files.
+#[tokio::test]
+async fn a_warm_child_reads_the_files_of_one_tenant_only() {
+    let extractor = child(config());
+    let (ann, bob) = (kernel::TenantId::new(), kernel::TenantId::new());
+    for i in 0..3 {
+        let page = format!("Ann's page {i}");
+        let text = for_tenant(&extractor, ann, Format::Pdf, fixtures::pdf(&[&page]))
+            .await
+            .expect("text");
+        assert_eq!(text.text, page);
+    }
+    assert_eq!(extractor.children().started, 1, "one warm child for ann");
+    let text = for_tenant(&extractor, bob, Format::Text, b"Bob's notes".to_vec())
+        .await
+        .expect("text");
+    assert_eq!(text.text, "Bob's notes");
+    assert_eq!(
+        extractor.children().started,
+        2,
+        "bob never gets ann's child"
+    );
+    for (tenant, body) in [(ann, "ann again"), (bob, "bob again")] {
+        let text = for_tenant(&extractor, tenant, Format::Text, body.as_bytes().to_vec())
+            .await
+            .expect("text");
+        assert_eq!(text.text, body);
+    }
+    assert_eq!(extractor.children().started, 2);
+    assert_eq!(extractor.children().idle, 2);
+    // Without a tenant, a child per file, none kept.
+    run(Format::Text, b"anonymous".to_vec())
+        .await
+        .expect("text");
+    let text = extractor
+        .extract(Format::Text, b"x".to_vec(), ExtractLimits::default(), None)
+        .await
+        .expect("text");
+    assert_eq!(text.text, "x");
+    assert_eq!(extractor.children().started, 3);
+    assert_eq!(extractor.children().idle, 2);
+}
+
+/// A warm child is replaced after `files_per_child` files, and 0 means a child per file.
+#[tokio::test]
+async fn a_warm_child_is_replaced_after_its_files() {
+    let tenant = kernel::TenantId::new();
+    let two = child(ExtractorConfig {
+        files_per_child: 2,
+        ..config()
+    });
+    for i in 0..5 {
+        let body = format!("file {i}");
+        let text = for_tenant(&two, tenant, Format::Text, body.clone().into_bytes())
+            .await
+            .expect("text");
+        assert_eq!(text.text, body);
+    }
+    assert_eq!(two.children().started, 3, "files 1-2, 3-4, 5");
+    let none = child(ExtractorConfig {
+        files_per_child: 0,
+        ..config()
+    });
+    for _ in 0..3 {
+        for_tenant(&none, tenant, Format::Text, b"x".to_vec())
+            .await
+            .expect("text");
+    }
+    assert_eq!(none.children().started, 3);
+    assert_eq!(none.children().idle, 0);
+}
+
+/// A crash of a warm child (a stack overflow) is tried once more on a fresh child (it
+/// crashes there too, so the file is the cause), the crashed children are not kept, and the
+/// tenant's next file is read by a fresh child. A clean panic (caught in the child) ends the
+/// child after its answer too.
+#[tokio::test]
+async fn a_crashed_warm_child_is_replaced() {
+    let extractor = child(config());
+    let tenant = kernel::TenantId::new();
+    for_tenant(&extractor, tenant, Format::Text, b"warm".to_vec())
+        .await
+        .expect("text");
+    assert_eq!(extractor.children().started, 1);
+    match for_tenant(
+        &extractor,
+        tenant,
+        Format::Pdf,
+        fixtures::stack_overflow_pdf(),
+    )
+    .await
+    {
+        Err(ExtractError::Crashed(reason)) => {
+            assert!(reason.contains("stack overflow"), "{reason}")
+        }
+        other => panic!("expected a crash, got {other:?}"),
+    }
+    assert_eq!(
+        extractor.children().started,
+        2,
+        "the warm child crashed, then a fresh one did"
+    );
+    assert_eq!(extractor.children().idle, 0);
+    let text = for_tenant(&extractor, tenant, Format::Pdf, fixtures::pdf(&["After."]))
+        .await
+        .expect("text");
+    assert_eq!(text.text, "After.");
+    assert_eq!(extractor.children().started, 3);
+    assert_eq!(extractor.children().idle, 1);
+}
+
+/// A warm child past its time is killed, and the next file gets a fresh child. The slow file
+/// is 20,000 pages (seconds of work on any machine) against a timeout of 2 s.
+#[tokio::test]
+async fn a_warm_child_past_its_time_is_replaced() {
+    let extractor = child(ExtractorConfig {
+        timeout: Duration::from_secs(2),
+        ..config()
+    });
+    let tenant = kernel::TenantId::new();
+    for_tenant(&extractor, tenant, Format::Text, b"quick".to_vec())
+        .await
+        .expect("text");
+    let slow = extractor
+        .extract_for(
+            tenant,
+            Format::Pdf,
+            fixtures::many_pages_pdf(20_000),
+            ExtractLimits {
+                max_pages: 100_000,
+                ..ExtractLimits::default()
+            },
+            None,
+            std::sync::Arc::new(documents::NoProgress),
+        )
+        .await;
+    assert!(matches!(slow, Err(ExtractError::TimedOut(2))), "{slow:?}");
+    assert_eq!(extractor.children().idle, 0);
+    let text = for_tenant(&extractor, tenant, Format::Text, b"next".to_vec())
+        .await
+        .expect("text");
+    assert_eq!(text.text, "next");
+    assert_eq!(extractor.children().started, 2);
+}
+
+/// A warm child tells the pages of each file to that file's watcher only.
+#[tokio::test]
+async fn a_warm_child_tells_each_file_its_own_pages() {
+    let extractor = child(config());
+    let tenant = kernel::TenantId::new();
+    for n in [3u32, 5] {
+        let seen = std::sync::Arc::new(Seen::default());
+        extractor
+            .extract_for(
+                tenant,
+                Format::Pdf,
+                fixtures::many_pages_pdf(n as usize),
+                ExtractLimits::default(),
+                None,
+                seen.clone(),
+            )
+            .await
+            .expect("text");
+        let seen = seen.0.lock().expect("lock").clone();
+        assert_eq!(seen, (1..=n).map(|p| (p, n)).collect::<Vec<_>>());
+    }
+    assert_eq!(extractor.children().started, 1);
 }

@@ -17,6 +17,7 @@ async fn every_real_pdf_ends_cleanly() {
             memory_limit_bytes: 1024 * 1024 * 1024,
             max_concurrent: 2,
             ocr: None,
+            files_per_child: extract::DEFAULT_FILES_PER_CHILD,
         },
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-pdfs");

@@ -12,6 +12,7 @@ fn config() -> ExtractorConfig {
         memory_limit_bytes: 0,
         max_concurrent: 2,
         ocr: None,
+        files_per_child: 0,
     }
 }
 

@@ -406,6 +406,10 @@ pub struct DocumentSettings {
     pub extract_memory_mib: u64,
     /// Extractions at once per process. Default: the cores, at least 2.
     pub max_concurrent_extractions: usize,
+    /// Files one warm extraction process reads (all of one organization, one at a time,
+    /// each under the same limits) before a fresh one replaces it; 0 for a fresh process per
+    /// file. Default 64.
+    pub extract_files_per_child: u32,
     /// How long a worker holds a job between heartbeats, in seconds.
     pub lease_secs: u64,
     /// Runs before a job goes to the dead letter.
@@ -755,6 +759,7 @@ impl Default for Settings {
                 extract_timeout_secs: 60,
                 extract_memory_mib: 1_024,
                 max_concurrent_extractions: cores().max(2),
+                extract_files_per_child: 64,
                 lease_secs: 120,
                 max_attempts: 5,
                 retry_base_secs: 5,

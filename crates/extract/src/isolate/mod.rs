@@ -3,7 +3,8 @@
 //!
 //! - [`ProcessExtractor`] (production): each extraction runs in a child process with an
 //!   address-space limit, a CPU-time limit and no core dumps, killed after the timeout. A
-//!   crash takes down only the child.
+//!   crash takes down only the child. A child stays warm for the next files of the same
+//!   tenant (up to [`ExtractorConfig::files_per_child`]), each file under the same limits.
 //! - [`ThreadExtractor`] (tests, development): each extraction runs on a dedicated thread
 //!   with a bounded stack; panics are caught, the caller stops waiting after the timeout. A
 //!   stack overflow or an allocation failure still aborts the whole process.
@@ -19,13 +20,16 @@ mod thread;
 mod wire;
 
 pub use child::child_main;
-pub use process::ProcessExtractor;
+pub use process::{ChildCounts, ProcessExtractor};
 pub use thread::ThreadExtractor;
 
 /// Stack of an extraction thread (in either mode).
 pub(crate) const STACK_BYTES: usize = 64 * 1024 * 1024;
 /// Name (prefix) of extraction threads; their panics are not printed.
 pub(crate) const THREAD_NAME: &str = "quire-extract";
+
+/// [`ExtractorConfig::files_per_child`] by default.
+pub const DEFAULT_FILES_PER_CHILD: u32 = 64;
 
 /// How extraction is bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +44,21 @@ pub struct ExtractorConfig {
     pub max_concurrent: usize,
     /// OCR of PDF pages without text, `None` for off.
     pub ocr: Option<crate::OcrConfig>,
+    /// Files one warm child of [`ProcessExtractor`] reads (all of one tenant, one at a time)
+    /// before a fresh one replaces it; 0 for a fresh child per file. Ignored by
+    /// [`ThreadExtractor`].
+    pub files_per_child: u32,
 }
 
 impl Default for ExtractorConfig {
-    /// Two minutes, 1 GiB, two at once, no OCR.
+    /// Two minutes, 1 GiB, two at once, no OCR, 64 files per warm child.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(120),
             memory_limit_bytes: 1024 * 1024 * 1024,
             max_concurrent: 2,
             ocr: None,
+            files_per_child: DEFAULT_FILES_PER_CHILD,
         }
     }
 }

@@ -35,6 +35,10 @@ pub(crate) struct Header {
     /// OCR of scanned pages, when on.
     #[serde(default)]
     pub(crate) ocr: Option<OcrJob>,
+    /// The child waits for another request after answering this one (a warm child of
+    /// [`ProcessExtractor`](crate::ProcessExtractor)); otherwise it exits.
+    #[serde(default)]
+    pub(crate) serve: bool,
 }
 
 impl Header {
@@ -176,6 +180,38 @@ pub(crate) fn write_response(
     out.flush()
 }
 
+/// Reads one whole response from `input` (its text at most `max_text` bytes), as
+/// [`parse_response`] takes it; `Ok(None)` for a malformed one, an error when `input` ends
+/// or fails first.
+pub(crate) async fn read_response(
+    input: &mut (impl tokio::io::AsyncRead + Unpin),
+    max_text: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = [0u8; 8];
+    input.read_exact(&mut head).await?;
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if &head[..4] != RESPONSE_MAGIC || len > MAX_HEADER {
+        return Ok(None);
+    }
+    let mut out = head.to_vec();
+    out.resize(8 + len as usize + 8, 0);
+    input.read_exact(&mut out[8..]).await?;
+    let at = out.len() - 8;
+    let mut text_len = [0u8; 8];
+    text_len.copy_from_slice(&out[at..]);
+    let text_len = u64::from_le_bytes(text_len);
+    if text_len > max_text {
+        return Ok(None);
+    }
+    let Ok(text_len) = usize::try_from(text_len) else {
+        return Ok(None);
+    };
+    out.resize(out.len() + text_len, 0);
+    input.read_exact(&mut out[at + 8..]).await?;
+    Ok(Some(out))
+}
+
 /// Parses a whole response; `None` for anything malformed.
 pub(crate) fn parse_response(bytes: &[u8]) -> Option<Result<ExtractedText, ExtractError>> {
     let mut input = bytes;
@@ -241,6 +277,15 @@ pub(crate) fn progress_line(done: u32, total: u32) -> String {
     format!("{PROGRESS_TAG} {done} {total}\n")
 }
 
+/// The line a warm child writes on its stderr when it is done with a file, before its
+/// answer: whatever stderr said before it was about that file.
+pub(crate) const FILE_END_LINE: &[u8] = b"QXFE\n";
+
+/// Whether a line of the child's stderr (without its newline) is [`FILE_END_LINE`].
+pub(crate) fn is_file_end(line: &[u8]) -> bool {
+    line == &FILE_END_LINE[..FILE_END_LINE.len() - 1]
+}
+
 /// The pages of a progress line of the child's stderr (without its newline), or `None` when
 /// the line is something else.
 pub(crate) fn parse_progress(line: &[u8]) -> Option<(u32, u32)> {
@@ -286,6 +331,7 @@ mod tests {
             cpu_seconds: 6,
             stack_bytes: 7,
             ocr: None,
+            serve: true,
         };
         let mut buf = Vec::new();
         write_request(&mut buf, &header, b"body").unwrap();
