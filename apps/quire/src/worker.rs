@@ -42,6 +42,12 @@ impl workflows::RunSignal for Wake {
 
 /// Tasks that each loop on one step, and wait, when the step found nothing to do, for a local
 /// wake-up, the poll interval or the stop; what [`WorkerPool`] and [`DeliveryPool`] run.
+///
+/// Idle, only the first task polls every interval; the others poll every `count` intervals
+/// and otherwise wait to be woken: by work queued in this process, or by a task that found
+/// work (it wakes one idle peer to look for more, so that a burst found by polling spreads
+/// over the idle tasks). Idle tasks so cost about one look per interval, whatever their
+/// number (on SQLite, a read each).
 #[derive(Debug)]
 struct Loops {
     stop: watch::Sender<bool>,
@@ -59,15 +65,23 @@ impl Loops {
         let tasks = (0..count)
             .map(|n| {
                 let (step, wake, mut stop) = (step.clone(), wake.clone(), rx.clone());
+                let every = idle_poll(n, count, poll);
                 tokio::spawn(async move {
+                    let mut idle_before = true;
                     loop {
                         if *stop.borrow() {
                             break;
                         }
-                        if step(n).await {
+                        let idle = step(n).await;
+                        if !idle && idle_before {
+                            // Found work after waiting: a peer may find more.
+                            wake.0.notify_one();
+                        }
+                        idle_before = idle;
+                        if idle {
                             tokio::select! {
                                 () = wake.0.notified() => {}
-                                () = tokio::time::sleep(poll) => {}
+                                () = tokio::time::sleep(every) => {}
                                 _ = stop.changed() => break,
                             }
                         }
@@ -83,6 +97,16 @@ impl Loops {
         let _ = self.stop.send(true);
         let all = futures_util::future::join_all(self.tasks);
         tokio::time::timeout(grace, all).await.is_ok()
+    }
+}
+
+/// How often idle task `n` of `count` looks for work queued elsewhere: the first every
+/// `poll`, the others every `count` polls.
+fn idle_poll(n: usize, count: usize, poll: Duration) -> Duration {
+    if n == 0 {
+        poll
+    } else {
+        poll.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
     }
 }
 

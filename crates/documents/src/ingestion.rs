@@ -103,6 +103,30 @@ impl ExtractProgress for PagesRead {
     }
 }
 
+/// When a run last wrote its job's state (its claim, then each heartbeat).
+#[derive(Debug)]
+struct Beat(std::sync::Mutex<tokio::time::Instant>);
+
+impl Default for Beat {
+    /// Now.
+    fn default() -> Self {
+        Self(std::sync::Mutex::new(tokio::time::Instant::now()))
+    }
+}
+
+impl Beat {
+    /// Whether at least `every` has passed since the last write.
+    fn due(&self, every: Duration) -> bool {
+        self.0.lock().map_or(true, |last| last.elapsed() >= every)
+    }
+
+    fn written(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = tokio::time::Instant::now();
+        }
+    }
+}
+
 /// The first pause between two tries of a failed write of a job's state; it doubles.
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest pause between two tries of a failed write of a job's state.
@@ -361,7 +385,13 @@ impl Ingestion {
         }
     }
 
-    async fn heartbeat(&self, claim: &Claim, progress: Progress) -> Result<(), Step> {
+    /// Writes `progress` (extending the lease) unless the job's state was written less than
+    /// [`IngestPolicy::progress_every`] ago: a small document goes from its claim to its
+    /// completion without a write in between, a large one shows its stages as they go.
+    async fn heartbeat(&self, claim: &Claim, progress: Progress, beat: &Beat) -> Result<(), Step> {
+        if !beat.due(self.policy.progress_every) {
+            return Ok(());
+        }
         let held = self
             .write_state("recording a job's progress", || {
                 let lease_until = self.ports.clock.now() + self.policy.lease;
@@ -369,7 +399,10 @@ impl Ingestion {
             })
             .await;
         match held {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                beat.written();
+                Ok(())
+            }
             Ok(false) => Err(Step::Lost),
             Err(e) => Err(Step::Outage(Why {
                 shown: STORAGE_DOWN.to_owned(),
@@ -386,6 +419,7 @@ impl Ingestion {
         claim: &Claim,
         extraction: impl Future<Output = T>,
         pages: &PagesRead,
+        beat: &Beat,
     ) -> Result<T, Step> {
         tokio::pin!(extraction);
         let mut shown = (0, 0);
@@ -396,7 +430,7 @@ impl Ingestion {
                     let now = pages.get();
                     if now != shown {
                         shown = now;
-                        self.heartbeat(claim, Progress::of(Stage::Extracting, now.0, now.1))
+                        self.heartbeat(claim, Progress::of(Stage::Extracting, now.0, now.1), beat)
                             .await?;
                     }
                 }
@@ -413,6 +447,8 @@ impl Ingestion {
                 job.attempts - 1
             ))));
         }
+        // The claim has just written the job's state.
+        let beat = Beat::default();
         let document_id = job.document_id.ok_or(Step::Canceled)?;
         let document = self
             .ports
@@ -421,7 +457,7 @@ impl Ingestion {
             .await
             .map_err(|e| Step::storage(&e))?
             .ok_or(Step::Canceled)?;
-        self.heartbeat(claim, Progress::of(Stage::Extracting, 0, 0))
+        self.heartbeat(claim, Progress::of(Stage::Extracting, 0, 0), &beat)
             .await?;
         let bytes = match self.ports.blobs.read(&document.blob_key).await {
             Ok(b) => b,
@@ -452,14 +488,18 @@ impl Ingestion {
         };
         let ocr_languages = collection.as_ref().and_then(|c| c.ocr_languages.clone());
         let pages_read = Arc::new(PagesRead::default());
-        let extraction = self.ports.extractor.extract_reporting(
+        let extraction = self.ports.extractor.extract_for(
+            job.tenant_id,
             document.format,
             bytes,
             self.limits.extract,
             ocr_languages,
             pages_read.clone(),
         );
-        let text = match self.showing_pages(claim, extraction, &pages_read).await? {
+        let text = match self
+            .showing_pages(claim, extraction, &pages_read, &beat)
+            .await?
+        {
             Ok(t) => t,
             Err(e) if e.is_transient() => {
                 return Err(Step::Transient(Why::internal(
@@ -475,7 +515,7 @@ impl Ingestion {
             }
         };
         let pages = text.pages();
-        self.heartbeat(claim, Progress::of(Stage::Chunking, 0, 0))
+        self.heartbeat(claim, Progress::of(Stage::Chunking, 0, 0), &beat)
             .await?;
         let settings = collection.map_or_else(ChunkingSettings::default, |c| c.chunking);
         let ocr_pages = u32::try_from(text.ocr_pages.len()).unwrap_or(u32::MAX);
@@ -501,7 +541,7 @@ impl Ingestion {
         let batch = self.ports.indexer.batch_size().max(1);
         for (i, part) in chunks.chunks(batch).enumerate() {
             let done = u32::try_from(i * batch).unwrap_or(u32::MAX);
-            self.heartbeat(claim, Progress::of(Stage::Embedding, done, total))
+            self.heartbeat(claim, Progress::of(Stage::Embedding, done, total), &beat)
                 .await?;
             self.ports
                 .indexer
@@ -509,7 +549,7 @@ impl Ingestion {
                 .await
                 .map_err(Step::from)?;
         }
-        self.heartbeat(claim, Progress::of(Stage::Indexing, 0, total))
+        self.heartbeat(claim, Progress::of(Stage::Indexing, 0, total), &beat)
             .await?;
         // Tried again through a blip: a run that fails here would embed (and bill) again.
         let stored = self
@@ -527,7 +567,21 @@ impl Ingestion {
             .await;
         match stored {
             Ok(true) => {}
-            Ok(false) => return Err(Step::Lost),
+            Ok(false) => {
+                // Deleted meanwhile (heartbeats are sparse, so a delete may land after the
+                // vectors were written): drop what this run indexed. A job taken over or
+                // reindexed meanwhile leaves them to the run that holds it.
+                if let Ok(None) = self.ports.documents.find(job.tenant_id, document_id).await
+                    && let Err(e) = self
+                        .ports
+                        .indexer
+                        .remove_document(job.tenant_id, document_id)
+                        .await
+                {
+                    tracing::warn!(error = %e, "removing the vectors of a deleted document failed");
+                }
+                return Err(Step::Lost);
+            }
             Err(e) => {
                 return Err(Step::Outage(Why {
                     shown: STORAGE_DOWN.to_owned(),
