@@ -991,6 +991,32 @@ pub struct Claim {
 mod tests {
     use super::*;
 
+    fn draft(tokens: u32, by: Option<Tokenizer>) -> ChunkDraft {
+        ChunkDraft {
+            ordinal: 0,
+            text: "x".into(),
+            tokens,
+            tokens_by: by,
+            page: None,
+            start: 0,
+            end: 1,
+            ocr: false,
+        }
+    }
+
+    #[test]
+    fn chunk_counts_stand_only_when_every_one_is_exact_by_one_tokenizer() {
+        let cl = Some(Tokenizer::Cl100kBase);
+        let o2 = Some(Tokenizer::O200kBase);
+        assert_eq!(
+            ChunkDraft::counted(&[draft(3, cl), draft(4, cl)]),
+            Some((Tokenizer::Cl100kBase, 7))
+        );
+        assert_eq!(ChunkDraft::counted(&[draft(3, cl), draft(4, None)]), None);
+        assert_eq!(ChunkDraft::counted(&[draft(3, cl), draft(4, o2)]), None);
+        assert_eq!(ChunkDraft::counted(&[]), None);
+    }
+
     #[test]
     fn chunking_rules() {
         assert!(ChunkingSettings::new(400, 40, Tokenizer::Cl100kBase).is_ok());

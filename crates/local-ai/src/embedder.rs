@@ -179,6 +179,22 @@ mod tests {
         (scored[0].0, scored[0].1 - scored[1].1)
     }
 
+    #[tokio::test]
+    async fn known_counts_give_the_same_vectors_and_stand_for_the_count() {
+        let e = LocalEmbedder::default();
+        assert_eq!(e.billed_tokenizer(), Some(Tokenizer::Cl100kBase));
+        let inputs = strings(&["hello world", "the quick brown fox"]);
+        let counted = e.embed(&inputs).await.expect("embed");
+        assert_eq!(counted.tokens, 6);
+        let known = e.embed_counted(&inputs, 6).await.expect("embed");
+        assert_eq!(known, counted);
+        // Large batches go to the blocking pool either way.
+        let big = vec!["word ".repeat(20_000)];
+        let counted = e.embed(&big).await.expect("embed");
+        let known = e.embed_counted(&big, counted.tokens).await.expect("embed");
+        assert_eq!(known, counted);
+    }
+
     #[test]
     fn model_name_and_dimensions() {
         let e = LocalEmbedder::default();

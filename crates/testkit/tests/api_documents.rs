@@ -963,11 +963,12 @@ async fn ledger_counts_each_chunk_as_the_embedder_would(app: &TestApp) {
     let csv: String = std::iter::once("name,city,amount\n".to_owned())
         .chain((0..600).map(|i| format!("person {i},Town {},{}\n", i % 17, i * 3)))
         .collect();
-    // Runs of 3,000 bytes without whitespace: counted in parts by the chunker.
+    // Runs of 3,000 letters without whitespace: counted in parts by the chunker, and a part's
+    // tokens are not the whole run's.
     let long_run = format!(
         "Before the run. {} after the run, {} and the end.",
-        "ab1-".repeat(750),
-        "xy:9".repeat(750)
+        "thequickbrownfoxjumpsoverthelazydog".repeat(86),
+        "zyxwvutsrqponmlkjihgfedcba".repeat(116)
     );
     let mut expected = 0u64;
     let mut inexact = 0;
