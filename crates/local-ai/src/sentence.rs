@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
-use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use retrieval::{EmbedError, Embedder, EmbeddingModel, Embeddings};
+use retrieval::{EmbedError, EmbeddingModel, Embeddings};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -399,21 +398,34 @@ where
         .map_err(|e| EmbedError::Unknown(e.context("local embedding")))
 }
 
-#[async_trait]
-impl Embedder for SentenceEmbedder {
-    fn model(&self) -> &EmbeddingModel {
-        &self.model
-    }
+/// [`retrieval::Embedder`] for a model type with a `model` field and an `embed_now(&[String]) ->
+/// anyhow::Result<Embeddings>` that runs on the calling thread: `embed` moves the work to the
+/// blocking pool ([`off_runtime`]). The semantic models (folder, bundled, static) share it.
+macro_rules! blocking_embedder {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl retrieval::Embedder for $ty {
+            fn model(&self) -> &retrieval::EmbeddingModel {
+                &self.model
+            }
 
-    async fn embed(&self, inputs: &[String]) -> Result<Embeddings, EmbedError> {
-        if inputs.is_empty() {
-            return Ok(Embeddings::default());
+            async fn embed(
+                &self,
+                inputs: &[String],
+            ) -> Result<retrieval::Embeddings, retrieval::EmbedError> {
+                if inputs.is_empty() {
+                    return Ok(retrieval::Embeddings::default());
+                }
+                let this = self.clone();
+                let inputs = inputs.to_vec();
+                $crate::sentence::off_runtime(move || this.embed_now(&inputs)).await
+            }
         }
-        let this = self.clone();
-        let inputs = inputs.to_vec();
-        off_runtime(move || this.embed_now(&inputs)).await
-    }
+    };
 }
+pub(crate) use blocking_embedder;
+
+blocking_embedder!(SentenceEmbedder);
 
 /// `quire-local-minilm`: paraphrase-MiniLM-L3-v2 as bundled (4-bit weights, expanded to f32
 /// on first use, once per process) in the `pocket-encoder` crate: compiled into the binary, so
@@ -506,18 +518,4 @@ pub(crate) fn prefix(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-#[async_trait]
-impl Embedder for MiniLmEmbedder {
-    fn model(&self) -> &EmbeddingModel {
-        &self.model
-    }
-
-    async fn embed(&self, inputs: &[String]) -> Result<Embeddings, EmbedError> {
-        if inputs.is_empty() {
-            return Ok(Embeddings::default());
-        }
-        let this = self.clone();
-        let inputs = inputs.to_vec();
-        off_runtime(move || this.embed_now(&inputs)).await
-    }
-}
+blocking_embedder!(MiniLmEmbedder);

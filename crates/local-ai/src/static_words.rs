@@ -11,11 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::{anyhow, bail};
-use async_trait::async_trait;
-use retrieval::{EmbedError, Embedder, EmbeddingModel, Embeddings};
+use retrieval::{EmbeddingModel, Embeddings};
 
 use crate::features::{STOP_WORDS, is_stop_word};
-use crate::sentence::{encoder, off_runtime, prefix};
+use crate::sentence::{encoder, prefix};
 
 /// The name of the static model.
 pub const STATIC_MODEL: &str = "quire-local-static";
@@ -235,18 +234,4 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-#[async_trait]
-impl Embedder for StaticEmbedder {
-    fn model(&self) -> &EmbeddingModel {
-        &self.model
-    }
-
-    async fn embed(&self, inputs: &[String]) -> Result<Embeddings, EmbedError> {
-        if inputs.is_empty() {
-            return Ok(Embeddings::default());
-        }
-        let this = self.clone();
-        let inputs = inputs.to_vec();
-        off_runtime(move || this.embed_now(&inputs)).await
-    }
-}
+crate::sentence::blocking_embedder!(StaticEmbedder);
