@@ -41,6 +41,7 @@ mod m20261207_000029_evaluations;
 mod m20261207_000030_blob_tenants;
 mod m20261207_000031_platform_and_export_bytes;
 mod m20261207_000033_ingest_progress;
+mod m20261207_000035_keyword_lengths;
 mod stored_times;
 
 pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
@@ -85,6 +86,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000030_blob_tenants::Migration),
             Box::new(m20261207_000031_platform_and_export_bytes::Migration),
             Box::new(m20261207_000033_ingest_progress::Migration),
+            Box::new(m20261207_000035_keyword_lengths::Migration),
         ]
     }
 }

@@ -26,10 +26,13 @@
 //!   every tenant's). A match is `text : ("w1" OR "w2" …) AND scope : "t<tenant>"
 //!   [AND scope : ("c…" OR …)] [AND scope : ("d…" OR …)]`: tenant, collections and allowed
 //!   documents are intersections inside the FTS index, never a filter after a LIMIT. Each
-//!   word's df is the count of such matches for that word alone. The kept words' matches are
-//!   read with their length and text, tf is counted from the text with FTS5's folding
-//!   ([`fold`]), and the scores are ranked here. Because the statistics do not depend on
-//!   `allow`, a long `allow` list is searched in batches whose results merge exactly.
+//!   word's df is the count of such matches for that word alone. BM25 is summed in SQL over
+//!   the kept words' matches, each word's tf counted from FTS5's own index
+//!   (`chunk_fts_instances`, an `fts5vocab` of type `instance`, for the word as FTS5 folds it:
+//!   [`fold`]) and each match's length read from `chunk_fts_rows` (migration
+//!   `m20261207_000035_keyword_lengths`): no chunk row or text is read, and only the top k
+//!   come back. Because the statistics do not depend on `allow`, a long `allow` list is
+//!   searched in batches whose results merge exactly.
 //! - PostgreSQL: `keyword_postings` (migration `m20261206_000021_keyword_postings`, kept by
 //!   triggers on `chunks`) holds each chunk's lexemes with their tf and the chunk's length,
 //!   keyed `(tenant_id, term, collection_key, chunk_id)`. The query's words become `tsv`'s
@@ -99,19 +102,45 @@ fn fts_query(
     query
 }
 
-/// A scope's chunks matching an FTS5 query, with what BM25 needs of each: its length and its
-/// text (the term frequencies are counted from it, see [`term_frequencies`]).
-const SQLITE_CANDIDATES: &str = "\
-SELECT c.id AS chunk_id, c.token_count AS len, c.text AS text \
-FROM (SELECT rowid AS rid FROM chunk_fts WHERE chunk_fts MATCH $1) AS m \
-JOIN chunk_fts_rows AS r ON r.rowid = m.rid \
-JOIN chunks AS c ON c.id = r.chunk_id";
+/// The SQLite search of `terms` kept words (see the module doc): `?` in this order: the FTS5
+/// query of the kept words in the scope; per kept word its idf and its folded form; the
+/// scope's average length; the weakest word's idf; k.
+///
+/// `m`: the scope's chunks holding a kept word (FTS5). `t`: each kept word's term frequency
+/// in each of them, counted from FTS5's index (`chunk_fts_instances`, one row per occurrence;
+/// no chunk text is read). A match's length is `chunk_fts_rows.length` (its `token_count`).
+/// A chunk that matched but whose words FTS5 indexed differently from `fold` (no `t` row)
+/// scores as if it held the weakest word once. Scored and ranked in SQL: only the top k come
+/// back.
+fn sqlite_search(terms: usize) -> String {
+    let tf = (0..terms)
+        .map(|_| {
+            "SELECT doc AS rid, CAST(? AS REAL) AS idf, COUNT(*) AS tf \
+             FROM chunk_fts_instances \
+             WHERE term = ? AND col = 'text' AND doc IN (SELECT rid FROM m) \
+             GROUP BY doc"
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "WITH m AS MATERIALIZED (SELECT rowid AS rid FROM chunk_fts WHERE chunk_fts MATCH ?), \
+         t AS MATERIALIZED ({tf}), \
+         n AS (SELECT r.rowid AS rid, r.chunk_id AS chunk_id, \
+                      1.2 * (0.25 + 0.75 * max(r.length, 1) / CAST(? AS REAL)) AS norm \
+               FROM m JOIN chunk_fts_rows AS r ON r.rowid = m.rid) \
+         SELECT n.chunk_id AS chunk_id, \
+                coalesce(SUM(t.idf * t.tf * 2.2 / (t.tf + n.norm)), \
+                         CAST(? AS REAL) * 2.2 / (1 + n.norm)) AS score \
+         FROM n LEFT JOIN t ON t.rid = n.rid \
+         GROUP BY n.rid \
+         ORDER BY score DESC, n.chunk_id \
+         LIMIT ?"
+    )
+}
 
-/// BM25's parameters, the same on every backend.
-const K1: f64 = 1.2;
-const B: f64 = 0.75;
-
-/// BM25's idf of a word in `df` of `n` chunks (never negative).
+/// BM25's idf of a word in `df` of `n` chunks (never negative). The rest of BM25 (k1 = 1.2,
+/// b = 0.75: a term's weight idf · tf · 2.2 / (tf + 1.2 · (0.25 + 0.75 · length / average)))
+/// is summed in SQL on both backends, [`sqlite_search`] and [`postgres_search`].
 fn idf(n: f64, df: f64) -> f64 {
     (1.0 + (n - df + 0.5).max(0.0) / (df + 0.5)).ln()
 }
@@ -131,53 +160,6 @@ fn fold_into(word: &str, out: &mut String) {
             .filter(|c| !is_combining_mark(*c))
             .flat_map(char::to_lowercase),
     );
-}
-
-/// How often each of `words` (folded) occurs in `text`, by the tokenizer's rule (runs of
-/// letters and digits). ASCII text (most text) is read once, run by run, each run compared
-/// with the words of its length without case (one pass whatever the number of words, and no
-/// lowercase copy of the text).
-fn term_frequencies(text: &str, words: &[String]) -> Vec<u32> {
-    if !text.is_ascii() {
-        return term_frequencies_by_word(text, words);
-    }
-    let mut tf = vec![0_u32; words.len()];
-    for run in text
-        .as_bytes()
-        .split(|b| !b.is_ascii_alphanumeric())
-        .filter(|r| !r.is_empty())
-    {
-        for (count, word) in tf.iter_mut().zip(words) {
-            if word.len() == run.len() && word.as_bytes().eq_ignore_ascii_case(run) {
-                *count = count.saturating_add(1);
-            }
-        }
-    }
-    tf
-}
-
-/// [`term_frequencies`] for any text: each run of letters and digits, folded when not ASCII.
-fn term_frequencies_by_word(text: &str, words: &[String]) -> Vec<u32> {
-    let mut tf = vec![0_u32; words.len()];
-    let mut folded = String::new();
-    for run in text.split(|c: char| !c.is_alphanumeric()) {
-        if run.is_empty() {
-            continue;
-        }
-        let found = if run.is_ascii() {
-            words
-                .iter()
-                .position(|w| w.as_bytes().eq_ignore_ascii_case(run.as_bytes()))
-        } else {
-            folded.clear();
-            fold_into(run, &mut folded);
-            words.iter().position(|w| *w == folded)
-        };
-        if let Some(i) = found {
-            tf[i] += 1;
-        }
-    }
-    tf
 }
 
 /// `ids` as one text parameter for `string_to_array($n, ',')::uuid[]` (our own ids, never
@@ -275,56 +257,6 @@ struct ScopeStats {
 }
 
 impl SqlStore {
-    /// The scope's chunk count and length, summed from `documents` (whose `chunk_count` and
-    /// `token_count` are written in the transaction that stores the chunks).
-    async fn scope_stats(
-        &self,
-        tenant: TenantId,
-        collections: Option<&[CollectionId]>,
-    ) -> Result<ScopeStats, IndexError> {
-        let backend = self.db.get_database_backend();
-        // `?` on SQLite, `$n` on PostgreSQL.
-        let placeholder = |n: usize| match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => "?".to_owned(),
-        };
-        let mut sql = format!(
-            "SELECT CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT) AS n, \
-             CAST(COALESCE(SUM(token_count), 0) AS BIGINT) AS tokens \
-             FROM documents WHERE tenant_id = {}",
-            placeholder(1)
-        );
-        let mut values: Vec<Value> = vec![tenant.as_uuid().into()];
-        if let Some(collections) = collections {
-            sql.push_str(" AND collection_id IN (");
-            sql.push_str(
-                &(2..collections.len() + 2)
-                    .map(placeholder)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            sql.push(')');
-            values.extend(collections.iter().map(|c| Value::from(c.as_uuid())));
-        }
-        let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(backend, &sql, values))
-            .await
-            .context("reading the scope's chunk statistics")?;
-        let Some(row) = row else {
-            return Ok(ScopeStats {
-                chunks: 0,
-                tokens: 0,
-            });
-        };
-        Ok(ScopeStats {
-            chunks: row.try_get("", "n").context("reading the chunk count")?,
-            tokens: row
-                .try_get("", "tokens")
-                .context("reading the token count")?,
-        })
-    }
-
     /// How many of the scope's chunks hold each word, each counted up to `cap` (`None`: no
     /// cap), only among the scope's own chunks: `(term, count)` per distinct term.
     async fn scope_frequencies(
@@ -444,8 +376,10 @@ impl SqlStore {
     /// one); when every word is common, the rarest alone (ties: the first in byte order),
     /// with its exact count. Words in no chunk are dropped. The same rule on every backend.
     ///
-    /// Answers the scope's statistics too: on SQLite both come from one statement (the cap
-    /// computed in SQL from the statistics), on PostgreSQL from two.
+    /// Answers the scope's statistics too (its chunk count and length, summed from
+    /// `documents`, whose `chunk_count` and `token_count` are written in the transaction that
+    /// stores the chunks): on both backends with the counts in one statement, the cap
+    /// computed in SQL from the statistics.
     async fn kept_terms(
         &self,
         words: &[String],
@@ -455,12 +389,8 @@ impl SqlStore {
         let prune_words = words.len() >= 2;
         let (stats, df) = match self.db.get_database_backend() {
             DbBackend::Postgres => {
-                let stats = self.scope_stats(tenant, collections).await?;
-                let cap = prune_cap(stats, prune_words);
-                let df = self
-                    .postgres_frequencies(words, tenant, collections, cap)
-                    .await?;
-                (stats, df)
+                self.postgres_stats_and_frequencies(words, tenant, collections, prune_words)
+                    .await?
             }
             _ => {
                 self.sqlite_stats_and_frequencies(words, tenant, collections, prune_words)
@@ -489,7 +419,84 @@ impl SqlStore {
         Ok((stats, kept))
     }
 
-    /// SQLite: the scope's statistics ([`SqlStore::scope_stats`]) and each word's count of
+    /// PostgreSQL: the scope's statistics and each word's count of the scope's postings
+    /// ([`SqlStore::postgres_frequencies`]), capped by [`prune_cap`] of those statistics, in
+    /// one statement.
+    async fn postgres_stats_and_frequencies(
+        &self,
+        words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        prune_words: bool,
+    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
+        let (documents_scope, postings_scope) = if collections.is_some() {
+            (
+                " AND collection_id = ANY(string_to_array($4, ',')::uuid[])",
+                " AND p.collection_key = ANY(string_to_array($4, ',')::uuid[])",
+            )
+        } else {
+            ("", "")
+        };
+        // The statistics once (materialized), the cap from them as `prune_cap` computes it
+        // (NULL: no limit), then one capped count per distinct lexeme of the words.
+        let sql = format!(
+            "WITH s AS MATERIALIZED (SELECT COALESCE(SUM(chunk_count), 0)::bigint AS n, \
+                 COALESCE(SUM(token_count), 0)::bigint AS tokens \
+                 FROM documents WHERE tenant_id = $1{documents_scope}), \
+             cap AS MATERIALIZED (SELECT CASE WHEN $2 AND n >= {PRUNE_FROM_ROWS} \
+                 THEN floor(n * {COMMON_SHARE:?})::bigint + 1 END AS c FROM s) \
+             SELECT NULL::text AS term, n, tokens FROM s \
+             UNION ALL \
+             SELECT w.term, (SELECT COUNT(*) FROM ( \
+                 SELECT 1 FROM keyword_postings AS p \
+                 WHERE p.tenant_id = $1 AND p.term = w.term{postings_scope} \
+                 LIMIT (SELECT c FROM cap)) AS f)::bigint, 0::bigint \
+             FROM (SELECT DISTINCT unnest(tsvector_to_array( \
+                 to_tsvector('simple'::regconfig, $3))) AS term) AS w"
+        );
+        let mut values: Vec<Value> = vec![
+            tenant.as_uuid().into(),
+            prune_words.into(),
+            words.join(" ").into(),
+        ];
+        if let Some(collections) = collections {
+            values.push(uuid_list(collections.iter().map(CollectionId::as_uuid)).into());
+        }
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await
+            .context("reading the scope's statistics and its chunks per word")?;
+        let mut stats = ScopeStats {
+            chunks: 0,
+            tokens: 0,
+        };
+        let mut df = Vec::with_capacity(words.len());
+        for row in rows {
+            let term: Option<String> = row.try_get("", "term").context("reading a term")?;
+            let n: i64 = row.try_get("", "n").context("reading a count")?;
+            match term {
+                None => {
+                    stats = ScopeStats {
+                        chunks: n,
+                        tokens: row
+                            .try_get("", "tokens")
+                            .context("reading the token count")?,
+                    };
+                }
+                Some(term) => df.push((term, n)),
+            }
+        }
+        // In term order, as `postgres_frequencies` answers.
+        df.sort();
+        Ok((stats, df))
+    }
+
+    /// SQLite: the scope's statistics and each word's count of
     /// FTS5 matches ([`SqlStore::sqlite_frequencies`]), capped by [`prune_cap`] of those
     /// statistics, in one statement: one round trip to the database instead of two.
     async fn sqlite_stats_and_frequencies(
@@ -571,15 +578,12 @@ impl SqlStore {
     ) -> Result<Vec<Candidate>, IndexError> {
         #[allow(clippy::cast_precision_loss)]
         let idfs: Vec<f64> = kept.iter().map(|(_, d)| idf(bm25.n, *d as f64)).collect();
-        let folded: Vec<String> = kept.iter().map(|(w, _)| fold(w)).collect();
-        let kept_words: Vec<String> = kept.into_iter().map(|(w, _)| w).collect();
-        // The least weighty word stands in for a chunk whose words the tokenizer here reads
-        // differently from FTS5's (it matched, so it holds one of them).
-        let weakest = idfs
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
+        // The least weighty word stands in for a chunk whose words FTS5 indexed differently
+        // from `fold` (it matched, so it holds one of them).
+        let weakest = idfs.iter().copied().fold(f64::INFINITY, f64::min);
+        let sql = sqlite_search(kept.len());
+        let kept_words: Vec<String> = kept.iter().map(|(w, _)| w.clone()).collect();
+        let limit = i64::try_from(k).unwrap_or(i64::MAX);
 
         let batches: Vec<Option<&[DocumentId]>> = match allow {
             None => vec![None],
@@ -587,43 +591,25 @@ impl SqlStore {
         };
         let mut found: Vec<Candidate> = Vec::new();
         for batch in batches {
-            let query = fts_query(&kept_words, tenant, collections, batch);
+            let mut values: Vec<Value> = Vec::with_capacity(kept.len() * 2 + 4);
+            values.push(fts_query(&kept_words, tenant, collections, batch).into());
+            for ((word, _), idf) in kept.iter().zip(&idfs) {
+                values.push((*idf).into());
+                values.push(fold(word).into());
+            }
+            values.push(bm25.average.into());
+            values.push(weakest.into());
+            values.push(limit.into());
             let rows = self
                 .db
                 .query_all_raw(Statement::from_sql_and_values(
                     DbBackend::Sqlite,
-                    SQLITE_CANDIDATES,
-                    [Value::from(query)],
+                    &sql,
+                    values,
                 ))
                 .await
                 .context("searching chunks by keyword")?;
-            for row in rows {
-                let chunk: Uuid = row
-                    .try_get("", "chunk_id")
-                    .context("reading a keyword hit")?;
-                let length: i64 = row.try_get("", "len").context("reading a chunk length")?;
-                let text: String = row.try_get("", "text").context("reading a chunk text")?;
-                let mut tf = term_frequencies(&text, &folded);
-                if tf.iter().all(|t| *t == 0) {
-                    tf[weakest] = 1;
-                }
-                #[allow(clippy::cast_precision_loss)]
-                let norm = K1 * (1.0 - B + B * length.max(1) as f64 / bm25.average);
-                let score: f64 = tf
-                    .iter()
-                    .zip(&idfs)
-                    .filter(|(t, _)| **t > 0)
-                    .map(|(t, idf)| {
-                        let t = f64::from(*t);
-                        idf * t * (K1 + 1.0) / (t + norm)
-                    })
-                    .sum();
-                #[allow(clippy::cast_possible_truncation)]
-                found.push(Candidate {
-                    chunk_id: documents::ChunkId::from_uuid(chunk),
-                    score: score as f32,
-                });
-            }
+            found.extend(candidates(rows)?);
             // Keep memory bounded by k between batches (the order is total: exact merge).
             if found.len() > k.saturating_mul(4).max(1_024) {
                 sort_best_first(&mut found);
@@ -769,30 +755,20 @@ mod tests {
     }
 
     #[test]
-    fn term_frequencies_fold_as_fts5_does() {
-        let words: Vec<String> = ["cafe", "ecole", "plan"].iter().map(|w| fold(w)).collect();
+    fn words_fold_as_fts5_indexes_them() {
         assert_eq!(fold("ÉCOLE"), "ecole");
-        assert_eq!(
-            term_frequencies("Café, CAFE cafés; l'École plan-plan planet", &words),
-            [2, 1, 2]
-        );
-        assert_eq!(term_frequencies("", &words), [0, 0, 0]);
-        // The ASCII path agrees with the word-by-word one.
-        for text in [
-            "Plan, plan planet PLAN-plan cafe ecole2 ecole",
-            "plan",
-            "xplan planx 3plan plan3",
-        ] {
-            assert_eq!(
-                term_frequencies(text, &words),
-                term_frequencies_by_word(text, &words),
-                "{text}"
-            );
-        }
-        assert_eq!(
-            term_frequencies("Plan, plan planet PLAN-plan", &words),
-            [0, 0, 4]
-        );
+        assert_eq!(fold("Café"), "cafe");
+        assert_eq!(fold("plan"), "plan");
+    }
+
+    #[test]
+    fn sqlite_parameters_are_in_order() {
+        let sql = sqlite_search(2);
+        assert_eq!(sql.matches('?').count(), 1 + 2 * 2 + 3);
+        let matched = sql.find("MATCH ?").unwrap_or(usize::MAX);
+        let first_idf = sql.find("CAST(? AS REAL) AS idf").unwrap_or(0);
+        assert!(matched < first_idf, "the FTS5 query comes first");
+        assert!(sql.ends_with("LIMIT ?"));
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! ```text
 //! cargo bench -p testkit --bench retrieval -- [--chunks 100000] [--dims 1536] [--queries 1000]
 //!     [--recall-queries 200] [--backend sqlite|pgvector|both] [--ef <hnsw ef_search>]
+//!     [--recall-ef 16,32,64,128,200]
 //! ```
+//! `--recall-ef` (embedded only) repeats the recall pass with each listed `ef_search` over the
+//! same graph (`HnswIndex::searching_with`), after the searches at `--ef`.
 //! On pgvector the vectors are bulk-loaded before the space's HNSW index is built (an index
 //! instance whose threshold is never reached takes all but the last batch; the last batch,
 //! through the real threshold, starts the build), as a large first import would be.
@@ -223,6 +226,8 @@ struct Args {
     backend: String,
     /// `HnswConfig::ef_search` of the embedded index (`None`: its default).
     ef: Option<usize>,
+    /// More `ef_search` values to measure recall@10 with (embedded only).
+    recall_ef: Vec<usize>,
 }
 
 fn args() -> Args {
@@ -233,6 +238,7 @@ fn args() -> Args {
         recall_queries: 200,
         backend: "both".to_owned(),
         ef: None,
+        recall_ef: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -245,6 +251,9 @@ fn args() -> Args {
             "--recall-queries" => a.recall_queries = value.parse().unwrap(),
             "--backend" => a.backend = value,
             "--ef" => a.ef = Some(value.parse().unwrap()),
+            "--recall-ef" => {
+                a.recall_ef = value.split(',').map(|v| v.trim().parse().unwrap()).collect();
+            }
             _ => {
                 i += 1;
                 continue;
@@ -392,6 +401,10 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
                 .expect("the vector extension"),
         ),
     };
+    let hnsw = match &index {
+        Index::Hnsw(h) => Some(h.clone()),
+        Index::Pg(_) => None,
+    };
     let settle = || index.settle();
     let index = index.port();
     let started = Instant::now();
@@ -476,26 +489,21 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
         report.push((mode, percentile(&times, 0.5), percentile(&times, 0.99)));
     }
     // Recall@10 of the index against exact search over every vector.
-    let mut recall = 0.0;
-    let mut index_only = Vec::new();
-    for (_, q) in queries.iter().take(a.recall_queries) {
-        let t = Instant::now();
-        let got: Vec<Candidate> = index.search(&space, q, 10, None).await.unwrap();
-        index_only.push(t.elapsed());
-        let mut exact: Vec<(f32, usize)> = corpus
-            .vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (dot(q, v), i))
-            .collect();
-        exact.select_nth_unstable_by(10, |x, y| y.0.total_cmp(&x.0));
-        let truth: Vec<_> = exact[..10].iter().map(|(_, i)| chunk_ids[*i]).collect();
-        let hit = got.iter().filter(|c| truth.contains(&c.chunk_id)).count();
-        recall += hit as f64 / 10.0;
-    }
-    recall /= a.recall_queries.max(1) as f64;
-    index_only.sort();
-
+    let truths: Vec<Vec<documents::ChunkId>> = queries
+        .iter()
+        .take(a.recall_queries)
+        .map(|(_, q)| {
+            let mut exact: Vec<(f32, usize)> = corpus
+                .vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (dot(q, v), i))
+                .collect();
+            exact.select_nth_unstable_by(10, |x, y| y.0.total_cmp(&x.0));
+            exact[..10].iter().map(|(_, i)| chunk_ids[*i]).collect()
+        })
+        .collect();
+    let (recall, index_only) = recall_pass(&*index, &space, &queries, &truths).await;
     println!(
         "\n[{backend}] {} chunks × {} dims, vector index: {}",
         corpus.texts.len(),
@@ -529,10 +537,45 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
         recall,
         a.recall_queries
     );
+    if let Some(hnsw) = &hnsw {
+        for ef in &a.recall_ef {
+            let view = hnsw.searching_with(*ef);
+            let (recall, times) = recall_pass(&view, &space, &queries, &truths).await;
+            println!(
+                "  vector index alone at ef_search {ef}: p50 {:.2} ms, p99 {:.2} ms; \
+                 recall@10 vs exact: {recall:.4} ({} queries)",
+                ms(percentile(&times, 0.5)),
+                ms(percentile(&times, 0.99)),
+                truths.len()
+            );
+        }
+    }
     if let Some(schema) = schema {
         let url = testkit::pgvector_url().unwrap_or_default();
         drop(testkit::schema_guard_at(&url, &schema));
     }
+}
+
+/// Recall@10 of `index` against `truths` (the exact top 10 of each query, in order), and the
+/// latency of each search, sorted.
+async fn recall_pass(
+    index: &dyn VectorIndex,
+    space: &Space,
+    queries: &[(String, Vec<f32>)],
+    truths: &[Vec<documents::ChunkId>],
+) -> (f64, Vec<Duration>) {
+    let mut recall = 0.0;
+    let mut times = Vec::with_capacity(truths.len());
+    for ((_, q), truth) in queries.iter().zip(truths) {
+        let t = Instant::now();
+        let got: Vec<Candidate> = index.search(space, q, 10, None).await.unwrap();
+        times.push(t.elapsed());
+        let hit = got.iter().filter(|c| truth.contains(&c.chunk_id)).count();
+        recall += hit as f64 / 10.0;
+    }
+    recall /= truths.len().max(1) as f64;
+    times.sort();
+    (recall, times)
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -57,6 +57,7 @@ on_every_adapter!(
     keyword_follows_stored_chunks,
     keyword_hostile_queries,
     keyword_unicode,
+    keyword_scores_are_bm25_of_each_chunk,
     other_tenants_words_do_not_change_my_scores,
     flooding_a_word_cannot_hide_it_from_another_tenant,
     catalog_records,

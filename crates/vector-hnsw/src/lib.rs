@@ -179,7 +179,8 @@ struct Slot {
 pub struct HnswIndex {
     rows: Arc<dyn VectorRows>,
     config: Arc<HnswConfig>,
-    spaces: Mutex<HashMap<SpaceId, Arc<Slot>>>,
+    /// Shared with [`HnswIndex::searching_with`]'s views.
+    spaces: Arc<Mutex<HashMap<SpaceId, Arc<Slot>>>>,
     /// Running workers (for [`HnswIndex::settle`]).
     workers: Arc<watch::Sender<usize>>,
 }
@@ -201,8 +202,24 @@ impl HnswIndex {
         Self {
             rows,
             config: Arc::new(config.sane()),
-            spaces: Mutex::new(HashMap::new()),
+            spaces: Arc::new(Mutex::new(HashMap::new())),
             workers: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// The same index (the same rows, cache and graphs, shared) searched with another
+    /// `ef_search`: to measure what ef a space needs without building its graph again.
+    #[must_use]
+    pub fn searching_with(&self, ef_search: usize) -> Self {
+        let config = HnswConfig {
+            ef_search,
+            ..(*self.config).clone()
+        };
+        Self {
+            rows: self.rows.clone(),
+            config: Arc::new(config.sane()),
+            spaces: self.spaces.clone(),
+            workers: self.workers.clone(),
         }
     }
 

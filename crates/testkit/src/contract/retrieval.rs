@@ -1385,6 +1385,99 @@ pub async fn keyword_unicode(p: &RetrievalPorts) {
     assert_eq!(search(p, a, None, "BRÛLÉE!", 10).await, french);
 }
 
+/// Scores are BM25 of the scope's own statistics with each chunk's own term frequencies and
+/// length (k1 = 1.2, b = 0.75), as the module documents: computed here from the texts. A
+/// deleted chunk leaves nothing behind, even where its replacement reuses its place in the
+/// index (on SQLite the next chunk takes the freed FTS rowid).
+pub async fn keyword_scores_are_bm25_of_each_chunk(p: &RetrievalPorts) {
+    let (a, b) = two_tenants(&p.docs).await;
+    let texts = [
+        "zeta alpha",
+        "zeta zeta zeta beta gamma",
+        "alpha beta delta",
+        "omega alone here today",
+    ];
+    let (_, ids) = store_document(p, a, None, &texts, at_ms(10)).await;
+    // Another tenant's chunks with the same words change nothing.
+    store_document(p, b, None, &["zeta zeta omega", "omega"], at_ms(20)).await;
+    // Stored last, then deleted: its words (zeta six times) must not count for the next one.
+    let (gone, _) = store_document(
+        p,
+        a,
+        None,
+        &["zeta zeta zeta zeta zeta zeta omega"],
+        at_ms(30),
+    )
+    .await;
+    p.docs
+        .documents
+        .delete(a, gone.id, at_ms(40))
+        .await
+        .expect("delete")
+        .expect("found");
+    let (_, last) = store_document(p, a, None, &["omega zeta"], at_ms(50)).await;
+
+    let all: Vec<&str> = texts.iter().copied().chain(["omega zeta"]).collect();
+    let chunk_ids: Vec<ChunkId> = ids.iter().copied().chain(last).collect();
+    let n = all.len() as f64;
+    let lengths: Vec<f64> = all.iter().map(|t| f64::from(tokens_of(t))).collect();
+    let average = lengths.iter().sum::<f64>() / n;
+    let tf = |text: &str, word: &str| text.split_whitespace().filter(|w| *w == word).count();
+    let words = ["zeta", "omega"];
+    let df: Vec<f64> = words
+        .iter()
+        .map(|w| all.iter().filter(|t| tf(t, w) > 0).count() as f64)
+        .collect();
+    let mut expected: Vec<(ChunkId, f64)> = all
+        .iter()
+        .zip(&lengths)
+        .zip(&chunk_ids)
+        .map(|((text, length), id)| {
+            let score = words
+                .iter()
+                .zip(&df)
+                .map(|(w, df)| {
+                    let t = tf(text, w) as f64;
+                    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                    idf * t * 2.2 / (t + 1.2 * (0.25 + 0.75 * length / average))
+                })
+                .sum::<f64>();
+            (*id, score)
+        })
+        .filter(|(_, score)| *score > 0.0)
+        .collect();
+    expected.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+
+    let hits = p
+        .keyword
+        .search(a, None, "zeta OMEGA", 10, None)
+        .await
+        .expect("search");
+    assert_eq!(
+        hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+        expected.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "ranked by BM25: {hits:?} against {expected:?}"
+    );
+    for (hit, (_, score)) in hits.iter().zip(&expected) {
+        assert!(
+            (f64::from(hit.score) - score).abs() < 1e-4 * score.max(1.0),
+            "BM25 of {}: {} against {score}",
+            hit.chunk_id,
+            hit.score
+        );
+    }
+    // k cuts the same ranking.
+    let top = p
+        .keyword
+        .search(a, None, "zeta omega", 2, None)
+        .await
+        .expect("search");
+    assert_eq!(
+        top.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+        expected.iter().take(2).map(|(id, _)| *id).collect::<Vec<_>>()
+    );
+}
+
 // --- catalog --------------------------------------------------------------------------------
 
 /// Records are the tenant's existing chunks with their documents; other ids are skipped.
