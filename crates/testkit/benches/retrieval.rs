@@ -252,7 +252,10 @@ fn args() -> Args {
             "--backend" => a.backend = value,
             "--ef" => a.ef = Some(value.parse().unwrap()),
             "--recall-ef" => {
-                a.recall_ef = value.split(',').map(|v| v.trim().parse().unwrap()).collect();
+                a.recall_ef = value
+                    .split(',')
+                    .map(|v| v.trim().parse().unwrap())
+                    .collect();
             }
             _ => {
                 i += 1;

@@ -1474,7 +1474,11 @@ pub async fn keyword_scores_are_bm25_of_each_chunk(p: &RetrievalPorts) {
         .expect("search");
     assert_eq!(
         top.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
-        expected.iter().take(2).map(|(id, _)| *id).collect::<Vec<_>>()
+        expected
+            .iter()
+            .take(2)
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>()
     );
 }
 
