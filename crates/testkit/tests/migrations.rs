@@ -410,6 +410,89 @@ async fn postgres_keyword_postings_are_backfilled() {
     assert!(found.iter().all(|c| old.contains(&c.chunk_id)));
 }
 
+/// `m20261207_000035_keyword_lengths` backfills each stored chunk's length beside its FTS5
+/// rowid (BM25 reads it there), and chunks stored afterwards get theirs from the trigger.
+#[tokio::test]
+async fn sqlite_keyword_lengths_are_backfilled() {
+    use documents::{ChunkDraft, NewChunk};
+    use retrieval::KeywordIndex as _;
+    use testkit::contract::documents::{self as fixtures, DocumentPorts};
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let settings = testkit::test_settings(dir.path());
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("quire.db").display());
+    let db = sqlite_before(url, "m20261207_000035_keyword_lengths").await;
+    let store = store_sql::SqlStore::connect(&settings, std::sync::Arc::new(kernel::SystemClock))
+        .await
+        .expect("SQLite opens");
+    let p = DocumentPorts::of(store.clone());
+    let (tenant, _) = fixtures::two_tenants(&p).await;
+    let store_one = |name: &'static str, texts: &'static [(&'static str, u32)]| {
+        let p = &p;
+        async move {
+            fixtures::upload(p, tenant, None, name, fixtures::T0).await;
+            let claim = p
+                .jobs
+                .claim(fixtures::T0, std::time::Duration::from_secs(60))
+                .await
+                .expect("claim")
+                .expect("due");
+            let chunks = NewChunk::assign(
+                texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (t, tokens))| ChunkDraft {
+                        ordinal: u32::try_from(i).expect("few"),
+                        text: (*t).to_owned(),
+                        tokens: *tokens,
+                        page: None,
+                        start: 0,
+                        end: 10,
+                        ocr: false,
+                    })
+                    .collect(),
+            );
+            let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
+            let ingested = documents::Ingested {
+                pages: None,
+                chunks,
+                ocr_pages: 0,
+            };
+            assert!(
+                p.jobs
+                    .complete(&claim, ingested, fixtures::T0)
+                    .await
+                    .expect("complete")
+            );
+            ids
+        }
+    };
+    // The long chunk first: were lengths missing (all equal), ties would rank it first.
+    let old = store_one("old", &[("zebra long", 40), ("zebra short", 4)]).await;
+    migration::Migrator::up(&db, None)
+        .await
+        .expect("the lengths migration");
+    let new = store_one("new", &[("zebra newer", 12)]).await;
+
+    let lengths: Vec<i64> = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT r.length AS n FROM chunk_fts_rows AS r ORDER BY r.rowid",
+        ))
+        .await
+        .expect("reads")
+        .iter()
+        .map(|row| row.try_get::<i64>("", "n").expect("a length"))
+        .collect();
+    assert_eq!(lengths, [40, 4, 12], "backfilled, then written by the trigger");
+    let found = store
+        .search(tenant, None, "zebra", 10, None)
+        .await
+        .expect("search");
+    let ids: Vec<_> = found.iter().map(|c| c.chunk_id).collect();
+    assert_eq!(ids, [old[1], new[0], old[0]], "shorter chunks rank higher");
+}
+
 /// The rows `m20261207_000030_blob_tenants` finds: a committed blob of `tenant` in two parts,
 /// an upload in progress (no key) with a part, and a blob whose key has no tenant prefix.
 fn old_blob_rows(backend: DbBackend, tenant: &str) -> Vec<String> {
