@@ -104,14 +104,15 @@ fn fts_query(
 
 /// The SQLite search of `terms` kept words (see the module doc): `?` in this order: the FTS5
 /// query of the kept words in the scope; per kept word its idf and its folded form; the
-/// scope's average length; the weakest word's idf; k.
+/// scope's average length; the weakest word's idf; the average length again; k.
 ///
 /// `m`: the scope's chunks holding a kept word (FTS5). `t`: each kept word's term frequency
 /// in each of them, counted from FTS5's index (`chunk_fts_instances`, one row per occurrence;
-/// no chunk text is read). A match's length is `chunk_fts_rows.length` (its `token_count`).
-/// A chunk that matched but whose words FTS5 indexed differently from `fold` (no `t` row)
-/// scores as if it held the weakest word once. Scored and ranked in SQL: only the top k come
-/// back.
+/// no chunk text is read), and a row of tf 0 for every match. Each match's rows are summed
+/// with its length (`chunk_fts_rows.length`, its `token_count`, by rowid). A chunk that
+/// matched but whose words FTS5 indexed differently from `fold` (tf 0 only) scores as if it
+/// held the weakest word once. Scored and ranked in SQL: only the top k come back. The plan
+/// is linear in the rows of `t`: they drive, each looks its chunk up by rowid.
 fn sqlite_search(terms: usize) -> String {
     let tf = (0..terms)
         .map(|_| {
@@ -124,16 +125,17 @@ fn sqlite_search(terms: usize) -> String {
         .join(" UNION ALL ");
     format!(
         "WITH m AS MATERIALIZED (SELECT rowid AS rid FROM chunk_fts WHERE chunk_fts MATCH ?), \
-         t AS MATERIALIZED ({tf}), \
-         n AS (SELECT r.rowid AS rid, r.chunk_id AS chunk_id, \
-                      1.2 * (0.25 + 0.75 * max(r.length, 1) / CAST(? AS REAL)) AS norm \
-               FROM m JOIN chunk_fts_rows AS r ON r.rowid = m.rid) \
-         SELECT n.chunk_id AS chunk_id, \
-                coalesce(SUM(t.idf * t.tf * 2.2 / (t.tf + n.norm)), \
-                         CAST(? AS REAL) * 2.2 / (1 + n.norm)) AS score \
-         FROM n LEFT JOIN t ON t.rid = n.rid \
-         GROUP BY n.rid \
-         ORDER BY score DESC, n.chunk_id \
+         t AS MATERIALIZED ({tf} UNION ALL SELECT rid, 0.0 AS idf, 0 AS tf FROM m) \
+         SELECT r.chunk_id AS chunk_id, \
+                CASE WHEN SUM(t.tf) > 0 \
+                THEN SUM(t.idf * t.tf * 2.2 \
+                         / (t.tf + 1.2 * (0.25 + 0.75 * max(r.length, 1) / CAST(? AS REAL)))) \
+                ELSE CAST(? AS REAL) * 2.2 \
+                     / (1 + 1.2 * (0.25 + 0.75 * max(r.length, 1) / CAST(? AS REAL))) END \
+                AS score \
+         FROM t CROSS JOIN chunk_fts_rows AS r ON r.rowid = t.rid \
+         GROUP BY t.rid \
+         ORDER BY score DESC, r.chunk_id \
          LIMIT ?"
     )
 }
@@ -599,6 +601,7 @@ impl SqlStore {
             }
             values.push(bm25.average.into());
             values.push(weakest.into());
+            values.push(bm25.average.into());
             values.push(limit.into());
             let rows = self
                 .db
@@ -764,7 +767,7 @@ mod tests {
     #[test]
     fn sqlite_parameters_are_in_order() {
         let sql = sqlite_search(2);
-        assert_eq!(sql.matches('?').count(), 1 + 2 * 2 + 3);
+        assert_eq!(sql.matches('?').count(), 1 + 2 * 2 + 4);
         let matched = sql.find("MATCH ?").unwrap_or(usize::MAX);
         let first_idf = sql.find("CAST(? AS REAL) AS idf").unwrap_or(0);
         assert!(matched < first_idf, "the FTS5 query comes first");
