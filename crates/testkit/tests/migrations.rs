@@ -420,7 +420,10 @@ async fn sqlite_keyword_lengths_are_backfilled() {
 
     let dir = tempfile::tempdir().expect("a temporary folder");
     let settings = testkit::test_settings(dir.path());
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("quire.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("quire.db").display()
+    );
     let db = sqlite_before(url, "m20261207_000035_keyword_lengths").await;
     let store = store_sql::SqlStore::connect(&settings, std::sync::Arc::new(kernel::SystemClock))
         .await
@@ -484,7 +487,11 @@ async fn sqlite_keyword_lengths_are_backfilled() {
         .iter()
         .map(|row| row.try_get::<i64>("", "n").expect("a length"))
         .collect();
-    assert_eq!(lengths, [40, 4, 12], "backfilled, then written by the trigger");
+    assert_eq!(
+        lengths,
+        [40, 4, 12],
+        "backfilled, then written by the trigger"
+    );
     let found = store
         .search(tenant, None, "zebra", 10, None)
         .await
