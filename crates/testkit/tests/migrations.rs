@@ -448,6 +448,7 @@ async fn sqlite_keyword_lengths_are_backfilled() {
                         ordinal: u32::try_from(i).expect("few"),
                         text: (*t).to_owned(),
                         tokens: *tokens,
+                        tokens_by: None,
                         page: None,
                         start: 0,
                         end: 10,
