@@ -259,119 +259,6 @@ struct ScopeStats {
 }
 
 impl SqlStore {
-    /// How many of the scope's chunks hold each word, each counted up to `cap` (`None`: no
-    /// cap), only among the scope's own chunks: `(term, count)` per distinct term.
-    async fn scope_frequencies(
-        &self,
-        words: &[String],
-        tenant: TenantId,
-        collections: Option<&[CollectionId]>,
-        cap: Option<i64>,
-    ) -> Result<Vec<(String, i64)>, IndexError> {
-        match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                self.postgres_frequencies(words, tenant, collections, cap)
-                    .await
-            }
-            _ => {
-                let df = self
-                    .sqlite_frequencies(words, tenant, collections, cap)
-                    .await?;
-                Ok(words.iter().cloned().zip(df).collect())
-            }
-        }
-    }
-
-    /// SQLite: each word's count of FTS5 matches inside FTS5's scope intersection.
-    async fn sqlite_frequencies(
-        &self,
-        words: &[String],
-        tenant: TenantId,
-        collections: Option<&[CollectionId]>,
-        cap: Option<i64>,
-    ) -> Result<Vec<i64>, IndexError> {
-        let sql = (0..words.len())
-            .map(|i| {
-                format!(
-                    "SELECT {i} AS i, COUNT(*) AS n FROM \
-                     (SELECT rowid FROM chunk_fts WHERE chunk_fts MATCH ? LIMIT ?)"
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let mut values: Vec<Value> = Vec::with_capacity(words.len() * 2);
-        for word in words {
-            values.push(fts_query(std::slice::from_ref(word), tenant, collections, None).into());
-            values.push(cap.unwrap_or(-1).into());
-        }
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                &sql,
-                values,
-            ))
-            .await
-            .context("counting the scope's chunks per word")?;
-        let mut df = vec![0_i64; words.len()];
-        for row in rows {
-            let i: i64 = row.try_get("", "i").context("reading a word index")?;
-            let n: i64 = row.try_get("", "n").context("reading a frequency")?;
-            if let Some(slot) = usize::try_from(i).ok().and_then(|i| df.get_mut(i)) {
-                *slot = n;
-            }
-        }
-        Ok(df)
-    }
-
-    /// PostgreSQL: the words as `tsv` spells them (the `simple` configuration's lexemes), each
-    /// with its count of the scope's postings (an index-only range scan, stopped at `cap`).
-    async fn postgres_frequencies(
-        &self,
-        words: &[String],
-        tenant: TenantId,
-        collections: Option<&[CollectionId]>,
-        cap: Option<i64>,
-    ) -> Result<Vec<(String, i64)>, IndexError> {
-        let scope = if collections.is_some() {
-            " AND p.collection_key = ANY(string_to_array($4, ',')::uuid[])"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT w.term, (SELECT COUNT(*) FROM ( \
-                 SELECT 1 FROM keyword_postings AS p \
-                 WHERE p.tenant_id = $1 AND p.term = w.term{scope} LIMIT $2) AS s) AS n \
-             FROM (SELECT DISTINCT unnest(tsvector_to_array( \
-                 to_tsvector('simple'::regconfig, $3))) AS term) AS w \
-             ORDER BY w.term"
-        );
-        let mut values: Vec<Value> = vec![
-            tenant.as_uuid().into(),
-            Value::BigInt(cap),
-            words.join(" ").into(),
-        ];
-        if let Some(collections) = collections {
-            values.push(uuid_list(collections.iter().map(CollectionId::as_uuid)).into());
-        }
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await
-            .context("counting the scope's chunks per word")?;
-        rows.into_iter()
-            .map(|row| {
-                let term: String = row.try_get("", "term").context("reading a term")?;
-                let n: i64 = row.try_get("", "n").context("reading a frequency")?;
-                Ok((term, n))
-            })
-            .collect()
-    }
-
     /// The words BM25 ranks with, each with its document frequency in the scope: a word in
     /// more than [`COMMON_SHARE`] of the scope's chunks is left out when a rarer word remains
     /// (counting stops one past the threshold, so a common word costs no more than a rare
@@ -388,30 +275,22 @@ impl SqlStore {
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
     ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
-        let prune_words = words.len() >= 2;
-        let (stats, df) = match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                self.postgres_stats_and_frequencies(words, tenant, collections, prune_words)
-                    .await?
-            }
-            _ => {
-                self.sqlite_stats_and_frequencies(words, tenant, collections, prune_words)
-                    .await?
-            }
-        };
-        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-        let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
-        let prune = prune_cap(stats, prune_words).is_some();
+        let (stats, df) = self
+            .stats_and_frequencies(words, tenant, collections, words.len() >= 2)
+            .await?;
+        // A word counted up to the cap is in more than the common share of the chunks.
+        let cap = prune_cap(stats, words.len() >= 2);
         let mut kept: Vec<(String, i64)> = df
             .iter()
-            .filter(|(_, d)| !prune || *d <= common)
+            .filter(|(_, d)| cap.is_none_or(|cap| *d < cap))
             .cloned()
             .collect();
         if kept.is_empty() && !df.is_empty() {
-            // Every word is common: the rarest alone, with exact counts.
+            // Every word is common: the rarest alone, with exact (uncapped) counts.
             kept = self
-                .scope_frequencies(words, tenant, collections, None)
+                .stats_and_frequencies(words, tenant, collections, false)
                 .await?
+                .1
                 .into_iter()
                 .min_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)))
                 .into_iter()
@@ -421,9 +300,31 @@ impl SqlStore {
         Ok((stats, kept))
     }
 
-    /// PostgreSQL: the scope's statistics and each word's count of the scope's postings
-    /// ([`SqlStore::postgres_frequencies`]), capped by [`prune_cap`] of those statistics, in
-    /// one statement.
+    /// The scope's statistics and each word's count of the scope's chunks holding it, counted
+    /// up to [`prune_cap`] of those statistics (`prune_words`; else exact), in one statement:
+    /// `(term, count)` per distinct term.
+    async fn stats_and_frequencies(
+        &self,
+        words: &[String],
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        prune_words: bool,
+    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                self.postgres_stats_and_frequencies(words, tenant, collections, prune_words)
+                    .await
+            }
+            _ => {
+                self.sqlite_stats_and_frequencies(words, tenant, collections, prune_words)
+                    .await
+            }
+        }
+    }
+
+    /// PostgreSQL: [`SqlStore::stats_and_frequencies`]; the words as `tsv` spells them (the
+    /// `simple` configuration's lexemes), each counted in the scope's postings (an index-only
+    /// range scan, stopped at the cap).
     async fn postgres_stats_and_frequencies(
         &self,
         words: &[String],
@@ -493,14 +394,13 @@ impl SqlStore {
                 Some(term) => df.push((term, n)),
             }
         }
-        // In term order, as `postgres_frequencies` answers.
+        // In term order (the rarest word's tie-break is by term).
         df.sort();
         Ok((stats, df))
     }
 
-    /// SQLite: the scope's statistics and each word's count of
-    /// FTS5 matches ([`SqlStore::sqlite_frequencies`]), capped by [`prune_cap`] of those
-    /// statistics, in one statement: one round trip to the database instead of two.
+    /// SQLite: [`SqlStore::stats_and_frequencies`]; each word's count of FTS5 matches inside
+    /// FTS5's scope intersection.
     async fn sqlite_stats_and_frequencies(
         &self,
         words: &[String],
