@@ -153,23 +153,11 @@ fn limit_cpu(header: &wire::Header) -> io::Result<()> {
     rlimit::setrlimit(Resource::CPU, soft, hard)
 }
 
-/// CPU seconds this process has used (user and system), rounded up, from `/proc/self/stat`
-/// (clock ticks of 1/100 s, as on every Linux this runs on).
+/// CPU seconds this process has used (user and system), rounded up.
 #[cfg(unix)]
 fn cpu_seconds_used() -> io::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/stat");
-    // Fields after the command name (which may hold spaces), from the state (field 3).
-    let rest = stat.rsplit_once(')').ok_or_else(bad)?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let mut tick = || -> io::Result<u64> {
-        fields
-            .next()
-            .and_then(|f| f.parse::<u64>().ok())
-            .ok_or_else(bad)
-    };
-    let ticks = tick()?.saturating_add(tick()?);
-    Ok(ticks.div_ceil(100))
+    let used = cpu_time::ProcessTime::try_now()?.as_duration();
+    Ok(kernel::clock::whole_secs_up(used))
 }
 
 #[cfg(not(unix))]
