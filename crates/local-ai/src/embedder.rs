@@ -79,16 +79,7 @@ impl LocalEmbedder {
     /// [`Embedder::embed`] moves large batches to the blocking pool).
     #[must_use]
     pub fn embed_now(&self, inputs: &[String]) -> Embeddings {
-        let bpe = tiktoken_rs::cl100k_base_singleton();
-        let mut tokens = 0u64;
-        let vectors = inputs
-            .iter()
-            .map(|text| {
-                tokens += bpe.count_ordinary(text) as u64;
-                self.vector(text)
-            })
-            .collect();
-        Embeddings { vectors, tokens }
+        self.embed_known(inputs, None)
     }
 }
 
@@ -143,14 +134,16 @@ impl LocalEmbedder {
             .map_err(|e| EmbedError::Unknown(anyhow::Error::new(e).context("local embedding")))
     }
 
-    /// [`LocalEmbedder::embed_now`], counting only when `tokens` is `None`.
+    /// The vectors of `inputs`, with `tokens` for their count, or their `cl100k_base` count
+    /// when `None`.
     fn embed_known(&self, inputs: &[String], tokens: Option<u64>) -> Embeddings {
-        match tokens {
-            None => self.embed_now(inputs),
-            Some(tokens) => Embeddings {
-                vectors: inputs.iter().map(|text| self.vector(text)).collect(),
-                tokens,
-            },
+        let tokens = tokens.unwrap_or_else(|| {
+            let bpe = tiktoken_rs::cl100k_base_singleton();
+            inputs.iter().map(|t| bpe.count_ordinary(t) as u64).sum()
+        });
+        Embeddings {
+            vectors: inputs.iter().map(|text| self.vector(text)).collect(),
+            tokens,
         }
     }
 }
