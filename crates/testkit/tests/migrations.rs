@@ -290,9 +290,57 @@ fn key_hash(n: u8) -> [u8; 32] {
 
 /// `m20261206_000021_keyword_postings` backfills the postings of the chunks stored before it
 /// (PostgreSQL; a no-op on SQLite), and its triggers keep them in step afterwards.
+/// Uploads a document `name` of `tenant` and completes its ingestion job with `texts` as its
+/// chunks (each with its token count), through today's store: the chunks' ids.
+async fn store_chunks(
+    p: &testkit::contract::documents::DocumentPorts,
+    tenant: kernel::TenantId,
+    name: &str,
+    texts: &[(&str, u32)],
+) -> Vec<documents::ChunkId> {
+    use documents::{ChunkDraft, NewChunk};
+    use testkit::contract::documents as fixtures;
+
+    fixtures::upload(p, tenant, None, name, fixtures::T0).await;
+    let claim = p
+        .jobs
+        .claim(fixtures::T0, std::time::Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("due");
+    let chunks = NewChunk::assign(
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, (t, tokens))| ChunkDraft {
+                ordinal: u32::try_from(i).expect("few"),
+                text: (*t).to_owned(),
+                tokens: *tokens,
+                tokens_by: None,
+                page: None,
+                start: 0,
+                end: 10,
+                ocr: false,
+            })
+            .collect(),
+    );
+    let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
+    let ingested = documents::Ingested {
+        pages: None,
+        chunks,
+        ocr_pages: 0,
+    };
+    assert!(
+        p.jobs
+            .complete(&claim, ingested, fixtures::T0)
+            .await
+            .expect("complete")
+    );
+    ids
+}
+
 #[tokio::test]
 async fn postgres_keyword_postings_are_backfilled() {
-    use documents::{ChunkDraft, NewChunk};
     use retrieval::KeywordIndex as _;
     use testkit::contract::documents::{self as fixtures, DocumentPorts};
 
@@ -342,48 +390,13 @@ async fn postgres_keyword_postings_are_backfilled() {
 
     let p = DocumentPorts::of(store.clone());
     let (tenant, _) = fixtures::two_tenants(&p).await;
-    let store_one = |name: &'static str, texts: &'static [&'static str]| {
-        let p = &p;
-        async move {
-            fixtures::upload(p, tenant, None, name, fixtures::T0).await;
-            let claim = p
-                .jobs
-                .claim(fixtures::T0, std::time::Duration::from_secs(60))
-                .await
-                .expect("claim")
-                .expect("due");
-            let chunks = NewChunk::assign(
-                texts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| ChunkDraft {
-                        ordinal: u32::try_from(i).expect("few"),
-                        text: (*t).to_owned(),
-                        tokens: 3,
-                        tokens_by: None,
-                        page: None,
-                        start: 0,
-                        end: 10,
-                        ocr: false,
-                    })
-                    .collect(),
-            );
-            let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
-            let ingested = documents::Ingested {
-                pages: None,
-                chunks,
-                ocr_pages: 0,
-            };
-            assert!(
-                p.jobs
-                    .complete(&claim, ingested, fixtures::T0)
-                    .await
-                    .expect("complete")
-            );
-            ids
-        }
-    };
-    let old = store_one("old", &["zebra zebra crossing", "a plain crossing"]).await;
+    let old = store_chunks(
+        &p,
+        tenant,
+        "old",
+        &[("zebra zebra crossing", 3), ("a plain crossing", 3)],
+    )
+    .await;
     for (table, column, _) in LATER_COLUMNS {
         db.execute_unprepared(&format!("ALTER TABLE {table} DROP COLUMN {column}"))
             .await
@@ -392,7 +405,7 @@ async fn postgres_keyword_postings_are_backfilled() {
     migration::Migrator::up(&db, None)
         .await
         .expect("the postings migration");
-    let new = store_one("new", &["one zebra here"]).await;
+    let new = store_chunks(&p, tenant, "new", &[("one zebra here", 3)]).await;
 
     let found = store
         .search(tenant, None, "zebra", 10, None)
@@ -414,7 +427,6 @@ async fn postgres_keyword_postings_are_backfilled() {
 /// rowid (BM25 reads it there), and chunks stored afterwards get theirs from the trigger.
 #[tokio::test]
 async fn sqlite_keyword_lengths_are_backfilled() {
-    use documents::{ChunkDraft, NewChunk};
     use retrieval::KeywordIndex as _;
     use testkit::contract::documents::{self as fixtures, DocumentPorts};
 
@@ -430,53 +442,12 @@ async fn sqlite_keyword_lengths_are_backfilled() {
         .expect("SQLite opens");
     let p = DocumentPorts::of(store.clone());
     let (tenant, _) = fixtures::two_tenants(&p).await;
-    let store_one = |name: &'static str, texts: &'static [(&'static str, u32)]| {
-        let p = &p;
-        async move {
-            fixtures::upload(p, tenant, None, name, fixtures::T0).await;
-            let claim = p
-                .jobs
-                .claim(fixtures::T0, std::time::Duration::from_secs(60))
-                .await
-                .expect("claim")
-                .expect("due");
-            let chunks = NewChunk::assign(
-                texts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (t, tokens))| ChunkDraft {
-                        ordinal: u32::try_from(i).expect("few"),
-                        text: (*t).to_owned(),
-                        tokens: *tokens,
-                        tokens_by: None,
-                        page: None,
-                        start: 0,
-                        end: 10,
-                        ocr: false,
-                    })
-                    .collect(),
-            );
-            let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
-            let ingested = documents::Ingested {
-                pages: None,
-                chunks,
-                ocr_pages: 0,
-            };
-            assert!(
-                p.jobs
-                    .complete(&claim, ingested, fixtures::T0)
-                    .await
-                    .expect("complete")
-            );
-            ids
-        }
-    };
     // The long chunk first: were lengths missing (all equal), ties would rank it first.
-    let old = store_one("old", &[("zebra long", 40), ("zebra short", 4)]).await;
+    let old = store_chunks(&p, tenant, "old", &[("zebra long", 40), ("zebra short", 4)]).await;
     migration::Migrator::up(&db, None)
         .await
         .expect("the lengths migration");
-    let new = store_one("new", &[("zebra newer", 12)]).await;
+    let new = store_chunks(&p, tenant, "new", &[("zebra newer", 12)]).await;
 
     let lengths: Vec<i64> = db
         .query_all_raw(Statement::from_string(
