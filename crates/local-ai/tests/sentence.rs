@@ -8,15 +8,10 @@ use std::path::{Path, PathBuf};
 use local_ai::{MINILM_MODEL, MiniLmEmbedder, Pooling, SentenceEmbedder};
 use retrieval::Embedder;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+mod common;
 
-fn strings(texts: &[&str]) -> Vec<String> {
-    texts.iter().map(|t| (*t).to_owned()).collect()
-}
+use common::{DOCS, QUERIES, dot, ranked, strings};
 
-/// The folder of all-MiniLM-L6-v2, or `None` (skip) outside CI.
 fn model_dir() -> Option<PathBuf> {
     match std::env::var_os("QUIRE_TEST_MINILM_PATH") {
         Some(p) if Path::new(&p).join("model.safetensors").is_file() => Some(PathBuf::from(p)),
@@ -32,34 +27,12 @@ fn model_dir() -> Option<PathBuf> {
     }
 }
 
-const DOCS: &[&str] = &[
-    "The committee approved the annual budget after a long debate about spending.",
-    "Our cat sleeps on the windowsill every afternoon in the sun.",
-    "Heavy rain and strong winds are expected along the coast tomorrow.",
-    "The new vaccine reduced hospital admissions among older patients.",
-    "She repaired the bicycle's flat tyre with a patch kit.",
-];
-
-/// Paraphrases that share (almost) no word with their document.
-const QUERIES: &[(&str, usize)] = &[
-    ("council passes yearly financial plan", 0),
-    ("where does the kitty nap", 1),
-    ("storm forecast for the seaside", 2),
-    ("immunisation keeps elderly people out of hospitals", 3),
-    ("fixing a punctured bike wheel", 4),
-];
-
 /// Every paraphrase finds its document first, with a margin.
 fn finds_paraphrases(vectors: impl Fn(&[String]) -> Vec<Vec<f32>>) {
     let docs = vectors(&strings(DOCS));
     for (query, expected) in QUERIES {
         let q = &vectors(&strings(&[query]))[0];
-        let mut scored: Vec<(usize, f32)> = docs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (i, dot(q, d)))
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let scored = ranked(q, &docs);
         assert_eq!(scored[0].0, *expected, "{query:?}: {scored:?}");
         assert!(scored[0].1 - scored[1].1 > 0.05, "{query:?}: {scored:?}");
     }

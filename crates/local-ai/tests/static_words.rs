@@ -4,30 +4,9 @@
 use local_ai::{STATIC_MODEL, StaticEmbedder};
 use retrieval::Embedder;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+mod common;
 
-fn strings(texts: &[&str]) -> Vec<String> {
-    texts.iter().map(|t| (*t).to_owned()).collect()
-}
-
-const DOCS: &[&str] = &[
-    "The committee approved the annual budget after a long debate about spending.",
-    "Our cat sleeps on the windowsill every afternoon in the sun.",
-    "Heavy rain and strong winds are expected along the coast tomorrow.",
-    "The new vaccine reduced hospital admissions among older patients.",
-    "She repaired the bicycle's flat tyre with a patch kit.",
-];
-
-/// Paraphrases that share (almost) no word with their document.
-const QUERIES: &[(&str, usize)] = &[
-    ("council passes yearly financial plan", 0),
-    ("where does the kitty nap", 1),
-    ("storm forecast for the seaside", 2),
-    ("immunisation keeps elderly people out of hospitals", 3),
-    ("fixing a punctured bike wheel", 4),
-];
+use common::{DOCS, QUERIES, dot, ranked, strings};
 
 #[tokio::test]
 async fn the_static_model_finds_paraphrases_and_is_deterministic() {
@@ -37,12 +16,7 @@ async fn the_static_model_finds_paraphrases_and_is_deterministic() {
     let docs = e.embed_now(&strings(DOCS)).unwrap().vectors;
     for (query, expected) in QUERIES {
         let q = &e.embed_now(&strings(&[query])).unwrap().vectors[0];
-        let mut scored: Vec<(usize, f32)> = docs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (i, dot(q, d)))
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let scored = ranked(q, &docs);
         assert_eq!(scored[0].0, *expected, "{query:?}: {scored:?}");
     }
     let out = e
