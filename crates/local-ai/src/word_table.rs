@@ -223,7 +223,12 @@ pub(crate) fn write(
         fastrand::u64(..)
     ));
     let written = (|| {
-        let mut f = std::fs::File::create(&temporary)?;
+        // Owner-only, as the data folder's other files: the words are the documents' words.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&temporary)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&temporary, path)
@@ -352,6 +357,12 @@ mod tests {
                 assert!(got.values().all(|v| v.iter().all(|x| *x == first)), "a mix");
             }
         });
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "owner-only");
+        }
         // No temporary file is left behind.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "{left:?}");
