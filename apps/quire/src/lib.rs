@@ -483,17 +483,20 @@ pub fn chat_settings(settings: &Settings) -> chat::ChatSettings {
 pub fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
     let r = &settings.retrieval;
     let ngram: Arc<dyn Embedder> = Arc::new(local_ai::LocalEmbedder::new(r.local_dimensions));
-    // The bundled model's weights are expanded on first use, unless it (or the static model
-    // distilled from it) is the default.
+    // The bundled model's weights are expanded on first use, unless it is the default (the
+    // static model distilled from it needs them only for words its table does not know).
     let minilm = local_ai::MiniLmEmbedder::new();
-    if matches!(
-        r.embedder,
-        settings::EmbedderKind::Minilm | settings::EmbedderKind::Static
-    ) {
+    if r.embedder == settings::EmbedderKind::Minilm {
         minilm.warm()?;
     }
     let minilm: Arc<dyn Embedder> = Arc::new(minilm);
-    let fixed: Arc<dyn Embedder> = Arc::new(local_ai::StaticEmbedder::new());
+    // The static model's word table is saved in the data folder on the embedded default; on
+    // PostgreSQL, whose servers may have no lasting folder, it stays in memory.
+    let fixed: Arc<dyn Embedder> = Arc::new(if settings.is_postgres() {
+        local_ai::StaticEmbedder::new()
+    } else {
+        local_ai::StaticEmbedder::saved_in(&settings.data_dir)
+    });
     let mut folders: Vec<(String, Arc<dyn Embedder>)> = Vec::new();
     for (name, m) in &r.local_models {
         let embedder = local_ai::SentenceEmbedder::load(name, &m.path)

@@ -9,7 +9,8 @@
 //! names a sentence-transformers folder, with that model (256 word pieces). The static
 //! `quire-local-static` is measured cold (every word new to it: the 38 passages of the golden
 //! set `founding-texts.json`, 2,610 words, 610 distinct once function words are left out) and warm (the same
-//! 1,000 chunks as the n-gram model, once their words are known).
+//! 1,000 chunks as the n-gram model, once their words are known); and the cold cost per word
+//! both ways on those words: one forward pass per word (as before the batching) and batched.
 
 #![allow(clippy::print_stdout)]
 
@@ -158,16 +159,50 @@ fn main() {
     let _ = minilm.embed_now(&some[..1]).expect("embeds");
     let start = Instant::now();
     let _ = fixed.embed_now(&passages).expect("embeds");
-    report(
-        "static, cold passages",
-        start.elapsed().as_secs_f64(),
-        passages.len(),
-        passage_bytes,
+    let cold = start.elapsed().as_secs_f64();
+    report("static, cold passages", cold, passages.len(), passage_bytes);
+    println!(
+        "{:>24}: {:>8.2} ms per word learnt (the common direction's {} function words included)",
+        "static, cold",
+        cold * 1e3 / fixed.computed_words().max(1) as f64,
+        local_ai::STOP_WORDS.len()
     );
     println!(
         "({} passages, {words} words, {} distinct words learnt)",
         passages.len(),
-        StaticEmbedder::known_words()
+        fixed.known_words()
+    );
+    // The cold cost per word, both ways, on the same words in the same run: one forward pass
+    // per word (what the static model paid with pocket-encoder 0.1.2 as published) against
+    // the patched `embed`, which runs words of one length in word pieces together.
+    let mut distinct: Vec<String> = passages
+        .iter()
+        .flat_map(|p| {
+            p.to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty() && !local_ai::STOP_WORDS.contains(w))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let encoder = pocket_encoder::Encoder::new().expect("the bundled model loads");
+    let start = Instant::now();
+    for w in &distinct {
+        let _ = encoder.embed(&[w]).expect("embeds");
+    }
+    let alone = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let _ = encoder.embed(&distinct).expect("embeds");
+    let together = start.elapsed().as_secs_f64();
+    println!(
+        "{:>24}: {:>8.2} ms/word one pass each, {:.2} ms/word batched ({} words, {:.1}x)",
+        "cold word vectors",
+        alone * 1e3 / distinct.len() as f64,
+        together * 1e3 / distinct.len() as f64,
+        distinct.len(),
+        alone / together
     );
     let start = Instant::now();
     let _ = fixed.embed_now(&passages).expect("embeds");

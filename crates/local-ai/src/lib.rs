@@ -15,6 +15,7 @@ mod embedder;
 mod features;
 mod sentence;
 mod static_words;
+mod word_table;
 
 pub use answerer::{LOCAL_ANSWERER_MODEL, LOCAL_CONTEXT_WINDOW, LocalAnswerer};
 pub use embedder::{DEFAULT_LOCAL_DIMENSIONS, LOCAL_MODEL_PREFIX, LocalEmbedder};
