@@ -10,7 +10,8 @@
 //! `quire-local-static` is measured cold (every word new to it: the 38 passages of the golden
 //! set `founding-texts.json`, 2,610 words, 610 distinct once function words are left out) and warm (the same
 //! 1,000 chunks as the n-gram model, once their words are known); and the cold cost per word
-//! both ways on those words: one forward pass per word (as before the batching) and batched.
+//! both ways on those words: one call per word and one call for all (pocket-encoder 0.1.2 runs
+//! one forward pass per input either way; a batching pocket-encoder would show the gap).
 
 #![allow(clippy::print_stdout)]
 
@@ -172,9 +173,9 @@ fn main() {
         passages.len(),
         fixed.known_words()
     );
-    // The cold cost per word, both ways, on the same words in the same run: one forward pass
-    // per word (what the static model paid with pocket-encoder 0.1.2 as published) against
-    // the patched `embed`, which runs words of one length in word pieces together.
+    // The cold cost per word, both ways, on the same words in the same run: one call per word
+    // against one call for all (the same passes with pocket-encoder 0.1.2 as published; the
+    // second is what a batching `embed` would speed up, docs/benchmarks.md).
     let mut distinct: Vec<String> = passages
         .iter()
         .flat_map(|p| {
@@ -197,7 +198,7 @@ fn main() {
     let _ = encoder.embed(&distinct).expect("embeds");
     let together = start.elapsed().as_secs_f64();
     println!(
-        "{:>24}: {:>8.2} ms/word one pass each, {:.2} ms/word batched ({} words, {:.1}x)",
+        "{:>24}: {:>8.2} ms/word one call each, {:.2} ms/word in one call ({} words, {:.1}x)",
         "cold word vectors",
         alone * 1e3 / distinct.len() as f64,
         together * 1e3 / distinct.len() as f64,

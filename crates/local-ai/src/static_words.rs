@@ -4,8 +4,8 @@
 //! Each word's vector is the bundled model's (`quire-local-minilm`, paraphrase-MiniLM-L3-v2)
 //! vector of the word alone; a text's vector is the weighted mean of its words' vectors,
 //! L2-normalized. The table is not built ahead: the words of a batch of texts not yet known
-//! are run through the model together (pocket-encoder encodes words of one length in word
-//! pieces in one forward pass) and kept in a word table, so a text of known words costs
+//! are handed to the model in one call (pocket-encoder 0.1.2 still runs one forward pass per
+//! word inside it) and kept in a word table, so a text of known words costs
 //! lookups and additions, as the n-gram model's features do. The table is process-wide
 //! ([`StaticEmbedder::new`]) or saved in a folder ([`StaticEmbedder::saved_in`], the data
 //! folder of the embedded default), so a restart does not run the words again.

@@ -111,8 +111,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The bundled model encodes words of one length together: each word's vector is, bit for
-/// bit, the one it gets alone (one forward pass of its own, as pocket-encoder did before).
+/// Words handed to the bundled model in one call: each word's vector is, bit for bit, the one
+/// it gets alone (a batching pocket-encoder must keep this; docs/retrieval.md).
 #[test]
 fn a_batch_of_words_gives_each_word_its_vector_alone() {
     let encoder = pocket_encoder::Encoder::new().unwrap();
