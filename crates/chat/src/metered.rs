@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use kernel::{Meter, Reservation, StreamSlot, Tokens};
+use kernel::{Meter, MeterError, Reservation, StreamSlot, TenantId, Tokens};
 
 use crate::model::Usage;
 use crate::ports::ChatModel;
@@ -75,6 +75,31 @@ impl Held {
             meter,
             reservation: None,
             slot: None,
+        }
+    }
+
+    /// A stream slot of `tenant`, taken beside `reads` (neither waits for the other), held
+    /// with what the reads found. The reads' refusal comes first (a slot taken meanwhile is
+    /// given back at once), then the meter's.
+    ///
+    /// # Errors
+    /// The reads' error; else the meter's refusal of the slot.
+    pub(crate) async fn slot_beside<T, E: From<MeterError>>(
+        meter: Arc<dyn Meter>,
+        tenant: TenantId,
+        reads: impl Future<Output = Result<T, E>>,
+    ) -> Result<(Self, T), E> {
+        let (read, slot) = futures_util::future::join(reads, meter.open_stream(tenant)).await;
+        let held = Self::new(meter);
+        match (read, slot) {
+            (Ok(read), Ok(slot)) => Ok((held.with_slot(slot), read)),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), slot) => {
+                if let Ok(slot) = slot {
+                    held.with_slot(slot).release().await;
+                }
+                Err(e)
+            }
         }
     }
 

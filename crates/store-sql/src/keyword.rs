@@ -26,13 +26,16 @@
 //!   every tenant's). A match is `text : ("w1" OR "w2" …) AND scope : "t<tenant>"
 //!   [AND scope : ("c…" OR …)] [AND scope : ("d…" OR …)]`: tenant, collections and allowed
 //!   documents are intersections inside the FTS index, never a filter after a LIMIT. Each
-//!   word's df is the count of such matches for that word alone. BM25 is summed in SQL over
-//!   the kept words' matches, each word's tf counted from FTS5's own index
-//!   (`chunk_fts_instances`, an `fts5vocab` of type `instance`, for the word as FTS5 folds it:
-//!   [`fold`]) and each match's length read from `chunk_fts_rows` (migration
-//!   `m20261207_000035_keyword_lengths`): no chunk row or text is read, and only the top k
-//!   come back. Because the statistics do not depend on `allow`, a long `allow` list is
-//!   searched in batches whose results merge exactly.
+//!   word's df is the count of such matches for that word alone. Each match's length is read
+//!   from `chunk_fts_rows` (migration `m20261207_000035_keyword_lengths`), and each kept
+//!   word's tf in it is counted one of two ways, whichever costs less ([`TEXTS_UP_TO`]): when
+//!   the matches hold many tokens, from FTS5's own index (`chunk_fts_instances`, an
+//!   `fts5vocab` of type `instance`, for the word as FTS5 folds it: [`fold`]), BM25 summed
+//!   in SQL and only the top k coming back, no chunk row or text read; when they hold few
+//!   (a small scope, whose common words are not left out), from the matched chunks' texts,
+//!   read with their lengths and counted here by the tokenizer's rule, BM25 summed alike.
+//!   Because the statistics do not depend on `allow`, a long `allow` list is searched in
+//!   batches whose results merge exactly.
 //! - PostgreSQL: `keyword_postings` (migration `m20261206_000021_keyword_postings`, kept by
 //!   triggers on `chunks`) holds each chunk's lexemes with their tf and the chunk's length,
 //!   keyed `(tenant_id, term, collection_key, chunk_id)`. The query's words become `tsv`'s
@@ -138,6 +141,95 @@ fn sqlite_search(terms: usize) -> String {
          ORDER BY score DESC, r.chunk_id \
          LIMIT ?"
     )
+}
+
+/// SQLite: a search whose kept words' matches hold at most this many tokens (estimated:
+/// the kept words' chunk counts, at most the scope's chunks, times the scope's average
+/// length) reads those chunks' texts and counts term frequencies here ([`SQLITE_TEXTS`],
+/// [`term_frequencies`]); above it they are counted from FTS5's index ([`sqlite_search`]).
+/// Counting from the index costs per occurrence of each kept word in the whole table, every
+/// tenant's (FTS5's `instance` table filters by term only), about 2 µs each; reading a text
+/// costs per byte. In a small scope no word is left out ([`PRUNE_FROM_ROWS`]), so its common
+/// words' occurrences, in this scope and in every other, would be counted one by one: the
+/// texts are cheaper there. A large scope leaves its common words out, and its few kept
+/// words' occurrences are cheaper than its many texts. When the whole scope holds at most this
+/// many tokens, a search without `allow` reads the matches' texts in the statement that
+/// counts its words ([`SqlStore::sqlite_stats_and_frequencies`]): one statement in all.
+/// docs/retrieval.md has the figures.
+pub(crate) const TEXTS_UP_TO: i64 = 65_536;
+
+/// The SQLite search's matches with their lengths and texts (`?`: the FTS5 query), for
+/// [`TEXTS_UP_TO`].
+const SQLITE_TEXTS: &str = "\
+SELECT r.chunk_id AS chunk_id, r.length AS length, c.text AS text \
+FROM (SELECT rowid AS rid FROM chunk_fts WHERE chunk_fts MATCH ?) AS m \
+CROSS JOIN chunk_fts_rows AS r ON r.rowid = m.rid \
+JOIN chunks AS c ON c.id = r.chunk_id";
+
+/// How often each of `words` (folded) occurs in `text`, by the tokenizer's rule (runs of
+/// letters and digits). ASCII text (most text) is read once, run by run, each run compared
+/// with the words of its length without case (one pass whatever the number of words, and no
+/// lowercase copy of the text).
+fn term_frequencies(text: &str, words: &[String]) -> Vec<u32> {
+    if !text.is_ascii() {
+        return term_frequencies_by_word(text, words);
+    }
+    let mut tf = vec![0_u32; words.len()];
+    for run in text
+        .as_bytes()
+        .split(|b| !b.is_ascii_alphanumeric())
+        .filter(|r| !r.is_empty())
+    {
+        for (count, word) in tf.iter_mut().zip(words) {
+            if word.len() == run.len() && word.as_bytes().eq_ignore_ascii_case(run) {
+                *count = count.saturating_add(1);
+            }
+        }
+    }
+    tf
+}
+
+/// [`term_frequencies`] for any text: each run of letters and digits, folded when not ASCII.
+fn term_frequencies_by_word(text: &str, words: &[String]) -> Vec<u32> {
+    let mut tf = vec![0_u32; words.len()];
+    let mut folded = String::new();
+    for run in text.split(|c: char| !c.is_alphanumeric()) {
+        if run.is_empty() {
+            continue;
+        }
+        let found = if run.is_ascii() {
+            words
+                .iter()
+                .position(|w| w.as_bytes().eq_ignore_ascii_case(run.as_bytes()))
+        } else {
+            folded.clear();
+            fold_into(run, &mut folded);
+            words.iter().position(|w| *w == folded)
+        };
+        if let Some(i) = found {
+            tf[i] = tf[i].saturating_add(1);
+        }
+    }
+    tf
+}
+
+/// BM25 of a chunk of `length` with these term frequencies of words of these idfs, exactly
+/// as [`sqlite_search`] sums it in SQL (the same operations in the same order): a chunk with
+/// no counted word scores as if it held the weakest word once.
+fn bm25_of(tf: &[u32], idfs: &[f64], weakest: f64, length: i64, average: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let norm = 1.2 * (0.25 + 0.75 * length.max(1) as f64 / average);
+    if tf.iter().all(|t| *t == 0) {
+        return weakest * 2.2 / (1.0 + norm);
+    }
+    tf.iter()
+        .zip(idfs)
+        .filter(|(t, _)| **t > 0)
+        .map(|(t, idf)| {
+            let t = f64::from(*t);
+            idf * t * 2.2 / (t + norm)
+        })
+        .sum()
 }
 
 /// BM25's idf of a word in `df` of `n` chunks (never negative). The rest of BM25 (k1 = 1.2,
@@ -274,49 +366,69 @@ impl SqlStore {
         words: &[String],
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
-    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
-        let (stats, df) = self
-            .stats_and_frequencies(words, tenant, collections, words.len() >= 2)
+        texts: bool,
+    ) -> Result<Kept, IndexError> {
+        let counted = self
+            .stats_and_frequencies(words, tenant, collections, words.len() >= 2, texts)
             .await?;
+        let stats = counted.stats;
         // A word counted up to the cap is in more than the common share of the chunks.
         let cap = prune_cap(stats, words.len() >= 2);
-        let mut kept: Vec<(String, i64)> = df
+        let mut kept: Vec<(String, i64)> = counted
+            .df
             .iter()
             .filter(|(_, d)| cap.is_none_or(|cap| *d < cap))
             .cloned()
             .collect();
-        if kept.is_empty() && !df.is_empty() {
+        let mut left_out = kept.len() < counted.df.len();
+        if kept.is_empty() && !counted.df.is_empty() {
             // Every word is common: the rarest alone, with exact (uncapped) counts.
             kept = self
-                .stats_and_frequencies(words, tenant, collections, false)
+                .stats_and_frequencies(words, tenant, collections, false, false)
                 .await?
-                .1
+                .df
                 .into_iter()
                 .min_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)))
                 .into_iter()
                 .collect();
+            left_out = true;
         }
         kept.retain(|(_, d)| *d > 0);
-        Ok((stats, kept))
+        Ok(Kept {
+            stats,
+            terms: kept,
+            // The texts read are the matches of every word: they are the kept words' matches
+            // only when no word was left out (a word in no chunk matches nothing).
+            texts: counted.texts.filter(|_| !left_out),
+        })
     }
 
     /// The scope's statistics and each word's count of the scope's chunks holding it, counted
     /// up to [`prune_cap`] of those statistics (`prune_words`; else exact), in one statement:
-    /// `(term, count)` per distinct term.
+    /// `(term, count)` per distinct term. On SQLite with `texts`, the same statement reads the
+    /// texts of the matches of every word when the whole scope holds at most
+    /// `keyword_texts_up_to` tokens (one statement fewer for a small scope's search).
     async fn stats_and_frequencies(
         &self,
         words: &[String],
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
         prune_words: bool,
-    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
+        texts: bool,
+    ) -> Result<Counted, IndexError> {
         match self.db.get_database_backend() {
             DbBackend::Postgres => {
-                self.postgres_stats_and_frequencies(words, tenant, collections, prune_words)
-                    .await
+                let (stats, df) = self
+                    .postgres_stats_and_frequencies(words, tenant, collections, prune_words)
+                    .await?;
+                Ok(Counted {
+                    stats,
+                    df,
+                    texts: None,
+                })
             }
             _ => {
-                self.sqlite_stats_and_frequencies(words, tenant, collections, prune_words)
+                self.sqlite_stats_and_frequencies(words, tenant, collections, prune_words, texts)
                     .await
             }
         }
@@ -400,14 +512,17 @@ impl SqlStore {
     }
 
     /// SQLite: [`SqlStore::stats_and_frequencies`]; each word's count of FTS5 matches inside
-    /// FTS5's scope intersection.
+    /// FTS5's scope intersection, and with `texts` the matches of every word with their
+    /// lengths and texts when the scope's tokens are at most `keyword_texts_up_to` (the
+    /// condition is on the statistics, tested in SQL before FTS5 is asked).
     async fn sqlite_stats_and_frequencies(
         &self,
         words: &[String],
         tenant: TenantId,
         collections: Option<&[CollectionId]>,
         prune_words: bool,
-    ) -> Result<(ScopeStats, Vec<(String, i64)>), IndexError> {
+        texts: bool,
+    ) -> Result<Counted, IndexError> {
         let mut values: Vec<Value> = vec![tenant.as_uuid().into()];
         let mut scope = String::new();
         if let Some(collections) = collections {
@@ -426,14 +541,25 @@ impl SqlStore {
              FROM documents WHERE tenant_id = ?{scope}), \
              cap AS (SELECT CASE WHEN ? AND n >= {PRUNE_FROM_ROWS} \
              THEN CAST(n * {COMMON_SHARE:?} AS INTEGER) + 1 ELSE -1 END AS c FROM s) \
-             SELECT -1 AS i, n, tokens FROM s"
+             SELECT -1 AS i, n, tokens, NULL AS chunk_id, NULL AS text FROM s"
         );
         for (i, word) in words.iter().enumerate() {
             sql.push_str(&format!(
-                " UNION ALL SELECT {i} AS i, COUNT(*) AS n, 0 AS tokens FROM \
+                " UNION ALL SELECT {i} AS i, COUNT(*) AS n, 0 AS tokens, NULL, NULL FROM \
                  (SELECT rowid FROM chunk_fts WHERE chunk_fts MATCH ? LIMIT (SELECT c FROM cap))"
             ));
             values.push(fts_query(std::slice::from_ref(word), tenant, collections, None).into());
+        }
+        if texts {
+            sql.push_str(
+                " UNION ALL SELECT -2 AS i, r.length, 0, r.chunk_id, c.text \
+                 FROM (SELECT rowid AS rid FROM chunk_fts \
+                       WHERE (SELECT tokens FROM s) <= ? AND chunk_fts MATCH ?) AS m \
+                 CROSS JOIN chunk_fts_rows AS r ON r.rowid = m.rid \
+                 JOIN chunks AS c ON c.id = r.chunk_id",
+            );
+            values.push(self.keyword_texts_up_to.into());
+            values.push(fts_query(words, tenant, collections, None).into());
         }
         let rows = self
             .db
@@ -449,21 +575,35 @@ impl SqlStore {
             tokens: 0,
         };
         let mut df = vec![0_i64; words.len()];
+        let mut matched = Vec::new();
         for row in rows {
             let i: i64 = row.try_get("", "i").context("reading a word index")?;
             let n: i64 = row.try_get("", "n").context("reading a count")?;
-            if i < 0 {
+            if i == -1 {
                 stats = ScopeStats {
                     chunks: n,
                     tokens: row
                         .try_get("", "tokens")
                         .context("reading the token count")?,
                 };
+            } else if i == -2 {
+                matched.push(MatchedText {
+                    chunk_id: row
+                        .try_get("", "chunk_id")
+                        .context("reading a keyword hit")?,
+                    length: n,
+                    text: row.try_get("", "text").context("reading a chunk text")?,
+                });
             } else if let Some(slot) = usize::try_from(i).ok().and_then(|i| df.get_mut(i)) {
                 *slot = n;
             }
         }
-        Ok((stats, words.iter().cloned().zip(df).collect()))
+        let read = texts && stats.tokens <= self.keyword_texts_up_to;
+        Ok(Counted {
+            stats,
+            df: words.iter().cloned().zip(df).collect(),
+            texts: read.then_some(matched),
+        })
     }
 
     /// SQLite: FTS5 finds the scope's chunks that hold a kept word; BM25 is computed here with
@@ -483,8 +623,19 @@ impl SqlStore {
         // The least weighty word stands in for a chunk whose words FTS5 indexed differently
         // from `fold` (it matched, so it holds one of them).
         let weakest = idfs.iter().copied().fold(f64::INFINITY, f64::min);
-        let sql = sqlite_search(kept.len());
+        // The matches' tokens, estimated: each kept word's chunks (exact below the cap), at
+        // most the scope's, times the scope's average length.
+        #[allow(clippy::cast_precision_loss)]
+        let matched = (kept.iter().map(|(_, d)| *d).sum::<i64>() as f64).min(bm25.n);
+        #[allow(clippy::cast_precision_loss)]
+        let read_texts = matched * bm25.average <= self.keyword_texts_up_to as f64;
+        let sql = if read_texts {
+            SQLITE_TEXTS.to_owned()
+        } else {
+            sqlite_search(kept.len())
+        };
         let kept_words: Vec<String> = kept.iter().map(|(w, _)| w.clone()).collect();
+        let folded: Vec<String> = kept_words.iter().map(|w| fold(w)).collect();
         let limit = i64::try_from(k).unwrap_or(i64::MAX);
 
         let batches: Vec<Option<&[DocumentId]>> = match allow {
@@ -495,14 +646,16 @@ impl SqlStore {
         for batch in batches {
             let mut values: Vec<Value> = Vec::with_capacity(kept.len() * 2 + 4);
             values.push(fts_query(&kept_words, tenant, collections, batch).into());
-            for ((word, _), idf) in kept.iter().zip(&idfs) {
-                values.push((*idf).into());
-                values.push(fold(word).into());
+            if !read_texts {
+                for (word, idf) in folded.iter().zip(&idfs) {
+                    values.push((*idf).into());
+                    values.push(word.as_str().into());
+                }
+                values.push(bm25.average.into());
+                values.push(weakest.into());
+                values.push(bm25.average.into());
+                values.push(limit.into());
             }
-            values.push(bm25.average.into());
-            values.push(weakest.into());
-            values.push(bm25.average.into());
-            values.push(limit.into());
             let rows = self
                 .db
                 .query_all_raw(Statement::from_sql_and_values(
@@ -512,7 +665,25 @@ impl SqlStore {
                 ))
                 .await
                 .context("searching chunks by keyword")?;
-            found.extend(candidates(rows)?);
+            if read_texts {
+                let matched = rows
+                    .into_iter()
+                    .map(|row| {
+                        Ok::<_, IndexError>(MatchedText {
+                            chunk_id: row
+                                .try_get("", "chunk_id")
+                                .context("reading a keyword hit")?,
+                            length: row
+                                .try_get("", "length")
+                                .context("reading a chunk length")?,
+                            text: row.try_get("", "text").context("reading a chunk text")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                found.extend(score_texts(&matched, &kept, bm25));
+            } else {
+                found.extend(candidates(rows)?);
+            }
             // Keep memory bounded by k between batches (the order is total: exact merge).
             if found.len() > k.saturating_mul(4).max(1_024) {
                 sort_best_first(&mut found);
@@ -580,6 +751,50 @@ impl From<ScopeStats> for Bm25 {
     }
 }
 
+/// A scope's statistics and its words' counts ([`SqlStore::stats_and_frequencies`]).
+struct Counted {
+    stats: ScopeStats,
+    df: Vec<(String, i64)>,
+    /// SQLite: the matches of every word, read in the same statement (a small scope).
+    texts: Option<Vec<MatchedText>>,
+}
+
+/// The words a search ranks with ([`SqlStore::kept_terms`]).
+struct Kept {
+    stats: ScopeStats,
+    terms: Vec<(String, i64)>,
+    /// SQLite: the kept words' matches, already read with their texts.
+    texts: Option<Vec<MatchedText>>,
+}
+
+/// An SQLite match read with its length and text ([`TEXTS_UP_TO`]).
+struct MatchedText {
+    chunk_id: Uuid,
+    length: i64,
+    text: String,
+}
+
+/// The BM25 scores of matches read with their texts: each kept word's tf counted in the
+/// text ([`term_frequencies`]), summed as [`sqlite_search`] sums them in SQL.
+fn score_texts(matched: &[MatchedText], kept: &[(String, i64)], bm25: Bm25) -> Vec<Candidate> {
+    #[allow(clippy::cast_precision_loss)]
+    let idfs: Vec<f64> = kept.iter().map(|(_, d)| idf(bm25.n, *d as f64)).collect();
+    let weakest = idfs.iter().copied().fold(f64::INFINITY, f64::min);
+    let folded: Vec<String> = kept.iter().map(|(w, _)| fold(w)).collect();
+    matched
+        .iter()
+        .map(|m| {
+            let tf = term_frequencies(&m.text, &folded);
+            let score = bm25_of(&tf, &idfs, weakest, m.length, bm25.average);
+            #[allow(clippy::cast_possible_truncation)]
+            Candidate {
+                chunk_id: documents::ChunkId::from_uuid(m.chunk_id),
+                score: score as f32,
+            }
+        })
+        .collect()
+}
+
 #[async_trait]
 impl KeywordIndex for SqlStore {
     async fn search(
@@ -610,19 +825,23 @@ impl KeywordIndex for SqlStore {
             });
             let collections = collections.as_deref();
             let allow = allow.as_deref();
-            let (stats, kept) = self.kept_terms(&words, tenant, collections).await?;
-            if kept.is_empty() {
+            // Without `allow`, a small scope's matches are read with its statistics.
+            let kept = self
+                .kept_terms(&words, tenant, collections, allow.is_none())
+                .await?;
+            if kept.terms.is_empty() {
                 return Ok(Vec::new());
             }
-            let bm25 = Bm25::from(stats);
-            let mut found = match self.db.get_database_backend() {
-                DbBackend::Postgres => {
+            let bm25 = Bm25::from(kept.stats);
+            let mut found = match (self.db.get_database_backend(), kept.texts) {
+                (DbBackend::Postgres, _) => {
                     let limit = i64::try_from(k).unwrap_or(i64::MAX);
-                    self.search_postgres(kept, bm25, tenant, collections, limit, allow)
+                    self.search_postgres(kept.terms, bm25, tenant, collections, limit, allow)
                         .await?
                 }
-                _ => {
-                    self.search_sqlite(kept, bm25, tenant, collections, k, allow)
+                (_, Some(matched)) => score_texts(&matched, &kept.terms, bm25),
+                (_, None) => {
+                    self.search_sqlite(kept.terms, bm25, tenant, collections, k, allow)
                         .await?
                 }
             };
@@ -662,6 +881,32 @@ mod tests {
         assert_eq!(fold("ÉCOLE"), "ecole");
         assert_eq!(fold("Café"), "cafe");
         assert_eq!(fold("plan"), "plan");
+    }
+
+    #[test]
+    fn term_frequencies_fold_as_fts5_does() {
+        let words: Vec<String> = ["cafe", "ecole", "plan"].iter().map(|w| fold(w)).collect();
+        assert_eq!(
+            term_frequencies("Café, CAFE cafés; l'École plan-plan planet", &words),
+            [2, 1, 2]
+        );
+        assert_eq!(term_frequencies("", &words), [0, 0, 0]);
+        // The ASCII path agrees with the word-by-word one.
+        for text in [
+            "Plan, plan planet PLAN-plan cafe ecole2 ecole",
+            "plan",
+            "xplan planx 3plan plan3",
+        ] {
+            assert_eq!(
+                term_frequencies(text, &words),
+                term_frequencies_by_word(text, &words),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            term_frequencies("Plan, plan planet PLAN-plan", &words),
+            [0, 0, 4]
+        );
     }
 
     #[test]

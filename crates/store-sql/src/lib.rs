@@ -78,6 +78,9 @@ pub struct SqlStore {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
     schema: Option<String>,
+    /// SQLite keyword search: the most tokens of matched chunks it reads to count term
+    /// frequencies (`keyword::TEXTS_UP_TO`; tests set -1 to count them from FTS5's index).
+    keyword_texts_up_to: i64,
 }
 
 /// Creates `dir` and its missing parents readable by the owner only (0700 on Unix); an
@@ -188,7 +191,18 @@ impl SqlStore {
             db,
             clock,
             schema: db_settings.schema.clone(),
+            keyword_texts_up_to: keyword::TEXTS_UP_TO,
         })
+    }
+
+    /// The same store, whose SQLite keyword search reads the matched chunks' texts to count
+    /// term frequencies when they hold at most `tokens` (estimated), and else counts them
+    /// from FTS5's index (docs/retrieval.md, "The keyword index"). The default is
+    /// `keyword::TEXTS_UP_TO`; a negative number always counts from the index (its tests).
+    #[must_use]
+    pub fn with_keyword_texts_up_to(mut self, tokens: i64) -> Self {
+        self.keyword_texts_up_to = tokens;
+        self
     }
 
     /// Applies pending migrations. On PostgreSQL it first creates the configured schema and

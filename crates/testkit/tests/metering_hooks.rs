@@ -560,6 +560,45 @@ async fn a_refused_completion_calls_no_model_and_frees_its_slot() {
     assert_eq!(f.meter.open_slots(), 0);
 }
 
+/// The stream slot is taken beside the reads that may refuse the question (`Held::slot_beside`):
+/// a question in another member's session, or a completion of a model not allowed, is refused
+/// as before, with the slot given back before the refusal returns and nothing reserved.
+#[tokio::test]
+async fn a_question_or_completion_refused_by_its_reads_frees_the_slot_taken_beside_them() {
+    let f = chat_fixture();
+    let session = f
+        .chat
+        .create_session(&f.ctx, SessionFields::default())
+        .await
+        .expect("session");
+    let intruder = TenantContext::new(
+        f.ctx.tenant_id(),
+        Principal::User(UserId::new()),
+        Role::Member,
+    );
+    let err = f
+        .chat
+        .send(&intruder, session.id, "What did my colleague ask?", None)
+        .await
+        .expect_err("another member's session");
+    assert!(matches!(err, ChatError::NotFound), "{err:?}");
+    assert_eq!(f.meter.slots_opened(), 1);
+    assert_eq!(f.meter.open_slots(), 0, "the slot was given back");
+
+    let mut input = completion_input(None);
+    input.model = "no-such-model".to_owned();
+    let err = f
+        .chat
+        .complete(&f.ctx, input)
+        .await
+        .expect_err("a model not allowed");
+    assert!(matches!(err, ChatError::UnknownModel { .. }), "{err:?}");
+    assert_eq!(f.meter.slots_opened(), 2);
+    assert_eq!(f.meter.open_slots(), 0, "the slot was given back");
+    assert!(f.meter.asked().is_empty(), "nothing was reserved");
+    assert!(f.model.calls().is_empty(), "no model was called");
+}
+
 #[tokio::test]
 async fn tasks_reserve_before_the_model_and_settle_the_usage_they_report() {
     let f = chat_fixture();

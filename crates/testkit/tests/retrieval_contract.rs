@@ -65,6 +65,37 @@ on_every_adapter!(
     catalog_scan_pages,
 );
 
+/// The keyword cases again on SQLite, term frequencies counted from FTS5's index whatever
+/// the matches' size (`sqlite::` counts them from these small scopes' texts): both ways of
+/// counting score alike.
+macro_rules! on_sqlite_counting_from_the_index {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_fts_index {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (store, _dir) = testkit::sqlite_store().await;
+                    let store = store.with_keyword_texts_up_to(-1);
+                    testkit::contract::retrieval::$case(&RetrievalPorts::of(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_sqlite_counting_from_the_index!(
+    keyword_bm25_ranks_rare_words_first,
+    keyword_is_tenant_and_collection_scoped,
+    keyword_allow_is_exact,
+    keyword_follows_stored_chunks,
+    keyword_hostile_queries,
+    keyword_unicode,
+    keyword_scores_are_bm25_of_each_chunk,
+    other_tenants_words_do_not_change_my_scores,
+    flooding_a_word_cannot_hide_it_from_another_tenant,
+);
+
 /// SQLite and PostgreSQL leave out of a keyword query the words in more than a tenth of the
 /// scope's chunks when a rarer word remains (they barely rank, and ranking them scores every
 /// chunk they are in); a query of only common words still finds them.

@@ -53,26 +53,16 @@ impl Chat {
         let tenant = ctx.tenant_id();
         // The whitelist and the stream slot are taken beside the session (none depends on
         // another); a slot taken for a question refused here is given back at once.
-        let (session, allowed, slot) = futures_util::future::join3(
-            self.session(ctx, session_id),
-            self.allowed_models(tenant),
-            self.ports.meter.open_stream(tenant),
-        )
-        .await;
-        let mut held = Held::new(self.ports.meter.clone());
-        match slot {
-            Ok(slot) => held = held.with_slot(slot),
-            // The session's and the whitelist's refusals come first, as they did.
-            Err(e) if session.is_ok() && allowed.is_ok() => return Err(e.into()),
-            Err(_) => {}
-        }
-        let (session, allowed) = match (session, allowed) {
-            (Ok(s), Ok(a)) => (s, a),
-            (Err(e), _) | (_, Err(e)) => {
-                held.release().await;
-                return Err(e);
-            }
+        let reads = async {
+            let (session, allowed) = futures_util::future::join(
+                self.session(ctx, session_id),
+                self.allowed_models(tenant),
+            )
+            .await;
+            Ok::<_, ChatError>((session?, allowed?))
         };
+        let (mut held, (session, allowed)) =
+            Held::slot_beside(self.ports.meter.clone(), tenant, reads).await?;
         let prepared = match self
             .prepare_answer(ctx, &session, allowed, content, locale, &mut held)
             .await

@@ -75,25 +75,12 @@ impl Chat {
         validate_completion(&input)?;
         // The stream slot is taken beside the whitelist read (neither needs the other); a
         // slot taken for a refused model is given back at once.
-        let (resolved, slot) = futures_util::future::join(
+        let (mut held, (model_name, model)) = Held::slot_beside(
+            self.ports.meter.clone(),
+            ctx.tenant_id(),
             self.resolve_model(ctx.tenant_id(), Some(&input.model)),
-            self.ports.meter.open_stream(ctx.tenant_id()),
         )
-        .await;
-        let mut held = Held::new(self.ports.meter.clone());
-        match slot {
-            Ok(slot) => held = held.with_slot(slot),
-            // The whitelist's refusal comes first, as it did.
-            Err(e) if resolved.is_ok() => return Err(e.into()),
-            Err(_) => {}
-        }
-        let (model_name, model) = match resolved {
-            Ok(resolved) => resolved,
-            Err(e) => {
-                held.release().await;
-                return Err(e);
-            }
-        };
+        .await?;
         let (request, prompt_tokens) = match self
             .prepare_completion(ctx, input, &model_name, &*model, &mut held)
             .await
