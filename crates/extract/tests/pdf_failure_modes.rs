@@ -89,3 +89,39 @@ fn every_real_pdf_pypdf_reads_gives_text() {
         );
     }
 }
+
+/// pypdf's test file (`resources/encryption`): AES-128 (`/V 4`, `/AESV2`) with the empty user
+/// password and no `/Length` in its encryption dictionary (its crypt filter says `/Length 16`,
+/// in bytes). pypdf opens it; lopdf alone derives a 40-bit key and refused it as encrypted.
+#[test]
+fn an_aes_file_without_its_key_length_opens_with_the_empty_password() {
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pypdf-resources/r4-aes-v2-no-key-length.pdf"),
+    )
+    .expect("fixture");
+    let text = pages(&bytes).join("\n");
+    assert_eq!(text, "pdf encryption test\npassword: asdfzxcv");
+}
+
+/// The same mending never opens a file that needs a password: pypdf's AES-128 file with a user
+/// password, its `/Length 128` blanked out (same length, so no offset moves) so that the key
+/// length is added back as above; it must still be refused as encrypted, never read.
+#[test]
+fn a_file_with_a_user_password_stays_refused_when_its_key_length_is_added() {
+    let mut bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pypdf-resources/r4-aes-user-password.pdf"),
+    )
+    .expect("fixture");
+    let at = bytes
+        .windows(12)
+        .position(|w| w == b"/Length 128 ")
+        .expect("the key length");
+    bytes[at..at + 12].fill(b' ');
+    let out = extract::extract(Format::Pdf, &bytes, &ExtractLimits::default());
+    assert!(
+        matches!(out, Err(documents::ExtractError::Encrypted)),
+        "{out:?}"
+    );
+}

@@ -118,6 +118,154 @@ pub(super) fn rebuild(bytes: &[u8]) -> Mended {
     Mended::Rebuilt(out)
 }
 
+/// `bytes` with an incremental update that gives an AES-128 (`/V 4`, `/AESV2`) encryption
+/// dictionary the `/Length 128` it left out, or `None` when the file is not such a case.
+///
+/// The standard says `/Length` may be left out at `/V 4` (the key is 128 bits); some producers
+/// do so and write the crypt filter's length in bytes (`/Length 16`). lopdf then derives a
+/// 40-bit key and cannot decrypt a file that opens with the empty password in every reader. The
+/// fix appends the dictionary again with `/Length 128` (it is never encrypted itself), a
+/// cross-reference section for it and a trailer pointing back at the old one (`/Prev`): no byte
+/// of the file moves, so every offset it lists stays right. Only a classic `trailer` without
+/// `/Prev` is handled; a password is still needed where one is set.
+pub(super) fn with_aes_key_length(bytes: &[u8]) -> Option<Vec<u8>> {
+    let base = find(bytes, b"%PDF-")?;
+    let body = &bytes[base..];
+    let trailer_at = rfind(body, b"trailer")?;
+    let trailer = &body[trailer_at..];
+    let (dict_start, dict_end) = balanced_dict(trailer)?;
+    let trailer_dict = &trailer[dict_start..dict_end];
+    if find(trailer_dict, b"/Prev").is_some() {
+        return None;
+    }
+    let (num, generation) = reference_after(trailer_dict, b"/Encrypt")?;
+    let old_xref: usize = {
+        let at = rfind(body, b"startxref")? + b"startxref".len();
+        let digits: Vec<u8> = body[at..]
+            .iter()
+            .copied()
+            .skip_while(|b| is_space(*b))
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        std::str::from_utf8(&digits).ok()?.parse().ok()?
+    };
+
+    // The last definition of the encryption object, and its dictionary.
+    let mut start = None;
+    let mut from = 0;
+    while let Some(at) = find(&body[from..], b"obj") {
+        let i = from + at;
+        from = i + 3;
+        if let Some((n, g, _)) = object_header(body, i)
+            && (n, g) == (num, generation)
+        {
+            start = Some(i + 3);
+        }
+    }
+    let object = &body[start?..];
+    let (open, close) = balanced_dict(object)?;
+    let dict = &object[open..close];
+    let compact: Vec<u8> = dict.iter().copied().filter(|b| !is_space(*b)).collect();
+    if find(&compact, b"/V4").is_none()
+        || find(&compact, b"/AESV2").is_none()
+        || key_at_top_level(dict, b"/Length")
+    {
+        return None;
+    }
+
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(b"\n");
+    let object_at = out.len() - base;
+    let mut update = format!("{num} {generation} obj\n<< /Length 128 ").into_bytes();
+    update.extend_from_slice(&dict[2..]);
+    update.extend_from_slice(b"\nendobj\n");
+    let xref_at = object_at + update.len();
+    let mut table = format!(
+        "xref\n0 1\n0000000000 65535 f\r\n{num} 1\n{object_at:010} {generation:05} n\r\ntrailer\n<< /Prev {old_xref} "
+    )
+    .into_bytes();
+    table.extend_from_slice(&trailer_dict[2..]);
+    table.extend_from_slice(format!("\nstartxref\n{xref_at}\n%%EOF\n").as_bytes());
+    out.extend_from_slice(&update);
+    out.extend_from_slice(&table);
+    Some(out)
+}
+
+/// Where the first `<< … >>` of `bytes` starts and ends (past its `>>`), nested dictionaries
+/// and strings taken into account.
+fn balanced_dict(bytes: &[u8]) -> Option<(usize, usize)> {
+    let open = find(bytes, b"<<")?;
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' if bytes.get(i + 1) == Some(&b'<') => {
+                depth += 1;
+                i += 2;
+            }
+            b'>' if bytes.get(i + 1) == Some(&b'>') => {
+                depth = depth.checked_sub(1)?;
+                i += 2;
+                if depth == 0 {
+                    return Some((open, i));
+                }
+            }
+            b'(' => i = skip_string(bytes, i)?,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Past the literal string that opens at `i` (nested parentheses and escapes counted).
+fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'(' => depth += 1,
+            b')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether `key` (followed by a delimiter) is an entry of `dict` itself, not of a dictionary
+/// nested in it.
+fn key_at_top_level(dict: &[u8], key: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < dict.len() {
+        if dict[i..].starts_with(b"<<") {
+            depth += 1;
+            i += 2;
+        } else if dict[i..].starts_with(b">>") {
+            depth = depth.saturating_sub(1);
+            i += 2;
+        } else if dict[i] == b'(' {
+            match skip_string(dict, i) {
+                Some(next) => i = next,
+                None => return false,
+            }
+        } else if depth == 1
+            && dict[i..].starts_with(key)
+            && dict.get(i + key.len()).is_none_or(|b| is_delimiter(*b))
+        {
+            return true;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// One object, from its header to its `endobj` (added when missing), with a stream's
 /// `/Length` set to the real length of its data when the declared one does not fit.
 fn object_bytes(slice: &[u8]) -> Cow<'_, [u8]> {
@@ -328,6 +476,34 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AES_NO_KEY_LENGTH: &[u8] =
+        include_bytes!("../../tests/fixtures/pypdf-resources/r4-aes-v2-no-key-length.pdf");
+    const AES_USER_PASSWORD: &[u8] =
+        include_bytes!("../../tests/fixtures/pypdf-resources/r4-aes-user-password.pdf");
+
+    #[test]
+    fn the_key_length_is_added_only_where_the_dictionary_lacks_its_own() {
+        let patched = with_aes_key_length(AES_NO_KEY_LENGTH).expect("a key length to add");
+        assert!(
+            patched.starts_with(AES_NO_KEY_LENGTH),
+            "no byte of the file moves"
+        );
+        let update = &patched[AES_NO_KEY_LENGTH.len()..];
+        assert!(find(update, b"13 0 obj\n<< /Length 128 ").is_some());
+        assert!(find(update, b"/Prev 14923").is_some());
+        // `/Length 16` of the crypt filter is nested: not the dictionary's own.
+        assert_eq!(with_aes_key_length(AES_USER_PASSWORD), None);
+        assert!(key_at_top_level(b"<< /V 4 /Length 128 >>", b"/Length"));
+        assert!(!key_at_top_level(
+            b"<< /CF << /Length 16 >> /V 4 >>",
+            b"/Length"
+        ));
+        assert!(!key_at_top_level(
+            b"<< /Lengths 1 /T (/Length) >>",
+            b"/Length"
+        ));
+    }
 
     #[test]
     fn headers_are_found_only_as_tokens() {

@@ -120,16 +120,23 @@ fn load(bytes: &[u8]) -> Result<(Document, bool), ExtractError> {
         mend::Mended::Encrypted => Some(Err(ExtractError::Encrypted)),
         mend::Mended::Hopeless => None,
     };
+    // An AES-128 file that left out its key length is given it, so that the empty password
+    // opens it as it does in other readers (see `mend::with_aes_key_length`).
+    let encrypted = || {
+        mend::with_aes_key_length(bytes)
+            .and_then(|patched| Document::load_mem(&patched).ok())
+            .filter(|doc| !doc.is_encrypted() && !doc.get_pages().is_empty())
+            .map(|doc| (doc, false))
+            .ok_or(ExtractError::Encrypted)
+    };
     match Document::load_mem(bytes) {
-        Ok(doc) if doc.is_encrypted() => Err(ExtractError::Encrypted),
+        Ok(doc) if doc.is_encrypted() => encrypted(),
         Ok(doc) if !doc.get_pages().is_empty() => Ok((doc, false)),
         Ok(doc) => match rebuilt() {
             Some(Ok(mended)) if !mended.get_pages().is_empty() => Ok((mended, true)),
             _ => Ok((doc, false)),
         },
-        Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword) => {
-            Err(ExtractError::Encrypted)
-        }
+        Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword) => encrypted(),
         Err(e) => match rebuilt() {
             Some(result) => result.map(|doc| (doc, true)),
             None => Err(damaged(&e)),
