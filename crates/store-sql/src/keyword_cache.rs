@@ -772,16 +772,13 @@ fn search_segments(
                 .collect()
         });
         let mut at = vec![0_usize; lists.len()];
-        loop {
-            // The lowest slot at the heads of the lists (each in slot order).
-            let Some(slot) = lists
-                .iter()
-                .zip(&at)
-                .filter_map(|(l, i)| l.and_then(|l| l.slots.get(*i).copied()))
-                .min()
-            else {
-                break;
-            };
+        // The lowest slot at the heads of the lists (each in slot order), one at a time.
+        while let Some(slot) = lists
+            .iter()
+            .zip(&at)
+            .filter_map(|(l, i)| l.and_then(|l| l.slots.get(*i).copied()))
+            .min()
+        {
             let s = slot as usize;
             #[allow(clippy::cast_precision_loss)]
             let norm = 1.2 * (0.25 + 0.75 * segment.lengths[s].max(1) as f64 / bm25.average);
