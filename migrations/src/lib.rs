@@ -42,6 +42,7 @@ mod m20261207_000030_blob_tenants;
 mod m20261207_000031_platform_and_export_bytes;
 mod m20261207_000033_ingest_progress;
 mod m20261207_000035_keyword_lengths;
+mod m20261207_000036_keyword_versions;
 mod stored_times;
 
 pub use m20261207_000024_row_level_security::{PLATFORM_TABLES, protect};
@@ -87,6 +88,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000031_platform_and_export_bytes::Migration),
             Box::new(m20261207_000033_ingest_progress::Migration),
             Box::new(m20261207_000035_keyword_lengths::Migration),
+            Box::new(m20261207_000036_keyword_versions::Migration),
         ]
     }
 }

@@ -223,6 +223,12 @@ pub struct RetrievalSettings {
     pub hnsw_ef_construction: usize,
     /// HNSW: candidate list while searching (at least `2 × top_k` is used).
     pub hnsw_ef_search: usize,
+    /// SQLite: keyword searches of scopes with at least this many chunks are answered from
+    /// the in-process keyword cache (0: every scope; negative: never).
+    pub keyword_cache_min_chunks: i64,
+    /// SQLite: postings the keyword cache holds at most (6 bytes each), least recently used
+    /// scopes dropped past it.
+    pub keyword_cache_max_postings: usize,
     /// How long a worker holds a collection it re-embeds between heartbeats, in seconds.
     pub reembed_lease_secs: u64,
     /// How `hybrid` search fuses its keyword and vector rankings: the default and overrides
@@ -787,6 +793,8 @@ impl Default for Settings {
                 hnsw_m: 16,
                 hnsw_ef_construction: 128,
                 hnsw_ef_search: 200,
+                keyword_cache_min_chunks: 4_096,
+                keyword_cache_max_postings: 24_000_000,
                 reembed_lease_secs: 120,
                 fusion: FusionConfig {
                     method: rrf(),

@@ -35,7 +35,9 @@
 //!   (a small scope, whose common words are not left out), from the matched chunks' texts,
 //!   read with their lengths and counted here by the tokenizer's rule, BM25 summed alike.
 //!   Because the statistics do not depend on `allow`, a long `allow` list is searched in
-//!   batches whose results merge exactly.
+//!   batches whose results merge exactly. A scope of many chunks is searched instead from
+//!   this process's keyword cache when it holds the scope at the version SQL shows
+//!   ([`crate::keyword_cache`]: the same words, rule, statistics and BM25, summed in Rust).
 //! - PostgreSQL: `keyword_postings` (migration `m20261206_000021_keyword_postings`, kept by
 //!   triggers on `chunks`) holds each chunk's lexemes with their tf and the chunk's length,
 //!   keyed `(tenant_id, term, collection_key, chunk_id)`. The query's words become `tsv`'s
@@ -235,19 +237,19 @@ fn bm25_of(tf: &[u32], idfs: &[f64], weakest: f64, length: i64, average: f64) ->
 /// BM25's idf of a word in `df` of `n` chunks (never negative). The rest of BM25 (k1 = 1.2,
 /// b = 0.75: a term's weight idf · tf · 2.2 / (tf + 1.2 · (0.25 + 0.75 · length / average)))
 /// is summed in SQL on both backends, [`sqlite_search`] and [`postgres_search`].
-fn idf(n: f64, df: f64) -> f64 {
+pub(crate) fn idf(n: f64, df: f64) -> f64 {
     (1.0 + (n - df + 0.5).max(0.0) / (df + 0.5)).ln()
 }
 
 /// `word` as FTS5's `unicode61 remove_diacritics 2` indexes it: lowercase, without
 /// combining marks (`Café` → `cafe`).
-fn fold(word: &str) -> String {
+pub(crate) fn fold(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
     fold_into(word, &mut out);
     out
 }
 
-fn fold_into(word: &str, out: &mut String) {
+pub(crate) fn fold_into(word: &str, out: &mut String) {
     use unicode_normalization::{UnicodeNormalization as _, char::is_combining_mark};
     out.extend(
         word.nfd()
@@ -337,7 +339,7 @@ const PRUNE_FROM_ROWS: i64 = 1_000;
 /// The cap of the first count of each word's chunks in a scope of these statistics: one
 /// past [`COMMON_SHARE`] of its chunks when words may be left out (two words or more, at
 /// least [`PRUNE_FROM_ROWS`] chunks), else none.
-fn prune_cap(stats: ScopeStats, prune_words: bool) -> Option<i64> {
+pub(crate) fn prune_cap(stats: ScopeStats, prune_words: bool) -> Option<i64> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     let common = (stats.chunks as f64 * COMMON_SHARE) as i64;
     (prune_words && stats.chunks >= PRUNE_FROM_ROWS).then_some(common + 1)
@@ -345,9 +347,9 @@ fn prune_cap(stats: ScopeStats, prune_words: bool) -> Option<i64> {
 
 /// A scope's BM25 statistics: its chunk count and their total length in tokens.
 #[derive(Debug, Clone, Copy)]
-struct ScopeStats {
-    chunks: i64,
-    tokens: i64,
+pub(crate) struct ScopeStats {
+    pub(crate) chunks: i64,
+    pub(crate) tokens: i64,
 }
 
 impl SqlStore {
@@ -733,9 +735,9 @@ impl SqlStore {
 
 /// BM25's scope-wide figures: the chunk count (at least 1) and the average length.
 #[derive(Debug, Clone, Copy)]
-struct Bm25 {
-    n: f64,
-    average: f64,
+pub(crate) struct Bm25 {
+    pub(crate) n: f64,
+    pub(crate) average: f64,
 }
 
 impl From<ScopeStats> for Bm25 {
@@ -825,6 +827,15 @@ impl KeywordIndex for SqlStore {
             });
             let collections = collections.as_deref();
             let allow = allow.as_deref();
+            // SQLite: a large scope's search from this process's cache when it is fresh.
+            if let Some(cache) = &self.keyword_cache
+                && self.db.get_database_backend() == DbBackend::Sqlite
+                && let Some(found) = cache
+                    .search(&self.db, &words, tenant, collections, k, allow)
+                    .await?
+            {
+                return Ok(found);
+            }
             // Without `allow`, a small scope's matches are read with its statistics.
             let kept = self
                 .kept_terms(&words, tenant, collections, allow.is_none())
@@ -854,7 +865,7 @@ impl KeywordIndex for SqlStore {
 }
 
 /// Best score first, then chunk id: a total order, so merged batches rank exactly.
-fn sort_best_first(found: &mut [Candidate]) {
+pub(crate) fn sort_best_first(found: &mut [Candidate]) {
     found.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)

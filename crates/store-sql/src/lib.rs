@@ -28,6 +28,7 @@ mod invitations;
 mod job_rows;
 mod jobs;
 mod keyword;
+mod keyword_cache;
 mod mail;
 mod memberships;
 mod organizations;
@@ -46,6 +47,7 @@ mod workflows;
 
 pub use billing::SqlUsageLedger;
 pub use chat::SqlChatStore;
+pub use keyword_cache::{KeywordCacheConfig, KeywordCacheStats};
 pub use mail::OutboxMail;
 #[cfg(feature = "postgres")]
 pub use pgvector::PgVectorIndex;
@@ -81,6 +83,9 @@ pub struct SqlStore {
     /// SQLite keyword search: the most tokens of matched chunks it reads to count term
     /// frequencies (`keyword::TEXTS_UP_TO`; tests set -1 to count them from FTS5's index).
     keyword_texts_up_to: i64,
+    /// SQLite: the in-process keyword cache of large scopes (`keyword_cache`), shared by
+    /// the store's clones; `None` on PostgreSQL or when turned off.
+    keyword_cache: Option<Arc<keyword_cache::KeywordCache>>,
 }
 
 /// Creates `dir` and its missing parents readable by the owner only (0700 on Unix); an
@@ -192,6 +197,15 @@ impl SqlStore {
             clock,
             schema: db_settings.schema.clone(),
             keyword_texts_up_to: keyword::TEXTS_UP_TO,
+            keyword_cache: (!settings.is_postgres()
+                && settings.retrieval.keyword_cache_min_chunks >= 0)
+                .then(|| {
+                    Arc::new(keyword_cache::KeywordCache::new(KeywordCacheConfig {
+                        min_chunks: settings.retrieval.keyword_cache_min_chunks,
+                        max_postings: settings.retrieval.keyword_cache_max_postings,
+                        ..KeywordCacheConfig::default()
+                    }))
+                }),
         })
     }
 
@@ -203,6 +217,29 @@ impl SqlStore {
     pub fn with_keyword_texts_up_to(mut self, tokens: i64) -> Self {
         self.keyword_texts_up_to = tokens;
         self
+    }
+
+    /// The same store with its own keyword cache of this configuration on SQLite, or none
+    /// (`None`: every search in SQL). The default is [`KeywordCacheConfig::default`].
+    #[must_use]
+    pub fn with_keyword_cache(mut self, config: Option<KeywordCacheConfig>) -> Self {
+        self.keyword_cache = config
+            .filter(|_| self.db.get_database_backend() == DbBackend::Sqlite)
+            .map(|c| Arc::new(keyword_cache::KeywordCache::new(c)));
+        self
+    }
+
+    /// What the keyword cache holds (`None` without one).
+    #[must_use]
+    pub fn keyword_cache_stats(&self) -> Option<KeywordCacheStats> {
+        self.keyword_cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Waits until the keyword cache has no load under way (benchmarks and tests).
+    pub async fn keyword_cache_settled(&self) {
+        while self.keyword_cache.as_ref().is_some_and(|c| c.loading()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Applies pending migrations. On PostgreSQL it first creates the configured schema and

@@ -82,6 +82,10 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
         "keyword_postings",
         "the keyword index, rebuilt from chunks by triggers",
     ),
+    (
+        "keyword_versions",
+        "the keyword cache's versions (SQLite), kept from chunks by triggers",
+    ),
 ];
 
 /// Rows per page of [`crate::SqlStore::tenant_rows`].

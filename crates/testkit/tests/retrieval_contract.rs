@@ -96,6 +96,44 @@ on_sqlite_counting_from_the_index!(
     flooding_a_word_cannot_hide_it_from_another_tenant,
 );
 
+/// The keyword cases again on SQLite with the in-process keyword cache forced on (every
+/// scope, loaded before the search answers): it answers as the SQL path does. Each case must
+/// have been answered by the cache at least once (else it tested the SQL path again).
+macro_rules! on_sqlite_from_the_keyword_cache {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_keyword_cache {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (store, _dir) = testkit::sqlite_store().await;
+                    let store = store.with_keyword_cache(Some(store_sql::KeywordCacheConfig {
+                        min_chunks: 0,
+                        load_inline: true,
+                        ..store_sql::KeywordCacheConfig::default()
+                    }));
+                    let probe = store.clone();
+                    testkit::contract::retrieval::$case(&RetrievalPorts::of(store)).await;
+                    let stats = probe.keyword_cache_stats().expect("a keyword cache");
+                    assert!(stats.hits > 0, "the cache answered: {stats:?}");
+                }
+            )*
+        }
+    };
+}
+
+on_sqlite_from_the_keyword_cache!(
+    keyword_bm25_ranks_rare_words_first,
+    keyword_is_tenant_and_collection_scoped,
+    keyword_allow_is_exact,
+    keyword_follows_stored_chunks,
+    keyword_hostile_queries,
+    keyword_unicode,
+    keyword_scores_are_bm25_of_each_chunk,
+    other_tenants_words_do_not_change_my_scores,
+    flooding_a_word_cannot_hide_it_from_another_tenant,
+);
+
 /// SQLite and PostgreSQL leave out of a keyword query the words in more than a tenth of the
 /// scope's chunks when a rarer word remains (they barely rank, and ranking them scores every
 /// chunk they are in); a query of only common words still finds them.
@@ -103,6 +141,19 @@ on_sqlite_counting_from_the_index!(
 async fn sqlite_keyword_search_leaves_out_words_in_most_chunks() {
     let (store, _dir) = testkit::sqlite_store().await;
     keyword_search_leaves_out_words_in_most_chunks(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_keyword_cache_leaves_out_words_in_most_chunks() {
+    let (store, _dir) = testkit::sqlite_store().await;
+    let store = store.with_keyword_cache(Some(store_sql::KeywordCacheConfig {
+        min_chunks: 0,
+        load_inline: true,
+        ..store_sql::KeywordCacheConfig::default()
+    }));
+    keyword_search_leaves_out_words_in_most_chunks(store.clone()).await;
+    let stats = store.keyword_cache_stats().expect("a keyword cache");
+    assert_eq!(stats.hits, 3, "the cache answered every search: {stats:?}");
 }
 
 #[tokio::test]
