@@ -341,7 +341,10 @@ async fn what_a_search_reuses_never_outlives_a_change_here(app: &TestApp) {
         "a new space shows at once: {found}"
     );
 
-    // The collection is deleted through this server: refused at once.
+    // The collection is deleted through this server (its check kept just before): refused
+    // at once.
+    let (s, found) = search_in(app, &ann, &org, &handbook, "receipts").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
     let (s, _) = app
         .call_in(
             &ann,
