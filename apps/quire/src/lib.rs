@@ -140,7 +140,8 @@ pub fn domain(
             chat_settings(settings),
         )
         .with_events(webhooks.clone())
-        .with_trail(trail),
+        .with_trail(trail)
+        .with_recheck(recheck),
     );
     let orgs = Arc::new(
         tenancy::Organizations::new(sql(), sql(), cache, clock.clone(), sql())
@@ -326,7 +327,8 @@ pub fn blob_store(
 
 /// The adapters of the documents domain: the SQL store, original files under
 /// `documents.blob_dir`, the extractor (a child process per file, or a thread) and the
-/// tokenizer-based chunker.
+/// tokenizer-based chunker. Collections are retrieval's port (`collections`): its writes
+/// forget what searches reuse (`retrieval::recent`).
 ///
 /// # Errors
 /// When the blob folder cannot be created or the extractor cannot be set up.
@@ -335,6 +337,7 @@ pub fn document_ports(
     store: &SqlStore,
     clock: Arc<dyn Clock>,
     indexer: Arc<dyn documents::ChunkIndexer>,
+    collections: Arc<dyn documents::CollectionRepository>,
 ) -> anyhow::Result<DocumentPorts> {
     let d = &settings.documents;
     let config = extract::ExtractorConfig {
@@ -370,7 +373,7 @@ pub fn document_ports(
     let sql = Arc::new(store.clone());
     let blobs = blob_store(settings, store)?;
     Ok(DocumentPorts {
-        collections: sql.clone(),
+        collections,
         documents: sql.clone(),
         jobs: sql.clone(),
         blobs,
@@ -640,7 +643,9 @@ pub async fn retrieval_ports(
         embedders: embedders(settings)?,
         clock,
         meter,
-    })
+        recent: retrieval::RecentScopes::default(),
+    }
+    .with_recheck(Duration::from_millis(settings.auth.recheck_ms)))
 }
 
 /// Billing over the SQL ledger, the organizations' plans and the cache: the meter chat and
@@ -746,7 +751,13 @@ pub async fn pipelines(
 ) -> anyhow::Result<(DocumentPorts, RetrievalPorts, Work)> {
     let retrieval = retrieval_ports(settings, store, clock.clone(), meter).await?;
     let indexer = Arc::new(retrieval::Indexer::new(retrieval.clone()));
-    let documents = document_ports(settings, store, clock, indexer)?;
+    let documents = document_ports(
+        settings,
+        store,
+        clock,
+        indexer,
+        retrieval.collections.clone(),
+    )?;
     let work = Work {
         ingestion: ingestion(settings, documents.clone(), events),
         reembed: Arc::new(retrieval::Reembedder::new(

@@ -123,6 +123,9 @@ pub struct RetrievalPorts {
     /// Token quotas and the usage ledger: every embedding call is reserved before the
     /// provider is called and settled to its count afterwards.
     pub meter: Arc<dyn Meter>,
+    /// What searches reuse ([`RetrievalPorts::with_recheck`]; `RecentScopes::default()`
+    /// keeps nothing).
+    pub recent: crate::recent::RecentScopes,
 }
 
 impl RetrievalPorts {

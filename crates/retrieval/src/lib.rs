@@ -11,6 +11,7 @@
 //!   runs them per mode;
 //! - [`indexer`]: the indexing side of the ingestion pipeline (it implements
 //!   `documents::ChunkIndexer`);
+//! - [`recent`]: what a search reuses for a short bound (collection checks, spaces lists);
 //! - [`reembedding`]: the background re-embedding of a collection whose model changed;
 //! - [`error`]: what the use cases answer.
 //!
@@ -23,6 +24,7 @@ pub mod fusion;
 pub mod indexer;
 pub mod model;
 pub mod ports;
+pub mod recent;
 pub mod reembedding;
 pub mod rerank;
 pub mod search;
@@ -33,6 +35,7 @@ pub use fusion::{FusionSettings, RRF_K};
 pub use indexer::Indexer;
 pub use model::*;
 pub use ports::*;
+pub use recent::RecentScopes;
 pub use reembedding::{ReembedOutcome, Reembedder};
 pub use rerank::{RerankError, Reranked, Reranker, Reranking};
 pub use search::{

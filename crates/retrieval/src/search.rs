@@ -213,7 +213,8 @@ impl Retrieval {
     }
 
     /// Checks that every named collection is the tenant's: the largest `rerank_top_n` among
-    /// them; [`RetrievalError::NotFound`] for one that is not.
+    /// them; [`RetrievalError::NotFound`] for one that is not (reused for the recheck time:
+    /// `retrieval::recent`).
     async fn rerank_depth(
         &self,
         tenant: TenantId,
@@ -223,14 +224,13 @@ impl Retrieval {
         for c in query.collections.iter().flatten() {
             let Some(found) = self
                 .ports
-                .collections
-                .find(tenant, *c)
+                .searched_collection(tenant, *c)
                 .await
                 .map_err(anyhow::Error::new)?
             else {
                 return Err(RetrievalError::NotFound);
             };
-            rerank_top_n = rerank_top_n.max(found.rerank_top_n);
+            rerank_top_n = rerank_top_n.max(found);
         }
         Ok(rerank_top_n)
     }
@@ -357,7 +357,10 @@ impl Retrieval {
             .collections
             .as_ref()
             .map(|c| c.iter().copied().map(Some).collect());
-        let spaces = self.ports.spaces.list(tenant, scopes.as_deref()).await?;
+        let spaces = self
+            .ports
+            .searched_spaces(tenant, scopes.as_deref())
+            .await?;
         vectors.fusion = self.fusion.for_spaces(&spaces);
         let mut all = Vec::new();
         for space in spaces.iter().filter(|s| s.status == SpaceStatus::Active) {

@@ -467,6 +467,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
         ),
         clock: Arc::new(SystemClock),
         meter: Arc::new(kernel::metering::Unmetered),
+        recent: retrieval::RecentScopes::default(),
     });
     let ctx = TenantContext::new(tenant, Principal::User(UserId::new()), Role::Member);
     // The embedded keyword cache is built at the first large search: built here, timed.

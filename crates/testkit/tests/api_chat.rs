@@ -1012,3 +1012,87 @@ async fn an_sse_client_going_away_cancels_the_provider_call() {
     assert_eq!(stored["status"], "incomplete", "{stored}");
     assert!(!stored["content"].as_str().unwrap_or_default().is_empty());
 }
+
+/// Asks `content` in session `s` without streaming: the status and the body.
+async fn ask(app: &TestApp, token: &str, org: &str, s: &str, content: &str) -> (StatusCode, Value) {
+    app.call_in(
+        token,
+        Method::POST,
+        &format!("/api/v1/chat/sessions/{s}/messages"),
+        Some(json!({"content": content})),
+        Some(org),
+    )
+    .await
+}
+
+/// Each server reuses an organization's stored model whitelist for `auth.recheck_ms`
+/// (`Chat::with_recheck`): a model a platform admin removes is refused at once on the server
+/// that removed it, within the recheck time on another server over the same database (here a
+/// second server over the same SQLite file), and the memo is per organization: another
+/// organization asking right after keeps its own models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_removed_from_the_whitelist_is_refused_here_at_once_and_elsewhere_within_the_bound()
+{
+    let fake = citing_fake();
+    let a = spawn_app_with(provider_app(&fake).tweak(|s| s.auth.recheck_ms = 1_000)).await;
+    let b = a.sibling(None).await;
+    let (token, org) = a.owner("uma").await;
+    let (other_token, other_org) = a.owner("vic").await;
+    let s = session(&a, &token, &org, json!({"model": "gpt-4o-mini"})).await;
+    let other = session(
+        &a,
+        &other_token,
+        &other_org,
+        json!({"model": "gpt-4o-mini"}),
+    )
+    .await;
+    let (root, _) = a.owner("root").await;
+    let (_, me) = a.call(&root, Method::GET, "/api/v1/auth/me", None).await;
+    let root_id =
+        kernel::UserId::parse(me["user"]["id"].as_str().unwrap_or_default()).expect("user id");
+    a.make_platform_admin(root_id).await;
+
+    // Both servers have read the organization's whitelist (none set: every model).
+    for app in [&a, &b] {
+        let (status, body) = ask(app, &token, &org, &s, "Hello?").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let started = std::time::Instant::now();
+    let (status, set) = a
+        .call(
+            &root,
+            Method::PUT,
+            &format!("/api/v1/admin/orgs/{org}/models"),
+            Some(json!({"models": ["quire-local-extractive"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let (status, refused) = ask(&a, &token, &org, &s, "Hello again?").await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "refused at once on the server that removed it: {refused}"
+    );
+    // The same server, right after: another organization's whitelist is its own.
+    let (status, body) = ask(&a, &other_token, &other_org, &other, "Hello?").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another organization keeps its models: {body}"
+    );
+    // The other server refuses within the recheck time (asked every 20 ms).
+    loop {
+        let (status, body) = ask(&b, &token, &org, &s, "Still there?").await;
+        if status == StatusCode::BAD_REQUEST {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1_500),
+            "still allowed on the other server after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("the other server refused after {:?}", started.elapsed());
+}

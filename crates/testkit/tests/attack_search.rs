@@ -183,3 +183,243 @@ async fn flooding_a_word_cannot_hide_it_from_another_tenant_on_postgres() {
     let app = spawn_app_with(options(true)).await;
     flooding_a_word_cannot_hide_it_from_another_tenant(&app).await;
 }
+
+/// `POST /search` of `collection` (hybrid, as an answer searches): the status and the body.
+async fn search_in(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+    collection: &str,
+    query: &str,
+) -> (StatusCode, Value) {
+    app.call_in(
+        token,
+        Method::POST,
+        "/api/v1/search",
+        Some(json!({"query": query, "collection_ids": [collection], "top_k": 8})),
+        Some(org),
+    )
+    .await
+}
+
+const RECEIPTS: &str = "Receipts must be uploaded within thirty days of the trip. Late receipts \
+are not refunded.";
+
+/// A search reuses its collection check and its spaces list for `auth.recheck_ms`
+/// (`retrieval::recent`); none of that may let anyone see what they should not: another
+/// organization naming the same collection id is refused while the owner's check is kept; a
+/// member removed is refused at once; a collection deleted through this server is refused at
+/// once (the delete goes through the port that forgets); a deleted document is never found.
+async fn what_a_search_reuses_never_outlives_a_change_here(app: &TestApp) {
+    let (ann, org) = app.owner("ann").await;
+    let handbook = app.collection(&ann, &org, "Handbook").await;
+    let receipts = app
+        .ready_document(&ann, &org, "receipts.txt", RECEIPTS, &handbook)
+        .await;
+    let (s, found) = search_in(app, &ann, &org, &handbook, "receipts thirty days").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(document_ids(&found), [receipts.as_str()], "{found}");
+
+    // Another organization names the collection while Ann's check is kept.
+    let (zed, zed_org) = app.owner("zed").await;
+    let (s, refused) = search_in(app, &zed, &zed_org, &handbook, "receipts").await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another tenant's collection: {refused}"
+    );
+
+    // A member searches (her check kept), is removed, and is refused at once.
+    let (bea, _) = app.sign_in_by_code("bea").await;
+    let (s, inv) = app
+        .call(
+            &ann,
+            Method::POST,
+            "/api/v1/orgs/ann/invitations",
+            Some(json!({"email": "bea@example.com", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{inv}");
+    let t = inv["token"].as_str().expect("invitation token");
+    let (s, joined) = app
+        .call(
+            &bea,
+            Method::POST,
+            &format!("/api/v1/invitations/{t}/accept"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{joined}");
+    let (_, me) = app.call(&bea, Method::GET, "/api/v1/auth/me", None).await;
+    let bea_id = me["user"]["id"].as_str().expect("user id").to_owned();
+    let (s, found) = search_in(app, &bea, &org, &handbook, "receipts").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    let (s, _) = app
+        .call(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/orgs/ann/members/{bea_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, refused) = search_in(app, &bea, &org, &handbook, "receipts").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a removed member: {refused}");
+
+    // A deleted document is never found, kept checks or not.
+    let (s, found) = search_in(app, &ann, &org, &handbook, "receipts").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    let (s, _) = app
+        .call_in(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/documents/{receipts}"),
+            None,
+            Some(&org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, found) = search_in(app, &ann, &org, &handbook, "receipts thirty days").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert!(
+        document_ids(&found).is_empty(),
+        "a deleted document: {found}"
+    );
+
+    // A new collection's first document makes its space through this server: a vector
+    // search asked all along (its empty spaces list kept each time) finds it once it is ready.
+    let fresh = app.collection(&ann, &org, "Fresh").await;
+    let (s, up) = app
+        .upload(&ann, &org, "fresh.txt", RECEIPTS.as_bytes(), Some(&fresh))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{up}");
+    let doc = up["document"]["id"]
+        .as_str()
+        .expect("a document id")
+        .to_owned();
+    let vector =
+        json!({"query": "receipts thirty days", "collection_ids": [fresh], "mode": "vector"});
+    loop {
+        let (s, found) = app
+            .call_in(
+                &ann,
+                Method::POST,
+                "/api/v1/search",
+                Some(vector.clone()),
+                Some(&org),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{found}");
+        let (s, d) = app
+            .call_in(
+                &ann,
+                Method::GET,
+                &format!("/api/v1/documents/{doc}"),
+                None,
+                Some(&org),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        if d["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (s, found) = app
+        .call_in(
+            &ann,
+            Method::POST,
+            "/api/v1/search",
+            Some(vector),
+            Some(&org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(
+        document_ids(&found),
+        [doc.as_str()],
+        "a new space shows at once: {found}"
+    );
+
+    // The collection is deleted through this server (its check kept just before): refused
+    // at once.
+    let (s, found) = search_in(app, &ann, &org, &handbook, "receipts").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    let (s, _) = app
+        .call_in(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/collections/{handbook}"),
+            None,
+            Some(&org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, refused) = search_in(app, &ann, &org, &handbook, "receipts").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a deleted collection: {refused}");
+}
+
+/// The recheck time of these tests: long enough that every step above runs within it.
+fn remembering(production: bool) -> TestOptions {
+    options(production).tweak(|s| s.auth.recheck_ms = 1_000)
+}
+
+#[tokio::test]
+async fn what_a_search_reuses_never_outlives_a_change_here_on_sqlite() {
+    let app = spawn_app_with(remembering(false)).await;
+    what_a_search_reuses_never_outlives_a_change_here(&app).await;
+}
+
+#[tokio::test]
+async fn what_a_search_reuses_never_outlives_a_change_here_on_postgres() {
+    if testkit::services_skipped("PostgreSQL and Redis") {
+        return;
+    }
+    let app = spawn_app_with(remembering(true)).await;
+    what_a_search_reuses_never_outlives_a_change_here(&app).await;
+}
+
+/// A collection deleted through another server (here a second server over the same SQLite
+/// file) is refused within `auth.recheck_ms` of the delete; meanwhile its text is never found.
+#[tokio::test]
+async fn a_collection_deleted_elsewhere_is_refused_within_the_bound() {
+    let a = spawn_app_with(remembering(false)).await;
+    let b = a.sibling(None).await;
+    let (ann, org) = a.owner("ann").await;
+    let handbook = a.collection(&ann, &org, "Handbook").await;
+    let receipts = a
+        .ready_document(&ann, &org, "receipts.txt", RECEIPTS, &handbook)
+        .await;
+    let (s, found) = search_in(&b, &ann, &org, &handbook, "receipts thirty days").await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(document_ids(&found), [receipts.as_str()], "{found}");
+    let started = std::time::Instant::now();
+    let (s, _) = a
+        .call_in(
+            &ann,
+            Method::DELETE,
+            &format!("/api/v1/collections/{handbook}"),
+            None,
+            Some(&org),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    loop {
+        let (s, found) = search_in(&b, &ann, &org, &handbook, "receipts thirty days").await;
+        if s == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert_eq!(s, StatusCode::OK, "{found}");
+        assert!(
+            document_ids(&found).is_empty(),
+            "a deleted collection's text: {found}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1_500),
+            "still searched on the other server after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("the other server refused after {:?}", started.elapsed());
+}

@@ -751,6 +751,7 @@ fn retrieval_fixture(fail: bool) -> RetrievalFixture {
         embedders: Embedders::new(embedder.clone(), vec![]),
         clock: Arc::new(SystemClock),
         meter: meter.clone(),
+        recent: retrieval::RecentScopes::default(),
     };
     let ctx = TenantContext::new(
         TenantId::new(),

@@ -188,6 +188,8 @@ pub struct Chat {
     /// Where `answer.completed` goes.
     pub(crate) events: Arc<dyn kernel::Events>,
     pub(crate) trail: Arc<dyn kernel::AccessTrail>,
+    /// Organizations' stored whitelists read lately ([`Chat::with_recheck`]; off by default).
+    pub(crate) recent_whitelists: Arc<kernel::memo::Memo<kernel::TenantId, Option<Vec<String>>>>,
 }
 
 impl Chat {
@@ -205,7 +207,18 @@ impl Chat {
             runs,
             events: Arc::new(kernel::NoEvents),
             trail: Arc::new(kernel::NoTrail),
+            recent_whitelists: Arc::new(kernel::memo::Memo::off()),
         }
+    }
+
+    /// Each organization's stored model whitelist reused for `ttl` (`auth.recheck_ms`; 0:
+    /// read on every question, the default), forgotten at once when it is set through these
+    /// use cases: a model removed from the whitelist through another server is refused here
+    /// within `ttl` (docs/security.md, "Revocation"), through this one at once.
+    #[must_use]
+    pub fn with_recheck(mut self, ttl: Duration) -> Self {
+        self.recent_whitelists = Arc::new(kernel::memo::Memo::new(ttl, 4_096));
+        self
     }
 
     /// Publishes `answer.completed` to `events` when an answer's end is stored.

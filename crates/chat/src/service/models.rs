@@ -28,7 +28,7 @@ impl Chat {
     /// Storage failures.
     pub async fn allowed_models(&self, tenant: TenantId) -> Result<Vec<String>, ChatError> {
         let served = self.served_models();
-        let list = match self.ports.store.allowed_models(tenant).await? {
+        let list = match self.stored_whitelist(tenant).await? {
             Some(list) => list,
             None if !self.settings.allowed_models.is_empty() => {
                 self.settings.allowed_models.clone()
@@ -43,7 +43,17 @@ impl Chat {
     /// # Errors
     /// Storage failures.
     pub async fn has_custom_models(&self, tenant: TenantId) -> Result<bool, ChatError> {
-        Ok(self.ports.store.allowed_models(tenant).await?.is_some())
+        Ok(self.stored_whitelist(tenant).await?.is_some())
+    }
+
+    /// The whitelist a platform admin set for `tenant`, if any; reused for the recheck time
+    /// ([`Chat::with_recheck`]).
+    async fn stored_whitelist(&self, tenant: TenantId) -> Result<Option<Vec<String>>, ChatError> {
+        let now = self.ports.clock.now();
+        Ok(self
+            .recent_whitelists
+            .get_or_load(tenant, now, || self.ports.store.allowed_models(tenant))
+            .await?)
     }
 
     /// Sets (or, with `None`, clears) a tenant's whitelist (platform admins).
@@ -71,10 +81,12 @@ impl Chat {
             }
             InvalidInput::check(errors)?;
         }
-        self.ports
+        let set = self
+            .ports
             .store
             .set_allowed_models(tenant, models.as_deref())
-            .await?;
+            .await;
+        self.recent_whitelists.forget_all_after(set)?;
         self.allowed_models(tenant).await
     }
 

@@ -1,0 +1,241 @@
+//! What a search reuses: the check that a named collection is the tenant's (with its
+//! `rerank_top_n`) and the list of the searched scopes' embedding spaces are kept for
+//! `auth.recheck_ms` ([`kernel::memo`]), so a question does not cost two database reads that
+//! almost never change. [`RetrievalPorts::with_recheck`] turns it on (off by default).
+//!
+//! The bound (docs/security.md, "Revocation"; docs/retrieval.md, "What a search reuses"): a
+//! collection created, changed or deleted, or a space created, activated, retired or dropped,
+//! through **another process** shows in this process's searches within the recheck time; a
+//! change made **through this process** shows at once, because every write of collections or
+//! spaces through these ports forgets everything kept (the port wrappers below; the
+//! composition root gives documents the same collections port, so a delete through
+//! `documents::Collections` forgets too). What a search shows is never kept: the chunks are
+//! read back every time, so a deleted collection's or document's text is never served from
+//! here; within the bound a search of a collection deleted elsewhere finds nothing rather
+//! than answering 404. Keys carry the tenant: another organization naming the same ids reads
+//! its own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use documents::{
+    BlobKey, Collection, CollectionId, CollectionPatch, CollectionRepository, CollectionStats,
+    StoreError,
+};
+use kernel::memo::Memo;
+use kernel::{Page, PageRequest, TenantId};
+use time::OffsetDateTime;
+
+use crate::embedding::RetrievalPorts;
+use crate::model::{Space, SpaceId};
+use crate::ports::{IndexError, SpaceRepository};
+
+/// About how many entries each memo keeps.
+const CAPACITY: usize = 4_096;
+
+/// A spaces list request: the tenant and the scopes (`None`: every scope).
+type SpacesKey = (TenantId, Option<Vec<Option<CollectionId>>>);
+
+struct Memos {
+    /// (tenant, collection) → its `rerank_top_n`, or `None` when it is not the tenant's.
+    collections: Memo<(TenantId, CollectionId), Option<Option<u32>>>,
+    /// (tenant, scopes) → the non-retired spaces.
+    spaces: Memo<SpacesKey, Vec<Space>>,
+}
+
+/// The reads a search reuses ([`RetrievalPorts::with_recheck`]; by default it keeps
+/// nothing). Clones share the memos.
+#[derive(Clone)]
+pub struct RecentScopes(Arc<Memos>);
+
+impl std::fmt::Debug for RecentScopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RecentScopes").field(&self.0.spaces).finish()
+    }
+}
+
+impl Default for RecentScopes {
+    fn default() -> Self {
+        Self::new(std::time::Duration::ZERO)
+    }
+}
+
+impl RecentScopes {
+    fn new(ttl: std::time::Duration) -> Self {
+        Self(Arc::new(Memos {
+            collections: Memo::new(ttl, CAPACITY),
+            spaces: Memo::new(ttl, CAPACITY),
+        }))
+    }
+
+    /// Forgets everything kept (after a write), passing `result` through.
+    fn forget<T>(&self, result: T) -> T {
+        self.0.collections.forget_all();
+        self.0.spaces.forget_all_after(result)
+    }
+}
+
+impl RetrievalPorts {
+    /// These ports with a search's collection checks and spaces lists reused for `ttl` (0:
+    /// read every time, the default), and every write of collections or spaces through them
+    /// forgetting what was kept. Give documents this `collections` port (the composition root
+    /// does), so that its writes forget too. See the module docs of `retrieval::recent`.
+    #[must_use]
+    pub fn with_recheck(mut self, ttl: std::time::Duration) -> Self {
+        let recent = RecentScopes::new(ttl);
+        self.collections = Arc::new(ForgetfulCollections {
+            inner: self.collections,
+            recent: recent.clone(),
+        });
+        self.spaces = Arc::new(ForgetfulSpaces {
+            inner: self.spaces,
+            recent: recent.clone(),
+        });
+        self.recent = recent;
+        self
+    }
+
+    /// Whether `collection` is the tenant's: its `rerank_top_n` (`Some`), or `None` when it is
+    /// not; reused for the recheck time.
+    pub(crate) async fn searched_collection(
+        &self,
+        tenant: TenantId,
+        collection: CollectionId,
+    ) -> Result<Option<Option<u32>>, StoreError> {
+        let now = self.clock.now();
+        self.recent
+            .0
+            .collections
+            .get_or_load((tenant, collection), now, || async {
+                Ok(self
+                    .collections
+                    .find(tenant, collection)
+                    .await?
+                    .map(|c| c.rerank_top_n))
+            })
+            .await
+    }
+
+    /// The non-retired spaces of these scopes of the tenant ([`SpaceRepository::list`]);
+    /// reused for the recheck time.
+    pub(crate) async fn searched_spaces(
+        &self,
+        tenant: TenantId,
+        scopes: Option<&[Option<CollectionId>]>,
+    ) -> Result<Vec<Space>, IndexError> {
+        let now = self.clock.now();
+        self.recent
+            .0
+            .spaces
+            .get_or_load((tenant, scopes.map(<[_]>::to_vec)), now, || {
+                self.spaces.list(tenant, scopes)
+            })
+            .await
+    }
+}
+
+/// Collections storage that forgets every kept read when a collection is created, changed
+/// or deleted.
+#[derive(Debug)]
+struct ForgetfulCollections {
+    inner: Arc<dyn CollectionRepository>,
+    recent: RecentScopes,
+}
+
+#[async_trait]
+impl CollectionRepository for ForgetfulCollections {
+    async fn create(&self, collection: Collection) -> Result<Collection, StoreError> {
+        self.recent.forget(self.inner.create(collection).await)
+    }
+    async fn find(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+    ) -> Result<Option<Collection>, StoreError> {
+        self.inner.find(tenant, id).await
+    }
+    async fn list(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Collection>, StoreError> {
+        self.inner.list(tenant, page).await
+    }
+    async fn update(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+        patch: CollectionPatch,
+        now: OffsetDateTime,
+    ) -> Result<Option<Collection>, StoreError> {
+        self.recent
+            .forget(self.inner.update(tenant, id, patch, now).await)
+    }
+    async fn delete(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<BlobKey>>, StoreError> {
+        self.recent.forget(self.inner.delete(tenant, id, now).await)
+    }
+    async fn stats(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+    ) -> Result<CollectionStats, StoreError> {
+        self.inner.stats(tenant, id).await
+    }
+}
+
+/// Spaces storage that forgets every kept read on every write.
+#[derive(Debug)]
+struct ForgetfulSpaces {
+    inner: Arc<dyn SpaceRepository>,
+    recent: RecentScopes,
+}
+
+#[async_trait]
+impl SpaceRepository for ForgetfulSpaces {
+    async fn list(
+        &self,
+        tenant: TenantId,
+        scopes: Option<&[Option<CollectionId>]>,
+    ) -> Result<Vec<Space>, IndexError> {
+        self.inner.list(tenant, scopes).await
+    }
+    async fn ensure(&self, space: Space) -> Result<Space, IndexError> {
+        self.recent.forget(self.inner.ensure(space).await)
+    }
+    async fn activate(&self, id: SpaceId) -> Result<bool, IndexError> {
+        self.recent.forget(self.inner.activate(id).await)
+    }
+    async fn claim_building(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+    ) -> Result<Option<(Space, uuid::Uuid)>, IndexError> {
+        self.inner.claim_building(now, lease).await
+    }
+    async fn renew(
+        &self,
+        id: SpaceId,
+        lease: uuid::Uuid,
+        until: OffsetDateTime,
+    ) -> Result<bool, IndexError> {
+        self.inner.renew(id, lease, until).await
+    }
+    async fn retired(&self, limit: usize) -> Result<Vec<Space>, IndexError> {
+        self.inner.retired(limit).await
+    }
+    async fn delete(&self, id: SpaceId) -> Result<(), IndexError> {
+        self.recent.forget(self.inner.delete(id).await)
+    }
+    async fn active_not_on(
+        &self,
+        model: &crate::model::EmbeddingModel,
+        limit: usize,
+    ) -> Result<Vec<Space>, IndexError> {
+        self.inner.active_not_on(model, limit).await
+    }
+}
