@@ -4,15 +4,18 @@
 
 use std::sync::Arc;
 
-use documents::{ChunkId, CollectionId, CollectionRepository, DocumentId, IndexFailure, Tokenizer};
+use documents::{
+    ChunkId, CollectionId, CollectionRepository, DocumentId, IndexFailure, StoreError, Tokenizer,
+};
 use kernel::{
     Clock, InvalidInput, Meter, MeterError, MeterScope, Principal, TenantId, Tokens, UsageKind,
 };
 
 use crate::model::{EmbeddingModel, Embeddings, Space, VectorEntry};
 use crate::ports::{
-    ChunkCatalog, EmbedError, Embedder, KeywordIndex, SpaceRepository, VectorIndex,
+    ChunkCatalog, EmbedError, Embedder, IndexError, KeywordIndex, SpaceRepository, VectorIndex,
 };
+use crate::recent::RecentScopes;
 
 /// The most tokens an embedding call of `texts` can cost: their UTF-8 bytes plus one per text.
 ///
@@ -125,7 +128,51 @@ pub struct RetrievalPorts {
     pub meter: Arc<dyn Meter>,
     /// What searches reuse ([`RetrievalPorts::with_recheck`]; `RecentScopes::default()`
     /// keeps nothing).
-    pub recent: crate::recent::RecentScopes,
+    pub recent: RecentScopes,
+}
+
+impl RetrievalPorts {
+    /// These ports with a search's collection checks and spaces lists reused for `ttl` (0:
+    /// read every time, the default), and every write of collections or spaces through them
+    /// forgetting what was kept. Give documents this `collections` port (the composition root
+    /// does), so that its writes forget too. See the module docs of `retrieval::recent`.
+    #[must_use]
+    pub fn with_recheck(mut self, ttl: std::time::Duration) -> Self {
+        let recent = RecentScopes::with_ttl(ttl);
+        self.collections = recent.forgetful_collections(self.collections);
+        self.spaces = recent.forgetful_spaces(self.spaces);
+        self.recent = recent;
+        self
+    }
+
+    /// Whether `collection` is the tenant's: its `rerank_top_n` (`Some`), or `None` when it is
+    /// not; reused for the recheck time.
+    pub(crate) async fn searched_collection(
+        &self,
+        tenant: TenantId,
+        collection: CollectionId,
+    ) -> Result<Option<Option<u32>>, StoreError> {
+        self.recent
+            .collection(
+                self.collections.as_ref(),
+                tenant,
+                collection,
+                self.clock.now(),
+            )
+            .await
+    }
+
+    /// The non-retired spaces of these scopes of the tenant ([`SpaceRepository::list`]);
+    /// reused for the recheck time.
+    pub(crate) async fn searched_spaces(
+        &self,
+        tenant: TenantId,
+        scopes: Option<&[Option<CollectionId>]>,
+    ) -> Result<Vec<Space>, IndexError> {
+        self.recent
+            .spaces(self.spaces.as_ref(), tenant, scopes, self.clock.now())
+            .await
+    }
 }
 
 impl RetrievalPorts {

@@ -1,7 +1,7 @@
 //! What a search reuses: the check that a named collection is the tenant's (with its
 //! `rerank_top_n`) and the list of the searched scopes' embedding spaces are kept for
 //! `auth.recheck_ms` ([`kernel::memo`]), so a question does not cost two database reads that
-//! almost never change. [`RetrievalPorts::with_recheck`] turns it on (off by default).
+//! almost never change. `RetrievalPorts::with_recheck` turns it on (off by default).
 //!
 //! The bound (docs/security.md, "Revocation"; docs/retrieval.md, "What a search reuses"): a
 //! collection created, changed or deleted, or a space created, activated, retired or dropped,
@@ -26,7 +26,6 @@ use kernel::memo::Memo;
 use kernel::{Page, PageRequest, TenantId};
 use time::OffsetDateTime;
 
-use crate::embedding::RetrievalPorts;
 use crate::model::{Space, SpaceId};
 use crate::ports::{IndexError, SpaceRepository};
 
@@ -43,7 +42,7 @@ struct Memos {
     spaces: Memo<SpacesKey, Vec<Space>>,
 }
 
-/// The reads a search reuses ([`RetrievalPorts::with_recheck`]; by default it keeps
+/// The reads a search reuses (`RetrievalPorts::with_recheck`; by default it keeps
 /// nothing). Clones share the memos.
 #[derive(Clone)]
 pub struct RecentScopes(Arc<Memos>);
@@ -75,40 +74,47 @@ impl RecentScopes {
     }
 }
 
-impl RetrievalPorts {
-    /// These ports with a search's collection checks and spaces lists reused for `ttl` (0:
-    /// read every time, the default), and every write of collections or spaces through them
-    /// forgetting what was kept. Give documents this `collections` port (the composition root
-    /// does), so that its writes forget too. See the module docs of `retrieval::recent`.
-    #[must_use]
-    pub fn with_recheck(mut self, ttl: std::time::Duration) -> Self {
-        let recent = RecentScopes::new(ttl);
-        self.collections = Arc::new(ForgetfulCollections {
-            inner: self.collections,
-            recent: recent.clone(),
-        });
-        self.spaces = Arc::new(ForgetfulSpaces {
-            inner: self.spaces,
-            recent: recent.clone(),
-        });
-        self.recent = recent;
-        self
+impl RecentScopes {
+    /// Memos that keep reads for `ttl` (0: read every time).
+    pub(crate) fn with_ttl(ttl: std::time::Duration) -> Self {
+        Self::new(ttl)
+    }
+
+    /// `inner`, forgetting everything kept here on every write through it.
+    pub(crate) fn forgetful_collections(
+        &self,
+        inner: Arc<dyn CollectionRepository>,
+    ) -> Arc<dyn CollectionRepository> {
+        Arc::new(ForgetfulCollections {
+            inner,
+            recent: self.clone(),
+        })
+    }
+
+    /// `inner`, forgetting everything kept here on every write through it.
+    pub(crate) fn forgetful_spaces(
+        &self,
+        inner: Arc<dyn SpaceRepository>,
+    ) -> Arc<dyn SpaceRepository> {
+        Arc::new(ForgetfulSpaces {
+            inner,
+            recent: self.clone(),
+        })
     }
 
     /// Whether `collection` is the tenant's: its `rerank_top_n` (`Some`), or `None` when it is
-    /// not; reused for the recheck time.
-    pub(crate) async fn searched_collection(
+    /// not; read from `collections` at most once per recheck time.
+    pub(crate) async fn collection(
         &self,
+        collections: &dyn CollectionRepository,
         tenant: TenantId,
         collection: CollectionId,
+        now: OffsetDateTime,
     ) -> Result<Option<Option<u32>>, StoreError> {
-        let now = self.clock.now();
-        self.recent
-            .0
+        self.0
             .collections
             .get_or_load((tenant, collection), now, || async {
-                Ok(self
-                    .collections
+                Ok(collections
                     .find(tenant, collection)
                     .await?
                     .map(|c| c.rerank_top_n))
@@ -116,19 +122,19 @@ impl RetrievalPorts {
             .await
     }
 
-    /// The non-retired spaces of these scopes of the tenant ([`SpaceRepository::list`]);
-    /// reused for the recheck time.
-    pub(crate) async fn searched_spaces(
+    /// The non-retired spaces of these scopes of the tenant ([`SpaceRepository::list`]), read
+    /// from `spaces` at most once per recheck time.
+    pub(crate) async fn spaces(
         &self,
+        spaces: &dyn SpaceRepository,
         tenant: TenantId,
         scopes: Option<&[Option<CollectionId>]>,
+        now: OffsetDateTime,
     ) -> Result<Vec<Space>, IndexError> {
-        let now = self.clock.now();
-        self.recent
-            .0
+        self.0
             .spaces
             .get_or_load((tenant, scopes.map(<[_]>::to_vec)), now, || {
-                self.spaces.list(tenant, scopes)
+                spaces.list(tenant, scopes)
             })
             .await
     }

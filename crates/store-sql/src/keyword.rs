@@ -37,7 +37,7 @@
 //!   Because the statistics do not depend on `allow`, a long `allow` list is searched in
 //!   batches whose results merge exactly. A scope of many chunks is searched instead from
 //!   this process's keyword cache when it holds the scope at the version SQL shows
-//!   ([`crate::keyword_cache`]: the same words, rule, statistics and BM25, summed in Rust).
+//!   (`keyword_cache.rs`: the same words, rule, statistics and BM25, summed in Rust).
 //! - PostgreSQL: `keyword_postings` (migration `m20261206_000021_keyword_postings`, kept by
 //!   triggers on `chunks`) holds each chunk's lexemes with their tf and the chunk's length,
 //!   keyed `(tenant_id, term, collection_key, chunk_id)`. The query's words become `tsv`'s
