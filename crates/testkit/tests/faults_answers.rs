@@ -510,7 +510,15 @@ async fn an_answer_outliving_its_retries_ends_storage_unavailable_and_its_checkp
         !ended["content"].as_str().unwrap_or_default().is_empty(),
         "{ended}"
     );
-    let (prompt, completion, requests) = chat_usage(&app, &token, &org).await;
+    // The sweeper ends the message, then settles its reservation: the bill follows the status.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (prompt, completion, requests) = loop {
+        let usage = chat_usage(&app, &token, &org).await;
+        if usage.2 > 0 || Instant::now() > deadline {
+            break usage;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(requests, 1, "the checkpoint is billed once");
     assert_eq!(Some(prompt), ended["usage"]["prompt_tokens"].as_u64());
     assert_eq!(
