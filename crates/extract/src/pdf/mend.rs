@@ -30,19 +30,7 @@ pub(super) fn rebuild(bytes: &[u8]) -> Mended {
     };
     let body = &bytes[base..];
 
-    let mut objects: BTreeMap<u32, (u16, usize)> = BTreeMap::new();
-    let mut from = 0;
-    while let Some(at) = find(&body[from..], b"obj") {
-        let i = from + at;
-        from = i + 3;
-        if let Some((num, generation, start)) = object_header(body, i)
-            && num <= MAX_OBJECT_NUMBER
-            && (objects.len() < MAX_OBJECTS || objects.contains_key(&num))
-        {
-            // A later definition (an incremental update) replaces an earlier one.
-            objects.insert(num, (generation, start));
-        }
-    }
+    let objects = last_definitions(body);
     if objects.is_empty() {
         return Mended::Hopeless;
     }
@@ -118,6 +106,24 @@ pub(super) fn rebuild(bytes: &[u8]) -> Mended {
     Mended::Rebuilt(out)
 }
 
+/// Where each object of `body` is defined (its generation and where its `N G obj` header
+/// starts): the last definition of each number, as an incremental update replaces an earlier one.
+fn last_definitions(body: &[u8]) -> BTreeMap<u32, (u16, usize)> {
+    let mut objects: BTreeMap<u32, (u16, usize)> = BTreeMap::new();
+    let mut from = 0;
+    while let Some(at) = find(&body[from..], b"obj") {
+        let i = from + at;
+        from = i + 3;
+        if let Some((num, generation, start)) = object_header(body, i)
+            && num <= MAX_OBJECT_NUMBER
+            && (objects.len() < MAX_OBJECTS || objects.contains_key(&num))
+        {
+            objects.insert(num, (generation, start));
+        }
+    }
+    objects
+}
+
 /// `bytes` with an incremental update that gives an AES-128 (`/V 4`, `/AESV2`) encryption
 /// dictionary the `/Length 128` it left out, or `None` when the file is not such a case.
 ///
@@ -151,18 +157,11 @@ pub(super) fn with_aes_key_length(bytes: &[u8]) -> Option<Vec<u8>> {
     };
 
     // The last definition of the encryption object, and its dictionary.
-    let mut start = None;
-    let mut from = 0;
-    while let Some(at) = find(&body[from..], b"obj") {
-        let i = from + at;
-        from = i + 3;
-        if let Some((n, g, _)) = object_header(body, i)
-            && (n, g) == (num, generation)
-        {
-            start = Some(i + 3);
-        }
-    }
-    let object = &body[start?..];
+    let start = last_definitions(body)
+        .get(&num)
+        .filter(|(g, _)| *g == generation)
+        .map(|(_, start)| *start)?;
+    let object = &body[start..];
     let (open, close) = balanced_dict(object)?;
     let dict = &object[open..close];
     let compact: Vec<u8> = dict.iter().copied().filter(|b| !is_space(*b)).collect();
@@ -195,23 +194,36 @@ pub(super) fn with_aes_key_length(bytes: &[u8]) -> Option<Vec<u8>> {
 /// and strings taken into account.
 fn balanced_dict(bytes: &[u8]) -> Option<(usize, usize)> {
     let open = find(bytes, b"<<")?;
+    let end = walk_dict(bytes, open, |_, _| false)?;
+    Some((open, end))
+}
+
+/// Walks the dictionary that opens at `open` (`<<`), calling `stop(i, depth)` at every byte
+/// outside strings and the `<<` `>>` marks (depth 1: the dictionary's own entries). Where
+/// it ends (past its `>>`), or `None` when `stop` said so or it does not end.
+fn walk_dict(
+    bytes: &[u8],
+    open: usize,
+    mut stop: impl FnMut(usize, usize) -> bool,
+) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = open;
     while i < bytes.len() {
-        match bytes[i] {
-            b'<' if bytes.get(i + 1) == Some(&b'<') => {
-                depth += 1;
-                i += 2;
+        if bytes[i..].starts_with(b"<<") {
+            depth += 1;
+            i += 2;
+        } else if bytes[i..].starts_with(b">>") {
+            depth = depth.checked_sub(1)?;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
             }
-            b'>' if bytes.get(i + 1) == Some(&b'>') => {
-                depth = depth.checked_sub(1)?;
-                i += 2;
-                if depth == 0 {
-                    return Some((open, i));
-                }
-            }
-            b'(' => i = skip_string(bytes, i)?,
-            _ => i += 1,
+        } else if bytes[i] == b'(' {
+            i = skip_string(bytes, i)?;
+        } else if stop(i, depth) {
+            return None;
+        } else {
+            i += 1;
         }
     }
     None
@@ -240,30 +252,14 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
 /// Whether `key` (followed by a delimiter) is an entry of `dict` itself, not of a dictionary
 /// nested in it.
 fn key_at_top_level(dict: &[u8], key: &[u8]) -> bool {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < dict.len() {
-        if dict[i..].starts_with(b"<<") {
-            depth += 1;
-            i += 2;
-        } else if dict[i..].starts_with(b">>") {
-            depth = depth.saturating_sub(1);
-            i += 2;
-        } else if dict[i] == b'(' {
-            match skip_string(dict, i) {
-                Some(next) => i = next,
-                None => return false,
-            }
-        } else if depth == 1
+    let mut found = false;
+    walk_dict(dict, 0, |i, depth| {
+        found = depth == 1
             && dict[i..].starts_with(key)
-            && dict.get(i + key.len()).is_none_or(|b| is_delimiter(*b))
-        {
-            return true;
-        } else {
-            i += 1;
-        }
-    }
-    false
+            && dict.get(i + key.len()).is_none_or(|b| is_delimiter(*b));
+        found
+    });
+    found
 }
 
 /// One object, from its header to its `endobj` (added when missing), with a stream's
