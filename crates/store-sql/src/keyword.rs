@@ -840,6 +840,11 @@ impl KeywordIndex for SqlStore {
             let kept = self
                 .kept_terms(&words, tenant, collections, allow.is_none())
                 .await?;
+            if let Some(cache) = &self.keyword_cache
+                && self.db.get_database_backend() == DbBackend::Sqlite
+            {
+                cache.note_scope(tenant, collections, kept.stats.chunks);
+            }
             if kept.terms.is_empty() {
                 return Ok(Vec::new());
             }

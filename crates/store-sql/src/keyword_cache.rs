@@ -30,7 +30,12 @@
 //! whole. Tokenizing runs on `spawn_blocking`, never on the async runtime.
 //!
 //! Only searches whose scope holds at least [`KeywordCacheConfig::min_chunks`] chunks use the
-//! cache (small scopes keep the SQL path, fast there). Memory is bounded by
+//! cache (small scopes keep the SQL path, fast there). A scope last seen small, by the cache's
+//! version read or by the statistics the SQL path reads anyway, goes straight to the SQL path
+//! without the version read (a question over a small collection pays no extra statement); the
+//! SQL path's own statistics clear that hint as soon as the scope has grown, so the next search
+//! reads the versions again. The hint can only send a search to the SQL path, which is always
+//! right. Memory is bounded by
 //! [`KeywordCacheConfig::max_postings`]: the least recently used segments are dropped past it;
 //! a segment larger than the whole budget is not cached (its searches keep the SQL path).
 //! Nothing is built before the first large search, so an idle server holds nothing.
@@ -103,6 +108,9 @@ pub struct KeywordCacheStats {
     pub loads: u64,
     /// Segment loads that read only the chunks added.
     pub delta_loads: u64,
+    /// Searches that read their scope's versions (the others skipped the cache: a scope
+    /// known to be small).
+    pub scope_reads: u64,
 }
 
 /// A segment: a tenant's chunks in one collection (`None`: outside any).
@@ -285,6 +293,8 @@ struct State {
     loading: HashSet<Key>,
     /// Segments not cached at this version (too large, or their load failed).
     refused: HashMap<Key, i64>,
+    /// Scopes last seen with fewer than `min_chunks` chunks (at most [`SMALL_SCOPES`]).
+    small: HashSet<ScopeKey>,
     tick: u64,
     postings: usize,
 }
@@ -297,6 +307,31 @@ pub(crate) struct KeywordCache {
     hits: AtomicU64,
     loads: AtomicU64,
     delta_loads: AtomicU64,
+    scope_reads: AtomicU64,
+}
+
+/// Small scopes remembered at most; past it the set starts again (each forgotten scope costs
+/// one version read, once).
+const SMALL_SCOPES: usize = 16_384;
+
+/// A searched scope: the tenant and its collections, sorted (`None`: the whole tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ScopeKey {
+    tenant: Uuid,
+    collections: Option<Vec<Uuid>>,
+}
+
+impl ScopeKey {
+    fn new(tenant: TenantId, collections: Option<&[CollectionId]>) -> Self {
+        Self {
+            tenant: tenant.as_uuid(),
+            collections: collections.map(|c| {
+                let mut ids: Vec<Uuid> = c.iter().map(|c| c.as_uuid()).collect();
+                ids.sort_unstable();
+                ids
+            }),
+        }
+    }
 }
 
 /// What a search read before deciding: the searched segments' versions and the statistics.
@@ -315,6 +350,7 @@ impl KeywordCache {
             hits: AtomicU64::new(0),
             loads: AtomicU64::new(0),
             delta_loads: AtomicU64::new(0),
+            scope_reads: AtomicU64::new(0),
         }
     }
 
@@ -328,6 +364,7 @@ impl KeywordCache {
             hits: self.hits.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),
             delta_loads: self.delta_loads.load(Ordering::Relaxed),
+            scope_reads: self.scope_reads.load(Ordering::Relaxed),
             ..KeywordCacheStats::default()
         };
         for cached in state.segments.values() {
@@ -339,6 +376,29 @@ impl KeywordCache {
             stats.bytes += s.bytes();
         }
         stats
+    }
+
+    /// What the SQL path read of a scope's size (its chunks): a small scope's next searches
+    /// skip the cache's version read; a large one's read it again.
+    pub(crate) fn note_scope(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+        chunks: i64,
+    ) {
+        self.remember_size(ScopeKey::new(tenant, collections), chunks);
+    }
+
+    fn remember_size(&self, key: ScopeKey, chunks: i64) {
+        let mut state = self.state();
+        if chunks >= self.config.min_chunks {
+            state.small.remove(&key);
+        } else if !state.small.contains(&key) {
+            if state.small.len() >= SMALL_SCOPES {
+                state.small.clear();
+            }
+            state.small.insert(key);
+        }
     }
 
     /// Whether a load is under way.
@@ -357,9 +417,15 @@ impl KeywordCache {
         k: usize,
         allow: Option<&[DocumentId]>,
     ) -> Result<Option<Vec<Candidate>>, IndexError> {
+        let key = ScopeKey::new(tenant, collections);
+        if self.state().small.contains(&key) {
+            return Ok(None);
+        }
+        self.scope_reads.fetch_add(1, Ordering::Relaxed);
         let scope = read_scope(db, tenant, collections).await?;
         let total: i64 = scope.versions.iter().map(|(_, v)| v.chunks).sum();
         if total < self.config.min_chunks {
+            self.remember_size(key, total);
             return Ok(None);
         }
         let segments = match self.fresh(&scope) {

@@ -321,8 +321,9 @@ async fn searches_during_a_load_answer_from_sql() {
     assert!(search(&cached, a, None, query, 10, None).await.is_empty());
 }
 
-/// A scope below `min_chunks` is searched in SQL and never loaded; the cache's memory bound
-/// drops the least recently used segment.
+/// A scope below `min_chunks` is searched in SQL and never loaded, and once seen small its
+/// searches skip the cache's version read until the SQL path's statistics show it has grown;
+/// the cache's memory bound drops the least recently used segment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn small_scopes_stay_in_sql_and_memory_is_bounded() {
     let (store, _dir) = testkit::sqlite_store().await;
@@ -335,14 +336,26 @@ async fn small_scopes_stay_in_sql_and_memory_is_bounded() {
     let p = RetrievalPorts::of(store);
     let (a, b) = two_tenants(&p.docs).await;
     store_document(&p, a, None, &["one two", "two three"], at_ms(10)).await;
+    let scope_reads = |s: &SqlStore| s.keyword_cache_stats().expect("a cache").scope_reads;
     assert_eq!(search(&cached, a, None, "two", 10, None).await.len(), 2);
     assert_eq!(hits(&cached), 0, "two chunks: below the threshold");
     assert_eq!(cached.keyword_cache_stats().expect("cache").segments, 0);
+    assert_eq!(scope_reads(&cached), 1);
+    assert_eq!(search(&cached, a, None, "one", 10, None).await.len(), 1);
+    assert_eq!(scope_reads(&cached), 1, "a scope seen small skips the read");
 
     store_document(&p, a, None, &["two four"], at_ms(20)).await;
     store_document(&p, b, None, &["x y", "y z", "z x"], at_ms(30)).await;
     assert_eq!(search(&cached, a, None, "two", 10, None).await.len(), 3);
-    assert_eq!(hits(&cached), 1);
+    assert_eq!(
+        hits(&cached),
+        0,
+        "the SQL path answers and sees the scope grown"
+    );
+    assert_eq!(scope_reads(&cached), 1);
+    assert_eq!(search(&cached, a, None, "two", 10, None).await.len(), 3);
+    assert_eq!(hits(&cached), 1, "grown: the cache answers");
+    assert_eq!(scope_reads(&cached), 2);
     let stats = cached.keyword_cache_stats().expect("cache");
     assert_eq!((stats.segments, stats.postings), (1, 6));
     assert_eq!(search(&cached, b, None, "y", 10, None).await.len(), 2);
