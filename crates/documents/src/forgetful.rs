@@ -1,6 +1,6 @@
-//! The storage ports that forget the kept pages of documents ([`crate::recent`]) on every
-//! write made through them: what makes a change made through this process show in its lists
-//! at once.
+//! The storage ports that forget what this process keeps from reads ([`crate::recent`]'s
+//! pages of documents, and retrieval's checks through [`ForgetOnWrite`]) on every write made
+//! through them: what makes a change made through this process show at once.
 
 use std::sync::Arc;
 
@@ -25,10 +25,7 @@ impl DocumentPorts {
     #[must_use]
     pub fn with_recheck(mut self, ttl: std::time::Duration) -> Self {
         let recent = RecentLists::new(ttl);
-        self.collections = Arc::new(ForgetfulCollections {
-            inner: self.collections,
-            recent: recent.clone(),
-        });
+        self.collections = forgetting_collections(self.collections, Arc::new(recent.clone()));
         self.documents = Arc::new(ForgetfulDocuments {
             inner: self.documents,
             recent: recent.clone(),
@@ -42,18 +39,47 @@ impl DocumentPorts {
     }
 }
 
-/// Collections storage that forgets every kept page when a collection (and so its
-/// documents) is deleted.
+/// What this process keeps from reads that a write made through it must forget at once (a
+/// memo of pages or of checks). See [`forgetting_collections`].
+pub trait ForgetOnWrite: std::fmt::Debug + Send + Sync {
+    /// Forgets everything kept, reads under way included ([`kernel::memo::Memo::forget_all`]).
+    fn forget_all(&self);
+}
+
+impl ForgetOnWrite for RecentLists {
+    fn forget_all(&self) {
+        self.forget(());
+    }
+}
+
+/// `inner`, forgetting `kept` after every write of collections through it (create, update,
+/// delete: whatever the write's outcome). Documents wraps its collections port with its kept
+/// pages ([`DocumentPorts::with_recheck`]); retrieval with the checks a search reuses.
+#[must_use]
+pub fn forgetting_collections(
+    inner: Arc<dyn CollectionRepository>,
+    kept: Arc<dyn ForgetOnWrite>,
+) -> Arc<dyn CollectionRepository> {
+    Arc::new(ForgetfulCollections { inner, kept })
+}
+
 #[derive(Debug)]
 struct ForgetfulCollections {
     inner: Arc<dyn CollectionRepository>,
-    recent: RecentLists,
+    kept: Arc<dyn ForgetOnWrite>,
+}
+
+impl ForgetfulCollections {
+    fn forget<T>(&self, result: T) -> T {
+        self.kept.forget_all();
+        result
+    }
 }
 
 #[async_trait]
 impl CollectionRepository for ForgetfulCollections {
     async fn create(&self, collection: Collection) -> Result<Collection, StoreError> {
-        self.inner.create(collection).await
+        self.forget(self.inner.create(collection).await)
     }
     async fn find(
         &self,
@@ -76,7 +102,7 @@ impl CollectionRepository for ForgetfulCollections {
         patch: CollectionPatch,
         now: OffsetDateTime,
     ) -> Result<Option<Collection>, StoreError> {
-        self.inner.update(tenant, id, patch, now).await
+        self.forget(self.inner.update(tenant, id, patch, now).await)
     }
     async fn delete(
         &self,
@@ -84,7 +110,7 @@ impl CollectionRepository for ForgetfulCollections {
         id: CollectionId,
         now: OffsetDateTime,
     ) -> Result<Option<Vec<BlobKey>>, StoreError> {
-        self.recent.forget(self.inner.delete(tenant, id, now).await)
+        self.forget(self.inner.delete(tenant, id, now).await)
     }
     async fn stats(
         &self,

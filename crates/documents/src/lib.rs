@@ -23,6 +23,7 @@ pub mod uploads;
 
 pub use collections::{CollectionChange, Collections, NewCollection};
 pub use error::DocumentsError;
+pub use forgetful::{ForgetOnWrite, forgetting_collections};
 pub use ingestion::{IngestPolicy, Ingestion, RunOutcome};
 pub use model::*;
 pub use ports::*;

@@ -18,12 +18,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use documents::{
-    BlobKey, Collection, CollectionId, CollectionPatch, CollectionRepository, CollectionStats,
-    StoreError,
-};
+use documents::{CollectionId, CollectionRepository, ForgetOnWrite, StoreError};
+use kernel::TenantId;
 use kernel::memo::Memo;
-use kernel::{Page, PageRequest, TenantId};
 use time::OffsetDateTime;
 
 use crate::model::{Space, SpaceId};
@@ -69,8 +66,15 @@ impl RecentScopes {
 
     /// Forgets everything kept (after a write), passing `result` through.
     fn forget<T>(&self, result: T) -> T {
+        self.forget_all();
+        result
+    }
+}
+
+impl ForgetOnWrite for RecentScopes {
+    fn forget_all(&self) {
         self.0.collections.forget_all();
-        self.0.spaces.forget_all_after(result)
+        self.0.spaces.forget_all();
     }
 }
 
@@ -85,10 +89,7 @@ impl RecentScopes {
         &self,
         inner: Arc<dyn CollectionRepository>,
     ) -> Arc<dyn CollectionRepository> {
-        Arc::new(ForgetfulCollections {
-            inner,
-            recent: self.clone(),
-        })
+        documents::forgetting_collections(inner, Arc::new(self.clone()))
     }
 
     /// `inner`, forgetting everything kept here on every write through it.
@@ -137,60 +138,6 @@ impl RecentScopes {
                 spaces.list(tenant, scopes)
             })
             .await
-    }
-}
-
-/// Collections storage that forgets every kept read when a collection is created, changed
-/// or deleted.
-#[derive(Debug)]
-struct ForgetfulCollections {
-    inner: Arc<dyn CollectionRepository>,
-    recent: RecentScopes,
-}
-
-#[async_trait]
-impl CollectionRepository for ForgetfulCollections {
-    async fn create(&self, collection: Collection) -> Result<Collection, StoreError> {
-        self.recent.forget(self.inner.create(collection).await)
-    }
-    async fn find(
-        &self,
-        tenant: TenantId,
-        id: CollectionId,
-    ) -> Result<Option<Collection>, StoreError> {
-        self.inner.find(tenant, id).await
-    }
-    async fn list(
-        &self,
-        tenant: TenantId,
-        page: &PageRequest,
-    ) -> Result<Page<Collection>, StoreError> {
-        self.inner.list(tenant, page).await
-    }
-    async fn update(
-        &self,
-        tenant: TenantId,
-        id: CollectionId,
-        patch: CollectionPatch,
-        now: OffsetDateTime,
-    ) -> Result<Option<Collection>, StoreError> {
-        self.recent
-            .forget(self.inner.update(tenant, id, patch, now).await)
-    }
-    async fn delete(
-        &self,
-        tenant: TenantId,
-        id: CollectionId,
-        now: OffsetDateTime,
-    ) -> Result<Option<Vec<BlobKey>>, StoreError> {
-        self.recent.forget(self.inner.delete(tenant, id, now).await)
-    }
-    async fn stats(
-        &self,
-        tenant: TenantId,
-        id: CollectionId,
-    ) -> Result<CollectionStats, StoreError> {
-        self.inner.stats(tenant, id).await
     }
 }
 
