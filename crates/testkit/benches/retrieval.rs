@@ -587,7 +587,7 @@ async fn run(backend: &str, a: &Args, data: &Data) {
         report.push((mode, percentile(&times, 0.5), percentile(&times, 0.99)));
     }
     // Recall@10 of the index against exact search over every vector, per kind of query.
-    let sets: Vec<(&str, &[Vec<f32>], Vec<Truth>)> = data
+    let sets: Vec<RecallSet<'_>> = data
         .recall_sets
         .iter()
         .map(|(kind, qs)| (*kind, qs.as_slice(), truths(qs, &data.vectors, &chunk_ids)))
@@ -681,6 +681,9 @@ fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A kind of query, its query vectors and their exact top 10.
+type RecallSet<'a> = (&'a str, &'a [Vec<f32>], Vec<Truth>);
 
 /// The exact top 10 of a query: its chunks, and the tenth's score.
 struct Truth {
@@ -794,11 +797,11 @@ mod real {
 
     pub(super) async fn data(dir: &Path, a: &Args, rng: &mut Rng) -> Data {
         let embedder: Arc<dyn Embedder> = match a.embedder.as_str() {
-            "local" => Arc::new(local_ai::LocalEmbedder::new(
-                a.dims_given
-                    .then_some(a.dims as u32)
-                    .unwrap_or(local_ai::DEFAULT_LOCAL_DIMENSIONS),
-            )),
+            "local" => Arc::new(local_ai::LocalEmbedder::new(if a.dims_given {
+                a.dims as u32
+            } else {
+                local_ai::DEFAULT_LOCAL_DIMENSIONS
+            })),
             "static" => Arc::new(local_ai::StaticEmbedder::new()),
             "minilm" => Arc::new(local_ai::MiniLmEmbedder::new()),
             other => panic!("--embedder {other}: local, static or minilm"),
