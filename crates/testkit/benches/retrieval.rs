@@ -17,7 +17,29 @@
 //! instance whose threshold is never reached takes all but the last batch; the last batch,
 //! through the real threshold, starts the build), as a large first import would be.
 //! `pgvector` needs `QUIRE_TEST_PGVECTOR_URL` (`.ci/pgvector.sh` prints one). The data are
-//! synthetic and seeded (see docs/benchmarks.md for how they are made).
+//! synthetic and seeded (see docs/benchmarks.md for how they are made), unless `--corpus` is
+//! given.
+//!
+//! # Real text
+//!
+//! ```text
+//! cargo bench -p testkit --bench retrieval -- --corpus <dir> [--embedder local|static|minilm]
+//!     [--max-tokens 400] [--chunks 100000] [--queries 1000] [--recall-queries 200]
+//!     [--dims <local only, default 384>] [--recall-ef 16,32,64,100,200] ...
+//! ```
+//! reads every file under `<dir>` (sorted, recursively; `docs/bench/text-corpus.py` gathers
+//! one from what the machine holds offline), cuts each with the product's chunker
+//! (`extract::chunk`, `cl100k_base`, `--max-tokens` with a tenth of it as overlap) and embeds
+//! the chunks with the named built-in embedder (`local` = `quire-local-ngram-<dims>`, the
+//! embedded default; `static` = `quire-local-static`; `minilm` = `quire-local-minilm`). Every
+//! tenth file is held out: its chunks are never indexed and the queries come from them, two
+//! kinds, whose recall is printed apart: `passages` (a held-out chunk, whole) and `sentences`
+//! (one sentence of 6 to 40 words from a held-out chunk, as a question would be). The timed
+//! searches through the service use the sentences. Repeated chunk texts are indexed once and
+//! texts whose vector is zero (no letter or digit) are left out.
+//!
+//! Recall@10 counts a result as found when it is one of the exact top 10 or scores at least
+//! the exact tenth's score (less 1e-5): an equally near vector is not a miss.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -77,6 +99,19 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// What a run stores and searches: chunks with their vectors, and the queries.
+struct Data {
+    texts: Vec<String>,
+    /// Each chunk's token count.
+    tokens: Vec<u32>,
+    vectors: Vec<Vec<f32>>,
+    model: EmbeddingModel,
+    /// The queries timed through the search service: text, and the vector its embedder gives.
+    queries: Vec<(String, Vec<f32>)>,
+    /// Query vectors whose recall@10 is measured, by kind.
+    recall_sets: Vec<(&'static str, Vec<Vec<f32>>)>,
+}
+
 /// The synthetic corpus: Zipf-distributed words, clustered vectors.
 struct Corpus {
     texts: Vec<String>,
@@ -88,6 +123,38 @@ struct Corpus {
 }
 
 impl Corpus {
+    /// The synthetic data of `a`: the corpus, then the queries (a fresh vector near a random
+    /// chunk's cluster, and three of that chunk's words).
+    fn data(a: &Args, rng: &mut Rng) -> Data {
+        let corpus = Self::new(a.chunks, a.dims, rng);
+        let mut queries = Vec::with_capacity(a.queries);
+        for q in 0..a.queries {
+            let c = rng.below(corpus.texts.len());
+            let v = corpus.near(corpus.clusters[c], 0.8, rng);
+            let words: Vec<&str> = corpus.texts[c].split(' ').collect();
+            let text = format!(
+                "{} {} {} q{q}",
+                words[rng.below(words.len())],
+                words[rng.below(words.len())],
+                words[rng.below(words.len())]
+            );
+            queries.push((text, v));
+        }
+        let recall = queries
+            .iter()
+            .take(a.recall_queries)
+            .map(|(_, v)| v.clone())
+            .collect();
+        Data {
+            tokens: vec![WORDS_PER_CHUNK as u32; corpus.texts.len()],
+            texts: corpus.texts,
+            vectors: corpus.vectors,
+            model: EmbeddingModel::new("bench", a.dims as u32).unwrap(),
+            queries,
+            recall_sets: vec![("synthetic", recall)],
+        }
+    }
+
     fn new(n: usize, dims: usize, rng: &mut Rng) -> Self {
         let syllables = [
             "ka", "lo", "mi", "ra", "te", "su", "no", "vi", "de", "pa", "zu", "ren", "tal", "mor",
@@ -228,6 +295,14 @@ struct Args {
     ef: Option<usize>,
     /// More `ef_search` values to measure recall@10 with (embedded only).
     recall_ef: Vec<usize>,
+    /// Real text instead of synthetic data: the folder to read.
+    corpus: Option<std::path::PathBuf>,
+    /// The built-in embedder of the real text: `local`, `static` or `minilm`.
+    embedder: String,
+    /// The chunker's window of the real text, in tokens.
+    max_tokens: u32,
+    /// `--dims` was given (the real text's `local` embedder then has these dimensions).
+    dims_given: bool,
 }
 
 fn args() -> Args {
@@ -239,6 +314,10 @@ fn args() -> Args {
         backend: "both".to_owned(),
         ef: None,
         recall_ef: Vec::new(),
+        corpus: None,
+        embedder: "local".to_owned(),
+        max_tokens: 400,
+        dims_given: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -246,7 +325,13 @@ fn args() -> Args {
         let value = argv.get(i + 1).cloned().unwrap_or_default();
         match argv[i].as_str() {
             "--chunks" => a.chunks = value.parse().unwrap(),
-            "--dims" => a.dims = value.parse().unwrap(),
+            "--dims" => {
+                a.dims = value.parse().unwrap();
+                a.dims_given = true;
+            }
+            "--corpus" => a.corpus = Some(value.into()),
+            "--embedder" => a.embedder = value,
+            "--max-tokens" => a.max_tokens = value.parse().unwrap(),
             "--queries" => a.queries = value.parse().unwrap(),
             "--recall-queries" => a.recall_queries = value.parse().unwrap(),
             "--backend" => a.backend = value,
@@ -299,7 +384,7 @@ async fn store_for(backend: &str) -> Option<(SqlStore, Option<tempfile::TempDir>
     }
 }
 
-async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
+async fn run(backend: &str, a: &Args, data: &Data) {
     let Some((store, _dir, schema)) = store_for(backend).await else {
         println!("\n[{backend}] skipped: QUIRE_TEST_PGVECTOR_URL is not set");
         return;
@@ -312,9 +397,14 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
 
     // Chunks, stored as the pipeline stores them (the keyword index follows them).
     let started = Instant::now();
-    let mut chunk_ids = Vec::with_capacity(corpus.texts.len());
-    let mut doc_of = Vec::with_capacity(corpus.texts.len());
-    for (d, texts) in corpus.texts.chunks(CHUNKS_PER_DOCUMENT).enumerate() {
+    let mut chunk_ids = Vec::with_capacity(data.texts.len());
+    let mut doc_of = Vec::with_capacity(data.texts.len());
+    for (d, (texts, tokens)) in data
+        .texts
+        .chunks(CHUNKS_PER_DOCUMENT)
+        .zip(data.tokens.chunks(CHUNKS_PER_DOCUMENT))
+        .enumerate()
+    {
         let doc = fixtures::upload(
             &p,
             tenant,
@@ -332,11 +422,12 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
         let chunks = NewChunk::assign(
             texts
                 .iter()
+                .zip(tokens)
                 .enumerate()
-                .map(|(i, t)| ChunkDraft {
+                .map(|(i, (t, n))| ChunkDraft {
                     ordinal: i as u32,
                     text: t.clone(),
-                    tokens: WORDS_PER_CHUNK as u32,
+                    tokens: *n,
                     tokens_by: None,
                     page: None,
                     start: 0,
@@ -366,7 +457,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
     }
     let stored = started.elapsed();
 
-    let model = EmbeddingModel::new("bench", a.dims as u32).unwrap();
+    let model = data.model.clone();
     let space = store
         .ensure(Space::new(
             tenant,
@@ -398,7 +489,7 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
     let bulk: Arc<dyn VectorIndex> = match &index {
         Index::Hnsw(h) => h.clone(),
         Index::Pg(_) => Arc::new(
-            store_sql::PgVectorIndex::try_new(&store, corpus.vectors.len() + 1)
+            store_sql::PgVectorIndex::try_new(&store, data.vectors.len() + 1)
                 .await
                 .unwrap()
                 .expect("the vector extension"),
@@ -411,8 +502,8 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
     let settle = || index.settle();
     let index = index.port();
     let started = Instant::now();
-    let batches = corpus.vectors.len().div_ceil(1_000);
-    for (i, part) in corpus.vectors.chunks(1_000).enumerate() {
+    let batches = data.vectors.len().div_ceil(1_000);
+    for (i, part) in data.vectors.chunks(1_000).enumerate() {
         let entries: Vec<VectorEntry> = part
             .iter()
             .enumerate()
@@ -429,28 +520,14 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
     let started = Instant::now();
     // The first search loads the space; then wait for the graph (or pgvector's HNSW index).
     index
-        .search(&space, &corpus.vectors[0], 10, None)
+        .search(&space, &data.vectors[0], 10, None)
         .await
         .unwrap();
     settle().await;
     let built = started.elapsed();
 
-    // Queries: a fresh vector near a random chunk's cluster, and three of that chunk's words.
-    let mut queries = Vec::with_capacity(a.queries);
-    let mut table = HashMap::new();
-    for q in 0..a.queries {
-        let c = rng.below(corpus.texts.len());
-        let v = corpus.near(corpus.clusters[c], 0.8, rng);
-        let words: Vec<&str> = corpus.texts[c].split(' ').collect();
-        let text = format!(
-            "{} {} {} q{q}",
-            words[rng.below(words.len())],
-            words[rng.below(words.len())],
-            words[rng.below(words.len())]
-        );
-        table.insert(text.clone(), v.clone());
-        queries.push((text, v));
-    }
+    let queries = &data.queries;
+    let table: HashMap<String, Vec<f32>> = queries.iter().cloned().collect();
     let sql = Arc::new(store.clone());
     let service = Retrieval::new(RetrievalPorts {
         spaces: sql.clone(),
@@ -509,36 +586,30 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
         times.sort();
         report.push((mode, percentile(&times, 0.5), percentile(&times, 0.99)));
     }
-    // Recall@10 of the index against exact search over every vector.
-    let truths: Vec<Vec<documents::ChunkId>> = queries
+    // Recall@10 of the index against exact search over every vector, per kind of query.
+    let sets: Vec<RecallSet<'_>> = data
+        .recall_sets
         .iter()
-        .take(a.recall_queries)
-        .map(|(_, q)| {
-            let mut exact: Vec<(f32, usize)> = corpus
-                .vectors
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (dot(q, v), i))
-                .collect();
-            exact.select_nth_unstable_by(10, |x, y| y.0.total_cmp(&x.0));
-            exact[..10].iter().map(|(_, i)| chunk_ids[*i]).collect()
-        })
+        .map(|(kind, qs)| (*kind, qs.as_slice(), truths(qs, &data.vectors, &chunk_ids)))
         .collect();
-    let (recall, index_only) = recall_pass(&*index, &space, &queries, &truths).await;
+    let mut at_default = Vec::new();
+    for (_, qs, truths) in &sets {
+        at_default.push(recall_pass(&*index, &space, qs, truths).await);
+    }
     println!(
         "\n[{backend}] {} chunks × {} dims, vector index: {}",
-        corpus.texts.len(),
-        a.dims,
+        data.texts.len(),
+        data.model.dimensions(),
         index.backend()
     );
     println!(
         "  storing chunks (rows + keyword index): {:.0} chunks/s ({:.1} s)",
-        corpus.texts.len() as f64 / stored.as_secs_f64(),
+        data.texts.len() as f64 / stored.as_secs_f64(),
         stored.as_secs_f64()
     );
     println!(
         "  vector upserts: {:.0} chunks/s ({:.1} s); index build after: {:.1} s",
-        corpus.texts.len() as f64 / indexed.as_secs_f64(),
+        data.texts.len() as f64 / indexed.as_secs_f64(),
         indexed.as_secs_f64(),
         built.as_secs_f64()
     );
@@ -565,24 +636,31 @@ async fn run(backend: &str, a: &Args, corpus: &Corpus, rng: &mut Rng) {
             queries.len() - 20
         );
     }
-    println!(
-        "  vector index alone: p50 {:.2} ms, p99 {:.2} ms; recall@10 vs exact: {:.4} ({} queries)",
-        ms(percentile(&index_only, 0.5)),
-        ms(percentile(&index_only, 0.99)),
-        recall,
-        a.recall_queries
-    );
+    for ((kind, _, truths), (recall, index_only)) in sets.iter().zip(&at_default) {
+        println!(
+            "  vector index alone{}: p50 {:.2} ms, p99 {:.2} ms; recall@10 vs exact: {:.4} \
+             ({} queries)",
+            label(kind),
+            ms(percentile(index_only, 0.5)),
+            ms(percentile(index_only, 0.99)),
+            recall,
+            truths.len()
+        );
+    }
     if let Some(hnsw) = &hnsw {
         for ef in &a.recall_ef {
             let view = hnsw.searching_with(*ef);
-            let (recall, times) = recall_pass(&view, &space, &queries, &truths).await;
-            println!(
-                "  vector index alone at ef_search {ef}: p50 {:.2} ms, p99 {:.2} ms; \
-                 recall@10 vs exact: {recall:.4} ({} queries)",
-                ms(percentile(&times, 0.5)),
-                ms(percentile(&times, 0.99)),
-                truths.len()
-            );
+            for (kind, qs, truths) in &sets {
+                let (recall, times) = recall_pass(&view, &space, qs, truths).await;
+                println!(
+                    "  vector index alone{} at ef_search {ef}: p50 {:.2} ms, p99 {:.2} ms; \
+                     recall@10 vs exact: {recall:.4} ({} queries)",
+                    label(kind),
+                    ms(percentile(&times, 0.5)),
+                    ms(percentile(&times, 0.99)),
+                    truths.len()
+                );
+            }
         }
     }
     if let Some(schema) = schema {
@@ -604,22 +682,69 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Recall@10 of `index` against `truths` (the exact top 10 of each query, in order), and the
-/// latency of each search, sorted.
+/// A kind of query, its query vectors and their exact top 10.
+type RecallSet<'a> = (&'a str, &'a [Vec<f32>], Vec<Truth>);
+
+/// The exact top 10 of a query: its chunks, and the tenth's score.
+struct Truth {
+    ids: Vec<documents::ChunkId>,
+    tenth: f32,
+}
+
+/// The exact top 10 of each of `queries` over `vectors` (those of `chunk_ids`).
+fn truths(
+    queries: &[Vec<f32>],
+    vectors: &[Vec<f32>],
+    chunk_ids: &[documents::ChunkId],
+) -> Vec<Truth> {
+    queries
+        .iter()
+        .map(|q| {
+            let mut exact: Vec<(f32, usize)> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (dot(q, v), i))
+                .collect();
+            exact.select_nth_unstable_by(10, |x, y| y.0.total_cmp(&x.0));
+            let top = &exact[..10];
+            Truth {
+                ids: top.iter().map(|(_, i)| chunk_ids[*i]).collect(),
+                tenth: top.iter().map(|(s, _)| *s).fold(f32::INFINITY, f32::min),
+            }
+        })
+        .collect()
+}
+
+/// How a kind of query is named in the output (the synthetic one, as before, not at all).
+fn label(kind: &str) -> String {
+    if kind == "synthetic" {
+        String::new()
+    } else {
+        format!(" ({kind})")
+    }
+}
+
+/// Recall@10 of `index` against `truths` (the exact top 10 of each query), and the latency of
+/// each search, sorted. A result is found when it is in the exact top 10 or scores at least
+/// its tenth (less 1e-5: the index recomputes scores in another order of additions), so that
+/// an equally near vector is not counted as a miss.
 async fn recall_pass(
     index: &dyn VectorIndex,
     space: &Space,
-    queries: &[(String, Vec<f32>)],
-    truths: &[Vec<documents::ChunkId>],
+    queries: &[Vec<f32>],
+    truths: &[Truth],
 ) -> (f64, Vec<Duration>) {
     let mut recall = 0.0;
     let mut times = Vec::with_capacity(truths.len());
-    for ((_, q), truth) in queries.iter().zip(truths) {
+    for (q, truth) in queries.iter().zip(truths) {
         let t = Instant::now();
         let got: Vec<Candidate> = index.search(space, q, 10, None).await.unwrap();
         times.push(t.elapsed());
-        let hit = got.iter().filter(|c| truth.contains(&c.chunk_id)).count();
-        recall += hit as f64 / 10.0;
+        let hit = got
+            .iter()
+            .filter(|c| truth.ids.contains(&c.chunk_id) || c.score >= truth.tenth - 1e-5)
+            .count();
+        recall += hit.min(10) as f64 / 10.0;
     }
     recall /= truths.len().max(1) as f64;
     times.sort();
@@ -631,18 +756,229 @@ async fn main() {
     let a = args();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
-    let corpus = Corpus::new(a.chunks, a.dims, &mut rng);
-    println!(
-        "synthetic corpus: {} chunks of {} words (Zipf over {} words), {} clusters, made in {:.1} s",
-        a.chunks,
-        WORDS_PER_CHUNK,
-        VOCABULARY,
-        CLUSTERS,
-        started.elapsed().as_secs_f64()
-    );
+    let data = if let Some(dir) = &a.corpus {
+        real::data(dir, &a, &mut rng).await
+    } else {
+        let data = Corpus::data(&a, &mut rng);
+        println!(
+            "synthetic corpus: {} chunks of {} words (Zipf over {} words), {} clusters, made in \
+             {:.1} s",
+            a.chunks,
+            WORDS_PER_CHUNK,
+            VOCABULARY,
+            CLUSTERS,
+            started.elapsed().as_secs_f64()
+        );
+        data
+    };
     for backend in ["sqlite", "pgvector"] {
         if a.backend == "both" || a.backend == backend {
-            run(backend, &a, &corpus, &mut rng).await;
+            run(backend, &a, &data).await;
         }
+    }
+}
+
+/// The real-text mode (`--corpus`; see the crate documentation).
+mod real {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use documents::{ChunkingSettings, ExtractedText, Tokenizer};
+    use retrieval::Embedder;
+
+    use super::{Args, Data, Rng};
+
+    /// Every tenth file is held out of the index: the queries come from it.
+    const HELD_OUT_EVERY: usize = 10;
+    /// Texts embedded per call.
+    const BATCH: usize = 256;
+
+    pub(super) async fn data(dir: &Path, a: &Args, rng: &mut Rng) -> Data {
+        let embedder: Arc<dyn Embedder> = match a.embedder.as_str() {
+            "local" => Arc::new(local_ai::LocalEmbedder::new(if a.dims_given {
+                a.dims as u32
+            } else {
+                local_ai::DEFAULT_LOCAL_DIMENSIONS
+            })),
+            "static" => Arc::new(local_ai::StaticEmbedder::new()),
+            "minilm" => Arc::new(local_ai::MiniLmEmbedder::new()),
+            other => panic!("--embedder {other}: local, static or minilm"),
+        };
+        let settings =
+            ChunkingSettings::new(a.max_tokens, a.max_tokens / 10, Tokenizer::Cl100kBase).unwrap();
+        let mut files = Vec::new();
+        walk(dir, &mut files);
+        files.sort();
+
+        // Chunks: the indexed ones up to `--chunks`, and the held-out ones.
+        let started = Instant::now();
+        let mut seen = HashSet::new();
+        let (mut texts, mut tokens, mut held) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bytes, mut read) = (0usize, 0usize);
+        for (i, file) in files.iter().enumerate() {
+            if texts.len() >= a.chunks && held.len() >= 2 * a.queries {
+                break;
+            }
+            let Ok(raw) = std::fs::read(file) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            bytes += text.len();
+            read += 1;
+            let drafts = extract::chunk(
+                &ExtractedText {
+                    text,
+                    ..ExtractedText::default()
+                },
+                &settings,
+            );
+            for d in drafts {
+                if !seen.insert(d.text.clone()) {
+                    continue;
+                }
+                if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 {
+                    held.push(d.text);
+                } else if texts.len() < a.chunks {
+                    texts.push(d.text);
+                    tokens.push(d.tokens);
+                }
+            }
+        }
+        println!(
+            "real text: {} files read ({:.1} MB), {} chunks to index and {} held out (at most {} \
+             tokens, overlap {}), chunked in {:.1} s",
+            read,
+            bytes as f64 / 1e6,
+            texts.len(),
+            held.len(),
+            settings.max_tokens(),
+            settings.overlap(),
+            started.elapsed().as_secs_f64()
+        );
+
+        // Queries: held-out chunks (passages) and a sentence of each (sentences), shuffled.
+        for i in (1..held.len()).rev() {
+            held.swap(i, rng.below(i + 1));
+        }
+        let sentences: Vec<String> = held.iter().filter_map(|p| sentence(p, rng)).collect();
+
+        let started = Instant::now();
+        let vectors = embed(&*embedder, &texts).await;
+        let took = started.elapsed();
+        println!(
+            "embedded with {} ({} dims): {:.0} chunks/s ({:.1} s)",
+            embedder.model().name(),
+            embedder.model().dimensions(),
+            texts.len() as f64 / took.as_secs_f64(),
+            took.as_secs_f64()
+        );
+        // Zero vectors (no letter or digit) are found by nothing: left out.
+        let (mut kept_texts, mut kept_tokens, mut kept_vectors) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for ((t, n), v) in texts.into_iter().zip(tokens).zip(vectors) {
+            if v.iter().any(|x| *x != 0.0) {
+                kept_texts.push(t);
+                kept_tokens.push(n);
+                kept_vectors.push(v);
+            }
+        }
+        let passages = queries(&*embedder, &held, a.recall_queries).await;
+        let sentences = queries(&*embedder, &sentences, a.queries.max(a.recall_queries)).await;
+        println!(
+            "queries: {} passages, {} sentences (e.g. {:?})",
+            passages.len().min(a.recall_queries),
+            sentences.len(),
+            sentences
+                .first()
+                .map(|(t, _)| t.as_str())
+                .unwrap_or_default()
+        );
+        let recall_sets = vec![
+            (
+                "passages",
+                passages
+                    .iter()
+                    .take(a.recall_queries)
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            ),
+            (
+                "sentences",
+                sentences
+                    .iter()
+                    .take(a.recall_queries)
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            ),
+        ];
+        Data {
+            texts: kept_texts,
+            tokens: kept_tokens,
+            vectors: kept_vectors,
+            model: embedder.model().clone(),
+            queries: sentences.into_iter().take(a.queries).collect(),
+            recall_sets,
+        }
+    }
+
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
+    /// One sentence of 6 to 40 words of `passage`, chosen at random (`None`: it has none).
+    fn sentence(passage: &str, rng: &mut Rng) -> Option<String> {
+        let candidates: Vec<&str> = passage
+            .split(['\n', '.', '?', '!'])
+            .map(str::trim)
+            .filter(|s| (6..=40).contains(&s.split_whitespace().count()))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let s = candidates[rng.below(candidates.len())];
+        Some(s.chars().take(retrieval::MAX_QUERY_CHARS).collect())
+    }
+
+    async fn embed(embedder: &dyn Embedder, texts: &[String]) -> Vec<Vec<f32>> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for part in texts.chunks(BATCH) {
+            vectors.extend(embedder.embed(part).await.unwrap().vectors);
+        }
+        vectors
+    }
+
+    /// Up to `n` of `texts` with their vectors, but those whose vector is zero, each text
+    /// once.
+    async fn queries(
+        embedder: &dyn Embedder,
+        texts: &[String],
+        n: usize,
+    ) -> Vec<(String, Vec<f32>)> {
+        let mut seen = HashSet::new();
+        let texts: Vec<String> = texts
+            .iter()
+            .filter(|t| seen.insert(t.as_str()))
+            .take(n + n / 4 + 1)
+            .map(|t| t.chars().take(retrieval::MAX_QUERY_CHARS).collect())
+            .collect();
+        let vectors = embed(embedder, &texts).await;
+        texts
+            .into_iter()
+            .zip(vectors)
+            .filter(|(_, v)| v.iter().any(|x| *x != 0.0))
+            .take(n)
+            .collect()
     }
 }
