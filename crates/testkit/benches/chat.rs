@@ -15,7 +15,10 @@
 //!   unique marker in its text. Server-added = client TTFT − provider TTFT. Two loads per
 //!   level `c`: a *burst* (`c` questions sent at the same instant, for several rounds) and
 //!   *open streams* (`c` clients whose answers the fake holds open `--hold-secs` after the
-//!   first token, each asking again when its answer ends; arrivals spread out).
+//!   first token, each asking again when its answer ends; arrivals spread out). Each client
+//!   asks `--open-rounds` questions, more when `c` is small, so that every level has at least
+//!   `--open-min-samples` (at 1 open stream: one question every `--hold-secs`, each after
+//!   that long without another, which is the point of that row).
 //! - **Memory per WebSocket.** This binary starts itself again as a child process that opens
 //!   `--sockets` authenticated WebSockets (`Sec-WebSocket-Protocol: bearer, <token>` and
 //!   `?tenant=`) and waits for every `{"type":"ready"}`; the server's resident set (this
@@ -39,7 +42,8 @@
 //!
 //! ```text
 //! cargo bench -p testkit --bench chat -- [--streams 1,50,200] [--rounds 5] [--min-samples 200]
-//!     [--hold-secs 4] [--open-rounds 4] [--sockets 1000] [--documents 20]
+//!     [--hold-secs 4] [--open-rounds 4] [--open-min-samples 30] [--sockets 1000]
+//!     [--documents 20]
 //!     [--backend embedded|postgres] [--provider-closes]
 //! cargo bench -p testkit --bench chat -- --gateway [--streams 1,50] [--rounds 40]
 //!     [--provider http://127.0.0.1:18080/v1] [--peer http://127.0.0.1:14000/v1]
@@ -183,8 +187,10 @@ struct Args {
     /// How long the provider holds each answer open in the open-streams part (0: no such
     /// part).
     hold_secs: f64,
-    /// Questions each client asks in the open-streams part.
+    /// Questions each client asks in the open-streams part (at least).
     open_rounds: usize,
+    /// Samples each open-streams level gathers at least (its clients ask more rounds).
+    open_min_samples: usize,
     /// PostgreSQL and Redis instead of SQLite and the in-process cache.
     postgres: bool,
     /// The gateway comparison instead of the rest.
@@ -209,6 +215,7 @@ fn args() -> Args {
         documents: 20,
         hold_secs: 4.0,
         open_rounds: 4,
+        open_min_samples: 30,
         postgres: false,
         gateway: false,
         provider: "http://127.0.0.1:18080/v1".to_owned(),
@@ -259,6 +266,7 @@ fn args() -> Args {
             "--documents" => a.documents = value.parse().unwrap(),
             "--hold-secs" => a.hold_secs = value.parse().unwrap(),
             "--open-rounds" => a.open_rounds = value.parse().unwrap(),
+            "--open-min-samples" => a.open_min_samples = value.parse().unwrap(),
             _ => {
                 i += 1;
                 continue;
@@ -785,12 +793,10 @@ async fn ttft(app: &TestApp, fake: &FakeOpenAi, org: Arc<Org>, a: &Args, rng: &m
         );
         let mut open = Vec::new();
         for &c in &a.streams {
-            let l = bench
-                .sustained(c, a.open_rounds, hold, &mut next_id, rng)
-                .await;
+            let rounds = a.open_rounds.max(a.open_min_samples.div_ceil(c.max(1)));
+            let l = bench.sustained(c, rounds, hold, &mut next_id, rng).await;
             println!(
-                "  {c} open × {} questions each: server-added p50 {:.2} ms, p99 {:.2} ms ({} ok, {} failed)",
-                a.open_rounds,
+                "  {c} open × {rounds} questions each: server-added p50 {:.2} ms, p99 {:.2} ms ({} ok, {} failed)",
                 ms(percentile(&l.server_added, 0.5)),
                 ms(percentile(&l.server_added, 0.99)),
                 l.samples,
