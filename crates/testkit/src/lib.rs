@@ -580,6 +580,33 @@ impl TestApp {
         (token, id)
     }
 
+    /// `who` (`{who}@example.com`, signed in by a mailed code) joins organization `org` as
+    /// `role` through an invitation from `owner` (a token allowed to invite); returns `who`'s
+    /// access token and user id.
+    pub async fn join(&self, owner: &str, org: &str, who: &str, role: &str) -> (String, String) {
+        let (token, id) = self.sign_in_by_code(who).await;
+        let (s, inv) = self
+            .call(
+                owner,
+                reqwest::Method::POST,
+                &format!("/api/v1/orgs/{org}/invitations"),
+                Some(serde_json::json!({"email": format!("{who}@example.com"), "role": role})),
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "{inv}");
+        let t = inv["token"].as_str().expect("invitation token");
+        let (s, joined) = self
+            .call(
+                &token,
+                reqwest::Method::POST,
+                &format!("/api/v1/invitations/{t}/accept"),
+                None,
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::OK, "{joined}");
+        (token, id)
+    }
+
     /// Confirms the email of the signed-in account of `token` (address `email`) through the
     /// real mail flow: a code is requested (`POST /auth/code/request`), read from the outbox
     /// and sent to `POST /auth/email/verify`. Needed before the account accepts invitations.

@@ -75,7 +75,7 @@ async fn polls_are_coalesced(app: &TestApp) {
     let doc = app
         .ready_document(&ann, &org, "zebras.txt", NOTES, &coll)
         .await;
-    let (mel, mel_id) = join(app, &ann, &org, "mel", "member").await;
+    let (mel, mel_id) = app.join(&ann, &org, "mel", "member").await;
     let poll = |token: String| {
         let doc = doc.clone();
         let org = org.clone();
@@ -262,31 +262,6 @@ async fn me(app: &TestApp, token: &str) -> String {
     me["user"]["id"].as_str().expect("user id").to_owned()
 }
 
-/// `who` joins `org` (owned by `owner`) as `role`; returns the token and the user id.
-async fn join(app: &TestApp, owner: &str, org: &str, who: &str, role: &str) -> (String, String) {
-    let (token, id) = app.sign_in_by_code(who).await;
-    let (s, inv) = app
-        .call(
-            owner,
-            Method::POST,
-            &format!("/api/v1/orgs/{org}/invitations"),
-            Some(json!({"email": format!("{who}@example.com"), "role": role})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{inv}");
-    let t = inv["token"].as_str().expect("invitation token");
-    let (s, joined) = app
-        .call(
-            &token,
-            Method::POST,
-            &format!("/api/v1/invitations/{t}/accept"),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{joined}");
-    (token, id)
-}
-
 async fn search(app: &TestApp, token: &str, org: &str, query: &str) -> Value {
     let (s, found) = app
         .call_in(
@@ -374,8 +349,8 @@ async fn trail_records_ids_and_only_admins_read_it(app: &TestApp) {
     let doc = app
         .ready_document(&ann, &org, "zebras.txt", NOTES, &coll)
         .await;
-    let (mel, mel_id) = join(app, &ann, &org, "mel", "member").await;
-    let (vic, _) = join(app, &ann, &org, "vic", "viewer").await;
+    let (mel, mel_id) = app.join(&ann, &org, "mel", "member").await;
+    let (vic, _) = app.join(&ann, &org, "vic", "viewer").await;
     let (s, key) = app
         .call(
             &ann,
@@ -589,7 +564,7 @@ async fn opt_in_keeps_the_question(app: &TestApp) {
     let doc = app
         .ready_document(&ann, &org, "zebras.txt", NOTES, &coll)
         .await;
-    let (mel, _) = join(app, &ann, &org, "mel", "member").await;
+    let (mel, _) = app.join(&ann, &org, "mel", "member").await;
     // Off by default; only an admin turns it on.
     let (s, o) = app
         .call(&ann, Method::GET, &format!("/api/v1/orgs/{org}"), None)

@@ -230,28 +230,7 @@ async fn what_a_search_reuses_never_outlives_a_change_here(app: &TestApp) {
     );
 
     // A member searches (her check kept), is removed, and is refused at once.
-    let (bea, _) = app.sign_in_by_code("bea").await;
-    let (s, inv) = app
-        .call(
-            &ann,
-            Method::POST,
-            "/api/v1/orgs/ann/invitations",
-            Some(json!({"email": "bea@example.com", "role": "member"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{inv}");
-    let t = inv["token"].as_str().expect("invitation token");
-    let (s, joined) = app
-        .call(
-            &bea,
-            Method::POST,
-            &format!("/api/v1/invitations/{t}/accept"),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{joined}");
-    let (_, me) = app.call(&bea, Method::GET, "/api/v1/auth/me", None).await;
-    let bea_id = me["user"]["id"].as_str().expect("user id").to_owned();
+    let (bea, bea_id) = app.join(&ann, &org, "bea", "member").await;
     let (s, found) = search_in(app, &bea, &org, &handbook, "receipts").await;
     assert_eq!(s, StatusCode::OK, "{found}");
     let (s, _) = app
