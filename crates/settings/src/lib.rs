@@ -224,7 +224,7 @@ pub struct RetrievalSettings {
     /// HNSW: candidate list while searching (at least `2 × top_k` is used).
     pub hnsw_ef_search: usize,
     /// SQLite: keyword searches of scopes with at least this many chunks are answered from
-    /// the in-process keyword cache (0: every scope; negative: never).
+    /// the in-process keyword cache (0, the default: every scope; negative: never).
     pub keyword_cache_min_chunks: i64,
     /// SQLite: postings the keyword cache holds at most (6 bytes each), least recently used
     /// scopes dropped past it.
@@ -793,7 +793,7 @@ impl Default for Settings {
                 hnsw_m: 16,
                 hnsw_ef_construction: 128,
                 hnsw_ef_search: 200,
-                keyword_cache_min_chunks: 4_096,
+                keyword_cache_min_chunks: 0,
                 keyword_cache_max_postings: 24_000_000,
                 reembed_lease_secs: 120,
                 fusion: FusionConfig {

@@ -1,5 +1,5 @@
-//! The in-process keyword cache of large scopes on SQLite (issue 16): postings built from the
-//! stored chunks, searched in Rust with the SQL path's words, rule and arithmetic.
+//! The in-process keyword cache on SQLite (issue 16): postings built from the stored chunks,
+//! searched in Rust with the SQL path's words, rule and arithmetic.
 //!
 //! # Truth and cache
 //!
@@ -30,15 +30,17 @@
 //! whole. Tokenizing runs on `spawn_blocking`, never on the async runtime.
 //!
 //! Only searches whose scope holds at least [`KeywordCacheConfig::min_chunks`] chunks use the
-//! cache (small scopes keep the SQL path, fast there). A scope last seen small, by the cache's
-//! version read or by the statistics the SQL path reads anyway, goes straight to the SQL path
-//! without the version read (a question over a small collection pays no extra statement); the
-//! SQL path's own statistics clear that hint as soon as the scope has grown, so the next search
-//! reads the versions again. The hint can only send a search to the SQL path, which is always
-//! right. Memory is bounded by
-//! [`KeywordCacheConfig::max_postings`]: the least recently used segments are dropped past it;
+//! cache. The default is 0, every scope: a small scope's SQL path reads its matches' texts and
+//! counts their words (~3 ms of a chat question over 20 documents), the cache one version
+//! row (docs/benchmarks.md, "the first token, eighth pass"). With a threshold set, a scope
+//! last seen small, by the cache's version read or by the statistics the SQL path reads
+//! anyway, goes straight to the SQL path without the version read; the SQL path's own
+//! statistics clear that hint as soon as the scope has grown, so the next search reads the
+//! versions again. The hint can only send a search to the SQL path, which is always right.
+//! Memory is bounded by [`KeywordCacheConfig::max_postings`]: the least recently used
+//! segments are dropped past it;
 //! a segment larger than the whole budget is not cached (its searches keep the SQL path).
-//! Nothing is built before the first large search, so an idle server holds nothing.
+//! Nothing is built before a scope's first search, so an idle server holds nothing.
 //!
 //! # Equal to the SQL path
 //!
@@ -67,7 +69,7 @@ use crate::keyword::{Bm25, ScopeStats, fold, fold_into, idf, prune_cap, sort_bes
 /// Tuning of the keyword cache ([`crate::SqlStore::with_keyword_cache`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeywordCacheConfig {
-    /// Searches of scopes with fewer chunks keep the SQL path (default 4096).
+    /// Searches of scopes with fewer chunks keep the SQL path (default 0: none do).
     pub min_chunks: i64,
     /// Postings held in all, across segments; the least recently used segments are dropped
     /// past it (default 24,000,000: about 150 MB; a posting takes 6 bytes).
@@ -81,7 +83,7 @@ pub struct KeywordCacheConfig {
 impl Default for KeywordCacheConfig {
     fn default() -> Self {
         Self {
-            min_chunks: 4096,
+            min_chunks: 0,
             max_postings: 24_000_000,
             load_page: 2000,
             load_inline: false,

@@ -43,7 +43,7 @@
 //! ```text
 //! cargo bench -p testkit --bench chat -- [--streams 1,50,200] [--rounds 5] [--min-samples 200]
 //!     [--hold-secs 4] [--open-rounds 4] [--open-min-samples 30] [--sockets 1000]
-//!     [--documents 20]
+//!     [--documents 20] [--keyword-cache-min-chunks N]
 //!     [--backend embedded|postgres] [--provider-closes]
 //! cargo bench -p testkit --bench chat -- --gateway [--streams 1,50] [--rounds 40]
 //!     [--provider http://127.0.0.1:18080/v1] [--peer http://127.0.0.1:14000/v1]
@@ -206,6 +206,10 @@ struct Args {
     provider_closes: bool,
 }
 
+/// `--keyword-cache-min-chunks N`: the server's `retrieval.keyword_cache_min_chunks` (unset:
+/// the default), to compare the keyword cache and the SQL path on one binary.
+static KEYWORD_CACHE_MIN_CHUNKS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
 fn args() -> Args {
     let mut a = Args {
         streams: vec![1, 50, 200],
@@ -267,6 +271,11 @@ fn args() -> Args {
             "--hold-secs" => a.hold_secs = value.parse().unwrap(),
             "--open-rounds" => a.open_rounds = value.parse().unwrap(),
             "--open-min-samples" => a.open_min_samples = value.parse().unwrap(),
+            "--keyword-cache-min-chunks" => {
+                KEYWORD_CACHE_MIN_CHUNKS
+                    .set(value.parse().unwrap())
+                    .unwrap();
+            }
             _ => {
                 i += 1;
                 continue;
@@ -309,6 +318,9 @@ fn bench_settings(s: &mut quire::Settings) {
     s.chat.ws_idle_timeout_secs = 3_600;
     // All of them from one address (the child process).
     s.chat.ws_max_per_address = 1_000_000;
+    if let Some(&n) = KEYWORD_CACHE_MIN_CHUNKS.get() {
+        s.retrieval.keyword_cache_min_chunks = n;
+    }
     // One user asks hundreds of questions a minute from one address: no request budget, and
     // a plan (still metered against a token limit) with room for every stream at once.
     s.rate_limits.chat = billing::RateBudget::default();

@@ -366,3 +366,41 @@ async fn small_scopes_stay_in_sql_and_memory_is_bounded() {
         "A's segment dropped for B's"
     );
 }
+
+/// The default settings cache every scope: a collection of two chunks is answered from the
+/// cache once loaded (its SQL path reads and counts the matches' texts on every search), with
+/// what SQL answers, and another organization's search never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_default_caches_a_small_collection() {
+    let (store, _dir) = testkit::sqlite_store().await;
+    let sql = store.clone().with_keyword_cache(None);
+    let p = RetrievalPorts::of(store.clone());
+    let (a, b) = two_tenants(&p.docs).await;
+    store_document(
+        &p,
+        a,
+        None,
+        &["receipts go to the desk", "the desk files receipts"],
+        at_ms(10),
+    )
+    .await;
+    let expected = search(&sql, a, None, "receipts desk", 10, None).await;
+    assert_eq!(expected.len(), 2);
+    assert_same(
+        &search(&store, a, None, "receipts desk", 10, None).await,
+        &expected,
+        "first search, in SQL while the scope loads",
+    );
+    store.keyword_cache_settled().await;
+    assert_same(
+        &search(&store, a, None, "receipts desk", 10, None).await,
+        &expected,
+        "loaded",
+    );
+    assert_eq!(hits(&store), 1, "two chunks, answered from the cache");
+    assert!(
+        search(&store, b, None, "receipts desk", 10, None)
+            .await
+            .is_empty()
+    );
+}
