@@ -271,7 +271,8 @@ async fn main() {
         percentile(&times, 0.99)
     );
     println!(
-        "memory: {:.0} MiB of flat vectors (the graph holds a copy of its own)",
-        stats.vector_bytes as f64 / (1 << 20) as f64
+        "memory: {:.0} MiB of flat f32 vectors, {:.0} MiB of the graph's int8 copies",
+        stats.vector_bytes as f64 / (1 << 20) as f64,
+        stats.graph_vector_bytes as f64 / (1 << 20) as f64
     );
 }

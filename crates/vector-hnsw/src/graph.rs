@@ -2,7 +2,8 @@
 //! position in the space's [`Flat`](crate::flat::Flat), and the graph holds the positions
 //! `0..indexed()` (a prefix: positions are inserted in order, tombstones included, so the
 //! prefix stays contiguous; a search filters tombstones out and scans the positions past the
-//! prefix exactly).
+//! prefix exactly). The graph holds int8 copies of the vectors ([`crate::quant`]) and is
+//! traversed with their approximate distance; callers rescore what it returns exactly.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,17 +11,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hnsw_rs::anndists::dist::distances::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
-use crate::dot::dot;
 use crate::flat::Pos;
+use crate::quant::{SCALE_BYTES, dot_quantized, quantize, quantize_into};
 
-/// `1 − cos` for normalized vectors, never negative (rounding can push `dot` a hair past 1,
-/// and `hnsw_rs` asserts distances are not negative).
+/// `1 − cos` of two quantized normalized vectors, never negative (quantization and rounding
+/// can push the dot product past 1, and `hnsw_rs` asserts distances are not negative).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct CosineDistance;
+pub(crate) struct QuantizedCosine;
 
-impl Distance<f32> for CosineDistance {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - dot(va, vb)).max(0.0)
+impl Distance<i8> for QuantizedCosine {
+    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
+        (1.0 - dot_quantized(va, vb)).max(0.0)
     }
 }
 
@@ -31,7 +32,7 @@ const PARALLEL_BATCH: usize = 256;
 
 /// The graph and how far it goes.
 pub(crate) struct Graph {
-    hnsw: Hnsw<'static, f32, CosineDistance>,
+    hnsw: Hnsw<'static, i8, QuantizedCosine>,
     indexed: AtomicUsize,
     dim: usize,
 }
@@ -53,7 +54,7 @@ impl Graph {
                 expected.max(1024),
                 MAX_LAYERS,
                 ef_construction,
-                CosineDistance,
+                QuantizedCosine,
             ),
             indexed: AtomicUsize::new(0),
             dim,
@@ -65,12 +66,18 @@ impl Graph {
         self.indexed.load(Ordering::Acquire)
     }
 
-    /// Inserts the positions `from..from + n` whose vectors are `vectors` (`n · dim` floats);
-    /// `from` must be `indexed()`. Only one thread appends at a time (the space's worker).
+    /// Inserts the positions `from..from + n` whose vectors are `vectors` (`n · dim` floats),
+    /// quantized; `from` must be `indexed()`. Only one thread appends at a time (the space's
+    /// worker).
     pub(crate) fn append(&self, from: Pos, vectors: &[f32]) {
         debug_assert_eq!(from, self.indexed());
-        let items: Vec<(&[f32], usize)> = vectors
-            .chunks_exact(self.dim)
+        let width = self.dim + SCALE_BYTES;
+        let mut codes = Vec::with_capacity(vectors.len() / self.dim.max(1) * width);
+        for v in vectors.chunks_exact(self.dim) {
+            quantize_into(v, &mut codes);
+        }
+        let items: Vec<(&[i8], usize)> = codes
+            .chunks_exact(width)
             .enumerate()
             .map(|(i, v)| (v, from + i))
             .collect();
@@ -85,8 +92,14 @@ impl Graph {
         self.indexed.store(from + n, Ordering::Release);
     }
 
-    /// Up to `k` positions nearest to `query` (with `ef` candidates in the bottom layer) among
-    /// those `keep` accepts; `None` keeps every position.
+    /// Bytes of the graph's quantized vectors (its links and `hnsw_rs`'s bookkeeping aside).
+    pub(crate) fn vector_bytes(&self) -> usize {
+        self.indexed() * (self.dim + SCALE_BYTES)
+    }
+
+    /// Up to `k` positions nearest to `query` by the quantized distance (with `ef` candidates
+    /// in the bottom layer) among those `keep` accepts; `None` keeps every position. Nearest
+    /// first, but only approximately: the caller rescores them.
     pub(crate) fn search(
         &self,
         query: &[f32],
@@ -94,11 +107,12 @@ impl Graph {
         ef: usize,
         keep: Option<&dyn Fn(Pos) -> bool>,
     ) -> Vec<Pos> {
+        let query = quantize(query);
         let found = match keep {
-            None => self.hnsw.search_filter(query, k, ef, None),
+            None => self.hnsw.search_filter(&query, k, ef, None),
             Some(keep) => {
                 let filter = |id: &usize| keep(*id);
-                self.hnsw.search_filter(query, k, ef, Some(&filter))
+                self.hnsw.search_filter(&query, k, ef, Some(&filter))
             }
         };
         found.into_iter().map(|n| n.d_id).collect()
