@@ -92,16 +92,8 @@ pub(crate) fn dot_quantized(a: &[i8], b: &[i8]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dot::{dot, dot_reference};
-
-    fn unit(rng: &mut fastrand::Rng, n: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
-        let norm = dot(&v, &v).sqrt();
-        if norm > 0.0 {
-            v.iter_mut().for_each(|x| *x /= norm);
-        }
-        v
-    }
+    use crate::dot::dot_reference;
+    use crate::tests::unit;
 
     #[test]
     fn codes_dot_is_exact_at_every_length() {

@@ -136,7 +136,8 @@ fn space(dim: u32) -> Space {
     )
 }
 
-fn unit(rng: &mut fastrand::Rng, dim: usize) -> Vec<f32> {
+/// A random unit vector of `dim` dimensions.
+pub(crate) fn unit(rng: &mut fastrand::Rng, dim: usize) -> Vec<f32> {
     let mut v: Vec<f32> = (0..dim).map(|_| rng.f32() * 2.0 - 1.0).collect();
     let n = dot(&v, &v).sqrt();
     v.iter_mut().for_each(|x| *x /= n);
