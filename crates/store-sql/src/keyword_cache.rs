@@ -38,8 +38,8 @@
 //! statistics clear that hint as soon as the scope has grown, so the next search reads the
 //! versions again. The hint can only send a search to the SQL path, which is always right.
 //! Memory is bounded by [`KeywordCacheConfig::max_postings`]: the least recently used
-//! segments are dropped past it;
-//! a segment larger than the whole budget is not cached (its searches keep the SQL path).
+//! segments are dropped past it; a segment larger than the whole budget is not cached (its
+//! searches keep the SQL path).
 //! Nothing is built before a scope's first search, so an idle server holds nothing.
 //!
 //! # Equal to the SQL path
@@ -388,7 +388,15 @@ impl KeywordCache {
         collections: Option<&[CollectionId]>,
         chunks: i64,
     ) {
-        self.remember_size(ScopeKey::new(tenant, collections), chunks);
+        if let Some(key) = self.hint_key(tenant, collections) {
+            self.remember_size(key, chunks);
+        }
+    }
+
+    /// The key a scope's size is remembered under; `None` when no scope can be small
+    /// (`min_chunks` 0, the default), so that a search builds no key and takes no lock for it.
+    fn hint_key(&self, tenant: TenantId, collections: Option<&[CollectionId]>) -> Option<ScopeKey> {
+        (self.config.min_chunks > 0).then(|| ScopeKey::new(tenant, collections))
     }
 
     fn remember_size(&self, key: ScopeKey, chunks: i64) {
@@ -419,14 +427,18 @@ impl KeywordCache {
         k: usize,
         allow: Option<&[DocumentId]>,
     ) -> Result<Option<Vec<Candidate>>, IndexError> {
-        let key = ScopeKey::new(tenant, collections);
-        if self.state().small.contains(&key) {
+        let key = self.hint_key(tenant, collections);
+        if let Some(key) = &key
+            && self.state().small.contains(key)
+        {
             return Ok(None);
         }
         self.scope_reads.fetch_add(1, Ordering::Relaxed);
         let scope = read_scope(db, tenant, collections).await?;
         let total: i64 = scope.versions.iter().map(|(_, v)| v.chunks).sum();
-        if total < self.config.min_chunks {
+        if let Some(key) = key
+            && total < self.config.min_chunks
+        {
             self.remember_size(key, total);
             return Ok(None);
         }
